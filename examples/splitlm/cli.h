@@ -1,0 +1,28 @@
+// Subcommands of the `splitlm` tool. Each registers its options on the app
+// and returns the function that runs it (exit status).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+
+namespace splitlm::cli {
+
+struct Context {
+  std::shared_ptr<spdlog::logger> log;
+  int threads = 0;
+};
+
+using Runner = std::function<int(const Context&)>;
+
+Runner AddMakeModel(CLI::App& app);
+Runner AddGenerate(CLI::App& app);
+Runner AddBench(CLI::App& app);
+
+// Parses "1 2 3" (spaces or commas); throws std::invalid_argument naming the
+// bad item.
+std::vector<int32_t> ParseIds(const std::string& text);
+
+}  // namespace splitlm::cli

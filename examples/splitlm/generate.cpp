@@ -1,0 +1,193 @@
+#include <chrono>
+#include <iostream>
+#include <sstream>
+
+#include "examples/splitlm/cli.h"
+#include "partition/error.h"
+#include "partition/model.h"
+#include "partition/sampler.h"
+#include "partition/stage.h"
+#include "partition/tokenizer.h"
+#include "transport/codec.h"
+
+namespace splitlm::cli {
+
+std::vector<int32_t> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string item;
+  std::istringstream in(text);
+  while (in >> item) {
+    std::istringstream parts(item);
+    std::string tok;
+    while (std::getline(parts, tok, ',')) {
+      if (tok.empty()) continue;
+      size_t used = 0;
+      long v = -1;
+      try {
+        v = std::stol(tok, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != tok.size() || v < 0 || v > INT32_MAX) {
+        throw std::invalid_argument("bad token id \"" + tok + "\" (expected non-negative integers)");
+      }
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  }
+  return ids;
+}
+
+namespace {
+
+struct GenerateArgs {
+  std::string model;
+  int cut = -1;  // -1: no split
+  std::string prompt;
+  std::string prompt_ids;
+  std::string tokenizer;
+  int max_tokens = 32;
+  partition::SamplingParams sampling;
+  bool print_ids = false;
+  bool ignore_eos = false;
+  std::string codec = "f32";
+};
+
+}  // namespace
+
+Runner AddGenerate(CLI::App& app) {
+  auto* cmd = app.add_subcommand("generate", "generate text, optionally split at a cut in one process");
+  auto a = std::make_shared<GenerateArgs>();
+  cmd->add_option("--model", a->model, "model directory")->required();
+  cmd->add_option("--cut", a->cut,
+                  "run layers [0,K) and [K,L) as two stages exchanging serialized hidden states");
+  auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs a tokenizer)");
+  auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, e.g. \"1 2 3\"");
+  p->excludes(pi);
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: the model directory's)");
+  cmd->add_option("--max-tokens", a->max_tokens, "tokens to generate")
+      ->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  cmd->add_option("--temperature", a->sampling.temperature, "0 = greedy")
+      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  cmd->add_option("--top-k", a->sampling.top_k, "0 = no limit")
+      ->check(CLI::Range(0, 1 << 30))->capture_default_str();
+  cmd->add_option("--top-p", a->sampling.top_p, "nucleus mass in (0, 1]")
+      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
+  cmd->add_flag("--print-ids", a->print_ids, "print prompt and generated ids on one line");
+  cmd->add_flag("--ignore-eos", a->ignore_eos, "keep generating after an end-of-sequence token");
+  cmd->add_option("--codec", a->codec, "activation codec at the cut: f32, f16, bf16, int8")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))->capture_default_str();
+
+  return [a](const Context& ctx) {
+    using Clock = std::chrono::steady_clock;
+    partition::ValidateSamplingParams(a->sampling);
+    auto model = partition::Model::Open(a->model);
+    const partition::ModelConfig& c = model->config();
+    const int layers = c.num_layers;
+    const int cut = a->cut < 0 ? layers : a->cut;
+    partition::StageSpec::Device(c, cut);  // validates the cut with a clear message
+
+    std::unique_ptr<partition::Tokenizer> tok;
+    std::string tok_path = a->tokenizer;
+    if (tok_path.empty() && model->tokenizer_path()) tok_path = *model->tokenizer_path();
+    if (!tok_path.empty()) tok = partition::Tokenizer::Open(tok_path);
+
+    std::vector<int32_t> ids;
+    if (!a->prompt_ids.empty()) {
+      ids = ParseIds(a->prompt_ids);
+    } else if (!a->prompt.empty()) {
+      if (!tok) {
+        throw partition::PartitionError(a->model + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
+      }
+      ids = tok->Encode(a->prompt);
+      ids.insert(ids.begin(), c.bos_token_id);
+    } else {
+      throw partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+    }
+    if (ids.empty()) throw partition::PartitionError("the prompt holds no tokens");
+    if (static_cast<int>(ids.size()) > c.max_context) {
+      throw partition::PartitionError("prompt of " + std::to_string(ids.size()) +
+                                      " tokens is longer than the context of " +
+                                      std::to_string(c.max_context));
+    }
+    for (int32_t id : ids) {
+      if (id >= c.vocab_size) {
+        throw partition::PartitionError("prompt token id " + std::to_string(id) +
+                                        " is outside the vocabulary of " + std::to_string(c.vocab_size));
+      }
+    }
+
+    const transport::Codec codec = *transport::ParseCodec(a->codec);
+    const bool split = cut < layers;
+    partition::Stage device(partition::StageWeights::Load(*model, partition::StageSpec::Device(c, cut)));
+    std::unique_ptr<partition::Stage> cloud;
+    if (split) {
+      cloud = std::make_unique<partition::Stage>(
+          partition::StageWeights::Load(*model, partition::StageSpec::Cloud(c, cut)));
+      ctx.log->info("cut {}: device runs embedding + layers [0,{}) ({:.1f} MB), cloud runs [{},{}) + head ({:.1f} MB), codec {}",
+                    cut, cut, device.weights().bytes() / 1e6, cut, layers,
+                    cloud->weights().bytes() / 1e6, a->codec);
+    } else {
+      ctx.log->info("no cut: all {} layers local ({:.1f} MB)", layers, device.weights().bytes() / 1e6);
+    }
+
+    std::vector<float> hidden, logits(c.vocab_size);
+    std::vector<uint8_t> wire;
+    size_t wire_bytes = 0;
+    // One step: run `n` positions through the device stage, across the cut,
+    // through the cloud stage; leaves the last position's logits.
+    auto step = [&](const int32_t* tokens, int n) {
+      if (!split) {
+        device.Forward({tokens, nullptr, n}, logits.data());
+        return;
+      }
+      hidden.resize(device.OutputSize(n));
+      device.Forward({tokens, nullptr, n}, hidden.data());
+      wire.resize(transport::EncodedSize(codec, n, c.hidden_size));
+      transport::Encode(codec, hidden.data(), n, c.hidden_size, wire.data());
+      wire_bytes += wire.size();
+      transport::Decode(codec, wire.data(), wire.size(), n, c.hidden_size, hidden.data());
+      cloud->Forward({nullptr, hidden.data(), n}, logits.data());
+    };
+
+    const size_t prompt_len = ids.size();
+    auto t0 = Clock::now();
+    step(ids.data(), static_cast<int>(ids.size()));
+    auto t_first = Clock::now();
+    std::string printed;
+    int generated = 0;
+    while (generated < a->max_tokens) {
+      int32_t next = partition::SampleToken(logits.data(), c.vocab_size, a->sampling,
+                                            static_cast<int>(ids.size()));
+      ids.push_back(next);
+      ++generated;
+      if (tok && !a->print_ids) {
+        std::string text = tok->Decode(std::vector<int32_t>(ids.begin() + prompt_len, ids.end()));
+        std::cout << text.substr(std::min(printed.size(), text.size())) << std::flush;
+        printed = text;
+      }
+      if (!a->ignore_eos && c.IsEos(next)) break;
+      if (generated == a->max_tokens) break;
+      if (static_cast<int>(ids.size()) >= c.max_context) {
+        ctx.log->warn("stopped: the context of {} tokens is full", c.max_context);
+        break;
+      }
+      step(&next, 1);
+    }
+    auto t_end = Clock::now();
+    if (a->print_ids || !tok) {
+      for (size_t i = 0; i < ids.size(); ++i) std::cout << (i ? " " : "") << ids[i];
+    }
+    std::cout << std::endl;
+    const double first_ms = std::chrono::duration<double, std::milli>(t_first - t0).count();
+    const double rest_ms = std::chrono::duration<double, std::milli>(t_end - t_first).count();
+    ctx.log->info("{} prompt tokens, {} generated; first token {:.1f} ms, then {:.2f} ms/token{}",
+                  prompt_len, generated, first_ms, generated > 1 ? rest_ms / (generated - 1) : 0.0,
+                  split ? fmt::format(", {:.0f} bytes/token across the cut",
+                                      static_cast<double>(wire_bytes) / (ids.size() - 1))
+                        : "");
+    return 0;
+  };
+}
+
+}  // namespace splitlm::cli

@@ -1,0 +1,63 @@
+// splitlm: the command-line tool. See README.md for every subcommand.
+#include <ATen/Parallel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <thread>
+
+#include "examples/splitlm/cli.h"
+#include "partition/blas_check.h"
+#include "partition/kernels.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"splitlm: edge-cloud split inference for transformer language models"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string level = "info";
+  app.add_option("--threads", threads, "compute threads (LibTorch intra-op pool)")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
+      ->capture_default_str();
+
+  std::vector<std::pair<CLI::App*, splitlm::cli::Runner>> commands;
+  auto add = [&](splitlm::cli::Runner (*fn)(CLI::App&)) {
+    size_t before = app.get_subcommands({}).size();
+    splitlm::cli::Runner r = fn(app);
+    commands.emplace_back(app.get_subcommands({})[before], std::move(r));
+  };
+  add(splitlm::cli::AddMakeModel);
+  add(splitlm::cli::AddGenerate);
+  add(splitlm::cli::AddBench);
+
+  CLI11_PARSE(app, argc, argv);
+
+  splitlm::cli::Context ctx;
+  ctx.log = spdlog::stderr_color_mt("splitlm");
+  ctx.log->set_level(spdlog::level::from_str(level));
+  ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
+  ctx.threads = threads;
+  at::set_num_threads(threads);
+
+  const auto blas = splitlm::partition::DetectBlas();
+  if (!blas.openblas) {
+    ctx.log->warn("*** LibTorch is using the reference BLAS ({}): ~20x slower than OpenBLAS. "
+                  "Install libopenblas0-openmp (cmake/bootstrap.sh does). ***",
+                  blas.library.empty() ? "unknown" : blas.library);
+  } else {
+    ctx.log->debug("blas={} config={} kernels={} threads={}", blas.library, blas.config,
+                   splitlm::partition::kernels::ActiveIsa(), threads);
+  }
+
+  for (auto& [sub, run] : commands) {
+    if (!sub->parsed()) continue;
+    try {
+      return run(ctx);
+    } catch (const std::exception& e) {
+      ctx.log->error("{}", e.what());
+      return 1;
+    }
+  }
+  return 2;
+}

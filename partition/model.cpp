@@ -1,0 +1,116 @@
+#include "partition/model.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "partition/error.h"
+
+namespace splitlm::partition {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw PartitionError(path + ": cannot open (missing or unreadable)");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string ShapeString(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+}  // namespace
+
+uint64_t Fnv1a64(const void* data, size_t n, uint64_t h) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  for (size_t i = 0; i < n; ++i) {
+    h ^= p[i];
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+std::unique_ptr<Model> Model::Open(const std::string& dir) {
+  if (!fs::is_directory(dir)) throw PartitionError(dir + ": model directory not found");
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = dir;
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  const std::string config_text = ReadFile(config_path);
+  m->config_ = ParseModelConfig(config_text, config_path);
+  m->fingerprint_ = Fnv1a64(config_text.data(), config_text.size());
+
+  const fs::path single = fs::path(dir) / "model.safetensors";
+  const fs::path index = fs::path(dir) / "model.safetensors.index.json";
+  std::vector<std::string> shards;
+  if (fs::exists(single)) {
+    shards.push_back(single.string());
+  } else if (fs::exists(index)) {
+    nlohmann::json j = nlohmann::json::parse(ReadFile(index.string()), nullptr, false);
+    if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
+      throw PartitionError(index.string() + ": missing \"weight_map\" object");
+    }
+    for (const auto& v : j["weight_map"]) {
+      if (!v.is_string()) throw PartitionError(index.string() + ": weight_map values must be file names");
+      std::string name = v.get<std::string>();
+      if (name.find('/') != std::string::npos || name.find("..") != std::string::npos) {
+        throw PartitionError(index.string() + ": shard name \"" + name + "\" must be a plain file name");
+      }
+      std::string p = (fs::path(dir) / name).string();
+      if (std::find(shards.begin(), shards.end(), p) == shards.end()) shards.push_back(p);
+    }
+  } else {
+    throw PartitionError(dir + ": neither model.safetensors nor model.safetensors.index.json found");
+  }
+
+  std::map<std::string, Entry> idx;
+  for (const auto& path : shards) {
+    m->files_.push_back(SafetensorsFile::Open(path));
+    const SafetensorsFile* f = m->files_.back().get();
+    m->fingerprint_ = Fnv1a64(f->header_json().data(), f->header_json().size(), m->fingerprint_);
+    for (const auto& [name, info] : f->tensors()) {
+      if (!idx.emplace(name, Entry{f, &info}).second) {
+        throw PartitionError(path + ": tensor \"" + name + "\" is also stored in another shard");
+      }
+    }
+  }
+  m->index_.assign(idx.begin(), idx.end());
+  return m;
+}
+
+Model::~Model() = default;
+
+std::optional<std::string> Model::tokenizer_path() const {
+  fs::path p = fs::path(dir_) / "tokenizer.model";
+  if (fs::exists(p)) return p.string();
+  return std::nullopt;
+}
+
+const Model::Entry* Model::Find(const std::string& name) const {
+  auto it = std::lower_bound(index_.begin(), index_.end(), name,
+                             [](const auto& e, const std::string& n) { return e.first < n; });
+  if (it == index_.end() || it->first != name) return nullptr;
+  return &it->second;
+}
+
+bool Model::HasTensor(const std::string& name) const { return Find(name) != nullptr; }
+
+TensorRef Model::Tensor(const std::string& name, const std::vector<int64_t>& expected) const {
+  const Entry* e = Find(name);
+  if (e == nullptr) throw PartitionError(dir_ + ": tensor \"" + name + "\" is missing");
+  if (e->info->shape != expected) {
+    throw PartitionError(e->file->path() + ": tensor \"" + name + "\" has shape " +
+                         ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
+  }
+  return TensorRef{e->file->data(*e->info), e->info->dtype, e->info->shape};
+}
+
+}  // namespace splitlm::partition

@@ -1,0 +1,158 @@
+#include "partition/model_config.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "partition/error.h"
+
+namespace splitlm::partition {
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void Fail(const std::string& origin, const std::string& what) {
+  throw PartitionError(origin + ": " + what);
+}
+
+int RequiredInt(const json& j, const char* key, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end()) Fail(origin, std::string("missing key \"") + key + "\"");
+  if (!it->is_number_integer()) Fail(origin, std::string("\"") + key + "\" must be an integer");
+  int64_t v = it->get<int64_t>();
+  if (v <= 0 || v > (int64_t{1} << 30)) {
+    Fail(origin, std::string("\"") + key + "\" = " + std::to_string(v) + " is out of range");
+  }
+  return static_cast<int>(v);
+}
+
+double OptionalPositive(const json& j, const char* key, double def, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_number()) Fail(origin, std::string("\"") + key + "\" must be a number");
+  double v = it->get<double>();
+  if (!(v > 0)) Fail(origin, std::string("\"") + key + "\" must be positive");
+  return v;
+}
+
+}  // namespace
+
+const char* ArchName(Arch arch) {
+  switch (arch) {
+    case Arch::kLlama: return "LlamaForCausalLM";
+    case Arch::kMistral: return "MistralForCausalLM";
+    case Arch::kQwen2: return "Qwen2ForCausalLM";
+  }
+  return "?";
+}
+
+bool ModelConfig::IsEos(int token) const {
+  return std::find(eos_token_ids.begin(), eos_token_ids.end(), token) != eos_token_ids.end();
+}
+
+ModelConfig ParseModelConfig(const std::string& json_text, const std::string& origin) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) Fail(origin, "not a valid JSON object");
+
+  ModelConfig c;
+  auto archs = j.find("architectures");
+  if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string()) {
+    Fail(origin, "missing \"architectures\" (expected e.g. [\"LlamaForCausalLM\"])");
+  }
+  std::string name = (*archs)[0].get<std::string>();
+  if (name == "LlamaForCausalLM") {
+    c.arch = Arch::kLlama;
+  } else if (name == "MistralForCausalLM") {
+    c.arch = Arch::kMistral;
+  } else if (name == "Qwen2ForCausalLM") {
+    c.arch = Arch::kQwen2;
+  } else {
+    Fail(origin, "unknown architecture \"" + name +
+                     "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  }
+  if (auto act = j.find("hidden_act"); act != j.end() && act->is_string() && *act != "silu") {
+    Fail(origin, "unsupported hidden_act \"" + act->get<std::string>() + "\" (only silu)");
+  }
+
+  c.hidden_size = RequiredInt(j, "hidden_size", origin);
+  c.num_layers = RequiredInt(j, "num_hidden_layers", origin);
+  c.num_heads = RequiredInt(j, "num_attention_heads", origin);
+  c.num_kv_heads = j.contains("num_key_value_heads") && !j["num_key_value_heads"].is_null()
+                       ? RequiredInt(j, "num_key_value_heads", origin)
+                       : c.num_heads;
+  c.intermediate_size = RequiredInt(j, "intermediate_size", origin);
+  c.vocab_size = RequiredInt(j, "vocab_size", origin);
+  c.max_context = RequiredInt(j, "max_position_embeddings", origin);
+  if (j.contains("head_dim") && !j["head_dim"].is_null()) {
+    c.head_dim = RequiredInt(j, "head_dim", origin);
+  } else {
+    if (c.hidden_size % c.num_heads != 0) {
+      Fail(origin, "hidden_size " + std::to_string(c.hidden_size) +
+                       " is not a multiple of num_attention_heads " + std::to_string(c.num_heads));
+    }
+    c.head_dim = c.hidden_size / c.num_heads;
+  }
+  if (c.head_dim % 2 != 0) Fail(origin, "head_dim must be even for rotary embeddings");
+  if (c.num_heads % c.num_kv_heads != 0) {
+    Fail(origin, "num_attention_heads " + std::to_string(c.num_heads) +
+                     " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
+  }
+  c.rope_theta = OptionalPositive(j, "rope_theta", 10000.0, origin);
+  c.rms_norm_eps = OptionalPositive(j, "rms_norm_eps", 1e-6, origin);
+  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  c.qkv_bias = c.arch == Arch::kQwen2;
+  if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
+  if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_token_id = *b;
+  if (auto e = j.find("eos_token_id"); e != j.end()) {
+    if (e->is_number_integer()) {
+      c.eos_token_ids = {e->get<int>()};
+    } else if (e->is_array()) {
+      c.eos_token_ids.clear();
+      for (const auto& v : *e) {
+        if (!v.is_number_integer()) Fail(origin, "\"eos_token_id\" must hold integers");
+        c.eos_token_ids.push_back(v.get<int>());
+      }
+    }
+  }
+
+  if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
+    if (!rs->is_object()) Fail(origin, "\"rope_scaling\" must be an object or null");
+    std::string type = rs->value("rope_type", rs->value("type", std::string()));
+    if (type == "linear") {
+      c.rope_scaling.kind = RopeScaling::Kind::kLinear;
+    } else if (type == "llama3") {
+      c.rope_scaling.kind = RopeScaling::Kind::kLlama3;
+      c.rope_scaling.low_freq_factor = OptionalPositive(*rs, "low_freq_factor", 1.0, origin);
+      c.rope_scaling.high_freq_factor = OptionalPositive(*rs, "high_freq_factor", 4.0, origin);
+      c.rope_scaling.original_max_position =
+          RequiredInt(*rs, "original_max_position_embeddings", origin);
+    } else if (type != "default") {
+      Fail(origin, "unsupported rope_scaling type \"" + type + "\" (supported: linear, llama3)");
+    }
+    c.rope_scaling.factor = OptionalPositive(*rs, "factor", 1.0, origin);
+  }
+  return c;
+}
+
+std::string ModelConfigToJson(const ModelConfig& c) {
+  json j;
+  j["architectures"] = {ArchName(c.arch)};
+  j["model_type"] = c.arch == Arch::kLlama ? "llama" : c.arch == Arch::kMistral ? "mistral" : "qwen2";
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["num_hidden_layers"] = c.num_layers;
+  j["num_attention_heads"] = c.num_heads;
+  j["num_key_value_heads"] = c.num_kv_heads;
+  if (c.head_dim != c.hidden_size / c.num_heads) j["head_dim"] = c.head_dim;
+  j["vocab_size"] = c.vocab_size;
+  j["max_position_embeddings"] = c.max_context;
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["hidden_act"] = "silu";
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  j["bos_token_id"] = c.bos_token_id;
+  j["eos_token_id"] = c.eos_token_ids.size() == 1 ? json(c.eos_token_ids[0]) : json(c.eos_token_ids);
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
+}
+
+}  // namespace splitlm::partition

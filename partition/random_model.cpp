@@ -1,0 +1,173 @@
+#include "partition/random_model.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "partition/error.h"
+#include "partition/model.h"
+
+namespace splitlm::partition {
+namespace fs = std::filesystem;
+namespace {
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+double Uniform(uint64_t& state) {  // in (0, 1]
+  return (static_cast<double>(SplitMix64(state) >> 11) + 1.0) * 0x1.0p-53;
+}
+
+// Fills `out` with mean + std * N(0, 1), from a stream keyed by seed and name.
+void FillNormal(uint64_t seed, const std::string& name, float mean, float std, float* out,
+                size_t n) {
+  uint64_t state = Fnv1a64(name.data(), name.size(), seed ^ 0x5eed5eed5eedull);
+  for (size_t i = 0; i < n; i += 2) {
+    const double r = std::sqrt(-2.0 * std::log(Uniform(state)));
+    const double t = 2.0 * M_PI * Uniform(state);
+    out[i] = static_cast<float>(mean + std * r * std::cos(t));
+    if (i + 1 < n) out[i + 1] = static_cast<float>(mean + std * r * std::sin(t));
+  }
+}
+
+struct TensorPlan {
+  std::string name;
+  std::vector<int64_t> shape;
+  float mean, std;
+};
+
+std::vector<TensorPlan> Plan(const ModelConfig& c) {
+  const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
+                kvd = int64_t{c.num_kv_heads} * c.head_dim, inter = c.intermediate_size;
+  auto lin = [](int64_t in) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(in))); };
+  std::vector<TensorPlan> p;
+  p.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, 0.0f, 1.0f});
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string pre = "model.layers." + std::to_string(l) + ".";
+    p.push_back({pre + "input_layernorm.weight", {h}, 1.0f, 0.05f});
+    p.push_back({pre + "self_attn.q_proj.weight", {qd, h}, 0.0f, lin(h)});
+    p.push_back({pre + "self_attn.k_proj.weight", {kvd, h}, 0.0f, lin(h)});
+    p.push_back({pre + "self_attn.v_proj.weight", {kvd, h}, 0.0f, lin(h)});
+    if (c.qkv_bias) {
+      p.push_back({pre + "self_attn.q_proj.bias", {qd}, 0.0f, 0.02f});
+      p.push_back({pre + "self_attn.k_proj.bias", {kvd}, 0.0f, 0.02f});
+      p.push_back({pre + "self_attn.v_proj.bias", {kvd}, 0.0f, 0.02f});
+    }
+    p.push_back({pre + "self_attn.o_proj.weight", {h, qd}, 0.0f, lin(qd)});
+    p.push_back({pre + "post_attention_layernorm.weight", {h}, 1.0f, 0.05f});
+    p.push_back({pre + "mlp.gate_proj.weight", {inter, h}, 0.0f, lin(h)});
+    p.push_back({pre + "mlp.up_proj.weight", {inter, h}, 0.0f, lin(h)});
+    p.push_back({pre + "mlp.down_proj.weight", {h, inter}, 0.0f, lin(inter)});
+  }
+  p.push_back({"model.norm.weight", {h}, 1.0f, 0.05f});
+  if (!c.tie_word_embeddings) p.push_back({"lm_head.weight", {c.vocab_size, h}, 0.0f, lin(h)});
+  return p;
+}
+
+}  // namespace
+
+std::vector<std::string> RandomModelPresets() { return {"tiny", "small", "110m"}; }
+
+ModelConfig PresetConfig(const std::string& preset, Arch arch) {
+  ModelConfig c;
+  c.arch = arch;
+  c.qkv_bias = arch == Arch::kQwen2;
+  c.rms_norm_eps = 1e-5;
+  if (preset == "tiny") {
+    c.hidden_size = 64, c.num_layers = 4, c.num_heads = 4, c.num_kv_heads = 2;
+    c.intermediate_size = 172, c.vocab_size = 256, c.max_context = 256;
+  } else if (preset == "small") {
+    c.hidden_size = 256, c.num_layers = 8, c.num_heads = 8, c.num_kv_heads = 4;
+    c.intermediate_size = 704, c.vocab_size = 4096, c.max_context = 512;
+  } else if (preset == "110m") {
+    c.hidden_size = 768, c.num_layers = 12, c.num_heads = 12, c.num_kv_heads = 12;
+    c.intermediate_size = 2048, c.vocab_size = 32000, c.max_context = 1024;
+    c.tie_word_embeddings = true;
+  } else {
+    throw PartitionError("unknown preset \"" + preset + "\" (choose tiny, small or 110m)");
+  }
+  c.head_dim = c.hidden_size / c.num_heads;
+  return c;
+}
+
+void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
+  const ModelConfig c = PresetConfig(o.preset, o.arch);
+  if (o.shards < 1 || o.shards > 64) throw PartitionError("shards must be in 1..64");
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw PartitionError(dir + ": cannot create directory: " + ec.message());
+
+  const std::vector<TensorPlan> plan = Plan(c);
+  uint64_t total = 0;
+  for (const auto& t : plan) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    total += n * StoredDTypeSize(o.dtype);
+  }
+
+  // Split tensors into shards of roughly equal size, in order.
+  std::vector<SafetensorsWriter> writers(o.shards);
+  std::vector<std::string> files(o.shards);
+  nlohmann::json weight_map = nlohmann::json::object();
+  uint64_t seen = 0;
+  for (const auto& t : plan) {
+    uint64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    int shard = static_cast<int>(std::min<uint64_t>(seen * o.shards / std::max<uint64_t>(total, 1),
+                                                    o.shards - 1));
+    seen += n * StoredDTypeSize(o.dtype);
+    writers[shard].Add(t.name, o.dtype, t.shape);
+    files[shard] = o.shards == 1 ? "model.safetensors"
+                                 : "model-" + std::to_string(shard + 1) + "-of-" +
+                                       std::to_string(o.shards) + ".safetensors";
+    weight_map[t.name] = files[shard];
+  }
+
+  uint64_t done = 0;
+  std::vector<float> buf;
+  for (int s = 0; s < o.shards; ++s) {
+    if (writers[s].entries().empty()) continue;
+    writers[s].Write((fs::path(dir) / files[s]).string(),
+                     [&](const std::string& name, const TensorInfo& info, uint8_t* dst) {
+                       const auto& tp = *std::find_if(plan.begin(), plan.end(),
+                                                      [&](const TensorPlan& x) { return x.name == name; });
+                       const size_t n = info.bytes / StoredDTypeSize(info.dtype);
+                       buf.resize(n);
+                       FillNormal(o.seed, name, tp.mean, tp.std, buf.data(), n);
+                       if (info.dtype == StoredDType::kF32) {
+                         std::memcpy(dst, buf.data(), info.bytes);
+                       } else {
+                         at::Tensor f = at::from_blob(buf.data(), {static_cast<int64_t>(n)});
+                         at::Tensor half = f.to(info.dtype == StoredDType::kF16 ? at::kHalf : at::kBFloat16);
+                         std::memcpy(dst, half.data_ptr(), info.bytes);
+                       }
+                       done += info.bytes;
+                       if (o.progress) o.progress(done, total);
+                     });
+  }
+  if (o.shards > 1) {
+    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+    std::ofstream(fs::path(dir) / "model.safetensors.index.json") << index.dump(2) << "\n";
+    fs::remove(fs::path(dir) / "model.safetensors", ec);
+  } else {
+    fs::remove(fs::path(dir) / "model.safetensors.index.json", ec);
+  }
+  std::ofstream cfg(fs::path(dir) / "config.json");
+  cfg << ModelConfigToJson(c);
+  if (!cfg) throw PartitionError(dir + "/config.json: write failed");
+  if (!o.tokenizer.empty()) {
+    fs::copy_file(o.tokenizer, fs::path(dir) / "tokenizer.model",
+                  fs::copy_options::overwrite_existing, ec);
+    if (ec) throw PartitionError(o.tokenizer + ": cannot copy tokenizer: " + ec.message());
+  }
+}
+
+}  // namespace splitlm::partition

@@ -1,0 +1,36 @@
+// Deterministic random-weight models in Hugging Face layout, so that tests
+// and benchmarks never need a download (`splitlm make-model`).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "partition/model_config.h"
+#include "partition/safetensors.h"
+
+namespace splitlm::partition {
+
+struct RandomModelOptions {
+  std::string preset = "tiny";  // tiny, small, 110m
+  uint64_t seed = 0;
+  Arch arch = Arch::kLlama;     // kQwen2 adds q/k/v biases
+  StoredDType dtype = StoredDType::kF32;
+  int shards = 1;               // > 1 writes model.safetensors.index.json
+  std::string tokenizer;        // copied into the directory when set
+  // Called after each tensor with bytes written so far and in all.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+};
+
+// Names of the presets, for help texts.
+std::vector<std::string> RandomModelPresets();
+
+// The config of a preset; throws PartitionError for an unknown name.
+ModelConfig PresetConfig(const std::string& preset, Arch arch);
+
+// Writes config.json and the weights into `dir` (created if needed). The same
+// options always give byte-identical files. Throws PartitionError.
+void WriteRandomModel(const RandomModelOptions& options, const std::string& dir);
+
+}  // namespace splitlm::partition

@@ -1,0 +1,52 @@
+// The only translation unit that sees libsentencepiece: a C ABI loaded with
+// dlopen(RTLD_LOCAL | RTLD_DEEPBIND) by tokenizer.cpp (see tokenizer.h).
+#include <sentencepiece_processor.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+extern "C" {
+
+__attribute__((visibility("default"))) void* splitlm_spm_open(const char* path, char* err,
+                                                               int err_cap) {
+  auto* sp = new sentencepiece::SentencePieceProcessor();
+  auto status = sp->Load(path);
+  if (!status.ok()) {
+    std::snprintf(err, err_cap, "%s", status.ToString().c_str());
+    delete sp;
+    return nullptr;
+  }
+  return sp;
+}
+
+__attribute__((visibility("default"))) void splitlm_spm_close(void* h) {
+  delete static_cast<sentencepiece::SentencePieceProcessor*>(h);
+}
+
+__attribute__((visibility("default"))) int splitlm_spm_vocab_size(void* h) {
+  return static_cast<sentencepiece::SentencePieceProcessor*>(h)->GetPieceSize();
+}
+
+// Returns the number of ids; writes at most `cap`. Negative on failure.
+__attribute__((visibility("default"))) int splitlm_spm_encode(void* h, const char* text,
+                                                              int len, int* ids, int cap) {
+  std::vector<int> out;
+  auto status = static_cast<sentencepiece::SentencePieceProcessor*>(h)->Encode(
+      std::string(text, len), &out);
+  if (!status.ok()) return -1;
+  for (int i = 0; i < static_cast<int>(out.size()) && i < cap; ++i) ids[i] = out[i];
+  return static_cast<int>(out.size());
+}
+
+// Returns the length of the text; writes at most `cap` bytes. Negative on failure.
+__attribute__((visibility("default"))) int splitlm_spm_decode(void* h, const int* ids, int n,
+                                                              char* buf, int cap) {
+  std::string text;
+  auto status = static_cast<sentencepiece::SentencePieceProcessor*>(h)->Decode(
+      std::vector<int>(ids, ids + n), &text);
+  if (!status.ok()) return -1;
+  std::memcpy(buf, text.data(), text.size() < static_cast<size_t>(cap) ? text.size() : cap);
+  return static_cast<int>(text.size());
+}
+}

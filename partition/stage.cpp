@@ -1,0 +1,385 @@
+#include "partition/stage.h"
+
+#include <ATen/ATen.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "partition/error.h"
+#include "partition/kernels.h"
+#include "partition/model.h"
+
+namespace splitlm::partition {
+namespace {
+
+struct LayerWeights {
+  at::Tensor in_norm, qkv, qkv_bias, o, post_norm, gate_up, down;
+};
+
+at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<int64_t> shape) {
+  TensorRef t = model.Tensor(name, shape);
+  at::ScalarType type = t.dtype == StoredDType::kF32   ? at::kFloat
+                        : t.dtype == StoredDType::kF16 ? at::kHalf
+                                                       : at::kBFloat16;
+  at::Tensor src = at::from_blob(const_cast<void*>(t.data), shape, at::TensorOptions().dtype(type));
+  return src.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+}
+
+size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }
+
+const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
+
+// Inverse frequencies as Hugging Face computes them, in float32.
+std::vector<float> InverseFrequencies(const ModelConfig& c) {
+  const int half = c.head_dim / 2;
+  std::vector<float> inv(half);
+  for (int i = 0; i < half; ++i) {
+    float e = static_cast<float>(2 * i) / static_cast<float>(c.head_dim);
+    inv[i] = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+  }
+  const RopeScaling& rs = c.rope_scaling;
+  if (rs.kind == RopeScaling::Kind::kLinear) {
+    for (float& f : inv) f = f / static_cast<float>(rs.factor);
+  } else if (rs.kind == RopeScaling::Kind::kLlama3) {
+    const double low_wavelen = rs.original_max_position / rs.low_freq_factor;
+    const double high_wavelen = rs.original_max_position / rs.high_freq_factor;
+    for (float& f : inv) {
+      const double wavelen = 2 * M_PI / f;
+      if (wavelen > low_wavelen) {
+        f = static_cast<float>(f / rs.factor);
+      } else if (wavelen >= high_wavelen) {
+        double smooth = (rs.original_max_position / wavelen - rs.low_freq_factor) /
+                        (rs.high_freq_factor - rs.low_freq_factor);
+        f = static_cast<float>((1 - smooth) * f / rs.factor + smooth * f);
+      }
+    }
+  }
+  return inv;
+}
+
+void RmsNorm(const float* x, const float* w, int h, float eps, float* y) {
+  const float var = kernels::Dot(x, x, h) / static_cast<float>(h);
+  const float s = 1.0f / std::sqrt(var + eps);
+  for (int i = 0; i < h; ++i) y[i] = w[i] * (x[i] * s);
+}
+
+// HF rotate_half layout: pairs (d, d + hd/2).
+void Rope(float* v, const float* cos, const float* sin, int hd) {
+  const int half = hd / 2;
+  for (int d = 0; d < half; ++d) {
+    const float a = v[d], b = v[d + half];
+    v[d] = a * cos[d] + (-b) * sin[d];
+    v[d + half] = b * cos[d + half] + a * sin[d + half];
+  }
+}
+
+}  // namespace
+
+struct StageWeights::Impl {
+  ModelConfig cfg;
+  StageSpec spec;
+  uint64_t fingerprint = 0;
+  at::Tensor embed;
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm, head;
+  std::vector<float> cos, sin;  // [max_context][head_dim]
+  size_t bytes = 0;
+  size_t decode_bytes = 0;
+};
+
+StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
+  if (begin < 0 || end < begin || end > config.num_layers) {
+    throw PartitionError("layer range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                         ") is outside the model's 0.." + std::to_string(config.num_layers) +
+                         " layers");
+  }
+  StageSpec s;
+  s.begin = begin;
+  s.end = end;
+  s.embedding = begin == 0;
+  s.head = end == config.num_layers;
+  return s;
+}
+
+StageSpec StageSpec::Device(const ModelConfig& config, int cut) {
+  if (cut < 0 || cut > config.num_layers) {
+    throw PartitionError("cut " + std::to_string(cut) + " is out of range: the model has " +
+                         std::to_string(config.num_layers) + " layers, so a cut is in 0.." +
+                         std::to_string(config.num_layers));
+  }
+  StageSpec s = Range(config, 0, cut);
+  s.embedding = true;
+  return s;
+}
+
+StageSpec StageSpec::Cloud(const ModelConfig& config, int cut) {
+  Device(config, cut);  // validates
+  StageSpec s = Range(config, cut, config.num_layers);
+  s.embedding = false;
+  s.head = true;
+  return s;
+}
+
+StageWeights::StageWeights() : impl_(std::make_unique<Impl>()) {}
+StageWeights::~StageWeights() = default;
+const StageSpec& StageWeights::spec() const { return impl_->spec; }
+const ModelConfig& StageWeights::config() const { return impl_->cfg; }
+uint64_t StageWeights::model_fingerprint() const { return impl_->fingerprint; }
+size_t StageWeights::bytes() const { return impl_->bytes; }
+size_t StageWeights::decode_bytes_per_token() const { return impl_->decode_bytes; }
+
+std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const StageSpec& spec) {
+  const ModelConfig& c = model.config();
+  StageSpec::Range(c, spec.begin, spec.end);  // validates the range
+  if (spec.head && spec.end != c.num_layers) throw PartitionError("a stage with the head must end at the last layer");
+  if (spec.embedding && spec.begin != 0) throw PartitionError("a stage with the embedding must start at layer 0");
+  std::shared_ptr<StageWeights> sw(new StageWeights());
+  Impl& w = *sw->impl_;
+  w.cfg = c;
+  w.spec = spec;
+  w.fingerprint = model.fingerprint();
+  const int64_t h = c.hidden_size, hd = c.head_dim, qd = int64_t{c.num_heads} * hd,
+                kvd = int64_t{c.num_kv_heads} * hd, inter = c.intermediate_size, vocab = c.vocab_size;
+
+  if (spec.embedding) w.embed = LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
+  for (int l = spec.begin; l < spec.end; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    LayerWeights lw;
+    lw.in_norm = LoadTensor(model, p + "input_layernorm.weight", {h});
+    lw.qkv = at::cat({LoadTensor(model, p + "self_attn.q_proj.weight", {qd, h}),
+                      LoadTensor(model, p + "self_attn.k_proj.weight", {kvd, h}),
+                      LoadTensor(model, p + "self_attn.v_proj.weight", {kvd, h})}, 0).contiguous();
+    if (c.qkv_bias) {
+      lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
+                             LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
+                             LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
+    }
+    lw.o = LoadTensor(model, p + "self_attn.o_proj.weight", {h, qd});
+    lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
+    lw.gate_up = at::cat({LoadTensor(model, p + "mlp.gate_proj.weight", {inter, h}),
+                          LoadTensor(model, p + "mlp.up_proj.weight", {inter, h})}, 0).contiguous();
+    lw.down = LoadTensor(model, p + "mlp.down_proj.weight", {h, inter});
+    size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
+                Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
+    w.bytes += lb;
+    w.decode_bytes += lb;
+    w.layers.push_back(std::move(lw));
+  }
+  if (spec.head) {
+    w.final_norm = LoadTensor(model, "model.norm.weight", {h});
+    if (model.HasTensor("lm_head.weight") || !c.tie_word_embeddings) {
+      w.head = LoadTensor(model, "lm_head.weight", {vocab, h});
+    } else {
+      w.head = w.embed.defined() ? w.embed : LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
+    }
+    w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
+    w.bytes += Bytes(w.final_norm) + (w.head.is_same(w.embed) ? 0 : Bytes(w.head));
+  }
+  if (spec.embedding) {
+    w.bytes += Bytes(w.embed);
+    w.decode_bytes += h * sizeof(float);
+  }
+
+  const std::vector<float> inv = InverseFrequencies(c);
+  const int half = c.head_dim / 2;
+  w.cos.resize(static_cast<size_t>(c.max_context) * c.head_dim);
+  w.sin.resize(w.cos.size());
+  for (int pos = 0; pos < c.max_context; ++pos) {
+    for (int i = 0; i < c.head_dim; ++i) {
+      const float f = static_cast<float>(pos) * inv[i % half];
+      w.cos[static_cast<size_t>(pos) * c.head_dim + i] = std::cos(f);
+      w.sin[static_cast<size_t>(pos) * c.head_dim + i] = std::sin(f);
+    }
+  }
+  return sw;
+}
+
+Stage::Stage(std::shared_ptr<const StageWeights> weights, int max_context)
+    : weights_(std::move(weights)) {
+  const ModelConfig& c = weights_->config();
+  max_context_ = max_context > 0 ? std::min(max_context, c.max_context) : c.max_context;
+  kv_.resize(2 * (weights_->spec().end - weights_->spec().begin));
+}
+
+Stage::~Stage() = default;
+
+const StageSpec& Stage::spec() const { return weights_->spec(); }
+
+size_t Stage::OutputSize(int count) const {
+  const ModelConfig& c = weights_->config();
+  return spec().head ? static_cast<size_t>(c.vocab_size)
+                     : static_cast<size_t>(count) * c.hidden_size;
+}
+
+size_t Stage::kv_bytes() const {
+  size_t n = 0;
+  for (const auto& v : kv_) n += v.capacity() * sizeof(float);
+  return n;
+}
+
+void Stage::Reserve(int positions) {
+  if (positions <= capacity_) return;
+  const ModelConfig& c = weights_->config();
+  int cap = std::max({positions, std::min(max_context_, capacity_ * 2), std::min(max_context_, 64)});
+  const size_t hd = c.head_dim;
+  for (auto& v : kv_) {
+    std::vector<float> n(static_cast<size_t>(c.num_kv_heads) * cap * hd);
+    for (int g = 0; g < c.num_kv_heads; ++g) {
+      std::memcpy(n.data() + g * cap * hd, v.data() + g * capacity_ * hd,
+                  static_cast<size_t>(position_) * hd * sizeof(float));
+    }
+    v.swap(n);
+  }
+  capacity_ = cap;
+}
+
+void Stage::Truncate(int position) {
+  if (position < 0 || position > position_) {
+    throw PartitionError("cannot truncate to position " + std::to_string(position) +
+                         ": the cache holds " + std::to_string(position_) + " positions");
+  }
+  position_ = position;
+}
+
+void Stage::Forward(const StageInput& input, float* out) { ForwardBatch({this}, {input}, {out}); }
+
+void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
+                         const std::vector<float*>& outs) {
+  if (stages.empty()) return;
+  if (inputs.size() != stages.size() || outs.size() != stages.size()) {
+    throw PartitionError("ForwardBatch: stages, inputs and outputs differ in number");
+  }
+  const StageWeights::Impl& w = stages[0]->weights_->impl();
+  const ModelConfig& c = w.cfg;
+  const int h = c.hidden_size, hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads;
+  const int qd = nh * hd, kvd = nkv * hd, qkvd = qd + 2 * kvd, inter = c.intermediate_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // Validate everything before touching any state.
+  int total = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const Stage& st = *stages[s];
+    const StageInput& in = inputs[s];
+    if (&st.weights_->impl() != &w) throw PartitionError("ForwardBatch: stages must share weights");
+    if (in.count <= 0) throw PartitionError("stage input must hold at least one position");
+    if (w.spec.embedding ? in.tokens == nullptr : in.hidden == nullptr) {
+      throw PartitionError(w.spec.embedding ? "this stage starts at layer 0 and takes token ids"
+                                            : "this stage starts at layer " +
+                                                  std::to_string(w.spec.begin) +
+                                                  " and takes hidden states");
+    }
+    if (st.position_ + in.count > st.max_context_) {
+      throw PartitionError(std::to_string(in.count) + " positions at position " +
+                           std::to_string(st.position_) + " exceed the context of " +
+                           std::to_string(st.max_context_) + " tokens");
+    }
+    if (in.tokens != nullptr) {
+      for (int i = 0; i < in.count; ++i) {
+        if (in.tokens[i] < 0 || in.tokens[i] >= c.vocab_size) {
+          throw PartitionError("token id " + std::to_string(in.tokens[i]) +
+                               " is outside the vocabulary of " + std::to_string(c.vocab_size));
+        }
+      }
+    }
+    total += in.count;
+  }
+
+  // One row per position of every sequence.
+  std::vector<int> row_stage(total), row_pos(total);
+  std::vector<float> x(static_cast<size_t>(total) * h);
+  for (size_t s = 0, r = 0; s < stages.size(); ++s) {
+    stages[s]->Reserve(stages[s]->position_ + inputs[s].count);
+    for (int i = 0; i < inputs[s].count; ++i, ++r) {
+      row_stage[r] = static_cast<int>(s);
+      row_pos[r] = stages[s]->position_ + i;
+      const float* src = inputs[s].tokens != nullptr
+                             ? Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h
+                             : inputs[s].hidden + static_cast<size_t>(i) * h;
+      std::memcpy(x.data() + r * h, src, h * sizeof(float));
+    }
+  }
+
+  std::vector<float> xn(static_cast<size_t>(total) * h), qkv(static_cast<size_t>(total) * qkvd),
+      attn(static_cast<size_t>(total) * qd), tmp(static_cast<size_t>(total) * h),
+      gu(static_cast<size_t>(total) * 2 * inter), act(static_cast<size_t>(total) * inter);
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int group = nh / nkv;
+
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    const LayerWeights& lw = w.layers[l];
+    for (int r = 0; r < total; ++r) RmsNorm(&x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
+    kernels::MatMul(Data(lw.qkv), qkvd, h, xn.data(), total, qkv.data(), Data(lw.qkv_bias));
+
+    for (int r = 0; r < total; ++r) {
+      Stage& st = *stages[row_stage[r]];
+      float* q = &qkv[static_cast<size_t>(r) * qkvd];
+      float* k = q + qd;
+      const float* v = k + kvd;
+      const float* cs = &w.cos[static_cast<size_t>(row_pos[r]) * hd];
+      const float* sn = &w.sin[static_cast<size_t>(row_pos[r]) * hd];
+      for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
+      for (int g = 0; g < nkv; ++g) {
+        Rope(k + g * hd, cs, sn, hd);
+        const size_t at = (static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd;
+        std::memcpy(&st.kv_[2 * l][at], k + g * hd, hd * sizeof(float));
+        std::memcpy(&st.kv_[2 * l + 1][at], v + g * hd, hd * sizeof(float));
+      }
+    }
+
+    kernels::ParallelFor(total * nh, 4, [&](int b, int e) {
+      thread_local std::vector<float> scores;
+      for (int t = b; t < e; ++t) {
+        const int r = t / nh, hh = t % nh, g = hh / group;
+        const Stage& st = *stages[row_stage[r]];
+        const int len = row_pos[r] + 1;
+        if (scores.size() < static_cast<size_t>(len)) scores.resize(len);
+        const size_t base = static_cast<size_t>(g) * st.capacity_ * hd;
+        kernels::Attend(&qkv[static_cast<size_t>(r) * qkvd + hh * hd], &st.kv_[2 * l][base],
+                        &st.kv_[2 * l + 1][base], len, hd, scale, scores.data(),
+                        &attn[static_cast<size_t>(r) * qd + hh * hd]);
+      }
+    });
+
+    kernels::MatMul(Data(lw.o), h, qd, attn.data(), total, tmp.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + tmp[i];
+
+    for (int r = 0; r < total; ++r) RmsNorm(&x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
+    kernels::MatMul(Data(lw.gate_up), 2 * inter, h, xn.data(), total, gu.data());
+    for (int r = 0; r < total; ++r) {
+      const float* g = &gu[static_cast<size_t>(r) * 2 * inter];
+      const float* u = g + inter;
+      float* a = &act[static_cast<size_t>(r) * inter];
+      for (int j = 0; j < inter; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
+    }
+    kernels::MatMul(Data(lw.down), h, inter, act.data(), total, tmp.data());
+    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + tmp[i];
+  }
+
+  for (size_t s = 0; s < stages.size(); ++s) stages[s]->position_ += inputs[s].count;
+
+  if (!w.spec.head) {
+    for (size_t s = 0, r = 0; s < stages.size(); r += inputs[s].count, ++s) {
+      std::memcpy(outs[s], &x[r * h], static_cast<size_t>(inputs[s].count) * h * sizeof(float));
+    }
+    return;
+  }
+  // Logits of each sequence's last position, one matrix pass for all.
+  const int n = static_cast<int>(stages.size());
+  for (int s = 0, r = 0; s < n; ++s) {
+    r += inputs[s].count;
+    RmsNorm(&x[static_cast<size_t>(r - 1) * h], Data(w.final_norm), h, eps, &xn[static_cast<size_t>(s) * h]);
+  }
+  if (n == 1) {
+    kernels::MatMul(Data(w.head), c.vocab_size, h, xn.data(), 1, outs[0]);
+    return;
+  }
+  std::vector<float> logits(static_cast<size_t>(n) * c.vocab_size);
+  kernels::MatMul(Data(w.head), c.vocab_size, h, xn.data(), n, logits.data());
+  for (int s = 0; s < n; ++s) {
+    std::memcpy(outs[s], &logits[static_cast<size_t>(s) * c.vocab_size], c.vocab_size * sizeof(float));
+  }
+}
+
+}  // namespace splitlm::partition

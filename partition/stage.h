@@ -1,0 +1,121 @@
+// A stage: the weights of one contiguous layer range of a model, and a KV
+// cache for one sequence. The device runs [0, K), the cloud [K, L).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "partition/model_config.h"
+
+namespace splitlm::partition {
+
+class Model;
+
+struct StageSpec {
+  int begin = 0;           // first layer
+  int end = 0;             // one past the last layer
+  bool embedding = false;  // takes token ids (begin == 0)
+  bool head = false;       // final norm and LM head, produces logits (end == L)
+
+  // The stage for layers [begin, end) of a model with `config`: embedding iff
+  // begin == 0, head iff end == L. Throws PartitionError unless
+  // 0 <= begin <= end <= L.
+  static StageSpec Range(const ModelConfig& config, int begin, int end);
+  // The device's side of cut K: embedding and layers [0, K); the head too
+  // when K == L (everything local).
+  static StageSpec Device(const ModelConfig& config, int cut);
+  // The cloud's side of cut K: layers [K, L) and the head, taking hidden
+  // states (even at K == 0, where the device sends embeddings).
+  static StageSpec Cloud(const ModelConfig& config, int cut);
+};
+
+// The weights of a stage, in fp32, immutable once loaded: share one among
+// many Stage objects (sessions) and threads. Holds nothing outside the range.
+class StageWeights {
+ public:
+  // Reads only the tensors `spec` needs from `model` (converting F16/BF16 to
+  // F32). Throws PartitionError naming a missing or mis-shaped tensor.
+  static std::shared_ptr<const StageWeights> Load(const Model& model, const StageSpec& spec);
+  ~StageWeights();
+  StageWeights(const StageWeights&) = delete;
+  StageWeights& operator=(const StageWeights&) = delete;
+
+  const StageSpec& spec() const;
+  const ModelConfig& config() const;
+  uint64_t model_fingerprint() const;
+  // Bytes of fp32 weights held.
+  size_t bytes() const;
+  // Bytes of weights read to decode one token (the embedding lookup reads one
+  // row): the numerator of the decode roofline.
+  size_t decode_bytes_per_token() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  StageWeights();
+  std::unique_ptr<Impl> impl_;
+};
+
+// What Forward consumes: token ids for a stage with the embedding, hidden
+// states ([count, hidden_size] floats, row-major) otherwise.
+struct StageInput {
+  const int32_t* tokens = nullptr;
+  const float* hidden = nullptr;
+  int count = 0;
+};
+
+// One sequence's state in a stage. Not thread-safe; many Stages may share
+// their weights. Every row's result is bit-identical however positions are
+// grouped into calls (prefill, decode, batches of sessions): see kernels.h.
+class Stage {
+ public:
+  // `max_context` 0 means the model's max_position_embeddings.
+  explicit Stage(std::shared_ptr<const StageWeights> weights, int max_context = 0);
+  ~Stage();
+  Stage(const Stage&) = delete;
+  Stage& operator=(const Stage&) = delete;
+
+  const StageSpec& spec() const;
+  const StageWeights& weights() const { return *weights_; }
+  // Number of positions in the KV cache: the next Forward starts here.
+  int position() const { return position_; }
+  int max_context() const { return max_context_; }
+
+  // Floats Forward writes for `count` positions: the logits of the last
+  // position (vocab_size) for a stage with the head, else count x hidden_size.
+  size_t OutputSize(int count) const;
+
+  // Runs positions [position(), position() + input.count) and appends them to
+  // the KV cache. `out` receives OutputSize(input.count) floats. Throws
+  // PartitionError (and changes nothing) if the input does not match the
+  // spec, a token id is out of range, or the context would overflow.
+  void Forward(const StageInput& input, float* out);
+
+  // Runs several sequences in one pass, sharing each weight read among their
+  // rows (the cloud batches sessions' decode steps this way). All stages must
+  // share one StageWeights. Results are identical to calling Forward on each.
+  static void ForwardBatch(const std::vector<Stage*>& stages,
+                           const std::vector<StageInput>& inputs, const std::vector<float*>& outs);
+
+  // Forgets positions >= `position` (e.g. to resume or re-cut). Throws if
+  // position > this->position().
+  void Truncate(int position);
+
+  // Bytes of KV cache allocated (grows in chunks as the sequence does).
+  size_t kv_bytes() const;
+
+ private:
+  void Reserve(int positions);
+
+  std::shared_ptr<const StageWeights> weights_;
+  int max_context_;
+  int position_ = 0;
+  int capacity_ = 0;
+  // Per layer: k then v, each [kv_heads][capacity_][head_dim].
+  std::vector<std::vector<float>> kv_;
+};
+
+}  // namespace splitlm::partition
