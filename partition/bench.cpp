@@ -20,16 +20,6 @@ double Seconds(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-float SumChunk(const float* p, size_t n) {
-  float acc[16] = {0};
-  size_t i = 0;
-  for (; i + 16 <= n; i += 16)
-    for (int l = 0; l < 16; ++l) acc[l] += p[i + l];
-  float s = 0;
-  for (float a : acc) s += a;
-  return s;
-}
-
 }  // namespace
 
 double MeasureReadBandwidth(size_t bytes, int repeats) {
@@ -39,10 +29,10 @@ double MeasureReadBandwidth(size_t bytes, int repeats) {
   for (int r = 0; r < repeats; ++r) {
     std::vector<float> partial(at::get_num_threads() * 64, 0.0f);
     auto t0 = Clock::now();
-    const int64_t chunks = 1024;
+    const int64_t chunks = 16;  // a few per thread, each read as 8 streams
     at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
       float s = 0;
-      for (int64_t c = b; c < e; ++c) s += SumChunk(buf.data() + c * (n / chunks), n / chunks);
+      for (int64_t c = b; c < e; ++c) s += kernels::ReadSum(buf.data() + c * (n / chunks), n / chunks);
       partial[at::get_thread_num() * 64] += s;
     });
     auto t1 = Clock::now();

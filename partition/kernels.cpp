@@ -2,40 +2,56 @@
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cstdlib>
+#include <string>
+#include <vector>
 
 namespace splitlm::partition::kernels {
 
 #define SPLITLM_DECLARE_ISA(ns)                                                           \
   namespace ns {                                                                         \
-  void MatMulRowsEntry(const float* w, int m, int k, const float* x, int n, float* y,    \
-                       const float* bias, int r0, int r1);                               \
+  void MatMulEntry(const float* packed, int m, int k, const float* x, int n, float* y,   \
+                   const float* bias, int p0, int p1);                                   \
   float DotEntry(const float* a, const float* b, int k);                                 \
-  void AttendEntry(const float* q, const float* k, const float* v, int t, int hd,        \
-                   float scale, float* scores, float* out);                              \
+  float ReadSumEntry(const float* p, size_t n);                                          \
+  int TileInputsEntry();                                                                 \
+  void AttendEntry(const float* const* q, int nq, const float* kt, int stride,           \
+                   const float* v, const int* t, int hd, float scale,                    \
+                   float* const* scores, float* const* out);                             \
   }
 SPLITLM_DECLARE_ISA(portable)
 #if defined(SPLITLM_HAVE_AVX2)
 SPLITLM_DECLARE_ISA(avx2)
+SPLITLM_DECLARE_ISA(avx512)
 #endif
 
 namespace {
 
 struct Isa {
   const char* name;
-  decltype(&portable::MatMulRowsEntry) matmul_rows;
+  decltype(&portable::MatMulEntry) matmul;
   decltype(&portable::DotEntry) dot;
+  decltype(&portable::ReadSumEntry) read_sum;
+  decltype(&portable::TileInputsEntry) tile_inputs;
   decltype(&portable::AttendEntry) attend;
 };
 
-const Isa kPortable{"portable", portable::MatMulRowsEntry, portable::DotEntry,
+const Isa kPortable{"portable", portable::MatMulEntry, portable::DotEntry, portable::ReadSumEntry, portable::TileInputsEntry,
                     portable::AttendEntry};
 #if defined(SPLITLM_HAVE_AVX2)
-const Isa kAvx2{"avx2+fma", avx2::MatMulRowsEntry, avx2::DotEntry, avx2::AttendEntry};
+const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntry, avx2::TileInputsEntry, avx2::AttendEntry};
+const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry, avx512::AttendEntry};
 #endif
 
 const Isa* Detect() {
 #if defined(SPLITLM_HAVE_AVX2)
+  if (const char* env = std::getenv("SPLITLM_KERNELS")) {
+    if (std::string(env) == "portable") return &kPortable;
+    if (std::string(env) == "avx2") return &kAvx2;
+  }
+  if (__builtin_cpu_supports("avx512f")) return &kAvx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
 #endif
   return &kPortable;
@@ -61,26 +77,60 @@ void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
   at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { fn(ctx, static_cast<int>(b), static_cast<int>(e)); });
 }
 
-void MatMul(const float* w, int m, int k, const float* x, int n, float* y, const float* bias) {
-  const Isa* isa = g_isa.load(std::memory_order_relaxed);
-  // Split rows in multiples of 8 so every thread uses the widest tile; aim
-  // for chunks of at least ~64 KiB of weights so a tiny matrix stays on one
-  // thread.
-  const int rows_per_64k = (16384 + k - 1) / k;
-  const int grain_rows = ((rows_per_64k + 7) / 8) * 8;
-  const int blocks = (m + 7) / 8;
-  ParallelFor(blocks, (grain_rows + 7) / 8, [&](int b, int e) {
-    const int r0 = b * 8;
-    const int r1 = e * 8 < m ? e * 8 : m;
-    isa->matmul_rows(w, m, k, x, n, y, bias, r0, r1);
-  });
+size_t PackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }
+
+void Pack(const float* w, int m, int k, float* dst) {
+  const int panels = (m + 15) / 16;
+  for (int p = 0; p < panels; ++p) {
+    float* panel = dst + static_cast<size_t>(p) * k * 16;
+    for (int j = 0; j < k; ++j) {
+      for (int l = 0; l < 16; ++l) {
+        const int r = p * 16 + l;
+        panel[static_cast<size_t>(j) * 16 + l] = r < m ? w[static_cast<size_t>(r) * k + j] : 0.0f;
+      }
+    }
+  }
 }
+
+void UnpackRow(const float* packed, int k, int r, float* out) {
+  const float* panel = packed + static_cast<size_t>(r / 16) * k * 16 + r % 16;
+  for (int j = 0; j < k; ++j) out[j] = panel[static_cast<size_t>(j) * 16];
+}
+
+void MatMul(const float* packed, int m, int k, const float* x, int n, float* y, const float* bias) {
+  const Isa* isa = g_isa.load(std::memory_order_relaxed);
+  // Inputs are packed group by group ([k][group size], groups of the tile's
+  // width) so that the tile's broadcasts read one sequential stream.
+  const float* xp = x;
+  thread_local std::vector<float> packed_inputs;
+  if (n > 1) {
+    const int tile = isa->tile_inputs();
+    packed_inputs.resize(static_cast<size_t>(n) * k);
+    float* dst = packed_inputs.data();
+    const int groups = (n + tile - 1) / tile;
+    ParallelFor(groups, 4, [&](int b, int e) {
+      for (int grp = b; grp < e; ++grp) {
+        const int i0 = grp * tile, g = std::min(tile, n - i0);
+        float* out = dst + static_cast<size_t>(i0) * k;
+        for (int j = 0; j < k; ++j)
+          for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
+      }
+    });
+    xp = dst;
+  }
+  // Threads take whole panels; a matrix under ~256 KiB stays on one thread.
+  const int panels = (m + 15) / 16;
+  const int grain = std::max(1, 65536 / (16 * k));
+  ParallelFor(panels, grain, [&](int b, int e) { isa->matmul(packed, m, k, xp, n, y, bias, b, e); });
+}
+
+float ReadSum(const float* p, size_t n) { return g_isa.load(std::memory_order_relaxed)->read_sum(p, n); }
 
 float Dot(const float* a, const float* b, int k) { return g_isa.load(std::memory_order_relaxed)->dot(a, b, k); }
 
-void Attend(const float* q, const float* k, const float* v, int t, int hd, float scale,
-            float* scores, float* out) {
-  g_isa.load(std::memory_order_relaxed)->attend(q, k, v, t, hd, scale, scores, out);
+void Attend(const float* const* q, int nq, const float* kt, int stride, const float* v,
+            const int* t, int hd, float scale, float* const* scores, float* const* out) {
+  g_isa.load(std::memory_order_relaxed)->attend(q, nq, kt, stride, v, t, hd, scale, scores, out);
 }
 
 }  // namespace splitlm::partition::kernels

@@ -10,9 +10,15 @@
 // and on every instruction set (the AVX2 and the portable path agree to the
 // bit; tests check it).
 //
-// The canonical dot product of length k: eight lane accumulators, lane l sums
-// fma(a[8j+l], b[8j+l], acc_l) for j in order; the tail k%8 is a scalar fma
-// chain; the result is ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)) + tail.
+// Matrix products: output element (i, r) = fma chain over j = 0..k-1 in order
+// of w[r][j] * x[i][j], starting from +0, then + bias[r]. The weights are
+// packed in panels of 16 rows ([m/16][k][16]) so that the chain vectorises
+// across rows: any vector width computes the same lanes.
+//
+// Dot and Attend use the canonical dot product of length k: eight lane
+// accumulators, lane l sums fma(a[8j+l], b[8j+l], acc_l) for j in order; the
+// tail k%8 is a scalar fma chain; the result is
+// ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)) + tail.
 #pragma once
 
 #include <cstddef>
@@ -24,19 +30,33 @@ const char* ActiveIsa();
 // Forces the portable path (tests compare both); returns the previous value.
 bool ForcePortable(bool on);
 
-// y[i*m + r] = dot(w row r, x row i) (+ bias[r]) for r < m, i < n.
-// w: [m, k] row-major; x: [n, k]; y: [n, m]. Parallel over rows of w.
-void MatMul(const float* w, int m, int k, const float* x, int n, float* y,
+// Floats a packed [m, k] matrix takes (m rounded up to a multiple of 16).
+size_t PackedSize(int m, int k);
+// Packs row-major w [m, k] into panels; `dst` holds PackedSize(m, k) floats.
+void Pack(const float* w, int m, int k, float* dst);
+// Row r of a packed matrix, unpacked into out[0, k).
+void UnpackRow(const float* packed, int k, int r, float* out);
+
+// y[i*m + r] = sum_j w[r][j] x[i][j] (+ bias[r]) for r < m, i < n, in the
+// canonical order above. `packed` comes from Pack; x: [n, k]; y: [n, m].
+// Parallel over panels of rows.
+void MatMul(const float* packed, int m, int k, const float* x, int n, float* y,
             const float* bias = nullptr);
+
+// Sum of p[0, n): a streaming read at full vector width (bandwidth probe).
+float ReadSum(const float* p, size_t n);
 
 // The canonical dot product of length k.
 float Dot(const float* a, const float* b, int k);
 
-// out[d] = sum_j p_j * v_j[d] for j < t, accumulated in j order with one fma
-// per term, where p = softmax(scale * dot(q, k_j)). k_j = k + j*hd, likewise v.
-// `scores` has room for t floats.
-void Attend(const float* q, const float* k, const float* v, int t, int hd, float scale,
-            float* scores, float* out);
+// Attention of nq queries of one head over their keys [0, t[i]):
+// scores_ij = fma chain over d of q_i[d] * kt[d*stride + j] (keys stored
+// transposed, `stride` apart), times `scale`; p_i = softmax(scores_i);
+// out_i[d] = fma chain over j of p_ij * v[j*hd + d]. Queries share loads of
+// the keys they have in common, but each value is computed the same way
+// whatever the grouping, t, or vector width. scores[i] has room for t[i].
+void Attend(const float* const* q, int nq, const float* kt, int stride, const float* v,
+            const int* t, int hd, float scale, float* const* scores, float* const* out);
 
 // Runs fn(begin, end) over [0, n) on the LibTorch intra-op thread pool, in
 // chunks of at least `grain`.

@@ -27,6 +27,14 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
   return src.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
 }
 
+// Packs a row-major [m, k] tensor into the kernels' panel layout.
+at::Tensor PackMatrix(const at::Tensor& w) {
+  const int m = static_cast<int>(w.size(0)), k = static_cast<int>(w.size(1));
+  at::Tensor packed = at::empty({static_cast<int64_t>(kernels::PackedSize(m, k))});
+  kernels::Pack(w.data_ptr<float>(), m, k, packed.data_ptr<float>());
+  return packed;
+}
+
 size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }
 
 const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
@@ -58,6 +66,13 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
   }
   return inv;
 }
+
+// Keys are stored transposed, one row per dimension; padding the row keeps
+// the rows of a head off the same cache sets when capacity is a power of 2.
+// Rows per task for row-wise work (norms, rotary, activation).
+constexpr int kRowGrain = 8;
+
+size_t KeyStride(int capacity) { return static_cast<size_t>(capacity) + 16; }
 
 void RmsNorm(const float* x, const float* w, int h, float eps, float* y) {
   const float var = kernels::Dot(x, x, h) / static_cast<float>(h);
@@ -143,42 +158,45 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   const int64_t h = c.hidden_size, hd = c.head_dim, qd = int64_t{c.num_heads} * hd,
                 kvd = int64_t{c.num_kv_heads} * hd, inter = c.intermediate_size, vocab = c.vocab_size;
 
-  if (spec.embedding) w.embed = LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
   for (int l = spec.begin; l < spec.end; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights lw;
     lw.in_norm = LoadTensor(model, p + "input_layernorm.weight", {h});
-    lw.qkv = at::cat({LoadTensor(model, p + "self_attn.q_proj.weight", {qd, h}),
-                      LoadTensor(model, p + "self_attn.k_proj.weight", {kvd, h}),
-                      LoadTensor(model, p + "self_attn.v_proj.weight", {kvd, h})}, 0).contiguous();
+    lw.qkv = PackMatrix(at::cat({LoadTensor(model, p + "self_attn.q_proj.weight", {qd, h}),
+                                 LoadTensor(model, p + "self_attn.k_proj.weight", {kvd, h}),
+                                 LoadTensor(model, p + "self_attn.v_proj.weight", {kvd, h})}, 0)
+                            .contiguous());
     if (c.qkv_bias) {
       lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
                              LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
                              LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
     }
-    lw.o = LoadTensor(model, p + "self_attn.o_proj.weight", {h, qd});
+    lw.o = PackMatrix(LoadTensor(model, p + "self_attn.o_proj.weight", {h, qd}));
     lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
-    lw.gate_up = at::cat({LoadTensor(model, p + "mlp.gate_proj.weight", {inter, h}),
-                          LoadTensor(model, p + "mlp.up_proj.weight", {inter, h})}, 0).contiguous();
-    lw.down = LoadTensor(model, p + "mlp.down_proj.weight", {h, inter});
+    lw.gate_up = PackMatrix(at::cat({LoadTensor(model, p + "mlp.gate_proj.weight", {inter, h}),
+                                     LoadTensor(model, p + "mlp.up_proj.weight", {inter, h})}, 0)
+                                .contiguous());
+    lw.down = PackMatrix(LoadTensor(model, p + "mlp.down_proj.weight", {h, inter}));
     size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
                 Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
     w.bytes += lb;
     w.decode_bytes += lb;
     w.layers.push_back(std::move(lw));
   }
+  // A tied head shares the embedding: a stage holding both keeps only the
+  // packed head and looks embedding rows up in it.
+  const bool tied = !model.HasTensor("lm_head.weight") && c.tie_word_embeddings;
   if (spec.head) {
     w.final_norm = LoadTensor(model, "model.norm.weight", {h});
-    if (model.HasTensor("lm_head.weight") || !c.tie_word_embeddings) {
-      w.head = LoadTensor(model, "lm_head.weight", {vocab, h});
-    } else {
-      w.head = w.embed.defined() ? w.embed : LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
-    }
+    w.head = PackMatrix(LoadTensor(model, tied ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, h}));
     w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
-    w.bytes += Bytes(w.final_norm) + (w.head.is_same(w.embed) ? 0 : Bytes(w.head));
+    w.bytes += Bytes(w.final_norm) + Bytes(w.head);
   }
   if (spec.embedding) {
-    w.bytes += Bytes(w.embed);
+    if (!(spec.head && tied)) {
+      w.embed = LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
+      w.bytes += Bytes(w.embed);
+    }
     w.decode_bytes += h * sizeof(float);
   }
 
@@ -224,13 +242,22 @@ void Stage::Reserve(int positions) {
   const ModelConfig& c = weights_->config();
   int cap = std::max({positions, std::min(max_context_, capacity_ * 2), std::min(max_context_, 64)});
   const size_t hd = c.head_dim;
-  for (auto& v : kv_) {
+  for (size_t i = 0; i < kv_.size(); ++i) {
     std::vector<float> n(static_cast<size_t>(c.num_kv_heads) * cap * hd);
-    for (int g = 0; g < c.num_kv_heads; ++g) {
-      std::memcpy(n.data() + g * cap * hd, v.data() + g * capacity_ * hd,
-                  static_cast<size_t>(position_) * hd * sizeof(float));
+    const std::vector<float>& old = kv_[i];
+    if (i % 2 == 0) {  // keys: [kv_heads][head_dim][KeyStride(capacity)]
+      n.resize(static_cast<size_t>(c.num_kv_heads) * hd * KeyStride(cap));
+      for (size_t row = 0; row < c.num_kv_heads * hd; ++row) {
+        std::memcpy(&n[row * KeyStride(cap)], &old[row * KeyStride(capacity_)],
+                    static_cast<size_t>(position_) * sizeof(float));
+      }
+    } else {  // values: [kv_heads][capacity][head_dim]
+      for (int g = 0; g < c.num_kv_heads; ++g) {
+        std::memcpy(&n[g * cap * hd], &old[g * capacity_ * hd],
+                    static_cast<size_t>(position_) * hd * sizeof(float));
+      }
     }
-    v.swap(n);
+    kv_[i].swap(n);
   }
   capacity_ = cap;
 }
@@ -294,10 +321,14 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     for (int i = 0; i < inputs[s].count; ++i, ++r) {
       row_stage[r] = static_cast<int>(s);
       row_pos[r] = stages[s]->position_ + i;
-      const float* src = inputs[s].tokens != nullptr
-                             ? Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h
-                             : inputs[s].hidden + static_cast<size_t>(i) * h;
-      std::memcpy(x.data() + r * h, src, h * sizeof(float));
+      if (inputs[s].tokens == nullptr) {
+        std::memcpy(&x[r * h], inputs[s].hidden + static_cast<size_t>(i) * h, h * sizeof(float));
+      } else if (w.embed.defined()) {
+        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h,
+                    h * sizeof(float));
+      } else {
+        kernels::UnpackRow(Data(w.head), h, inputs[s].tokens[i], &x[r * h]);
+      }
     }
   }
 
@@ -305,14 +336,25 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       attn(static_cast<size_t>(total) * qd), tmp(static_cast<size_t>(total) * h),
       gu(static_cast<size_t>(total) * 2 * inter), act(static_cast<size_t>(total) * inter);
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  // Attention blocks: (first row, count) of up to four rows of one sequence.
+  std::vector<std::pair<int, int>> blocks;
+  for (size_t s = 0, r = 0; s < stages.size(); r += inputs[s].count, ++s) {
+    for (int i = 0; i < inputs[s].count; i += 4) {
+      blocks.emplace_back(static_cast<int>(r) + i, std::min(4, inputs[s].count - i));
+    }
+  }
   const int group = nh / nkv;
 
   for (size_t l = 0; l < w.layers.size(); ++l) {
     const LayerWeights& lw = w.layers[l];
-    for (int r = 0; r < total; ++r) RmsNorm(&x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
+    // Row-wise work runs on the thread pool too (inline for one row).
+    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+      for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
+    });
     kernels::MatMul(Data(lw.qkv), qkvd, h, xn.data(), total, qkv.data(), Data(lw.qkv_bias));
 
-    for (int r = 0; r < total; ++r) {
+    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (int r = b; r < e; ++r) {
       Stage& st = *stages[row_stage[r]];
       float* q = &qkv[static_cast<size_t>(r) * qkvd];
       float* k = q + qd;
@@ -322,39 +364,65 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
       for (int g = 0; g < nkv; ++g) {
         Rope(k + g * hd, cs, sn, hd);
-        const size_t at = (static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd;
-        std::memcpy(&st.kv_[2 * l][at], k + g * hd, hd * sizeof(float));
-        std::memcpy(&st.kv_[2 * l + 1][at], v + g * hd, hd * sizeof(float));
+        const size_t ks = KeyStride(st.capacity_);
+        float* kt = &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks + row_pos[r]];
+        for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
+        std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd],
+                    v + g * hd, hd * sizeof(float));
       }
     }
+    });
 
-    kernels::ParallelFor(total * nh, 4, [&](int b, int e) {
-      thread_local std::vector<float> scores;
-      for (int t = b; t < e; ++t) {
-        const int r = t / nh, hh = t % nh, g = hh / group;
-        const Stage& st = *stages[row_stage[r]];
-        const int len = row_pos[r] + 1;
-        if (scores.size() < static_cast<size_t>(len)) scores.resize(len);
-        const size_t base = static_cast<size_t>(g) * st.capacity_ * hd;
-        kernels::Attend(&qkv[static_cast<size_t>(r) * qkvd + hh * hd], &st.kv_[2 * l][base],
-                        &st.kv_[2 * l + 1][base], len, hd, scale, scores.data(),
-                        &attn[static_cast<size_t>(r) * qd + hh * hd]);
+    // Queries of one sequence go in blocks of up to four consecutive rows
+    // that share key loads; causal blocks cost in proportion to their
+    // position, so unit u pairs block a with block nb-1-a to balance threads.
+    const int nb = static_cast<int>(blocks.size());
+    kernels::ParallelFor(((nb + 1) / 2) * nh, 2, [&](int b, int e) {
+      thread_local std::vector<float> scratch;
+      for (int u = b; u < e; ++u) {
+        const int a = u / nh, hh = u % nh, g = hh / group;
+        for (int bi : {a, nb - 1 - a}) {
+          const auto [r0, nq] = blocks[bi];
+          const Stage& st = *stages[row_stage[r0]];
+          const float* q[4];
+          float* out[4];
+          float* sc[4];
+          int t[4];
+          const int tmax = row_pos[r0 + nq - 1] + 1;
+          if (scratch.size() < static_cast<size_t>(4 * tmax)) scratch.resize(4 * tmax);
+          for (int i = 0; i < nq; ++i) {
+            q[i] = &qkv[static_cast<size_t>(r0 + i) * qkvd + hh * hd];
+            out[i] = &attn[static_cast<size_t>(r0 + i) * qd + hh * hd];
+            sc[i] = &scratch[static_cast<size_t>(i) * tmax];
+            t[i] = row_pos[r0 + i] + 1;
+          }
+          const size_t ks = KeyStride(st.capacity_);
+          kernels::Attend(q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
+                          &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale,
+                          sc, out);
+          if (bi == nb - 1 - bi) break;
+        }
       }
     });
 
     kernels::MatMul(Data(lw.o), h, qd, attn.data(), total, tmp.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + tmp[i];
-
-    for (int r = 0; r < total; ++r) RmsNorm(&x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
+    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+      for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+      for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
+    });
     kernels::MatMul(Data(lw.gate_up), 2 * inter, h, xn.data(), total, gu.data());
-    for (int r = 0; r < total; ++r) {
+    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (int r = b; r < e; ++r) {
       const float* g = &gu[static_cast<size_t>(r) * 2 * inter];
       const float* u = g + inter;
       float* a = &act[static_cast<size_t>(r) * inter];
       for (int j = 0; j < inter; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
     }
+    });
     kernels::MatMul(Data(lw.down), h, inter, act.data(), total, tmp.data());
-    for (size_t i = 0; i < x.size(); ++i) x[i] = x[i] + tmp[i];
+    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+      for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+    });
   }
 
   for (size_t s = 0; s < stages.size(); ++s) stages[s]->position_ += inputs[s].count;

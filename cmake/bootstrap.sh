@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# One entry point for a fresh Debian 12 machine (run as root, or with sudo
+# available): installs what is missing, configures, builds, then
+#   bootstrap.sh demo   a split generation on a generated model
+#   bootstrap.sh test   the whole test suite
+#   bootstrap.sh build  just the build
+# Environment: BUILD_DIR (default build), JOBS (default nproc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode="${1:-demo}"
+BUILD_DIR="${BUILD_DIR:-build}"
+JOBS="${JOBS:-$(nproc)}"
+
+packages=(cmake ninja-build g++ pkg-config
+  libtorch-dev libopenblas0-openmp libzmq3-dev cppzmq-dev capnproto libcapnp-dev
+  libboost-dev libspdlog-dev libgtest-dev libsentencepiece-dev libtomlplusplus-dev
+  libcli11-dev nlohmann-json3-dev clang gnuplot-nox)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# LibTorch takes libblas.so.3 from the alternatives system: make sure it is
+# OpenBLAS (the reference BLAS is ~20x slower).
+arch_triplet="$(gcc -dumpmachine)"
+alt="libblas.so.3-${arch_triplet}"
+openblas="/usr/lib/${arch_triplet}/openblas-openmp/libblas.so.3"
+if [ -e "$openblas" ] && command -v update-alternatives >/dev/null; then
+  current="$(update-alternatives --query "$alt" 2>/dev/null | awk '/^Value:/ {print $2}')"
+  if [ "$current" != "$openblas" ]; then
+    echo "bootstrap: pointing $alt at OpenBLAS" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO update-alternatives --set "$alt" "$openblas" >&2
+  fi
+fi
+
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >&2
+cmake --build "$BUILD_DIR" -j "$JOBS" >&2
+
+case "$mode" in
+  build) ;;
+  demo)
+    model="$BUILD_DIR/models/small"
+    [ -f "$model/config.json" ] || "$BUILD_DIR/bin/splitlm" make-model --preset small --seed 1 --out "$model"
+    echo "== local run (all layers on the device)"
+    "$BUILD_DIR/bin/splitlm" generate --model "$model" --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
+    echo "== split at cut 3: device layers [0,3), cloud layers [3,8) + head"
+    "$BUILD_DIR/bin/splitlm" generate --model "$model" --cut 3 --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
+    ;;
+  test)
+    cd "$BUILD_DIR"
+    ctest -j "$JOBS" --output-on-failure --timeout 900
+    ;;
+  *)
+    echo "usage: cmake/bootstrap.sh [demo|test|build]" >&2
+    exit 2
+    ;;
+esac
