@@ -1,0 +1,226 @@
+// Wire messages: every type round-trips; every validation rule refuses a
+// violating message with its own error code; garbage never crashes.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <random>
+
+#include "transport/protocol.h"
+
+namespace splitlm::transport {
+namespace {
+
+Message RoundTrip(const Message& m) {
+  const std::string bytes = EncodeMessage(m);
+  EXPECT_EQ(0u, bytes.size() % 8);
+  Decoded d = DecodeMessage(bytes.data(), bytes.size());
+  EXPECT_TRUE(d.message.has_value()) << d.reason;
+  return d.message.value_or(Heartbeat{});
+}
+
+TEST(ProtocolTest, HelloRoundTrips) {
+  Hello h;
+  h.model_fingerprint = 0x1234567890abcdefull;
+  h.layer_begin = 3;
+  h.layer_end = 12;
+  h.codecs = {Codec::kF32, Codec::kInt8};
+  h.hidden_size = 768;
+  h.num_layers = 12;
+  h.max_context = 1024;
+  h.layer_decode_us = {10.5f, 11.25f};
+  h.queue_us = 77;
+  h.agent = "splitlm-cloud 0.1";
+  h.reply = true;
+  auto back = std::get<Hello>(RoundTrip(h));
+  EXPECT_EQ(h.model_fingerprint, back.model_fingerprint);
+  EXPECT_EQ(h.layer_begin, back.layer_begin);
+  EXPECT_EQ(h.layer_end, back.layer_end);
+  EXPECT_EQ(h.codecs, back.codecs);
+  EXPECT_EQ(h.hidden_size, back.hidden_size);
+  EXPECT_EQ(h.num_layers, back.num_layers);
+  EXPECT_EQ(h.max_context, back.max_context);
+  EXPECT_EQ(h.layer_decode_us, back.layer_decode_us);
+  EXPECT_EQ(h.queue_us, back.queue_us);
+  EXPECT_EQ(h.agent, back.agent);
+  EXPECT_TRUE(back.reply);
+  EXPECT_EQ(kProtocolMajor, back.protocol_major);
+}
+
+TEST(ProtocolTest, ForwardRoundTripsAndItsHeaderIsSmall) {
+  Forward f;
+  f.session_id = 42;
+  f.seq = 7;
+  f.first_position = 100;
+  f.count = 1;
+  f.tensor = {Codec::kBF16, 1, 768, 1536};
+  f.sampling = {0.8f, 40, 0.95f, 99};
+  f.want_token = true;
+  f.top_logprobs = 5;
+  const std::string bytes = EncodeMessage(f);
+  EXPECT_LE(bytes.size(), 160u) << "the header frame should stay small";
+  auto back = std::get<Forward>(RoundTrip(f));
+  EXPECT_EQ(42u, back.session_id);
+  EXPECT_EQ(7u, back.seq);
+  EXPECT_EQ(100u, back.first_position);
+  EXPECT_EQ(1u, back.count);
+  EXPECT_EQ(Codec::kBF16, back.tensor.codec);
+  EXPECT_EQ(768u, back.tensor.cols);
+  EXPECT_EQ(1536u, back.tensor.bytes);
+  EXPECT_FLOAT_EQ(0.8f, back.sampling.temperature);
+  EXPECT_EQ(40u, back.sampling.top_k);
+  EXPECT_FLOAT_EQ(0.95f, back.sampling.top_p);
+  EXPECT_EQ(99u, back.sampling.seed);
+  EXPECT_EQ(5u, back.top_logprobs);
+}
+
+TEST(ProtocolTest, OtherMessagesRoundTrip) {
+  ForwardResult r;
+  r.session_id = 1;
+  r.seq = 2;
+  r.tokens = {5, 6};
+  r.logprobs = {{5, -0.1f}, {9, -2.5f}};
+  r.compute_us = 1234;
+  r.queue_us = 56;
+  auto rb = std::get<ForwardResult>(RoundTrip(r));
+  EXPECT_EQ(r.tokens, rb.tokens);
+  ASSERT_EQ(2u, rb.logprobs.size());
+  EXPECT_EQ(9, rb.logprobs[1].token);
+  EXPECT_FLOAT_EQ(-2.5f, rb.logprobs[1].logprob);
+  EXPECT_EQ(1234u, rb.compute_us);
+  EXPECT_EQ(56u, rb.queue_us);
+
+  auto o = std::get<OpenSession>(RoundTrip(OpenSession{9, 4, Codec::kF16, true}));
+  EXPECT_EQ(9u, o.session_id);
+  EXPECT_EQ(4u, o.cut);
+  EXPECT_EQ(Codec::kF16, o.codec);
+  EXPECT_TRUE(o.ack);
+  EXPECT_EQ(3u, std::get<CloseSession>(RoundTrip(CloseSession{3})).session_id);
+  auto e = std::get<Error>(RoundTrip(Error{ErrorCode::kSessionEvicted, "evicted", 4, 5}));
+  EXPECT_EQ(ErrorCode::kSessionEvicted, e.code);
+  EXPECT_EQ("evicted", e.message);
+  EXPECT_EQ(4u, e.session_id);
+  EXPECT_EQ(5u, e.seq);
+  auto p = std::get<Ping>(RoundTrip(Ping{11, 4096}));
+  EXPECT_EQ(11u, p.seq);
+  EXPECT_EQ(4096u, p.reply_bytes);
+  EXPECT_EQ(12u, std::get<Pong>(RoundTrip(Pong{12})).seq);
+  EXPECT_TRUE(std::holds_alternative<Heartbeat>(RoundTrip(Heartbeat{})));
+}
+
+TEST(ProtocolTest, DecodesFromUnalignedFrames) {
+  const std::string bytes = EncodeMessage(Ping{77, 8});
+  std::vector<char> buf(bytes.size() + 1);
+  std::memcpy(buf.data() + 1, bytes.data(), bytes.size());
+  Decoded d = DecodeMessage(buf.data() + 1, bytes.size());
+  ASSERT_TRUE(d.message.has_value()) << d.reason;
+  EXPECT_EQ(77u, std::get<Ping>(*d.message).seq);
+}
+
+TEST(ProtocolTest, GarbageIsRefusedNotFatal) {
+  std::mt19937 rng(1);
+  for (int i = 0; i < 2000; ++i) {
+    std::vector<uint64_t> words(1 + rng() % 16);
+    for (auto& w : words) w = (uint64_t{rng()} << 32) | rng();
+    Decoded d = DecodeMessage(words.data(), words.size() * 8);
+    if (!d.message) {
+      EXPECT_NE(ErrorCode::kNone, d.error);
+    }
+  }
+  EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage("abc", 3).error);
+  EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage("", 0).error);
+  std::string big(Limits{}.max_header_bytes + 8, '\0');
+  EXPECT_EQ(ErrorCode::kTooLarge, DecodeMessage(big.data(), big.size()).error);
+  // A segment table that claims more words than the frame holds.
+  uint32_t table[2] = {0, 1000};
+  EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage(table, sizeof table).error);
+}
+
+TEST(ProtocolTest, TraversalLimitIsEnforced) {
+  ForwardResult r;
+  r.tokens.assign(60000, 1);
+  const std::string bytes = EncodeMessage(r);
+  Limits tight;
+  tight.max_header_bytes = 1 << 20;
+  tight.traversal_limit_words = 1000;
+  tight.max_rows = 1 << 20;
+  EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage(bytes.data(), bytes.size(), tight).error);
+  Limits rows = tight;
+  rows.traversal_limit_words = 1 << 20;
+  rows.max_rows = 100;
+  EXPECT_EQ(ErrorCode::kTooLarge, DecodeMessage(bytes.data(), bytes.size(), rows).error);
+}
+
+class ForwardValidation : public ::testing::Test {
+ protected:
+  ForwardValidation() {
+    f.session_id = 1;
+    f.first_position = 10;
+    f.count = 2;
+    f.tensor = {Codec::kF32, 2, 64, 2 * 64 * 4};
+    x.hidden_size = 64;
+    x.next_position = 10;
+    x.max_context = 16;
+    x.codecs = {Codec::kF32, Codec::kInt8};
+  }
+  ErrorCode Check(size_t payload = 2 * 64 * 4) { return ValidateForward(f, payload, x).code; }
+  Forward f;
+  ForwardExpectations x;
+};
+
+TEST_F(ForwardValidation, AcceptsAConsistentForward) { EXPECT_EQ(ErrorCode::kNone, Check()); }
+
+TEST_F(ForwardValidation, EachRuleHasItsCode) {
+  f.tensor.codec = Codec::kF16;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check());  // codec not accepted
+  f.tensor.codec = Codec::kF32;
+  f.tensor.rows = 3;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check());  // rows != count
+  f.tensor.rows = 2;
+  f.tensor.cols = 65;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check());  // shape
+  f.tensor.cols = 64;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check(2 * 64 * 4 - 1));  // payload size
+  f.tensor.bytes = 100;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check());  // declared size
+  f.tensor.bytes = 2 * 64 * 4;
+  f.first_position = 9;
+  EXPECT_EQ(ErrorCode::kBadPosition, Check());
+  f.first_position = 10;
+  x.max_context = 11;
+  EXPECT_EQ(ErrorCode::kTooLarge, Check());  // context overflow
+  x.max_context = 16;
+  EXPECT_EQ(ErrorCode::kTooLarge, ValidateForward(f, 2 * 64 * 4, x, Limits{64 << 10, 100}).code);
+  f.sampling.top_p = 0;
+  EXPECT_EQ(ErrorCode::kBadSampling, Check());
+  f.sampling.top_p = 1;
+  f.sampling.temperature = NAN;
+  EXPECT_EQ(ErrorCode::kBadSampling, Check());
+  f.sampling.temperature = 0;
+  f.count = 0;
+  f.tensor.rows = 0;
+  EXPECT_EQ(ErrorCode::kBadTensor, Check(0));
+  f.count = f.tensor.rows = 100000;
+  EXPECT_EQ(ErrorCode::kTooLarge, Check());
+}
+
+TEST(ProtocolTest, HelloChecksVersionAndModel) {
+  Hello a;
+  a.model_fingerprint = 1;
+  a.hidden_size = 64;
+  a.num_layers = 4;
+  Hello b = a;
+  EXPECT_TRUE(ValidateHello(a, b).ok());
+  b.protocol_major = 2;
+  EXPECT_EQ(ErrorCode::kVersionMismatch, ValidateHello(a, b).code);
+  b = a;
+  b.model_fingerprint = 2;
+  EXPECT_EQ(ErrorCode::kModelMismatch, ValidateHello(a, b).code);
+  b = a;
+  b.layer_begin = 3;
+  b.layer_end = 9;
+  const std::string bytes = EncodeMessage(b);
+  EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage(bytes.data(), bytes.size()).error);
+}
+
+}  // namespace
+}  // namespace splitlm::transport

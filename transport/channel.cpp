@@ -1,0 +1,222 @@
+#include "transport/channel.h"
+
+#include "transport/error.h"
+
+namespace splitlm::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Receives the rest of a multipart message after `first`; at most `max`
+// frames in all, the rest drained. Returns false if there were too many.
+bool RecvRest(zmq::socket_t& s, std::vector<zmq::message_t>& frames, size_t max) {
+  bool ok = true;
+  while (frames.back().more()) {
+    zmq::message_t f;
+    (void)s.recv(f, zmq::recv_flags::none);
+    if (frames.size() < max) {
+      frames.push_back(std::move(f));
+    } else {
+      ok = false;
+      if (!f.more()) break;
+    }
+  }
+  return ok;
+}
+
+void SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq::message_t payload) {
+  const std::string header = EncodeMessage(m);
+  const bool has_payload = payload.size() > 0;
+  if (peer) s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+  s.send(zmq::buffer(header), (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+                                  zmq::send_flags::dontwait);
+  if (has_payload) s.send(payload, zmq::send_flags::dontwait);
+}
+
+// A printable form of a ROUTER identity (binary, usually 5 bytes).
+std::string PeerName(const std::string& id) {
+  static const char* kHex = "0123456789abcdef";
+  std::string s;
+  for (unsigned char c : id) {
+    s.push_back(kHex[c >> 4]);
+    s.push_back(kHex[c & 15]);
+  }
+  return s;
+}
+
+}  // namespace
+
+ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
+    : options_(std::move(options)), socket_(context, zmq::socket_type::router) {
+  const bool curve = !options_.keys.secret_key.empty();
+  if (!IsLoopbackEndpoint(options_.bind)) {
+    if (!curve && !options_.allow_insecure) {
+      throw TransportError("refusing to bind " + options_.bind +
+                           " without CURVE: give the server a key pair and an allow-list, "
+                           "or pass the explicit insecure flag");
+    }
+    if (!curve && options_.log) {
+      options_.log->warn("*** INSECURE: {} is reachable from other machines and traffic is NOT "
+                         "encrypted or authenticated ***", options_.bind);
+    } else if (options_.log) {
+      options_.log->info("binding {} beyond loopback, CURVE on ({} allowed keys)", options_.bind,
+                         options_.allowed_clients.size());
+    }
+  }
+  if (curve) {
+    zap_ = std::make_unique<ZapHandler>(context, options_.allowed_clients, options_.log);
+    socket_.set(zmq::sockopt::curve_server, 1);
+    socket_.set(zmq::sockopt::curve_secretkey, options_.keys.secret_key);
+    socket_.set(zmq::sockopt::zap_domain, "splitlm");
+  }
+  socket_.set(zmq::sockopt::router_mandatory, 0);  // drop messages to vanished peers
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
+  try {
+    socket_.bind(options_.bind);
+  } catch (const zmq::error_t& e) {
+    throw TransportError("cannot bind " + options_.bind + ": " + e.what());
+  }
+}
+
+ServerChannel::~ServerChannel() = default;
+
+std::string ServerChannel::endpoint() const { return socket_.get(zmq::sockopt::last_endpoint); }
+
+std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, std::max(left, Millis(0))) == 0) return std::nullopt;
+    std::vector<zmq::message_t> frames(1);
+    if (!socket_.recv(frames[0], zmq::recv_flags::dontwait)) continue;
+    const bool fits = RecvRest(socket_, frames, 3);
+    std::string peer = frames[0].to_string();
+    auto reject = [&](ErrorCode code, const std::string& reason) {
+      ++rejected_;
+      if (options_.log) options_.log->warn("rejected message from peer={} code={} reason={}", PeerName(peer), ErrorCodeName(code), reason);
+      Send(peer, Error{code, reason, 0, 0});
+    };
+    if (frames.size() < 2 || !fits) {
+      reject(ErrorCode::kBadMessage, "expected a header frame and at most one payload frame");
+      continue;
+    }
+    Decoded d = DecodeMessage(frames[1].data(), frames[1].size(), options_.limits);
+    if (!d.message) {
+      reject(d.error, d.reason);
+      continue;
+    }
+    if (std::holds_alternative<Heartbeat>(*d.message)) {
+      Send(peer, Heartbeat{});
+      continue;
+    }
+    Incoming in{std::move(peer), std::move(*d.message), {}};
+    if (frames.size() == 3) in.payload = std::move(frames[2]);
+    return in;
+  }
+}
+
+void ServerChannel::Send(const std::string& peer, const Message& message, zmq::message_t payload) {
+  try {
+    SendFrames(socket_, &peer, message, std::move(payload));
+  } catch (const zmq::error_t& e) {
+    if (options_.log) options_.log->warn("send {} failed: {}", MessageName(message), e.what());
+  }
+}
+
+ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
+    : context_(context), options_(std::move(options)), liveness_(options_.liveness),
+      backoff_(options_.reconnect_initial) {
+  if (options_.keys.secret_key.empty() != options_.server_public_key.empty()) {
+    throw TransportError("CURVE needs both the client's key pair and the server's public key");
+  }
+  Connect();
+}
+
+ClientChannel::~ClientChannel() = default;
+
+void ClientChannel::Connect() {
+  socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  socket_->set(zmq::sockopt::linger, 0);
+  socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
+  if (!options_.keys.secret_key.empty()) {
+    socket_->set(zmq::sockopt::curve_serverkey, options_.server_public_key);
+    socket_->set(zmq::sockopt::curve_publickey, options_.keys.public_key);
+    socket_->set(zmq::sockopt::curve_secretkey, options_.keys.secret_key);
+  }
+  try {
+    socket_->connect(options_.endpoint);
+  } catch (const zmq::error_t& e) {
+    throw TransportError("cannot connect to " + options_.endpoint + ": " + e.what());
+  }
+  last_heard_ = last_sent_ = Clock::now();
+}
+
+Millis ClientChannel::Reconnect() {
+  Connect();
+  liveness_ = options_.liveness;
+  const Millis wait = backoff_;
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
+  if (options_.log) options_.log->info("reconnecting to {} (back-off {} ms)", options_.endpoint, wait.count());
+  return wait;
+}
+
+bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
+  try {
+    SendFrames(*socket_, nullptr, message, std::move(payload));
+  } catch (const zmq::error_t& e) {
+    if (options_.log) options_.log->warn("send {} to {} failed: {}", MessageName(message), options_.endpoint, e.what());
+    return false;
+  }
+  last_sent_ = Clock::now();
+  return true;
+}
+
+std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
+  const auto deadline = Clock::now() + timeout;
+  while (true) {
+    const auto now = Clock::now();
+    if (now >= deadline) return std::nullopt;
+    // Wake at the deadline or the next heartbeat, whichever is first.
+    const auto next_beat = std::max(last_sent_, last_heard_) + options_.heartbeat_interval;
+    const auto wake = std::min(deadline, next_beat);
+    zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
+    const auto wait = std::chrono::duration_cast<Millis>(wake - now) + Millis(1);
+    if (zmq::poll(&item, 1, wait) == 0) {
+      if (Clock::now() >= next_beat) {
+        // A whole interval of silence from the server costs one liveness.
+        if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {
+          if (--liveness_ <= 0) {
+            if (options_.log) options_.log->warn("server {} silent for {} heartbeats: declared dead", options_.endpoint, options_.liveness);
+            liveness_ = 0;
+            return std::nullopt;
+          }
+        }
+        Send(Heartbeat{});
+      }
+      continue;
+    }
+    std::vector<zmq::message_t> frames(1);
+    if (!socket_->recv(frames[0], zmq::recv_flags::dontwait)) continue;
+    const bool fits = RecvRest(*socket_, frames, 2);
+    last_heard_ = Clock::now();
+    liveness_ = options_.liveness;
+    backoff_ = options_.reconnect_initial;
+    if (!fits) {
+      if (options_.log) options_.log->warn("dropped a message of too many frames from {}", options_.endpoint);
+      continue;
+    }
+    Decoded d = DecodeMessage(frames[0].data(), frames[0].size(), options_.limits);
+    if (!d.message) {
+      if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, d.reason, ErrorCodeName(d.error));
+      continue;
+    }
+    if (std::holds_alternative<Heartbeat>(*d.message)) continue;
+    Incoming in{"", std::move(*d.message), {}};
+    if (frames.size() == 2) in.payload = std::move(frames[1]);
+    return in;
+  }
+}
+
+}  // namespace splitlm::transport

@@ -1,0 +1,126 @@
+// The ZeroMQ link between a device agent (DEALER) and a cloud worker
+// (ROUTER): multipart messages of a Cap'n Proto header frame and an optional
+// payload frame sent and received without copies, CURVE security, and
+// Paranoid-Pirate heartbeats so that a silent peer is noticed in bounded time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <zmq.hpp>
+
+#include <spdlog/logger.h>
+
+#include "transport/protocol.h"
+#include "transport/security.h"
+
+namespace splitlm::transport {
+
+using Millis = std::chrono::milliseconds;
+
+struct Incoming {
+  std::string peer;        // ROUTER identity (server side only)
+  Message message;
+  zmq::message_t payload;  // empty when the message has none
+};
+
+struct ServerOptions {
+  std::string bind = "tcp://127.0.0.1:5555";  // "tcp://127.0.0.1:*" picks a free port
+  // CURVE: the server's key pair; empty secret_key means no encryption.
+  KeyPair keys;
+  std::set<std::string> allowed_clients;  // Z85 public keys admitted under CURVE
+  // Binding a non-loopback address without CURVE is refused unless set.
+  bool allow_insecure = false;
+  Limits limits;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+// The cloud side. One thread owns it (ZeroMQ sockets are not thread-safe).
+class ServerChannel {
+ public:
+  // Binds; throws TransportError if the bind fails or is refused.
+  ServerChannel(zmq::context_t& context, ServerOptions options);
+  ~ServerChannel();
+  ServerChannel(const ServerChannel&) = delete;
+  ServerChannel& operator=(const ServerChannel&) = delete;
+
+  // The bound endpoint with the port resolved.
+  std::string endpoint() const;
+
+  // The next valid message within `timeout`. A malformed one is answered
+  // with an Error naming the problem (and logged); heartbeats are answered
+  // here. Returns nullopt on timeout.
+  std::optional<Incoming> Receive(Millis timeout);
+
+  // Sends `message` to `peer`, with `payload` as a second frame if non-empty.
+  // Never blocks: a message to a vanished peer is dropped.
+  void Send(const std::string& peer, const Message& message, zmq::message_t payload = {});
+
+  uint64_t rejected() const { return rejected_; }
+  uint64_t denied_keys() const { return zap_ ? zap_->denied() : 0; }
+
+ private:
+  ServerOptions options_;
+  std::unique_ptr<ZapHandler> zap_;
+  zmq::socket_t socket_;
+  uint64_t rejected_ = 0;
+};
+
+struct ClientOptions {
+  std::string endpoint = "tcp://127.0.0.1:5555";
+  // CURVE: our key pair and the server's public key; empty means plain TCP.
+  KeyPair keys;
+  std::string server_public_key;
+  Limits limits;
+  // Paranoid Pirate: a heartbeat after this much idle time; the peer is dead
+  // after `liveness` intervals without hearing from it.
+  Millis heartbeat_interval{500};
+  int liveness = 3;
+  // Reconnect back-off: starts here, doubles up to the cap.
+  Millis reconnect_initial{100};
+  Millis reconnect_max{5000};
+  std::shared_ptr<spdlog::logger> log;
+};
+
+// The device side. One thread owns it.
+class ClientChannel {
+ public:
+  ClientChannel(zmq::context_t& context, ClientOptions options);
+  ~ClientChannel();
+  ClientChannel(const ClientChannel&) = delete;
+  ClientChannel& operator=(const ClientChannel&) = delete;
+
+  // Queues `message` (and payload). Returns false if it could not be queued
+  // (peer gone and the queue full): the caller treats that as a failed step.
+  bool Send(const Message& message, zmq::message_t payload = {});
+
+  // The next valid message within `timeout`, heartbeating while it waits.
+  // Returns nullopt on timeout or when the peer is declared dead (see
+  // peer_alive()). Malformed messages from the server are logged and dropped.
+  std::optional<Incoming> Receive(Millis timeout);
+
+  // False once `liveness` heartbeat intervals passed without a word from the
+  // server (or after Reset()); true again when anything arrives.
+  bool peer_alive() const { return liveness_ > 0; }
+
+  // Closes the socket (dropping anything queued) and connects a new one, so
+  // a restarted server sees a fresh peer. Returns the back-off the caller
+  // should wait before relying on the link; it doubles on each call up to the
+  // cap and resets when a message arrives.
+  Millis Reconnect();
+
+  const std::string& endpoint() const { return options_.endpoint; }
+
+ private:
+  void Connect();
+  zmq::context_t& context_;
+  ClientOptions options_;
+  std::unique_ptr<zmq::socket_t> socket_;
+  int liveness_;
+  Millis backoff_;
+  std::chrono::steady_clock::time_point last_heard_, last_sent_;
+};
+
+}  // namespace splitlm::transport

@@ -1,0 +1,378 @@
+#include "transport/protocol.h"
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+#include <kj/exception.h>
+
+#include <cmath>
+#include <algorithm>
+#include <cstring>
+
+#include "transport/splitlm.capnp.h"
+
+namespace splitlm::transport {
+namespace {
+
+bool ValidCodec(uint16_t v) { return v <= static_cast<uint16_t>(Codec::kInt8); }
+
+wire::Codec ToWire(Codec c) { return static_cast<wire::Codec>(static_cast<uint16_t>(c)); }
+
+
+void WriteHello(wire::Hello::Builder b, const Hello& h) {
+  b.setProtocolMajor(h.protocol_major);
+  b.setProtocolMinor(h.protocol_minor);
+  b.setModelFingerprint(h.model_fingerprint);
+  auto layers = b.initLayers();
+  layers.setBegin(h.layer_begin);
+  layers.setEnd(h.layer_end);
+  auto codecs = b.initCodecs(static_cast<unsigned>(h.codecs.size()));
+  for (size_t i = 0; i < h.codecs.size(); ++i) codecs.set(i, ToWire(h.codecs[i]));
+  b.setHiddenSize(h.hidden_size);
+  b.setNumLayers(h.num_layers);
+  b.setMaxContext(h.max_context);
+  auto times = b.initLayerDecodeUs(static_cast<unsigned>(h.layer_decode_us.size()));
+  for (size_t i = 0; i < h.layer_decode_us.size(); ++i) times.set(i, h.layer_decode_us[i]);
+  b.setQueueUs(h.queue_us);
+  b.setAgent(h.agent);
+}
+
+void WriteOpen(wire::OpenSession::Builder b, const OpenSession& o) {
+  b.setSessionId(o.session_id);
+  b.setCut(o.cut);
+  b.setCodec(ToWire(o.codec));
+}
+
+// Thrown inside decoding for a semantic violation; caught in DecodeMessage.
+struct Reject {
+  ErrorCode code;
+  std::string reason;
+};
+
+Codec ReadCodec(wire::Codec c) {
+  const auto v = static_cast<uint16_t>(c);
+  if (!ValidCodec(v)) throw Reject{ErrorCode::kBadTensor, "unknown codec " + std::to_string(v)};
+  return static_cast<Codec>(v);
+}
+
+std::string ReadText(capnp::Text::Reader t, const Limits& limits, const char* field) {
+  if (t.size() > limits.max_text_bytes) {
+    throw Reject{ErrorCode::kTooLarge, std::string(field) + " longer than " +
+                                           std::to_string(limits.max_text_bytes) + " bytes"};
+  }
+  return std::string(t.cStr(), t.size());
+}
+
+Hello ReadHello(wire::Hello::Reader r, const Limits& limits, bool reply) {
+  Hello h;
+  h.reply = reply;
+  h.protocol_major = r.getProtocolMajor();
+  h.protocol_minor = r.getProtocolMinor();
+  h.model_fingerprint = r.getModelFingerprint();
+  h.layer_begin = r.getLayers().getBegin();
+  h.layer_end = r.getLayers().getEnd();
+  auto codecs = r.getCodecs();
+  if (codecs.size() > 16) throw Reject{ErrorCode::kTooLarge, "too many codecs"};
+  for (auto c : codecs) {
+    // Unknown codecs from a newer peer are skipped, not fatal.
+    if (ValidCodec(static_cast<uint16_t>(c))) h.codecs.push_back(static_cast<Codec>(c));
+  }
+  h.hidden_size = r.getHiddenSize();
+  h.num_layers = r.getNumLayers();
+  h.max_context = r.getMaxContext();
+  auto times = r.getLayerDecodeUs();
+  if (times.size() > 4096) throw Reject{ErrorCode::kTooLarge, "too many layer times"};
+  for (float t : times) {
+    if (!std::isfinite(t) || t < 0) throw Reject{ErrorCode::kBadMessage, "bad layer time"};
+    h.layer_decode_us.push_back(t);
+  }
+  h.queue_us = r.getQueueUs();
+  h.agent = ReadText(r.getAgent(), limits, "agent");
+  if (h.layer_begin > h.layer_end || h.layer_end > h.num_layers) {
+    throw Reject{ErrorCode::kBadMessage, "hello layer range [" + std::to_string(h.layer_begin) + ", " +
+                                             std::to_string(h.layer_end) + ") outside " +
+                                             std::to_string(h.num_layers) + " layers"};
+  }
+  return h;
+}
+
+OpenSession ReadOpen(wire::OpenSession::Reader r, bool ack) {
+  OpenSession o;
+  o.session_id = r.getSessionId();
+  o.cut = r.getCut();
+  o.codec = ReadCodec(r.getCodec());
+  o.ack = ack;
+  return o;
+}
+
+Forward ReadForward(wire::Forward::Reader r, const Limits& limits) {
+  Forward f;
+  f.session_id = r.getSessionId();
+  f.seq = r.getSeq();
+  f.first_position = r.getFirstPosition();
+  f.count = r.getCount();
+  auto t = r.getTensor();
+  f.tensor.codec = ReadCodec(t.getCodec());
+  f.tensor.rows = t.getRows();
+  f.tensor.cols = t.getCols();
+  f.tensor.bytes = t.getBytes();
+  auto s = r.getSampling();
+  f.sampling.temperature = s.getTemperature();
+  f.sampling.top_k = s.getTopK();
+  f.sampling.top_p = s.getTopP();
+  f.sampling.seed = s.getSeed();
+  f.want_token = r.getWantToken();
+  f.top_logprobs = r.getTopLogprobs();
+  if (f.top_logprobs > limits.max_logprobs) {
+    throw Reject{ErrorCode::kTooLarge, "topLogprobs " + std::to_string(f.top_logprobs) +
+                                           " over the limit of " + std::to_string(limits.max_logprobs)};
+  }
+  return f;
+}
+
+ForwardResult ReadResult(wire::ForwardResult::Reader r, const Limits& limits) {
+  ForwardResult f;
+  f.session_id = r.getSessionId();
+  f.seq = r.getSeq();
+  auto tokens = r.getTokens();
+  if (tokens.size() > limits.max_rows) throw Reject{ErrorCode::kTooLarge, "too many tokens"};
+  for (int32_t t : tokens) {
+    if (t < 0) throw Reject{ErrorCode::kBadMessage, "negative token id " + std::to_string(t)};
+    f.tokens.push_back(t);
+  }
+  auto lp = r.getLogprobs();
+  if (lp.size() > limits.max_logprobs) throw Reject{ErrorCode::kTooLarge, "too many logprobs"};
+  for (auto e : lp) f.logprobs.push_back({e.getToken(), e.getLogprob()});
+  f.compute_us = r.getComputeUs();
+  f.queue_us = r.getQueueUs();
+  return f;
+}
+
+}  // namespace
+
+const char* ErrorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kNone: return "none";
+    case ErrorCode::kBadMessage: return "bad_message";
+    case ErrorCode::kVersionMismatch: return "version_mismatch";
+    case ErrorCode::kModelMismatch: return "model_mismatch";
+    case ErrorCode::kUnknownSession: return "unknown_session";
+    case ErrorCode::kSessionEvicted: return "session_evicted";
+    case ErrorCode::kBadPosition: return "bad_position";
+    case ErrorCode::kBadTensor: return "bad_tensor";
+    case ErrorCode::kTooLarge: return "too_large";
+    case ErrorCode::kBusy: return "busy";
+    case ErrorCode::kInternal: return "internal";
+    case ErrorCode::kUnauthorized: return "unauthorized";
+    case ErrorCode::kBadCut: return "bad_cut";
+    case ErrorCode::kBadSampling: return "bad_sampling";
+  }
+  return "unknown";
+}
+
+const char* MessageName(const Message& m) {
+  static const char* const kNames[] = {"hello", "open", "close", "forward", "result",
+                                       "error", "ping",  "pong",  "heartbeat"};
+  return kNames[m.index()];
+}
+
+std::string EncodeMessage(const Message& message) {
+  capnp::MallocMessageBuilder builder(512 / sizeof(capnp::word));
+  auto root = builder.initRoot<wire::Message>();
+  if (auto* h = std::get_if<Hello>(&message)) {
+    WriteHello(h->reply ? root.initHelloReply() : root.initHello(), *h);
+  } else if (auto* o = std::get_if<OpenSession>(&message)) {
+    WriteOpen(o->ack ? root.initOpened() : root.initOpen(), *o);
+  } else if (auto* c = std::get_if<CloseSession>(&message)) {
+    root.initClose().setSessionId(c->session_id);
+  } else if (auto* f = std::get_if<Forward>(&message)) {
+    auto b = root.initForward();
+    b.setSessionId(f->session_id);
+    b.setSeq(f->seq);
+    b.setFirstPosition(f->first_position);
+    b.setCount(f->count);
+    auto t = b.initTensor();
+    t.setCodec(ToWire(f->tensor.codec));
+    t.setRows(f->tensor.rows);
+    t.setCols(f->tensor.cols);
+    t.setBytes(f->tensor.bytes);
+    auto s = b.initSampling();
+    s.setTemperature(f->sampling.temperature);
+    s.setTopK(f->sampling.top_k);
+    s.setTopP(f->sampling.top_p);
+    s.setSeed(f->sampling.seed);
+    b.setWantToken(f->want_token);
+    b.setTopLogprobs(f->top_logprobs);
+  } else if (auto* r = std::get_if<ForwardResult>(&message)) {
+    auto b = root.initResult();
+    b.setSessionId(r->session_id);
+    b.setSeq(r->seq);
+    auto tokens = b.initTokens(static_cast<unsigned>(r->tokens.size()));
+    for (size_t i = 0; i < r->tokens.size(); ++i) tokens.set(i, r->tokens[i]);
+    auto lp = b.initLogprobs(static_cast<unsigned>(r->logprobs.size()));
+    for (size_t i = 0; i < r->logprobs.size(); ++i) {
+      lp[i].setToken(r->logprobs[i].token);
+      lp[i].setLogprob(r->logprobs[i].logprob);
+    }
+    b.setComputeUs(r->compute_us);
+    b.setQueueUs(r->queue_us);
+  } else if (auto* e = std::get_if<Error>(&message)) {
+    auto b = root.initError();
+    b.setCode(static_cast<wire::ErrorCode>(static_cast<uint16_t>(e->code)));
+    b.setMessage(e->message);
+    b.setSessionId(e->session_id);
+    b.setSeq(e->seq);
+  } else if (auto* p = std::get_if<Ping>(&message)) {
+    auto b = root.initPing();
+    b.setSeq(p->seq);
+    b.setReplyBytes(p->reply_bytes);
+  } else if (auto* q = std::get_if<Pong>(&message)) {
+    root.initPong().setSeq(q->seq);
+  } else {
+    root.setHeartbeat();
+  }
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
+  Decoded out;
+  auto fail = [&](ErrorCode code, std::string reason) {
+    out.message.reset();
+    out.error = code;
+    out.reason = std::move(reason);
+    return out;
+  };
+  if (size == 0 || size % sizeof(capnp::word) != 0) {
+    return fail(ErrorCode::kBadMessage, "header frame of " + std::to_string(size) +
+                                            " bytes is not a whole number of 8-byte words");
+  }
+  if (size > limits.max_header_bytes) {
+    return fail(ErrorCode::kTooLarge, "header frame of " + std::to_string(size) +
+                                          " bytes over the limit of " +
+                                          std::to_string(limits.max_header_bytes));
+  }
+  // ZeroMQ frames are not guaranteed 8-byte aligned: copy once if needed.
+  kj::Array<capnp::word> aligned;
+  const capnp::word* words = static_cast<const capnp::word*>(data);
+  if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) != 0) {
+    aligned = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+    std::memcpy(aligned.begin(), data, size);
+    words = aligned.begin();
+  }
+  try {
+    capnp::ReaderOptions options;
+    options.traversalLimitInWords = limits.traversal_limit_words;
+    options.nestingLimit = 16;
+    capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, size / sizeof(capnp::word)), options);
+    auto m = reader.getRoot<wire::Message>();
+    switch (m.which()) {
+      case wire::Message::HELLO: out.message = ReadHello(m.getHello(), limits, false); break;
+      case wire::Message::HELLO_REPLY: out.message = ReadHello(m.getHelloReply(), limits, true); break;
+      case wire::Message::OPEN: out.message = ReadOpen(m.getOpen(), false); break;
+      case wire::Message::OPENED: out.message = ReadOpen(m.getOpened(), true); break;
+      case wire::Message::CLOSE: out.message = CloseSession{m.getClose().getSessionId()}; break;
+      case wire::Message::FORWARD: out.message = ReadForward(m.getForward(), limits); break;
+      case wire::Message::RESULT: out.message = ReadResult(m.getResult(), limits); break;
+      case wire::Message::ERROR: {
+        auto e = m.getError();
+        const auto code = static_cast<uint16_t>(e.getCode());
+        Error err;
+        err.code = code <= static_cast<uint16_t>(ErrorCode::kBadSampling) ? static_cast<ErrorCode>(code)
+                                                                          : ErrorCode::kInternal;
+        err.message = ReadText(e.getMessage(), limits, "error message");
+        err.session_id = e.getSessionId();
+        err.seq = e.getSeq();
+        out.message = std::move(err);
+        break;
+      }
+      case wire::Message::PING: {
+        auto p = m.getPing();
+        if (p.getReplyBytes() > limits.max_payload_bytes) {
+          return fail(ErrorCode::kTooLarge, "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
+                                                " bytes, over the payload limit");
+        }
+        out.message = Ping{p.getSeq(), p.getReplyBytes()};
+        break;
+      }
+      case wire::Message::PONG: out.message = Pong{m.getPong().getSeq()}; break;
+      case wire::Message::HEARTBEAT: out.message = Heartbeat{}; break;
+      default: return fail(ErrorCode::kBadMessage, "unknown message type (newer peer?)");
+    }
+  } catch (const Reject& r) {
+    return fail(r.code, r.reason);
+  } catch (const kj::Exception& e) {
+    return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") +
+                                            e.getDescription().cStr());
+  } catch (const std::exception& e) {
+    return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") + e.what());
+  }
+  return out;
+}
+
+Validation ValidateForward(const Forward& f, size_t payload_bytes, const ForwardExpectations& x,
+                           const Limits& limits) {
+  auto bad = [](ErrorCode c, std::string r) { return Validation{c, std::move(r)}; };
+  const TensorDesc& t = f.tensor;
+  if (std::find(x.codecs.begin(), x.codecs.end(), t.codec) == x.codecs.end()) {
+    return bad(ErrorCode::kBadTensor, std::string("codec ") + CodecName(t.codec) + " not accepted");
+  }
+  if (f.count == 0 || t.rows != f.count) {
+    return bad(ErrorCode::kBadTensor, "tensor has " + std::to_string(t.rows) + " rows for " +
+                                          std::to_string(f.count) + " positions");
+  }
+  if (f.count > limits.max_rows) {
+    return bad(ErrorCode::kTooLarge, std::to_string(f.count) + " positions over the limit of " +
+                                         std::to_string(limits.max_rows));
+  }
+  if (t.cols != x.hidden_size) {
+    return bad(ErrorCode::kBadTensor, "tensor has " + std::to_string(t.cols) +
+                                          " columns, the hidden size is " + std::to_string(x.hidden_size));
+  }
+  if (payload_bytes > limits.max_payload_bytes) {
+    return bad(ErrorCode::kTooLarge, "payload of " + std::to_string(payload_bytes) +
+                                         " bytes over the limit of " + std::to_string(limits.max_payload_bytes));
+  }
+  const size_t expected = EncodedSize(t.codec, t.rows, t.cols);
+  if (t.bytes != expected || payload_bytes != expected) {
+    return bad(ErrorCode::kBadTensor, "payload of " + std::to_string(payload_bytes) + " bytes (declared " +
+                                          std::to_string(t.bytes) + ") for " + std::to_string(t.rows) + "x" +
+                                          std::to_string(t.cols) + " " + CodecName(t.codec) + " (" +
+                                          std::to_string(expected) + " expected)");
+  }
+  if (f.first_position != x.next_position) {
+    return bad(ErrorCode::kBadPosition, "first position " + std::to_string(f.first_position) +
+                                            " does not continue the session at " +
+                                            std::to_string(x.next_position));
+  }
+  if (static_cast<uint64_t>(f.first_position) + f.count > x.max_context) {
+    return bad(ErrorCode::kTooLarge, "positions up to " + std::to_string(uint64_t{f.first_position} + f.count) +
+                                         " exceed the context of " + std::to_string(x.max_context));
+  }
+  const Sampling& s = f.sampling;
+  if (!std::isfinite(s.temperature) || s.temperature < 0 || !(s.top_p > 0 && s.top_p <= 1)) {
+    return bad(ErrorCode::kBadSampling, "temperature must be >= 0 and top_p in (0, 1]");
+  }
+  return {};
+}
+
+Validation ValidateHello(const Hello& ours, const Hello& theirs) {
+  if (theirs.protocol_major != ours.protocol_major) {
+    return {ErrorCode::kVersionMismatch, "protocol " + std::to_string(theirs.protocol_major) + "." +
+                                             std::to_string(theirs.protocol_minor) + " is incompatible with " +
+                                             std::to_string(ours.protocol_major) + "." +
+                                             std::to_string(ours.protocol_minor)};
+  }
+  if (theirs.model_fingerprint != ours.model_fingerprint || theirs.hidden_size != ours.hidden_size ||
+      theirs.num_layers != ours.num_layers) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "model %016llx (hidden %u, %u layers) differs from %016llx (hidden %u, %u layers)",
+                  static_cast<unsigned long long>(theirs.model_fingerprint), theirs.hidden_size,
+                  theirs.num_layers, static_cast<unsigned long long>(ours.model_fingerprint),
+                  ours.hidden_size, ours.num_layers);
+    return {ErrorCode::kModelMismatch, buf};
+  }
+  return {};
+}
+
+}  // namespace splitlm::transport

@@ -1,0 +1,177 @@
+// The splitlm wire messages as plain C++ values, and their encoding into the
+// Cap'n Proto header frame (schema: transport/splitlm.capnp). Users of the
+// transport never see Cap'n Proto types.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "transport/codec.h"
+
+namespace splitlm::transport {
+
+inline constexpr uint16_t kProtocolMajor = 1;
+inline constexpr uint16_t kProtocolMinor = 0;
+
+// Mirrors wire::ErrorCode; values are the wire's.
+enum class ErrorCode : uint16_t {
+  kNone = 0,
+  kBadMessage = 1,
+  kVersionMismatch = 2,
+  kModelMismatch = 3,
+  kUnknownSession = 4,
+  kSessionEvicted = 5,
+  kBadPosition = 6,
+  kBadTensor = 7,
+  kTooLarge = 8,
+  kBusy = 9,
+  kInternal = 10,
+  kUnauthorized = 11,
+  kBadCut = 12,
+  kBadSampling = 13,
+};
+const char* ErrorCodeName(ErrorCode code);
+
+struct Hello {
+  uint16_t protocol_major = kProtocolMajor;
+  uint16_t protocol_minor = kProtocolMinor;
+  uint64_t model_fingerprint = 0;
+  uint32_t layer_begin = 0;  // layers the sender holds
+  uint32_t layer_end = 0;
+  std::vector<Codec> codecs;
+  uint32_t hidden_size = 0;
+  uint32_t num_layers = 0;
+  uint32_t max_context = 0;
+  std::vector<float> layer_decode_us;  // cloud: per held layer
+  uint32_t queue_us = 0;
+  std::string agent;
+  bool reply = false;  // helloReply rather than hello
+};
+
+struct OpenSession {
+  uint64_t session_id = 0;
+  uint32_t cut = 0;
+  Codec codec = Codec::kF32;
+  bool ack = false;  // "opened" rather than "open"
+};
+
+struct CloseSession {
+  uint64_t session_id = 0;
+};
+
+struct TensorDesc {
+  Codec codec = Codec::kF32;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint64_t bytes = 0;
+};
+
+struct Sampling {
+  float temperature = 0.0f;
+  uint32_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t seed = 0;
+};
+
+struct Forward {
+  uint64_t session_id = 0;
+  uint64_t seq = 0;
+  uint32_t first_position = 0;
+  uint32_t count = 0;
+  TensorDesc tensor;
+  Sampling sampling;
+  bool want_token = true;
+  uint32_t top_logprobs = 0;
+};
+
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+
+struct ForwardResult {
+  uint64_t session_id = 0;
+  uint64_t seq = 0;
+  std::vector<int32_t> tokens;
+  std::vector<TokenLogprob> logprobs;
+  uint32_t compute_us = 0;
+  uint32_t queue_us = 0;
+};
+
+struct Error {
+  ErrorCode code = ErrorCode::kNone;
+  std::string message;
+  uint64_t session_id = 0;
+  uint64_t seq = 0;
+};
+
+struct Ping {
+  uint64_t seq = 0;
+  uint32_t reply_bytes = 0;
+};
+
+struct Pong {
+  uint64_t seq = 0;
+};
+
+struct Heartbeat {};
+
+using Message = std::variant<Hello, OpenSession, CloseSession, Forward, ForwardResult, Error,
+                             Ping, Pong, Heartbeat>;
+
+// Name of the message's type, for logs ("forward", "hello", ...).
+const char* MessageName(const Message& message);
+
+// Limits a receiver enforces on what a peer sends.
+struct Limits {
+  size_t max_header_bytes = 64 << 10;    // Cap'n Proto frame
+  size_t max_payload_bytes = 64 << 20;   // tensor or probe frame
+  uint64_t traversal_limit_words = 16 << 10;  // Cap'n Proto traversal limit
+  uint32_t max_rows = 1 << 16;           // positions in one Forward
+  uint32_t max_logprobs = 64;
+  size_t max_text_bytes = 4096;
+};
+
+// Serialises `message` into a header frame (a whole number of 8-byte words).
+std::string EncodeMessage(const Message& message);
+
+// The outcome of decoding a frame: a message, or why there is none.
+struct Decoded {
+  std::optional<Message> message;
+  ErrorCode error = ErrorCode::kNone;
+  std::string reason;
+};
+
+// Decodes a header frame of `size` bytes. Never throws: anything a peer can
+// send yields either a message or an error code with a reason. Copies the
+// frame once if it is not 8-byte aligned.
+Decoded DecodeMessage(const void* data, size_t size, const Limits& limits = {});
+
+// What a cloud stage expects of a Forward, for validation.
+struct ForwardExpectations {
+  uint32_t hidden_size = 0;
+  uint32_t next_position = 0;  // the session's KV length
+  uint32_t max_context = 0;
+  std::vector<Codec> codecs;   // accepted
+};
+
+// Checks a Forward and its payload size: codec accepted, cols == hidden size,
+// rows == count >= 1, bytes == EncodedSize == payload size, positions continue
+// the session and fit the context, sampling sane. kNone when valid.
+struct Validation {
+  ErrorCode code = ErrorCode::kNone;
+  std::string reason;
+  bool ok() const { return code == ErrorCode::kNone; }
+};
+Validation ValidateForward(const Forward& forward, size_t payload_bytes,
+                           const ForwardExpectations& expect, const Limits& limits = {});
+
+// Checks a peer's Hello against ours: major version, model fingerprint,
+// hidden size and layer count.
+Validation ValidateHello(const Hello& ours, const Hello& theirs);
+
+}  // namespace splitlm::transport

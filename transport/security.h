@@ -1,0 +1,60 @@
+// CurveZMQ keys and the server's allow-list (a ZAP handler).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <zmq.hpp>
+
+#include <spdlog/logger.h>
+
+namespace splitlm::transport {
+
+// A CURVE key pair, each key Z85-encoded (40 characters).
+struct KeyPair {
+  std::string public_key;
+  std::string secret_key;
+};
+
+KeyPair GenerateKeyPair();
+
+// Writes `prefix`.key (public and secret, mode 0600) and `prefix`.pub
+// (public only, to hand to the other side). Throws TransportError.
+void WriteKeyPair(const KeyPair& keys, const std::string& prefix);
+// Reads a .key file (both keys) or a .pub file (public_key only). Throws
+// TransportError naming the file and line if malformed.
+KeyPair ReadKeyFile(const std::string& path);
+// Reads an allow-list: one Z85 public key per line, or "public = KEY" lines
+// as in .pub files; '#' starts a comment. Throws TransportError.
+std::set<std::string> ReadAllowList(const std::string& path);
+
+// Answers ZeroMQ's ZAP requests for every CURVE server socket of `context`:
+// a client whose public key is on the allow-list is admitted, any other gets
+// no session and leaves a log line. Create it before binding the server.
+class ZapHandler {
+ public:
+  ZapHandler(zmq::context_t& context, std::set<std::string> allowed_z85,
+             std::shared_ptr<spdlog::logger> log);
+  ~ZapHandler();
+  ZapHandler(const ZapHandler&) = delete;
+  ZapHandler& operator=(const ZapHandler&) = delete;
+
+  uint64_t denied() const { return denied_.load(); }
+
+ private:
+  void Run();
+  zmq::socket_t socket_;
+  std::set<std::string> allowed_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::atomic<bool> stop_{false};
+  std::atomic<uint64_t> denied_{0};
+  std::thread thread_;
+};
+
+// True for endpoints reachable only from this machine (127.0.0.0/8,
+// localhost, [::1], ipc://, inproc://).
+bool IsLoopbackEndpoint(const std::string& endpoint);
+
+}  // namespace splitlm::transport

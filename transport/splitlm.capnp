@@ -1,0 +1,136 @@
+# The splitlm wire protocol between a device agent (ZeroMQ DEALER) and a cloud
+# worker (ROUTER). Every message is a multipart ZeroMQ message: one frame with
+# a Message below, then, for Forward and Ping/Pong, one frame with the raw
+# payload (the hidden-state tensor, or probe bytes), so that the large bytes
+# are never copied into or out of Cap'n Proto.
+#
+# Rules: never renumber or reuse a field or enumerant; add new ones at the end
+# and bump protocolMinor. A protocolMajor mismatch is refused at Hello.
+@0xc4e8f3a1b2d5e607;
+
+using Cxx = import "/capnp/c++.capnp";
+$Cxx.namespace("splitlm::transport::wire");
+
+enum Codec {
+  f32 @0;
+  f16 @1;
+  bf16 @2;
+  int8 @3;
+}
+
+enum ErrorCode {
+  none @0;
+  badMessage @1;        # undecodable frame or unknown message type
+  versionMismatch @2;   # protocolMajor differs
+  modelMismatch @3;     # model fingerprint or shape differs
+  unknownSession @4;
+  sessionEvicted @5;    # the worker dropped the session's KV cache: rebuild it
+  badPosition @6;       # firstPosition does not continue the session
+  badTensor @7;         # dtype/codec, shape or byte count inconsistent
+  tooLarge @8;          # over a configured limit
+  busy @9;
+  internal @10;
+  unauthorized @11;
+  badCut @12;           # cut outside what the worker holds
+  badSampling @13;
+}
+
+struct LayerRange {
+  begin @0 :UInt32;
+  end @1 :UInt32;
+}
+
+struct Hello {
+  protocolMajor @0 :UInt16;
+  protocolMinor @1 :UInt16;
+  modelFingerprint @2 :UInt64;
+  layers @3 :LayerRange;        # the layers the sender holds
+  codecs @4 :List(Codec);       # codecs the sender accepts
+  hiddenSize @5 :UInt32;
+  numLayers @6 :UInt32;
+  maxContext @7 :UInt32;
+  layerDecodeUs @8 :List(Float32);  # cloud: measured decode time per layer it holds
+  queueUs @9 :UInt32;               # cloud: current queue delay
+  agent @10 :Text;                  # free-form software name and version
+}
+
+struct OpenSession {
+  sessionId @0 :UInt64;
+  cut @1 :UInt32;
+  codec @2 :Codec;
+}
+
+struct CloseSession {
+  sessionId @0 :UInt64;
+}
+
+struct TensorDesc {
+  codec @0 :Codec;
+  rows @1 :UInt32;      # positions
+  cols @2 :UInt32;      # hidden size
+  bytes @3 :UInt64;     # size of the payload frame
+}
+
+struct Sampling {
+  temperature @0 :Float32;
+  topK @1 :UInt32;
+  topP @2 :Float32 = 1.0;
+  seed @3 :UInt64;
+}
+
+struct Forward {
+  sessionId @0 :UInt64;
+  seq @1 :UInt64;             # request sequence number, echoed in the reply
+  firstPosition @2 :UInt32;   # position of the payload's first row
+  count @3 :UInt32;           # number of positions (rows)
+  tensor @4 :TensorDesc;
+  sampling @5 :Sampling;
+  wantToken @6 :Bool = true;  # sample the next token after the last row
+  topLogprobs @7 :UInt32;     # also return this many (token, logprob) pairs
+}
+
+struct TokenLogprob {
+  token @0 :Int32;
+  logprob @1 :Float32;
+}
+
+struct ForwardResult {
+  sessionId @0 :UInt64;
+  seq @1 :UInt64;
+  tokens @2 :List(Int32);
+  logprobs @3 :List(TokenLogprob);
+  computeUs @4 :UInt32;       # cloud compute time for this request
+  queueUs @5 :UInt32;         # time the request waited before compute
+}
+
+struct Error {
+  code @0 :ErrorCode;
+  message @1 :Text;
+  sessionId @2 :UInt64;
+  seq @3 :UInt64;
+}
+
+struct Ping {
+  seq @0 :UInt64;
+  replyBytes @1 :UInt32;      # size of the Pong's payload frame (downlink probe)
+}
+
+struct Pong {
+  seq @0 :UInt64;
+}
+
+struct Message {
+  union {
+    hello @0 :Hello;
+    helloReply @1 :Hello;
+    open @2 :OpenSession;
+    opened @3 :OpenSession;
+    close @4 :CloseSession;
+    forward @5 :Forward;
+    result @6 :ForwardResult;
+    error @7 :Error;
+    ping @8 :Ping;
+    pong @9 :Pong;
+    heartbeat @10 :Void;
+  }
+}
