@@ -57,8 +57,17 @@ case "$mode" in
     "$BUILD_DIR/bin/splitlm" generate --model "$model" --cut 3 --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
     ;;
   test)
-    cd "$BUILD_DIR"
-    ctest -j "$JOBS" --output-on-failure --timeout 900
+    (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
+    # A short, bounded fuzzing run of the wire decoder under ASan and UBSan.
+    fuzz_dir="${BUILD_DIR}-fuzz"
+    CC=clang CXX=clang++ cmake -S . -B "$fuzz_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DSPLITLM_BUILD_FUZZERS=ON >&2
+    cmake --build "$fuzz_dir" -j "$JOBS" >&2
+    corpus="$(mktemp -d)"
+    "$fuzz_dir/bin/fuzz_seeds" "$corpus"
+    "$fuzz_dir/bin/fuzz_protocol" -runs=50000 -max_len=4096 -seed=1 "$corpus" 2>&1 | tail -n 2
+    rm -rf "$corpus"
+    echo "fuzz: 50000 inputs, no finding"
     ;;
   *)
     echo "usage: cmake/bootstrap.sh [demo|test|build]" >&2
