@@ -20,6 +20,9 @@ using Runner = std::function<int(const Context&)>;
 Runner AddMakeModel(CLI::App& app);
 Runner AddGenerate(CLI::App& app);
 Runner AddBench(CLI::App& app);
+Runner AddBenchTransport(CLI::App& app);
+Runner AddKeygen(CLI::App& app);
+Runner AddCodecEval(CLI::App& app);
 
 // Parses "1 2 3" (spaces or commas); throws std::invalid_argument naming the
 // bad item.

@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "examples/splitlm/cli.h"
+#include "examples/splitlm/local_split.h"
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
@@ -118,37 +119,16 @@ Runner AddGenerate(CLI::App& app) {
     }
 
     const transport::Codec codec = *transport::ParseCodec(a->codec);
-    const bool split = cut < layers;
-    partition::Stage device(partition::StageWeights::Load(*model, partition::StageSpec::Device(c, cut)));
-    std::unique_ptr<partition::Stage> cloud;
-    if (split) {
-      cloud = std::make_unique<partition::Stage>(
-          partition::StageWeights::Load(*model, partition::StageSpec::Cloud(c, cut)));
+    LocalSplit pipe(*model, cut, codec);
+    if (pipe.split()) {
       ctx.log->info("cut {}: device runs embedding + layers [0,{}) ({:.1f} MB), cloud runs [{},{}) + head ({:.1f} MB), codec {}",
-                    cut, cut, device.weights().bytes() / 1e6, cut, layers,
-                    cloud->weights().bytes() / 1e6, a->codec);
+                    cut, cut, pipe.device().weights().bytes() / 1e6, cut, layers,
+                    pipe.cloud()->weights().bytes() / 1e6, a->codec);
     } else {
-      ctx.log->info("no cut: all {} layers local ({:.1f} MB)", layers, device.weights().bytes() / 1e6);
+      ctx.log->info("no cut: all {} layers local ({:.1f} MB)", layers, pipe.device().weights().bytes() / 1e6);
     }
-
-    std::vector<float> hidden, logits(c.vocab_size);
-    std::vector<uint8_t> wire;
-    size_t wire_bytes = 0;
-    // One step: run `n` positions through the device stage, across the cut,
-    // through the cloud stage; leaves the last position's logits.
-    auto step = [&](const int32_t* tokens, int n) {
-      if (!split) {
-        device.Forward({tokens, nullptr, n}, logits.data());
-        return;
-      }
-      hidden.resize(device.OutputSize(n));
-      device.Forward({tokens, nullptr, n}, hidden.data());
-      wire.resize(transport::EncodedSize(codec, n, c.hidden_size));
-      transport::Encode(codec, hidden.data(), n, c.hidden_size, wire.data());
-      wire_bytes += wire.size();
-      transport::Decode(codec, wire.data(), wire.size(), n, c.hidden_size, hidden.data());
-      cloud->Forward({nullptr, hidden.data(), n}, logits.data());
-    };
+    const std::vector<float>* logits_ptr = nullptr;
+    auto step = [&](const int32_t* tokens, int n) { logits_ptr = &pipe.Step(tokens, n); };
 
     const size_t prompt_len = ids.size();
     auto t0 = Clock::now();
@@ -157,7 +137,7 @@ Runner AddGenerate(CLI::App& app) {
     std::string printed;
     int generated = 0;
     while (generated < a->max_tokens) {
-      int32_t next = partition::SampleToken(logits.data(), c.vocab_size, a->sampling,
+      int32_t next = partition::SampleToken(logits_ptr->data(), c.vocab_size, a->sampling,
                                             static_cast<int>(ids.size()));
       ids.push_back(next);
       ++generated;
@@ -183,8 +163,8 @@ Runner AddGenerate(CLI::App& app) {
     const double rest_ms = std::chrono::duration<double, std::milli>(t_end - t_first).count();
     ctx.log->info("{} prompt tokens, {} generated; first token {:.1f} ms, then {:.2f} ms/token{}",
                   prompt_len, generated, first_ms, generated > 1 ? rest_ms / (generated - 1) : 0.0,
-                  split ? fmt::format(", {:.0f} bytes/token across the cut",
-                                      static_cast<double>(wire_bytes) / (ids.size() - 1))
+                  pipe.split() ? fmt::format(", {:.0f} bytes/token across the cut",
+                                             static_cast<double>(pipe.wire_bytes()) / (ids.size() - 1))
                         : "");
     return 0;
   };

@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddMakeModel);
   add(splitlm::cli::AddGenerate);
   add(splitlm::cli::AddBench);
+  add(splitlm::cli::AddBenchTransport);
+  add(splitlm::cli::AddCodecEval);
+  add(splitlm::cli::AddKeygen);
 
   CLI11_PARSE(app, argc, argv);
 

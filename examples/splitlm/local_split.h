@@ -1,0 +1,61 @@
+// A device stage and a cloud stage in one process, exchanging hidden states
+// through an encoded buffer: `splitlm generate --cut` and `codec-eval`.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "partition/model.h"
+#include "partition/stage.h"
+#include "transport/codec.h"
+
+namespace splitlm::cli {
+
+class LocalSplit {
+ public:
+  // cut == L runs everything in the device stage. Throws PartitionError for
+  // a cut out of range.
+  LocalSplit(const partition::Model& model, int cut, transport::Codec codec)
+      : cut_(cut), layers_(model.config().num_layers), codec_(codec),
+        hidden_size_(model.config().hidden_size),
+        device_(partition::StageWeights::Load(model, partition::StageSpec::Device(model.config(), cut))),
+        logits_(model.config().vocab_size) {
+    if (cut < layers_) {
+      cloud_ = std::make_unique<partition::Stage>(
+          partition::StageWeights::Load(model, partition::StageSpec::Cloud(model.config(), cut)));
+    }
+  }
+
+  // Runs `n` positions through both stages; returns the last one's logits.
+  const std::vector<float>& Step(const int32_t* tokens, int n) {
+    if (!cloud_) {
+      device_.Forward({tokens, nullptr, n}, logits_.data());
+      return logits_;
+    }
+    hidden_.resize(device_.OutputSize(n));
+    device_.Forward({tokens, nullptr, n}, hidden_.data());
+    wire_.resize(transport::EncodedSize(codec_, n, hidden_size_));
+    transport::Encode(codec_, hidden_.data(), n, hidden_size_, wire_.data());
+    wire_bytes_ += wire_.size();
+    transport::Decode(codec_, wire_.data(), wire_.size(), n, hidden_size_, hidden_.data());
+    cloud_->Forward({nullptr, hidden_.data(), n}, logits_.data());
+    return logits_;
+  }
+
+  bool split() const { return cloud_ != nullptr; }
+  const partition::Stage& device() const { return device_; }
+  const partition::Stage* cloud() const { return cloud_.get(); }
+  size_t wire_bytes() const { return wire_bytes_; }
+
+ private:
+  int cut_, layers_;
+  transport::Codec codec_;
+  int hidden_size_;
+  partition::Stage device_;
+  std::unique_ptr<partition::Stage> cloud_;
+  std::vector<float> hidden_, logits_;
+  std::vector<uint8_t> wire_;
+  size_t wire_bytes_ = 0;
+};
+
+}  // namespace splitlm::cli
