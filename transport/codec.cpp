@@ -101,6 +101,7 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
     }
   }
   const size_t n = rows * cols;
+  if (n == 0) return;
   switch (codec) {
     case Codec::kF32:
       std::memcpy(dst, src, n * 4);
@@ -146,6 +147,7 @@ void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t c
                          std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
   }
   const size_t n = rows * cols;
+  if (n == 0) return;  // nothing to copy (and dst may be null)
   switch (codec) {
     case Codec::kF32:
       std::memcpy(dst, src, n * 4);

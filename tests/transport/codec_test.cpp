@@ -116,6 +116,13 @@ TEST(CodecTest, DecodeRejectsWrongSizesAndBadScales) {
   EXPECT_THROW(Decode(Codec::kInt8, int8.data(), int8.size(), 1, 8, out.data()), TransportError);
 }
 
+TEST(CodecTest, EmptyTensorsAreNoOps) {
+  for (Codec c : kAllCodecs) {
+    EXPECT_NO_THROW(Encode(c, nullptr, 0, 768, nullptr));
+    EXPECT_NO_THROW(Decode(c, nullptr, EncodedSize(c, 3, 0), 3, 0, nullptr));
+  }
+}
+
 TEST(CodecTest, SizesAndNames) {
   EXPECT_EQ(768u * 4, EncodedSize(Codec::kF32, 1, 768));
   EXPECT_EQ(768u * 2, EncodedSize(Codec::kF16, 1, 768));
