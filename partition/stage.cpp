@@ -99,7 +99,7 @@ struct StageWeights::Impl {
   at::Tensor embed;
   std::vector<LayerWeights> layers;
   at::Tensor final_norm, head;
-  std::vector<float> cos, sin;  // [max_context][head_dim]
+  std::shared_ptr<const std::vector<float>> cos, sin;  // [max_context][head_dim]
   size_t bytes = 0;
   size_t decode_bytes = 0;
 };
@@ -202,14 +202,59 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
 
   const std::vector<float> inv = InverseFrequencies(c);
   const int half = c.head_dim / 2;
-  w.cos.resize(static_cast<size_t>(c.max_context) * c.head_dim);
-  w.sin.resize(w.cos.size());
+  auto cos = std::make_shared<std::vector<float>>(static_cast<size_t>(c.max_context) * c.head_dim);
+  auto sin = std::make_shared<std::vector<float>>(cos->size());
   for (int pos = 0; pos < c.max_context; ++pos) {
     for (int i = 0; i < c.head_dim; ++i) {
       const float f = static_cast<float>(pos) * inv[i % half];
-      w.cos[static_cast<size_t>(pos) * c.head_dim + i] = std::cos(f);
-      w.sin[static_cast<size_t>(pos) * c.head_dim + i] = std::sin(f);
+      (*cos)[static_cast<size_t>(pos) * c.head_dim + i] = std::cos(f);
+      (*sin)[static_cast<size_t>(pos) * c.head_dim + i] = std::sin(f);
     }
+  }
+  w.cos = std::move(cos);
+  w.sin = std::move(sin);
+  return sw;
+}
+
+std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) const {
+  const Impl& from = *impl_;
+  if (spec.begin < from.spec.begin || spec.end > from.spec.end || spec.begin > spec.end ||
+      (spec.embedding && !from.spec.embedding) || (spec.head && !from.spec.head) ||
+      (spec.head && spec.end != from.cfg.num_layers) || (spec.embedding && spec.begin != 0)) {
+    throw PartitionError("cannot slice layers [" + std::to_string(spec.begin) + ", " +
+                         std::to_string(spec.end) + ") from a stage holding [" +
+                         std::to_string(from.spec.begin) + ", " + std::to_string(from.spec.end) + ")");
+  }
+  std::shared_ptr<StageWeights> sw(new StageWeights());
+  Impl& w = *sw->impl_;
+  w.cfg = from.cfg;
+  w.spec = spec;
+  w.fingerprint = from.fingerprint;
+  w.cos = from.cos;
+  w.sin = from.sin;
+  for (int l = spec.begin; l < spec.end; ++l) {
+    const LayerWeights& lw = from.layers[l - from.spec.begin];
+    const size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
+                      Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
+    w.bytes += lb;
+    w.decode_bytes += lb;
+    w.layers.push_back(lw);
+  }
+  if (spec.head) {
+    w.final_norm = from.final_norm;
+    w.head = from.head;
+    w.bytes += Bytes(w.final_norm) + Bytes(w.head);
+    w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
+  }
+  if (spec.embedding) {
+    w.embed = from.embed;
+    if (!w.embed.defined() && !spec.head) {
+      // The source kept only the packed (tied) head; a slice without the
+      // head still needs the table to look rows up in.
+      w.head = from.head;
+    }
+    w.bytes += w.embed.defined() ? Bytes(w.embed) : (spec.head ? 0 : Bytes(w.head));
+    w.decode_bytes += from.cfg.hidden_size * sizeof(float);
   }
   return sw;
 }
@@ -359,8 +404,8 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       float* q = &qkv[static_cast<size_t>(r) * qkvd];
       float* k = q + qd;
       const float* v = k + kvd;
-      const float* cs = &w.cos[static_cast<size_t>(row_pos[r]) * hd];
-      const float* sn = &w.sin[static_cast<size_t>(row_pos[r]) * hd];
+      const float* cs = &(*w.cos)[static_cast<size_t>(row_pos[r]) * hd];
+      const float* sn = &(*w.sin)[static_cast<size_t>(row_pos[r]) * hd];
       for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
       for (int g = 0; g < nkv; ++g) {
         Rope(k + g * hd, cs, sn, hd);

@@ -38,6 +38,11 @@ class StageWeights {
   // Reads only the tensors `spec` needs from `model` (converting F16/BF16 to
   // F32). Throws PartitionError naming a missing or mis-shaped tensor.
   static std::shared_ptr<const StageWeights> Load(const Model& model, const StageSpec& spec);
+  // A view of `spec` (inside this stage's range, with the embedding or head
+  // only if this has them) sharing this stage's tensors: no copy. Lets a
+  // cloud serve every cut >= its minimum from one load, and a device run its
+  // cut and its local fallback from one load. Throws PartitionError.
+  std::shared_ptr<const StageWeights> Slice(const StageSpec& spec) const;
   ~StageWeights();
   StageWeights(const StageWeights&) = delete;
   StageWeights& operator=(const StageWeights&) = delete;

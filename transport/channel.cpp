@@ -1,5 +1,7 @@
 #include "transport/channel.h"
 
+#include <cerrno>
+
 #include "transport/error.h"
 
 namespace splitlm::transport {
@@ -31,6 +33,17 @@ void SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq
   s.send(zmq::buffer(header), (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) |
                                   zmq::send_flags::dontwait);
   if (has_payload) s.send(payload, zmq::send_flags::dontwait);
+}
+
+// zmq::poll, with a signal (EINTR) read as "nothing yet": the loop owner
+// checks its stop flag and calls again.
+int PollOnce(zmq::pollitem_t* item, Millis timeout) {
+  try {
+    return zmq::poll(item, 1, timeout);
+  } catch (const zmq::error_t& e) {
+    if (e.num() == EINTR) return 0;
+    throw;
+  }
 }
 
 // A printable form of a ROUTER identity (binary, usually 5 bytes).
@@ -88,7 +101,7 @@ std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
   while (true) {
     const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
     zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, std::max(left, Millis(0))) == 0) return std::nullopt;
+    if (PollOnce(&item, std::max(left, Millis(0))) == 0) return std::nullopt;
     std::vector<zmq::message_t> frames(1);
     if (!socket_.recv(frames[0], zmq::recv_flags::dontwait)) continue;
     const bool fits = RecvRest(socket_, frames, 3);
@@ -183,7 +196,7 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     const auto wake = std::min(deadline, next_beat);
     zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
     const auto wait = std::chrono::duration_cast<Millis>(wake - now) + Millis(1);
-    if (zmq::poll(&item, 1, wait) == 0) {
+    if (PollOnce(&item, wait) == 0) {
       if (Clock::now() >= next_beat) {
         // A whole interval of silence from the server costs one liveness.
         if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {

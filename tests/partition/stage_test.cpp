@@ -165,6 +165,23 @@ TEST_F(StageTest, TruncateThenReplayGivesTheSameLogits) {
   EXPECT_THROW(stage.Truncate(13), PartitionError);
 }
 
+TEST_F(StageTest, SlicesShareWeightsAndComputeTheSame) {
+  const ModelConfig& c = model_->config();
+  auto full = StageWeights::Load(*model_, StageSpec::Device(c, c.num_layers));
+  const auto prompt = Prompt(9, c.vocab_size);
+  for (int cut = 0; cut < c.num_layers; ++cut) {
+    Stage device(full->Slice(StageSpec::Device(c, cut))), cloud(full->Slice(StageSpec::Cloud(c, cut)));
+    std::vector<float> hidden(device.OutputSize(9)), logits(c.vocab_size);
+    device.Forward({prompt.data(), nullptr, 9}, hidden.data());
+    cloud.Forward({nullptr, hidden.data(), 9}, logits.data());
+    EXPECT_EQ(RunChain(*model_, cut, prompt, 0)[0], logits) << "cut " << cut;
+  }
+  auto cloud_only = StageWeights::Load(*model_, StageSpec::Cloud(c, 2));
+  EXPECT_THROW(cloud_only->Slice(StageSpec::Cloud(c, 1)), PartitionError);
+  EXPECT_THROW(cloud_only->Slice(StageSpec::Device(c, 3)), PartitionError);
+  EXPECT_NO_THROW(cloud_only->Slice(StageSpec::Cloud(c, 3)));
+}
+
 TEST_F(StageTest, DeviceHoldsOnlyItsLayers) {
   const ModelConfig& c = model_->config();
   size_t prev = 0;

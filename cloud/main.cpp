@@ -1,0 +1,92 @@
+// splitlm-cloud: the cloud worker. See README.md ("The deployable pair").
+#include <ATen/Parallel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+#include "cloud/worker.h"
+#include "partition/blas_check.h"
+#include "partition/model.h"
+#include "transport/http_server.h"
+
+namespace {
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"splitlm-cloud: serves layers [min-cut, L) and the head to splitlm devices"};
+  std::string model_dir, level = "info", http, key_file, allow_file;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  splitlm::cloud::WorkerOptions o;
+  double kv_budget_mb = 2048;
+  app.add_option("--model", model_dir, "model directory")->required();
+  app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
+  app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->capture_default_str();
+  app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget for all sessions, MB")->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--max-batch", o.max_batch, "requests batched through the layers")->check(CLI::Range(1, 4096))->capture_default_str();
+  app.add_option("--key", key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
+  app.add_option("--allow", allow_file, "allow-list of device public keys (one per line)");
+  app.add_flag("--insecure", o.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
+  app.add_option("--http", http, "serve GET /metrics and /health on HOST:PORT");
+  app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
+  app.add_option("--test-kill-after", o.kill_after_forwards, "fault injection: SIGKILL itself on this Forward");
+  CLI11_PARSE(app, argc, argv);
+
+  auto log = spdlog::stderr_color_mt("cloud");
+  log->set_level(spdlog::level::from_str(level));
+  log->set_pattern("[%H:%M:%S.%e] [cloud] [%^%l%$] %v");
+  at::set_num_threads(threads);
+  if (!splitlm::partition::DetectBlas().openblas) {
+    log->warn("*** LibTorch is using the reference BLAS: install libopenblas0-openmp ***");
+  }
+  std::signal(SIGINT, OnSignal);
+  std::signal(SIGTERM, OnSignal);
+  try {
+    o.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * (1 << 20));
+    o.log = log;
+    o.server.log = log;
+    if (!key_file.empty()) {
+      o.server.keys = splitlm::transport::ReadKeyFile(key_file);
+      if (o.server.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file, not .pub)");
+      if (allow_file.empty()) throw std::runtime_error("--key needs --allow: an allow-list of device public keys");
+      o.server.allowed_clients = splitlm::transport::ReadAllowList(allow_file);
+    } else if (!allow_file.empty()) {
+      throw std::runtime_error("--allow needs --key: the allow-list applies to CURVE connections");
+    }
+    auto model = splitlm::partition::Model::Open(model_dir);
+    zmq::context_t context;
+    splitlm::transport::Metrics metrics;
+    splitlm::cloud::Worker worker(*model, o, context, metrics);
+    std::unique_ptr<splitlm::transport::HttpServer> http_server;
+    if (!http.empty()) {
+      splitlm::transport::HttpServerOptions ho;
+      ho.address = http;
+      ho.log = log;
+      http_server = std::make_unique<splitlm::transport::HttpServer>(
+          ho, [&](const splitlm::transport::HttpRequest& r, splitlm::transport::HttpResponder& w) {
+            if (r.method == "GET" && r.target == "/metrics") {
+              w.Send(200, "text/plain; version=0.0.4", metrics.Render());
+            } else if (r.method == "GET" && r.target == "/health") {
+              w.Send(200, "application/json", R"({"status":"ok"})");
+            } else {
+              w.Send(404, "application/json", R"({"error":{"message":"not found","type":"invalid_request_error"}})");
+            }
+          });
+      log->info("metrics on http://{}/metrics", http_server->address());
+    }
+    std::cout << "listening on " << worker.endpoint() << std::endl;
+    log->info("serving layers [{}, {}) + head of {} on {}{}", o.min_cut, model->config().num_layers, model_dir,
+              worker.endpoint(), o.server.keys.secret_key.empty() ? "" : " (CURVE)");
+    worker.Run(g_stop);
+    log->info("shutting down");
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

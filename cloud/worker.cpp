@@ -1,0 +1,307 @@
+#include "cloud/worker.h"
+
+#include <csignal>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <set>
+#include <vector>
+
+#include "partition/error.h"
+#include "partition/model.h"
+#include "partition/sampler.h"
+#include "partition/stage.h"
+
+namespace splitlm::cloud {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::ErrorCode;
+
+uint32_t Micros(Clock::duration d) {
+  return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
+}
+
+struct Session {
+  uint64_t id = 0;
+  std::string peer;
+  int cut = 0;
+  transport::Codec codec = transport::Codec::kF32;
+  std::unique_ptr<partition::Stage> stage;
+  Clock::time_point last_used;
+};
+
+// One Forward waiting for the batch it will run in.
+struct Pending {
+  Session* session;
+  transport::Forward forward;
+  std::vector<float> hidden;
+  Clock::time_point received;
+};
+
+void TopLogprobs(const std::vector<float>& logits, uint32_t k, std::vector<transport::TokenLogprob>& out) {
+  float mx = *std::max_element(logits.begin(), logits.end());
+  double sum = 0;
+  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  const double lse = mx + std::log(sum);
+  std::vector<int> ids(logits.size());
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
+  k = std::min<uint32_t>(k, static_cast<uint32_t>(ids.size()));
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+  for (uint32_t i = 0; i < k; ++i) out.push_back({ids[i], static_cast<float>(logits[ids[i]] - lse)});
+}
+
+}  // namespace
+
+struct Worker::Impl {
+  const partition::Model& model;
+  WorkerOptions options;
+  transport::Metrics& metrics;
+  transport::ServerChannel server;
+  std::shared_ptr<const partition::StageWeights> weights;                 // [min_cut, L)
+  std::map<int, std::shared_ptr<const partition::StageWeights>> by_cut;  // slices
+  std::map<uint64_t, Session> sessions;
+  std::set<uint64_t> evicted;
+  transport::Hello hello;
+  uint64_t forwards = 0;
+
+  Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met)
+      : model(m), options(std::move(o)), metrics(met), server(ctx, options.server) {
+    const auto& c = model.config();
+    weights = partition::StageWeights::Load(model, partition::StageSpec::Cloud(c, options.min_cut));
+    hello.model_fingerprint = model.fingerprint();
+    hello.layer_begin = options.min_cut;
+    hello.layer_end = c.num_layers;
+    hello.codecs.assign(std::begin(transport::kAllCodecs), std::end(transport::kAllCodecs));
+    hello.hidden_size = c.hidden_size;
+    hello.num_layers = c.num_layers;
+    hello.max_context = c.max_context;
+    hello.agent = "splitlm-cloud 0.1";
+    hello.reply = true;
+    using K = transport::Metrics::Kind;
+    metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
+    metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
+    metrics.Describe("splitlm_cloud_positions_total", K::kCounter, "positions run through the layers");
+    metrics.Describe("splitlm_cloud_batches_total", K::kCounter, "batches run");
+    metrics.Describe("splitlm_cloud_compute_seconds_total", K::kCounter, "time computing batches");
+    metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
+    metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
+    metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
+    metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
+    metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
+    metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
+    metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
+    metrics.Set("splitlm_cloud_min_cut", options.min_cut);
+  }
+
+  const std::shared_ptr<const partition::StageWeights>& WeightsFor(int cut) {
+    auto& w = by_cut[cut];
+    if (!w) w = weights->Slice(partition::StageSpec::Cloud(model.config(), cut));
+    return w;
+  }
+
+  void Reply(const std::string& peer, transport::Error e) {
+    metrics.Add("splitlm_cloud_errors_total", 1);
+    if (options.log) options.log->debug("error to peer: {} {}", transport::ErrorCodeName(e.code), e.message);
+    server.Send(peer, std::move(e));
+  }
+
+  size_t KvBytes() const {
+    size_t n = 0;
+    for (const auto& [id, s] : sessions) n += s.stage->kv_bytes();
+    return n;
+  }
+
+  // Evicts least recently used sessions not in `busy` until under budget.
+  void EnforceBudget(const std::set<uint64_t>& busy) {
+    size_t total = KvBytes();
+    while (total > options.kv_budget_bytes) {
+      Session* lru = nullptr;
+      for (auto& [id, s] : sessions) {
+        if (busy.count(id)) continue;
+        if (!lru || s.last_used < lru->last_used) lru = &s;
+      }
+      if (!lru) break;
+      total -= lru->stage->kv_bytes();
+      if (options.log) options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut, lru->stage->position());
+      evicted.insert(lru->id);
+      if (evicted.size() > 100000) evicted.erase(evicted.begin());
+      sessions.erase(lru->id);
+      metrics.Add("splitlm_cloud_evictions_total", 1);
+    }
+  }
+
+  void Handle(transport::Incoming& in, std::vector<Pending>& batch) {
+    using namespace transport;
+    if (auto* h = std::get_if<Hello>(&in.message)) {
+      Validation v = ValidateHello(hello, *h);
+      if (!v.ok()) {
+        if (options.log) options.log->warn("refused hello from {}: {}", h->agent, v.reason);
+        return Reply(in.peer, Error{v.code, v.reason, 0, 0});
+      }
+      return server.Send(in.peer, hello);
+    }
+    // Opening or closing a session replaces or frees state a queued step may
+    // point to: run what is queued first.
+    if (std::holds_alternative<OpenSession>(in.message) || std::holds_alternative<CloseSession>(in.message)) {
+      RunBatch(batch);
+    }
+    if (auto* o = std::get_if<OpenSession>(&in.message)) {
+      const int layers = model.config().num_layers;
+      if (static_cast<int>(o->cut) < options.min_cut || static_cast<int>(o->cut) > layers) {
+        return Reply(in.peer, Error{ErrorCode::kBadCut, "cut " + std::to_string(o->cut) + " outside the " +
+                                                            std::to_string(options.min_cut) + ".." +
+                                                            std::to_string(layers) + " this worker serves",
+                                    o->session_id, 0});
+      }
+      Session s;
+      s.id = o->session_id;
+      s.peer = in.peer;
+      s.cut = static_cast<int>(o->cut);
+      s.codec = o->codec;
+      s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
+      s.last_used = Clock::now();
+      sessions[s.id] = std::move(s);
+      evicted.erase(o->session_id);
+      metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+      OpenSession ack = *o;
+      ack.ack = true;
+      return server.Send(in.peer, ack);
+    }
+    if (auto* c = std::get_if<CloseSession>(&in.message)) {
+      sessions.erase(c->session_id);
+      metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+      return;
+    }
+    if (auto* p = std::get_if<Ping>(&in.message)) {
+      return server.Send(in.peer, Pong{p->seq}, zmq::message_t(p->reply_bytes));
+    }
+    auto* f = std::get_if<Forward>(&in.message);
+    if (!f) return Reply(in.peer, Error{ErrorCode::kBadMessage, std::string("unexpected ") + MessageName(in.message), 0, 0});
+    auto it = sessions.find(f->session_id);
+    if (it == sessions.end()) {
+      const bool was_evicted = evicted.count(f->session_id) > 0;
+      return Reply(in.peer, Error{was_evicted ? ErrorCode::kSessionEvicted : ErrorCode::kUnknownSession,
+                                  was_evicted ? "session evicted for the KV budget: open it again and resend its history"
+                                              : "unknown session",
+                                  f->session_id, f->seq});
+    }
+    Session& s = it->second;
+    for (const Pending& p : batch) {
+      if (p.session == &s) {
+        return Reply(in.peer, Error{ErrorCode::kBusy, "a step of this session is already queued", f->session_id, f->seq});
+      }
+    }
+    ForwardExpectations x;
+    x.hidden_size = hello.hidden_size;
+    x.next_position = static_cast<uint32_t>(s.stage->position());
+    x.max_context = static_cast<uint32_t>(s.stage->max_context());
+    x.codecs = {s.codec};
+    Validation v = ValidateForward(*f, in.payload.size(), x, options.server.limits);
+    if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f->session_id, f->seq});
+    Pending p{&s, *f, std::vector<float>(static_cast<size_t>(f->count) * hello.hidden_size), Clock::now()};
+    try {
+      Decode(f->tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(), f->count,
+             hello.hidden_size, p.hidden.data());
+    } catch (const std::exception& e) {
+      return Reply(in.peer, Error{ErrorCode::kBadTensor, e.what(), f->session_id, f->seq});
+    }
+    metrics.Add("splitlm_cloud_bytes_received_total", static_cast<double>(in.payload.size()));
+    s.peer = in.peer;  // a reconnected device answers from a new identity
+    s.last_used = Clock::now();
+    batch.push_back(std::move(p));
+  }
+
+  void RunBatch(std::vector<Pending>& batch) {
+    if (batch.empty()) return;
+    if (options.kill_after_forwards > 0 && forwards + batch.size() >= static_cast<uint64_t>(options.kill_after_forwards)) {
+      if (options.log) options.log->warn("fault injection: SIGKILL after {} forwards", options.kill_after_forwards);
+      std::raise(SIGKILL);
+    }
+    const int vocab = model.config().vocab_size;
+    // Sessions of one cut share weights and run as one batch.
+    std::map<int, std::vector<Pending*>> groups;
+    for (Pending& p : batch) groups[p.session->cut].push_back(&p);
+    std::set<uint64_t> busy;
+    for (const Pending& p : batch) busy.insert(p.session->id);
+    for (auto& [cut, group] : groups) {
+      const auto start = Clock::now();
+      std::vector<partition::Stage*> stages;
+      std::vector<partition::StageInput> inputs;
+      std::vector<std::vector<float>> logits(group.size(), std::vector<float>(vocab));
+      std::vector<float*> outs;
+      for (size_t i = 0; i < group.size(); ++i) {
+        stages.push_back(group[i]->session->stage.get());
+        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(group[i]->forward.count)});
+        outs.push_back(logits[i].data());
+      }
+      try {
+        partition::Stage::ForwardBatch(stages, inputs, outs);
+      } catch (const std::exception& e) {
+        for (Pending* p : group) Reply(p->session->peer, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
+        continue;
+      }
+      const auto end = Clock::now();
+      metrics.Add("splitlm_cloud_batches_total", 1);
+      metrics.Add("splitlm_cloud_compute_seconds_total", std::chrono::duration<double>(end - start).count());
+      for (size_t i = 0; i < group.size(); ++i) {
+        const Pending& p = *group[i];
+        const transport::Forward& f = p.forward;
+        transport::ForwardResult r;
+        r.session_id = f.session_id;
+        r.seq = f.seq;
+        if (f.want_token) {
+          partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
+          r.tokens.push_back(partition::SampleToken(logits[i].data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
+          metrics.Add("splitlm_cloud_tokens_total", 1);
+        }
+        if (f.top_logprobs > 0) TopLogprobs(logits[i], f.top_logprobs, r.logprobs);
+        r.compute_us = Micros(end - start);
+        r.queue_us = Micros(start - p.received);
+        metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());
+        metrics.Add("splitlm_cloud_positions_total", f.count);
+        server.Send(p.session->peer, r);
+      }
+    }
+    forwards += batch.size();
+    metrics.Add("splitlm_cloud_forwards_total", static_cast<double>(batch.size()));
+    batch.clear();
+    EnforceBudget(busy);
+    metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
+    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+  }
+};
+
+Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
+               transport::Metrics& metrics) {
+  if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
+    throw partition::PartitionError("--min-cut " + std::to_string(options.min_cut) + " is outside 0.." +
+                                    std::to_string(model.config().num_layers));
+  }
+  impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics);
+}
+
+Worker::~Worker() = default;
+
+std::string Worker::endpoint() const { return impl_->server.endpoint(); }
+
+void Worker::Run(const std::atomic<bool>& stop) {
+  std::vector<Pending> batch;
+  while (!stop) {
+    auto in = impl_->server.Receive(impl_->options.poll);
+    if (!in) continue;
+    impl_->Handle(*in, batch);
+    // Take whatever else is already waiting, so concurrent sessions' decode
+    // steps share one pass over the weights.
+    while (static_cast<int>(batch.size()) < impl_->options.max_batch) {
+      auto more = impl_->server.Receive(std::chrono::milliseconds(0));
+      if (!more) break;
+      impl_->Handle(*more, batch);
+    }
+    impl_->RunBatch(batch);
+  }
+}
+
+}  // namespace splitlm::cloud

@@ -1,0 +1,52 @@
+// The cloud worker: serves layers [min_cut, L) and the head to many devices,
+// each session with its own cut and KV cache, batching decode steps.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include <spdlog/logger.h>
+
+#include "transport/channel.h"
+#include "transport/metrics.h"
+
+namespace splitlm::partition {
+class Model;
+}
+
+namespace splitlm::cloud {
+
+struct WorkerOptions {
+  transport::ServerOptions server;  // bind address, CURVE keys, allow-list, limits
+  int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
+  // KV caches of all sessions together; past it the least recently used idle
+  // session is evicted and its device told (session_evicted) on its next step.
+  size_t kv_budget_bytes = size_t{2} << 30;
+  int max_batch = 32;               // requests run through the layers together
+  std::chrono::milliseconds poll{100};  // how often the loop checks for shutdown
+  // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
+  int kill_after_forwards = 0;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+class Worker {
+ public:
+  // Loads the weights and binds. Throws on a bad model, cut or endpoint.
+  Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
+         transport::Metrics& metrics);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  std::string endpoint() const;
+  // Serves until `stop` is set; returns within one poll interval after.
+  void Run(const std::atomic<bool>& stop);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace splitlm::cloud

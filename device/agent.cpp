@@ -1,0 +1,336 @@
+#include "device/agent.h"
+
+#include <algorithm>
+#include <random>
+#include <thread>
+
+#include "partition/error.h"
+#include "partition/model.h"
+#include "partition/stage.h"
+
+namespace splitlm::device {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using transport::ErrorCode;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// The state of one generation.
+struct Generation {
+  std::vector<int32_t> ids;      // prompt and generated tokens
+  std::vector<float> cut_hidden; // hidden states at the cut, every position so far
+  int positions = 0;             // rows in cut_hidden
+  uint64_t session_id = 0;
+  bool session_open = false;
+  int cloud_positions = 0;       // rows the cloud session holds
+};
+
+}  // namespace
+
+const char* FallbackName(Fallback f) {
+  switch (f) {
+    case Fallback::kLocal: return "local";
+    case Fallback::kWait: return "wait";
+    case Fallback::kFail: return "fail";
+  }
+  return "?";
+}
+
+struct Agent::Impl {
+  const partition::Model& model;
+  AgentOptions o;
+  transport::Metrics& metrics;
+  zmq::context_t& context;
+  int layers, hidden, vocab;
+  std::shared_ptr<const partition::StageWeights> device_w, local_w;
+  std::unique_ptr<transport::ClientChannel> channel;
+  bool hello_ok = false;
+  uint64_t seq = 0;
+  std::mt19937_64 rng{std::random_device{}()};
+  transport::Hello hello;
+
+  Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met)
+      : model(m), o(std::move(opts)), metrics(met), context(ctx) {
+    const auto& c = model.config();
+    layers = c.num_layers;
+    hidden = c.hidden_size;
+    vocab = c.vocab_size;
+    partition::StageSpec::Device(c, o.cut);  // validates the cut
+    if (o.cut < layers && o.fallback == Fallback::kLocal) {
+      auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, layers));
+      device_w = all->Slice(partition::StageSpec::Device(c, o.cut));
+      local_w = all->Slice(partition::StageSpec::Cloud(c, o.cut));
+    } else {
+      device_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, o.cut));
+    }
+    if (o.cut < layers) {
+      o.channel.log = o.log;
+      channel = std::make_unique<transport::ClientChannel>(context, o.channel);
+    }
+    hello.model_fingerprint = model.fingerprint();
+    hello.layer_begin = 0;
+    hello.layer_end = o.cut;
+    hello.codecs = {o.codec};
+    hello.hidden_size = hidden;
+    hello.num_layers = layers;
+    hello.max_context = c.max_context;
+    hello.agent = "splitlm-device 0.1";
+    using K = transport::Metrics::Kind;
+    metrics.Describe("splitlm_device_tokens_total", K::kCounter, "tokens generated");
+    metrics.Describe("splitlm_device_latency_seconds_total", K::kCounter,
+                     "per-token time by part: device_compute, codec, network, cloud_queue, cloud_compute, local_compute");
+    metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter, "hidden-state bytes sent to the cloud");
+    metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
+    metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
+    metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
+    metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
+    metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+    metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
+    metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
+    metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
+    metrics.Set("splitlm_device_cut", o.cut);
+    metrics.Set("splitlm_device_split_mode", o.cut < layers ? 1 : 0);
+  }
+
+  void Drop() {
+    // A new socket, so a restarted worker sees a fresh peer and nothing stale
+    // arrives later.
+    channel->Reconnect();
+    hello_ok = false;
+  }
+
+  // Sends our Hello and waits for the reply. False on timeout; throws on an
+  // incompatible worker (a configuration error, not a network one).
+  bool EnsureHello(Clock::time_point deadline) {
+    if (hello_ok) return true;
+    channel->Send(hello);
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      auto in = channel->Receive(left);
+      if (!in) return false;
+      if (auto* h = std::get_if<transport::Hello>(&in->message)) {
+        transport::Validation v = transport::ValidateHello(hello, *h);
+        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason);
+        if (o.cut < static_cast<int>(h->layer_begin)) {
+          throw DeviceError("cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
+                            " only; this device runs cut " + std::to_string(o.cut));
+        }
+        hello_ok = true;
+        return true;
+      }
+      if (auto* e = std::get_if<transport::Error>(&in->message)) {
+        if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
+          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message);
+        }
+      }
+      // Anything else is stale: keep waiting.
+    }
+  }
+
+  // Runs rows [cloud_positions, positions) through the cloud; the token, or
+  // nullopt if the cloud did not answer by `deadline`.
+  std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
+                                   GenerateResult& result) {
+    if (!EnsureHello(deadline)) return std::nullopt;
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (!g.session_open) {
+        g.session_id = rng();
+        g.cloud_positions = 0;
+        channel->Send(transport::OpenSession{g.session_id, static_cast<uint32_t>(o.cut), o.codec, false});
+        g.session_open = true;
+      }
+      const int rows = g.positions - g.cloud_positions;
+      transport::Forward f;
+      f.session_id = g.session_id;
+      f.seq = ++seq;
+      f.first_position = g.cloud_positions;
+      f.count = rows;
+      f.tensor = {o.codec, static_cast<uint32_t>(rows), static_cast<uint32_t>(hidden),
+                  transport::EncodedSize(o.codec, rows, hidden)};
+      f.sampling = {sp.temperature, static_cast<uint32_t>(sp.top_k), sp.top_p, sp.seed};
+      const auto t0 = Clock::now();
+      zmq::message_t payload(f.tensor.bytes);
+      transport::Encode(o.codec, &g.cut_hidden[static_cast<size_t>(g.cloud_positions) * hidden], rows, hidden,
+                        static_cast<uint8_t*>(payload.data()));
+      const auto t1 = Clock::now();
+      metrics.Add("splitlm_device_latency_seconds_total{part=\"codec\"}", Seconds(t1 - t0));
+      if (!channel->Send(f, std::move(payload))) return std::nullopt;
+      metrics.Add("splitlm_device_bytes_sent_total", static_cast<double>(f.tensor.bytes));
+      while (true) {
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        if (left.count() <= 0) return std::nullopt;
+        auto in = channel->Receive(left);
+        if (!in) return std::nullopt;
+        if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
+          if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
+          if (r->tokens.size() != 1 || r->tokens[0] >= vocab) {
+            if (o.log) o.log->warn("cloud answered step {} with a bad token list: treating as a failure", f.seq);
+            return std::nullopt;
+          }
+          const double rtt = Seconds(Clock::now() - t1);
+          const double cloud = (r->compute_us + r->queue_us) / 1e6;
+          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r->compute_us / 1e6);
+          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r->queue_us / 1e6);
+          metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
+          g.cloud_positions = g.positions;
+          ++result.cloud_steps;
+          metrics.Add("splitlm_device_cloud_steps_total", 1);
+          return r->tokens[0];
+        }
+        if (auto* e = std::get_if<transport::Error>(&in->message)) {
+          if (e->session_id != f.session_id) continue;
+          if (e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession) {
+            // The worker dropped our KV: open a new session and resend the
+            // whole history of hidden states (transparent rebuild).
+            if (o.log) o.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
+                                   transport::ErrorCodeName(e->code), g.positions);
+            metrics.Add("splitlm_device_evictions_total", 1);
+            g.session_open = false;
+            break;
+          }
+          if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, e->message, transport::ErrorCodeName(e->code));
+          return std::nullopt;
+        }
+      }
+    }
+    return std::nullopt;
+  }
+
+  int32_t LocalStep(Generation& g, partition::Stage& local, const partition::SamplingParams& sp) {
+    const auto t0 = Clock::now();
+    const int from = local.position();
+    std::vector<float> logits(vocab);
+    local.Forward({nullptr, &g.cut_hidden[static_cast<size_t>(from) * hidden], g.positions - from}, logits.data());
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"local_compute\"}", Seconds(Clock::now() - t0));
+    metrics.Add("splitlm_device_local_steps_total", 1);
+    return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
+  }
+
+  GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
+    partition::ValidateSamplingParams(req.sampling);
+    const auto& c = model.config();
+    if (req.prompt.empty()) throw partition::PartitionError("the prompt holds no tokens");
+    if (static_cast<int>(req.prompt.size()) > c.max_context) {
+      throw partition::PartitionError("prompt of " + std::to_string(req.prompt.size()) +
+                                      " tokens is longer than the context of " + std::to_string(c.max_context));
+    }
+    GenerateResult result;
+    partition::Stage device(device_w);
+    std::unique_ptr<partition::Stage> local;
+    if (local_w) local = std::make_unique<partition::Stage>(local_w);
+    Generation g;
+    g.ids = req.prompt;
+    const bool all_local = o.cut == layers;
+    bool split = !all_local;
+    Clock::time_point retry_at{};
+    std::vector<float> out;
+    int fed = 0;
+    metrics.Set("splitlm_device_active_sessions", 1);
+    struct Done {
+      transport::Metrics& m;
+      ~Done() { m.Set("splitlm_device_active_sessions", 0); }
+    } done{metrics};
+
+    while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
+      const int n = static_cast<int>(g.ids.size()) - fed;
+      const auto t0 = Clock::now();
+      out.resize(device.OutputSize(n));
+      device.Forward({&g.ids[fed], nullptr, n}, out.data());
+      fed = static_cast<int>(g.ids.size());
+      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", Seconds(Clock::now() - t0));
+      int32_t token = 0;
+      if (all_local) {
+        token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));
+      } else {
+        g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
+        g.positions += n;
+        std::optional<int32_t> t;
+        const bool retry = !split && local && Clock::now() >= retry_at;
+        if (split || retry) {
+          // A retry from the device only probes briefly: the device keeps going.
+          const auto budget = split ? o.step_deadline : std::min(o.step_deadline, o.retry_interval / 2);
+          t = CloudStep(g, req.sampling, Clock::now() + budget, result);
+          if (t && !split) {
+            ++result.recoveries;
+            metrics.Add("splitlm_device_recoveries_total", 1);
+            if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
+            split = true;
+            metrics.Set("splitlm_device_split_mode", 1);
+          }
+          if (!t) {
+            Drop();
+            g.session_open = false;
+            if (retry) retry_at = Clock::now() + o.retry_interval;
+          }
+        }
+        if (!t && split) {
+          if (o.fallback == Fallback::kFail) {
+            throw DeviceError("cloud " + channel->endpoint() + " did not answer within " +
+                              std::to_string(o.step_deadline.count()) + " ms (--fallback fail)");
+          }
+          if (o.fallback == Fallback::kWait) {
+            const auto give_up = Clock::now() + o.wait_deadline;
+            while (!t) {
+              if (Clock::now() >= give_up) {
+                throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
+                                  std::to_string(o.wait_deadline.count()) + " ms (--fallback wait)");
+              }
+              const auto backoff = channel->Reconnect();
+              hello_ok = false;
+              g.session_open = false;
+              std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Clock::now()));
+              t = CloudStep(g, req.sampling, std::min(give_up, Clock::now() + o.step_deadline), result);
+            }
+          } else {
+            ++result.fallbacks;
+            metrics.Add("splitlm_device_fallbacks_total", 1);
+            metrics.Set("splitlm_device_split_mode", 0);
+            if (o.log) o.log->warn("cloud {} not answering: continuing on the device at position {}", channel->endpoint(), g.positions);
+            split = false;
+            retry_at = Clock::now() + o.retry_interval;
+          }
+        }
+        if (!t) {
+          token = LocalStep(g, *local, req.sampling);
+          ++result.local_steps;
+        } else {
+          token = *t;
+        }
+      }
+      g.ids.push_back(token);
+      result.tokens.push_back(token);
+      metrics.Add("splitlm_device_tokens_total", 1);
+      if (on_token && !on_token(token)) {
+        result.finish_reason = "stop";
+        break;
+      }
+      if (req.stop_at_eos && c.IsEos(token)) {
+        result.finish_reason = "stop";
+        break;
+      }
+      if (static_cast<int>(g.ids.size()) >= c.max_context) {
+        result.finish_reason = "context";
+        break;
+      }
+    }
+    if (result.finish_reason.empty()) result.finish_reason = "length";
+    if (g.session_open && split) channel->Send(transport::CloseSession{g.session_id});
+    return result;
+  }
+};
+
+Agent::Agent(const partition::Model& model, AgentOptions options, zmq::context_t& context,
+             transport::Metrics& metrics)
+    : impl_(std::make_unique<Impl>(model, std::move(options), context, metrics)) {}
+
+Agent::~Agent() = default;
+
+GenerateResult Agent::Generate(const GenerateRequest& request, const std::function<bool(int32_t)>& on_token) {
+  return impl_->Generate(request, on_token);
+}
+
+const partition::Model& Agent::model() const { return impl_->model; }
+
+}  // namespace splitlm::device

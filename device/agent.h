@@ -1,0 +1,91 @@
+// The device agent: runs the embedding and layers [0, K) on the device, ships
+// hidden states to the cloud worker, and falls back to running the rest
+// locally when the cloud does not answer, with exactly the tokens an
+// uninterrupted run produces.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <spdlog/logger.h>
+
+#include "partition/sampler.h"
+#include "transport/channel.h"
+#include "transport/metrics.h"
+
+namespace splitlm::partition {
+class Model;
+}
+
+namespace splitlm::device {
+
+enum class Fallback {
+  kLocal,  // continue on the device (loads all layers), return to the cloud when it is back
+  kWait,   // retry the cloud with back-off up to wait_deadline, then fail
+  kFail,   // report an error at once
+};
+const char* FallbackName(Fallback f);
+
+struct AgentOptions {
+  int cut = 0;  // layers [0, cut) on the device; == L runs everything locally
+  Fallback fallback = Fallback::kLocal;
+  transport::Codec codec = transport::Codec::kF32;
+  transport::ClientOptions channel;  // endpoint, CURVE keys, heartbeats
+  // A step whose answer has not arrived by then counts as a failure.
+  std::chrono::milliseconds step_deadline{5000};
+  // kWait: give up after this long without the cloud.
+  std::chrono::milliseconds wait_deadline{30000};
+  // kLocal: try the cloud again after this long on the device.
+  std::chrono::milliseconds retry_interval{1000};
+  std::shared_ptr<spdlog::logger> log;
+};
+
+struct GenerateRequest {
+  std::vector<int32_t> prompt;
+  int max_tokens = 16;
+  partition::SamplingParams sampling;
+  bool stop_at_eos = true;
+};
+
+struct GenerateResult {
+  std::vector<int32_t> tokens;  // generated ids (without the prompt)
+  int fallbacks = 0;            // times the generation moved to the device
+  int recoveries = 0;           // times it moved back to the cloud
+  int cloud_steps = 0;          // steps answered by the cloud
+  int local_steps = 0;          // steps finished on the device
+  std::string finish_reason;    // "length", "stop" (EOS) or "context"
+};
+
+// Not thread-safe: one generation at a time (the HTTP server serialises).
+class Agent {
+ public:
+  // Loads what the options need from `model` (embedding and [0, cut); all
+  // layers with Fallback::kLocal) and connects. Throws on bad options.
+  Agent(const partition::Model& model, AgentOptions options, zmq::context_t& context,
+        transport::Metrics& metrics);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  // Generates; `on_token` sees each token as it is chosen and may return
+  // false to stop early. Throws DeviceError when the cloud is needed
+  // (kWait past its deadline, kFail) and cannot be had.
+  GenerateResult Generate(const GenerateRequest& request,
+                          const std::function<bool(int32_t)>& on_token = nullptr);
+
+  const partition::Model& model() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class DeviceError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace splitlm::device

@@ -1,0 +1,198 @@
+// splitlm-device: the device agent. See README.md ("The deployable pair").
+#include <ATen/Parallel.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include "device/agent.h"
+#include "device/openai_api.h"
+#include "partition/blas_check.h"
+#include "partition/error.h"
+#include "partition/model.h"
+#include "partition/tokenizer.h"
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+void OnSignal(int) { g_stop = true; }
+
+std::vector<int32_t> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string item;
+  std::istringstream in(text);
+  while (std::getline(in, item, ' ')) {
+    std::istringstream parts(item);
+    std::string tok;
+    while (std::getline(parts, tok, ',')) {
+      if (tok.empty()) continue;
+      size_t used = 0;
+      long v = -1;
+      try {
+        v = std::stol(tok, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used != tok.size() || v < 0 || v > INT32_MAX) {
+        throw splitlm::partition::PartitionError("bad token id \"" + tok + "\" (expected non-negative integers)");
+      }
+      ids.push_back(static_cast<int32_t>(v));
+    }
+  }
+  return ids;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"splitlm-device: runs layers [0, cut) here and the rest on a splitlm-cloud worker"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  std::string model_dir, level = "info", fallback = "local", codec = "f32", tokenizer_path, key_file, server_key_file;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int step_ms = 5000, wait_ms = 30000, retry_ms = 1000, heartbeat_ms = 500;
+  splitlm::device::AgentOptions o;
+  o.channel.endpoint = "tcp://127.0.0.1:5555";
+  app.add_option("--model", model_dir, "model directory")->required();
+  app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
+  app.add_option("--cut", o.cut, "layers [0, cut) run here; the model's layer count runs everything here")->required();
+  app.add_option("--fallback", fallback, "when the cloud does not answer: local, wait or fail")
+      ->check(CLI::IsMember({"local", "wait", "fail"}))->capture_default_str();
+  app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
+      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))->capture_default_str();
+  app.add_option("--tokenizer", tokenizer_path, "tokenizer.model (default: the model directory's)");
+  app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
+  app.add_option("--server-key", server_key_file, "the worker's public key file");
+  app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(CLI::Range(1, 3600000))->capture_default_str();
+  app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(CLI::Range(1, 86400000))->capture_default_str();
+  app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(CLI::Range(1, 3600000))->capture_default_str();
+  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(CLI::Range(1, 600000))->capture_default_str();
+  app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
+  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
+
+  auto* gen = app.add_subcommand("generate", "generate once and print the result (as splitlm generate)");
+  std::string prompt, prompt_ids;
+  int max_tokens = 32;
+  bool print_ids = false, ignore_eos = false;
+  splitlm::partition::SamplingParams sampling;
+  auto* p = gen->add_option("--prompt", prompt, "prompt text (needs a tokenizer)");
+  gen->add_option("--prompt-ids", prompt_ids, "prompt token ids, e.g. \"1 2 3\"")->excludes(p);
+  gen->add_option("--max-tokens", max_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20))->capture_default_str();
+  gen->add_option("--temperature", sampling.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  gen->add_option("--top-k", sampling.top_k, "0 = no limit")->check(CLI::Range(0, 1 << 30))->capture_default_str();
+  gen->add_option("--top-p", sampling.top_p, "nucleus mass in (0, 1]")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  gen->add_option("--seed", sampling.seed, "sampling seed")->capture_default_str();
+  gen->add_flag("--print-ids", print_ids, "print prompt and generated ids on one line");
+  gen->add_flag("--ignore-eos", ignore_eos, "keep generating after an end-of-sequence token");
+
+  auto* serve = app.add_subcommand("serve", "serve the OpenAI-compatible HTTP API");
+  std::string http = "127.0.0.1:8080";
+  bool http_public = false;
+  serve->add_option("--http", http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
+  serve->add_flag("--http-public", http_public, "allow listening beyond loopback (warned)");
+  CLI11_PARSE(app, argc, argv);
+
+  auto log = spdlog::stderr_color_mt("device");
+  log->set_level(spdlog::level::from_str(level));
+  log->set_pattern("[%H:%M:%S.%e] [device] [%^%l%$] %v");
+  at::set_num_threads(threads);
+  if (!splitlm::partition::DetectBlas().openblas) {
+    log->warn("*** LibTorch is using the reference BLAS: install libopenblas0-openmp ***");
+  }
+  try {
+    o.fallback = fallback == "local" ? splitlm::device::Fallback::kLocal
+                 : fallback == "wait" ? splitlm::device::Fallback::kWait
+                                      : splitlm::device::Fallback::kFail;
+    o.codec = *splitlm::transport::ParseCodec(codec);
+    o.step_deadline = std::chrono::milliseconds(step_ms);
+    o.wait_deadline = std::chrono::milliseconds(wait_ms);
+    o.retry_interval = std::chrono::milliseconds(retry_ms);
+    o.channel.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
+    o.log = log;
+    if (!key_file.empty() || !server_key_file.empty()) {
+      if (key_file.empty() || server_key_file.empty()) throw std::runtime_error("CURVE needs both --key and --server-key");
+      o.channel.keys = splitlm::transport::ReadKeyFile(key_file);
+      if (o.channel.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file)");
+      o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
+    }
+    auto model = splitlm::partition::Model::Open(model_dir);
+    std::unique_ptr<splitlm::partition::Tokenizer> tok;
+    if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();
+    if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path);
+    zmq::context_t context;
+    splitlm::transport::Metrics metrics;
+    splitlm::device::Agent agent(*model, o, context, metrics);
+    log->info("cut {}: device runs embedding + layers [0,{}), cloud {} runs the rest; fallback {}, codec {}", o.cut, o.cut,
+              o.channel.endpoint, fallback, codec);
+
+    if (gen->parsed()) {
+      splitlm::device::GenerateRequest req;
+      if (!prompt_ids.empty()) {
+        req.prompt = ParseIds(prompt_ids);
+      } else if (!prompt.empty()) {
+        if (!tok) throw splitlm::partition::PartitionError(model_dir + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
+        req.prompt = tok->Encode(prompt);
+        req.prompt.insert(req.prompt.begin(), model->config().bos_token_id);
+      } else {
+        throw splitlm::partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+      }
+      for (int32_t id : req.prompt) {
+        if (id >= model->config().vocab_size) {
+          throw splitlm::partition::PartitionError("prompt token id " + std::to_string(id) + " is outside the vocabulary of " +
+                                                   std::to_string(model->config().vocab_size));
+        }
+      }
+      req.max_tokens = max_tokens;
+      req.sampling = sampling;
+      req.stop_at_eos = !ignore_eos;
+      if (max_tokens == 0) {
+        for (size_t i = 0; i < req.prompt.size(); ++i) std::cout << (i ? " " : "") << req.prompt[i];
+        std::cout << std::endl;
+        return 0;
+      }
+      std::vector<int32_t> generated;
+      std::string printed;
+      auto result = agent.Generate(req, [&](int32_t t) {
+        generated.push_back(t);
+        if (tok && !print_ids) {
+          const std::string text = tok->Decode(generated);
+          std::cout << text.substr(std::min(printed.size(), text.size())) << std::flush;
+          printed = text;
+        }
+        return true;
+      });
+      if (print_ids || !tok) {
+        std::vector<int32_t> all = req.prompt;
+        all.insert(all.end(), result.tokens.begin(), result.tokens.end());
+        for (size_t i = 0; i < all.size(); ++i) std::cout << (i ? " " : "") << all[i];
+      }
+      std::cout << std::endl;
+      log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries", result.tokens.size(),
+                result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries);
+      return 0;
+    }
+
+    std::signal(SIGINT, OnSignal);
+    std::signal(SIGTERM, OnSignal);
+    std::string name = model_dir;
+    while (name.size() > 1 && name.back() == '/') name.pop_back();
+    name = name.substr(name.find_last_of('/') + 1);
+    splitlm::device::OpenAiApi api(agent, tok.get(), metrics, {name, 16});
+    splitlm::transport::HttpServerOptions ho;
+    ho.address = http;
+    ho.allow_public = http_public;
+    ho.log = log;
+    splitlm::transport::HttpServer server(ho, [&](const auto& r, auto& w) { api.Handle(r, w); });
+    std::cout << "serving on http://" << server.address() << std::endl;
+    log->info("OpenAI-compatible API on http://{}/v1 (model \"{}\")", server.address(), name);
+    while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    log->info("shutting down");
+  } catch (const std::exception& e) {
+    log->error("{}", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,202 @@
+#include "transport/http_server.h"
+
+#include <boost/asio.hpp>
+#include <boost/beast.hpp>
+
+#include <atomic>
+#include <list>
+#include <mutex>
+#include <thread>
+
+#include "transport/error.h"
+
+namespace splitlm::transport {
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = net::ip::tcp;
+
+namespace {
+
+class Responder : public HttpResponder {
+ public:
+  Responder(tcp::socket& socket, unsigned version) : socket_(socket), version_(version) {}
+
+  void Send(int status, const std::string& content_type, const std::string& body) override {
+    if (started_) return;
+    started_ = true;
+    http::response<http::string_body> res{static_cast<http::status>(status), version_};
+    res.set(http::field::server, "splitlm");
+    res.set(http::field::content_type, content_type);
+    res.keep_alive(false);
+    res.body() = body;
+    res.prepare_payload();
+    beast::error_code ec;
+    http::write(socket_, res, ec);
+    ok_ = !ec;
+  }
+
+  void Start(int status, const std::string& content_type) override {
+    if (started_) return;
+    started_ = true;
+    streaming_ = true;
+    http::response<http::empty_body> res{static_cast<http::status>(status), version_};
+    res.set(http::field::server, "splitlm");
+    res.set(http::field::content_type, content_type);
+    res.set(http::field::cache_control, "no-cache");
+    res.keep_alive(false);
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    beast::error_code ec;
+    http::write_header(socket_, sr, ec);
+    ok_ = !ec;
+  }
+
+  bool Write(const std::string& chunk) override {
+    if (!streaming_ || !ok_) return false;
+    beast::error_code ec;
+    net::write(socket_, http::make_chunk(net::buffer(chunk)), ec);
+    ok_ = !ec;
+    return ok_;
+  }
+
+  void Finish() {
+    if (!started_) Send(500, "application/json", R"({"error":{"message":"no response","type":"server_error"}})");
+    if (streaming_ && ok_) {
+      beast::error_code ec;
+      net::write(socket_, http::make_chunk_last(), ec);
+    }
+  }
+
+ private:
+  tcp::socket& socket_;
+  unsigned version_;
+  bool started_ = false, streaming_ = false, ok_ = true;
+};
+
+}  // namespace
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  HttpHandler handler;
+  net::io_context io;
+  tcp::acceptor acceptor{io};
+  std::atomic<bool> stop{false};
+  std::thread accept_thread;
+  std::mutex mu;
+  std::list<std::thread> connections;
+  std::list<tcp::socket*> open_sockets;
+
+  void Serve(tcp::socket socket) {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      open_sockets.push_back(&socket);
+    }
+    beast::flat_buffer buffer;
+    http::request_parser<http::string_body> parser;
+    parser.body_limit(options.max_body_bytes);
+    parser.header_limit(16 << 10);
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    http::read(socket, buffer, parser, ec);
+    Responder responder(socket, 11);
+    if (ec) {
+      if (ec != http::error::end_of_stream) {
+        const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
+        responder.Send(too_big ? 413 : 400, "application/json",
+                       std::string(R"({"error":{"message":"malformed HTTP request: )") + ec.message() +
+                           R"(","type":"invalid_request_error"}})");
+      }
+    } else {
+      auto& req = parser.get();
+      HttpRequest r;
+      r.method = std::string(req.method_string());
+      r.target = std::string(req.target());
+      for (const auto& f : req) {
+        std::string name(f.name_string());
+        for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        r.headers[name] = std::string(f.value());
+      }
+      r.body = std::move(req.body());
+      try {
+        handler(r, responder);
+      } catch (const std::exception& e) {
+        if (options.log) options.log->error("http {} {} failed: {}", r.method, r.target, e.what());
+        responder.Send(500, "application/json",
+                       R"({"error":{"message":"internal error","type":"server_error"}})");
+      }
+      responder.Finish();
+    }
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    std::lock_guard<std::mutex> lock(mu);
+    open_sockets.remove(&socket);
+  }
+
+  void AcceptLoop() {
+    while (!stop) {
+      beast::error_code ec;
+      tcp::socket socket(io);
+      acceptor.accept(socket, ec);
+      if (ec || stop) continue;
+      std::lock_guard<std::mutex> lock(mu);
+      connections.emplace_back([this, s = std::move(socket)]() mutable { Serve(std::move(s)); });
+    }
+  }
+};
+
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
+  impl_->options = std::move(options);
+  impl_->handler = std::move(handler);
+  const std::string& a = impl_->options.address;
+  const auto colon = a.rfind(':');
+  if (colon == std::string::npos) throw TransportError("HTTP address \"" + a + "\" must be HOST:PORT");
+  beast::error_code ec;
+  const auto ip = net::ip::make_address(a.substr(0, colon), ec);
+  if (ec) throw TransportError("HTTP address \"" + a + "\": bad host (use an IP address, e.g. 127.0.0.1)");
+  unsigned long port = 0;
+  try {
+    port = std::stoul(a.substr(colon + 1));
+  } catch (const std::exception&) {
+    port = 70000;
+  }
+  if (port > 65535) throw TransportError("HTTP address \"" + a + "\": bad port");
+  if (!ip.is_loopback()) {
+    if (!impl_->options.allow_public) {
+      throw TransportError("refusing to serve HTTP on " + a + " beyond loopback without the explicit public flag");
+    }
+    if (impl_->options.log) impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
+  }
+  tcp::endpoint ep(ip, static_cast<unsigned short>(port));
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw TransportError("cannot serve HTTP on " + a + ": " + ec.message());
+  impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
+}
+
+HttpServer::~HttpServer() {
+  impl_->stop = true;
+  beast::error_code ec;
+  // Wake the blocking accept with a connection to ourselves, then close.
+  {
+    net::io_context io;
+    tcp::socket s(io);
+    s.connect(impl_->acceptor.local_endpoint(ec), ec);
+  }
+  impl_->accept_thread.join();
+  impl_->acceptor.close(ec);
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    for (tcp::socket* s : impl_->open_sockets) s->shutdown(tcp::socket::shutdown_both, ec);
+  }
+  for (auto& t : impl_->connections) t.join();
+}
+
+std::string HttpServer::address() const {
+  beast::error_code ec;
+  auto ep = impl_->acceptor.local_endpoint(ec);
+  return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+
+}  // namespace splitlm::transport
