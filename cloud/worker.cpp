@@ -120,7 +120,7 @@ struct Worker::Impl {
     while (total > options.kv_budget_bytes) {
       Session* lru = nullptr;
       for (auto& [id, s] : sessions) {
-        if (busy.count(id)) continue;
+        if (busy.count(id) || s.stage->kv_bytes() == 0) continue;  // evicting frees nothing
         if (!lru || s.last_used < lru->last_used) lru = &s;
       }
       if (!lru) break;

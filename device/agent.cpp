@@ -134,7 +134,9 @@ struct Agent::Impl {
   std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
                                    GenerateResult& result) {
     if (!EnsureHello(deadline)) return std::nullopt;
-    for (int attempt = 0; attempt < 2; ++attempt) {
+    // A session evicted under a tight KV budget is rebuilt; a few times in a
+    // row is contention, more is a worker that cannot hold us: fail over.
+    for (int attempt = 0; attempt < 8; ++attempt) {
       if (!g.session_open) {
         g.session_id = rng();
         g.cloud_positions = 0;

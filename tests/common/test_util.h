@@ -2,6 +2,7 @@
 #pragma once
 
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "partition/random_model.h"
@@ -39,5 +40,33 @@ struct CommandResult {
 
 // Runs `command` with /bin/sh, capturing stdout and stderr.
 CommandResult RunCommand(const std::string& command);
+
+// A child process whose stdout is read line by line (stderr goes to a file).
+// Killed with SIGKILL on destruction if still running.
+class Process {
+ public:
+  explicit Process(const std::string& command);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+
+  // The next line of stdout, or nullopt at EOF or after `timeout_ms`.
+  std::optional<std::string> ReadLine(int timeout_ms);
+  // Reads lines until one starts with `prefix`; returns the rest of it.
+  std::optional<std::string> WaitFor(const std::string& prefix, int timeout_ms);
+  void Signal(int sig);
+  // Waits for exit; the exit code, or 128 + signal.
+  int Wait();
+  std::string Stderr() const;
+  int pid() const { return pid_; }
+
+ private:
+  int pid_ = -1;
+  int out_fd_ = -1;
+  std::string buffer_;
+  std::string err_path_;
+  bool exited_ = false;
+  int status_ = 0;
+};
 
 }  // namespace splitlm::testing

@@ -1,0 +1,148 @@
+// The cloud worker in-process, driven by agents and by raw channels: evicted
+// sessions are reported and rebuilt, and bad requests get their error codes.
+#include <gtest/gtest.h>
+
+#include <spdlog/sinks/null_sink.h>
+
+#include <cstring>
+#include <thread>
+
+#include "cloud/worker.h"
+#include "device/agent.h"
+#include "partition/model.h"
+#include "partition/stage.h"
+#include "tests/common/test_util.h"
+
+namespace splitlm {
+namespace {
+
+std::shared_ptr<spdlog::logger> NullLog() {
+  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+}
+
+class WorkerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("tiny")));
+  }
+  void Start(size_t kv_budget) {
+    cloud::WorkerOptions o;
+    o.server.bind = "tcp://127.0.0.1:*";
+    o.server.log = NullLog();
+    o.log = NullLog();
+    o.kv_budget_bytes = kv_budget;
+    worker_ = std::make_unique<cloud::Worker>(*model_, o, ctx_, cloud_metrics_);
+    thread_ = std::thread([this] { worker_->Run(stop_); });
+  }
+  void TearDown() override {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  device::AgentOptions AgentOpts(int cut) {
+    device::AgentOptions o;
+    o.cut = cut;
+    o.fallback = device::Fallback::kFail;  // any failure would show
+    o.channel.endpoint = worker_->endpoint();
+    o.log = NullLog();
+    return o;
+  }
+  std::vector<int32_t> LocalTokens(const std::vector<int32_t>& prompt, int n) {
+    device::AgentOptions o;
+    o.cut = model_->config().num_layers;
+    transport::Metrics m;
+    device::Agent local(*model_, o, ctx_, m);
+    return local.Generate({prompt, n, {}, false}).tokens;
+  }
+
+  testing::TempDir dir_;
+  std::unique_ptr<partition::Model> model_;
+  zmq::context_t ctx_;
+  transport::Metrics cloud_metrics_;
+  std::unique_ptr<cloud::Worker> worker_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+TEST_F(WorkerTest, EvictedSessionIsRebuiltTransparently) {
+  Start(/*kv_budget=*/40 << 10);  // about one session's KV at cut 0
+  transport::Metrics ma, mb;
+  device::Agent a(*model_, AgentOpts(0), ctx_, ma), b(*model_, AgentOpts(0), ctx_, mb);
+  const std::vector<int32_t> pa = {1, 5, 9}, pb = {1, 6, 7, 8};
+  const auto want_a = LocalTokens(pa, 30), want_b = LocalTokens(pb, 30);
+  bool b_ran = false;
+  // While A is idle between two steps, B fills the budget: A is evicted.
+  auto got_a = a.Generate({pa, 30, {}, false}, [&](int32_t) {
+    if (!b_ran) {
+      b_ran = true;
+      EXPECT_EQ(want_b, b.Generate({pb, 30, {}, false}).tokens);
+    }
+    return true;
+  });
+  EXPECT_EQ(want_a, got_a.tokens);
+  EXPECT_EQ(30, got_a.cloud_steps);
+  EXPECT_GE(cloud_metrics_.Get("splitlm_cloud_evictions_total"), 1.0);
+  EXPECT_GE(ma.Get("splitlm_device_evictions_total"), 1.0);
+}
+
+TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
+  Start(size_t{1} << 30);
+  transport::ClientOptions co;
+  co.endpoint = worker_->endpoint();
+  co.log = NullLog();
+  transport::ClientChannel ch(ctx_, co);
+  auto expect_error = [&](transport::ErrorCode code) {
+    auto in = ch.Receive(std::chrono::milliseconds(10000));
+    ASSERT_TRUE(in.has_value());
+    auto* e = std::get_if<transport::Error>(&in->message);
+    ASSERT_NE(nullptr, e) << transport::MessageName(in->message);
+    EXPECT_EQ(code, e->code) << e->message;
+  };
+  const auto& c = model_->config();
+  transport::Hello h;
+  h.model_fingerprint = model_->fingerprint() + 1;
+  h.hidden_size = c.hidden_size;
+  h.num_layers = c.num_layers;
+  ch.Send(h);
+  expect_error(transport::ErrorCode::kModelMismatch);
+  h.model_fingerprint = model_->fingerprint();
+  h.protocol_major = 9;
+  ch.Send(h);
+  expect_error(transport::ErrorCode::kVersionMismatch);
+
+  transport::Forward f;
+  f.session_id = 77;
+  f.count = 1;
+  f.tensor = {transport::Codec::kF32, 1, static_cast<uint32_t>(c.hidden_size), static_cast<uint64_t>(c.hidden_size) * 4};
+  ch.Send(f, zmq::message_t(f.tensor.bytes));
+  expect_error(transport::ErrorCode::kUnknownSession);
+
+  ch.Send(transport::OpenSession{77, 99, transport::Codec::kF32, false});
+  expect_error(transport::ErrorCode::kBadCut);
+  ch.Send(transport::OpenSession{77, 2, transport::Codec::kF32, false});
+  auto opened = ch.Receive(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(opened.has_value());
+  EXPECT_TRUE(std::get<transport::OpenSession>(opened->message).ack);
+
+  ch.Send(f, zmq::message_t(f.tensor.bytes - 4));  // short payload
+  expect_error(transport::ErrorCode::kBadTensor);
+  f.first_position = 3;  // does not continue the session (at 0)
+  ch.Send(f, zmq::message_t(f.tensor.bytes));
+  expect_error(transport::ErrorCode::kBadPosition);
+  f.first_position = 0;
+  f.tensor.codec = transport::Codec::kInt8;  // the session was opened for f32
+  ch.Send(f, zmq::message_t(f.tensor.bytes));
+  expect_error(transport::ErrorCode::kBadTensor);
+  // A NaN in an f32 payload is data, not a protocol fault; a valid request
+  // still gets its token.
+  f.tensor.codec = transport::Codec::kF32;
+  zmq::message_t zeros(f.tensor.bytes);
+  std::memset(zeros.data(), 0, zeros.size());
+  ch.Send(f, std::move(zeros));
+  auto ok = ch.Receive(std::chrono::milliseconds(10000));
+  ASSERT_TRUE(ok.has_value());
+  ASSERT_TRUE(std::holds_alternative<transport::ForwardResult>(ok->message)) << transport::MessageName(ok->message);
+  EXPECT_EQ(1u, std::get<transport::ForwardResult>(ok->message).tokens.size());
+}
+
+}  // namespace
+}  // namespace splitlm
