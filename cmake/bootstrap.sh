@@ -28,6 +28,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
+# The HTTP API test drives the device with the stock `openai` npm client.
+if [ "$mode" = test ] && ! command -v npm >/dev/null; then
+  echo "bootstrap: installing nodejs and npm" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm >&2
+fi
+
 # LibTorch takes libblas.so.3 from the alternatives system: make sure it is
 # OpenBLAS (the reference BLAS is ~20x slower).
 arch_triplet="$(gcc -dumpmachine)"
@@ -57,6 +66,10 @@ case "$mode" in
     "$BUILD_DIR/bin/splitlm" generate --model "$model" --cut 3 --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
     ;;
   test)
+    if [ ! -d "$BUILD_DIR/npm/node_modules/openai" ]; then
+      mkdir -p "$BUILD_DIR/npm"
+      (cd "$BUILD_DIR/npm" && npm install --prefix . openai@4 --no-audit --no-fund >&2)
+    fi
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     # A short, bounded fuzzing run of the wire decoder under ASan and UBSan.
     fuzz_dir="${BUILD_DIR}-fuzz"

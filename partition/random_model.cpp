@@ -99,7 +99,9 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
 }
 
 void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
-  const ModelConfig c = PresetConfig(o.preset, o.arch);
+  ModelConfig c = PresetConfig(o.preset, o.arch);
+  if (o.vocab < 0 || o.vocab > (1 << 20)) throw PartitionError("vocab must be in 1..1048576");
+  if (o.vocab > 0) c.vocab_size = o.vocab;
   if (o.shards < 1 || o.shards > 64) throw PartitionError("shards must be in 1..64");
   std::error_code ec;
   fs::create_directories(dir, ec);

@@ -19,6 +19,7 @@ struct RandomModelOptions {
   StoredDType dtype = StoredDType::kF32;
   int shards = 1;               // > 1 writes model.safetensors.index.json
   std::string tokenizer;        // copied into the directory when set
+  int vocab = 0;                // > 0 overrides the preset's vocabulary size
   // Called after each tensor with bytes written so far and in all.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

@@ -23,6 +23,8 @@ Runner AddMakeModel(CLI::App& app) {
   cmd->add_option("--shards", o->shards, "number of safetensors shards (> 1 writes an index)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
+  cmd->add_option("--vocab", o->vocab, "override the preset's vocabulary size (e.g. 32000 for the Llama 2 tokenizer)")
+      ->check(CLI::Range(1, 1 << 20));
   cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.model to copy into the directory")
       ->check(CLI::ExistingFile);
   return [=](const Context& ctx) {
