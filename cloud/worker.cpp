@@ -289,17 +289,25 @@ std::string Worker::endpoint() const { return impl_->server.endpoint(); }
 
 void Worker::Run(const std::atomic<bool>& stop) {
   std::vector<Pending> batch;
+  size_t expected = 1;  // size of the previous batch
   while (!stop) {
     auto in = impl_->server.Receive(impl_->options.poll);
     if (!in) continue;
     impl_->Handle(*in, batch);
-    // Take whatever else is already waiting, so concurrent sessions' decode
-    // steps share one pass over the weights.
+    // Take whatever else is waiting, and give the sessions of the previous
+    // batch a moment to arrive, so concurrent decode steps share one pass
+    // over the weights.
+    const auto window_end = Clock::now() + impl_->options.batch_window;
     while (static_cast<int>(batch.size()) < impl_->options.max_batch) {
-      auto more = impl_->server.Receive(std::chrono::milliseconds(0));
-      if (!more) break;
+      const bool wait = !batch.empty() && batch.size() < expected && Clock::now() < window_end;
+      auto more = impl_->server.Receive(std::chrono::milliseconds(wait ? 1 : 0));
+      if (!more) {
+        if (wait) continue;
+        break;
+      }
       impl_->Handle(*more, batch);
     }
+    if (!batch.empty()) expected = batch.size();
     impl_->RunBatch(batch);
   }
 }

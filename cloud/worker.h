@@ -25,6 +25,10 @@ struct WorkerOptions {
   // session is evicted and its device told (session_evicted) on its next step.
   size_t kv_budget_bytes = size_t{2} << 30;
   int max_batch = 32;               // requests run through the layers together
+  // After the first request of a batch, wait up to this long for as many as
+  // the previous batch held (the sessions stepping in lock-step), so they
+  // share one pass over the weights. A lone session never waits.
+  std::chrono::milliseconds batch_window{2};
   std::chrono::milliseconds poll{100};  // how often the loop checks for shutdown
   // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
   int kill_after_forwards = 0;

@@ -21,6 +21,7 @@ Runner AddMakeModel(CLI::App& app);
 Runner AddGenerate(CLI::App& app);
 Runner AddBench(CLI::App& app);
 Runner AddBenchTransport(CLI::App& app);
+Runner AddBenchCloud(CLI::App& app);
 Runner AddKeygen(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddGenerate);
   add(splitlm::cli::AddBench);
   add(splitlm::cli::AddBenchTransport);
+  add(splitlm::cli::AddBenchCloud);
   add(splitlm::cli::AddCodecEval);
   add(splitlm::cli::AddKeygen);
 
