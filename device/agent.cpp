@@ -14,6 +14,8 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using transport::ErrorCode;
 
+constexpr std::chrono::milliseconds kMinProbe{50};
+
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // The state of one generation.
@@ -251,8 +253,10 @@ struct Agent::Impl {
         std::optional<int32_t> t;
         const bool retry = !split && local && Clock::now() >= retry_at;
         if (split || retry) {
-          // A retry from the device only probes briefly: the device keeps going.
-          const auto budget = split ? o.step_deadline : std::min(o.step_deadline, o.retry_interval / 2);
+          // A retry from the device only probes briefly (at most the step
+          // deadline, at least long enough for a hello on a live link).
+          const auto budget = split ? o.step_deadline
+                                    : std::min(o.step_deadline, std::max(o.retry_interval / 2, kMinProbe));
           t = CloudStep(g, req.sampling, Clock::now() + budget, result);
           if (t && !split) {
             ++result.recoveries;

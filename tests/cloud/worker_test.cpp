@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
 
 #include <cstring>
 #include <thread>
@@ -82,6 +83,47 @@ TEST_F(WorkerTest, EvictedSessionIsRebuiltTransparently) {
   EXPECT_EQ(30, got_a.cloud_steps);
   EXPECT_GE(cloud_metrics_.Get("splitlm_cloud_evictions_total"), 1.0);
   EXPECT_GE(ma.Get("splitlm_device_evictions_total"), 1.0);
+}
+
+TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
+  Start(size_t{1} << 30);
+  const std::string endpoint = worker_->endpoint();
+  device::AgentOptions o = AgentOpts(2);
+  o.fallback = device::Fallback::kLocal;
+  o.step_deadline = std::chrono::milliseconds(300);
+  o.retry_interval = std::chrono::milliseconds(1);  // probe at every step while away
+  o.channel.heartbeat_interval = std::chrono::milliseconds(50);
+  if (getenv("DEBUG_LOG")) o.log = spdlog::default_logger();
+  transport::Metrics m;
+  device::Agent agent(*model_, o, ctx_, m);
+  const std::vector<int32_t> prompt = {1, 3};
+  const auto want = LocalTokens(prompt, 40);
+  int seen = 0;
+  auto got = agent.Generate({prompt, 40, {}, false}, [&](int32_t) {
+    ++seen;
+    if (seen == 5) {  // the cloud goes away...
+      stop_ = true;
+      thread_.join();
+      worker_.reset();
+    }
+    if (seen == 10) {  // ...and comes back on the same endpoint
+      stop_ = false;
+      cloud::WorkerOptions wo;
+      wo.server.bind = endpoint;
+      wo.server.log = NullLog();
+      wo.log = NullLog();
+      worker_ = std::make_unique<cloud::Worker>(*model_, wo, ctx_, cloud_metrics_);
+      thread_ = std::thread([this] { worker_->Run(stop_); });
+    }
+    return true;
+  });
+  EXPECT_EQ(want, got.tokens);
+  EXPECT_EQ(1, got.fallbacks);
+  EXPECT_EQ(1, got.recoveries);
+  // One fallback and one recovery: the generation ended in split mode.
+  EXPECT_GE(got.local_steps, 5);
+  EXPECT_GT(got.cloud_steps, 5);
+  EXPECT_EQ(40, got.cloud_steps + got.local_steps);
 }
 
 TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
