@@ -10,6 +10,7 @@
 #include "cloud/worker.h"
 #include "partition/blas_check.h"
 #include "partition/model.h"
+#include "scheduler/config.h"
 #include "transport/http_server.h"
 
 namespace {
@@ -23,16 +24,20 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   splitlm::cloud::WorkerOptions o;
   double kv_budget_mb = 2048;
-  app.add_option("--model", model_dir, "model directory")->required();
-  app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
-  app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->capture_default_str();
-  app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget for all sessions, MB")->check(CLI::PositiveNumber)->capture_default_str();
-  app.add_option("--max-batch", o.max_batch, "requests batched through the layers")->check(CLI::Range(1, 4096))->capture_default_str();
-  app.add_option("--key", key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
-  app.add_option("--allow", allow_file, "allow-list of device public keys (one per line)");
-  app.add_flag("--insecure", o.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
-  app.add_option("--http", http, "serve GET /metrics and /health on HOST:PORT");
-  app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
+  std::string config_file;
+  int batch_window_ms = 2;
+  app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
+  auto* f_model = app.add_option("--model", model_dir, "model directory");
+  auto* f_bind = app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
+  auto* f_min = app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->capture_default_str();
+  auto* f_kv = app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget for all sessions, MB")->check(CLI::PositiveNumber)->capture_default_str();
+  auto* f_batch = app.add_option("--max-batch", o.max_batch, "requests batched through the layers")->check(CLI::Range(1, 4096))->capture_default_str();
+  auto* f_window = app.add_option("--batch-window-ms", batch_window_ms, "wait for the previous batch's sessions")->check(CLI::Range(0, 1000))->capture_default_str();
+  auto* f_key = app.add_option("--key", key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
+  auto* f_allow = app.add_option("--allow", allow_file, "allow-list of device public keys (one per line)");
+  auto* f_insecure = app.add_flag("--insecure", o.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
+  auto* f_http = app.add_option("--http", http, "serve GET /metrics and /health on HOST:PORT");
+  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
   app.add_option("--test-kill-after", o.kill_after_forwards, "fault injection: SIGKILL itself on this Forward");
   CLI11_PARSE(app, argc, argv);
@@ -47,6 +52,24 @@ int main(int argc, char** argv) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   try {
+    if (!config_file.empty()) {
+      using splitlm::scheduler::FillFromConfig;
+      const auto cfg = splitlm::scheduler::Config::Load(config_file);
+      FillFromConfig(cfg, "model.dir", f_model->count() > 0, model_dir);
+      FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
+      FillFromConfig(cfg, "cloud.bind", f_bind->count() > 0, o.server.bind);
+      FillFromConfig(cfg, "cloud.min_cut", f_min->count() > 0, o.min_cut);
+      FillFromConfig(cfg, "cloud.kv_budget_mb", f_kv->count() > 0, kv_budget_mb);
+      FillFromConfig(cfg, "cloud.max_batch", f_batch->count() > 0, o.max_batch);
+      FillFromConfig(cfg, "cloud.batch_window_ms", f_window->count() > 0, batch_window_ms);
+      FillFromConfig(cfg, "cloud.key", f_key->count() > 0, key_file);
+      FillFromConfig(cfg, "cloud.allow", f_allow->count() > 0, allow_file);
+      FillFromConfig(cfg, "cloud.insecure", f_insecure->count() > 0, o.server.allow_insecure);
+      FillFromConfig(cfg, "cloud.http", f_http->count() > 0, http);
+      at::set_num_threads(threads);
+    }
+    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    o.batch_window = std::chrono::milliseconds(batch_window_ms);
     o.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * (1 << 20));
     o.log = log;
     o.server.log = log;

@@ -28,5 +28,5 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 
-find_package(tomlplusplus QUIET)
+find_package(tomlplusplus REQUIRED)
 find_package(Boost 1.74 REQUIRED)

@@ -14,6 +14,7 @@
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/tokenizer.h"
+#include "scheduler/config.h"
 
 namespace {
 
@@ -56,21 +57,24 @@ int main(int argc, char** argv) {
   int step_ms = 5000, wait_ms = 30000, retry_ms = 1000, heartbeat_ms = 500;
   splitlm::device::AgentOptions o;
   o.channel.endpoint = "tcp://127.0.0.1:5555";
-  app.add_option("--model", model_dir, "model directory")->required();
-  app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
-  app.add_option("--cut", o.cut, "layers [0, cut) run here; the model's layer count runs everything here")->required();
-  app.add_option("--fallback", fallback, "when the cloud does not answer: local, wait or fail")
+  std::string config_file;
+  o.cut = -1;
+  app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
+  auto* f_model = app.add_option("--model", model_dir, "model directory");
+  auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
+  auto* f_cut = app.add_option("--cut", o.cut, "layers [0, cut) run here; the model's layer count runs everything here");
+  auto* f_fallback = app.add_option("--fallback", fallback, "when the cloud does not answer: local, wait or fail")
       ->check(CLI::IsMember({"local", "wait", "fail"}))->capture_default_str();
-  app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
+  auto* f_codec = app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
       ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))->capture_default_str();
-  app.add_option("--tokenizer", tokenizer_path, "tokenizer.model (default: the model directory's)");
-  app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
-  app.add_option("--server-key", server_key_file, "the worker's public key file");
-  app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(CLI::Range(1, 3600000))->capture_default_str();
-  app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(CLI::Range(1, 86400000))->capture_default_str();
-  app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(CLI::Range(1, 3600000))->capture_default_str();
-  app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(CLI::Range(1, 600000))->capture_default_str();
-  app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
+  auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.model (default: the model directory's)");
+  auto* f_key = app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
+  auto* f_skey = app.add_option("--server-key", server_key_file, "the worker's public key file");
+  auto* f_step = app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(CLI::Range(1, 3600000))->capture_default_str();
+  auto* f_wait = app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(CLI::Range(1, 86400000))->capture_default_str();
+  auto* f_retry = app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(CLI::Range(1, 3600000))->capture_default_str();
+  auto* f_hb = app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(CLI::Range(1, 600000))->capture_default_str();
+  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
   app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
 
   auto* gen = app.add_subcommand("generate", "generate once and print the result (as splitlm generate)");
@@ -91,7 +95,7 @@ int main(int argc, char** argv) {
   auto* serve = app.add_subcommand("serve", "serve the OpenAI-compatible HTTP API");
   std::string http = "127.0.0.1:8080";
   bool http_public = false;
-  serve->add_option("--http", http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
+  auto* f_http = serve->add_option("--http", http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
   serve->add_flag("--http-public", http_public, "allow listening beyond loopback (warned)");
   CLI11_PARSE(app, argc, argv);
 
@@ -103,6 +107,27 @@ int main(int argc, char** argv) {
     log->warn("*** LibTorch is using the reference BLAS: install libopenblas0-openmp ***");
   }
   try {
+    if (!config_file.empty()) {
+      using splitlm::scheduler::FillFromConfig;
+      const auto cfg = splitlm::scheduler::Config::Load(config_file);
+      FillFromConfig(cfg, "model.dir", f_model->count() > 0, model_dir);
+      FillFromConfig(cfg, "model.tokenizer", f_tok->count() > 0, tokenizer_path);
+      FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
+      FillFromConfig(cfg, "device.cloud", f_cloud->count() > 0, o.channel.endpoint);
+      FillFromConfig(cfg, "device.cut", f_cut->count() > 0, o.cut);
+      FillFromConfig(cfg, "device.fallback", f_fallback->count() > 0, fallback);
+      FillFromConfig(cfg, "device.codec", f_codec->count() > 0, codec);
+      FillFromConfig(cfg, "device.step_deadline_ms", f_step->count() > 0, step_ms);
+      FillFromConfig(cfg, "device.wait_deadline_ms", f_wait->count() > 0, wait_ms);
+      FillFromConfig(cfg, "device.retry_ms", f_retry->count() > 0, retry_ms);
+      FillFromConfig(cfg, "device.heartbeat_ms", f_hb->count() > 0, heartbeat_ms);
+      FillFromConfig(cfg, "device.key", f_key->count() > 0, key_file);
+      FillFromConfig(cfg, "device.server_key", f_skey->count() > 0, server_key_file);
+      FillFromConfig(cfg, "device.http", f_http->count() > 0, http);
+      at::set_num_threads(threads);
+    }
+    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    if (o.cut < 0) throw std::runtime_error("no cut: pass --cut K or set device.cut in --config");
     o.fallback = fallback == "local" ? splitlm::device::Fallback::kLocal
                  : fallback == "wait" ? splitlm::device::Fallback::kWait
                                       : splitlm::device::Fallback::kFail;

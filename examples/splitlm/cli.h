@@ -23,6 +23,7 @@ Runner AddBench(CLI::App& app);
 Runner AddBenchTransport(CLI::App& app);
 Runner AddBenchCloud(CLI::App& app);
 Runner AddKeygen(CLI::App& app);
+Runner AddConfigKeys(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 
 // Parses "1 2 3" (spaces or commas); throws std::invalid_argument naming the

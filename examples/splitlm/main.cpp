@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddBenchCloud);
   add(splitlm::cli::AddCodecEval);
   add(splitlm::cli::AddKeygen);
+  add(splitlm::cli::AddConfigKeys);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -1,0 +1,175 @@
+#include "scheduler/config.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+namespace splitlm::scheduler {
+namespace {
+
+using T = KeySpec::Type;
+
+std::vector<KeySpec> BuildSchema() {
+  const double kBig = 1e12;
+  return {
+      // [model]
+      {"model.dir", T::kString, 0, 0, {}, "(required unless --model)", "Hugging Face model directory"},
+      {"model.tokenizer", T::kString, 0, 0, {}, "DIR/tokenizer.model", "SentencePiece tokenizer file"},
+      {"model.threads", T::kInt, 1, 256, {}, "all cores", "compute threads (LibTorch intra-op pool)"},
+      // [cloud]
+      {"cloud.bind", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "ZeroMQ endpoint the worker binds; * as port picks one"},
+      {"cloud.min_cut", T::kInt, 0, 4096, {}, "0", "lowest cut served: layers [min_cut, L) are loaded"},
+      {"cloud.kv_budget_mb", T::kFloat, 0.001, kBig, {}, "2048", "KV cache budget for all sessions; LRU idle sessions are evicted past it"},
+      {"cloud.max_batch", T::kInt, 1, 4096, {}, "32", "requests run through the layers together"},
+      {"cloud.batch_window_ms", T::kInt, 0, 1000, {}, "2", "wait this long for the previous batch's sessions to arrive"},
+      {"cloud.key", T::kString, 0, 0, {}, "(none: no CURVE)", "the worker's CURVE key pair file (splitlm keygen)"},
+      {"cloud.allow", T::kString, 0, 0, {}, "(none)", "allow-list of device public keys, one per line"},
+      {"cloud.insecure", T::kBool, 0, 0, {}, "false", "allow binding beyond loopback without CURVE (loudly warned)"},
+      {"cloud.http", T::kString, 0, 0, {}, "(off)", "HOST:PORT serving GET /metrics and /health"},
+      // [device]
+      {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint"},
+      {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut)", "layers [0, cut) run on the device"},
+      {"device.fallback", T::kString, 0, 0, {"local", "wait", "fail"}, "local", "what to do when the cloud does not answer"},
+      {"device.codec", T::kString, 0, 0, {"f32", "f16", "bf16", "int8"}, "f32", "activation codec at the cut (f32 is exact)"},
+      {"device.step_deadline_ms", T::kInt, 1, 3600000, {}, "5000", "a step not answered by then fails over"},
+      {"device.wait_deadline_ms", T::kInt, 1, 86400000, {}, "30000", "fallback = wait gives up after this"},
+      {"device.retry_ms", T::kInt, 1, 3600000, {}, "1000", "fallback = local probes the cloud again after this"},
+      {"device.heartbeat_ms", T::kInt, 1, 600000, {}, "500", "heartbeat interval; 3 missed = cloud dead"},
+      {"device.key", T::kString, 0, 0, {}, "(none: no CURVE)", "this device's CURVE key pair file"},
+      {"device.server_key", T::kString, 0, 0, {}, "(none)", "the worker's public key file"},
+      {"device.http", T::kString, 0, 0, {}, "127.0.0.1:8080", "HOST:PORT of the OpenAI-compatible API (serve)"},
+  };
+}
+
+const char* TypeName(T t) {
+  switch (t) {
+    case T::kInt: return "an integer";
+    case T::kFloat: return "a number";
+    case T::kString: return "a string";
+    case T::kBool: return "true or false";
+  }
+  return "?";
+}
+
+std::string Fmt(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+}  // namespace
+
+const std::vector<KeySpec>& ConfigSchema() {
+  static const std::vector<KeySpec> schema = BuildSchema();
+  return schema;
+}
+
+std::string ConfigMarkdown() {
+  std::string out = "| key | type | default | meaning |\n|---|---|---|---|\n";
+  for (const auto& k : ConfigSchema()) {
+    std::string type = k.type == T::kInt ? "integer" : k.type == T::kFloat ? "number" : k.type == T::kBool ? "bool" : "string";
+    if ((k.type == T::kInt || k.type == T::kFloat) && k.max > k.min) type += " " + Fmt(k.min) + ".." + Fmt(k.max);
+    if (!k.choices.empty()) {
+      type += " (";
+      for (size_t i = 0; i < k.choices.size(); ++i) type += (i ? ", " : "") + k.choices[i];
+      type += ")";
+    }
+    out += "| `" + k.key + "` | " + type + " | " + k.default_value + " | " + k.help + " |\n";
+  }
+  return out;
+}
+
+Config Config::Load(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Parse(ss.str(), path);
+}
+
+Config Config::Parse(const std::string& text, const std::string& origin) {
+  Config c;
+  c.origin_ = origin;
+  toml::table root;
+  try {
+    root = toml::parse(text, origin);
+  } catch (const toml::parse_error& e) {
+    throw ConfigError(origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+  const auto& schema = ConfigSchema();
+  auto where = [&](const toml::node& n, const std::string& key) {
+    return origin + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+  };
+  for (auto&& [section, node] : root) {
+    const std::string sec(section.str());
+    const toml::table* table = node.as_table();
+    if (!table) throw ConfigError(where(node, sec) + "expected a [" + sec + "] section, not a value");
+    for (auto&& [name, value] : *table) {
+      const std::string key = sec + "." + std::string(name.str());
+      auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
+      if (spec == schema.end()) throw ConfigError(where(value, key) + "unknown key (see docs/config.md)");
+      Value v;
+      v.type = spec->type;
+      switch (spec->type) {
+        case T::kInt:
+          if (!value.is_integer()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          v.i = *value.value<int64_t>();
+          if (v.i < spec->min || v.i > spec->max) {
+            throw ConfigError(where(value, key) + std::to_string(v.i) + " is outside " + Fmt(spec->min) + ".." + Fmt(spec->max));
+          }
+          break;
+        case T::kFloat:
+          if (!value.is_number()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          v.f = *value.value<double>();
+          if (!(v.f >= spec->min && v.f <= spec->max)) {
+            throw ConfigError(where(value, key) + Fmt(v.f) + " is outside " + Fmt(spec->min) + ".." + Fmt(spec->max));
+          }
+          break;
+        case T::kString:
+          if (!value.is_string()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          v.s = *value.value<std::string>();
+          if (!spec->choices.empty() && std::find(spec->choices.begin(), spec->choices.end(), v.s) == spec->choices.end()) {
+            std::string all;
+            for (const auto& ch : spec->choices) all += (all.empty() ? "" : ", ") + ch;
+            throw ConfigError(where(value, key) + "\"" + v.s + "\" is not one of " + all);
+          }
+          break;
+        case T::kBool:
+          if (!value.is_boolean()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          v.b = *value.value<bool>();
+          break;
+      }
+      c.values_[key] = std::move(v);
+    }
+  }
+  return c;
+}
+
+std::optional<int64_t> Config::Int(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.i;
+}
+
+std::optional<double> Config::Float(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.type == T::kInt ? static_cast<double>(it->second.i) : it->second.f;
+}
+
+std::optional<std::string> Config::String(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.s;
+}
+
+std::optional<bool> Config::Bool(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) return std::nullopt;
+  return it->second.b;
+}
+
+}  // namespace splitlm::scheduler

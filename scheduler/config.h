@@ -1,0 +1,82 @@
+// The splitlm configuration file: one TOML format for the device, the cloud
+// and the scheduler. Every key is declared in a schema with its type, range,
+// default and meaning (docs/config.md is generated from it); anything else is
+// an error naming the file, line and key. Command-line flags override it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace splitlm::scheduler {
+
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct KeySpec {
+  enum class Type { kInt, kFloat, kString, kBool };
+  std::string key;  // "section.name"
+  Type type;
+  double min = 0, max = 0;            // numbers: inclusive range
+  std::vector<std::string> choices;   // strings: allowed values (empty = any)
+  std::string default_value;          // as written in docs
+  std::string help;
+};
+
+// Every key the file may hold.
+const std::vector<KeySpec>& ConfigSchema();
+// The schema as a Markdown table (docs/config.md).
+std::string ConfigMarkdown();
+
+class Config {
+ public:
+  // An empty configuration (everything at its default).
+  Config() = default;
+  // Parses and validates `path`. Throws ConfigError "path:line: key: why".
+  static Config Load(const std::string& path);
+  // Parses TOML text; `origin` names it in errors.
+  static Config Parse(const std::string& text, const std::string& origin);
+
+  // Values present in the file (validated against the schema).
+  std::optional<int64_t> Int(const std::string& key) const;
+  std::optional<double> Float(const std::string& key) const;
+  std::optional<std::string> String(const std::string& key) const;
+  std::optional<bool> Bool(const std::string& key) const;
+  bool Has(const std::string& key) const { return values_.count(key) > 0; }
+  const std::string& origin() const { return origin_; }
+
+ private:
+  struct Value {
+    KeySpec::Type type;
+    int64_t i = 0;
+    double f = 0;
+    std::string s;
+    bool b = false;
+  };
+  std::string origin_;
+  std::map<std::string, Value> values_;
+};
+
+// Sets `field` from the file's `key` unless the flag was given on the
+// command line (flags override the file).
+template <typename T>
+void FillFromConfig(const Config& config, const std::string& key, bool flag_given, T& field) {
+  if (flag_given) return;
+  if constexpr (std::is_same_v<T, std::string>) {
+    if (auto v = config.String(key)) field = *v;
+  } else if constexpr (std::is_same_v<T, bool>) {
+    if (auto v = config.Bool(key)) field = *v;
+  } else if constexpr (std::is_floating_point_v<T>) {
+    if (auto v = config.Float(key)) field = static_cast<T>(*v);
+  } else {
+    if (auto v = config.Int(key)) field = static_cast<T>(*v);
+  }
+}
+
+}  // namespace splitlm::scheduler

@@ -1,0 +1,88 @@
+// The TOML configuration: every bad value is named by file, line and key;
+// the examples parse; docs/config.md matches the schema; flags override.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "scheduler/config.h"
+#include "tests/common/test_util.h"
+
+namespace splitlm::scheduler {
+namespace {
+
+std::string ErrorOf(const std::string& text) {
+  try {
+    Config::Parse(text, "dev.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ConfigTest, ParsesValuesOfEveryType) {
+  Config c = Config::Parse(
+      "[device]\ncut = 3\nfallback = \"wait\"\n[cloud]\nkv_budget_mb = 1.5\ninsecure = true\nmax_batch = 8\n", "x");
+  EXPECT_EQ(3, c.Int("device.cut"));
+  EXPECT_EQ("wait", c.String("device.fallback"));
+  EXPECT_DOUBLE_EQ(1.5, *c.Float("cloud.kv_budget_mb"));
+  EXPECT_EQ(true, c.Bool("cloud.insecure"));
+  EXPECT_DOUBLE_EQ(8.0, *c.Float("cloud.max_batch"));  // integers read as numbers too
+  EXPECT_FALSE(c.Int("device.retry_ms").has_value());
+}
+
+TEST(ConfigTest, ErrorsNameFileLineAndKey) {
+  EXPECT_EQ("dev.toml:3: device.cutt: unknown key (see docs/config.md)", ErrorOf("[device]\ncut = 1\ncutt = 2\n"));
+  EXPECT_EQ("dev.toml:2: device.cut: expected an integer", ErrorOf("[device]\ncut = \"four\"\n"));
+  EXPECT_EQ("dev.toml:2: device.cut: -1 is outside 0..4096", ErrorOf("[device]\ncut = -1\n"));
+  EXPECT_EQ("dev.toml:2: device.fallback: \"sometimes\" is not one of local, wait, fail",
+            ErrorOf("[device]\nfallback = \"sometimes\"\n"));
+  EXPECT_EQ("dev.toml:1: cut: expected a [cut] section, not a value", ErrorOf("cut = 3\n"));
+  EXPECT_NE(std::string::npos, ErrorOf("[device\ncut = 3\n").find("dev.toml:1: "));
+  EXPECT_EQ("dev.toml:2: cloud.insecure: expected true or false", ErrorOf("[cloud]\ninsecure = 1\n"));
+  EXPECT_THROW(Config::Load("/nonexistent.toml"), ConfigError);
+}
+
+TEST(ConfigTest, FlagsOverrideTheFile) {
+  Config c = Config::Parse("[device]\ncut = 3\n", "x");
+  int cut = 1;
+  FillFromConfig(c, "device.cut", /*flag_given=*/true, cut);
+  EXPECT_EQ(1, cut);
+  FillFromConfig(c, "device.cut", /*flag_given=*/false, cut);
+  EXPECT_EQ(3, cut);
+  std::string codec = "f32";
+  FillFromConfig(c, "device.codec", false, codec);  // absent: default kept
+  EXPECT_EQ("f32", codec);
+}
+
+TEST(ConfigTest, ExamplesParseAndDocsMatchTheSchema) {
+  for (const char* f : {"examples/configs/cloud.toml", "examples/configs/device.toml"}) {
+    EXPECT_NO_THROW(Config::Load(std::string(SPLITLM_SOURCE_DIR) + "/" + f)) << f;
+  }
+  std::ifstream in(std::string(SPLITLM_SOURCE_DIR) + "/docs/config.md");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_NE(std::string::npos, ss.str().find(ConfigMarkdown()))
+      << "docs/config.md is out of date: regenerate its table with `splitlm config-keys`";
+}
+
+TEST(ConfigCli, BinariesReadTheFileAndFlagsWin) {
+  testing::TempDir dir;
+  const std::string model = dir.Sub("m");
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset tiny --out " + model).exit_code);
+  std::ofstream(dir.Sub("d.toml")) << "[model]\ndir = \"" << model << "\"\nthreads = 1\n[device]\ncut = 9\n";
+  auto r = testing::RunCommand(testing::BinPath("splitlm-device") + " --config " + dir.Sub("d.toml") +
+                               " generate --prompt-ids 1 --max-tokens 2");
+  EXPECT_NE(0, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("cut 9 is out of range")) << r.err;
+  r = testing::RunCommand(testing::BinPath("splitlm-device") + " --config " + dir.Sub("d.toml") +
+                          " --cut 4 generate --prompt-ids 1 --max-tokens 2 --print-ids");
+  EXPECT_EQ(0, r.exit_code) << r.err;
+  std::ofstream(dir.Sub("bad.toml")) << "[cloud]\nmin_cut = 1\nbogus = 2\n";
+  r = testing::RunCommand(testing::BinPath("splitlm-cloud") + " --model " + model + " --config " + dir.Sub("bad.toml"));
+  EXPECT_NE(0, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("bad.toml:3: cloud.bogus: unknown key")) << r.err;
+}
+
+}  // namespace
+}  // namespace splitlm::scheduler
