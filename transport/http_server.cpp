@@ -84,7 +84,11 @@ struct HttpServer::Impl {
   std::atomic<bool> stop{false};
   std::thread accept_thread;
   std::mutex mu;
-  std::list<std::thread> connections;
+  struct Connection {
+    std::thread thread;
+    std::atomic<bool> done{false};
+  };
+  std::list<Connection> connections;  // finished ones are joined as new ones arrive
   std::list<tcp::socket*> open_sockets;
 
   void Serve(tcp::socket socket) {
@@ -139,7 +143,19 @@ struct HttpServer::Impl {
       acceptor.accept(socket, ec);
       if (ec || stop) continue;
       std::lock_guard<std::mutex> lock(mu);
-      connections.emplace_back([this, s = std::move(socket)]() mutable { Serve(std::move(s)); });
+      for (auto it = connections.begin(); it != connections.end();) {
+        if (it->done) {
+          it->thread.join();
+          it = connections.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      Connection& c = connections.emplace_back();
+      c.thread = std::thread([this, &c, s = std::move(socket)]() mutable {
+        Serve(std::move(s));
+        c.done = true;
+      });
     }
   }
 };
@@ -190,7 +206,7 @@ HttpServer::~HttpServer() {
     std::lock_guard<std::mutex> lock(impl_->mu);
     for (tcp::socket* s : impl_->open_sockets) s->shutdown(tcp::socket::shutdown_both, ec);
   }
-  for (auto& t : impl_->connections) t.join();
+  for (auto& c : impl_->connections) c.thread.join();
 }
 
 std::string HttpServer::address() const {
