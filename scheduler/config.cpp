@@ -41,6 +41,32 @@ std::vector<KeySpec> BuildSchema() {
       {"device.key", T::kString, 0, 0, {}, "(none: no CURVE)", "this device's CURVE key pair file"},
       {"device.server_key", T::kString, 0, 0, {}, "(none)", "the worker's public key file"},
       {"device.http", T::kString, 0, 0, {}, "127.0.0.1:8080", "HOST:PORT of the OpenAI-compatible API (serve)"},
+      // [scheduler]
+      {"scheduler.objective", T::kString, 0, 0, {"latency", "energy", "cost", "weighted"}, "latency", "what the chosen cut minimises"},
+      {"scheduler.weight_ms", T::kFloat, 0, kBig, {}, "1", "weighted objective: score per ms of time per token"},
+      {"scheduler.weight_mj", T::kFloat, 0, kBig, {}, "0", "weighted objective: score per mJ of device energy per token"},
+      {"scheduler.weight_micro_usd", T::kFloat, 0, kBig, {}, "0", "weighted objective: score per micro-dollar of cloud cost per token"},
+      {"scheduler.memory_budget_mb", T::kFloat, 0, kBig, {}, "(none)", "device memory limit: weights held + KV cache at max context"},
+      {"scheduler.privacy_floor", T::kInt, 0, 4096, {}, "0", "at least this many layers stay on the device"},
+      {"scheduler.max_tpot_ms", T::kFloat, 0, kBig, {}, "(none)", "latency SLO: time per output token"},
+      {"scheduler.max_ttft_ms", T::kFloat, 0, kBig, {}, "(none)", "latency SLO: time to first token"},
+      {"scheduler.max_energy_mj", T::kFloat, 0, kBig, {}, "(none)", "device energy budget per token"},
+      {"scheduler.prompt_tokens", T::kInt, 1, 1 << 20, {}, "64", "expected prompt length (time to first token)"},
+      {"scheduler.context", T::kInt, 1, 1 << 20, {}, "64", "context length the time per token is predicted at"},
+      {"scheduler.device_profile", T::kString, 0, 0, {}, "(measure now)", "device profile file (splitlm profile); measured and cached there if absent"},
+      {"scheduler.cloud_profile", T::kString, 0, 0, {}, "(device profile / cloud_speedup)", "cloud profile file"},
+      {"scheduler.cloud_speedup", T::kFloat, 1e-6, kBig, {}, "1", "without a cloud profile: cloud layer time = device time / this"},
+      {"scheduler.cloud_queue_ms", T::kFloat, 0, kBig, {}, "0", "expected queueing at the cloud per step"},
+      {"scheduler.cloud_usd_per_hour", T::kFloat, 0, kBig, {}, "0.36", "price of one cloud compute-hour"},
+      // [link]
+      {"link.rtt_ms", T::kFloat, 0, kBig, {}, "10", "network round-trip time"},
+      {"link.up_mbit_s", T::kFloat, 1e-6, kBig, {}, "50", "uplink bandwidth"},
+      {"link.down_mbit_s", T::kFloat, 1e-6, kBig, {}, "100", "downlink bandwidth"},
+      {"link.tx_nj_per_byte", T::kFloat, 0, kBig, {}, "100", "radio energy per byte sent (placeholder: set for your radio)"},
+      {"link.rx_nj_per_byte", T::kFloat, 0, kBig, {}, "50", "radio energy per byte received (placeholder: set for your radio)"},
+      // [power]
+      {"power.compute_w", T::kFloat, 0, kBig, {}, "3", "device power while computing (placeholder: set for your device)"},
+      {"power.wait_w", T::kFloat, 0, kBig, {}, "0.5", "device power while waiting on the radio (placeholder)"},
   };
 }
 

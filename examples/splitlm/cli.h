@@ -24,6 +24,8 @@ Runner AddBenchTransport(CLI::App& app);
 Runner AddBenchCloud(CLI::App& app);
 Runner AddKeygen(CLI::App& app);
 Runner AddConfigKeys(CLI::App& app);
+Runner AddProfile(CLI::App& app);
+Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 
 // Parses "1 2 3" (spaces or commas); throws std::invalid_argument naming the

@@ -35,6 +35,8 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddCodecEval);
   add(splitlm::cli::AddKeygen);
   add(splitlm::cli::AddConfigKeys);
+  add(splitlm::cli::AddProfile);
+  add(splitlm::cli::AddPlan);
 
   CLI11_PARSE(app, argc, argv);
 

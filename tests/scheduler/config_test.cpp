@@ -86,3 +86,31 @@ TEST(ConfigCli, BinariesReadTheFileAndFlagsWin) {
 
 }  // namespace
 }  // namespace splitlm::scheduler
+
+namespace splitlm::scheduler {
+namespace {
+
+TEST(PlanCli, PrintsEveryCutAndTheChoiceOrWhyNone) {
+  testing::TempDir dir;
+  const std::string model = dir.Sub("m");
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset tiny --out " + model).exit_code);
+  std::ofstream(dir.Sub("p.toml")) << "[model]\ndir = \"" << model << "\"\n[scheduler]\nprivacy_floor = 2\n"
+                                   << "device_profile = \"" << dir.Sub("dev.json") << "\"\n[link]\nrtt_ms = 1000\n";
+  auto r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --json --config " + dir.Sub("p.toml"));
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("\"chosen\":4")) << r.out;  // a 1 s RTT: all local
+  EXPECT_NE(std::string::npos, r.out.find("\"violations\":[\"privacy_floor 2\"]")) << r.out;
+  EXPECT_NE(std::string::npos, r.err.find("measured and cached the device profile")) << r.err;
+  // The cached profile is reused on the next run.
+  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " + dir.Sub("p.toml"));
+  EXPECT_EQ(std::string::npos, r.err.find("measured and cached")) << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("objective latency: cut 4 has the lowest latency score")) << r.out;
+  std::ofstream(dir.Sub("q.toml")) << "[model]\ndir = \"" << model << "\"\n[scheduler]\nmax_tpot_ms = 0.000001\n"
+                                   << "device_profile = \"" << dir.Sub("dev.json") << "\"\n";
+  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " + dir.Sub("q.toml"));
+  EXPECT_EQ(3, r.exit_code);
+  EXPECT_NE(std::string::npos, r.out.find("no cut is feasible: no cut meets max_tpot_ms")) << r.out;
+}
+
+}  // namespace
+}  // namespace splitlm::scheduler

@@ -1,0 +1,132 @@
+// splitlm profile / splitlm plan: measure this machine, then predict every
+// cut and choose one under the configured objective and constraints.
+#include <ATen/Parallel.h>
+
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "examples/splitlm/cli.h"
+#include "partition/model.h"
+#include "scheduler/config.h"
+#include "scheduler/cost_model.h"
+#include "transport/codec.h"
+
+namespace splitlm::cli {
+namespace {
+
+scheduler::ComputeProfile ReadProfile(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw std::runtime_error(path + ": cannot open profile");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return scheduler::ComputeProfile::FromJson(ss.str(), path);
+}
+
+}  // namespace
+
+Runner AddProfile(CLI::App& app) {
+  auto* cmd = app.add_subcommand("profile", "time every layer on this machine and write a profile file");
+  auto dir = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--out", *out, "profile file (JSON)")->required();
+  return [=](const Context& ctx) {
+    auto model = partition::Model::Open(*dir);
+    scheduler::ProfileOptions o;
+    o.threads = at::get_num_threads();
+    o.progress = [&](const std::string& s) { ctx.log->info("profile: {}", s); };
+    const auto p = scheduler::MeasureProfile(*model, o);
+    std::ofstream f(*out, std::ios::trunc);
+    f << p.ToJson();
+    if (!f) throw std::runtime_error(*out + ": write failed");
+    ctx.log->info("wrote {} ({}; decode per layer {:.0f} us at context {})", *out, p.hardware,
+                  p.layer_decode_us[0][0], p.decode_contexts[0]);
+    return 0;
+  };
+}
+
+Runner AddPlan(CLI::App& app) {
+  auto* cmd = app.add_subcommand("plan", "predict every cut and choose one (objective and constraints from --config)");
+  auto dir = std::make_shared<std::string>();
+  auto config = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  cmd->add_option("--model", *dir, "model directory");
+  cmd->add_option("--config", *config, "TOML configuration ([scheduler], [link], [power])")->required()->check(CLI::ExistingFile);
+  cmd->add_flag("--json", *json, "one JSON line");
+  return [=](const Context& ctx) {
+    using scheduler::FillFromConfig;
+    const auto cfg = scheduler::Config::Load(*config);
+    std::string model_dir = *dir;
+    FillFromConfig(cfg, "model.dir", !dir->empty(), model_dir);
+    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir");
+    auto model = partition::Model::Open(model_dir);
+    const auto& c = model->config();
+
+    scheduler::PlanInputs in;
+    std::string device_profile, cloud_profile, objective = "latency", codec = "f32";
+    double speedup = 1, usd_per_hour = 0.36;
+    FillFromConfig(cfg, "scheduler.device_profile", false, device_profile);
+    FillFromConfig(cfg, "scheduler.cloud_profile", false, cloud_profile);
+    FillFromConfig(cfg, "scheduler.cloud_speedup", false, speedup);
+    FillFromConfig(cfg, "scheduler.cloud_usd_per_hour", false, usd_per_hour);
+    FillFromConfig(cfg, "scheduler.cloud_queue_ms", false, in.cloud_queue_ms);
+    FillFromConfig(cfg, "scheduler.objective", false, objective);
+    FillFromConfig(cfg, "device.codec", false, codec);
+    scheduler::ProfileOptions po;
+    po.threads = at::get_num_threads();
+    po.progress = [&](const std::string& s) { ctx.log->info("profiling this machine: {}", s); };
+    if (device_profile.empty()) {
+      in.device = scheduler::MeasureProfile(*model, po);
+    } else {
+      bool measured = false;
+      in.device = scheduler::LoadOrMeasureProfile(*model, device_profile, po, &measured);
+      if (measured) ctx.log->info("measured and cached the device profile in {}", device_profile);
+    }
+    if (!cloud_profile.empty()) {
+      in.cloud = ReadProfile(cloud_profile);
+    } else {
+      in.cloud = in.device;
+      for (auto& row : in.cloud.layer_decode_us) for (double& v : row) v /= speedup;
+      for (auto& row : in.cloud.layer_prefill_us) for (double& v : row) v /= speedup;
+      in.cloud.head_decode_us /= speedup;
+    }
+    if (in.device.model_fingerprint != model->fingerprint() || in.cloud.model_fingerprint != model->fingerprint()) {
+      throw std::runtime_error("a profile was measured on another model (fingerprint differs): re-run splitlm profile");
+    }
+    in.cloud_usd_per_s = usd_per_hour / 3600.0;
+    FillFromConfig(cfg, "link.rtt_ms", false, in.link.rtt_ms);
+    FillFromConfig(cfg, "link.up_mbit_s", false, in.link.up_mbit_s);
+    FillFromConfig(cfg, "link.down_mbit_s", false, in.link.down_mbit_s);
+    FillFromConfig(cfg, "link.tx_nj_per_byte", false, in.link.tx_nj_per_byte);
+    FillFromConfig(cfg, "link.rx_nj_per_byte", false, in.link.rx_nj_per_byte);
+    FillFromConfig(cfg, "power.compute_w", false, in.power.compute_w);
+    FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
+    FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);
+    FillFromConfig(cfg, "scheduler.context", false, in.workload.context);
+    in.workload.max_context = c.max_context;
+    in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(*transport::ParseCodec(codec), 1, c.hidden_size));
+    in.objective = objective == "energy" ? scheduler::Objective::kEnergy
+                   : objective == "cost" ? scheduler::Objective::kCost
+                   : objective == "weighted" ? scheduler::Objective::kWeighted
+                                             : scheduler::Objective::kLatency;
+    FillFromConfig(cfg, "scheduler.weight_ms", false, in.weights.per_ms);
+    FillFromConfig(cfg, "scheduler.weight_mj", false, in.weights.per_mj);
+    FillFromConfig(cfg, "scheduler.weight_micro_usd", false, in.weights.per_micro_usd);
+    if (auto v = cfg.Float("scheduler.memory_budget_mb")) in.constraints.memory_budget_mb = *v;
+    if (auto v = cfg.Float("scheduler.max_tpot_ms")) in.constraints.max_tpot_ms = *v;
+    if (auto v = cfg.Float("scheduler.max_ttft_ms")) in.constraints.max_ttft_ms = *v;
+    if (auto v = cfg.Float("scheduler.max_energy_mj")) in.constraints.max_energy_mj = *v;
+    FillFromConfig(cfg, "scheduler.privacy_floor", false, in.constraints.privacy_floor);
+
+    const auto plan = scheduler::ChooseCut(in);
+    if (*json) {
+      std::cout << scheduler::PlanJson(plan, in.objective) << std::endl;
+    } else {
+      std::cout << scheduler::FormatPlan(plan, in.objective);
+    }
+    return plan.chosen ? 0 : 3;
+  };
+}
+
+}  // namespace splitlm::cli

@@ -1,0 +1,181 @@
+#include "scheduler/cost_model.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace splitlm::scheduler {
+namespace {
+
+// Milliseconds to move `bytes` at `mbit_s`.
+double TransferMs(double bytes, double mbit_s) { return mbit_s > 0 ? bytes * 8.0 / (mbit_s * 1e3) : 1e12; }
+
+std::string Fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+}  // namespace
+
+const char* ObjectiveName(Objective o) {
+  switch (o) {
+    case Objective::kLatency: return "latency";
+    case Objective::kEnergy: return "energy";
+    case Objective::kCost: return "cost";
+    case Objective::kWeighted: return "weighted";
+  }
+  return "?";
+}
+
+std::vector<Prediction> PredictAll(const PlanInputs& in) {
+  const int L = in.device.num_layers;
+  if (in.cloud.num_layers != L) throw std::runtime_error("device and cloud profiles describe different models");
+  const Workload& w = in.workload;
+  std::vector<Prediction> out;
+  for (int k = 0; k <= L; ++k) {
+    Prediction p;
+    p.cut = k;
+    const bool split = k < L;
+    // Per output token at the current context.
+    double dev_us = in.device.embed_us;
+    for (int l = 0; l < k; ++l) dev_us += in.device.DecodeUs(l, w.context);
+    double cloud_us = 0;
+    if (split) {
+      for (int l = k; l < L; ++l) cloud_us += in.cloud.DecodeUs(l, w.context);
+      cloud_us += in.cloud.head_decode_us;
+    } else {
+      dev_us += in.device.head_decode_us;
+    }
+    const double up_bytes = split ? w.activation_bytes + w.header_bytes : 0;
+    const double down_bytes = split ? w.header_bytes : 0;
+    p.device_ms = dev_us / 1e3;
+    p.cloud_ms = split ? cloud_us / 1e3 + in.cloud_queue_ms : 0;
+    p.network_ms = split ? in.link.rtt_ms + TransferMs(up_bytes, in.link.up_mbit_s) +
+                               TransferMs(down_bytes, in.link.down_mbit_s)
+                         : 0;
+    p.tpot_ms = p.device_ms + p.network_ms + p.cloud_ms;
+    // First token: the prompt through both sides plus one round trip.
+    double dev_prefill_us = in.device.embed_us * w.prompt_tokens;
+    for (int l = 0; l < k; ++l) dev_prefill_us += in.device.PrefillUs(l, w.prompt_tokens);
+    double cloud_prefill_us = 0;
+    if (split) {
+      for (int l = k; l < L; ++l) cloud_prefill_us += in.cloud.PrefillUs(l, w.prompt_tokens);
+      cloud_prefill_us += in.cloud.head_decode_us;
+    } else {
+      dev_prefill_us += in.device.head_decode_us;
+    }
+    p.ttft_ms = dev_prefill_us / 1e3 +
+                (split ? in.link.rtt_ms + TransferMs(static_cast<double>(w.activation_bytes) * w.prompt_tokens + w.header_bytes,
+                                                     in.link.up_mbit_s) +
+                             TransferMs(down_bytes, in.link.down_mbit_s) + cloud_prefill_us / 1e3 + in.cloud_queue_ms
+                       : 0);
+    // Device energy: compute, radio bytes, and waiting for the answer.
+    p.energy_mj = in.power.compute_w * p.device_ms +
+                  (up_bytes * in.link.tx_nj_per_byte + down_bytes * in.link.rx_nj_per_byte) * 1e-6 +
+                  in.power.wait_w * (p.network_ms + p.cloud_ms);
+    p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 : 0) * 1e6;
+    p.memory_mb = (in.device.embed_bytes + k * in.device.layer_bytes + (split ? 0 : in.device.head_bytes) +
+                   k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);
+
+    const Constraints& c = in.constraints;
+    if (k < c.privacy_floor) p.violations.push_back("privacy_floor " + std::to_string(c.privacy_floor));
+    if (c.memory_budget_mb && p.memory_mb > *c.memory_budget_mb) p.violations.push_back("memory_budget_mb " + Fmt("%g", *c.memory_budget_mb));
+    if (c.max_tpot_ms && p.tpot_ms > *c.max_tpot_ms) p.violations.push_back("max_tpot_ms " + Fmt("%g", *c.max_tpot_ms));
+    if (c.max_ttft_ms && p.ttft_ms > *c.max_ttft_ms) p.violations.push_back("max_ttft_ms " + Fmt("%g", *c.max_ttft_ms));
+    if (c.max_energy_mj && p.energy_mj > *c.max_energy_mj) p.violations.push_back("max_energy_mj " + Fmt("%g", *c.max_energy_mj));
+
+    switch (in.objective) {
+      case Objective::kLatency: p.score = p.tpot_ms; break;
+      case Objective::kEnergy: p.score = p.energy_mj; break;
+      case Objective::kCost: p.score = p.cloud_micro_usd + 1e-9 * p.tpot_ms; break;  // ties: faster
+      case Objective::kWeighted:
+        p.score = in.weights.per_ms * p.tpot_ms + in.weights.per_mj * p.energy_mj + in.weights.per_micro_usd * p.cloud_micro_usd;
+        break;
+    }
+    out.push_back(std::move(p));
+  }
+  return out;
+}
+
+Plan ChooseCut(const PlanInputs& in) {
+  Plan plan;
+  plan.cuts = PredictAll(in);
+  for (const Prediction& p : plan.cuts) {
+    if (!p.violations.empty()) continue;
+    if (!plan.chosen || p.score < plan.cuts[*plan.chosen].score) plan.chosen = p.cut;
+  }
+  if (plan.chosen) {
+    const Prediction& p = plan.cuts[*plan.chosen];
+    plan.reason = "cut " + std::to_string(p.cut) + " has the lowest " + ObjectiveName(in.objective) + " score (" +
+                  Fmt("%.4g", p.score) + ") of the cuts meeting every constraint: " + Fmt("%.2f", p.tpot_ms) +
+                  " ms/token, " + Fmt("%.1f", p.ttft_ms) + " ms to first token, " + Fmt("%.2f", p.energy_mj) + " mJ/token, " +
+                  Fmt("%.1f", p.memory_mb) + " MB on the device";
+    return plan;
+  }
+  // Nothing feasible: name each constraint no cut can meet, and otherwise the
+  // combination that rules out every cut.
+  std::vector<std::string> never;
+  const std::vector<std::string> names = {"privacy_floor", "memory_budget_mb", "max_tpot_ms", "max_ttft_ms", "max_energy_mj"};
+  for (const std::string& n : names) {
+    bool someone_meets = true, mentioned = false;
+    for (const Prediction& p : plan.cuts) {
+      for (const auto& v : p.violations) mentioned |= v.rfind(n + " ", 0) == 0;
+    }
+    if (!mentioned) continue;
+    someone_meets = false;
+    for (const Prediction& p : plan.cuts) {
+      bool violates = false;
+      for (const auto& v : p.violations) violates |= v.rfind(n + " ", 0) == 0;
+      if (!violates) someone_meets = true;
+    }
+    if (!someone_meets) never.push_back(n);
+  }
+  if (!never.empty()) {
+    std::string best;
+    for (const std::string& n : never) {
+      double b = 1e300;
+      for (const Prediction& p : plan.cuts) {
+        b = std::min(b, n == "max_tpot_ms" ? p.tpot_ms : n == "max_ttft_ms" ? p.ttft_ms : n == "max_energy_mj" ? p.energy_mj
+                                                                              : n == "memory_budget_mb" ? p.memory_mb : 0);
+      }
+      best += (best.empty() ? "" : "; ") + n + (n == "privacy_floor" ? " exceeds the layer count" : " (best any cut achieves: " + Fmt("%.3g", b) + ")");
+    }
+    plan.reason = "no cut is feasible: no cut meets " + best;
+  } else {
+    plan.reason = "no cut is feasible: the constraints together rule out every cut (each alone can be met)";
+  }
+  return plan;
+}
+
+std::string FormatPlan(const Plan& plan, Objective objective) {
+  std::string s = "  cut  ttft_ms  tpot_ms  device  network  cloud  energy_mJ  cloud_uUSD  memory_MB  violates\n";
+  for (const Prediction& p : plan.cuts) {
+    char line[256];
+    std::snprintf(line, sizeof line, "%s%3d %8.2f %8.3f %7.3f %8.3f %6.3f %10.3f %11.4f %10.1f  ", plan.chosen && *plan.chosen == p.cut ? "* " : "  ",
+                  p.cut, p.ttft_ms, p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, p.energy_mj, p.cloud_micro_usd, p.memory_mb);
+    s += line;
+    for (size_t i = 0; i < p.violations.size(); ++i) s += (i ? ", " : "") + p.violations[i];
+    s += "\n";
+  }
+  s += std::string("objective ") + ObjectiveName(objective) + ": " + plan.reason + "\n";
+  return s;
+}
+
+std::string PlanJson(const Plan& plan, Objective objective) {
+  nlohmann::json cuts = nlohmann::json::array();
+  for (const Prediction& p : plan.cuts) {
+    cuts.push_back({{"cut", p.cut}, {"ttft_ms", p.ttft_ms}, {"tpot_ms", p.tpot_ms}, {"device_ms", p.device_ms},
+                    {"network_ms", p.network_ms}, {"cloud_ms", p.cloud_ms}, {"energy_mj", p.energy_mj},
+                    {"cloud_micro_usd", p.cloud_micro_usd}, {"memory_mb", p.memory_mb}, {"violations", p.violations},
+                    {"score", p.score}});
+  }
+  nlohmann::json j = {{"objective", ObjectiveName(objective)}, {"cuts", cuts},
+                      {"chosen", plan.chosen ? nlohmann::json(*plan.chosen) : nlohmann::json(nullptr)}, {"reason", plan.reason}};
+  return j.dump();
+}
+
+}  // namespace splitlm::scheduler

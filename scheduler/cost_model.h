@@ -1,0 +1,97 @@
+// The cost model: for every cut K (0 = only the embedding on the device,
+// L = everything on the device) predict time to first token, time per output
+// token, device energy per token, cloud cost per token and device memory from
+// measured profiles and the link estimate; then choose the cut that best
+// meets the objective under the constraints.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "scheduler/profile.h"
+
+namespace splitlm::scheduler {
+
+struct Link {
+  double rtt_ms = 10;          // round trip, excluding transfer time
+  double up_mbit_s = 50;       // device -> cloud
+  double down_mbit_s = 100;    // cloud -> device
+  // Radio energy (per link type; see docs/scheduler.md for the sources).
+  double tx_nj_per_byte = 100;
+  double rx_nj_per_byte = 50;
+};
+
+struct DevicePower {
+  double compute_w = 3.0;  // while running layers
+  double wait_w = 0.5;     // while the radio waits for the cloud
+};
+
+enum class Objective { kLatency, kEnergy, kCost, kWeighted };
+const char* ObjectiveName(Objective o);
+
+struct Weights {  // kWeighted: score = a*ms + b*mJ + c*micro-dollars, per token
+  double per_ms = 1;
+  double per_mj = 0;
+  double per_micro_usd = 0;
+};
+
+struct Constraints {
+  std::optional<double> memory_budget_mb;  // device memory: weights held + KV at max context
+  int privacy_floor = 0;                   // at least this many layers on the device
+  std::optional<double> max_tpot_ms;       // time per output token
+  std::optional<double> max_ttft_ms;       // time to first token
+  std::optional<double> max_energy_mj;     // device energy per token
+};
+
+struct Workload {
+  int prompt_tokens = 64;      // expected prompt length (TTFT)
+  int context = 64;            // current context length (TPOT)
+  int max_context = 1024;      // for the KV memory
+  int activation_bytes = 0;    // bytes of one hidden vector at the cut (codec)
+  int header_bytes = 128;      // Forward header; the reply is about as small
+};
+
+struct PlanInputs {
+  ComputeProfile device;
+  ComputeProfile cloud;        // same model; cloud's own measurements
+  double cloud_queue_ms = 0;
+  double cloud_usd_per_s = 0.0001;  // price per cloud compute-second
+  Link link;
+  DevicePower power;
+  Workload workload;
+  Constraints constraints;
+  Objective objective = Objective::kLatency;
+  Weights weights;
+};
+
+struct Prediction {
+  int cut = 0;
+  double ttft_ms = 0;
+  double tpot_ms = 0;
+  double device_ms = 0;   // per token
+  double network_ms = 0;  // per token
+  double cloud_ms = 0;    // per token (incl. queue)
+  double energy_mj = 0;   // device, per token
+  double cloud_micro_usd = 0;  // per token
+  double memory_mb = 0;   // device
+  std::vector<std::string> violations;
+  double score = 0;       // lower is better, under the objective
+};
+
+struct Plan {
+  std::vector<Prediction> cuts;  // index = cut
+  std::optional<int> chosen;     // none when nothing is feasible
+  std::string reason;            // why this cut, or which constraint cannot be met
+};
+
+// Predicts every cut. Throws std::runtime_error if the profiles do not
+// describe the same number of layers.
+std::vector<Prediction> PredictAll(const PlanInputs& inputs);
+Plan ChooseCut(const PlanInputs& inputs);
+
+// Human-readable table of a plan.
+std::string FormatPlan(const Plan& plan, Objective objective);
+std::string PlanJson(const Plan& plan, Objective objective);
+
+}  // namespace splitlm::scheduler

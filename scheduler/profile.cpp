@@ -1,0 +1,212 @@
+#include "scheduler/profile.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "partition/model.h"
+#include "partition/stage.h"
+
+namespace splitlm::scheduler {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, int x) {
+  if (xs.empty()) return 0;
+  if (xs.size() == 1) return ys[0] * (xs[0] > 0 ? static_cast<double>(x) / xs[0] : 1.0);
+  size_t i = 1;
+  while (i + 1 < xs.size() && x > xs[i]) ++i;
+  const double x0 = xs[i - 1], x1 = xs[i], y0 = ys[i - 1], y1 = ys[i];
+  return std::max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+}
+
+double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
+
+}  // namespace
+
+double ComputeProfile::DecodeUs(int layer, int context) const {
+  return Interpolate(decode_contexts, layer_decode_us.at(layer), context);
+}
+
+double ComputeProfile::PrefillUs(int layer, int tokens) const {
+  return Interpolate(prefill_lengths, layer_prefill_us.at(layer), tokens);
+}
+
+std::string ComputeProfile::ToJson() const {
+  nlohmann::json j = {{"hardware", hardware},
+                      {"model_fingerprint", model_fingerprint},
+                      {"num_layers", num_layers},
+                      {"hidden_size", hidden_size},
+                      {"threads", threads},
+                      {"decode_contexts", decode_contexts},
+                      {"layer_decode_us", layer_decode_us},
+                      {"prefill_lengths", prefill_lengths},
+                      {"layer_prefill_us", layer_prefill_us},
+                      {"embed_us", embed_us},
+                      {"head_decode_us", head_decode_us},
+                      {"layer_bytes", layer_bytes},
+                      {"embed_bytes", embed_bytes},
+                      {"head_bytes", head_bytes},
+                      {"kv_bytes_per_position_per_layer", kv_bytes_per_position_per_layer}};
+  return j.dump(2) + "\n";
+}
+
+ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::string& origin) {
+  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) throw std::runtime_error(origin + ": not a JSON profile");
+  ComputeProfile p;
+  try {
+    p.hardware = j.at("hardware").get<std::string>();
+    p.model_fingerprint = j.at("model_fingerprint").get<uint64_t>();
+    p.num_layers = j.at("num_layers").get<int>();
+    p.hidden_size = j.value("hidden_size", 0);
+    p.threads = j.value("threads", 0);
+    p.decode_contexts = j.at("decode_contexts").get<std::vector<int>>();
+    p.layer_decode_us = j.at("layer_decode_us").get<std::vector<std::vector<double>>>();
+    p.prefill_lengths = j.at("prefill_lengths").get<std::vector<int>>();
+    p.layer_prefill_us = j.at("layer_prefill_us").get<std::vector<std::vector<double>>>();
+    p.embed_us = j.at("embed_us").get<double>();
+    p.head_decode_us = j.at("head_decode_us").get<double>();
+    p.layer_bytes = j.at("layer_bytes").get<double>();
+    p.embed_bytes = j.at("embed_bytes").get<double>();
+    p.head_bytes = j.at("head_bytes").get<double>();
+    p.kv_bytes_per_position_per_layer = j.at("kv_bytes_per_position_per_layer").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    throw std::runtime_error(origin + ": bad profile: " + e.what());
+  }
+  if (p.num_layers < 0 || static_cast<int>(p.layer_decode_us.size()) != p.num_layers ||
+      static_cast<int>(p.layer_prefill_us.size()) != p.num_layers || p.decode_contexts.empty() ||
+      p.prefill_lengths.empty()) {
+    throw std::runtime_error(origin + ": profile tables do not match num_layers");
+  }
+  for (const auto& row : p.layer_decode_us) {
+    if (row.size() != p.decode_contexts.size()) throw std::runtime_error(origin + ": layer_decode_us rows must match decode_contexts");
+  }
+  for (const auto& row : p.layer_prefill_us) {
+    if (row.size() != p.prefill_lengths.size()) throw std::runtime_error(origin + ": layer_prefill_us rows must match prefill_lengths");
+  }
+  return p;
+}
+
+std::string HardwareId(int threads) {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, model = "unknown CPU";
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0 || line.rfind("Model", 0) == 0) {
+      model = line.substr(line.find(':') + 2);
+      break;
+    }
+  }
+  return model + " x" + std::to_string(threads) + " threads";
+}
+
+ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& o) {
+  const auto& c = model.config();
+  ComputeProfile p;
+  p.threads = o.threads;
+  p.hardware = HardwareId(o.threads);
+  p.model_fingerprint = model.fingerprint();
+  p.num_layers = c.num_layers;
+  p.hidden_size = c.hidden_size;
+  for (int ctx : o.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
+  for (int n : o.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+  auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, c.num_layers));
+  p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
+  std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * std::max(
+      *std::max_element(p.prefill_lengths.begin(), p.prefill_lengths.end()),
+      *std::max_element(p.decode_contexts.begin(), p.decode_contexts.end()) + 1), 0.01f);
+  for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+
+  {  // embedding and head
+    partition::Stage embed(all->Slice(partition::StageSpec::Device(c, 0)));
+    std::vector<float> out(c.hidden_size);
+    double best = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      int32_t tok = 1;
+      embed.Truncate(0);
+      const auto t0 = Clock::now();
+      embed.Forward({&tok, nullptr, 1}, out.data());
+      best = std::min(best, Micros(Clock::now() - t0));
+    }
+    p.embed_us = best;
+    p.embed_bytes = static_cast<double>(all->Slice(partition::StageSpec::Device(c, 0))->bytes());
+    partition::Stage head(all->Slice(partition::StageSpec::Cloud(c, c.num_layers)));
+    std::vector<float> logits(c.vocab_size);
+    best = 1e30;
+    for (int r = 0; r < 5; ++r) {
+      head.Truncate(0);
+      const auto t0 = Clock::now();
+      head.Forward({nullptr, hidden.data(), 1}, logits.data());
+      best = std::min(best, Micros(Clock::now() - t0));
+    }
+    p.head_decode_us = best;
+    p.head_bytes = static_cast<double>(all->Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
+  }
+
+  for (int l = 0; l < c.num_layers; ++l) {
+    say("layer " + std::to_string(l + 1) + "/" + std::to_string(c.num_layers));
+    partition::StageSpec spec = partition::StageSpec::Range(c, l, l + 1);
+    spec.embedding = false;
+    spec.head = false;
+    auto w = all->Slice(spec);
+    if (l == 0) p.layer_bytes = static_cast<double>(w->bytes());
+    partition::Stage stage(w);
+    std::vector<float> out(hidden.size());
+    std::vector<double> dec, pre;
+    for (int ctx : p.decode_contexts) {
+      stage.Truncate(0);
+      if (ctx > 0) stage.Forward({nullptr, hidden.data(), ctx}, out.data());
+      double best = 1e30;
+      for (int r = 0; r < o.repeats; ++r) {
+        stage.Truncate(ctx);
+        const auto t0 = Clock::now();
+        stage.Forward({nullptr, hidden.data(), 1}, out.data());
+        best = std::min(best, Micros(Clock::now() - t0));
+      }
+      dec.push_back(best);
+    }
+    for (int n : p.prefill_lengths) {
+      double best = 1e30;
+      for (int r = 0; r < o.repeats; ++r) {
+        stage.Truncate(0);
+        const auto t0 = Clock::now();
+        stage.Forward({nullptr, hidden.data(), n}, out.data());
+        best = std::min(best, Micros(Clock::now() - t0));
+      }
+      pre.push_back(best);
+    }
+    p.layer_decode_us.push_back(dec);
+    p.layer_prefill_us.push_back(pre);
+  }
+  return p;
+}
+
+ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
+                                    const ProfileOptions& options, bool* measured) {
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ComputeProfile p = ComputeProfile::FromJson(ss.str(), path);
+    if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
+      if (measured) *measured = false;
+      return p;
+    }
+  }
+  ComputeProfile p = MeasureProfile(model, options);
+  std::ofstream out(path, std::ios::trunc);
+  out << p.ToJson();
+  if (measured) *measured = true;
+  return p;
+}
+
+}  // namespace splitlm::scheduler

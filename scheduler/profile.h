@@ -1,0 +1,65 @@
+// Compute profiles: measured time per layer for decode (by context length)
+// and prefill (by prompt length), plus embedding and head, for one model on
+// one machine. The device measures its own at start-up or with
+// `splitlm profile`; the cloud worker measures its own and reports it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace splitlm::partition {
+class Model;
+}
+
+namespace splitlm::scheduler {
+
+struct ComputeProfile {
+  std::string hardware;          // CPU model and thread count (or a profile name)
+  uint64_t model_fingerprint = 0;
+  int num_layers = 0;
+  int hidden_size = 0;
+  int threads = 0;
+  std::vector<int> decode_contexts;                // context lengths measured
+  std::vector<std::vector<double>> layer_decode_us;  // [layer][context index]
+  std::vector<int> prefill_lengths;                // prompt lengths measured
+  std::vector<std::vector<double>> layer_prefill_us; // [layer][length index], whole prompt
+  double embed_us = 0;        // one token
+  double head_decode_us = 0;  // final norm + LM head, one token
+  // Memory, bytes.
+  double layer_bytes = 0;
+  double embed_bytes = 0;
+  double head_bytes = 0;
+  double kv_bytes_per_position_per_layer = 0;
+
+  // Piecewise-linear interpolation in the context (or prompt) length, linear
+  // extrapolation beyond the measured range.
+  double DecodeUs(int layer, int context) const;
+  double PrefillUs(int layer, int tokens) const;
+
+  std::string ToJson() const;
+  // Throws std::runtime_error naming `origin` and the field.
+  static ComputeProfile FromJson(const std::string& text, const std::string& origin);
+};
+
+struct ProfileOptions {
+  std::vector<int> decode_contexts = {16, 256};
+  std::vector<int> prefill_lengths = {16, 128};
+  int repeats = 3;  // best of
+  int threads = 1;  // the compute threads in use (recorded with the hardware)
+  std::function<void(const std::string&)> progress;
+};
+
+// Times each layer of `model` on this machine with the current thread count.
+ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& options);
+
+// "CPU model name x N threads" for this machine.
+std::string HardwareId(int threads);
+
+// Loads `path` if it exists and matches the model and hardware; otherwise
+// measures and writes it (a cache keyed by fingerprint and hardware).
+ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
+                                    const ProfileOptions& options, bool* measured = nullptr);
+
+}  // namespace splitlm::scheduler
