@@ -21,31 +21,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
-std::vector<int32_t> ParseIds(const std::string& text) {
-  std::vector<int32_t> ids;
-  std::string item;
-  std::istringstream in(text);
-  while (std::getline(in, item, ' ')) {
-    std::istringstream parts(item);
-    std::string tok;
-    while (std::getline(parts, tok, ',')) {
-      if (tok.empty()) continue;
-      size_t used = 0;
-      long v = -1;
-      try {
-        v = std::stol(tok, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != tok.size() || v < 0 || v > INT32_MAX) {
-        throw splitlm::partition::PartitionError("bad token id \"" + tok + "\" (expected non-negative integers)");
-      }
-      ids.push_back(static_cast<int32_t>(v));
-    }
-  }
-  return ids;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -156,7 +131,7 @@ int main(int argc, char** argv) {
     if (gen->parsed()) {
       splitlm::device::GenerateRequest req;
       if (!prompt_ids.empty()) {
-        req.prompt = ParseIds(prompt_ids);
+        req.prompt = splitlm::partition::ParseTokenIds(prompt_ids);
       } else if (!prompt.empty()) {
         if (!tok) throw splitlm::partition::PartitionError(model_dir + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
         req.prompt = tok->Encode(prompt);

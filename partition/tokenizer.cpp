@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cstdlib>
 #include <filesystem>
 
@@ -104,6 +105,32 @@ std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
   }
   buf.resize(n);
   return buf;
+}
+
+std::vector<int32_t> ParseTokenIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  std::string item;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const char ch = i < text.size() ? text[i] : ' ';
+    if (ch != ' ' && ch != ',' && ch != '\t' && ch != '\n') {
+      item.push_back(ch);
+      continue;
+    }
+    if (item.empty()) continue;
+    size_t used = 0;
+    long v = -1;
+    try {
+      v = std::stol(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used != item.size() || v < 0 || v > INT32_MAX) {
+      throw PartitionError("bad token id \"" + item + "\" (expected non-negative integers)");
+    }
+    ids.push_back(static_cast<int32_t>(v));
+    item.clear();
+  }
+  return ids;
 }
 
 int Tokenizer::vocab_size() const { return shim_->vocab_size(handle_); }

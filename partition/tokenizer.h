@@ -33,4 +33,8 @@ class Tokenizer {
   void* handle_ = nullptr;
 };
 
+// Parses token ids written as "1 2 3" or "1,2,3". Throws PartitionError
+// naming the first item that is not a non-negative integer.
+std::vector<int32_t> ParseTokenIds(const std::string& text);
+
 }  // namespace splitlm::partition

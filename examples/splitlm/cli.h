@@ -28,8 +28,4 @@ Runner AddProfile(CLI::App& app);
 Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 
-// Parses "1 2 3" (spaces or commas); throws std::invalid_argument naming the
-// bad item.
-std::vector<int32_t> ParseIds(const std::string& text);
-
 }  // namespace splitlm::cli

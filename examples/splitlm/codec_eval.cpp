@@ -8,6 +8,7 @@
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/local_split.h"
 #include "partition/error.h"
+#include "partition/tokenizer.h"
 
 namespace splitlm::cli {
 namespace {
@@ -52,7 +53,7 @@ Runner AddCodecEval(CLI::App& app) {
   return [=](const Context& ctx) {
     auto model = partition::Model::Open(*dir);
     const auto& c = model->config();
-    const std::vector<int32_t> ids = ParseIds(*prompt);
+    const std::vector<int32_t> ids = partition::ParseTokenIds(*prompt);
     if (ids.empty()) throw partition::PartitionError("--prompt-ids holds no tokens");
     const int n = std::min(*tokens, c.max_context - static_cast<int>(ids.size()));
     std::vector<int> which = *cuts;

@@ -13,31 +13,6 @@
 
 namespace splitlm::cli {
 
-std::vector<int32_t> ParseIds(const std::string& text) {
-  std::vector<int32_t> ids;
-  std::string item;
-  std::istringstream in(text);
-  while (in >> item) {
-    std::istringstream parts(item);
-    std::string tok;
-    while (std::getline(parts, tok, ',')) {
-      if (tok.empty()) continue;
-      size_t used = 0;
-      long v = -1;
-      try {
-        v = std::stol(tok, &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      if (used != tok.size() || v < 0 || v > INT32_MAX) {
-        throw std::invalid_argument("bad token id \"" + tok + "\" (expected non-negative integers)");
-      }
-      ids.push_back(static_cast<int32_t>(v));
-    }
-  }
-  return ids;
-}
-
 namespace {
 
 struct GenerateArgs {
@@ -95,7 +70,7 @@ Runner AddGenerate(CLI::App& app) {
 
     std::vector<int32_t> ids;
     if (!a->prompt_ids.empty()) {
-      ids = ParseIds(a->prompt_ids);
+      ids = partition::ParseTokenIds(a->prompt_ids);
     } else if (!a->prompt.empty()) {
       if (!tok) {
         throw partition::PartitionError(a->model + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
