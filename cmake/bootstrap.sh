@@ -70,7 +70,6 @@ case "$mode" in
       mkdir -p "$BUILD_DIR/npm"
       (cd "$BUILD_DIR/npm" && npm install --prefix . openai@4 --no-audit --no-fund >&2)
     fi
-    (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     # A short, bounded fuzzing run of the wire decoder under ASan and UBSan.
     fuzz_dir="${BUILD_DIR}-fuzz"
     CC=clang CXX=clang++ cmake -S . -B "$fuzz_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -81,6 +80,7 @@ case "$mode" in
     "$fuzz_dir/bin/fuzz_protocol" -runs=50000 -max_len=4096 -seed=1 "$corpus" 2>&1 | tail -n 2
     rm -rf "$corpus"
     echo "fuzz: 50000 inputs, no finding"
+    (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     ;;
   *)
     echo "usage: cmake/bootstrap.sh [demo|test|build]" >&2
