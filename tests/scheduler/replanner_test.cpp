@@ -1,0 +1,108 @@
+// Re-planning: the estimator follows the link, a bandwidth drop moves the cut
+// towards the device and a recovery moves it back, and measurements
+// oscillating around the threshold do not make it flap.
+#include <gtest/gtest.h>
+
+#include "scheduler/replanner.h"
+
+namespace splitlm::scheduler {
+namespace {
+
+ComputeProfile Flat(int layers, double layer_us) {
+  ComputeProfile p;
+  p.num_layers = layers;
+  p.decode_contexts = {1, 1000};
+  p.prefill_lengths = {1, 1000};
+  for (int l = 0; l < layers; ++l) {
+    p.layer_decode_us.push_back({layer_us, layer_us});
+    p.layer_prefill_us.push_back({layer_us, layer_us * 1000});
+  }
+  p.embed_us = 1;
+  p.head_decode_us = 100;
+  return p;
+}
+
+PlanInputs Inputs() {
+  PlanInputs in;
+  in.device = Flat(8, 1000);
+  in.cloud = Flat(8, 100);
+  in.link.rtt_ms = 2;
+  in.link.up_mbit_s = in.link.down_mbit_s = 100;
+  in.workload.activation_bytes = 3072;
+  in.constraints.privacy_floor = 2;
+  return in;
+}
+
+TEST(NetworkEstimatorTest, TwoProbesGiveRttAndBandwidth) {
+  NetworkEstimator e;
+  // 10 ms RTT, 8 Mbit/s each way = 1 byte/us: 1000 B up + 1000 B down = 2 ms.
+  e.Calibrate(1000, 12, 101000, 212);
+  EXPECT_NEAR(10, e.rtt_ms(), 1e-9);
+  EXPECT_NEAR(8, e.up_mbit_s(), 1e-9);
+  // Real steps at 30 ms network time pull the RTT estimate up gradually.
+  for (int i = 0; i < 50; ++i) e.Observe(0, 0, 30);
+  EXPECT_NEAR(30, e.rtt_ms(), 0.1);
+  EXPECT_LT(e.rtt_stddev_ms(), 1.0);
+}
+
+TEST(ReplannerTest, BandwidthDropMovesToTheDeviceAndRecoveryMovesBack) {
+  Replanner r(Inputs(), {});
+  EXPECT_EQ(2, r.PlanRequest());  // fast link: just the privacy floor here
+  PlanInputs in = Inputs();
+  in.link.up_mbit_s = 0.05;       // the uplink collapses
+  r.UpdateLink(in.link);
+  EXPECT_EQ(8, r.Replan(100, 200));
+  r.UpdateLink(Inputs().link);    // and recovers
+  EXPECT_EQ(2, r.Replan(100, 200));
+}
+
+TEST(ReplannerTest, OscillationAroundTheThresholdDoesNotFlap) {
+  // Find the RTT at which splitting at the floor and running everything here
+  // cost the same, then alternate 3% either side of it.
+  PlanInputs in = Inputs();
+  auto cuts = PredictAll(in);
+  const double threshold = in.link.rtt_ms + (cuts[8].tpot_ms - cuts[2].tpot_ms);
+  Replanner r(in, {});
+  in.link.rtt_ms = threshold * 0.97;
+  r.UpdateLink(in.link);
+  const int first = r.Replan(100, 200);
+  int changes = 0, last = first;
+  for (int i = 0; i < 100; ++i) {
+    in.link.rtt_ms = threshold * (i % 2 ? 0.97 : 1.03);
+    r.UpdateLink(in.link);
+    const int cut = r.Replan(100, 200);
+    changes += cut != last;
+    last = cut;
+  }
+  EXPECT_EQ(0, changes);
+  // A decisive change still moves it.
+  in.link.rtt_ms = threshold * 3;
+  r.UpdateLink(in.link);
+  EXPECT_EQ(8, r.Replan(100, 200));
+}
+
+TEST(ReplannerTest, MovingIsNotWorthItNearTheEnd) {
+  Replanner r(Inputs(), {});
+  ASSERT_EQ(2, r.PlanRequest());
+  PlanInputs in = Inputs();
+  in.link.rtt_ms = 20;  // the device alone is now ~2x faster per token...
+  r.UpdateLink(in.link);
+  EXPECT_EQ(2, r.Replan(900, 1)) << "...but one token left does not pay for rebuilding 6 layers' KV";
+  EXPECT_EQ(8, r.Replan(900, 500));
+}
+
+TEST(ReplannerTest, BetweenRequestsHysteresisKeepsANearlyEqualCut) {
+  PlanInputs in = Inputs();
+  Replanner r(in, {0.10, 0});
+  ASSERT_EQ(2, r.PlanRequest());
+  auto cuts = PredictAll(in);
+  in.link.rtt_ms += (cuts[8].tpot_ms - cuts[2].tpot_ms) + 0.01;  // cut 8 now barely better
+  r.UpdateLink(in.link);
+  EXPECT_EQ(2, r.PlanRequest());
+  in.link.rtt_ms += 5;
+  r.UpdateLink(in.link);
+  EXPECT_EQ(8, r.PlanRequest());
+}
+
+}  // namespace
+}  // namespace splitlm::scheduler
