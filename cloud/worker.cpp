@@ -80,6 +80,7 @@ struct Worker::Impl {
     hello.max_context = c.max_context;
     hello.agent = "splitlm-cloud 0.1";
     hello.reply = true;
+    hello.layer_decode_us = MeasureLayers();
     using K = transport::Metrics::Kind;
     metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
     metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
@@ -94,6 +95,30 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
     metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
     metrics.Set("splitlm_cloud_min_cut", options.min_cut);
+  }
+
+  // Decode time of each layer this worker holds (context 16, best of 3),
+  // reported in Hello so devices can plan their cut with the cloud's speed.
+  std::vector<float> MeasureLayers() {
+    const auto& c = model.config();
+    std::vector<float> us;
+    std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * 17, 0.01f), out(hidden.size());
+    for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    for (int l = options.min_cut; l < c.num_layers; ++l) {
+      partition::StageSpec spec = partition::StageSpec::Range(c, l, l + 1);
+      spec.embedding = spec.head = false;
+      partition::Stage stage(weights->Slice(spec));
+      stage.Forward({nullptr, hidden.data(), 16}, out.data());
+      double best = 1e30;
+      for (int r = 0; r < 3; ++r) {
+        stage.Truncate(16);
+        const auto t0 = Clock::now();
+        stage.Forward({nullptr, hidden.data(), 1}, out.data());
+        best = std::min(best, std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+      }
+      us.push_back(static_cast<float>(best));
+    }
+    return us;
   }
 
   const std::shared_ptr<const partition::StageWeights>& WeightsFor(int cut) {
@@ -261,6 +286,8 @@ struct Worker::Impl {
         r.compute_us = Micros(end - start);
         r.queue_us = Micros(start - p.received);
         metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());
+        // The queue delay reported in Hello: an exponentially weighted mean.
+        hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
         metrics.Add("splitlm_cloud_positions_total", f.count);
         server.Send(p.session->peer, r);
       }

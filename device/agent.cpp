@@ -7,6 +7,8 @@
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "scheduler/profile.h"
+#include "scheduler/replanner.h"
 
 namespace splitlm::device {
 namespace {
@@ -45,9 +47,14 @@ struct Agent::Impl {
   transport::Metrics& metrics;
   zmq::context_t& context;
   int layers, hidden, vocab;
-  std::shared_ptr<const partition::StageWeights> device_w, local_w;
+  std::shared_ptr<const partition::StageWeights> all_w, device_w, local_w;
   std::unique_ptr<transport::ClientChannel> channel;
   bool hello_ok = false;
+  transport::Hello cloud_hello;  // the worker's last helloReply
+  // --cut auto
+  scheduler::ComputeProfile device_profile;
+  scheduler::NetworkEstimator estimator;
+  std::unique_ptr<scheduler::Replanner> replanner;
   uint64_t seq = 0;
   std::mt19937_64 rng{std::random_device{}()};
   transport::Hello hello;
@@ -59,14 +66,23 @@ struct Agent::Impl {
     hidden = c.hidden_size;
     vocab = c.vocab_size;
     partition::StageSpec::Device(c, o.cut);  // validates the cut
-    if (o.cut < layers && o.fallback == Fallback::kLocal) {
-      auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, layers));
-      device_w = all->Slice(partition::StageSpec::Device(c, o.cut));
-      local_w = all->Slice(partition::StageSpec::Cloud(c, o.cut));
+    if (o.auto_cut.enabled || (o.cut < layers && o.fallback == Fallback::kLocal)) {
+      all_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, layers));
+      SetCut(o.cut);
     } else {
       device_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, o.cut));
     }
-    if (o.cut < layers) {
+    if (o.auto_cut.enabled) {
+      scheduler::ProfileOptions po;
+      po.threads = o.auto_cut.plan.device.threads > 0 ? o.auto_cut.plan.device.threads : 1;
+      po.progress = [this](const std::string& s) {
+        if (o.log) o.log->info("profiling this device: {}", s);
+      };
+      device_profile = o.auto_cut.profile_path.empty()
+                           ? scheduler::MeasureProfile(model, po)
+                           : scheduler::LoadOrMeasureProfile(model, o.auto_cut.profile_path, po);
+    }
+    if (o.cut < layers || o.auto_cut.enabled) {
       o.channel.log = o.log;
       channel = std::make_unique<transport::ClientChannel>(context, o.channel);
     }
@@ -89,10 +105,95 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
     metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
+    metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
+    metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
     metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
     metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
     metrics.Set("splitlm_device_cut", o.cut);
     metrics.Set("splitlm_device_split_mode", o.cut < layers ? 1 : 0);
+  }
+
+  // Uses cut `k` from now on (weights are slices of the full load).
+  void SetCut(int k) {
+    const auto& c = model.config();
+    o.cut = k;
+    device_w = all_w->Slice(partition::StageSpec::Device(c, k));
+    local_w = k < layers ? all_w->Slice(partition::StageSpec::Cloud(c, k)) : nullptr;
+    metrics.Set("splitlm_device_cut", k);
+  }
+
+  // Round trip of a Ping carrying `bytes` each way; nullopt on timeout.
+  std::optional<double> Probe(uint32_t bytes, Clock::time_point deadline) {
+    const uint64_t id = ++seq;
+    const auto t0 = Clock::now();
+    if (!channel->Send(transport::Ping{id, bytes}, zmq::message_t(bytes))) return std::nullopt;
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      auto in = channel->Receive(left);
+      if (!in) return std::nullopt;
+      if (auto* p = std::get_if<transport::Pong>(&in->message); p && p->seq == id) {
+        return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      }
+    }
+  }
+
+  // --cut auto: the cut for the next request.
+  void PlanRequest() {
+    const auto& c = model.config();
+    const auto deadline = Clock::now() + o.step_deadline;
+    bool reachable = false;
+    try {
+      reachable = EnsureHello(deadline);
+    } catch (const DeviceError& e) {
+      if (o.log) o.log->warn("auto cut: {}", e.what());
+    }
+    if (reachable && !estimator.calibrated()) {
+      // Two probe sizes: the intercept is the RTT, the slope the bandwidth.
+      double small = 1e30, large = 1e30;
+      for (int i = 0; i < 3; ++i) {
+        if (auto t = Probe(64, deadline)) small = std::min(small, *t);
+        if (auto t = Probe(64 << 10, deadline)) large = std::min(large, *t);
+      }
+      if (small < 1e30 && large < 1e30) estimator.Calibrate(64, small, 64 << 10, large);
+    }
+    if (!reachable || !estimator.calibrated()) {
+      if (o.log) o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
+      SetCut(layers);
+      return;
+    }
+    scheduler::PlanInputs in = o.auto_cut.plan;
+    in.device = device_profile;
+    in.cloud = device_profile;  // the cloud's own decode times replace ours where it serves
+    const int first = static_cast<int>(cloud_hello.layer_begin);
+    for (int l = 0; l < layers; ++l) {
+      const size_t i = static_cast<size_t>(l - first);
+      if (l < first || i >= cloud_hello.layer_decode_us.size()) continue;
+      const double ratio = cloud_hello.layer_decode_us[i] / std::max(1e-3, device_profile.DecodeUs(l, 16));
+      for (double& v : in.cloud.layer_decode_us[l]) v *= ratio;
+      for (double& v : in.cloud.layer_prefill_us[l]) v *= ratio;
+    }
+    in.cloud_queue_ms = cloud_hello.queue_us / 1e3;
+    in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
+    in.link = estimator.ToLink(in.link);
+    in.workload.max_context = c.max_context;
+    in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(o.codec, 1, hidden));
+    if (!replanner) {
+      replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{o.auto_cut.margin, 0});
+    } else {
+      replanner->SetInputs(in);
+    }
+    const auto cut = replanner->PlanRequest();
+    const int k = cut.value_or(layers);
+    if (o.log) {
+      o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
+                  replanner->last_plan().reason);
+    }
+    if (k != o.cut) {
+      SetCut(k);
+      hello.layer_end = k;
+    }
+    metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
   }
 
   void Drop() {
@@ -120,6 +221,7 @@ struct Agent::Impl {
                             " only; this device runs cut " + std::to_string(o.cut));
         }
         hello_ok = true;
+        cloud_hello = *h;
         return true;
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
@@ -178,6 +280,9 @@ struct Agent::Impl {
           metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r->compute_us / 1e6);
           metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r->queue_us / 1e6);
           metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
+          if (estimator.calibrated()) {
+            estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
+          }
           g.cloud_positions = g.positions;
           ++result.cloud_steps;
           metrics.Add("splitlm_device_cloud_steps_total", 1);
@@ -221,12 +326,16 @@ struct Agent::Impl {
                                       " tokens is longer than the context of " + std::to_string(c.max_context));
     }
     GenerateResult result;
+    if (o.auto_cut.enabled) PlanRequest();
+    result.cut = o.cut;
+    if (replanner) result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
     partition::Stage device(device_w);
     std::unique_ptr<partition::Stage> local;
     if (local_w) local = std::make_unique<partition::Stage>(local_w);
     Generation g;
     g.ids = req.prompt;
     const bool all_local = o.cut == layers;
+    Clock::time_point first_token_at{};
     bool split = !all_local;
     Clock::time_point retry_at{};
     std::vector<float> out;
@@ -247,6 +356,7 @@ struct Agent::Impl {
       int32_t token = 0;
       if (all_local) {
         token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));
+        ++result.local_steps;
       } else {
         g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
         g.positions += n;
@@ -307,6 +417,7 @@ struct Agent::Impl {
       }
       g.ids.push_back(token);
       result.tokens.push_back(token);
+      if (result.tokens.size() == 1) first_token_at = Clock::now();
       metrics.Add("splitlm_device_tokens_total", 1);
       if (on_token && !on_token(token)) {
         result.finish_reason = "stop";
@@ -322,6 +433,11 @@ struct Agent::Impl {
       }
     }
     if (result.finish_reason.empty()) result.finish_reason = "length";
+    if (result.tokens.size() > 1) {
+      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Clock::now() - first_token_at).count() /
+                                static_cast<double>(result.tokens.size() - 1);
+      metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
+    }
     if (g.session_open && split) channel->Send(transport::CloseSession{g.session_id});
     return result;
   }

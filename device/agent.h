@@ -13,6 +13,7 @@
 #include <spdlog/logger.h>
 
 #include "partition/sampler.h"
+#include "scheduler/cost_model.h"
 #include "transport/channel.h"
 #include "transport/metrics.h"
 
@@ -29,8 +30,20 @@ enum class Fallback {
 };
 const char* FallbackName(Fallback f);
 
+// --cut auto: the agent measures this device (or loads a cached profile),
+// asks the worker for its per-layer times (Hello), probes the link with two
+// Ping sizes, and picks the cut for each request with the cost model,
+// keeping the current cut unless another is better by `margin`.
+struct AutoCut {
+  bool enabled = false;
+  scheduler::PlanInputs plan;     // objective, constraints, power, workload
+  std::string profile_path;       // device profile cache ("" = measure at start-up)
+  double margin = 0.10;
+};
+
 struct AgentOptions {
   int cut = 0;  // layers [0, cut) on the device; == L runs everything locally
+  AutoCut auto_cut;  // when enabled, `cut` is only the starting point
   Fallback fallback = Fallback::kLocal;
   transport::Codec codec = transport::Codec::kF32;
   transport::ClientOptions channel;  // endpoint, CURVE keys, heartbeats
@@ -57,6 +70,9 @@ struct GenerateResult {
   int cloud_steps = 0;          // steps answered by the cloud
   int local_steps = 0;          // steps finished on the device
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
+  int cut = 0;                  // the cut used
+  double predicted_tpot_ms = 0; // auto cut: the cost model's figure
+  double measured_tpot_ms = 0;  // after the first token
 };
 
 // Not thread-safe: one generation at a time (the HTTP server serialises).

@@ -15,6 +15,7 @@
 #include "partition/model.h"
 #include "partition/tokenizer.h"
 #include "scheduler/config.h"
+#include "scheduler/cost_model.h"
 
 namespace {
 
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
   auto* f_model = app.add_option("--model", model_dir, "model directory");
   auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
-  auto* f_cut = app.add_option("--cut", o.cut, "layers [0, cut) run here; the model's layer count runs everything here");
+  std::string cut_text;
+  auto* f_cut = app.add_option("--cut", cut_text, "layers [0, cut) run here (the layer count: everything here), or auto");
   auto* f_fallback = app.add_option("--fallback", fallback, "when the cloud does not answer: local, wait or fail")
       ->check(CLI::IsMember({"local", "wait", "fail"}))->capture_default_str();
   auto* f_codec = app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
@@ -89,7 +91,14 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "model.tokenizer", f_tok->count() > 0, tokenizer_path);
       FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
       FillFromConfig(cfg, "device.cloud", f_cloud->count() > 0, o.channel.endpoint);
-      FillFromConfig(cfg, "device.cut", f_cut->count() > 0, o.cut);
+      int config_cut = -1;
+      bool config_auto = false;
+      FillFromConfig(cfg, "device.cut", f_cut->count() > 0, config_cut);
+      FillFromConfig(cfg, "device.auto_cut", f_cut->count() > 0, config_auto);
+      if (f_cut->count() == 0) cut_text = config_auto ? "auto" : config_cut >= 0 ? std::to_string(config_cut) : "";
+      splitlm::scheduler::ApplyPlanConfig(cfg, o.auto_cut.plan);
+      FillFromConfig(cfg, "scheduler.device_profile", false, o.auto_cut.profile_path);
+      FillFromConfig(cfg, "scheduler.margin", false, o.auto_cut.margin);
       FillFromConfig(cfg, "device.fallback", f_fallback->count() > 0, fallback);
       FillFromConfig(cfg, "device.codec", f_codec->count() > 0, codec);
       FillFromConfig(cfg, "device.step_deadline_ms", f_step->count() > 0, step_ms);
@@ -102,7 +111,20 @@ int main(int argc, char** argv) {
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
-    if (o.cut < 0) throw std::runtime_error("no cut: pass --cut K or set device.cut in --config");
+    if (cut_text.empty()) throw std::runtime_error("no cut: pass --cut K (or auto), or set device.cut in --config");
+    if (cut_text == "auto") {
+      o.auto_cut.enabled = true;
+      o.auto_cut.plan.device.threads = threads;
+      o.cut = -2;  // set below, once the model's layer count is known
+    } else {
+      try {
+        size_t used = 0;
+        o.cut = std::stoi(cut_text, &used);
+        if (used != cut_text.size()) throw std::invalid_argument(cut_text);
+      } catch (const std::exception&) {
+        throw std::runtime_error("--cut \"" + cut_text + "\" is neither a layer count nor auto");
+      }
+    }
     o.fallback = fallback == "local" ? splitlm::device::Fallback::kLocal
                  : fallback == "wait" ? splitlm::device::Fallback::kWait
                                       : splitlm::device::Fallback::kFail;
@@ -119,14 +141,19 @@ int main(int argc, char** argv) {
       o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
     }
     auto model = splitlm::partition::Model::Open(model_dir);
+    if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
     if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();
     if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path);
     zmq::context_t context;
     splitlm::transport::Metrics metrics;
     splitlm::device::Agent agent(*model, o, context, metrics);
-    log->info("cut {}: device runs embedding + layers [0,{}), cloud {} runs the rest; fallback {}, codec {}", o.cut, o.cut,
-              o.channel.endpoint, fallback, codec);
+    if (o.auto_cut.enabled) {
+      log->info("cut auto: chosen per request by the cost model; cloud {}, fallback {}, codec {}", o.channel.endpoint, fallback, codec);
+    } else {
+      log->info("cut {}: device runs embedding + layers [0,{}), cloud {} runs the rest; fallback {}, codec {}", o.cut, o.cut,
+                o.channel.endpoint, fallback, codec);
+    }
 
     if (gen->parsed()) {
       splitlm::device::GenerateRequest req;
@@ -172,6 +199,10 @@ int main(int argc, char** argv) {
       std::cout << std::endl;
       log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries", result.tokens.size(),
                 result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries);
+      if (o.auto_cut.enabled) {
+        log->info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,
+                  result.measured_tpot_ms);
+      }
       return 0;
     }
 

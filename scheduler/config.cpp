@@ -31,7 +31,8 @@ std::vector<KeySpec> BuildSchema() {
       {"cloud.http", T::kString, 0, 0, {}, "(off)", "HOST:PORT serving GET /metrics and /health"},
       // [device]
       {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint"},
-      {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut)", "layers [0, cut) run on the device"},
+      {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut or auto_cut)", "layers [0, cut) run on the device"},
+      {"device.auto_cut", T::kBool, 0, 0, {}, "false", "choose the cut per request with the cost model (--cut auto)"},
       {"device.fallback", T::kString, 0, 0, {"local", "wait", "fail"}, "local", "what to do when the cloud does not answer"},
       {"device.codec", T::kString, 0, 0, {"f32", "f16", "bf16", "int8"}, "f32", "activation codec at the cut (f32 is exact)"},
       {"device.step_deadline_ms", T::kInt, 1, 3600000, {}, "5000", "a step not answered by then fails over"},
@@ -56,6 +57,7 @@ std::vector<KeySpec> BuildSchema() {
       {"scheduler.device_profile", T::kString, 0, 0, {}, "(measure now)", "device profile file (splitlm profile); measured and cached there if absent"},
       {"scheduler.cloud_profile", T::kString, 0, 0, {}, "(device profile / cloud_speedup)", "cloud profile file"},
       {"scheduler.cloud_speedup", T::kFloat, 1e-6, kBig, {}, "1", "without a cloud profile: cloud layer time = device time / this"},
+      {"scheduler.margin", T::kFloat, 0, 10, {}, "0.1", "auto cut: a new cut must be better by this fraction to be taken"},
       {"scheduler.cloud_queue_ms", T::kFloat, 0, kBig, {}, "0", "expected queueing at the cloud per step"},
       {"scheduler.cloud_usd_per_hour", T::kFloat, 0, kBig, {}, "0.36", "price of one cloud compute-hour"},
       // [link]

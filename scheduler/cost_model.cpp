@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "scheduler/config.h"
+
 namespace splitlm::scheduler {
 namespace {
 
@@ -20,6 +22,36 @@ std::string Fmt(const char* f, double v) {
 }
 
 }  // namespace
+
+void ApplyPlanConfig(const Config& cfg, PlanInputs& in) {
+  std::string objective = ObjectiveName(in.objective);
+  FillFromConfig(cfg, "scheduler.objective", false, objective);
+  in.objective = objective == "energy" ? Objective::kEnergy
+                 : objective == "cost" ? Objective::kCost
+                 : objective == "weighted" ? Objective::kWeighted
+                                           : Objective::kLatency;
+  FillFromConfig(cfg, "scheduler.weight_ms", false, in.weights.per_ms);
+  FillFromConfig(cfg, "scheduler.weight_mj", false, in.weights.per_mj);
+  FillFromConfig(cfg, "scheduler.weight_micro_usd", false, in.weights.per_micro_usd);
+  if (auto v = cfg.Float("scheduler.memory_budget_mb")) in.constraints.memory_budget_mb = *v;
+  if (auto v = cfg.Float("scheduler.max_tpot_ms")) in.constraints.max_tpot_ms = *v;
+  if (auto v = cfg.Float("scheduler.max_ttft_ms")) in.constraints.max_ttft_ms = *v;
+  if (auto v = cfg.Float("scheduler.max_energy_mj")) in.constraints.max_energy_mj = *v;
+  FillFromConfig(cfg, "scheduler.privacy_floor", false, in.constraints.privacy_floor);
+  FillFromConfig(cfg, "scheduler.cloud_queue_ms", false, in.cloud_queue_ms);
+  double usd_per_hour = in.cloud_usd_per_s * 3600.0;
+  FillFromConfig(cfg, "scheduler.cloud_usd_per_hour", false, usd_per_hour);
+  in.cloud_usd_per_s = usd_per_hour / 3600.0;
+  FillFromConfig(cfg, "link.rtt_ms", false, in.link.rtt_ms);
+  FillFromConfig(cfg, "link.up_mbit_s", false, in.link.up_mbit_s);
+  FillFromConfig(cfg, "link.down_mbit_s", false, in.link.down_mbit_s);
+  FillFromConfig(cfg, "link.tx_nj_per_byte", false, in.link.tx_nj_per_byte);
+  FillFromConfig(cfg, "link.rx_nj_per_byte", false, in.link.rx_nj_per_byte);
+  FillFromConfig(cfg, "power.compute_w", false, in.power.compute_w);
+  FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
+  FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);
+  FillFromConfig(cfg, "scheduler.context", false, in.workload.context);
+}
 
 const char* ObjectiveName(Objective o) {
   switch (o) {

@@ -56,7 +56,7 @@ struct PlanInputs {
   ComputeProfile device;
   ComputeProfile cloud;        // same model; cloud's own measurements
   double cloud_queue_ms = 0;
-  double cloud_usd_per_s = 0.0001;  // price per cloud compute-second
+  double cloud_usd_per_s = 0.0001;  // price per cloud compute-second (0.36 USD/hour)
   Link link;
   DevicePower power;
   Workload workload;
@@ -89,6 +89,12 @@ struct Plan {
 // describe the same number of layers.
 std::vector<Prediction> PredictAll(const PlanInputs& inputs);
 Plan ChooseCut(const PlanInputs& inputs);
+
+class Config;
+// Fills objective, weights, constraints, link, power and workload (prompt
+// tokens, context) of `inputs` from the [scheduler], [link] and [power]
+// sections of `config`; absent keys keep their values.
+void ApplyPlanConfig(const Config& config, PlanInputs& inputs);
 
 // Human-readable table of a plan.
 std::string FormatPlan(const Plan& plan, Objective objective);

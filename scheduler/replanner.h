@@ -61,6 +61,8 @@ class Replanner {
   int Replan(int context, int remaining);
 
   void UpdateLink(const Link& link) { inputs_.link = link; }
+  // New profiles or workload, keeping the current cut (for hysteresis).
+  void SetInputs(PlanInputs inputs) { inputs_ = std::move(inputs); }
   const PlanInputs& inputs() const { return inputs_; }
   std::optional<int> current() const { return current_; }
   const Plan& last_plan() const { return last_; }

@@ -64,14 +64,12 @@ Runner AddPlan(CLI::App& app) {
     const auto& c = model->config();
 
     scheduler::PlanInputs in;
-    std::string device_profile, cloud_profile, objective = "latency", codec = "f32";
+    std::string device_profile, cloud_profile, codec = "f32";
     double speedup = 1, usd_per_hour = 0.36;
     FillFromConfig(cfg, "scheduler.device_profile", false, device_profile);
     FillFromConfig(cfg, "scheduler.cloud_profile", false, cloud_profile);
     FillFromConfig(cfg, "scheduler.cloud_speedup", false, speedup);
     FillFromConfig(cfg, "scheduler.cloud_usd_per_hour", false, usd_per_hour);
-    FillFromConfig(cfg, "scheduler.cloud_queue_ms", false, in.cloud_queue_ms);
-    FillFromConfig(cfg, "scheduler.objective", false, objective);
     FillFromConfig(cfg, "device.codec", false, codec);
     scheduler::ProfileOptions po;
     po.threads = at::get_num_threads();
@@ -95,29 +93,9 @@ Runner AddPlan(CLI::App& app) {
       throw std::runtime_error("a profile was measured on another model (fingerprint differs): re-run splitlm profile");
     }
     in.cloud_usd_per_s = usd_per_hour / 3600.0;
-    FillFromConfig(cfg, "link.rtt_ms", false, in.link.rtt_ms);
-    FillFromConfig(cfg, "link.up_mbit_s", false, in.link.up_mbit_s);
-    FillFromConfig(cfg, "link.down_mbit_s", false, in.link.down_mbit_s);
-    FillFromConfig(cfg, "link.tx_nj_per_byte", false, in.link.tx_nj_per_byte);
-    FillFromConfig(cfg, "link.rx_nj_per_byte", false, in.link.rx_nj_per_byte);
-    FillFromConfig(cfg, "power.compute_w", false, in.power.compute_w);
-    FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
-    FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);
-    FillFromConfig(cfg, "scheduler.context", false, in.workload.context);
+    scheduler::ApplyPlanConfig(cfg, in);
     in.workload.max_context = c.max_context;
     in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(*transport::ParseCodec(codec), 1, c.hidden_size));
-    in.objective = objective == "energy" ? scheduler::Objective::kEnergy
-                   : objective == "cost" ? scheduler::Objective::kCost
-                   : objective == "weighted" ? scheduler::Objective::kWeighted
-                                             : scheduler::Objective::kLatency;
-    FillFromConfig(cfg, "scheduler.weight_ms", false, in.weights.per_ms);
-    FillFromConfig(cfg, "scheduler.weight_mj", false, in.weights.per_mj);
-    FillFromConfig(cfg, "scheduler.weight_micro_usd", false, in.weights.per_micro_usd);
-    if (auto v = cfg.Float("scheduler.memory_budget_mb")) in.constraints.memory_budget_mb = *v;
-    if (auto v = cfg.Float("scheduler.max_tpot_ms")) in.constraints.max_tpot_ms = *v;
-    if (auto v = cfg.Float("scheduler.max_ttft_ms")) in.constraints.max_ttft_ms = *v;
-    if (auto v = cfg.Float("scheduler.max_energy_mj")) in.constraints.max_energy_mj = *v;
-    FillFromConfig(cfg, "scheduler.privacy_floor", false, in.constraints.privacy_floor);
 
     const auto plan = scheduler::ChooseCut(in);
     if (*json) {

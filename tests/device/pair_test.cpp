@@ -4,7 +4,10 @@
 #include <gtest/gtest.h>
 
 #include <csignal>
+#include <fstream>
 #include <map>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/common/test_util.h"
 
@@ -141,6 +144,36 @@ TEST_F(PairTest, SixteenDevicesShareOneWorkerThroughEvictions) {
   std::printf("sessions rebuilt after eviction: %d of 16\n", rebuilt);
   cloud->Signal(SIGINT);
   EXPECT_EQ(0, cloud->Wait());
+}
+
+TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud);
+  const std::string expected = Local("1 4 8", 24);
+  // On loopback with equal speeds, running everything here wins.
+  TempDir dir;
+  std::ofstream(dir.Sub("auto.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\n";
+  auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --config " +
+                      dir.Sub("auto.toml") + " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ(expected, r.out);
+  EXPECT_NE(std::string::npos, r.err.find("auto cut 4 ")) << r.err;
+  // A device profile 100x slower than the cloud's: as little as possible
+  // here, the privacy floor.
+  ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() + " --out " + dir.Sub("dev.json")).exit_code);
+  std::ifstream in(dir.Sub("dev.json"));
+  nlohmann::json prof = nlohmann::json::parse(in);
+  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 100;
+  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 100;
+  std::ofstream(dir.Sub("slow.json")) << prof.dump();
+  std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\ndevice_profile = \""
+                                      << dir.Sub("slow.json") << "\"\n";
+  r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --config " +
+                 dir.Sub("slow.toml") + " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ(expected, r.out);
+  EXPECT_NE(std::string::npos, r.err.find("auto cut 1 ")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("24 from the cloud")) << r.err;
 }
 
 TEST_F(PairTest, BadOptionsGiveClearErrors) {
