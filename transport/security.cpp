@@ -47,6 +47,10 @@ std::string Trim(const std::string& s) {
   return s.substr(b, s.find_last_not_of(" \t\r") - b + 1);
 }
 
+// Z85 keys may contain '#' and '=': a comment is a whole line starting with
+// '#', and only the first '=' separates a name from its key.
+bool Skip(const std::string& line) { return line.empty() || line[0] == '#'; }
+
 }  // namespace
 
 KeyPair ReadKeyFile(const std::string& path) {
@@ -55,8 +59,8 @@ KeyPair ReadKeyFile(const std::string& path) {
   KeyPair k;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
-    line = Trim(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
+    line = Trim(line);
+    if (Skip(line)) continue;
     const auto eq = line.find('=');
     if (eq == std::string::npos) throw TransportError(path + ":" + std::to_string(n) + ": expected KEY = VALUE");
     const std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
@@ -75,9 +79,9 @@ std::set<std::string> ReadAllowList(const std::string& path) {
   std::set<std::string> keys;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
-    line = Trim(line.substr(0, line.find('#')));
-    if (line.empty()) continue;
-    if (auto eq = line.find('='); eq != std::string::npos) line = Trim(line.substr(eq + 1));
+    line = Trim(line);
+    if (Skip(line)) continue;
+    if (line.rfind("public", 0) == 0) line = Trim(line.substr(line.find('=') + 1));
     if (!ValidZ85Key(line)) throw TransportError(path + ":" + std::to_string(n) + ": not a 40-character Z85 public key");
     keys.insert(line);
   }

@@ -27,7 +27,8 @@ void WriteKeyPair(const KeyPair& keys, const std::string& prefix);
 // TransportError naming the file and line if malformed.
 KeyPair ReadKeyFile(const std::string& path);
 // Reads an allow-list: one Z85 public key per line, or "public = KEY" lines
-// as in .pub files; '#' starts a comment. Throws TransportError.
+// as in .pub files; lines starting with '#' are comments (Z85 keys may hold
+// '#' and '=', so there are no trailing comments). Throws TransportError.
 std::set<std::string> ReadAllowList(const std::string& path);
 
 // Answers ZeroMQ's ZAP requests for every CURVE server socket of `context`:

@@ -185,6 +185,20 @@ TEST(SecurityTest, KeyFilesRoundTripAndBadOnesAreNamed) {
   EXPECT_THROW(ReadKeyFile(dir.Sub("missing.key")), TransportError);
 }
 
+TEST(SecurityTest, KeysWithHashAndEqualsCharactersSurvive) {
+  // Z85's alphabet includes '#' and '='; generate until both appear.
+  testing::TempDir dir;
+  for (int i = 0; i < 2000; ++i) {
+    const KeyPair k = GenerateKeyPair();
+    if (k.public_key.find('#') == std::string::npos && k.public_key.find('=') == std::string::npos) continue;
+    WriteKeyPair(k, dir.Sub("k"));
+    EXPECT_EQ(k.public_key, ReadKeyFile(dir.Sub("k.key")).public_key);
+    EXPECT_EQ(k.secret_key, ReadKeyFile(dir.Sub("k.key")).secret_key);
+    std::ofstream(dir.Sub("allow.txt")) << "# devices\n" << k.public_key << "\n";
+    EXPECT_EQ(1u, ReadAllowList(dir.Sub("allow.txt")).count(k.public_key));
+  }
+}
+
 TEST(SecurityTest, LoopbackEndpoints) {
   EXPECT_TRUE(IsLoopbackEndpoint("tcp://127.0.0.1:5555"));
   EXPECT_TRUE(IsLoopbackEndpoint("tcp://127.0.0.1:*"));
