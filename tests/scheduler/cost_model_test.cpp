@@ -5,29 +5,14 @@
 
 #include <random>
 
+#include "tests/scheduler/synthetic_profiles.h"
 #include "scheduler/cost_model.h"
 
 namespace splitlm::scheduler {
 namespace {
 
 // Every layer takes `layer_us` to decode (any context), prefill = n x that.
-ComputeProfile Flat(int layers, double layer_us, double head_us = 100, double embed_us = 1) {
-  ComputeProfile p;
-  p.num_layers = layers;
-  p.decode_contexts = {1, 1000};
-  p.prefill_lengths = {1, 1000};
-  for (int l = 0; l < layers; ++l) {
-    p.layer_decode_us.push_back({layer_us, layer_us});
-    p.layer_prefill_us.push_back({layer_us, layer_us * 1000});
-  }
-  p.embed_us = embed_us;
-  p.head_decode_us = head_us;
-  p.layer_bytes = 10 << 20;
-  p.embed_bytes = 4 << 20;
-  p.head_bytes = 4 << 20;
-  p.kv_bytes_per_position_per_layer = 1024;
-  return p;
-}
+using testing::Flat;
 
 PlanInputs Inputs(double device_layer_us, double cloud_layer_us, double rtt_ms, double up_mbit_s) {
   PlanInputs in;

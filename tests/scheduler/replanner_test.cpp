@@ -3,24 +3,13 @@
 // oscillating around the threshold do not make it flap.
 #include <gtest/gtest.h>
 
+#include "tests/scheduler/synthetic_profiles.h"
 #include "scheduler/replanner.h"
 
 namespace splitlm::scheduler {
 namespace {
 
-ComputeProfile Flat(int layers, double layer_us) {
-  ComputeProfile p;
-  p.num_layers = layers;
-  p.decode_contexts = {1, 1000};
-  p.prefill_lengths = {1, 1000};
-  for (int l = 0; l < layers; ++l) {
-    p.layer_decode_us.push_back({layer_us, layer_us});
-    p.layer_prefill_us.push_back({layer_us, layer_us * 1000});
-  }
-  p.embed_us = 1;
-  p.head_decode_us = 100;
-  return p;
-}
+using testing::Flat;
 
 PlanInputs Inputs() {
   PlanInputs in;
