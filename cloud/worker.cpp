@@ -97,28 +97,28 @@ struct Worker::Impl {
     metrics.Set("splitlm_cloud_min_cut", options.min_cut);
   }
 
-  // Decode time of each layer this worker holds (context 16, best of 3),
-  // reported in Hello so devices can plan their cut with the cloud's speed.
+  // Decode time of each layer this worker holds (context 16, 8 steps, best
+  // of 3, timed inside whole-stage runs), reported in Hello so devices can
+  // plan their cut with the cloud's speed.
   std::vector<float> MeasureLayers() {
     const auto& c = model.config();
-    std::vector<float> us;
-    std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * 17, 0.01f), out(hidden.size());
+    const int held = c.num_layers - options.min_cut, kSteps = 8, kContext = 16;
+    std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * (kContext + kSteps)), logits(c.vocab_size);
     for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
-    for (int l = options.min_cut; l < c.num_layers; ++l) {
-      partition::StageSpec spec = partition::StageSpec::Range(c, l, l + 1);
-      spec.embedding = spec.head = false;
-      partition::Stage stage(weights->Slice(spec));
-      stage.Forward({nullptr, hidden.data(), 16}, out.data());
-      double best = 1e30;
-      for (int r = 0; r < 3; ++r) {
-        stage.Truncate(16);
-        const auto t0 = Clock::now();
-        stage.Forward({nullptr, hidden.data(), 1}, out.data());
-        best = std::min(best, std::chrono::duration<double, std::micro>(Clock::now() - t0).count());
+    partition::Stage stage(weights);
+    std::vector<double> best(held + 2, 1e30), parts;
+    for (int r = 0; r < 3; ++r) {
+      stage.Truncate(0);
+      stage.Forward({nullptr, hidden.data(), kContext}, logits.data());
+      parts.assign(held + 2, 0.0);
+      stage.SetPartTimer(&parts);
+      for (int s = 0; s < kSteps; ++s) {
+        stage.Forward({nullptr, &hidden[static_cast<size_t>(kContext + s) * c.hidden_size], 1}, logits.data());
       }
-      us.push_back(static_cast<float>(best));
+      stage.SetPartTimer(nullptr);
+      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i] / kSteps);
     }
-    return us;
+    return std::vector<float>(best.begin() + 1, best.begin() + 1 + held);
   }
 
   const std::shared_ptr<const partition::StageWeights>& WeightsFor(int cut) {

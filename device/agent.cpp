@@ -140,6 +140,28 @@ struct Agent::Impl {
 
   // --cut auto: the cut for the next request.
   void PlanRequest() {
+    const auto plan = Predict();
+    if (!plan) {
+      if (o.log) o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
+      SetCut(layers);
+      return;
+    }
+    const auto cut = replanner->PlanRequest();
+    const int k = cut.value_or(layers);
+    if (o.log) {
+      o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
+                  replanner->last_plan().reason);
+    }
+    if (k != o.cut) {
+      SetCut(k);
+      hello.layer_end = k;
+    }
+    metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
+  }
+
+  // Brings the replanner's inputs up to date (hello, probes, profiles) and
+  // returns the predictions; nullopt if the cloud cannot be reached.
+  std::optional<scheduler::Plan> Predict() {
     const auto& c = model.config();
     const auto deadline = Clock::now() + o.step_deadline;
     bool reachable = false;
@@ -157,11 +179,7 @@ struct Agent::Impl {
       }
       if (small < 1e30 && large < 1e30) estimator.Calibrate(64, small, 64 << 10, large);
     }
-    if (!reachable || !estimator.calibrated()) {
-      if (o.log) o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
-      SetCut(layers);
-      return;
-    }
+    if (!reachable || !estimator.calibrated()) return std::nullopt;
     scheduler::PlanInputs in = o.auto_cut.plan;
     in.device = device_profile;
     in.cloud = device_profile;  // the cloud's own decode times replace ours where it serves
@@ -183,17 +201,7 @@ struct Agent::Impl {
     } else {
       replanner->SetInputs(in);
     }
-    const auto cut = replanner->PlanRequest();
-    const int k = cut.value_or(layers);
-    if (o.log) {
-      o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
-                  replanner->last_plan().reason);
-    }
-    if (k != o.cut) {
-      SetCut(k);
-      hello.layer_end = k;
-    }
-    metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
+    return scheduler::ChooseCut(in);
   }
 
   void Drop() {
@@ -328,7 +336,9 @@ struct Agent::Impl {
     GenerateResult result;
     if (o.auto_cut.enabled) PlanRequest();
     result.cut = o.cut;
-    if (replanner) result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
+    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
+      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
+    }
     partition::Stage device(device_w);
     std::unique_ptr<partition::Stage> local;
     if (local_w) local = std::make_unique<partition::Stage>(local_w);
@@ -454,5 +464,18 @@ GenerateResult Agent::Generate(const GenerateRequest& request, const std::functi
 }
 
 const partition::Model& Agent::model() const { return impl_->model; }
+
+std::optional<scheduler::Plan> Agent::PlanAllCuts() {
+  if (impl_->device_profile.num_layers == 0) throw DeviceError("PlanAllCuts needs --cut auto (a device profile)");
+  if (!impl_->channel) return std::nullopt;
+  return impl_->Predict();
+}
+
+void Agent::UseCut(int cut) {
+  if (!impl_->all_w) throw DeviceError("a fixed cut can only change when all layers are loaded");
+  partition::StageSpec::Device(impl_->model.config(), cut);  // validates
+  impl_->o.auto_cut.enabled = false;
+  impl_->SetCut(cut);
+}
 
 }  // namespace splitlm::device

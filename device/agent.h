@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,14 @@ class Agent {
                           const std::function<bool(int32_t)>& on_token = nullptr);
 
   const partition::Model& model() const;
+
+  // With --cut auto: the cost model's predictions for every cut under the
+  // current conditions (probing the cloud as a request would). nullopt when
+  // the cloud cannot be reached.
+  std::optional<scheduler::Plan> PlanAllCuts();
+  // Fixes the cut from now on (turns automatic choice off). Needs all layers
+  // loaded (auto cut or local fallback); throws DeviceError otherwise.
+  void UseCut(int cut);
 
  private:
   struct Impl;

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -358,6 +359,17 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     total += in.count;
   }
 
+  // Profiling (see SetPartTimer): time since the last mark goes to `part`.
+  std::vector<double>* timer = stages[0]->part_timer_;
+  if (timer) timer->resize(w.layers.size() + 2, 0.0);
+  auto mark_time = std::chrono::steady_clock::now();
+  auto mark = [&](size_t part) {
+    if (!timer) return;
+    const auto now = std::chrono::steady_clock::now();
+    (*timer)[part] += std::chrono::duration<double, std::micro>(now - mark_time).count();
+    mark_time = now;
+  };
+
   // One row per position of every sequence.
   std::vector<int> row_stage(total), row_pos(total);
   std::vector<float> x(static_cast<size_t>(total) * h);
@@ -377,6 +389,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     }
   }
 
+  mark(0);
   std::vector<float> xn(static_cast<size_t>(total) * h), qkv(static_cast<size_t>(total) * qkvd),
       attn(static_cast<size_t>(total) * qd), tmp(static_cast<size_t>(total) * h),
       gu(static_cast<size_t>(total) * 2 * inter), act(static_cast<size_t>(total) * inter);
@@ -468,6 +481,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
       for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
     });
+    mark(1 + l);
   }
 
   for (size_t s = 0; s < stages.size(); ++s) stages[s]->position_ += inputs[s].count;
@@ -476,6 +490,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     for (size_t s = 0, r = 0; s < stages.size(); r += inputs[s].count, ++s) {
       std::memcpy(outs[s], &x[r * h], static_cast<size_t>(inputs[s].count) * h * sizeof(float));
     }
+    mark(w.layers.size() + 1);
     return;
   }
   // Logits of each sequence's last position, one matrix pass for all.
@@ -486,6 +501,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
   }
   if (n == 1) {
     kernels::MatMul(Data(w.head), c.vocab_size, h, xn.data(), 1, outs[0]);
+    mark(w.layers.size() + 1);
     return;
   }
   std::vector<float> logits(static_cast<size_t>(n) * c.vocab_size);
@@ -493,6 +509,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
   for (int s = 0; s < n; ++s) {
     std::memcpy(outs[s], &logits[static_cast<size_t>(s) * c.vocab_size], c.vocab_size * sizeof(float));
   }
+  mark(w.layers.size() + 1);
 }
 
 }  // namespace splitlm::partition

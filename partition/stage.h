@@ -112,6 +112,11 @@ class Stage {
   // Bytes of KV cache allocated (grows in chunks as the sequence does).
   size_t kv_bytes() const;
 
+  // Profiling: when set, every Forward adds the microseconds it spends in
+  // each part to `us` (resized to layers + 2): [0] input (embedding or
+  // copy), [1 + i] the i-th layer of this stage, [last] the head. Null stops.
+  void SetPartTimer(std::vector<double>* us) { part_timer_ = us; }
+
  private:
   void Reserve(int positions);
 
@@ -121,6 +126,7 @@ class Stage {
   int capacity_ = 0;
   // Per layer: k then v, each [kv_heads][capacity_][head_dim].
   std::vector<std::vector<float>> kv_;
+  std::vector<double>* part_timer_ = nullptr;
 };
 
 }  // namespace splitlm::partition

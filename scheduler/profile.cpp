@@ -121,71 +121,55 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
   };
   auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, c.num_layers));
   p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
-  std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * std::max(
-      *std::max_element(p.prefill_lengths.begin(), p.prefill_lengths.end()),
-      *std::max_element(p.decode_contexts.begin(), p.decode_contexts.end()) + 1), 0.01f);
-  for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
 
-  {  // embedding and head
-    partition::Stage embed(all->Slice(partition::StageSpec::Device(c, 0)));
-    std::vector<float> out(c.hidden_size);
-    double best = 1e30;
-    for (int r = 0; r < 5; ++r) {
-      int32_t tok = 1;
-      embed.Truncate(0);
-      const auto t0 = Clock::now();
-      embed.Forward({&tok, nullptr, 1}, out.data());
-      best = std::min(best, Micros(Clock::now() - t0));
-    }
-    p.embed_us = best;
-    p.embed_bytes = static_cast<double>(all->Slice(partition::StageSpec::Device(c, 0))->bytes());
-    partition::Stage head(all->Slice(partition::StageSpec::Cloud(c, c.num_layers)));
-    std::vector<float> logits(c.vocab_size);
-    best = 1e30;
-    for (int r = 0; r < 5; ++r) {
-      head.Truncate(0);
-      const auto t0 = Clock::now();
-      head.Forward({nullptr, hidden.data(), 1}, logits.data());
-      best = std::min(best, Micros(Clock::now() - t0));
-    }
-    p.head_decode_us = best;
-    p.head_bytes = static_cast<double>(all->Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
+  p.embed_bytes = static_cast<double>(all->Slice(partition::StageSpec::Device(c, 0))->bytes());
+  p.head_bytes = static_cast<double>(all->Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
+  {
+    partition::StageSpec spec = partition::StageSpec::Range(c, 0, 1);
+    spec.embedding = spec.head = false;
+    p.layer_bytes = static_cast<double>(all->Slice(spec)->bytes());
   }
-
-  for (int l = 0; l < c.num_layers; ++l) {
-    say("layer " + std::to_string(l + 1) + "/" + std::to_string(c.num_layers));
-    partition::StageSpec spec = partition::StageSpec::Range(c, l, l + 1);
-    spec.embedding = false;
-    spec.head = false;
-    auto w = all->Slice(spec);
-    if (l == 0) p.layer_bytes = static_cast<double>(w->bytes());
-    partition::Stage stage(w);
-    std::vector<float> out(hidden.size());
-    std::vector<double> dec, pre;
-    for (int ctx : p.decode_contexts) {
+  // Every part is timed inside whole-model runs (Stage::SetPartTimer), so
+  // the figures carry the cache and memory behaviour of a real step.
+  partition::Stage stage(all);
+  std::vector<float> logits(c.vocab_size);
+  std::vector<int32_t> tokens(static_cast<size_t>(c.max_context));
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
+  const int kSteps = 8;
+  p.layer_decode_us.assign(c.num_layers, {});
+  p.layer_prefill_us.assign(c.num_layers, {});
+  std::vector<double> parts;
+  for (size_t ci = 0; ci < p.decode_contexts.size(); ++ci) {
+    const int ctx = std::min(p.decode_contexts[ci], c.max_context - kSteps - 1);
+    say("decode at context " + std::to_string(ctx));
+    std::vector<double> best(c.num_layers + 2, 1e30);
+    for (int r = 0; r < o.repeats; ++r) {
       stage.Truncate(0);
-      if (ctx > 0) stage.Forward({nullptr, hidden.data(), ctx}, out.data());
-      double best = 1e30;
-      for (int r = 0; r < o.repeats; ++r) {
-        stage.Truncate(ctx);
-        const auto t0 = Clock::now();
-        stage.Forward({nullptr, hidden.data(), 1}, out.data());
-        best = std::min(best, Micros(Clock::now() - t0));
-      }
-      dec.push_back(best);
+      stage.Forward({tokens.data(), nullptr, ctx}, logits.data());
+      parts.assign(c.num_layers + 2, 0.0);
+      stage.SetPartTimer(&parts);
+      for (int s = 0; s < kSteps; ++s) stage.Forward({&tokens[ctx + s], nullptr, 1}, logits.data());
+      stage.SetPartTimer(nullptr);
+      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i] / kSteps);
     }
-    for (int n : p.prefill_lengths) {
-      double best = 1e30;
-      for (int r = 0; r < o.repeats; ++r) {
-        stage.Truncate(0);
-        const auto t0 = Clock::now();
-        stage.Forward({nullptr, hidden.data(), n}, out.data());
-        best = std::min(best, Micros(Clock::now() - t0));
-      }
-      pre.push_back(best);
+    for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(best[1 + l]);
+    if (ci == 0) {
+      p.embed_us = best[0];
+      p.head_decode_us = best[c.num_layers + 1];
     }
-    p.layer_decode_us.push_back(dec);
-    p.layer_prefill_us.push_back(pre);
+  }
+  for (int n : p.prefill_lengths) {
+    say("prefill of " + std::to_string(n) + " tokens");
+    std::vector<double> best(c.num_layers + 2, 1e30);
+    for (int r = 0; r < o.repeats; ++r) {
+      stage.Truncate(0);
+      parts.assign(c.num_layers + 2, 0.0);
+      stage.SetPartTimer(&parts);
+      stage.Forward({tokens.data(), nullptr, n}, logits.data());
+      stage.SetPartTimer(nullptr);
+      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i]);
+    }
+    for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(best[1 + l]);
   }
   return p;
 }

@@ -22,6 +22,7 @@ Runner AddGenerate(CLI::App& app);
 Runner AddBench(CLI::App& app);
 Runner AddBenchTransport(CLI::App& app);
 Runner AddBenchCloud(CLI::App& app);
+Runner AddBenchPlan(CLI::App& app);
 Runner AddKeygen(CLI::App& app);
 Runner AddConfigKeys(CLI::App& app);
 Runner AddProfile(CLI::App& app);

@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddBench);
   add(splitlm::cli::AddBenchTransport);
   add(splitlm::cli::AddBenchCloud);
+  add(splitlm::cli::AddBenchPlan);
   add(splitlm::cli::AddCodecEval);
   add(splitlm::cli::AddKeygen);
   add(splitlm::cli::AddConfigKeys);

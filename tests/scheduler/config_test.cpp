@@ -2,6 +2,9 @@
 // the examples parse; docs/config.md matches the schema; flags override.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <sstream>
 
@@ -110,6 +113,28 @@ TEST(PlanCli, PrintsEveryCutAndTheChoiceOrWhyNone) {
   r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " + dir.Sub("q.toml"));
   EXPECT_EQ(3, r.exit_code);
   EXPECT_NE(std::string::npos, r.out.find("no cut is feasible: no cut meets max_tpot_ms")) << r.out;
+}
+
+}  // namespace
+}  // namespace splitlm::scheduler
+
+namespace splitlm::scheduler {
+namespace {
+
+// The cost model against reality on loopback: predicted time per token within
+// generous bounds of the measured one at every cut (the exact figures come
+// from `splitlm bench-plan`; the machine is shared, so the bound is loose).
+TEST(PlanAccuracy, PredictedTimePerTokenIsCloseToMeasuredAtEveryCut) {
+  testing::TempDir dir;
+  const std::string model = dir.Sub("m");
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset small --seed 2 --out " + model).exit_code);
+  auto r = testing::RunCommand(testing::BinPath("splitlm") + " bench-plan --threads 1 --json --tokens 32 --log-level warn --model " + model);
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(9u, j["cuts"].size());
+  for (const auto& row : j["cuts"]) {
+    EXPECT_LT(std::fabs(row["error"].get<double>()), 0.5) << row.dump();
+  }
 }
 
 }  // namespace
