@@ -55,6 +55,7 @@ struct Agent::Impl {
   scheduler::ComputeProfile device_profile;
   scheduler::NetworkEstimator estimator;
   std::unique_ptr<scheduler::Replanner> replanner;
+  std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
   std::mt19937_64 rng{std::random_device{}()};
   transport::Hello hello;
@@ -193,7 +194,7 @@ struct Agent::Impl {
     }
     in.cloud_queue_ms = cloud_hello.queue_us / 1e3;
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
-    in.link = estimator.ToLink(in.link);
+    in.link = link_override ? *link_override : estimator.ToLink(in.link);
     in.workload.max_context = c.max_context;
     in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(o.codec, 1, hidden));
     if (!replanner) {
@@ -339,12 +340,15 @@ struct Agent::Impl {
     if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
       result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
     }
-    partition::Stage device(device_w);
+    // The device side is a chain of stages over consecutive layer ranges:
+    // one normally, two after the cut moved towards the device mid-way.
+    std::vector<std::unique_ptr<partition::Stage>> chain;
+    chain.push_back(std::make_unique<partition::Stage>(device_w));
     std::unique_ptr<partition::Stage> local;
     if (local_w) local = std::make_unique<partition::Stage>(local_w);
     Generation g;
     g.ids = req.prompt;
-    const bool all_local = o.cut == layers;
+    bool all_local = o.cut == layers;
     Clock::time_point first_token_at{};
     bool split = !all_local;
     Clock::time_point retry_at{};
@@ -356,11 +360,59 @@ struct Agent::Impl {
       ~Done() { m.Set("splitlm_device_active_sessions", 0); }
     } done{metrics};
 
+    std::vector<float> tmp;
+    auto device_forward = [&](const int32_t* ids, int n) {
+      out.resize(chain[0]->OutputSize(n));
+      chain[0]->Forward({ids, nullptr, n}, out.data());
+      for (size_t i = 1; i < chain.size(); ++i) {
+        tmp.resize(chain[i]->OutputSize(n));
+        chain[i]->Forward({nullptr, out.data(), n}, tmp.data());
+        out.swap(tmp);
+      }
+    };
+    // Moves the cut between two steps (all positions so far processed on
+    // both sides). Exact: every rebuilt cache equals the one it replaces.
+    auto recut = [&](int to) {
+      const auto& cfg = model.config();
+      const int from = o.cut;
+      if (to > from) {  // the device takes over [from, to): run them over the buffered states
+        partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
+        spec.embedding = false;
+        spec.head = to == layers;
+        auto st = std::make_unique<partition::Stage>(all_w->Slice(spec));
+        std::vector<float> next(st->OutputSize(g.positions));
+        st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
+        if (to < layers) g.cut_hidden.swap(next);
+        chain.push_back(std::move(st));
+      } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
+        chain.clear();
+        chain.push_back(std::make_unique<partition::Stage>(all_w->Slice(partition::StageSpec::Device(cfg, to))));
+        device_forward(g.ids.data(), fed);
+        g.cut_hidden.assign(out.begin(), out.end());
+        g.positions = fed;
+      }
+      if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
+      g.session_open = false;
+      SetCut(to);
+      local = local_w ? std::make_unique<partition::Stage>(local_w) : nullptr;
+      all_local = to == layers;
+      split = !all_local;
+      metrics.Set("splitlm_device_split_mode", split ? 1 : 0);
+      ++result.recuts;
+      if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, fed);
+    };
+
     while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
+      const int done_tokens = static_cast<int>(result.tokens.size());
+      if (o.auto_cut.enabled && replanner && (split || all_local) && done_tokens > 0 &&
+          done_tokens % std::max(1, o.auto_cut.replan_every) == 0) {
+        replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+        const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
+        if (k != o.cut) recut(k);
+      }
       const int n = static_cast<int>(g.ids.size()) - fed;
       const auto t0 = Clock::now();
-      out.resize(device.OutputSize(n));
-      device.Forward({&g.ids[fed], nullptr, n}, out.data());
+      device_forward(&g.ids[fed], n);
       fed = static_cast<int>(g.ids.size());
       metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", Seconds(Clock::now() - t0));
       int32_t token = 0;
@@ -443,6 +495,7 @@ struct Agent::Impl {
       }
     }
     if (result.finish_reason.empty()) result.finish_reason = "length";
+    result.final_cut = o.cut;
     if (result.tokens.size() > 1) {
       result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Clock::now() - first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
@@ -470,6 +523,8 @@ std::optional<scheduler::Plan> Agent::PlanAllCuts() {
   if (!impl_->channel) return std::nullopt;
   return impl_->Predict();
 }
+
+void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
 
 void Agent::UseCut(int cut) {
   if (!impl_->all_w) throw DeviceError("a fixed cut can only change when all layers are loaded");

@@ -40,6 +40,7 @@ struct AutoCut {
   scheduler::PlanInputs plan;     // objective, constraints, power, workload
   std::string profile_path;       // device profile cache ("" = measure at start-up)
   double margin = 0.10;
+  int replan_every = 8;           // re-plan during a generation every N tokens
 };
 
 struct AgentOptions {
@@ -71,7 +72,9 @@ struct GenerateResult {
   int cloud_steps = 0;          // steps answered by the cloud
   int local_steps = 0;          // steps finished on the device
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
-  int cut = 0;                  // the cut used
+  int cut = 0;                  // the cut at the start (auto: chosen for this request)
+  int final_cut = 0;            // the cut at the end
+  int recuts = 0;               // cut changes during the generation
   double predicted_tpot_ms = 0; // auto cut: the cost model's figure
   double measured_tpot_ms = 0;  // after the first token
 };
@@ -102,6 +105,9 @@ class Agent {
   // Fixes the cut from now on (turns automatic choice off). Needs all layers
   // loaded (auto cut or local fallback); throws DeviceError otherwise.
   void UseCut(int cut);
+  // Replaces the measured link with `link` for planning (emulated networks,
+  // what-if runs); nullopt returns to the estimator.
+  void OverrideLink(std::optional<scheduler::Link> link);
 
  private:
   struct Impl;

@@ -6,12 +6,14 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include "cloud/worker.h"
 #include "device/agent.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "scheduler/profile.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm {
@@ -124,6 +126,48 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   EXPECT_GE(got.local_steps, 5);
   EXPECT_GT(got.cloud_steps, 5);
   EXPECT_EQ(40, got.cloud_steps + got.local_steps);
+}
+
+TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
+  Start(size_t{1} << 30);
+  // A device profile 100x slower than the worker: splitting at the privacy
+  // floor wins on a fast link, running everything here on a terrible one.
+  scheduler::ProfileOptions po;
+  auto profile = scheduler::MeasureProfile(*model_, po);
+  for (auto& row : profile.layer_decode_us) for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_prefill_us) for (double& v : row) v *= 100;
+  profile.head_decode_us *= 100;
+  std::ofstream(dir_.Sub("slow.json")) << profile.ToJson();
+
+  device::AgentOptions o = AgentOpts(model_->config().num_layers);
+  o.fallback = device::Fallback::kLocal;
+  o.auto_cut.enabled = true;
+  o.auto_cut.profile_path = dir_.Sub("slow.json");
+  o.auto_cut.plan.device.threads = 1;
+  o.auto_cut.plan.constraints.privacy_floor = 1;
+  o.auto_cut.replan_every = 1;
+  transport::Metrics m;
+  device::Agent agent(*model_, o, ctx_, m);
+  scheduler::Link fast, slow;
+  fast.rtt_ms = 0.01;
+  fast.up_mbit_s = fast.down_mbit_s = 1e5;
+  slow.rtt_ms = 1e4;
+  slow.up_mbit_s = slow.down_mbit_s = 0.01;
+  agent.OverrideLink(fast);
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  const auto want = LocalTokens(prompt, 40);
+  int seen = 0;
+  auto got = agent.Generate({prompt, 40, {}, false}, [&](int32_t) {
+    ++seen;
+    if (seen == 10) agent.OverrideLink(slow);  // the link collapses: move to the device
+    if (seen == 25) agent.OverrideLink(fast);  // and recovers: back to the cloud
+    return true;
+  });
+  EXPECT_EQ(want, got.tokens);
+  EXPECT_EQ(1, got.cut);
+  EXPECT_EQ(2, got.recuts);
+  EXPECT_EQ(1, got.final_cut);
+  EXPECT_EQ(0, got.fallbacks);
 }
 
 TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
