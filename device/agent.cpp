@@ -16,8 +16,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using transport::ErrorCode;
 
-constexpr std::chrono::milliseconds kMinProbe{50};
-
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 // The state of one generation.
@@ -351,7 +349,8 @@ struct Agent::Impl {
     bool all_local = o.cut == layers;
     Clock::time_point first_token_at{};
     bool split = !all_local;
-    Clock::time_point retry_at{};
+    Clock::time_point retry_at{}, probe_deadline{};
+    bool probing = false;  // a hello is out while on the device
     std::vector<float> out;
     int fed = 0;
     metrics.Set("splitlm_device_active_sessions", 1);
@@ -423,24 +422,47 @@ struct Agent::Impl {
         g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
         g.positions += n;
         std::optional<int32_t> t;
-        const bool retry = !split && local && Clock::now() >= retry_at;
-        if (split || retry) {
-          // A retry from the device only probes briefly (at most the step
-          // deadline, at least long enough for a hello on a live link).
-          const auto budget = split ? o.step_deadline
-                                    : std::min(o.step_deadline, std::max(o.retry_interval / 2, kMinProbe));
-          t = CloudStep(g, req.sampling, Clock::now() + budget, result);
-          if (t && !split) {
-            ++result.recoveries;
-            metrics.Add("splitlm_device_recoveries_total", 1);
-            if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
-            split = true;
-            metrics.Set("splitlm_device_split_mode", 1);
-          }
+        if (split) {
+          t = CloudStep(g, req.sampling, Clock::now() + o.step_deadline, result);
           if (!t) {
             Drop();
             g.session_open = false;
-            if (retry) retry_at = Clock::now() + o.retry_interval;
+          }
+        } else if (local && channel) {
+          // On the device: look for the cloud without blocking. A hello goes
+          // out every retry interval on a fresh connection; its answer is
+          // picked up at a later step, and only then is the step sent there.
+          const auto now = Clock::now();
+          if (!probing && now >= retry_at) {
+            Drop();
+            channel->Send(hello);
+            probing = true;
+            probe_deadline = now + o.step_deadline;
+          } else if (probing) {
+            while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
+              if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h).ok()) {
+                hello_ok = true;
+                cloud_hello = *h;
+              }
+            }
+            if (hello_ok) {
+              probing = false;
+              g.session_open = false;
+              t = CloudStep(g, req.sampling, now + o.step_deadline, result);
+              if (t) {
+                ++result.recoveries;
+                metrics.Add("splitlm_device_recoveries_total", 1);
+                if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
+                split = true;
+                metrics.Set("splitlm_device_split_mode", 1);
+              } else {
+                Drop();
+                retry_at = now + o.retry_interval;
+              }
+            } else if (now >= probe_deadline) {
+              probing = false;
+              retry_at = now + o.retry_interval;
+            }
           }
         }
         if (!t && split) {

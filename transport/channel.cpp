@@ -188,15 +188,18 @@ bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
 
 std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
   const auto deadline = Clock::now() + timeout;
+  bool first = true;  // a zero timeout still looks once
   while (true) {
     const auto now = Clock::now();
-    if (now >= deadline) return std::nullopt;
+    if (now >= deadline && !first) return std::nullopt;
+    first = false;
     // Wake at the deadline or the next heartbeat, whichever is first.
     const auto next_beat = std::max(last_sent_, last_heard_) + options_.heartbeat_interval;
     const auto wake = std::min(deadline, next_beat);
     zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
-    const auto wait = std::chrono::duration_cast<Millis>(wake - now) + Millis(1);
+    const auto wait = wake > now ? std::chrono::duration_cast<Millis>(wake - now) + Millis(1) : Millis(0);
     if (PollOnce(&item, wait) == 0) {
+      if (Clock::now() >= deadline) return std::nullopt;
       if (Clock::now() >= next_beat) {
         // A whole interval of silence from the server costs one liveness.
         if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {

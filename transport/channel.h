@@ -96,9 +96,10 @@ class ClientChannel {
   // (peer gone and the queue full): the caller treats that as a failed step.
   bool Send(const Message& message, zmq::message_t payload = {});
 
-  // The next valid message within `timeout`, heartbeating while it waits.
-  // Returns nullopt on timeout or when the peer is declared dead (see
-  // peer_alive()). Malformed messages from the server are logged and dropped.
+  // The next valid message within `timeout` (0 = only what has arrived),
+  // heartbeating while it waits. Returns nullopt on timeout or when the peer
+  // is declared dead (see peer_alive()). Malformed messages from the server
+  // are logged and dropped.
   std::optional<Incoming> Receive(Millis timeout);
 
   // False once `liveness` heartbeat intervals passed without a word from the

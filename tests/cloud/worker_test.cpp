@@ -14,6 +14,7 @@
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "scheduler/profile.h"
+#include "transport/shaper.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm {
@@ -168,6 +169,38 @@ TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
   EXPECT_EQ(2, got.recuts);
   EXPECT_EQ(1, got.final_cut);
   EXPECT_EQ(0, got.fallbacks);
+}
+
+TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
+  // The small preset, so that steps on the device alone take long enough for
+  // the generation to outlast the outage.
+  partition::RandomModelOptions small;
+  small.preset = "small";
+  model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
+  Start(size_t{1} << 30);
+  const std::vector<int32_t> prompt = {1, 4};
+  const auto want = LocalTokens(prompt, 400);  // before the relay's clock starts
+  // The device reaches the worker through the shaping relay: 5 ms each way,
+  // and the link is cut from 0.3 s to 0.5 s.
+  transport::ShaperOptions so;
+  so.upstream = worker_->endpoint().substr(6);
+  so.link.delay_ms = 5;
+  so.outages = {{0.3, 0.5, true}};
+  transport::ShapingRelay relay(so);
+  device::AgentOptions o = AgentOpts(2);
+  o.channel.endpoint = relay.endpoint();
+  o.fallback = device::Fallback::kLocal;
+  o.step_deadline = std::chrono::milliseconds(200);
+  o.retry_interval = std::chrono::milliseconds(100);
+  o.channel.heartbeat_interval = std::chrono::milliseconds(30);
+  transport::Metrics m;
+  device::Agent agent(*model_, o, ctx_, m);
+  auto got = agent.Generate({prompt, 400, {}, false});
+  EXPECT_EQ(want, got.tokens);
+  EXPECT_GE(got.fallbacks, 1) << "the outage was not noticed";
+  EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local";
+  EXPECT_GT(got.local_steps, 0);
+  EXPECT_GT(got.cloud_steps, 0);
 }
 
 TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {

@@ -1,0 +1,269 @@
+#include "transport/shaper.h"
+
+#include <boost/asio.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <fstream>
+#include <list>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "transport/error.h"
+
+namespace splitlm::transport {
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using Clock = std::chrono::steady_clock;
+
+std::vector<TracePoint> ReadTrace(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw TransportError(path + ": cannot open trace");
+  std::vector<TracePoint> out;
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto b = line.find_first_not_of(" \t\r");
+    if (b == std::string::npos || line[b] == '#') continue;
+    if (line.find_first_of("0123456789") != b && out.empty()) continue;  // a header row
+    std::replace(line.begin(), line.end(), ',', ' ');
+    std::istringstream ss(line);
+    TracePoint p;
+    if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 || p.up_mbit_s < 0 ||
+        p.down_mbit_s < 0 || p.rtt_ms < 0) {
+      throw TransportError(path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms (non-negative)");
+    }
+    if (!out.empty() && p.time_s < out.back().time_s) {
+      throw TransportError(path + ":" + std::to_string(n) + ": times must not decrease");
+    }
+    out.push_back(p);
+  }
+  if (out.empty()) throw TransportError(path + ": no rows");
+  return out;
+}
+
+namespace {
+
+// One direction of one connection: a reader stamps each chunk with the time
+// it may arrive, a writer delivers it then.
+struct Pipe {
+  tcp::socket* from;
+  tcp::socket* to;
+  bool up;  // device -> cloud
+  std::mutex mu;
+  std::condition_variable cv;
+  struct Chunk {
+    std::vector<char> data;
+    Clock::time_point arrive;
+  };
+  std::deque<Chunk> queue;
+  bool closed = false;
+  Clock::time_point free_at{};  // when the serialiser finishes the last chunk
+  Clock::time_point last_arrival{};
+};
+
+}  // namespace
+
+struct ShapingRelay::Impl {
+  ShaperOptions o;
+  net::io_context io;
+  tcp::acceptor acceptor{io};
+  tcp::endpoint upstream;
+  Clock::time_point start = Clock::now();
+  std::atomic<bool> stop{false};
+  mutable std::mutex mu;
+  LinkConditions fixed;
+  std::mt19937_64 rng;
+  std::atomic<uint64_t> up_bytes{0}, down_bytes{0};
+  std::thread accept_thread;
+  struct Conn {
+    tcp::socket device, cloud;
+    Pipe up, down;
+    std::vector<std::thread> threads;
+    explicit Conn(net::io_context& io) : device(io), cloud(io), up{&device, &cloud, true}, down{&cloud, &device, false} {}
+  };
+  std::list<std::unique_ptr<Conn>> conns;
+
+  double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+  LinkConditions Now() const {
+    std::lock_guard<std::mutex> lock(mu);
+    if (o.trace.empty()) return fixed;
+    const double t = Elapsed();
+    const TracePoint* p = &o.trace.front();
+    for (const auto& q : o.trace) {
+      if (q.time_s <= t) p = &q;
+    }
+    return {p->up_mbit_s, p->down_mbit_s, p->rtt_ms / 2, fixed.jitter_ms};
+  }
+
+  // The outage in force at `t`, if any.
+  const Outage* OutageAt(double t) const {
+    for (const auto& w : o.outages) {
+      if (t >= w.start_s && t < w.end_s) return &w;
+    }
+    return nullptr;
+  }
+
+  void Reader(Conn& c, Pipe& p) {
+    std::vector<char> buf(64 << 10);
+    boost::system::error_code ec;
+    while (!stop) {
+      const size_t n = p.from->read_some(net::buffer(buf), ec);
+      if (ec || n == 0) break;
+      const LinkConditions link = Now();
+      const double mbit = p.up ? link.up_mbit_s : link.down_mbit_s;
+      const auto now = Clock::now();
+      std::lock_guard<std::mutex> lock(p.mu);
+      // Serialisation at the link rate, then propagation delay and jitter;
+      // arrivals never reorder.
+      const auto begin = std::max(now, p.free_at);
+      const auto tx = mbit > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(n * 8.0 / (mbit * 1e6)))
+                               : Clock::duration::zero();
+      p.free_at = begin + tx;
+      double extra_ms = link.delay_ms;
+      if (link.jitter_ms > 0) {
+        std::lock_guard<std::mutex> g(mu);
+        extra_ms += std::uniform_real_distribution<double>(0, link.jitter_ms)(rng);
+      }
+      auto arrive = p.free_at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(extra_ms));
+      arrive = std::max(arrive, p.last_arrival);
+      p.last_arrival = arrive;
+      p.queue.push_back({std::vector<char>(buf.begin(), buf.begin() + n), arrive});
+      p.cv.notify_one();
+    }
+    std::lock_guard<std::mutex> lock(p.mu);
+    p.closed = true;
+    p.cv.notify_one();
+  }
+
+  void Writer(Conn& c, Pipe& p) {
+    boost::system::error_code ec;
+    while (true) {
+      Pipe::Chunk chunk;
+      {
+        std::unique_lock<std::mutex> lock(p.mu);
+        p.cv.wait(lock, [&] { return !p.queue.empty() || p.closed || stop; });
+        if (p.queue.empty()) break;
+        chunk = std::move(p.queue.front());
+        p.queue.pop_front();
+      }
+      std::this_thread::sleep_until(chunk.arrive);
+      // A stall holds delivery until the outage ends; a cut drops the link.
+      while (!stop) {
+        const Outage* w = OutageAt(Elapsed());
+        if (!w) break;
+        if (w->cut) {
+          Close(c);
+          return;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+      if (stop) break;
+      net::write(*p.to, net::buffer(chunk.data), ec);
+      if (ec) break;
+      (p.up ? up_bytes : down_bytes) += chunk.data.size();
+    }
+    Close(c);
+  }
+
+  void Close(Conn& c) {
+    boost::system::error_code ec;
+    c.device.shutdown(tcp::socket::shutdown_both, ec);
+    c.cloud.shutdown(tcp::socket::shutdown_both, ec);
+    for (Pipe* p : {&c.up, &c.down}) {
+      std::lock_guard<std::mutex> lock(p->mu);
+      p->closed = true;
+      p->cv.notify_all();
+    }
+  }
+
+  void AcceptLoop() {
+    while (!stop) {
+      auto c = std::make_unique<Conn>(io);
+      boost::system::error_code ec;
+      acceptor.accept(c->device, ec);
+      if (ec || stop) continue;
+      // A cut link refuses new connections until it is back.
+      if (const Outage* w = OutageAt(Elapsed()); w && w->cut) {
+        c->device.close(ec);
+        continue;
+      }
+      c->cloud.connect(upstream, ec);
+      if (ec) {
+        if (o.log) o.log->warn("shaper: cannot reach {}: {}", o.upstream, ec.message());
+        c->device.close(ec);
+        continue;
+      }
+      c->device.set_option(tcp::no_delay(true), ec);
+      c->cloud.set_option(tcp::no_delay(true), ec);
+      Conn& r = *c;
+      r.threads.emplace_back([this, &r] { Reader(r, r.up); });
+      r.threads.emplace_back([this, &r] { Reader(r, r.down); });
+      r.threads.emplace_back([this, &r] { Writer(r, r.up); });
+      r.threads.emplace_back([this, &r] { Writer(r, r.down); });
+      std::lock_guard<std::mutex> lock(mu);
+      conns.push_back(std::move(c));
+    }
+  }
+};
+
+ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->o = std::move(options);
+  impl_->fixed = impl_->o.link;
+  impl_->rng.seed(impl_->o.seed);
+  const auto colon = impl_->o.upstream.rfind(':');
+  boost::system::error_code ec;
+  if (colon == std::string::npos) throw TransportError("shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
+  const auto ip = net::ip::make_address(impl_->o.upstream.substr(0, colon), ec);
+  if (ec) throw TransportError("shaper upstream \"" + impl_->o.upstream + "\": bad host");
+  impl_->upstream = tcp::endpoint(ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));
+  tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
+  impl_->acceptor.open(ep.protocol(), ec);
+  if (!ec) impl_->acceptor.bind(ep, ec);
+  if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
+  if (ec) throw TransportError("shaper: cannot listen: " + ec.message());
+  impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
+}
+
+ShapingRelay::~ShapingRelay() {
+  impl_->stop = true;
+  boost::system::error_code ec;
+  {
+    net::io_context io;
+    tcp::socket s(io);
+    s.connect(impl_->acceptor.local_endpoint(ec), ec);
+  }
+  impl_->accept_thread.join();
+  impl_->acceptor.close(ec);
+  std::list<std::unique_ptr<Impl::Conn>> conns;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    conns.swap(impl_->conns);
+  }
+  for (auto& c : conns) impl_->Close(*c);
+  for (auto& c : conns) {
+    for (auto& t : c->threads) t.join();
+  }
+}
+
+std::string ShapingRelay::endpoint() const {
+  boost::system::error_code ec;
+  return "tcp://127.0.0.1:" + std::to_string(impl_->acceptor.local_endpoint(ec).port());
+}
+
+void ShapingRelay::SetConditions(const LinkConditions& link) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->fixed = link;
+}
+
+LinkConditions ShapingRelay::Current() const { return impl_->Now(); }
+double ShapingRelay::elapsed_s() const { return impl_->Elapsed(); }
+uint64_t ShapingRelay::bytes_up() const { return impl_->up_bytes; }
+uint64_t ShapingRelay::bytes_down() const { return impl_->down_bytes; }
+
+}  // namespace splitlm::transport
