@@ -89,6 +89,11 @@ TEST_F(WorkerTest, EvictedSessionIsRebuiltTransparently) {
 }
 
 TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
+  // The small preset: local steps take long enough (ms) for the cloud's
+  // answer to a recovery probe to arrive while the generation goes on.
+  partition::RandomModelOptions small;
+  small.preset = "small";
+  model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
   Start(size_t{1} << 30);
   const std::string endpoint = worker_->endpoint();
   device::AgentOptions o = AgentOpts(2);
@@ -100,9 +105,9 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   transport::Metrics m;
   device::Agent agent(*model_, o, ctx_, m);
   const std::vector<int32_t> prompt = {1, 3};
-  const auto want = LocalTokens(prompt, 40);
+  const auto want = LocalTokens(prompt, 150);
   int seen = 0;
-  auto got = agent.Generate({prompt, 40, {}, false}, [&](int32_t) {
+  auto got = agent.Generate({prompt, 150, {}, false}, [&](int32_t) {
     ++seen;
     if (seen == 5) {  // the cloud goes away...
       stop_ = true;
@@ -126,7 +131,7 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   // One fallback and one recovery: the generation ended in split mode.
   EXPECT_GE(got.local_steps, 5);
   EXPECT_GT(got.cloud_steps, 5);
-  EXPECT_EQ(40, got.cloud_steps + got.local_steps);
+  EXPECT_EQ(150, got.cloud_steps + got.local_steps);
 }
 
 TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
