@@ -81,6 +81,15 @@ TEST_F(CliTest, UnknownArchitectureAndMissingTensorAreReported) {
   ExpectFailure("generate --model " + m + " --prompt-ids 1", "model.safetensors: header length");
 }
 
+TEST_F(CliTest, SimRunsAScenarioThroughTheEmulatedLink) {
+  auto r = Splitlm("sim --threads 1 --model " + Model() + " --cut 2 --delay-ms 2 --prompts 2 --tokens 8 --json --log-level warn");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos, r.out.find("\"token_agreement\":1.0")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("\"cuts\":[2,2]")) << r.out;
+  EXPECT_NE(std::string::npos, r.out.find("\"fallbacks\":0")) << r.out;
+  ExpectFailure("sim --model " + Model() + " --outage 5:1", "--outage \"5:1\": expected START:END");
+}
+
 TEST_F(CliTest, CodecsRunAndF32IsExact) {
   const std::string base = "generate --model " + Model() + " --prompt-ids 1 --max-tokens 20 --print-ids --cut 2";
   auto f32 = Splitlm(base + " --codec f32");
