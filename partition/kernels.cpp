@@ -68,6 +68,29 @@ bool ForcePortable(bool on) {
   return prev == &kPortable;
 }
 
+bool ForceIsa(const char* name) {
+  const std::string n = name;
+  if (n.empty()) {
+    g_isa.store(Detect());
+    return true;
+  }
+  if (n == kPortable.name) {
+    g_isa.store(&kPortable);
+    return true;
+  }
+#if defined(SPLITLM_HAVE_AVX2)
+  if (n == kAvx2.name && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    g_isa.store(&kAvx2);
+    return true;
+  }
+  if (n == kAvx512.name && __builtin_cpu_supports("avx512f")) {
+    g_isa.store(&kAvx512);
+    return true;
+  }
+#endif
+  return false;
+}
+
 void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
   if (n <= 0) return;
   if (n <= grain) {

@@ -29,6 +29,9 @@ namespace splitlm::partition::kernels {
 const char* ActiveIsa();
 // Forces the portable path (tests compare both); returns the previous value.
 bool ForcePortable(bool on);
+// Forces an instruction set by name ("portable", "avx2+fma", "avx512f");
+// false (and no change) if this build or CPU lacks it. "" restores detection.
+bool ForceIsa(const char* name);
 
 // Floats a packed [m, k] matrix takes (m rounded up to a multiple of 16).
 size_t PackedSize(int m, int k);

@@ -152,6 +152,21 @@ TEST_F(StageTest, PortableKernelsMatchVectorKernelsBitForBit) {
   EXPECT_EQ(fast, portable) << "active ISA: " << kernels::ActiveIsa();
 }
 
+TEST_F(StageTest, EveryInstructionSetGivesTheSameBits) {
+  const ModelConfig& c = model_->config();
+  const auto prompt = Prompt(9, c.vocab_size);
+  ASSERT_TRUE(kernels::ForceIsa("portable"));
+  const auto reference = RunChain(*model_, 2, prompt, 8);
+  int compared = 0;
+  for (const char* isa : {"avx2+fma", "avx512f"}) {
+    if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
+    EXPECT_EQ(reference, RunChain(*model_, 2, prompt, 8)) << isa;
+    ++compared;
+  }
+  kernels::ForceIsa("");
+  std::printf("compared %d vector instruction sets with the portable path\n", compared);
+}
+
 TEST_F(StageTest, TruncateThenReplayGivesTheSameLogits) {
   const ModelConfig& c = model_->config();
   Stage stage(StageWeights::Load(*model_, StageSpec::Device(c, c.num_layers)));
