@@ -4,6 +4,9 @@
 #include <boost/beast.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
 #include <list>
 #include <mutex>
 #include <thread>
@@ -90,11 +93,33 @@ struct HttpServer::Impl {
   };
   std::list<Connection> connections;  // finished ones are joined as new ones arrive
   std::list<tcp::socket*> open_sockets;
+  // Sockets still reading their request, since when. A reaper shuts down
+  // those past the read timeout, so a silent or trickling client cannot hold
+  // a thread forever (Asio's blocking reads have no timeout of their own).
+  std::map<tcp::socket*, std::chrono::steady_clock::time_point> reading;
+  std::condition_variable reaper_cv;
+  std::thread reaper;
+
+  void Reap() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!stop) {
+      reaper_cv.wait_for(lock, std::chrono::milliseconds(50));
+      const auto now = std::chrono::steady_clock::now();
+      for (auto& [sock, since] : reading) {
+        if (now - since > std::chrono::milliseconds(options.read_timeout_ms)) {
+          beast::error_code ec;
+          sock->shutdown(tcp::socket::shutdown_both, ec);
+          since = now + std::chrono::hours(24);  // once
+        }
+      }
+    }
+  }
 
   void Serve(tcp::socket socket) {
     {
       std::lock_guard<std::mutex> lock(mu);
       open_sockets.push_back(&socket);
+      reading[&socket] = std::chrono::steady_clock::now();
     }
     beast::flat_buffer buffer;
     http::request_parser<http::string_body> parser;
@@ -103,6 +128,10 @@ struct HttpServer::Impl {
     beast::error_code ec;
     socket.set_option(tcp::no_delay(true), ec);
     http::read(socket, buffer, parser, ec);
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      reading.erase(&socket);  // the reaper leaves it alone from now on
+    }
     Responder responder(socket, 11);
     if (ec) {
       if (ec != http::error::end_of_stream) {
@@ -189,6 +218,7 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
   if (ec) throw TransportError("cannot serve HTTP on " + a + ": " + ec.message());
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
+  impl_->reaper = std::thread([this] { impl_->Reap(); });
 }
 
 HttpServer::~HttpServer() {
@@ -201,6 +231,11 @@ HttpServer::~HttpServer() {
     s.connect(impl_->acceptor.local_endpoint(ec), ec);
   }
   impl_->accept_thread.join();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    impl_->reaper_cv.notify_all();
+  }
+  impl_->reaper.join();
   impl_->acceptor.close(ec);
   {
     std::lock_guard<std::mutex> lock(impl_->mu);

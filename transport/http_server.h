@@ -35,6 +35,7 @@ using HttpHandler = std::function<void(const HttpRequest&, HttpResponder&)>;
 struct HttpServerOptions {
   std::string address = "127.0.0.1:8080";  // host:port; port 0 picks a free one
   size_t max_body_bytes = 1 << 20;
+  int read_timeout_ms = 30000;  // a client that sends nothing for this long is dropped
   bool allow_public = false;  // binding beyond loopback needs this (warned)
   std::shared_ptr<spdlog::logger> log;
 };
