@@ -6,7 +6,7 @@
 #include <iostream>
 #include <thread>
 
-#include "cloud/worker.h"
+#include "examples/splitlm/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
@@ -28,12 +28,7 @@ Runner AddBenchCloud(CLI::App& app) {
     auto model = partition::Model::Open(*dir);
     zmq::context_t zctx;
     transport::Metrics cloud_metrics;
-    cloud::WorkerOptions wo;
-    wo.server.bind = "tcp://127.0.0.1:*";
-    wo.log = ctx.log;
-    cloud::Worker worker(*model, wo, zctx, cloud_metrics);
-    std::atomic<bool> stop{false};
-    std::thread server([&] { worker.Run(stop); });
+    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
     // Devices at cut 0 (embedding only): the cloud does all the layer work,
     // which is what is measured.
     auto run = [&](int n) {
@@ -64,8 +59,6 @@ Runner AddBenchCloud(CLI::App& app) {
     const double many = run(*sessions);
     const double mean_batch = (cloud_metrics.Get("splitlm_cloud_forwards_total") - fwd0) /
                               std::max(1.0, cloud_metrics.Get("splitlm_cloud_batches_total") - batch0);
-    stop = true;
-    server.join();
     if (*json) {
       std::cout << nlohmann::json{{"single_tok_s", single}, {"aggregate_tok_s", many}, {"sessions", *sessions},
                                   {"ratio", many / single}, {"mean_batch", mean_batch}}.dump() << std::endl;

@@ -7,7 +7,7 @@
 #include <iostream>
 #include <thread>
 
-#include "cloud/worker.h"
+#include "examples/splitlm/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
@@ -27,12 +27,7 @@ Runner AddBenchPlan(CLI::App& app) {
     const int layers = model->config().num_layers;
     zmq::context_t zctx;
     transport::Metrics cloud_metrics, device_metrics;
-    cloud::WorkerOptions wo;
-    wo.server.bind = "tcp://127.0.0.1:*";
-    wo.log = ctx.log;
-    cloud::Worker worker(*model, wo, zctx, cloud_metrics);
-    std::atomic<bool> stop{false};
-    std::thread server([&] { worker.Run(stop); });
+    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
     const int prompt_len = 16;
     device::AgentOptions o;
     o.cut = layers;
@@ -61,8 +56,6 @@ Runner AddBenchPlan(CLI::App& app) {
       rows.push_back({{"cut", k}, {"predicted_ms", predicted}, {"measured_ms", best}, {"error", error}});
       if (!*json) std::printf("  %3d  %12.3f  %11.3f  %+6.1f%%\n", k, predicted, best, 100 * error);
     }
-    stop = true;
-    server.join();
     if (*json) {
       std::cout << nlohmann::json{{"cuts", rows}, {"worst_abs_error", worst}}.dump() << std::endl;
     } else {

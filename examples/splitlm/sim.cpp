@@ -8,7 +8,7 @@
 #include <iostream>
 #include <thread>
 
-#include "cloud/worker.h"
+#include "examples/splitlm/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
@@ -100,12 +100,7 @@ Runner AddSim(CLI::App& app) {
 
     zmq::context_t zctx;
     transport::Metrics cloud_metrics, device_metrics;
-    cloud::WorkerOptions wo;
-    wo.server.bind = "tcp://127.0.0.1:*";
-    wo.log = ctx.log;
-    cloud::Worker worker(*model, wo, zctx, cloud_metrics);
-    std::atomic<bool> stop{false};
-    std::thread server([&] { worker.Run(stop); });
+    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
     so.upstream = worker.endpoint().substr(6);
     transport::ShapingRelay relay(so);
     o.channel.endpoint = relay.endpoint();
@@ -133,8 +128,6 @@ Runner AddSim(CLI::App& app) {
       for (size_t i = 0; i < r.tokens.size() && i < reference[p].size(); ++i) agree += r.tokens[i] == reference[p][i];
       total += static_cast<int>(reference[p].size());
     }
-    stop = true;
-    server.join();
     const double bytes = device_metrics.Get("splitlm_device_bytes_sent_total");
     const double tokens = device_metrics.Get("splitlm_device_tokens_total");
     nlohmann::json j = {{"policy", a->cut},

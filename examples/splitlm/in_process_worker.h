@@ -1,0 +1,39 @@
+// A cloud worker on its own thread in this process, on a free loopback port,
+// for the benchmarks and `splitlm sim`. Stops and joins on destruction, so an
+// exception between start and end cannot leave a joinable thread behind.
+#pragma once
+
+#include <atomic>
+#include <thread>
+
+#include "cloud/worker.h"
+
+namespace splitlm::cli {
+
+class InProcessWorker {
+ public:
+  InProcessWorker(const partition::Model& model, zmq::context_t& context, transport::Metrics& metrics,
+                  std::shared_ptr<spdlog::logger> log)
+      : worker_(model, Options(std::move(log)), context, metrics), thread_([this] { worker_.Run(stop_); }) {}
+  ~InProcessWorker() {
+    stop_ = true;
+    thread_.join();
+  }
+  InProcessWorker(const InProcessWorker&) = delete;
+  InProcessWorker& operator=(const InProcessWorker&) = delete;
+
+  std::string endpoint() const { return worker_.endpoint(); }
+
+ private:
+  static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log) {
+    cloud::WorkerOptions o;
+    o.server.bind = "tcp://127.0.0.1:*";
+    o.log = std::move(log);
+    return o;
+  }
+  cloud::Worker worker_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+}  // namespace splitlm::cli
