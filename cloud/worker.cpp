@@ -12,6 +12,7 @@
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
+#include "transport/clock.h"
 
 namespace splitlm::cloud {
 namespace {
@@ -66,6 +67,7 @@ struct Worker::Impl {
   std::set<uint64_t> evicted;
   transport::Hello hello;
   uint64_t forwards = 0;
+  Clock::time_point Now() const { return transport::NowOn(options.clock); }
 
   Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met)
       : model(m), options(std::move(o)), metrics(met), server(ctx, options.server) {
@@ -80,7 +82,15 @@ struct Worker::Impl {
     hello.max_context = c.max_context;
     hello.agent = "splitlm-cloud 0.1";
     hello.reply = true;
-    hello.layer_decode_us = MeasureLayers();
+    if (!options.report_layer_decode_us.empty()) {
+      if (static_cast<int>(options.report_layer_decode_us.size()) != model.config().num_layers - options.min_cut) {
+        throw std::runtime_error("report_layer_decode_us must hold one time per layer served");
+      }
+      hello.layer_decode_us = options.report_layer_decode_us;
+      hello.head_decode_us = options.report_head_decode_us;
+    } else {
+      hello.layer_decode_us = MeasureLayers();
+    }
     using K = transport::Metrics::Kind;
     metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
     metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
@@ -118,6 +128,7 @@ struct Worker::Impl {
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i] / kSteps);
     }
+    hello.head_decode_us = static_cast<float>(best[held + 1]);
     return std::vector<float>(best.begin() + 1, best.begin() + 1 + held);
   }
 
@@ -187,7 +198,8 @@ struct Worker::Impl {
       s.cut = static_cast<int>(o->cut);
       s.codec = o->codec;
       s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
-      s.last_used = Clock::now();
+      s.stage->SetComputeHook(options.compute_hook);
+      s.last_used = Now();
       sessions[s.id] = std::move(s);
       evicted.erase(o->session_id);
       metrics.Set("splitlm_cloud_active_sessions", sessions.size());
@@ -226,7 +238,7 @@ struct Worker::Impl {
     x.codecs = {s.codec};
     Validation v = ValidateForward(*f, in.payload.size(), x, options.server.limits);
     if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f->session_id, f->seq});
-    Pending p{&s, *f, std::vector<float>(static_cast<size_t>(f->count) * hello.hidden_size), Clock::now()};
+    Pending p{&s, *f, std::vector<float>(static_cast<size_t>(f->count) * hello.hidden_size), Now()};
     try {
       Decode(f->tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(), f->count,
              hello.hidden_size, p.hidden.data());
@@ -235,7 +247,7 @@ struct Worker::Impl {
     }
     metrics.Add("splitlm_cloud_bytes_received_total", static_cast<double>(in.payload.size()));
     s.peer = in.peer;  // a reconnected device answers from a new identity
-    s.last_used = Clock::now();
+    s.last_used = Now();
     batch.push_back(std::move(p));
   }
 
@@ -252,7 +264,7 @@ struct Worker::Impl {
     std::set<uint64_t> busy;
     for (const Pending& p : batch) busy.insert(p.session->id);
     for (auto& [cut, group] : groups) {
-      const auto start = Clock::now();
+      const auto start = Now();
       std::vector<partition::Stage*> stages;
       std::vector<partition::StageInput> inputs;
       std::vector<std::vector<float>> logits(group.size(), std::vector<float>(vocab));
@@ -268,7 +280,7 @@ struct Worker::Impl {
         for (Pending* p : group) Reply(p->session->peer, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
         continue;
       }
-      const auto end = Clock::now();
+      const auto end = Now();
       metrics.Add("splitlm_cloud_batches_total", 1);
       metrics.Add("splitlm_cloud_compute_seconds_total", std::chrono::duration<double>(end - start).count());
       for (size_t i = 0; i < group.size(); ++i) {
@@ -324,9 +336,9 @@ void Worker::Run(const std::atomic<bool>& stop) {
     // Take whatever else is waiting, and give the sessions of the previous
     // batch a moment to arrive, so concurrent decode steps share one pass
     // over the weights.
-    const auto window_end = Clock::now() + impl_->options.batch_window;
+    const auto window_end = impl_->Now() + impl_->options.batch_window;
     while (static_cast<int>(batch.size()) < impl_->options.max_batch) {
-      const bool wait = !batch.empty() && batch.size() < expected && Clock::now() < window_end;
+      const bool wait = !batch.empty() && batch.size() < expected && impl_->Now() < window_end;
       auto more = impl_->server.Receive(std::chrono::milliseconds(wait ? 1 : 0));
       if (!more) {
         if (wait) continue;

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <spdlog/logger.h>
 
@@ -14,6 +15,10 @@
 
 namespace splitlm::partition {
 class Model;
+class ComputeHook;
+}
+namespace splitlm::transport {
+class VirtualClock;
 }
 
 namespace splitlm::cloud {
@@ -33,6 +38,13 @@ struct WorkerOptions {
   // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
   int kill_after_forwards = 0;
   std::shared_ptr<spdlog::logger> log;
+  // Emulation (splitlm sim): set on every session's stage; the clock compute
+  // and queue times are read from (null: steady clock); and the per-layer
+  // decode times (and head time) to report in Hello instead of measuring.
+  partition::ComputeHook* compute_hook = nullptr;
+  const transport::VirtualClock* clock = nullptr;
+  std::vector<float> report_layer_decode_us;  // one per layer [min_cut, L)
+  float report_head_decode_us = 0;
 };
 
 class Worker {

@@ -9,6 +9,7 @@
 #include "partition/stage.h"
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
+#include "transport/clock.h"
 
 namespace splitlm::device {
 namespace {
@@ -55,6 +56,13 @@ struct Agent::Impl {
   std::unique_ptr<scheduler::Replanner> replanner;
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
+  // Emulation (splitlm sim): the clock every time is read from.
+  Clock::time_point Now() const { return transport::NowOn(o.clock); }
+  std::unique_ptr<partition::Stage> NewStage(std::shared_ptr<const partition::StageWeights> w) const {
+    auto st = std::make_unique<partition::Stage>(std::move(w));
+    st->SetComputeHook(o.compute_hook);
+    return st;
+  }
   std::mt19937_64 rng{std::random_device{}()};
   transport::Hello hello;
 
@@ -77,7 +85,8 @@ struct Agent::Impl {
       po.progress = [this](const std::string& s) {
         if (o.log) o.log->info("profiling this device: {}", s);
       };
-      device_profile = o.auto_cut.profile_path.empty()
+      device_profile = o.auto_cut.device_profile ? *o.auto_cut.device_profile
+                       : o.auto_cut.profile_path.empty()
                            ? scheduler::MeasureProfile(model, po)
                            : scheduler::LoadOrMeasureProfile(model, o.auto_cut.profile_path, po);
     }
@@ -124,15 +133,15 @@ struct Agent::Impl {
   // Round trip of a Ping carrying `bytes` each way; nullopt on timeout.
   std::optional<double> Probe(uint32_t bytes, Clock::time_point deadline) {
     const uint64_t id = ++seq;
-    const auto t0 = Clock::now();
+    const auto t0 = Now();
     if (!channel->Send(transport::Ping{id, bytes}, zmq::message_t(bytes))) return std::nullopt;
     while (true) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
       if (left.count() <= 0) return std::nullopt;
       auto in = channel->Receive(left);
       if (!in) return std::nullopt;
       if (auto* p = std::get_if<transport::Pong>(&in->message); p && p->seq == id) {
-        return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        return std::chrono::duration<double, std::milli>(Now() - t0).count();
       }
     }
   }
@@ -162,7 +171,7 @@ struct Agent::Impl {
   // returns the predictions; nullopt if the cloud cannot be reached.
   std::optional<scheduler::Plan> Predict() {
     const auto& c = model.config();
-    const auto deadline = Clock::now() + o.step_deadline;
+    const auto deadline = Now() + o.step_deadline;
     bool reachable = false;
     try {
       reachable = EnsureHello(deadline);
@@ -190,6 +199,7 @@ struct Agent::Impl {
       for (double& v : in.cloud.layer_decode_us[l]) v *= ratio;
       for (double& v : in.cloud.layer_prefill_us[l]) v *= ratio;
     }
+    if (cloud_hello.head_decode_us > 0) in.cloud.head_decode_us = cloud_hello.head_decode_us;
     in.cloud_queue_ms = cloud_hello.queue_us / 1e3;
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
@@ -216,7 +226,7 @@ struct Agent::Impl {
     if (hello_ok) return true;
     channel->Send(hello);
     while (true) {
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
       if (left.count() <= 0) return false;
       auto in = channel->Receive(left);
       if (!in) return false;
@@ -263,16 +273,16 @@ struct Agent::Impl {
       f.tensor = {o.codec, static_cast<uint32_t>(rows), static_cast<uint32_t>(hidden),
                   transport::EncodedSize(o.codec, rows, hidden)};
       f.sampling = {sp.temperature, static_cast<uint32_t>(sp.top_k), sp.top_p, sp.seed};
-      const auto t0 = Clock::now();
+      const auto t0 = Now();
       zmq::message_t payload(f.tensor.bytes);
       transport::Encode(o.codec, &g.cut_hidden[static_cast<size_t>(g.cloud_positions) * hidden], rows, hidden,
                         static_cast<uint8_t*>(payload.data()));
-      const auto t1 = Clock::now();
+      const auto t1 = Now();
       metrics.Add("splitlm_device_latency_seconds_total{part=\"codec\"}", Seconds(t1 - t0));
       if (!channel->Send(f, std::move(payload))) return std::nullopt;
       metrics.Add("splitlm_device_bytes_sent_total", static_cast<double>(f.tensor.bytes));
       while (true) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
         if (left.count() <= 0) return std::nullopt;
         auto in = channel->Receive(left);
         if (!in) return std::nullopt;
@@ -282,7 +292,7 @@ struct Agent::Impl {
             if (o.log) o.log->warn("cloud answered step {} with a bad token list: treating as a failure", f.seq);
             return std::nullopt;
           }
-          const double rtt = Seconds(Clock::now() - t1);
+          const double rtt = Seconds(Now() - t1);
           const double cloud = (r->compute_us + r->queue_us) / 1e6;
           metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r->compute_us / 1e6);
           metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r->queue_us / 1e6);
@@ -315,11 +325,11 @@ struct Agent::Impl {
   }
 
   int32_t LocalStep(Generation& g, partition::Stage& local, const partition::SamplingParams& sp) {
-    const auto t0 = Clock::now();
+    const auto t0 = Now();
     const int from = local.position();
     std::vector<float> logits(vocab);
     local.Forward({nullptr, &g.cut_hidden[static_cast<size_t>(from) * hidden], g.positions - from}, logits.data());
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"local_compute\"}", Seconds(Clock::now() - t0));
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"local_compute\"}", Seconds(Now() - t0));
     metrics.Add("splitlm_device_local_steps_total", 1);
     return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
   }
@@ -341,9 +351,9 @@ struct Agent::Impl {
     // The device side is a chain of stages over consecutive layer ranges:
     // one normally, two after the cut moved towards the device mid-way.
     std::vector<std::unique_ptr<partition::Stage>> chain;
-    chain.push_back(std::make_unique<partition::Stage>(device_w));
+    chain.push_back(NewStage(device_w));
     std::unique_ptr<partition::Stage> local;
-    if (local_w) local = std::make_unique<partition::Stage>(local_w);
+    if (local_w) local = NewStage(local_w);
     Generation g;
     g.ids = req.prompt;
     bool all_local = o.cut == layers;
@@ -378,14 +388,14 @@ struct Agent::Impl {
         partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
         spec.embedding = false;
         spec.head = to == layers;
-        auto st = std::make_unique<partition::Stage>(all_w->Slice(spec));
+        auto st = NewStage(all_w->Slice(spec));
         std::vector<float> next(st->OutputSize(g.positions));
         st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
         if (to < layers) g.cut_hidden.swap(next);
         chain.push_back(std::move(st));
       } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
         chain.clear();
-        chain.push_back(std::make_unique<partition::Stage>(all_w->Slice(partition::StageSpec::Device(cfg, to))));
+        chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
         device_forward(g.ids.data(), fed);
         g.cut_hidden.assign(out.begin(), out.end());
         g.positions = fed;
@@ -393,7 +403,7 @@ struct Agent::Impl {
       if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
       g.session_open = false;
       SetCut(to);
-      local = local_w ? std::make_unique<partition::Stage>(local_w) : nullptr;
+      local = local_w ? NewStage(local_w) : nullptr;
       all_local = to == layers;
       split = !all_local;
       metrics.Set("splitlm_device_split_mode", split ? 1 : 0);
@@ -410,10 +420,10 @@ struct Agent::Impl {
         if (k != o.cut) recut(k);
       }
       const int n = static_cast<int>(g.ids.size()) - fed;
-      const auto t0 = Clock::now();
+      const auto t0 = Now();
       device_forward(&g.ids[fed], n);
       fed = static_cast<int>(g.ids.size());
-      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", Seconds(Clock::now() - t0));
+      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", Seconds(Now() - t0));
       int32_t token = 0;
       if (all_local) {
         token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));
@@ -423,7 +433,7 @@ struct Agent::Impl {
         g.positions += n;
         std::optional<int32_t> t;
         if (split) {
-          t = CloudStep(g, req.sampling, Clock::now() + o.step_deadline, result);
+          t = CloudStep(g, req.sampling, Now() + o.step_deadline, result);
           if (!t) {
             Drop();
             g.session_open = false;
@@ -432,7 +442,7 @@ struct Agent::Impl {
           // On the device: look for the cloud without blocking. A hello goes
           // out every retry interval on a fresh connection; its answer is
           // picked up at a later step, and only then is the step sent there.
-          const auto now = Clock::now();
+          const auto now = Now();
           if (!probing && now >= retry_at) {
             Drop();
             channel->Send(hello);
@@ -471,17 +481,17 @@ struct Agent::Impl {
                               std::to_string(o.step_deadline.count()) + " ms (--fallback fail)");
           }
           if (o.fallback == Fallback::kWait) {
-            const auto give_up = Clock::now() + o.wait_deadline;
+            const auto give_up = Now() + o.wait_deadline;
             while (!t) {
-              if (Clock::now() >= give_up) {
+              if (Now() >= give_up) {
                 throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
                                   std::to_string(o.wait_deadline.count()) + " ms (--fallback wait)");
               }
               const auto backoff = channel->Reconnect();
               hello_ok = false;
               g.session_open = false;
-              std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Clock::now()));
-              t = CloudStep(g, req.sampling, std::min(give_up, Clock::now() + o.step_deadline), result);
+              std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
+              t = CloudStep(g, req.sampling, std::min(give_up, Now() + o.step_deadline), result);
             }
           } else {
             ++result.fallbacks;
@@ -489,7 +499,7 @@ struct Agent::Impl {
             metrics.Set("splitlm_device_split_mode", 0);
             if (o.log) o.log->warn("cloud {} not answering: continuing on the device at position {}", channel->endpoint(), g.positions);
             split = false;
-            retry_at = Clock::now() + o.retry_interval;
+            retry_at = Now() + o.retry_interval;
           }
         }
         if (!t) {
@@ -501,7 +511,7 @@ struct Agent::Impl {
       }
       g.ids.push_back(token);
       result.tokens.push_back(token);
-      if (result.tokens.size() == 1) first_token_at = Clock::now();
+      if (result.tokens.size() == 1) first_token_at = Now();
       metrics.Add("splitlm_device_tokens_total", 1);
       if (on_token && !on_token(token)) {
         result.finish_reason = "stop";
@@ -519,7 +529,7 @@ struct Agent::Impl {
     if (result.finish_reason.empty()) result.finish_reason = "length";
     result.final_cut = o.cut;
     if (result.tokens.size() > 1) {
-      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Clock::now() - first_token_at).count() /
+      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
       metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
     }
@@ -545,6 +555,8 @@ std::optional<scheduler::Plan> Agent::PlanAllCuts() {
   if (!impl_->channel) return std::nullopt;
   return impl_->Predict();
 }
+
+int Agent::cut() const { return impl_->o.cut; }
 
 void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
 

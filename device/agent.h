@@ -20,6 +20,10 @@
 
 namespace splitlm::partition {
 class Model;
+class ComputeHook;
+}
+namespace splitlm::transport {
+class VirtualClock;
 }
 
 namespace splitlm::device {
@@ -39,6 +43,8 @@ struct AutoCut {
   bool enabled = false;
   scheduler::PlanInputs plan;     // objective, constraints, power, workload
   std::string profile_path;       // device profile cache ("" = measure at start-up)
+  // Use this profile instead of measuring (emulated hardware, tests).
+  std::optional<scheduler::ComputeProfile> device_profile;
   double margin = 0.10;
   int replan_every = 8;           // re-plan during a generation every N tokens
 };
@@ -56,6 +62,10 @@ struct AgentOptions {
   // kLocal: try the cloud again after this long on the device.
   std::chrono::milliseconds retry_interval{1000};
   std::shared_ptr<spdlog::logger> log;
+  // Emulation (splitlm sim): set on every device stage, and the clock all
+  // timings are read from (null: this machine's steady clock). Not owned.
+  partition::ComputeHook* compute_hook = nullptr;
+  const transport::VirtualClock* clock = nullptr;
 };
 
 struct GenerateRequest {
@@ -108,6 +118,8 @@ class Agent {
   // Replaces the measured link with `link` for planning (emulated networks,
   // what-if runs); nullopt returns to the estimator.
   void OverrideLink(std::optional<scheduler::Link> link);
+  // The cut in use now (it changes mid-generation with --cut auto).
+  int cut() const;
 
  private:
   struct Impl;

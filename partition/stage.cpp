@@ -321,6 +321,28 @@ void Stage::Forward(const StageInput& input, float* out) { ForwardBatch({this}, 
 void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
                          const std::vector<float*>& outs) {
   if (stages.empty()) return;
+  ComputeHook* hook = stages[0]->compute_hook_;
+  if (hook != nullptr && inputs.size() == stages.size()) {
+    int rows = 0;
+    double kv_reads = 0;
+    for (size_t s = 0; s < stages.size(); ++s) {
+      // Position p attends p + 1 positions.
+      const double p0 = stages[s]->position_, n = inputs[s].count;
+      rows += inputs[s].count;
+      kv_reads += n * p0 + n * (n + 1) / 2;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    stages[0]->compute_hook_ = nullptr;  // the batch below runs unhooked
+    struct Restore {
+      Stage* s;
+      ComputeHook* h;
+      ~Restore() { s->compute_hook_ = h; }
+    } restore{stages[0], hook};
+    ForwardBatch(stages, inputs, outs);
+    hook->AfterForward(stages[0]->spec(), rows, static_cast<int>(stages.size()), kv_reads,
+                       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+    return;
+  }
   if (inputs.size() != stages.size() || outs.size() != stages.size()) {
     throw PartitionError("ForwardBatch: stages, inputs and outputs differ in number");
   }

@@ -64,6 +64,18 @@ class StageWeights {
   std::unique_ptr<Impl> impl_;
 };
 
+// Hardware emulation (splitlm sim): told the work and the wall time of every
+// Forward / ForwardBatch of a stage it is set on.
+class ComputeHook {
+ public:
+  virtual ~ComputeHook() = default;
+  // `rows` positions of `sequences` sequences went through `spec`; their
+  // attention read `kv_reads` cached positions in each layer, all rows
+  // together; it took `measured_us` on this machine.
+  virtual void AfterForward(const StageSpec& spec, int rows, int sequences, double kv_reads,
+                            double measured_us) = 0;
+};
+
 // What Forward consumes: token ids for a stage with the embedding, hidden
 // states ([count, hidden_size] floats, row-major) otherwise.
 struct StageInput {
@@ -116,6 +128,9 @@ class Stage {
   // each part to `us` (resized to layers + 2): [0] input (embedding or
   // copy), [1 + i] the i-th layer of this stage, [last] the head. Null stops.
   void SetPartTimer(std::vector<double>* us) { part_timer_ = us; }
+  // Emulation: `hook` (not owned; null stops) sees every Forward, and for
+  // ForwardBatch the hook of the first stage sees the batch.
+  void SetComputeHook(ComputeHook* hook) { compute_hook_ = hook; }
 
  private:
   void Reserve(int positions);
@@ -127,6 +142,7 @@ class Stage {
   // Per layer: k then v, each [kv_heads][capacity_][head_dim].
   std::vector<std::vector<float>> kv_;
   std::vector<double>* part_timer_ = nullptr;
+  ComputeHook* compute_hook_ = nullptr;
 };
 
 }  // namespace splitlm::partition

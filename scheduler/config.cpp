@@ -64,11 +64,13 @@ std::vector<KeySpec> BuildSchema() {
       {"link.rtt_ms", T::kFloat, 0, kBig, {}, "10", "network round-trip time"},
       {"link.up_mbit_s", T::kFloat, 1e-6, kBig, {}, "50", "uplink bandwidth"},
       {"link.down_mbit_s", T::kFloat, 1e-6, kBig, {}, "100", "downlink bandwidth"},
-      {"link.tx_nj_per_byte", T::kFloat, 0, kBig, {}, "100", "radio energy per byte sent (placeholder: set for your radio)"},
-      {"link.rx_nj_per_byte", T::kFloat, 0, kBig, {}, "50", "radio energy per byte received (placeholder: set for your radio)"},
+      {"link.type", T::kString, 0, 0, {"wifi", "lte", "5g", "3g"}, "wifi", "radio energy preset (sources in docs/scheduler.md); the keys below override it"},
+      {"link.tx_nj_per_byte", T::kFloat, 0, kBig, {}, "2265 (wifi)", "radio energy per byte sent"},
+      {"link.rx_nj_per_byte", T::kFloat, 0, kBig, {}, "1096 (wifi)", "radio energy per byte received"},
+      {"link.radio_w", T::kFloat, 0, kBig, {}, "0.133 (wifi)", "radio power while a step is out (network and cloud time)"},
       // [power]
-      {"power.compute_w", T::kFloat, 0, kBig, {}, "3", "device power while computing (placeholder: set for your device)"},
-      {"power.wait_w", T::kFloat, 0, kBig, {}, "0.5", "device power while waiting on the radio (placeholder)"},
+      {"power.compute_w", T::kFloat, 0, kBig, {}, "3", "device power while computing (assumption: set it for your device; examples/hardware/*.toml have sourced figures)"},
+      {"power.wait_w", T::kFloat, 0, kBig, {}, "0.5", "device power while waiting for the cloud, radio excluded (assumption, as above)"},
   };
 }
 

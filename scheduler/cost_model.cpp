@@ -45,12 +45,48 @@ void ApplyPlanConfig(const Config& cfg, PlanInputs& in) {
   FillFromConfig(cfg, "link.rtt_ms", false, in.link.rtt_ms);
   FillFromConfig(cfg, "link.up_mbit_s", false, in.link.up_mbit_s);
   FillFromConfig(cfg, "link.down_mbit_s", false, in.link.down_mbit_s);
+  if (auto t = cfg.String("link.type")) ApplyRadioPreset(*t, in.link);
   FillFromConfig(cfg, "link.tx_nj_per_byte", false, in.link.tx_nj_per_byte);
+  FillFromConfig(cfg, "link.radio_w", false, in.link.radio_w);
   FillFromConfig(cfg, "link.rx_nj_per_byte", false, in.link.rx_nj_per_byte);
   FillFromConfig(cfg, "power.compute_w", false, in.power.compute_w);
   FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
   FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);
   FillFromConfig(cfg, "scheduler.context", false, in.workload.context);
+}
+
+const std::vector<RadioPreset>& RadioPresets() {
+  // Huang et al., "A Close Examination of Performance and Power
+  // Characteristics of 4G LTE Networks", MobiSys 2012, power model table:
+  // P = alpha_u * t_u + alpha_d * t_d + beta (mW, throughput in Mbit/s), so
+  // alpha in mW per Mbit/s = nJ per bit; per byte x 8. beta is the radio's
+  // power while active.
+  static const std::vector<RadioPreset> presets = {
+      {"wifi", 283.17 * 8, 137.01 * 8, 0.13286,
+       "Huang et al. MobiSys 2012 power model, WiFi: alpha_u 283.17, alpha_d 137.01 mW/Mbps, beta 132.86 mW"},
+      {"lte", 438.39 * 8, 51.97 * 8, 1.28804,
+       "Huang et al. MobiSys 2012 power model, LTE: alpha_u 438.39, alpha_d 51.97 mW/Mbps, beta 1288.04 mW"},
+      {"3g", 868.98 * 8, 122.12 * 8, 0.81788,
+       "Huang et al. MobiSys 2012 power model, 3G: alpha_u 868.98, alpha_d 122.12 mW/Mbps, beta 817.88 mW"},
+      {"5g", 438.39 * 8, 51.97 * 8, 1.28804,
+       "stand-in: the LTE figures (no per-bit 5G power model was available to this project offline); "
+       "set link.tx_nj_per_byte, rx_nj_per_byte and radio_w from a 5G measurement"},
+  };
+  return presets;
+}
+
+void ApplyRadioPreset(const std::string& name, Link& link) {
+  std::string all;
+  for (const auto& p : RadioPresets()) {
+    if (p.name == name) {
+      link.tx_nj_per_byte = p.tx_nj_per_byte;
+      link.rx_nj_per_byte = p.rx_nj_per_byte;
+      link.radio_w = p.radio_w;
+      return;
+    }
+    all += (all.empty() ? "" : ", ") + p.name;
+  }
+  throw std::runtime_error("unknown link type \"" + name + "\" (choose " + all + ")");
 }
 
 const char* ObjectiveName(Objective o) {
@@ -108,7 +144,7 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
     // Device energy: compute, radio bytes, and waiting for the answer.
     p.energy_mj = in.power.compute_w * p.device_ms +
                   (up_bytes * in.link.tx_nj_per_byte + down_bytes * in.link.rx_nj_per_byte) * 1e-6 +
-                  in.power.wait_w * (p.network_ms + p.cloud_ms);
+                  (in.power.wait_w + in.link.radio_w) * (p.network_ms + p.cloud_ms);
     p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 : 0) * 1e6;
     p.memory_mb = (in.device.embed_bytes + k * in.device.layer_bytes + (split ? 0 : in.device.head_bytes) +
                    k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);

@@ -17,10 +17,23 @@ struct Link {
   double rtt_ms = 10;          // round trip, excluding transfer time
   double up_mbit_s = 50;       // device -> cloud
   double down_mbit_s = 100;    // cloud -> device
-  // Radio energy (per link type; see docs/scheduler.md for the sources).
-  double tx_nj_per_byte = 100;
-  double rx_nj_per_byte = 50;
+  // Radio energy (per link type: RadioPresets() and docs/scheduler.md give
+  // the sources). Defaults: the "wifi" preset.
+  double tx_nj_per_byte = 2265.4;
+  double rx_nj_per_byte = 1096.1;
+  double radio_w = 0.13286;  // radio power while a request is out (network + cloud time)
 };
+
+// Radio energy of a link type, from a published power model.
+struct RadioPreset {
+  std::string name;  // wifi, lte, 5g, 3g
+  double tx_nj_per_byte, rx_nj_per_byte, radio_w;
+  std::string source;
+};
+const std::vector<RadioPreset>& RadioPresets();
+// Sets the radio figures of `link` from the preset `name`. Throws
+// std::runtime_error naming the presets for an unknown one.
+void ApplyRadioPreset(const std::string& name, Link& link);
 
 struct DevicePower {
   double compute_w = 3.0;  // while running layers

@@ -203,11 +203,11 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
       if (Clock::now() >= next_beat) {
         // A whole interval of silence from the server costs one liveness.
         if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {
-          if (--liveness_ <= 0) {
-            if (options_.log) options_.log->warn("server {} silent for {} heartbeats: declared dead", options_.endpoint, options_.liveness);
-            liveness_ = 0;
-            return std::nullopt;
+          if (liveness_ > 0 && --liveness_ == 0 && options_.log) {
+            // Said once per death; Reconnect() or a message revives it.
+            options_.log->warn("server {} silent for {} heartbeats: declared dead", options_.endpoint, options_.liveness);
           }
+          if (liveness_ <= 0) return std::nullopt;
         }
         Send(Heartbeat{});
       }

@@ -33,6 +33,7 @@ void WriteHello(wire::Hello::Builder b, const Hello& h) {
   auto times = b.initLayerDecodeUs(static_cast<unsigned>(h.layer_decode_us.size()));
   for (size_t i = 0; i < h.layer_decode_us.size(); ++i) times.set(i, h.layer_decode_us[i]);
   b.setQueueUs(h.queue_us);
+  b.setHeadDecodeUs(h.head_decode_us);
   b.setAgent(h.agent);
 }
 
@@ -86,6 +87,8 @@ Hello ReadHello(wire::Hello::Reader r, const Limits& limits, bool reply) {
     h.layer_decode_us.push_back(t);
   }
   h.queue_us = r.getQueueUs();
+  h.head_decode_us = r.getHeadDecodeUs();
+  if (!std::isfinite(h.head_decode_us) || h.head_decode_us < 0) throw Reject{ErrorCode::kBadMessage, "bad head time"};
   h.agent = ReadText(r.getAgent(), limits, "agent");
   if (h.layer_begin > h.layer_end || h.layer_end > h.num_layers) {
     throw Reject{ErrorCode::kBadMessage, "hello layer range [" + std::to_string(h.layer_begin) + ", " +

@@ -15,7 +15,7 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 0;
+inline constexpr uint16_t kProtocolMinor = 1;  // 1: Hello.head_decode_us
 
 // Mirrors wire::ErrorCode; values are the wire's.
 enum class ErrorCode : uint16_t {
@@ -48,6 +48,7 @@ struct Hello {
   uint32_t max_context = 0;
   std::vector<float> layer_decode_us;  // cloud: per held layer
   uint32_t queue_us = 0;
+  float head_decode_us = 0;            // cloud: final norm + LM head, one token (0 = unknown)
   std::string agent;
   bool reply = false;  // helloReply rather than hello
 };

@@ -35,7 +35,18 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
     TracePoint p;
     if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 || p.up_mbit_s < 0 ||
         p.down_mbit_s < 0 || p.rtt_ms < 0) {
-      throw TransportError(path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms (non-negative)");
+      throw TransportError(path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
+    }
+    std::string state, extra;
+    if (ss >> state) {
+      if (state == "stall") {
+        p.state = TracePoint::State::kStall;
+      } else if (state == "cut") {
+        p.state = TracePoint::State::kCut;
+      } else if (state != "up") {
+        throw TransportError(path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
+      }
+      if (ss >> extra) throw TransportError(path + ":" + std::to_string(n) + ": more than five columns");
     }
     if (!out.empty() && p.time_s < out.back().time_s) {
       throw TransportError(path + ":" + std::to_string(n) + ": times must not decrease");
@@ -43,6 +54,9 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
     out.push_back(p);
   }
   if (out.empty()) throw TransportError(path + ": no rows");
+  if (out.back().state != TracePoint::State::kUp) {
+    throw TransportError(path + ": the last row is an outage; add a later row where the link is up");
+  }
   return out;
 }
 
@@ -73,7 +87,7 @@ struct ShapingRelay::Impl {
   net::io_context io;
   tcp::acceptor acceptor{io};
   tcp::endpoint upstream;
-  Clock::time_point start = Clock::now();
+  Clock::time_point start;
   std::atomic<bool> stop{false};
   mutable std::mutex mu;
   LinkConditions fixed;
@@ -88,7 +102,8 @@ struct ShapingRelay::Impl {
   };
   std::list<std::unique_ptr<Conn>> conns;
 
-  double Elapsed() const { return std::chrono::duration<double>(Clock::now() - start).count(); }
+  // Trace and outage time: on the simulation's clock when it has one.
+  double Elapsed() const { return std::chrono::duration<double>(NowOn(o.clock) - start).count(); }
 
   LinkConditions Now() const {
     std::lock_guard<std::mutex> lock(mu);
@@ -215,6 +230,13 @@ struct ShapingRelay::Impl {
 ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
   impl_->fixed = impl_->o.link;
+  impl_->start = NowOn(impl_->o.clock);
+  // Outage rows of the trace become outage windows.
+  const auto& trace = impl_->o.trace;
+  for (size_t i = 0; i + 1 < trace.size(); ++i) {
+    if (trace[i].state == TracePoint::State::kUp) continue;
+    impl_->o.outages.push_back({trace[i].time_s, trace[i + 1].time_s, trace[i].state == TracePoint::State::kCut});
+  }
   impl_->rng.seed(impl_->o.seed);
   const auto colon = impl_->o.upstream.rfind(':');
   boost::system::error_code ec;

@@ -10,6 +10,8 @@
 
 #include <spdlog/logger.h>
 
+#include "transport/clock.h"
+
 namespace splitlm::transport {
 
 struct LinkConditions {
@@ -33,10 +35,15 @@ struct TracePoint {
   double up_mbit_s = 0;
   double down_mbit_s = 0;
   double rtt_ms = 0;  // delay each way = rtt / 2
+  // The link is down from this row to the next: traffic stalls, or every
+  // connection is cut (an optional fifth column: up, stall or cut).
+  enum class State { kUp, kStall, kCut } state = State::kUp;
 };
 
-// Reads a trace CSV: "time_s,up_mbit_s,down_mbit_s,rtt_ms" rows; '#' lines
-// are comments (sources go there). Throws TransportError naming the line.
+// Reads a trace CSV: "time_s,up_mbit_s,down_mbit_s,rtt_ms[,state]" rows
+// (state: up, stall or cut; an outage row needs a later row to end it);
+// '#' lines are comments (sources go there). Throws TransportError naming
+// the line.
 std::vector<TracePoint> ReadTrace(const std::string& path);
 
 struct ShaperOptions {
@@ -46,6 +53,8 @@ struct ShaperOptions {
   std::vector<Outage> outages;
   uint64_t seed = 1;                        // jitter
   std::shared_ptr<spdlog::logger> log;
+  // Trace and outage times run on this clock (simulation); null: steady clock.
+  const VirtualClock* clock = nullptr;
 };
 
 class ShapingRelay {

@@ -52,6 +52,7 @@ struct Hello {
   layerDecodeUs @8 :List(Float32);  # cloud: measured decode time per layer it holds
   queueUs @9 :UInt32;               # cloud: current queue delay
   agent @10 :Text;                  # free-form software name and version
+  headDecodeUs @11 :Float32;        # cloud: final norm + LM head, one token (0 = not measured)
 }
 
 struct OpenSession {

@@ -12,9 +12,11 @@ namespace splitlm::cli {
 
 class InProcessWorker {
  public:
+  // `options` as given, on a free loopback port.
   InProcessWorker(const partition::Model& model, zmq::context_t& context, transport::Metrics& metrics,
-                  std::shared_ptr<spdlog::logger> log)
-      : worker_(model, Options(std::move(log)), context, metrics), thread_([this] { worker_.Run(stop_); }) {}
+                  std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions options = {})
+      : worker_(model, Options(std::move(log), std::move(options)), context, metrics),
+        thread_([this] { worker_.Run(stop_); }) {}
   ~InProcessWorker() {
     stop_ = true;
     thread_.join();
@@ -25,8 +27,7 @@ class InProcessWorker {
   std::string endpoint() const { return worker_.endpoint(); }
 
  private:
-  static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log) {
-    cloud::WorkerOptions o;
+  static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions o) {
     o.server.bind = "tcp://127.0.0.1:*";
     o.log = std::move(log);
     return o;

@@ -2,13 +2,34 @@
 #include <ATen/Parallel.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
 #include <thread>
 
 #include "examples/splitlm/cli.h"
 #include "partition/blas_check.h"
 #include "partition/kernels.h"
 
+// `sim` and `bench-plan` run the device and the worker in one process, each
+// with its own OpenMP team on the same cores. libgomp's idle threads spin by
+// default and steal the other side's cores (and the relay's), so those
+// commands run with OMP_WAIT_POLICY=passive. libgomp reads it when it loads,
+// before main: set it and start again. An explicit setting is respected.
+void PassiveOpenMpFor(int argc, char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "sim") == 0 || std::strcmp(argv[i], "bench-plan") == 0) {
+      setenv("OMP_WAIT_POLICY", "passive", 1);
+      execv("/proc/self/exe", argv);
+      return;  // exec failed: carry on as we are
+    }
+  }
+}
+
 int main(int argc, char** argv) {
+  PassiveOpenMpFor(argc, argv);
   CLI::App app{"splitlm: edge-cloud split inference for transformer language models"};
   app.require_subcommand(1);
   app.fallthrough();

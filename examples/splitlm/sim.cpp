@@ -1,21 +1,44 @@
-// splitlm sim: one scenario on one machine — the real worker and the real
-// device agent, the link between them emulated by the shaping relay.
-// Timings are wall-clock on this machine (no device emulation yet).
+// splitlm sim: scenarios on one machine — the real worker and the real device
+// agent, the link between them emulated by the shaping relay, the device and
+// the cloud emulated by hardware profiles (roofline time on a virtual clock).
+// `--sweep FILE` runs a grid of conditions x policies and writes CSV, JSON
+// and SVG charts.
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
+#include <toml++/toml.h>
 
 #include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <map>
+#include <optional>
+#include <regex>
+#include <tuple>
 #include <thread>
 
-#include "examples/splitlm/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
+#include "examples/splitlm/in_process_worker.h"
 #include "partition/model.h"
+#include "scheduler/hardware.h"
+#include "transport/clock.h"
 #include "transport/shaper.h"
+
+#ifndef SPLITLM_HARDWARE_DIR
+#define SPLITLM_HARDWARE_DIR "examples/hardware"
+#endif
 
 namespace splitlm::cli {
 namespace {
+
+namespace fs = std::filesystem;
+
+std::atomic<bool> g_interrupted{false};
+extern "C" void OnInterrupt(int) { g_interrupted = true; }
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
@@ -23,133 +46,620 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
 }
 
+// One scenario's settings: the [sim] table, a [[condition]] of a sweep, or flags.
+struct Settings {
+  std::string name = "default";
+  std::string model;
+  std::string device;  // hardware profile (name or file); "" = this machine as it is
+  std::string cloud;
+  std::string policy = "auto";
+  std::string link_type = "wifi";
+  transport::LinkConditions link{50, 100, 10, 0};
+  std::string trace;
+  std::vector<transport::Outage> outages;
+  int prompts = 2, prompt_tokens = 16, tokens = 32;
+};
+
+transport::Outage ParseOutage(const std::string& w) {
+  transport::Outage out;
+  char kind[8] = {0};
+  if (std::sscanf(w.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 || out.end_s <= out.start_s ||
+      out.start_s < 0 || (kind[0] != 0 && std::string(kind) != "cut")) {
+    throw std::runtime_error("outage \"" + w + "\": expected START:END[:cut] in seconds with END > START >= 0");
+  }
+  out.cut = std::string(kind) == "cut";
+  return out;
+}
+
+// Reads the keys of one table into `s`. `condition`: a [[condition]] of a sweep.
+void ReadTable(const toml::table& t, const std::string& origin, const fs::path& base, bool condition, Settings& s) {
+  auto where = [&](const toml::node& n, const std::string& key) {
+    return origin + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+  };
+  auto str = [&](const toml::node& n, const std::string& key) {
+    if (!n.is_string()) throw std::runtime_error(where(n, key) + "expected a string");
+    return *n.value<std::string>();
+  };
+  auto num = [&](const toml::node& n, const std::string& key, double lo, double hi) {
+    if (!n.is_number()) throw std::runtime_error(where(n, key) + "expected a number");
+    const double v = *n.value<double>();
+    if (!(v >= lo && v <= hi)) {
+      throw std::runtime_error(where(n, key) + std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+    }
+    return v;
+  };
+  auto path = [&](const std::string& v) { return v.empty() || fs::path(v).is_absolute() ? v : (base / v).string(); };
+  for (auto&& [k, n] : t) {
+    const std::string key(k.str());
+    if (key == "name" && condition) {
+      s.name = str(n, key);
+      if (!std::regex_match(s.name, std::regex("[A-Za-z0-9_.+-]+"))) {
+        throw std::runtime_error(where(n, key) + "use letters, digits and _ . + - only");
+      }
+    } else if (key == "model" && !condition) {
+      s.model = path(str(n, key));
+    } else if (key == "device" || key == "cloud") {
+      std::string v = str(n, key);
+      if (v.find('/') != std::string::npos || (v.size() > 5 && v.substr(v.size() - 5) == ".toml")) v = path(v);
+      (key == "device" ? s.device : s.cloud) = v;
+    } else if (key == "policy" && !condition) {
+      s.policy = str(n, key);
+    } else if (key == "link_type") {
+      s.link_type = str(n, key);
+      scheduler::Link probe;
+      try {
+        scheduler::ApplyRadioPreset(s.link_type, probe);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(where(n, key) + e.what());
+      }
+    } else if (key == "up_mbit_s") {
+      s.link.up_mbit_s = num(n, key, 0.001, 1e6);
+    } else if (key == "down_mbit_s") {
+      s.link.down_mbit_s = num(n, key, 0.001, 1e6);
+    } else if (key == "rtt_ms") {
+      s.link.delay_ms = num(n, key, 0, 60000) / 2;
+    } else if (key == "jitter_ms") {
+      s.link.jitter_ms = num(n, key, 0, 60000);
+    } else if (key == "trace") {
+      s.trace = path(str(n, key));
+    } else if (key == "outages") {
+      const toml::array* a = n.as_array();
+      if (!a) throw std::runtime_error(where(n, key) + "expected a list of \"START:END[:cut]\" strings");
+      s.outages.clear();
+      for (const auto& e : *a) {
+        try {
+          s.outages.push_back(ParseOutage(str(e, key)));
+        } catch (const std::runtime_error& x) {
+          throw std::runtime_error(where(e, key) + x.what());
+        }
+      }
+    } else if (key == "prompts") {
+      s.prompts = static_cast<int>(num(n, key, 1, 10000));
+    } else if (key == "prompt_tokens") {
+      s.prompt_tokens = static_cast<int>(num(n, key, 1, 100000));
+    } else if (key == "tokens") {
+      s.tokens = static_cast<int>(num(n, key, 2, 100000));
+    } else {
+      throw std::runtime_error(where(n, key) + "unknown key" + (condition ? " in a [[condition]]" : " in [sim]") +
+                               " (see docs/simulation.md)");
+    }
+  }
+}
+
+toml::table ParseFile(const std::string& file) {
+  try {
+    return toml::parse_file(file);
+  } catch (const toml::parse_error& e) {
+    throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+}
+
+// The [sim] table of `file` (and, for a sweep, its [[condition]] list).
+Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions) {
+  if (!fs::exists(file)) throw std::runtime_error(file + ": no such file");
+  const toml::table root = ParseFile(file);
+  const fs::path base = fs::absolute(file).parent_path();
+  Settings s;
+  for (auto&& [k, n] : root) {
+    const std::string key(k.str());
+    const std::string line = file + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+    if (key == "sim") {
+      if (!n.is_table()) throw std::runtime_error(line + "expected a [sim] table");
+      ReadTable(*n.as_table(), file, base, false, s);
+    } else if (key == "condition" && conditions) {
+      // read after [sim], below
+    } else {
+      throw std::runtime_error(line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
+    }
+  }
+  if (conditions) {
+    const toml::array* list = root["condition"].as_array();
+    if (!list || list->empty()) throw std::runtime_error(file + ": a sweep needs [[condition]] tables");
+    std::map<std::string, int> names;
+    for (const auto& e : *list) {
+      if (!e.is_table()) throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": condition: expected [[condition]] tables");
+      Settings c = s;
+      c.name.clear();
+      ReadTable(*e.as_table(), file, base, true, c);
+      if (c.name.empty()) throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": condition: needs a name");
+      if (names[c.name]++) throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": name: \"" + c.name + "\" used twice");
+      conditions->push_back(c);
+    }
+  }
+  return s;
+}
+
+std::optional<scheduler::HardwareProfile> Hardware(const std::string& v, const std::string& dir, const char* kind) {
+  if (v.empty() || v == "host") return std::nullopt;
+  const std::string file = v.find('/') != std::string::npos ? v : dir + "/" + v + ".toml";
+  if (!fs::exists(file)) {
+    std::string names;
+    if (fs::is_directory(dir)) {
+      for (const auto& e : fs::directory_iterator(dir)) {
+        if (e.path().extension() == ".toml") names += (names.empty() ? "" : ", ") + e.path().stem().string();
+      }
+    }
+    throw std::runtime_error(std::string(kind) + " profile \"" + v + "\" not found (" + file + "); profiles in " + dir +
+                             ": " + (names.empty() ? "none" : names));
+  }
+  auto hw = scheduler::LoadHardwareProfile(file);
+  if (hw.kind != kind) throw std::runtime_error(file + ": a " + hw.kind + " profile, used as the " + kind);
+  return hw;
+}
+
+struct TimelinePoint {
+  double t_s;
+  int cut;
+  double token_ms;
+  transport::LinkConditions link;
+};
+
+struct RunResult {
+  std::string policy;
+  std::vector<int> cuts;  // per request, at its start
+  int mode_cut = 0;       // the cut most tokens were made at
+  double ttft_ms = 0, tpot_ms = 0, tpot_p95_ms = 0, bytes_per_token = 0, energy_mj_per_token = 0;
+  double agreement = 1;
+  int cut_changes = 0, fallbacks = 0, recoveries = 0;
+  bool interrupted = false;
+  std::vector<TimelinePoint> timeline;
+};
+
+// Prompts and the all-local reference run's tokens for them.
+struct Reference {
+  std::vector<std::vector<int32_t>> prompts, tokens;
+};
+
+// What all runs of one model share.
+struct Bench {
+  const partition::Model* model;
+  std::string hardware_dir;
+  std::shared_ptr<spdlog::logger> log;
+  std::map<std::tuple<int, int, int>, Reference> references;  // by (prompts, prompt_tokens, tokens)
+};
+
+// The reference for `s`'s workload (computed once, before any clock starts).
+const Reference& ReferenceFor(Bench& b, const Settings& s) {
+  auto& r = b.references[{s.prompts, s.prompt_tokens, s.tokens}];
+  if (!r.prompts.empty()) return r;
+  const auto& c = b.model->config();
+  if (s.prompt_tokens + s.tokens > c.max_context) {
+    throw std::runtime_error("prompt_tokens + tokens = " + std::to_string(s.prompt_tokens + s.tokens) +
+                             " exceed the model's context of " + std::to_string(c.max_context));
+  }
+  device::AgentOptions lo;
+  lo.cut = c.num_layers;
+  zmq::context_t z;
+  transport::Metrics m;
+  device::Agent local(*b.model, lo, z, m);
+  for (int p = 0; p < s.prompts; ++p) {
+    std::vector<int32_t> ids(s.prompt_tokens);
+    for (int i = 0; i < s.prompt_tokens; ++i) ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % c.vocab_size);
+    r.prompts.push_back(ids);
+    r.tokens.push_back(local.Generate({ids, s.tokens, {}, false}).tokens);
+  }
+  return r;
+}
+
+// Runs `s` with `policy` (auto, device, cloud or a cut).
+RunResult RunOne(Bench& b, const Settings& s, const std::string& policy) {
+  const auto& c = b.model->config();
+  const Reference& ref = ReferenceFor(b, s);
+  const auto device_hw = Hardware(s.device, b.hardware_dir, "device");
+  const auto cloud_hw = Hardware(s.cloud, b.hardware_dir, "cloud");
+  transport::VirtualClock clock;
+  std::optional<scheduler::HardwareEmulator> device_emu, cloud_emu;
+  if (device_hw) device_emu.emplace(*device_hw, c, clock);
+  if (cloud_hw) cloud_emu.emplace(*cloud_hw, c, clock);
+
+  cloud::WorkerOptions wo;
+  wo.clock = &clock;
+  if (cloud_emu) {
+    wo.compute_hook = &*cloud_emu;
+    const auto cp = scheduler::RooflineProfile(*cloud_hw, c, b.model->fingerprint());
+    for (int l = 0; l < c.num_layers; ++l) wo.report_layer_decode_us.push_back(static_cast<float>(cp.layer_decode_us[l][0]));
+    wo.report_head_decode_us = static_cast<float>(cp.head_decode_us);
+  }
+  zmq::context_t zctx;
+  transport::Metrics cloud_metrics, m;
+  InProcessWorker worker(*b.model, zctx, cloud_metrics, b.log, wo);
+
+  transport::ShaperOptions so;
+  so.link = s.link;
+  so.log = b.log;
+  so.clock = &clock;
+  so.outages = s.outages;
+  if (!s.trace.empty()) so.trace = transport::ReadTrace(s.trace);
+  so.upstream = worker.endpoint().substr(6);
+  transport::ShapingRelay relay(so);
+
+  device::AgentOptions o;
+  o.fallback = device::Fallback::kLocal;
+  o.step_deadline = std::chrono::milliseconds(5000);
+  o.retry_interval = std::chrono::milliseconds(250);
+  o.channel.heartbeat_interval = std::chrono::milliseconds(100);
+  o.channel.endpoint = relay.endpoint();
+  o.log = b.log;
+  o.clock = &clock;
+  if (device_emu) o.compute_hook = &*device_emu;
+  scheduler::PlanInputs& plan = o.auto_cut.plan;
+  scheduler::ApplyRadioPreset(s.link_type, plan.link);
+  if (device_hw) {
+    plan.power.compute_w = device_hw->compute_w;
+    plan.power.wait_w = device_hw->wait_w;
+  }
+  if (cloud_hw) plan.cloud_usd_per_s = cloud_hw->usd_per_hour / 3600;
+  if (policy == "auto") {
+    o.auto_cut.enabled = true;
+    plan.device.threads = at::get_num_threads();
+    plan.workload.prompt_tokens = s.prompt_tokens;
+    plan.workload.context = s.prompt_tokens + s.tokens / 2;
+    if (device_hw) o.auto_cut.device_profile = scheduler::RooflineProfile(*device_hw, c, b.model->fingerprint());
+    o.cut = c.num_layers;
+  } else if (policy == "device") {
+    o.cut = c.num_layers;
+  } else if (policy == "cloud") {
+    o.cut = 0;
+  } else {
+    size_t used = 0;
+    int k = -1;
+    try {
+      k = std::stoi(policy, &used);
+    } catch (const std::exception&) {
+    }
+    if (used != policy.size() || k < 0 || k > c.num_layers) {
+      throw std::runtime_error("policy \"" + policy + "\": expected auto, device, cloud or a cut 0.." + std::to_string(c.num_layers));
+    }
+    o.cut = k;
+  }
+  device::Agent agent(*b.model, o, zctx, m);
+
+  RunResult r;
+  r.policy = policy;
+  std::vector<double> ttft, tpot;
+  std::map<int, int> per_cut;
+  int agree = 0, total = 0;
+  const auto t_start = clock.Now();
+  for (size_t p = 0; p < ref.prompts.size() && !g_interrupted; ++p) {
+    const auto t0 = clock.Now();
+    auto last = t0;
+    bool first = true;
+    auto g = agent.Generate({ref.prompts[p], s.tokens, {}, false}, [&](int32_t) {
+      const auto now = clock.Now();
+      const double ms = std::chrono::duration<double, std::milli>(now - last).count();
+      (first ? ttft : tpot).push_back(ms);
+      r.timeline.push_back({std::chrono::duration<double>(now - t_start).count(), agent.cut(), ms, relay.Current()});
+      ++per_cut[agent.cut()];
+      first = false;
+      last = now;
+      return !g_interrupted.load();
+    });
+    r.fallbacks += g.fallbacks;
+    r.recoveries += g.recoveries;
+    r.cut_changes += g.recuts;
+    r.cuts.push_back(g.cut);
+    for (size_t i = 0; i < g.tokens.size() && i < ref.tokens[p].size(); ++i) agree += g.tokens[i] == ref.tokens[p][i];
+    total += static_cast<int>(ref.tokens[p].size());
+  }
+  r.interrupted = g_interrupted;
+  r.ttft_ms = Percentile(ttft, 0.5);
+  r.tpot_ms = Percentile(tpot, 0.5);
+  r.tpot_p95_ms = Percentile(tpot, 0.95);
+  r.agreement = total > 0 ? static_cast<double>(agree) / total : 1.0;
+  r.mode_cut = per_cut.empty() ? o.cut
+                               : std::max_element(per_cut.begin(), per_cut.end(), [](auto& a, auto& b2) { return a.second < b2.second; })->first;
+  // Device energy (model): compute power x device compute time, radio
+  // energy per byte, and waiting power x the time a step is out.
+  const double tokens = m.Get("splitlm_device_tokens_total");
+  const double steps = m.Get("splitlm_device_cloud_steps_total");
+  const double sent = m.Get("splitlm_device_bytes_sent_total") + 128 * steps, received = 128 * steps;
+  auto part = [&](const char* name) { return m.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + name + "\"}"); };
+  const double compute_s = part("device_compute") + part("local_compute") + part("codec");
+  const double wait_s = part("network") + part("cloud_compute") + part("cloud_queue");
+  const auto& pw = plan.power;
+  const double joules = pw.compute_w * compute_s + (sent * plan.link.tx_nj_per_byte + received * plan.link.rx_nj_per_byte) * 1e-9 +
+                        (pw.wait_w + plan.link.radio_w) * wait_s;
+  r.bytes_per_token = tokens > 0 ? m.Get("splitlm_device_bytes_sent_total") / tokens : 0;
+  r.energy_mj_per_token = tokens > 0 ? joules * 1e3 / tokens : 0;
+  return r;
+}
+
+std::string Timing(const Settings& s) {
+  std::string t = "compute: ";
+  t += s.device.empty() ? "device = this machine (wall clock)" : "device emulated as " + s.device;
+  t += s.cloud.empty() ? ", cloud = this machine (wall clock)" : ", cloud emulated as " + s.cloud;
+  t += " (roofline time on a virtual clock: slept where the emulated hardware is slower than this machine, "
+       "skipped where it is faster); network: wall clock through the shaping relay";
+  return t;
+}
+
+nlohmann::json RunJson(const RunResult& r) {
+  return {{"policy", r.policy},
+          {"cuts", r.cuts},
+          {"ttft_ms_median", r.ttft_ms},
+          {"ms_per_token_median", r.tpot_ms},
+          {"ms_per_token_p95", r.tpot_p95_ms},
+          {"bytes_per_token", r.bytes_per_token},
+          {"energy_mj_per_token", r.energy_mj_per_token},
+          {"cut_changes", r.cut_changes},
+          {"fallbacks", r.fallbacks},
+          {"recoveries", r.recoveries},
+          {"token_agreement", r.agreement}};
+}
+
+// Writes `text` to `path` or throws naming it.
+void WriteFile(const fs::path& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  if (!out) throw std::runtime_error(path.string() + ": cannot write");
+}
+
+std::string Quote(const std::string& s) { return "'" + s + "'"; }
+
 }  // namespace
 
 Runner AddSim(CLI::App& app) {
-  auto* cmd = app.add_subcommand("sim", "run one scenario: worker + device through an emulated link");
+  auto* cmd = app.add_subcommand("sim", "simulate: worker + device through an emulated link on emulated hardware");
   struct Args {
-    std::string model, cut = "auto", trace;
+    std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace;
+    std::string hardware_dir = SPLITLM_HARDWARE_DIR;
     std::vector<std::string> outages;
-    transport::LinkConditions link{50, 100, 20, 0};
-    int prompts = 3, prompt_tokens = 16, tokens = 32;
+    std::optional<double> up, down, rtt, jitter;
+    std::optional<int> prompts, prompt_tokens, tokens;
     bool json = false;
   };
   auto a = std::make_shared<Args>();
-  cmd->add_option("--model", a->model, "model directory")->required();
-  cmd->add_option("--cut", a->cut, "policy: a cut K, auto, device (all local) or cloud (cut 0)")->capture_default_str();
-  cmd->add_option("--up-mbit", a->link.up_mbit_s, "uplink bandwidth")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--down-mbit", a->link.down_mbit_s, "downlink bandwidth")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--delay-ms", a->link.delay_ms, "one-way delay")->check(CLI::NonNegativeNumber)->capture_default_str();
-  cmd->add_option("--jitter-ms", a->link.jitter_ms, "uniform extra delay")->check(CLI::NonNegativeNumber)->capture_default_str();
+  cmd->add_option("--config", a->config, "scenario file ([sim] table; see docs/simulation.md)")->check(CLI::ExistingFile);
+  cmd->add_option("--sweep", a->sweep, "sweep file: [sim] defaults and [[condition]] tables")->check(CLI::ExistingFile);
+  cmd->add_option("--out", a->out, "sweep: directory for sweep.csv, sweep.json and the SVG charts")->capture_default_str();
+  cmd->add_option("--model", a->model, "model directory (overrides the file)");
+  cmd->add_option("--device", a->device, "device hardware profile: a name in --hardware-dir, a .toml file, or host (no emulation)");
+  cmd->add_option("--cloud", a->cloud, "cloud hardware profile, as --device");
+  cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();
+  cmd->add_option("--cut", a->policy, "policy: a cut K, auto, device (all local) or cloud (cut 0); default auto");
+  cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, 5g, 3g");
+  cmd->add_option("--up-mbit", a->up, "uplink bandwidth, Mbit/s (default 50)")->check(CLI::PositiveNumber);
+  cmd->add_option("--down-mbit", a->down, "downlink bandwidth, Mbit/s (default 100)")->check(CLI::PositiveNumber);
+  cmd->add_option("--rtt-ms", a->rtt, "round-trip time added by the relay (default 20)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--jitter-ms", a->jitter, "uniform extra one-way delay")->check(CLI::NonNegativeNumber);
   cmd->add_option("--trace", a->trace, "CSV trace time_s,up_mbit_s,down_mbit_s,rtt_ms (overrides the fixed link)")->check(CLI::ExistingFile);
-  cmd->add_option("--outage", a->outages, "START:END[:cut] in seconds; stall unless :cut");
-  cmd->add_option("--prompts", a->prompts, "requests")->check(CLI::Range(1, 10000))->capture_default_str();
-  cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length")->check(CLI::Range(1, 100000))->capture_default_str();
-  cmd->add_option("--tokens", a->tokens, "tokens per request")->check(CLI::Range(1, 100000))->capture_default_str();
-  cmd->add_flag("--json", a->json, "one JSON line");
+  cmd->add_option("--outage", a->outages, "START:END[:cut] in seconds of emulated time; stall unless :cut");
+  cmd->add_option("--prompts", a->prompts, "requests per run (default 2)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length (default 16)")->check(CLI::Range(1, 100000));
+  cmd->add_option("--tokens", a->tokens, "tokens per request (default 32)")->check(CLI::Range(2, 100000));
+  cmd->add_flag("--json", a->json, "print JSON (one line per scenario; the whole sweep document with --sweep)");
+  cmd->get_option("--config")->excludes(cmd->get_option("--sweep"));
   return [a](const Context& ctx) {
-    auto model = partition::Model::Open(a->model);
-    const auto& c = model->config();
-    transport::ShaperOptions so;
-    so.link = a->link;
-    so.log = ctx.log;
-    if (!a->trace.empty()) so.trace = transport::ReadTrace(a->trace);
-    for (const std::string& w : a->outages) {
-      transport::Outage out;
-      char kind[8] = {0};
-      if (std::sscanf(w.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 || out.end_s <= out.start_s) {
-        throw std::runtime_error("--outage \"" + w + "\": expected START:END[:cut] with END > START");
+    if (!a->config.empty() && !a->sweep.empty()) throw std::runtime_error("give --config or --sweep, not both");
+    std::vector<Settings> conditions;
+    Settings base;
+    if (!a->sweep.empty()) base = ReadSimFile(a->sweep, &conditions);
+    if (!a->config.empty()) base = ReadSimFile(a->config, nullptr);
+    // Flags override the file (for a sweep: every condition).
+    auto apply = [&](Settings& s) {
+      if (!a->model.empty()) s.model = a->model;
+      if (!a->device.empty()) s.device = a->device;
+      if (!a->cloud.empty()) s.cloud = a->cloud;
+      if (!a->policy.empty()) s.policy = a->policy;
+      if (!a->link_type.empty()) {
+        scheduler::Link probe;
+        scheduler::ApplyRadioPreset(a->link_type, probe);
+        s.link_type = a->link_type;
       }
-      out.cut = std::string(kind) == "cut";
-      so.outages.push_back(out);
+      if (a->up) s.link.up_mbit_s = *a->up;
+      if (a->down) s.link.down_mbit_s = *a->down;
+      if (a->rtt) s.link.delay_ms = *a->rtt / 2;
+      if (a->jitter) s.link.jitter_ms = *a->jitter;
+      if (!a->trace.empty()) s.trace = a->trace;
+      if (!a->outages.empty()) {
+        s.outages.clear();
+        for (const auto& w : a->outages) s.outages.push_back(ParseOutage(w));
+      }
+      if (a->prompts) s.prompts = *a->prompts;
+      if (a->prompt_tokens) s.prompt_tokens = *a->prompt_tokens;
+      if (a->tokens) s.tokens = *a->tokens;
+    };
+    apply(base);
+    for (auto& c : conditions) apply(c);
+    if (base.model.empty()) throw std::runtime_error("no model: give --model DIR or model = \"DIR\" in [sim]");
+    auto model = partition::Model::Open(base.model);
+    const int L = model->config().num_layers;
+    Bench bench{model.get(), a->hardware_dir, ctx.log, {}};
+    // Validate every profile and trace, and make the references, before the first run.
+    for (const auto& s : conditions.empty() ? std::vector<Settings>{base} : conditions) {
+      Hardware(s.device, a->hardware_dir, "device");
+      Hardware(s.cloud, a->hardware_dir, "cloud");
+      if (!s.trace.empty()) transport::ReadTrace(s.trace);
+      ReferenceFor(bench, s);
     }
-    device::AgentOptions o;
-    o.fallback = device::Fallback::kLocal;
-    o.step_deadline = std::chrono::milliseconds(2000);
-    o.retry_interval = std::chrono::milliseconds(250);
-    o.channel.heartbeat_interval = std::chrono::milliseconds(100);
-    if (a->cut == "auto") {
-      o.auto_cut.enabled = true;
-      o.auto_cut.plan.device.threads = at::get_num_threads();
-      o.auto_cut.plan.workload.prompt_tokens = a->prompt_tokens;
-      o.auto_cut.plan.workload.context = a->prompt_tokens + a->tokens / 2;
-      o.cut = c.num_layers;
-    } else if (a->cut == "device") {
-      o.cut = c.num_layers;
-    } else if (a->cut == "cloud") {
-      o.cut = 0;
-    } else {
-      o.cut = std::stoi(a->cut);
+    std::signal(SIGINT, OnInterrupt);
+    std::signal(SIGTERM, OnInterrupt);
+
+    if (conditions.empty()) {
+      // One scenario.
+      const RunResult r = RunOne(bench, base, base.policy);
+      nlohmann::json j = RunJson(r);
+      j["timing"] = Timing(base);
+      j["interrupted"] = r.interrupted;
+      if (a->json) {
+        std::cout << j.dump() << std::endl;
+      } else {
+        std::printf("policy %s, cuts used:", base.policy.c_str());
+        for (int k : r.cuts) std::printf(" %d", k);
+        std::printf("\n  time to first token (median)  %8.2f ms\n  time per token median / p95   %8.2f / %.2f ms\n"
+                    "  bytes per token               %8.0f\n  device energy per token       %8.3f mJ (model)\n"
+                    "  cut changes %d, fallbacks %d, recoveries %d\n  token agreement with local    %8.4f\n",
+                    r.ttft_ms, r.tpot_ms, r.tpot_p95_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes,
+                    r.fallbacks, r.recoveries, r.agreement);
+        std::printf("  (%s)\n", Timing(base).c_str());
+      }
+      return r.interrupted ? 130 : 0;
     }
 
-    // Reference tokens from an all-local run, before any clock starts.
-    std::vector<std::vector<int32_t>> prompts, reference;
-    {
-      device::AgentOptions lo;
-      lo.cut = c.num_layers;
-      zmq::context_t z;
-      transport::Metrics m;
-      device::Agent local(*model, lo, z, m);
-      for (int p = 0; p < a->prompts; ++p) {
-        std::vector<int32_t> ids(a->prompt_tokens);
-        for (int i = 0; i < a->prompt_tokens; ++i) ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % c.vocab_size);
-        prompts.push_back(ids);
-        reference.push_back(local.Generate({ids, a->tokens, {}, false}).tokens);
+    // A sweep: every fixed cut and auto, per condition.
+    const fs::path out(a->out);
+    fs::create_directories(out);
+    std::vector<std::string> policies;
+    for (int k = 0; k <= L; ++k) policies.push_back(std::to_string(k));
+    policies.push_back("auto");
+    const size_t runs = conditions.size() * policies.size();
+    std::ofstream csv(out / "sweep.csv");
+    if (!csv) throw std::runtime_error((out / "sweep.csv").string() + ": cannot write");
+    csv << "condition,device,cloud,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,ms_per_token,ms_per_token_p95,ttft_ms,"
+           "bytes_per_token,energy_mj_per_token,cut_changes,fallbacks,token_agreement\n";
+    std::ofstream timeline(out / "timeline.csv");
+    timeline << "condition,t_s,cut,token_ms,up_mbit_s,down_mbit_s,rtt_ms\n";
+    nlohmann::json doc = {{"model", base.model}, {"conditions", nlohmann::json::array()}};
+    double worst_regret = 0;
+    std::string worst_condition;
+    size_t done = 0;
+    bool interrupted = false;
+    std::string fixed_data, auto_data, titles;
+    std::vector<std::string> trace_conditions;
+    for (const Settings& s : conditions) {
+      nlohmann::json cj = {{"name", s.name}, {"device", s.device.empty() ? "host" : s.device},
+                           {"cloud", s.cloud.empty() ? "host" : s.cloud}, {"trace", s.trace},
+                           {"up_mbit_s", s.link.up_mbit_s}, {"down_mbit_s", s.link.down_mbit_s},
+                           {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
+      nlohmann::json measured = nlohmann::json::object();
+      std::optional<RunResult> autor;
+      int oracle = -1;
+      double oracle_ms = 0;
+      fixed_data += "# " + s.name + "\n";
+      for (const std::string& policy : policies) {
+        if (g_interrupted) break;
+        const RunResult r = RunOne(bench, s, policy);
+        ++done;
+        if (r.interrupted) break;
+        const int cut = policy == "auto" ? r.mode_cut : std::stoi(policy);
+        if (!a->json) {  // progress: a line per run
+          std::printf("[%zu/%zu] %s %s: %.2f ms/token (cut %d), token agreement %.4f\n", done, runs, s.name.c_str(),
+                      policy == "auto" ? "auto" : ("cut " + policy).c_str(), r.tpot_ms, cut, r.agreement);
+          std::fflush(stdout);
+        }
+        char row[512];
+        std::snprintf(row, sizeof row, "%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f\n", s.name.c_str(),
+                      s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
+                      s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.link.up_mbit_s, s.link.down_mbit_s,
+                      2 * s.link.delay_ms, s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut,
+                      r.tpot_ms, r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes,
+                      r.fallbacks, r.agreement);
+        csv << row << std::flush;
+        if (policy == "auto") {
+          autor = r;
+          if (!s.trace.empty()) {
+            for (const auto& t : r.timeline) {
+              timeline << s.name << ',' << t.t_s << ',' << t.cut << ',' << t.token_ms << ',' << t.link.up_mbit_s << ','
+                       << t.link.down_mbit_s << ',' << 2 * t.link.delay_ms << '\n';
+            }
+          }
+        } else {
+          measured[policy] = r.tpot_ms;
+          fixed_data += std::to_string(cut) + " " + std::to_string(r.tpot_ms) + "\n";
+          if (oracle < 0 || r.tpot_ms < oracle_ms) oracle = cut, oracle_ms = r.tpot_ms;
+        }
+      }
+      fixed_data += "\n\n";
+      if (g_interrupted || !autor) {
+        interrupted = true;
+        break;
+      }
+      const double regret = oracle_ms > 0 ? autor->tpot_ms / oracle_ms - 1 : 0;
+      if (regret > worst_regret || worst_condition.empty()) worst_regret = regret, worst_condition = s.name;
+      cj["measured_ms_per_token"] = measured;
+      cj["auto_cut"] = autor->mode_cut;
+      cj["auto_cuts"] = autor->cuts;
+      cj["auto_ms_per_token"] = autor->tpot_ms;
+      cj["auto_cut_changes"] = autor->cut_changes;
+      cj["auto_token_agreement"] = autor->agreement;
+      cj["auto_energy_mj_per_token"] = autor->energy_mj_per_token;
+      cj["oracle_cut"] = oracle;
+      cj["oracle_ms_per_token"] = oracle_ms;
+      cj["regret"] = regret;
+      doc["conditions"].push_back(cj);
+      auto_data += std::to_string(autor->mode_cut) + " " + std::to_string(autor->tpot_ms) + "\n\n\n";
+      titles += (titles.empty() ? "" : " ") + s.name;
+      if (!s.trace.empty()) trace_conditions.push_back(s.name);
+      if (!a->json) {
+        std::printf("%s: auto cut %d at %.2f ms/token, oracle (best fixed) cut %d at %.2f ms/token, regret %+.1f%%\n",
+                    s.name.c_str(), autor->mode_cut, autor->tpot_ms, oracle, oracle_ms, 100 * regret);
+        std::fflush(stdout);
       }
     }
+    doc["worst_regret"] = worst_regret;
+    doc["worst_regret_condition"] = worst_condition;
+    doc["interrupted"] = interrupted;
+    WriteFile(out / "sweep.json", doc.dump(2) + "\n");
+    timeline.close();
 
-    zmq::context_t zctx;
-    transport::Metrics cloud_metrics, device_metrics;
-    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
-    so.upstream = worker.endpoint().substr(6);
-    transport::ShapingRelay relay(so);
-    o.channel.endpoint = relay.endpoint();
-    o.log = ctx.log;
-    device::Agent agent(*model, o, zctx, device_metrics);
-
-    std::vector<double> ttft, tpot;
-    int fallbacks = 0, recuts = 0, agree = 0, total = 0;
-    std::vector<int> cuts;
-    for (int p = 0; p < a->prompts; ++p) {
-      ctx.log->info("sim: request {}/{}", p + 1, a->prompts);
-      const auto t0 = std::chrono::steady_clock::now();
-      auto last = t0;
-      bool first = true;
-      auto r = agent.Generate({prompts[p], a->tokens, {}, false}, [&](int32_t) {
-        const auto now = std::chrono::steady_clock::now();
-        (first ? ttft : tpot).push_back(std::chrono::duration<double, std::milli>(now - last).count());
-        first = false;
-        last = now;
-        return true;
-      });
-      fallbacks += r.fallbacks;
-      recuts += r.recuts;
-      cuts.push_back(r.cut);
-      for (size_t i = 0; i < r.tokens.size() && i < reference[p].size(); ++i) agree += r.tokens[i] == reference[p][i];
-      total += static_cast<int>(reference[p].size());
+    // Charts.
+    const size_t n = doc["conditions"].size();
+    if (n > 0) {
+      WriteFile(out / "sweep-fixed.dat", fixed_data);
+      WriteFile(out / "sweep-auto.dat", auto_data);
+      std::string gp =
+          "# gnuplot script written by splitlm sim --sweep\n"
+          "set terminal svg size 960,600 dynamic background rgb 'white' font 'sans,12'\n"
+          "set output 'sweep.svg'\n"
+          "set title 'Time per token against the cut (lines: fixed cuts, measured; circles: auto)'\n"
+          "set xlabel 'cut K: layers on the device (0 = all in the cloud, " + std::to_string(L) + " = all on the device)'\n"
+          "set ylabel 'time per token, ms (median, log scale)'\n"
+          "set logscale y\nset grid\nset key outside right top\nset xrange [-0.5:" + std::to_string(L) + ".5]\n"
+          "titles = \"" + titles + "\"\n"
+          "plot for [i=0:" + std::to_string(n - 1) + "] 'sweep-fixed.dat' index i using 1:2 with linespoints lc i+1 pt 7 ps 0.5 title word(titles, i+1), \\\n"
+          "     for [i=0:" + std::to_string(n - 1) + "] 'sweep-auto.dat' index i using 1:2 with points lc i+1 pt 6 ps 2 notitle\n";
+      for (const auto& name : trace_conditions) {
+        gp += "set output 'timeline-" + name + ".svg'\nunset logscale y\nset datafile separator ','\n"
+              "set title 'Trace " + name + ": uplink bandwidth and the cut auto chose'\n"
+              "set xlabel 'emulated time, s'\nset ylabel 'uplink, Mbit/s'\nset y2label 'cut'\nset y2tics\nset ytics nomirror\n"
+              "set autoscale x\nset yrange [0:*]\nset y2range [-0.5:" + std::to_string(L) + ".5]\n"
+              "sel(x) = strcol(1) eq '" + name + "' ? x : NaN\n"
+              "plot 'timeline.csv' using (sel($2)):(sel($5)) skip 1 with steps lw 2 title 'uplink Mbit/s', \\\n"
+              "     'timeline.csv' using (sel($2)):(sel($3)) skip 1 axes x1y2 with steps lw 2 title 'cut'\n"
+              "set datafile separator whitespace\nunset y2tics\nunset y2label\nset ytics mirror\n";
+      }
+      WriteFile(out / "sweep.gp", gp);
+      const std::string cmdline = "cd " + Quote(fs::absolute(out).string()) + " && gnuplot sweep.gp 2> gnuplot.log";
+      if (std::system(cmdline.c_str()) != 0) {
+        ctx.log->warn("gnuplot failed or is not installed (see {}): the CSV and JSON are written, the SVG charts are not",
+                      (out / "gnuplot.log").string());
+      }
     }
-    const double bytes = device_metrics.Get("splitlm_device_bytes_sent_total");
-    const double tokens = device_metrics.Get("splitlm_device_tokens_total");
-    nlohmann::json j = {{"policy", a->cut},
-                        {"cuts", cuts},
-                        {"ttft_ms_median", Percentile(ttft, 0.5)},
-                        {"ms_per_token_median", Percentile(tpot, 0.5)},
-                        {"ms_per_token_p95", Percentile(tpot, 0.95)},
-                        {"bytes_per_token", tokens > 0 ? bytes / tokens : 0},
-                        {"cut_changes", recuts},
-                        {"fallbacks", fallbacks},
-                        {"token_agreement", total > 0 ? static_cast<double>(agree) / total : 1.0},
-                        {"timing", "wall clock on this machine; link emulated by the shaping relay"}};
     if (a->json) {
-      std::cout << j.dump() << std::endl;
-    } else {
-      std::printf("policy %s, cuts used:", a->cut.c_str());
-      for (int k : cuts) std::printf(" %d", k);
-      std::printf("\n  time to first token (median)  %8.2f ms\n  time per token median / p95   %8.2f / %.2f ms\n"
-                  "  bytes per token               %8.0f\n  cut changes %d, fallbacks %d\n  token agreement with local    %8.4f\n",
-                  j["ttft_ms_median"].get<double>(), j["ms_per_token_median"].get<double>(), j["ms_per_token_p95"].get<double>(),
-                  j["bytes_per_token"].get<double>(), recuts, fallbacks, j["token_agreement"].get<double>());
-      std::printf("  (%s)\n", j["timing"].get<std::string>().c_str());
+      std::cout << doc.dump() << std::endl;
+      return interrupted ? 130 : 0;
+    }
+    std::printf("%-24s %10s %10s %10s %10s %8s\n", "condition", "auto cut", "auto ms", "oracle", "oracle ms", "regret");
+    for (const auto& cj : doc["conditions"]) {
+      std::printf("%-24s %10d %10.2f %10d %10.2f %+7.1f%%\n", cj["name"].get<std::string>().c_str(), cj["auto_cut"].get<int>(),
+                  cj["auto_ms_per_token"].get<double>(), cj["oracle_cut"].get<int>(), cj["oracle_ms_per_token"].get<double>(),
+                  100 * cj["regret"].get<double>());
+    }
+    std::printf("worst regret of auto against the best fixed cut: %+.1f%% (%s); outputs in %s\n", 100 * worst_regret,
+                worst_condition.c_str(), out.c_str());
+    if (interrupted) {
+      std::printf("interrupted: %zu of %zu runs done; the files hold the finished conditions\n", done, runs);
+      return 130;
     }
     return 0;
   };

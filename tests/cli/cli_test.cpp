@@ -2,7 +2,11 @@
 // and a clear error with a non-zero exit for every bad input.
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <filesystem>
 #include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "tests/common/test_util.h"
 
@@ -82,12 +86,127 @@ TEST_F(CliTest, UnknownArchitectureAndMissingTensorAreReported) {
 }
 
 TEST_F(CliTest, SimRunsAScenarioThroughTheEmulatedLink) {
-  auto r = Splitlm("sim --threads 1 --model " + Model() + " --cut 2 --delay-ms 2 --prompts 2 --tokens 8 --json --log-level warn");
+  auto r = Splitlm("sim --threads 1 --model " + Model() + " --cut 2 --rtt-ms 4 --prompts 2 --tokens 8 --json --log-level warn");
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_NE(std::string::npos, r.out.find("\"token_agreement\":1.0")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("\"cuts\":[2,2]")) << r.out;
   EXPECT_NE(std::string::npos, r.out.find("\"fallbacks\":0")) << r.out;
-  ExpectFailure("sim --model " + Model() + " --outage 5:1", "--outage \"5:1\": expected START:END");
+  ExpectFailure("sim --model " + Model() + " --outage 5:1", "outage \"5:1\": expected START:END");
+}
+
+// Hardware profiles for the simulation tests: a slow device (~15 ms a token
+// on the tiny model) and a fast cloud, so the better side is clear-cut.
+std::string TestHardware(const TempDir& dir) {
+  const std::string hw = dir.Sub("hw");
+  std::filesystem::create_directories(hw);
+  auto fig = [](const char* key, double v) {
+    return std::string(key) + " = { value = " + std::to_string(v) + ", source = \"test figure\" }\n";
+  };
+  std::ofstream(hw + "/slowdev.toml") << "name = \"slowdev\"\nkind = \"device\"\ndescription = \"test\"\n"
+                                      << fig("memory_bandwidth_gb_s", 0.05) << fig("compute_gflop_s", 10)
+                                      << fig("bandwidth_efficiency", 1) << fig("compute_efficiency", 1)
+                                      << fig("layer_overhead_us", 0) << fig("memory_gb", 1) << fig("compute_w", 2)
+                                      << fig("wait_w", 0.5);
+  std::ofstream(hw + "/fastcloud.toml") << "name = \"fastcloud\"\nkind = \"cloud\"\ndescription = \"test\"\n"
+                                        << fig("memory_bandwidth_gb_s", 1000) << fig("compute_gflop_s", 10000)
+                                        << fig("bandwidth_efficiency", 1) << fig("compute_efficiency", 1)
+                                        << fig("layer_overhead_us", 0) << fig("memory_gb", 10) << fig("usd_per_hour", 1);
+  return hw;
+}
+
+TEST_F(CliTest, SimConfigAndSweepFilesGiveClearErrors) {
+  TempDir dir;
+  const std::string hw = TestHardware(dir);
+  auto file = [&](const std::string& text) {
+    std::ofstream(dir.Sub("s.toml")) << text;
+    return "sim --hardware-dir " + hw + " --model " + Model() + " ";
+  };
+  ExpectFailure(file("[sim]\ntokens = 8\nturbo = 1\n") + "--config " + dir.Sub("s.toml"),
+                dir.Sub("s.toml") + ":3: turbo: unknown key in [sim]");
+  ExpectFailure(file("[sim]\ntokens = \"many\"\n") + "--config " + dir.Sub("s.toml"), ":2: tokens: expected a number");
+  ExpectFailure(file("[sim]\ndevice = \"pixel\"\n") + "--config " + dir.Sub("s.toml"),
+                "device profile \"pixel\" not found");
+  ExpectFailure(file("[sim]\ndevice = \"fastcloud\"\n") + "--config " + dir.Sub("s.toml"),
+                "a cloud profile, used as the device");
+  ExpectFailure(file("[sim]\npolicy = \"fast\"\n") + "--config " + dir.Sub("s.toml"),
+                "policy \"fast\": expected auto, device, cloud or a cut 0..4");
+  ExpectFailure(file("[sim]\noutages = [\"3:2\"]\n") + "--config " + dir.Sub("s.toml"), ":2: outages: outage \"3:2\"");
+  ExpectFailure(file("[sim]\ntokens = 8\n") + "--sweep " + dir.Sub("s.toml"), "a sweep needs [[condition]] tables");
+  ExpectFailure(file("[[condition]]\nname = \"a\"\n[[condition]]\nname = \"a\"\n") + "--sweep " + dir.Sub("s.toml"),
+                ":3: name: \"a\" used twice");
+  ExpectFailure(file("[[condition]]\nname = \"a b\"\n") + "--sweep " + dir.Sub("s.toml"), "name: use letters");
+  ExpectFailure(file("[sim]\ntrace = \"nope.csv\"\n") + "--config " + dir.Sub("s.toml"), "nope.csv: cannot open trace");
+}
+
+TEST_F(CliTest, SweepWritesCsvJsonAndChartsAndAutoFindsTheBetterSide) {
+  TempDir dir;
+  const std::string hw = TestHardware(dir);
+  std::ofstream(dir.Sub("sweep.toml")) << "[sim]\ndevice = \"slowdev\"\ncloud = \"fastcloud\"\nprompts = 1\ntokens = 6\n"
+                                          "[[condition]]\nname = \"near\"\nrtt_ms = 1\nup_mbit_s = 100\ndown_mbit_s = 100\n"
+                                          "[[condition]]\nname = \"far\"\nrtt_ms = 80\nup_mbit_s = 10\ndown_mbit_s = 10\n";
+  const std::string out = dir.Sub("out");
+  auto r = Splitlm("--threads 1 sim --sweep " + dir.Sub("sweep.toml") + " --hardware-dir " + hw + " --model " + Model() +
+                   " --out " + out + " --json --log-level warn");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  const auto doc = nlohmann::json::parse(r.out);
+  ASSERT_EQ(2u, doc["conditions"].size());
+  for (const auto& c : doc["conditions"]) {
+    SCOPED_TRACE(c["name"].get<std::string>());
+    ASSERT_EQ(5u, c["measured_ms_per_token"].size());  // cuts 0..4
+    const int oracle = c["oracle_cut"];
+    EXPECT_DOUBLE_EQ(c["measured_ms_per_token"][std::to_string(oracle)].get<double>(), c["oracle_ms_per_token"].get<double>());
+    for (const auto& [cut, ms] : c["measured_ms_per_token"].items()) EXPECT_LE(c["oracle_ms_per_token"].get<double>(), ms.get<double>());
+    EXPECT_DOUBLE_EQ(1.0, c["auto_token_agreement"].get<double>());
+    // Generous: the measured figure of this test is noisy; the benchmark reports it exactly.
+    EXPECT_LE(c["auto_ms_per_token"].get<double>(), 1.5 * c["oracle_ms_per_token"].get<double>());
+  }
+  // Near: the cloud; far: the device (the slow device takes ~15 ms a token, the link 80 ms).
+  EXPECT_EQ(0, doc["conditions"][0]["auto_cut"].get<int>());
+  EXPECT_EQ(4, doc["conditions"][1]["auto_cut"].get<int>());
+  std::ifstream csv(out + "/sweep.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(csv, line)) ++rows;
+  EXPECT_EQ(1 + 2 * 6, rows);  // header + 2 conditions x (5 cuts + auto)
+  EXPECT_TRUE(std::filesystem::exists(out + "/sweep.json"));
+  // cmake/bootstrap.sh installs gnuplot; without it the sweep warns and writes no SVG.
+  if (RunCommand("command -v gnuplot").exit_code == 0) {
+    std::ifstream svg(out + "/sweep.svg");
+    std::string head((std::istreambuf_iterator<char>(svg)), {});
+    EXPECT_NE(std::string::npos, head.find("<svg")) << "no chart: see " << out << "/gnuplot.log";
+  }
+}
+
+TEST_F(CliTest, AnOutageInATraceFallsBackAndRecoversWithTheLocalTokens) {
+  TempDir dir;
+  const std::string hw = TestHardware(dir);
+  // Up, cut for half a second of emulated time, up again.
+  std::ofstream(dir.Sub("t.csv")) << "# test trace\ntime_s,up_mbit_s,down_mbit_s,rtt_ms,state\n0,50,50,2\n0.4,50,50,2,cut\n"
+                                     "0.9,50,50,2,up\n";
+  auto r = Splitlm("--threads 1 sim --hardware-dir " + hw + " --device slowdev --cloud fastcloud --model " + Model() +
+                   " --trace " + dir.Sub("t.csv") + " --cut 2 --prompts 1 --tokens 150 --json --log-level warn");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GE(j["fallbacks"].get<int>(), 1) << r.out;
+  EXPECT_GE(j["recoveries"].get<int>(), 1) << r.out;
+  EXPECT_DOUBLE_EQ(1.0, j["token_agreement"].get<double>()) << r.out;
+}
+
+TEST_F(CliTest, AnInterruptedSweepStopsCleanlyAndKeepsWhatItFinished) {
+  TempDir dir;
+  const std::string hw = TestHardware(dir);
+  std::ofstream(dir.Sub("sweep.toml")) << "[sim]\ndevice = \"slowdev\"\ncloud = \"fastcloud\"\nprompts = 1\ntokens = 200\n"
+                                          "[[condition]]\nname = \"a\"\nrtt_ms = 2\n[[condition]]\nname = \"b\"\nrtt_ms = 4\n";
+  testing::Process p(BinPath("splitlm") + " --threads 1 --log-level warn sim --sweep " + dir.Sub("sweep.toml") +
+                     " --hardware-dir " + hw + " --model " + Model() + " --out " + dir.Sub("out"));
+  ASSERT_TRUE(p.WaitFor("[1/12]", 120000)) << p.Stderr();
+  p.Signal(SIGINT);
+  EXPECT_EQ(130, p.Wait()) << p.Stderr();
+  std::ifstream in(dir.Sub("out") + "/sweep.json");
+  ASSERT_TRUE(in) << "no sweep.json after the interrupt";
+  const auto doc = nlohmann::json::parse(in);
+  EXPECT_TRUE(doc["interrupted"].get<bool>());
+  EXPECT_EQ(0u, doc["conditions"].size());  // the first condition had not finished
 }
 
 TEST_F(CliTest, CodecsRunAndF32IsExact) {

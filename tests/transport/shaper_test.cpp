@@ -177,5 +177,29 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
   EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), TransportError);
 }
 
+TEST(ShaperTest, TraceRowsCanBeOutages) {
+  testing::TempDir dir;
+  std::ofstream(dir.Sub("t.csv")) << "time_s,up_mbit_s,down_mbit_s,rtt_ms,state\n0,10,20,40,up\n3,1,1,40,stall\n4,1,1,40\n"
+                                     "6,1,1,40,cut\n7,5,5,40,up\n";
+  const auto trace = ReadTrace(dir.Sub("t.csv"));
+  ASSERT_EQ(5u, trace.size());
+  EXPECT_EQ(TracePoint::State::kUp, trace[0].state);
+  EXPECT_EQ(TracePoint::State::kStall, trace[1].state);
+  EXPECT_EQ(TracePoint::State::kUp, trace[2].state);  // no fifth column: up
+  EXPECT_EQ(TracePoint::State::kCut, trace[3].state);
+  auto expect_error = [&](const std::string& text, const std::string& message) {
+    std::ofstream(dir.Sub("bad.csv"), std::ios::trunc) << text;
+    try {
+      ReadTrace(dir.Sub("bad.csv"));
+      ADD_FAILURE() << text;
+    } catch (const TransportError& e) {
+      EXPECT_NE(std::string::npos, std::string(e.what()).find(message)) << e.what();
+    }
+  };
+  expect_error("0,1,1,10,down\n", "bad.csv:1: state \"down\" is not one of up, stall, cut");
+  expect_error("0,1,1,10,up,7\n", "bad.csv:1: more than five columns");
+  expect_error("0,1,1,10\n2,1,1,10,cut\n", "the last row is an outage");
+}
+
 }  // namespace
 }  // namespace splitlm::transport

@@ -1,0 +1,172 @@
+#include "scheduler/hardware.h"
+
+#include <toml++/toml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "transport/clock.h"
+
+namespace splitlm::scheduler {
+namespace {
+
+struct FigureSpec {
+  const char* key;
+  double min, max;
+  bool required;
+  double HardwareProfile::*field;
+};
+
+const std::vector<FigureSpec>& Figures() {
+  static const std::vector<FigureSpec> f = {
+      {"memory_bandwidth_gb_s", 0.01, 1e5, true, &HardwareProfile::memory_bandwidth_gb_s},
+      {"compute_gflop_s", 0.01, 1e7, true, &HardwareProfile::compute_gflop_s},
+      {"bandwidth_efficiency", 0.01, 1, true, &HardwareProfile::bandwidth_efficiency},
+      {"compute_efficiency", 0.01, 1, true, &HardwareProfile::compute_efficiency},
+      {"layer_overhead_us", 0, 1e6, true, &HardwareProfile::layer_overhead_us},
+      {"memory_gb", 0.001, 1e5, true, &HardwareProfile::memory_gb},
+      {"compute_w", 0, 1e4, false, &HardwareProfile::compute_w},
+      {"wait_w", 0, 1e4, false, &HardwareProfile::wait_w},
+      {"usd_per_hour", 0, 1e4, false, &HardwareProfile::usd_per_hour},
+  };
+  return f;
+}
+
+// Bytes of fp32 weights of one layer, and of its norms.
+double LayerWeightBytes(const partition::ModelConfig& c) {
+  const double h = c.hidden_size, qd = double(c.num_heads) * c.head_dim, kvd = double(c.num_kv_heads) * c.head_dim;
+  const double params = h * (qd + 2 * kvd) + qd * h + 3 * h * c.intermediate_size + 2 * h +
+                        (c.qkv_bias ? qd + 2 * kvd : 0);
+  return 4 * params;
+}
+
+double PartUs(const HardwareProfile& hw, double bytes, double flops, int overhead_steps) {
+  const double mem_us = bytes / (hw.memory_bandwidth_gb_s * hw.bandwidth_efficiency * 1e3);
+  const double flop_us = flops / (hw.compute_gflop_s * hw.compute_efficiency * 1e3);
+  return std::max(mem_us, flop_us) + overhead_steps * hw.layer_overhead_us;
+}
+
+}  // namespace
+
+HardwareProfile LoadHardwareProfile(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw std::runtime_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+  auto where = [&](const toml::node& n, const std::string& key) {
+    return path + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
+  };
+  HardwareProfile hw;
+  hw.path = path;
+  std::vector<std::string> seen;
+  for (auto&& [k, node] : root) {
+    const std::string key(k.str());
+    seen.push_back(key);
+    if (key == "name" || key == "kind" || key == "description") {
+      if (!node.is_string()) throw std::runtime_error(where(node, key) + "expected a string");
+      const std::string v = *node.value<std::string>();
+      if (key == "name") hw.name = v;
+      if (key == "kind") {
+        if (v != "device" && v != "cloud") throw std::runtime_error(where(node, key) + "\"" + v + "\" is not one of device, cloud");
+        hw.kind = v;
+      }
+      if (key == "description") hw.description = v;
+      continue;
+    }
+    auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
+    if (spec == Figures().end()) throw std::runtime_error(where(node, key) + "unknown key");
+    const toml::table* t = node.as_table();
+    if (!t) throw std::runtime_error(where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
+    for (auto&& [sub, _] : *t) {
+      if (sub.str() != "value" && sub.str() != "source") {
+        throw std::runtime_error(where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
+      }
+    }
+    const toml::node* value = t->get("value");
+    const toml::node* source = t->get("source");
+    if (!value || !value->is_number()) throw std::runtime_error(where(node, key) + "value must be a number");
+    if (!source || !source->is_string() || source->value<std::string>()->empty()) {
+      throw std::runtime_error(where(node, key) + "every figure needs a non-empty source");
+    }
+    const double v = *value->value<double>();
+    if (!(v >= spec->min && v <= spec->max)) {
+      throw std::runtime_error(where(*value, key) + std::to_string(v) + " is outside " + std::to_string(spec->min) +
+                               ".." + std::to_string(spec->max));
+    }
+    hw.*(spec->field) = v;
+    hw.sources[key] = *source->value<std::string>();
+  }
+  if (hw.name.empty()) throw std::runtime_error(path + ": name: missing");
+  if (hw.kind.empty()) throw std::runtime_error(path + ": kind: missing (device or cloud)");
+  for (const auto& f : Figures()) {
+    const bool needed = f.required || (hw.kind == "device" ? (std::string(f.key) == "compute_w" || std::string(f.key) == "wait_w")
+                                                           : std::string(f.key) == "usd_per_hour");
+    if (needed && std::find(seen.begin(), seen.end(), f.key) == seen.end()) {
+      throw std::runtime_error(path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
+    }
+  }
+  return hw;
+}
+
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, const partition::StageSpec& spec, int rows,
+                  int sequences, double kv_reads) {
+  const double layer_bytes = LayerWeightBytes(c);
+  const double kv_bytes = 2.0 * c.num_kv_heads * c.head_dim * 4;
+  const double h = c.hidden_size, qd = double(c.num_heads) * c.head_dim;
+  double us = 0;
+  if (spec.embedding) us += PartUs(hw, rows * h * 4, 0, 0);
+  const double per_layer = PartUs(hw, layer_bytes + kv_reads * kv_bytes, rows * (layer_bytes / 4) * 2 + 4 * qd * kv_reads, 1);
+  us += (spec.end - spec.begin) * per_layer;
+  if (spec.head) us += PartUs(hw, double(c.vocab_size) * h * 4, 2.0 * c.vocab_size * h * sequences, 1);
+  return us;
+}
+
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, uint64_t fingerprint,
+                               const ProfileOptions& o) {
+  ComputeProfile p;
+  p.hardware = "emulated " + hw.name + " (roofline of " + hw.path + ")";
+  p.model_fingerprint = fingerprint;
+  p.num_layers = c.num_layers;
+  p.hidden_size = c.hidden_size;
+  p.threads = 0;
+  for (int ctx : o.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
+  for (int n : o.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
+  partition::StageSpec layer = partition::StageSpec::Range(c, 0, 1);
+  layer.embedding = layer.head = false;
+  p.layer_decode_us.assign(c.num_layers, {});
+  p.layer_prefill_us.assign(c.num_layers, {});
+  for (int l = 0; l < c.num_layers; ++l) {
+    // A decode step at context `ctx` reads ctx + 1 positions (MeasureProfile's convention).
+    for (int ctx : p.decode_contexts) p.layer_decode_us[l].push_back(RooflineUs(hw, c, layer, 1, 1, ctx + 1.0));
+    for (int n : p.prefill_lengths) p.layer_prefill_us[l].push_back(RooflineUs(hw, c, layer, n, 1, n * (n + 1.0) / 2));
+  }
+  partition::StageSpec embed = partition::StageSpec::Range(c, 0, 0);
+  embed.embedding = true;
+  embed.head = false;
+  p.embed_us = RooflineUs(hw, c, embed, 1, 1, 0);
+  partition::StageSpec head = partition::StageSpec::Range(c, c.num_layers, c.num_layers);
+  head.embedding = false;
+  head.head = true;
+  p.head_decode_us = RooflineUs(hw, c, head, 1, 1, 0);
+  p.layer_bytes = LayerWeightBytes(c);
+  p.embed_bytes = double(c.vocab_size) * c.hidden_size * 4;
+  p.head_bytes = c.tie_word_embeddings ? 0 : double(c.vocab_size) * c.hidden_size * 4;
+  p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * 4;
+  return p;
+}
+
+HardwareEmulator::HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, transport::VirtualClock& clock)
+    : hw_(std::move(hw)), config_(std::move(config)), clock_(clock) {}
+
+void HardwareEmulator::AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
+                                    double measured_us) {
+  const double emulated = RooflineUs(hw_, config_, spec, rows, sequences, kv_reads);
+  emulated_us_ += emulated;
+  measured_us_ += measured_us;
+  clock_.Account(emulated, measured_us);
+}
+
+}  // namespace splitlm::scheduler

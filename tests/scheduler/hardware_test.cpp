@@ -1,0 +1,166 @@
+// Emulated hardware: profile files (every figure sourced, every error
+// named), the roofline, and that what the emulator charges for a forward is
+// exactly what the roofline profile tells the scheduler.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+
+#include "partition/random_model.h"
+#include "scheduler/cost_model.h"
+#include "scheduler/hardware.h"
+#include "tests/common/test_util.h"
+#include "transport/clock.h"
+
+namespace splitlm::scheduler {
+namespace {
+
+namespace fs = std::filesystem;
+
+const std::string kDir = std::string(SPLITLM_SOURCE_DIR) + "/examples/hardware";
+
+std::string Write(const testing::TempDir& dir, const std::string& text) {
+  const std::string path = dir.Sub("hw.toml");
+  std::ofstream(path) << text;
+  return path;
+}
+
+const char* kValid = R"(name = "t"
+kind = "device"
+memory_bandwidth_gb_s = { value = 10, source = "a" }
+compute_gflop_s = { value = 100, source = "b" }
+bandwidth_efficiency = { value = 0.5, source = "c" }
+compute_efficiency = { value = 0.5, source = "d" }
+layer_overhead_us = { value = 3, source = "e" }
+memory_gb = { value = 4, source = "f" }
+compute_w = { value = 2, source = "g" }
+wait_w = { value = 0.5, source = "h" }
+)";
+
+void ExpectError(const std::string& text, const std::string& message) {
+  testing::TempDir dir;
+  const std::string path = Write(dir, text);
+  try {
+    LoadHardwareProfile(path);
+    ADD_FAILURE() << "no error for:\n" << text;
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string::npos, std::string(e.what()).find(message)) << e.what();
+    EXPECT_NE(std::string::npos, std::string(e.what()).find(path)) << e.what();
+  }
+}
+
+TEST(HardwareTest, BundledProfilesLoadAndSourceEveryFigure) {
+  int devices = 0, clouds = 0;
+  for (const auto& e : fs::directory_iterator(kDir)) {
+    if (e.path().extension() != ".toml") continue;
+    const HardwareProfile hw = LoadHardwareProfile(e.path().string());
+    EXPECT_EQ(e.path().stem().string(), hw.name);
+    EXPECT_FALSE(hw.description.empty()) << hw.name;
+    (hw.kind == "device" ? devices : clouds)++;
+    for (const char* key : {"memory_bandwidth_gb_s", "compute_gflop_s", "bandwidth_efficiency", "compute_efficiency",
+                            "layer_overhead_us", "memory_gb"}) {
+      ASSERT_TRUE(hw.sources.count(key)) << hw.name << " " << key;
+      EXPECT_GT(hw.sources.at(key).size(), 10u) << hw.name << " " << key;
+    }
+  }
+  EXPECT_GE(devices, 4);  // phones, Jetson, Raspberry Pi
+  EXPECT_GE(clouds, 2);   // CPU and GPU server
+}
+
+TEST(HardwareTest, BadProfilesNameTheFileAndKey) {
+  testing::TempDir dir;
+  EXPECT_NO_THROW(LoadHardwareProfile(Write(dir, kValid)));
+  std::string no_source = kValid;
+  no_source.replace(no_source.find("source = \"a\""), 12, "source = \"\"");
+  ExpectError(no_source, "memory_bandwidth_gb_s: every figure needs a non-empty source");
+  ExpectError(std::string(kValid) + "turbo = { value = 1, source = \"x\" }\n", "turbo: unknown key");
+  ExpectError(std::string(kValid) + "usd_per_hour = 3\n", "usd_per_hour: expected { value = NUMBER");
+  std::string range = kValid;
+  range.replace(range.find("value = 0.5, source = \"c\""), 10, "value = 1.5");
+  ExpectError(range, "bandwidth_efficiency: 1.5");
+  std::string no_power = kValid;
+  no_power.erase(no_power.find("compute_w"));
+  ExpectError(no_power, "compute_w: missing (a device profile needs it)");
+  std::string kind = kValid;
+  kind.replace(kind.find("\"device\""), 8, "\"phone\"");
+  ExpectError(kind, "kind: \"phone\" is not one of device, cloud");
+  ExpectError("name = \"x\"\nkind = [", "hw.toml:2");
+}
+
+class RooflineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    partition::RandomModelOptions o;
+    o.preset = "small";
+    config_ = partition::PresetConfig(o.preset, partition::Arch::kLlama);
+    hw_ = LoadHardwareProfile(kDir + "/rpi5.toml");
+  }
+  partition::ModelConfig config_;
+  HardwareProfile hw_;
+};
+
+TEST_F(RooflineTest, DecodeIsBandwidthBoundAndPrefillAmortisesTheWeights) {
+  partition::StageSpec layer = partition::StageSpec::Range(config_, 0, 1);
+  layer.embedding = layer.head = false;
+  const double one = RooflineUs(hw_, config_, layer, 1, 1, 17);
+  // One decode row: the layer's weights at the effective bandwidth plus the overhead.
+  const double h = config_.hidden_size, kvd = double(config_.num_kv_heads) * config_.head_dim;
+  const double bytes = 4 * (h * (h + 2 * kvd) + h * h + 3 * h * config_.intermediate_size + 2 * h) + 17 * 2 * kvd * 4;
+  EXPECT_NEAR(bytes / (hw_.memory_bandwidth_gb_s * hw_.bandwidth_efficiency * 1e3) + hw_.layer_overhead_us, one, 1e-9);
+  // 128 rows cost far less than 128 single rows.
+  const double batch = RooflineUs(hw_, config_, layer, 128, 1, 128 * 129 / 2.0);
+  EXPECT_LT(batch, 128 * one / 4);
+  EXPECT_GT(batch, one);
+}
+
+TEST_F(RooflineTest, TheEmulatorChargesWhatTheProfileTellsTheScheduler) {
+  const ComputeProfile p = RooflineProfile(hw_, config_, 42);
+  EXPECT_EQ(config_.num_layers, p.num_layers);
+  EXPECT_EQ(42u, p.model_fingerprint);
+  transport::VirtualClock clock;
+  HardwareEmulator emu(hw_, config_, clock);
+  for (int cut = 1; cut <= config_.num_layers; ++cut) {
+    // A decode step at context 256 (the profile's second point) on the device side of `cut`.
+    const partition::StageSpec spec = partition::StageSpec::Device(config_, cut);
+    const double before = emu.emulated_us();
+    emu.AfterForward(spec, 1, 1, 257, 0);
+    double predicted = p.embed_us + (cut == config_.num_layers ? p.head_decode_us : 0);
+    for (int l = 0; l < cut; ++l) predicted += p.DecodeUs(l, 256);
+    EXPECT_NEAR(predicted, emu.emulated_us() - before, 1e-6 * predicted) << "cut " << cut;
+  }
+}
+
+TEST(VirtualClockTest, FasterHardwareSkipsTimeSlowerHardwareSleepsIt) {
+  transport::VirtualClock clock;
+  const auto wall0 = std::chrono::steady_clock::now();
+  const auto v0 = clock.Now();
+  // Work that took 1 s here but 0.1 s emulated: the clock falls 0.9 s behind.
+  clock.Account(1e5, 1e6);
+  EXPECT_NEAR(0.9, clock.skipped_s(), 1e-9);
+  EXPECT_LT(clock.Now() - v0, std::chrono::steady_clock::now() - wall0 - std::chrono::milliseconds(800));
+  // Work that took nothing here but 3 ms emulated: at least 3 ms pass.
+  const auto t = std::chrono::steady_clock::now();
+  clock.Account(3000, 0);
+  EXPECT_GE(std::chrono::steady_clock::now() - t, std::chrono::milliseconds(3));
+  EXPECT_GE(clock.skipped_s(), 0.9);  // oversleeping is skipped, never added
+}
+
+TEST(RadioPresetTest, LinkTypesSetTheRadioFromTheirSources) {
+  Link link;
+  ApplyRadioPreset("lte", link);
+  EXPECT_DOUBLE_EQ(438.39 * 8, link.tx_nj_per_byte);
+  EXPECT_DOUBLE_EQ(51.97 * 8, link.rx_nj_per_byte);
+  EXPECT_DOUBLE_EQ(1.28804, link.radio_w);
+  for (const auto& p : RadioPresets()) EXPECT_FALSE(p.source.empty()) << p.name;
+  try {
+    ApplyRadioPreset("6g", link);
+    ADD_FAILURE();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("unknown link type \"6g\" (choose wifi, lte, 3g, 5g)"))
+        << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace splitlm::scheduler
