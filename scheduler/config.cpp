@@ -69,6 +69,7 @@ std::vector<KeySpec> BuildSchema() {
       {"link.rx_nj_per_byte", T::kFloat, 0, kBig, {}, "1096 (wifi)", "radio energy per byte received"},
       {"link.radio_w", T::kFloat, 0, kBig, {}, "0.133 (wifi)", "radio power while a step is out (network and cloud time)"},
       // [power]
+      {"power.hardware", T::kString, 0, 0, {}, "(none)", "device hardware profile (examples/hardware/*.toml, relative to this file): sets compute_w and wait_w"},
       {"power.compute_w", T::kFloat, 0, kBig, {}, "3", "device power while computing (assumption: set it for your device; examples/hardware/*.toml have sourced figures)"},
       {"power.wait_w", T::kFloat, 0, kBig, {}, "0.5", "device power while waiting for the cloud, radio excluded (assumption, as above)"},
   };

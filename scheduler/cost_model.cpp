@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 
 #include "scheduler/config.h"
+#include "scheduler/hardware.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -49,6 +51,15 @@ void ApplyPlanConfig(const Config& cfg, PlanInputs& in) {
   FillFromConfig(cfg, "link.tx_nj_per_byte", false, in.link.tx_nj_per_byte);
   FillFromConfig(cfg, "link.radio_w", false, in.link.radio_w);
   FillFromConfig(cfg, "link.rx_nj_per_byte", false, in.link.rx_nj_per_byte);
+  if (auto hw = cfg.String("power.hardware")) {
+    // Relative to the configuration file.
+    std::filesystem::path file(*hw);
+    if (file.is_relative()) file = std::filesystem::path(cfg.origin()).parent_path() / file;
+    const HardwareProfile p = LoadHardwareProfile(file.string());
+    if (p.kind != "device") throw ConfigError(cfg.origin() + ": power.hardware: " + file.string() + " is a " + p.kind + " profile");
+    in.power.compute_w = p.compute_w;
+    in.power.wait_w = p.wait_w;
+  }
   FillFromConfig(cfg, "power.compute_w", false, in.power.compute_w);
   FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
   FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);

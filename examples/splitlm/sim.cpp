@@ -295,9 +295,22 @@ RunResult RunOne(Bench& b, const Settings& s, const std::string& policy) {
 
   device::AgentOptions o;
   o.fallback = device::Fallback::kLocal;
-  o.step_deadline = std::chrono::milliseconds(5000);
+  // Heartbeats must outlast the slowest legitimate step (a prompt's hidden
+  // states queued on the uplink delay our heartbeats behind them), or a slow
+  // link would be taken for a dead one.
+  const double prompt_bytes = 4.0 * c.hidden_size * s.prompt_tokens + 256;
+  double slowest_ms = 0;
+  auto consider = [&](double up_mbit_s, double rtt_ms) {
+    slowest_ms = std::max(slowest_ms, rtt_ms + (up_mbit_s > 0 ? prompt_bytes * 8 / (up_mbit_s * 1e3) : 0));
+  };
+  consider(s.link.up_mbit_s, 2 * s.link.delay_ms + 2 * s.link.jitter_ms);
+  for (const auto& t : so.trace) {
+    if (t.state == transport::TracePoint::State::kUp) consider(t.up_mbit_s, t.rtt_ms);
+  }
+  const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(std::max(100.0, slowest_ms)));
+  o.channel.heartbeat_interval = heartbeat;
+  o.step_deadline = std::max(std::chrono::milliseconds(5000), 4 * heartbeat);
   o.retry_interval = std::chrono::milliseconds(250);
-  o.channel.heartbeat_interval = std::chrono::milliseconds(100);
   o.channel.endpoint = relay.endpoint();
   o.log = b.log;
   o.clock = &clock;
@@ -552,6 +565,10 @@ Runner AddSim(CLI::App& app) {
         ++done;
         if (r.interrupted) break;
         const int cut = policy == "auto" ? r.mode_cut : std::stoi(policy);
+        if (r.fallbacks > 0 && s.outages.empty() && s.trace.empty()) {
+          ctx.log->warn("{} {}: {} fallbacks to the device on a link without outages: this run measured the "
+                        "fallback, not the cut", s.name, policy, r.fallbacks);
+        }
         if (!a->json) {  // progress: a line per run
           std::printf("[%zu/%zu] %s %s: %.2f ms/token (cut %d), token agreement %.4f\n", done, runs, s.name.c_str(),
                       policy == "auto" ? "auto" : ("cut " + policy).c_str(), r.tpot_ms, cut, r.agreement);

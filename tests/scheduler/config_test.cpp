@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "scheduler/config.h"
+#include "scheduler/cost_model.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm::scheduler {
@@ -59,7 +60,7 @@ TEST(ConfigTest, FlagsOverrideTheFile) {
 }
 
 TEST(ConfigTest, ExamplesParseAndDocsMatchTheSchema) {
-  for (const char* f : {"examples/configs/cloud.toml", "examples/configs/device.toml"}) {
+  for (const char* f : {"examples/configs/cloud.toml", "examples/configs/device.toml", "examples/configs/plan.toml"}) {
     EXPECT_NO_THROW(Config::Load(std::string(SPLITLM_SOURCE_DIR) + "/" + f)) << f;
   }
   std::ifstream in(std::string(SPLITLM_SOURCE_DIR) + "/docs/config.md");
@@ -135,6 +136,28 @@ TEST(PlanAccuracy, PredictedTimePerTokenIsCloseToMeasuredAtEveryCut) {
   for (const auto& row : j["cuts"]) {
     EXPECT_LT(std::fabs(row["error"].get<double>()), 0.5) << row.dump();
   }
+}
+
+TEST(ConfigTest, LinkTypeAndHardwareProfileSetTheEnergyFigures) {
+  // examples/configs/plan.toml: an LTE radio and a mid-range phone's power, the profile path relative to the file.
+  const Config c = Config::Load(std::string(SPLITLM_SOURCE_DIR) + "/examples/configs/plan.toml");
+  PlanInputs in;
+  ApplyPlanConfig(c, in);
+  Link lte;
+  ApplyRadioPreset("lte", lte);
+  EXPECT_DOUBLE_EQ(lte.tx_nj_per_byte, in.link.tx_nj_per_byte);
+  EXPECT_DOUBLE_EQ(lte.radio_w, in.link.radio_w);
+  EXPECT_DOUBLE_EQ(3.5, in.power.compute_w);
+  EXPECT_DOUBLE_EQ(0.6, in.power.wait_w);
+  EXPECT_EQ(1, in.constraints.privacy_floor);
+  // An explicit figure overrides the preset; a missing profile is an error naming it.
+  const Config o = Config::Parse("[link]\ntype = \"3g\"\ntx_nj_per_byte = 7\n[power]\nhardware = \"/nope.toml\"\n", "x.toml");
+  PlanInputs in2;
+  EXPECT_THROW(ApplyPlanConfig(o, in2), std::runtime_error);
+  const Config o2 = Config::Parse("[link]\ntype = \"3g\"\ntx_nj_per_byte = 7\n", "x.toml");
+  ApplyPlanConfig(o2, in2);
+  EXPECT_DOUBLE_EQ(7, in2.link.tx_nj_per_byte);
+  EXPECT_DOUBLE_EQ(122.12 * 8, in2.link.rx_nj_per_byte);
 }
 
 }  // namespace
