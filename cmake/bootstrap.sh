@@ -64,6 +64,11 @@ case "$mode" in
     "$BUILD_DIR/bin/splitlm" generate --model "$model" --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
     echo "== split at cut 3: device layers [0,3), cloud layers [3,8) + head"
     "$BUILD_DIR/bin/splitlm" generate --model "$model" --cut 3 --prompt-ids "1 15 27 300" --max-tokens 24 --print-ids
+    for rtt in 1 40; do
+      echo "== simulation: emulated Raspberry Pi 5 and GPU server, ${rtt} ms round trip, the scheduler picks the cut"
+      "$BUILD_DIR/bin/splitlm" --log-level warn sim --model "$model" --device rpi5 --cloud gpu-server \
+        --rtt-ms "$rtt" --up-mbit 100 --down-mbit 100 --cut auto --prompts 2 --tokens 24
+    done
     ;;
   test)
     if [ ! -d "$BUILD_DIR/npm/node_modules/openai" ]; then

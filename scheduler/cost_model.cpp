@@ -80,8 +80,10 @@ const std::vector<RadioPreset>& RadioPresets() {
       {"3g", 868.98 * 8, 122.12 * 8, 0.81788,
        "Huang et al. MobiSys 2012 power model, 3G: alpha_u 868.98, alpha_d 122.12 mW/Mbps, beta 817.88 mW"},
       {"5g", 438.39 * 8, 51.97 * 8, 1.28804,
-       "stand-in: the LTE figures (no per-bit 5G power model was available to this project offline); "
-       "set link.tx_nj_per_byte, rx_nj_per_byte and radio_w from a 5G measurement"},
+       "stand-in: the LTE figures. No per-bit 5G power model was available to this project offline; "
+       "Signals Research Group (2019, Galaxy S10 on Verizon 5G NR mmWave) found 5G NR draws more current than "
+       "LTE and is less energy-efficient at low bit rates, so at splitlm's few kB per token these likely "
+       "under-estimate 5G. Set link.tx_nj_per_byte, rx_nj_per_byte and radio_w from a 5G measurement"},
   };
   return presets;
 }

@@ -24,6 +24,7 @@
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/in_process_worker.h"
 #include "partition/model.h"
+#include "partition/tokenizer.h"
 #include "scheduler/hardware.h"
 #include "transport/clock.h"
 #include "transport/shaper.h"
@@ -57,6 +58,7 @@ struct Settings {
   transport::LinkConditions link{50, 100, 10, 0};
   std::string trace;
   std::vector<transport::Outage> outages;
+  std::string prompt_file;  // one prompt of token ids per line; else generated prompts
   int prompts = 2, prompt_tokens = 16, tokens = 32;
 };
 
@@ -133,6 +135,8 @@ void ReadTable(const toml::table& t, const std::string& origin, const fs::path& 
           throw std::runtime_error(where(e, key) + x.what());
         }
       }
+    } else if (key == "prompt_file") {
+      s.prompt_file = path(str(n, key));
     } else if (key == "prompts") {
       s.prompts = static_cast<int>(num(n, key, 1, 10000));
     } else if (key == "prompt_tokens") {
@@ -220,6 +224,7 @@ struct RunResult {
   int mode_cut = 0;       // the cut most tokens were made at
   double ttft_ms = 0, tpot_ms = 0, tpot_p95_ms = 0, bytes_per_token = 0, energy_mj_per_token = 0;
   double agreement = 1;
+  double predicted_tpot_ms = 0;  // auto: the cost model's figure for its cut (last request)
   int cut_changes = 0, fallbacks = 0, recoveries = 0;
   bool interrupted = false;
   std::vector<TimelinePoint> timeline;
@@ -235,29 +240,54 @@ struct Bench {
   const partition::Model* model;
   std::string hardware_dir;
   std::shared_ptr<spdlog::logger> log;
-  std::map<std::tuple<int, int, int>, Reference> references;  // by (prompts, prompt_tokens, tokens)
+  std::map<std::tuple<std::string, int, int, int>, Reference> references;  // by (file, prompts, prompt_tokens, tokens)
 };
 
 // The reference for `s`'s workload (computed once, before any clock starts).
 const Reference& ReferenceFor(Bench& b, const Settings& s) {
-  auto& r = b.references[{s.prompts, s.prompt_tokens, s.tokens}];
+  auto& r = b.references[{s.prompt_file, s.prompts, s.prompt_tokens, s.tokens}];
   if (!r.prompts.empty()) return r;
   const auto& c = b.model->config();
-  if (s.prompt_tokens + s.tokens > c.max_context) {
-    throw std::runtime_error("prompt_tokens + tokens = " + std::to_string(s.prompt_tokens + s.tokens) +
-                             " exceed the model's context of " + std::to_string(c.max_context));
+  if (!s.prompt_file.empty()) {
+    std::ifstream in(s.prompt_file);
+    if (!in) throw std::runtime_error(s.prompt_file + ": cannot open the prompt file");
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+      if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;
+      std::vector<int32_t> ids;
+      try {
+        ids = partition::ParseTokenIds(line);
+      } catch (const std::exception& e) {
+        throw std::runtime_error(s.prompt_file + ":" + std::to_string(n) + ": " + e.what());
+      }
+      for (int32_t id : ids) {
+        if (id < 0 || id >= c.vocab_size) {
+          throw std::runtime_error(s.prompt_file + ":" + std::to_string(n) + ": token id " + std::to_string(id) +
+                                   " is outside the vocabulary of " + std::to_string(c.vocab_size));
+        }
+      }
+      r.prompts.push_back(ids);
+    }
+    if (r.prompts.empty()) throw std::runtime_error(s.prompt_file + ": no prompts (one line of token ids each)");
+  } else {
+    for (int p = 0; p < s.prompts; ++p) {
+      std::vector<int32_t> ids(s.prompt_tokens);
+      for (int i = 0; i < s.prompt_tokens; ++i) ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % c.vocab_size);
+      r.prompts.push_back(ids);
+    }
+  }
+  for (const auto& ids : r.prompts) {
+    if (static_cast<int>(ids.size()) + s.tokens > c.max_context) {
+      throw std::runtime_error("a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
+                               " tokens exceed the model's context of " + std::to_string(c.max_context));
+    }
   }
   device::AgentOptions lo;
   lo.cut = c.num_layers;
   zmq::context_t z;
   transport::Metrics m;
   device::Agent local(*b.model, lo, z, m);
-  for (int p = 0; p < s.prompts; ++p) {
-    std::vector<int32_t> ids(s.prompt_tokens);
-    for (int i = 0; i < s.prompt_tokens; ++i) ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % c.vocab_size);
-    r.prompts.push_back(ids);
-    r.tokens.push_back(local.Generate({ids, s.tokens, {}, false}).tokens);
-  }
+  for (const auto& ids : r.prompts) r.tokens.push_back(local.Generate({ids, s.tokens, {}, false}).tokens);
   return r;
 }
 
@@ -369,6 +399,7 @@ RunResult RunOne(Bench& b, const Settings& s, const std::string& policy) {
     });
     r.fallbacks += g.fallbacks;
     r.recoveries += g.recoveries;
+    r.predicted_tpot_ms = g.predicted_tpot_ms;
     r.cut_changes += g.recuts;
     r.cuts.push_back(g.cut);
     for (size_t i = 0; i < g.tokens.size() && i < ref.tokens[p].size(); ++i) agree += g.tokens[i] == ref.tokens[p][i];
@@ -417,6 +448,7 @@ nlohmann::json RunJson(const RunResult& r) {
           {"cut_changes", r.cut_changes},
           {"fallbacks", r.fallbacks},
           {"recoveries", r.recoveries},
+          {"predicted_ms_per_token", r.predicted_tpot_ms},
           {"token_agreement", r.agreement}};
 }
 
@@ -434,7 +466,7 @@ std::string Quote(const std::string& s) { return "'" + s + "'"; }
 Runner AddSim(CLI::App& app) {
   auto* cmd = app.add_subcommand("sim", "simulate: worker + device through an emulated link on emulated hardware");
   struct Args {
-    std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace;
+    std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace, prompt_file;
     std::string hardware_dir = SPLITLM_HARDWARE_DIR;
     std::vector<std::string> outages;
     std::optional<double> up, down, rtt, jitter;
@@ -458,6 +490,7 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--trace", a->trace, "CSV trace time_s,up_mbit_s,down_mbit_s,rtt_ms (overrides the fixed link)")->check(CLI::ExistingFile);
   cmd->add_option("--outage", a->outages, "START:END[:cut] in seconds of emulated time; stall unless :cut");
   cmd->add_option("--prompts", a->prompts, "requests per run (default 2)")->check(CLI::Range(1, 10000));
+  cmd->add_option("--prompt-file", a->prompt_file, "prompts: one line of token ids each (default: generated prompts)")->check(CLI::ExistingFile);
   cmd->add_option("--prompt-tokens", a->prompt_tokens, "prompt length (default 16)")->check(CLI::Range(1, 100000));
   cmd->add_option("--tokens", a->tokens, "tokens per request (default 32)")->check(CLI::Range(2, 100000));
   cmd->add_flag("--json", a->json, "print JSON (one line per scenario; the whole sweep document with --sweep)");
@@ -488,6 +521,7 @@ Runner AddSim(CLI::App& app) {
         s.outages.clear();
         for (const auto& w : a->outages) s.outages.push_back(ParseOutage(w));
       }
+      if (!a->prompt_file.empty()) s.prompt_file = a->prompt_file;
       if (a->prompts) s.prompts = *a->prompts;
       if (a->prompt_tokens) s.prompt_tokens = *a->prompt_tokens;
       if (a->tokens) s.tokens = *a->tokens;
@@ -607,6 +641,7 @@ Runner AddSim(CLI::App& app) {
       cj["auto_cut"] = autor->mode_cut;
       cj["auto_cuts"] = autor->cuts;
       cj["auto_ms_per_token"] = autor->tpot_ms;
+      cj["auto_predicted_ms_per_token"] = autor->predicted_tpot_ms;
       cj["auto_cut_changes"] = autor->cut_changes;
       cj["auto_token_agreement"] = autor->agreement;
       cj["auto_energy_mj_per_token"] = autor->energy_mj_per_token;
