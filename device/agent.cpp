@@ -324,6 +324,39 @@ struct Agent::Impl {
     return std::nullopt;
   }
 
+  // --cut auto while everything runs here: no steps tell the estimator how
+  // the link is doing, so a small Ping goes out at each re-plan. Its Pong is
+  // looked for without waiting after every token; it arrived between that
+  // look and the one before, so the midpoint stands for its arrival (off by
+  // at most half a token's time). The planner can then move the cut back to
+  // the cloud when the link recovers.
+  struct PingOut {
+    uint64_t seq;
+    Clock::time_point sent, last_look;
+  };
+  std::optional<PingOut> ping_out;
+  void SendRttPing() {
+    if (!channel || !hello_ok || !estimator.calibrated() || ping_out) return;
+    const uint64_t id = ++seq;
+    const auto now = Now();
+    if (channel->Send(transport::Ping{id, 64}, zmq::message_t(64))) ping_out = PingOut{id, now, now};
+  }
+  void LookForPong() {
+    if (!ping_out) return;
+    const auto now = Now();
+    while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
+      if (auto* p = std::get_if<transport::Pong>(&in->message); p && ping_out && p->seq == ping_out->seq) {
+        const auto arrived = ping_out->last_look + (now - ping_out->last_look) / 2;
+        estimator.Observe(64, 64, std::chrono::duration<double, std::milli>(arrived - ping_out->sent).count());
+        ping_out.reset();
+        return;
+      }
+    }
+    ping_out->last_look = now;
+    // An answer that has not come in a step deadline is not coming.
+    if (now - ping_out->sent > o.step_deadline) ping_out.reset();
+  }
+
   int32_t LocalStep(Generation& g, partition::Stage& local, const partition::SamplingParams& sp) {
     const auto t0 = Now();
     const int from = local.position();
@@ -415,6 +448,7 @@ struct Agent::Impl {
       const int done_tokens = static_cast<int>(result.tokens.size());
       if (o.auto_cut.enabled && replanner && (split || all_local) && done_tokens > 0 &&
           done_tokens % std::max(1, o.auto_cut.replan_every) == 0) {
+        if (all_local) SendRttPing();
         replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
         const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
         if (k != o.cut) recut(k);
@@ -509,6 +543,7 @@ struct Agent::Impl {
           token = *t;
         }
       }
+      if (all_local && ping_out) LookForPong();
       g.ids.push_back(token);
       result.tokens.push_back(token);
       if (result.tokens.size() == 1) first_token_at = Now();
