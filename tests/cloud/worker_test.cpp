@@ -13,7 +13,9 @@
 #include "device/agent.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "scheduler/hardware.h"
 #include "scheduler/profile.h"
+#include "transport/clock.h"
 #include "transport/shaper.h"
 #include "tests/common/test_util.h"
 
@@ -174,6 +176,51 @@ TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
   EXPECT_EQ(2, got.recuts);
   EXPECT_EQ(1, got.final_cut);
   EXPECT_EQ(0, got.fallbacks);
+}
+
+TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) {
+  Start(size_t{1} << 30);
+  // An emulated slow device (~16 ms a token on the tiny model, slept for
+  // real): behind a 100 ms round trip it runs everything here; once the
+  // relay's delay drops, its pings see the new round trip and the cut moves
+  // back to the cloud within the same generation.
+  scheduler::HardwareProfile hw;
+  hw.name = "slow";
+  hw.kind = "device";
+  hw.memory_bandwidth_gb_s = 0.05;
+  hw.compute_gflop_s = 10;
+  hw.bandwidth_efficiency = hw.compute_efficiency = 1;
+  transport::VirtualClock clock;
+  scheduler::HardwareEmulator emu(hw, model_->config(), clock);
+  transport::ShaperOptions so;
+  so.upstream = worker_->endpoint().substr(6);
+  so.link.delay_ms = 50;
+  so.clock = &clock;
+  transport::ShapingRelay relay(so);
+  device::AgentOptions o = AgentOpts(model_->config().num_layers);
+  o.channel.endpoint = relay.endpoint();
+  o.fallback = device::Fallback::kLocal;
+  o.compute_hook = &emu;
+  o.clock = &clock;
+  o.auto_cut.enabled = true;
+  o.auto_cut.device_profile = scheduler::RooflineProfile(hw, model_->config(), model_->fingerprint());
+  o.auto_cut.plan.device.threads = 1;
+  o.auto_cut.plan.constraints.privacy_floor = 1;
+  o.auto_cut.replan_every = 1;
+  transport::Metrics m;
+  device::Agent agent(*model_, o, ctx_, m);
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  const int n = 200;
+  const auto want = LocalTokens(prompt, n);
+  int seen = 0;
+  auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
+    if (++seen == 5) relay.SetConditions({0, 0, 0.5, 0});
+    return true;
+  });
+  EXPECT_EQ(want, got.tokens);
+  EXPECT_EQ(model_->config().num_layers, got.cut) << "a 100 ms round trip should keep everything here";
+  EXPECT_EQ(1, got.final_cut) << "the recovered link was not noticed";
+  EXPECT_EQ(1, got.recuts);
 }
 
 TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
