@@ -87,7 +87,7 @@ struct ShapingRelay::Impl {
   net::io_context io;
   tcp::acceptor acceptor{io};
   tcp::endpoint upstream;
-  Clock::time_point start;
+  std::atomic<int64_t> start_ns{0};  // on NowOn(o.clock); Restart() moves it
   std::atomic<bool> stop{false};
   mutable std::mutex mu;
   LinkConditions fixed;
@@ -103,7 +103,10 @@ struct ShapingRelay::Impl {
   std::list<std::unique_ptr<Conn>> conns;
 
   // Trace and outage time: on the simulation's clock when it has one.
-  double Elapsed() const { return std::chrono::duration<double>(NowOn(o.clock) - start).count(); }
+  double Elapsed() const {
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(o.clock).time_since_epoch()).count();
+    return static_cast<double>(now - start_ns.load()) * 1e-9;
+  }
 
   LinkConditions Now() const {
     std::lock_guard<std::mutex> lock(mu);
@@ -230,7 +233,7 @@ struct ShapingRelay::Impl {
 ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
   impl_->fixed = impl_->o.link;
-  impl_->start = NowOn(impl_->o.clock);
+  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(impl_->o.clock).time_since_epoch()).count();
   // Outage rows of the trace become outage windows.
   const auto& trace = impl_->o.trace;
   for (size_t i = 0; i + 1 < trace.size(); ++i) {
@@ -284,6 +287,10 @@ void ShapingRelay::SetConditions(const LinkConditions& link) {
 }
 
 LinkConditions ShapingRelay::Current() const { return impl_->Now(); }
+void ShapingRelay::Restart() {
+  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(impl_->o.clock).time_since_epoch()).count();
+}
+
 double ShapingRelay::elapsed_s() const { return impl_->Elapsed(); }
 uint64_t ShapingRelay::bytes_up() const { return impl_->up_bytes; }
 uint64_t ShapingRelay::bytes_down() const { return impl_->down_bytes; }

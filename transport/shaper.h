@@ -72,6 +72,8 @@ class ShapingRelay {
   // Conditions in force now.
   LinkConditions Current() const;
   double elapsed_s() const;
+  // Starts the trace and the outage schedule again from time 0.
+  void Restart();
   uint64_t bytes_up() const;
   uint64_t bytes_down() const;
 

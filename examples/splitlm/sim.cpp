@@ -8,6 +8,7 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <cstdlib>
@@ -291,142 +292,215 @@ const Reference& ReferenceFor(Bench& b, const Settings& s) {
   return r;
 }
 
-// Runs `s` with `policy` (auto, device, cloud or a cut).
-RunResult RunOne(Bench& b, const Settings& s, const std::string& policy) {
-  const auto& c = b.model->config();
-  const Reference& ref = ReferenceFor(b, s);
-  const auto device_hw = Hardware(s.device, b.hardware_dir, "device");
-  const auto cloud_hw = Hardware(s.cloud, b.hardware_dir, "cloud");
-  transport::VirtualClock clock;
-  std::optional<scheduler::HardwareEmulator> device_emu, cloud_emu;
-  if (device_hw) device_emu.emplace(*device_hw, c, clock);
-  if (cloud_hw) cloud_emu.emplace(*cloud_hw, c, clock);
-
-  cloud::WorkerOptions wo;
-  wo.clock = &clock;
-  if (cloud_emu) {
-    wo.compute_hook = &*cloud_emu;
-    const auto cp = scheduler::RooflineProfile(*cloud_hw, c, b.model->fingerprint());
-    for (int l = 0; l < c.num_layers; ++l) wo.report_layer_decode_us.push_back(static_cast<float>(cp.layer_decode_us[l][0]));
-    wo.report_head_decode_us = static_cast<float>(cp.head_decode_us);
-  }
-  zmq::context_t zctx;
-  transport::Metrics cloud_metrics, m;
-  InProcessWorker worker(*b.model, zctx, cloud_metrics, b.log, wo);
-
-  transport::ShaperOptions so;
-  so.link = s.link;
-  so.log = b.log;
-  so.clock = &clock;
-  so.outages = s.outages;
-  if (!s.trace.empty()) so.trace = transport::ReadTrace(s.trace);
-  so.upstream = worker.endpoint().substr(6);
-  transport::ShapingRelay relay(so);
-
-  device::AgentOptions o;
-  o.fallback = device::Fallback::kLocal;
-  // Heartbeats must outlast the slowest legitimate step (a prompt's hidden
-  // states queued on the uplink delay our heartbeats behind them), or a slow
-  // link would be taken for a dead one.
-  const double prompt_bytes = 4.0 * c.hidden_size * s.prompt_tokens + 256;
-  double slowest_ms = 0;
-  auto consider = [&](double up_mbit_s, double rtt_ms) {
-    slowest_ms = std::max(slowest_ms, rtt_ms + (up_mbit_s > 0 ? prompt_bytes * 8 / (up_mbit_s * 1e3) : 0));
-  };
-  consider(s.link.up_mbit_s, 2 * s.link.delay_ms + 2 * s.link.jitter_ms);
-  for (const auto& t : so.trace) {
-    if (t.state == transport::TracePoint::State::kUp) consider(t.up_mbit_s, t.rtt_ms);
-  }
-  const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(std::max(100.0, slowest_ms)));
-  o.channel.heartbeat_interval = heartbeat;
-  o.step_deadline = std::max(std::chrono::milliseconds(5000), 4 * heartbeat);
-  o.retry_interval = std::chrono::milliseconds(250);
-  o.channel.endpoint = relay.endpoint();
-  o.log = b.log;
-  o.clock = &clock;
-  if (device_emu) o.compute_hook = &*device_emu;
-  scheduler::PlanInputs& plan = o.auto_cut.plan;
-  scheduler::ApplyRadioPreset(s.link_type, plan.link);
-  if (device_hw) {
-    plan.power.compute_w = device_hw->compute_w;
-    plan.power.wait_w = device_hw->wait_w;
-  }
-  if (cloud_hw) plan.cloud_usd_per_s = cloud_hw->usd_per_hour / 3600;
-  if (policy == "auto") {
-    o.auto_cut.enabled = true;
-    plan.device.threads = at::get_num_threads();
-    plan.workload.prompt_tokens = s.prompt_tokens;
-    plan.workload.context = s.prompt_tokens + s.tokens / 2;
-    if (device_hw) o.auto_cut.device_profile = scheduler::RooflineProfile(*device_hw, c, b.model->fingerprint());
-    o.cut = c.num_layers;
-  } else if (policy == "device") {
-    o.cut = c.num_layers;
-  } else if (policy == "cloud") {
-    o.cut = 0;
-  } else {
-    size_t used = 0;
-    int k = -1;
-    try {
-      k = std::stoi(policy, &used);
-    } catch (const std::exception&) {
-    }
-    if (used != policy.size() || k < 0 || k > c.num_layers) {
-      throw std::runtime_error("policy \"" + policy + "\": expected auto, device, cloud or a cut 0.." + std::to_string(c.num_layers));
-    }
-    o.cut = k;
-  }
-  device::Agent agent(*b.model, o, zctx, m);
-
-  RunResult r;
-  r.policy = policy;
+// One policy's tokens over one or more runs.
+struct Tally {
   std::vector<double> ttft, tpot;
   std::map<int, int> per_cut;
-  int agree = 0, total = 0;
-  const auto t_start = clock.Now();
-  for (size_t p = 0; p < ref.prompts.size() && !g_interrupted; ++p) {
-    const auto t0 = clock.Now();
-    auto last = t0;
-    bool first = true;
-    auto g = agent.Generate({ref.prompts[p], s.tokens, {}, false}, [&](int32_t) {
-      const auto now = clock.Now();
-      const double ms = std::chrono::duration<double, std::milli>(now - last).count();
-      (first ? ttft : tpot).push_back(ms);
-      r.timeline.push_back({std::chrono::duration<double>(now - t_start).count(), agent.cut(), ms, relay.Current()});
-      ++per_cut[agent.cut()];
-      first = false;
-      last = now;
-      return !g_interrupted.load();
-    });
-    r.fallbacks += g.fallbacks;
-    r.recoveries += g.recoveries;
-    r.predicted_tpot_ms = g.predicted_tpot_ms;
-    r.cut_changes += g.recuts;
-    r.cuts.push_back(g.cut);
-    for (size_t i = 0; i < g.tokens.size() && i < ref.tokens[p].size(); ++i) agree += g.tokens[i] == ref.tokens[p][i];
-    total += static_cast<int>(ref.tokens[p].size());
+  std::vector<int> cuts;
+  std::vector<TimelinePoint> timeline;
+  int agree = 0, total = 0, fallbacks = 0, recoveries = 0, cut_changes = 0;
+  double predicted_tpot_ms = 0;
+  // Device metrics over the runs (deltas): tokens, steps, bytes, seconds.
+  double tokens = 0, steps = 0, bytes = 0, compute_s = 0, wait_s = 0;
+  bool interrupted = false;
+};
+
+int ParseCut(const std::string& policy, int layers) {
+  if (policy == "device") return layers;
+  if (policy == "cloud") return 0;
+  size_t used = 0;
+  int k = -1;
+  try {
+    k = std::stoi(policy, &used);
+  } catch (const std::exception&) {
   }
-  r.interrupted = g_interrupted;
-  r.ttft_ms = Percentile(ttft, 0.5);
-  r.tpot_ms = Percentile(tpot, 0.5);
-  r.tpot_p95_ms = Percentile(tpot, 0.95);
-  r.agreement = total > 0 ? static_cast<double>(agree) / total : 1.0;
-  r.mode_cut = per_cut.empty() ? o.cut
-                               : std::max_element(per_cut.begin(), per_cut.end(), [](auto& a, auto& b2) { return a.second < b2.second; })->first;
-  // Device energy (model): compute power x device compute time, radio
-  // energy per byte, and waiting power x the time a step is out.
-  const double tokens = m.Get("splitlm_device_tokens_total");
-  const double steps = m.Get("splitlm_device_cloud_steps_total");
-  const double sent = m.Get("splitlm_device_bytes_sent_total") + 128 * steps, received = 128 * steps;
-  auto part = [&](const char* name) { return m.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + name + "\"}"); };
-  const double compute_s = part("device_compute") + part("local_compute") + part("codec");
-  const double wait_s = part("network") + part("cloud_compute") + part("cloud_queue");
-  const auto& pw = plan.power;
-  const double joules = pw.compute_w * compute_s + (sent * plan.link.tx_nj_per_byte + received * plan.link.rx_nj_per_byte) * 1e-9 +
-                        (pw.wait_w + plan.link.radio_w) * wait_s;
-  r.bytes_per_token = tokens > 0 ? m.Get("splitlm_device_bytes_sent_total") / tokens : 0;
-  r.energy_mj_per_token = tokens > 0 ? joules * 1e3 / tokens : 0;
-  return r;
+  if (used != policy.size() || k < 0 || k > layers) {
+    throw std::runtime_error("policy \"" + policy + "\": expected auto, device, cloud or a cut 0.." + std::to_string(layers));
+  }
+  return k;
 }
+
+// One condition: the clock, the emulated hardware, a worker, the relay, and
+// two agents (one for the fixed cuts, one with --cut auto) that every run
+// of the condition shares.
+class Rig {
+ public:
+  Rig(Bench& b, const Settings& s)
+      : b_(b), s_(s), c_(b.model->config()), ref_(ReferenceFor(b, s)),
+        device_hw_(Hardware(s.device, b.hardware_dir, "device")), cloud_hw_(Hardware(s.cloud, b.hardware_dir, "cloud")) {
+    if (device_hw_) device_emu_.emplace(*device_hw_, c_, clock_);
+    if (cloud_hw_) cloud_emu_.emplace(*cloud_hw_, c_, clock_);
+    cloud::WorkerOptions wo;
+    wo.clock = &clock_;
+    if (cloud_emu_) {
+      wo.compute_hook = &*cloud_emu_;
+      const auto cp = scheduler::RooflineProfile(*cloud_hw_, c_, b.model->fingerprint());
+      for (int l = 0; l < c_.num_layers; ++l) wo.report_layer_decode_us.push_back(static_cast<float>(cp.layer_decode_us[l][0]));
+      wo.report_head_decode_us = static_cast<float>(cp.head_decode_us);
+    }
+    worker_ = std::make_unique<InProcessWorker>(*b.model, zctx_, cloud_metrics_, b.log, wo);
+    transport::ShaperOptions so;
+    so.link = s.link;
+    so.log = b.log;
+    so.clock = &clock_;
+    so.outages = s.outages;
+    if (!s.trace.empty()) so.trace = transport::ReadTrace(s.trace);
+    so.upstream = worker_->endpoint().substr(6);
+    trace_ = so.trace;
+    relay_ = std::make_unique<transport::ShapingRelay>(so);
+  }
+
+  int layers() const { return c_.num_layers; }
+  size_t prompts() const { return ref_.prompts.size(); }
+
+  // Runs prompts [first, last) with `policy` and adds them to `t`.
+  void Run(const std::string& policy, size_t first, size_t last, Tally& t, bool restart_link) {
+    device::Agent& agent = policy == "auto" ? AutoAgent() : FixedAgent();
+    transport::Metrics& m = policy == "auto" ? auto_metrics_ : fixed_metrics_;
+    if (policy != "auto") agent.UseCut(ParseCut(policy, c_.num_layers));
+    auto part = [&](const char* name) { return m.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + name + "\"}"); };
+    auto snapshot = [&] {
+      return std::array<double, 5>{m.Get("splitlm_device_tokens_total"), m.Get("splitlm_device_cloud_steps_total"),
+                                   m.Get("splitlm_device_bytes_sent_total"),
+                                   part("device_compute") + part("local_compute") + part("codec"),
+                                   part("network") + part("cloud_compute") + part("cloud_queue")};
+    };
+    const auto before = snapshot();
+    if (restart_link) relay_->Restart();
+    const auto t_start = clock_.Now();
+    for (size_t p = first; p < last && !g_interrupted; ++p) {
+      auto last_at = clock_.Now();
+      bool first_token = true;
+      auto g = agent.Generate({ref_.prompts[p], s_.tokens, {}, false}, [&](int32_t) {
+        const auto now = clock_.Now();
+        const double ms = std::chrono::duration<double, std::milli>(now - last_at).count();
+        (first_token ? t.ttft : t.tpot).push_back(ms);
+        t.timeline.push_back({std::chrono::duration<double>(now - t_start).count(), agent.cut(), ms, relay_->Current()});
+        ++t.per_cut[agent.cut()];
+        first_token = false;
+        last_at = now;
+        return !g_interrupted.load();
+      });
+      t.fallbacks += g.fallbacks;
+      t.recoveries += g.recoveries;
+      t.predicted_tpot_ms = g.predicted_tpot_ms;
+      t.cut_changes += g.recuts;
+      t.cuts.push_back(g.cut);
+      for (size_t i = 0; i < g.tokens.size() && i < ref_.tokens[p].size(); ++i) t.agree += g.tokens[i] == ref_.tokens[p][i];
+      t.total += static_cast<int>(ref_.tokens[p].size());
+    }
+    const auto after = snapshot();
+    t.tokens += after[0] - before[0];
+    t.steps += after[1] - before[1];
+    t.bytes += after[2] - before[2];
+    t.compute_s += after[3] - before[3];
+    t.wait_s += after[4] - before[4];
+    t.interrupted = t.interrupted || g_interrupted;
+  }
+
+  RunResult Result(const std::string& policy, const Tally& t) const {
+    const scheduler::PlanInputs plan = Plan();
+    RunResult r;
+    r.policy = policy;
+    r.cuts = t.cuts;
+    r.interrupted = t.interrupted;
+    r.ttft_ms = Percentile(t.ttft, 0.5);
+    r.tpot_ms = Percentile(t.tpot, 0.5);
+    r.tpot_p95_ms = Percentile(t.tpot, 0.95);
+    r.agreement = t.total > 0 ? static_cast<double>(t.agree) / t.total : 1.0;
+    r.fallbacks = t.fallbacks;
+    r.recoveries = t.recoveries;
+    r.cut_changes = t.cut_changes;
+    r.predicted_tpot_ms = t.predicted_tpot_ms;
+    r.timeline = t.timeline;
+    r.mode_cut = t.per_cut.empty() ? (policy == "auto" ? c_.num_layers : ParseCut(policy, c_.num_layers))
+                                   : std::max_element(t.per_cut.begin(), t.per_cut.end(),
+                                                      [](auto& x, auto& y) { return x.second < y.second; })->first;
+    // Device energy (model): compute power x device compute time, radio
+    // energy per byte, and (waiting + radio) power x the time steps are out.
+    const double sent = t.bytes + 128 * t.steps, received = 128 * t.steps;
+    const auto& pw = plan.power;
+    const double joules = pw.compute_w * t.compute_s +
+                          (sent * plan.link.tx_nj_per_byte + received * plan.link.rx_nj_per_byte) * 1e-9 +
+                          (pw.wait_w + plan.link.radio_w) * t.wait_s;
+    r.bytes_per_token = t.tokens > 0 ? t.bytes / t.tokens : 0;
+    r.energy_mj_per_token = t.tokens > 0 ? joules * 1e3 / t.tokens : 0;
+    return r;
+  }
+
+ private:
+  scheduler::PlanInputs Plan() const {
+    scheduler::PlanInputs plan;
+    scheduler::ApplyRadioPreset(s_.link_type, plan.link);
+    if (device_hw_) {
+      plan.power.compute_w = device_hw_->compute_w;
+      plan.power.wait_w = device_hw_->wait_w;
+    }
+    if (cloud_hw_) plan.cloud_usd_per_s = cloud_hw_->usd_per_hour / 3600;
+    plan.device.threads = at::get_num_threads();
+    plan.workload.prompt_tokens = s_.prompt_tokens;
+    plan.workload.context = s_.prompt_tokens + s_.tokens / 2;
+    return plan;
+  }
+
+  device::AgentOptions Options(bool automatic) {
+    device::AgentOptions o;
+    o.fallback = device::Fallback::kLocal;
+    // Heartbeats must outlast the slowest legitimate step (a prompt's hidden
+    // states queued on the uplink delay our heartbeats behind them), or a
+    // slow link would be taken for a dead one.
+    size_t longest = 1;
+    for (const auto& p : ref_.prompts) longest = std::max(longest, p.size());
+    const double prompt_bytes = 4.0 * c_.hidden_size * static_cast<double>(longest) + 256;
+    double slowest_ms = 0;
+    auto consider = [&](double up_mbit_s, double rtt_ms) {
+      slowest_ms = std::max(slowest_ms, rtt_ms + (up_mbit_s > 0 ? prompt_bytes * 8 / (up_mbit_s * 1e3) : 0));
+    };
+    consider(s_.link.up_mbit_s, 2 * s_.link.delay_ms + 2 * s_.link.jitter_ms);
+    for (const auto& t : trace_) {
+      if (t.state == transport::TracePoint::State::kUp) consider(t.up_mbit_s, t.rtt_ms);
+    }
+    const auto heartbeat = std::chrono::milliseconds(static_cast<int64_t>(std::max(100.0, slowest_ms)));
+    o.channel.heartbeat_interval = heartbeat;
+    o.step_deadline = std::max(std::chrono::milliseconds(5000), 4 * heartbeat);
+    o.retry_interval = std::chrono::milliseconds(250);
+    o.channel.endpoint = relay_->endpoint();
+    o.log = b_.log;
+    o.clock = &clock_;
+    if (device_emu_) o.compute_hook = &*device_emu_;
+    o.auto_cut.plan = Plan();
+    if (automatic) {
+      o.auto_cut.enabled = true;
+      if (device_hw_) o.auto_cut.device_profile = scheduler::RooflineProfile(*device_hw_, c_, b_.model->fingerprint());
+      o.cut = c_.num_layers;
+    } else {
+      o.cut = 0;  // below L with local fallback: all layers loaded, so UseCut can pick any cut
+    }
+    return o;
+  }
+  device::Agent& FixedAgent() {
+    if (!fixed_) fixed_ = std::make_unique<device::Agent>(*b_.model, Options(false), zctx_, fixed_metrics_);
+    return *fixed_;
+  }
+  device::Agent& AutoAgent() {
+    if (!auto_) auto_ = std::make_unique<device::Agent>(*b_.model, Options(true), zctx_, auto_metrics_);
+    return *auto_;
+  }
+
+  Bench& b_;
+  const Settings& s_;
+  const partition::ModelConfig& c_;
+  const Reference& ref_;
+  std::optional<scheduler::HardwareProfile> device_hw_, cloud_hw_;
+  transport::VirtualClock clock_;
+  std::optional<scheduler::HardwareEmulator> device_emu_, cloud_emu_;
+  zmq::context_t zctx_;
+  transport::Metrics cloud_metrics_, fixed_metrics_, auto_metrics_;
+  std::unique_ptr<InProcessWorker> worker_;
+  std::vector<transport::TracePoint> trace_;
+  std::unique_ptr<transport::ShapingRelay> relay_;
+  std::unique_ptr<device::Agent> fixed_, auto_;
+};
 
 std::string Timing(const Settings& s) {
   std::string t = "compute: ";
@@ -544,7 +618,10 @@ Runner AddSim(CLI::App& app) {
 
     if (conditions.empty()) {
       // One scenario.
-      const RunResult r = RunOne(bench, base, base.policy);
+      Rig rig(bench, base);
+      Tally tally;
+      rig.Run(base.policy, 0, rig.prompts(), tally, false);
+      const RunResult r = rig.Result(base.policy, tally);
       nlohmann::json j = RunJson(r);
       j["timing"] = Timing(base);
       j["interrupted"] = r.interrupted;
@@ -569,7 +646,13 @@ Runner AddSim(CLI::App& app) {
     std::vector<std::string> policies;
     for (int k = 0; k <= L; ++k) policies.push_back(std::to_string(k));
     policies.push_back("auto");
-    const size_t runs = conditions.size() * policies.size();
+    // Fixed links interleave the policies prompt by prompt (a round per
+    // prompt), so a slow moment of this machine falls on every policy alike;
+    // traces and outages run each policy over all prompts from the start of
+    // the schedule.
+    auto scheduled = [](const Settings& s) { return !s.trace.empty() || !s.outages.empty(); };
+    size_t runs = 0;
+    for (const Settings& s : conditions) runs += policies.size() * (scheduled(s) ? 1 : ReferenceFor(bench, s).prompts.size());
     std::ofstream csv(out / "sweep.csv");
     if (!csv) throw std::runtime_error((out / "sweep.csv").string() + ": cannot write");
     csv << "condition,device,cloud,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,ms_per_token,ms_per_token_p95,ttft_ms,"
@@ -590,23 +673,40 @@ Runner AddSim(CLI::App& app) {
                            {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
       nlohmann::json measured = nlohmann::json::object();
       std::optional<RunResult> autor;
+      std::map<std::string, RunResult> results;
       int oracle = -1;
       double oracle_ms = 0;
       fixed_data += "# " + s.name + "\n";
+      std::map<std::string, Tally> tallies;
+      {
+        Rig rig(bench, s);
+        const size_t rounds = scheduled(s) ? 1 : rig.prompts();
+        for (size_t round = 0; round < rounds && !g_interrupted; ++round) {
+          for (const std::string& policy : policies) {
+            if (g_interrupted) break;
+            Tally& t = tallies[policy];
+            rig.Run(policy, scheduled(s) ? 0 : round, scheduled(s) ? rig.prompts() : round + 1, t, scheduled(s));
+            ++done;
+            if (t.interrupted) break;
+            if (!a->json) {  // progress: a line per run
+              std::printf("[%zu/%zu] %s round %zu/%zu %s: %.2f ms/token so far\n", done, runs, s.name.c_str(), round + 1,
+                          rounds, policy == "auto" ? "auto" : ("cut " + policy).c_str(), Percentile(t.tpot, 0.5));
+              std::fflush(stdout);
+            }
+          }
+        }
+        if (g_interrupted) {
+          interrupted = true;
+          break;
+        }
+        for (const std::string& policy : policies) results.emplace(policy, rig.Result(policy, tallies[policy]));
+      }
       for (const std::string& policy : policies) {
-        if (g_interrupted) break;
-        const RunResult r = RunOne(bench, s, policy);
-        ++done;
-        if (r.interrupted) break;
+        const RunResult& r = results.at(policy);
         const int cut = policy == "auto" ? r.mode_cut : std::stoi(policy);
-        if (r.fallbacks > 0 && s.outages.empty() && s.trace.empty()) {
+        if (r.fallbacks > 0 && !scheduled(s)) {
           ctx.log->warn("{} {}: {} fallbacks to the device on a link without outages: this run measured the "
                         "fallback, not the cut", s.name, policy, r.fallbacks);
-        }
-        if (!a->json) {  // progress: a line per run
-          std::printf("[%zu/%zu] %s %s: %.2f ms/token (cut %d), token agreement %.4f\n", done, runs, s.name.c_str(),
-                      policy == "auto" ? "auto" : ("cut " + policy).c_str(), r.tpot_ms, cut, r.agreement);
-          std::fflush(stdout);
         }
         char row[512];
         std::snprintf(row, sizeof row, "%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f\n", s.name.c_str(),
@@ -631,10 +731,6 @@ Runner AddSim(CLI::App& app) {
         }
       }
       fixed_data += "\n\n";
-      if (g_interrupted || !autor) {
-        interrupted = true;
-        break;
-      }
       const double regret = oracle_ms > 0 ? autor->tpot_ms / oracle_ms - 1 : 0;
       if (regret > worst_regret || worst_condition.empty()) worst_regret = regret, worst_condition = s.name;
       cj["measured_ms_per_token"] = measured;
