@@ -12,6 +12,7 @@
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
+#include "scheduler/profile.h"
 #include "transport/clock.h"
 
 namespace splitlm::cloud {
@@ -107,8 +108,8 @@ struct Worker::Impl {
     metrics.Set("splitlm_cloud_min_cut", options.min_cut);
   }
 
-  // Decode time of each layer this worker holds (context 16, 8 steps, best
-  // of 3, timed inside whole-stage runs), reported in Hello so devices can
+  // Decode time of each layer this worker holds (context 16, 8 steps, median
+  // of 5, timed inside whole-stage runs), reported in Hello so devices can
   // plan their cut with the cloud's speed.
   std::vector<float> MeasureLayers() {
     const auto& c = model.config();
@@ -116,8 +117,9 @@ struct Worker::Impl {
     std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * (kContext + kSteps)), logits(c.vocab_size);
     for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     partition::Stage stage(weights);
-    std::vector<double> best(held + 2, 1e30), parts;
-    for (int r = 0; r < 3; ++r) {
+    std::vector<std::vector<double>> runs(held + 2);
+    std::vector<double> parts;
+    for (int r = 0; r < 5; ++r) {
       stage.Truncate(0);
       stage.Forward({nullptr, hidden.data(), kContext}, logits.data());
       parts.assign(held + 2, 0.0);
@@ -126,8 +128,9 @@ struct Worker::Impl {
         stage.Forward({nullptr, &hidden[static_cast<size_t>(kContext + s) * c.hidden_size], 1}, logits.data());
       }
       stage.SetPartTimer(nullptr);
-      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i] / kSteps);
+      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
     }
+    const auto best = scheduler::MedianOfEach(std::move(runs));
     hello.head_decode_us = static_cast<float>(best[held + 1]);
     return std::vector<float>(best.begin() + 1, best.begin() + 1 + held);
   }

@@ -53,7 +53,12 @@ struct Agent::Impl {
   // --cut auto
   scheduler::ComputeProfile device_profile;
   scheduler::NetworkEstimator estimator;
+  // The cloud's per-layer times as of its Hello (our profile rescaled), and
+  // how far each side's real decode steps have drifted from its profile.
+  scheduler::ComputeProfile cloud_profile;
+  scheduler::ComputeDrift device_drift, cloud_drift;
   std::unique_ptr<scheduler::Replanner> replanner;
+  double DriftOf(const scheduler::ComputeDrift& d) const { return o.auto_cut.follow_drift ? d.factor() : 1.0; }
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
   // Emulation (splitlm sim): the clock every time is read from.
@@ -115,6 +120,7 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
     metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
     metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
+    metrics.Describe("splitlm_device_compute_drift", K::kGauge, "measured / profiled decode step compute time, by side (device, cloud)");
     metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
     metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
     metrics.Set("splitlm_device_cut", o.cut);
@@ -200,6 +206,9 @@ struct Agent::Impl {
       for (double& v : in.cloud.layer_prefill_us[l]) v *= ratio;
     }
     if (cloud_hello.head_decode_us > 0) in.cloud.head_decode_us = cloud_hello.head_decode_us;
+    cloud_profile = in.cloud;
+    in.device = device_profile.Scaled(DriftOf(device_drift));
+    in.cloud = cloud_profile.Scaled(DriftOf(cloud_drift));
     in.cloud_queue_ms = cloud_hello.queue_us / 1e3;
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
@@ -299,6 +308,10 @@ struct Agent::Impl {
           metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
           if (estimator.calibrated()) {
             estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
+          }
+          if (rows == 1 && cloud_profile.num_layers == layers) {
+            cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r->compute_us);
+            metrics.Set("splitlm_device_compute_drift{side=\"cloud\"}", cloud_drift.factor());
           }
           g.cloud_positions = g.positions;
           ++result.cloud_steps;
@@ -449,6 +462,12 @@ struct Agent::Impl {
       if (o.auto_cut.enabled && replanner && (split || all_local) && done_tokens > 0 &&
           done_tokens % std::max(1, o.auto_cut.replan_every) == 0) {
         if (all_local) SendRttPing();
+        if (cloud_profile.num_layers == layers) {
+          scheduler::PlanInputs in = replanner->inputs();
+          in.device = device_profile.Scaled(DriftOf(device_drift));
+          in.cloud = cloud_profile.Scaled(DriftOf(cloud_drift));
+          replanner->SetInputs(std::move(in));
+        }
         replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
         const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
         if (k != o.cut) recut(k);
@@ -456,8 +475,13 @@ struct Agent::Impl {
       const int n = static_cast<int>(g.ids.size()) - fed;
       const auto t0 = Now();
       device_forward(&g.ids[fed], n);
+      const double device_s = Seconds(Now() - t0);
+      if (n == 1 && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
+        device_drift.Observe(device_profile.StepUs(0, o.cut, fed, true, all_local), device_s * 1e6);
+        metrics.Set("splitlm_device_compute_drift{side=\"device\"}", device_drift.factor());
+      }
       fed = static_cast<int>(g.ids.size());
-      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", Seconds(Now() - t0));
+      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
       int32_t token = 0;
       if (all_local) {
         token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));

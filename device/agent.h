@@ -47,6 +47,10 @@ struct AutoCut {
   std::optional<scheduler::ComputeProfile> device_profile;
   double margin = 0.10;
   int replan_every = 8;           // re-plan during a generation every N tokens
+  // Rescale the device and cloud profiles by how real decode steps compare
+  // with them (scheduler::ComputeDrift). Off: the profiles are taken as they
+  // are (a test faking a device's speed through its profile).
+  bool follow_drift = true;
 };
 
 struct AgentOptions {

@@ -99,6 +99,7 @@ int main(int argc, char** argv) {
       splitlm::scheduler::ApplyPlanConfig(cfg, o.auto_cut.plan);
       FillFromConfig(cfg, "scheduler.device_profile", false, o.auto_cut.profile_path);
       FillFromConfig(cfg, "scheduler.margin", false, o.auto_cut.margin);
+      FillFromConfig(cfg, "scheduler.follow_drift", false, o.auto_cut.follow_drift);
       FillFromConfig(cfg, "device.fallback", f_fallback->count() > 0, fallback);
       FillFromConfig(cfg, "device.codec", f_codec->count() > 0, codec);
       FillFromConfig(cfg, "device.step_deadline_ms", f_step->count() > 0, step_ms);

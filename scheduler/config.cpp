@@ -58,6 +58,7 @@ std::vector<KeySpec> BuildSchema() {
       {"scheduler.cloud_profile", T::kString, 0, 0, {}, "(device profile / cloud_speedup)", "cloud profile file"},
       {"scheduler.cloud_speedup", T::kFloat, 1e-6, kBig, {}, "1", "without a cloud profile: cloud layer time = device time / this"},
       {"scheduler.margin", T::kFloat, 0, 10, {}, "0.1", "auto cut: a new cut must be better by this fraction to be taken"},
+      {"scheduler.follow_drift", T::kBool, 0, 0, {}, "true", "auto cut: rescale both profiles by the measured compute time of real decode steps"},
       {"scheduler.cloud_queue_ms", T::kFloat, 0, kBig, {}, "0", "expected queueing at the cloud per step"},
       {"scheduler.cloud_usd_per_hour", T::kFloat, 0, kBig, {}, "0.36", "price of one cloud compute-hour"},
       // [link]

@@ -106,6 +106,33 @@ std::string HardwareId(int threads) {
   return model + " x" + std::to_string(threads) + " threads";
 }
 
+double ComputeProfile::StepUs(int begin, int end, int context, bool embed, bool head) const {
+  double us = (embed ? embed_us : 0) + (head ? head_decode_us : 0);
+  for (int l = begin; l < end; ++l) us += DecodeUs(l, context);
+  return us;
+}
+
+ComputeProfile ComputeProfile::Scaled(double factor) const {
+  ComputeProfile p = *this;
+  for (auto& layer : p.layer_decode_us)
+    for (double& v : layer) v *= factor;
+  for (auto& layer : p.layer_prefill_us)
+    for (double& v : layer) v *= factor;
+  p.embed_us *= factor;
+  p.head_decode_us *= factor;
+  return p;
+}
+
+std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {
+  std::vector<double> out;
+  for (auto& s : samples) {
+    if (s.empty()) throw std::invalid_argument("MedianOfEach: no samples");
+    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+    out.push_back(s[s.size() / 2]);
+  }
+  return out;
+}
+
 ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& o) {
   const auto& c = model.config();
   ComputeProfile p;
@@ -142,7 +169,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
   for (size_t ci = 0; ci < p.decode_contexts.size(); ++ci) {
     const int ctx = std::min(p.decode_contexts[ci], c.max_context - kSteps - 1);
     say("decode at context " + std::to_string(ctx));
-    std::vector<double> best(c.num_layers + 2, 1e30);
+    std::vector<std::vector<double>> runs(c.num_layers + 2);
     for (int r = 0; r < o.repeats; ++r) {
       stage.Truncate(0);
       stage.Forward({tokens.data(), nullptr, ctx}, logits.data());
@@ -150,8 +177,9 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
       stage.SetPartTimer(&parts);
       for (int s = 0; s < kSteps; ++s) stage.Forward({&tokens[ctx + s], nullptr, 1}, logits.data());
       stage.SetPartTimer(nullptr);
-      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i] / kSteps);
+      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
     }
+    const auto best = MedianOfEach(runs);
     for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(best[1 + l]);
     if (ci == 0) {
       p.embed_us = best[0];
@@ -160,15 +188,16 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
   }
   for (int n : p.prefill_lengths) {
     say("prefill of " + std::to_string(n) + " tokens");
-    std::vector<double> best(c.num_layers + 2, 1e30);
+    std::vector<std::vector<double>> runs(c.num_layers + 2);
     for (int r = 0; r < o.repeats; ++r) {
       stage.Truncate(0);
       parts.assign(c.num_layers + 2, 0.0);
       stage.SetPartTimer(&parts);
       stage.Forward({tokens.data(), nullptr, n}, logits.data());
       stage.SetPartTimer(nullptr);
-      for (size_t i = 0; i < parts.size(); ++i) best[i] = std::min(best[i], parts[i]);
+      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i]);
     }
+    const auto best = MedianOfEach(runs);
     for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(best[1 + l]);
   }
   return p;

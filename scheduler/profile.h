@@ -36,6 +36,11 @@ struct ComputeProfile {
   // Piecewise-linear interpolation in the context (or prompt) length, linear
   // extrapolation beyond the measured range.
   double DecodeUs(int layer, int context) const;
+  // One decode step through layers [begin, end), plus the embedding and the
+  // head if asked.
+  double StepUs(int begin, int end, int context, bool embed, bool head) const;
+  // Every time multiplied by `factor` (see ComputeDrift).
+  ComputeProfile Scaled(double factor) const;
   double PrefillUs(int layer, int tokens) const;
 
   std::string ToJson() const;
@@ -46,10 +51,17 @@ struct ComputeProfile {
 struct ProfileOptions {
   std::vector<int> decode_contexts = {16, 256};
   std::vector<int> prefill_lengths = {16, 128};
-  int repeats = 3;  // best of
+  // The median of this many runs counts: the typical time, which is what a
+  // token will take, rather than the best, which is biased low on a busy
+  // machine.
+  int repeats = 5;
   int threads = 1;  // the compute threads in use (recorded with the hardware)
   std::function<void(const std::string&)> progress;
 };
+
+// The (upper) median of each inner vector. Throws std::invalid_argument on an
+// empty one.
+std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples);
 
 // Times each layer of `model` on this machine with the current thread count.
 ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& options);

@@ -5,6 +5,17 @@
 
 namespace splitlm::scheduler {
 
+void ComputeDrift::Observe(double predicted_us, double measured_us) {
+  if (!(predicted_us > 0) || !(measured_us > 0) || !std::isfinite(predicted_us) || !std::isfinite(measured_us)) return;
+  // Weighted means of both, not of their ratio: a step with little work (a
+  // cut near the end) has a larger share of fixed overhead and should not
+  // count as much as a whole model's step.
+  measured_ = samples_ == 0 ? measured_us : (1 - alpha_) * measured_ + alpha_ * measured_us;
+  predicted_ = samples_ == 0 ? predicted_us : (1 - alpha_) * predicted_ + alpha_ * predicted_us;
+  factor_ = std::clamp(measured_ / predicted_, 0.05, 20.0);
+  ++samples_;
+}
+
 void NetworkEstimator::Calibrate(double small_bytes, double small_ms, double large_bytes, double large_ms) {
   // Both probes carry the bytes each way: time = rtt + bytes * (1/up + 1/down).
   const double slope = std::max(1e-12, (large_ms - small_ms) / std::max(1.0, large_bytes - small_bytes));

@@ -40,6 +40,26 @@ class NetworkEstimator {
   double up_mbit_s_ = 0, down_mbit_s_ = 0;
 };
 
+// How much slower (> 1) or faster (< 1) a machine computes now than its
+// profile says, from real decode steps: the exponentially weighted mean of
+// the measured time over that of the predicted one, clamped to [0.05, 20]. A profile is a snapshot of
+// a few hundred milliseconds; this follows a phone's thermal throttling or a
+// busier server (the way NetworkEstimator follows the link).
+class ComputeDrift {
+ public:
+  explicit ComputeDrift(double alpha = 0.2) : alpha_(alpha) {}
+  // Ignored unless both are positive and finite.
+  void Observe(double predicted_us, double measured_us);
+  double factor() const { return factor_; }
+  int samples() const { return samples_; }
+
+ private:
+  double alpha_;
+  double factor_ = 1.0;
+  double measured_ = 0, predicted_ = 0;
+  int samples_ = 0;
+};
+
 // Chooses the cut and re-plans. A new cut is taken only when it is predicted
 // to beat the current one by more than `margin` (relative) over the tokens
 // still expected, after paying the cost of moving (rebuilding the KV of the

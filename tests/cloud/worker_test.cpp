@@ -151,6 +151,7 @@ TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
   o.fallback = device::Fallback::kLocal;
   o.auto_cut.enabled = true;
   o.auto_cut.profile_path = dir_.Sub("slow.json");
+  o.auto_cut.follow_drift = false;  // real steps would show the profile is fake
   o.auto_cut.plan.device.threads = 1;
   o.auto_cut.plan.constraints.privacy_floor = 1;
   o.auto_cut.replan_every = 1;
@@ -221,6 +222,51 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   EXPECT_EQ(model_->config().num_layers, got.cut) << "a 100 ms round trip should keep everything here";
   EXPECT_EQ(1, got.final_cut) << "the recovered link was not noticed";
   EXPECT_EQ(1, got.recuts);
+}
+
+TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheCloud) {
+  Start(size_t{1} << 30);
+  // The device's profile claims ten times the speed it has (a profile cached
+  // before the phone grew hot): at a 4 ms round trip it starts with
+  // everything here. Its real steps (~16 ms, emulated and slept) show the
+  // drift, and the re-plan moves the cut to the cloud, with the same tokens.
+  scheduler::HardwareProfile real;
+  real.name = "hot";
+  real.kind = "device";
+  real.memory_bandwidth_gb_s = 0.05;
+  real.compute_gflop_s = 10;
+  real.bandwidth_efficiency = real.compute_efficiency = 1;
+  scheduler::HardwareProfile claimed = real;
+  claimed.memory_bandwidth_gb_s = 0.5;
+  claimed.compute_gflop_s = 100;
+  transport::VirtualClock clock;
+  scheduler::HardwareEmulator emu(real, model_->config(), clock);
+  transport::ShaperOptions so;
+  so.upstream = worker_->endpoint().substr(6);
+  so.link.delay_ms = 2;
+  so.clock = &clock;
+  transport::ShapingRelay relay(so);
+  device::AgentOptions o = AgentOpts(model_->config().num_layers);
+  o.channel.endpoint = relay.endpoint();
+  o.fallback = device::Fallback::kLocal;
+  o.compute_hook = &emu;
+  o.clock = &clock;
+  o.auto_cut.enabled = true;
+  o.auto_cut.device_profile = scheduler::RooflineProfile(claimed, model_->config(), model_->fingerprint());
+  o.auto_cut.plan.device.threads = 1;
+  o.auto_cut.plan.constraints.privacy_floor = 1;
+  o.auto_cut.replan_every = 2;
+  transport::Metrics m;
+  device::Agent agent(*model_, o, ctx_, m);
+  const std::vector<int32_t> prompt = {1, 2, 3};
+  const int n = 24;
+  const auto want = LocalTokens(prompt, n);
+  auto got = agent.Generate({prompt, n, {}, false});
+  EXPECT_EQ(want, got.tokens);
+  EXPECT_EQ(model_->config().num_layers, got.cut) << "the claimed profile should keep everything here at first";
+  EXPECT_EQ(1, got.final_cut) << "the slow steps were not noticed";
+  EXPECT_EQ(1, got.recuts);
+  EXPECT_GT(m.Get("splitlm_device_compute_drift{side=\"device\"}"), 3.0);
 }
 
 TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {

@@ -159,14 +159,15 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 4 ")) << r.err;
   // A device profile 100x slower than the cloud's: as little as possible
-  // here, the privacy floor.
+  // here, the privacy floor. The profile is fake, so the agent must not
+  // correct it from the real steps (scheduler.follow_drift = false).
   ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() + " --out " + dir.Sub("dev.json")).exit_code);
   std::ifstream in(dir.Sub("dev.json"));
   nlohmann::json prof = nlohmann::json::parse(in);
   for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 100;
   for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 100;
   std::ofstream(dir.Sub("slow.json")) << prof.dump();
-  std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\ndevice_profile = \""
+  std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\nfollow_drift = false\ndevice_profile = \""
                                       << dir.Sub("slow.json") << "\"\n";
   r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --config " +
                  dir.Sub("slow.toml") + " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");

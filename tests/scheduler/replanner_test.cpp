@@ -3,6 +3,8 @@
 // oscillating around the threshold do not make it flap.
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "tests/scheduler/synthetic_profiles.h"
 #include "scheduler/replanner.h"
 
@@ -32,6 +34,33 @@ TEST(NetworkEstimatorTest, TwoProbesGiveRttAndBandwidth) {
   for (int i = 0; i < 50; ++i) e.Observe(0, 0, 30);
   EXPECT_NEAR(30, e.rtt_ms(), 0.1);
   EXPECT_LT(e.rtt_stddev_ms(), 1.0);
+}
+
+TEST(ComputeDriftTest, FollowsMeasuredOverPredictedAndIgnoresNonsense) {
+  ComputeDrift d(0.5);
+  EXPECT_EQ(1.0, d.factor());
+  d.Observe(100, 300);  // the first sample is taken whole
+  EXPECT_DOUBLE_EQ(3.0, d.factor());
+  d.Observe(100, 100);  // means 200 and 100
+  EXPECT_DOUBLE_EQ(2.0, d.factor());
+  d.Observe(0, 100);
+  d.Observe(100, -1);
+  d.Observe(100, std::numeric_limits<double>::infinity());
+  d.Observe(std::numeric_limits<double>::quiet_NaN(), 100);
+  EXPECT_DOUBLE_EQ(2.0, d.factor());
+  EXPECT_EQ(2, d.samples());
+  d.Observe(10, 10);  // a small step with its own ratio 1 moves the factor less than a big one would
+  EXPECT_DOUBLE_EQ(105.0 / 55.0, d.factor());
+  for (int i = 0; i < 80; ++i) d.Observe(1, 1000);
+  EXPECT_DOUBLE_EQ(20.0, d.factor()) << "clamped";
+}
+
+TEST(ComputeProfileTest, ScaledMultipliesEveryTime) {
+  const ComputeProfile p = Flat(4, 100, 10, 5);
+  const ComputeProfile q = p.Scaled(2);
+  EXPECT_DOUBLE_EQ(2 * p.StepUs(0, 4, 64, true, true), q.StepUs(0, 4, 64, true, true));
+  EXPECT_DOUBLE_EQ(2 * p.PrefillUs(1, 16), q.PrefillUs(1, 16));
+  EXPECT_DOUBLE_EQ(p.embed_us + p.DecodeUs(0, 64) + p.DecodeUs(1, 64), p.StepUs(0, 2, 64, true, false));
 }
 
 TEST(ReplannerTest, BandwidthDropMovesToTheDeviceAndRecoveryMovesBack) {

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <thread>
 
@@ -175,6 +176,30 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
   }
   std::ofstream(dir.Sub("back.csv")) << "5,1,1,10\n1,1,1,10\n";
   EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), TransportError);
+}
+
+// Every shipped trace reads, says where it comes from, and describes a link.
+TEST(ShaperTest, ShippedTracesReadAndStateTheirSources) {
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(SPLITLM_SOURCE_DIR) + "/examples/traces")) {
+    if (entry.path().extension() != ".csv") continue;
+    ++files;
+    SCOPED_TRACE(entry.path().string());
+    const auto trace = ReadTrace(entry.path().string());
+    ASSERT_GE(trace.size(), 2u);
+    for (size_t i = 1; i < trace.size(); ++i) EXPECT_GT(trace[i].time_s, trace[i - 1].time_s);
+    for (const auto& p : trace) {
+      if (p.state != TracePoint::State::kUp) continue;
+      EXPECT_GT(p.up_mbit_s, 0);
+      EXPECT_GT(p.down_mbit_s, 0);
+    }
+    std::ifstream in(entry.path());
+    std::string first;
+    std::getline(in, first);
+    EXPECT_TRUE(first.rfind("# MEASURED", 0) == 0 || first.rfind("# SYNTHETIC", 0) == 0)
+        << "the first line must say whether the trace is measured or synthetic: " << first;
+  }
+  EXPECT_GE(files, 4);
 }
 
 TEST(ShaperTest, TraceRowsCanBeOutages) {
