@@ -60,6 +60,45 @@ class WorkerTest : public ::testing::Test {
     return local.Generate({prompt, n, {}, false}).tokens;
   }
 
+  // A slow emulated device (~16 ms a token on the tiny model, slept for
+  // real) reaching the worker through a relay with `delay_ms` each way,
+  // `--cut auto` from all-local; its profile is the roofline of `claimed`
+  // (that of the emulated device unless given).
+  static scheduler::HardwareProfile SlowDevice() {
+    scheduler::HardwareProfile hw;
+    hw.name = "slow";
+    hw.kind = "device";
+    hw.memory_bandwidth_gb_s = 0.05;
+    hw.compute_gflop_s = 10;
+    hw.bandwidth_efficiency = hw.compute_efficiency = 1;
+    return hw;
+  }
+  struct EmulatedAuto {
+    EmulatedAuto(WorkerTest& t, double delay_ms, const scheduler::HardwareProfile& claimed)
+        : emu(SlowDevice(), t.model_->config(), clock), relay(Relay(t, delay_ms, clock)) {
+      options = t.AgentOpts(t.model_->config().num_layers);
+      options.channel.endpoint = relay.endpoint();
+      options.fallback = device::Fallback::kLocal;
+      options.compute_hook = &emu;
+      options.clock = &clock;
+      options.auto_cut.enabled = true;
+      options.auto_cut.device_profile = scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
+      options.auto_cut.plan.device.threads = 1;
+      options.auto_cut.plan.constraints.privacy_floor = 1;
+    }
+    static transport::ShaperOptions Relay(WorkerTest& t, double delay_ms, transport::VirtualClock& clock) {
+      transport::ShaperOptions so;
+      so.upstream = t.worker_->endpoint().substr(6);
+      so.link.delay_ms = delay_ms;
+      so.clock = &clock;
+      return so;
+    }
+    transport::VirtualClock clock;
+    scheduler::HardwareEmulator emu;
+    transport::ShapingRelay relay;
+    device::AgentOptions options;
+  };
+
   testing::TempDir dir_;
   std::unique_ptr<partition::Model> model_;
   zmq::context_t ctx_;
@@ -185,28 +224,8 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   // real): behind a 100 ms round trip it runs everything here; once the
   // relay's delay drops, its pings see the new round trip and the cut moves
   // back to the cloud within the same generation.
-  scheduler::HardwareProfile hw;
-  hw.name = "slow";
-  hw.kind = "device";
-  hw.memory_bandwidth_gb_s = 0.05;
-  hw.compute_gflop_s = 10;
-  hw.bandwidth_efficiency = hw.compute_efficiency = 1;
-  transport::VirtualClock clock;
-  scheduler::HardwareEmulator emu(hw, model_->config(), clock);
-  transport::ShaperOptions so;
-  so.upstream = worker_->endpoint().substr(6);
-  so.link.delay_ms = 50;
-  so.clock = &clock;
-  transport::ShapingRelay relay(so);
-  device::AgentOptions o = AgentOpts(model_->config().num_layers);
-  o.channel.endpoint = relay.endpoint();
-  o.fallback = device::Fallback::kLocal;
-  o.compute_hook = &emu;
-  o.clock = &clock;
-  o.auto_cut.enabled = true;
-  o.auto_cut.device_profile = scheduler::RooflineProfile(hw, model_->config(), model_->fingerprint());
-  o.auto_cut.plan.device.threads = 1;
-  o.auto_cut.plan.constraints.privacy_floor = 1;
+  EmulatedAuto rig(*this, /*delay_ms=*/50, SlowDevice());
+  device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 1;
   transport::Metrics m;
   device::Agent agent(*model_, o, ctx_, m);
@@ -215,7 +234,7 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   const auto want = LocalTokens(prompt, n);
   int seen = 0;
   auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
-    if (++seen == 5) relay.SetConditions({0, 0, 0.5, 0});
+    if (++seen == 5) rig.relay.SetConditions({0, 0, 0.5, 0});
     return true;
   });
   EXPECT_EQ(want, got.tokens);
@@ -230,31 +249,11 @@ TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheClou
   // before the phone grew hot): at a 4 ms round trip it starts with
   // everything here. Its real steps (~16 ms, emulated and slept) show the
   // drift, and the re-plan moves the cut to the cloud, with the same tokens.
-  scheduler::HardwareProfile real;
-  real.name = "hot";
-  real.kind = "device";
-  real.memory_bandwidth_gb_s = 0.05;
-  real.compute_gflop_s = 10;
-  real.bandwidth_efficiency = real.compute_efficiency = 1;
-  scheduler::HardwareProfile claimed = real;
-  claimed.memory_bandwidth_gb_s = 0.5;
-  claimed.compute_gflop_s = 100;
-  transport::VirtualClock clock;
-  scheduler::HardwareEmulator emu(real, model_->config(), clock);
-  transport::ShaperOptions so;
-  so.upstream = worker_->endpoint().substr(6);
-  so.link.delay_ms = 2;
-  so.clock = &clock;
-  transport::ShapingRelay relay(so);
-  device::AgentOptions o = AgentOpts(model_->config().num_layers);
-  o.channel.endpoint = relay.endpoint();
-  o.fallback = device::Fallback::kLocal;
-  o.compute_hook = &emu;
-  o.clock = &clock;
-  o.auto_cut.enabled = true;
-  o.auto_cut.device_profile = scheduler::RooflineProfile(claimed, model_->config(), model_->fingerprint());
-  o.auto_cut.plan.device.threads = 1;
-  o.auto_cut.plan.constraints.privacy_floor = 1;
+  scheduler::HardwareProfile claimed = SlowDevice();
+  claimed.memory_bandwidth_gb_s *= 10;
+  claimed.compute_gflop_s *= 10;
+  EmulatedAuto rig(*this, /*delay_ms=*/2, claimed);
+  device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 2;
   transport::Metrics m;
   device::Agent agent(*model_, o, ctx_, m);
