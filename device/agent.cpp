@@ -58,7 +58,16 @@ struct Agent::Impl {
   scheduler::ComputeProfile cloud_profile;
   scheduler::ComputeDrift device_drift, cloud_drift;
   std::unique_ptr<scheduler::Replanner> replanner;
-  double DriftOf(const scheduler::ComputeDrift& d) const { return o.auto_cut.follow_drift ? d.factor() : 1.0; }
+  // Both profiles as the real steps show them now (unless follow_drift is
+  // off); the drift gauges are exported here, at plan time, not per token.
+  void ApplyDrift(scheduler::PlanInputs& in) {
+    const double dev = o.auto_cut.follow_drift ? device_drift.factor() : 1.0;
+    const double cloud = o.auto_cut.follow_drift ? cloud_drift.factor() : 1.0;
+    in.device = device_profile.Scaled(dev);
+    in.cloud = cloud_profile.Scaled(cloud);
+    metrics.Set("splitlm_device_compute_drift{side=\"device\"}", device_drift.factor());
+    metrics.Set("splitlm_device_compute_drift{side=\"cloud\"}", cloud_drift.factor());
+  }
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
   // Emulation (splitlm sim): the clock every time is read from.
@@ -207,8 +216,7 @@ struct Agent::Impl {
     }
     if (cloud_hello.head_decode_us > 0) in.cloud.head_decode_us = cloud_hello.head_decode_us;
     cloud_profile = in.cloud;
-    in.device = device_profile.Scaled(DriftOf(device_drift));
-    in.cloud = cloud_profile.Scaled(DriftOf(cloud_drift));
+    ApplyDrift(in);
     in.cloud_queue_ms = cloud_hello.queue_us / 1e3;
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
@@ -311,7 +319,6 @@ struct Agent::Impl {
           }
           if (rows == 1 && cloud_profile.num_layers == layers) {
             cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r->compute_us);
-            metrics.Set("splitlm_device_compute_drift{side=\"cloud\"}", cloud_drift.factor());
           }
           g.cloud_positions = g.positions;
           ++result.cloud_steps;
@@ -464,8 +471,7 @@ struct Agent::Impl {
         if (all_local) SendRttPing();
         if (cloud_profile.num_layers == layers) {
           scheduler::PlanInputs in = replanner->inputs();
-          in.device = device_profile.Scaled(DriftOf(device_drift));
-          in.cloud = cloud_profile.Scaled(DriftOf(cloud_drift));
+          ApplyDrift(in);
           replanner->SetInputs(std::move(in));
         }
         replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
@@ -478,7 +484,6 @@ struct Agent::Impl {
       const double device_s = Seconds(Now() - t0);
       if (n == 1 && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
         device_drift.Observe(device_profile.StepUs(0, o.cut, fed, true, all_local), device_s * 1e6);
-        metrics.Set("splitlm_device_compute_drift{side=\"device\"}", device_drift.factor());
       }
       fed = static_cast<int>(g.ids.size());
       metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);

@@ -122,15 +122,8 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
     p.cut = k;
     const bool split = k < L;
     // Per output token at the current context.
-    double dev_us = in.device.embed_us;
-    for (int l = 0; l < k; ++l) dev_us += in.device.DecodeUs(l, w.context);
-    double cloud_us = 0;
-    if (split) {
-      for (int l = k; l < L; ++l) cloud_us += in.cloud.DecodeUs(l, w.context);
-      cloud_us += in.cloud.head_decode_us;
-    } else {
-      dev_us += in.device.head_decode_us;
-    }
+    const double dev_us = in.device.StepUs(0, k, w.context, /*embed=*/true, /*head=*/!split);
+    const double cloud_us = split ? in.cloud.StepUs(k, L, w.context, /*embed=*/false, /*head=*/true) : 0;
     const double up_bytes = split ? w.activation_bytes + w.header_bytes : 0;
     const double down_bytes = split ? w.header_bytes : 0;
     p.device_ms = dev_us / 1e3;

@@ -179,7 +179,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
     }
-    const auto best = MedianOfEach(runs);
+    const auto best = MedianOfEach(std::move(runs));
     for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(best[1 + l]);
     if (ci == 0) {
       p.embed_us = best[0];
@@ -197,7 +197,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i]);
     }
-    const auto best = MedianOfEach(runs);
+    const auto best = MedianOfEach(std::move(runs));
     for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(best[1 + l]);
   }
   return p;

@@ -36,12 +36,12 @@ struct ComputeProfile {
   // Piecewise-linear interpolation in the context (or prompt) length, linear
   // extrapolation beyond the measured range.
   double DecodeUs(int layer, int context) const;
+  double PrefillUs(int layer, int tokens) const;
   // One decode step through layers [begin, end), plus the embedding and the
   // head if asked.
   double StepUs(int begin, int end, int context, bool embed, bool head) const;
   // Every time multiplied by `factor` (see ComputeDrift).
   ComputeProfile Scaled(double factor) const;
-  double PrefillUs(int layer, int tokens) const;
 
   std::string ToJson() const;
   // Throws std::runtime_error naming `origin` and the field.

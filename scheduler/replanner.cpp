@@ -7,12 +7,11 @@ namespace splitlm::scheduler {
 
 void ComputeDrift::Observe(double predicted_us, double measured_us) {
   if (!(predicted_us > 0) || !(measured_us > 0) || !std::isfinite(predicted_us) || !std::isfinite(measured_us)) return;
-  // Weighted means of both, not of their ratio: a step with little work (a
-  // cut near the end) has a larger share of fixed overhead and should not
-  // count as much as a whole model's step.
+  // Weighted means of both, not of their ratio, so a step with little work
+  // (a cut near the end, timed less precisely for its size) counts less
+  // than a whole model's step.
   measured_ = samples_ == 0 ? measured_us : (1 - alpha_) * measured_ + alpha_ * measured_us;
   predicted_ = samples_ == 0 ? predicted_us : (1 - alpha_) * predicted_ + alpha_ * predicted_us;
-  factor_ = std::clamp(measured_ / predicted_, 0.05, 20.0);
   ++samples_;
 }
 

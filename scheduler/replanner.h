@@ -2,6 +2,8 @@
 // probes and by every real step, and a re-planner with hysteresis.
 #pragma once
 
+#include <algorithm>
+
 #include <optional>
 
 #include "scheduler/cost_model.h"
@@ -42,20 +44,20 @@ class NetworkEstimator {
 
 // How much slower (> 1) or faster (< 1) a machine computes now than its
 // profile says, from real decode steps: the exponentially weighted mean of
-// the measured time over that of the predicted one, clamped to [0.05, 20]. A profile is a snapshot of
-// a few hundred milliseconds; this follows a phone's thermal throttling or a
-// busier server (the way NetworkEstimator follows the link).
+// the measured times over that of the predicted ones, clamped to [0.05, 20].
+// A profile is a snapshot of a fraction of a second; this follows a phone's
+// thermal throttling or a busier server (as NetworkEstimator follows the
+// link).
 class ComputeDrift {
  public:
   explicit ComputeDrift(double alpha = 0.2) : alpha_(alpha) {}
   // Ignored unless both are positive and finite.
   void Observe(double predicted_us, double measured_us);
-  double factor() const { return factor_; }
+  double factor() const { return samples_ == 0 ? 1.0 : std::clamp(measured_ / predicted_, 0.05, 20.0); }
   int samples() const { return samples_; }
 
  private:
   double alpha_;
-  double factor_ = 1.0;
   double measured_ = 0, predicted_ = 0;
   int samples_ = 0;
 };

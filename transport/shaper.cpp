@@ -233,7 +233,7 @@ struct ShapingRelay::Impl {
 ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
   impl_->fixed = impl_->o.link;
-  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(impl_->o.clock).time_since_epoch()).count();
+  Restart();
   // Outage rows of the trace become outage windows.
   const auto& trace = impl_->o.trace;
   for (size_t i = 0; i + 1 < trace.size(); ++i) {
