@@ -2,24 +2,45 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "partition/error.h"
+#include "transport/text_file.h"
 
 namespace splitlm::partition {
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw PartitionError(path + ": cannot open (missing or unreadable)");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string ReadFile(const std::string& path, size_t max_bytes) {
+  return transport::ReadTextFileOr<PartitionError>(path, max_bytes);
+}
+
+// The layer index of a tensor named "model.layers.N....", or -1.
+int64_t LayerIndex(const std::string& name) {
+  static const std::string kPrefix = "model.layers.";
+  if (name.compare(0, kPrefix.size(), kPrefix) != 0) return -1;
+  int64_t n = 0;
+  size_t i = kPrefix.size();
+  for (; i < name.size() && i < kPrefix.size() + 9 && name[i] >= '0' && name[i] <= '9'; ++i) {
+    n = n * 10 + (name[i] - '0');
+  }
+  return i > kPrefix.size() && i < name.size() && name[i] == '.' ? n : -1;
+}
+
+// A file that stores layers past num_hidden_layers belongs to another
+// configuration: loading it would silently drop layers.
+void CheckLayersWithinConfig(const SafetensorsFile& file, const ModelConfig& config,
+                             const std::string& config_path) {
+  for (const auto& entry : file.tensors()) {
+    const int64_t layer = LayerIndex(entry.first);
+    if (layer >= config.num_layers) {
+      throw PartitionError(file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
+                           std::to_string(layer) + ", but " + config_path +
+                           " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
+    }
+  }
 }
 
 std::string ShapeString(const std::vector<int64_t>& shape) {
@@ -44,7 +65,7 @@ std::unique_ptr<Model> Model::Open(const std::string& dir) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   const std::string config_path = (fs::path(dir) / "config.json").string();
-  const std::string config_text = ReadFile(config_path);
+  const std::string config_text = ReadFile(config_path, transport::kMaxConfigBytes);
   m->config_ = ParseModelConfig(config_text, config_path);
   m->fingerprint_ = Fnv1a64(config_text.data(), config_text.size());
 
@@ -54,7 +75,7 @@ std::unique_ptr<Model> Model::Open(const std::string& dir) {
   if (fs::exists(single)) {
     shards.push_back(single.string());
   } else if (fs::exists(index)) {
-    nlohmann::json j = nlohmann::json::parse(ReadFile(index.string()), nullptr, false);
+    nlohmann::json j = nlohmann::json::parse(ReadFile(index.string(), transport::kMaxListBytes), nullptr, false);
     if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
       throw PartitionError(index.string() + ": missing \"weight_map\" object");
     }
@@ -75,7 +96,10 @@ std::unique_ptr<Model> Model::Open(const std::string& dir) {
   for (const auto& path : shards) {
     m->files_.push_back(SafetensorsFile::Open(path));
     const SafetensorsFile* f = m->files_.back().get();
+    CheckLayersWithinConfig(*f, m->config_, config_path);
+    const uint64_t digest = f->data_digest();
     m->fingerprint_ = Fnv1a64(f->header_json().data(), f->header_json().size(), m->fingerprint_);
+    m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
     for (const auto& [name, info] : f->tensors()) {
       if (!idx.emplace(name, Entry{f, &info}).second) {
         throw PartitionError(path + ": tensor \"" + name + "\" is also stored in another shard");

@@ -23,8 +23,10 @@ struct TensorRef {
 class Model {
  public:
   // Opens `dir`, which holds config.json and either model.safetensors or
-  // model.safetensors.index.json with its shards. Throws PartitionError naming
-  // the file at fault.
+  // model.safetensors.index.json with its shards. Reads every file once to
+  // hash the weights (see fingerprint()). Throws PartitionError naming the
+  // file and the field at fault: also for inconsistent files, e.g. a tensor
+  // of a layer past config.json's num_hidden_layers.
   static std::unique_ptr<Model> Open(const std::string& dir);
   ~Model();
   Model(const Model&) = delete;
@@ -32,8 +34,9 @@ class Model {
 
   const ModelConfig& config() const { return config_; }
   const std::string& dir() const { return dir_; }
-  // Identifies the architecture and the stored weights' layout: both sides of
-  // a split must agree on it. FNV-1a over config.json and the tensor headers.
+  // Identifies the model: config.json, the tensor headers and the content of
+  // every tensor (each file's data digest), so two models of the same shapes
+  // with other weights differ. Both sides of a split must agree on it.
   uint64_t fingerprint() const { return fingerprint_; }
   // Path of tokenizer.model in the directory, if there is one.
   std::optional<std::string> tokenizer_path() const;

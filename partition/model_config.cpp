@@ -34,6 +34,21 @@ double OptionalPositive(const json& j, const char* key, double def, const std::s
   return v;
 }
 
+// A special token id from config.json: an integer inside the vocabulary (an
+// EOS id outside it would never end a generation; a BOS id outside it would
+// index past the embedding).
+int SpecialId(const json& v, const char* key, int vocab_size, const std::string& origin) {
+  if (!v.is_number_integer()) Fail(origin, std::string("\"") + key + "\" must hold integers");
+  const bool inside = v.is_number_unsigned()
+                          ? v.get<uint64_t>() < static_cast<uint64_t>(vocab_size)
+                          : v.get<int64_t>() >= 0 && v.get<int64_t>() < vocab_size;
+  if (!inside) {
+    Fail(origin, std::string("\"") + key + "\" = " + v.dump() +
+                     " is outside the vocabulary (vocab_size " + std::to_string(vocab_size) + ")");
+  }
+  return v.get<int>();
+}
+
 }  // namespace
 
 const char* ArchName(Arch arch) {
@@ -101,16 +116,13 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
   c.tie_word_embeddings = j.value("tie_word_embeddings", false);
   c.qkv_bias = c.arch == Arch::kQwen2;
   if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
-  if (auto b = j.find("bos_token_id"); b != j.end() && b->is_number_integer()) c.bos_token_id = *b;
-  if (auto e = j.find("eos_token_id"); e != j.end()) {
-    if (e->is_number_integer()) {
-      c.eos_token_ids = {e->get<int>()};
-    } else if (e->is_array()) {
-      c.eos_token_ids.clear();
-      for (const auto& v : *e) {
-        if (!v.is_number_integer()) Fail(origin, "\"eos_token_id\" must hold integers");
-        c.eos_token_ids.push_back(v.get<int>());
-      }
+  if (auto b = j.find("bos_token_id"); b != j.end() && !b->is_null()) {
+    c.bos_token_id = SpecialId(*b, "bos_token_id", c.vocab_size, origin);
+  }
+  if (auto e = j.find("eos_token_id"); e != j.end() && !e->is_null()) {
+    c.eos_token_ids.clear();
+    for (const auto& v : e->is_array() ? *e : json::array({*e})) {
+      c.eos_token_ids.push_back(SpecialId(v, "eos_token_id", c.vocab_size, origin));
     }
   }
 

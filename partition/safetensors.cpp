@@ -12,6 +12,10 @@
 #include <nlohmann/json.hpp>
 
 #include "partition/error.h"
+#include "transport/text_file.h"
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
 
 namespace splitlm::partition {
 namespace {
@@ -43,79 +47,154 @@ const char* StoredDTypeName(StoredDType dtype) {
 
 size_t StoredDTypeSize(StoredDType dtype) { return dtype == StoredDType::kF32 ? 4 : 2; }
 
+namespace {
+
+// One entry of the header: `e` is the JSON value of tensor `name`.
+TensorInfo ParseEntry(const nlohmann::json& e, const std::string& name, uint64_t data_start,
+                      uint64_t data_size, const std::string& path) {
+  const std::string where = "tensor \"" + name + "\"";
+  if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
+      !e.contains("data_offsets") || !e["dtype"].is_string() || !e["shape"].is_array() ||
+      !e["data_offsets"].is_array() || e["data_offsets"].size() != 2) {
+    Fail(path, where + ": malformed header entry (needs dtype, shape and two data_offsets)");
+  }
+  TensorInfo info;
+  if (!ParseDType(e["dtype"].get<std::string>(), &info.dtype)) {
+    Fail(path, where + ": unsupported dtype " + e["dtype"].get<std::string>() +
+                   " (supported: F32, F16, BF16)");
+  }
+  uint64_t elements = 1;
+  for (const auto& d : e["shape"]) {
+    if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40)) {
+      Fail(path, where + ": bad dimension in shape");
+    }
+    info.shape.push_back(d.get<int64_t>());
+    elements *= d.get<uint64_t>();
+    if (elements > (uint64_t{1} << 40)) Fail(path, where + ": shape too large");
+  }
+  const auto& off = e["data_offsets"];
+  if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
+    Fail(path, where + ": data_offsets must be non-negative integers");
+  }
+  const uint64_t b = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
+  if (b > end || end > data_size) {
+    Fail(path, where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(end) +
+                   ") outside the " + std::to_string(data_size) + "-byte data section");
+  }
+  info.bytes = end - b;
+  if (info.bytes != elements * StoredDTypeSize(info.dtype)) {
+    Fail(path, where + ": data_offsets span " + std::to_string(info.bytes) + " bytes, its shape needs " +
+                   std::to_string(elements * StoredDTypeSize(info.dtype)));
+  }
+  info.offset = data_start + b;
+  return info;
+}
+
+// Throws if the byte ranges of two tensors overlap.
+void CheckNoOverlap(const std::map<std::string, TensorInfo>& tensors, uint64_t data_start,
+                    const std::string& path) {
+  std::vector<std::pair<const std::string*, const TensorInfo*>> by_offset;
+  for (const auto& [name, info] : tensors) {
+    if (info.bytes > 0) by_offset.emplace_back(&name, &info);
+  }
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](const auto& a, const auto& b) { return a.second->offset < b.second->offset; });
+  auto range = [&](const TensorInfo& t) {
+    return "[" + std::to_string(t.offset - data_start) + ", " +
+           std::to_string(t.offset - data_start + t.bytes) + ")";
+  };
+  for (size_t i = 1; i < by_offset.size(); ++i) {
+    const TensorInfo& prev = *by_offset[i - 1].second;
+    const TensorInfo& next = *by_offset[i].second;
+    if (next.offset < prev.offset + prev.bytes) {
+      Fail(path, "tensor \"" + *by_offset[i].first + "\": data_offsets " + range(next) +
+                     " overlap those of tensor \"" + *by_offset[i - 1].first + "\" " + range(prev));
+    }
+  }
+}
+
+// XXH3-64 of bytes [begin, end) of `fd`, read with pread in large chunks.
+uint64_t DigestRange(int fd, uint64_t begin, uint64_t end, const std::string& path) {
+  XXH3_state_t* state = XXH3_createState();
+  if (state == nullptr) throw std::bad_alloc();
+  XXH3_64bits_reset(state);
+  std::vector<uint8_t> buf(size_t{4} << 20);
+  for (uint64_t at = begin; at < end;) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at));
+    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(at));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      XXH3_freeState(state);
+      Fail(path, std::string("read failed while hashing the weights: ") +
+                     (n < 0 ? std::strerror(errno) : "file shrank"));
+    }
+    XXH3_64bits_update(state, buf.data(), static_cast<size_t>(n));
+    at += static_cast<uint64_t>(n);
+  }
+  const uint64_t digest = XXH3_64bits_digest(state);
+  XXH3_freeState(state);
+  return digest;
+}
+
+}  // namespace
+
+SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const std::string& path) {
+  if (size < 8) {
+    Fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | file[i];  // little-endian
+  if (n > kMaxHeaderBytes) {
+    Fail(path, "header length " + std::to_string(n) + " is over the " +
+                   std::to_string(kMaxHeaderBytes) + "-byte limit");
+  }
+  if (n > size - 8) {
+    Fail(path, "header length " + std::to_string(n) + " needs a file of at least " +
+                   std::to_string(n + 8) + " bytes, the file has " + std::to_string(size));
+  }
+  SafetensorsHeader header;
+  header.json.assign(reinterpret_cast<const char*>(file + 8), n);
+  nlohmann::json h = nlohmann::json::parse(header.json, nullptr, false);
+  if (h.is_discarded() || !h.is_object()) Fail(path, "header is not a JSON object");
+  const uint64_t data_start = 8 + n;
+  for (auto it = h.begin(); it != h.end(); ++it) {
+    if (it.key() == "__metadata__") continue;
+    header.tensors.emplace(it.key(), ParseEntry(it.value(), it.key(), data_start, size - data_start, path));
+  }
+  CheckNoOverlap(header.tensors, data_start, path);
+  return header;
+}
+
 std::unique_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (auto problem = transport::ProblemWithFile(path)) Fail(path, *problem);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) Fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     Fail(path, "not a regular file");
   }
-  size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
+  const size_t size = static_cast<size_t>(st.st_size);
+  void* map = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (map == MAP_FAILED) {
     ::close(fd);
-    Fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
+    if (size < 8) Fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
+    Fail(path, std::string("mmap failed: ") + std::strerror(errno));
   }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) Fail(path, std::string("mmap failed: ") + std::strerror(errno));
-
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
   f->path_ = path;
   f->base_ = static_cast<const uint8_t*>(map);
   f->size_ = size;
-
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | f->base_[i];  // little-endian
-  if (n > kMaxHeaderBytes || n > size - 8) {
-    Fail(path, "header length " + std::to_string(n) + " exceeds the file size " +
-                   std::to_string(size));
+  try {
+    SafetensorsHeader header = ParseSafetensorsHeader(f->base_, size, path);
+    f->header_ = std::move(header.json);
+    f->tensors_ = std::move(header.tensors);
+    f->data_digest_ = DigestRange(fd, 8 + f->header_.size(), size, path);
+  } catch (...) {
+    ::close(fd);
+    throw;
   }
-  f->header_.assign(reinterpret_cast<const char*>(f->base_ + 8), n);
-  nlohmann::json h = nlohmann::json::parse(f->header_, nullptr, false);
-  if (h.is_discarded() || !h.is_object()) Fail(path, "header is not a JSON object");
-
-  const uint64_t data_start = 8 + n;
-  const uint64_t data_size = size - data_start;
-  for (auto it = h.begin(); it != h.end(); ++it) {
-    if (it.key() == "__metadata__") continue;
-    const std::string where = "tensor \"" + it.key() + "\"";
-    const auto& e = it.value();
-    if (!e.is_object() || !e.contains("dtype") || !e.contains("shape") ||
-        !e.contains("data_offsets") || !e["dtype"].is_string() || !e["shape"].is_array() ||
-        !e["data_offsets"].is_array() || e["data_offsets"].size() != 2) {
-      Fail(path, where + ": malformed header entry");
-    }
-    TensorInfo info;
-    if (!ParseDType(e["dtype"].get<std::string>(), &info.dtype)) {
-      Fail(path, where + ": unsupported dtype " + e["dtype"].get<std::string>() +
-                     " (supported: F32, F16, BF16)");
-    }
-    uint64_t elements = 1;
-    for (const auto& d : e["shape"]) {
-      if (!d.is_number_unsigned() || d.get<uint64_t>() > (uint64_t{1} << 40)) {
-        Fail(path, where + ": bad dimension in shape");
-      }
-      info.shape.push_back(d.get<int64_t>());
-      elements *= d.get<uint64_t>();
-      if (elements > (uint64_t{1} << 40)) Fail(path, where + ": shape too large");
-    }
-    const auto& off = e["data_offsets"];
-    if (!off[0].is_number_unsigned() || !off[1].is_number_unsigned()) {
-      Fail(path, where + ": data_offsets must be non-negative integers");
-    }
-    uint64_t b = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-    if (b > end || end > data_size) {
-      Fail(path, where + ": data_offsets [" + std::to_string(b) + ", " + std::to_string(end) +
-                     ") outside the " + std::to_string(data_size) + "-byte data section");
-    }
-    info.bytes = end - b;
-    if (info.bytes != elements * StoredDTypeSize(info.dtype)) {
-      Fail(path, where + ": " + std::to_string(info.bytes) + " bytes do not match its shape");
-    }
-    info.offset = data_start + b;
-    f->tensors_.emplace(it.key(), std::move(info));
-  }
+  ::close(fd);
   return f;
 }
 

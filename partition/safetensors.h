@@ -24,15 +24,30 @@ struct TensorInfo {
   uint64_t bytes = 0;
 };
 
-// One .safetensors file, mapped read-only. Mapping reads nothing: pages are
-// faulted in only for the tensors a caller touches, so a stage that loads a
-// few layers reads only those layers. The header is validated completely on
-// Open (offsets inside the file, sizes matching shapes, no overlap with the
-// header), so data() never points outside the mapping.
+// The validated header of a safetensors file: its JSON text and its tensors.
+struct SafetensorsHeader {
+  std::string json;
+  std::map<std::string, TensorInfo> tensors;
+};
+
+// Parses the header of the safetensors file whose `size` bytes are `file`
+// and checks every entry: a known dtype, a shape whose bytes equal its
+// data_offsets' span, offsets inside the data section, and no two tensors'
+// bytes overlapping (overlapping tensors would silently share weights).
+// Throws PartitionError naming `path`, the tensor and the problem. Reads
+// only the header bytes; for any input it either returns or throws.
+SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const std::string& path);
+
+// One .safetensors file, mapped read-only. The header is validated completely
+// on Open (see ParseSafetensorsHeader), so data() never points outside the
+// mapping. Pages of the mapping are faulted in only for the tensors a caller
+// touches, so a stage that loads a few layers keeps only those resident. The
+// content digest is computed on Open by reading the data section through the
+// file descriptor (into the page cache, not into this process's mapping).
 class SafetensorsFile {
  public:
-  // Throws PartitionError naming `path` if the file is missing, unreadable or
-  // malformed.
+  // Throws PartitionError naming `path` if the file is missing, unreadable,
+  // not a regular file, or malformed.
   static std::unique_ptr<SafetensorsFile> Open(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -41,6 +56,10 @@ class SafetensorsFile {
   const std::string& path() const { return path_; }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& header_json() const { return header_; }
+  // XXH3-64 of the data section (every tensor's bytes, in file order): two
+  // files with equal headers hold the same weights iff these match (up to
+  // the hash's collision odds).
+  uint64_t data_digest() const { return data_digest_; }
   // Valid while this object lives.
   const uint8_t* data(const TensorInfo& info) const { return base_ + info.offset; }
 
@@ -49,6 +68,7 @@ class SafetensorsFile {
   std::string path_;
   std::string header_;
   std::map<std::string, TensorInfo> tensors_;
+  uint64_t data_digest_ = 0;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
 };

@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "partition/error.h"
+#include "transport/text_file.h"
 
 namespace splitlm::partition {
 
@@ -45,8 +46,8 @@ void Bind(void* lib, const char* name, F* fn, const std::string& path) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& model_path) {
-  if (!std::filesystem::exists(model_path)) {
-    throw PartitionError(model_path + ": tokenizer file not found");
+  if (auto problem = transport::ProblemWithFile(model_path)) {
+    throw PartitionError(model_path + ": tokenizer: " + *problem);
   }
   auto shim = std::make_unique<Shim>();
   const std::string path = ShimPath();

@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include "transport/text_file.h"
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -115,11 +117,7 @@ std::string ConfigMarkdown() {
 }
 
 Config Config::Load(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw ConfigError(path + ": cannot open config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return Parse(ss.str(), path);
+  return Parse(transport::ReadTextFileOr<ConfigError>(path, transport::kMaxConfigBytes), path);
 }
 
 Config Config::Parse(const std::string& text, const std::string& origin) {

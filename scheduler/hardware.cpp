@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "transport/clock.h"
+#include "transport/text_file.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -52,7 +53,7 @@ double PartUs(const HardwareProfile& hw, double bytes, double flops, int overhea
 HardwareProfile LoadHardwareProfile(const std::string& path) {
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = toml::parse(transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxConfigBytes), path);
   } catch (const toml::parse_error& e) {
     throw std::runtime_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }

@@ -11,6 +11,7 @@
 
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "transport/text_file.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -206,10 +207,8 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
 ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
                                     const ProfileOptions& options, bool* measured) {
   if (std::filesystem::exists(path)) {
-    std::ifstream in(path);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    ComputeProfile p = ComputeProfile::FromJson(ss.str(), path);
+    ComputeProfile p = ComputeProfile::FromJson(
+        transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxListBytes), path);
     if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
       if (measured) *measured = false;
       return p;

@@ -373,7 +373,11 @@ Validation ValidateHello(const Hello& ours, const Hello& theirs) {
                   static_cast<unsigned long long>(theirs.model_fingerprint), theirs.hidden_size,
                   theirs.num_layers, static_cast<unsigned long long>(ours.model_fingerprint),
                   ours.hidden_size, ours.num_layers);
-    return {ErrorCode::kModelMismatch, buf};
+    std::string what = buf;
+    if (theirs.hidden_size == ours.hidden_size && theirs.num_layers == ours.num_layers) {
+      what += ": same shapes, other weights or configuration (both sides must load the same model files)";
+    }
+    return {ErrorCode::kModelMismatch, what};
   }
   return {};
 }

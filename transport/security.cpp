@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "transport/error.h"
+#include "transport/text_file.h"
 
 namespace splitlm::transport {
 
@@ -54,8 +55,7 @@ bool Skip(const std::string& line) { return line.empty() || line[0] == '#'; }
 }  // namespace
 
 KeyPair ReadKeyFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw TransportError(path + ": cannot open key file");
+  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxKeyFileBytes));
   KeyPair k;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -74,8 +74,7 @@ KeyPair ReadKeyFile(const std::string& path) {
 }
 
 std::set<std::string> ReadAllowList(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw TransportError(path + ": cannot open allow-list");
+  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxKeyFileBytes));
   std::set<std::string> keys;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "transport/error.h"
+#include "transport/text_file.h"
 
 namespace splitlm::transport {
 namespace net = boost::asio;
@@ -22,8 +23,7 @@ using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 std::vector<TracePoint> ReadTrace(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw TransportError(path + ": cannot open trace");
+  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxListBytes));
   std::vector<TracePoint> out;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {

@@ -11,16 +11,14 @@
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
 #include "transport/codec.h"
+#include "transport/text_file.h"
 
 namespace splitlm::cli {
 namespace {
 
 scheduler::ComputeProfile ReadProfile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error(path + ": cannot open profile");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return scheduler::ComputeProfile::FromJson(ss.str(), path);
+  return scheduler::ComputeProfile::FromJson(
+      transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxListBytes), path);
 }
 
 }  // namespace

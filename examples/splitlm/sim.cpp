@@ -29,6 +29,7 @@
 #include "scheduler/hardware.h"
 #include "transport/clock.h"
 #include "transport/shaper.h"
+#include "transport/text_file.h"
 
 #ifndef SPLITLM_HARDWARE_DIR
 #define SPLITLM_HARDWARE_DIR "examples/hardware"
@@ -153,7 +154,7 @@ void ReadTable(const toml::table& t, const std::string& origin, const fs::path& 
 
 toml::table ParseFile(const std::string& file) {
   try {
-    return toml::parse_file(file);
+    return toml::parse(transport::ReadTextFileOr<std::runtime_error>(file, transport::kMaxConfigBytes), file);
   } catch (const toml::parse_error& e) {
     throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
@@ -250,8 +251,7 @@ const Reference& ReferenceFor(Bench& b, const Settings& s) {
   if (!r.prompts.empty()) return r;
   const auto& c = b.model->config();
   if (!s.prompt_file.empty()) {
-    std::ifstream in(s.prompt_file);
-    if (!in) throw std::runtime_error(s.prompt_file + ": cannot open the prompt file");
+    std::istringstream in(transport::ReadTextFileOr<std::runtime_error>(s.prompt_file, transport::kMaxListBytes));
     std::string line;
     for (int n = 1; std::getline(in, line); ++n) {
       if (line.find_first_not_of(" \t\r") == std::string::npos || line[line.find_first_not_of(" \t")] == '#') continue;

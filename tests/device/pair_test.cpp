@@ -71,6 +71,25 @@ TEST_F(PairTest, SplitThroughTwoProcessesEqualsTheLocalRun) {
   EXPECT_EQ(0, cloud->Wait()) << "clean shutdown on SIGTERM\n" << cloud->Stderr();
 }
 
+TEST_F(PairTest, AModelWithTheSameShapesAndOtherWeightsIsRefusedAtHello) {
+  TempDir other;
+  const std::string model = other.Sub("tiny-seed-4");  // the suite's model has seed 3
+  auto made = RunCommand(BinPath("splitlm") + " make-model --preset tiny --seed 4 --out " + model);
+  ASSERT_EQ(0, made.exit_code) << made.err;
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud);
+  for (const char* fallback : {"fail", "local"}) {
+    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + model + " --cloud " + ep +
+                        " --cut 2 --fallback " + fallback + " generate --prompt-ids '1 7' --max-tokens 4 --print-ids");
+    EXPECT_NE(0, r.exit_code) << "fallback " << fallback << ": " << r.out;
+    EXPECT_EQ("", r.out) << "no tokens from a mismatched pair";
+    EXPECT_NE(std::string::npos, r.err.find("same shapes, other weights or configuration")) << r.err;
+  }
+  cloud->Signal(SIGTERM);
+  EXPECT_EQ(0, cloud->Wait());
+  EXPECT_NE(std::string::npos, cloud->Stderr().find("refused hello")) << cloud->Stderr();
+}
+
 TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplitsAgain) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 10");

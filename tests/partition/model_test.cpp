@@ -1,6 +1,8 @@
 // Loading model directories: every bad input gets an error naming the file.
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -128,10 +130,10 @@ TEST(SafetensorsTest, RejectsCorruptFiles) {
   std::string bad_size = header;
   bad_size.replace(bad_size.find("[2]"), 3, "[3]");
   WriteText(p, file(bad_size, 8));
-  ExpectError([&] { SafetensorsFile::Open(p); }, "do not match its shape");
+  ExpectError([&] { SafetensorsFile::Open(p); }, "data_offsets span 8 bytes, its shape needs 12");
   std::string huge(8, '\xff');
   WriteText(p, huge + "{}");
-  ExpectError([&] { SafetensorsFile::Open(p); }, "exceeds the file size");
+  ExpectError([&] { SafetensorsFile::Open(p); }, "is over the 104857600-byte limit");
   WriteText(p, file("[1, 2]", 0));
   ExpectError([&] { SafetensorsFile::Open(p); }, "header is not a JSON object");
 }
@@ -170,6 +172,119 @@ TEST(RandomModelTest, SameSeedSameBytesOtherSeedOtherBytes) {
   EXPECT_EQ(a, ReadText(dir.Sub("b/model.safetensors")));
   EXPECT_NE(a, ReadText(dir.Sub("c/model.safetensors")));
   EXPECT_THROW(PresetConfig("huge", Arch::kLlama), PartitionError);
+}
+
+
+TEST(ModelTest, FingerprintCoversTheWeightsContent) {
+  TempDir dir;
+  RandomModelOptions o;
+  o.preset = "small";
+  o.seed = 1;
+  const std::string a = MakeModel(dir.Sub("a"), o);
+  o.seed = 2;
+  const std::string b = MakeModel(dir.Sub("b"), o);
+  const uint64_t fa = Model::Open(a)->fingerprint();
+  EXPECT_NE(fa, Model::Open(b)->fingerprint()) << "same shapes, other weights";
+
+  // One byte of the last tensor changed, headers untouched.
+  std::string bytes = ReadText(a + "/model.safetensors");
+  bytes[bytes.size() - 1] ^= 0x01;
+  WriteText(a + "/model.safetensors", bytes);
+  EXPECT_NE(fa, Model::Open(a)->fingerprint());
+}
+
+// A one-tensor model directory whose safetensors header is `header` (with
+// `data_bytes` bytes of data after it).
+std::string WriteRawSafetensors(const std::string& path, const std::string& header, size_t data_bytes) {
+  std::string file(8, '\0');
+  for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  file += header + std::string(data_bytes, '\0');
+  WriteText(path, file);
+  return file;
+}
+
+TEST(SafetensorsTest, OverlappingTensorsAreRefused) {
+  TempDir dir;
+  const std::string path = dir.Sub("x.safetensors");
+  WriteRawSafetensors(path,
+                      R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},)"
+                      R"( "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
+                      24);
+  ExpectError([&] { SafetensorsFile::Open(path); },
+              "x.safetensors: tensor \"b\": data_offsets [8, 24) overlap those of tensor \"a\" [0, 16)");
+  // Adjacent tensors and empty ones are fine.
+  WriteRawSafetensors(path,
+                      R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},)"
+                      R"( "e": {"dtype": "F32", "shape": [0], "data_offsets": [4, 4]},)"
+                      R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [16, 24]}})",
+                      24);
+  EXPECT_EQ(3u, SafetensorsFile::Open(path)->tensors().size());
+}
+
+TEST(SafetensorsTest, AHeaderLongerThanTheFileSaysWhatIsNeeded) {
+  TempDir dir;
+  const std::string path = dir.Sub("x.safetensors");
+  std::string file = WriteRawSafetensors(path, "{}", 0);
+  file[0] = 100;  // claims a 100-byte header; the file has 10 bytes
+  WriteText(path, file);
+  ExpectError([&] { SafetensorsFile::Open(path); },
+              "header length 100 needs a file of at least 108 bytes, the file has 10");
+}
+
+TEST(ModelTest, SpecialIdsOutsideTheVocabularyAreRefused) {
+  std::string c = kConfig;
+  c.insert(c.size() - 1, R"(, "eos_token_id": 100)");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); },
+              "config.json: \"eos_token_id\" = 100 is outside the vocabulary (vocab_size 100)");
+  c = kConfig;
+  c.insert(c.size() - 1, R"(, "eos_token_id": [2, 18446744073709551615])");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "\"eos_token_id\" = 18446744073709551615 is outside");
+  c = kConfig;
+  c.insert(c.size() - 1, R"(, "bos_token_id": -1)");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "\"bos_token_id\" = -1 is outside");
+  c = kConfig;
+  c.insert(c.size() - 1, R"(, "bos_token_id": 0, "eos_token_id": [98, 99])");
+  EXPECT_EQ(std::vector<int>({98, 99}), ParseModelConfig(c, "config.json").eos_token_ids);
+}
+
+TEST(ModelTest, LayersPastNumHiddenLayersAreRefused) {
+  TempDir dir;
+  const std::string m = MakeModel(dir.Sub("m"));  // 4 layers
+  std::string config = ReadText(m + "/config.json");
+  const size_t at = config.find("\"num_hidden_layers\": 4");
+  ASSERT_NE(std::string::npos, at) << config;
+  config.replace(at, 22, "\"num_hidden_layers\": 2");
+  WriteText(m + "/config.json", config);
+  ExpectError([&] { Model::Open(m); },
+              "model.safetensors: tensor \"model.layers.2.input_layernorm.weight\" belongs to layer 2, but " + m +
+                  "/config.json has \"num_hidden_layers\" = 2");
+}
+
+TEST(ModelTest, FilesThatAreNotRegularAreRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string m = MakeModel(dir.Sub("m"));
+  namespace fs = std::filesystem;
+  // A FIFO with no writer: opening it for reading would block forever.
+  fs::rename(m + "/config.json", dir.Sub("config.json"));
+  ASSERT_EQ(0, ::mkfifo((m + "/config.json").c_str(), 0600));
+  ExpectError([&] { Model::Open(m); }, "config.json: not a regular file (a FIFO)");
+  fs::remove(m + "/config.json");
+  fs::create_symlink("/dev/zero", m + "/config.json");
+  ExpectError([&] { Model::Open(m); }, "config.json: not a regular file (a character device)");
+  fs::remove(m + "/config.json");
+  fs::rename(dir.Sub("config.json"), m + "/config.json");
+
+  fs::rename(m + "/model.safetensors", dir.Sub("weights"));
+  ASSERT_EQ(0, ::mkfifo((m + "/model.safetensors").c_str(), 0600));
+  ExpectError([&] { Model::Open(m); }, "model.safetensors: not a regular file (a FIFO)");
+}
+
+TEST(ModelTest, AnOversizedConfigIsRefusedBeforeItIsRead) {
+  TempDir dir;
+  const std::string m = MakeModel(dir.Sub("m"));
+  const std::string config = ReadText(m + "/config.json");
+  WriteText(m + "/config.json", config + std::string(size_t{5} << 20, ' '));
+  ExpectError([&] { Model::Open(m); }, "config.json: larger than the 4 MiB limit for this kind of file");
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The TOML configuration: every bad value is named by file, line and key;
 // the examples parse; docs/config.md matches the schema; flags override.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,21 @@ TEST(ConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_NE(std::string::npos, ErrorOf("[device\ncut = 3\n").find("dev.toml:1: "));
   EXPECT_EQ("dev.toml:2: cloud.insecure: expected true or false", ErrorOf("[cloud]\ninsecure = 1\n"));
   EXPECT_THROW(Config::Load("/nonexistent.toml"), ConfigError);
+}
+
+TEST(ConfigTest, ADeviceOrAFifoAsTheConfigFileIsRefusedWithoutReadingIt) {
+  auto load_error = [](const std::string& path) -> std::string {
+    try {
+      Config::Load(path);
+    } catch (const ConfigError& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ("/dev/zero: not a regular file (a character device)", load_error("/dev/zero"));
+  testing::TempDir dir;
+  ASSERT_EQ(0, ::mkfifo(dir.Sub("fifo").c_str(), 0600));
+  EXPECT_EQ(dir.Sub("fifo") + ": not a regular file (a FIFO)", load_error(dir.Sub("fifo")));
 }
 
 TEST(ConfigTest, FlagsOverrideTheFile) {
