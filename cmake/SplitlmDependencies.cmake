@@ -29,4 +29,6 @@ pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 
 find_package(tomlplusplus REQUIRED)
+# xxHash (libxxhash-dev), used header-only (XXH_INLINE_ALL) to hash weights.
+find_path(SPLITLM_XXHASH_INCLUDE xxhash.h REQUIRED)
 find_package(Boost 1.74 REQUIRED)

@@ -14,7 +14,7 @@ JOBS="${JOBS:-$(nproc)}"
 packages=(cmake ninja-build g++ pkg-config
   libtorch-dev libopenblas0-openmp libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   libboost-dev libspdlog-dev libgtest-dev libsentencepiece-dev libtomlplusplus-dev
-  libcli11-dev nlohmann-json3-dev clang gnuplot-nox)
+  libcli11-dev nlohmann-json3-dev libxxhash-dev clang gnuplot-nox)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -85,6 +85,12 @@ case "$mode" in
     "$fuzz_dir/bin/fuzz_protocol" -runs=50000 -max_len=4096 -seed=1 "$corpus" 2>&1 | tail -n 2
     rm -rf "$corpus"
     echo "fuzz: 50000 inputs, no finding"
+    # The same for the model-file parsers (safetensors header, config.json).
+    corpus="$(mktemp -d)"
+    "$fuzz_dir/bin/fuzz_model_seeds" "$corpus"
+    "$fuzz_dir/bin/fuzz_model_files" -runs=50000 -max_len=4096 -seed=1 "$corpus" 2>&1 | tail -n 2
+    rm -rf "$corpus"
+    echo "fuzz (model files): 50000 inputs, no finding"
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     ;;
   *)

@@ -118,12 +118,16 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
   if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
   if (auto b = j.find("bos_token_id"); b != j.end() && !b->is_null()) {
     c.bos_token_id = SpecialId(*b, "bos_token_id", c.vocab_size, origin);
+  } else {
+    SpecialId(json(c.bos_token_id), "bos_token_id (default, key absent)", c.vocab_size, origin);
   }
   if (auto e = j.find("eos_token_id"); e != j.end() && !e->is_null()) {
     c.eos_token_ids.clear();
     for (const auto& v : e->is_array() ? *e : json::array({*e})) {
       c.eos_token_ids.push_back(SpecialId(v, "eos_token_id", c.vocab_size, origin));
     }
+  } else {
+    SpecialId(json(c.eos_token_ids[0]), "eos_token_id (default, key absent)", c.vocab_size, origin);
   }
 
   if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {

@@ -1,0 +1,38 @@
+// libFuzzer target: arbitrary bytes as a safetensors file (its header parser
+// and every entry's checks) and as a config.json, as a downloaded or damaged
+// model directory would hold them. Every input must either parse or throw
+// PartitionError; anything else (a crash, a sanitizer report, another
+// exception) is a finding. The first byte chooses the parser.
+// Build: cmake -DSPLITLM_BUILD_FUZZERS=ON with clang (see cmake/bootstrap.sh).
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+
+#include "partition/error.h"
+#include "partition/model_config.h"
+#include "partition/safetensors.h"
+
+using namespace splitlm::partition;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 1) return 0;
+  try {
+    if (data[0] % 2 == 0) {
+      const SafetensorsHeader h = ParseSafetensorsHeader(data + 1, size - 1, "fuzz.safetensors");
+      for (const auto& [name, info] : h.tensors) {
+        // The contract data() relies on: every tensor lies inside the file.
+        if (info.offset > size - 1 || info.bytes > size - 1 - info.offset) std::abort();
+      }
+    } else {
+      const ModelConfig c = ParseModelConfig(std::string(reinterpret_cast<const char*>(data + 1), size - 1),
+                                             "fuzz/config.json");
+      if (c.num_layers <= 0 || c.head_dim <= 0 || c.num_heads % c.num_kv_heads != 0) std::abort();
+      for (int eos : c.eos_token_ids) {
+        if (eos < 0 || eos >= c.vocab_size) std::abort();
+      }
+      (void)ParseModelConfig(ModelConfigToJson(c), "fuzz/round-trip.json");  // what we write, we read
+    }
+  } catch (const PartitionError&) {
+  }
+  return 0;
+}

@@ -1,0 +1,34 @@
+// Writes a seed corpus for fuzz_model_files: a valid safetensors file and
+// config.json files, each behind the fuzzer's selector byte.
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: %s DIR\n", argv[0]);
+    return 2;
+  }
+  const std::string header =
+      R"({"__metadata__": {"format": "pt"}, "a": {"dtype": "F32", "shape": [2, 2], "data_offsets": [0, 16]},)"
+      R"( "b": {"dtype": "BF16", "shape": [4], "data_offsets": [16, 24]}})";
+  std::string st(8, '\0');
+  for (int i = 0; i < 8; ++i) st[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
+  st += header + std::string(24, '\x3f');
+  const std::string configs[] = {
+      R"({"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100,
+          "max_position_embeddings": 64, "bos_token_id": 1, "eos_token_id": [2, 3],
+          "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "original_max_position_embeddings": 8192}})",
+      R"({"architectures": ["Qwen2ForCausalLM"], "hidden_size": 96, "intermediate_size": 128, "head_dim": 32,
+          "num_hidden_layers": 1, "num_attention_heads": 3, "vocab_size": 10, "max_position_embeddings": 8,
+          "tie_word_embeddings": true, "rope_theta": 1e6, "eos_token_id": 9})",
+  };
+  std::ofstream(std::string(argv[1]) + "/safetensors.bin", std::ios::binary) << std::string(1, '\0') + st;
+  int n = 0;
+  for (const auto& c : configs) {
+    std::ofstream(std::string(argv[1]) + "/config-" + std::to_string(n++) + ".bin", std::ios::binary)
+        << std::string(1, '\1') + c;
+  }
+  return 0;
+}
