@@ -243,7 +243,7 @@ TEST(ModelTest, SpecialIdsOutsideTheVocabularyAreRefused) {
   c.insert(c.size() - 1, R"(, "bos_token_id": -1)");
   ExpectError([&] { ParseModelConfig(c, "config.json"); }, "\"bos_token_id\" = -1 is outside");
   c = kConfig;
-  c.replace(c.find("\"vocab_size\": 100"), 18, "\"vocab_size\": 2");  // the default EOS id is 2
+  c.replace(c.find("\"vocab_size\": 100"), 17, "\"vocab_size\": 2");  // the default EOS id is 2
   ExpectError([&] { ParseModelConfig(c, "config.json"); },
               "\"eos_token_id (default, key absent)\" = 2 is outside the vocabulary (vocab_size 2)");
   c = kConfig;
