@@ -135,7 +135,7 @@ TEST_F(CliTest, SimConfigAndSweepFilesGiveClearErrors) {
   ExpectFailure(file("[[condition]]\nname = \"a\"\n[[condition]]\nname = \"a\"\n") + "--sweep " + dir.Sub("s.toml"),
                 ":3: name: \"a\" used twice");
   ExpectFailure(file("[[condition]]\nname = \"a b\"\n") + "--sweep " + dir.Sub("s.toml"), "name: use letters");
-  ExpectFailure(file("[sim]\ntrace = \"nope.csv\"\n") + "--config " + dir.Sub("s.toml"), "nope.csv: cannot open trace");
+  ExpectFailure(file("[sim]\ntrace = \"nope.csv\"\n") + "--config " + dir.Sub("s.toml"), "nope.csv: cannot open: No such file or directory");
   std::ofstream(dir.Sub("p.txt")) << "# prompts\n1 2 3\n4 9999\n";
   ExpectFailure(file("[sim]\nprompt_file = \"p.txt\"\n") + "--config " + dir.Sub("s.toml"),
                 "p.txt:3: token id 9999 is outside the vocabulary of 256");
