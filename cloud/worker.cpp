@@ -101,6 +101,7 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
     metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
     metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
+    metrics.Describe("splitlm_cloud_hellos_total", K::kCounter, "hellos accepted (devices connecting or probing)");
     metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
     metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
     metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
@@ -180,6 +181,7 @@ struct Worker::Impl {
         if (options.log) options.log->warn("refused hello from {}: {}", h->agent, v.reason);
         return Reply(in.peer, Error{v.code, v.reason, 0, 0});
       }
+      metrics.Add("splitlm_cloud_hellos_total", 1);
       return server.Send(in.peer, hello);
     }
     // Opening or closing a session replaces or frees state a queued step may

@@ -130,8 +130,10 @@ TEST_F(WorkerTest, EvictedSessionIsRebuiltTransparently) {
 }
 
 TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
-  // The small preset: local steps take long enough (ms) for the cloud's
-  // answer to a recovery probe to arrive while the generation goes on.
+  // The test paces the events: the cloud goes away after token 5, comes back
+  // at token 10, and the generation goes on until the device has moved back
+  // to the cloud (then five more tokens). Only the tokens and the events the
+  // test caused are asserted, so a slow machine changes nothing.
   partition::RandomModelOptions small;
   small.preset = "small";
   model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
@@ -139,16 +141,18 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   const std::string endpoint = worker_->endpoint();
   device::AgentOptions o = AgentOpts(2);
   o.fallback = device::Fallback::kLocal;
-  o.step_deadline = std::chrono::milliseconds(300);
+  o.step_deadline = std::chrono::milliseconds(2000);
   o.retry_interval = std::chrono::milliseconds(1);  // probe at every step while away
-  o.channel.heartbeat_interval = std::chrono::milliseconds(50);
+  o.channel.heartbeat_interval = std::chrono::milliseconds(200);
   if (getenv("DEBUG_LOG")) o.log = spdlog::default_logger();
   transport::Metrics m;
   device::Agent agent(*model_, o, ctx_, m);
   const std::vector<int32_t> prompt = {1, 3};
-  const auto want = LocalTokens(prompt, 150);
-  int seen = 0;
-  auto got = agent.Generate({prompt, 150, {}, false}, [&](int32_t) {
+  const int max_tokens = model_->config().max_context - 2;
+  const auto want = LocalTokens(prompt, max_tokens);
+  int seen = 0, after_recovery = 0;
+  double hellos_before_restart = 0;
+  auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
     ++seen;
     if (seen == 5) {  // the cloud goes away...
       stop_ = true;
@@ -161,18 +165,27 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
       wo.server.bind = endpoint;
       wo.server.log = NullLog();
       wo.log = NullLog();
+      hellos_before_restart = cloud_metrics_.Get("splitlm_cloud_hellos_total");
       worker_ = std::make_unique<cloud::Worker>(*model_, wo, ctx_, cloud_metrics_);
       thread_ = std::thread([this] { worker_->Run(stop_); });
+      // Hold the generation until the new worker has answered a probe, so
+      // the answer is there for one of the next steps to pick up.
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (cloud_metrics_.Get("splitlm_cloud_hellos_total") == hellos_before_restart &&
+             std::chrono::steady_clock::now() < give_up) {
+        std::this_thread::yield();
+      }
     }
-    return true;
+    if (m.Get("splitlm_device_recoveries_total") >= 1) ++after_recovery;
+    return after_recovery < 5;
   });
-  EXPECT_EQ(want, got.tokens);
-  EXPECT_EQ(1, got.fallbacks);
-  EXPECT_EQ(1, got.recoveries);
-  // One fallback and one recovery: the generation ended in split mode.
-  EXPECT_GE(got.local_steps, 5);
-  EXPECT_GT(got.cloud_steps, 5);
-  EXPECT_EQ(150, got.cloud_steps + got.local_steps);
+  EXPECT_LT(hellos_before_restart, cloud_metrics_.Get("splitlm_cloud_hellos_total")) << "no probe reached the new worker";
+  ASSERT_LE(got.tokens.size(), want.size());
+  EXPECT_EQ(std::vector<int32_t>(want.begin(), want.begin() + got.tokens.size()), got.tokens);
+  EXPECT_GE(got.fallbacks, 1);
+  EXPECT_GE(got.recoveries, 1) << "the cloud came back but the device stayed local for " << got.tokens.size() << " tokens";
+  EXPECT_GE(got.local_steps, 5) << "tokens 6 to 10 had no cloud";
+  EXPECT_EQ(static_cast<int>(got.tokens.size()), got.cloud_steps + got.local_steps);
 }
 
 TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
@@ -269,16 +282,18 @@ TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheClou
 }
 
 TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
-  // The small preset, so that steps on the device alone take long enough for
-  // the generation to outlast the outage.
+  // The device reaches the worker through the shaping relay: 5 ms each way,
+  // and the link is cut from 0.3 s to 0.5 s of the relay's clock. The test
+  // paces the rest: once the device is on its own, the generation waits for
+  // the link to be back, then goes on until the device has returned to the
+  // cloud (and five tokens more). A slow machine changes only how long it takes.
   partition::RandomModelOptions small;
   small.preset = "small";
   model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
   Start(size_t{1} << 30);
   const std::vector<int32_t> prompt = {1, 4};
-  const auto want = LocalTokens(prompt, 400);  // before the relay's clock starts
-  // The device reaches the worker through the shaping relay: 5 ms each way,
-  // and the link is cut from 0.3 s to 0.5 s.
+  const int max_tokens = model_->config().max_context - 2;
+  const auto want = LocalTokens(prompt, max_tokens);  // before the relay's clock starts
   transport::ShaperOptions so;
   so.upstream = worker_->endpoint().substr(6);
   so.link.delay_ms = 5;
@@ -292,10 +307,21 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   o.channel.heartbeat_interval = std::chrono::milliseconds(30);
   transport::Metrics m;
   device::Agent agent(*model_, o, ctx_, m);
-  auto got = agent.Generate({prompt, 400, {}, false});
-  EXPECT_EQ(want, got.tokens);
+  bool waited = false;
+  int after_recovery = 0;
+  auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
+    if (!waited && m.Get("splitlm_device_fallbacks_total") >= 1) {
+      waited = true;
+      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+      while (relay.elapsed_s() < 0.5 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    }
+    if (m.Get("splitlm_device_recoveries_total") >= 1) ++after_recovery;
+    return after_recovery < 5;
+  });
+  ASSERT_LE(got.tokens.size(), want.size());
+  EXPECT_EQ(std::vector<int32_t>(want.begin(), want.begin() + got.tokens.size()), got.tokens);
   EXPECT_GE(got.fallbacks, 1) << "the outage was not noticed";
-  EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local";
+  EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local for " << got.tokens.size() << " tokens";
   EXPECT_GT(got.local_steps, 0);
   EXPECT_GT(got.cloud_steps, 0);
 }
