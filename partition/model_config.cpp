@@ -34,6 +34,20 @@ double OptionalPositive(const json& j, const char* key, double def, const std::s
   return v;
 }
 
+bool OptionalBool(const json& j, const char* key, bool def, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return def;
+  if (!it->is_boolean()) Fail(origin, std::string("\"") + key + "\" must be true or false");
+  return it->get<bool>();
+}
+
+std::string OptionalString(const json& j, const char* key, const std::string& origin) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return "";
+  if (!it->is_string()) Fail(origin, std::string("\"") + key + "\" must be a string");
+  return it->get<std::string>();
+}
+
 // A special token id from config.json: an integer inside the vocabulary (an
 // EOS id outside it would never end a generation; a BOS id outside it would
 // index past the embedding).
@@ -113,7 +127,7 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
   }
   c.rope_theta = OptionalPositive(j, "rope_theta", 10000.0, origin);
   c.rms_norm_eps = OptionalPositive(j, "rms_norm_eps", 1e-6, origin);
-  c.tie_word_embeddings = j.value("tie_word_embeddings", false);
+  c.tie_word_embeddings = OptionalBool(j, "tie_word_embeddings", false, origin);
   c.qkv_bias = c.arch == Arch::kQwen2;
   if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
   if (auto b = j.find("bos_token_id"); b != j.end() && !b->is_null()) {
@@ -132,7 +146,8 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
 
   if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
     if (!rs->is_object()) Fail(origin, "\"rope_scaling\" must be an object or null");
-    std::string type = rs->value("rope_type", rs->value("type", std::string()));
+    std::string type = OptionalString(*rs, "rope_type", origin);
+    if (type.empty()) type = OptionalString(*rs, "type", origin);
     if (type == "linear") {
       c.rope_scaling.kind = RopeScaling::Kind::kLinear;
     } else if (type == "llama3") {

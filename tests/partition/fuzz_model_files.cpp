@@ -1,14 +1,15 @@
 // libFuzzer target: arbitrary bytes as a safetensors file (its header parser
-// and every entry's checks) and as a config.json, as a downloaded or damaged
-// model directory would hold them. Every input must either parse or throw
+// and every entry's checks), as a config.json and as a GGUF file, as a
+// downloaded or damaged model would hold them. Every input must either parse or throw
 // PartitionError; anything else (a crash, a sanitizer report, another
-// exception) is a finding. The first byte chooses the parser.
+// exception) is a finding. The first byte chooses the parser (mod 3).
 // Build: cmake -DSPLITLM_BUILD_FUZZERS=ON with clang (see cmake/bootstrap.sh).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "partition/error.h"
+#include "partition/gguf.h"
 #include "partition/model_config.h"
 #include "partition/safetensors.h"
 
@@ -17,7 +18,12 @@ using namespace splitlm::partition;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   try {
-    if (data[0] % 2 == 0) {
+    if (data[0] % 3 == 2) {
+      const GgufHeader h = ParseGgufHeader(data + 1, size - 1, "fuzz.gguf");
+      for (const auto& t : h.tensors) {
+        if (t.offset > size - 1 || t.bytes > size - 1 - t.offset || t.offset % h.alignment != 0) std::abort();
+      }
+    } else if (data[0] % 3 == 0) {
       const SafetensorsHeader h = ParseSafetensorsHeader(data + 1, size - 1, "fuzz.safetensors");
       for (const auto& [name, info] : h.tensors) {
         // The contract data() relies on: every tensor lies inside the file.

@@ -1,5 +1,5 @@
-// Writes a seed corpus for fuzz_model_files: a valid safetensors file and
-// config.json files, each behind the fuzzer's selector byte.
+// Writes a seed corpus for fuzz_model_files: a valid safetensors file,
+// config.json files and a GGUF file, each behind the fuzzer's selector byte.
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -24,11 +24,28 @@ int main(int argc, char** argv) {
           "num_hidden_layers": 1, "num_attention_heads": 3, "vocab_size": 10, "max_position_embeddings": 8,
           "tie_word_embeddings": true, "rope_theta": 1e6, "eos_token_id": 9})",
   };
-  std::ofstream(std::string(argv[1]) + "/safetensors.bin", std::ios::binary) << std::string(1, '\0') + st;
+  std::ofstream(std::string(argv[1]) + "/safetensors.bin", std::ios::binary) << std::string(1, '\0') + st;  // selector 0: safetensors
+  // A GGUF v3 file: two metadata values (one an array of strings), two tensors.
+  std::string gguf;
+  auto put = [&gguf](uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) gguf.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  auto str = [&](const std::string& s) {
+    put(s.size(), 8);
+    gguf += s;
+  };
+  put(0x46554747, 4), put(3, 4), put(2, 8), put(2, 8);
+  str("llama.block_count"), put(4, 4), put(1, 4);
+  str("tokenizer.ggml.tokens"), put(9, 4), put(8, 4), put(2, 8), str("<s>"), str("a");
+  str("w"), put(2, 4), put(32, 8), put(2, 8), put(8, 4), put(0, 8);  // Q8_0, two rows
+  str("n"), put(1, 4), put(4, 8), put(0, 4), put(96, 8);             // F32
+  while (gguf.size() % 32) gguf.push_back('\0');
+  gguf.append(96 + 16, '\x22');
+  std::ofstream(std::string(argv[1]) + "/gguf.bin", std::ios::binary) << std::string(1, '\2') + gguf;
   int n = 0;
   for (const auto& c : configs) {
     std::ofstream(std::string(argv[1]) + "/config-" + std::to_string(n++) + ".bin", std::ios::binary)
-        << std::string(1, '\1') + c;
+        << std::string(1, '\1') + c;  // selector 1: config.json
   }
   return 0;
 }

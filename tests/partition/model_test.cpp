@@ -251,6 +251,16 @@ TEST(ModelTest, SpecialIdsOutsideTheVocabularyAreRefused) {
   EXPECT_EQ(std::vector<int>({98, 99}), ParseModelConfig(c, "config.json").eos_token_ids);
 }
 
+TEST(ModelConfigTest, ValuesOfTheWrongTypeAreErrorsNamingTheKey) {
+  // Found by fuzz_model_files: a number as rope_type escaped as a JSON library exception.
+  std::string c = kConfig;
+  c.insert(c.size() - 1, R"(, "rope_scaling": {"rope_type": 32, "factor": 2})");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "config.json: \"rope_type\" must be a string");
+  c = kConfig;
+  c.insert(c.size() - 1, R"(, "tie_word_embeddings": "yes")");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "config.json: \"tie_word_embeddings\" must be true or false");
+}
+
 TEST(ModelTest, LayersPastNumHiddenLayersAreRefused) {
   TempDir dir;
   const std::string m = MakeModel(dir.Sub("m"));  // 4 layers

@@ -1,0 +1,111 @@
+// Read-only access to GGUF files (the format of llama.cpp's converter and
+// quantiser, version 2 and 3): metadata key-values and tensor descriptions,
+// validated completely when opened, with the tensor data memory-mapped.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace splitlm::partition {
+
+// ggml's tensor types, numbered as in the file (ggml.h `enum ggml_type`).
+// Only those whose block layout splitlm knows are named; any other number in
+// a file is an error naming it.
+enum class GgmlType : uint32_t {
+  kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kBF16 = 30,
+};
+
+// Values per block and bytes per block of `type` (1 and the element size for
+// the float types); nullopt for a number splitlm does not know.
+struct GgmlBlock {
+  uint32_t values = 0;
+  uint32_t bytes = 0;
+};
+std::optional<GgmlBlock> GgmlBlockOf(uint32_t type);
+// "F32", "Q4_K", ...; "type N" for an unknown number.
+std::string GgmlTypeName(uint32_t type);
+
+// The value types of GGUF metadata.
+enum class GgufType : uint32_t {
+  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
+  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+};
+
+// One metadata value. Integers and booleans are held in `integer` (a uint64
+// above INT64_MAX is refused when parsing), floats in `real`, strings in
+// `text`; an array holds its elements, all of `element_type`, in `integers`,
+// `reals` or `texts` (arrays of arrays are refused).
+struct GgufValue {
+  GgufType type = GgufType::kUint8;
+  GgufType element_type = GgufType::kUint8;  // arrays only
+  int64_t integer = 0;
+  double real = 0;
+  std::string text;
+  std::vector<int64_t> integers;
+  std::vector<double> reals;
+  std::vector<std::string> texts;
+
+  bool is_integer() const;  // any integer type (not bool)
+  bool is_real() const { return type == GgufType::kFloat32 || type == GgufType::kFloat64; }
+};
+
+struct GgufTensor {
+  std::string name;
+  std::vector<int64_t> dims;  // innermost (contiguous) first, as GGUF stores them
+  uint32_t type = 0;          // a GgmlType number
+  uint64_t offset = 0;        // from the start of the file
+  uint64_t bytes = 0;
+};
+
+struct GgufHeader {
+  uint32_t version = 0;
+  uint64_t alignment = 32;
+  uint64_t data_start = 0;  // from the start of the file, aligned
+  std::map<std::string, GgufValue> metadata;
+  std::vector<GgufTensor> tensors;  // in file order
+};
+
+// Parses the GGUF file whose `size` bytes are at `file` and validates it: the
+// magic and version, every key and value (types known, lengths inside the
+// file), every tensor (a known type, at most 4 dimensions, a row length that
+// is a multiple of its block, an aligned offset, its bytes inside the file,
+// no two tensors overlapping, unique names). Throws PartitionError naming
+// `path`, the key or tensor, and the problem. Reads only the header bytes;
+// for any input it either returns or throws.
+GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& path);
+
+// A GGUF file, mapped read-only; the header is parsed on Open. Pages of the
+// tensors are faulted in only when touched. Thread-safe for reading.
+class GgufFile {
+ public:
+  // Throws PartitionError naming `path` if it is missing, not a regular file,
+  // or malformed.
+  static std::unique_ptr<GgufFile> Open(const std::string& path);
+  ~GgufFile();
+  GgufFile(const GgufFile&) = delete;
+  GgufFile& operator=(const GgufFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const GgufHeader& header() const { return header_; }
+  // The value of `key`, or null when absent.
+  const GgufValue* Find(const std::string& key) const;
+  const GgufTensor* FindTensor(const std::string& name) const;
+  // Valid while this object lives.
+  const uint8_t* data(const GgufTensor& tensor) const { return base_ + tensor.offset; }
+
+ private:
+  GgufFile() = default;
+  std::string path_;
+  GgufHeader header_;
+  std::map<std::string, size_t> tensor_index_;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace splitlm::partition
