@@ -6,6 +6,7 @@
 
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/prompt.h"
 #include "partition/stage.h"
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
@@ -390,11 +391,7 @@ struct Agent::Impl {
   GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
     partition::ValidateSamplingParams(req.sampling);
     const auto& c = model.config();
-    if (req.prompt.empty()) throw partition::PartitionError("the prompt holds no tokens");
-    if (static_cast<int>(req.prompt.size()) > c.max_context) {
-      throw partition::PartitionError("prompt of " + std::to_string(req.prompt.size()) +
-                                      " tokens is longer than the context of " + std::to_string(c.max_context));
-    }
+    partition::ValidatePrompt(req.prompt, c);
     GenerateResult result;
     if (o.auto_cut.enabled) PlanRequest();
     result.cut = o.cut;

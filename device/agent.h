@@ -105,7 +105,8 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Generates; `on_token` sees each token as it is chosen and may return
-  // false to stop early. Throws DeviceError when the cloud is needed
+  // false to stop early. Throws PartitionError for a prompt that
+  // partition::ValidatePrompt refuses, DeviceError when the cloud is needed
   // (kWait past its deadline, kFail) and cannot be had.
   GenerateResult Generate(const GenerateRequest& request,
                           const std::function<bool(int32_t)>& on_token = nullptr);
