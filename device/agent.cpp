@@ -127,6 +127,8 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
     metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+    metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
+                     "restarted workers noticed by their new instance id (session rebuilt there at once)");
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
     metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
     metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
@@ -264,6 +266,8 @@ struct Agent::Impl {
           throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message);
         }
       }
+      // A restarted worker never saw our Hello: send it again.
+      if (std::holds_alternative<transport::Heartbeat>(in->message)) channel->Send(hello);
       // Anything else is stale: keep waiting.
     }
   }
@@ -272,10 +276,11 @@ struct Agent::Impl {
   // nullopt if the cloud did not answer by `deadline`.
   std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
                                    GenerateResult& result) {
-    if (!EnsureHello(deadline)) return std::nullopt;
-    // A session evicted under a tight KV budget is rebuilt; a few times in a
-    // row is contention, more is a worker that cannot hold us: fail over.
+    // A session evicted under a tight KV budget, or lost with a restarted
+    // worker, is rebuilt; a few times in a row is contention, more is a
+    // worker that cannot hold us: fail over.
     for (int attempt = 0; attempt < 8; ++attempt) {
+      if (!EnsureHello(deadline)) return std::nullopt;
       if (!g.session_open) {
         g.session_id = rng();
         g.cloud_positions = 0;
@@ -326,6 +331,16 @@ struct Agent::Impl {
           metrics.Add("splitlm_device_cloud_steps_total", 1);
           return r->tokens[0];
         }
+        if (std::holds_alternative<transport::Heartbeat>(in->message)) {
+          // The worker restarted (ClientChannel::Receive): the step is lost
+          // with the old process, but the new one answers at once.
+          if (o.log) o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
+          metrics.Add("splitlm_device_cloud_restarts_total", 1);
+          ++result.cloud_restarts;
+          hello_ok = false;
+          g.session_open = false;
+          break;
+        }
         if (auto* e = std::get_if<transport::Error>(&in->message)) {
           if (e->session_id != f.session_id) continue;
           if (e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession) {
@@ -335,6 +350,8 @@ struct Agent::Impl {
                                    transport::ErrorCodeName(e->code), g.positions);
             metrics.Add("splitlm_device_evictions_total", 1);
             g.session_open = false;
+            // An unknown session may be a restarted worker: greet it anew.
+            if (e->code == ErrorCode::kUnknownSession) hello_ok = false;
             break;
           }
           if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, e->message, transport::ErrorCodeName(e->code));

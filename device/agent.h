@@ -85,6 +85,7 @@ struct GenerateResult {
   int recoveries = 0;           // times it moved back to the cloud
   int cloud_steps = 0;          // steps answered by the cloud
   int local_steps = 0;          // steps finished on the device
+  int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
   int cut = 0;                  // the cut at the start (auto: chosen for this request)
   int final_cut = 0;            // the cut at the end

@@ -205,8 +205,9 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < all.size(); ++i) std::cout << (i ? " " : "") << all[i];
       }
       std::cout << std::endl;
-      log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries", result.tokens.size(),
-                result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries);
+      log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
+                result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
+                result.cloud_restarts);
       if (o.auto_cut.enabled) {
         log->info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,
                   result.measured_tpot_ms);

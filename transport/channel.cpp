@@ -1,6 +1,7 @@
 #include "transport/channel.h"
 
 #include <cerrno>
+#include <random>
 
 #include "transport/error.h"
 
@@ -61,6 +62,9 @@ std::string PeerName(const std::string& id) {
 
 ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
     : options_(std::move(options)), socket_(context, zmq::socket_type::router) {
+  std::random_device seed;
+  std::mt19937_64 draw((uint64_t{seed()} << 32) ^ seed());
+  while (options_.instance_id == 0) options_.instance_id = draw();
   const bool curve = !options_.keys.secret_key.empty();
   if (!IsLoopbackEndpoint(options_.bind)) {
     if (!curve && !options_.allow_insecure) {
@@ -121,7 +125,7 @@ std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
       continue;
     }
     if (std::holds_alternative<Heartbeat>(*d.message)) {
-      Send(peer, Heartbeat{});
+      Send(peer, Heartbeat{options_.instance_id});
       continue;
     }
     Incoming in{std::move(peer), std::move(*d.message), {}};
@@ -228,11 +232,25 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
       if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, d.reason, ErrorCodeName(d.error));
       continue;
     }
-    if (std::holds_alternative<Heartbeat>(*d.message)) continue;
+    const bool restarted = ServerRestarted(*d.message);
+    if (std::holds_alternative<Heartbeat>(*d.message) && !restarted) continue;
     Incoming in{"", std::move(*d.message), {}};
     if (frames.size() == 2) in.payload = std::move(frames[1]);
     return in;
   }
+}
+
+bool ClientChannel::ServerRestarted(const Message& message) {
+  uint64_t id = 0;
+  if (auto* h = std::get_if<Hello>(&message)) id = h->instance_id;
+  if (auto* b = std::get_if<Heartbeat>(&message)) id = b->instance_id;
+  if (id == 0 || id == server_instance_) return false;
+  const bool replaced = server_instance_ != 0;
+  if (replaced && options_.log) {
+    options_.log->warn("server {} restarted: instance {:016x} is now {:016x}", options_.endpoint, server_instance_, id);
+  }
+  server_instance_ = id;
+  return replaced;
 }
 
 }  // namespace splitlm::transport

@@ -33,6 +33,9 @@ struct ServerOptions {
   std::set<std::string> allowed_clients;  // Z85 public keys admitted under CURVE
   // Binding a non-loopback address without CURVE is refused unless set.
   bool allow_insecure = false;
+  // This server's instance, answered to every heartbeat (and put in the
+  // worker's Hello): 0 draws a random non-zero one, different at every start.
+  uint64_t instance_id = 0;
   Limits limits;
   std::shared_ptr<spdlog::logger> log;
 };
@@ -59,6 +62,7 @@ class ServerChannel {
   void Send(const std::string& peer, const Message& message, zmq::message_t payload = {});
 
   uint64_t rejected() const { return rejected_; }
+  uint64_t instance_id() const { return options_.instance_id; }
   uint64_t denied_keys() const { return zap_ ? zap_->denied() : 0; }
 
  private:
@@ -99,7 +103,10 @@ class ClientChannel {
   // The next valid message within `timeout` (0 = only what has arrived),
   // heartbeating while it waits. Returns nullopt on timeout or when the peer
   // is declared dead (see peer_alive()). Malformed messages from the server
-  // are logged and dropped.
+  // are logged and dropped. Heartbeats are consumed, except one announcing
+  // a server instance other than the last one heard (in a heartbeat or a
+  // Hello): that server restarted, and the Heartbeat is returned so that the
+  // caller rebuilds what the old instance held.
   std::optional<Incoming> Receive(Millis timeout);
 
   // False once `liveness` heartbeat intervals passed without a word from the
@@ -113,8 +120,12 @@ class ClientChannel {
   Millis Reconnect();
 
   const std::string& endpoint() const { return options_.endpoint; }
+  // The server instance last heard of (0: none yet, or an older server).
+  uint64_t server_instance() const { return server_instance_; }
 
  private:
+  // Notes the instance a message carries; true if it replaces a known one.
+  bool ServerRestarted(const Message& message);
   void Connect();
   zmq::context_t& context_;
   ClientOptions options_;
@@ -122,6 +133,7 @@ class ClientChannel {
   int liveness_;
   Millis backoff_;
   std::chrono::steady_clock::time_point last_heard_, last_sent_;
+  uint64_t server_instance_ = 0;
 };
 
 }  // namespace splitlm::transport
