@@ -247,15 +247,18 @@ struct Agent::Impl {
     channel->Send(hello);
     while (true) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
-      if (left.count() <= 0) return false;
-      auto in = channel->Receive(left);
-      if (!in) return false;
+      auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
+      if (!in) {
+        LinkFault(0);
+        return false;
+      }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
         transport::Validation v = transport::ValidateHello(hello, *h);
-        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason);
+        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason, CloudFault::kIncompatible);
         if (o.cut < static_cast<int>(h->layer_begin)) {
           throw DeviceError("cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
-                            " only; this device runs cut " + std::to_string(o.cut));
+                                " only; this device runs cut " + std::to_string(o.cut),
+                            CloudFault::kIncompatible);
         }
         hello_ok = true;
         cloud_hello = *h;
@@ -263,7 +266,7 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message);
+          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message, CloudFault::kIncompatible);
         }
       }
       // A restarted worker never saw our Hello: send it again.
@@ -302,18 +305,16 @@ struct Agent::Impl {
                         static_cast<uint8_t*>(payload.data()));
       const auto t1 = Now();
       metrics.Add("splitlm_device_latency_seconds_total{part=\"codec\"}", Seconds(t1 - t0));
-      if (!channel->Send(f, std::move(payload))) return std::nullopt;
+      if (!channel->Send(f, std::move(payload))) return LinkFault(f.seq);
       metrics.Add("splitlm_device_bytes_sent_total", static_cast<double>(f.tensor.bytes));
       while (true) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
-        if (left.count() <= 0) return std::nullopt;
-        auto in = channel->Receive(left);
-        if (!in) return std::nullopt;
+        auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
+        if (!in) return LinkFault(f.seq);
         if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
           if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
           if (r->tokens.size() != 1 || r->tokens[0] >= vocab) {
-            if (o.log) o.log->warn("cloud answered step {} with a bad token list: treating as a failure", f.seq);
-            return std::nullopt;
+            return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list");
           }
           const double rtt = Seconds(Now() - t1);
           const double cloud = (r->compute_us + r->queue_us) / 1e6;
@@ -354,12 +355,45 @@ struct Agent::Impl {
             if (e->code == ErrorCode::kUnknownSession) hello_ok = false;
             break;
           }
-          if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, e->message, transport::ErrorCodeName(e->code));
-          return std::nullopt;
+          return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " + e->message + " (" +
+                                                      transport::ErrorCodeName(e->code) + ")");
         }
       }
     }
+    return Failed(CloudFault::kStepRefused, "the session was lost 8 times in a row");
+  }
+
+  // Why the last cloud step or Hello failed; what the fault messages say.
+  CloudFault fault = CloudFault::kNone;
+  std::string fault_text;
+  std::nullopt_t Failed(CloudFault kind, std::string text) {
+    fault = kind;
+    fault_text = std::move(text);
     return std::nullopt;
+  }
+  // A wait for the cloud (for step `step`, 0 for a Hello) ended without an
+  // answer: the link's state says why.
+  std::nullopt_t LinkFault(uint64_t step) {
+    const std::string dead_after = std::to_string(channel->dead_after().count());
+    switch (channel->link_state()) {
+      case transport::LinkState::kRefused:
+        return Failed(CloudFault::kRefused, "connection refused (nothing accepts connections there)");
+      case transport::LinkState::kHandshakeFailed:
+        return Failed(CloudFault::kHandshakeRefused,
+                      "handshake refused: the worker did not accept our CURVE keys, or only one side uses CURVE");
+      case transport::LinkState::kConnecting:
+        return Failed(CloudFault::kUnreachable, "no connection established (host unreachable?)");
+      case transport::LinkState::kHandshaking:
+        return Failed(CloudFault::kUnreachable, "connected, but the handshake did not complete (worker not responding)");
+      case transport::LinkState::kLost:
+        return Failed(CloudFault::kConnectionLost, "connection lost");
+      case transport::LinkState::kUp:
+        break;
+    }
+    if (!channel->peer_alive()) return Failed(CloudFault::kNoHeartbeat, "no heartbeat for " + dead_after + " ms");
+    if (step == 0) return Failed(CloudFault::kStepTimeout, "no answer to our Hello by the deadline");
+    return Failed(CloudFault::kStepTimeout, "step " + std::to_string(step) + " not answered within " +
+                                                std::to_string(o.step_deadline.count()) + " ms");
   }
 
   // --cut auto while everything runs here: no steps tell the estimator how
@@ -554,15 +588,15 @@ struct Agent::Impl {
         }
         if (!t && split) {
           if (o.fallback == Fallback::kFail) {
-            throw DeviceError("cloud " + channel->endpoint() + " did not answer within " +
-                              std::to_string(o.step_deadline.count()) + " ms (--fallback fail)");
+            throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
           }
           if (o.fallback == Fallback::kWait) {
             const auto give_up = Now() + o.wait_deadline;
             while (!t) {
               if (Now() >= give_up) {
                 throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
-                                  std::to_string(o.wait_deadline.count()) + " ms (--fallback wait)");
+                                      std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
+                                  fault);
               }
               const auto backoff = channel->Reconnect();
               hello_ok = false;
@@ -574,7 +608,10 @@ struct Agent::Impl {
             ++result.fallbacks;
             metrics.Add("splitlm_device_fallbacks_total", 1);
             metrics.Set("splitlm_device_split_mode", 0);
-            if (o.log) o.log->warn("cloud {} not answering: continuing on the device at position {}", channel->endpoint(), g.positions);
+            if (o.log) {
+              o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text,
+                          g.positions);
+            }
             split = false;
             retry_at = Now() + o.retry_interval;
           }

@@ -132,9 +132,28 @@ class Agent {
   std::unique_ptr<Impl> impl_;
 };
 
+// Why the cloud could not be had, carried by DeviceError so that a front end
+// can add its own advice (splitlm-device names the flags to check).
+enum class CloudFault {
+  kNone,
+  kRefused,           // nothing accepts connections at the endpoint
+  kHandshakeRefused,  // the connection's handshake failed (CURVE keys, or CURVE on one side only)
+  kUnreachable,       // no connection, or a handshake that never completes
+  kConnectionLost,    // connected, then disconnected
+  kNoHeartbeat,       // connected, but silent for liveness x heartbeat interval
+  kStepTimeout,       // heartbeats answered, but the step not by its deadline
+  kStepRefused,       // the worker answered the step with an error or a bad result
+  kIncompatible,      // refused at Hello: version, model or cut
+};
+
 class DeviceError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit DeviceError(const std::string& what, CloudFault fault = CloudFault::kNone)
+      : std::runtime_error(what), fault_(fault) {}
+  CloudFault fault() const { return fault_; }
+
+ private:
+  CloudFault fault_;
 };
 
 }  // namespace splitlm::device

@@ -24,6 +24,24 @@ namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
 
+// The flags that bear on a cloud fault (the agent's messages name none).
+const char* FlagHint(splitlm::device::CloudFault fault) {
+  using splitlm::device::CloudFault;
+  switch (fault) {
+    case CloudFault::kRefused:
+      return "; is splitlm-cloud running at --cloud?";
+    case CloudFault::kHandshakeRefused:
+      return "; check --server-key (the worker's .pub file) and that the public key of --key is on the worker's "
+             "--allow list, or that both sides use CURVE or neither";
+    case CloudFault::kNoHeartbeat:
+      return "; the worker is up but silent (3 missed --heartbeat-ms intervals)";
+    case CloudFault::kStepTimeout:
+      return "; --step-deadline-ms sets how long a step may take";
+    default:
+      return "";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,6 +248,9 @@ int main(int argc, char** argv) {
     log->info("OpenAI-compatible API on http://{}/v1 (model \"{}\")", server.address(), name);
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     log->info("shutting down");
+  } catch (const splitlm::device::DeviceError& e) {
+    log->error("{}{}", e.what(), FlagHint(e.fault()));
+    return 1;
   } catch (const std::exception& e) {
     log->error("{}", e.what());
     return 1;

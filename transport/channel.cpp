@@ -1,6 +1,7 @@
 #include "transport/channel.h"
 
 #include <cerrno>
+#include <cstring>
 #include <random>
 
 #include "transport/error.h"
@@ -154,7 +155,22 @@ ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
 ClientChannel::~ClientChannel() = default;
 
 void ClientChannel::Connect() {
+  monitor_.reset();
   socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  const std::string monitor_endpoint =
+      "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" + std::to_string(++connects_);
+  constexpr int kEvents = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
+                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  if (zmq_socket_monitor(socket_->handle(), monitor_endpoint.c_str(), kEvents) != 0) {
+    throw TransportError("cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
+  }
+  monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+  monitor_->set(zmq::sockopt::linger, 0);
+  monitor_->connect(monitor_endpoint);
+  link_state_ = LinkState::kConnecting;
+  handshake_failed_ = false;
+  retries_ = 0;
   socket_->set(zmq::sockopt::linger, 0);
   socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
   if (!options_.keys.secret_key.empty()) {
@@ -191,6 +207,7 @@ bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
 }
 
 std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
+  ReadMonitor();  // keeps the monitor's queue short during long waits
   const auto deadline = Clock::now() + timeout;
   bool first = true;  // a zero timeout still looks once
   while (true) {
@@ -238,6 +255,58 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     if (frames.size() == 2) in.payload = std::move(frames[1]);
     return in;
   }
+}
+
+LinkState ClientChannel::link_state() {
+  ReadMonitor();
+  return handshake_failed_ ? LinkState::kHandshakeFailed : link_state_;
+}
+
+void ClientChannel::ReadMonitor() {
+  zmq::message_t event, address;
+  while (monitor_->recv(event, zmq::recv_flags::dontwait)) {
+    if (event.more()) (void)monitor_->recv(address, zmq::recv_flags::none);
+    if (event.size() < sizeof(uint16_t)) continue;
+    uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    switch (id) {
+      case ZMQ_EVENT_CONNECTED:
+        link_state_ = LinkState::kHandshaking;
+        retries_ = 0;
+        break;
+      case ZMQ_EVENT_CONNECT_RETRIED:
+        // The first retry after a disconnect is only scheduled; one more
+        // means an attempt failed.
+        if (++retries_ >= (link_state_ == LinkState::kLost ? 2 : 1)) link_state_ = LinkState::kRefused;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        link_state_ = LinkState::kUp;
+        handshake_failed_ = false;
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        // Dropped mid-handshake: a CURVE server drops a client whose key
+        // for it is wrong without a word.
+        if (link_state_ == LinkState::kHandshaking) handshake_failed_ = true;
+        link_state_ = LinkState::kLost;
+        retries_ = 0;
+        break;
+      default:  // the three HANDSHAKE_FAILED events
+        handshake_failed_ = true;
+        break;
+    }
+  }
+}
+
+const char* LinkStateName(LinkState state) {
+  switch (state) {
+    case LinkState::kConnecting: return "connecting";
+    case LinkState::kRefused: return "refused";
+    case LinkState::kHandshaking: return "handshaking";
+    case LinkState::kHandshakeFailed: return "handshake failed";
+    case LinkState::kUp: return "up";
+    case LinkState::kLost: return "lost";
+  }
+  return "?";
 }
 
 bool ClientChannel::ServerRestarted(const Message& message) {

@@ -88,6 +88,18 @@ struct ClientOptions {
   std::shared_ptr<spdlog::logger> log;
 };
 
+// What the client's socket monitor has seen of its connection to the server
+// since the last (re)connect: why a silent server is silent.
+enum class LinkState {
+  kConnecting,       // no connection attempt has finished yet
+  kRefused,          // connection attempts fail: nothing accepts connections there
+  kHandshaking,      // connected; the ZeroMQ (CURVE) handshake is not done yet
+  kHandshakeFailed,  // the handshake failed: CURVE keys refused, or only one side uses CURVE
+  kUp,               // handshake done
+  kLost,             // was up, then disconnected; reconnecting
+};
+const char* LinkStateName(LinkState state);
+
 // The device side. One thread owns it.
 class ClientChannel {
  public:
@@ -123,13 +135,26 @@ class ClientChannel {
   // The server instance last heard of (0: none yet, or an older server).
   uint64_t server_instance() const { return server_instance_; }
 
+  // The connection's state as the socket monitor reports it now. A
+  // handshake failure is kept until a handshake succeeds (ZeroMQ retries it).
+  LinkState link_state();
+  // Liveness x heartbeat interval: the silence after which the server is dead.
+  Millis dead_after() const { return options_.heartbeat_interval * options_.liveness; }
+
  private:
+  // Reads the monitor's pending events into link_state_.
+  void ReadMonitor();
   // Notes the instance a message carries; true if it replaces a known one.
   bool ServerRestarted(const Message& message);
   void Connect();
   zmq::context_t& context_;
   ClientOptions options_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // PAIR receiving socket_'s events
+  int connects_ = 0;                        // names each monitor's inproc endpoint
+  LinkState link_state_ = LinkState::kConnecting;
+  bool handshake_failed_ = false;
+  int retries_ = 0;  // connect retries since the last connection
   int liveness_;
   Millis backoff_;
   std::chrono::steady_clock::time_point last_heard_, last_sent_;

@@ -134,9 +134,35 @@ TEST_F(PairTest, FailModeReportsAClearError) {
   const std::string ep = StartCloud(cloud);
   cloud->Signal(SIGKILL);
   cloud->Wait();
-  auto r = Device(ep, 1, "1", 8, "--fallback fail --step-deadline-ms 300 --heartbeat-ms 50");
+  auto r = Device(ep, 1, "1", 8, "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500");
   EXPECT_NE(0, r.exit_code);
-  EXPECT_NE(std::string::npos, r.err.find("did not answer within 300 ms (--fallback fail)")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("cloud " + ep + ": connection refused (nothing accepts connections there) "
+                                          "(fallback: fail); is splitlm-cloud running at --cloud?"))
+      << r.err;
+}
+
+TEST_F(PairTest, RefusedCurveHandshakesAreReportedWithTheKeyFlags) {
+  TempDir keys;
+  for (const char* name : {"cloud", "dev", "other"}) {
+    auto k = RunCommand(BinPath("splitlm") + " keygen --out " + keys.Sub(name));
+    ASSERT_EQ(0, k.exit_code) << k.err;
+  }
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*",
+                                    "--key " + keys.Sub("cloud.key") + " --allow " + keys.Sub("other.pub"));
+  const std::string refused = "cloud " + ep + ": handshake refused: the worker did not accept our CURVE keys, or only "
+                              "one side uses CURVE (fallback: fail); check --server-key";
+  const std::string fail = "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500 ";
+  for (const std::string& keys_given :
+       {"--key " + keys.Sub("dev.key") + " --server-key " + keys.Sub("cloud.pub"),     // not on the allow-list
+        "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("dev.pub"),     // wrong server key
+        std::string()}) {                                                                // no CURVE at all
+    auto r = Device(ep, 1, "1", 4, fail + keys_given);
+    EXPECT_NE(0, r.exit_code) << keys_given;
+    EXPECT_NE(std::string::npos, r.err.find(refused)) << keys_given << "\n" << r.err;
+  }
+  auto ok = Device(ep, 1, "1", 4, fail + "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("cloud.pub"));
+  EXPECT_EQ(0, ok.exit_code) << ok.err;
 }
 
 TEST_F(PairTest, SixteenDevicesShareOneWorkerThroughEvictions) {
