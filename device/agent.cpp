@@ -276,7 +276,7 @@ struct Agent::Impl {
   }
 
   // Runs rows [cloud_positions, positions) through the cloud; the token, or
-  // nullopt if the cloud did not answer by `deadline`.
+  // nullopt if the cloud did not answer by `deadline` (`fault` says why).
   std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
                                    GenerateResult& result) {
     // A session evicted under a tight KV budget, or lost with a restarted
@@ -313,33 +313,13 @@ struct Agent::Impl {
         if (!in) return LinkFault(f.seq);
         if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
           if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
-          if (r->tokens.size() != 1 || r->tokens[0] >= vocab) {
+          if (r->tokens.size() != 1 || r->tokens[0] < 0 || r->tokens[0] >= vocab) {
             return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list");
           }
-          const double rtt = Seconds(Now() - t1);
-          const double cloud = (r->compute_us + r->queue_us) / 1e6;
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r->compute_us / 1e6);
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r->queue_us / 1e6);
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
-          if (estimator.calibrated()) {
-            estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
-          }
-          if (rows == 1 && cloud_profile.num_layers == layers) {
-            cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r->compute_us);
-          }
-          g.cloud_positions = g.positions;
-          ++result.cloud_steps;
-          metrics.Add("splitlm_device_cloud_steps_total", 1);
-          return r->tokens[0];
+          return TakeResult(*r, f, g, t1, result);
         }
         if (std::holds_alternative<transport::Heartbeat>(in->message)) {
-          // The worker restarted (ClientChannel::Receive): the step is lost
-          // with the old process, but the new one answers at once.
-          if (o.log) o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
-          metrics.Add("splitlm_device_cloud_restarts_total", 1);
-          ++result.cloud_restarts;
-          hello_ok = false;
-          g.session_open = false;
+          RestartedWorker(g, result);
           break;
         }
         if (auto* e = std::get_if<transport::Error>(&in->message)) {
@@ -361,6 +341,38 @@ struct Agent::Impl {
       }
     }
     return Failed(CloudFault::kStepRefused, "the session was lost 8 times in a row");
+  }
+
+  // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
+  // drift estimates, the rows the session now holds. Returns its token.
+  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
+                     Clock::time_point sent, GenerateResult& result) {
+    const double rtt = Seconds(Now() - sent);
+    const double cloud = (r.compute_us + r.queue_us) / 1e6;
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r.compute_us / 1e6);
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r.queue_us / 1e6);
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
+    if (estimator.calibrated()) {
+      estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
+    }
+    if (f.count == 1 && cloud_profile.num_layers == layers) {
+      cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r.compute_us);
+    }
+    g.cloud_positions = g.positions;
+    ++result.cloud_steps;
+    metrics.Add("splitlm_device_cloud_steps_total", 1);
+    return r.tokens[0];
+  }
+
+  // The worker restarted (a new instance id, ClientChannel::Receive): the
+  // step is lost with the old process, and the new one holds no session, but
+  // it answers at once: greet it and rebuild the session there.
+  void RestartedWorker(Generation& g, GenerateResult& result) {
+    if (o.log) o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
+    metrics.Add("splitlm_device_cloud_restarts_total", 1);
+    ++result.cloud_restarts;
+    hello_ok = false;
+    g.session_open = false;
   }
 
   // Why the last cloud step or Hello failed; what the fault messages say.

@@ -4,6 +4,8 @@
 
 #include <chrono>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <set>
 
 #include "partition/error.h"
@@ -34,6 +36,15 @@ T Field(const json& body, const char* name, T def, bool (json::*is)() const) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return def;
   if (!((*it).*is)()) throw BadRequest{std::string("\"") + name + "\" has the wrong type", name};
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // An integer that T cannot hold is refused as sent, not wrapped around.
+    const bool fits = it->is_number_unsigned()
+                          ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                          : it->template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                (std::is_unsigned_v<T> ||
+                                 it->template get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
+    if (!fits) throw BadRequest{std::string("\"") + name + "\" = " + it->dump() + " is out of range", name};
+  }
   return it->get<T>();
 }
 

@@ -84,5 +84,14 @@ TEST_F(OpenAiApiTest, BadTokenIdsAreReportedAsSent) {
   EXPECT_EQ("prompt token id 1e+300 is outside the vocabulary of 256", sent("1e300"));
 }
 
+TEST_F(OpenAiApiTest, IntegersTooLargeForTheirFieldAreRefusedNotWrapped) {
+  auto c = Post({{"prompt", {1, 2}}, {"top_k", 4294967297u}});
+  EXPECT_EQ(400, c.status_) << c.body_;
+  EXPECT_EQ("\"top_k\" = 4294967297 is out of range", ErrorMessage(c));
+  c = Post({{"prompt", {1, 2}}, {"max_tokens", -4294967295LL}});
+  EXPECT_EQ(400, c.status_) << c.body_;
+  EXPECT_EQ("\"max_tokens\" = -4294967295 is out of range", ErrorMessage(c));
+}
+
 }  // namespace
 }  // namespace splitlm
