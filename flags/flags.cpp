@@ -3,6 +3,7 @@
 #include <array>
 #include <cmath>
 #include <cstdlib>
+#include <sstream>
 #include <stdexcept>
 
 #include "scheduler/config.h"
@@ -26,21 +27,32 @@ std::string LevelList() {
   return all;
 }
 
+// What --help shows of `spec`: its range or its choices.
+std::string Describe(const scheduler::KeySpec& spec) {
+  std::ostringstream out;
+  out.precision(15);
+  if (!spec.choices.empty()) {
+    for (size_t i = 0; i < spec.choices.size(); ++i) out << (i ? "|" : "") << spec.choices[i];
+  } else if (spec.type == scheduler::KeySpec::Type::kInt || spec.type == scheduler::KeySpec::Type::kFloat) {
+    out << spec.min << ".." << spec.max;
+  }
+  return out.str();
+}
+
+CLI::Validator Check(const scheduler::KeySpec& spec, const std::string& name) {
+  return CLI::Validator([spec](std::string& text) { return scheduler::CheckText(spec, text); }, Describe(spec), name);
+}
+
 }  // namespace
 
-CLI::Validator Schema(const std::string& key) {
-  const scheduler::KeySpec spec = scheduler::SchemaKey(key);
-  return CLI::Validator([spec](std::string& text) { return scheduler::CheckText(spec, text); },
-                        "as " + key + " in --config", "SCHEMA");
-}
+CLI::Validator Schema(const std::string& key) { return Check(scheduler::SchemaKey(key), key); }
 
 CLI::Validator Number(double min, double max) {
   scheduler::KeySpec spec;
   spec.type = scheduler::KeySpec::Type::kFloat;
   spec.min = min;
   spec.max = max;
-  return CLI::Validator([spec](std::string& text) { return scheduler::CheckText(spec, text); },
-                        "a finite number", "NUMBER");
+  return Check(spec, "NUMBER");
 }
 
 CLI::Option* AddLogLevel(CLI::App& app, std::string& level) {
