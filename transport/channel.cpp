@@ -152,10 +152,18 @@ ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
   Connect();
 }
 
-ClientChannel::~ClientChannel() = default;
+ClientChannel::~ClientChannel() { StopMonitor(); }
+
+void ClientChannel::StopMonitor() {
+  // libzmq's I/O thread sends monitor events blocking: stop them before the
+  // receiving end closes, or the thread (and every socket of the context)
+  // would wait forever for a reader.
+  if (socket_) zmq_socket_monitor(socket_->handle(), nullptr, 0);
+  monitor_.reset();
+}
 
 void ClientChannel::Connect() {
-  monitor_.reset();
+  StopMonitor();
   socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
   const std::string monitor_endpoint =
       "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" + std::to_string(++connects_);
@@ -167,6 +175,10 @@ void ClientChannel::Connect() {
   }
   monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
+  // No high-water mark: a full queue would block libzmq's I/O thread. Events
+  // come at most every reconnect interval (100 ms) and are read at every
+  // Send and Receive.
+  monitor_->set(zmq::sockopt::rcvhwm, 0);
   monitor_->connect(monitor_endpoint);
   link_state_ = LinkState::kConnecting;
   handshake_failed_ = false;
@@ -196,6 +208,7 @@ Millis ClientChannel::Reconnect() {
 }
 
 bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
+  ReadMonitor();
   try {
     SendFrames(*socket_, nullptr, message, std::move(payload));
   } catch (const zmq::error_t& e) {

@@ -144,6 +144,8 @@ class ClientChannel {
  private:
   // Reads the monitor's pending events into link_state_.
   void ReadMonitor();
+  // Ends the monitoring of socket_ and closes its receiving end.
+  void StopMonitor();
   // Notes the instance a message carries; true if it replaces a known one.
   bool ServerRestarted(const Message& message);
   void Connect();
