@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "cloud/worker.h"
+#include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/model.h"
 #include "scheduler/config.h"
@@ -29,21 +30,24 @@ int main(int argc, char** argv) {
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
   auto* f_model = app.add_option("--model", model_dir, "model directory");
   auto* f_bind = app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
-  auto* f_min = app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->capture_default_str();
-  auto* f_kv = app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget for all sessions, MB")->check(CLI::PositiveNumber)->capture_default_str();
-  auto* f_batch = app.add_option("--max-batch", o.max_batch, "requests batched through the layers")->check(CLI::Range(1, 4096))->capture_default_str();
-  auto* f_window = app.add_option("--batch-window-ms", batch_window_ms, "wait for the previous batch's sessions")->check(CLI::Range(0, 1000))->capture_default_str();
+  using splitlm::scheduler::flags::Schema;
+  auto* f_min = app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->check(Schema("cloud.min_cut"))->capture_default_str();
+  auto* f_kv = app.add_option("--kv-budget-mb", kv_budget_mb, "KV cache budget for all sessions, MB")->check(Schema("cloud.kv_budget_mb"))->capture_default_str();
+  auto* f_batch = app.add_option("--max-batch", o.max_batch, "requests batched through the layers")->check(Schema("cloud.max_batch"))->capture_default_str();
+  auto* f_window = app.add_option("--batch-window-ms", batch_window_ms, "wait for the previous batch's sessions")->check(Schema("cloud.batch_window_ms"))->capture_default_str();
   auto* f_key = app.add_option("--key", key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
   auto* f_allow = app.add_option("--allow", allow_file, "allow-list of device public keys (one per line)");
   auto* f_insecure = app.add_flag("--insecure", o.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
   auto* f_http = app.add_option("--http", http, "serve GET /metrics and /health on HOST:PORT");
-  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
+  bool http_public = false;
+  auto* f_http_public = app.add_flag("--http-public", http_public, "allow --http beyond loopback (warned)");
+  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
+  splitlm::scheduler::flags::AddLogLevel(app, level);
   app.add_option("--test-kill-after", o.kill_after_forwards, "fault injection: SIGKILL itself on this Forward");
   CLI11_PARSE(app, argc, argv);
 
   auto log = spdlog::stderr_color_mt("cloud");
-  log->set_level(spdlog::level::from_str(level));
+  log->set_level(splitlm::scheduler::flags::ParseLogLevel(level));
   log->set_pattern("[%H:%M:%S.%e] [cloud] [%^%l%$] %v");
   at::set_num_threads(threads);
   if (!splitlm::partition::DetectBlas().openblas) {
@@ -66,9 +70,11 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "cloud.allow", f_allow->count() > 0, allow_file);
       FillFromConfig(cfg, "cloud.insecure", f_insecure->count() > 0, o.server.allow_insecure);
       FillFromConfig(cfg, "cloud.http", f_http->count() > 0, http);
+      FillFromConfig(cfg, "cloud.http_public", f_http_public->count() > 0, http_public);
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    if (!http.empty()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     o.batch_window = std::chrono::milliseconds(batch_window_ms);
     o.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * (1 << 20));
     o.log = log;
@@ -89,6 +95,7 @@ int main(int argc, char** argv) {
     if (!http.empty()) {
       splitlm::transport::HttpServerOptions ho;
       ho.address = http;
+      ho.allow_public = http_public;
       ho.log = log;
       http_server = std::make_unique<splitlm::transport::HttpServer>(
           ho, [&](const splitlm::transport::HttpRequest& r, splitlm::transport::HttpResponder& w) {

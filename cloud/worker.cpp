@@ -83,6 +83,7 @@ struct Worker::Impl {
     hello.max_context = c.max_context;
     hello.agent = "splitlm-cloud 0.1";
     hello.reply = true;
+    hello.instance_id = server.instance_id();
     if (!options.report_layer_decode_us.empty()) {
       if (static_cast<int>(options.report_layer_decode_us.size()) != model.config().num_layers - options.min_cut) {
         throw std::runtime_error("report_layer_decode_us must hold one time per layer served");

@@ -6,6 +6,7 @@
 
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/prompt.h"
 #include "partition/stage.h"
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
@@ -126,6 +127,8 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
     metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+    metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
+                     "restarted workers noticed by their new instance id (session rebuilt there at once)");
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
     metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
     metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
@@ -244,15 +247,18 @@ struct Agent::Impl {
     channel->Send(hello);
     while (true) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
-      if (left.count() <= 0) return false;
-      auto in = channel->Receive(left);
-      if (!in) return false;
+      auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
+      if (!in) {
+        LinkFault(0);
+        return false;
+      }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
         transport::Validation v = transport::ValidateHello(hello, *h);
-        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason);
+        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason, CloudFault::kIncompatible);
         if (o.cut < static_cast<int>(h->layer_begin)) {
           throw DeviceError("cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
-                            " only; this device runs cut " + std::to_string(o.cut));
+                                " only; this device runs cut " + std::to_string(o.cut),
+                            CloudFault::kIncompatible);
         }
         hello_ok = true;
         cloud_hello = *h;
@@ -260,21 +266,24 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message);
+          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message, CloudFault::kIncompatible);
         }
       }
+      // A restarted worker never saw our Hello: send it again.
+      if (std::holds_alternative<transport::Heartbeat>(in->message)) channel->Send(hello);
       // Anything else is stale: keep waiting.
     }
   }
 
   // Runs rows [cloud_positions, positions) through the cloud; the token, or
-  // nullopt if the cloud did not answer by `deadline`.
+  // nullopt if the cloud did not answer by `deadline` (`fault` says why).
   std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
                                    GenerateResult& result) {
-    if (!EnsureHello(deadline)) return std::nullopt;
-    // A session evicted under a tight KV budget is rebuilt; a few times in a
-    // row is contention, more is a worker that cannot hold us: fail over.
+    // A session evicted under a tight KV budget, or lost with a restarted
+    // worker, is rebuilt; a few times in a row is contention, more is a
+    // worker that cannot hold us: fail over.
     for (int attempt = 0; attempt < 8; ++attempt) {
+      if (!EnsureHello(deadline)) return std::nullopt;
       if (!g.session_open) {
         g.session_id = rng();
         g.cloud_positions = 0;
@@ -296,34 +305,22 @@ struct Agent::Impl {
                         static_cast<uint8_t*>(payload.data()));
       const auto t1 = Now();
       metrics.Add("splitlm_device_latency_seconds_total{part=\"codec\"}", Seconds(t1 - t0));
-      if (!channel->Send(f, std::move(payload))) return std::nullopt;
+      if (!channel->Send(f, std::move(payload))) return LinkFault(f.seq);
       metrics.Add("splitlm_device_bytes_sent_total", static_cast<double>(f.tensor.bytes));
       while (true) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
-        if (left.count() <= 0) return std::nullopt;
-        auto in = channel->Receive(left);
-        if (!in) return std::nullopt;
+        auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
+        if (!in) return LinkFault(f.seq);
         if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
           if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
-          if (r->tokens.size() != 1 || r->tokens[0] >= vocab) {
-            if (o.log) o.log->warn("cloud answered step {} with a bad token list: treating as a failure", f.seq);
-            return std::nullopt;
+          if (r->tokens.size() != 1 || r->tokens[0] < 0 || r->tokens[0] >= vocab) {
+            return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list");
           }
-          const double rtt = Seconds(Now() - t1);
-          const double cloud = (r->compute_us + r->queue_us) / 1e6;
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r->compute_us / 1e6);
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r->queue_us / 1e6);
-          metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
-          if (estimator.calibrated()) {
-            estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
-          }
-          if (rows == 1 && cloud_profile.num_layers == layers) {
-            cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r->compute_us);
-          }
-          g.cloud_positions = g.positions;
-          ++result.cloud_steps;
-          metrics.Add("splitlm_device_cloud_steps_total", 1);
-          return r->tokens[0];
+          return TakeResult(*r, f, g, t1, result);
+        }
+        if (std::holds_alternative<transport::Heartbeat>(in->message)) {
+          RestartedWorker(g, result);
+          break;
         }
         if (auto* e = std::get_if<transport::Error>(&in->message)) {
           if (e->session_id != f.session_id) continue;
@@ -334,14 +331,81 @@ struct Agent::Impl {
                                    transport::ErrorCodeName(e->code), g.positions);
             metrics.Add("splitlm_device_evictions_total", 1);
             g.session_open = false;
+            // An unknown session may be a restarted worker: greet it anew.
+            if (e->code == ErrorCode::kUnknownSession) hello_ok = false;
             break;
           }
-          if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, e->message, transport::ErrorCodeName(e->code));
-          return std::nullopt;
+          return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " + e->message + " (" +
+                                                      transport::ErrorCodeName(e->code) + ")");
         }
       }
     }
+    return Failed(CloudFault::kStepRefused, "the session was lost 8 times in a row");
+  }
+
+  // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
+  // drift estimates, the rows the session now holds. Returns its token.
+  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
+                     Clock::time_point sent, GenerateResult& result) {
+    const double rtt = Seconds(Now() - sent);
+    const double cloud = (r.compute_us + r.queue_us) / 1e6;
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r.compute_us / 1e6);
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r.queue_us / 1e6);
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
+    if (estimator.calibrated()) {
+      estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
+    }
+    if (f.count == 1 && cloud_profile.num_layers == layers) {
+      cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r.compute_us);
+    }
+    g.cloud_positions = g.positions;
+    ++result.cloud_steps;
+    metrics.Add("splitlm_device_cloud_steps_total", 1);
+    return r.tokens[0];
+  }
+
+  // The worker restarted (a new instance id, ClientChannel::Receive): the
+  // step is lost with the old process, and the new one holds no session, but
+  // it answers at once: greet it and rebuild the session there.
+  void RestartedWorker(Generation& g, GenerateResult& result) {
+    if (o.log) o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
+    metrics.Add("splitlm_device_cloud_restarts_total", 1);
+    ++result.cloud_restarts;
+    hello_ok = false;
+    g.session_open = false;
+  }
+
+  // Why the last cloud step or Hello failed; what the fault messages say.
+  CloudFault fault = CloudFault::kNone;
+  std::string fault_text;
+  std::nullopt_t Failed(CloudFault kind, std::string text) {
+    fault = kind;
+    fault_text = std::move(text);
     return std::nullopt;
+  }
+  // A wait for the cloud (for step `step`, 0 for a Hello) ended without an
+  // answer: the link's state says why.
+  std::nullopt_t LinkFault(uint64_t step) {
+    const std::string dead_after = std::to_string(channel->dead_after().count());
+    switch (channel->link_state()) {
+      case transport::LinkState::kRefused:
+        return Failed(CloudFault::kRefused, "connection refused (nothing accepts connections there)");
+      case transport::LinkState::kHandshakeFailed:
+        return Failed(CloudFault::kHandshakeRefused,
+                      "handshake refused: the worker did not accept our CURVE keys, or only one side uses CURVE");
+      case transport::LinkState::kConnecting:
+        return Failed(CloudFault::kUnreachable, "no connection established (host unreachable?)");
+      case transport::LinkState::kHandshaking:
+        return Failed(CloudFault::kUnreachable, "connected, but the handshake did not complete (worker not responding)");
+      case transport::LinkState::kLost:
+        return Failed(CloudFault::kConnectionLost, "connection lost");
+      case transport::LinkState::kUp:
+        break;
+    }
+    if (!channel->peer_alive()) return Failed(CloudFault::kNoHeartbeat, "no heartbeat for " + dead_after + " ms");
+    if (step == 0) return Failed(CloudFault::kStepTimeout, "no answer to our Hello by the deadline");
+    return Failed(CloudFault::kStepTimeout, "step " + std::to_string(step) + " not answered within " +
+                                                std::to_string(o.step_deadline.count()) + " ms");
   }
 
   // --cut auto while everything runs here: no steps tell the estimator how
@@ -390,11 +454,7 @@ struct Agent::Impl {
   GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
     partition::ValidateSamplingParams(req.sampling);
     const auto& c = model.config();
-    if (req.prompt.empty()) throw partition::PartitionError("the prompt holds no tokens");
-    if (static_cast<int>(req.prompt.size()) > c.max_context) {
-      throw partition::PartitionError("prompt of " + std::to_string(req.prompt.size()) +
-                                      " tokens is longer than the context of " + std::to_string(c.max_context));
-    }
+    partition::ValidatePrompt(req.prompt, c);
     GenerateResult result;
     if (o.auto_cut.enabled) PlanRequest();
     result.cut = o.cut;
@@ -540,15 +600,15 @@ struct Agent::Impl {
         }
         if (!t && split) {
           if (o.fallback == Fallback::kFail) {
-            throw DeviceError("cloud " + channel->endpoint() + " did not answer within " +
-                              std::to_string(o.step_deadline.count()) + " ms (--fallback fail)");
+            throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
           }
           if (o.fallback == Fallback::kWait) {
             const auto give_up = Now() + o.wait_deadline;
             while (!t) {
               if (Now() >= give_up) {
                 throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
-                                  std::to_string(o.wait_deadline.count()) + " ms (--fallback wait)");
+                                      std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
+                                  fault);
               }
               const auto backoff = channel->Reconnect();
               hello_ok = false;
@@ -560,7 +620,10 @@ struct Agent::Impl {
             ++result.fallbacks;
             metrics.Add("splitlm_device_fallbacks_total", 1);
             metrics.Set("splitlm_device_split_mode", 0);
-            if (o.log) o.log->warn("cloud {} not answering: continuing on the device at position {}", channel->endpoint(), g.positions);
+            if (o.log) {
+              o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text,
+                          g.positions);
+            }
             split = false;
             retry_at = Now() + o.retry_interval;
           }

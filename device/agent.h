@@ -85,6 +85,7 @@ struct GenerateResult {
   int recoveries = 0;           // times it moved back to the cloud
   int cloud_steps = 0;          // steps answered by the cloud
   int local_steps = 0;          // steps finished on the device
+  int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
   int cut = 0;                  // the cut at the start (auto: chosen for this request)
   int final_cut = 0;            // the cut at the end
@@ -105,7 +106,8 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Generates; `on_token` sees each token as it is chosen and may return
-  // false to stop early. Throws DeviceError when the cloud is needed
+  // false to stop early. Throws PartitionError for a prompt that
+  // partition::ValidatePrompt refuses, DeviceError when the cloud is needed
   // (kWait past its deadline, kFail) and cannot be had.
   GenerateResult Generate(const GenerateRequest& request,
                           const std::function<bool(int32_t)>& on_token = nullptr);
@@ -130,9 +132,28 @@ class Agent {
   std::unique_ptr<Impl> impl_;
 };
 
+// Why the cloud could not be had, carried by DeviceError so that a front end
+// can add its own advice (splitlm-device names the flags to check).
+enum class CloudFault {
+  kNone,
+  kRefused,           // nothing accepts connections at the endpoint
+  kHandshakeRefused,  // the connection's handshake failed (CURVE keys, or CURVE on one side only)
+  kUnreachable,       // no connection, or a handshake that never completes
+  kConnectionLost,    // connected, then disconnected
+  kNoHeartbeat,       // connected, but silent for liveness x heartbeat interval
+  kStepTimeout,       // heartbeats answered, but the step not by its deadline
+  kStepRefused,       // the worker answered the step with an error or a bad result
+  kIncompatible,      // refused at Hello: version, model or cut
+};
+
 class DeviceError : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit DeviceError(const std::string& what, CloudFault fault = CloudFault::kNone)
+      : std::runtime_error(what), fault_(fault) {}
+  CloudFault fault() const { return fault_; }
+
+ private:
+  CloudFault fault_;
 };
 
 }  // namespace splitlm::device

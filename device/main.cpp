@@ -10,9 +10,11 @@
 
 #include "device/agent.h"
 #include "device/openai_api.h"
+#include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/prompt.h"
 #include "partition/tokenizer.h"
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
@@ -21,6 +23,24 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+// The flags that bear on a cloud fault (the agent's messages name none).
+const char* FlagHint(splitlm::device::CloudFault fault) {
+  using splitlm::device::CloudFault;
+  switch (fault) {
+    case CloudFault::kRefused:
+      return "; is splitlm-cloud running at --cloud?";
+    case CloudFault::kHandshakeRefused:
+      return "; check --server-key (the worker's .pub file) and that the public key of --key is on the worker's "
+             "--allow list, or that both sides use CURVE or neither";
+    case CloudFault::kNoHeartbeat:
+      return "; the worker is up but silent (3 missed --heartbeat-ms intervals)";
+    case CloudFault::kStepTimeout:
+      return "; --step-deadline-ms sets how long a step may take";
+    default:
+      return "";
+  }
+}
 
 }  // namespace
 
@@ -39,20 +59,28 @@ int main(int argc, char** argv) {
   auto* f_model = app.add_option("--model", model_dir, "model directory");
   auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
   std::string cut_text;
-  auto* f_cut = app.add_option("--cut", cut_text, "layers [0, cut) run here (the layer count: everything here), or auto");
+  using splitlm::scheduler::flags::Schema;
+  const CLI::Validator cut_check = Schema("device.cut");
+  auto* f_cut = app.add_option("--cut", cut_text, "layers [0, cut) run here (the layer count: everything here), or auto")
+      ->check(CLI::Validator(
+          [cut_check](std::string& s) {
+            const std::string why = s == "auto" ? "" : cut_check(s);
+            return why.empty() ? why : why + " (give a cut or auto)";
+          },
+          "a cut or auto", "CUT"));
   auto* f_fallback = app.add_option("--fallback", fallback, "when the cloud does not answer: local, wait or fail")
-      ->check(CLI::IsMember({"local", "wait", "fail"}))->capture_default_str();
+      ->check(Schema("device.fallback"))->capture_default_str();
   auto* f_codec = app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))->capture_default_str();
+      ->check(Schema("device.codec"))->capture_default_str();
   auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.model (default: the model directory's)");
   auto* f_key = app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
   auto* f_skey = app.add_option("--server-key", server_key_file, "the worker's public key file");
-  auto* f_step = app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(CLI::Range(1, 3600000))->capture_default_str();
-  auto* f_wait = app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(CLI::Range(1, 86400000))->capture_default_str();
-  auto* f_retry = app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(CLI::Range(1, 3600000))->capture_default_str();
-  auto* f_hb = app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(CLI::Range(1, 600000))->capture_default_str();
-  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(CLI::Range(1, 256))->capture_default_str();
-  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")->capture_default_str();
+  auto* f_step = app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(Schema("device.step_deadline_ms"))->capture_default_str();
+  auto* f_wait = app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(Schema("device.wait_deadline_ms"))->capture_default_str();
+  auto* f_retry = app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(Schema("device.retry_ms"))->capture_default_str();
+  auto* f_hb = app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(Schema("device.heartbeat_ms"))->capture_default_str();
+  auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
+  splitlm::scheduler::flags::AddLogLevel(app, level);
 
   auto* gen = app.add_subcommand("generate", "generate once and print the result (as splitlm generate)");
   std::string prompt, prompt_ids;
@@ -62,9 +90,9 @@ int main(int argc, char** argv) {
   auto* p = gen->add_option("--prompt", prompt, "prompt text (needs a tokenizer)");
   gen->add_option("--prompt-ids", prompt_ids, "prompt token ids, e.g. \"1 2 3\"")->excludes(p);
   gen->add_option("--max-tokens", max_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20))->capture_default_str();
-  gen->add_option("--temperature", sampling.temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  gen->add_option("--temperature", sampling.temperature, "0 = greedy")->check(splitlm::scheduler::flags::Number(0.0, 100.0))->capture_default_str();
   gen->add_option("--top-k", sampling.top_k, "0 = no limit")->check(CLI::Range(0, 1 << 30))->capture_default_str();
-  gen->add_option("--top-p", sampling.top_p, "nucleus mass in (0, 1]")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  gen->add_option("--top-p", sampling.top_p, "nucleus mass in (0, 1]")->check(splitlm::scheduler::flags::Number(0.0, 1.0))->capture_default_str();
   gen->add_option("--seed", sampling.seed, "sampling seed")->capture_default_str();
   gen->add_flag("--print-ids", print_ids, "print prompt and generated ids on one line");
   gen->add_flag("--ignore-eos", ignore_eos, "keep generating after an end-of-sequence token");
@@ -73,11 +101,11 @@ int main(int argc, char** argv) {
   std::string http = "127.0.0.1:8080";
   bool http_public = false;
   auto* f_http = serve->add_option("--http", http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
-  serve->add_flag("--http-public", http_public, "allow listening beyond loopback (warned)");
+  auto* f_http_public = serve->add_flag("--http-public", http_public, "allow --http beyond loopback (warned)");
   CLI11_PARSE(app, argc, argv);
 
   auto log = spdlog::stderr_color_mt("device");
-  log->set_level(spdlog::level::from_str(level));
+  log->set_level(splitlm::scheduler::flags::ParseLogLevel(level));
   log->set_pattern("[%H:%M:%S.%e] [device] [%^%l%$] %v");
   at::set_num_threads(threads);
   if (!splitlm::partition::DetectBlas().openblas) {
@@ -109,10 +137,12 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "device.key", f_key->count() > 0, key_file);
       FillFromConfig(cfg, "device.server_key", f_skey->count() > 0, server_key_file);
       FillFromConfig(cfg, "device.http", f_http->count() > 0, http);
+      FillFromConfig(cfg, "device.http_public", f_http_public->count() > 0, http_public);
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
     if (cut_text.empty()) throw std::runtime_error("no cut: pass --cut K (or auto), or set device.cut in --config");
+    if (serve->parsed()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     if (cut_text == "auto") {
       o.auto_cut.enabled = true;
       o.auto_cut.plan.device.threads = threads;
@@ -167,12 +197,7 @@ int main(int argc, char** argv) {
       } else {
         throw splitlm::partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
       }
-      for (int32_t id : req.prompt) {
-        if (id >= model->config().vocab_size) {
-          throw splitlm::partition::PartitionError("prompt token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                                   std::to_string(model->config().vocab_size));
-        }
-      }
+      splitlm::partition::ValidatePrompt(req.prompt, model->config());
       req.max_tokens = max_tokens;
       req.sampling = sampling;
       req.stop_at_eos = !ignore_eos;
@@ -198,8 +223,9 @@ int main(int argc, char** argv) {
         for (size_t i = 0; i < all.size(); ++i) std::cout << (i ? " " : "") << all[i];
       }
       std::cout << std::endl;
-      log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries", result.tokens.size(),
-                result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries);
+      log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
+                result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
+                result.cloud_restarts);
       if (o.auto_cut.enabled) {
         log->info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,
                   result.measured_tpot_ms);
@@ -222,6 +248,9 @@ int main(int argc, char** argv) {
     log->info("OpenAI-compatible API on http://{}/v1 (model \"{}\")", server.address(), name);
     while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
     log->info("shutting down");
+  } catch (const splitlm::device::DeviceError& e) {
+    log->error("{}{}", e.what(), FlagHint(e.fault()));
+    return 1;
   } catch (const std::exception& e) {
     log->error("{}", e.what());
     return 1;

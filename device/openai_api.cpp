@@ -3,10 +3,14 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
+#include <limits>
+#include <type_traits>
 #include <set>
 
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/prompt.h"
 #include "partition/tokenizer.h"
 
 namespace splitlm::device {
@@ -32,7 +36,31 @@ T Field(const json& body, const char* name, T def, bool (json::*is)() const) {
   auto it = body.find(name);
   if (it == body.end() || it->is_null()) return def;
   if (!((*it).*is)()) throw BadRequest{std::string("\"") + name + "\" has the wrong type", name};
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    // An integer that T cannot hold is refused as sent, not wrapped around.
+    const bool fits = it->is_number_unsigned()
+                          ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+                          : it->template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                                (std::is_unsigned_v<T> ||
+                                 it->template get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
+    if (!fits) throw BadRequest{std::string("\"") + name + "\" = " + it->dump() + " is out of range", name};
+  }
   return it->get<T>();
+}
+
+// A token id of a prompt array, as sent: a JSON number that is a whole
+// number in [0, vocab). Whatever else is reported with its value as written
+// (an id of 2^63 is not read as a negative 64-bit integer).
+int32_t TokenId(const json& v, int vocab) {
+  const bool whole = v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(vocab)
+                        : v.is_number_integer() ? v.get<int64_t>() >= 0 && v.get<int64_t>() < vocab
+                                                : v.get<double>() >= 0 && v.get<double>() < vocab;
+  if (!whole) throw BadRequest{"prompt token id " + v.dump() + " is not an integer", "prompt"};
+  if (!in_range) {
+    throw BadRequest{"prompt token id " + v.dump() + " is outside the vocabulary of " + std::to_string(vocab), "prompt"};
+  }
+  return static_cast<int32_t>(v.get<double>());
 }
 
 }  // namespace
@@ -122,19 +150,16 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
       if (p->is_string()) {
         req.prompt = encode(p->get<std::string>());
         req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
-      } else if (p->is_array() && !p->empty() && std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number_integer(); })) {
-        for (const auto& v : *p) {
-          const int64_t id = v.get<int64_t>();
-          if (id < 0 || id >= cfg.vocab_size) throw BadRequest{"token id " + std::to_string(id) + " outside the vocabulary", "prompt"};
-          req.prompt.push_back(static_cast<int32_t>(id));
-        }
+      } else if (p->is_array() && !p->empty() && std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number(); })) {
+        for (const auto& v : *p) req.prompt.push_back(TokenId(v, cfg.vocab_size));
       } else {
         throw BadRequest{"\"prompt\" must be a string or a non-empty array of token ids", "prompt"};
       }
     }
-    if (static_cast<int>(req.prompt.size()) >= cfg.max_context) {
-      throw BadRequest{"prompt of " + std::to_string(req.prompt.size()) + " tokens does not fit the context of " +
-                           std::to_string(cfg.max_context), chat ? "messages" : "prompt"};
+    try {
+      partition::ValidatePrompt(req.prompt, cfg);
+    } catch (const partition::PartitionError& e) {
+      throw BadRequest{e.what(), chat ? "messages" : "prompt"};
     }
   } catch (const BadRequest& e) {
     return send(400, ErrorBody(e.message, "invalid_request_error", e.param));

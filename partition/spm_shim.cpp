@@ -2,7 +2,9 @@
 // dlopen(RTLD_LOCAL | RTLD_DEEPBIND) by tokenizer.cpp (see tokenizer.h).
 #include <sentencepiece_processor.h>
 
+#include <cstdio>
 #include <cstring>
+#include <exception>
 #include <string>
 #include <vector>
 
@@ -11,13 +13,15 @@ extern "C" {
 __attribute__((visibility("default"))) void* splitlm_spm_open(const char* path, char* err,
                                                                int err_cap) {
   auto* sp = new sentencepiece::SentencePieceProcessor();
-  auto status = sp->Load(path);
-  if (!status.ok()) {
+  try {  // no exception crosses this C ABI
+    auto status = sp->Load(path);
+    if (status.ok()) return sp;
     std::snprintf(err, err_cap, "%s", status.ToString().c_str());
-    delete sp;
-    return nullptr;
+  } catch (const std::exception& e) {
+    std::snprintf(err, err_cap, "%s", e.what());
   }
-  return sp;
+  delete sp;
+  return nullptr;
 }
 
 __attribute__((visibility("default"))) void splitlm_spm_close(void* h) {

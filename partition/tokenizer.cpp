@@ -3,12 +3,13 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <climits>
+#include <cstring>
 #include <cstdlib>
 #include <filesystem>
 
 #include "partition/error.h"
-#include "transport/text_file.h"
 
 namespace splitlm::partition {
 
@@ -46,8 +47,15 @@ void Bind(void* lib, const char* name, F* fn, const std::string& path) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& model_path) {
-  if (auto problem = transport::ProblemWithFile(model_path)) {
-    throw PartitionError(model_path + ": tokenizer: " + *problem);
+  std::error_code ec;
+  const auto status = std::filesystem::status(model_path, ec);
+  if (!std::filesystem::exists(status)) throw PartitionError(model_path + ": tokenizer file not found");
+  if (std::filesystem::is_directory(status)) {
+    throw PartitionError(model_path + ": is a directory, not a tokenizer file (give the tokenizer.model file in it)");
+  }
+  if (!std::filesystem::is_regular_file(status)) throw PartitionError(model_path + ": not a regular file (a tokenizer.model)");
+  if (access(model_path.c_str(), R_OK) != 0) {
+    throw PartitionError(model_path + ": cannot read the tokenizer file: " + std::strerror(errno));
   }
   auto shim = std::make_unique<Shim>();
   const std::string path = ShimPath();

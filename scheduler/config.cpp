@@ -5,7 +5,9 @@
 #include "transport/text_file.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 
@@ -31,6 +33,7 @@ std::vector<KeySpec> BuildSchema() {
       {"cloud.allow", T::kString, 0, 0, {}, "(none)", "allow-list of device public keys, one per line"},
       {"cloud.insecure", T::kBool, 0, 0, {}, "false", "allow binding beyond loopback without CURVE (loudly warned)"},
       {"cloud.http", T::kString, 0, 0, {}, "(off)", "HOST:PORT serving GET /metrics and /health"},
+      {"cloud.http_public", T::kBool, 0, 0, {}, "false", "allow cloud.http beyond loopback (unencrypted, unauthenticated; warned)"},
       // [device]
       {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint"},
       {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut or auto_cut)", "layers [0, cut) run on the device"},
@@ -44,6 +47,7 @@ std::vector<KeySpec> BuildSchema() {
       {"device.key", T::kString, 0, 0, {}, "(none: no CURVE)", "this device's CURVE key pair file"},
       {"device.server_key", T::kString, 0, 0, {}, "(none)", "the worker's public key file"},
       {"device.http", T::kString, 0, 0, {}, "127.0.0.1:8080", "HOST:PORT of the OpenAI-compatible API (serve)"},
+      {"device.http_public", T::kBool, 0, 0, {}, "false", "allow device.http beyond loopback (unencrypted, unauthenticated; warned)"},
       // [scheduler]
       {"scheduler.objective", T::kString, 0, 0, {"latency", "energy", "cost", "weighted"}, "latency", "what the chosen cut minimises"},
       {"scheduler.weight_ms", T::kFloat, 0, kBig, {}, "1", "weighted objective: score per ms of time per token"},
@@ -90,6 +94,7 @@ const char* TypeName(T t) {
 
 std::string Fmt(double v) {
   std::ostringstream s;
+  s.precision(15);
   s << v;
   return s.str();
 }
@@ -99,6 +104,50 @@ std::string Fmt(double v) {
 const std::vector<KeySpec>& ConfigSchema() {
   static const std::vector<KeySpec> schema = BuildSchema();
   return schema;
+}
+
+const KeySpec& SchemaKey(const std::string& key) {
+  const auto& schema = ConfigSchema();
+  auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
+  if (spec == schema.end()) throw ConfigError(key + ": unknown key (see docs/config.md)");
+  return *spec;
+}
+
+std::string CheckNumber(const KeySpec& spec, double value) {
+  if (!std::isfinite(value)) return Fmt(value) + " is not a finite number";
+  if (spec.type == T::kInt && value != std::floor(value)) return Fmt(value) + " is not an integer";
+  if (value < spec.min || value > spec.max) return Fmt(value) + " is outside " + Fmt(spec.min) + ".." + Fmt(spec.max);
+  return "";
+}
+
+std::string CheckChoice(const KeySpec& spec, const std::string& value) {
+  if (spec.choices.empty() || std::find(spec.choices.begin(), spec.choices.end(), value) != spec.choices.end()) return "";
+  std::string all;
+  for (const auto& ch : spec.choices) all += (all.empty() ? "" : ", ") + ch;
+  return "\"" + value + "\" is not one of " + all;
+}
+
+std::string CheckText(const KeySpec& spec, const std::string& text) {
+  switch (spec.type) {
+    case T::kString:
+      return CheckChoice(spec, text);
+    case T::kBool:
+      return text == "true" || text == "false" ? "" : "\"" + text + "\" is not true or false";
+    case T::kInt:
+    case T::kFloat: {
+      const char* begin = text.c_str();
+      char* end = nullptr;
+      const double v = std::strtod(begin, &end);
+      if (text.empty() || end != begin + text.size() || std::isspace(static_cast<unsigned char>(text[0]))) {
+        return "\"" + text + "\" is not " + TypeName(spec.type);
+      }
+      if (spec.type == T::kInt && text.find_first_not_of("+-0123456789") != std::string::npos) {
+        return "\"" + text + "\" is not an integer";
+      }
+      return CheckNumber(spec, v);
+    }
+  }
+  return "";
 }
 
 std::string ConfigMarkdown() {
@@ -141,37 +190,31 @@ Config Config::Parse(const std::string& text, const std::string& origin) {
       const std::string key = sec + "." + std::string(name.str());
       auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
       if (spec == schema.end()) throw ConfigError(where(value, key) + "unknown key (see docs/config.md)");
+      std::string why;
       Value v;
       v.type = spec->type;
       switch (spec->type) {
         case T::kInt:
           if (!value.is_integer()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
           v.i = *value.value<int64_t>();
-          if (v.i < spec->min || v.i > spec->max) {
-            throw ConfigError(where(value, key) + std::to_string(v.i) + " is outside " + Fmt(spec->min) + ".." + Fmt(spec->max));
-          }
+          why = CheckNumber(*spec, static_cast<double>(v.i));
           break;
         case T::kFloat:
           if (!value.is_number()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
           v.f = *value.value<double>();
-          if (!(v.f >= spec->min && v.f <= spec->max)) {
-            throw ConfigError(where(value, key) + Fmt(v.f) + " is outside " + Fmt(spec->min) + ".." + Fmt(spec->max));
-          }
+          why = CheckNumber(*spec, v.f);
           break;
         case T::kString:
           if (!value.is_string()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
           v.s = *value.value<std::string>();
-          if (!spec->choices.empty() && std::find(spec->choices.begin(), spec->choices.end(), v.s) == spec->choices.end()) {
-            std::string all;
-            for (const auto& ch : spec->choices) all += (all.empty() ? "" : ", ") + ch;
-            throw ConfigError(where(value, key) + "\"" + v.s + "\" is not one of " + all);
-          }
+          why = CheckChoice(*spec, v.s);
           break;
         case T::kBool:
           if (!value.is_boolean()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
           v.b = *value.value<bool>();
           break;
       }
+      if (!why.empty()) throw ConfigError(where(value, key) + why);
       c.values_[key] = std::move(v);
     }
   }

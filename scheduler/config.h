@@ -31,6 +31,17 @@ struct KeySpec {
 
 // Every key the file may hold.
 const std::vector<KeySpec>& ConfigSchema();
+// The schema's entry for `key`; throws ConfigError for a key it lacks.
+const KeySpec& SchemaKey(const std::string& key);
+
+// The one validation of a value, whether it comes from the file or from a
+// command-line flag: "" when `spec` admits it, else why not, e.g. "nan is not
+// a finite number", "-1 is outside 0..4096", "\"x\" is not one of a, b".
+std::string CheckNumber(const KeySpec& spec, double value);
+std::string CheckChoice(const KeySpec& spec, const std::string& value);
+// As above for a value written as text (a flag): parses it as the key's type
+// (integers in full, numbers finite, booleans true/false) and checks it.
+std::string CheckText(const KeySpec& spec, const std::string& text);
 // The schema as a Markdown table (docs/config.md).
 std::string ConfigMarkdown();
 

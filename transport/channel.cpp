@@ -1,6 +1,8 @@
 #include "transport/channel.h"
 
 #include <cerrno>
+#include <cstring>
+#include <random>
 
 #include "transport/error.h"
 
@@ -61,6 +63,9 @@ std::string PeerName(const std::string& id) {
 
 ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
     : options_(std::move(options)), socket_(context, zmq::socket_type::router) {
+  std::random_device seed;
+  std::mt19937_64 draw((uint64_t{seed()} << 32) ^ seed());
+  while (options_.instance_id == 0) options_.instance_id = draw();
   const bool curve = !options_.keys.secret_key.empty();
   if (!IsLoopbackEndpoint(options_.bind)) {
     if (!curve && !options_.allow_insecure) {
@@ -121,7 +126,7 @@ std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
       continue;
     }
     if (std::holds_alternative<Heartbeat>(*d.message)) {
-      Send(peer, Heartbeat{});
+      Send(peer, Heartbeat{options_.instance_id});
       continue;
     }
     Incoming in{std::move(peer), std::move(*d.message), {}};
@@ -147,10 +152,37 @@ ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
   Connect();
 }
 
-ClientChannel::~ClientChannel() = default;
+ClientChannel::~ClientChannel() { StopMonitor(); }
+
+void ClientChannel::StopMonitor() {
+  // libzmq's I/O thread sends monitor events blocking: stop them before the
+  // receiving end closes, or the thread (and every socket of the context)
+  // would wait forever for a reader.
+  if (socket_) zmq_socket_monitor(socket_->handle(), nullptr, 0);
+  monitor_.reset();
+}
 
 void ClientChannel::Connect() {
+  StopMonitor();
   socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
+  const std::string monitor_endpoint =
+      "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" + std::to_string(++connects_);
+  constexpr int kEvents = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
+                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  if (zmq_socket_monitor(socket_->handle(), monitor_endpoint.c_str(), kEvents) != 0) {
+    throw TransportError("cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
+  }
+  monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
+  monitor_->set(zmq::sockopt::linger, 0);
+  // No high-water mark: a full queue would block libzmq's I/O thread. Events
+  // come at most every reconnect interval (100 ms) and are read at every
+  // Send and Receive.
+  monitor_->set(zmq::sockopt::rcvhwm, 0);
+  monitor_->connect(monitor_endpoint);
+  link_state_ = LinkState::kConnecting;
+  handshake_failed_ = false;
+  retries_ = 0;
   socket_->set(zmq::sockopt::linger, 0);
   socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
   if (!options_.keys.secret_key.empty()) {
@@ -176,6 +208,7 @@ Millis ClientChannel::Reconnect() {
 }
 
 bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
+  ReadMonitor();
   try {
     SendFrames(*socket_, nullptr, message, std::move(payload));
   } catch (const zmq::error_t& e) {
@@ -187,6 +220,7 @@ bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
 }
 
 std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
+  ReadMonitor();  // keeps the monitor's queue short during long waits
   const auto deadline = Clock::now() + timeout;
   bool first = true;  // a zero timeout still looks once
   while (true) {
@@ -228,11 +262,77 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
       if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, d.reason, ErrorCodeName(d.error));
       continue;
     }
-    if (std::holds_alternative<Heartbeat>(*d.message)) continue;
+    const bool restarted = ServerRestarted(*d.message);
+    if (std::holds_alternative<Heartbeat>(*d.message) && !restarted) continue;
     Incoming in{"", std::move(*d.message), {}};
     if (frames.size() == 2) in.payload = std::move(frames[1]);
     return in;
   }
+}
+
+LinkState ClientChannel::link_state() {
+  ReadMonitor();
+  return handshake_failed_ ? LinkState::kHandshakeFailed : link_state_;
+}
+
+void ClientChannel::ReadMonitor() {
+  zmq::message_t event, address;
+  while (monitor_->recv(event, zmq::recv_flags::dontwait)) {
+    if (event.more()) (void)monitor_->recv(address, zmq::recv_flags::none);
+    if (event.size() < sizeof(uint16_t)) continue;
+    uint16_t id = 0;
+    std::memcpy(&id, event.data(), sizeof id);
+    switch (id) {
+      case ZMQ_EVENT_CONNECTED:
+        link_state_ = LinkState::kHandshaking;
+        retries_ = 0;
+        break;
+      case ZMQ_EVENT_CONNECT_RETRIED:
+        // The first retry after a disconnect is only scheduled; one more
+        // means an attempt failed.
+        if (++retries_ >= (link_state_ == LinkState::kLost ? 2 : 1)) link_state_ = LinkState::kRefused;
+        break;
+      case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+        link_state_ = LinkState::kUp;
+        handshake_failed_ = false;
+        break;
+      case ZMQ_EVENT_DISCONNECTED:
+        // Dropped mid-handshake: a CURVE server drops a client whose key
+        // for it is wrong without a word.
+        if (link_state_ == LinkState::kHandshaking) handshake_failed_ = true;
+        link_state_ = LinkState::kLost;
+        retries_ = 0;
+        break;
+      default:  // the three HANDSHAKE_FAILED events
+        handshake_failed_ = true;
+        break;
+    }
+  }
+}
+
+const char* LinkStateName(LinkState state) {
+  switch (state) {
+    case LinkState::kConnecting: return "connecting";
+    case LinkState::kRefused: return "refused";
+    case LinkState::kHandshaking: return "handshaking";
+    case LinkState::kHandshakeFailed: return "handshake failed";
+    case LinkState::kUp: return "up";
+    case LinkState::kLost: return "lost";
+  }
+  return "?";
+}
+
+bool ClientChannel::ServerRestarted(const Message& message) {
+  uint64_t id = 0;
+  if (auto* h = std::get_if<Hello>(&message)) id = h->instance_id;
+  if (auto* b = std::get_if<Heartbeat>(&message)) id = b->instance_id;
+  if (id == 0 || id == server_instance_) return false;
+  const bool replaced = server_instance_ != 0;
+  if (replaced && options_.log) {
+    options_.log->warn("server {} restarted: instance {:016x} is now {:016x}", options_.endpoint, server_instance_, id);
+  }
+  server_instance_ = id;
+  return replaced;
 }
 
 }  // namespace splitlm::transport

@@ -33,6 +33,9 @@ struct ServerOptions {
   std::set<std::string> allowed_clients;  // Z85 public keys admitted under CURVE
   // Binding a non-loopback address without CURVE is refused unless set.
   bool allow_insecure = false;
+  // This server's instance, answered to every heartbeat (and put in the
+  // worker's Hello): 0 draws a random non-zero one, different at every start.
+  uint64_t instance_id = 0;
   Limits limits;
   std::shared_ptr<spdlog::logger> log;
 };
@@ -59,6 +62,7 @@ class ServerChannel {
   void Send(const std::string& peer, const Message& message, zmq::message_t payload = {});
 
   uint64_t rejected() const { return rejected_; }
+  uint64_t instance_id() const { return options_.instance_id; }
   uint64_t denied_keys() const { return zap_ ? zap_->denied() : 0; }
 
  private:
@@ -84,6 +88,18 @@ struct ClientOptions {
   std::shared_ptr<spdlog::logger> log;
 };
 
+// What the client's socket monitor has seen of its connection to the server
+// since the last (re)connect: why a silent server is silent.
+enum class LinkState {
+  kConnecting,       // no connection attempt has finished yet
+  kRefused,          // connection attempts fail: nothing accepts connections there
+  kHandshaking,      // connected; the ZeroMQ (CURVE) handshake is not done yet
+  kHandshakeFailed,  // the handshake failed: CURVE keys refused, or only one side uses CURVE
+  kUp,               // handshake done
+  kLost,             // was up, then disconnected; reconnecting
+};
+const char* LinkStateName(LinkState state);
+
 // The device side. One thread owns it.
 class ClientChannel {
  public:
@@ -99,7 +115,10 @@ class ClientChannel {
   // The next valid message within `timeout` (0 = only what has arrived),
   // heartbeating while it waits. Returns nullopt on timeout or when the peer
   // is declared dead (see peer_alive()). Malformed messages from the server
-  // are logged and dropped.
+  // are logged and dropped. Heartbeats are consumed, except one announcing
+  // a server instance other than the last one heard (in a heartbeat or a
+  // Hello): that server restarted, and the Heartbeat is returned so that the
+  // caller rebuilds what the old instance held.
   std::optional<Incoming> Receive(Millis timeout);
 
   // False once `liveness` heartbeat intervals passed without a word from the
@@ -113,15 +132,35 @@ class ClientChannel {
   Millis Reconnect();
 
   const std::string& endpoint() const { return options_.endpoint; }
+  // The server instance last heard of (0: none yet, or an older server).
+  uint64_t server_instance() const { return server_instance_; }
+
+  // The connection's state as the socket monitor reports it now. A
+  // handshake failure is kept until a handshake succeeds (ZeroMQ retries it).
+  LinkState link_state();
+  // Liveness x heartbeat interval: the silence after which the server is dead.
+  Millis dead_after() const { return options_.heartbeat_interval * options_.liveness; }
 
  private:
+  // Reads the monitor's pending events into link_state_.
+  void ReadMonitor();
+  // Ends the monitoring of socket_ and closes its receiving end.
+  void StopMonitor();
+  // Notes the instance a message carries; true if it replaces a known one.
+  bool ServerRestarted(const Message& message);
   void Connect();
   zmq::context_t& context_;
   ClientOptions options_;
   std::unique_ptr<zmq::socket_t> socket_;
+  std::unique_ptr<zmq::socket_t> monitor_;  // PAIR receiving socket_'s events
+  int connects_ = 0;                        // names each monitor's inproc endpoint
+  LinkState link_state_ = LinkState::kConnecting;
+  bool handshake_failed_ = false;
+  int retries_ = 0;  // connect retries since the last connection
   int liveness_;
   Millis backoff_;
   std::chrono::steady_clock::time_point last_heard_, last_sent_;
+  uint64_t server_instance_ = 0;
 };
 
 }  // namespace splitlm::transport

@@ -189,6 +189,14 @@ struct HttpServer::Impl {
   }
 };
 
+bool IsPublicHttpAddress(const std::string& address) {
+  const auto colon = address.rfind(':');
+  if (colon == std::string::npos) return false;
+  beast::error_code ec;
+  const auto ip = net::ip::make_address(address.substr(0, colon), ec);
+  return !ec && !ip.is_loopback();
+}
+
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->handler = std::move(handler);
@@ -207,7 +215,8 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   if (port > 65535) throw TransportError("HTTP address \"" + a + "\": bad port");
   if (!ip.is_loopback()) {
     if (!impl_->options.allow_public) {
-      throw TransportError("refusing to serve HTTP on " + a + " beyond loopback without the explicit public flag");
+      throw TransportError("refusing to serve HTTP on " + a +
+                           " beyond loopback (neither encrypted nor authenticated) unless allowed");
     }
     if (impl_->options.log) impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
   }

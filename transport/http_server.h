@@ -36,9 +36,13 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1:8080";  // host:port; port 0 picks a free one
   size_t max_body_bytes = 1 << 20;
   int read_timeout_ms = 30000;  // a client that sends nothing for this long is dropped
-  bool allow_public = false;  // binding beyond loopback needs this (warned)
+  bool allow_public = false;  // serving beyond loopback is refused unless set (then warned)
   std::shared_ptr<spdlog::logger> log;
 };
+
+// True when `address` (HOST:PORT) names an IP address beyond loopback; false
+// for loopback and for anything malformed (HttpServer reports those).
+bool IsPublicHttpAddress(const std::string& address);
 
 class HttpServer {
  public:

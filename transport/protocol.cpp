@@ -183,6 +183,7 @@ std::string EncodeMessage(const Message& message) {
   auto root = builder.initRoot<wire::Message>();
   if (auto* h = std::get_if<Hello>(&message)) {
     WriteHello(h->reply ? root.initHelloReply() : root.initHello(), *h);
+    root.setInstanceId(h->instance_id);
   } else if (auto* o = std::get_if<OpenSession>(&message)) {
     WriteOpen(o->ack ? root.initOpened() : root.initOpen(), *o);
   } else if (auto* c = std::get_if<CloseSession>(&message)) {
@@ -232,6 +233,7 @@ std::string EncodeMessage(const Message& message) {
     root.initPong().setSeq(q->seq);
   } else {
     root.setHeartbeat();
+    root.setInstanceId(std::get<Heartbeat>(message).instance_id);
   }
   auto words = capnp::messageToFlatArray(builder);
   auto bytes = words.asBytes();
@@ -270,8 +272,14 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, size / sizeof(capnp::word)), options);
     auto m = reader.getRoot<wire::Message>();
     switch (m.which()) {
-      case wire::Message::HELLO: out.message = ReadHello(m.getHello(), limits, false); break;
-      case wire::Message::HELLO_REPLY: out.message = ReadHello(m.getHelloReply(), limits, true); break;
+      case wire::Message::HELLO:
+      case wire::Message::HELLO_REPLY: {
+        const bool reply = m.which() == wire::Message::HELLO_REPLY;
+        Hello h = ReadHello(reply ? m.getHelloReply() : m.getHello(), limits, reply);
+        h.instance_id = m.getInstanceId();
+        out.message = std::move(h);
+        break;
+      }
       case wire::Message::OPEN: out.message = ReadOpen(m.getOpen(), false); break;
       case wire::Message::OPENED: out.message = ReadOpen(m.getOpened(), true); break;
       case wire::Message::CLOSE: out.message = CloseSession{m.getClose().getSessionId()}; break;
@@ -299,7 +307,7 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
         break;
       }
       case wire::Message::PONG: out.message = Pong{m.getPong().getSeq()}; break;
-      case wire::Message::HEARTBEAT: out.message = Heartbeat{}; break;
+      case wire::Message::HEARTBEAT: out.message = Heartbeat{m.getInstanceId()}; break;
       default: return fail(ErrorCode::kBadMessage, "unknown message type (newer peer?)");
     }
   } catch (const Reject& r) {

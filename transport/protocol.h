@@ -15,7 +15,7 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 1;  // 1: Hello.head_decode_us
+inline constexpr uint16_t kProtocolMinor = 2;  // 1: Hello.head_decode_us; 2: instance ids
 
 // Mirrors wire::ErrorCode; values are the wire's.
 enum class ErrorCode : uint16_t {
@@ -51,6 +51,7 @@ struct Hello {
   float head_decode_us = 0;            // cloud: final norm + LM head, one token (0 = unknown)
   std::string agent;
   bool reply = false;  // helloReply rather than hello
+  uint64_t instance_id = 0;  // worker: random per process start (0 = not given)
 };
 
 struct OpenSession {
@@ -119,7 +120,9 @@ struct Pong {
   uint64_t seq = 0;
 };
 
-struct Heartbeat {};
+struct Heartbeat {
+  uint64_t instance_id = 0;  // from a worker: its instance, as in its Hello (0 = not given)
+};
 
 using Message = std::variant<Hello, OpenSession, CloseSession, Forward, ForwardResult, Error,
                              Ping, Pong, Heartbeat>;

@@ -134,4 +134,9 @@ struct Message {
     pong @9 :Pong;
     heartbeat @10 :Void;
   }
+  # The sender's instance (protocol 1.2): a worker draws a random non-zero id
+  # when it starts and sets it on its helloReply and heartbeat messages, so a
+  # device notices at once a restarted worker, which answers heartbeats but
+  # holds none of the sessions it had. 0 = not given (devices, older workers).
+  instanceId @11 :UInt64;
 }

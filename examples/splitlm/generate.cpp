@@ -4,8 +4,10 @@
 
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/local_split.h"
+#include "scheduler/flags.h"
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/prompt.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
 #include "partition/tokenizer.h"
@@ -34,8 +36,8 @@ Runner AddGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text, optionally split at a cut in one process");
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("--model", a->model, "model directory")->required();
-  cmd->add_option("--cut", a->cut,
-                  "run layers [0,K) and [K,L) as two stages exchanging serialized hidden states");
+  cmd->add_option("--cut", a->cut, "run layers [0,K) and [K,L) as two stages exchanging serialized hidden states")
+      ->check(scheduler::flags::Schema("device.cut"));
   auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs a tokenizer)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, e.g. \"1 2 3\"");
   p->excludes(pi);
@@ -43,16 +45,16 @@ Runner AddGenerate(CLI::App& app) {
   cmd->add_option("--max-tokens", a->max_tokens, "tokens to generate")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", a->sampling.temperature, "0 = greedy")
-      ->check(CLI::Range(0.0, 100.0))->capture_default_str();
+      ->check(scheduler::flags::Number(0.0, 100.0))->capture_default_str();
   cmd->add_option("--top-k", a->sampling.top_k, "0 = no limit")
       ->check(CLI::Range(0, 1 << 30))->capture_default_str();
   cmd->add_option("--top-p", a->sampling.top_p, "nucleus mass in (0, 1]")
-      ->check(CLI::Range(0.0, 1.0))->capture_default_str();
+      ->check(scheduler::flags::Number(0.0, 1.0))->capture_default_str();
   cmd->add_option("--seed", a->sampling.seed, "sampling seed")->capture_default_str();
   cmd->add_flag("--print-ids", a->print_ids, "print prompt and generated ids on one line");
   cmd->add_flag("--ignore-eos", a->ignore_eos, "keep generating after an end-of-sequence token");
   cmd->add_option("--codec", a->codec, "activation codec at the cut: f32, f16, bf16, int8")
-      ->check(CLI::IsMember({"f32", "f16", "bf16", "int8"}))->capture_default_str();
+      ->check(scheduler::flags::Schema("device.codec"))->capture_default_str();
 
   return [a](const Context& ctx) {
     using Clock = std::chrono::steady_clock;
@@ -80,18 +82,7 @@ Runner AddGenerate(CLI::App& app) {
     } else {
       throw partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
     }
-    if (ids.empty()) throw partition::PartitionError("the prompt holds no tokens");
-    if (static_cast<int>(ids.size()) > c.max_context) {
-      throw partition::PartitionError("prompt of " + std::to_string(ids.size()) +
-                                      " tokens is longer than the context of " +
-                                      std::to_string(c.max_context));
-    }
-    for (int32_t id : ids) {
-      if (id >= c.vocab_size) {
-        throw partition::PartitionError("prompt token id " + std::to_string(id) +
-                                        " is outside the vocabulary of " + std::to_string(c.vocab_size));
-      }
-    }
+    partition::ValidatePrompt(ids, c);
 
     const transport::Codec codec = *transport::ParseCodec(a->codec);
     LocalSplit pipe(*model, cut, codec);

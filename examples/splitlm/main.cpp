@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "examples/splitlm/cli.h"
+#include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/kernels.h"
 
@@ -36,11 +37,9 @@ int main(int argc, char** argv) {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string level = "info";
   app.add_option("--threads", threads, "compute threads (LibTorch intra-op pool)")
-      ->check(CLI::Range(1, 256))
+      ->check(splitlm::scheduler::flags::Schema("model.threads"))
       ->capture_default_str();
-  app.add_option("--log-level", level, "trace, debug, info, warn, error, off")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
-      ->capture_default_str();
+  splitlm::scheduler::flags::AddLogLevel(app, level);
 
   std::vector<std::pair<CLI::App*, splitlm::cli::Runner>> commands;
   auto add = [&](splitlm::cli::Runner (*fn)(CLI::App&)) {
@@ -65,7 +64,7 @@ int main(int argc, char** argv) {
 
   splitlm::cli::Context ctx;
   ctx.log = spdlog::stderr_color_mt("splitlm");
-  ctx.log->set_level(spdlog::level::from_str(level));
+  ctx.log->set_level(splitlm::scheduler::flags::ParseLogLevel(level));
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   ctx.threads = threads;
   at::set_num_threads(threads);

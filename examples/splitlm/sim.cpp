@@ -24,6 +24,7 @@
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/in_process_worker.h"
+#include "scheduler/flags.h"
 #include "partition/model.h"
 #include "partition/tokenizer.h"
 #include "scheduler/hardware.h"
@@ -557,10 +558,10 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();
   cmd->add_option("--cut", a->policy, "policy: a cut K, auto, device (all local) or cloud (cut 0); default auto");
   cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, 5g, 3g");
-  cmd->add_option("--up-mbit", a->up, "uplink bandwidth, Mbit/s (default 50)")->check(CLI::PositiveNumber);
-  cmd->add_option("--down-mbit", a->down, "downlink bandwidth, Mbit/s (default 100)")->check(CLI::PositiveNumber);
-  cmd->add_option("--rtt-ms", a->rtt, "round-trip time added by the relay (default 20)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--jitter-ms", a->jitter, "uniform extra one-way delay")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--up-mbit", a->up, "uplink bandwidth, Mbit/s (default 50)")->check(scheduler::flags::Number(0.001, 1e6));
+  cmd->add_option("--down-mbit", a->down, "downlink bandwidth, Mbit/s (default 100)")->check(scheduler::flags::Number(0.001, 1e6));
+  cmd->add_option("--rtt-ms", a->rtt, "round-trip time added by the relay (default 20)")->check(scheduler::flags::Number(0, 60000));
+  cmd->add_option("--jitter-ms", a->jitter, "uniform extra one-way delay")->check(scheduler::flags::Number(0, 60000));
   cmd->add_option("--trace", a->trace, "CSV trace time_s,up_mbit_s,down_mbit_s,rtt_ms (overrides the fixed link)")->check(CLI::ExistingFile);
   cmd->add_option("--outage", a->outages, "START:END[:cut] in seconds of emulated time; stall unless :cut");
   cmd->add_option("--prompts", a->prompts, "requests per run (default 2)")->check(CLI::Range(1, 10000));

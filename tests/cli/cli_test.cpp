@@ -5,6 +5,7 @@
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 
 #include <nlohmann/json.hpp>
 
@@ -71,7 +72,95 @@ TEST_F(CliTest, BadInputsGiveClearErrors) {
   std::string long_prompt;
   for (int i = 0; i < 300; ++i) long_prompt += "1 ";
   ExpectFailure("generate --model " + Model() + " --prompt-ids \"" + long_prompt + "\"",
-                "prompt of 300 tokens is longer than the context of 256");
+                "prompt of 300 tokens does not fit the context of 256");
+}
+
+// A run of the device agent with everything on the device (no cloud needed).
+testing::CommandResult LocalDevice(const std::string& model, const std::string& global, const std::string& gen) {
+  return RunCommand(BinPath("splitlm-device") + " --model " + model + " --cut 4 " + global + " generate " + gen);
+}
+
+TEST_F(CliTest, FlagsAreCheckedAsTheConfigFileChecksThemInEveryBinary) {
+  const std::string gen = "generate --model " + Model() + " --prompt-ids 1 --max-tokens 1";
+  ExpectFailure(gen + " --cut -1", "--cut: -1 is outside 0..4096");
+  ExpectFailure(gen + " --temperature nan", "--temperature: nan is not a finite number");
+  ExpectFailure(gen + " --top-p inf", "--top-p: inf is not a finite number");
+  ExpectFailure("--log-level loud " + gen, "--log-level: \"loud\" is not one of trace, debug, info, warn, error, off");
+  ExpectFailure("--threads 0 " + gen, "--threads: 0 is outside 1..256");
+  auto cloud = [&](const std::string& args) {
+    return RunCommand(BinPath("splitlm-cloud") + " --model " + Model() + " --bind 'tcp://127.0.0.1:*' " + args);
+  };
+  const std::vector<std::pair<std::string, std::string>> cloud_cases = {
+      {"--log-level loud", "--log-level: \"loud\" is not one of trace, debug, info, warn, error, off"},
+      {"--kv-budget-mb nan", "--kv-budget-mb: nan is not a finite number"},
+      {"--kv-budget-mb inf", "--kv-budget-mb: inf is not a finite number"},
+      {"--kv-budget-mb 1e-9", "--kv-budget-mb: 1e-09 is outside 0.001..1000000000000"},
+      {"--max-batch 1.5", "--max-batch: \"1.5\" is not an integer"},
+      {"--http 0.0.0.0:0", "--http 0.0.0.0:0 is beyond loopback"},
+  };
+  for (const auto& [args, message] : cloud_cases) {
+    auto r = cloud(args);
+    EXPECT_NE(0, r.exit_code) << args;
+    EXPECT_NE(std::string::npos, r.err.find(message)) << args << "\nstderr: " << r.err;
+  }
+  // The same value from the file gets the same reason.
+  TempDir dir;
+  std::ofstream(dir.Sub("c.toml")) << "[cloud]\nkv_budget_mb = 1e-9\n";
+  auto r = cloud("--config " + dir.Sub("c.toml"));
+  EXPECT_NE(0, r.exit_code);
+  EXPECT_NE(std::string::npos, r.err.find("c.toml:2: cloud.kv_budget_mb: 1e-09 is outside 0.001..1000000000000")) << r.err;
+  std::ofstream(dir.Sub("n.toml")) << "[cloud]\nkv_budget_mb = nan\n";
+  r = cloud("--config " + dir.Sub("n.toml"));
+  EXPECT_NE(std::string::npos, r.err.find("n.toml:2: cloud.kv_budget_mb: nan is not a finite number")) << r.err;
+  const std::vector<std::pair<std::string, std::string>> device_cases = {
+      {"--log-level loud", "--log-level: \"loud\" is not one of trace, debug, info, warn, error, off"},
+      {"--step-deadline-ms 0", "--step-deadline-ms: 0 is outside 1..3600000"},
+      {"--heartbeat-ms nan", "--heartbeat-ms: \"nan\" is not an integer"},
+      {"--fallback never", "--fallback: \"never\" is not one of local, wait, fail"},
+  };
+  for (const auto& [args, message] : device_cases) {
+    auto d = LocalDevice(Model(), args, "--prompt-ids 1");
+    EXPECT_NE(0, d.exit_code) << args;
+    EXPECT_NE(std::string::npos, d.err.find(message)) << args << "\nstderr: " << d.err;
+  }
+  auto d = LocalDevice(Model(), "", "--prompt-ids 1 --temperature nan");
+  EXPECT_NE(std::string::npos, d.err.find("--temperature: nan is not a finite number")) << d.err;
+  d = RunCommand(BinPath("splitlm-device") + " --model " + Model() + " --cut -1 generate --prompt-ids 1");
+  EXPECT_NE(std::string::npos, d.err.find("--cut: -1 is outside 0..4096 (give a cut or auto)")) << d.err;
+  d = RunCommand(BinPath("splitlm-device") + " --model " + Model() + " --cut 4 serve --http 0.0.0.0:0");
+  EXPECT_NE(std::string::npos, d.err.find("--http 0.0.0.0:0 is beyond loopback")) << d.err;
+  EXPECT_NE(std::string::npos, d.err.find("pass --http-public")) << d.err;
+}
+
+TEST_F(CliTest, APromptMustLeaveRoomForOneGeneratedToken) {
+  std::string full, fits;
+  for (int i = 0; i < 256; ++i) full += "1 ";
+  for (int i = 0; i < 255; ++i) fits += "1 ";
+  const std::string refused = "prompt of 256 tokens does not fit the context of 256: at most 255";
+  ExpectFailure("generate --model " + Model() + " --prompt-ids \"" + full + "\"", refused);
+  auto d = LocalDevice(Model(), "", "--prompt-ids \"" + full + "\"");
+  EXPECT_NE(0, d.exit_code);
+  EXPECT_NE(std::string::npos, d.err.find(refused)) << d.err;
+  auto r = Splitlm("generate --model " + Model() + " --max-tokens 5 --print-ids --prompt-ids \"" + fits + "\"");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ(256u, nlohmann::json::parse("[" + std::regex_replace(r.out, std::regex(" "), ",") + "]").size());
+  d = LocalDevice(Model(), "", "--max-tokens 5 --print-ids --ignore-eos --prompt-ids \"" + fits + "\"");
+  ASSERT_EQ(0, d.exit_code) << d.err;
+  EXPECT_EQ(r.out, d.out);
+}
+
+TEST_F(CliTest, TokenizerPathErrorsNameThePathAndTheFault) {
+  TempDir dir;
+  ExpectFailure("generate --model " + Model() + " --tokenizer " + dir.path() + " --prompt hi",
+                dir.path() + ": is a directory, not a tokenizer file");
+  ExpectFailure("generate --model " + Model() + " --tokenizer " + dir.Sub("none.model") + " --prompt hi",
+                dir.Sub("none.model") + ": tokenizer file not found");
+  std::ofstream(dir.Sub("junk.model")) << "not a model";
+  ExpectFailure("generate --model " + Model() + " --tokenizer " + dir.Sub("junk.model") + " --prompt hi",
+                dir.Sub("junk.model") + ": not a SentencePiece model");
+  auto d = LocalDevice(Model(), "--tokenizer " + dir.path(), "--prompt hi");
+  EXPECT_NE(0, d.exit_code);
+  EXPECT_NE(std::string::npos, d.err.find(dir.path() + ": is a directory, not a tokenizer file")) << d.err;
 }
 
 TEST_F(CliTest, UnknownArchitectureAndMissingTensorAreReported) {

@@ -123,15 +123,65 @@ TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
   EXPECT_NE(std::string::npos, device.Stderr().find("0 on the device")) << device.Stderr();
 }
 
+TEST_F(PairTest, ARestartedWorkerIsNoticedByItsInstanceIdAndUsedAtOnce) {
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 5");
+  const std::string expected = Local("1 2 3", 40);
+  // The lost step would be given up only after 10 minutes, and fail mode
+  // has no local fallback: the generation can finish only by noticing the
+  // new worker's instance id and rebuilding the session there.
+  Process device(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
+                 " --cut 1 --fallback fail --step-deadline-ms 600000 --heartbeat-ms 2000"
+                 " generate --prompt-ids '1 2 3' --max-tokens 40 --print-ids --ignore-eos");
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 5th forward";
+  // Frozen while the worker restarts, the device cannot count the restart's
+  // length as missed heartbeats; it resumes with a heartbeat to the new one.
+  device.Signal(SIGSTOP);
+  StartCloud(cloud, ep);
+  device.Signal(SIGCONT);
+  auto line = device.ReadLine(120000);
+  ASSERT_TRUE(line.has_value()) << device.Stderr();
+  EXPECT_EQ(expected, *line + "\n");
+  EXPECT_EQ(0, device.Wait()) << device.Stderr();
+  EXPECT_NE(std::string::npos, device.Stderr().find("40 from the cloud, 0 on the device; 0 fallbacks, 0 recoveries, 1 cloud restarts"))
+      << device.Stderr();
+}
+
 TEST_F(PairTest, FailModeReportsAClearError) {
   // Nothing listens at this endpoint: reserve a port by binding, then stop.
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud);
   cloud->Signal(SIGKILL);
   cloud->Wait();
-  auto r = Device(ep, 1, "1", 8, "--fallback fail --step-deadline-ms 300 --heartbeat-ms 50");
+  auto r = Device(ep, 1, "1", 8, "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500");
   EXPECT_NE(0, r.exit_code);
-  EXPECT_NE(std::string::npos, r.err.find("did not answer within 300 ms (--fallback fail)")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("cloud " + ep + ": connection refused (nothing accepts connections there) "
+                                          "(fallback: fail); is splitlm-cloud running at --cloud?"))
+      << r.err;
+}
+
+TEST_F(PairTest, RefusedCurveHandshakesAreReportedWithTheKeyFlags) {
+  TempDir keys;
+  for (const char* name : {"cloud", "dev", "other"}) {
+    auto k = RunCommand(BinPath("splitlm") + " keygen --out " + keys.Sub(name));
+    ASSERT_EQ(0, k.exit_code) << k.err;
+  }
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*",
+                                    "--key " + keys.Sub("cloud.key") + " --allow " + keys.Sub("other.pub"));
+  const std::string refused = "cloud " + ep + ": handshake refused: the worker did not accept our CURVE keys, or only "
+                              "one side uses CURVE (fallback: fail); check --server-key";
+  const std::string fail = "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500 ";
+  for (const std::string& keys_given :
+       {"--key " + keys.Sub("dev.key") + " --server-key " + keys.Sub("cloud.pub"),     // not on the allow-list
+        "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("dev.pub"),     // wrong server key
+        std::string()}) {                                                                // no CURVE at all
+    auto r = Device(ep, 1, "1", 4, fail + keys_given);
+    EXPECT_NE(0, r.exit_code) << keys_given;
+    EXPECT_NE(std::string::npos, r.err.find(refused)) << keys_given << "\n" << r.err;
+  }
+  auto ok = Device(ep, 1, "1", 4, fail + "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("cloud.pub"));
+  EXPECT_EQ(0, ok.exit_code) << ok.err;
 }
 
 TEST_F(PairTest, SixteenDevicesShareOneWorkerThroughEvictions) {

@@ -63,6 +63,24 @@ TEST(ConfigTest, ADeviceOrAFifoAsTheConfigFileIsRefusedWithoutReadingIt) {
   EXPECT_EQ(dir.Sub("fifo") + ": not a regular file (a FIFO)", load_error(dir.Sub("fifo")));
 }
 
+TEST(ConfigTest, FlagTextIsCheckedByTheRuleOfTheFile) {
+  const KeySpec& kv = SchemaKey("cloud.kv_budget_mb");
+  EXPECT_EQ("", CheckText(kv, "0.5"));
+  EXPECT_EQ("nan is not a finite number", CheckText(kv, "nan"));
+  EXPECT_EQ("inf is not a finite number", CheckText(kv, "inf"));
+  EXPECT_EQ("1e-09 is outside 0.001..1000000000000", CheckText(kv, "1e-9"));
+  EXPECT_EQ("\"12x\" is not a number", CheckText(kv, "12x"));
+  EXPECT_EQ("-1 is outside 0..4096", CheckText(SchemaKey("device.cut"), "-1"));
+  EXPECT_EQ("\"1.5\" is not an integer", CheckText(SchemaKey("device.cut"), "1.5"));
+  EXPECT_EQ("\"sometimes\" is not one of local, wait, fail", CheckText(SchemaKey("device.fallback"), "sometimes"));
+  EXPECT_EQ("\"yes\" is not true or false", CheckText(SchemaKey("cloud.insecure"), "yes"));
+  // The file's values get the same reasons.
+  EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: nan is not a finite number", ErrorOf("[cloud]\nkv_budget_mb = nan\n"));
+  EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: 1e-09 is outside 0.001..1000000000000",
+            ErrorOf("[cloud]\nkv_budget_mb = 1e-9\n"));
+  EXPECT_THROW(SchemaKey("cloud.turbo"), ConfigError);
+}
+
 TEST(ConfigTest, FlagsOverrideTheFile) {
   Config c = Config::Parse("[device]\ncut = 3\n", "x");
   int cut = 1;

@@ -151,6 +151,46 @@ TEST(ChannelTest, SilentServerIsDeclaredDeadWithinTheLivenessWindow) {
   EXPECT_TRUE(client.peer_alive());
 }
 
+TEST(ChannelTest, AHeartbeatFromAnotherServerInstanceIsReturnedOthersAreConsumed) {
+  zmq::context_t ctx;
+  zmq::socket_t router(ctx, zmq::socket_type::router);  // a server under the test's control
+  router.set(zmq::sockopt::linger, 0);
+  router.bind("tcp://127.0.0.1:*");
+  ClientChannel client(ctx, Client(router.get(zmq::sockopt::last_endpoint)));
+  ASSERT_TRUE(client.Send(Hello{}));
+  zmq::message_t peer, frame;
+  ASSERT_TRUE(router.recv(peer));
+  ASSERT_TRUE(router.recv(frame));
+  auto send = [&](const Message& m) {
+    router.send(zmq::buffer(peer.to_string()), zmq::send_flags::sndmore);
+    router.send(zmq::buffer(EncodeMessage(m)), zmq::send_flags::none);
+  };
+  Hello reply;
+  reply.reply = true;
+  reply.instance_id = 1;
+  send(reply);
+  auto in = client.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(1u, std::get<Hello>(in->message).instance_id);
+  EXPECT_EQ(1u, client.server_instance());
+  send(Heartbeat{1});  // the same instance: consumed
+  send(Pong{5});
+  in = client.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(5u, std::get<Pong>(in->message).seq);
+  send(Heartbeat{2});  // a restarted server: returned once
+  send(Heartbeat{2});
+  send(Pong{6});
+  in = client.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(2u, std::get<Heartbeat>(in->message).instance_id);
+  EXPECT_EQ(2u, client.server_instance());
+  in = client.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(6u, std::get<Pong>(in->message).seq);
+  EXPECT_EQ(LinkState::kUp, client.link_state());
+}
+
 TEST(ChannelTest, RefusesPublicBindWithoutCurve) {
   zmq::context_t ctx;
   try {

@@ -107,6 +107,16 @@ TEST(ProtocolTest, OtherMessagesRoundTrip) {
   EXPECT_TRUE(std::holds_alternative<Heartbeat>(RoundTrip(Heartbeat{})));
 }
 
+TEST(ProtocolTest, WorkerInstanceIdsRoundTripInHelloAndHeartbeat) {
+  EXPECT_EQ(0xfedcba9876543210u, std::get<Heartbeat>(RoundTrip(Heartbeat{0xfedcba9876543210u})).instance_id);
+  EXPECT_EQ(0u, std::get<Heartbeat>(RoundTrip(Heartbeat{})).instance_id);
+  Hello h;
+  h.reply = true;
+  h.instance_id = 77;
+  EXPECT_EQ(77u, std::get<Hello>(RoundTrip(h)).instance_id);
+  EXPECT_EQ(2, kProtocolMinor);
+}
+
 TEST(ProtocolTest, DecodesFromUnalignedFrames) {
   const std::string bytes = EncodeMessage(Ping{77, 8});
   std::vector<char> buf(bytes.size() + 1);
