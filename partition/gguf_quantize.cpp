@@ -120,8 +120,9 @@ uint32_t Q4KMLayerType(PlanState& s, const std::string& name) {
   return type;
 }
 
-// tensor_type_fallback: a row that is not a whole number of blocks.
-uint32_t Fallback(const GgufTensor& t, uint32_t type) {
+// tensor_type_fallback: a row that is not a whole number of blocks. Where
+// llama.cpp has no fallback (it stops), nullopt: the tensor keeps its type.
+std::optional<uint32_t> Fallback(const GgufTensor& t, uint32_t type) {
   const int64_t ncols = t.dims[0];
   if (ncols % GgmlBlockOf(type)->values == 0) return type;
   uint32_t fallback;
@@ -130,8 +131,7 @@ uint32_t Fallback(const GgufTensor& t, uint32_t type) {
   } else if (type == T(GgmlType::kQ6_K)) {
     fallback = T(GgmlType::kQ8_0);
   } else {
-    throw PartitionError("tensor \"" + t.name + "\": row length " + std::to_string(ncols) +
-                         " is not a multiple of the " + GgmlTypeName(type) + " block (llama.cpp has no fallback)");
+    return std::nullopt;
   }
   return ncols % GgmlBlockOf(fallback)->values == 0 ? fallback : T(GgmlType::kF16);
 }
@@ -148,8 +148,9 @@ uint32_t DefaultType(QuantizeTarget target) {
   return T(GgmlType::kF32);
 }
 
-// llama_tensor_get_type for one tensor, visited in llama.cpp's order.
-uint32_t TensorType(PlanState& s, const GgufTensor& t, QuantizeTarget target) {
+// llama_tensor_get_type for one tensor, visited in llama.cpp's order;
+// nullopt where llama-quantize has no type for it.
+std::optional<uint32_t> TensorType(PlanState& s, const GgufTensor& t, QuantizeTarget target) {
   if (!AllowsQuantization(t)) return t.type;
   uint32_t type = DefaultType(target);
   const auto block = GgmlBlockOf(type);
@@ -240,34 +241,38 @@ std::optional<QuantizeTarget> ParseQuantizeTarget(const std::string& name) {
 
 std::vector<std::string> QuantizeTargetNames() { return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}; }
 
-std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget target) {
+std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget target,
+                                      std::vector<std::string>* notes) {
   PlanState state = MakePlanState(header);
   std::map<const GgufTensor*, uint32_t> types;
   for (const GgufTensor* t : Ordered(header, TensorOrder::kLlamaCpp)) {
-    const uint32_t type = TensorType(state, *t, target);
-    if (!IsQuantizeSupported(type) && type != t->type) {
-      throw PartitionError("tensor \"" + t->name + "\": llama.cpp's " + GgmlTypeName(type) +
-                           " for it is a type splitlm does not write");
+    const std::optional<uint32_t> type = TensorType(state, *t, target);
+    std::string note;
+    if (!type) {
+      note = "row length " + std::to_string(t->dims[0]) + " is not a multiple of the " +
+             GgmlTypeName(DefaultType(target)) + " block (llama-quantize stops here)";
+    } else if (*type != t->type && !IsQuantizeSupported(*type)) {
+      note = "llama-quantize would make it " + GgmlTypeName(*type) + ", a type splitlm does not write";
     }
-    types[t] = type;
+    types[t] = note.empty() ? *type : t->type;
+    if (!note.empty() && notes != nullptr) {
+      notes->push_back("tensor \"" + t->name + "\" stays " + GgmlTypeName(t->type) + ": " + note);
+    }
   }
   std::vector<uint32_t> out;
   for (const auto& t : header.tensors) out.push_back(types.at(&t));
   return out;
 }
 
-void QuantizeGguf(const std::string& src_path, const std::string& out_path, const QuantizeOptions& options) {
+std::vector<std::string> QuantizeGguf(const std::string& src_path, const std::string& out_path,
+                                      const QuantizeOptions& options) {
   const auto src = GgufFile::Open(src_path);
   const GgufHeader& h = src->header();
   if (IntKey(h, "split.count", 1) > 1) {
     throw PartitionError(src_path + ": a split GGUF file (split.count > 1) is not supported: merge it first");
   }
-  std::vector<uint32_t> types;
-  try {
-    types = PlanTensorTypes(h, options.target);
-  } catch (const PartitionError& e) {
-    throw PartitionError(src_path + ": " + e.what());
-  }
+  std::vector<std::string> notes;
+  const std::vector<uint32_t> types = PlanTensorTypes(h, options.target, &notes);
   std::map<const GgufTensor*, uint32_t> type_of;
   uint64_t total = 0;
   for (size_t i = 0; i < h.tensors.size(); ++i) {
@@ -285,6 +290,7 @@ void QuantizeGguf(const std::string& src_path, const std::string& out_path, cons
     if (options.progress) options.progress(done, total);
   }
   w.Commit();
+  return notes;
 }
 
 }  // namespace splitlm::partition

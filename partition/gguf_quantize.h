@@ -43,16 +43,21 @@ struct QuantizeOptions {
 // For Q4_K_M: Q6_K for output.weight (token_embd.weight when the embeddings
 // are tied), for attn_v.weight and ffn_down in the layers use_more_bits picks
 // (the first and last eighth, and every third between), Q4_K otherwise.
-// Throws PartitionError naming the tensor when llama.cpp would pick a type
-// splitlm cannot write (e.g. Q5_0 for a K-quant row not a multiple of 256).
-std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget target);
+// Where llama-quantize would stop (a Q8_0/Q4_0 row that is not a whole number
+// of blocks) or pick a type splitlm does not write (Q5_0, Q5_K: K-quant rows
+// not a multiple of 256, Falcon, 70B and 8-expert models), the tensor keeps
+// its source type and a sentence saying so is appended to `notes`.
+std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget target,
+                                      std::vector<std::string>* notes = nullptr);
 
 // Reads the GGUF file `src` and writes `out` (via a temporary file renamed at
 // the end: on failure `out` is untouched). Keeps every metadata key in order
 // except that "general.quantization_version" (2) and "general.file_type" go
 // last, as llama.cpp's gguf_set_val puts them. Quantised tensors must come
-// from F32, F16 or BF16 sources; others are copied unchanged. Throws
+// from F32, F16 or BF16 sources; others are copied unchanged. Returns the
+// notes of PlanTensorTypes (empty when the file is llama-quantize's). Throws
 // PartitionError naming the file, tensor and problem.
-void QuantizeGguf(const std::string& src, const std::string& out, const QuantizeOptions& options);
+std::vector<std::string> QuantizeGguf(const std::string& src, const std::string& out,
+                                      const QuantizeOptions& options);
 
 }  // namespace splitlm::partition

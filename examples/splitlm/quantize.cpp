@@ -33,7 +33,7 @@ Runner AddQuantize(CLI::App& app) {
         last = pct;
       }
     };
-    partition::QuantizeGguf(*model, *out, opts);
+    for (const auto& note : partition::QuantizeGguf(*model, *out, opts)) ctx.log->warn("{}", note);
     ctx.log->info("wrote {} ({}) from {}", *out, *type, *model);
     return 0;
   };

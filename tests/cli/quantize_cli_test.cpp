@@ -100,5 +100,22 @@ TEST_F(QuantizeCliTest, BadInputFailsClearlyAndWritesNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(dir_.path()));
 }
 
+TEST_F(QuantizeCliTest, RowsThatAreNoWholeBlockKeepTheirTypeWithAWarning) {
+  // stories260K: hidden 64 (no Q4_K block: llama.cpp falls back to Q5_0,
+  // which splitlm does not write), feed-forward 172 (no Q4_0 block: llama-quantize stops).
+  const std::string out = dir_.Sub("q4_0.gguf");
+  auto r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ + "stories260K-f32.gguf --type q4_0 --out " + out);
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos,
+            r.err.find("tensor \"blk.0.ffn_down.weight\" stays F32: row length 172 is not a multiple of the Q4_0 block"))
+      << r.err;
+  const auto mine = partition::GgufFile::Open(out);
+  EXPECT_EQ(0u, mine->FindTensor("blk.0.ffn_down.weight")->type);
+  EXPECT_EQ(2u, mine->FindTensor("blk.0.ffn_up.weight")->type);
+  r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ + "stories260K-f32.gguf --type q4_k_m --out " + out);
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("llama-quantize would make it Q5_0, a type splitlm does not write")) << r.err;
+}
+
 }  // namespace
 }  // namespace splitlm
