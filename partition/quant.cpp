@@ -158,6 +158,18 @@ void DequantizeQ4_K(const uint8_t* b, float* y) {
   }
 }
 
+// The weighted squared error of make_qkx2_quants for codes L on the grid
+// (scale, min) (use_mad is false for Q4_K).
+float GridError(int n, const float* x, const float* weights, const uint8_t* L, float scale, float min) {
+  float error = 0;
+  for (int i = 0; i < n; ++i) {
+    float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    diff = diff * diff;
+    error += weights[i] * diff;
+  }
+  return error;
+}
+
 // make_qkx2_quants: the best affine grid (scale, min <= 0) for n values and
 // weights, searching nstep+1 candidate scales. Returns the scale; *the_min
 // receives -min.
@@ -181,14 +193,11 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
   }
   float iscale = static_cast<float>(nmax) / (max - min);
   float scale = 1 / iscale;
-  float best_error = 0;
   for (int i = 0; i < n; ++i) {
     const int l = NearestInt(iscale * (x[i] - min));
     L[i] = static_cast<uint8_t>(std::max(0, std::min(nmax, l)));
-    float diff = scale * static_cast<float>(L[i]) + min - x[i];
-    diff = diff * diff;  // use_mad is false for Q4_K
-    best_error += weights[i] * diff;
   }
+  float best_error = GridError(n, x, weights, L, scale, min);
   for (int is = 0; is <= nstep; ++is) {
     iscale = (rmin + rdelta * static_cast<float>(is) + static_cast<float>(nmax)) / (max - min);
     float sum_l = 0, sum_l2 = 0, sum_xl = 0;
@@ -210,12 +219,7 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
         this_min = 0;
         this_scale = sum_xl / sum_l2;
       }
-      float cur_error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = diff * diff;
-        cur_error += weights[i] * diff;
-      }
+      const float cur_error = GridError(n, x, weights, Laux, this_scale, this_min);
       if (cur_error < best_error) {
         for (int i = 0; i < n; ++i) L[i] = Laux[i];
         best_error = cur_error;
