@@ -131,6 +131,42 @@ TEST(Quant, ValuesPastTheScaleRangeAreRefused) {
   }
 }
 
+TEST(Quant, ScalesAtTheTopOfFp16AreKeptAndPastItRefused) {
+  std::vector<float> x(32, 1.0f);
+  x[3] = 65504.0f * 127;  // Q8_0's d = amax/127 is fp16's largest finite value
+  const auto q = Quantize(kQ8_0, x);
+  EXPECT_EQ(65504.0f, Dequantize(kQ8_0, q, 32)[3] / 127);
+  ExpectWithinBound(kQ8_0, x, "fp16 max");
+  x[3] = 65520.0f * 127;  // rounds to an infinite fp16 scale
+  EXPECT_THROW(Quantize(kQ8_0, x), PartitionError);
+  x[3] = -65504.0f * 8;  // Q4_0's d = max/-8
+  ExpectWithinBound(kQ4_0, x, "fp16 max");
+}
+
+// Arbitrary bit patterns: decoding any bytes and encoding any finite floats
+// either returns or throws PartitionError (a small deterministic fuzz).
+TEST(Quant, ArbitraryBitsNeverCrash) {
+  std::mt19937 rng(11);
+  for (int round = 0; round < 200; ++round) {
+    std::vector<uint32_t> bits(512);
+    for (auto& b : bits) b = rng();
+    std::vector<float> x(512);
+    std::memcpy(x.data(), bits.data(), 512 * 4);
+    for (auto& v : x) {
+      if (!std::isfinite(v)) v = 0.0f;
+    }
+    for (uint32_t type : {kQ8_0, kQ4_0, kQ4_K, kQ6_K, kF16, kBF16}) {
+      std::vector<uint8_t> raw(RowBytes(type, 512));
+      std::memcpy(raw.data(), bits.data(), raw.size());
+      (void)Dequantize(type, raw, 512);
+      try {
+        (void)Quantize(type, x);
+      } catch (const PartitionError&) {
+      }
+    }
+  }
+}
+
 TEST(Quant, UnsupportedTypesAndRaggedRowsAreErrors) {
   float x[32] = {};
   uint8_t b[64] = {};
