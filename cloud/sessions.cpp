@@ -63,6 +63,7 @@ SessionTable::Found SessionTable::Find(uint64_t id, const Owner& owner, uint64_t
   }
   if (it != sessions_.end() && now - it->second.last_used > limits_.idle_timeout) {
     Forget(it, "session closed after " + std::to_string(Seconds(limits_.idle_timeout)) + " s idle");
+    ++expired_total_;
     it = sessions_.end();
   }
   if (it != sessions_.end()) return {&it->second, std::nullopt};
@@ -105,6 +106,8 @@ SessionTable::Swept SessionTable::Sweep(TimePoint now) {
     }
     it = next;
   }
+  expired_total_ += swept.expired;
+  dropped_total_ += swept.dropped;
   return swept;
 }
 

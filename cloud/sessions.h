@@ -101,6 +101,10 @@ class SessionTable {
   // Closes session `id` for the KV budget; its owner is told on its next step.
   void Evict(uint64_t id);
 
+  // Sessions closed so far after the idle timeout, and for silent connections.
+  uint64_t expired_total() const { return expired_total_; }
+  uint64_t dropped_total() const { return dropped_total_; }
+
   const Map& sessions() const { return sessions_; }
   Map& sessions() { return sessions_; }
   size_t size() const { return sessions_.size(); }
@@ -125,6 +129,8 @@ class SessionTable {
   std::map<uint64_t, Gone> gone_;      // recently closed by the worker; bounded
   std::deque<std::pair<uint64_t, uint64_t>> gone_order_;  // (id, serial), oldest first
   uint64_t gone_serial_ = 0;
+  uint64_t expired_total_ = 0;
+  uint64_t dropped_total_ = 0;
 };
 
 }  // namespace splitlm::cloud

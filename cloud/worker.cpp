@@ -176,6 +176,12 @@ struct Worker::Impl {
     return n;
   }
 
+  void UpdateSessionMetrics() {
+    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    metrics.Set("splitlm_cloud_sessions_expired_total", static_cast<double>(sessions.expired_total()));
+    metrics.Set("splitlm_cloud_sessions_dropped_total", static_cast<double>(sessions.dropped_total()));
+  }
+
   // Closes idle sessions and those of silent connections, at most once a
   // second; only when nothing is queued (see SessionTable::Sweep).
   void Sweep() {
@@ -184,9 +190,7 @@ struct Worker::Impl {
     next_sweep = now + std::chrono::seconds(1);
     const auto swept = sessions.Sweep(now);
     if (swept.expired + swept.dropped == 0) return;
-    metrics.Add("splitlm_cloud_sessions_expired_total", static_cast<double>(swept.expired));
-    metrics.Add("splitlm_cloud_sessions_dropped_total", static_cast<double>(swept.dropped));
-    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    UpdateSessionMetrics();
     metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
     if (options.log) {
       options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
@@ -275,7 +279,10 @@ struct Worker::Impl {
   void Queue(transport::Incoming& in, const transport::Forward& f, std::vector<Pending>& batch) {
     using namespace transport;
     auto found = sessions.Find(f.session_id, OwnerOf(in), f.seq, Now());
-    if (!found.session) return Reply(in.peer, std::move(*found.error));
+    if (!found.session) {
+      UpdateSessionMetrics();  // it may have expired just now
+      return Reply(in.peer, std::move(*found.error));
+    }
     Session& s = *found.session;
     for (const Pending& p : batch) {
       if (p.session == &s) {
