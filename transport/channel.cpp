@@ -151,8 +151,10 @@ std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
                                 {static_cast<void*>(monitor_), 0, ZMQ_POLLIN, 0}};
     if (PollOnce(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
     if (items[1].revents & ZMQ_POLLIN) ReadMonitorEvents();
-    if (!(items[0].revents & ZMQ_POLLIN)) continue;
-    if (auto in = ReadMessage()) return in;
+    if (items[0].revents & ZMQ_POLLIN) {
+      if (auto in = ReadMessage()) return in;
+    }
+    if (Clock::now() >= deadline) return std::nullopt;
   }
 }
 

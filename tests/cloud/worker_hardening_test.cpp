@@ -268,21 +268,41 @@ class RawZmtp {
     EXPECT_EQ(0, ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr));
   }
   ~RawZmtp() { ::close(fd_); }
-  // Greeting, READY, the frame header, then data until `send` bytes or the
-  // worker closes the connection.
-  void SendFrame(uint64_t announced, size_t send) {
+  // The greeting and READY of a DEALER (ZMTP 3.0, NULL mechanism), and the
+  // worker's: like libzmq, nothing else is sent before the handshake is done.
+  bool Handshake() {
     std::string hello(64, '\0');
     hello[0] = '\xff';
     hello[9] = '\x7f';
     hello[10] = 3;  // ZMTP 3.0
     hello.replace(12, 4, "NULL");
-    const std::string ready_body = std::string("\x05READY\x0bSocket-Type\0\0\0\x06DEALER", 28);
-    std::string out = hello + '\x04' + static_cast<char>(ready_body.size()) + ready_body + '\x02';
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((announced >> (8 * i)) & 0xff));
-    if (!Write(out.data(), out.size())) return;
-    const std::vector<char> chunk(64 << 10, 'x');
+    const std::string body = std::string("\x05") + "READY" + "\x0b" + "Socket-Type" + std::string("\0\0\0\x06", 4) + "DEALER";
+    if (!Write(hello + '\x04' + static_cast<char>(body.size()) + body)) return false;
+    const std::string greeting = Read(64), command = Read(2);
+    if (greeting.size() != 64 || command.size() != 2 || command[0] != '\x04') return false;
+    return Read(static_cast<uint8_t>(command[1])).rfind("\x05READY", 0) == 0;
+  }
+  // A one-frame message with its header, as a DEALER sends it.
+  bool SendMessage(const std::string& frame) {
+    std::string out = "\x02";
+    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((uint64_t{frame.size()} >> (8 * i)) & 0xff));
+    return Write(out + frame);
+  }
+  // The worker's next message (one short frame).
+  std::string ReadMessage() {
+    const std::string head = Read(2);
+    if (head.size() != 2 || (head[0] & 0x06) != 0) return "";  // short, not a command
+    return Read(static_cast<uint8_t>(head[1]));
+  }
+  // Announces a frame of `announced` bytes and sends up to `send` of them,
+  // until the worker closes the connection.
+  void SendOversizedFrame(uint64_t announced, size_t send) {
+    std::string head = "\x02";
+    for (int i = 7; i >= 0; --i) head.push_back(static_cast<char>((announced >> (8 * i)) & 0xff));
+    if (!Write(head)) return;
+    const std::string chunk(64 << 10, 'x');
     for (size_t sent = 0; sent < send; sent += chunk.size()) {
-      if (!Write(chunk.data(), chunk.size())) return;
+      if (!Write(chunk)) return;
     }
   }
   // True once the worker has closed the connection (EOF or reset).
@@ -296,7 +316,9 @@ class RawZmtp {
   }
 
  private:
-  bool Write(const char* data, size_t n) {
+  bool Write(const std::string& bytes) {
+    const char* data = bytes.data();
+    size_t n = bytes.size();
     while (n > 0) {
       const ssize_t w = ::send(fd_, data, n, MSG_NOSIGNAL);
       if (w <= 0) return false;
@@ -304,6 +326,17 @@ class RawZmtp {
       n -= static_cast<size_t>(w);
     }
     return true;
+  }
+  std::string Read(size_t n) {
+    std::string out(n, '\0');
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::recv(fd_, &out[got], n - got, 0);
+      if (r <= 0) break;
+      got += static_cast<size_t>(r);
+    }
+    out.resize(got);
+    return out;
   }
   int fd_ = -1;
 };
@@ -314,11 +347,21 @@ TEST_F(WorkerHardeningTest, OversizedFramesAreDroppedWithoutBeingBuffered) {
   // of 256 positions x 64 values x 4 bytes (64 KiB): far below 60 MiB.
   constexpr int kConnections = 8;
   constexpr size_t kSent = size_t{48} << 20;
+  {
+    // The raw handshake is right: a legal Ping through it gets its Pong.
+    RawZmtp raw(worker_->endpoint());
+    ASSERT_TRUE(raw.Handshake());
+    ASSERT_TRUE(raw.SendMessage(transport::EncodeMessage(transport::Ping{7, 0})));
+    const std::string reply = raw.ReadMessage();
+    auto d = transport::DecodeMessage(reply.data(), reply.size());
+    ASSERT_TRUE(d.message && std::holds_alternative<transport::Pong>(*d.message)) << "raw ZMTP handshake refused";
+  }
   const size_t before = ResidentBytes();
   std::vector<std::unique_ptr<RawZmtp>> attackers;
   for (int i = 0; i < kConnections; ++i) {
     attackers.push_back(std::make_unique<RawZmtp>(worker_->endpoint()));
-    attackers.back()->SendFrame(uint64_t{60} << 20, kSent);
+    ASSERT_TRUE(attackers.back()->Handshake());
+    attackers.back()->SendOversizedFrame(uint64_t{60} << 20, kSent);
   }
   const size_t after = ResidentBytes();
   std::printf("resident memory before %.1f MiB, after %d x %zu MiB of 60 MiB frames %.1f MiB\n", before / 1048576.0,
