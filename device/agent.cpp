@@ -10,6 +10,7 @@
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
 #include "transport/clock.h"
+#include "transport/log_escape.h"
 
 namespace splitlm::device {
 namespace {
@@ -260,7 +261,7 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message);
+          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message));
         }
       }
       // Anything else is stale: keep waiting.
@@ -336,7 +337,7 @@ struct Agent::Impl {
             g.session_open = false;
             break;
           }
-          if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, e->message, transport::ErrorCodeName(e->code));
+          if (o.log) o.log->warn("cloud refused step {}: {} ({})", f.seq, transport::EscapeForLog(e->message), transport::ErrorCodeName(e->code));
           return std::nullopt;
         }
       }

@@ -10,7 +10,10 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cerrno>
 #include <cmath>
@@ -439,6 +442,22 @@ TEST_F(WorkerLogTest, TenThousandMalformedMessagesMakeABoundedNumberOfLines) {
   for (const auto& line : Lines()) rejected += line.find("rejected message from peer=") != std::string::npos;
   EXPECT_EQ(10, rejected);
   EXPECT_LE(Lines().size(), 12u);
+}
+
+TEST(CloudBinaryTest, WarnsAboutAReadableSecretKeyAndAnEmptyAllowList) {
+  testing::TempDir dir;
+  const std::string model = testing::MakeModel(dir.Sub("tiny"));
+  transport::WriteKeyPair(transport::GenerateKeyPair(), dir.Sub("cloud"));
+  ASSERT_EQ(0, ::chmod(dir.Sub("cloud.key").c_str(), 0644));
+  std::ofstream(dir.Sub("allow.txt")) << "# nobody yet\n";
+  testing::Process p(testing::BinPath("splitlm-cloud") + " --threads 1 --model " + model + " --bind tcp://127.0.0.1:*" +
+                     " --key " + dir.Sub("cloud.key") + " --allow " + dir.Sub("allow.txt"));
+  ASSERT_TRUE(p.WaitFor("listening on", 120000).has_value()) << p.Stderr();
+  p.Signal(SIGTERM);
+  EXPECT_EQ(0, p.Wait());
+  const std::string err = p.Stderr();
+  EXPECT_NE(std::string::npos, err.find("cloud.key: the secret key file is accessible to other users (mode 0644)")) << err;
+  EXPECT_NE(std::string::npos, err.find("the CURVE allow-list is empty: every device will be refused")) << err;
 }
 
 }  // namespace
