@@ -1,10 +1,10 @@
 #include "transport/channel.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "transport/error.h"
 #include "transport/log_escape.h"
@@ -121,10 +121,10 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   socket_.set(zmq::sockopt::linger, 0);
   socket_.set(zmq::sockopt::maxmsgsize, MaxFrameBytes(options_.limits, true));
   socket_.set(zmq::sockopt::rcvhwm, std::max(1, options_.max_queued_messages));
-  // A name no other socket of the context used: a closed monitor's name
-  // may still be bound for a moment after its channel is gone.
-  static std::atomic<uint64_t> monitors{0};
-  const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(++monitors);
+  // A name no other socket of the context uses (a closed monitor's name may
+  // stay bound for a moment after its channel is gone): 64 random bits.
+  std::random_device random;
+  const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
   if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
     throw TransportError(std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));

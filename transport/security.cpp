@@ -111,6 +111,7 @@ void ZapHandler::Run() {
   // ZAP request: version, request id, domain, address, identity, mechanism,
   // credentials...; reply: version, request id, status, text, user, metadata.
   while (!stop_) {
+    peer_log_.Flush(std::chrono::steady_clock::now());  // counts of refused floods
     std::vector<zmq::message_t> parts;
     try {
       zmq::message_t part;
