@@ -17,6 +17,11 @@
 namespace {
 std::atomic<bool> g_stop{false};
 void OnSignal(int) { g_stop = true; }
+
+// Sets `field` (seconds) from the file's integer `key`, if present.
+void FillSeconds(const splitlm::scheduler::Config& cfg, const std::string& key, std::chrono::seconds& field) {
+  if (auto v = cfg.Int(key)) field = std::chrono::seconds(*v);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -71,6 +76,13 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "cloud.insecure", f_insecure->count() > 0, o.server.allow_insecure);
       FillFromConfig(cfg, "cloud.http", f_http->count() > 0, http);
       FillFromConfig(cfg, "cloud.http_public", f_http_public->count() > 0, http_public);
+      FillFromConfig(cfg, "cloud.max_sessions", false, o.sessions.max_sessions);
+      FillFromConfig(cfg, "cloud.max_sessions_per_connection", false, o.sessions.max_sessions_per_peer);
+      FillSeconds(cfg, "cloud.session_idle_timeout_s", o.sessions.idle_timeout);
+      FillSeconds(cfg, "cloud.peer_timeout_s", o.sessions.peer_timeout);
+      FillFromConfig(cfg, "cloud.max_queued_messages", false, o.server.max_queued_messages);
+      FillFromConfig(cfg, "cloud.log_lines_per_peer", false, o.server.peer_log.lines_per_peer);
+      FillSeconds(cfg, "cloud.log_interval_s", o.server.peer_log.interval);
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
@@ -80,6 +92,7 @@ int main(int argc, char** argv) {
     o.log = log;
     o.server.log = log;
     if (!key_file.empty()) {
+      if (auto w = splitlm::transport::SecretKeyFileWarning(key_file); !w.empty()) log->warn("{}", w);
       o.server.keys = splitlm::transport::ReadKeyFile(key_file);
       if (o.server.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file, not .pub)");
       if (allow_file.empty()) throw std::runtime_error("--key needs --allow: an allow-list of device public keys");

@@ -14,6 +14,7 @@
 #include "partition/stage.h"
 #include "scheduler/profile.h"
 #include "transport/clock.h"
+#include "transport/log_escape.h"
 
 namespace splitlm::cloud {
 namespace {
@@ -24,15 +25,6 @@ using transport::ErrorCode;
 uint32_t Micros(Clock::duration d) {
   return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
 }
-
-struct Session {
-  uint64_t id = 0;
-  std::string peer;
-  int cut = 0;
-  transport::Codec codec = transport::Codec::kF32;
-  std::unique_ptr<partition::Stage> stage;
-  Clock::time_point last_used;
-};
 
 // One Forward waiting for the batch it will run in.
 struct Pending {
@@ -55,6 +47,24 @@ void TopLogprobs(const std::vector<float>& logits, uint32_t k, std::vector<trans
   for (uint32_t i = 0; i < k; ++i) out.push_back({ids[i], static_cast<float>(logits[ids[i]] - lse)});
 }
 
+// The options with the limits no larger than this model can use: a Forward
+// holds at most max_context rows of hidden_size values in the widest codec.
+// libzmq then drops a connection that announces a longer frame before
+// buffering it (ZMQ_MAXMSGSIZE, see transport::ServerOptions).
+WorkerOptions WithModelLimits(WorkerOptions o, const partition::ModelConfig& c) {
+  auto& l = o.server.limits;
+  size_t widest = 0;
+  for (auto codec : transport::kAllCodecs) {
+    widest = std::max(widest, transport::EncodedSize(codec, static_cast<size_t>(c.max_context), static_cast<size_t>(c.hidden_size)));
+  }
+  l.max_rows = std::min<uint32_t>(l.max_rows, static_cast<uint32_t>(c.max_context));
+  l.max_payload_bytes = std::min(l.max_payload_bytes, widest);
+  o.server.deliver_heartbeats = true;  // peer liveness
+  return o;
+}
+
+Owner OwnerOf(const transport::Incoming& in) { return Owner{in.peer, in.user_id}; }
+
 }  // namespace
 
 struct Worker::Impl {
@@ -64,14 +74,18 @@ struct Worker::Impl {
   transport::ServerChannel server;
   std::shared_ptr<const partition::StageWeights> weights;                 // [min_cut, L)
   std::map<int, std::shared_ptr<const partition::StageWeights>> by_cut;  // slices
-  std::map<uint64_t, Session> sessions;
-  std::set<uint64_t> evicted;
+  SessionTable sessions;
   transport::Hello hello;
   uint64_t forwards = 0;
+  Clock::time_point next_sweep{};
   Clock::time_point Now() const { return transport::NowOn(options.clock); }
 
   Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met)
-      : model(m), options(std::move(o)), metrics(met), server(ctx, options.server) {
+      : model(m),
+        options(WithModelLimits(std::move(o), m.config())),
+        metrics(met),
+        server(ctx, options.server),
+        sessions(options.sessions) {
     const auto& c = model.config();
     weights = partition::StageWeights::Load(model, partition::StageSpec::Cloud(c, options.min_cut));
     hello.model_fingerprint = model.fingerprint();
@@ -104,6 +118,9 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
     metrics.Describe("splitlm_cloud_hellos_total", K::kCounter, "hellos accepted (devices connecting or probing)");
     metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
+    metrics.Describe("splitlm_cloud_sessions_refused_total", K::kCounter, "session opens refused (caps, another connection's id)");
+    metrics.Describe("splitlm_cloud_sessions_expired_total", K::kCounter, "sessions closed after the idle timeout");
+    metrics.Describe("splitlm_cloud_sessions_dropped_total", K::kCounter, "sessions closed because their connection fell silent");
     metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
     metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
     metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
@@ -143,16 +160,44 @@ struct Worker::Impl {
     return w;
   }
 
+  // Logs `text` about `peer`, rate-limited per peer.
+  void LogPeer(const std::string& peer, spdlog::level::level_enum level, const std::string& text) {
+    server.peer_log().Log(transport::PeerName(peer), level, text, Clock::now());
+  }
+
   void Reply(const std::string& peer, transport::Error e) {
     metrics.Add("splitlm_cloud_errors_total", 1);
-    if (options.log) options.log->debug("error to peer: {} {}", transport::ErrorCodeName(e.code), e.message);
+    LogPeer(peer, spdlog::level::debug,
+            "error to peer=" + transport::PeerName(peer) + ": " + transport::ErrorCodeName(e.code) + " " + transport::EscapeForLog(e.message));
     server.Send(peer, std::move(e));
   }
 
   size_t KvBytes() const {
     size_t n = 0;
-    for (const auto& [id, s] : sessions) n += s.stage->kv_bytes();
+    for (const auto& [id, s] : sessions.sessions()) n += s.stage->kv_bytes();
     return n;
+  }
+
+  void UpdateSessionMetrics() {
+    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    metrics.Set("splitlm_cloud_sessions_expired_total", static_cast<double>(sessions.expired_total()));
+    metrics.Set("splitlm_cloud_sessions_dropped_total", static_cast<double>(sessions.dropped_total()));
+  }
+
+  // Closes idle sessions and those of silent connections, at most once a
+  // second; only when nothing is queued (see SessionTable::Sweep).
+  void Sweep() {
+    const auto now = Now();
+    if (now < next_sweep) return;
+    next_sweep = now + std::chrono::seconds(1);
+    const auto swept = sessions.Sweep(now);
+    if (swept.expired + swept.dropped == 0) return;
+    UpdateSessionMetrics();
+    metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
+    if (options.log) {
+      options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
+                        sessions.size());
+    }
   }
 
   // Evicts least recently used sessions not in `busy` until under budget.
@@ -160,26 +205,27 @@ struct Worker::Impl {
     size_t total = KvBytes();
     while (total > options.kv_budget_bytes) {
       Session* lru = nullptr;
-      for (auto& [id, s] : sessions) {
+      for (auto& [id, s] : sessions.sessions()) {
         if (busy.count(id) || s.stage->kv_bytes() == 0) continue;  // evicting frees nothing
         if (!lru || s.last_used < lru->last_used) lru = &s;
       }
       if (!lru) break;
       total -= lru->stage->kv_bytes();
       if (options.log) options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut, lru->stage->position());
-      evicted.insert(lru->id);
-      if (evicted.size() > 100000) evicted.erase(evicted.begin());
-      sessions.erase(lru->id);
+      sessions.Evict(lru->id);
       metrics.Add("splitlm_cloud_evictions_total", 1);
     }
   }
 
   void Handle(transport::Incoming& in, std::vector<Pending>& batch) {
     using namespace transport;
+    sessions.Heard(in.peer, Now());
+    if (std::holds_alternative<Heartbeat>(in.message)) return;  // answered by the channel
     if (auto* h = std::get_if<Hello>(&in.message)) {
       Validation v = ValidateHello(hello, *h);
       if (!v.ok()) {
-        if (options.log) options.log->warn("refused hello from {}: {}", h->agent, v.reason);
+        LogPeer(in.peer, spdlog::level::warn,
+                "refused hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + EscapeForLog(v.reason));
         return Reply(in.peer, Error{v.code, v.reason, 0, 0});
       }
       metrics.Add("splitlm_cloud_hellos_total", 1);
@@ -190,51 +236,60 @@ struct Worker::Impl {
     if (std::holds_alternative<OpenSession>(in.message) || std::holds_alternative<CloseSession>(in.message)) {
       RunBatch(batch);
     }
-    if (auto* o = std::get_if<OpenSession>(&in.message)) {
-      const int layers = model.config().num_layers;
-      if (static_cast<int>(o->cut) < options.min_cut || static_cast<int>(o->cut) > layers) {
-        return Reply(in.peer, Error{ErrorCode::kBadCut, "cut " + std::to_string(o->cut) + " outside the " +
-                                                            std::to_string(options.min_cut) + ".." +
-                                                            std::to_string(layers) + " this worker serves",
-                                    o->session_id, 0});
-      }
-      Session s;
-      s.id = o->session_id;
-      s.peer = in.peer;
-      s.cut = static_cast<int>(o->cut);
-      s.codec = o->codec;
-      s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
-      s.stage->SetComputeHook(options.compute_hook);
-      s.last_used = Now();
-      sessions[s.id] = std::move(s);
-      evicted.erase(o->session_id);
-      metrics.Set("splitlm_cloud_active_sessions", sessions.size());
-      OpenSession ack = *o;
-      ack.ack = true;
-      return server.Send(in.peer, ack);
-    }
+    if (auto* o = std::get_if<OpenSession>(&in.message)) return Open(in, *o);
     if (auto* c = std::get_if<CloseSession>(&in.message)) {
-      sessions.erase(c->session_id);
+      if (auto e = sessions.Close(c->session_id, OwnerOf(in))) return Reply(in.peer, std::move(*e));
       metrics.Set("splitlm_cloud_active_sessions", sessions.size());
       return;
     }
     if (auto* p = std::get_if<Ping>(&in.message)) {
       return server.Send(in.peer, Pong{p->seq}, zmq::message_t(p->reply_bytes));
     }
-    auto* f = std::get_if<Forward>(&in.message);
-    if (!f) return Reply(in.peer, Error{ErrorCode::kBadMessage, std::string("unexpected ") + MessageName(in.message), 0, 0});
-    auto it = sessions.find(f->session_id);
-    if (it == sessions.end()) {
-      const bool was_evicted = evicted.count(f->session_id) > 0;
-      return Reply(in.peer, Error{was_evicted ? ErrorCode::kSessionEvicted : ErrorCode::kUnknownSession,
-                                  was_evicted ? "session evicted for the KV budget: open it again and resend its history"
-                                              : "unknown session",
-                                  f->session_id, f->seq});
+    if (auto* f = std::get_if<Forward>(&in.message)) return Queue(in, *f, batch);
+    Reply(in.peer, Error{ErrorCode::kBadMessage, std::string("unexpected ") + MessageName(in.message), 0, 0});
+  }
+
+  void Open(const transport::Incoming& in, const transport::OpenSession& o) {
+    using transport::ErrorCode;
+    const int layers = model.config().num_layers;
+    if (static_cast<int>(o.cut) < options.min_cut || static_cast<int>(o.cut) > layers) {
+      return Reply(in.peer, transport::Error{ErrorCode::kBadCut,
+                                             "cut " + std::to_string(o.cut) + " outside the " + std::to_string(options.min_cut) +
+                                                 ".." + std::to_string(layers) + " this worker serves",
+                                             o.session_id, 0});
     }
-    Session& s = it->second;
+    if (auto refused = sessions.CheckOpen(o.session_id, OwnerOf(in))) {
+      metrics.Add("splitlm_cloud_sessions_refused_total", 1);
+      LogPeer(in.peer, spdlog::level::warn,
+              "refused to open session " + std::to_string(o.session_id) + " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
+      return Reply(in.peer, std::move(*refused));
+    }
+    Session s;
+    s.id = o.session_id;
+    s.owner = OwnerOf(in);
+    s.cut = static_cast<int>(o.cut);
+    s.codec = o.codec;
+    s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
+    s.stage->SetComputeHook(options.compute_hook);
+    sessions.Insert(std::move(s), Now());
+    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    transport::OpenSession ack = o;
+    ack.ack = true;
+    server.Send(in.peer, ack);
+  }
+
+  // Validates and decodes a step and queues it for the next batch.
+  void Queue(transport::Incoming& in, const transport::Forward& f, std::vector<Pending>& batch) {
+    using namespace transport;
+    auto found = sessions.Find(f.session_id, OwnerOf(in), f.seq, Now());
+    if (!found.session) {
+      UpdateSessionMetrics();  // it may have expired just now
+      return Reply(in.peer, std::move(*found.error));
+    }
+    Session& s = *found.session;
     for (const Pending& p : batch) {
       if (p.session == &s) {
-        return Reply(in.peer, Error{ErrorCode::kBusy, "a step of this session is already queued", f->session_id, f->seq});
+        return Reply(in.peer, Error{ErrorCode::kBusy, "a step of this session is already queued", f.session_id, f.seq});
       }
     }
     ForwardExpectations x;
@@ -242,17 +297,16 @@ struct Worker::Impl {
     x.next_position = static_cast<uint32_t>(s.stage->position());
     x.max_context = static_cast<uint32_t>(s.stage->max_context());
     x.codecs = {s.codec};
-    Validation v = ValidateForward(*f, in.payload.size(), x, options.server.limits);
-    if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f->session_id, f->seq});
-    Pending p{&s, *f, std::vector<float>(static_cast<size_t>(f->count) * hello.hidden_size), Now()};
+    Validation v = ValidateForward(f, in.payload.size(), x, options.server.limits);
+    if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f.session_id, f.seq});
+    Pending p{&s, f, std::vector<float>(static_cast<size_t>(f.count) * hello.hidden_size), Now()};
     try {
-      Decode(f->tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(), f->count,
+      Decode(f.tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(), f.count,
              hello.hidden_size, p.hidden.data());
     } catch (const std::exception& e) {
-      return Reply(in.peer, Error{ErrorCode::kBadTensor, e.what(), f->session_id, f->seq});
+      return Reply(in.peer, Error{ErrorCode::kBadTensor, e.what(), f.session_id, f.seq});
     }
     metrics.Add("splitlm_cloud_bytes_received_total", static_cast<double>(in.payload.size()));
-    s.peer = in.peer;  // a reconnected device answers from a new identity
     s.last_used = Now();
     batch.push_back(std::move(p));
   }
@@ -283,7 +337,7 @@ struct Worker::Impl {
       try {
         partition::Stage::ForwardBatch(stages, inputs, outs);
       } catch (const std::exception& e) {
-        for (Pending* p : group) Reply(p->session->peer, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
+        for (Pending* p : group) Reply(p->session->owner.routing_id, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
         continue;
       }
       const auto end = Now();
@@ -307,7 +361,7 @@ struct Worker::Impl {
         // The queue delay reported in Hello: an exponentially weighted mean.
         hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
         metrics.Add("splitlm_cloud_positions_total", f.count);
-        server.Send(p.session->peer, r);
+        server.Send(p.session->owner.routing_id, r);
       }
     }
     forwards += batch.size();
@@ -337,7 +391,10 @@ void Worker::Run(const std::atomic<bool>& stop) {
   size_t expected = 1;  // size of the previous batch
   while (!stop) {
     auto in = impl_->server.Receive(impl_->options.poll);
-    if (!in) continue;
+    if (!in) {
+      impl_->Sweep();  // nothing waiting: every heartbeat has been read
+      continue;
+    }
     impl_->Handle(*in, batch);
     // Take whatever else is waiting, and give the sessions of the previous
     // batch a moment to arrive, so concurrent decode steps share one pass
@@ -354,6 +411,7 @@ void Worker::Run(const std::atomic<bool>& stop) {
     }
     if (!batch.empty()) expected = batch.size();
     impl_->RunBatch(batch);
+    impl_->Sweep();
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include <spdlog/logger.h>
 
+#include "cloud/sessions.h"
 #include "transport/channel.h"
 #include "transport/metrics.h"
 
@@ -24,7 +25,11 @@ class VirtualClock;
 namespace splitlm::cloud {
 
 struct WorkerOptions {
-  transport::ServerOptions server;  // bind address, CURVE keys, allow-list, limits
+  // Bind address, CURVE keys, allow-list, limits. The worker lowers the
+  // payload and row limits to what its model can use (max_context rows of
+  // hidden_size values), which sets the largest frame libzmq accepts.
+  transport::ServerOptions server;
+  SessionLimits sessions;           // caps and timeouts of sessions
   int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
   // KV caches of all sessions together; past it the least recently used idle
   // session is evicted and its device told (session_evicted) on its next step.

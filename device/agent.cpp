@@ -11,6 +11,7 @@
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
 #include "transport/clock.h"
+#include "transport/log_escape.h"
 
 namespace splitlm::device {
 namespace {
@@ -266,7 +267,8 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + e->message, CloudFault::kIncompatible);
+          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
+                            CloudFault::kIncompatible);
         }
       }
       // A restarted worker never saw our Hello: send it again.
@@ -335,7 +337,7 @@ struct Agent::Impl {
             if (e->code == ErrorCode::kUnknownSession) hello_ok = false;
             break;
           }
-          return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " + e->message + " (" +
+          return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " + transport::EscapeForLog(e->message) + " (" +
                                                       transport::ErrorCodeName(e->code) + ")");
         }
       }

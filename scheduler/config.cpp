@@ -34,6 +34,13 @@ std::vector<KeySpec> BuildSchema() {
       {"cloud.insecure", T::kBool, 0, 0, {}, "false", "allow binding beyond loopback without CURVE (loudly warned)"},
       {"cloud.http", T::kString, 0, 0, {}, "(off)", "HOST:PORT serving GET /metrics and /health"},
       {"cloud.http_public", T::kBool, 0, 0, {}, "false", "allow cloud.http beyond loopback (unencrypted, unauthenticated; warned)"},
+      {"cloud.max_sessions", T::kInt, 1, 1000000, {}, "4096", "open sessions, all connections together; past it an open is refused (busy)"},
+      {"cloud.max_sessions_per_connection", T::kInt, 1, 1000000, {}, "64", "open sessions of one connection; past it an open is refused (busy)"},
+      {"cloud.session_idle_timeout_s", T::kInt, 1, 10000000, {}, "300", "a session without a step for this long is closed (its device rebuilds it)"},
+      {"cloud.peer_timeout_s", T::kInt, 1, 10000000, {}, "60", "a connection silent this long (not even heartbeats) loses its sessions; keep above device.heartbeat_ms"},
+      {"cloud.max_queued_messages", T::kInt, 1, 1000000, {}, "16", "messages queued per connection before the worker stops reading it (ZMQ_RCVHWM)"},
+      {"cloud.log_lines_per_peer", T::kInt, 0, 1000000, {}, "10", "log lines about one peer's bad input per interval; the rest are counted"},
+      {"cloud.log_interval_s", T::kInt, 1, 86400, {}, "60", "interval of log_lines_per_peer; suppressed counts are logged at its end"},
       // [device]
       {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint"},
       {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut or auto_cut)", "layers [0, cut) run on the device"},

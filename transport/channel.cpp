@@ -1,10 +1,13 @@
 #include "transport/channel.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <random>
 
 #include "transport/error.h"
+#include "transport/log_escape.h"
 
 namespace splitlm::transport {
 namespace {
@@ -39,30 +42,57 @@ void SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq
 
 // zmq::poll, with a signal (EINTR) read as "nothing yet": the loop owner
 // checks its stop flag and calls again.
-int PollOnce(zmq::pollitem_t* item, Millis timeout) {
+int PollOnce(zmq::pollitem_t* items, size_t count, Millis timeout) {
   try {
-    return zmq::poll(item, 1, timeout);
+    return zmq::poll(items, count, timeout);
   } catch (const zmq::error_t& e) {
     if (e.num() == EINTR) return 0;
     throw;
   }
 }
 
-// A printable form of a ROUTER identity (binary, usually 5 bytes).
-std::string PeerName(const std::string& id) {
-  static const char* kHex = "0123456789abcdef";
-  std::string s;
-  for (unsigned char c : id) {
-    s.push_back(kHex[c >> 4]);
-    s.push_back(kHex[c & 15]);
+// The largest frame a peer may send under `limits`.
+int64_t MaxFrameBytes(const Limits& limits, bool server) {
+  size_t largest = std::max(limits.max_header_bytes, limits.max_probe_bytes);
+  if (server) largest = std::max(largest, limits.max_payload_bytes);
+  return static_cast<int64_t>(largest + kFrameSlack);
+}
+
+// What a failed handshake most likely means, for the log line.
+std::string HandshakeFailure(uint16_t event, uint32_t value) {
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+    return "refused by the allow-list (ZAP status " + std::to_string(value) + ")";
   }
-  return s;
+  if (event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) {
+    return std::string("handshake failed: ") + zmq_strerror(static_cast<int>(value));
+  }
+  switch (value) {
+    case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
+      return "security mechanism mismatch: a device without CURVE keys, or with keys against a worker without them";
+    case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+      return "CURVE handshake could not be decrypted: the device has the wrong server public key";
+    default: {
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "0x%08x", value);
+      return std::string("handshake protocol error ") + hex;
+    }
+  }
+}
+
+// "tcp://1.2.3.4:5678" -> "tcp://1.2.3.4": a reconnecting device keeps its
+// address but not its port, and log limits apply per address.
+std::string HostOf(const std::string& endpoint) {
+  const auto colon = endpoint.rfind(':');
+  return colon == std::string::npos || colon < 6 ? endpoint : endpoint.substr(0, colon);
 }
 
 }  // namespace
 
 ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
-    : options_(std::move(options)), socket_(context, zmq::socket_type::router) {
+    : options_(std::move(options)),
+      socket_(context, zmq::socket_type::router),
+      monitor_(context, zmq::socket_type::pair),
+      peer_log_(options_.log, options_.peer_log) {
   std::random_device seed;
   std::mt19937_64 draw((uint64_t{seed()} << 32) ^ seed());
   while (options_.instance_id == 0) options_.instance_id = draw();
@@ -81,15 +111,29 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
                          options_.allowed_clients.size());
     }
   }
+  if (curve && options_.allowed_clients.empty() && options_.log) {
+    options_.log->warn("the CURVE allow-list is empty: every device will be refused");
+  }
   if (curve) {
-    zap_ = std::make_unique<ZapHandler>(context, options_.allowed_clients, options_.log);
+    zap_ = std::make_unique<ZapHandler>(context, options_.allowed_clients, options_.log, options_.peer_log);
     socket_.set(zmq::sockopt::curve_server, 1);
     socket_.set(zmq::sockopt::curve_secretkey, options_.keys.secret_key);
     socket_.set(zmq::sockopt::zap_domain, "splitlm");
   }
   socket_.set(zmq::sockopt::router_mandatory, 0);  // drop messages to vanished peers
   socket_.set(zmq::sockopt::linger, 0);
-  socket_.set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
+  socket_.set(zmq::sockopt::maxmsgsize, MaxFrameBytes(options_.limits, true));
+  socket_.set(zmq::sockopt::rcvhwm, std::max(1, options_.max_queued_messages));
+  // A name no other socket of the context uses (a closed monitor's name may
+  // stay bound for a moment after its channel is gone): 64 random bits.
+  std::random_device random;
+  const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
+  if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
+                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+    throw TransportError(std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
+  }
+  monitor_.set(zmq::sockopt::linger, 0);
+  monitor_.connect(monitor);
   try {
     socket_.bind(options_.bind);
   } catch (const zmq::error_t& e) {
@@ -97,41 +141,76 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   }
 }
 
-ServerChannel::~ServerChannel() = default;
+ServerChannel::~ServerChannel() { zmq_socket_monitor(socket_.handle(), nullptr, 0); }
 
 std::string ServerChannel::endpoint() const { return socket_.get(zmq::sockopt::last_endpoint); }
 
 std::optional<Incoming> ServerChannel::Receive(Millis timeout) {
   const auto deadline = Clock::now() + timeout;
   while (true) {
+    peer_log_.Flush(Clock::now());
     const auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
-    zmq::pollitem_t item{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0};
-    if (PollOnce(&item, std::max(left, Millis(0))) == 0) return std::nullopt;
-    std::vector<zmq::message_t> frames(1);
-    if (!socket_.recv(frames[0], zmq::recv_flags::dontwait)) continue;
-    const bool fits = RecvRest(socket_, frames, 3);
-    std::string peer = frames[0].to_string();
-    auto reject = [&](ErrorCode code, const std::string& reason) {
-      ++rejected_;
-      if (options_.log) options_.log->warn("rejected message from peer={} code={} reason={}", PeerName(peer), ErrorCodeName(code), reason);
-      Send(peer, Error{code, reason, 0, 0});
-    };
-    if (frames.size() < 2 || !fits) {
-      reject(ErrorCode::kBadMessage, "expected a header frame and at most one payload frame");
-      continue;
+    zmq::pollitem_t items[2] = {{static_cast<void*>(socket_), 0, ZMQ_POLLIN, 0},
+                                {static_cast<void*>(monitor_), 0, ZMQ_POLLIN, 0}};
+    if (PollOnce(items, 2, std::max(left, Millis(0))) == 0) return std::nullopt;
+    if (items[1].revents & ZMQ_POLLIN) ReadMonitorEvents();
+    if (items[0].revents & ZMQ_POLLIN) {
+      if (auto in = ReadMessage()) return in;
     }
-    Decoded d = DecodeMessage(frames[1].data(), frames[1].size(), options_.limits);
-    if (!d.message) {
-      reject(d.error, d.reason);
-      continue;
-    }
-    if (std::holds_alternative<Heartbeat>(*d.message)) {
-      Send(peer, Heartbeat{options_.instance_id});
-      continue;
-    }
-    Incoming in{std::move(peer), std::move(*d.message), {}};
-    if (frames.size() == 3) in.payload = std::move(frames[2]);
-    return in;
+    if (Clock::now() >= deadline) return std::nullopt;
+  }
+}
+
+// One message from the socket: nullopt if there was none, or it was
+// malformed (answered with an Error) or a heartbeat not to be delivered.
+std::optional<Incoming> ServerChannel::ReadMessage() {
+  std::vector<zmq::message_t> frames(1);
+  if (!socket_.recv(frames[0], zmq::recv_flags::dontwait)) return std::nullopt;
+  const bool fits = RecvRest(socket_, frames, 3);
+  std::string peer = frames[0].to_string();
+  auto reject = [&](ErrorCode code, const std::string& reason) {
+    ++rejected_;
+    peer_log_.Log(PeerName(peer), spdlog::level::warn,
+                  "rejected message from peer=" + PeerName(peer) + " code=" + ErrorCodeName(code) +
+                      " reason=" + EscapeForLog(reason),
+                  Clock::now());
+    Send(peer, Error{code, reason, 0, 0});
+  };
+  if (frames.size() < 2 || !fits) {
+    reject(ErrorCode::kBadMessage, "expected a header frame and at most one payload frame");
+    return std::nullopt;
+  }
+  Decoded d = DecodeMessage(frames[1].data(), frames[1].size(), options_.limits);
+  if (!d.message) {
+    reject(d.error, d.reason);
+    return std::nullopt;
+  }
+  const bool heartbeat = std::holds_alternative<Heartbeat>(*d.message);
+  if (heartbeat) Send(peer, Heartbeat{options_.instance_id});
+  if (heartbeat && !options_.deliver_heartbeats) return std::nullopt;
+  Incoming in{std::move(peer), "", std::move(*d.message), {}};
+  if (const char* user = zmq_msg_gets(frames[1].handle(), "User-Id")) in.user_id = user;
+  if (frames.size() == 3) in.payload = std::move(frames[2]);
+  return in;
+}
+
+// Logs the handshake failures socket_'s monitor reported (rate-limited per
+// address: a refused device reconnects every 100 ms). Keys refused by the
+// allow-list are logged by the ZAP handler, which knows the key.
+void ServerChannel::ReadMonitorEvents() {
+  while (true) {
+    zmq::message_t event, address;
+    if (!monitor_.recv(event, zmq::recv_flags::dontwait)) return;
+    if (!event.more() || !monitor_.recv(address, zmq::recv_flags::none)) continue;
+    if (event.size() < 6) continue;
+    uint16_t id;
+    uint32_t value;
+    std::memcpy(&id, event.data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event.data()) + 2, sizeof value);
+    ++failed_handshakes_;
+    const std::string from = EscapeForLog(address.to_string());
+    peer_log_.Log(HostOf(from), spdlog::level::warn,
+                  "refused connection from " + from + ": " + HandshakeFailure(id, value), Clock::now());
   }
 }
 
@@ -184,7 +263,8 @@ void ClientChannel::Connect() {
   handshake_failed_ = false;
   retries_ = 0;
   socket_->set(zmq::sockopt::linger, 0);
-  socket_->set(zmq::sockopt::maxmsgsize, static_cast<int64_t>(options_.limits.max_payload_bytes + 4096));
+  // The worker sends header frames and Pong payloads: nothing larger.
+  socket_->set(zmq::sockopt::maxmsgsize, MaxFrameBytes(options_.limits, false));
   if (!options_.keys.secret_key.empty()) {
     socket_->set(zmq::sockopt::curve_serverkey, options_.server_public_key);
     socket_->set(zmq::sockopt::curve_publickey, options_.keys.public_key);
@@ -232,7 +312,7 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     const auto wake = std::min(deadline, next_beat);
     zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
     const auto wait = wake > now ? std::chrono::duration_cast<Millis>(wake - now) + Millis(1) : Millis(0);
-    if (PollOnce(&item, wait) == 0) {
+    if (PollOnce(&item, 1, wait) == 0) {
       if (Clock::now() >= deadline) return std::nullopt;
       if (Clock::now() >= next_beat) {
         // A whole interval of silence from the server costs one liveness.
@@ -259,12 +339,12 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     }
     Decoded d = DecodeMessage(frames[0].data(), frames[0].size(), options_.limits);
     if (!d.message) {
-      if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, d.reason, ErrorCodeName(d.error));
+      if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason), ErrorCodeName(d.error));
       continue;
     }
     const bool restarted = ServerRestarted(*d.message);
     if (std::holds_alternative<Heartbeat>(*d.message) && !restarted) continue;
-    Incoming in{"", std::move(*d.message), {}};
+    Incoming in{"", "", std::move(*d.message), {}};
     if (frames.size() == 2) in.payload = std::move(frames[1]);
     return in;
   }

@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 
+#include "transport/peer_log.h"
 #include "transport/protocol.h"
 #include "transport/security.h"
 
@@ -22,6 +23,9 @@ using Millis = std::chrono::milliseconds;
 
 struct Incoming {
   std::string peer;        // ROUTER identity (server side only)
+  // Server side with CURVE: the client's Z85 public key (the ZAP user id the
+  // message carries as "User-Id"); empty without CURVE.
+  std::string user_id;
   Message message;
   zmq::message_t payload;  // empty when the message has none
 };
@@ -36,9 +40,23 @@ struct ServerOptions {
   // This server's instance, answered to every heartbeat (and put in the
   // worker's Hello): 0 draws a random non-zero one, different at every start.
   uint64_t instance_id = 0;
+  // What peers may send. The largest frame accepted (ZMQ_MAXMSGSIZE) is the
+  // largest of the header, payload and probe limits plus kFrameSlack: a
+  // longer frame makes libzmq drop the connection before buffering it.
   Limits limits;
+  // Messages libzmq queues per connection before it stops reading from it
+  // (ZMQ_RCVHWM): bounds a connection's inbound memory to about this many
+  // largest frames.
+  int max_queued_messages = 16;
+  // Receive() also returns heartbeats (already answered), so that the
+  // caller can tell which peers are alive.
+  bool deliver_heartbeats = false;
+  PeerLogOptions peer_log;  // rate limit of log lines about peers
   std::shared_ptr<spdlog::logger> log;
 };
+
+// Added to the largest legal frame for ZMQ_MAXMSGSIZE.
+inline constexpr size_t kFrameSlack = 4096;
 
 // The cloud side. One thread owns it (ZeroMQ sockets are not thread-safe).
 class ServerChannel {
@@ -53,8 +71,10 @@ class ServerChannel {
   std::string endpoint() const;
 
   // The next valid message within `timeout`. A malformed one is answered
-  // with an Error naming the problem (and logged); heartbeats are answered
-  // here. Returns nullopt on timeout.
+  // with an Error naming the problem (and logged, rate-limited per peer);
+  // heartbeats are answered here. Failed handshakes (a device without CURVE
+  // keys or with the wrong server key, a key not on the allow-list) are
+  // logged while waiting. Returns nullopt on timeout.
   std::optional<Incoming> Receive(Millis timeout);
 
   // Sends `message` to `peer`, with `payload` as a second frame if non-empty.
@@ -64,12 +84,22 @@ class ServerChannel {
   uint64_t rejected() const { return rejected_; }
   uint64_t instance_id() const { return options_.instance_id; }
   uint64_t denied_keys() const { return zap_ ? zap_->denied() : 0; }
+  uint64_t failed_handshakes() const { return failed_handshakes_; }
+
+  // Log lines about peers go through this (rate-limited per peer); texts a
+  // peer chose must be passed through EscapeForLog first.
+  PeerLog& peer_log() { return peer_log_; }
 
  private:
+  std::optional<Incoming> ReadMessage();
+  void ReadMonitorEvents();
   ServerOptions options_;
   std::unique_ptr<ZapHandler> zap_;
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;  // PAIR receiving socket_'s handshake failures
+  PeerLog peer_log_;
   uint64_t rejected_ = 0;
+  uint64_t failed_handshakes_ = 0;
 };
 
 struct ClientOptions {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "transport/error.h"
+#include "transport/log_escape.h"
 
 namespace splitlm::transport {
 namespace net = boost::asio;
@@ -154,7 +155,7 @@ struct HttpServer::Impl {
       try {
         handler(r, responder);
       } catch (const std::exception& e) {
-        if (options.log) options.log->error("http {} {} failed: {}", r.method, r.target, e.what());
+        if (options.log) options.log->error("http {} {} failed: {}", EscapeForLog(r.method), EscapeForLog(r.target), EscapeForLog(e.what()));
         responder.Send(500, "application/json",
                        R"({"error":{"message":"internal error","type":"server_error"}})");
       }

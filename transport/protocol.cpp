@@ -299,9 +299,9 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
       }
       case wire::Message::PING: {
         auto p = m.getPing();
-        if (p.getReplyBytes() > limits.max_payload_bytes) {
+        if (p.getReplyBytes() > limits.max_probe_bytes) {
           return fail(ErrorCode::kTooLarge, "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
-                                                " bytes, over the payload limit");
+                                                " bytes, over the probe limit of " + std::to_string(limits.max_probe_bytes));
         }
         out.message = Ping{p.getSeq(), p.getReplyBytes()};
         break;

@@ -138,6 +138,7 @@ struct Limits {
   uint32_t max_rows = 1 << 16;           // positions in one Forward
   uint32_t max_logprobs = 64;
   size_t max_text_bytes = 4096;
+  size_t max_probe_bytes = 256 << 10;    // Ping and Pong payloads (the device's probes: 64 KiB)
 };
 
 // Serialises `message` into a header frame (a whole number of 8-byte words).

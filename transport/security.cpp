@@ -2,10 +2,13 @@
 
 #include <sys/stat.h>
 
+#include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 
 #include "transport/error.h"
+#include "transport/log_escape.h"
 #include "transport/text_file.h"
 
 namespace splitlm::transport {
@@ -88,8 +91,11 @@ std::set<std::string> ReadAllowList(const std::string& path) {
 }
 
 ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed,
-                       std::shared_ptr<spdlog::logger> log)
-    : socket_(context, zmq::socket_type::rep), allowed_(std::move(allowed)), log_(std::move(log)) {
+                       std::shared_ptr<spdlog::logger> log, PeerLogOptions log_limits)
+    : socket_(context, zmq::socket_type::rep),
+      allowed_(std::move(allowed)),
+      log_(std::move(log)),
+      peer_log_(log_, log_limits) {
   socket_.bind("inproc://zeromq.zap.01");
   socket_.set(zmq::sockopt::rcvtimeo, 100);
   thread_ = std::thread([this] { Run(); });
@@ -104,6 +110,7 @@ void ZapHandler::Run() {
   // ZAP request: version, request id, domain, address, identity, mechanism,
   // credentials...; reply: version, request id, status, text, user, metadata.
   while (!stop_) {
+    peer_log_.Flush(std::chrono::steady_clock::now());  // counts of refused floods
     std::vector<zmq::message_t> parts;
     try {
       zmq::message_t part;
@@ -129,7 +136,10 @@ void ZapHandler::Run() {
     const std::string address = parts.size() > 3 ? parts[3].to_string() : "?";
     if (status != "200") {
       ++denied_;
-      if (log_) log_->warn("refused client key={} address={} mechanism={}: not on the allow-list", key_z85, address, mechanism);
+      peer_log_.Log(EscapeForLog(address), spdlog::level::warn,
+                    "refused client key=" + key_z85 + " address=" + EscapeForLog(address) +
+                        " mechanism=" + EscapeForLog(mechanism) + ": not on the allow-list",
+                    std::chrono::steady_clock::now());
     }
     const std::string version = parts.size() > 0 ? parts[0].to_string() : "1.0";
     const std::string request = parts.size() > 1 ? parts[1].to_string() : "";
@@ -144,6 +154,15 @@ void ZapHandler::Run() {
       return;
     }
   }
+}
+
+std::string SecretKeyFileWarning(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0 || (st.st_mode & 077) == 0) return "";
+  char mode[8];
+  std::snprintf(mode, sizeof mode, "%04o", static_cast<unsigned>(st.st_mode & 07777));
+  return path + ": the secret key file is accessible to other users (mode " + mode +
+         "): anyone who can read it can pose as its owner; run chmod 600 " + path;
 }
 
 bool IsLoopbackEndpoint(const std::string& endpoint) {

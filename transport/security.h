@@ -10,6 +10,8 @@
 
 #include <spdlog/logger.h>
 
+#include "transport/peer_log.h"
+
 namespace splitlm::transport {
 
 // A CURVE key pair, each key Z85-encoded (40 characters).
@@ -32,12 +34,14 @@ KeyPair ReadKeyFile(const std::string& path);
 std::set<std::string> ReadAllowList(const std::string& path);
 
 // Answers ZeroMQ's ZAP requests for every CURVE server socket of `context`:
-// a client whose public key is on the allow-list is admitted, any other gets
-// no session and leaves a log line. Create it before binding the server.
+// a client whose public key is on the allow-list is admitted (its key
+// becomes the user id its messages carry as "User-Id"), any other gets no
+// session and leaves a log line (rate-limited per address by `log_limits`).
+// Create it before binding the server.
 class ZapHandler {
  public:
   ZapHandler(zmq::context_t& context, std::set<std::string> allowed_z85,
-             std::shared_ptr<spdlog::logger> log);
+             std::shared_ptr<spdlog::logger> log, PeerLogOptions log_limits = {});
   ~ZapHandler();
   ZapHandler(const ZapHandler&) = delete;
   ZapHandler& operator=(const ZapHandler&) = delete;
@@ -49,10 +53,16 @@ class ZapHandler {
   zmq::socket_t socket_;
   std::set<std::string> allowed_;
   std::shared_ptr<spdlog::logger> log_;
+  PeerLog peer_log_;  // used by the handler's thread only
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> denied_{0};
   std::thread thread_;
 };
+
+// A warning if the secret key file `path` may be read or written by anyone
+// but its owner (mode & 077), naming the file, its mode and the fix; empty
+// if it is private or cannot be examined (reading it reports that).
+std::string SecretKeyFileWarning(const std::string& path);
 
 // True for endpoints reachable only from this machine (127.0.0.0/8,
 // localhost, [::1], ipc://, inproc://).
