@@ -78,7 +78,7 @@ std::vector<KeySpec> BuildSchema() {
       {"link.rtt_ms", T::kFloat, 0, kBig, {}, "10", "network round-trip time"},
       {"link.up_mbit_s", T::kFloat, 1e-6, kBig, {}, "50", "uplink bandwidth"},
       {"link.down_mbit_s", T::kFloat, 1e-6, kBig, {}, "100", "downlink bandwidth"},
-      {"link.type", T::kString, 0, 0, {"wifi", "lte", "5g", "3g"}, "wifi", "radio energy preset (sources in docs/scheduler.md); the keys below override it"},
+      {"link.type", T::kString, 0, 0, {"wifi", "lte", "lte-2021", "5g", "5g-mmwave", "3g"}, "wifi", "radio energy preset: lte = Huang et al. MobiSys 2012, lte-2021 / 5g (NSA low-band) / 5g-mmwave = Narayanan et al. SIGCOMM 2021 (sources in docs/scheduler.md); the keys below override it"},
       {"link.tx_nj_per_byte", T::kFloat, 0, kBig, {}, "2265 (wifi)", "radio energy per byte sent"},
       {"link.rx_nj_per_byte", T::kFloat, 0, kBig, {}, "1096 (wifi)", "radio energy per byte received"},
       {"link.radio_w", T::kFloat, 0, kBig, {}, "0.133 (wifi)", "radio power while a step is out (network and cloud time)"},

@@ -26,7 +26,7 @@ struct Link {
 
 // Radio energy of a link type, from a published power model.
 struct RadioPreset {
-  std::string name;  // wifi, lte, 5g, 3g
+  std::string name;  // wifi, lte, lte-2021, 5g, 5g-mmwave, 3g
   double tx_nj_per_byte, rx_nj_per_byte, radio_w;
   std::string source;
 };

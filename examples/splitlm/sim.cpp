@@ -557,7 +557,7 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--cloud", a->cloud, "cloud hardware profile, as --device");
   cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();
   cmd->add_option("--cut", a->policy, "policy: a cut K, auto, device (all local) or cloud (cut 0); default auto");
-  cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, 5g, 3g");
+  cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, lte-2021, 5g, 5g-mmwave, 3g");
   cmd->add_option("--up-mbit", a->up, "uplink bandwidth, Mbit/s (default 50)")->check(scheduler::flags::Number(0.001, 1e6));
   cmd->add_option("--down-mbit", a->down, "downlink bandwidth, Mbit/s (default 100)")->check(scheduler::flags::Number(0.001, 1e6));
   cmd->add_option("--rtt-ms", a->rtt, "round-trip time added by the relay (default 20)")->check(scheduler::flags::Number(0, 60000));
