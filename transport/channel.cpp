@@ -255,14 +255,19 @@ void ClientChannel::Connect() {
   monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
   // No high-water mark: a full queue would block libzmq's I/O thread. Events
-  // come at most every reconnect interval (100 ms) and are read at every
-  // Send and Receive.
+  // come at most every reconnect interval (100 ms doubling to 2 s, below)
+  // and are read at every Send and Receive.
   monitor_->set(zmq::sockopt::rcvhwm, 0);
   monitor_->connect(monitor_endpoint);
   link_state_ = LinkState::kConnecting;
   handshake_failed_ = false;
   retries_ = 0;
   socket_->set(zmq::sockopt::linger, 0);
+  // libzmq retries a lost connection every 100 ms, and each retry is a
+  // monitor event queued until the next Send or Receive: an idle agent
+  // whose worker is down would queue ten a second for as long as it idles.
+  // Doubling the interval up to 2 s keeps that to one event per 2 s.
+  socket_->set(zmq::sockopt::reconnect_ivl_max, 2000);
   // The worker sends header frames and Pong payloads: nothing larger.
   socket_->set(zmq::sockopt::maxmsgsize, MaxFrameBytes(options_.limits, false));
   if (!options_.keys.secret_key.empty()) {
