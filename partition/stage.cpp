@@ -11,6 +11,7 @@
 #include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
+#include "partition/tensor_f32.h"
 
 namespace splitlm::partition {
 namespace {
@@ -20,12 +21,10 @@ struct LayerWeights {
 };
 
 at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<int64_t> shape) {
-  TensorRef t = model.Tensor(name, shape);
-  at::ScalarType type = t.dtype == StoredDType::kF32   ? at::kFloat
-                        : t.dtype == StoredDType::kF16 ? at::kHalf
-                                                       : at::kBFloat16;
-  at::Tensor src = at::from_blob(const_cast<void*>(t.data), shape, at::TensorOptions().dtype(type));
-  return src.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  const TensorRef t = model.Tensor(name, shape);
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  TensorToF32(t, out.data_ptr<float>());
+  return out;
 }
 
 // Packs a row-major [m, k] tensor into the kernels' panel layout.

@@ -59,7 +59,7 @@ TEST_F(CliTest, SampledGenerationIsReproducible) {
 }
 
 TEST_F(CliTest, BadInputsGiveClearErrors) {
-  ExpectFailure("generate --model /nonexistent --prompt-ids 1", "/nonexistent: model directory not found");
+  ExpectFailure("generate --model /nonexistent --prompt-ids 1", "/nonexistent: model not found");
   ExpectFailure("generate --model " + Model() + " --cut 9 --prompt-ids 1",
                 "cut 9 is out of range: the model has 4 layers");
   ExpectFailure("generate --model " + Model() + " --prompt-ids \"1 x 3\"", "bad token id \"x\"");

@@ -1,0 +1,176 @@
+// GGUF model files as splitlm models: llama.cpp's stories260K gives the Hugging
+// Face checkpoint's numbers bit for bit, and every bad file is an error
+// naming the file, the key or tensor, and the problem.
+#include "partition/gguf_model.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/model.h"
+#include "partition/stage.h"
+#include "partition/tensor_f32.h"
+#include "tests/common/gguf_bytes.h"
+#include "tests/common/stories260k.h"
+#include "tests/common/test_util.h"
+
+namespace splitlm::partition {
+namespace {
+
+using testing::GgufBytes;
+using testing::TempDir;
+
+std::string SharedPath(const std::string& rel) {
+  auto shared = testing::SharedDir();
+  if (!shared || !std::filesystem::exists(*shared + "/" + rel)) return "";
+  return *shared + "/" + rel;
+}
+
+#define REQUIRE_SHARED(var, rel)                                                        \
+  const std::string var = SharedPath(rel);                                              \
+  if (var.empty()) {                                                                    \
+    GTEST_SKIP() << "../shared/" rel " is absent (it sits beside the checkout in CI; " \
+                    "set SPLITLM_SHARED to its folder to run this test)";               \
+  }
+
+std::vector<float> F32(const Model& m, const std::string& name, const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  std::vector<float> out(static_cast<size_t>(n));
+  TensorToF32(m.Tensor(name, shape), out.data());
+  return out;
+}
+
+// Logits of every prefix's last position, one position at a time.
+std::vector<float> AllLogits(const Model& m, const std::vector<int32_t>& ids) {
+  const ModelConfig& c = m.config();
+  Stage stage(StageWeights::Load(m, StageSpec::Device(c, c.num_layers)));
+  std::vector<float> all(ids.size() * c.vocab_size);
+  for (size_t i = 0; i < ids.size(); ++i) stage.Forward({&ids[i], nullptr, 1}, &all[i * c.vocab_size]);
+  return all;
+}
+
+TEST(GgufModel, Stories260KHasTheHuggingFaceConfig) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  REQUIRE_SHARED(hf, "models/stories260K");
+  auto g = Model::Open(gguf);
+  auto h = Model::Open(hf);
+  const ModelConfig &a = g->config(), &b = h->config();
+  EXPECT_TRUE(g->is_gguf());
+  EXPECT_EQ(Arch::kLlama, a.arch);
+  EXPECT_EQ(b.hidden_size, a.hidden_size);
+  EXPECT_EQ(b.num_layers, a.num_layers);
+  EXPECT_EQ(b.num_heads, a.num_heads);
+  EXPECT_EQ(b.num_kv_heads, a.num_kv_heads);
+  EXPECT_EQ(b.head_dim, a.head_dim);
+  EXPECT_EQ(b.intermediate_size, a.intermediate_size);
+  EXPECT_EQ(b.vocab_size, a.vocab_size);
+  EXPECT_EQ(128, a.max_context);  // llama2.c's converter writes its seq_len
+  EXPECT_EQ(b.rope_theta, a.rope_theta);
+  EXPECT_EQ(static_cast<float>(b.rms_norm_eps), static_cast<float>(a.rms_norm_eps));
+  EXPECT_FALSE(a.tie_word_embeddings);  // the converter stores output.weight
+  EXPECT_FALSE(a.qkv_bias);
+  EXPECT_EQ(1, a.bos_token_id);
+  EXPECT_EQ(std::vector<int>{2}, a.eos_token_ids);
+  EXPECT_FALSE(g->tokenizer_path());
+}
+
+TEST(GgufModel, Stories260KWeightsEqualTheHuggingFaceOnesBitwise) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  REQUIRE_SHARED(hf, "models/stories260K");
+  auto g = Model::Open(gguf);
+  auto h = Model::Open(hf);
+  const ModelConfig& c = h->config();
+  const int64_t hs = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
+                kvd = int64_t{c.num_kv_heads} * c.head_dim, ff = c.intermediate_size;
+  std::map<std::string, std::vector<int64_t>> shapes = {{"model.embed_tokens.weight", {c.vocab_size, hs}},
+                                                        {"model.norm.weight", {hs}}};
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    shapes[p + "input_layernorm.weight"] = {hs};
+    shapes[p + "self_attn.q_proj.weight"] = {qd, hs};
+    shapes[p + "self_attn.k_proj.weight"] = {kvd, hs};
+    shapes[p + "self_attn.v_proj.weight"] = {kvd, hs};
+    shapes[p + "self_attn.o_proj.weight"] = {hs, qd};
+    shapes[p + "post_attention_layernorm.weight"] = {hs};
+    shapes[p + "mlp.gate_proj.weight"] = {ff, hs};
+    shapes[p + "mlp.up_proj.weight"] = {ff, hs};
+    shapes[p + "mlp.down_proj.weight"] = {hs, ff};
+  }
+  for (const auto& [name, shape] : shapes) {
+    const std::vector<float> a = F32(*g, name, shape), b = F32(*h, name, shape);
+    EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.size() * sizeof(float))) << name;
+  }
+  // The Hugging Face checkpoint ties its head to the embedding.
+  const std::vector<float> head = F32(*g, "lm_head.weight", {c.vocab_size, hs});
+  const std::vector<float> embed = F32(*h, "model.embed_tokens.weight", {c.vocab_size, hs});
+  EXPECT_EQ(0, std::memcmp(head.data(), embed.data(), head.size() * sizeof(float)));
+}
+
+TEST(GgufModel, Stories260KGivesTheReferenceGreedyIdsAtEveryCut) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  auto m = Model::Open(gguf);
+  const std::vector<int32_t>& expected = testing::Stories260KGreedyFromBos();
+  for (int cut = 0; cut <= m->config().num_layers; ++cut) {
+    EXPECT_EQ(expected, testing::GreedySplit(*m, cut, {1}, static_cast<int>(expected.size())))
+        << "cut " << cut;
+  }
+}
+
+TEST(GgufModel, Stories260KLogitsEqualTheHuggingFaceOnesBitwise) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  REQUIRE_SHARED(hf, "models/stories260K");
+  const std::vector<int32_t>& ids = testing::Stories260KGreedyFromBos();
+  const std::vector<float> a = AllLogits(*Model::Open(gguf), ids);
+  const std::vector<float> b = AllLogits(*Model::Open(hf), ids);
+  ASSERT_EQ(a.size(), b.size());
+  size_t differing = 0;
+  for (size_t i = 0; i < a.size(); ++i) differing += std::memcmp(&a[i], &b[i], sizeof(float)) != 0;
+  EXPECT_EQ(0u, differing) << "of " << a.size() << " logits";
+}
+
+TEST(GgufModel, Llama2TinyRandomWithF16MatricesGeneratesAlikeAtEveryCut) {
+  REQUIRE_SHARED(gguf, "gguf/llama-2-tiny-random.gguf");
+  auto m = Model::Open(gguf);
+  const ModelConfig& c = m->config();
+  EXPECT_EQ(8, c.hidden_size);
+  EXPECT_EQ(1, c.num_layers);
+  EXPECT_EQ(2, c.num_heads);
+  EXPECT_EQ(32, c.intermediate_size);
+  EXPECT_EQ(32000, c.vocab_size);
+  EXPECT_EQ(4096, c.max_context);
+  const std::vector<int32_t> local = testing::GreedySplit(*m, 1, {1, 450, 4996}, 16);
+  EXPECT_EQ(local, testing::GreedySplit(*m, 0, {1, 450, 4996}, 16));
+  for (int32_t id : local) {
+    EXPECT_GE(id, 0);
+    EXPECT_LT(id, 32000);
+  }
+}
+
+TEST(GgufModel, FingerprintCoversTheTensorBytes) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  TempDir dir;
+  const std::string copy = dir.Sub("copy.gguf");
+  std::filesystem::copy_file(gguf, copy);
+  const uint64_t original = Model::Open(gguf)->fingerprint();
+  EXPECT_EQ(original, Model::Open(copy)->fingerprint());
+  const GgufTensor* t = GgufFile::Open(copy)->FindTensor("blk.4.ffn_down.weight");
+  ASSERT_NE(nullptr, t);
+  {
+    std::fstream f(copy, std::ios::in | std::ios::out | std::ios::binary);
+    const auto at = static_cast<std::streamoff>(t->offset + 5);
+    f.seekg(at);
+    const char byte = static_cast<char>(f.get() ^ 1);
+    f.seekp(at);
+    f.put(byte);
+  }
+  EXPECT_NE(original, Model::Open(copy)->fingerprint());
+}
+
+}  // namespace
+}  // namespace splitlm::partition
