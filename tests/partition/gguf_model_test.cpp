@@ -172,5 +172,143 @@ TEST(GgufModel, FingerprintCoversTheTensorBytes) {
   EXPECT_NE(original, Model::Open(copy)->fingerprint());
 }
 
+// A tiny GGUF model written field by field: hidden 32, two heads of 16,
+// feed-forward 32, vocabulary 8, `layers` blocks, every tensor F32 unless
+// `types` says otherwise; `u32` holds the integer metadata ("" values drop a
+// key: see MiniGguf's callers).
+struct MiniModel {
+  std::string arch = "llama";
+  std::map<std::string, uint32_t> u32 = {{"block_count", 2},       {"embedding_length", 32},
+                                         {"feed_forward_length", 32}, {"attention.head_count", 2},
+                                         {"attention.head_count_kv", 2}, {"context_length", 16}};
+  std::vector<std::pair<std::string, std::vector<uint64_t>>> tensors;
+  std::map<std::string, uint32_t> types;
+
+  explicit MiniModel(int layers = 2) {
+    tensors = {{"token_embd.weight", {32, 8}}, {"output_norm.weight", {32}}, {"output.weight", {32, 8}}};
+    for (int l = 0; l < layers; ++l) {
+      const std::string p = "blk." + std::to_string(l) + ".";
+      for (const char* n : {"attn_norm", "ffn_norm"}) tensors.push_back({p + n + ".weight", {32}});
+      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+        tensors.push_back({p + n + ".weight", {32, 32}});
+      }
+    }
+  }
+  void Drop(const std::string& name) {
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      if (tensors[i].first == name) tensors.erase(tensors.begin() + static_cast<long>(i));
+    }
+  }
+  std::string Bytes() const {
+    GgufBytes b;
+    b.Header(tensors.size(), u32.size() + 2);
+    b.KvStr("general.architecture", arch).KvF32(arch + ".attention.layer_norm_rms_epsilon", 1e-5f);
+    for (const auto& [key, v] : u32) b.KvU32(arch + "." + key, v);
+    uint64_t offset = 0;
+    std::vector<uint64_t> sizes;
+    for (const auto& [name, dims] : tensors) {
+      const uint32_t type = types.count(name) ? types.at(name) : 0;
+      const GgmlBlock block = *GgmlBlockOf(type);
+      uint64_t n = 1;
+      for (uint64_t d : dims) n *= d;
+      b.Tensor(name, dims, type, offset);
+      sizes.push_back(n / block.values * block.bytes);
+      offset += (sizes.back() + 31) / 32 * 32;
+    }
+    b.Data(offset);
+    return b.str();
+  }
+};
+
+// The error of opening `model` and loading all of it, or "(no error)".
+std::string ErrorOf(const MiniModel& model, const std::string& path) {
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << model.Bytes();
+  try {
+    auto m = Model::Open(path);
+    StageWeights::Load(*m, StageSpec::Device(m->config(), m->config().num_layers));
+  } catch (const PartitionError& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(GgufModel, BadFilesAreErrorsNamingTheFileTheKeyOrTensorAndTheProblem) {
+  TempDir dir;
+  const std::string path = dir.Sub("m.gguf");
+  EXPECT_EQ("(no error)", ErrorOf(MiniModel(), path));
+  MiniModel m;
+  m.arch = "gpt2";
+  EXPECT_EQ(path + ": unsupported architecture \"gpt2\" (general.architecture; supported: llama, qwen2)",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.u32.erase("block_count");
+  EXPECT_EQ(path + ": missing metadata key \"llama.block_count\"", ErrorOf(m, path));
+  m = MiniModel();
+  m.u32["attention.head_count_kv"] = 3;
+  EXPECT_EQ(path + ": attention.head_count 2 is not a multiple of attention.head_count_kv 3", ErrorOf(m, path));
+  m = MiniModel();
+  m.u32["rope.dimension_count"] = 8;
+  EXPECT_EQ(path + ": \"llama.rope.dimension_count\" = 8 rotates part of each head; only full rotary (16) "
+                   "is supported",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.Drop("blk.1.ffn_up.weight");
+  EXPECT_EQ(path + ": tensor \"blk.1.ffn_up.weight\" (model.layers.1.mlp.up_proj.weight) is missing",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.tensors[5].second = {32, 16};  // blk.0.attn_q.weight
+  EXPECT_EQ(path + ": tensor \"blk.0.attn_q.weight\" has dims [32, 16] (innermost first), expected [32, 32]",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.types["blk.0.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kQ5_1);
+  EXPECT_EQ(path + ": tensor \"blk.0.ffn_down.weight\" has type Q5_1, which splitlm cannot load yet",
+            ErrorOf(m, path));
+  m = MiniModel(3);
+  EXPECT_EQ(path + ": tensor \"blk.2.attn_norm.weight\" belongs to layer 2, but block_count is 2",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.arch = "qwen2";
+  EXPECT_EQ(path + ": tensor \"blk.0.attn_q.bias\" (model.layers.0.self_attn.q_proj.bias) is missing",
+            ErrorOf(m, path));
+  m = MiniModel();
+  m.tensors.push_back({"rope_freqs.weight", {8}});
+  EXPECT_EQ(path + ": tensor \"rope_freqs.weight\" (Llama 3.1-style rope frequency factors) is not "
+                   "supported yet",
+            ErrorOf(m, path));
+}
+
+TEST(GgufModel, TiedHeadWhenOutputIsAbsent) {
+  TempDir dir;
+  MiniModel m;
+  m.Drop("output.weight");
+  std::ofstream(dir.Sub("m.gguf"), std::ios::binary) << m.Bytes();
+  auto model = Model::Open(dir.Sub("m.gguf"));
+  EXPECT_TRUE(model->config().tie_word_embeddings);
+  EXPECT_FALSE(model->HasTensor("lm_head.weight"));
+  EXPECT_NO_THROW(StageWeights::Load(*model, StageSpec::Cloud(model->config(), 0)));
+}
+
+// A stage reads only its own layers' tensors: a device at cut 1 loads even
+// though block 1 holds a tensor it could not convert; the cloud cannot.
+TEST(GgufModel, AStageReadsOnlyItsOwnLayers) {
+  TempDir dir;
+  MiniModel m;
+  m.types["blk.1.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kQ5_1);
+  std::ofstream(dir.Sub("m.gguf"), std::ios::binary) << m.Bytes();
+  auto model = Model::Open(dir.Sub("m.gguf"));
+  EXPECT_NO_THROW(StageWeights::Load(*model, StageSpec::Device(model->config(), 1)));
+  EXPECT_THROW(StageWeights::Load(*model, StageSpec::Cloud(model->config(), 1)), PartitionError);
+}
+
+TEST(GgufModel, OpenSaysWhatItWantsForAMissingPath) {
+  try {
+    Model::Open("/nonexistent/model.gguf");
+    ADD_FAILURE() << "expected an error";
+  } catch (const PartitionError& e) {
+    EXPECT_EQ("/nonexistent/model.gguf: model not found (give a Hugging Face model directory or a .gguf file)",
+              std::string(e.what()));
+  }
+}
+
 }  // namespace
 }  // namespace splitlm::partition
