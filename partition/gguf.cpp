@@ -272,6 +272,7 @@ GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& 
     std::string key = r.ReadString("metadata key " + std::to_string(i));
     GgufValue value = ReadValue(r, key, path);
     if (!h.metadata.emplace(key, std::move(value)).second) Fail(path, "metadata key \"" + key + "\" appears twice");
+    h.key_order.push_back(std::move(key));
   }
   if (auto a = h.metadata.find("general.alignment"); a != h.metadata.end()) {
     const GgufValue& v = a->second;

@@ -68,6 +68,7 @@ struct GgufHeader {
   uint64_t alignment = 32;
   uint64_t data_start = 0;  // from the start of the file, aligned
   std::map<std::string, GgufValue> metadata;
+  std::vector<std::string> key_order;  // the metadata keys in file order
   std::vector<GgufTensor> tensors;  // in file order
 };
 

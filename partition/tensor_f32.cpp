@@ -5,35 +5,10 @@
 
 #include "partition/error.h"
 #include "partition/gguf.h"
-#include "transport/codec.h"
+#include "partition/quant.h"
 
 namespace splitlm::partition {
 namespace {
-
-// Converts one row of `n` elements (a whole number of blocks of `type`).
-void ConvertRow(uint32_t type, const uint8_t* src, float* dst, int64_t n) {
-  switch (static_cast<GgmlType>(type)) {
-    case GgmlType::kF32:
-      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
-      return;
-    case GgmlType::kF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t h;
-        std::memcpy(&h, src + 2 * i, 2);
-        dst[i] = transport::HalfToFloat(h);
-      }
-      return;
-    case GgmlType::kBF16:
-      for (int64_t i = 0; i < n; ++i) {
-        uint16_t b;
-        std::memcpy(&b, src + 2 * i, 2);
-        dst[i] = transport::Bf16ToFloat(b);
-      }
-      return;
-    default:
-      throw PartitionError("tensors of type " + GgmlTypeName(type) + " cannot be loaded yet");
-  }
-}
 
 // llama.cpp's converter stores the rows of each head of a `llama` model's Q
 // and K as pairs (j, j + half) side by side: stored row 2j + i is Hugging
@@ -53,11 +28,7 @@ void UninterleaveHeads(const float* src, int64_t rows, int64_t row_len, int head
 
 }  // namespace
 
-bool CanConvertToF32(uint32_t type) {
-  return type == static_cast<uint32_t>(GgmlType::kF32) ||
-         type == static_cast<uint32_t>(GgmlType::kF16) ||
-         type == static_cast<uint32_t>(GgmlType::kBF16);
-}
+bool CanConvertToF32(uint32_t type) { return IsQuantizeSupported(type); }
 
 void TensorToF32(const TensorRef& t, float* dst) {
   const std::optional<GgmlBlock> block = GgmlBlockOf(t.type);
@@ -76,7 +47,7 @@ void TensorToF32(const TensorRef& t, float* dst) {
     out = staged.data();
   }
   const auto* src = static_cast<const uint8_t*>(t.data);
-  for (int64_t r = 0; r < rows; ++r) ConvertRow(t.type, src + r * row_bytes, out + r * row_len, row_len);
+  for (int64_t r = 0; r < rows; ++r) DequantizeRow(t.type, src + r * row_bytes, out + r * row_len, row_len);
   if (t.interleaved_heads > 0) {
     // A vector (a bias) is interleaved element by element.
     const bool vector = t.shape.size() == 1;

@@ -29,5 +29,6 @@ Runner AddConfigKeys(CLI::App& app);
 Runner AddProfile(CLI::App& app);
 Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
+Runner AddQuantize(CLI::App& app);
 
 }  // namespace splitlm::cli

@@ -60,6 +60,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddConfigKeys);
   add(splitlm::cli::AddProfile);
   add(splitlm::cli::AddPlan);
+  add(splitlm::cli::AddQuantize);
 
   CLI11_PARSE(app, argc, argv);
 
