@@ -1,5 +1,6 @@
 #include "partition/gguf_model.h"
 
+#include <cmath>
 #include <cstdint>
 #include <utility>
 
@@ -69,6 +70,12 @@ class Meta {
   std::string arch_;
 };
 
+std::string DimsString(const std::vector<int64_t>& dims) {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+  return s + "]";
+}
+
 Arch ArchOf(const GgufFile& file) {
   const GgufValue* v = file.Find("general.architecture");
   if (v == nullptr || v->type != GgufType::kString) {
@@ -116,6 +123,24 @@ void ReadShapes(const Meta& m, ModelConfig& c, const GgufFile& file) {
   }
 }
 
+// Llama 3.1 scaling as llama.cpp's converter stores it: a divisor per rotary
+// frequency.
+void ReadFreqFactors(const GgufFile& file, const GgufTensor& t, ModelConfig& c) {
+  const int64_t half = c.head_dim / 2;
+  if (t.dims != std::vector<int64_t>{half}) {
+    Fail(file, "tensor \"rope_freqs.weight\" has dims " + DimsString(t.dims) + ", expected [" +
+                   std::to_string(half) + "] (half the head dimension)");
+  }
+  if (!CanConvertToF32(t.type)) {
+    Fail(file, "tensor \"rope_freqs.weight\" has type " + GgmlTypeName(t.type) + ", which splitlm cannot load yet");
+  }
+  c.rope_scaling.freq_factors.resize(static_cast<size_t>(half));
+  TensorToF32(TensorRef{file.data(t), t.type, {half}, 0}, c.rope_scaling.freq_factors.data());
+  for (float f : c.rope_scaling.freq_factors) {
+    if (!(f > 0) || !std::isfinite(f)) Fail(file, "tensor \"rope_freqs.weight\" holds a factor that is not a positive number");
+  }
+}
+
 void ReadRope(const Meta& m, ModelConfig& c, const GgufFile& file) {
   c.rope_theta = m.Positive("rope.freq_base", 10000.0);
   c.rms_norm_eps = m.Positive("attention.layer_norm_rms_epsilon", -1);
@@ -133,9 +158,7 @@ void ReadRope(const Meta& m, ModelConfig& c, const GgufFile& file) {
     Fail(file, "unsupported rope scaling \"" + type + "\" (" + m.Key("rope.scaling.type") +
                    "; supported: none, linear)");
   }
-  if (file.FindTensor("rope_freqs.weight") != nullptr) {
-    Fail(file, "tensor \"rope_freqs.weight\" (Llama 3.1-style rope frequency factors) is not supported yet");
-  }
+  if (const GgufTensor* t = file.FindTensor("rope_freqs.weight")) ReadFreqFactors(file, *t, c);
 }
 
 void ReadVocabulary(const Meta& m, ModelConfig& c, const GgufFile& file) {
@@ -167,12 +190,6 @@ void CheckBlocks(const GgufFile& file, const ModelConfig& c) {
                      ", but block_count is " + std::to_string(c.num_layers));
     }
   }
-}
-
-std::string DimsString(const std::vector<int64_t>& dims) {
-  std::string s = "[";
-  for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
-  return s + "]";
 }
 
 // Hugging Face's names of a layer's tensors, after "model.layers.N.", and

@@ -22,9 +22,10 @@ namespace splitlm::partition {
 // token_embd's; the head is tied iff there is no `output.weight`. Throws
 // PartitionError naming the file, the key or tensor and the problem: an
 // architecture other than llama and qwen2, a missing or mistyped key, a
-// partial rotary dimension, an unsupported rope scaling (yarn, llama 3's
-// rope_freqs), special ids outside the vocabulary, tensors of layers past
-// block_count.
+// partial rotary dimension, an unsupported rope scaling (yarn), a
+// rope_freqs.weight (Llama 3.1's frequency factors, read into
+// rope_scaling.freq_factors) of the wrong size or with a factor <= 0,
+// special ids outside the vocabulary, tensors of layers past block_count.
 ModelConfig GgufModelConfig(const GgufFile& file);
 
 // The GGUF name of Hugging Face's tensor `hf_name`, or "" if it has none.

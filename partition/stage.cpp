@@ -64,6 +64,7 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
       }
     }
   }
+  for (size_t i = 0; i < rs.freq_factors.size() && i < inv.size(); ++i) inv[i] = inv[i] / rs.freq_factors[i];
   return inv;
 }
 

@@ -12,6 +12,7 @@
 
 #include "partition/error.h"
 #include "partition/gguf.h"
+#include "partition/gguf_writer.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "partition/tensor_f32.h"
@@ -271,9 +272,8 @@ TEST(GgufModel, BadFilesAreErrorsNamingTheFileTheKeyOrTensorAndTheProblem) {
   EXPECT_EQ(path + ": tensor \"blk.0.attn_q.bias\" (model.layers.0.self_attn.q_proj.bias) is missing",
             ErrorOf(m, path));
   m = MiniModel();
-  m.tensors.push_back({"rope_freqs.weight", {8}});
-  EXPECT_EQ(path + ": tensor \"rope_freqs.weight\" (Llama 3.1-style rope frequency factors) is not "
-                   "supported yet",
+  m.tensors.push_back({"rope_freqs.weight", {4}});
+  EXPECT_EQ(path + ": tensor \"rope_freqs.weight\" has dims [4], expected [8] (half the head dimension)",
             ErrorOf(m, path));
 }
 
@@ -308,6 +308,45 @@ TEST(GgufModel, OpenSaysWhatItWantsForAMissingPath) {
     EXPECT_EQ("/nonexistent/model.gguf: model not found (give a Hugging Face model directory or a .gguf file)",
               std::string(e.what()));
   }
+}
+
+// Copies the GGUF file `src` to `dst` with `extra` metadata and, if
+// `freq_factor` > 0, a rope_freqs.weight of `half` copies of it.
+void CopyGguf(const std::string& src, const std::string& dst,
+              const std::vector<std::pair<std::string, GgufValue>>& extra, int64_t half, float freq_factor) {
+  auto in = GgufFile::Open(src);
+  GgufWriter w(dst);
+  for (const std::string& key : in->header().key_order) w.AddKeyValue(key, in->header().metadata.at(key));
+  for (const auto& [key, value] : extra) w.AddKeyValue(key, value);
+  for (const GgufTensor& t : in->header().tensors) w.AddTensor(t.name, t.dims, t.type);
+  if (freq_factor > 0) w.AddTensor("rope_freqs.weight", {half}, static_cast<uint32_t>(GgmlType::kF32));
+  for (const GgufTensor& t : in->header().tensors) w.WriteTensorData(in->data(t), t.bytes);
+  const std::vector<float> factors(static_cast<size_t>(half), freq_factor);
+  if (freq_factor > 0) w.WriteTensorData(reinterpret_cast<const uint8_t*>(factors.data()), factors.size() * 4);
+  w.Commit();
+}
+
+// rope_freqs.weight divides each rotary frequency, as llama.cpp does: factors
+// of 2 equal linear scaling by 2 bit for bit, factors of 1 change nothing.
+TEST(GgufModel, RopeFrequencyFactorsDivideTheFrequencies) {
+  REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
+  TempDir dir;
+  GgufValue linear, two;
+  linear.type = GgufType::kString;
+  linear.text = "linear";
+  two.type = GgufType::kFloat32;
+  two.real = 2.0;
+  CopyGguf(gguf, dir.Sub("ff2.gguf"), {}, 4, 2.0f);
+  CopyGguf(gguf, dir.Sub("ff1.gguf"), {}, 4, 1.0f);
+  CopyGguf(gguf, dir.Sub("linear2.gguf"), {{"llama.rope.scaling.type", linear}, {"llama.rope.scaling.factor", two}}, 4, 0);
+  auto ff2 = Model::Open(dir.Sub("ff2.gguf"));
+  EXPECT_EQ(std::vector<float>(4, 2.0f), ff2->config().rope_scaling.freq_factors);
+  const std::vector<int32_t>& ids = testing::Stories260KGreedyFromBos();
+  const std::vector<float> base = AllLogits(*Model::Open(gguf), ids);
+  const std::vector<float> scaled = AllLogits(*ff2, ids);
+  EXPECT_EQ(scaled, AllLogits(*Model::Open(dir.Sub("linear2.gguf")), ids));
+  EXPECT_EQ(base, AllLogits(*Model::Open(dir.Sub("ff1.gguf")), ids));
+  EXPECT_NE(base, scaled);
 }
 
 }  // namespace
