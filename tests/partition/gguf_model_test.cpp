@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "partition/gguf.h"
 #include "partition/gguf_writer.h"
 #include "partition/model.h"
+#include "partition/random_model.h"
 #include "partition/stage.h"
 #include "partition/tensor_f32.h"
 #include "tests/common/gguf_bytes.h"
@@ -347,6 +349,106 @@ TEST(GgufModel, RopeFrequencyFactorsDivideTheFrequencies) {
   EXPECT_EQ(scaled, AllLogits(*Model::Open(dir.Sub("linear2.gguf")), ids));
   EXPECT_EQ(base, AllLogits(*Model::Open(dir.Sub("ff1.gguf")), ids));
   EXPECT_NE(base, scaled);
+}
+
+GgufValue U32(int64_t v) {
+  GgufValue g;
+  g.type = GgufType::kUint32;
+  g.integer = v;
+  return g;
+}
+
+GgufValue F32Value(double v) {
+  GgufValue g;
+  g.type = GgufType::kFloat32;
+  g.real = v;
+  return g;
+}
+
+// Writes the Hugging Face model `hf` as llama.cpp's convert_hf_to_gguf.py
+// would (F32): metadata, dims innermost first, and for `llama` the Q and K
+// rows of each head permuted as its `permute` does (reshape(n_head, 2,
+// head_dim / 2, ...).swapaxes(1, 2)): HF row i * half + j goes to 2j + i.
+void WriteGgufLikeLlamaCpp(const Model& hf, const std::string& path) {
+  const ModelConfig& c = hf.config();
+  const std::string arch = c.arch == Arch::kQwen2 ? "qwen2" : "llama";
+  GgufWriter w(path);
+  GgufValue name;
+  name.type = GgufType::kString;
+  name.text = arch;
+  w.AddKeyValue("general.architecture", name);
+  w.AddKeyValue(arch + ".block_count", U32(c.num_layers));
+  w.AddKeyValue(arch + ".context_length", U32(c.max_context));
+  w.AddKeyValue(arch + ".embedding_length", U32(c.hidden_size));
+  w.AddKeyValue(arch + ".feed_forward_length", U32(c.intermediate_size));
+  w.AddKeyValue(arch + ".attention.head_count", U32(c.num_heads));
+  w.AddKeyValue(arch + ".attention.head_count_kv", U32(c.num_kv_heads));
+  w.AddKeyValue(arch + ".rope.freq_base", F32Value(c.rope_theta));
+  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", F32Value(c.rms_norm_eps));
+  w.AddKeyValue("tokenizer.ggml.bos_token_id", U32(c.bos_token_id));
+  w.AddKeyValue("tokenizer.ggml.eos_token_id", U32(c.eos_token_ids[0]));
+  const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
+                kvd = int64_t{c.num_kv_heads} * c.head_dim, ff = c.intermediate_size;
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {{"model.embed_tokens.weight", {c.vocab_size, h}},
+                                                                      {"model.norm.weight", {h}}};
+  if (hf.HasTensor("lm_head.weight")) shapes.push_back({"lm_head.weight", {c.vocab_size, h}});
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    shapes.push_back({p + "input_layernorm.weight", {h}});
+    shapes.push_back({p + "self_attn.q_proj.weight", {qd, h}});
+    shapes.push_back({p + "self_attn.k_proj.weight", {kvd, h}});
+    shapes.push_back({p + "self_attn.v_proj.weight", {kvd, h}});
+    if (c.qkv_bias) {
+      shapes.push_back({p + "self_attn.q_proj.bias", {qd}});
+      shapes.push_back({p + "self_attn.k_proj.bias", {kvd}});
+      shapes.push_back({p + "self_attn.v_proj.bias", {kvd}});
+    }
+    shapes.push_back({p + "self_attn.o_proj.weight", {h, qd}});
+    shapes.push_back({p + "post_attention_layernorm.weight", {h}});
+    shapes.push_back({p + "mlp.gate_proj.weight", {ff, h}});
+    shapes.push_back({p + "mlp.up_proj.weight", {ff, h}});
+    shapes.push_back({p + "mlp.down_proj.weight", {h, ff}});
+  }
+  for (const auto& [hf_name, shape] : shapes) {
+    w.AddTensor(GgufTensorName(hf_name), std::vector<int64_t>(shape.rbegin(), shape.rend()),
+                static_cast<uint32_t>(GgmlType::kF32));
+  }
+  for (const auto& [hf_name, shape] : shapes) {
+    std::vector<float> v = F32(hf, hf_name, shape);
+    const bool q = hf_name.find("q_proj") != std::string::npos, k = hf_name.find("k_proj") != std::string::npos;
+    if (c.arch == Arch::kLlama && (q || k)) {
+      const int64_t heads = q ? c.num_heads : c.num_kv_heads, half = c.head_dim / 2;
+      const int64_t row = shape.size() == 2 ? shape[1] : 1;
+      std::vector<float> permuted(v.size());
+      for (int64_t hh = 0; hh < heads; ++hh)
+        for (int64_t i = 0; i < 2; ++i)
+          for (int64_t j = 0; j < half; ++j)
+            std::copy_n(&v[((hh * 2 + i) * half + j) * row], row, &permuted[(hh * c.head_dim + 2 * j + i) * row]);
+      v.swap(permuted);
+    }
+    w.WriteTensorData(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
+  }
+  w.Commit();
+}
+
+// A random Hugging Face model converted as llama.cpp does gives the same
+// logits bit for bit: llama (grouped-query attention, permuted Q/K) and
+// qwen2 (biases, no permutation).
+TEST(GgufModel, ConvertedRandomModelsGiveTheHuggingFaceLogitsBitwise) {
+  for (Arch arch : {Arch::kLlama, Arch::kQwen2}) {
+    TempDir dir;
+    RandomModelOptions options;
+    options.arch = arch;
+    options.seed = 5;
+    testing::MakeModel(dir.Sub("hf"), options);
+    auto hf = Model::Open(dir.Sub("hf"));
+    WriteGgufLikeLlamaCpp(*hf, dir.Sub("m.gguf"));
+    auto gguf = Model::Open(dir.Sub("m.gguf"));
+    EXPECT_EQ(hf->config().qkv_bias, gguf->config().qkv_bias);
+    EXPECT_EQ(hf->config().tie_word_embeddings, gguf->config().tie_word_embeddings);
+    const std::vector<int32_t> ids = {1, 17, 99, 3, 200, 45, 8, 130};
+    EXPECT_EQ(AllLogits(*hf, ids), AllLogits(*gguf, ids)) << ArchName(arch);
+  }
 }
 
 }  // namespace
