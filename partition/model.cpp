@@ -67,6 +67,11 @@ std::unique_ptr<Model> Model::Open(const std::string& path) {
   if (!fs::exists(path)) {
     throw PartitionError(path + ": model not found (give a Hugging Face model directory or a .gguf file)");
   }
+  const fs::path p(path);
+  if (p.extension() == ".safetensors" || p.extension() == ".json") {
+    throw PartitionError(path + ": give the Hugging Face model's directory, not one of its files "
+                                "(a file is read as GGUF)");
+  }
   return OpenGguf(path);
 }
 

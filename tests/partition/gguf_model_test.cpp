@@ -302,6 +302,26 @@ TEST(GgufModel, AStageReadsOnlyItsOwnLayers) {
   EXPECT_THROW(StageWeights::Load(*model, StageSpec::Cloud(model->config(), 1)), PartitionError);
 }
 
+TEST(GgufModel, OpenSaysWhatItWantsForAFileOfAHuggingFaceModel) {
+  REQUIRE_SHARED(hf, "models/stories260K");
+  try {
+    Model::Open(hf + "/model.safetensors");
+    ADD_FAILURE() << "expected an error";
+  } catch (const PartitionError& e) {
+    EXPECT_EQ(hf + "/model.safetensors: give the Hugging Face model's directory, not one of its files "
+                   "(a file is read as GGUF)",
+              std::string(e.what()));
+  }
+  TempDir dir;
+  std::ofstream(dir.Sub("x.bin")) << "not a model at all";
+  try {
+    Model::Open(dir.Sub("x.bin"));
+    ADD_FAILURE() << "expected an error";
+  } catch (const PartitionError& e) {
+    EXPECT_EQ(dir.Sub("x.bin") + ": not a GGUF file (no \"GGUF\" magic)", std::string(e.what()));
+  }
+}
+
 TEST(GgufModel, OpenSaysWhatItWantsForAMissingPath) {
   try {
     Model::Open("/nonexistent/model.gguf");
