@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   int batch_window_ms = 2;
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
-  auto* f_model = app.add_option("--model", model_dir, "model directory");
+  auto* f_model = app.add_option("--model", model_dir, "model directory or .gguf file");
   auto* f_bind = app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
   using splitlm::scheduler::flags::Schema;
   auto* f_min = app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->check(Schema("cloud.min_cut"))->capture_default_str();

@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
   std::string config_file;
   o.cut = -1;
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
-  auto* f_model = app.add_option("--model", model_dir, "model directory");
+  auto* f_model = app.add_option("--model", model_dir, "model directory or .gguf file");
   auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
   std::string cut_text;
   using splitlm::scheduler::flags::Schema;

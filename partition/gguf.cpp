@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "partition/error.h"
+#include "partition/file_digest.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -311,13 +312,22 @@ std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
     Fail(path, "too short for a GGUF header (" + std::to_string(size) + " bytes)");
   }
   void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (map == MAP_FAILED) Fail(path, std::string("mmap failed: ") + std::strerror(errno));
+  if (map == MAP_FAILED) {
+    ::close(fd);
+    Fail(path, std::string("mmap failed: ") + std::strerror(errno));
+  }
   std::unique_ptr<GgufFile> f(new GgufFile());
   f->path_ = path;
   f->base_ = static_cast<const uint8_t*>(map);
   f->size_ = size;
-  f->header_ = ParseGgufHeader(f->base_, size, path);  // ~GgufFile unmaps if this throws
+  try {
+    f->header_ = ParseGgufHeader(f->base_, size, path);  // ~GgufFile unmaps if this throws
+    f->digest_ = DigestFileRange(fd, 0, size, path);
+  } catch (...) {
+    ::close(fd);
+    throw;
+  }
+  ::close(fd);
   for (size_t i = 0; i < f->header_.tensors.size(); ++i) f->tensor_index_[f->header_.tensors[i].name] = i;
   return f;
 }

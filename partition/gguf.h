@@ -86,7 +86,7 @@ GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& 
 class GgufFile {
  public:
   // Throws PartitionError naming `path` if it is missing, not a regular file,
-  // or malformed.
+  // or malformed. Reads the whole file once to compute digest().
   static std::unique_ptr<GgufFile> Open(const std::string& path);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
@@ -97,6 +97,9 @@ class GgufFile {
   // The value of `key`, or null when absent.
   const GgufValue* Find(const std::string& key) const;
   const GgufTensor* FindTensor(const std::string& name) const;
+  // XXH3-64 of the whole file (header, metadata, tensor descriptions and
+  // tensor data), read once on Open through the file descriptor.
+  uint64_t digest() const { return digest_; }
   // Valid while this object lives.
   const uint8_t* data(const GgufTensor& tensor) const { return base_ + tensor.offset; }
 
@@ -107,6 +110,7 @@ class GgufFile {
   std::map<std::string, size_t> tensor_index_;
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
+  uint64_t digest_ = 0;
 };
 
 }  // namespace splitlm::partition

@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/gguf_model.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -60,8 +62,31 @@ uint64_t Fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
-std::unique_ptr<Model> Model::Open(const std::string& dir) {
-  if (!fs::is_directory(dir)) throw PartitionError(dir + ": model directory not found");
+std::unique_ptr<Model> Model::Open(const std::string& path) {
+  if (fs::is_directory(path)) return OpenDirectory(path);
+  if (!fs::exists(path)) {
+    throw PartitionError(path + ": model not found (give a Hugging Face model directory or a .gguf file)");
+  }
+  const fs::path p(path);
+  if (p.extension() == ".safetensors" || p.extension() == ".json") {
+    throw PartitionError(path + ": give the Hugging Face model's directory, not one of its files "
+                                "(a file is read as GGUF)");
+  }
+  return OpenGguf(path);
+}
+
+std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->dir_ = path;
+  m->gguf_ = GgufFile::Open(path);
+  m->config_ = GgufModelConfig(*m->gguf_);
+  const uint64_t digest = m->gguf_->digest();
+  m->fingerprint_ = Fnv1a64("gguf", 4);
+  m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
+  return m;
+}
+
+std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
   std::unique_ptr<Model> m(new Model());
   m->dir_ = dir;
   const std::string config_path = (fs::path(dir) / "config.json").string();
@@ -113,6 +138,7 @@ std::unique_ptr<Model> Model::Open(const std::string& dir) {
 Model::~Model() = default;
 
 std::optional<std::string> Model::tokenizer_path() const {
+  if (gguf_) return std::nullopt;
   fs::path p = fs::path(dir_) / "tokenizer.model";
   if (fs::exists(p)) return p.string();
   return std::nullopt;
@@ -125,16 +151,26 @@ const Model::Entry* Model::Find(const std::string& name) const {
   return &it->second;
 }
 
-bool Model::HasTensor(const std::string& name) const { return Find(name) != nullptr; }
+bool Model::HasTensor(const std::string& name) const {
+  if (gguf_) {
+    const std::string gguf_name = GgufTensorName(name);
+    return !gguf_name.empty() && gguf_->FindTensor(gguf_name) != nullptr;
+  }
+  return Find(name) != nullptr;
+}
 
 TensorRef Model::Tensor(const std::string& name, const std::vector<int64_t>& expected) const {
+  if (gguf_) return GgufTensorRef(*gguf_, config_, name, expected);
   const Entry* e = Find(name);
   if (e == nullptr) throw PartitionError(dir_ + ": tensor \"" + name + "\" is missing");
   if (e->info->shape != expected) {
     throw PartitionError(e->file->path() + ": tensor \"" + name + "\" has shape " +
                          ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
   }
-  return TensorRef{e->file->data(*e->info), e->info->dtype, e->info->shape};
+  const GgmlType type = e->info->dtype == StoredDType::kF32   ? GgmlType::kF32
+                        : e->info->dtype == StoredDType::kF16 ? GgmlType::kF16
+                                                              : GgmlType::kBF16;
+  return TensorRef{e->file->data(*e->info), static_cast<uint32_t>(type), e->info->shape, 0};
 }
 
 }  // namespace splitlm::partition

@@ -1,5 +1,6 @@
-// A Hugging Face model directory: config.json plus one or more safetensors
-// files. Opening it maps the files and reads only their headers.
+// A model: a Hugging Face directory (config.json plus one or more safetensors
+// files) or a GGUF file of llama.cpp. Opening it maps the files and reads
+// their headers; tensors are read only when a stage asks for them.
 #pragma once
 
 #include <cstdint>
@@ -13,37 +14,50 @@
 
 namespace splitlm::partition {
 
-// A borrowed view of one stored tensor; valid while the Model lives.
+class GgufFile;
+
+// A borrowed view of one stored tensor; valid while the Model lives. Convert
+// it with TensorToF32 (partition/tensor_f32.h).
 struct TensorRef {
   const void* data = nullptr;
-  StoredDType dtype = StoredDType::kF32;
-  std::vector<int64_t> shape;
+  uint32_t type = 0;            // a ggml type number (GgmlType): F32 0, F16 1, BF16 30, ...
+  std::vector<int64_t> shape;   // outermost first, as Hugging Face writes it
+  // > 0: the rows (elements of a vector) of each of this many heads are
+  // stored in llama.cpp's RoPE order and are put back in Hugging Face's.
+  int interleaved_heads = 0;
 };
 
 class Model {
  public:
-  // Opens `dir`, which holds config.json and either model.safetensors or
-  // model.safetensors.index.json with its shards. Reads every file once to
-  // hash the weights (see fingerprint()). Throws PartitionError naming the
-  // file and the field at fault: also for inconsistent files, e.g. a tensor
-  // of a layer past config.json's num_hidden_layers.
-  static std::unique_ptr<Model> Open(const std::string& dir);
+  // Opens `path`: a directory holding config.json and either
+  // model.safetensors or model.safetensors.index.json with its shards, or a
+  // GGUF file (architectures llama and qwen2, see gguf_model.h). Reads every
+  // file once to hash the weights (see fingerprint()). Throws PartitionError
+  // naming the file and the field at fault: also for inconsistent files,
+  // e.g. a tensor of a layer past config.json's num_hidden_layers.
+  static std::unique_ptr<Model> Open(const std::string& path);
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
 
   const ModelConfig& config() const { return config_; }
+  // The path given to Open (a directory or a GGUF file).
   const std::string& dir() const { return dir_; }
+  bool is_gguf() const { return gguf_ != nullptr; }
   // Identifies the model: config.json, the tensor headers and the content of
-  // every tensor (each file's data digest), so two models of the same shapes
-  // with other weights differ. Both sides of a split must agree on it.
+  // every tensor (each file's data digest; for GGUF the digest of the whole
+  // file: metadata, tensor descriptions and data), so two models of the same
+  // shapes with other weights differ. Both sides of a split must agree on it.
   uint64_t fingerprint() const { return fingerprint_; }
-  // Path of tokenizer.model in the directory, if there is one.
+  // Path of tokenizer.model in the directory, if there is one (never for
+  // GGUF: its embedded vocabulary is not used yet).
   std::optional<std::string> tokenizer_path() const;
 
+  // Names are Hugging Face's ("model.layers.0.mlp.up_proj.weight") for both
+  // kinds of model.
   bool HasTensor(const std::string& name) const;
-  // Throws PartitionError naming the tensor and file if it is missing or its
-  // shape differs from `expected_shape`.
+  // Throws PartitionError naming the tensor and file if it is missing, its
+  // shape differs from `expected_shape`, or its type cannot be loaded.
   TensorRef Tensor(const std::string& name, const std::vector<int64_t>& expected_shape) const;
 
  private:
@@ -53,12 +67,15 @@ class Model {
     const TensorInfo* info;
   };
   const Entry* Find(const std::string& name) const;
+  static std::unique_ptr<Model> OpenDirectory(const std::string& dir);
+  static std::unique_ptr<Model> OpenGguf(const std::string& path);
 
   std::string dir_;
   ModelConfig config_;
   uint64_t fingerprint_ = 0;
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<std::pair<std::string, Entry>> index_;  // sorted by name
+  std::unique_ptr<GgufFile> gguf_;                    // set for a GGUF model
 };
 
 // FNV-1a, 64 bits; also used to fingerprint profiles.

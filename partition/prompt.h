@@ -15,4 +15,8 @@ namespace splitlm::partition {
 // rule broken, the value and the limit.
 void ValidatePrompt(const std::vector<int32_t>& prompt, const ModelConfig& config);
 
+// The rule for a sequence run teacher-forced (splitlm score): as a prompt,
+// but it may fill the whole context (nothing is generated after it).
+void ValidateSequence(const std::vector<int32_t>& sequence, const ModelConfig& config);
+
 }  // namespace splitlm::partition

@@ -12,10 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "partition/error.h"
+#include "partition/file_digest.h"
 #include "transport/text_file.h"
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
 
 namespace splitlm::partition {
 namespace {
@@ -113,29 +112,6 @@ void CheckNoOverlap(const std::map<std::string, TensorInfo>& tensors, uint64_t d
   }
 }
 
-// XXH3-64 of bytes [begin, end) of `fd`, read with pread in large chunks.
-uint64_t DigestRange(int fd, uint64_t begin, uint64_t end, const std::string& path) {
-  XXH3_state_t* state = XXH3_createState();
-  if (state == nullptr) throw std::bad_alloc();
-  XXH3_64bits_reset(state);
-  std::vector<uint8_t> buf(size_t{4} << 20);
-  for (uint64_t at = begin; at < end;) {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), end - at));
-    const ssize_t n = ::pread(fd, buf.data(), want, static_cast<off_t>(at));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      XXH3_freeState(state);
-      Fail(path, std::string("read failed while hashing the weights: ") +
-                     (n < 0 ? std::strerror(errno) : "file shrank"));
-    }
-    XXH3_64bits_update(state, buf.data(), static_cast<size_t>(n));
-    at += static_cast<uint64_t>(n);
-  }
-  const uint64_t digest = XXH3_64bits_digest(state);
-  XXH3_freeState(state);
-  return digest;
-}
-
 }  // namespace
 
 SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const std::string& path) {
@@ -189,7 +165,7 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) 
     SafetensorsHeader header = ParseSafetensorsHeader(f->base_, size, path);
     f->header_ = std::move(header.json);
     f->tensors_ = std::move(header.tensors);
-    f->data_digest_ = DigestRange(fd, 8 + f->header_.size(), size, path);
+    f->data_digest_ = DigestFileRange(fd, 8 + f->header_.size(), size, path);
   } catch (...) {
     ::close(fd);
     throw;

@@ -11,6 +11,7 @@
 #include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
+#include "partition/tensor_f32.h"
 
 namespace splitlm::partition {
 namespace {
@@ -20,12 +21,10 @@ struct LayerWeights {
 };
 
 at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<int64_t> shape) {
-  TensorRef t = model.Tensor(name, shape);
-  at::ScalarType type = t.dtype == StoredDType::kF32   ? at::kFloat
-                        : t.dtype == StoredDType::kF16 ? at::kHalf
-                                                       : at::kBFloat16;
-  at::Tensor src = at::from_blob(const_cast<void*>(t.data), shape, at::TensorOptions().dtype(type));
-  return src.to(at::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
+  const TensorRef t = model.Tensor(name, shape);
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  TensorToF32(t, out.data_ptr<float>());
+  return out;
 }
 
 // Packs a row-major [m, k] tensor into the kernels' panel layout.
@@ -65,6 +64,7 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
       }
     }
   }
+  for (size_t i = 0; i < rs.freq_factors.size() && i < inv.size(); ++i) inv[i] = inv[i] / rs.freq_factors[i];
   return inv;
 }
 
@@ -104,6 +104,41 @@ struct StageWeights::Impl {
   size_t bytes = 0;
   size_t decode_bytes = 0;
 };
+
+namespace {
+
+// The final norm and the head over each sequence's last row of `x` (all its
+// rows with all_logits), one matrix pass for all; outs[s] gets sequence s's.
+void HeadLogits(const StageWeights::Impl& w, const std::vector<float>& x,
+                const std::vector<StageInput>& inputs, float eps, const std::vector<float*>& outs) {
+  const int h = w.cfg.hidden_size, vocab = w.cfg.vocab_size;
+  std::vector<int> rows;  // rows of x that get logits, in output order
+  for (size_t s = 0, r = 0; s < inputs.size(); r += inputs[s].count, ++s) {
+    for (int i = inputs[s].all_logits ? 0 : inputs[s].count - 1; i < inputs[s].count; ++i) {
+      rows.push_back(static_cast<int>(r) + i);
+    }
+  }
+  const int m = static_cast<int>(rows.size());
+  std::vector<float> xn(static_cast<size_t>(m) * h);
+  kernels::ParallelFor(m, kRowGrain, [&](int b, int e) {
+    for (int i = b; i < e; ++i) {
+      RmsNorm(&x[static_cast<size_t>(rows[i]) * h], Data(w.final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
+    }
+  });
+  if (inputs.size() == 1) {
+    kernels::MatMul(Data(w.head), vocab, h, xn.data(), m, outs[0]);
+    return;
+  }
+  std::vector<float> logits(static_cast<size_t>(m) * vocab);
+  kernels::MatMul(Data(w.head), vocab, h, xn.data(), m, logits.data());
+  for (size_t s = 0, i = 0; s < inputs.size(); ++s) {
+    const size_t n = inputs[s].all_logits ? static_cast<size_t>(inputs[s].count) : 1;
+    std::memcpy(outs[s], &logits[i * vocab], n * vocab * sizeof(float));
+    i += n;
+  }
+}
+
+}  // namespace
 
 StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
   if (begin < 0 || end < begin || end > config.num_layers) {
@@ -515,22 +550,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     mark(w.layers.size() + 1);
     return;
   }
-  // Logits of each sequence's last position, one matrix pass for all.
-  const int n = static_cast<int>(stages.size());
-  for (int s = 0, r = 0; s < n; ++s) {
-    r += inputs[s].count;
-    RmsNorm(&x[static_cast<size_t>(r - 1) * h], Data(w.final_norm), h, eps, &xn[static_cast<size_t>(s) * h]);
-  }
-  if (n == 1) {
-    kernels::MatMul(Data(w.head), c.vocab_size, h, xn.data(), 1, outs[0]);
-    mark(w.layers.size() + 1);
-    return;
-  }
-  std::vector<float> logits(static_cast<size_t>(n) * c.vocab_size);
-  kernels::MatMul(Data(w.head), c.vocab_size, h, xn.data(), n, logits.data());
-  for (int s = 0; s < n; ++s) {
-    std::memcpy(outs[s], &logits[static_cast<size_t>(s) * c.vocab_size], c.vocab_size * sizeof(float));
-  }
+  HeadLogits(w, x, inputs, eps, outs);
   mark(w.layers.size() + 1);
 }
 

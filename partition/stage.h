@@ -82,6 +82,11 @@ struct StageInput {
   const int32_t* tokens = nullptr;
   const float* hidden = nullptr;
   int count = 0;
+  // A stage with the head writes the logits of every position (count x
+  // vocab_size floats, position by position) instead of the last one's:
+  // teacher-forced scoring. Each row equals what the last-position output
+  // would give for that prefix, bit for bit.
+  bool all_logits = false;
 };
 
 // One sequence's state in a stage. Not thread-safe; many Stages may share
@@ -103,6 +108,7 @@ class Stage {
 
   // Floats Forward writes for `count` positions: the logits of the last
   // position (vocab_size) for a stage with the head, else count x hidden_size.
+  // (count x vocab_size with StageInput::all_logits.)
   size_t OutputSize(int count) const;
 
   // Runs positions [position(), position() + input.count) and appends them to

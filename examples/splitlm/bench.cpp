@@ -13,7 +13,7 @@ Runner AddBench(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
   auto o = std::make_shared<partition::BenchOptions>();
-  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_flag("--json", *json, "print one JSON line");
   cmd->add_option("--prefill-tokens", o->prefill_tokens, "prompt length for prefill")
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();

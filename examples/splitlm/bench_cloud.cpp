@@ -19,7 +19,7 @@ Runner AddBenchCloud(CLI::App& app) {
   auto sessions = std::make_shared<int>(8);
   auto tokens = std::make_shared<int>(32);
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_option("--sessions", *sessions, "concurrent sessions")->check(CLI::Range(2, 256))->capture_default_str();
   cmd->add_option("--tokens", *tokens, "tokens per session")->check(CLI::Range(2, 100000))->capture_default_str();
   cmd->add_flag("--json", *json, "one JSON line");

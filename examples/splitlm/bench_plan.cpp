@@ -22,7 +22,7 @@ Runner AddBenchPlan(CLI::App& app) {
   auto tokens = std::make_shared<int>(48);
   auto rounds = std::make_shared<int>(5);
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_option("--tokens", *tokens, "tokens generated per cut")->check(CLI::Range(4, 10000))->capture_default_str();
   cmd->add_option("--rounds", *rounds, "rounds over all cuts; the median round counts")
       ->check(CLI::Range(1, 100))

@@ -29,6 +29,7 @@ Runner AddConfigKeys(CLI::App& app);
 Runner AddProfile(CLI::App& app);
 Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
+Runner AddScore(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
 
 }  // namespace splitlm::cli

@@ -45,7 +45,7 @@ Runner AddCodecEval(CLI::App& app) {
   auto tokens = std::make_shared<int>(300);
   auto cuts = std::make_shared<std::vector<int>>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_option("--prompt-ids", *prompt, "prompt token ids")->capture_default_str();
   cmd->add_option("--tokens", *tokens, "tokens generated per run")->check(CLI::Range(1, 100000))->capture_default_str();
   cmd->add_option("--cuts", *cuts, "cuts to evaluate (default: every cut 0..L-1)")->delimiter(',');

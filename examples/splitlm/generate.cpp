@@ -4,6 +4,7 @@
 
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/local_split.h"
+#include "examples/splitlm/prompt.h"
 #include "scheduler/flags.h"
 #include "partition/error.h"
 #include "partition/model.h"
@@ -35,7 +36,7 @@ struct GenerateArgs {
 Runner AddGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text, optionally split at a cut in one process");
   auto a = std::make_shared<GenerateArgs>();
-  cmd->add_option("--model", a->model, "model directory")->required();
+  cmd->add_option("--model", a->model, "model directory or .gguf file")->required();
   cmd->add_option("--cut", a->cut, "run layers [0,K) and [K,L) as two stages exchanging serialized hidden states")
       ->check(scheduler::flags::Schema("device.cut"));
   auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs a tokenizer)");
@@ -65,23 +66,8 @@ Runner AddGenerate(CLI::App& app) {
     const int cut = a->cut < 0 ? layers : a->cut;
     partition::StageSpec::Device(c, cut);  // validates the cut with a clear message
 
-    std::unique_ptr<partition::Tokenizer> tok;
-    std::string tok_path = a->tokenizer;
-    if (tok_path.empty() && model->tokenizer_path()) tok_path = *model->tokenizer_path();
-    if (!tok_path.empty()) tok = partition::Tokenizer::Open(tok_path);
-
-    std::vector<int32_t> ids;
-    if (!a->prompt_ids.empty()) {
-      ids = partition::ParseTokenIds(a->prompt_ids);
-    } else if (!a->prompt.empty()) {
-      if (!tok) {
-        throw partition::PartitionError(a->model + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
-      }
-      ids = tok->Encode(a->prompt);
-      ids.insert(ids.begin(), c.bos_token_id);
-    } else {
-      throw partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
-    }
+    std::unique_ptr<partition::Tokenizer> tok = OpenTokenizer(*model, a->tokenizer);
+    std::vector<int32_t> ids = PromptIds(*model, tok.get(), a->prompt, a->prompt_ids);
     partition::ValidatePrompt(ids, c);
 
     const transport::Codec codec = *transport::ParseCodec(a->codec);

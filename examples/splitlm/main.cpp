@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   };
   add(splitlm::cli::AddMakeModel);
   add(splitlm::cli::AddGenerate);
+  add(splitlm::cli::AddScore);
   add(splitlm::cli::AddBench);
   add(splitlm::cli::AddBenchTransport);
   add(splitlm::cli::AddBenchCloud);

@@ -27,7 +27,7 @@ Runner AddProfile(CLI::App& app) {
   auto* cmd = app.add_subcommand("profile", "time every layer on this machine and write a profile file");
   auto dir = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
-  cmd->add_option("--model", *dir, "model directory")->required();
+  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_option("--out", *out, "profile file (JSON)")->required();
   return [=](const Context& ctx) {
     auto model = partition::Model::Open(*dir);
@@ -49,7 +49,7 @@ Runner AddPlan(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto config = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  cmd->add_option("--model", *dir, "model directory");
+  cmd->add_option("--model", *dir, "model directory or .gguf file");
   cmd->add_option("--config", *config, "TOML configuration ([scheduler], [link], [power])")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", *json, "one JSON line");
   return [=](const Context& ctx) {

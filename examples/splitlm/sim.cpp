@@ -552,7 +552,7 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--config", a->config, "scenario file ([sim] table; see docs/simulation.md)")->check(CLI::ExistingFile);
   cmd->add_option("--sweep", a->sweep, "sweep file: [sim] defaults and [[condition]] tables")->check(CLI::ExistingFile);
   cmd->add_option("--out", a->out, "sweep: directory for sweep.csv, sweep.json and the SVG charts")->capture_default_str();
-  cmd->add_option("--model", a->model, "model directory (overrides the file)");
+  cmd->add_option("--model", a->model, "model directory or .gguf file (overrides the file)");
   cmd->add_option("--device", a->device, "device hardware profile: a name in --hardware-dir, a .toml file, or host (no emulation)");
   cmd->add_option("--cloud", a->cloud, "cloud hardware profile, as --device");
   cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();

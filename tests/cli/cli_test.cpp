@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <regex>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -60,7 +61,7 @@ TEST_F(CliTest, SampledGenerationIsReproducible) {
 }
 
 TEST_F(CliTest, BadInputsGiveClearErrors) {
-  ExpectFailure("generate --model /nonexistent --prompt-ids 1", "/nonexistent: model directory not found");
+  ExpectFailure("generate --model /nonexistent --prompt-ids 1", "/nonexistent: model not found");
   ExpectFailure("generate --model " + Model() + " --cut 9 --prompt-ids 1",
                 "cut 9 is out of range: the model has 4 layers");
   ExpectFailure("generate --model " + Model() + " --prompt-ids \"1 x 3\"", "bad token id \"x\"");
@@ -310,6 +311,67 @@ TEST_F(CliTest, CodecsRunAndF32IsExact) {
     ASSERT_EQ(0, r.exit_code) << codec << r.err;
     EXPECT_EQ(0u, r.out.rfind("1 ", 0));
   }
+}
+
+// ../shared/gguf/NAME, or "" when absent.
+std::string SharedGguf(const std::string& name) {
+  auto shared = testing::SharedDir();
+  if (!shared || !std::filesystem::exists(*shared + "/gguf/" + name)) return "";
+  return *shared + "/gguf/" + name;
+}
+
+TEST_F(CliTest, GenerateTakesAGgufFileAndGivesTheReferenceIdsSplit) {
+  const std::string gguf = SharedGguf("stories260K-f32.gguf");
+  if (gguf.empty()) GTEST_SKIP() << "../shared/gguf/stories260K-f32.gguf is absent (set SPLITLM_SHARED)";
+  const std::string expected =
+      "1 461 461 401 401 401 461 378 455 473 456 435 299 362 409 283 264 283 452 288 13 431 431 431 431 "
+      "431 431 431 431 431 431 431 431 431 293 430 417 363 416 315 342\n";
+  for (const char* cut : {"", " --cut 0", " --cut 3"}) {
+    auto r = Splitlm("generate --model " + gguf + " --prompt-ids 1 --max-tokens 40 --print-ids" + cut);
+    ASSERT_EQ(0, r.exit_code) << r.err;
+    EXPECT_EQ(expected, r.out) << cut;
+  }
+}
+
+TEST_F(CliTest, ScorePrintsJsonLinesThatAgreeWithLlamaCpp) {
+  const std::string gguf = SharedGguf("synthk-f32.gguf");
+  const std::string ref_path = SharedGguf("synthk-teacher-forced.txt");
+  if (gguf.empty() || ref_path.empty()) GTEST_SKIP() << "../shared/gguf/synthk-* is absent (set SPLITLM_SHARED)";
+  std::ifstream in(ref_path);
+  std::string line, ids, f32;
+  while (std::getline(in, line)) {
+    if (line.rfind("ids: ", 0) == 0) ids = line.substr(5);
+    if (line.rfind("f32: ", 0) == 0) f32 = line.substr(5);
+  }
+  std::istringstream id_stream(ids), ref_stream(f32);
+  std::string prompt, item;
+  for (int i = 0; i < 128 && id_stream >> item; ++i) prompt += (i ? " " : "") + item;  // context_length
+  const std::string args = "score --model " + gguf + " --prompt-ids \"" + prompt + "\" --json";
+  auto local = Splitlm(args);
+  ASSERT_EQ(0, local.exit_code) << local.err;
+  std::istringstream out(local.out);
+  int clear = 0;
+  for (int pos = 0; pos < 128; ++pos) {
+    ASSERT_TRUE(std::getline(out, line));
+    const auto j = nlohmann::json::parse(line);
+    ASSERT_EQ(pos, j.at("pos").get<int>());
+    EXPECT_EQ(pos == 127, j.at("logprob_next").is_null()) << line;
+    ASSERT_TRUE(ref_stream >> item);
+    const double margin = std::stod(item.substr(item.find(':') + 1));
+    if (margin < 0.01) continue;
+    ++clear;
+    EXPECT_EQ(std::stoi(item), j.at("argmax").get<int>()) << "position " << pos;
+  }
+  EXPECT_GT(clear, 90);
+  ASSERT_TRUE(std::getline(out, line));
+  EXPECT_GT(nlohmann::json::parse(line).at("perplexity").get<double>(), 1.0) << line;
+  EXPECT_FALSE(std::getline(out, line));
+  auto split = Splitlm(args + " --cut 2");
+  ASSERT_EQ(0, split.exit_code) << split.err;
+  EXPECT_EQ(local.out, split.out);
+  ExpectFailure("score --model " + gguf + " --prompt-ids 1", "scoring needs at least 2 tokens (got 1)");
+  ExpectFailure("score --model " + gguf + " --prompt-ids \"1 2\" --cut 5", "cut 5 is out of range");
+  ExpectFailure("score --model " + gguf + " --prompt hello", "has no tokenizer.model");
 }
 
 }  // namespace

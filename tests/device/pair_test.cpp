@@ -90,6 +90,25 @@ TEST_F(PairTest, AModelWithTheSameShapesAndOtherWeightsIsRefusedAtHello) {
   EXPECT_NE(std::string::npos, cloud->Stderr().find("refused hello")) << cloud->Stderr();
 }
 
+TEST_F(PairTest, AGgufModelSplitsThroughTwoProcessesWithTheReferenceIds) {
+  const auto shared = testing::SharedDir();
+  const std::string gguf = shared ? *shared + "/gguf/stories260K-f32.gguf" : "";
+  if (gguf.empty() || !std::ifstream(gguf)) GTEST_SKIP() << "../shared/gguf/stories260K-f32.gguf is absent (set SPLITLM_SHARED)";
+  Process cloud(BinPath("splitlm-cloud") + " --model " + gguf + " --bind 'tcp://127.0.0.1:*' --threads 1");
+  const auto ep = cloud.WaitFor("listening on ", 60000);
+  ASSERT_TRUE(ep.has_value()) << cloud.Stderr();
+  // llama2.c's and llama.cpp's greedy ids for the checkpoint (the first 21).
+  const std::string expected = "1 461 461 401 401 401 461 378 455 473 456 435 299 362 409 283 264 283 452 288 13\n";
+  for (int cut : {0, 2, 5}) {
+    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + gguf + " --cloud " + *ep + " --cut " +
+                        std::to_string(cut) + " generate --prompt-ids 1 --max-tokens 20 --print-ids");
+    ASSERT_EQ(0, r.exit_code) << r.err;
+    EXPECT_EQ(expected, r.out) << "cut " << cut;
+  }
+  cloud.Signal(SIGTERM);
+  EXPECT_EQ(0, cloud.Wait()) << cloud.Stderr();
+}
+
 TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplitsAgain) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 10");

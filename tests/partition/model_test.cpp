@@ -83,7 +83,7 @@ TEST(ModelConfigTest, RejectsMissingAndBadSizes) {
 
 TEST(ModelTest, MissingDirectoryAndFiles) {
   TempDir dir;
-  ExpectError([&] { Model::Open(dir.Sub("nope")); }, "model directory not found");
+  ExpectError([&] { Model::Open(dir.Sub("nope")); }, "model not found");
   ExpectError([&] { Model::Open(dir.path()); }, "config.json: cannot open");
   WriteText(dir.Sub("config.json"), kConfig);
   ExpectError([&] { Model::Open(dir.path()); }, "neither model.safetensors nor");

@@ -11,6 +11,7 @@
 #include "partition/sampler.h"
 #include "partition/stage.h"
 #include "partition/tokenizer.h"
+#include "tests/common/stories260k.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm::partition {
@@ -29,37 +30,12 @@ std::string SharedPath(const std::string& rel) {
                     "set SPLITLM_SHARED to its folder to run this test)";               \
   }
 
-std::vector<int32_t> Greedy(const Model& m, int cut, std::vector<int32_t> ids, int total) {
-  const ModelConfig& c = m.config();
-  Stage device(StageWeights::Load(m, StageSpec::Device(c, cut)));
-  std::unique_ptr<Stage> cloud;
-  if (cut < c.num_layers) cloud = std::make_unique<Stage>(StageWeights::Load(m, StageSpec::Cloud(c, cut)));
-  std::vector<float> logits(c.vocab_size), hidden;
-  size_t fed = 0;
-  while (static_cast<int>(ids.size()) < total) {
-    const int n = static_cast<int>(ids.size() - fed);
-    if (cloud) {
-      hidden.resize(device.OutputSize(n));
-      device.Forward({ids.data() + fed, nullptr, n}, hidden.data());
-      cloud->Forward({nullptr, hidden.data(), n}, logits.data());
-    } else {
-      device.Forward({ids.data() + fed, nullptr, n}, logits.data());
-    }
-    fed = ids.size();
-    ids.push_back(SampleToken(logits.data(), c.vocab_size, {}, static_cast<int>(ids.size())));
-  }
-  return ids;
-}
-
 TEST(Stories260K, GreedyFromBosMatchesTheReferenceAtEveryCut) {
   REQUIRE_SHARED(dir, "models/stories260K");
   auto m = Model::Open(dir);
-  const std::vector<int32_t> expected = {
-      1,   461, 461, 401, 401, 401, 461, 378, 455, 473, 456, 435, 299, 362,
-      409, 283, 264, 283, 452, 288, 13,  431, 431, 431, 431, 431, 431, 431,
-      431, 431, 431, 431, 431, 431, 293, 430, 417, 363, 416, 315, 342};
+  const std::vector<int32_t>& expected = testing::Stories260KGreedyFromBos();
   for (int cut = 0; cut <= m->config().num_layers; ++cut) {
-    EXPECT_EQ(expected, Greedy(*m, cut, {1}, static_cast<int>(expected.size()))) << "cut " << cut;
+    EXPECT_EQ(expected, testing::GreedySplit(*m, cut, {1}, static_cast<int>(expected.size()))) << "cut " << cut;
   }
 }
 

@@ -11,6 +11,7 @@
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "partition/tensor_f32.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm::partition {
@@ -241,11 +242,9 @@ TEST_F(StageTest, RejectsBadInputsWithoutChangingState) {
 // ---- An independent LibTorch implementation of the HF forward pass ----
 
 at::Tensor Load(const Model& m, const std::string& name, std::vector<int64_t> shape) {
-  TensorRef t = m.Tensor(name, shape);
-  at::ScalarType type = t.dtype == StoredDType::kF32   ? at::kFloat
-                        : t.dtype == StoredDType::kF16 ? at::kHalf
-                                                       : at::kBFloat16;
-  return at::from_blob(const_cast<void*>(t.data), shape, at::TensorOptions().dtype(type)).to(at::kFloat);
+  at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
+  TensorToF32(m.Tensor(name, shape), out.data_ptr<float>());
+  return out;
 }
 
 at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& w, double eps) {
