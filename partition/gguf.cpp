@@ -1,17 +1,11 @@
 #include "partition/gguf.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "partition/error.h"
-#include "partition/file_digest.h"
-#include "transport/text_file.h"
+#include "partition/mapped_file.h"
 
 namespace splitlm::partition {
 namespace {
@@ -298,43 +292,15 @@ GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& 
 }
 
 std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
-  if (auto problem = transport::ProblemWithFile(path)) Fail(path, *problem);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) Fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    Fail(path, std::string("cannot stat: ") + std::strerror(errno));
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  if (size < 8) {
-    ::close(fd);
-    Fail(path, "too short for a GGUF header (" + std::to_string(size) + " bytes)");
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (map == MAP_FAILED) {
-    ::close(fd);
-    Fail(path, std::string("mmap failed: ") + std::strerror(errno));
-  }
   std::unique_ptr<GgufFile> f(new GgufFile());
-  f->path_ = path;
-  f->base_ = static_cast<const uint8_t*>(map);
-  f->size_ = size;
-  try {
-    f->header_ = ParseGgufHeader(f->base_, size, path);  // ~GgufFile unmaps if this throws
-    f->digest_ = DigestFileRange(fd, 0, size, path);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
+  f->file_ = MappedFile::Open(path, 8, "GGUF");
+  f->header_ = ParseGgufHeader(f->file_->data(), f->file_->size(), path);
+  f->digest_ = f->file_->Digest(0, f->file_->size());
   for (size_t i = 0; i < f->header_.tensors.size(); ++i) f->tensor_index_[f->header_.tensors[i].name] = i;
   return f;
 }
 
-GgufFile::~GgufFile() {
-  if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+GgufFile::~GgufFile() = default;
 
 const GgufValue* GgufFile::Find(const std::string& key) const {
   auto it = header_.metadata.find(key);

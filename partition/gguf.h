@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "partition/mapped_file.h"
+
 namespace splitlm::partition {
 
 // ggml's tensor types, numbered as in the file (ggml.h `enum ggml_type`).
@@ -92,7 +94,7 @@ class GgufFile {
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
   const GgufHeader& header() const { return header_; }
   // The value of `key`, or null when absent.
   const GgufValue* Find(const std::string& key) const;
@@ -101,15 +103,13 @@ class GgufFile {
   // tensor data), read once on Open through the file descriptor.
   uint64_t digest() const { return digest_; }
   // Valid while this object lives.
-  const uint8_t* data(const GgufTensor& tensor) const { return base_ + tensor.offset; }
+  const uint8_t* data(const GgufTensor& tensor) const { return file_->data() + tensor.offset; }
 
  private:
   GgufFile() = default;
-  std::string path_;
+  std::unique_ptr<MappedFile> file_;
   GgufHeader header_;
   std::map<std::string, size_t> tensor_index_;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
   uint64_t digest_ = 0;
 };
 

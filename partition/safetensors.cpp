@@ -1,7 +1,6 @@
 #include "partition/safetensors.h"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,8 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "partition/error.h"
-#include "partition/file_digest.h"
-#include "transport/text_file.h"
+#include "partition/mapped_file.h"
 
 
 namespace splitlm::partition {
@@ -142,41 +140,16 @@ SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const
 }
 
 std::unique_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) {
-  if (auto problem = transport::ProblemWithFile(path)) Fail(path, *problem);
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) Fail(path, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    Fail(path, "not a regular file");
-  }
-  const size_t size = static_cast<size_t>(st.st_size);
-  void* map = size == 0 ? MAP_FAILED : ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-  if (map == MAP_FAILED) {
-    ::close(fd);
-    if (size < 8) Fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
-    Fail(path, std::string("mmap failed: ") + std::strerror(errno));
-  }
   std::unique_ptr<SafetensorsFile> f(new SafetensorsFile());
-  f->path_ = path;
-  f->base_ = static_cast<const uint8_t*>(map);
-  f->size_ = size;
-  try {
-    SafetensorsHeader header = ParseSafetensorsHeader(f->base_, size, path);
-    f->header_ = std::move(header.json);
-    f->tensors_ = std::move(header.tensors);
-    f->data_digest_ = DigestFileRange(fd, 8 + f->header_.size(), size, path);
-  } catch (...) {
-    ::close(fd);
-    throw;
-  }
-  ::close(fd);
+  f->file_ = MappedFile::Open(path, 8, "safetensors");
+  SafetensorsHeader header = ParseSafetensorsHeader(f->file_->data(), f->file_->size(), path);
+  f->header_ = std::move(header.json);
+  f->tensors_ = std::move(header.tensors);
+  f->data_digest_ = f->file_->Digest(8 + f->header_.size(), f->file_->size());
   return f;
 }
 
-SafetensorsFile::~SafetensorsFile() {
-  if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), size_);
-}
+SafetensorsFile::~SafetensorsFile() = default;
 
 void SafetensorsWriter::Add(const std::string& name, StoredDType dtype,
                             std::vector<int64_t> shape) {

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "partition/mapped_file.h"
+
 namespace splitlm::partition {
 
 // Element types splitlm can load; weights are computed in fp32 whatever they
@@ -53,7 +55,7 @@ class SafetensorsFile {
   SafetensorsFile(const SafetensorsFile&) = delete;
   SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return file_->path(); }
   const std::map<std::string, TensorInfo>& tensors() const { return tensors_; }
   const std::string& header_json() const { return header_; }
   // XXH3-64 of the data section (every tensor's bytes, in file order): two
@@ -61,16 +63,14 @@ class SafetensorsFile {
   // the hash's collision odds).
   uint64_t data_digest() const { return data_digest_; }
   // Valid while this object lives.
-  const uint8_t* data(const TensorInfo& info) const { return base_ + info.offset; }
+  const uint8_t* data(const TensorInfo& info) const { return file_->data() + info.offset; }
 
  private:
   SafetensorsFile() = default;
-  std::string path_;
+  std::unique_ptr<MappedFile> file_;
   std::string header_;
   std::map<std::string, TensorInfo> tensors_;
   uint64_t data_digest_ = 0;
-  const uint8_t* base_ = nullptr;
-  size_t size_ = 0;
 };
 
 // Writes a .safetensors file tensor by tensor without holding them all in

@@ -1,0 +1,43 @@
+// A model file mapped read-only, with the content digest the model
+// fingerprint is made of. Shared by the safetensors and GGUF readers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace splitlm::partition {
+
+// Opening refuses what is not a regular file without blocking on it (a FIFO,
+// a device) and reads nothing: pages are faulted in only where the caller
+// touches the mapping. Immutable once open; thread-safe for reading.
+class MappedFile {
+ public:
+  // Throws PartitionError naming `path` if it is missing, unreadable, not a
+  // regular file, cannot be mapped, or is shorter than `min_bytes` ("too
+  // short for a `kind` header (N bytes)").
+  static std::unique_ptr<MappedFile> Open(const std::string& path, size_t min_bytes, const std::string& kind);
+  ~MappedFile();  // unmaps and closes
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const uint8_t* data() const { return base_; }
+  size_t size() const { return size_; }
+
+  // XXH3-64 of bytes [begin, end), read with pread in large chunks through
+  // the descriptor (into the page cache, not into this process's mapping, so
+  // a stage's resident memory stays its own layers). Throws PartitionError
+  // naming the path if a read fails or the file shrank.
+  uint64_t Digest(uint64_t begin, uint64_t end) const;
+
+ private:
+  MappedFile() = default;
+  std::string path_;
+  int fd_ = -1;
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace splitlm::partition
