@@ -36,6 +36,12 @@ std::optional<std::string> SharedDir() {
   return std::nullopt;
 }
 
+std::string SharedPath(const std::string& rel) {
+  auto shared = SharedDir();
+  if (!shared || !std::filesystem::exists(*shared + "/" + rel)) return "";
+  return *shared + "/" + rel;
+}
+
 std::string BinPath(const std::string& name) { return std::string(SPLITLM_BIN_DIR) + "/" + name; }
 
 CommandResult RunCommand(const std::string& command) {

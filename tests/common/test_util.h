@@ -29,6 +29,18 @@ std::string MakeModel(const std::string& dir, partition::RandomModelOptions opti
 // ../shared beside the checkout (or $SPLITLM_SHARED), if present.
 std::optional<std::string> SharedDir();
 
+// `rel` inside SharedDir(), or "" when ../shared or that file is absent.
+std::string SharedPath(const std::string& rel);
+
+// In a test body: declares `var` as the path of ../shared/`rel` (a string
+// literal), or skips the test with a message saying how to provide it.
+#define REQUIRE_SHARED(var, rel)                                                        \
+  const std::string var = ::splitlm::testing::SharedPath(rel);                          \
+  if (var.empty()) {                                                                    \
+    GTEST_SKIP() << "../shared/" rel " is absent (it sits beside the checkout in CI; " \
+                    "set SPLITLM_SHARED to its folder to run this test)";               \
+  }
+
 // The built binary `name` in build/bin.
 std::string BinPath(const std::string& name);
 

@@ -28,19 +28,6 @@ namespace {
 using testing::GgufBytes;
 using testing::TempDir;
 
-std::string SharedPath(const std::string& rel) {
-  auto shared = testing::SharedDir();
-  if (!shared || !std::filesystem::exists(*shared + "/" + rel)) return "";
-  return *shared + "/" + rel;
-}
-
-#define REQUIRE_SHARED(var, rel)                                                        \
-  const std::string var = SharedPath(rel);                                              \
-  if (var.empty()) {                                                                    \
-    GTEST_SKIP() << "../shared/" rel " is absent (it sits beside the checkout in CI; " \
-                    "set SPLITLM_SHARED to its folder to run this test)";               \
-  }
-
 std::vector<float> F32(const Model& m, const std::string& name, const std::vector<int64_t>& shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

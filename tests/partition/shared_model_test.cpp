@@ -17,19 +17,6 @@
 namespace splitlm::partition {
 namespace {
 
-std::string SharedPath(const std::string& rel) {
-  auto shared = testing::SharedDir();
-  if (!shared || !std::filesystem::exists(*shared + "/" + rel)) return "";
-  return *shared + "/" + rel;
-}
-
-#define REQUIRE_SHARED(var, rel)                                                        \
-  const std::string var = SharedPath(rel);                                              \
-  if (var.empty()) {                                                                    \
-    GTEST_SKIP() << "../shared/" rel " is absent (it sits beside the checkout in CI; " \
-                    "set SPLITLM_SHARED to its folder to run this test)";               \
-  }
-
 TEST(Stories260K, GreedyFromBosMatchesTheReferenceAtEveryCut) {
   REQUIRE_SHARED(dir, "models/stories260K");
   auto m = Model::Open(dir);
