@@ -33,6 +33,16 @@ ServerOptions CurveServer(const KeyPair& keys, const std::string& allowed, std::
   return o;
 }
 
+// Client options for `server` with the device's `keys` and the server
+// public key it believes in.
+ClientOptions CurveClient(const ServerChannel& server, const KeyPair& keys, const std::string& server_key) {
+  ClientOptions co;
+  co.endpoint = server.endpoint();
+  co.keys = keys;
+  co.server_public_key = server_key;
+  return co;
+}
+
 // Serves `server` until its log holds `text` (generous deadline: the
 // device's handshake is asynchronous; no fixed wait).
 bool ServeUntilLogged(ServerChannel& server, const Captured& captured, const std::string& text) {
@@ -59,11 +69,7 @@ TEST(ChannelHardeningTest, DeviceWithTheWrongServerKeyLeavesALogLine) {
   Captured captured;
   const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(), other = GenerateKeyPair();
   ServerChannel server(ctx, CurveServer(server_keys, device.public_key, captured.log));
-  ClientOptions co;
-  co.endpoint = server.endpoint();
-  co.keys = device;
-  co.server_public_key = other.public_key;  // not the worker's
-  ClientChannel wrong(ctx, co);
+  ClientChannel wrong(ctx, CurveClient(server, device, other.public_key));  // not the worker's
   ASSERT_TRUE(wrong.Send(Ping{1, 0}));
   EXPECT_TRUE(ServeUntilLogged(server, captured, "the device has the wrong server public key"));
 }
@@ -73,11 +79,7 @@ TEST(ChannelHardeningTest, KeyNotOnTheAllowListLeavesALogLine) {
   Captured captured;
   const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(), stranger = GenerateKeyPair();
   ServerChannel server(ctx, CurveServer(server_keys, device.public_key, captured.log));
-  ClientOptions co;
-  co.endpoint = server.endpoint();
-  co.keys = stranger;
-  co.server_public_key = server_keys.public_key;
-  ClientChannel refused(ctx, co);
+  ClientChannel refused(ctx, CurveClient(server, stranger, server_keys.public_key));
   ASSERT_TRUE(refused.Send(Ping{1, 0}));
   EXPECT_TRUE(ServeUntilLogged(server, captured, "refused client key=" + stranger.public_key));
 }
@@ -94,11 +96,7 @@ TEST(ChannelHardeningTest, CurveMessagesCarryTheClientKeyAsUserId) {
   Captured captured;
   const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair();
   ServerChannel server(ctx, CurveServer(server_keys, device.public_key, captured.log));
-  ClientOptions co;
-  co.endpoint = server.endpoint();
-  co.keys = device;
-  co.server_public_key = server_keys.public_key;
-  ClientChannel client(ctx, co);
+  ClientChannel client(ctx, CurveClient(server, device, server_keys.public_key));
   ASSERT_TRUE(client.Send(Ping{1, 0}));
   auto in = server.Receive(Millis(10000));
   ASSERT_TRUE(in.has_value());
