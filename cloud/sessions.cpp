@@ -23,13 +23,13 @@ long long Seconds(std::chrono::seconds s) { return static_cast<long long>(s.coun
 
 SessionTable::SessionTable(SessionLimits limits) : limits_(limits) {}
 
-std::optional<Error> SessionTable::CheckOpen(uint64_t id, const Owner& owner) const {
+std::optional<Error> SessionTable::CheckOpen(uint64_t id, OwnerRef owner) const {
   auto it = sessions_.find(id);
   if (it != sessions_.end()) {
-    if (it->second.owner == owner) return std::nullopt;  // re-open: replaced
+    if (it->second.owner.Is(owner)) return std::nullopt;  // re-open: replaced
     return Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, 0};
   }
-  auto peer = peers_.find(owner.routing_id);
+  auto peer = peers_.find(std::string(owner.routing_id));
   if (peer != peers_.end() && peer->second.sessions >= limits_.max_sessions_per_peer) {
     return Error{ErrorCode::kBusy,
                  "this connection holds its maximum of " + std::to_string(limits_.max_sessions_per_peer) +
@@ -56,9 +56,9 @@ Session& SessionTable::Insert(Session session, TimePoint now) {
   return sessions_.emplace(id, std::move(session)).first->second;
 }
 
-SessionTable::Found SessionTable::Find(uint64_t id, const Owner& owner, uint64_t seq, TimePoint now) {
+SessionTable::Found SessionTable::Find(uint64_t id, OwnerRef owner, uint64_t seq, TimePoint now) {
   auto it = sessions_.find(id);
-  if (it != sessions_.end() && !(it->second.owner == owner)) {
+  if (it != sessions_.end() && !it->second.owner.Is(owner)) {
     return {nullptr, Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, seq}};
   }
   if (it != sessions_.end() && now - it->second.last_used > limits_.idle_timeout) {
@@ -68,16 +68,16 @@ SessionTable::Found SessionTable::Find(uint64_t id, const Owner& owner, uint64_t
   }
   if (it != sessions_.end()) return {&it->second, std::nullopt};
   auto gone = gone_.find(id);
-  if (gone != gone_.end() && gone->second.owner == owner) {
+  if (gone != gone_.end() && gone->second.owner.Is(owner)) {
     return {nullptr, Error{ErrorCode::kSessionEvicted, gone->second.why + ": open it again and resend its history", id, seq}};
   }
   return {nullptr, Error{ErrorCode::kUnknownSession, "unknown session", id, seq}};
 }
 
-std::optional<Error> SessionTable::Close(uint64_t id, const Owner& owner) {
+std::optional<Error> SessionTable::Close(uint64_t id, OwnerRef owner) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return std::nullopt;
-  if (!(it->second.owner == owner)) {
+  if (!it->second.owner.Is(owner)) {
     return Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, 0};
   }
   Forget(it, "");

@@ -11,6 +11,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "transport/codec.h"
@@ -35,10 +36,16 @@ struct SessionLimits {
 
 // Who opened a session: the ROUTER routing id of its connection and, under
 // CURVE, the client's Z85 public key. Only the same owner may use it.
+// OwnerRef borrows the two strings from a received message, so that the
+// per-step lookup copies nothing.
+struct OwnerRef {
+  std::string_view routing_id;
+  std::string_view user_id;
+};
 struct Owner {
   std::string routing_id;
   std::string user_id;
-  bool operator==(const Owner& o) const { return routing_id == o.routing_id && user_id == o.user_id; }
+  bool Is(OwnerRef o) const { return routing_id == o.routing_id && user_id == o.user_id; }
 };
 
 struct Session {
@@ -67,7 +74,7 @@ class SessionTable {
   // Why `owner` may not open session `id`: kUnauthorized if another
   // connection holds that id, kBusy past a cap (re-opening one's own
   // session replaces it and is always allowed). nullopt if it may.
-  std::optional<transport::Error> CheckOpen(uint64_t id, const Owner& owner) const;
+  std::optional<transport::Error> CheckOpen(uint64_t id, OwnerRef owner) const;
   // Adds `session` (replacing its owner's session of the same id). Call only
   // after CheckOpen allowed it.
   Session& Insert(Session session, TimePoint now);
@@ -80,11 +87,11 @@ class SessionTable {
     Session* session = nullptr;
     std::optional<transport::Error> error;
   };
-  Found Find(uint64_t id, const Owner& owner, uint64_t seq, TimePoint now);
+  Found Find(uint64_t id, OwnerRef owner, uint64_t seq, TimePoint now);
 
   // Closes `owner`'s session `id`: kUnauthorized if it is another's;
   // nothing (nullopt) if it is unknown.
-  std::optional<transport::Error> Close(uint64_t id, const Owner& owner);
+  std::optional<transport::Error> Close(uint64_t id, OwnerRef owner);
 
   // `routing_id` was heard from (any message, heartbeats too).
   void Heard(const std::string& routing_id, TimePoint now);

@@ -63,7 +63,7 @@ WorkerOptions WithModelLimits(WorkerOptions o, const partition::ModelConfig& c) 
   return o;
 }
 
-Owner OwnerOf(const transport::Incoming& in) { return Owner{in.peer, in.user_id}; }
+OwnerRef OwnerOf(const transport::Incoming& in) { return OwnerRef{in.peer, in.user_id}; }
 
 }  // namespace
 
@@ -266,7 +266,7 @@ struct Worker::Impl {
     }
     Session s;
     s.id = o.session_id;
-    s.owner = OwnerOf(in);
+    s.owner = Owner{in.peer, in.user_id};
     s.cut = static_cast<int>(o.cut);
     s.codec = o.codec;
     s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
