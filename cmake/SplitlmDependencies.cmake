@@ -27,6 +27,10 @@ find_package(CapnProto REQUIRED)
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(ZMQ REQUIRED IMPORTED_TARGET libzmq)
 pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
+# Byte-level BPE tokenizers: the pre-tokenizer regexes (PCRE2 with UTF and
+# UCP) and Unicode normalisation (NFC) for tokenizer.json.
+pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
+pkg_check_modules(UTF8PROC REQUIRED IMPORTED_TARGET libutf8proc)
 
 find_package(tomlplusplus REQUIRED)
 # xxHash (libxxhash-dev), used header-only (XXH_INLINE_ALL) to hash weights.

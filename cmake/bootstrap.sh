@@ -14,7 +14,7 @@ JOBS="${JOBS:-$(nproc)}"
 packages=(cmake ninja-build g++ pkg-config
   libtorch-dev libopenblas0-openmp libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   libboost-dev libspdlog-dev libgtest-dev libsentencepiece-dev libtomlplusplus-dev
-  libcli11-dev nlohmann-json3-dev libxxhash-dev clang gnuplot-nox)
+  libcli11-dev nlohmann-json3-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang gnuplot-nox)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -28,7 +28,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
 
-# The HTTP API test drives the device with the stock `openai` npm client.
+# The tests compare with reference implementations from npm: the stock
+# `openai` client drives the HTTP API, `@huggingface/tokenizers` and
+# `@huggingface/jinja` are the references for tokenization and chat templates.
 if [ "$mode" = test ] && ! command -v npm >/dev/null; then
   echo "bootstrap: installing nodejs and npm" >&2
   SUDO=""
@@ -71,9 +73,12 @@ case "$mode" in
     done
     ;;
   test)
-    if [ ! -d "$BUILD_DIR/npm/node_modules/openai" ]; then
+    if [ ! -d "$BUILD_DIR/npm/node_modules/openai" ] ||
+       [ ! -d "$BUILD_DIR/npm/node_modules/@huggingface/tokenizers" ] ||
+       [ ! -d "$BUILD_DIR/npm/node_modules/@huggingface/jinja" ]; then
       mkdir -p "$BUILD_DIR/npm"
-      (cd "$BUILD_DIR/npm" && npm install --prefix . openai@4 --no-audit --no-fund >&2)
+      (cd "$BUILD_DIR/npm" && npm install --prefix . openai@4 @huggingface/tokenizers@0.2.0 \
+        @huggingface/jinja@0.5.11 --no-audit --no-fund >&2)
     fi
     # A short, bounded fuzzing run of the wire decoder under ASan and UBSan.
     fuzz_dir="${BUILD_DIR}-fuzz"
