@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   auto* f_window = app.add_option("--batch-window-ms", batch_window_ms, "wait for the previous batch's sessions")->check(Schema("cloud.batch_window_ms"))->capture_default_str();
   auto* f_key = app.add_option("--key", key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
   auto* f_allow = app.add_option("--allow", allow_file, "allow-list of device public keys (one per line)");
+  auto* f_exact = app.add_flag("--require-exact", o.require_exact,
+                               "refuse devices holding the same model in other weight formats (default: warn)");
   auto* f_insecure = app.add_flag("--insecure", o.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
   auto* f_http = app.add_option("--http", http, "serve GET /metrics and /health on HOST:PORT");
   bool http_public = false;
@@ -73,6 +75,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "cloud.batch_window_ms", f_window->count() > 0, batch_window_ms);
       FillFromConfig(cfg, "cloud.key", f_key->count() > 0, key_file);
       FillFromConfig(cfg, "cloud.allow", f_allow->count() > 0, allow_file);
+      FillFromConfig(cfg, "cloud.require_exact", f_exact->count() > 0, o.require_exact);
       FillFromConfig(cfg, "cloud.insecure", f_insecure->count() > 0, o.server.allow_insecure);
       FillFromConfig(cfg, "cloud.http", f_http->count() > 0, http);
       FillFromConfig(cfg, "cloud.http_public", f_http_public->count() > 0, http_public);

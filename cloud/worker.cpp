@@ -89,6 +89,8 @@ struct Worker::Impl {
     const auto& c = model.config();
     weights = partition::StageWeights::Load(model, partition::StageSpec::Cloud(c, options.min_cut));
     hello.model_fingerprint = model.fingerprint();
+    hello.model_identity = model.identity();
+    hello.weight_formats = model.weight_formats();
     hello.layer_begin = options.min_cut;
     hello.layer_end = c.num_layers;
     hello.codecs.assign(std::begin(transport::kAllCodecs), std::end(transport::kAllCodecs));
@@ -222,11 +224,15 @@ struct Worker::Impl {
     sessions.Heard(in.peer, Now());
     if (std::holds_alternative<Heartbeat>(in.message)) return;  // answered by the channel
     if (auto* h = std::get_if<Hello>(&in.message)) {
-      Validation v = ValidateHello(hello, *h);
+      Validation v = ValidateHello(hello, *h, options.require_exact);
       if (!v.ok()) {
         LogPeer(in.peer, spdlog::level::warn,
                 "refused hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + EscapeForLog(v.reason));
         return Reply(in.peer, Error{v.code, v.reason, 0, 0});
+      }
+      if (!v.reason.empty()) {
+        LogPeer(in.peer, spdlog::level::warn,
+                "hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
       }
       metrics.Add("splitlm_cloud_hellos_total", 1);
       return server.Send(in.peer, hello);

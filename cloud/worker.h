@@ -31,6 +31,10 @@ struct WorkerOptions {
   transport::ServerOptions server;
   SessionLimits sessions;           // caps and timeouts of sessions
   int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
+  // Refuse devices holding the same model in other weight formats (their
+  // tokens may differ from a local run's); by default they are served with
+  // a warning.
+  bool require_exact = false;
   // KV caches of all sessions together; past it the least recently used idle
   // session is evicted and its device told (session_evicted) on its next step.
   size_t kv_budget_bytes = size_t{2} << 30;

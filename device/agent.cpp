@@ -111,6 +111,8 @@ struct Agent::Impl {
       channel = std::make_unique<transport::ClientChannel>(context, o.channel);
     }
     hello.model_fingerprint = model.fingerprint();
+    hello.model_identity = model.identity();
+    hello.weight_formats = model.weight_formats();
     hello.layer_begin = 0;
     hello.layer_end = o.cut;
     hello.codecs = {o.codec};
@@ -254,8 +256,9 @@ struct Agent::Impl {
         return false;
       }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
-        transport::Validation v = transport::ValidateHello(hello, *h);
+        transport::Validation v = transport::ValidateHello(hello, *h, o.require_exact);
         if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason, CloudFault::kIncompatible);
+        if (!v.reason.empty() && o.log) o.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
         if (o.cut < static_cast<int>(h->layer_begin)) {
           throw DeviceError("cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
                                 " only; this device runs cut " + std::to_string(o.cut),
@@ -575,7 +578,7 @@ struct Agent::Impl {
             probe_deadline = now + o.step_deadline;
           } else if (probing) {
             while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-              if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h).ok()) {
+              if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
                 hello_ok = true;
                 cloud_hello = *h;
               }

@@ -58,6 +58,10 @@ struct AgentOptions {
   AutoCut auto_cut;  // when enabled, `cut` is only the starting point
   Fallback fallback = Fallback::kLocal;
   transport::Codec codec = transport::Codec::kF32;
+  // Refuse a cloud holding the same model in other weight formats (the
+  // split's tokens may differ from a local run's); by default it is used
+  // with a warning.
+  bool require_exact = false;
   transport::ClientOptions channel;  // endpoint, CURVE keys, heartbeats
   // A step whose answer has not arrived by then counts as a failure.
   std::chrono::milliseconds step_deadline{5000};

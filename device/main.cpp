@@ -78,6 +78,8 @@ int main(int argc, char** argv) {
   auto* f_step = app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(Schema("device.step_deadline_ms"))->capture_default_str();
   auto* f_wait = app.add_option("--wait-deadline-ms", wait_ms, "--fallback wait gives up after this")->check(Schema("device.wait_deadline_ms"))->capture_default_str();
   auto* f_retry = app.add_option("--retry-ms", retry_ms, "--fallback local tries the cloud again after this")->check(Schema("device.retry_ms"))->capture_default_str();
+  auto* f_exact = app.add_flag("--require-exact", o.require_exact,
+                               "refuse a cloud holding the same model in other weight formats (default: warn)");
   auto* f_hb = app.add_option("--heartbeat-ms", heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(Schema("device.heartbeat_ms"))->capture_default_str();
   auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, level);
@@ -133,6 +135,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "device.step_deadline_ms", f_step->count() > 0, step_ms);
       FillFromConfig(cfg, "device.wait_deadline_ms", f_wait->count() > 0, wait_ms);
       FillFromConfig(cfg, "device.retry_ms", f_retry->count() > 0, retry_ms);
+      FillFromConfig(cfg, "device.require_exact", f_exact->count() > 0, o.require_exact);
       FillFromConfig(cfg, "device.heartbeat_ms", f_hb->count() > 0, heartbeat_ms);
       FillFromConfig(cfg, "device.key", f_key->count() > 0, key_file);
       FillFromConfig(cfg, "device.server_key", f_skey->count() > 0, server_key_file);

@@ -1,6 +1,7 @@
 #include "partition/model.h"
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -62,6 +63,56 @@ uint64_t Fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
+namespace {
+
+uint64_t HashValue(const GgufValue& v, uint64_t h) {
+  const uint32_t types[2] = {static_cast<uint32_t>(v.type), static_cast<uint32_t>(v.element_type)};
+  h = Fnv1a64(types, sizeof types, h);
+  h = Fnv1a64(&v.integer, sizeof v.integer, h);
+  h = Fnv1a64(&v.real, sizeof v.real, h);
+  h = Fnv1a64(v.text.data(), v.text.size(), h);
+  if (!v.integers.empty()) h = Fnv1a64(v.integers.data(), v.integers.size() * sizeof(int64_t), h);
+  if (!v.reals.empty()) h = Fnv1a64(v.reals.data(), v.reals.size() * sizeof(double), h);
+  for (const auto& t : v.texts) {
+    const uint64_t n = t.size();
+    h = Fnv1a64(&n, sizeof n, h);
+    h = Fnv1a64(t.data(), t.size(), h);
+  }
+  return h;
+}
+
+// See Model::identity(): what quantising a GGUF file leaves unchanged.
+uint64_t GgufIdentity(const GgufHeader& header) {
+  uint64_t h = Fnv1a64("gguf-identity", 13);
+  for (const auto& [key, value] : header.metadata) {  // sorted by key
+    if (key == "general.file_type" || key == "general.quantization_version") continue;
+    h = Fnv1a64(key.data(), key.size() + 1, h);  // with the NUL: keys are delimited
+    h = HashValue(value, h);
+  }
+  std::vector<const GgufTensor*> tensors;
+  for (const auto& t : header.tensors) tensors.push_back(&t);
+  std::sort(tensors.begin(), tensors.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (const GgufTensor* t : tensors) {
+    h = Fnv1a64(t->name.data(), t->name.size() + 1, h);
+    h = Fnv1a64(t->dims.data(), t->dims.size() * sizeof(int64_t), h);
+  }
+  return h;
+}
+
+std::string GgufFormats(const GgufHeader& header) {
+  std::vector<std::string> names;
+  for (const auto& t : header.tensors) {
+    std::string name = GgmlTypeName(t.type);
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : "+") + n;
+  return out;
+}
+
+}  // namespace
+
 std::unique_ptr<Model> Model::Open(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
@@ -83,6 +134,8 @@ std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
   const uint64_t digest = m->gguf_->digest();
   m->fingerprint_ = Fnv1a64("gguf", 4);
   m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
+  m->identity_ = GgufIdentity(m->gguf_->header());
+  m->weight_formats_ = GgufFormats(m->gguf_->header());
   return m;
 }
 
@@ -132,6 +185,7 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
     }
   }
   m->index_.assign(idx.begin(), idx.end());
+  m->identity_ = m->fingerprint_;
   return m;
 }
 

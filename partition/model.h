@@ -49,6 +49,17 @@ class Model {
   // file: metadata, tensor descriptions and data), so two models of the same
   // shapes with other weights differ. Both sides of a split must agree on it.
   uint64_t fingerprint() const { return fingerprint_; }
+  // Identifies the model whatever format its weights are in, so that the
+  // two sides of a split can tell "the same model, quantised differently"
+  // from "another model". A directory: fingerprint() (its weights are the
+  // source). A GGUF file: a hash of its metadata (except general.file_type
+  // and general.quantization_version) and of its tensors' names and shapes,
+  // which llama-quantize and `splitlm quantize` carry over unchanged.
+  uint64_t identity() const { return identity_; }
+  // The formats the weights are held in, for messages: the distinct tensor
+  // types of a GGUF file in lower case, joined by '+' ("q4_k+q6_k+f32"), or
+  // "f32" for a directory (its tensors are converted to fp32 at load).
+  const std::string& weight_formats() const { return weight_formats_; }
   // Path of tokenizer.model in the directory, if there is one (never for
   // GGUF: its embedded vocabulary is not used yet).
   std::optional<std::string> tokenizer_path() const;
@@ -73,6 +84,8 @@ class Model {
   std::string dir_;
   ModelConfig config_;
   uint64_t fingerprint_ = 0;
+  uint64_t identity_ = 0;
+  std::string weight_formats_ = "f32";
   std::vector<std::unique_ptr<SafetensorsFile>> files_;
   std::vector<std::pair<std::string, Entry>> index_;  // sorted by name
   std::unique_ptr<GgufFile> gguf_;                    // set for a GGUF model

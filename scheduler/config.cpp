@@ -31,6 +31,7 @@ std::vector<KeySpec> BuildSchema() {
       {"cloud.batch_window_ms", T::kInt, 0, 1000, {}, "2", "wait this long for the previous batch's sessions to arrive"},
       {"cloud.key", T::kString, 0, 0, {}, "(none: no CURVE)", "the worker's CURVE key pair file (splitlm keygen)"},
       {"cloud.allow", T::kString, 0, 0, {}, "(none)", "allow-list of device public keys, one per line"},
+      {"cloud.require_exact", T::kBool, 0, 0, {}, "false", "refuse devices holding the same model in other weight formats"},
       {"cloud.insecure", T::kBool, 0, 0, {}, "false", "allow binding beyond loopback without CURVE (loudly warned)"},
       {"cloud.http", T::kString, 0, 0, {}, "(off)", "HOST:PORT serving GET /metrics and /health"},
       {"cloud.http_public", T::kBool, 0, 0, {}, "false", "allow cloud.http beyond loopback (unencrypted, unauthenticated; warned)"},
@@ -54,6 +55,7 @@ std::vector<KeySpec> BuildSchema() {
       {"device.key", T::kString, 0, 0, {}, "(none: no CURVE)", "this device's CURVE key pair file"},
       {"device.server_key", T::kString, 0, 0, {}, "(none)", "the worker's public key file"},
       {"device.http", T::kString, 0, 0, {}, "127.0.0.1:8080", "HOST:PORT of the OpenAI-compatible API (serve)"},
+      {"device.require_exact", T::kBool, 0, 0, {}, "false", "refuse a cloud holding the same model in other weight formats"},
       {"device.http_public", T::kBool, 0, 0, {}, "false", "allow device.http beyond loopback (unencrypted, unauthenticated; warned)"},
       // [scheduler]
       {"scheduler.objective", T::kString, 0, 0, {"latency", "energy", "cost", "weighted"}, "latency", "what the chosen cut minimises"},

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "transport/log_escape.h"
 #include "transport/splitlm.capnp.h"
 
 namespace splitlm::transport {
@@ -35,6 +36,8 @@ void WriteHello(wire::Hello::Builder b, const Hello& h) {
   b.setQueueUs(h.queue_us);
   b.setHeadDecodeUs(h.head_decode_us);
   b.setAgent(h.agent);
+  b.setModelIdentity(h.model_identity);
+  b.setWeightFormats(h.weight_formats);
 }
 
 void WriteOpen(wire::OpenSession::Builder b, const OpenSession& o) {
@@ -88,6 +91,8 @@ Hello ReadHello(wire::Hello::Reader r, const Limits& limits, bool reply) {
   }
   h.queue_us = r.getQueueUs();
   h.head_decode_us = r.getHeadDecodeUs();
+  h.model_identity = r.getModelIdentity();
+  h.weight_formats = ReadText(r.getWeightFormats(), limits, "weight formats");
   if (!std::isfinite(h.head_decode_us) || h.head_decode_us < 0) throw Reject{ErrorCode::kBadMessage, "bad head time"};
   h.agent = ReadText(r.getAgent(), limits, "agent");
   if (h.layer_begin > h.layer_end || h.layer_end > h.num_layers) {
@@ -367,26 +372,41 @@ Validation ValidateForward(const Forward& f, size_t payload_bytes, const Forward
   return {};
 }
 
-Validation ValidateHello(const Hello& ours, const Hello& theirs) {
+namespace {
+
+// A peer's formats as text for a message (peer-supplied: escaped, bounded).
+std::string FormatsOrUnknown(const Hello& h) {
+  return h.weight_formats.empty() ? std::string("format not given") : EscapeForLog(h.weight_formats, 64);
+}
+
+}  // namespace
+
+Validation ValidateHello(const Hello& ours, const Hello& theirs, bool require_exact) {
   if (theirs.protocol_major != ours.protocol_major) {
     return {ErrorCode::kVersionMismatch, "protocol " + std::to_string(theirs.protocol_major) + "." +
                                              std::to_string(theirs.protocol_minor) + " is incompatible with " +
                                              std::to_string(ours.protocol_major) + "." +
                                              std::to_string(ours.protocol_minor)};
   }
-  if (theirs.model_fingerprint != ours.model_fingerprint || theirs.hidden_size != ours.hidden_size ||
-      theirs.num_layers != ours.num_layers) {
-    char buf[160];
-    std::snprintf(buf, sizeof buf, "model %016llx (hidden %u, %u layers) differs from %016llx (hidden %u, %u layers)",
-                  static_cast<unsigned long long>(theirs.model_fingerprint), theirs.hidden_size,
-                  theirs.num_layers, static_cast<unsigned long long>(ours.model_fingerprint),
-                  ours.hidden_size, ours.num_layers);
-    std::string what = buf;
-    if (theirs.hidden_size == ours.hidden_size && theirs.num_layers == ours.num_layers) {
-      what += ": same shapes, other weights or configuration (both sides must load the same model files)";
-    }
-    return {ErrorCode::kModelMismatch, what};
+  const bool same_shapes = theirs.hidden_size == ours.hidden_size && theirs.num_layers == ours.num_layers;
+  if (same_shapes && theirs.model_fingerprint == ours.model_fingerprint) return {};
+  const bool same_model = same_shapes && ours.model_identity != 0 && theirs.model_identity == ours.model_identity;
+  if (same_model) {
+    std::string what = "the same model in other weights (theirs " + FormatsOrUnknown(theirs) + ", ours " +
+                       FormatsOrUnknown(ours) + ")";
+    if (require_exact) return {ErrorCode::kModelMismatch, what + ": refused, --require-exact is set"};
+    return {ErrorCode::kNone, what + ": tokens may differ from a local run"};
   }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "model %016llx (hidden %u, %u layers) differs from %016llx (hidden %u, %u layers)",
+                static_cast<unsigned long long>(theirs.model_fingerprint), theirs.hidden_size,
+                theirs.num_layers, static_cast<unsigned long long>(ours.model_fingerprint),
+                ours.hidden_size, ours.num_layers);
+  std::string what = buf;
+  if (same_shapes) {
+    what += ": same shapes, other weights or configuration (both sides must load the same model files)";
+  }
+  return {ErrorCode::kModelMismatch, what};
   return {};
 }
 

@@ -15,7 +15,7 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 2;  // 1: Hello.head_decode_us; 2: instance ids
+inline constexpr uint16_t kProtocolMinor = 3;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity
 
 // Mirrors wire::ErrorCode; values are the wire's.
 enum class ErrorCode : uint16_t {
@@ -39,7 +39,9 @@ const char* ErrorCodeName(ErrorCode code);
 struct Hello {
   uint16_t protocol_major = kProtocolMajor;
   uint16_t protocol_minor = kProtocolMinor;
-  uint64_t model_fingerprint = 0;
+  uint64_t model_fingerprint = 0;  // the weights as held, format included
+  uint64_t model_identity = 0;     // the model whatever its format (0 = not given)
+  std::string weight_formats;      // the held formats, for messages ("q4_k+q6_k+f32")
   uint32_t layer_begin = 0;  // layers the sender holds
   uint32_t layer_end = 0;
   std::vector<Codec> codecs;
@@ -169,7 +171,7 @@ struct ForwardExpectations {
 // the session and fit the context, sampling sane. kNone when valid.
 struct Validation {
   ErrorCode code = ErrorCode::kNone;
-  std::string reason;
+  std::string reason;   // why it was refused, or (accepted) a warning to log
   bool ok() const { return code == ErrorCode::kNone; }
 };
 Validation ValidateForward(const Forward& forward, size_t payload_bytes,
@@ -177,6 +179,11 @@ Validation ValidateForward(const Forward& forward, size_t payload_bytes,
 
 // Checks a peer's Hello against ours: major version, model fingerprint,
 // hidden size and layer count.
-Validation ValidateHello(const Hello& ours, const Hello& theirs);
+//
+// The same model in another weight format (equal identities and shapes,
+// different fingerprints) is accepted with a warning in `reason`, since the
+// split's tokens may then differ from a local run's; with `require_exact` it
+// is refused as a model mismatch.
+Validation ValidateHello(const Hello& ours, const Hello& theirs, bool require_exact = false);
 
 }  // namespace splitlm::transport

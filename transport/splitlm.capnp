@@ -53,6 +53,13 @@ struct Hello {
   queueUs @9 :UInt32;               # cloud: current queue delay
   agent @10 :Text;                  # free-form software name and version
   headDecodeUs @11 :Float32;        # cloud: final norm + LM head, one token (0 = not measured)
+  # Protocol 1.3. modelFingerprint hashes the weights exactly as the sender
+  # holds them (format included); modelIdentity names the model whatever its
+  # format (the source weights' hash, recorded by `splitlm quantize`, or the
+  # GGUF metadata's), so the same model in two formats is recognised.
+  # 0 = not given (older peers).
+  modelIdentity @12 :UInt64;
+  weightFormats @13 :Text;          # e.g. "q4_k+q6_k+f32" or "f32"
 }
 
 struct OpenSession {

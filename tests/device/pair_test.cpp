@@ -109,6 +109,30 @@ TEST_F(PairTest, AGgufModelSplitsThroughTwoProcessesWithTheReferenceIds) {
   EXPECT_EQ(0, cloud.Wait()) << cloud.Stderr();
 }
 
+TEST_F(PairTest, TheSameModelInAnotherFormatSplitsWithAWarningOrIsRefusedWhenExactnessIsRequired) {
+  REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
+  REQUIRE_SHARED(q8, "gguf/synthk-q8_0.gguf");
+  Process cloud(BinPath("splitlm-cloud") + " --model " + f32 + " --bind 'tcp://127.0.0.1:*' --threads 1");
+  const auto ep = cloud.WaitFor("listening on ", 60000);
+  ASSERT_TRUE(ep.has_value()) << cloud.Stderr();
+  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + q8 + " --cloud " + *ep +
+                             " --cut 1 --fallback fail ";
+  const std::string gen = " generate --prompt-ids '1 7' --max-tokens 4 --print-ids";
+  auto warned = RunCommand(device + gen);
+  ASSERT_EQ(0, warned.exit_code) << warned.err;
+  EXPECT_NE("", warned.out);
+  EXPECT_NE(std::string::npos, warned.err.find("tokens may differ from a local run")) << warned.err;
+  EXPECT_NE(std::string::npos, warned.err.find("theirs f32, ours q8_0")) << warned.err;
+
+  auto refused = RunCommand(device + "--require-exact" + gen);
+  EXPECT_NE(0, refused.exit_code) << refused.out;
+  EXPECT_EQ("", refused.out);
+  EXPECT_NE(std::string::npos, refused.err.find("--require-exact")) << refused.err;
+  cloud.Signal(SIGTERM);
+  EXPECT_EQ(0, cloud.Wait()) << cloud.Stderr();
+  EXPECT_NE(std::string::npos, cloud.Stderr().find("tokens may differ")) << "the worker warns too: " << cloud.Stderr();
+}
+
 TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplitsAgain) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 10");

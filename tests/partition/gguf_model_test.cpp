@@ -162,6 +162,47 @@ TEST(GgufModel, FingerprintCoversTheTensorBytes) {
   EXPECT_NE(original, Model::Open(copy)->fingerprint());
 }
 
+TEST(GgufModel, TheSameModelQuantisedKeepsItsIdentityAndChangesItsFingerprint) {
+  REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
+  const auto source = Model::Open(f32);
+  EXPECT_EQ("f32", source->weight_formats());
+  for (const char* name : {"synthk-q8_0.gguf", "synthk-q4_0.gguf", "synthk-q4_k_m.gguf"}) {
+    const std::string path = testing::SharedPath(std::string("gguf/") + name);
+    ASSERT_FALSE(path.empty()) << name << " is missing beside synthk-f32.gguf";
+    const auto quantised = Model::Open(path);
+    EXPECT_EQ(source->identity(), quantised->identity()) << name << ": llama-quantize keeps the metadata";
+    EXPECT_NE(source->fingerprint(), quantised->fingerprint()) << name;
+    EXPECT_NE("f32", quantised->weight_formats()) << name;
+  }
+  EXPECT_NE(std::string::npos, Model::Open(testing::SharedPath("gguf/synthk-q4_k_m.gguf"))->weight_formats().find("q4_k"));
+  // Another model of other shapes and metadata.
+  REQUIRE_SHARED(stories, "gguf/stories260K-f32.gguf");
+  EXPECT_NE(source->identity(), Model::Open(stories)->identity());
+}
+
+TEST(GgufModel, IdentityCoversTheMetadataButNotTheFileType) {
+  REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
+  const auto file = GgufFile::Open(f32);
+  TempDir dir;
+  // Rewrites the file with one metadata value changed (the tensors as they are).
+  auto rewrite = [&](const std::string& key, int64_t value) {
+    const std::string out = dir.Sub(key + ".gguf");
+    GgufWriter w(out);
+    for (const auto& k : file->header().key_order) {
+      GgufValue v = *file->Find(k);
+      if (k == key) v.integer = value;
+      w.AddKeyValue(k, v);
+    }
+    for (const auto& t : file->header().tensors) w.AddTensor(t.name, t.dims, t.type);
+    for (const auto& t : file->header().tensors) w.WriteTensorData(file->data(t), t.bytes);
+    w.Commit();
+    return Model::Open(out);
+  };
+  const uint64_t identity = Model::Open(f32)->identity();
+  EXPECT_EQ(identity, rewrite("general.file_type", 7)->identity());
+  EXPECT_NE(identity, rewrite("llama.context_length", 77)->identity());
+}
+
 // A tiny GGUF model written field by field: hidden 32, two heads of 16,
 // feed-forward 32, vocabulary 8, `layers` blocks, every tensor F32 unless
 // `types` says otherwise; `u32` holds the integer metadata ("" values drop a

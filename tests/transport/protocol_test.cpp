@@ -31,8 +31,12 @@ TEST(ProtocolTest, HelloRoundTrips) {
   h.queue_us = 77;
   h.agent = "splitlm-cloud 0.1";
   h.reply = true;
+  h.model_identity = 0xfeedull;
+  h.weight_formats = "q4_k+q6_k+f32";
   auto back = std::get<Hello>(RoundTrip(h));
   EXPECT_EQ(h.model_fingerprint, back.model_fingerprint);
+  EXPECT_EQ(h.model_identity, back.model_identity);
+  EXPECT_EQ(h.weight_formats, back.weight_formats);
   EXPECT_EQ(h.layer_begin, back.layer_begin);
   EXPECT_EQ(h.layer_end, back.layer_end);
   EXPECT_EQ(h.codecs, back.codecs);
@@ -114,7 +118,7 @@ TEST(ProtocolTest, WorkerInstanceIdsRoundTripInHelloAndHeartbeat) {
   h.reply = true;
   h.instance_id = 77;
   EXPECT_EQ(77u, std::get<Hello>(RoundTrip(h)).instance_id);
-  EXPECT_EQ(2, kProtocolMinor);
+  EXPECT_GE(kProtocolMinor, 2) << "instance ids came with protocol 1.2";
 }
 
 TEST(ProtocolTest, DecodesFromUnalignedFrames) {
@@ -230,6 +234,47 @@ TEST(ProtocolTest, HelloChecksVersionAndModel) {
   b.layer_end = 9;
   const std::string bytes = EncodeMessage(b);
   EXPECT_EQ(ErrorCode::kBadMessage, DecodeMessage(bytes.data(), bytes.size()).error);
+}
+
+TEST(ProtocolTest, TheSameModelInOtherFormatsIsAcceptedWithAWarningUnlessExactnessIsRequired) {
+  Hello a;
+  a.model_fingerprint = 1;
+  a.model_identity = 9;
+  a.weight_formats = "f32";
+  a.hidden_size = 64;
+  a.num_layers = 4;
+  Hello b = a;
+  Validation same = ValidateHello(a, b, true);
+  EXPECT_TRUE(same.ok());
+  EXPECT_EQ("", same.reason) << "identical weights: nothing to warn about";
+
+  b.model_fingerprint = 2;
+  b.weight_formats = "q4_k+q6_k+f32";
+  Validation other = ValidateHello(a, b);
+  EXPECT_TRUE(other.ok()) << other.reason;
+  EXPECT_NE(std::string::npos, other.reason.find("theirs q4_k+q6_k+f32, ours f32")) << other.reason;
+  EXPECT_NE(std::string::npos, other.reason.find("may differ from a local run")) << other.reason;
+  Validation exact = ValidateHello(a, b, true);
+  EXPECT_EQ(ErrorCode::kModelMismatch, exact.code);
+  EXPECT_NE(std::string::npos, exact.reason.find("--require-exact")) << exact.reason;
+
+  // Another identity, or none (a peer older than protocol 1.3), or other
+  // shapes: another model, refused whatever the policy.
+  for (auto change : {+[](Hello& h) { h.model_identity = 8; }, +[](Hello& h) { h.model_identity = 0; },
+                      +[](Hello& h) { h.num_layers = 5; }}) {
+    Hello c = b;
+    change(c);
+    EXPECT_EQ(ErrorCode::kModelMismatch, ValidateHello(a, c).code);
+  }
+  Hello none = a;
+  none.model_identity = 0;
+  Hello none_other = b;
+  none_other.model_identity = 0;
+  EXPECT_EQ(ErrorCode::kModelMismatch, ValidateHello(none, none_other).code) << "0 never matches";
+
+  // A peer's formats text is escaped and bounded in the message.
+  b.weight_formats = std::string(500, 'x') + "\n\x1b[31m";
+  EXPECT_LT(ValidateHello(a, b).reason.size(), 300u);
 }
 
 }  // namespace
