@@ -9,6 +9,7 @@
 #include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
+#include "partition/hf_to_gguf.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -135,6 +136,13 @@ std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
   m->fingerprint_ = Fnv1a64("gguf", 4);
   m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
   m->identity_ = GgufIdentity(m->gguf_->header());
+  // Converted from a directory (or quantised from such a file): the
+  // directory's identity, so the two recognise each other.
+  if (const GgufValue* v = m->gguf_->Find(kSourceIdentityKey); v != nullptr && v->type == GgufType::kString) {
+    const auto source = IdentityFromHex(v->text);
+    if (!source) throw PartitionError(path + ": metadata key \"" + std::string(kSourceIdentityKey) + "\" must be 16 hexadecimal digits");
+    m->identity_ = *source;
+  }
   m->weight_formats_ = GgufFormats(m->gguf_->header());
   return m;
 }

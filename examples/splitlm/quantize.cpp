@@ -1,7 +1,11 @@
 #include <cstdio>
 
 #include "examples/splitlm/cli.h"
+#include <filesystem>
+
 #include "partition/gguf_quantize.h"
+#include "partition/hf_to_gguf.h"
+#include "partition/model.h"
 
 namespace splitlm::cli {
 
@@ -11,7 +15,9 @@ Runner AddQuantize(CLI::App& app) {
   auto type = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto order = std::make_shared<std::string>("source");
-  cmd->add_option("--model", *model, "source GGUF file (F32, F16 or BF16 weights)")->required();
+  cmd->add_option("--model", *model,
+                  "source: a Hugging Face model directory, or a GGUF file with F32, F16 or BF16 weights")
+      ->required();
   cmd->add_option("--type", *type, "q8_0, q4_0, q4_k_m, f16, bf16 or f32")
       ->required()
       ->check(CLI::IsMember(partition::QuantizeTargetNames()));
@@ -33,7 +39,30 @@ Runner AddQuantize(CLI::App& app) {
         last = pct;
       }
     };
-    for (const auto& note : partition::QuantizeGguf(*model, *out, opts)) ctx.log->warn("{}", note);
+    std::string source = *model;
+    std::string converted;  // the directory as an F32 GGUF file, beside `out`
+    if (std::filesystem::is_directory(*model)) {
+      const auto hf = partition::Model::Open(*model);
+      converted = *type == "f32" ? *out : *out + ".f32-source.tmp";
+      partition::ConvertOptions co;
+      co.progress = [&](int done, int total) {
+        if (done == total || done % 64 == 0) ctx.log->info("convert: {} of {} tensors", done, total);
+      };
+      partition::ConvertToGguf(*hf, converted, co);
+      if (*type == "f32") {
+        ctx.log->info("wrote {} (f32) from {}", *out, *model);
+        return 0;
+      }
+      source = converted;
+    }
+    struct RemoveTemp {
+      std::string path;
+      ~RemoveTemp() {
+        std::error_code ec;
+        if (!path.empty()) std::filesystem::remove(path, ec);
+      }
+    } remove_temp{converted};
+    for (const auto& note : partition::QuantizeGguf(source, *out, opts)) ctx.log->warn("{}", note);
     ctx.log->info("wrote {} ({}) from {}", *out, *type, *model);
     return 0;
   };

@@ -117,5 +117,39 @@ TEST_F(QuantizeCliTest, RowsThatAreNoWholeBlockKeepTheirTypeWithAWarning) {
   EXPECT_NE(std::string::npos, r.err.find("llama-quantize would make it Q5_0, a type splitlm does not write")) << r.err;
 }
 
+// Needs no ../shared: a generated Hugging Face directory is converted, then
+// quantised, and the results generate as the directory does (F32) or at
+// least run at every cut (Q8_0); no temporary file is left behind.
+TEST(QuantizeDirectoryCli, ADirectoryBecomesAGgufThatGeneratesItsTokens) {
+  TempDir dir;
+  const std::string hf = testing::MakeModel(dir.Sub("hf"));
+  const std::string splitlm = BinPath("splitlm") + " --log-level warn ";
+  auto generate = [&](const std::string& model, int cut) {
+    auto r = RunCommand(splitlm + "generate --model " + model + " --cut " + std::to_string(cut) +
+                        " --prompt-ids '1 7 9' --max-tokens 10 --print-ids");
+    EXPECT_EQ(0, r.exit_code) << r.err;
+    return r.out;
+  };
+  for (const char* type : {"f32", "q8_0", "q4_k_m"}) {
+    const std::string out = dir.Sub(std::string(type) + ".gguf");
+    auto q = RunCommand(splitlm + "quantize --model " + hf + " --type " + type + " --out " + out);
+    ASSERT_EQ(0, q.exit_code) << q.err;
+    const int64_t file_type = partition::GgufFile::Open(out)->Find("general.file_type")->integer;
+    EXPECT_EQ(std::string(type) == "f32", file_type == 0) << type << ": general.file_type " << file_type;
+    for (int cut : {0, 1, 2}) {
+      const std::string tokens = generate(out, cut);
+      EXPECT_EQ(generate(out, 4), tokens) << type << " at cut " << cut;
+      if (std::string(type) == "f32") EXPECT_EQ(generate(hf, cut), tokens) << "cut " << cut;
+    }
+  }
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    EXPECT_EQ(std::string::npos, entry.path().string().find(".tmp")) << entry.path();
+  }
+  auto bad = RunCommand(splitlm + "quantize --model " + dir.Sub("missing") + " --type q8_0 --out " + dir.Sub("x.gguf"));
+  EXPECT_NE(0, bad.exit_code);
+  EXPECT_NE(std::string::npos, bad.err.find("missing")) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.Sub("x.gguf")));
+}
+
 }  // namespace
 }  // namespace splitlm

@@ -13,7 +13,9 @@
 
 #include "partition/error.h"
 #include "partition/gguf.h"
+#include "partition/gguf_quantize.h"
 #include "partition/gguf_writer.h"
+#include "partition/hf_to_gguf.h"
 #include "partition/model.h"
 #include "partition/random_model.h"
 #include "partition/stage.h"
@@ -497,6 +499,64 @@ TEST(GgufModel, ConvertedRandomModelsGiveTheHuggingFaceLogitsBitwise) {
     const std::vector<int32_t> ids = {1, 17, 99, 3, 200, 45, 8, 130};
     EXPECT_EQ(AllLogits(*hf, ids), AllLogits(*gguf, ids)) << ArchName(arch);
   }
+}
+
+TEST(GgufModel, ADirectoryConvertedToGgufGivesItsLogitsBitwiseAndKeepsItsIdentityWhenQuantised) {
+  for (Arch arch : {Arch::kLlama, Arch::kQwen2}) {
+    TempDir dir;
+    RandomModelOptions options;
+    options.arch = arch;
+    options.seed = 6;
+    testing::MakeModel(dir.Sub("hf"), options);
+    auto hf = Model::Open(dir.Sub("hf"));
+    ConvertToGguf(*hf, dir.Sub("converted.gguf"));
+    WriteGgufLikeLlamaCpp(*hf, dir.Sub("reference.gguf"));
+    auto converted = GgufFile::Open(dir.Sub("converted.gguf"));
+    auto reference = GgufFile::Open(dir.Sub("reference.gguf"));
+    ASSERT_EQ(reference->header().tensors.size(), converted->header().tensors.size());
+    for (const GgufTensor& want : reference->header().tensors) {
+      const GgufTensor* got = converted->FindTensor(want.name);
+      ASSERT_NE(nullptr, got) << want.name;
+      EXPECT_EQ(want.dims, got->dims) << want.name;
+      ASSERT_EQ(want.bytes, got->bytes) << want.name;
+      EXPECT_EQ(0, std::memcmp(reference->data(want), converted->data(*got), want.bytes)) << want.name;
+    }
+    auto gguf = Model::Open(dir.Sub("converted.gguf"));
+    const std::vector<int32_t> ids = {1, 17, 99, 3, 200, 45, 8, 130};
+    EXPECT_EQ(AllLogits(*hf, ids), AllLogits(*gguf, ids)) << ArchName(arch);
+    EXPECT_EQ(hf->identity(), gguf->identity());
+    EXPECT_NE(hf->fingerprint(), gguf->fingerprint());
+
+    QuantizeOptions q;
+    q.target = QuantizeTarget::kQ8_0;
+    QuantizeGguf(dir.Sub("converted.gguf"), dir.Sub("q8_0.gguf"), q);
+    auto quantised = Model::Open(dir.Sub("q8_0.gguf"));
+    EXPECT_EQ(hf->identity(), quantised->identity()) << "quantising keeps the source identity";
+    EXPECT_NE(std::string::npos, quantised->weight_formats().find("q8_0")) << quantised->weight_formats();
+  }
+}
+
+TEST(GgufModel, ABadSourceIdentityIsAnErrorNamingTheKey) {
+  TempDir dir;
+  testing::MakeModel(dir.Sub("hf"), RandomModelOptions{});
+  ConvertToGguf(*Model::Open(dir.Sub("hf")), dir.Sub("m.gguf"));
+  const auto file = GgufFile::Open(dir.Sub("m.gguf"));
+  GgufWriter w(dir.Sub("bad.gguf"));
+  for (const auto& k : file->header().key_order) {
+    GgufValue v = *file->Find(k);
+    if (k == kSourceIdentityKey) v.text = "not-hex";
+    w.AddKeyValue(k, v);
+  }
+  for (const auto& t : file->header().tensors) w.AddTensor(t.name, t.dims, t.type);
+  for (const auto& t : file->header().tensors) w.WriteTensorData(file->data(t), t.bytes);
+  w.Commit();
+  try {
+    Model::Open(dir.Sub("bad.gguf"));
+    FAIL() << "a bad identity was accepted";
+  } catch (const PartitionError& e) {
+    EXPECT_NE(std::string::npos, std::string(e.what()).find(kSourceIdentityKey)) << e.what();
+  }
+  EXPECT_THROW(ConvertToGguf(*Model::Open(dir.Sub("m.gguf")), dir.Sub("again.gguf")), PartitionError);
 }
 
 }  // namespace

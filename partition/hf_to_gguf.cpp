@@ -1,0 +1,177 @@
+#include "partition/hf_to_gguf.h"
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/gguf_model.h"
+#include "partition/gguf_writer.h"
+#include "partition/model.h"
+#include "partition/tensor_f32.h"
+
+namespace splitlm::partition {
+namespace {
+
+GgufValue Text(std::string s) {
+  GgufValue v;
+  v.type = GgufType::kString;
+  v.text = std::move(s);
+  return v;
+}
+
+GgufValue U32(int64_t x) {
+  GgufValue v;
+  v.type = GgufType::kUint32;
+  v.integer = x;
+  return v;
+}
+
+GgufValue F32(double x) {
+  GgufValue v;
+  v.type = GgufType::kFloat32;
+  v.real = static_cast<double>(static_cast<float>(x));
+  return v;
+}
+
+// One tensor to write: its Hugging Face name and shape (outermost first),
+// and for `llama` Q/K the heads whose rows are reordered.
+struct Planned {
+  std::string hf_name;
+  std::vector<int64_t> shape;
+  int interleave_heads = 0;
+};
+
+std::vector<Planned> PlanTensors(const Model& model) {
+  const ModelConfig& c = model.config();
+  const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
+                kvd = int64_t{c.num_kv_heads} * c.head_dim, inter = c.intermediate_size;
+  const bool llama = c.arch == Arch::kLlama;
+  std::vector<Planned> out{{"model.embed_tokens.weight", {c.vocab_size, h}}};
+  for (int l = 0; l < c.num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    out.push_back({p + "input_layernorm.weight", {h}});
+    out.push_back({p + "self_attn.q_proj.weight", {qd, h}, llama ? c.num_heads : 0});
+    out.push_back({p + "self_attn.k_proj.weight", {kvd, h}, llama ? c.num_kv_heads : 0});
+    out.push_back({p + "self_attn.v_proj.weight", {kvd, h}});
+    if (c.qkv_bias) {
+      out.push_back({p + "self_attn.q_proj.bias", {qd}, llama ? c.num_heads : 0});
+      out.push_back({p + "self_attn.k_proj.bias", {kvd}, llama ? c.num_kv_heads : 0});
+      out.push_back({p + "self_attn.v_proj.bias", {kvd}});
+    }
+    out.push_back({p + "self_attn.o_proj.weight", {h, qd}});
+    out.push_back({p + "post_attention_layernorm.weight", {h}});
+    out.push_back({p + "mlp.gate_proj.weight", {inter, h}});
+    out.push_back({p + "mlp.up_proj.weight", {inter, h}});
+    out.push_back({p + "mlp.down_proj.weight", {h, inter}});
+  }
+  out.push_back({"model.norm.weight", {h}});
+  if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {c.vocab_size, h}});
+  return out;
+}
+
+// The inverse of the loader's un-permutation (tensor_f32.cpp): Hugging
+// Face's row i * half + j of a head is stored as row 2j + i.
+std::vector<float> InterleaveHeads(const std::vector<float>& src, int64_t rows, int64_t row_len, int heads) {
+  std::vector<float> dst(src.size());
+  const int64_t per_head = rows / heads, half = per_head / 2;
+  for (int64_t hd = 0; hd < heads; ++hd) {
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < half; ++j) {
+        std::memcpy(&dst[static_cast<size_t>((hd * per_head + 2 * j + i) * row_len)],
+                    &src[static_cast<size_t>((hd * per_head + i * half + j) * row_len)],
+                    static_cast<size_t>(row_len) * sizeof(float));
+      }
+    }
+  }
+  return dst;
+}
+
+void AddMetadata(const Model& model, GgufWriter& w) {
+  const ModelConfig& c = model.config();
+  const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
+  const std::string name = std::filesystem::path(model.dir()).lexically_normal().filename().string();
+  w.AddKeyValue("general.architecture", Text(arch));
+  w.AddKeyValue("general.type", Text("model"));
+  w.AddKeyValue("general.name", Text(name.empty() ? "model" : name));
+  w.AddKeyValue(arch + ".block_count", U32(c.num_layers));
+  w.AddKeyValue(arch + ".context_length", U32(c.max_context));
+  w.AddKeyValue(arch + ".embedding_length", U32(c.hidden_size));
+  w.AddKeyValue(arch + ".feed_forward_length", U32(c.intermediate_size));
+  w.AddKeyValue(arch + ".attention.head_count", U32(c.num_heads));
+  w.AddKeyValue(arch + ".attention.head_count_kv", U32(c.num_kv_heads));
+  w.AddKeyValue(arch + ".rope.freq_base", F32(c.rope_theta));
+  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", F32(c.rms_norm_eps));
+  if (c.head_dim * c.num_heads != c.hidden_size) {
+    w.AddKeyValue(arch + ".attention.key_length", U32(c.head_dim));
+    w.AddKeyValue(arch + ".attention.value_length", U32(c.head_dim));
+  }
+  if (c.rope_scaling.kind == RopeScaling::Kind::kLinear) {
+    w.AddKeyValue(arch + ".rope.scaling.type", Text("linear"));
+    w.AddKeyValue(arch + ".rope.scaling.factor", F32(c.rope_scaling.factor));
+  }
+  w.AddKeyValue(arch + ".vocab_size", U32(c.vocab_size));
+  w.AddKeyValue(arch + ".rope.dimension_count", U32(c.head_dim));
+  w.AddKeyValue("tokenizer.ggml.model", Text("none"));
+  w.AddKeyValue("tokenizer.ggml.bos_token_id", U32(c.bos_token_id));
+  w.AddKeyValue("tokenizer.ggml.eos_token_id", U32(c.eos_token_ids.at(0)));
+  w.AddKeyValue(kSourceIdentityKey, Text(IdentityToHex(model.identity())));
+  w.AddKeyValue("general.quantization_version", U32(2));
+  w.AddKeyValue("general.file_type", U32(0));  // LLAMA_FTYPE_ALL_F32
+}
+
+}  // namespace
+
+std::string IdentityToHex(uint64_t identity) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(identity));
+  return buf;
+}
+
+std::optional<uint64_t> IdentityFromHex(const std::string& text) {
+  if (text.size() != 16) return std::nullopt;
+  uint64_t v = 0;
+  for (char ch : text) {
+    int d = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+    if (d < 0) return std::nullopt;
+    v = v << 4 | static_cast<uint64_t>(d);
+  }
+  return v;
+}
+
+void ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options) {
+  if (model.is_gguf()) {
+    throw PartitionError(model.dir() + " is already a GGUF file: quantize it directly");
+  }
+  const ModelConfig& c = model.config();
+  if (c.rope_scaling.kind == RopeScaling::Kind::kLlama3 || !c.rope_scaling.freq_factors.empty()) {
+    throw PartitionError(model.dir() + ": Llama 3 rope scaling is not converted to GGUF yet "
+                                       "(llama.cpp stores it as computed frequency factors)");
+  }
+  const std::vector<Planned> plan = PlanTensors(model);
+  GgufWriter w(out);
+  AddMetadata(model, w);
+  for (const Planned& t : plan) {
+    w.AddTensor(GgufTensorName(t.hf_name), std::vector<int64_t>(t.shape.rbegin(), t.shape.rend()),
+                static_cast<uint32_t>(GgmlType::kF32));
+  }
+  int done = 0;
+  for (const Planned& t : plan) {
+    int64_t numel = 1;
+    for (int64_t d : t.shape) numel *= d;
+    std::vector<float> data(static_cast<size_t>(numel));
+    TensorToF32(model.Tensor(t.hf_name, t.shape), data.data());
+    if (t.interleave_heads > 0) {
+      const bool vector = t.shape.size() == 1;
+      data = InterleaveHeads(data, vector ? numel : t.shape[0], vector ? 1 : t.shape[1], t.interleave_heads);
+    }
+    w.WriteTensorData(reinterpret_cast<const uint8_t*>(data.data()), data.size() * sizeof(float));
+    if (options.progress) options.progress(++done, static_cast<int>(plan.size()));
+  }
+  w.Commit();
+}
+
+}  // namespace splitlm::partition
