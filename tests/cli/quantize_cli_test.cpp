@@ -8,6 +8,9 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <vector>
 
 #include "partition/gguf.h"
 #include "tests/common/test_util.h"
@@ -149,6 +152,32 @@ TEST(QuantizeDirectoryCli, ADirectoryBecomesAGgufThatGeneratesItsTokens) {
   EXPECT_NE(0, bad.exit_code);
   EXPECT_NE(std::string::npos, bad.err.find("missing")) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("x.gguf")));
+}
+
+TEST(QuantEvalCli, PrintsOneRowPerFormatAfterTheReferenceAndRefusesBadInput) {
+  TempDir dir;
+  const std::string hf = testing::MakeModel(dir.Sub("hf"));
+  const std::string splitlm = BinPath("splitlm") + " --log-level warn ";
+  auto r = RunCommand(splitlm + "quant-eval --model " + hf + " --types f16,q8_0 --tokens 40 --sequence-length 12 --json");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) rows.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(3u, rows.size()) << r.out;
+  EXPECT_EQ(0.0, rows[0]["mean_kl"].get<double>());
+  EXPECT_EQ(1.0, rows[0]["top1_agreement"].get<double>());
+  EXPECT_EQ("f16", rows[1]["format"]);
+  EXPECT_EQ("q8_0", rows[2]["format"]);
+  EXPECT_LT(rows[1]["file_bytes"].get<double>(), rows[0]["file_bytes"].get<double>());
+  EXPECT_EQ(40, rows[1]["positions"].get<int>());
+
+  auto bad = RunCommand(splitlm + "quant-eval --model " + hf + " --types q8_0,q9");
+  EXPECT_NE(0, bad.exit_code);
+  EXPECT_NE(std::string::npos, bad.err.find("unknown format \"q9\"")) << bad.err;
+  ASSERT_EQ(0, RunCommand(splitlm + "quantize --model " + hf + " --type q8_0 --out " + dir.Sub("q8.gguf")).exit_code);
+  auto quantised = RunCommand(splitlm + "quant-eval --model " + dir.Sub("q8.gguf") + " --tokens 8");
+  EXPECT_NE(0, quantised.exit_code);
+  EXPECT_NE(std::string::npos, quantised.err.find("the reference must be F32, F16 or BF16")) << quantised.err;
 }
 
 }  // namespace
