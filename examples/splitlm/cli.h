@@ -31,5 +31,7 @@ Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 Runner AddScore(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
+Runner AddTokenize(CLI::App& app);
+Runner AddDetokenize(CLI::App& app);
 
 }  // namespace splitlm::cli

@@ -61,6 +61,8 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddProfile);
   add(splitlm::cli::AddPlan);
   add(splitlm::cli::AddQuantize);
+  add(splitlm::cli::AddTokenize);
+  add(splitlm::cli::AddDetokenize);
 
   CLI11_PARSE(app, argc, argv);
 
