@@ -2,6 +2,7 @@
 // tokenizer splitlm reads (model directory, tokenizer.json, tokenizer.model,
 // .gguf).
 #include <chrono>
+#include <climits>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -109,13 +110,40 @@ Runner AddDetokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("detokenize", "print the text of token ids");
   auto path = std::make_shared<std::string>();
   auto ids = std::make_shared<std::string>();
+  auto jsonl = std::make_shared<std::string>();
   cmd->add_option("--tokenizer", *path, "model directory, tokenizer.json, tokenizer.model or .gguf")->required();
-  cmd->add_option("--ids", *ids, "token ids, \"1 2 3\" or \"1,2,3\"")->required();
-  return [path, ids](const Context&) {
+  auto* ids_opt = cmd->add_option("--ids", *ids, "token ids, \"1 2 3\" or \"1,2,3\"; prints the text and a newline");
+  auto* jsonl_opt = cmd->add_option("--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
+  ids_opt->excludes(jsonl_opt);
+  return [path, ids, jsonl, ids_opt, jsonl_opt](const Context&) {
+    if (ids_opt->count() + jsonl_opt->count() == 0) throw partition::PartitionError("detokenize: give --ids \"1 2 3\" or --jsonl FILE");
     auto tok = partition::Tokenizer::Open(*path);
-    const std::string text = tok->Decode(partition::ParseTokenIds(*ids));
-    std::fwrite(text.data(), 1, text.size(), stdout);
-    std::fputc('\n', stdout);
+    std::string out;
+    if (ids_opt->count() > 0) {
+      out = tok->Decode(partition::ParseTokenIds(*ids)) + "\n";
+    } else {
+      std::ifstream in(*jsonl, std::ios::binary);
+      if (!in) throw partition::PartitionError(*jsonl + ": cannot read the file");
+      std::string line;
+      for (size_t n = 1; std::getline(in, line); ++n) {
+        const std::string where = *jsonl + ":" + std::to_string(n) + ": ";
+        nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
+        std::vector<int32_t> v;
+        if (!j.is_array()) throw partition::PartitionError(where + "not a JSON array of token ids");
+        for (const auto& x : j) {
+          if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX) {
+            throw partition::PartitionError(where + "not a JSON array of token ids");
+          }
+          v.push_back(x.get<int32_t>());
+        }
+        try {
+          out += nlohmann::json(tok->Decode(v)).dump() + "\n";
+        } catch (const partition::PartitionError& e) {
+          throw partition::PartitionError(where + e.what());
+        }
+      }
+    }
+    std::fwrite(out.data(), 1, out.size(), stdout);
     return std::fflush(stdout) == 0 ? 0 : 1;
   };
 }
