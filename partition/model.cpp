@@ -138,9 +138,14 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
 Model::~Model() = default;
 
 std::optional<std::string> Model::tokenizer_path() const {
-  if (gguf_) return std::nullopt;
-  fs::path p = fs::path(dir_) / "tokenizer.model";
-  if (fs::exists(p)) return p.string();
+  if (gguf_) {
+    if (gguf_->Find("tokenizer.ggml.model") != nullptr) return dir_;
+    return std::nullopt;
+  }
+  for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
+    fs::path p = fs::path(dir_) / name;
+    if (fs::exists(p)) return p.string();
+  }
   return std::nullopt;
 }
 

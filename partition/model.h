@@ -49,8 +49,9 @@ class Model {
   // file: metadata, tensor descriptions and data), so two models of the same
   // shapes with other weights differ. Both sides of a split must agree on it.
   uint64_t fingerprint() const { return fingerprint_; }
-  // Path of tokenizer.model in the directory, if there is one (never for
-  // GGUF: its embedded vocabulary is not used yet).
+  // The model's own tokenizer, for Tokenizer::Open: the directory's
+  // tokenizer.model, else its tokenizer.json; a GGUF file itself when it
+  // carries tokenizer.ggml.model. nullopt when there is none.
   std::optional<std::string> tokenizer_path() const;
 
   // Names are Hugging Face's ("model.layers.0.mlp.up_proj.weight") for both
