@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "partition/added_tokens.h"
 #include "partition/error.h"
 #include "partition/utf8.h"
 
@@ -55,15 +56,23 @@ class SpmTokenizer final : public Tokenizer {
 
  private:
   std::string Piece(int32_t id, int* kind) const;
+  std::vector<int32_t> EncodeText(const std::string& text) const;
   void CheckId(int32_t id) const;
   std::unique_ptr<Shim> shim_;
   void* handle_;
   int vocab_;
+  AddedTokenMatcher specials_;  // control and unknown pieces
 };
 
 SpmTokenizer::SpmTokenizer(std::unique_ptr<Shim> shim, void* handle, const std::string& path)
     : shim_(std::move(shim)), handle_(handle), vocab_(shim_->vocab_size(handle)) {
   int kind = 0;
+  std::vector<std::pair<std::string, int32_t>> specials;
+  for (int32_t id = 0; id < vocab_; ++id) {
+    std::string p = Piece(id, &kind);
+    if (kind == 1 || kind == 2) specials.emplace_back(std::move(p), id);
+  }
+  specials_ = AddedTokenMatcher(specials);
   const int bos = shim_->bos_id(handle_), eos = shim_->eos_id(handle_);
   if (bos >= 0 && bos < vocab_) {
     special_.bos_id = bos;
@@ -101,7 +110,23 @@ std::string SpmTokenizer::Piece(int32_t id, int* kind) const {
   return buf;
 }
 
+// Special pieces written in the text are their ids; the text between them is
+// encoded piece by piece, each with SentencePiece's leading space (as
+// llama.cpp and Hugging Face's Llama tokenizer do).
 std::vector<int32_t> SpmTokenizer::Encode(const std::string& text) const {
+  std::vector<int32_t> out;
+  for (const auto& piece : specials_.Split(text)) {
+    if (piece.id >= 0) {
+      out.push_back(piece.id);
+    } else {
+      std::vector<int32_t> ids = EncodeText(std::string(piece.text));
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+  }
+  return out;
+}
+
+std::vector<int32_t> SpmTokenizer::EncodeText(const std::string& text) const {
   std::vector<int> ids(text.size() + 16);
   int n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(), static_cast<int>(ids.size()));
   if (n < 0) throw PartitionError("tokenizer failed to encode the prompt");
