@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "partition/error.h"
+#include "partition/gguf_writer.h"
 #include "partition/tokenizer.h"
 #include "tests/common/test_util.h"
 
@@ -233,6 +234,31 @@ TEST(Tokenizer, TinyByteLevelBpeMergesByRank) {
   EXPECT_EQ("ab<x> c", ab->Decode({256, 300, ' ', 'c'}));
   EXPECT_EQ(301, ab->vocab_size());
   EXPECT_EQ("", ab->TokenBytes(299));  // an id without a token adds nothing
+}
+
+// A GGUF file with only string keys.
+void WriteGguf(const std::string& path, const std::vector<std::pair<std::string, std::string>>& keys) {
+  GgufWriter w(path);
+  for (const auto& [k, v] : keys) {
+    GgufValue value;
+    value.type = GgufType::kString;
+    value.text = v;
+    w.AddKeyValue(k, value);
+  }
+  w.Commit();
+}
+
+TEST(Tokenizer, GgufWithoutOrWithAnUnknownVocabularyIsAClearError) {
+  testing::TempDir dir;
+  WriteGguf(dir.Sub("none.gguf"), {{"general.architecture", "llama"}});
+  WriteGguf(dir.Sub("bert.gguf"), {{"tokenizer.ggml.model", "bert"}});
+  WriteGguf(dir.Sub("falcon.gguf"), {{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "falcon"}});
+  std::string e = OpenError(dir.Sub("none.gguf"));
+  EXPECT_NE(e.find(dir.Sub("none.gguf") + ": no tokenizer.ggml.model"), std::string::npos) << e;
+  e = OpenError(dir.Sub("bert.gguf"));
+  EXPECT_NE(e.find(dir.Sub("bert.gguf") + ": unsupported tokenizer.ggml.model \"bert\""), std::string::npos) << e;
+  e = OpenError(dir.Sub("falcon.gguf"));
+  EXPECT_NE(e.find(dir.Sub("falcon.gguf") + ": unsupported tokenizer.ggml.pre \"falcon\""), std::string::npos) << e;
 }
 
 TEST(Tokenizer, RejectsMissingAndInvalidFiles) {
