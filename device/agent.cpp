@@ -649,7 +649,7 @@ struct Agent::Impl {
         result.finish_reason = "stop";
         break;
       }
-      if (req.stop_at_eos && c.IsEos(token)) {
+      if (req.stop_at_eos && (c.IsEos(token) || std::find(o.eos_ids.begin(), o.eos_ids.end(), token) != o.eos_ids.end())) {
         result.finish_reason = "stop";
         break;
       }

@@ -70,6 +70,9 @@ struct AgentOptions {
   // kLocal: try the cloud again after this long on the device.
   std::chrono::milliseconds retry_interval{1000};
   std::shared_ptr<spdlog::logger> log;
+  // More end-of-sequence ids, beside config.json's: the tokenizer's
+  // (Llama 3 ends a chat turn with <|eot_id|>, which config.json may omit).
+  std::vector<int32_t> eos_ids;
   // Emulation (splitlm sim): set on every device stage, and the clock all
   // timings are read from (null: this machine's steady clock). Not owned.
   partition::ComputeHook* compute_hook = nullptr;

@@ -179,6 +179,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
     if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();
     if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path);
+    if (tok) o.eos_ids = tok->eos_ids();
     zmq::context_t context;
     splitlm::transport::Metrics metrics;
     splitlm::device::Agent agent(*model, o, context, metrics);
@@ -194,9 +195,9 @@ int main(int argc, char** argv) {
       if (!prompt_ids.empty()) {
         req.prompt = splitlm::partition::ParseTokenIds(prompt_ids);
       } else if (!prompt.empty()) {
-        if (!tok) throw splitlm::partition::PartitionError(model_dir + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
+        if (!tok) throw splitlm::partition::PartitionError(model_dir + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
         req.prompt = tok->Encode(prompt);
-        req.prompt.insert(req.prompt.begin(), model->config().bos_token_id);
+        if (tok->add_bos()) req.prompt.insert(req.prompt.begin(), model->config().bos_token_id);
       } else {
         throw splitlm::partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
       }

@@ -200,9 +200,16 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
 Model::~Model() = default;
 
 std::optional<std::string> Model::tokenizer_path() const {
-  if (gguf_) return std::nullopt;
-  fs::path p = fs::path(dir_) / "tokenizer.model";
-  if (fs::exists(p)) return p.string();
+  if (gguf_) {
+    // "none" (llama.cpp's LLAMA_VOCAB_TYPE_NONE): weights without a vocabulary.
+    const GgufValue* v = gguf_->Find("tokenizer.ggml.model");
+    if (v == nullptr || v->text == "none" || v->text == "no_vocab") return std::nullopt;
+    return dir_;
+  }
+  for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
+    fs::path p = fs::path(dir_) / name;
+    if (fs::exists(p)) return p.string();
+  }
   return std::nullopt;
 }
 

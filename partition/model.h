@@ -60,8 +60,9 @@ class Model {
   // types of a GGUF file in lower case, joined by '+' ("q4_k+q6_k+f32"), or
   // "f32" for a directory (its tensors are converted to fp32 at load).
   const std::string& weight_formats() const { return weight_formats_; }
-  // Path of tokenizer.model in the directory, if there is one (never for
-  // GGUF: its embedded vocabulary is not used yet).
+  // The model's own tokenizer, for Tokenizer::Open: the directory's
+  // tokenizer.model, else its tokenizer.json; a GGUF file itself when it
+  // carries tokenizer.ggml.model. nullopt when there is none.
   std::optional<std::string> tokenizer_path() const;
 
   // Names are Hugging Face's ("model.layers.0.mlp.up_proj.weight") for both

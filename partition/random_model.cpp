@@ -10,6 +10,7 @@
 
 #include "partition/error.h"
 #include "partition/model.h"
+#include "partition/tokenizer.h"
 
 namespace splitlm::partition {
 namespace fs = std::filesystem;
@@ -101,7 +102,24 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
 void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
   ModelConfig c = PresetConfig(o.preset, o.arch);
   if (o.vocab < 0 || o.vocab > (1 << 20)) throw PartitionError("vocab must be in 1..1048576");
+  std::string tokenizer_name;  // what the tokenizer is called in the directory
+  if (!o.tokenizer.empty()) {
+    const std::string ext = fs::path(o.tokenizer).extension().string();
+    if (ext != ".json" && ext != ".model") {
+      throw PartitionError(o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
+    }
+    tokenizer_name = ext == ".json" ? "tokenizer.json" : "tokenizer.model";
+    auto tok = Tokenizer::Open(o.tokenizer);
+    c.vocab_size = tok->vocab_size();
+    if (tok->bos_id()) c.bos_token_id = *tok->bos_id();
+    if (!tok->eos_ids().empty()) c.eos_token_ids.assign(tok->eos_ids().begin(), tok->eos_ids().end());
+  }
   if (o.vocab > 0) c.vocab_size = o.vocab;
+  if (c.bos_token_id >= c.vocab_size) c.bos_token_id = 0;
+  c.eos_token_ids.erase(std::remove_if(c.eos_token_ids.begin(), c.eos_token_ids.end(),
+                                       [&](int id) { return id >= c.vocab_size; }),
+                        c.eos_token_ids.end());
+  if (c.eos_token_ids.empty()) c.eos_token_ids.push_back(c.vocab_size > 2 ? 2 : 0);
   if (o.shards < 1 || o.shards > 64) throw PartitionError("shards must be in 1..64");
   std::error_code ec;
   fs::create_directories(dir, ec);
@@ -166,9 +184,15 @@ void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
   cfg << ModelConfigToJson(c);
   if (!cfg) throw PartitionError(dir + "/config.json: write failed");
   if (!o.tokenizer.empty()) {
-    fs::copy_file(o.tokenizer, fs::path(dir) / "tokenizer.model",
-                  fs::copy_options::overwrite_existing, ec);
+    fs::copy_file(o.tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing, ec);
     if (ec) throw PartitionError(o.tokenizer + ": cannot copy tokenizer: " + ec.message());
+    // Beside a tokenizer.json: its BOS/EOS rules and chat template.
+    for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
+      const fs::path from = fs::path(o.tokenizer).parent_path() / side;
+      if (tokenizer_name != "tokenizer.json" || !fs::exists(from)) continue;
+      fs::copy_file(from, fs::path(dir) / side, fs::copy_options::overwrite_existing, ec);
+      if (ec) throw PartitionError(from.string() + ": cannot copy: " + ec.message());
+    }
   }
 }
 

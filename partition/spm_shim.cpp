@@ -53,4 +53,24 @@ __attribute__((visibility("default"))) int splitlm_spm_decode(void* h, const int
   std::memcpy(buf, text.data(), text.size() < static_cast<size_t>(cap) ? text.size() : cap);
   return static_cast<int>(text.size());
 }
+
+// Writes the piece of `id` (at most `cap` bytes) and returns its length;
+// *kind is 0 normal, 1 control, 2 unknown, 3 byte, 4 unused. Negative for a
+// bad id.
+__attribute__((visibility("default"))) int splitlm_spm_piece(void* h, int id, char* buf, int cap, int* kind) {
+  auto* sp = static_cast<sentencepiece::SentencePieceProcessor*>(h);
+  if (id < 0 || id >= sp->GetPieceSize()) return -1;
+  const std::string& p = sp->IdToPiece(id);
+  *kind = sp->IsControl(id) ? 1 : sp->IsUnknown(id) ? 2 : sp->IsByte(id) ? 3 : sp->IsUnused(id) ? 4 : 0;
+  std::memcpy(buf, p.data(), p.size() < static_cast<size_t>(cap) ? p.size() : cap);
+  return static_cast<int>(p.size());
+}
+
+// The BOS and EOS ids (-1 when the model has none).
+__attribute__((visibility("default"))) int splitlm_spm_bos_id(void* h) {
+  return static_cast<sentencepiece::SentencePieceProcessor*>(h)->bos_id();
+}
+__attribute__((visibility("default"))) int splitlm_spm_eos_id(void* h) {
+  return static_cast<sentencepiece::SentencePieceProcessor*>(h)->eos_id();
+}
 }

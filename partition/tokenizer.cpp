@@ -1,119 +1,98 @@
 #include "partition/tokenizer.h"
 
-#include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstring>
-#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/gguf_tokenizer.h"
+#include "partition/spm_tokenizer.h"
+#include "partition/tokenizer_json.h"
 
 namespace splitlm::partition {
-
-struct Tokenizer::Shim {
-  void* lib = nullptr;
-  void* (*open)(const char*, char*, int) = nullptr;
-  void (*close)(void*) = nullptr;
-  int (*vocab_size)(void*) = nullptr;
-  int (*encode)(void*, const char*, int, int*, int) = nullptr;
-  int (*decode)(void*, const int*, int, char*, int) = nullptr;
-  ~Shim() {
-    if (lib != nullptr) dlclose(lib);
-  }
-};
-
 namespace {
 
-std::string ShimPath() {
-  if (const char* env = std::getenv("SPLITLM_SPM_SHIM")) return env;
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    auto p = exe.parent_path() / "libsplitlm_spm.so";
-    if (std::filesystem::exists(p)) return p.string();
-  }
-  return SPLITLM_SPM_SHIM_PATH;  // where the build put it
+namespace fs = std::filesystem;
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-template <typename F>
-void Bind(void* lib, const char* name, F* fn, const std::string& path) {
-  *fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (*fn == nullptr) throw PartitionError(path + ": missing symbol " + name);
+// The first 4 bytes of the file.
+std::string Magic(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char m[4] = {0, 0, 0, 0};
+  in.read(m, 4);
+  return std::string(m, static_cast<size_t>(in.gcount()));
+}
+
+std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
+  std::error_code ec;
+  const auto status = fs::status(path, ec);
+  if (!fs::is_regular_file(status)) throw PartitionError(path + ": not a regular file (a tokenizer file)");
+  if (access(path.c_str(), R_OK) != 0) {
+    throw PartitionError(path + ": cannot read the tokenizer file: " + std::strerror(errno));
+  }
+  const std::string magic = Magic(path);
+  if (magic == "GGUF") {
+    auto gguf = GgufFile::Open(path);
+    return OpenGgufTokenizer(*gguf);
+  }
+  if (EndsWith(path, ".json") || (!magic.empty() && magic[0] == '{')) return OpenTokenizerJson(path);
+  return OpenSentencePiece(path);
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& model_path) {
+std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path) {
   std::error_code ec;
-  const auto status = std::filesystem::status(model_path, ec);
-  if (!std::filesystem::exists(status)) throw PartitionError(model_path + ": tokenizer file not found");
-  if (std::filesystem::is_directory(status)) {
-    throw PartitionError(model_path + ": is a directory, not a tokenizer file (give the tokenizer.model file in it)");
+  const auto status = fs::status(path, ec);
+  if (!fs::exists(status)) throw PartitionError(path + ": tokenizer file not found");
+  if (!fs::is_directory(status)) return OpenFile(path);
+  for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
+    const fs::path p = fs::path(path) / name;
+    if (fs::exists(p)) return OpenFile(p.string());
   }
-  if (!std::filesystem::is_regular_file(status)) throw PartitionError(model_path + ": not a regular file (a tokenizer.model)");
-  if (access(model_path.c_str(), R_OK) != 0) {
-    throw PartitionError(model_path + ": cannot read the tokenizer file: " + std::strerror(errno));
-  }
-  auto shim = std::make_unique<Shim>();
-  const std::string path = ShimPath();
-  shim->lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-  if (shim->lib == nullptr) {
-    throw PartitionError("cannot load the SentencePiece shim " + path + ": " + dlerror());
-  }
-  Bind(shim->lib, "splitlm_spm_open", &shim->open, path);
-  Bind(shim->lib, "splitlm_spm_close", &shim->close, path);
-  Bind(shim->lib, "splitlm_spm_vocab_size", &shim->vocab_size, path);
-  Bind(shim->lib, "splitlm_spm_encode", &shim->encode, path);
-  Bind(shim->lib, "splitlm_spm_decode", &shim->decode, path);
-  char err[512] = {0};
-  void* handle = shim->open(model_path.c_str(), err, sizeof err);
-  if (handle == nullptr) {
-    throw PartitionError(model_path + ": not a SentencePiece model (" + err + ")");
-  }
-  std::unique_ptr<Tokenizer> t(new Tokenizer());
-  t->shim_ = std::move(shim);
-  t->handle_ = handle;
-  return t;
+  throw PartitionError(path + ": is a directory without tokenizer.model or tokenizer.json (pass --tokenizer FILE)");
 }
 
-Tokenizer::~Tokenizer() {
-  if (handle_ != nullptr) shim_->close(handle_);
+bool Tokenizer::IsEos(int32_t id) const {
+  return std::find(special_.eos_ids.begin(), special_.eos_ids.end(), id) != special_.eos_ids.end();
 }
 
-std::vector<int32_t> Tokenizer::Encode(const std::string& text) const {
-  std::vector<int> ids(text.size() + 16);
-  int n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(),
-                        static_cast<int>(ids.size()));
-  if (n < 0) throw PartitionError("tokenizer failed to encode the prompt");
-  if (n > static_cast<int>(ids.size())) {
-    ids.resize(n);
-    n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(), n);
+std::vector<int32_t> GenerationConfigEosIds(const std::string& dir) {
+  const fs::path p = fs::path(dir.empty() ? "." : dir) / "generation_config.json";
+  if (!fs::exists(p)) return {};
+  std::ifstream in(p);
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    throw PartitionError(p.string() + ": not valid JSON (" + e.what() + ")");
   }
-  return std::vector<int32_t>(ids.begin(), ids.begin() + n);
-}
-
-std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
-  const int vocab = vocab_size();
-  for (int32_t id : ids) {
-    if (id < 0 || id >= vocab) {
-      throw PartitionError("token id " + std::to_string(id) + " is outside the tokenizer's " +
-                           std::to_string(vocab) + " pieces");
+  std::vector<int32_t> ids;
+  if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
+  const nlohmann::json& e = j["eos_token_id"];
+  auto add = [&](const nlohmann::json& v) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) {
+      throw PartitionError(p.string() + ": eos_token_id holds " + v.dump() + ", not a token id");
     }
+    const auto id = v.get<int32_t>();
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+  };
+  if (e.is_array()) {
+    for (const auto& v : e) add(v);
+  } else {
+    add(e);
   }
-  std::vector<int> in(ids.begin(), ids.end());
-  std::string buf(64 + ids.size() * 16, '\0');
-  int n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(),
-                        static_cast<int>(buf.size()));
-  if (n < 0) throw PartitionError("tokenizer failed to decode ids (out of range?)");
-  if (n > static_cast<int>(buf.size())) {
-    buf.resize(n);
-    n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(), n);
-  }
-  buf.resize(n);
-  return buf;
+  return ids;
 }
 
 std::vector<int32_t> ParseTokenIds(const std::string& text) {
@@ -141,7 +120,5 @@ std::vector<int32_t> ParseTokenIds(const std::string& text) {
   }
   return ids;
 }
-
-int Tokenizer::vocab_size() const { return shim_->vocab_size(handle_); }
 
 }  // namespace splitlm::partition

@@ -1,40 +1,78 @@
-// SentencePiece tokenizer (Llama 2 style tokenizer.model).
+// One interface for every tokenizer splitlm reads: Hugging Face tokenizer.json
+// (byte-level BPE), SentencePiece tokenizer.model, and the vocabulary a GGUF
+// file carries (tokenizer.ggml.*). Tokenizer::Open picks the kind from what
+// the path holds.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 namespace splitlm::partition {
 
-// libsentencepiece embeds its own protobuf, which clashes with LibTorch's
-// libprotobuf in one process and crashes at load. So it lives in a small shim
-// (libsplitlm_spm.so, built next to the binaries) opened with
-// dlopen(RTLD_LOCAL | RTLD_DEEPBIND), keeping its symbols to itself.
-// SPLITLM_SPM_SHIM overrides where the shim is looked for.
+// The special tokens of a vocabulary and how a prompt starts.
+struct SpecialTokens {
+  std::optional<int32_t> bos_id;
+  bool add_bos = false;          // whether a prompt starts with bos_id
+  std::vector<int32_t> eos_ids;  // every id that ends a generation, no duplicates
+  std::string bos_token;         // their text, for chat templates ("" if none)
+  std::string eos_token;
+};
+
+// Thread-safe for concurrent Encode/Decode once opened.
 class Tokenizer {
  public:
-  // Throws PartitionError if the shim or `model_path` cannot be loaded.
-  static std::unique_ptr<Tokenizer> Open(const std::string& model_path);
-  ~Tokenizer();
+  // `path` is a model directory, a tokenizer.json, a tokenizer.model or a
+  // .gguf file. In a directory, tokenizer.model wins over tokenizer.json (the
+  // SentencePiece file is what Llama 2 / Mistral's tokenizer.json was converted
+  // from, and libsentencepiece is its reference); then tokenizer.json. Next to
+  // a tokenizer.json, tokenizer_config.json and generation_config.json give the
+  // BOS/EOS rules. Throws PartitionError naming the file and the problem (not
+  // found, unreadable, malformed, or a feature splitlm does not implement).
+  static std::unique_ptr<Tokenizer> Open(const std::string& path);
+  virtual ~Tokenizer() = default;
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // Token ids of `text`, without BOS.
-  std::vector<int32_t> Encode(const std::string& text) const;
-  std::string Decode(const std::vector<int32_t>& ids) const;
-  int vocab_size() const;
+  // Token ids of `text`, without BOS: special and added tokens written in the
+  // text are recognised (Hugging Face encode(text, add_special_tokens=False)).
+  // Throws PartitionError if `text` is not valid UTF-8 (byte-level BPE).
+  virtual std::vector<int32_t> Encode(const std::string& text) const = 0;
+  // The text of `ids`, special tokens included. Invalid UTF-8 (a character cut
+  // between ids) becomes U+FFFD, as Hugging Face does. No clean-up of spaces
+  // before punctuation. Throws PartitionError for an id outside the vocabulary.
+  virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
+  // The raw bytes token `id` adds to a decoded text (may be part of a UTF-8
+  // character; a SentencePiece "▁" is a space, so the first token of a text
+  // may carry the space that Decode drops). Throws for an id out of range.
+  virtual std::string TokenBytes(int32_t id) const = 0;
+  // One past the largest id (added tokens included).
+  virtual int vocab_size() const = 0;
 
- private:
+  std::optional<int32_t> bos_id() const { return special_.bos_id; }
+  bool add_bos() const { return special_.add_bos; }
+  const std::vector<int32_t>& eos_ids() const { return special_.eos_ids; }
+  bool IsEos(int32_t id) const;
+  const std::string& bos_token() const { return special_.bos_token; }
+  const std::string& eos_token() const { return special_.eos_token; }
+  // "tokenizer.json (byte-level BPE)", ... for logs.
+  const std::string& description() const { return description_; }
+
+ protected:
   Tokenizer() = default;
-  struct Shim;
-  std::unique_ptr<Shim> shim_;
-  void* handle_ = nullptr;
+  SpecialTokens special_;
+  std::string description_;
 };
 
 // Parses token ids written as "1 2 3" or "1,2,3". Throws PartitionError
 // naming the first item that is not a non-negative integer.
 std::vector<int32_t> ParseTokenIds(const std::string& text);
+
+// The end-of-sequence ids in `dir`/generation_config.json (eos_token_id, an
+// integer or a list); empty if the file or key is absent. Throws
+// PartitionError naming the file if it is malformed.
+std::vector<int32_t> GenerationConfigEosIds(const std::string& dir);
 
 }  // namespace splitlm::partition

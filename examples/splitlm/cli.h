@@ -32,5 +32,7 @@ Runner AddCodecEval(CLI::App& app);
 Runner AddScore(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
 Runner AddQuantEval(CLI::App& app);
+Runner AddTokenize(CLI::App& app);
+Runner AddDetokenize(CLI::App& app);
 
 }  // namespace splitlm::cli

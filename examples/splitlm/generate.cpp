@@ -98,7 +98,7 @@ Runner AddGenerate(CLI::App& app) {
         std::cout << text.substr(std::min(printed.size(), text.size())) << std::flush;
         printed = text;
       }
-      if (!a->ignore_eos && c.IsEos(next)) break;
+      if (!a->ignore_eos && (c.IsEos(next) || (tok && tok->IsEos(next)))) break;
       if (generated == a->max_tokens) break;
       if (static_cast<int>(ids.size()) >= c.max_context) {
         ctx.log->warn("stopped: the context of {} tokens is full", c.max_context);

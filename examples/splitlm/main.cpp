@@ -62,6 +62,8 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddPlan);
   add(splitlm::cli::AddQuantize);
   add(splitlm::cli::AddQuantEval);
+  add(splitlm::cli::AddTokenize);
+  add(splitlm::cli::AddDetokenize);
 
   CLI11_PARSE(app, argc, argv);
 

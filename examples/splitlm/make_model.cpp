@@ -25,7 +25,7 @@ Runner AddMakeModel(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--vocab", o->vocab, "override the preset's vocabulary size (e.g. 32000 for the Llama 2 tokenizer)")
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.model to copy into the directory")
+  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json or tokenizer.model to copy into the directory (sets the vocabulary size and BOS/EOS ids)")
       ->check(CLI::ExistingFile);
   return [=](const Context& ctx) {
     partition::RandomModelOptions opts = *o;

@@ -20,7 +20,8 @@ inline std::unique_ptr<partition::Tokenizer> OpenTokenizer(const partition::Mode
   return p.empty() ? nullptr : partition::Tokenizer::Open(p);
 }
 
-// Token ids of the prompt, from --prompt-ids or --prompt (BOS prepended);
+// Token ids of the prompt, from --prompt-ids or --prompt (BOS prepended when
+// the tokenizer adds one);
 // not yet checked against the model (partition/prompt.h does that). Throws
 // PartitionError saying what to pass.
 inline std::vector<int32_t> PromptIds(const partition::Model& model, const partition::Tokenizer* tok,
@@ -31,10 +32,10 @@ inline std::vector<int32_t> PromptIds(const partition::Model& model, const parti
     ids = partition::ParseTokenIds(prompt_ids);
   } else if (!prompt.empty()) {
     if (tok == nullptr) {
-      throw partition::PartitionError(model.dir() + " has no tokenizer.model: pass --tokenizer FILE or use --prompt-ids");
+      throw partition::PartitionError(model.dir() + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
     }
     ids = tok->Encode(prompt);
-    ids.insert(ids.begin(), c.bos_token_id);
+    if (tok->add_bos()) ids.insert(ids.begin(), c.bos_token_id);  // Qwen adds none
   } else {
     throw partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
   }

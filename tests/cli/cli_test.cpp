@@ -66,7 +66,7 @@ TEST_F(CliTest, BadInputsGiveClearErrors) {
                 "cut 9 is out of range: the model has 4 layers");
   ExpectFailure("generate --model " + Model() + " --prompt-ids \"1 x 3\"", "bad token id \"x\"");
   ExpectFailure("generate --model " + Model() + " --prompt-ids 999", "outside the vocabulary of 256");
-  ExpectFailure("generate --model " + Model() + " --prompt hello", "has no tokenizer.model");
+  ExpectFailure("generate --model " + Model() + " --prompt hello", "has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary)");
   ExpectFailure("generate --model " + Model() + " --prompt-ids 1 --top-p 0", "top_p must be in (0, 1]");
   ExpectFailure("generate --model " + Model() + " --prompt-ids 1 --codec fp8", "--codec");
   ExpectFailure("make-model --preset huge --out " + dir_->Sub("x"), "--preset");
@@ -153,7 +153,7 @@ TEST_F(CliTest, APromptMustLeaveRoomForOneGeneratedToken) {
 TEST_F(CliTest, TokenizerPathErrorsNameThePathAndTheFault) {
   TempDir dir;
   ExpectFailure("generate --model " + Model() + " --tokenizer " + dir.path() + " --prompt hi",
-                dir.path() + ": is a directory, not a tokenizer file");
+                dir.path() + ": is a directory without tokenizer.model or tokenizer.json");
   ExpectFailure("generate --model " + Model() + " --tokenizer " + dir.Sub("none.model") + " --prompt hi",
                 dir.Sub("none.model") + ": tokenizer file not found");
   std::ofstream(dir.Sub("junk.model")) << "not a model";
@@ -161,7 +161,7 @@ TEST_F(CliTest, TokenizerPathErrorsNameThePathAndTheFault) {
                 dir.Sub("junk.model") + ": not a SentencePiece model");
   auto d = LocalDevice(Model(), "--tokenizer " + dir.path(), "--prompt hi");
   EXPECT_NE(0, d.exit_code);
-  EXPECT_NE(std::string::npos, d.err.find(dir.path() + ": is a directory, not a tokenizer file")) << d.err;
+  EXPECT_NE(std::string::npos, d.err.find(dir.path() + ": is a directory without tokenizer.model or tokenizer.json")) << d.err;
 }
 
 TEST_F(CliTest, UnknownArchitectureAndMissingTensorAreReported) {
@@ -371,7 +371,9 @@ TEST_F(CliTest, ScorePrintsJsonLinesThatAgreeWithLlamaCpp) {
   EXPECT_EQ(local.out, split.out);
   ExpectFailure("score --model " + gguf + " --prompt-ids 1", "scoring needs at least 2 tokens (got 1)");
   ExpectFailure("score --model " + gguf + " --prompt-ids \"1 2\" --cut 5", "cut 5 is out of range");
-  ExpectFailure("score --model " + gguf + " --prompt hello", "has no tokenizer.model");
+  // The GGUF carries its vocabulary: --prompt text needs no other file.
+  auto text = Splitlm("score --model " + gguf + " --prompt \"Once upon a time\"");
+  EXPECT_EQ(0, text.exit_code) << text.err;
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ TEST(GgufModel, Stories260KHasTheHuggingFaceConfig) {
   EXPECT_FALSE(a.qkv_bias);
   EXPECT_EQ(1, a.bos_token_id);
   EXPECT_EQ(std::vector<int>{2}, a.eos_token_ids);
-  EXPECT_FALSE(g->tokenizer_path());
+  EXPECT_EQ(gguf, g->tokenizer_path().value_or(""));  // the file carries its vocabulary
 }
 
 TEST(GgufModel, Stories260KWeightsEqualTheHuggingFaceOnesBitwise) {
