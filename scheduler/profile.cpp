@@ -11,6 +11,7 @@
 
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "partition/weight_bytes.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {
@@ -25,6 +26,19 @@ double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, in
   while (i + 1 < xs.size() && x > xs[i]) ++i;
   const double x0 = xs[i - 1], x1 = xs[i], y0 = ys[i - 1], y1 = ys[i];
   return std::max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+}
+
+// The weight format whose layer 0 takes `layer_bytes` (what the loaded stage
+// holds): the GGUF file's own types, else the first format of
+// WeightFormatNames() that matches (f16 and bf16 are alike in bytes), else
+// f32 (today every stage holds fp32: GGUF blocks are dequantised at load).
+std::string HeldFormat(const partition::Model& model, double layer_bytes) {
+  if (model.config().num_layers < 1) return "f32";
+  if (model.is_gguf() && partition::ModelWeightBytes(model, "model").layers.at(0) == layer_bytes) return "gguf";
+  for (const auto& f : partition::WeightFormatNames()) {
+    if (partition::WeightBytesOf(model.config(), f).layers.at(0) == layer_bytes) return f;
+  }
+  return "f32";
 }
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
@@ -172,8 +186,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
     spec.embedding = spec.head = false;
     p.layer_bytes = static_cast<double>(all->Slice(spec)->bytes());
   }
-  // Held in fp32 (GGUF blocks are dequantised at load).
-  p.weights = "f32";
+  p.weights = HeldFormat(model, p.layer_bytes);
   p.layer_weight_bytes.assign(static_cast<size_t>(c.num_layers), p.layer_bytes);
   // Every part is timed inside whole-model runs (Stage::SetPartTimer), so
   // the figures carry the cache and memory behaviour of a real step.
