@@ -657,6 +657,8 @@ Runner AddSim(CLI::App& app) {
       j["timing"] = Timing(base);
       j["device_weights"] = base.device_weights;
       j["cloud_weights"] = base.cloud_weights;
+      j["device_weight_bytes"] = partition::ModelWeightBytes(*model, base.device_weights).LayersBytes(0, L);
+      j["cloud_weight_bytes"] = partition::ModelWeightBytes(*model, base.cloud_weights).LayersBytes(0, L);
       j["interrupted"] = r.interrupted;
       if (a->json) {
         std::cout << j.dump() << std::endl;

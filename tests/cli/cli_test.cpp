@@ -322,6 +322,8 @@ TEST_F(CliTest, SimTakesEachSidesWeightFormat) {
   EXPECT_EQ(nlohmann::json({4}), f32["cuts"]);
   EXPECT_EQ(nlohmann::json({4}), q4["cuts"]);
   EXPECT_DOUBLE_EQ(1.0, q4["token_agreement"].get<double>());
+  EXPECT_LT(q4["device_weight_bytes"].get<double>(), 0.5 * f32["device_weight_bytes"].get<double>());
+  EXPECT_DOUBLE_EQ(0.5 * f32["cloud_weight_bytes"].get<double>() + 4 * 2 * 64 * 2, q4["cloud_weight_bytes"].get<double>());
   // The tiny model's Q4_0 layers are ~0.35 of their f32 bytes (ffn_down rows
   // of 172 are no whole block and stay f32); the head's matrix goes Q8_0.
   EXPECT_LT(q4["predicted_ms_per_token"].get<double>(), 0.6 * f32["predicted_ms_per_token"].get<double>());
