@@ -74,6 +74,9 @@ std::vector<KeySpec> BuildSchema() {
       {"scheduler.cloud_speedup", T::kFloat, 1e-6, kBig, {}, "1", "without a cloud profile: cloud layer time = device time / this"},
       {"scheduler.margin", T::kFloat, 0, 10, {}, "0.1", "auto cut: a new cut must be better by this fraction to be taken"},
       {"scheduler.follow_drift", T::kBool, 0, 0, {}, "true", "auto cut: rescale both profiles by the measured compute time of real decode steps"},
+      {"scheduler.device_weights", T::kString, 0, 0, {"model", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"}, "model", "weight format the device holds, for memory and time (model = the model's own: a GGUF file's tensor types, f32 for a directory; docs/scheduler.md)"},
+      {"scheduler.cloud_weights", T::kString, 0, 0, {"model", "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"}, "model", "weight format the cloud holds, as device_weights"},
+      {"scheduler.quant_compute_factor", T::kFloat, 0.01, 100, {}, "1", "compute-bound (prefill) time of block-quantised weights relative to fp32 (1 = same flops; assumption, measure yours)"},
       {"scheduler.cloud_queue_ms", T::kFloat, 0, kBig, {}, "0", "expected queueing at the cloud per step"},
       {"scheduler.cloud_usd_per_hour", T::kFloat, 0, kBig, {}, "0.36", "price of one cloud compute-hour"},
       // [link]

@@ -177,7 +177,7 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
                   (up_bytes * in.link.tx_nj_per_byte + down_bytes * in.link.rx_nj_per_byte) * 1e-6 +
                   (in.power.wait_w + in.link.radio_w) * (p.network_ms + p.cloud_ms);
     p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 : 0) * 1e6;
-    p.memory_mb = (in.device.embed_bytes + k * in.device.layer_bytes + (split ? 0 : in.device.head_bytes) +
+    p.memory_mb = (in.device.embed_bytes + in.device.HeldLayerBytes(0, k) + (split ? 0 : in.device.head_bytes) +
                    k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);
 
     const Constraints& c = in.constraints;

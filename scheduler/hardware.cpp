@@ -34,14 +34,6 @@ const std::vector<FigureSpec>& Figures() {
   return f;
 }
 
-// Bytes of fp32 weights of one layer, and of its norms.
-double LayerWeightBytes(const partition::ModelConfig& c) {
-  const double h = c.hidden_size, qd = double(c.num_heads) * c.head_dim, kvd = double(c.num_kv_heads) * c.head_dim;
-  const double params = h * (qd + 2 * kvd) + qd * h + 3 * h * c.intermediate_size + 2 * h +
-                        (c.qkv_bias ? qd + 2 * kvd : 0);
-  return 4 * params;
-}
-
 double PartUs(const HardwareProfile& hw, double bytes, double flops, int overhead_steps) {
   const double mem_us = bytes / (hw.memory_bandwidth_gb_s * hw.bandwidth_efficiency * 1e3);
   const double flop_us = flops / (hw.compute_gflop_s * hw.compute_efficiency * 1e3);
@@ -112,21 +104,29 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
   return hw;
 }
 
-double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, const partition::StageSpec& spec, int rows,
-                  int sequences, double kv_reads) {
-  const double layer_bytes = LayerWeightBytes(c);
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, const WeightCost& w,
+                  const partition::StageSpec& spec, int rows, int sequences, double kv_reads) {
   const double kv_bytes = 2.0 * c.num_kv_heads * c.head_dim * 4;
-  const double h = c.hidden_size, qd = double(c.num_heads) * c.head_dim;
+  const double qd = double(c.num_heads) * c.head_dim;
   double us = 0;
-  if (spec.embedding) us += PartUs(hw, rows * h * 4, 0, 0);
-  const double per_layer = PartUs(hw, layer_bytes + kv_reads * kv_bytes, rows * (layer_bytes / 4) * 2 + 4 * qd * kv_reads, 1);
-  us += (spec.end - spec.begin) * per_layer;
-  if (spec.head) us += PartUs(hw, double(c.vocab_size) * h * 4, 2.0 * c.vocab_size * h * sequences, 1);
+  if (spec.embedding) us += PartUs(hw, rows * w.bytes.embed_row, 0, 0);
+  for (int l = spec.begin; l < spec.end; ++l) {
+    const double flops = rows * w.bytes.layer_params[l] * 2 * w.LayerComputeFactor(l) + 4 * qd * kv_reads;
+    us += PartUs(hw, w.bytes.layers[l] + kv_reads * kv_bytes, flops, 1);
+  }
+  if (spec.head) {
+    us += PartUs(hw, w.bytes.head_read, 2.0 * c.vocab_size * c.hidden_size * sequences * w.HeadComputeFactor(), 1);
+  }
   return us;
 }
 
-ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, uint64_t fingerprint,
-                               const ProfileOptions& o) {
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, const partition::StageSpec& spec, int rows,
+                  int sequences, double kv_reads) {
+  return RooflineUs(hw, c, F32Weights(c), spec, rows, sequences, kv_reads);
+}
+
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, const WeightCost& w,
+                               uint64_t fingerprint, const ProfileOptions& o) {
   ComputeProfile p;
   p.hardware = "emulated " + hw.name + " (roofline of " + hw.path + ")";
   p.model_fingerprint = fingerprint;
@@ -135,36 +135,43 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
   p.threads = 0;
   for (int ctx : o.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
   for (int n : o.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
-  partition::StageSpec layer = partition::StageSpec::Range(c, 0, 1);
-  layer.embedding = layer.head = false;
   p.layer_decode_us.assign(c.num_layers, {});
   p.layer_prefill_us.assign(c.num_layers, {});
   for (int l = 0; l < c.num_layers; ++l) {
+    partition::StageSpec layer = partition::StageSpec::Range(c, l, l + 1);
+    layer.embedding = layer.head = false;
     // A decode step at context `ctx` reads ctx + 1 positions (MeasureProfile's convention).
-    for (int ctx : p.decode_contexts) p.layer_decode_us[l].push_back(RooflineUs(hw, c, layer, 1, 1, ctx + 1.0));
-    for (int n : p.prefill_lengths) p.layer_prefill_us[l].push_back(RooflineUs(hw, c, layer, n, 1, n * (n + 1.0) / 2));
+    for (int ctx : p.decode_contexts) p.layer_decode_us[l].push_back(RooflineUs(hw, c, w, layer, 1, 1, ctx + 1.0));
+    for (int n : p.prefill_lengths) p.layer_prefill_us[l].push_back(RooflineUs(hw, c, w, layer, n, 1, n * (n + 1.0) / 2));
   }
   partition::StageSpec embed = partition::StageSpec::Range(c, 0, 0);
   embed.embedding = true;
   embed.head = false;
-  p.embed_us = RooflineUs(hw, c, embed, 1, 1, 0);
+  p.embed_us = RooflineUs(hw, c, w, embed, 1, 1, 0);
   partition::StageSpec head = partition::StageSpec::Range(c, c.num_layers, c.num_layers);
   head.embedding = false;
   head.head = true;
-  p.head_decode_us = RooflineUs(hw, c, head, 1, 1, 0);
-  p.layer_bytes = LayerWeightBytes(c);
-  p.embed_bytes = double(c.vocab_size) * c.hidden_size * 4;
-  p.head_bytes = c.tie_word_embeddings ? 0 : double(c.vocab_size) * c.hidden_size * 4;
+  p.head_decode_us = RooflineUs(hw, c, w, head, 1, 1, 0);
+  SetWeightMemory(w.bytes, p);
   p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * 4;
   return p;
 }
 
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, uint64_t fingerprint,
+                               const ProfileOptions& o) {
+  return RooflineProfile(hw, c, F32Weights(c), fingerprint, o);
+}
+
 HardwareEmulator::HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, transport::VirtualClock& clock)
-    : hw_(std::move(hw)), config_(std::move(config)), clock_(clock) {}
+    : HardwareEmulator(std::move(hw), config, F32Weights(config), clock) {}
+
+HardwareEmulator::HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, WeightCost weights,
+                                   transport::VirtualClock& clock)
+    : hw_(std::move(hw)), config_(std::move(config)), weights_(std::move(weights)), clock_(clock) {}
 
 void HardwareEmulator::AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
                                     double measured_us) {
-  const double emulated = RooflineUs(hw_, config_, spec, rows, sequences, kv_reads);
+  const double emulated = RooflineUs(hw_, config_, weights_, spec, rows, sequences, kv_reads);
   emulated_us_ += emulated;
   measured_us_ += measured_us;
   clock_.Account(emulated, measured_us);

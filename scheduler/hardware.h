@@ -11,6 +11,7 @@
 #include "partition/model_config.h"
 #include "partition/stage.h"
 #include "scheduler/profile.h"
+#include "scheduler/weights.h"
 
 namespace splitlm::transport {
 class VirtualClock;
@@ -43,12 +44,21 @@ HardwareProfile LoadHardwareProfile(const std::string& path);
 
 // Roofline time on `hw`: each part (embedding, every layer, head) takes the
 // longer of its bytes at the effective bandwidth and its flops at the
-// effective throughput, plus the per-layer overhead.
+// effective throughput, plus the per-layer overhead. Bytes are those of
+// `weights` (each layer's in its format, one embedding row per row, the
+// head's matrix); flops are 2 per weight per row whatever the format, times
+// the format's compute factor (scheduler/weights.h). Without `weights`: fp32.
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& config, const WeightCost& weights,
+                  const partition::StageSpec& spec, int rows, int sequences, double kv_reads);
 double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& config,
                   const partition::StageSpec& spec, int rows, int sequences, double kv_reads);
 
-// The compute profile `hw` would measure for a model with `config`: what the
-// scheduler on that hardware sees (same contexts as MeasureProfile).
+// The compute profile `hw` would measure for a model with `config` holding
+// `weights` (fp32 without): what the scheduler on that hardware sees (same
+// contexts as MeasureProfile), memory figures in that format.
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& config,
+                               const WeightCost& weights, uint64_t model_fingerprint,
+                               const ProfileOptions& options = {});
 ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& config,
                                uint64_t model_fingerprint, const ProfileOptions& options = {});
 
@@ -57,10 +67,13 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
 // machine, skipping ahead when it is faster).
 class HardwareEmulator : public partition::ComputeHook {
  public:
+  // Charges the roofline of `weights` (fp32 without).
   HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, transport::VirtualClock& clock);
+  HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, WeightCost weights, transport::VirtualClock& clock);
   void AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
                     double measured_us) override;
   const HardwareProfile& hardware() const { return hw_; }
+  const WeightCost& weights() const { return weights_; }
   // Totals: emulated and measured compute time, microseconds (read them
   // while no stage is running).
   double emulated_us() const { return emulated_us_; }
@@ -69,6 +82,7 @@ class HardwareEmulator : public partition::ComputeHook {
  private:
   HardwareProfile hw_;
   partition::ModelConfig config_;
+  WeightCost weights_;
   transport::VirtualClock& clock_;
   double emulated_us_ = 0, measured_us_ = 0;
 };

@@ -11,6 +11,7 @@
 
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "partition/weight_bytes.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {
@@ -25,6 +26,19 @@ double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, in
   while (i + 1 < xs.size() && x > xs[i]) ++i;
   const double x0 = xs[i - 1], x1 = xs[i], y0 = ys[i - 1], y1 = ys[i];
   return std::max(0.0, y0 + (y1 - y0) * (x - x0) / (x1 - x0));
+}
+
+// The weight format whose layer 0 takes `layer_bytes` (what the loaded stage
+// holds): the GGUF file's own types, else the first format of
+// WeightFormatNames() that matches (f16 and bf16 are alike in bytes), else
+// f32 (today every stage holds fp32: GGUF blocks are dequantised at load).
+std::string HeldFormat(const partition::Model& model, double layer_bytes) {
+  if (model.config().num_layers < 1) return "f32";
+  if (model.is_gguf() && partition::ModelWeightBytes(model, "model").layers.at(0) == layer_bytes) return "gguf";
+  for (const auto& f : partition::WeightFormatNames()) {
+    if (partition::WeightBytesOf(model.config(), f).layers.at(0) == layer_bytes) return f;
+  }
+  return "f32";
 }
 
 double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
@@ -51,7 +65,9 @@ std::string ComputeProfile::ToJson() const {
                       {"layer_prefill_us", layer_prefill_us},
                       {"embed_us", embed_us},
                       {"head_decode_us", head_decode_us},
+                      {"weights", weights},
                       {"layer_bytes", layer_bytes},
+                      {"layer_weight_bytes", layer_weight_bytes},
                       {"embed_bytes", embed_bytes},
                       {"head_bytes", head_bytes},
                       {"kv_bytes_per_position_per_layer", kv_bytes_per_position_per_layer}};
@@ -74,7 +90,9 @@ ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::stri
     p.layer_prefill_us = j.at("layer_prefill_us").get<std::vector<std::vector<double>>>();
     p.embed_us = j.at("embed_us").get<double>();
     p.head_decode_us = j.at("head_decode_us").get<double>();
+    p.weights = j.value("weights", std::string("f32"));
     p.layer_bytes = j.at("layer_bytes").get<double>();
+    p.layer_weight_bytes = j.value("layer_weight_bytes", std::vector<double>{});
     p.embed_bytes = j.at("embed_bytes").get<double>();
     p.head_bytes = j.at("head_bytes").get<double>();
     p.kv_bytes_per_position_per_layer = j.at("kv_bytes_per_position_per_layer").get<double>();
@@ -85,6 +103,9 @@ ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::stri
       static_cast<int>(p.layer_prefill_us.size()) != p.num_layers || p.decode_contexts.empty() ||
       p.prefill_lengths.empty()) {
     throw std::runtime_error(origin + ": profile tables do not match num_layers");
+  }
+  if (!p.layer_weight_bytes.empty() && static_cast<int>(p.layer_weight_bytes.size()) != p.num_layers) {
+    throw std::runtime_error(origin + ": layer_weight_bytes must have num_layers entries");
   }
   for (const auto& row : p.layer_decode_us) {
     if (row.size() != p.decode_contexts.size()) throw std::runtime_error(origin + ": layer_decode_us rows must match decode_contexts");
@@ -111,6 +132,14 @@ double ComputeProfile::StepUs(int begin, int end, int context, bool embed, bool 
   double us = (embed ? embed_us : 0) + (head ? head_decode_us : 0);
   for (int l = begin; l < end; ++l) us += DecodeUs(l, context);
   return us;
+}
+
+double ComputeProfile::HeldLayerBytes(int begin, int end) const {
+  double bytes = 0;
+  for (int l = begin; l < end; ++l) {
+    bytes += layer_weight_bytes.empty() ? layer_bytes : layer_weight_bytes.at(static_cast<size_t>(l));
+  }
+  return bytes;
 }
 
 ComputeProfile ComputeProfile::Scaled(double factor) const {
@@ -157,6 +186,8 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
     spec.embedding = spec.head = false;
     p.layer_bytes = static_cast<double>(all->Slice(spec)->bytes());
   }
+  p.weights = HeldFormat(model, p.layer_bytes);
+  p.layer_weight_bytes.assign(static_cast<size_t>(c.num_layers), p.layer_bytes);
   // Every part is timed inside whole-model runs (Stage::SetPartTimer), so
   // the figures carry the cache and memory behaviour of a real step.
   partition::Stage stage(all);

@@ -27,8 +27,14 @@ struct ComputeProfile {
   std::vector<std::vector<double>> layer_prefill_us; // [layer][length index], whole prompt
   double embed_us = 0;        // one token
   double head_decode_us = 0;  // final norm + LM head, one token
-  // Memory, bytes.
+  // The weight format the layers held when measured (partition/weight_bytes.h:
+  // f32, q4_k_m, ..., or gguf for a GGUF file's own types); f32 in profiles
+  // written before formats were recorded.
+  std::string weights = "f32";
+  // Memory, bytes. layer_weight_bytes holds each layer's weights in that
+  // format; when empty (older profiles) every layer takes layer_bytes.
   double layer_bytes = 0;
+  std::vector<double> layer_weight_bytes;
   double embed_bytes = 0;
   double head_bytes = 0;
   double kv_bytes_per_position_per_layer = 0;
@@ -40,6 +46,8 @@ struct ComputeProfile {
   // One decode step through layers [begin, end), plus the embedding and the
   // head if asked.
   double StepUs(int begin, int end, int context, bool embed, bool head) const;
+  // Weights of layers [begin, end), bytes.
+  double HeldLayerBytes(int begin, int end) const;
   // Every time multiplied by `factor` (see ComputeDrift).
   ComputeProfile Scaled(double factor) const;
 

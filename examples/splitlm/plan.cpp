@@ -1,6 +1,7 @@
 // splitlm profile / splitlm plan: measure this machine, then predict every
 // cut and choose one under the configured objective and constraints.
 #include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
 
 #include <fstream>
 #include <iostream>
@@ -10,6 +11,8 @@
 #include "partition/model.h"
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
+#include "scheduler/flags.h"
+#include "scheduler/weights.h"
 #include "transport/codec.h"
 #include "transport/text_file.h"
 
@@ -19,6 +22,21 @@ namespace {
 scheduler::ComputeProfile ReadProfile(const std::string& path) {
   return scheduler::ComputeProfile::FromJson(
       transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxListBytes), path);
+}
+
+// The weights `profile` (from `origin`) was measured with.
+scheduler::WeightCost MeasuredWith(const partition::Model& model, const scheduler::ComputeProfile& profile,
+                                   const std::string& origin, double quant_compute_factor) {
+  if (profile.weights != "gguf" && !partition::IsWeightFormat(profile.weights)) {
+    throw std::runtime_error(origin + ": weights \"" + profile.weights + "\" is not gguf or one of " +
+                             partition::WeightFormatList());
+  }
+  return {partition::ModelWeightBytes(model, profile.weights == "gguf" ? "model" : profile.weights), quant_compute_factor};
+}
+
+nlohmann::json WeightsJson(const partition::WeightBytes& w) {
+  return {{"format", w.format}, {"layer_bytes", w.layers}, {"embed_bytes", w.embed}, {"head_bytes", w.head_read},
+          {"tensor_types", w.tensor_types}};
 }
 
 }  // namespace
@@ -49,7 +67,14 @@ Runner AddPlan(CLI::App& app) {
   auto dir = std::make_shared<std::string>();
   auto config = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
+  auto device_weights = std::make_shared<std::string>();
+  auto cloud_weights = std::make_shared<std::string>();
   cmd->add_option("--model", *dir, "model directory or .gguf file");
+  cmd->add_option("--device-weights", *device_weights,
+                  "weight format the device holds: model (its own), f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m")
+      ->check(scheduler::flags::Schema("scheduler.device_weights"));
+  cmd->add_option("--cloud-weights", *cloud_weights, "weight format the cloud holds, as --device-weights")
+      ->check(scheduler::flags::Schema("scheduler.cloud_weights"));
   cmd->add_option("--config", *config, "TOML configuration ([scheduler], [link], [power])")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", *json, "one JSON line");
   return [=](const Context& ctx) {
@@ -90,6 +115,23 @@ Runner AddPlan(CLI::App& app) {
     if (in.device.model_fingerprint != model->fingerprint() || in.cloud.model_fingerprint != model->fingerprint()) {
       throw std::runtime_error("a profile was measured on another model (fingerprint differs): re-run splitlm profile");
     }
+    // Each side's weights in its format; the profiles re-expressed for them.
+    std::string device_format = "model", cloud_format = "model";
+    double quant_compute_factor = 1;
+    FillFromConfig(cfg, "scheduler.device_weights", !device_weights->empty(), device_format);
+    FillFromConfig(cfg, "scheduler.cloud_weights", !cloud_weights->empty(), cloud_format);
+    FillFromConfig(cfg, "scheduler.quant_compute_factor", false, quant_compute_factor);
+    if (!device_weights->empty()) device_format = *device_weights;
+    if (!cloud_weights->empty()) cloud_format = *cloud_weights;
+    const scheduler::WeightCost device_w{partition::ModelWeightBytes(*model, device_format), quant_compute_factor};
+    const scheduler::WeightCost cloud_w{partition::ModelWeightBytes(*model, cloud_format), quant_compute_factor};
+    const std::string device_origin = device_profile.empty() ? "the device profile" : device_profile;
+    const std::string cloud_origin = cloud_profile.empty() ? device_origin : cloud_profile;
+    const auto device_from = MeasuredWith(*model, in.device, device_origin, quant_compute_factor);
+    const auto cloud_from = MeasuredWith(*model, in.cloud, cloud_origin, quant_compute_factor);
+    const std::string device_measured = in.device.weights, cloud_measured = in.cloud.weights;
+    in.device = scheduler::RetargetProfile(in.device, device_from, device_w);
+    in.cloud = scheduler::RetargetProfile(in.cloud, cloud_from, cloud_w);
     in.cloud_usd_per_s = usd_per_hour / 3600.0;
     scheduler::ApplyPlanConfig(cfg, in);
     in.workload.max_context = c.max_context;
@@ -97,9 +139,16 @@ Runner AddPlan(CLI::App& app) {
 
     const auto plan = scheduler::ChooseCut(in);
     if (*json) {
-      std::cout << scheduler::PlanJson(plan, in.objective) << std::endl;
+      auto j = nlohmann::json::parse(scheduler::PlanJson(plan, in.objective));
+      j["device_weights"] = WeightsJson(device_w.bytes);
+      j["cloud_weights"] = WeightsJson(cloud_w.bytes);
+      j["device_profile_weights"] = device_measured;
+      j["cloud_profile_weights"] = cloud_measured;
+      std::cout << j.dump() << std::endl;
     } else {
-      std::cout << scheduler::FormatPlan(plan, in.objective);
+      std::cout << "device weights " << device_w.bytes.Summary() << " (profile measured with " << device_measured << ")\n"
+                << "cloud weights  " << cloud_w.bytes.Summary() << " (profile measured with " << cloud_measured << ")\n"
+                << scheduler::FormatPlan(plan, in.objective);
     }
     return plan.chosen ? 0 : 3;
   };

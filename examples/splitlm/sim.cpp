@@ -28,6 +28,7 @@
 #include "partition/model.h"
 #include "partition/tokenizer.h"
 #include "scheduler/hardware.h"
+#include "scheduler/weights.h"
 #include "transport/clock.h"
 #include "transport/shaper.h"
 #include "transport/text_file.h"
@@ -56,6 +57,9 @@ struct Settings {
   std::string model;
   std::string device;  // hardware profile (name or file); "" = this machine as it is
   std::string cloud;
+  // Weight formats the emulated sides hold (partition/weight_bytes.h);
+  // "model" = the model's own (a GGUF file's types, f32 for a directory).
+  std::string device_weights = "model", cloud_weights = "model";
   std::string policy = "auto";
   std::string link_type = "wifi";
   transport::LinkConditions link{50, 100, 10, 0};
@@ -64,6 +68,12 @@ struct Settings {
   std::string prompt_file;  // one prompt of token ids per line; else generated prompts
   int prompts = 2, prompt_tokens = 16, tokens = 32;
 };
+
+// Throws naming the accepted names unless `v` is a weight format or "model".
+std::string CheckWeights(const std::string& v) {
+  if (v == "model" || partition::IsWeightFormat(v)) return v;
+  throw std::runtime_error("weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
+}
 
 transport::Outage ParseOutage(const std::string& w) {
   transport::Outage out;
@@ -107,6 +117,12 @@ void ReadTable(const toml::table& t, const std::string& origin, const fs::path& 
       std::string v = str(n, key);
       if (v.find('/') != std::string::npos || (v.size() > 5 && v.substr(v.size() - 5) == ".toml")) v = path(v);
       (key == "device" ? s.device : s.cloud) = v;
+    } else if (key == "device_weights" || key == "cloud_weights") {
+      try {
+        (key == "device_weights" ? s.device_weights : s.cloud_weights) = CheckWeights(str(n, key));
+      } catch (const std::runtime_error& e) {
+        throw std::runtime_error(where(n, key) + e.what());
+      }
     } else if (key == "policy" && !condition) {
       s.policy = str(n, key);
     } else if (key == "link_type") {
@@ -329,13 +345,13 @@ class Rig {
   Rig(Bench& b, const Settings& s)
       : b_(b), s_(s), c_(b.model->config()), ref_(ReferenceFor(b, s)),
         device_hw_(Hardware(s.device, b.hardware_dir, "device")), cloud_hw_(Hardware(s.cloud, b.hardware_dir, "cloud")) {
-    if (device_hw_) device_emu_.emplace(*device_hw_, c_, clock_);
-    if (cloud_hw_) cloud_emu_.emplace(*cloud_hw_, c_, clock_);
+    if (device_hw_) device_emu_.emplace(*device_hw_, c_, DeviceWeights(), clock_);
+    if (cloud_hw_) cloud_emu_.emplace(*cloud_hw_, c_, CloudWeights(), clock_);
     cloud::WorkerOptions wo;
     wo.clock = &clock_;
     if (cloud_emu_) {
       wo.compute_hook = &*cloud_emu_;
-      const auto cp = scheduler::RooflineProfile(*cloud_hw_, c_, b.model->fingerprint());
+      const auto cp = scheduler::RooflineProfile(*cloud_hw_, c_, CloudWeights(), b.model->fingerprint());
       for (int l = 0; l < c_.num_layers; ++l) wo.report_layer_decode_us.push_back(static_cast<float>(cp.layer_decode_us[l][0]));
       wo.report_head_decode_us = static_cast<float>(cp.head_decode_us);
     }
@@ -352,6 +368,8 @@ class Rig {
   }
 
   int layers() const { return c_.num_layers; }
+  scheduler::WeightCost DeviceWeights() const { return {partition::ModelWeightBytes(*b_.model, s_.device_weights), 1.0}; }
+  scheduler::WeightCost CloudWeights() const { return {partition::ModelWeightBytes(*b_.model, s_.cloud_weights), 1.0}; }
   size_t prompts() const { return ref_.prompts.size(); }
 
   // Runs prompts [first, last) with `policy` and adds them to `t`.
@@ -472,7 +490,9 @@ class Rig {
     o.auto_cut.plan = Plan();
     if (automatic) {
       o.auto_cut.enabled = true;
-      if (device_hw_) o.auto_cut.device_profile = scheduler::RooflineProfile(*device_hw_, c_, b_.model->fingerprint());
+      if (device_hw_) {
+        o.auto_cut.device_profile = scheduler::RooflineProfile(*device_hw_, c_, DeviceWeights(), b_.model->fingerprint());
+      }
       o.cut = c_.num_layers;
     } else {
       o.cut = 0;  // below L with local fallback: all layers loaded, so UseCut can pick any cut
@@ -542,6 +562,7 @@ Runner AddSim(CLI::App& app) {
   auto* cmd = app.add_subcommand("sim", "simulate: worker + device through an emulated link on emulated hardware");
   struct Args {
     std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace, prompt_file;
+    std::string device_weights, cloud_weights;
     std::string hardware_dir = SPLITLM_HARDWARE_DIR;
     std::vector<std::string> outages;
     std::optional<double> up, down, rtt, jitter;
@@ -555,6 +576,9 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--model", a->model, "model directory or .gguf file (overrides the file)");
   cmd->add_option("--device", a->device, "device hardware profile: a name in --hardware-dir, a .toml file, or host (no emulation)");
   cmd->add_option("--cloud", a->cloud, "cloud hardware profile, as --device");
+  cmd->add_option("--device-weights", a->device_weights,
+                  "weight format of the emulated device: model (its own), f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m");
+  cmd->add_option("--cloud-weights", a->cloud_weights, "weight format of the emulated cloud, as --device-weights");
   cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();
   cmd->add_option("--cut", a->policy, "policy: a cut K, auto, device (all local) or cloud (cut 0); default auto");
   cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, lte-2021, 5g, 5g-mmwave, 3g");
@@ -581,6 +605,8 @@ Runner AddSim(CLI::App& app) {
       if (!a->model.empty()) s.model = a->model;
       if (!a->device.empty()) s.device = a->device;
       if (!a->cloud.empty()) s.cloud = a->cloud;
+      if (!a->device_weights.empty()) s.device_weights = CheckWeights(a->device_weights);
+      if (!a->cloud_weights.empty()) s.cloud_weights = CheckWeights(a->cloud_weights);
       if (!a->policy.empty()) s.policy = a->policy;
       if (!a->link_type.empty()) {
         scheduler::Link probe;
@@ -609,8 +635,12 @@ Runner AddSim(CLI::App& app) {
     Bench bench{model.get(), a->hardware_dir, ctx.log, {}};
     // Validate every profile and trace, and make the references, before the first run.
     for (const auto& s : conditions.empty() ? std::vector<Settings>{base} : conditions) {
-      Hardware(s.device, a->hardware_dir, "device");
-      Hardware(s.cloud, a->hardware_dir, "cloud");
+      const bool device_emulated = Hardware(s.device, a->hardware_dir, "device").has_value();
+      const bool cloud_emulated = Hardware(s.cloud, a->hardware_dir, "cloud").has_value();
+      if ((!device_emulated && s.device_weights != "model") || (!cloud_emulated && s.cloud_weights != "model")) {
+        ctx.log->warn("{}: weights of a side that is not emulated (host) change nothing: it runs the weights as loaded",
+                      s.name);
+      }
       if (!s.trace.empty()) transport::ReadTrace(s.trace);
       ReferenceFor(bench, s);
     }
@@ -625,6 +655,10 @@ Runner AddSim(CLI::App& app) {
       const RunResult r = rig.Result(base.policy, tally);
       nlohmann::json j = RunJson(r);
       j["timing"] = Timing(base);
+      j["device_weights"] = base.device_weights;
+      j["cloud_weights"] = base.cloud_weights;
+      j["device_weight_bytes"] = partition::ModelWeightBytes(*model, base.device_weights).LayersBytes(0, L);
+      j["cloud_weight_bytes"] = partition::ModelWeightBytes(*model, base.cloud_weights).LayersBytes(0, L);
       j["interrupted"] = r.interrupted;
       if (a->json) {
         std::cout << j.dump() << std::endl;
@@ -636,6 +670,9 @@ Runner AddSim(CLI::App& app) {
                     "  cut changes %d, fallbacks %d, recoveries %d\n  token agreement with local    %8.4f\n",
                     r.ttft_ms, r.tpot_ms, r.tpot_p95_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes,
                     r.fallbacks, r.recoveries, r.agreement);
+        std::printf("  weights: device %s, cloud %s\n",
+                    partition::ModelWeightBytes(*model, base.device_weights).Summary().c_str(),
+                    partition::ModelWeightBytes(*model, base.cloud_weights).Summary().c_str());
         std::printf("  (%s)\n", Timing(base).c_str());
       }
       return r.interrupted ? 130 : 0;
@@ -656,7 +693,7 @@ Runner AddSim(CLI::App& app) {
     for (const Settings& s : conditions) runs += policies.size() * (scheduled(s) ? 1 : ReferenceFor(bench, s).prompts.size());
     std::ofstream csv(out / "sweep.csv");
     if (!csv) throw std::runtime_error((out / "sweep.csv").string() + ": cannot write");
-    csv << "condition,device,cloud,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,ms_per_token,ms_per_token_p95,ttft_ms,"
+    csv << "condition,device,cloud,device_weights,cloud_weights,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,ms_per_token,ms_per_token_p95,ttft_ms,"
            "bytes_per_token,energy_mj_per_token,cut_changes,fallbacks,token_agreement\n";
     std::ofstream timeline(out / "timeline.csv");
     timeline << "condition,t_s,cut,token_ms,up_mbit_s,down_mbit_s,rtt_ms\n";
@@ -670,9 +707,11 @@ Runner AddSim(CLI::App& app) {
     for (const Settings& s : conditions) {
       nlohmann::json cj = {{"name", s.name}, {"device", s.device.empty() ? "host" : s.device},
                            {"cloud", s.cloud.empty() ? "host" : s.cloud}, {"trace", s.trace},
+                           {"device_weights", s.device_weights}, {"cloud_weights", s.cloud_weights},
+                           {"device_weight_bytes", partition::ModelWeightBytes(*model, s.device_weights).LayersBytes(0, L)},
                            {"up_mbit_s", s.link.up_mbit_s}, {"down_mbit_s", s.link.down_mbit_s},
                            {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
-      nlohmann::json measured = nlohmann::json::object();
+      nlohmann::json measured = nlohmann::json::object(), energy = nlohmann::json::object();
       std::optional<RunResult> autor;
       std::map<std::string, RunResult> results;
       int oracle = -1;
@@ -709,10 +748,11 @@ Runner AddSim(CLI::App& app) {
           ctx.log->warn("{} {}: {} fallbacks to the device on a link without outages: this run measured the "
                         "fallback, not the cut", s.name, policy, r.fallbacks);
         }
-        char row[512];
-        std::snprintf(row, sizeof row, "%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f\n", s.name.c_str(),
+        char row[640];
+        std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f\n", s.name.c_str(),
                       s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
-                      s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.link.up_mbit_s, s.link.down_mbit_s,
+                      s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
+                      s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s,
                       2 * s.link.delay_ms, s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut,
                       r.tpot_ms, r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes,
                       r.fallbacks, r.agreement);
@@ -727,6 +767,7 @@ Runner AddSim(CLI::App& app) {
           }
         } else {
           measured[policy] = r.tpot_ms;
+          energy[policy] = r.energy_mj_per_token;
           fixed_data += std::to_string(cut) + " " + std::to_string(r.tpot_ms) + "\n";
           if (oracle < 0 || r.tpot_ms < oracle_ms) oracle = cut, oracle_ms = r.tpot_ms;
         }
@@ -742,6 +783,7 @@ Runner AddSim(CLI::App& app) {
       cj["auto_cut_changes"] = autor->cut_changes;
       cj["auto_token_agreement"] = autor->agreement;
       cj["auto_energy_mj_per_token"] = autor->energy_mj_per_token;
+      cj["energy_mj_per_token"] = energy;
       cj["oracle_cut"] = oracle;
       cj["oracle_ms_per_token"] = oracle_ms;
       cj["regret"] = regret;

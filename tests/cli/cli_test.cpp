@@ -302,6 +302,62 @@ TEST_F(CliTest, AnInterruptedSweepStopsCleanlyAndKeepsWhatItFinished) {
   EXPECT_EQ(0u, doc["conditions"].size());  // the first condition had not finished
 }
 
+TEST_F(CliTest, SimTakesEachSidesWeightFormat) {
+  TempDir dir;
+  const std::string hw = TestHardware(dir);
+  // A far cloud: auto keeps every layer on the slow device, and predicts its
+  // time per token from the roofline in the device's format.
+  auto run = [&](const std::string& weights) {
+    auto r = Splitlm("--threads 1 sim --hardware-dir " + hw + " --device slowdev --cloud fastcloud --model " + Model() +
+                     " --rtt-ms 80 --up-mbit 10 --down-mbit 10 --cut auto --prompts 1 --tokens 6 --json --log-level warn" +
+                     weights);
+    EXPECT_EQ(0, r.exit_code) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const auto f32 = run("");
+  const auto q4 = run(" --device-weights q4_0 --cloud-weights f16");
+  EXPECT_EQ("model", f32["device_weights"]);
+  EXPECT_EQ("q4_0", q4["device_weights"]);
+  EXPECT_EQ("f16", q4["cloud_weights"]);
+  EXPECT_EQ(nlohmann::json({4}), f32["cuts"]);
+  EXPECT_EQ(nlohmann::json({4}), q4["cuts"]);
+  EXPECT_DOUBLE_EQ(1.0, q4["token_agreement"].get<double>());
+  EXPECT_LT(q4["device_weight_bytes"].get<double>(), 0.5 * f32["device_weight_bytes"].get<double>());
+  EXPECT_DOUBLE_EQ(0.5 * f32["cloud_weight_bytes"].get<double>() + 4 * 2 * 64 * 2, q4["cloud_weight_bytes"].get<double>());
+  // The tiny model's Q4_0 layers are ~0.35 of their f32 bytes (ffn_down rows
+  // of 172 are no whole block and stay f32); the head's matrix goes Q8_0.
+  EXPECT_LT(q4["predicted_ms_per_token"].get<double>(), 0.6 * f32["predicted_ms_per_token"].get<double>());
+  ExpectFailure("sim --model " + Model() + " --device-weights q5",
+                "weights \"q5\": unknown format (choose model, f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m)");
+  std::ofstream(dir.Sub("s.toml")) << "[sim]\ncloud_weights = \"int4\"\n";
+  ExpectFailure("sim --model " + Model() + " --config " + dir.Sub("s.toml"), "s.toml:2: cloud_weights: weights \"int4\"");
+}
+
+TEST_F(CliTest, PlanCountsEachSidesWeightsInItsFormat) {
+  TempDir dir;
+  std::ofstream(dir.Sub("plan.toml")) << "[scheduler]\ncloud_speedup = 4\n";
+  const std::string base = "--threads 1 plan --model " + Model() + " --config " + dir.Sub("plan.toml") + " --json";
+  auto f32 = Splitlm(base);
+  auto q8 = Splitlm(base + " --device-weights q8_0");
+  ASSERT_EQ(0, f32.exit_code) << f32.err;
+  ASSERT_EQ(0, q8.exit_code) << q8.err;
+  const auto a = nlohmann::json::parse(f32.out), b = nlohmann::json::parse(q8.out);
+  EXPECT_EQ("f32", a["device_weights"]["format"]);
+  EXPECT_EQ("q8_0", b["device_weights"]["format"]);
+  EXPECT_EQ("f32", b["cloud_weights"]["format"]);
+  EXPECT_EQ("f32", b["device_profile_weights"]);
+  // Memory at every cut > 0 counts fewer bytes (the KV cache is the same).
+  for (int k = 1; k <= 4; ++k) EXPECT_LT(b["cuts"][k]["memory_mb"].get<double>(), a["cuts"][k]["memory_mb"].get<double>()) << k;
+  // The config key, and a bad value from either.
+  std::ofstream(dir.Sub("plan.toml"), std::ios::app) << "device_weights = \"q4_k_m\"\n";
+  auto keyed = Splitlm(base);
+  ASSERT_EQ(0, keyed.exit_code) << keyed.err;
+  EXPECT_EQ("q4_k_m", nlohmann::json::parse(keyed.out)["device_weights"]["format"]);
+  ExpectFailure(base + " --cloud-weights q2_k", "\"q2_k\" is not one of model, f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m");
+  std::ofstream(dir.Sub("plan.toml"), std::ios::app) << "cloud_weights = \"fp8\"\n";
+  ExpectFailure(base, "plan.toml:4: scheduler.cloud_weights: \"fp8\" is not one of model");
+}
+
 TEST_F(CliTest, CodecsRunAndF32IsExact) {
   const std::string base = "generate --model " + Model() + " --prompt-ids 1 --max-tokens 20 --print-ids --cut 2";
   auto f32 = Splitlm(base + " --codec f32");
