@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
       ->check(Schema("device.fallback"))->capture_default_str();
   auto* f_codec = app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
       ->check(Schema("device.codec"))->capture_default_str();
-  auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.model (default: the model directory's)");
+  auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   auto* f_key = app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
   auto* f_skey = app.add_option("--server-key", server_key_file, "the worker's public key file");
   auto* f_step = app.add_option("--step-deadline-ms", step_ms, "a step not answered by then fails over")->check(Schema("device.step_deadline_ms"))->capture_default_str();

@@ -21,7 +21,7 @@ std::vector<KeySpec> BuildSchema() {
   return {
       // [model]
       {"model.dir", T::kString, 0, 0, {}, "(required unless --model)", "Hugging Face model directory"},
-      {"model.tokenizer", T::kString, 0, 0, {}, "DIR/tokenizer.model", "SentencePiece tokenizer file"},
+      {"model.tokenizer", T::kString, 0, 0, {}, "the model's own", "tokenizer: tokenizer.json, tokenizer.model, .gguf or a directory"},
       {"model.threads", T::kInt, 1, 256, {}, "all cores", "compute threads (LibTorch intra-op pool)"},
       // [cloud]
       {"cloud.bind", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "ZeroMQ endpoint the worker binds; * as port picks one"},

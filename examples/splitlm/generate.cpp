@@ -42,7 +42,7 @@ Runner AddGenerate(CLI::App& app) {
   auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs a tokenizer)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "prompt token ids, e.g. \"1 2 3\"");
   p->excludes(pi);
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: the model directory's)");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   cmd->add_option("--max-tokens", a->max_tokens, "tokens to generate")
       ->check(CLI::Range(0, 1 << 20))->capture_default_str();
   cmd->add_option("--temperature", a->sampling.temperature, "0 = greedy")

@@ -61,7 +61,7 @@ Runner AddScore(CLI::App& app) {
   auto* p = cmd->add_option("--prompt", a->prompt, "text to score (needs a tokenizer; BOS is prepended)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "token ids to score, e.g. \"1 2 3\"");
   p->excludes(pi);
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.model (default: the model directory's)");
+  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   cmd->add_flag("--json", a->json, "one JSON object per position, then {\"perplexity\": x}");
 
   return [a](const Context& ctx) {
