@@ -31,5 +31,6 @@ Runner AddPlan(CLI::App& app);
 Runner AddCodecEval(CLI::App& app);
 Runner AddScore(CLI::App& app);
 Runner AddQuantize(CLI::App& app);
+Runner AddChatRender(CLI::App& app);
 
 }  // namespace splitlm::cli

@@ -61,6 +61,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddProfile);
   add(splitlm::cli::AddPlan);
   add(splitlm::cli::AddQuantize);
+  add(splitlm::cli::AddChatRender);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -35,7 +35,13 @@ class OpenAiApiTest : public ::testing::Test {
   OpenAiApiTest()
       : model_(partition::Model::Open(testing::MakeModel(dir_.Sub("tiny")))),
         agent_(*model_, LocalOptions(*model_), ctx_, metrics_),
-        api_(agent_, nullptr, metrics_, {"tiny", 4}) {}
+        api_(agent_, nullptr, metrics_, Options()) {}
+  static device::ApiOptions Options() {
+    device::ApiOptions o;
+    o.model_name = "tiny";
+    o.default_max_tokens = 4;
+    return o;
+  }
   static device::AgentOptions LocalOptions(const partition::Model& m) {
     device::AgentOptions o;
     o.cut = m.config().num_layers;
