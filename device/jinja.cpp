@@ -108,7 +108,7 @@ class Lexer {
         continue;
       }
       tokens_.push_back({kind == '{' ? Token::kExprOpen : Token::kStmtOpen, "", j});
-      p = Tag(p, kind == '{' ? '}' : '%', &strip_next);
+      p = Tag(j, p, kind == '{' ? '}' : '%', &strip_next);
       tokens_.push_back({kind == '{' ? Token::kExprClose : Token::kStmtClose, "", p});
       i = p + 2;
       if (kind == '%' && i < src_.size() && src_[i] == '\n') ++i;  // trim_blocks
@@ -128,9 +128,8 @@ class Lexer {
   }
 
   // Tokens of a tag body from `p`; returns where its closing `}}`/`%}` starts.
-  size_t Tag(size_t p, char close, bool* strip_next) {
+  size_t Tag(size_t open, size_t p, char close, bool* strip_next) {
     int depth = 0;
-    const size_t open = p;
     while (true) {
       while (p < src_.size() && IsSpace(src_[p])) ++p;
       if (p >= src_.size()) Fail(open, std::string("tag is never closed with ") + close + "}");
@@ -528,7 +527,8 @@ class Parser {
   NodeP Postfix(NodeP e) {
     while (true) {
       if (IsOp(".")) {
-        const size_t p = Next().pos;
+        Next();
+        const size_t p = Peek().pos;  // the attribute's name
         e = Make(Node::kAttr, p, {e}, ExpectName());
       } else if (IsOp("[")) {
         const size_t p = Next().pos;
@@ -547,7 +547,7 @@ class Parser {
         ExpectOp("]");
         e = slice ? Make(Node::kSlice, p, {e, a, b, c}) : Make(Node::kIndex, p, {e, a});
       } else if (IsOp("(")) {
-        auto call = Make(Node::kCall, Peek().pos, {e});
+        auto call = Make(Node::kCall, e->pos, {e});
         Args(call);
         e = call;
       } else {
@@ -559,7 +559,8 @@ class Parser {
   NodeP FilterTest(NodeP e) {
     while (true) {
       if (IsOp("|")) {
-        const size_t p = Next().pos;
+        Next();
+        const size_t p = Peek().pos;  // the filter's name
         auto f = Make(Node::kFilter, p, {e}, ExpectName());
         if (IsOp("(")) Args(f);
         e = Postfix(f);
@@ -789,6 +790,10 @@ class Renderer {
     return "mapping";
   }
 
+  static std::string Article(const std::string& noun) {
+    return (std::string("aeiou").find(noun[0]) != std::string::npos ? "an " : "a ") + noun;
+  }
+
   static bool Truthy(const Value& v) {
     if (v.undefined()) return false;
     if (!v.is_json()) return true;
@@ -861,7 +866,7 @@ class Renderer {
     } else if (seq.is_json() && seq.j.is_string()) {
       for (const auto& c : CodePoints(seq.j.get<std::string>())) items.push_back(c);
     } else if (!seq.undefined() && !(seq.is_json() && seq.j.is_null())) {
-      Fail(n, "cannot loop over a " + TypeName(seq));
+      Fail(n, "cannot loop over " + Article(TypeName(seq)));
     } else if (seq.is_json()) {
       Fail(n, "cannot loop over none");
     }
@@ -969,7 +974,7 @@ class Renderer {
       return {};
     }
     if (obj.undefined()) Fail(n, "cannot read " + key.dump() + " of an undefined value");
-    if (!obj.is_json()) Fail(n, "cannot read " + key.dump() + " of a " + TypeName(obj));
+    if (!obj.is_json()) Fail(n, "cannot read " + key.dump() + " of " + Article(TypeName(obj)));
     const json& j = obj.j;
     if (j.is_object()) {
       if (key.is_string()) {
@@ -1015,7 +1020,7 @@ class Renderer {
       text = true;
       for (const auto& cp : CodePoints(obj.j.get<std::string>())) items.push_back(cp);
     } else {
-      Fail(n, "cannot slice a " + TypeName(obj));
+      Fail(n, "cannot slice " + Article(TypeName(obj)));
     }
     const int64_t len = static_cast<int64_t>(items.size());
     auto clamp = [&](std::optional<int64_t> v, int64_t def) {
@@ -1094,7 +1099,7 @@ class Renderer {
       }
     }
     const bool nums = l.is_json() && r.is_json() && (l.j.is_number() || l.j.is_boolean()) && (r.j.is_number() || r.j.is_boolean());
-    if (!nums) Fail(n, "cannot apply '" + op + "' to a " + TypeName(l) + " and a " + TypeName(r));
+    if (!nums) Fail(n, "cannot apply '" + op + "' to " + Article(TypeName(l)) + " and " + Article(TypeName(r)));
     const double x = l.j.is_boolean() ? l.j.get<bool>() : l.j.get<double>();
     const double y = r.j.is_boolean() ? r.j.get<bool>() : r.j.get<double>();
     const bool ints = !l.j.is_number_float() && !r.j.is_number_float();
@@ -1273,8 +1278,8 @@ class Renderer {
     const auto args = EvalArgs(n, 1);
     if (f.k == Value::K::kMacro) return CallMacro(n, *f.macro, args);
     if (f.k != Value::K::kGlobal) {
-      Fail(n, (callee.kind == Node::kAttr ? "unsupported method ." + callee.name + "() on a " + TypeName(Eval(*callee.kids[0]))
-                                           : "cannot call a " + TypeName(f)));
+      Fail(n, callee.kind == Node::kAttr ? "unsupported method ." + callee.name + "() on " + Article(TypeName(Eval(*callee.kids[0])))
+                                          : "cannot call " + Article(TypeName(f)));
     }
     if (f.global == "raise_exception") {
       throw JinjaError("chat template, " + Where(src_, n.pos) + ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
@@ -1455,7 +1460,7 @@ class Renderer {
                  f == "abs" || f == "count")) {
       Fail(n, "unsupported filter " + f);
     }
-    Fail(n, "filter " + f + " cannot take a " + TypeName(v));
+    Fail(n, "filter " + f + " cannot take " + Article(TypeName(v)));
   }
 
   bool Test(const Node& n) {

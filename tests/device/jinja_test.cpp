@@ -93,12 +93,12 @@ TEST(Jinja, MacrosAndRaiseException) {
 }
 
 TEST(Jinja, ErrorsSayWhereAndWhat) {
-  EXPECT_EQ("chat template, line 1, column 4: unsupported statement {% include %}", Error("ab{% include 'x' %}"));
+  EXPECT_EQ("chat template, line 1, column 3: unsupported statement {% include %}", Error("ab{% include 'x' %}"));
   EXPECT_EQ("chat template, line 1, column 1: tag is never closed with }}", Error("{{ x"));
   EXPECT_EQ("chat template, line 1, column 16: the template ends before {% endif %}", Error("{% if x %}abcde"));
   EXPECT_EQ("chat template, line 1, column 6: unsupported filter wordcount", Error("{{ x|wordcount }}", {{"x", "a"}}));
-  EXPECT_EQ("chat template, line 1, column 5: unsupported string method .zfill()", Error("{{ 'a'.zfill(3) }}"));
-  EXPECT_EQ("chat template, line 1, column 6: cannot apply '-' to a string and a integer", Error("{{ 'a' - 1 }}"));
+  EXPECT_EQ("chat template, line 1, column 8: unsupported string method .zfill()", Error("{{ 'a'.zfill(3) }}"));
+  EXPECT_EQ("chat template, line 1, column 8: cannot apply '-' to a string and an integer", Error("{{ 'a' - 1 }}"));
   EXPECT_EQ("chat template, line 1, column 4: expected an expression, found the end of the tag", Error("{{ }}"));
 }
 
