@@ -31,7 +31,7 @@ exec 3< <(exec "$bin/splitlm-cloud" --model "$tmp/m" --bind 'tcp://127.0.0.1:*' 
 pids+=($!)
 read -r -t 120 line <&3 || { cat "$tmp/cloud.err" >&2; exit 1; }
 endpoint="${line#listening on }"
-exec 4< <(exec "$bin/splitlm-device" --model "$tmp/m" --cloud "$endpoint" --cut 2 --threads 1 serve --http 127.0.0.1:0 2>"$tmp/device.err")
+exec 4< <(exec "$bin/splitlm-device" --model "$tmp/m" --cloud "$endpoint" --cut 2 --threads 1 serve --http 127.0.0.1:0 --chat-template chatml 2>"$tmp/device.err")
 pids+=($!)
 read -r -t 120 line <&4 || { cat "$tmp/device.err" >&2; exit 1; }
 url="${line#serving on }"
