@@ -244,6 +244,7 @@ class Parser {
 
   // Statements up to a {% word %} in `ends` (left unconsumed).
   NodeP Body(const std::vector<std::string>& ends) {
+    Nest nest(*this);
     auto block = std::make_shared<Node>();
     block->kind = Node::kBlock;
     while (true) {
@@ -409,7 +410,20 @@ class Parser {
     return n;
   }
 
-  NodeP Expr() { return Ternary(true); }
+  // Nesting is bounded so that a hostile template cannot exhaust the stack.
+  struct Nest {
+    explicit Nest(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxDepth) p_.Fail(p_.Peek().pos, "nested more than " + std::to_string(kMaxDepth) + " deep");
+    }
+    ~Nest() { --p_.depth_; }
+    Parser& p_;
+  };
+  static constexpr int kMaxDepth = 200;
+
+  NodeP Expr() {
+    Nest nest(*this);
+    return Ternary(true);
+  }
 
   NodeP Ternary(bool allow_if) {
     NodeP e = Or();
@@ -442,6 +456,7 @@ class Parser {
     return e;
   }
   NodeP Not() {
+    Nest nest(*this);
     if (IsName("not")) {
       const size_t p = Next().pos;
       return Make(Node::kUnary, p, {Not()}, "not");
@@ -502,6 +517,7 @@ class Parser {
     return e;
   }
   NodeP Unary() {
+    Nest nest(*this);
     if (IsOp("-") || IsOp("+")) {
       const Token& t = Next();
       return Make(Node::kUnary, t.pos, {Unary()}, t.text);
@@ -657,6 +673,7 @@ class Parser {
 
   std::vector<Token> t_;
   size_t i_ = 0;
+  int depth_ = 0;
   const std::string& src_;
 };
 

@@ -202,6 +202,9 @@ int main(int argc, char** argv) {
       if (o.channel.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file)");
       o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
     }
+    // Before anything slow: a template that cannot be used ends start-up.
+    std::shared_ptr<const splitlm::device::ChatTemplate> chat;
+    if (serve->parsed()) chat = ChooseChatTemplate(model_dir, chat_template, *log);
     auto model = splitlm::partition::Model::Open(model_dir);
     if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
@@ -271,7 +274,7 @@ int main(int argc, char** argv) {
     name = name.substr(name.find_last_of('/') + 1);
     splitlm::device::ApiOptions api_options;
     api_options.model_name = name;
-    api_options.chat_template = ChooseChatTemplate(model_dir, chat_template, *log);
+    api_options.chat_template = chat;
     splitlm::device::OpenAiApi api(agent, tok.get(), metrics, api_options);
     splitlm::transport::HttpServerOptions ho;
     ho.address = http;

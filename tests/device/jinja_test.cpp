@@ -100,6 +100,12 @@ TEST(Jinja, ErrorsSayWhereAndWhat) {
   EXPECT_EQ("chat template, line 1, column 8: unsupported string method .zfill()", Error("{{ 'a'.zfill(3) }}"));
   EXPECT_EQ("chat template, line 1, column 8: cannot apply '-' to a string and an integer", Error("{{ 'a' - 1 }}"));
   EXPECT_EQ("chat template, line 1, column 4: expected an expression, found the end of the tag", Error("{{ }}"));
+  // Deep nesting is refused, not a stack overflow.
+  EXPECT_NE(std::string::npos, Error("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}").find("nested more than 200 deep"));
+  EXPECT_NE(std::string::npos, Error("{{ " + std::string(100000, '-') + "1 }}").find("nested more than 200 deep"));
+  std::string ifs;
+  for (int i = 0; i < 1000; ++i) ifs += "{% if true %}";
+  EXPECT_NE(std::string::npos, Error(ifs).find("nested more than 200 deep"));
 }
 
 }  // namespace
