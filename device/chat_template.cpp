@@ -215,14 +215,15 @@ JinjaTemplate Parse(const ChatTemplateSource& s) {
 
 ChatTemplate::ChatTemplate(ChatTemplateSource source) : source_(std::move(source)), jinja_(Parse(source_)) {
   try {
-    Render(json::array({{{"role", "user"}, {"content", "Hello"}}}), true);
+    Render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", "Hello"}}}), true);
   } catch (const ChatTemplateError& e) {
     throw ChatTemplateError(std::string(e.what()) + WayOut());
   }
 }
 
-std::string ChatTemplate::Render(const json& messages, bool add_generation_prompt, const json& extra) const {
-  json ctx = extra.is_object() ? extra : json::object();
+std::string ChatTemplate::Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                                 const nlohmann::ordered_json& extra) const {
+  nlohmann::ordered_json ctx = extra.is_object() ? extra : nlohmann::ordered_json::object();
   ctx["messages"] = messages;
   ctx["add_generation_prompt"] = add_generation_prompt;
   ctx["bos_token"] = source_.bos_token;

@@ -60,8 +60,8 @@ class ChatTemplate {
   // `messages`: [{"role": ..., "content": ...}, ...] as the API received
   // them. `extra`: more top-level names (e.g. "tools"). Throws
   // ChatTemplateError (with the template's own raise_exception message).
-  std::string Render(const nlohmann::json& messages, bool add_generation_prompt,
-                     const nlohmann::json& extra = nlohmann::json::object()) const;
+  std::string Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
+                     const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 
   const ChatTemplateSource& source() const { return source_; }
 

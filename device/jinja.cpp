@@ -9,9 +9,11 @@
 #include <optional>
 #include <sstream>
 
+#include <utf8proc.h>
+
 namespace splitlm::device {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;  // objects keep their key order, as in Python
 using NodeP = std::shared_ptr<JinjaTemplate::Node>;
 
 struct JinjaTemplate::Node {
@@ -1155,9 +1157,25 @@ class Renderer {
     return s.substr(b, e - b);
   }
 
-  static std::string Case(std::string s, int mode) {  // 0 lower, 1 upper (ASCII, as most templates need)
-    for (char& c : s) c = static_cast<char>(mode ? std::toupper(static_cast<unsigned char>(c)) : std::tolower(static_cast<unsigned char>(c)));
-    return s;
+  // 0 lower, 1 upper: Unicode simple case mapping, code point by code point
+  // (invalid bytes are kept).
+  static std::string Case(const std::string& s, int mode) {
+    std::string out;
+    out.reserve(s.size());
+    const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+    for (size_t i = 0; i < s.size();) {
+      utf8proc_int32_t cp = 0;
+      const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+      if (n <= 0) {
+        out += s[i++];
+        continue;
+      }
+      cp = mode ? utf8proc_toupper(cp) : utf8proc_tolower(cp);
+      utf8proc_uint8_t buf[4];
+      out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(utf8proc_encode_char(cp, buf)));
+      i += static_cast<size_t>(n);
+    }
+    return out;
   }
 
   static std::string Title(const std::string& s) {

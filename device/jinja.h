@@ -42,10 +42,11 @@ class JinjaTemplate {
   JinjaTemplate(JinjaTemplate&&) noexcept;
   JinjaTemplate& operator=(JinjaTemplate&&) noexcept;
 
-  // Renders with the top-level names of `context` (a JSON object). Throws
+  // Renders with the top-level names of `context` (a JSON object; key order
+  // is kept, as tojson shows it). Throws
   // JinjaError on a runtime error, including raise_exception("...").
   // Thread-safe: rendering does not change the template.
-  std::string Render(const nlohmann::json& context) const;
+  std::string Render(const nlohmann::ordered_json& context) const;
 
   struct Node;
 

@@ -17,7 +17,9 @@
 namespace splitlm::device {
 namespace {
 
-using nlohmann::json;
+// Ordered: a message's fields reach the chat template in the order sent
+// (tojson of tool-call arguments shows them so).
+using json = nlohmann::ordered_json;
 
 struct BadRequest {
   std::string message;

@@ -11,7 +11,7 @@
 namespace splitlm::cli {
 namespace {
 
-using nlohmann::json;
+using json = nlohmann::ordered_json;
 
 struct ChatRenderArgs {
   std::string templ, model, messages, jsonl, bos, eos;

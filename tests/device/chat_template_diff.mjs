@@ -2,7 +2,8 @@
 // every template in ../shared/tokenizers/*/tokenizer_config.json, every GGUF
 // in ../shared/gguf that carries tokenizer.chat_template, and every built-in
 // renders the same conversations; the outputs must be byte-identical (or
-// both must refuse the conversation). Args: SPLITLM_BIN SHARED_DIR TMP_DIR
+// both must refuse the conversation). So does CONSTRUCTS, a template using
+// many constructs at once. Args: SPLITLM_BIN SHARED_DIR TMP_DIR CONSTRUCTS
 import { Template } from "@huggingface/jinja";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -90,6 +91,8 @@ if (templates.length === 0) {
   console.error(`no chat templates found under ${shared}`);
   process.exit(1);
 }
+const constructsFile = process.argv[5];
+if (constructsFile) templates.push(["constructs", constructsFile, fs.readFileSync(constructsFile, "utf8"), "<s>", "</s>"]);
 for (const name of ["llama2", "llama3", "chatml", "mistral", "zephyr"]) {
   const src = run(["chat-render", "--template", name, "--print-template", "--log-level", "warn"]);
   templates.push([`built-in ${name}`, name, src, "<s>", "</s>"]);

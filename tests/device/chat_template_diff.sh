@@ -16,4 +16,4 @@ fi
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cp "$src/chat_template_diff.mjs" "$npm_dir/"
-node "$npm_dir/chat_template_diff.mjs" "$bin/splitlm" "$shared" "$tmp"
+node "$npm_dir/chat_template_diff.mjs" "$bin/splitlm" "$shared" "$tmp" "$src/chat_template_constructs.jinja"
