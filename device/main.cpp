@@ -1,5 +1,6 @@
 // splitlm-device: the device agent. See README.md ("The deployable pair").
 #include <ATen/Parallel.h>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 
 #include <CLI/CLI.hpp>
@@ -9,6 +10,7 @@
 #include <thread>
 
 #include "device/agent.h"
+#include "device/chat_template.h"
 #include "device/openai_api.h"
 #include "scheduler/flags.h"
 #include "partition/blas_check.h"
@@ -40,6 +42,30 @@ const char* FlagHint(splitlm::device::CloudFault fault) {
     default:
       return "";
   }
+}
+
+// The template /v1/chat/completions renders with: --chat-template, else the
+// model's own, else none (the "role: content" transcript, warned).
+std::shared_ptr<const splitlm::device::ChatTemplate> ChooseChatTemplate(const std::string& model, const std::string& flag,
+                                                                        spdlog::logger& log) {
+  using namespace splitlm::device;
+  ChatTemplateSource own = ModelChatTemplate(model);
+  ChatTemplateSource chosen = own;
+  if (!flag.empty()) {
+    chosen = LoadChatTemplate(flag);
+    // A built-in or bare template file gets the model's BOS/EOS strings.
+    if (chosen.bos_token.empty()) chosen.bos_token = own.bos_token;
+    if (chosen.eos_token.empty()) chosen.eos_token = own.eos_token;
+  }
+  if (chosen.source.empty()) {
+    log.warn("{} has no chat template: /v1/chat/completions renders messages as \"role: content\" lines, which "
+             "instruction-tuned models were not trained on; pass --chat-template NAME ({}) or FILE",
+             model, fmt::join(BuiltinChatTemplateNames(), ", "));
+    return nullptr;
+  }
+  auto t = std::make_shared<const ChatTemplate>(chosen);
+  log.info("chat template: {}", chosen.origin);
+  return t;
 }
 
 }  // namespace
@@ -104,6 +130,10 @@ int main(int argc, char** argv) {
   bool http_public = false;
   auto* f_http = serve->add_option("--http", http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
   auto* f_http_public = serve->add_flag("--http-public", http_public, "allow --http beyond loopback (warned)");
+  std::string chat_template;
+  auto* f_chat = serve->add_option("--chat-template", chat_template,
+                                   "chat template: llama2, llama3, chatml, mistral, zephyr, or FILE (a template, "
+                                   "tokenizer_config.json or .gguf); default: the model's own");
   CLI11_PARSE(app, argc, argv);
 
   auto log = spdlog::stderr_color_mt("device");
@@ -141,6 +171,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "device.server_key", f_skey->count() > 0, server_key_file);
       FillFromConfig(cfg, "device.http", f_http->count() > 0, http);
       FillFromConfig(cfg, "device.http_public", f_http_public->count() > 0, http_public);
+      FillFromConfig(cfg, "device.chat_template", f_chat->count() > 0, chat_template);
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
@@ -174,6 +205,9 @@ int main(int argc, char** argv) {
       if (o.channel.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file)");
       o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
     }
+    // Before anything slow: a template that cannot be used ends start-up.
+    std::shared_ptr<const splitlm::device::ChatTemplate> chat;
+    if (serve->parsed()) chat = ChooseChatTemplate(model_dir, chat_template, *log);
     auto model = splitlm::partition::Model::Open(model_dir);
     if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
@@ -242,7 +276,11 @@ int main(int argc, char** argv) {
     std::string name = model_dir;
     while (name.size() > 1 && name.back() == '/') name.pop_back();
     name = name.substr(name.find_last_of('/') + 1);
-    splitlm::device::OpenAiApi api(agent, tok.get(), metrics, {name, 16});
+    splitlm::device::ApiOptions api_options;
+    api_options.model_name = name;
+    api_options.chat_template = chat;
+    if (tok) api_options.eos_ids = tok->eos_ids();  // Llama 3: <|eot_id|> as well as <|end_of_text|>
+    splitlm::device::OpenAiApi api(agent, tok.get(), metrics, api_options);
     splitlm::transport::HttpServerOptions ho;
     ho.address = http;
     ho.allow_public = http_public;

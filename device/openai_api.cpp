@@ -12,11 +12,14 @@
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/tokenizer.h"
+#include "device/text_stream.h"
 
 namespace splitlm::device {
 namespace {
 
-using nlohmann::json;
+// Ordered: a message's fields reach the chat template in the order sent
+// (tojson of tool-call arguments shows them so).
+using json = nlohmann::ordered_json;
 
 struct BadRequest {
   std::string message;
@@ -63,11 +66,83 @@ int32_t TokenId(const json& v, int vocab) {
   return static_cast<int32_t>(v.get<double>());
 }
 
+// "stop": null, a string, or an array of at most 4 strings; none empty.
+std::vector<std::string> StopStrings(const json& body) {
+  auto it = body.find("stop");
+  if (it == body.end() || it->is_null()) return {};
+  std::vector<std::string> stops;
+  if (it->is_string()) {
+    stops.push_back(it->get<std::string>());
+  } else if (it->is_array()) {
+    if (it->size() > 4) throw BadRequest{"\"stop\" holds " + std::to_string(it->size()) + " strings: at most 4", "stop"};
+    for (const auto& s : *it) {
+      if (!s.is_string()) throw BadRequest{"\"stop\" must be a string or an array of strings, found " + s.dump(), "stop"};
+      stops.push_back(s.get<std::string>());
+    }
+  } else {
+    throw BadRequest{"\"stop\" must be a string or an array of strings", "stop"};
+  }
+  for (const auto& s : stops) {
+    if (s.empty()) throw BadRequest{"\"stop\" strings must not be empty", "stop"};
+  }
+  return stops;
+}
+
+// A message's content: a string, or an array of {"type": "text", "text": s}
+// parts (joined). Null only where the template may see none (an assistant
+// turn with tool calls).
+json MessageContent(const json& msg, size_t i) {
+  const std::string where = "messages[" + std::to_string(i) + "]";
+  auto c = msg.find("content");
+  if (c == msg.end() || c->is_null()) {
+    if (msg.value("role", "") == "assistant" && msg.contains("tool_calls")) return nullptr;
+    throw BadRequest{where + " needs \"content\"", "messages"};
+  }
+  if (c->is_string()) return *c;
+  if (c->is_array()) {
+    std::string text;
+    for (const auto& part : *c) {
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
+        throw BadRequest{where + ".content parts must be {\"type\": \"text\", \"text\": string} (only text is supported)", "messages"};
+      }
+      text += part["text"].get<std::string>();
+    }
+    return text;
+  }
+  throw BadRequest{where + ".content must be a string or an array of text parts", "messages"};
+}
+
+// The messages as the template sees them: role and content checked, every
+// other field passed through (tool_calls, reasoning_content, name...).
+json CheckedMessages(const json& m) {
+  if (!m.is_array() || m.empty()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
+  json out = json::array();
+  for (size_t i = 0; i < m.size(); ++i) {
+    const json& msg = m[i];
+    if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string()) {
+      throw BadRequest{"messages[" + std::to_string(i) + "] needs a string \"role\"", "messages"};
+    }
+    json copy = msg;
+    copy["content"] = MessageContent(msg, i);
+    out.push_back(std::move(copy));
+  }
+  return out;
+}
+
+TextCodec CodecOf(const partition::Tokenizer* tokenizer) {
+  if (!tokenizer) return {};
+  return {[tokenizer](const std::string& text) { return tokenizer->Encode(text); },
+          [tokenizer](const std::vector<int32_t>& ids) { return tokenizer->Decode(ids); }};
+}
+
 }  // namespace
 
 OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics,
                      ApiOptions options)
-    : agent_(agent), tokenizer_(tokenizer), metrics_(metrics), options_(std::move(options)) {
+    : OpenAiApi(agent, CodecOf(tokenizer), metrics, std::move(options)) {}
+
+OpenAiApi::OpenAiApi(Agent& agent, TextCodec codec, transport::Metrics& metrics, ApiOptions options)
+    : agent_(agent), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {
   metrics_.Describe("splitlm_http_requests_total", transport::Metrics::Kind::kCounter, "HTTP requests by status");
 }
 
@@ -102,10 +177,11 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   if (body.is_discarded() || !body.is_object()) return send(400, ErrorBody("request body is not a JSON object", "invalid_request_error"));
   const auto& cfg = agent_.model().config();
   GenerateRequest req;
-  bool stream = false;
+  bool stream = false, include_usage = false;
+  std::vector<std::string> stops;
   try {
     static const std::set<std::string> kCommon = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-                                                  "top_k", "seed", "stream", "stream_options", "n", "user"};
+                                                  "top_k", "seed", "stream", "stream_options", "n", "user", "stop"};
     for (auto it = body.begin(); it != body.end(); ++it) {
       const bool ok = kCommon.count(it.key()) || (chat ? it.key() == "messages" : it.key() == "prompt");
       if (!ok) throw BadRequest{"unknown field \"" + it.key() + "\"", it.key()};
@@ -119,6 +195,11 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     req.sampling.top_k = Field<int>(body, "top_k", 0, &json::is_number_integer);
     req.sampling.seed = Field<uint64_t>(body, "seed", 0, &json::is_number_integer);
     stream = Field<bool>(body, "stream", false, &json::is_boolean);
+    stops = StopStrings(body);
+    if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
+      if (!so->is_object()) throw BadRequest{"\"stream_options\" must be an object", "stream_options"};
+      include_usage = Field<bool>(*so, "include_usage", false, &json::is_boolean);
+    }
     if (req.sampling.temperature < 0 || req.sampling.temperature > 2) throw BadRequest{"temperature must be in [0, 2]", "temperature"};
     try {
       partition::ValidateSamplingParams(req.sampling);
@@ -126,24 +207,39 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
       throw BadRequest{e.what(), "top_p"};
     }
     auto encode = [&](const std::string& text) {
-      if (!tokenizer_) throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids", chat ? "messages" : "prompt"};
-      return tokenizer_->Encode(text);
+      if (!codec_.encode) throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids", chat ? "messages" : "prompt"};
+      return codec_.encode(text);
     };
     if (chat) {
       auto m = body.find("messages");
-      if (m == body.end() || !m->is_array() || m->empty()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
-      // A plain role-prefixed transcript, ending with the assistant's turn.
-      std::string text;
-      for (const auto& msg : *m) {
-        if (!msg.is_object() || !msg.contains("role") || !msg["role"].is_string() || !msg.contains("content") ||
-            !msg["content"].is_string()) {
-          throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
+      if (m == body.end()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
+      const json messages = CheckedMessages(*m);
+      if (options_.chat_template) {
+        std::string text;
+        try {
+          text = options_.chat_template->Render(messages, true);
+        } catch (const ChatTemplateError& e) {
+          throw BadRequest{e.what(), "messages"};
         }
-        text += msg["role"].get<std::string>() + ": " + msg["content"].get<std::string>() + "\n";
+        // A template that writes the BOS token as text gets the BOS id (a
+        // SentencePiece encoder would spell "<s>" out).
+        const std::string& bos = options_.chat_template->source().bos_token;
+        const bool starts_with_bos = !bos.empty() && text.compare(0, bos.size(), bos) == 0;
+        if (starts_with_bos) text.erase(0, bos.size());
+        req.prompt = encode(text);
+        if (starts_with_bos) req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
+      } else {
+        // No template: a plain role-prefixed transcript, ending with the
+        // assistant's turn.
+        std::string text;
+        for (const auto& msg : messages) {
+          if (!msg["content"].is_string()) throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
+          text += msg["role"].get<std::string>() + ": " + msg["content"].get<std::string>() + "\n";
+        }
+        text += "assistant:";
+        req.prompt = encode(text);
+        req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
       }
-      text += "assistant:";
-      req.prompt = encode(text);
-      req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
     } else {
       auto p = body.find("prompt");
       if (p == body.end()) throw BadRequest{"\"prompt\" is required", "prompt"};
@@ -168,13 +264,13 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(Now()) + std::to_string(reinterpret_cast<uintptr_t>(&req) & 0xffff);
   const int64_t created = Now();
   std::vector<int32_t> generated;
-  std::string emitted;
-  auto text_of = [&](const std::vector<int32_t>& ids) {
-    if (tokenizer_) return tokenizer_->Decode(ids);
+  auto decode = [&](const std::vector<int32_t>& ids) {
+    if (codec_.decode) return codec_.decode(ids);
     std::string s;
     for (int32_t t : ids) s += " " + std::to_string(t);
     return s;
   };
+  TextStream text(decode, stops);
   auto chunk = [&](const json& delta_or_text, const json& finish) {
     json c = {{"id", id}, {"created", created}, {"model", options_.model_name}};
     if (chat) {
@@ -186,6 +282,13 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     }
     return "data: " + c.dump() + "\n\n";
   };
+  auto is_end = [&](int32_t token) {
+    return cfg.IsEos(token) || std::find(options_.eos_ids.begin(), options_.eos_ids.end(), token) != options_.eos_ids.end();
+  };
+  auto send_delta = [&](const std::string& delta) {
+    if (!stream || delta.empty()) return true;
+    return w.Write(chunk(chat ? json{{"content", delta}} : json(delta), nullptr));
+  };
 
   std::lock_guard<std::mutex> lock(generate_mu_);
   if (stream) {
@@ -194,14 +297,16 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     if (chat) w.Write(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
   }
   GenerateResult result;
+  bool ended = false;  // an end-of-sequence id
   try {
     result = agent_.Generate(req, [&](int32_t token) {
       generated.push_back(token);
-      if (!stream) return true;
-      const std::string text = text_of(generated);
-      const std::string delta = text.substr(std::min(emitted.size(), text.size()));
-      emitted = text;
-      return w.Write(chunk(chat ? json{{"content", delta}} : json(delta), nullptr));
+      if (is_end(token)) {
+        ended = true;
+        return false;
+      }
+      if (!send_delta(text.Push(token))) return false;
+      return !text.stopped();
     });
   } catch (const std::exception& e) {
     if (stream) {
@@ -210,22 +315,31 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     }
     return send(503, ErrorBody(e.what(), "server_error"));
   }
+  const bool stopped = text.stopped();
+  send_delta(text.Finish());
+  // OpenAI: "stop" for a natural end or a stop string, "length" at
+  // max_tokens (or the context's end).
+  const std::string finish = ended || stopped ? "stop" : "length";
+  // Every generated token counts, the end-of-sequence one included.
+  const json usage = {{"prompt_tokens", req.prompt.size()}, {"completion_tokens", generated.size()},
+                      {"total_tokens", req.prompt.size() + generated.size()}};
   if (stream) {
-    w.Write(chunk(chat ? json::object() : json(""), result.finish_reason == "context" ? "length" : result.finish_reason));
+    w.Write(chunk(chat ? json::object() : json(""), finish));
+    if (include_usage) {
+      w.Write("data: " + json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+                              {"model", options_.model_name}, {"choices", json::array()}, {"usage", usage}}.dump() + "\n\n");
+    }
     w.Write("data: [DONE]\n\n");
     return;
   }
-  const std::string text = text_of(generated);
-  const std::string finish = result.finish_reason == "context" ? "length" : result.finish_reason;
-  json choice = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", finish}}
-                     : json{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}};
+  json choice = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text.text()}}}, {"finish_reason", finish}}
+                     : json{{"index", 0}, {"text", text.text()}, {"logprobs", nullptr}, {"finish_reason", finish}};
   send(200, {{"id", id},
              {"object", chat ? "chat.completion" : "text_completion"},
              {"created", created},
              {"model", options_.model_name},
              {"choices", json::array({choice})},
-             {"usage", {{"prompt_tokens", req.prompt.size()}, {"completion_tokens", generated.size()},
-                        {"total_tokens", req.prompt.size() + generated.size()}}}});
+             {"usage", usage}});
 }
 
 }  // namespace splitlm::device

@@ -3,11 +3,14 @@
 // GET /v1/models, GET /health, GET /metrics.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "device/agent.h"
+#include "device/chat_template.h"
 #include "transport/http_server.h"
 
 namespace splitlm::partition {
@@ -19,6 +22,20 @@ namespace splitlm::device {
 struct ApiOptions {
   std::string model_name = "splitlm";  // the id /v1/models reports
   int default_max_tokens = 16;
+  // Renders /v1/chat/completions messages (the model's own template, or one
+  // chosen with --chat-template). Null: the "role: content" transcript of
+  // old, for models that ship no template.
+  std::shared_ptr<const ChatTemplate> chat_template;
+  // Ids that end a generation besides the model config's end-of-sequence id
+  // (Llama 3: <|eot_id|> next to <|end_of_text|>). Never part of the text.
+  std::vector<int32_t> eos_ids;
+};
+
+// Text to ids and back: a tokenizer's Encode (no BOS added; special tokens
+// written in the text recognised, where the tokenizer can) and Decode.
+struct TextCodec {
+  std::function<std::vector<int32_t>(const std::string&)> encode;
+  std::function<std::string(const std::vector<int32_t>&)> decode;
 };
 
 // Answers HTTP requests with `agent` (one generation at a time). `tokenizer`
@@ -27,12 +44,14 @@ struct ApiOptions {
 class OpenAiApi {
  public:
   OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics, ApiOptions options);
+  // As above with any codec (tests use a fake); an empty codec is "no tokenizer".
+  OpenAiApi(Agent& agent, TextCodec codec, transport::Metrics& metrics, ApiOptions options);
   void Handle(const transport::HttpRequest& request, transport::HttpResponder& responder);
 
  private:
   void Completions(const transport::HttpRequest& request, transport::HttpResponder& responder, bool chat);
   Agent& agent_;
-  const partition::Tokenizer* tokenizer_;
+  TextCodec codec_;
   transport::Metrics& metrics_;
   ApiOptions options_;
   std::mutex generate_mu_;

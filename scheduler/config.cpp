@@ -57,6 +57,7 @@ std::vector<KeySpec> BuildSchema() {
       {"device.http", T::kString, 0, 0, {}, "127.0.0.1:8080", "HOST:PORT of the OpenAI-compatible API (serve)"},
       {"device.require_exact", T::kBool, 0, 0, {}, "false", "refuse a cloud holding the same model in other weight formats"},
       {"device.http_public", T::kBool, 0, 0, {}, "false", "allow device.http beyond loopback (unencrypted, unauthenticated; warned)"},
+      {"device.chat_template", T::kString, 0, 0, {}, "the model's own", "chat template for /v1/chat/completions: llama2, llama3, chatml, mistral, zephyr, or a FILE"},
       // [scheduler]
       {"scheduler.objective", T::kString, 0, 0, {"latency", "energy", "cost", "weighted"}, "latency", "what the chosen cut minimises"},
       {"scheduler.weight_ms", T::kFloat, 0, kBig, {}, "1", "weighted objective: score per ms of time per token"},

@@ -34,5 +34,6 @@ Runner AddQuantize(CLI::App& app);
 Runner AddQuantEval(CLI::App& app);
 Runner AddTokenize(CLI::App& app);
 Runner AddDetokenize(CLI::App& app);
+Runner AddChatRender(CLI::App& app);
 
 }  // namespace splitlm::cli

@@ -64,6 +64,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddQuantEval);
   add(splitlm::cli::AddTokenize);
   add(splitlm::cli::AddDetokenize);
+  add(splitlm::cli::AddChatRender);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -39,6 +39,34 @@ for await (const chunk of stream) {
 check(streamed === c.choices[0].text, 'streamed completion equals the non-streamed one', JSON.stringify([streamed, c.choices[0].text]));
 check(finish === c.choices[0].finish_reason, 'stream ends with the finish reason');
 
+// `stop` ends the text before the first occurrence of a stop string, the
+// same streamed and not; finish_reason says why the generation ended.
+check(c.usage.completion_tokens === 8 && c.choices[0].finish_reason === 'length', 'max_tokens ends with "length", usage counts it',
+      JSON.stringify([c.usage, c.choices[0].finish_reason]));
+const full = c.choices[0].text;
+const stopAt = full.indexOf(full.trim().split(/\s+/)[2] ?? '\u0000', 1);
+if (stopAt > 0) {
+  const stopString = full.slice(stopAt, stopAt + 2);
+  const want = full.slice(0, full.indexOf(stopString));
+  const s = await client.completions.create({ model, prompt, max_tokens: 8, temperature: 0, stop: ['\u2603', stopString] });
+  check(s.choices[0].text === want && s.choices[0].finish_reason === 'stop', 'a stop string ends the text, not returned',
+        JSON.stringify([s.choices[0].text, want, s.choices[0].finish_reason]));
+  const ss = await client.completions.create({ model, prompt, max_tokens: 8, temperature: 0, stop: stopString, stream: true });
+  let text = '';
+  let why = null;
+  for await (const chunk of ss) {
+    text += chunk.choices[0].text;
+    why = chunk.choices[0].finish_reason ?? why;
+  }
+  check(text === want && why === 'stop', 'a stop string in a stream', JSON.stringify([text, want, why]));
+}
+try {
+  await client.completions.create({ model, prompt, stop: ['a', 'b', 'c', 'd', 'e'] });
+  check(false, '400 for five stop strings');
+} catch (e) {
+  check(e.status === 400 && e.error?.param === 'stop', '400 for five stop strings', `${e.status} ${e.message}`);
+}
+
 if (hasTokenizer === '1') {
   const chat = await client.chat.completions.create({
     model, messages: [{ role: 'user', content: 'Once upon a time' }], max_tokens: 6, temperature: 0 });

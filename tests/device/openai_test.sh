@@ -27,11 +27,18 @@ else
   expected="${expected#1 5 9 }"
 fi
 
+# A chat template that does not exist ends start-up with the way out.
+if "$bin/splitlm-device" --model "$tmp/m" --cut 2 serve --http 127.0.0.1:0 --chat-template nope 2>"$tmp/bad.err"; then
+  echo "splitlm-device started with --chat-template nope" >&2; exit 1
+fi
+grep -q "chat-template nope: neither a built-in template (chatml, llama2, llama3, mistral, zephyr) nor a file" "$tmp/bad.err" ||
+  { echo "unexpected error for --chat-template nope:" >&2; cat "$tmp/bad.err" >&2; exit 1; }
+
 exec 3< <(exec "$bin/splitlm-cloud" --model "$tmp/m" --bind 'tcp://127.0.0.1:*' --threads 1 2>"$tmp/cloud.err")
 pids+=($!)
 read -r -t 120 line <&3 || { cat "$tmp/cloud.err" >&2; exit 1; }
 endpoint="${line#listening on }"
-exec 4< <(exec "$bin/splitlm-device" --model "$tmp/m" --cloud "$endpoint" --cut 2 --threads 1 serve --http 127.0.0.1:0 2>"$tmp/device.err")
+exec 4< <(exec "$bin/splitlm-device" --model "$tmp/m" --cloud "$endpoint" --cut 2 --threads 1 serve --http 127.0.0.1:0 --chat-template chatml 2>"$tmp/device.err")
 pids+=($!)
 read -r -t 120 line <&4 || { cat "$tmp/device.err" >&2; exit 1; }
 url="${line#serving on }"
