@@ -8,6 +8,7 @@
 #include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
+#include "partition/weight_matrix.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -62,7 +63,14 @@ uint64_t Fnv1a64(const void* data, size_t n, uint64_t h) {
   return h;
 }
 
-std::unique_ptr<Model> Model::Open(const std::string& path) {
+std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights) {
+  CheckWeightFormat(weights);
+  std::unique_ptr<Model> m = OpenPath(path);
+  m->weights_ = weights;
+  return m;
+}
+
+std::unique_ptr<Model> Model::OpenPath(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
     throw PartitionError(path + ": model not found (give a Hugging Face model directory or a .gguf file)");
