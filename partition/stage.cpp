@@ -35,9 +35,9 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
 // The named [rows_i, k] tensors stacked into one matrix in the model's
 // weight format.
 Matrix LoadMatrix(const Model& model, const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
-  std::vector<TensorRef> refs;
-  for (const auto& [name, shape] : parts) refs.push_back(model.Tensor(name, shape));
-  return WeightMatrix::Load(refs, model.weights(), parts[0].first);
+  std::vector<WeightMatrix::Part> refs;
+  for (const auto& [name, shape] : parts) refs.push_back({name, model.Tensor(name, shape)});
+  return WeightMatrix::Load(refs, model.weights(), model.config().num_layers);
 }
 
 size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }

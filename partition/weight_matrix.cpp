@@ -1,6 +1,7 @@
 #include "partition/weight_matrix.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 
@@ -49,99 +50,125 @@ std::vector<float> ToF32(const TensorRef& t) {
   return out;
 }
 
+constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
+
+bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// The layer of "model.layers.N....", or -1.
+int LayerOf(const std::string& name) {
+  int layer = -1;
+  if (std::sscanf(name.c_str(), "model.layers.%d.", &layer) != 1) return -1;
+  return layer;
+}
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers, and
+// every third layer between.
+bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int num_layers) {
+  const TensorRef& t = part.ref;
+  const int64_t k = t.shape.back();
+  uint32_t target = kF32;
+  if (format.empty()) {
+    target = t.type;
+  } else if (format == "q4_k_m") {
+    target = T(GgmlType::kQ4_K);
+    const int layer = LayerOf(part.name);
+    const bool more_bits = layer >= 0 && UseMoreBits(layer, num_layers);
+    if (part.name == "lm_head.weight" || part.name == "model.embed_tokens.weight") target = T(GgmlType::kQ6_K);
+    if (more_bits && (Contains(part.name, "v_proj.weight") || Contains(part.name, "down_proj.weight"))) {
+      target = T(GgmlType::kQ6_K);
+    }
+  } else {
+    for (const auto& f : kFormats) {
+      if (format == f.name) target = T(f.type);
+    }
+  }
+  if (!kernels::CanPackQuant(target) || k % kernels::QuantBlockValues(target) != 0) return kF32;
+  return target;
+}
+
 }  // namespace
 
-const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k (or empty: as stored)"; }
+const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)"; }
 
 void CheckWeightFormat(const std::string& format) {
   if (format.empty()) return;
   for (const auto& f : kFormats) {
     if (format == f.name) return;
   }
+  if (format == "q4_k_m") return;
   throw PartitionError("unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
 }
 
-std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<TensorRef>& parts,
-                                                       const std::string& format, const std::string& name) {
+
+std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts, const std::string& format,
+                                                       int num_layers) {
   CheckWeightFormat(format);
   auto w = std::make_shared<WeightMatrix>();
-  w->cols_ = static_cast<int>(parts.at(0).shape.back());
-  for (const TensorRef& t : parts) w->rows_ += static_cast<int>(RowsOf(t));
+  w->cols_ = static_cast<int>(parts.at(0).ref.shape.back());
+  for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
   const int k = w->cols_;
+  std::vector<uint32_t> held;
+  for (const Part& p : parts) held.push_back(HeldType(p, format, num_layers));
 
-  uint32_t target = kF32;
-  for (const auto& f : kFormats) {
-    if (format == f.name) target = static_cast<uint32_t>(f.type);
-  }
-  const bool native = format.empty() && std::all_of(parts.begin(), parts.end(), [](const TensorRef& t) {
-    return kernels::CanPackQuant(t.type);
-  });
-  const bool quantise = kernels::CanPackQuant(target) && k % kernels::QuantBlockValues(target) == 0;
-
-  if (native) {
-    // The stored blocks, each run of parts of one type a segment.
+  if (std::all_of(held.begin(), held.end(), [](uint32_t t) { return t != kF32; })) {
+    // Block rows: the stored ones, or the floats quantised now; each run of
+    // parts held in one type is a segment.
     int row0 = 0;
     for (size_t i = 0; i < parts.size();) {
-      size_t e = i;
-      int rows = 0;
-      std::vector<const uint8_t*> ptrs;
-      for (; e < parts.size() && parts[e].type == parts[i].type; ++e) {
-        const TensorRef& t = parts[e];
-        const GgmlBlock blk = *GgmlBlockOf(t.type);
-        const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
-        for (int64_t r = 0; r < RowsOf(t); ++r) {
-          ptrs.push_back(static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * row_bytes);
-        }
-        rows += static_cast<int>(RowsOf(t));
-      }
       Segment s;
-      s.type = parts[i].type;
+      s.type = held[i];
       s.row0 = row0;
-      s.rows = rows;
-      s.blocks.resize(kernels::QuantPackedBytes(s.type, rows, k));
-      kernels::PackQuant(s.type, ptrs.data(), rows, k, s.blocks.data());
+      const GgmlBlock blk = *GgmlBlockOf(s.type);
+      const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
+      std::vector<const uint8_t*> ptrs;
+      std::vector<std::vector<uint8_t>> made;
+      for (; i < parts.size() && held[i] == s.type; ++i) {
+        const TensorRef& t = parts[i].ref;
+        const int64_t rows = RowsOf(t);
+        if (t.type == s.type) {
+          for (int64_t r = 0; r < rows; ++r) {
+            ptrs.push_back(static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * row_bytes);
+          }
+        } else {
+          const std::vector<float> f = ToF32(t);
+          made.emplace_back(row_bytes * rows);
+          uint8_t* dst = made.back().data();
+          try {
+            kernels::ParallelFor(static_cast<int>(rows), 16, [&](int b, int e) {
+              for (int r = b; r < e; ++r) QuantizeRow(s.type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
+            });
+          } catch (const std::exception& e) {
+            throw PartitionError(parts[i].name + ": " + e.what());
+          }
+          for (int64_t r = 0; r < rows; ++r) ptrs.push_back(dst + r * row_bytes);
+        }
+        s.rows += static_cast<int>(rows);
+      }
+      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k));
+      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data());
+      row0 += s.rows;
       w->segments_.push_back(std::move(s));
-      row0 += rows;
-      i = e;
     }
     return w;
   }
 
-  // Through fp32: all parts stacked.
+  // fp32: all parts stacked in one segment.
   std::vector<float> all;
   all.reserve(static_cast<size_t>(w->rows_) * k);
-  for (const TensorRef& t : parts) {
-    const std::vector<float> f = ToF32(t);
+  for (const Part& p : parts) {
+    const std::vector<float> f = ToF32(p.ref);
     all.insert(all.end(), f.begin(), f.end());
+  }
+  if (format == "f16") {
+    for (float& v : all) v = transport::HalfToFloat(transport::FloatToHalf(v));
   }
   Segment s;
   s.rows = w->rows_;
-  if (quantise) {
-    const GgmlBlock blk = *GgmlBlockOf(target);
-    const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
-    std::vector<uint8_t> rows(row_bytes * w->rows_);
-    std::vector<const uint8_t*> ptrs(w->rows_);
-    try {
-      kernels::ParallelFor(w->rows_, 16, [&](int b, int e) {
-        for (int r = b; r < e; ++r) {
-          QuantizeRow(target, &all[static_cast<size_t>(r) * k], &rows[r * row_bytes], k);
-        }
-      });
-    } catch (const PartitionError& e) {
-      throw PartitionError(name + ": " + e.what());
-    }
-    for (int r = 0; r < w->rows_; ++r) ptrs[r] = &rows[r * row_bytes];
-    s.type = target;
-    s.blocks.resize(kernels::QuantPackedBytes(target, w->rows_, k));
-    kernels::PackQuant(target, ptrs.data(), w->rows_, k, s.blocks.data());
-  } else {
-    if (target == static_cast<uint32_t>(GgmlType::kF16)) {
-      for (float& v : all) v = transport::HalfToFloat(transport::FloatToHalf(v));
-    }
-    s.type = kF32;
-    s.f32.resize(kernels::PackedSize(w->rows_, k));
-    kernels::Pack(all.data(), w->rows_, k, s.f32.data());
-  }
+  s.type = kF32;
+  s.f32.resize(kernels::PackedSize(w->rows_, k));
+  kernels::Pack(all.data(), w->rows_, k, s.f32.data());
   w->segments_.push_back(std::move(s));
   return w;
 }

@@ -20,7 +20,13 @@ namespace splitlm::partition {
 // matrices stay in their format, everything else becomes fp32), "f32"
 // (everything dequantised), "f16" (values rounded to fp16, held as fp32),
 // "q8_0", "q4_0", "q4_k", "q6_k" (each matrix row quantised at load with
-// QuantizeRow; a matrix whose rows are not whole blocks stays fp32).
+// QuantizeRow; a matrix whose rows are not whole blocks stays fp32),
+// "q4_k_m" (llama.cpp's Q4_K_M choice for a llama-shaped model: Q6_K for
+// the LM head and for v_proj and down_proj in the first and last eighth of
+// the layers and every third between, Q4_K for the other matrices).
+// Matrices are the q/k/v/o/gate/up/down projections and the LM head (or the
+// tied embedding serving as head); norms, biases and an untied embedding
+// table stay fp32.
 // Throws PartitionError naming the value and the accepted ones.
 void CheckWeightFormat(const std::string& format);
 // The accepted values of CheckWeightFormat, comma-separated.
@@ -28,11 +34,17 @@ const char* WeightFormats();
 
 class WeightMatrix {
  public:
+  struct Part {
+    std::string name;  // Hugging Face's ("model.layers.3.mlp.down_proj.weight")
+    TensorRef ref;
+  };
   // The rows of `parts` (all [rows_i, k], Hugging Face row order) stacked in
-  // `format`. Native parts of several block types become one segment each.
-  // Throws PartitionError naming `name` if the values cannot be quantised.
-  static std::shared_ptr<const WeightMatrix> Load(const std::vector<TensorRef>& parts,
-                                                  const std::string& format, const std::string& name);
+  // `format` (of a model of `num_layers` layers). Parts held in several block
+  // types become one segment each; if any part must stay fp32 the whole
+  // matrix is fp32. Throws PartitionError naming the part if its values
+  // cannot be quantised (not finite, or a scale past fp16).
+  static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts, const std::string& format,
+                                                  int num_layers = 0);
 
   // y[i*rows() + r] = sum_j w[r][j] x[i][j] (+ bias[r]); x: [n, cols()].
   void Apply(const float* x, int n, float* y, const float* bias = nullptr) const;

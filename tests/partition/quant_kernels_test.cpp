@@ -225,10 +225,10 @@ TEST_F(QuantKernels, WeightMatrixStacksPartsOfMixedFormats) {
   // Q4_K_M stacks Q4_K q/k with a Q6_K v.
   const Matrix a = Quantised(T(GgmlType::kQ4_K), 19, 256, 1), b = Quantised(T(GgmlType::kQ4_K), 5, 256, 2),
                c = Quantised(T(GgmlType::kQ6_K), 22, 256, 3);
-  const auto wm = WeightMatrix::Load({Ref(a), Ref(b), Ref(c)}, "", "qkv");
+  const auto wm = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "");
   EXPECT_EQ(wm->rows(), 46);
   EXPECT_EQ(wm->format(), "q4_k/q6_k");
-  const auto f32 = WeightMatrix::Load({Ref(a), Ref(b), Ref(c)}, "f32", "qkv");
+  const auto f32 = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "f32");
   EXPECT_EQ(f32->format(), "f32");
   EXPECT_GT(f32->bytes(), 4 * wm->bytes());  // 5 of the rows are a panel of 16
   const int n = 5;
@@ -252,7 +252,7 @@ TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
   for (float& v : w) v = normal(rng);
   const TensorRef ref{w.data(), T(GgmlType::kF32), {24, 256}, 0};
   for (const char* fmt : {"q8_0", "q4_0", "q4_k", "q6_k"}) {
-    const auto wm = WeightMatrix::Load({ref}, fmt, "m");
+    const auto wm = WeightMatrix::Load({{"m", ref}}, fmt);
     EXPECT_EQ(wm->format(), fmt);
     // Its rows are QuantizeRow then DequantizeRow of the floats.
     const uint32_t type = std::string(fmt) == "q8_0" ? T(GgmlType::kQ8_0)
@@ -267,10 +267,10 @@ TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
   }
   // 96 values are not whole Q4_K blocks: the matrix stays fp32.
   const TensorRef narrow{w.data(), T(GgmlType::kF32), {16, 96}, 0};
-  EXPECT_EQ(WeightMatrix::Load({narrow}, "q4_k", "m")->format(), "f32");
-  EXPECT_EQ(WeightMatrix::Load({narrow}, "q8_0", "m")->format(), "q8_0");
+  EXPECT_EQ(WeightMatrix::Load({{"m", narrow}}, "q4_k")->format(), "f32");
+  EXPECT_EQ(WeightMatrix::Load({{"m", narrow}}, "q8_0")->format(), "q8_0");
   // f16 rounds the values.
-  const auto half = WeightMatrix::Load({ref}, "f16", "m");
+  const auto half = WeightMatrix::Load({{"m", ref}}, "f16");
   std::vector<float> row(256);
   half->Row(3, row.data());
   std::vector<uint8_t> h(512);
@@ -278,6 +278,14 @@ TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
   QuantizeRow(T(GgmlType::kF16), &w[256 * 3], h.data(), 256);
   DequantizeRow(T(GgmlType::kF16), h.data(), want.data(), 256);
   EXPECT_TRUE(SameBits(row, want));
+  // q4_k_m: Q6_K for the head and for v/down in the layers llama.cpp gives
+  // more bits (of 8 layers: 0, 3, 6, 7), Q4_K elsewhere.
+  EXPECT_EQ(WeightMatrix::Load({{"lm_head.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.3.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.4.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q4_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.0.self_attn.q_proj.weight", ref},
+                                {"model.layers.0.self_attn.v_proj.weight", ref}}, "q4_k_m", 8)->format(),
+            "q4_k/q6_k");
 }
 
 TEST_F(QuantKernels, UnknownWeightFormatIsAnErrorNamingIt) {
@@ -291,7 +299,7 @@ TEST_F(QuantKernels, UnknownWeightFormatIsAnErrorNamingIt) {
   std::vector<float> bad(32, 1e30f);
   const TensorRef ref{bad.data(), T(GgmlType::kF32), {1, 32}, 0};
   try {
-    WeightMatrix::Load({ref}, "q8_0", "model.layers.0.mlp.down_proj.weight");
+    WeightMatrix::Load({{"model.layers.0.mlp.down_proj.weight", ref}}, "q8_0");
     FAIL() << "no error";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("down_proj"), std::string::npos) << e.what();
