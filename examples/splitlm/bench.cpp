@@ -5,6 +5,7 @@
 #include "examples/splitlm/cli.h"
 #include "partition/bench.h"
 #include "partition/model.h"
+#include "scheduler/flags.h"
 
 namespace splitlm::cli {
 
@@ -15,7 +16,7 @@ Runner AddBench(CLI::App& app) {
   auto o = std::make_shared<partition::BenchOptions>();
   cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   auto weights = std::make_shared<std::string>();
-  cmd->add_option("--weights", *weights, WeightsHelp());
+  cmd->add_option("--weights", *weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
   cmd->add_flag("--json", *json, "print one JSON line");
   cmd->add_option("--prefill-tokens", o->prefill_tokens, "prompt length for prefill")
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();
