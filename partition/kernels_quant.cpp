@@ -4,10 +4,10 @@
 // Per panel of 16 rows, per column group ("l" is the row in the panel):
 //   Q8_0  (32 columns, 576 bytes)   float d[16]; int8 q[32][16]
 //   Q4_0  (32 columns, 320 bytes)   float d[16]; uint8 qs[16][16]: byte
-//         [c][l] holds column c (low nibble) and c + 16 (high nibble)
+//         [c][l] holds column 2c (low nibble) and 2c + 1 (high nibble)
 //   Q4_K  (256 columns, 2432 bytes) float d[16], dmin[16]; uint8 sc[8][16],
-//         m[8][16] (the 6-bit scales and mins unpacked); uint8 qs[4][32][16]:
-//         byte [g][c][l] holds column 64g + c (low) and 64g + 32 + c (high)
+//         m[8][16] (the 6-bit scales and mins unpacked); uint8 qs[128][16]:
+//         byte [c][l] holds column 2c (low nibble) and 2c + 1 (high)
 //   Q6_K  (256 columns, 3392 bytes) float d[16]; int8 scale[16][16];
 //         uint8 ql[2][64][16], qh[2][32][16]: ggml's ql/qh bytes of each row
 //         (block_q6_K), transposed so the 16 rows' bytes are adjacent
@@ -64,6 +64,16 @@ void ScaleMinK4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
   }
 }
 
+// Code of column j of a Q4_0 block: qs[j] low nibble for j < 16, else
+// qs[j - 16]'s high nibble.
+int Q4_0Nibble(const uint8_t* b, int j) { return j < 16 ? b[2 + j] & 0x0F : b[2 + j - 16] >> 4; }
+// Code of column j of a Q4_K block: in each 64 columns, qs[32g + c] low
+// nibble for the first 32, high nibble for the next.
+int Q4_KNibble(const uint8_t* b, int j) {
+  const int g = j / 64, c = j % 64;
+  return c < 32 ? b[16 + 32 * g + c] & 0x0F : b[16 + 32 * g + c - 32] >> 4;
+}
+
 // One GGUF block `b` into row l of the packed group `g`.
 void PackBlock(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
   switch (type) {
@@ -73,13 +83,13 @@ void PackBlock(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
       break;
     case GgmlType::kQ4_0:
       PutFloat(g + 4 * l, Half(b));
-      for (int c = 0; c < 16; ++c) g[64 + 16 * c + l] = b[2 + c];
+      for (int c = 0; c < 16; ++c) g[64 + 16 * c + l] = static_cast<uint8_t>(Q4_0Nibble(b, 2 * c) | Q4_0Nibble(b, 2 * c + 1) << 4);
       break;
     case GgmlType::kQ4_K:
       PutFloat(g + 4 * l, Half(b));
       PutFloat(g + 64 + 4 * l, Half(b + 2));
       for (int j = 0; j < 8; ++j) ScaleMinK4(j, b + 4, &g[128 + 16 * j + l], &g[256 + 16 * j + l]);
-      for (int c = 0; c < 128; ++c) g[384 + 16 * c + l] = b[16 + c];
+      for (int c = 0; c < 128; ++c) g[384 + 16 * c + l] = static_cast<uint8_t>(Q4_KNibble(b, 2 * c) | Q4_KNibble(b, 2 * c + 1) << 4);
       break;
     case GgmlType::kQ6_K:
       PutFloat(g + 4 * l, Half(b + 208));
@@ -97,14 +107,14 @@ float Decode(GgmlType type, const uint8_t* g, int l, int j) {
     case GgmlType::kQ8_0:
       return static_cast<float>(static_cast<int8_t>(g[64 + 16 * j + l])) * GetFloat(g + 4 * l);
     case GgmlType::kQ4_0: {
-      const uint8_t b = g[64 + 16 * (j % 16) + l];
-      const int q = (j < 16 ? b & 0x0F : b >> 4) - 8;
+      const uint8_t b = g[64 + 16 * (j / 2) + l];
+      const int q = (j % 2 == 0 ? b & 0x0F : b >> 4) - 8;
       return static_cast<float>(q) * GetFloat(g + 4 * l);
     }
     case GgmlType::kQ4_K: {
-      const int s = j / 32, c = j % 32;
-      const uint8_t b = g[384 + 16 * (32 * (s / 2) + c) + l];
-      const int q = s % 2 == 0 ? b & 0x0F : b >> 4;
+      const int s = j / 32;
+      const uint8_t b = g[384 + 16 * (j / 2) + l];
+      const int q = j % 2 == 0 ? b & 0x0F : b >> 4;
       const float a = GetFloat(g + 4 * l) * static_cast<float>(g[128 + 16 * s + l]);
       const float mn = GetFloat(g + 64 + 4 * l) * static_cast<float>(g[256 + 16 * s + l]);
       return a * static_cast<float>(q) - mn;

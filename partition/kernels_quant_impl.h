@@ -94,11 +94,30 @@ inline V16 Mul16(V16 a, V16 b) { return {Mul(a.lo, b.lo), Mul(a.hi, b.hi)}; }
 inline V16 Sub16(V16 a, V16 b) { return {Sub(a.lo, b.lo), Sub(a.hi, b.hi)}; }
 #endif
 
+// The two nibbles of 16 bytes as floats: lo[l] = float((b[l] & 15) - off),
+// hi[l] = float((b[l] >> 4) - off) (exact).
+#if defined(__AVX512F__)
+inline void Nibbles(const uint8_t* p, int off, V16* lo, V16* hi) {
+  // vpermps reads the low 4 bits of each index: a 16-entry table lookup.
+  const __m512 table = _mm512_sub_ps(
+      _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_ps(static_cast<float>(off)));
+  const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  lo->v = _mm512_permutexvar_ps(v, table);
+  hi->v = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
+}
+#else
+inline void Nibbles(const uint8_t* p, int off, V16* lo, V16* hi) {
+  const B16 b = LoadB(p);
+  *lo = S8ToF(SubB(AndB(b, 0x0F), off));
+  *hi = S8ToF(SubB(ShrB(b, 4), off));
+}
+#endif
+
 inline const float* F(const uint8_t* p) { return reinterpret_cast<const float*>(p); }
 
 // ---- Decoders: one column group of one panel (layouts in kernels_quant.cpp) ----
 // kGroup columns in kSubs sub-blocks of kSubCols; Prepare loads a sub-block's
-// scales, Weight decodes column c of sub-block s.
+// scales, Weights decodes columns c .. c + kStep - 1 of sub-block s.
 
 struct DQ8_0 {
   static constexpr int kGroup = 32, kSubs = 1, kSubCols = 32;
@@ -107,22 +126,25 @@ struct DQ8_0 {
     V16 d;
   };
   static Sub Prepare(const uint8_t* g, int) { return {Load16(F(g))}; }
-  static V16 Weight(const uint8_t* g, const Sub& s, int, int c) {
-    return Mul16(S8ToF(LoadB(g + 64 + 16 * c)), s.d);
+  static constexpr int kStep = 1;
+  static void Weights(const uint8_t* g, const Sub& s, int, int c, V16* w) {
+    w[0] = Mul16(S8ToF(LoadB(g + 64 + 16 * c)), s.d);
   }
 };
 
 struct DQ4_0 {
-  static constexpr int kGroup = 32, kSubs = 2, kSubCols = 16;
+  static constexpr int kGroup = 32, kSubs = 1, kSubCols = 32;
   static constexpr size_t kBytes = 320;
   struct Sub {
     V16 d;
   };
   static Sub Prepare(const uint8_t* g, int) { return {Load16(F(g))}; }
-  static V16 Weight(const uint8_t* g, const Sub& s, int sub, int c) {
-    const B16 b = LoadB(g + 64 + 16 * c);
-    const B16 nib = sub == 0 ? AndB(b, 0x0F) : ShrB(b, 4);
-    return Mul16(S8ToF(SubB(nib, 8)), s.d);
+  static constexpr int kStep = 2;
+  static void Weights(const uint8_t* g, const Sub& s, int, int c, V16* w) {
+    V16 lo, hi;
+    Nibbles(g + 64 + 8 * c, 8, &lo, &hi);
+    w[0] = Mul16(lo, s.d);
+    w[1] = Mul16(hi, s.d);
   }
 };
 
@@ -136,10 +158,12 @@ struct DQ4_K {
     return {Mul16(Load16(F(g)), S8ToF(LoadB(g + 128 + 16 * s))),
             Mul16(Load16(F(g + 64)), S8ToF(LoadB(g + 256 + 16 * s)))};
   }
-  static V16 Weight(const uint8_t* g, const Sub& s, int sub, int c) {
-    const B16 b = LoadB(g + 384 + 16 * (32 * (sub / 2) + c));
-    const B16 nib = sub % 2 == 0 ? AndB(b, 0x0F) : ShrB(b, 4);
-    return Sub16(Mul16(s.a, S8ToF(nib)), s.b);
+  static constexpr int kStep = 2;
+  static void Weights(const uint8_t* g, const Sub& s, int sub, int c, V16* w) {
+    V16 lo, hi;
+    Nibbles(g + 384 + 8 * (32 * sub + c), 0, &lo, &hi);
+    w[0] = Sub16(Mul16(s.a, lo), s.b);
+    w[1] = Sub16(Mul16(s.a, hi), s.b);
   }
 };
 
@@ -150,6 +174,8 @@ struct DQ6_K {
     V16 a;
   };
   static Sub Prepare(const uint8_t* g, int s) { return {Mul16(Load16(F(g)), S8ToF(LoadB(g + 64 + 16 * s)))}; }
+  static constexpr int kStep = 1;
+  static void Weights(const uint8_t* g, const Sub& s, int sub, int c, V16* w) { w[0] = Weight(g, s, sub, c); }
   static V16 Weight(const uint8_t* g, const Sub& s, int sub, int c) {
     const int h = sub / 8, t = (sub % 8) / 2, l = (sub % 2) * 16 + c;
     const B16 lo = LoadB(g + 320 + 16 * (64 * h + l + 32 * (t & 1)));
@@ -175,12 +201,14 @@ inline void QTile(const uint8_t* panel, size_t pstride, int k, const float* x, f
       typename D::Sub sub[NP];
       for (int p = 0; p < NP; ++p) sub[p] = D::Prepare(g[p], s);
       const float* xs = x + static_cast<size_t>(gi * D::kGroup + s * D::kSubCols) * NI;
-      for (int c = 0; c < D::kSubCols; ++c) {
-        V16 w[NP];
-        for (int p = 0; p < NP; ++p) w[p] = D::Weight(g[p], sub[p], s, c);
-        for (int i = 0; i < NI; ++i) {
-          const V16 xb = Splat16(xs[c * NI + i]);
-          for (int p = 0; p < NP; ++p) acc[i][p] = Fma16(w[p], xb, acc[i][p]);
+      for (int c = 0; c < D::kSubCols; c += D::kStep) {
+        V16 w[NP][D::kStep];
+        for (int p = 0; p < NP; ++p) D::Weights(g[p], sub[p], s, c, w[p]);
+        for (int t = 0; t < D::kStep; ++t) {
+          for (int i = 0; i < NI; ++i) {
+            const V16 xb = Splat16(xs[(c + t) * NI + i]);
+            for (int p = 0; p < NP; ++p) acc[i][p] = Fma16(w[p][t], xb, acc[i][p]);
+          }
         }
       }
     }
