@@ -34,6 +34,11 @@ int main(int argc, char** argv) {
   int batch_window_ms = 2;
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
   auto* f_model = app.add_option("--model", model_dir, "model directory or .gguf file");
+  std::string weights;
+  auto* f_weights = app.add_option("--weights", weights,
+                                   "format the weight matrices are held in (model.weights): q8_0, q4_0, q4_k, q6_k, "
+                                   "q4_k_m, f16, f32; default as stored")
+                        ->check(splitlm::scheduler::flags::Schema("model.weights"));
   auto* f_bind = app.add_option("--bind", o.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
   using splitlm::scheduler::flags::Schema;
   auto* f_min = app.add_option("--min-cut", o.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->check(Schema("cloud.min_cut"))->capture_default_str();
@@ -67,6 +72,7 @@ int main(int argc, char** argv) {
       using splitlm::scheduler::FillFromConfig;
       const auto cfg = splitlm::scheduler::Config::Load(config_file);
       FillFromConfig(cfg, "model.dir", f_model->count() > 0, model_dir);
+      FillFromConfig(cfg, "model.weights", f_weights->count() > 0, weights);
       FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
       FillFromConfig(cfg, "cloud.bind", f_bind->count() > 0, o.server.bind);
       FillFromConfig(cfg, "cloud.min_cut", f_min->count() > 0, o.min_cut);
@@ -103,7 +109,7 @@ int main(int argc, char** argv) {
     } else if (!allow_file.empty()) {
       throw std::runtime_error("--allow needs --key: the allow-list applies to CURVE connections");
     }
-    auto model = splitlm::partition::Model::Open(model_dir);
+    auto model = splitlm::partition::Model::Open(model_dir, weights);
     zmq::context_t context;
     splitlm::transport::Metrics metrics;
     splitlm::cloud::Worker worker(*model, o, context, metrics);

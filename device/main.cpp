@@ -83,6 +83,11 @@ int main(int argc, char** argv) {
   o.cut = -1;
   app.add_option("--config", config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
   auto* f_model = app.add_option("--model", model_dir, "model directory or .gguf file");
+  std::string weights;
+  auto* f_weights = app.add_option("--weights", weights,
+                                   "format the weight matrices are held in (model.weights): q8_0, q4_0, q4_k, q6_k, "
+                                   "q4_k_m, f16, f32; default as stored")
+                        ->check(splitlm::scheduler::flags::Schema("model.weights"));
   auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
   std::string cut_text;
   using splitlm::scheduler::flags::Schema;
@@ -148,6 +153,7 @@ int main(int argc, char** argv) {
       using splitlm::scheduler::FillFromConfig;
       const auto cfg = splitlm::scheduler::Config::Load(config_file);
       FillFromConfig(cfg, "model.dir", f_model->count() > 0, model_dir);
+      FillFromConfig(cfg, "model.weights", f_weights->count() > 0, weights);
       FillFromConfig(cfg, "model.tokenizer", f_tok->count() > 0, tokenizer_path);
       FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
       FillFromConfig(cfg, "device.cloud", f_cloud->count() > 0, o.channel.endpoint);
@@ -208,7 +214,7 @@ int main(int argc, char** argv) {
     // Before anything slow: a template that cannot be used ends start-up.
     std::shared_ptr<const splitlm::device::ChatTemplate> chat;
     if (serve->parsed()) chat = ChooseChatTemplate(model_dir, chat_template, *log);
-    auto model = splitlm::partition::Model::Open(model_dir);
+    auto model = splitlm::partition::Model::Open(model_dir, weights);
     if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
     if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();

@@ -64,9 +64,11 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
   BenchResult r;
   r.threads = at::get_num_threads();
   r.isa = kernels::ActiveIsa();
+  r.weights = model.weights().empty() ? "as stored" : model.weights();
 
   say("loading weights");
   auto weights = StageWeights::Load(model, StageSpec::Range(c, 0, c.num_layers));
+  r.weight_formats = weights->weight_formats();
   const int prefill = std::min(o.prefill_tokens, c.max_context - 1);
   const int decode = std::min(o.decode_tokens, c.max_context - 1);
   std::vector<int32_t> prompt(prefill);
@@ -82,9 +84,9 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
     best_prefill = std::min(best_prefill, Seconds(t0, Clock::now()));
   }
   r.prefill_tok_s = prefill / best_prefill;
-  const double layer_params = static_cast<double>(weights->decode_bytes_per_token() -
-                                                  static_cast<size_t>(c.vocab_size) * c.hidden_size * 4 -
-                                                  c.hidden_size * 8) / 4.0;
+  const double qd = static_cast<double>(c.num_heads) * c.head_dim, kvd = static_cast<double>(c.num_kv_heads) * c.head_dim;
+  const double layer_params =
+      c.num_layers * (c.hidden_size * (2 * qd + 2 * kvd) + 3.0 * c.hidden_size * c.intermediate_size);
   const double attn_flops = 2.0 * 2.0 * c.num_layers * c.num_heads * c.head_dim *
                             (static_cast<double>(prefill) * (prefill + 1) / 2);
   r.prefill_gflops = (2.0 * layer_params * prefill + attn_flops +

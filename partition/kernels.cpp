@@ -1,6 +1,9 @@
 #include "partition/kernels.h"
+#include "partition/kernels_quant.h"
 
 #include <ATen/Parallel.h>
+
+#include <cstdint>
 
 #include <algorithm>
 #include <atomic>
@@ -20,6 +23,8 @@ namespace splitlm::partition::kernels {
   void AttendEntry(const float* const* q, int nq, const float* kt, int stride,           \
                    const float* v, const int* t, int hd, float scale,                    \
                    float* const* scores, float* const* out);                             \
+  bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, \
+                        int n, float* y, int ldy, const float* bias, int p0, int p1);     \
   }
 SPLITLM_DECLARE_ISA(portable)
 #if defined(SPLITLM_HAVE_AVX2)
@@ -36,13 +41,16 @@ struct Isa {
   decltype(&portable::ReadSumEntry) read_sum;
   decltype(&portable::TileInputsEntry) tile_inputs;
   decltype(&portable::AttendEntry) attend;
+  decltype(&portable::QuantMatMulEntry) quant_matmul;
 };
 
 const Isa kPortable{"portable", portable::MatMulEntry, portable::DotEntry, portable::ReadSumEntry, portable::TileInputsEntry,
-                    portable::AttendEntry};
+                    portable::AttendEntry, portable::QuantMatMulEntry};
 #if defined(SPLITLM_HAVE_AVX2)
-const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntry, avx2::TileInputsEntry, avx2::AttendEntry};
-const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry, avx512::AttendEntry};
+const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntry, avx2::TileInputsEntry, avx2::AttendEntry,
+                avx2::QuantMatMulEntry};
+const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry,
+                  avx512::AttendEntry, avx512::QuantMatMulEntry};
 #endif
 
 const Isa* Detect() {
@@ -120,31 +128,47 @@ void UnpackRow(const float* packed, int k, int r, float* out) {
   for (int j = 0; j < k; ++j) out[j] = panel[static_cast<size_t>(j) * 16];
 }
 
+namespace {
+
+// Inputs packed group by group ([k][group size], groups of the tile's width)
+// so that the tile's broadcasts read one sequential stream; x itself for one.
+const float* PackInputs(const Isa* isa, const float* x, int n, int k) {
+  if (n <= 1) return x;
+  thread_local std::vector<float> packed_inputs;
+  const int tile = isa->tile_inputs();
+  packed_inputs.resize(static_cast<size_t>(n) * k);
+  float* dst = packed_inputs.data();
+  const int groups = (n + tile - 1) / tile;
+  ParallelFor(groups, 4, [&](int b, int e) {
+    for (int grp = b; grp < e; ++grp) {
+      const int i0 = grp * tile, g = std::min(tile, n - i0);
+      float* out = dst + static_cast<size_t>(i0) * k;
+      for (int j = 0; j < k; ++j)
+        for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
+    }
+  });
+  return dst;
+}
+
+}  // namespace
+
 void MatMul(const float* packed, int m, int k, const float* x, int n, float* y, const float* bias) {
   const Isa* isa = g_isa.load(std::memory_order_relaxed);
-  // Inputs are packed group by group ([k][group size], groups of the tile's
-  // width) so that the tile's broadcasts read one sequential stream.
-  const float* xp = x;
-  thread_local std::vector<float> packed_inputs;
-  if (n > 1) {
-    const int tile = isa->tile_inputs();
-    packed_inputs.resize(static_cast<size_t>(n) * k);
-    float* dst = packed_inputs.data();
-    const int groups = (n + tile - 1) / tile;
-    ParallelFor(groups, 4, [&](int b, int e) {
-      for (int grp = b; grp < e; ++grp) {
-        const int i0 = grp * tile, g = std::min(tile, n - i0);
-        float* out = dst + static_cast<size_t>(i0) * k;
-        for (int j = 0; j < k; ++j)
-          for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
-      }
-    });
-    xp = dst;
-  }
+  const float* xp = PackInputs(isa, x, n, k);
   // Threads take whole panels; a matrix under ~256 KiB stays on one thread.
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
   ParallelFor(panels, grain, [&](int b, int e) { isa->matmul(packed, m, k, xp, n, y, bias, b, e); });
+}
+
+void QuantMatMul(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
+                 const float* bias) {
+  const Isa* isa = g_isa.load(std::memory_order_relaxed);
+  const float* xp = PackInputs(isa, x, n, k);
+  // As MatMul: panels of ~64K weights or more per task.
+  const int panels = (m + 15) / 16;
+  const int grain = std::max(1, 65536 / (16 * k));
+  ParallelFor(panels, grain, [&](int b, int e) { isa->quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e); });
 }
 
 float ReadSum(const float* p, size_t n) { return g_isa.load(std::memory_order_relaxed)->read_sum(p, n); }

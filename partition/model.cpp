@@ -10,6 +10,7 @@
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
 #include "partition/hf_to_gguf.h"
+#include "partition/weight_matrix.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -114,7 +115,22 @@ std::string GgufFormats(const GgufHeader& header) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::Open(const std::string& path) {
+std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights) {
+  CheckWeightFormat(weights);
+  std::unique_ptr<Model> m = OpenPath(path);
+  m->weights_ = weights;
+  // Weights converted at load are other weights than the file's (but f32:
+  // the quantised kernels compute exactly what fp32 does with the
+  // dequantised values), so the fingerprint says which; the identity stays.
+  if (!weights.empty() && weights != "f32") {
+    const std::string tag = "weights:" + weights;
+    m->fingerprint_ = Fnv1a64(tag.data(), tag.size(), m->fingerprint_);
+    m->weight_formats_ = weights + " (at load)";
+  }
+  return m;
+}
+
+std::unique_ptr<Model> Model::OpenPath(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
     throw PartitionError(path + ": model not found (give a Hugging Face model directory or a .gguf file)");

@@ -35,7 +35,11 @@ class Model {
   // file once to hash the weights (see fingerprint()). Throws PartitionError
   // naming the file and the field at fault: also for inconsistent files,
   // e.g. a tensor of a layer past config.json's num_hidden_layers.
-  static std::unique_ptr<Model> Open(const std::string& path);
+  //
+  // `weights` is the format stages hold the matrices in (see
+  // weight_matrix.h: "" keeps a GGUF file's block types, "q8_0" etc.
+  // quantise at load); an unknown value throws PartitionError.
+  static std::unique_ptr<Model> Open(const std::string& path, const std::string& weights = "");
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -43,6 +47,8 @@ class Model {
   const ModelConfig& config() const { return config_; }
   // The path given to Open (a directory or a GGUF file).
   const std::string& dir() const { return dir_; }
+  // The weight format given to Open ("" for as stored).
+  const std::string& weights() const { return weights_; }
   bool is_gguf() const { return gguf_ != nullptr; }
   // Identifies the model: config.json, the tensor headers and the content of
   // every tensor (each file's data digest; for GGUF the digest of the whole
@@ -79,10 +85,12 @@ class Model {
     const TensorInfo* info;
   };
   const Entry* Find(const std::string& name) const;
+  static std::unique_ptr<Model> OpenPath(const std::string& path);
   static std::unique_ptr<Model> OpenDirectory(const std::string& dir);
   static std::unique_ptr<Model> OpenGguf(const std::string& path);
 
   std::string dir_;
+  std::string weights_;
   ModelConfig config_;
   uint64_t fingerprint_ = 0;
   uint64_t identity_ = 0;

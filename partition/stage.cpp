@@ -6,18 +6,23 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <set>
 #include <string>
 
 #include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/tensor_f32.h"
+#include "partition/weight_matrix.h"
 
 namespace splitlm::partition {
 namespace {
 
+using Matrix = std::shared_ptr<const WeightMatrix>;
+
 struct LayerWeights {
-  at::Tensor in_norm, qkv, qkv_bias, o, post_norm, gate_up, down;
+  at::Tensor in_norm, qkv_bias, post_norm;
+  Matrix qkv, o, gate_up, down;
 };
 
 at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<int64_t> shape) {
@@ -27,15 +32,16 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
   return out;
 }
 
-// Packs a row-major [m, k] tensor into the kernels' panel layout.
-at::Tensor PackMatrix(const at::Tensor& w) {
-  const int m = static_cast<int>(w.size(0)), k = static_cast<int>(w.size(1));
-  at::Tensor packed = at::empty({static_cast<int64_t>(kernels::PackedSize(m, k))});
-  kernels::Pack(w.data_ptr<float>(), m, k, packed.data_ptr<float>());
-  return packed;
+// The named [rows_i, k] tensors stacked into one matrix in the model's
+// weight format.
+Matrix LoadMatrix(const Model& model, const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
+  std::vector<WeightMatrix::Part> refs;
+  for (const auto& [name, shape] : parts) refs.push_back({name, model.Tensor(name, shape)});
+  return WeightMatrix::Load(refs, model.weights(), model.config().num_layers);
 }
 
 size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }
+size_t Bytes(const Matrix& m) { return m ? m->bytes() : 0; }
 
 const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
@@ -99,7 +105,8 @@ struct StageWeights::Impl {
   uint64_t fingerprint = 0;
   at::Tensor embed;
   std::vector<LayerWeights> layers;
-  at::Tensor final_norm, head;
+  at::Tensor final_norm;
+  Matrix head;
   std::shared_ptr<const std::vector<float>> cos, sin;  // [max_context][head_dim]
   size_t bytes = 0;
   size_t decode_bytes = 0;
@@ -126,11 +133,11 @@ void HeadLogits(const StageWeights::Impl& w, const std::vector<float>& x,
     }
   });
   if (inputs.size() == 1) {
-    kernels::MatMul(Data(w.head), vocab, h, xn.data(), m, outs[0]);
+    w.head->Apply(xn.data(), m, outs[0]);
     return;
   }
   std::vector<float> logits(static_cast<size_t>(m) * vocab);
-  kernels::MatMul(Data(w.head), vocab, h, xn.data(), m, logits.data());
+  w.head->Apply(xn.data(), m, logits.data());
   for (size_t s = 0, i = 0; s < inputs.size(); ++s) {
     const size_t n = inputs[s].all_logits ? static_cast<size_t>(inputs[s].count) : 1;
     std::memcpy(outs[s], &logits[i * vocab], n * vocab * sizeof(float));
@@ -181,6 +188,36 @@ uint64_t StageWeights::model_fingerprint() const { return impl_->fingerprint; }
 size_t StageWeights::bytes() const { return impl_->bytes; }
 size_t StageWeights::decode_bytes_per_token() const { return impl_->decode_bytes; }
 
+std::string StageWeights::weight_formats() const {
+  const Impl& w = *impl_;
+  auto layer_format = [](const LayerWeights& lw) {
+    std::set<std::string> names;
+    for (const Matrix& m : {lw.qkv, lw.o, lw.gate_up, lw.down}) {
+      const std::string f = m->format();
+      for (size_t b = 0, e; b <= f.size(); b = e + 1) {
+        e = f.find('/', b);
+        if (e == std::string::npos) e = f.size();
+        names.insert(f.substr(b, e - b));
+      }
+    }
+    std::string out;
+    for (const std::string& n : names) out += (out.empty() ? "" : "/") + n;
+    return out;
+  };
+  std::string out;
+  for (size_t i = 0; i < w.layers.size();) {
+    const std::string f = layer_format(w.layers[i]);
+    size_t e = i + 1;
+    while (e < w.layers.size() && layer_format(w.layers[e]) == f) ++e;
+    const int first = w.spec.begin + static_cast<int>(i), last = w.spec.begin + static_cast<int>(e) - 1;
+    out += (out.empty() ? "" : " ") + std::to_string(first) + (last > first ? "-" + std::to_string(last) : "") +
+           ":" + f;
+    i = e;
+  }
+  if (w.spec.head) out += std::string(out.empty() ? "" : " ") + "head:" + w.head->format();
+  return out;
+}
+
 std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const StageSpec& spec) {
   const ModelConfig& c = model.config();
   StageSpec::Range(c, spec.begin, spec.end);  // validates the range
@@ -198,21 +235,18 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights lw;
     lw.in_norm = LoadTensor(model, p + "input_layernorm.weight", {h});
-    lw.qkv = PackMatrix(at::cat({LoadTensor(model, p + "self_attn.q_proj.weight", {qd, h}),
-                                 LoadTensor(model, p + "self_attn.k_proj.weight", {kvd, h}),
-                                 LoadTensor(model, p + "self_attn.v_proj.weight", {kvd, h})}, 0)
-                            .contiguous());
+    lw.qkv = LoadMatrix(model, {{p + "self_attn.q_proj.weight", {qd, h}},
+                                {p + "self_attn.k_proj.weight", {kvd, h}},
+                                {p + "self_attn.v_proj.weight", {kvd, h}}});
     if (c.qkv_bias) {
       lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
                              LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
                              LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
     }
-    lw.o = PackMatrix(LoadTensor(model, p + "self_attn.o_proj.weight", {h, qd}));
+    lw.o = LoadMatrix(model, {{p + "self_attn.o_proj.weight", {h, qd}}});
     lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
-    lw.gate_up = PackMatrix(at::cat({LoadTensor(model, p + "mlp.gate_proj.weight", {inter, h}),
-                                     LoadTensor(model, p + "mlp.up_proj.weight", {inter, h})}, 0)
-                                .contiguous());
-    lw.down = PackMatrix(LoadTensor(model, p + "mlp.down_proj.weight", {h, inter}));
+    lw.gate_up = LoadMatrix(model, {{p + "mlp.gate_proj.weight", {inter, h}}, {p + "mlp.up_proj.weight", {inter, h}}});
+    lw.down = LoadMatrix(model, {{p + "mlp.down_proj.weight", {h, inter}}});
     size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
                 Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
     w.bytes += lb;
@@ -224,7 +258,7 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   const bool tied = !model.HasTensor("lm_head.weight") && c.tie_word_embeddings;
   if (spec.head) {
     w.final_norm = LoadTensor(model, "model.norm.weight", {h});
-    w.head = PackMatrix(LoadTensor(model, tied ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, h}));
+    w.head = LoadMatrix(model, {{tied ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, h}}});
     w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
     w.bytes += Bytes(w.final_norm) + Bytes(w.head);
   }
@@ -441,7 +475,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
         std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h,
                     h * sizeof(float));
       } else {
-        kernels::UnpackRow(Data(w.head), h, inputs[s].tokens[i], &x[r * h]);
+        w.head->Row(inputs[s].tokens[i], &x[r * h]);
       }
     }
   }
@@ -466,7 +500,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
       for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
     });
-    kernels::MatMul(Data(lw.qkv), qkvd, h, xn.data(), total, qkv.data(), Data(lw.qkv_bias));
+    lw.qkv->Apply(xn.data(), total, qkv.data(), Data(lw.qkv_bias));
 
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
     for (int r = b; r < e; ++r) {
@@ -520,12 +554,12 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       }
     });
 
-    kernels::MatMul(Data(lw.o), h, qd, attn.data(), total, tmp.data());
+    lw.o->Apply(attn.data(), total, tmp.data());
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
       for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
       for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
     });
-    kernels::MatMul(Data(lw.gate_up), 2 * inter, h, xn.data(), total, gu.data());
+    lw.gate_up->Apply(xn.data(), total, gu.data());
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
     for (int r = b; r < e; ++r) {
       const float* g = &gu[static_cast<size_t>(r) * 2 * inter];
@@ -534,7 +568,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       for (int j = 0; j < inter; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
     }
     });
-    kernels::MatMul(Data(lw.down), h, inter, act.data(), total, tmp.data());
+    lw.down->Apply(act.data(), total, tmp.data());
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
       for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
     });

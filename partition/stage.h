@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "partition/model_config.h"
@@ -31,12 +32,13 @@ struct StageSpec {
   static StageSpec Cloud(const ModelConfig& config, int cut);
 };
 
-// The weights of a stage, in fp32, immutable once loaded: share one among
+// The weights of a stage (matrices in the model's weight format, see
+// weight_matrix.h; the rest fp32), immutable once loaded: share one among
 // many Stage objects (sessions) and threads. Holds nothing outside the range.
 class StageWeights {
  public:
-  // Reads only the tensors `spec` needs from `model` (converting F16/BF16 to
-  // F32). Throws PartitionError naming a missing or mis-shaped tensor.
+  // Reads only the tensors `spec` needs from `model`, holding the matrices
+  // in model.weights()'s format (weight_matrix.h). Throws PartitionError naming a missing or mis-shaped tensor.
   static std::shared_ptr<const StageWeights> Load(const Model& model, const StageSpec& spec);
   // A view of `spec` (inside this stage's range, with the embedding or head
   // only if this has them) sharing this stage's tensors: no copy. Lets a
@@ -50,11 +52,17 @@ class StageWeights {
   const StageSpec& spec() const;
   const ModelConfig& config() const;
   uint64_t model_fingerprint() const;
-  // Bytes of fp32 weights held.
+  // Bytes of weights held.
   size_t bytes() const;
   // Bytes of weights read to decode one token (the embedding lookup reads one
   // row): the numerator of the decode roofline.
   size_t decode_bytes_per_token() const;
+  // The formats the matrices are held in (Model::weights()), by layer range,
+  // then the head's: e.g. "0-5:q4_k/q6_k 6-11:q4_k head:q6_k", or
+  // "0-11:f32 head:f32". Each entry is the set of formats of that layer's
+  // q/k/v/o/gate/up/down matrices. Norms, biases and a separate embedding
+  // table are always fp32.
+  std::string weight_formats() const;
 
   struct Impl;
   const Impl& impl() const { return *impl_; }

@@ -5,6 +5,7 @@
 #include "examples/splitlm/cli.h"
 #include "partition/bench.h"
 #include "partition/model.h"
+#include "scheduler/flags.h"
 
 namespace splitlm::cli {
 
@@ -14,6 +15,8 @@ Runner AddBench(CLI::App& app) {
   auto json = std::make_shared<bool>(false);
   auto o = std::make_shared<partition::BenchOptions>();
   cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
+  auto weights = std::make_shared<std::string>();
+  cmd->add_option("--weights", *weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
   cmd->add_flag("--json", *json, "print one JSON line");
   cmd->add_option("--prefill-tokens", o->prefill_tokens, "prompt length for prefill")
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();
@@ -21,7 +24,7 @@ Runner AddBench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "best of N")->check(CLI::Range(1, 100))->capture_default_str();
   return [=](const Context& ctx) {
-    auto model = partition::Model::Open(*dir);
+    auto model = partition::Model::Open(*dir, *weights);
     partition::BenchOptions opts = *o;
     opts.progress = [&](const std::string& s) { ctx.log->info("bench: {}", s); };
     partition::BenchResult r = partition::RunBenchmark(*model, opts);
@@ -36,10 +39,13 @@ Runner AddBench(CLI::App& app) {
                           {"gemm_gflops", r.gemm_gflops},
                           {"prefill_gemm_ratio", r.prefill_gflops / r.gemm_gflops},
                           {"threads", r.threads},
-                          {"isa", r.isa}};
+                          {"isa", r.isa},
+                          {"weights", r.weights},
+                          {"weight_formats", r.weight_formats}};
       std::cout << j.dump() << std::endl;
     } else {
-      std::printf("threads %d, kernels %s\n", r.threads, r.isa.c_str());
+      std::printf("threads %d, kernels %s, weights %s (%s)\n", r.threads, r.isa.c_str(), r.weights.c_str(),
+                  r.weight_formats.c_str());
       std::printf("decode   %8.2f tok/s   roofline %8.2f tok/s (%.1f GB/s / %.1f MB per token)   ratio %.2f\n",
                   r.decode_tok_s, r.roofline_decode_tok_s, r.read_gb_s,
                   r.decode_bytes_per_token / 1e6, r.decode_tok_s / r.roofline_decode_tok_s);

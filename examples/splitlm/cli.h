@@ -17,6 +17,12 @@ struct Context {
 
 using Runner = std::function<int(const Context&)>;
 
+// Help of the --weights option (partition/weight_matrix.h).
+inline const char* WeightsHelp() {
+  return "format the weight matrices are held in: q8_0, q4_0, q4_k, q6_k, f16 (rounded, held as fp32) or f32 "
+         "(default: as stored, a GGUF file's Q8_0/Q4_0/Q4_K/Q6_K matrices stay quantised)";
+}
+
 Runner AddMakeModel(CLI::App& app);
 Runner AddGenerate(CLI::App& app);
 Runner AddBench(CLI::App& app);

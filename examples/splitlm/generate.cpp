@@ -20,6 +20,7 @@ namespace {
 
 struct GenerateArgs {
   std::string model;
+  std::string weights;
   int cut = -1;  // -1: no split
   std::string prompt;
   std::string prompt_ids;
@@ -37,6 +38,7 @@ Runner AddGenerate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "generate text, optionally split at a cut in one process");
   auto a = std::make_shared<GenerateArgs>();
   cmd->add_option("--model", a->model, "model directory or .gguf file")->required();
+  cmd->add_option("--weights", a->weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
   cmd->add_option("--cut", a->cut, "run layers [0,K) and [K,L) as two stages exchanging serialized hidden states")
       ->check(scheduler::flags::Schema("device.cut"));
   auto* p = cmd->add_option("--prompt", a->prompt, "prompt text (needs a tokenizer)");
@@ -60,7 +62,7 @@ Runner AddGenerate(CLI::App& app) {
   return [a](const Context& ctx) {
     using Clock = std::chrono::steady_clock;
     partition::ValidateSamplingParams(a->sampling);
-    auto model = partition::Model::Open(a->model);
+    auto model = partition::Model::Open(a->model, a->weights);
     const partition::ModelConfig& c = model->config();
     const int layers = c.num_layers;
     const int cut = a->cut < 0 ? layers : a->cut;

@@ -11,12 +11,14 @@
 #include "partition/prompt.h"
 #include "partition/score.h"
 #include "partition/stage.h"
+#include "scheduler/flags.h"
 
 namespace splitlm::cli {
 namespace {
 
 struct ScoreArgs {
   std::string model;
+  std::string weights;
   int cut = -1;  // -1: no split
   std::string prompt;
   std::string prompt_ids;
@@ -57,6 +59,7 @@ Runner AddScore(CLI::App& app) {
   auto* cmd = app.add_subcommand("score", "score a token sequence teacher-forced (argmax, margin, log-prob, perplexity)");
   auto a = std::make_shared<ScoreArgs>();
   cmd->add_option("--model", a->model, "model directory or .gguf file")->required();
+  cmd->add_option("--weights", a->weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
   cmd->add_option("--cut", a->cut, "run layers [0,K) and [K,L) as two stages (same numbers bit for bit)");
   auto* p = cmd->add_option("--prompt", a->prompt, "text to score (needs a tokenizer; BOS is prepended)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "token ids to score, e.g. \"1 2 3\"");
@@ -65,7 +68,7 @@ Runner AddScore(CLI::App& app) {
   cmd->add_flag("--json", a->json, "one JSON object per position, then {\"perplexity\": x}");
 
   return [a](const Context& ctx) {
-    auto model = partition::Model::Open(a->model);
+    auto model = partition::Model::Open(a->model, a->weights);
     const int cut = a->cut < 0 ? model->config().num_layers : a->cut;
     partition::StageSpec::Device(model->config(), cut);  // validates the cut with a clear message
     auto tok = OpenTokenizer(*model, a->tokenizer);

@@ -563,6 +563,7 @@ Runner AddSim(CLI::App& app) {
   struct Args {
     std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace, prompt_file;
     std::string device_weights, cloud_weights;
+    std::string weights;
     std::string hardware_dir = SPLITLM_HARDWARE_DIR;
     std::vector<std::string> outages;
     std::optional<double> up, down, rtt, jitter;
@@ -574,6 +575,7 @@ Runner AddSim(CLI::App& app) {
   cmd->add_option("--sweep", a->sweep, "sweep file: [sim] defaults and [[condition]] tables")->check(CLI::ExistingFile);
   cmd->add_option("--out", a->out, "sweep: directory for sweep.csv, sweep.json and the SVG charts")->capture_default_str();
   cmd->add_option("--model", a->model, "model directory or .gguf file (overrides the file)");
+  cmd->add_option("--weights", a->weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
   cmd->add_option("--device", a->device, "device hardware profile: a name in --hardware-dir, a .toml file, or host (no emulation)");
   cmd->add_option("--cloud", a->cloud, "cloud hardware profile, as --device");
   cmd->add_option("--device-weights", a->device_weights,
@@ -630,7 +632,7 @@ Runner AddSim(CLI::App& app) {
     apply(base);
     for (auto& c : conditions) apply(c);
     if (base.model.empty()) throw std::runtime_error("no model: give --model DIR or model = \"DIR\" in [sim]");
-    auto model = partition::Model::Open(base.model);
+    auto model = partition::Model::Open(base.model, a->weights);
     const int L = model->config().num_layers;
     Bench bench{model.get(), a->hardware_dir, ctx.log, {}};
     // Validate every profile and trace, and make the references, before the first run.

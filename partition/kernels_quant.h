@@ -1,0 +1,47 @@
+// Matrix products over weights held in ggml's block formats (internal to
+// partition/): Q8_0, Q4_0, Q4_K and Q6_K, without dequantising the matrix.
+//
+// Exactness: output element (i, r) is the same fma chain as kernels::MatMul
+// over the dequantised matrix: over j = 0..k-1 in order, acc = fma(w[r][j],
+// x[i][j], acc) from +0, then + bias[r], where w[r][j] is the value
+// DequantizeRow (partition/quant.h) gives, computed with the same fp32
+// operations in the same order (each a single rounding, none fused):
+//   Q8_0  w = float(q) * fp16(d)
+//   Q4_0  w = float(nibble - 8) * fp16(d)
+//   Q4_K  w = (fp16(d) * float(sc)) * float(q) - fp16(dmin) * float(m)
+//   Q6_K  w = (fp16(d) * float(scale)) * float(q - 32)
+// So the result is bit-identical to dequantise-then-MatMul on every
+// instruction set, thread count and batch composition, and a quantised
+// matrix costs no accuracy beyond the format's own rounding.
+//
+// Layout: rows in panels of 16 (m rounded up with zero rows), each panel a
+// run of column groups (32 columns for Q8_0/Q4_0, 256 for Q4_K/Q6_K) in which
+// the 16 rows' codes of one column sit side by side (16 bytes), so one vector
+// load yields a column of the panel; the fp16 scales are widened to fp32
+// (exactly) when packed. Bytes per weight: Q8_0 1.125, Q4_0 0.625,
+// Q4_K 0.594, Q6_K 0.828 (the GGUF blocks: 1.0625, 0.5625, 0.5625, 0.82).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace splitlm::partition::kernels {
+
+// Whether `ggml_type` (GgmlType number) has a packed layout here.
+bool CanPackQuant(uint32_t ggml_type);
+// Columns per block of the type (32 or 256): k must be a multiple.
+int QuantBlockValues(uint32_t ggml_type);
+// Bytes a packed [m, k] matrix takes.
+size_t QuantPackedBytes(uint32_t ggml_type, int m, int k);
+// Packs m rows of GGUF blocks (rows[r] points at row r: k / block blocks) into
+// `dst` (QuantPackedBytes bytes).
+void PackQuant(uint32_t ggml_type, const uint8_t* const* rows, int m, int k, uint8_t* dst);
+// Row r of a packed matrix, dequantised as DequantizeRow would.
+void QuantUnpackRow(uint32_t ggml_type, const uint8_t* packed, int k, int r, float* out);
+
+// y[i*ldy + r] = sum_j w[r][j] x[i][j] (+ bias[r]) in the order above, for
+// r < m, i < n. `packed` from PackQuant; x: [n, k]. Parallel over panels.
+void QuantMatMul(uint32_t ggml_type, const uint8_t* packed, int m, int k, const float* x, int n,
+                 float* y, int ldy, const float* bias = nullptr);
+
+}  // namespace splitlm::partition::kernels

@@ -1,0 +1,213 @@
+#include "partition/weight_matrix.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/kernels.h"
+#include "partition/kernels_quant.h"
+#include "partition/quant.h"
+#include "partition/tensor_f32.h"
+#include "transport/codec.h"
+
+namespace splitlm::partition {
+namespace {
+
+constexpr uint32_t kF32 = static_cast<uint32_t>(GgmlType::kF32);
+
+struct FormatName {
+  const char* name;
+  GgmlType type;
+};
+constexpr FormatName kFormats[] = {{"f32", GgmlType::kF32},   {"f16", GgmlType::kF16},
+                                   {"q8_0", GgmlType::kQ8_0}, {"q4_0", GgmlType::kQ4_0},
+                                   {"q4_k", GgmlType::kQ4_K}, {"q6_k", GgmlType::kQ6_K}};
+
+std::string TypeLabel(uint32_t type) {
+  for (const auto& f : kFormats) {
+    if (static_cast<uint32_t>(f.type) == type) return f.name;
+  }
+  return GgmlTypeName(type);
+}
+
+int64_t RowsOf(const TensorRef& t) { return t.shape.size() == 2 ? t.shape[0] : 1; }
+
+// Stored row of Hugging Face's row `r` of a tensor whose heads are in
+// llama.cpp's RoPE order (see tensor_f32.cpp).
+int64_t StoredRow(const TensorRef& t, int64_t r) {
+  if (t.interleaved_heads <= 0) return r;
+  const int64_t per_head = RowsOf(t) / t.interleaved_heads, half = per_head / 2;
+  const int64_t h = r / per_head, i = (r % per_head) / half, j = r % half;
+  return h * per_head + 2 * j + i;
+}
+
+std::vector<float> ToF32(const TensorRef& t) {
+  std::vector<float> out(static_cast<size_t>(RowsOf(t) * t.shape.back()));
+  TensorToF32(t, out.data());
+  return out;
+}
+
+constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
+
+bool Contains(const std::string& s, const char* part) { return s.find(part) != std::string::npos; }
+
+// The layer of "model.layers.N....", or -1.
+int LayerOf(const std::string& name) {
+  int layer = -1;
+  if (std::sscanf(name.c_str(), "model.layers.%d.", &layer) != 1) return -1;
+  return layer;
+}
+
+// llama.cpp's use_more_bits: the first and last eighth of the layers, and
+// every third layer between.
+bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
+
+uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int num_layers) {
+  const TensorRef& t = part.ref;
+  const int64_t k = t.shape.back();
+  uint32_t target = kF32;
+  if (format.empty()) {
+    target = t.type;
+  } else if (format == "q4_k_m") {
+    target = T(GgmlType::kQ4_K);
+    const int layer = LayerOf(part.name);
+    const bool more_bits = layer >= 0 && UseMoreBits(layer, num_layers);
+    if (part.name == "lm_head.weight" || part.name == "model.embed_tokens.weight") target = T(GgmlType::kQ6_K);
+    if (more_bits && (Contains(part.name, "v_proj.weight") || Contains(part.name, "down_proj.weight"))) {
+      target = T(GgmlType::kQ6_K);
+    }
+  } else {
+    for (const auto& f : kFormats) {
+      if (format == f.name) target = T(f.type);
+    }
+  }
+  if (!kernels::CanPackQuant(target) || k % kernels::QuantBlockValues(target) != 0) return kF32;
+  return target;
+}
+
+}  // namespace
+
+const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)"; }
+
+void CheckWeightFormat(const std::string& format) {
+  if (format.empty()) return;
+  for (const auto& f : kFormats) {
+    if (format == f.name) return;
+  }
+  if (format == "q4_k_m") return;
+  throw PartitionError("unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
+}
+
+
+std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts, const std::string& format,
+                                                       int num_layers) {
+  CheckWeightFormat(format);
+  auto w = std::make_shared<WeightMatrix>();
+  w->cols_ = static_cast<int>(parts.at(0).ref.shape.back());
+  for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
+  const int k = w->cols_;
+  std::vector<uint32_t> held;
+  for (const Part& p : parts) held.push_back(HeldType(p, format, num_layers));
+
+  if (std::all_of(held.begin(), held.end(), [](uint32_t t) { return t != kF32; })) {
+    // Block rows: the stored ones, or the floats quantised now; each run of
+    // parts held in one type is a segment.
+    int row0 = 0;
+    for (size_t i = 0; i < parts.size();) {
+      Segment s;
+      s.type = held[i];
+      s.row0 = row0;
+      const GgmlBlock blk = *GgmlBlockOf(s.type);
+      const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
+      std::vector<const uint8_t*> ptrs;
+      std::vector<std::vector<uint8_t>> made;
+      for (; i < parts.size() && held[i] == s.type; ++i) {
+        const TensorRef& t = parts[i].ref;
+        const int64_t rows = RowsOf(t);
+        if (t.type == s.type) {
+          for (int64_t r = 0; r < rows; ++r) {
+            ptrs.push_back(static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * row_bytes);
+          }
+        } else {
+          const std::vector<float> f = ToF32(t);
+          made.emplace_back(row_bytes * rows);
+          uint8_t* dst = made.back().data();
+          try {
+            kernels::ParallelFor(static_cast<int>(rows), 16, [&](int b, int e) {
+              for (int r = b; r < e; ++r) QuantizeRow(s.type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
+            });
+          } catch (const std::exception& e) {
+            throw PartitionError(parts[i].name + ": " + e.what());
+          }
+          for (int64_t r = 0; r < rows; ++r) ptrs.push_back(dst + r * row_bytes);
+        }
+        s.rows += static_cast<int>(rows);
+      }
+      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k));
+      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data());
+      row0 += s.rows;
+      w->segments_.push_back(std::move(s));
+    }
+    return w;
+  }
+
+  // fp32: all parts stacked in one segment.
+  std::vector<float> all;
+  all.reserve(static_cast<size_t>(w->rows_) * k);
+  for (const Part& p : parts) {
+    const std::vector<float> f = ToF32(p.ref);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  if (format == "f16") {
+    for (float& v : all) v = transport::HalfToFloat(transport::FloatToHalf(v));
+  }
+  Segment s;
+  s.rows = w->rows_;
+  s.type = kF32;
+  s.f32.resize(kernels::PackedSize(w->rows_, k));
+  kernels::Pack(all.data(), w->rows_, k, s.f32.data());
+  w->segments_.push_back(std::move(s));
+  return w;
+}
+
+void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) const {
+  for (const Segment& s : segments_) {
+    const float* b = bias != nullptr ? bias + s.row0 : nullptr;
+    if (s.type == kF32) {
+      kernels::MatMul(s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
+    } else {
+      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
+    }
+  }
+}
+
+void WeightMatrix::Row(int r, float* out) const {
+  for (const Segment& s : segments_) {
+    if (r < s.row0 || r >= s.row0 + s.rows) continue;
+    if (s.type == kF32) {
+      kernels::UnpackRow(s.f32.data(), cols_, r - s.row0, out);
+    } else {
+      kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out);
+    }
+    return;
+  }
+}
+
+size_t WeightMatrix::bytes() const {
+  size_t n = 0;
+  for (const Segment& s : segments_) n += s.f32.size() * sizeof(float) + s.blocks.size();
+  return n;
+}
+
+std::string WeightMatrix::format() const {
+  std::set<std::string> names;
+  for (const Segment& s : segments_) names.insert(TypeLabel(s.type));
+  std::string out;
+  for (const std::string& n : names) out += (out.empty() ? "" : "/") + n;
+  return out;
+}
+
+}  // namespace splitlm::partition

@@ -1,0 +1,72 @@
+// A weight matrix of a stage as the kernels hold it: fp32 panels
+// (kernels::Pack) or rows of ggml blocks repacked for the quantised kernels
+// (kernels_quant.h). Both compute each output with the same fma chain over
+// the matrix's exact values, so a quantised matrix gives bit for bit what its
+// dequantised fp32 copy would.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "partition/model.h"
+
+namespace splitlm::partition {
+
+// The format weights are held in, chosen at load (`--weights`, config key
+// `model.weights`): "" (native: a GGUF model's Q8_0, Q4_0, Q4_K and Q6_K
+// matrices stay in their format, everything else becomes fp32), "f32"
+// (everything dequantised), "f16" (values rounded to fp16, held as fp32),
+// "q8_0", "q4_0", "q4_k", "q6_k" (each matrix row quantised at load with
+// QuantizeRow; a matrix whose rows are not whole blocks stays fp32),
+// "q4_k_m" (llama.cpp's Q4_K_M choice for a llama-shaped model: Q6_K for
+// the LM head and for v_proj and down_proj in the first and last eighth of
+// the layers and every third between, Q4_K for the other matrices).
+// Matrices are the q/k/v/o/gate/up/down projections and the LM head (or the
+// tied embedding serving as head); norms, biases and an untied embedding
+// table stay fp32.
+// Throws PartitionError naming the value and the accepted ones.
+void CheckWeightFormat(const std::string& format);
+// The accepted values of CheckWeightFormat, comma-separated.
+const char* WeightFormats();
+
+class WeightMatrix {
+ public:
+  struct Part {
+    std::string name;  // Hugging Face's ("model.layers.3.mlp.down_proj.weight")
+    TensorRef ref;
+  };
+  // The rows of `parts` (all [rows_i, k], Hugging Face row order) stacked in
+  // `format` (of a model of `num_layers` layers). Parts held in several block
+  // types become one segment each; if any part must stay fp32 the whole
+  // matrix is fp32. Throws PartitionError naming the part if its values
+  // cannot be quantised (not finite, or a scale past fp16).
+  static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts, const std::string& format,
+                                                  int num_layers = 0);
+
+  // y[i*rows() + r] = sum_j w[r][j] x[i][j] (+ bias[r]); x: [n, cols()].
+  void Apply(const float* x, int n, float* y, const float* bias = nullptr) const;
+  // Row r, decoded.
+  void Row(int r, float* out) const;
+
+  int rows() const { return rows_; }
+  int cols() const { return cols_; }
+  // Bytes held (all read once per product).
+  size_t bytes() const;
+  // The formats held, e.g. "q4_k" or "q4_k/q6_k" or "f32".
+  std::string format() const;
+
+ private:
+  struct Segment {
+    uint32_t type = 0;  // GgmlType: F32 (packed panels) or a block type
+    int row0 = 0, rows = 0;
+    std::vector<float> f32;
+    std::vector<uint8_t> blocks;
+  };
+  int rows_ = 0, cols_ = 0;
+  std::vector<Segment> segments_;
+};
+
+}  // namespace splitlm::partition

@@ -1,0 +1,310 @@
+// The quantised kernels (partition/kernels_quant.h): for every block format,
+// on random and adversarial blocks, the product equals dequantise-then-MatMul
+// bit for bit (the documented bound is 0), on every instruction set, for any
+// batch composition and thread count; WeightMatrix keeps that for stacked
+// parts of mixed formats and for formats chosen at load.
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "partition/gguf.h"
+#include "partition/kernels.h"
+#include "partition/kernels_quant.h"
+#include "partition/quant.h"
+#include "partition/weight_matrix.h"
+
+namespace splitlm::partition {
+namespace {
+
+constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
+const uint32_t kTypes[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0), T(GgmlType::kQ4_K), T(GgmlType::kQ6_K)};
+const char* const kIsas[] = {"avx2+fma", "avx512f"};
+
+struct Matrix {
+  uint32_t type;
+  int m, k;
+  size_t row_bytes;
+  std::vector<uint8_t> rows;  // GGUF blocks, row after row
+};
+
+size_t RowBytes(uint32_t type, int k) {
+  const GgmlBlock b = *GgmlBlockOf(type);
+  return static_cast<size_t>(k / b.values) * b.bytes;
+}
+
+// Random weights quantised with QuantizeRow.
+Matrix Quantised(uint32_t type, int m, int k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.05f);
+  Matrix w{type, m, k, RowBytes(type, k), {}};
+  w.rows.resize(w.row_bytes * m);
+  std::vector<float> row(k);
+  for (int r = 0; r < m; ++r) {
+    for (float& v : row) v = normal(rng) * (r % 3 == 0 ? 100.0f : 1.0f);
+    if (r % 5 == 1) std::fill(row.begin(), row.begin() + std::min(k, 64), 0.0f);  // zero blocks
+    QuantizeRow(type, row.data(), &w.rows[r * w.row_bytes], k);
+  }
+  return w;
+}
+
+// Offsets of the fp16 scales inside a block.
+std::vector<int> HalfOffsets(uint32_t type) {
+  switch (static_cast<GgmlType>(type)) {
+    case GgmlType::kQ8_0:
+    case GgmlType::kQ4_0: return {0};
+    case GgmlType::kQ4_K: return {0, 2};
+    default: return {208};
+  }
+}
+
+// Random code bytes with fp16 scales from an adversarial set: zero, negative
+// zero, subnormal, negative, the largest finite.
+Matrix Adversarial(uint32_t type, int m, int k, uint32_t seed) {
+  static const uint16_t kHalves[] = {0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF,
+                                     0x3C00, 0xBC00, 0x1400, 0x9400};
+  std::mt19937 rng(seed);
+  Matrix w{type, m, k, RowBytes(type, k), {}};
+  w.rows.resize(w.row_bytes * m);
+  for (auto& b : w.rows) b = static_cast<uint8_t>(rng());
+  const GgmlBlock blk = *GgmlBlockOf(type);
+  for (size_t b = 0; b < w.rows.size() / blk.bytes; ++b) {
+    for (int off : HalfOffsets(type)) {
+      const uint16_t h = kHalves[rng() % (sizeof kHalves / sizeof kHalves[0])];
+      std::memcpy(&w.rows[b * blk.bytes + off], &h, 2);
+    }
+    if (b % 7 == 3) std::memset(&w.rows[b * blk.bytes], 0, blk.bytes);  // an all-zero block
+  }
+  return w;
+}
+
+std::vector<uint8_t> Packed(const Matrix& w) {
+  std::vector<const uint8_t*> ptrs(w.m);
+  for (int r = 0; r < w.m; ++r) ptrs[r] = &w.rows[r * w.row_bytes];
+  std::vector<uint8_t> out(kernels::QuantPackedBytes(w.type, w.m, w.k));
+  kernels::PackQuant(w.type, ptrs.data(), w.m, w.k, out.data());
+  return out;
+}
+
+std::vector<float> Inputs(int n, int k, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n) * k);
+  for (float& v : x) v = u(rng);
+  return x;
+}
+
+std::vector<float> Bias(int m) {
+  std::vector<float> b(m);
+  for (int r = 0; r < m; ++r) b[r] = 0.25f * static_cast<float>(r % 7) - 0.5f;
+  return b;
+}
+
+// Dequantise every row, pack as fp32, MatMul.
+std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+  std::vector<float> deq(static_cast<size_t>(w.m) * w.k);
+  for (int r = 0; r < w.m; ++r) DequantizeRow(w.type, &w.rows[r * w.row_bytes], &deq[static_cast<size_t>(r) * w.k], w.k);
+  std::vector<float> packed(kernels::PackedSize(w.m, w.k));
+  kernels::Pack(deq.data(), w.m, w.k, packed.data());
+  std::vector<float> y(static_cast<size_t>(n) * w.m);
+  kernels::MatMul(packed.data(), w.m, w.k, x.data(), n, y.data(), bias);
+  return y;
+}
+
+std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed, const std::vector<float>& x, int n,
+                         const float* bias) {
+  std::vector<float> y(static_cast<size_t>(n) * w.m);
+  kernels::QuantMatMul(w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias);
+  return y;
+}
+
+// Bitwise equality (also for -0 and subnormals); the first difference.
+::testing::AssertionResult SameBits(const std::vector<float>& a, const std::vector<float>& b) {
+  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
+      return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
+// Shapes: m not a multiple of 16 (nor of the tiles), k of one and several
+// blocks.
+struct Shape {
+  int m, k;
+};
+std::vector<Shape> Shapes(uint32_t type) {
+  if (kernels::QuantBlockValues(type) == 256) return {{1, 256}, {37, 512}, {70, 256}};
+  return {{1, 32}, {37, 96}, {70, 256}};
+}
+
+class QuantKernels : public ::testing::Test {
+ protected:
+  void TearDown() override { kernels::ForceIsa(""); }
+};
+
+TEST_F(QuantKernels, EqualDequantiseThenMatMulOnEveryIsa) {
+  for (uint32_t type : kTypes) {
+    for (const Shape& s : Shapes(type)) {
+      for (int adversarial = 0; adversarial < 2; ++adversarial) {
+        const Matrix w = adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
+        const std::vector<uint8_t> packed = Packed(w);
+        const std::vector<float> bias = Bias(s.m);
+        for (int n : {1, 3, 13}) {
+          const std::vector<float> x = Inputs(n, s.k, 11 * n);
+          ASSERT_TRUE(kernels::ForceIsa("portable"));
+          const std::vector<float> ref = Reference(w, x, n, bias.data());
+          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                       " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
+          EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data()), ref)) << "portable";
+          for (const char* isa : kIsas) {
+            if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data()), ref)) << isa;
+            EXPECT_TRUE(SameBits(Reference(w, x, n, bias.data()), ref)) << isa << " (fp32 path)";
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_F(QuantKernels, UnpackedRowsEqualDequantizeRow) {
+  for (uint32_t type : kTypes) {
+    for (int adversarial = 0; adversarial < 2; ++adversarial) {
+      const Matrix w = adversarial ? Adversarial(type, 21, 512, 5) : Quantised(type, 21, 512, 6);
+      const std::vector<uint8_t> packed = Packed(w);
+      std::vector<float> got(w.k), want(w.k);
+      for (int r = 0; r < w.m; ++r) {
+        kernels::QuantUnpackRow(type, packed.data(), w.k, r, got.data());
+        DequantizeRow(type, &w.rows[r * w.row_bytes], want.data(), w.k);
+        ASSERT_TRUE(SameBits(got, want)) << GgmlTypeName(type) << " row " << r;
+      }
+    }
+  }
+}
+
+TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
+  for (uint32_t type : kTypes) {
+    const Matrix w = Quantised(type, 53, 512, 9);
+    const std::vector<uint8_t> packed = Packed(w);
+    const int n = 8;
+    const std::vector<float> x = Inputs(n, w.k, 13);
+    const std::vector<float> batch = Quant(w, packed, x, n, nullptr);
+    for (int i = 0; i < n; ++i) {
+      const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k, x.begin() + static_cast<size_t>(i + 1) * w.k);
+      const std::vector<float> alone = Quant(w, packed, xi, 1, nullptr);
+      EXPECT_TRUE(SameBits(alone, std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
+                                                     batch.begin() + static_cast<size_t>(i + 1) * w.m)))
+          << GgmlTypeName(type) << " row " << i;
+    }
+    const int threads = at::get_num_threads();
+    at::set_num_threads(1);
+    const std::vector<float> one = Quant(w, packed, x, n, nullptr);
+    at::set_num_threads(2);
+    const std::vector<float> two = Quant(w, packed, x, n, nullptr);
+    at::set_num_threads(threads);
+    EXPECT_TRUE(SameBits(one, batch)) << GgmlTypeName(type);
+    EXPECT_TRUE(SameBits(two, batch)) << GgmlTypeName(type);
+  }
+}
+
+TEST_F(QuantKernels, PackingRejectsRowsOfPartialBlocks) {
+  std::vector<uint8_t> row(1000), out(100000);
+  const uint8_t* ptr = row.data();
+  EXPECT_THROW(kernels::PackQuant(T(GgmlType::kQ4_K), &ptr, 1, 288, out.data()), std::exception);
+  EXPECT_THROW(kernels::QuantPackedBytes(T(GgmlType::kQ5_0), 1, 32), std::exception);
+}
+
+TensorRef Ref(const Matrix& w) { return TensorRef{w.rows.data(), w.type, {w.m, w.k}, 0}; }
+
+TEST_F(QuantKernels, WeightMatrixStacksPartsOfMixedFormats) {
+  // Q4_K_M stacks Q4_K q/k with a Q6_K v.
+  const Matrix a = Quantised(T(GgmlType::kQ4_K), 19, 256, 1), b = Quantised(T(GgmlType::kQ4_K), 5, 256, 2),
+               c = Quantised(T(GgmlType::kQ6_K), 22, 256, 3);
+  const auto wm = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "");
+  EXPECT_EQ(wm->rows(), 46);
+  EXPECT_EQ(wm->format(), "q4_k/q6_k");
+  const auto f32 = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "f32");
+  EXPECT_EQ(f32->format(), "f32");
+  EXPECT_GT(f32->bytes(), 4 * wm->bytes());  // 5 of the rows are a panel of 16
+  const int n = 5;
+  const std::vector<float> x = Inputs(n, 256, 4), bias = Bias(46);
+  std::vector<float> y(n * 46), want(n * 46);
+  wm->Apply(x.data(), n, y.data(), bias.data());
+  f32->Apply(x.data(), n, want.data(), bias.data());
+  EXPECT_TRUE(SameBits(y, want));
+  std::vector<float> row(256), row_want(256);
+  for (int r : {0, 20, 45}) {
+    wm->Row(r, row.data());
+    f32->Row(r, row_want.data());
+    EXPECT_TRUE(SameBits(row, row_want)) << "row " << r;
+  }
+}
+
+TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
+  std::vector<float> w(24 * 256);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 0.1f);
+  for (float& v : w) v = normal(rng);
+  const TensorRef ref{w.data(), T(GgmlType::kF32), {24, 256}, 0};
+  for (const char* fmt : {"q8_0", "q4_0", "q4_k", "q6_k"}) {
+    const auto wm = WeightMatrix::Load({{"m", ref}}, fmt);
+    EXPECT_EQ(wm->format(), fmt);
+    // Its rows are QuantizeRow then DequantizeRow of the floats.
+    const uint32_t type = std::string(fmt) == "q8_0" ? T(GgmlType::kQ8_0)
+                          : std::string(fmt) == "q4_0" ? T(GgmlType::kQ4_0)
+                          : std::string(fmt) == "q4_k" ? T(GgmlType::kQ4_K) : T(GgmlType::kQ6_K);
+    std::vector<uint8_t> blocks(RowBytes(type, 256));
+    std::vector<float> got(256), want(256);
+    QuantizeRow(type, &w[256 * 7], blocks.data(), 256);
+    DequantizeRow(type, blocks.data(), want.data(), 256);
+    wm->Row(7, got.data());
+    EXPECT_TRUE(SameBits(got, want)) << fmt;
+  }
+  // 96 values are not whole Q4_K blocks: the matrix stays fp32.
+  const TensorRef narrow{w.data(), T(GgmlType::kF32), {16, 96}, 0};
+  EXPECT_EQ(WeightMatrix::Load({{"m", narrow}}, "q4_k")->format(), "f32");
+  EXPECT_EQ(WeightMatrix::Load({{"m", narrow}}, "q8_0")->format(), "q8_0");
+  // f16 rounds the values.
+  const auto half = WeightMatrix::Load({{"m", ref}}, "f16");
+  std::vector<float> row(256);
+  half->Row(3, row.data());
+  std::vector<uint8_t> h(512);
+  std::vector<float> want(256);
+  QuantizeRow(T(GgmlType::kF16), &w[256 * 3], h.data(), 256);
+  DequantizeRow(T(GgmlType::kF16), h.data(), want.data(), 256);
+  EXPECT_TRUE(SameBits(row, want));
+  // q4_k_m: Q6_K for the head and for v/down in the layers llama.cpp gives
+  // more bits (of 8 layers: 0, 3, 6, 7), Q4_K elsewhere.
+  EXPECT_EQ(WeightMatrix::Load({{"lm_head.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.3.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.4.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q4_k");
+  EXPECT_EQ(WeightMatrix::Load({{"model.layers.0.self_attn.q_proj.weight", ref},
+                                {"model.layers.0.self_attn.v_proj.weight", ref}}, "q4_k_m", 8)->format(),
+            "q4_k/q6_k");
+}
+
+TEST_F(QuantKernels, UnknownWeightFormatIsAnErrorNamingIt) {
+  try {
+    CheckWeightFormat("q5_k");
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("q5_k"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("q4_k"), std::string::npos) << e.what();
+  }
+  std::vector<float> bad(32, 1e30f);
+  const TensorRef ref{bad.data(), T(GgmlType::kF32), {1, 32}, 0};
+  try {
+    WeightMatrix::Load({{"model.layers.0.mlp.down_proj.weight", ref}}, "q8_0");
+    FAIL() << "no error";
+  } catch (const std::exception& e) {
+    EXPECT_NE(std::string(e.what()).find("down_proj"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace splitlm::partition

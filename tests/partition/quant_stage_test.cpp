@@ -1,0 +1,176 @@
+// Stages over quantised weights: a split run equals the local run at every
+// cut, batches equal single rows, every ISA gives the same bits, and a GGUF
+// model held in its block formats computes exactly what its dequantised fp32
+// copy computes (the quantised kernels' contract, kernels_quant.h).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include "partition/error.h"
+#include "partition/kernels.h"
+#include "partition/model.h"
+#include "partition/stage.h"
+#include "tests/common/test_util.h"
+
+namespace splitlm::partition {
+namespace {
+
+using testing::MakeModel;
+using testing::TempDir;
+
+std::vector<int32_t> Prompt(int n, int vocab) {
+  std::vector<int32_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = (i * 37 + 1) % vocab;
+  return ids;
+}
+
+int Argmax(const std::vector<float>& v) {
+  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+// Greedy run through device [0, cut) and cloud [cut, L) (or one stage at
+// cut == L): the logits of the prefill and of `steps` decodes.
+std::vector<std::vector<float>> RunChain(const Model& model, int cut, const std::vector<int32_t>& prompt, int steps) {
+  const ModelConfig& c = model.config();
+  Stage device(StageWeights::Load(model, StageSpec::Device(c, cut)));
+  std::unique_ptr<Stage> cloud;
+  if (cut < c.num_layers) cloud = std::make_unique<Stage>(StageWeights::Load(model, StageSpec::Cloud(c, cut)));
+  std::vector<std::vector<float>> all;
+  std::vector<float> logits(c.vocab_size), hidden;
+  auto step = [&](const int32_t* ids, int n) {
+    if (!cloud) {
+      device.Forward({ids, nullptr, n}, logits.data());
+    } else {
+      hidden.resize(device.OutputSize(n));
+      device.Forward({ids, nullptr, n}, hidden.data());
+      cloud->Forward({nullptr, hidden.data(), n}, logits.data());
+    }
+    all.push_back(logits);
+  };
+  step(prompt.data(), static_cast<int>(prompt.size()));
+  for (int i = 0; i < steps; ++i) {
+    const int32_t next = Argmax(logits);
+    step(&next, 1);
+  }
+  return all;
+}
+
+void ExpectSplitEqualsLocal(const Model& model, const std::vector<int>& cuts, int steps) {
+  const ModelConfig& c = model.config();
+  const auto prompt = Prompt(9, c.vocab_size);
+  const auto local = RunChain(model, c.num_layers, prompt, steps);
+  for (int cut : cuts) EXPECT_EQ(local, RunChain(model, cut, prompt, steps)) << "cut " << cut;
+}
+
+std::vector<int> AllCuts(const Model& model) {
+  std::vector<int> cuts;
+  for (int k = 0; k < model.config().num_layers; ++k) cuts.push_back(k);
+  return cuts;
+}
+
+class QuantStage : public ::testing::Test {
+ protected:
+  void TearDown() override { kernels::ForceIsa(""); }
+  TempDir dir_;
+};
+
+TEST_F(QuantStage, QuantisedAtLoadSplitEqualsLocalAtEveryCut) {
+  const std::string path = MakeModel(dir_.Sub("tiny"));
+  for (const char* fmt : {"q8_0", "q4_0"}) {
+    auto model = Model::Open(path, fmt);
+    SCOPED_TRACE(fmt);
+    ExpectSplitEqualsLocal(*model, AllCuts(*model), 12);
+    // The tiny model's down_proj rows (172 values) are not whole blocks.
+    auto all = StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
+    EXPECT_EQ(all->weight_formats(), std::string("0-3:f32/") + fmt + " head:" + fmt);
+    // The quantised model reads fewer bytes per token than fp32.
+    auto f32 = Model::Open(path, "f32");
+    auto f32_all = StageWeights::Load(*f32, StageSpec::Device(f32->config(), f32->config().num_layers));
+    EXPECT_EQ(f32_all->weight_formats(), "0-3:f32 head:f32");
+    EXPECT_LT(all->decode_bytes_per_token(), f32_all->decode_bytes_per_token());
+    // Other weights, other logits.
+    EXPECT_NE(RunChain(*model, 2, Prompt(5, 256), 0), RunChain(*f32, 2, Prompt(5, 256), 0));
+  }
+}
+
+TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
+  partition::RandomModelOptions o;
+  o.preset = "small";  // hidden 256: whole Q4_K / Q6_K blocks
+  const std::string path = MakeModel(dir_.Sub("small"), o);
+  auto model = Model::Open(path, "q4_k_m");
+  const ModelConfig& c = model->config();
+  auto all = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
+  // down_proj (704 values a row) stays fp32; v_proj is Q6_K in layers 0, 3,
+  // 6 and 7, Q4_K elsewhere; the head Q6_K.
+  EXPECT_EQ(all->weight_formats(), "0:f32/q4_k/q6_k 1-2:f32/q4_k 3:f32/q4_k/q6_k 4-5:f32/q4_k "
+                                   "6-7:f32/q4_k/q6_k head:q6_k");
+  ExpectSplitEqualsLocal(*model, {0, 3, 7}, 4);
+
+  // A batch of sessions equals each alone.
+  auto cloud_w = StageWeights::Load(*model, StageSpec::Cloud(c, 2));
+  auto dev_w = StageWeights::Load(*model, StageSpec::Device(c, 2));
+  std::vector<std::unique_ptr<Stage>> batched, single, devices;
+  std::vector<std::vector<float>> hidden(3), out_b(3, std::vector<float>(c.vocab_size)), out_s = out_b;
+  std::vector<Stage*> stages;
+  std::vector<StageInput> inputs;
+  std::vector<float*> outs;
+  for (int s = 0; s < 3; ++s) {
+    batched.push_back(std::make_unique<Stage>(cloud_w));
+    single.push_back(std::make_unique<Stage>(cloud_w));
+    Stage dev(dev_w);
+    const auto ids = Prompt(2 + 3 * s, c.vocab_size);
+    hidden[s].resize(dev.OutputSize(static_cast<int>(ids.size())));
+    dev.Forward({ids.data(), nullptr, static_cast<int>(ids.size())}, hidden[s].data());
+    stages.push_back(batched[s].get());
+    inputs.push_back({nullptr, hidden[s].data(), static_cast<int>(ids.size())});
+    outs.push_back(out_b[s].data());
+    single[s]->Forward(inputs.back(), out_s[s].data());
+  }
+  Stage::ForwardBatch(stages, inputs, outs);
+  EXPECT_EQ(out_s, out_b);
+
+  // Every instruction set.
+  ASSERT_TRUE(kernels::ForceIsa("portable"));
+  const auto reference = RunChain(*model, 3, Prompt(5, c.vocab_size), 2);
+  for (const char* isa : {"avx2+fma", "avx512f"}) {
+    if (!kernels::ForceIsa(isa)) continue;
+    EXPECT_EQ(reference, RunChain(*model, 3, Prompt(5, c.vocab_size), 2)) << isa;
+  }
+}
+
+TEST_F(QuantStage, UnknownWeightFormatIsRejectedAtOpen) {
+  const std::string path = MakeModel(dir_.Sub("tiny"));
+  EXPECT_THROW(Model::Open(path, "q3_k"), PartitionError);
+}
+
+// A GGUF model held in its block formats computes bit for bit what the same
+// file dequantised to fp32 at load computes, and splits exactly.
+void ExpectNativeEqualsDequantised(const std::string& path, const std::string& formats) {
+  auto native = Model::Open(path);
+  auto f32 = Model::Open(path, "f32");
+  const ModelConfig& c = native->config();
+  auto all = StageWeights::Load(*native, StageSpec::Device(c, c.num_layers));
+  EXPECT_NE(all->weight_formats().find(formats), std::string::npos) << all->weight_formats();
+  const auto prompt = Prompt(11, c.vocab_size);
+  EXPECT_EQ(RunChain(*native, c.num_layers, prompt, 6), RunChain(*f32, c.num_layers, prompt, 6));
+  ExpectSplitEqualsLocal(*native, AllCuts(*native), 6);
+}
+
+TEST_F(QuantStage, SynthkQ8_0HeldQuantisedEqualsDequantised) {
+  REQUIRE_SHARED(path, "gguf/synthk-q8_0.gguf");
+  ExpectNativeEqualsDequantised(path, "q8_0");
+}
+
+TEST_F(QuantStage, SynthkQ4_0HeldQuantisedEqualsDequantised) {
+  REQUIRE_SHARED(path, "gguf/synthk-q4_0.gguf");
+  ExpectNativeEqualsDequantised(path, "q4_0");
+}
+
+TEST_F(QuantStage, SynthkQ4_K_MHeldQuantisedEqualsDequantised) {
+  REQUIRE_SHARED(path, "gguf/synthk-q4_k_m.gguf");
+  ExpectNativeEqualsDequantised(path, "q4_k");
+}
+
+}  // namespace
+}  // namespace splitlm::partition
