@@ -53,7 +53,9 @@ class Model {
   // Identifies the model: config.json, the tensor headers and the content of
   // every tensor (each file's data digest; for GGUF the digest of the whole
   // file: metadata, tensor descriptions and data), so two models of the same
-  // shapes with other weights differ. Both sides of a split must agree on it.
+  // shapes with other weights differ; with a weight format given to Open
+  // (other than f32), that format too. Equal on both sides of a split: the
+  // same weights, so exactly a local run's tokens.
   uint64_t fingerprint() const { return fingerprint_; }
   // Identifies the model whatever format its weights are in, so that the
   // two sides of a split can tell "the same model, quantised differently"

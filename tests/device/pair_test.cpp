@@ -133,6 +133,26 @@ TEST_F(PairTest, TheSameModelInAnotherFormatSplitsWithAWarningOrIsRefusedWhenExa
   EXPECT_NE(std::string::npos, cloud.Stderr().find("tokens may differ")) << "the worker warns too: " << cloud.Stderr();
 }
 
+TEST_F(PairTest, WeightsQuantisedAtLoadOnOneSideAreTheSameModelInAnotherFormat) {
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud);
+  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
+                             " --cut 2 --fallback fail ";
+  const std::string gen = " generate --prompt-ids '1 7' --max-tokens 4 --print-ids";
+  auto same = RunCommand(device + "--weights f32 --require-exact" + gen);
+  ASSERT_EQ(0, same.exit_code) << same.err;
+  EXPECT_EQ(std::string::npos, same.err.find("may differ")) << same.err;
+  auto warned = RunCommand(device + "--weights q8_0" + gen);
+  ASSERT_EQ(0, warned.exit_code) << warned.err;
+  EXPECT_NE(std::string::npos, warned.err.find("ours q8_0 (at load)")) << warned.err;
+  auto refused = RunCommand(device + "--weights q8_0 --require-exact" + gen);
+  EXPECT_NE(0, refused.exit_code);
+  EXPECT_EQ("", refused.out);
+  EXPECT_NE(std::string::npos, refused.err.find("--require-exact")) << refused.err;
+  cloud->Signal(SIGTERM);
+  EXPECT_EQ(0, cloud->Wait());
+}
+
 TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplitsAgain) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 10");
