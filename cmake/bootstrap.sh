@@ -4,10 +4,16 @@
 #   bootstrap.sh demo   a split generation on a generated model
 #   bootstrap.sh test   the whole test suite
 #   bootstrap.sh build  just the build
+#   bootstrap.sh cross-arm64 [TARGETS...]  the aarch64 build into build-arm64/
+#   bootstrap.sh run-arm64 NAME ARGS...    build-arm64/bin/NAME under qemu
 # Environment: BUILD_DIR (default build), JOBS (default nproc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-demo}"
+case "$mode" in
+  cross-arm64) shift; exec bash cmake/cross_arm64.sh build "$@" ;;
+  run-arm64) shift; exec bash cmake/cross_arm64.sh run "$@" ;;
+esac
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-$(nproc)}"
 
@@ -99,7 +105,7 @@ case "$mode" in
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     ;;
   *)
-    echo "usage: cmake/bootstrap.sh [demo|test|build]" >&2
+    echo "usage: cmake/bootstrap.sh [demo|test|build|cross-arm64|run-arm64 NAME ARGS...]" >&2
     exit 2
     ;;
 esac
