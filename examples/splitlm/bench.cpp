@@ -36,10 +36,12 @@ Runner AddBench(CLI::App& app) {
                           {"gemm_gflops", r.gemm_gflops},
                           {"prefill_gemm_ratio", r.prefill_gflops / r.gemm_gflops},
                           {"threads", r.threads},
-                          {"isa", r.isa}};
+                          {"isa", r.isa},
+                          {"emulated", r.emulated}};
       std::cout << j.dump() << std::endl;
     } else {
-      std::printf("threads %d, kernels %s\n", r.threads, r.isa.c_str());
+      std::printf("threads %d, kernels %s%s\n", r.threads, r.isa.c_str(),
+                  r.emulated ? "; EMULATED (qemu): these figures say nothing about the device" : "");
       std::printf("decode   %8.2f tok/s   roofline %8.2f tok/s (%.1f GB/s / %.1f MB per token)   ratio %.2f\n",
                   r.decode_tok_s, r.roofline_decode_tok_s, r.read_gb_s,
                   r.decode_bytes_per_token / 1e6, r.decode_tok_s / r.roofline_decode_tok_s);
