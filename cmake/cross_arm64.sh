@@ -15,6 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$(pwd)"
 BUILD="${ARM64_BUILD_DIR:-build-arm64}"
+case "$BUILD" in /*) ;; *) BUILD="$root/$BUILD" ;; esac
 SYSROOT="${ARM64_SYSROOT:-$root/build-arm64-sysroot}"
 JOBS="${JOBS:-$(nproc)}"
 TRIPLET=aarch64-linux-gnu
@@ -95,7 +96,7 @@ run() {
   shift
   local lib="$SYSROOT/usr/lib/$TRIPLET"
   QEMU_LD_PREFIX="$SYSROOT" LD_LIBRARY_PATH="$lib/openblas-openmp:$lib:$SYSROOT/lib/$TRIPLET" \
-    exec qemu-aarch64 -L "$SYSROOT" "$root/$BUILD/bin/$name" "$@"
+    exec qemu-aarch64 -L "$SYSROOT" "$BUILD/bin/$name" "$@"
 }
 
 mode="${1:-build}"
