@@ -102,6 +102,17 @@ case "$mode" in
     "$fuzz_dir/bin/fuzz_model_files" -runs=50000 -max_len=4096 -seed=1 "$corpus" 2>&1 | tail -n 2
     rm -rf "$corpus"
     echo "fuzz (model files): 50000 inputs, no finding"
+    # aarch64 (README "aarch64"): the cross build of what the checks run, the
+    # kernel and stage tests as aarch64 binaries under qemu, then the suite
+    # with the heterogeneous pair required (device_arm64_pair_test).
+    # SPLITLM_SKIP_ARM64=1 leaves it out.
+    if [ "${SPLITLM_SKIP_ARM64:-0}" != 1 ]; then
+      arm64_start=$SECONDS
+      bash cmake/cross_arm64.sh build splitlm splitlm-device partition_stage_test
+      bash cmake/cross_arm64.sh run partition_stage_test
+      echo "aarch64: cross build and partition_stage_test under qemu in $((SECONDS - arm64_start)) s"
+      export SPLITLM_REQUIRE_ARM64=1
+    fi
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
     ;;
   *)
