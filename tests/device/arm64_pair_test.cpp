@@ -99,11 +99,15 @@ TEST(Arm64PairTest, Arm64AndX86ScoresAgreeToTheBit) {
                            " 260 300 280 1 7 42 99 100' --json";
   auto x86 = RunCommand(BinPath("splitlm") + args);
   ASSERT_EQ(0, x86.exit_code) << x86.err;
-  auto neon = RunCommand(Arm64("splitlm") + args);
+  ASSERT_NE(std::string::npos, x86.out.find("perplexity")) << x86.out;
+  // The debug line names the kernels in use (and OpenBLAS, not the reference BLAS).
+  auto neon = RunCommand(Arm64("splitlm") + " --log-level debug" + args);
   ASSERT_EQ(0, neon.exit_code) << neon.err;
+  EXPECT_NE(std::string::npos, neon.err.find("kernels=neon")) << neon.err;
   EXPECT_EQ(x86.out, neon.out);
-  auto portable = RunCommand("SPLITLM_KERNELS=portable " + Arm64("splitlm") + args);
+  auto portable = RunCommand("SPLITLM_KERNELS=portable " + Arm64("splitlm") + " --log-level debug" + args);
   ASSERT_EQ(0, portable.exit_code) << portable.err;
+  EXPECT_NE(std::string::npos, portable.err.find("kernels=portable")) << portable.err;
   EXPECT_EQ(x86.out, portable.out);
 }
 
