@@ -69,7 +69,7 @@ echo "installed pair: $got"
 if command -v systemd-analyze >/dev/null; then
   mkdir -p "$work/units"
   for u in splitlm-cloud splitlm-device; do
-    unit="$work/root/lib/systemd/system/$u.service"
+    unit="$work/root/usr/lib/systemd/system/$u.service"
     [ -f "$unit" ] || fail "$u.service not installed"
     sed "s#^ExecStart=/usr/bin/#ExecStart=$work/root/usr/bin/#" "$unit" >"$work/units/$u.service"
     systemd-analyze verify "$work/units/$u.service" >"$work/verify.err" 2>&1 ||
