@@ -37,9 +37,11 @@ for p in cloud device tools; do
   deb="$(ls "$work"/out/${pkg}_*_${arch}.deb | head -n1)"
   depends=" $(dpkg-deb -f "$deb" Depends | tr ',|' '  ' | sed 's/([^)]*)//g') "
   for lib in $(objdump -p "$work/root/usr/bin/$bin" | awk '/NEEDED/ {print $2}'); do
-    path="$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64/ {print $NF; exit}')"
+    path="$(ldconfig -p | awk -v l="$lib" '$1 == l && /x86-64|AArch64/ && !n++ {print $NF}')"
     [ -n "$path" ] || fail "$bin needs $lib, not found on this machine"
-    owner="$(dpkg -S "$(realpath "$path")" 2>/dev/null | head -n1 | cut -d: -f1)"
+    # dpkg knows a file by the path its package ships (/lib or /usr/lib).
+    real="$(realpath "$path")"
+    owner="$( (dpkg -S "$path" "$real" "${real#/usr}" 2>/dev/null || true) | awk -F: 'NR == 1 {print $1}')"
     [ -n "$owner" ] || fail "$bin needs $lib ($path), owned by no package"
     case "$depends" in *" $owner "*) ;; *) fail "$pkg links $lib from $owner, not in its Depends:$depends" ;; esac
   done
