@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <string>
 #include <vector>
 
 #include "partition/kernels.h"
@@ -56,6 +58,17 @@ double MeasureGemmGflops(int n, int repeats) {
   return best;
 }
 
+bool RunningEmulated() {
+#if defined(__aarch64__)
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("vendor_id", 0) == 0 || line.rfind("flags", 0) == 0) return true;  // x86 fields
+  }
+#endif
+  return false;
+}
+
 BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
@@ -65,6 +78,7 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
   r.threads = at::get_num_threads();
   r.isa = kernels::ActiveIsa();
   r.weights = model.weights().empty() ? "as stored" : model.weights();
+  r.emulated = RunningEmulated();
 
   say("loading weights");
   auto weights = StageWeights::Load(model, StageSpec::Range(c, 0, c.num_layers));

@@ -30,7 +30,13 @@ struct BenchResult {
   std::string isa;
   std::string weights;         // Model::weights(), "as stored" when empty
   std::string weight_formats;  // StageWeights::weight_formats()
+  bool emulated = false;  // an aarch64 binary under qemu on another CPU
 };
+
+// True when this binary's CPU is emulated: an aarch64 build that reads an x86
+// host's /proc/cpuinfo (qemu user mode passes it through). Its timings say
+// nothing about the device.
+bool RunningEmulated();
 
 // Streaming read bandwidth in GB/s over `bytes` (default far above the
 // caches), best of `repeats`, on the LibTorch thread pool.

@@ -31,6 +31,9 @@ SPLITLM_DECLARE_ISA(portable)
 SPLITLM_DECLARE_ISA(avx2)
 SPLITLM_DECLARE_ISA(avx512)
 #endif
+#if defined(SPLITLM_HAVE_NEON)
+SPLITLM_DECLARE_ISA(neon)
+#endif
 
 namespace {
 
@@ -52,6 +55,9 @@ const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntr
 const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry,
                   avx512::AttendEntry, avx512::QuantMatMulEntry};
 #endif
+#if defined(SPLITLM_HAVE_NEON)
+const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry};
+#endif
 
 const Isa* Detect() {
 #if defined(SPLITLM_HAVE_AVX2)
@@ -61,6 +67,13 @@ const Isa* Detect() {
   }
   if (__builtin_cpu_supports("avx512f")) return &kAvx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
+#endif
+#if defined(SPLITLM_HAVE_NEON)
+  // Advanced SIMD is mandatory on ARMv8-A: no run-time probe needed.
+  if (const char* env = std::getenv("SPLITLM_KERNELS")) {
+    if (std::string(env) == "portable") return &kPortable;
+  }
+  return &kNeon;
 #endif
   return &kPortable;
 }
@@ -93,6 +106,12 @@ bool ForceIsa(const char* name) {
   }
   if (n == kAvx512.name && __builtin_cpu_supports("avx512f")) {
     g_isa.store(&kAvx512);
+    return true;
+  }
+#endif
+#if defined(SPLITLM_HAVE_NEON)
+  if (n == kNeon.name) {
+    g_isa.store(&kNeon);
     return true;
   }
 #endif

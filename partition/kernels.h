@@ -25,11 +25,13 @@
 
 namespace splitlm::partition::kernels {
 
-// Instruction set the kernels run with ("avx2+fma" or "portable").
+// Instruction set the kernels run with ("avx512f", "avx2+fma", "neon" or
+// "portable").
 const char* ActiveIsa();
 // Forces the portable path (tests compare both); returns the previous value.
 bool ForcePortable(bool on);
-// Forces an instruction set by name ("portable", "avx2+fma", "avx512f");
+// Forces an instruction set by name ("portable", "avx2+fma", "avx512f",
+// "neon" on aarch64);
 // false (and no change) if this build or CPU lacks it. "" restores detection.
 bool ForceIsa(const char* name);
 

@@ -1,12 +1,14 @@
 // Kernel bodies, compiled once per instruction set (kernels_isa.cpp) inside
 // namespace SPLITLM_ISA. Every path performs the
 // same sequence of IEEE fused multiply-adds and additions (see kernels.h).
+// On aarch64 the NEON types are used unless SPLITLM_KERNELS_PORTABLE is
+// defined (the portable fallback is compiled with it).
 #include <cmath>
 #include <cstring>
 
 #if (defined(__AVX2__) && defined(__FMA__)) || defined(__AVX512F__)
 #include <immintrin.h>
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && !defined(SPLITLM_KERNELS_PORTABLE)
 #include <arm_neon.h>
 #endif
 
@@ -21,7 +23,7 @@ inline V8 Load(const float* p) { return {_mm256_loadu_ps(p)}; }
 inline V8 Splat(float x) { return {_mm256_set1_ps(x)}; }
 inline void Store(float* p, V8 a) { _mm256_storeu_ps(p, a.v); }
 inline V8 Fma(V8 a, V8 b, V8 c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }
-#elif defined(__aarch64__)
+#elif defined(__aarch64__) && !defined(SPLITLM_KERNELS_PORTABLE)
 struct V8 {
   float32x4_t lo, hi;
 };

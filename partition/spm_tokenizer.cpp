@@ -35,6 +35,9 @@ std::string ShimPath() {
   if (!ec) {
     auto p = exe.parent_path() / "libsplitlm_spm.so";
     if (std::filesystem::exists(p)) return p.string();
+    // Installed: <prefix>/bin/NAME and <prefix>/lib/splitlm/ (the packages).
+    p = exe.parent_path().parent_path() / "lib" / "splitlm" / "libsplitlm_spm.so";
+    if (std::filesystem::exists(p)) return p.string();
   }
   return SPLITLM_SPM_SHIM_PATH;  // where the build put it
 }

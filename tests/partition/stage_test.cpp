@@ -159,7 +159,7 @@ TEST_F(StageTest, EveryInstructionSetGivesTheSameBits) {
   ASSERT_TRUE(kernels::ForceIsa("portable"));
   const auto reference = RunChain(*model_, 2, prompt, 8);
   int compared = 0;
-  for (const char* isa : {"avx2+fma", "avx512f"}) {
+  for (const char* isa : {"avx2+fma", "avx512f", "neon"}) {
     if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
     EXPECT_EQ(reference, RunChain(*model_, 2, prompt, 8)) << isa;
     ++compared;

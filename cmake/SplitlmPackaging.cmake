@@ -1,0 +1,53 @@
+# Installation and Debian packages (cpack -G DEB in a build directory):
+#   splitlm-common  the SentencePiece shim, the splitlm user (postinst)
+#   splitlm-cloud   the worker, its systemd unit and /etc/splitlm/cloud.toml
+#   splitlm-device  the agent, its systemd unit and /etc/splitlm/device.toml
+#   splitlm         the command-line tool (profile, keygen, bench, ...)
+# for amd64, or arm64 from the aarch64 build (cmake/bootstrap.sh cross-arm64).
+# The Debian dependencies are declared here (dpkg-shlibdeps cannot see the
+# arm64 sysroot's packages): Debian 12's runtime packages of what the
+# binaries link.
+include(GNUInstallDirs)
+set(_deploy ${PROJECT_SOURCE_DIR}/deploy)
+
+install(TARGETS splitlm_spm LIBRARY DESTINATION lib/splitlm COMPONENT common)
+install(TARGETS splitlm-cloud RUNTIME DESTINATION bin COMPONENT cloud)
+install(TARGETS splitlm-device RUNTIME DESTINATION bin COMPONENT device)
+install(TARGETS splitlm RUNTIME DESTINATION bin COMPONENT tools)
+foreach(role cloud device)
+  install(FILES ${_deploy}/systemd/splitlm-${role}.service DESTINATION lib/systemd/system COMPONENT ${role})
+  install(FILES ${_deploy}/config/${role}.toml DESTINATION /etc/splitlm COMPONENT ${role})
+  install(FILES ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/splitlm-${role} COMPONENT ${role})
+  file(WRITE ${CMAKE_BINARY_DIR}/deb/${role}/conffiles "/etc/splitlm/${role}.toml\n")
+endforeach()
+
+if(CMAKE_SYSTEM_PROCESSOR MATCHES "aarch64|arm64")
+  set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE arm64)
+else()
+  set(CPACK_DEBIAN_PACKAGE_ARCHITECTURE amd64)
+endif()
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+set(CPACK_DEB_COMPONENT_INSTALL ON)
+set(CPACK_COMPONENTS_ALL common cloud device tools)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_CONTACT "splitlm maintainers <splitlm@localhost>")
+set(CPACK_DEBIAN_PACKAGE_SECTION science)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
+set(_libs "libc6 (>= 2.36), libstdc++6 (>= 12), libgcc-s1, libgomp1, libtorch1.13, libopenblas0-openmp | libopenblas0, libzmq5, libcapnp-0.9.2, libspdlog1.10, libfmt9, libpcre2-8-0, libutf8proc2, libtomlplusplus3")
+set(CPACK_DEBIAN_COMMON_PACKAGE_NAME splitlm-common)
+set(CPACK_DEBIAN_COMMON_PACKAGE_DEPENDS "libc6 (>= 2.36), libstdc++6 (>= 12), libsentencepiece0, adduser")
+set(CPACK_DEBIAN_COMMON_PACKAGE_CONTROL_EXTRA ${_deploy}/debian/postinst)
+set(CPACK_COMPONENT_COMMON_DESCRIPTION "splitlm split inference: shared files and the splitlm system user")
+foreach(role cloud device)
+  string(TOUPPER ${role} R)
+  set(CPACK_DEBIAN_${R}_PACKAGE_NAME splitlm-${role})
+  set(CPACK_DEBIAN_${R}_PACKAGE_DEPENDS "splitlm-common (= ${PROJECT_VERSION}), ${_libs}")
+  set(CPACK_DEBIAN_${R}_PACKAGE_CONTROL_EXTRA ${CMAKE_BINARY_DIR}/deb/${role}/conffiles)
+endforeach()
+set(CPACK_COMPONENT_CLOUD_DESCRIPTION "splitlm cloud worker: layers [K, L) and the head for many devices (systemd unit splitlm-cloud)")
+set(CPACK_COMPONENT_DEVICE_DESCRIPTION "splitlm device agent: embedding and layers [0, K), OpenAI-compatible API (systemd unit splitlm-device)")
+set(CPACK_DEBIAN_TOOLS_PACKAGE_NAME splitlm)
+set(CPACK_DEBIAN_TOOLS_PACKAGE_DEPENDS "splitlm-common (= ${PROJECT_VERSION}), ${_libs}")
+set(CPACK_COMPONENT_TOOLS_DESCRIPTION "splitlm command-line tool: make-model, generate, score, profile, keygen, bench")
+include(CPack)
