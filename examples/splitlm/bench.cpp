@@ -45,8 +45,7 @@ Runner AddBench(CLI::App& app) {
                           {"emulated", r.emulated}};
       std::cout << j.dump() << std::endl;
     } else {
-      std::printf("threads %d, kernels %s, weights %s (%s)%s
-", r.threads, r.isa.c_str(), r.weights.c_str(),
+      std::printf("threads %d, kernels %s, weights %s (%s)%s\n", r.threads, r.isa.c_str(), r.weights.c_str(),
                   r.weight_formats.c_str(),
                   r.emulated ? "; EMULATED (qemu): these figures say nothing about the device" : "");
       std::printf("decode   %8.2f tok/s   roofline %8.2f tok/s (%.1f GB/s / %.1f MB per token)   ratio %.2f\n",
