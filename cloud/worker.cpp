@@ -383,7 +383,9 @@ struct Worker::Impl {
         transport::ForwardResult r;
         r.session_id = f.session_id;
         r.seq = f.seq;
-        if (f.want_token) {
+        if (!f.draft_tokens.empty()) {
+          Verify(p, logits[i], r);
+        } else if (f.want_token) {
           partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
           r.tokens.push_back(partition::SampleToken(logits[i].data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
           metrics.Add("splitlm_cloud_tokens_total", 1);

@@ -267,7 +267,8 @@ std::string RawForward(uint32_t drafts, const std::vector<int32_t>& tokens) {
   fw.setDrafts(drafts);
   auto list = fw.initDraftTokens(static_cast<unsigned>(tokens.size()));
   for (size_t i = 0; i < tokens.size(); ++i) list.set(i, tokens[i]);
-  auto bytes = capnp::messageToFlatArray(builder).asBytes();
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
 
