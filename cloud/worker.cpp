@@ -8,6 +8,7 @@
 #include <set>
 #include <vector>
 
+#include "cloud/speculation.h"
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
@@ -34,12 +35,12 @@ struct Pending {
   Clock::time_point received;
 };
 
-void TopLogprobs(const std::vector<float>& logits, uint32_t k, std::vector<transport::TokenLogprob>& out) {
-  float mx = *std::max_element(logits.begin(), logits.end());
+void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transport::TokenLogprob>& out) {
+  float mx = *std::max_element(logits, logits + vocab);
   double sum = 0;
-  for (float v : logits) sum += std::exp(static_cast<double>(v) - mx);
+  for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
   const double lse = mx + std::log(sum);
-  std::vector<int> ids(logits.size());
+  std::vector<int> ids(static_cast<size_t>(vocab));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
   k = std::min<uint32_t>(k, static_cast<uint32_t>(ids.size()));
   std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
@@ -114,6 +115,8 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
     metrics.Describe("splitlm_cloud_positions_total", K::kCounter, "positions run through the layers");
     metrics.Describe("splitlm_cloud_batches_total", K::kCounter, "batches run");
+    metrics.Describe("splitlm_cloud_drafts_total", K::kCounter, "speculative draft tokens verified");
+    metrics.Describe("splitlm_cloud_drafts_accepted_total", K::kCounter, "speculative draft tokens accepted");
     metrics.Describe("splitlm_cloud_compute_seconds_total", K::kCounter, "time computing batches");
     metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
     metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
@@ -303,6 +306,7 @@ struct Worker::Impl {
     x.next_position = static_cast<uint32_t>(s.stage->position());
     x.max_context = static_cast<uint32_t>(s.stage->max_context());
     x.codecs = {s.codec};
+    x.vocab_size = static_cast<uint32_t>(model.config().vocab_size);
     Validation v = ValidateForward(f, in.payload.size(), x, options.server.limits);
     if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f.session_id, f.seq});
     Pending p{&s, f, std::vector<float>(static_cast<size_t>(f.count) * hello.hidden_size), Now()};
@@ -315,6 +319,27 @@ struct Worker::Impl {
     metrics.Add("splitlm_cloud_bytes_received_total", static_cast<double>(in.payload.size()));
     s.last_used = Now();
     batch.push_back(std::move(p));
+  }
+
+  // Speculative step: keeps the drafts the session's own choices agree with,
+  // answers them and the next token, and forgets the rejected rows.
+  void Verify(const Pending& p, const std::vector<float>& logits, transport::ForwardResult& r) {
+    const transport::Forward& f = p.forward;
+    const int vocab = model.config().vocab_size;
+    const int drafts = static_cast<int>(f.draft_tokens.size());
+    const int real_end = static_cast<int>(f.first_position + f.count) - drafts;  // positions before the drafts
+    const float* window = logits.data() + static_cast<size_t>(f.count - drafts - 1) * vocab;
+    partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
+    Verdict v = VerifyDrafts(window, vocab, f.draft_tokens, sp, real_end);
+    p.session->stage->Truncate(real_end + static_cast<int>(v.accepted));
+    r.accepted = v.accepted;
+    r.tokens = std::move(v.tokens);
+    if (f.top_logprobs > 0) {
+      for (size_t j = 0; j < r.tokens.size(); ++j) TopLogprobs(window + j * vocab, vocab, f.top_logprobs, r.logprobs);
+    }
+    metrics.Add("splitlm_cloud_tokens_total", static_cast<double>(r.tokens.size()));
+    metrics.Add("splitlm_cloud_drafts_total", drafts);
+    metrics.Add("splitlm_cloud_drafts_accepted_total", v.accepted);
   }
 
   void RunBatch(std::vector<Pending>& batch) {
@@ -333,11 +358,14 @@ struct Worker::Impl {
       const auto start = Now();
       std::vector<partition::Stage*> stages;
       std::vector<partition::StageInput> inputs;
-      std::vector<std::vector<float>> logits(group.size(), std::vector<float>(vocab));
+      std::vector<std::vector<float>> logits(group.size());
       std::vector<float*> outs;
       for (size_t i = 0; i < group.size(); ++i) {
+        const auto& f = group[i]->forward;
+        const bool verify = !f.draft_tokens.empty();  // speculative: the logits of every row
+        logits[i].resize(static_cast<size_t>(verify ? f.count : 1) * vocab);
         stages.push_back(group[i]->session->stage.get());
-        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(group[i]->forward.count)});
+        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify});
         outs.push_back(logits[i].data());
       }
       try {
@@ -355,12 +383,14 @@ struct Worker::Impl {
         transport::ForwardResult r;
         r.session_id = f.session_id;
         r.seq = f.seq;
-        if (f.want_token) {
+        if (!f.draft_tokens.empty()) {
+          Verify(p, logits[i], r);
+        } else if (f.want_token) {
           partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
           r.tokens.push_back(partition::SampleToken(logits[i].data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
           metrics.Add("splitlm_cloud_tokens_total", 1);
         }
-        if (f.top_logprobs > 0) TopLogprobs(logits[i], f.top_logprobs, r.logprobs);
+        if (f.top_logprobs > 0 && f.draft_tokens.empty()) TopLogprobs(logits[i].data(), vocab, f.top_logprobs, r.logprobs);
         r.compute_us = Micros(end - start);
         r.queue_us = Micros(start - p.received);
         metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());

@@ -29,6 +29,10 @@ struct Generation {
   uint64_t session_id = 0;
   bool session_open = false;
   int cloud_positions = 0;       // rows the cloud session holds
+  // Speculative: the draft tokens whose rows end cut_hidden (and the device
+  // stages' caches) while a step is out, and how many the cloud accepted.
+  std::vector<int32_t> drafts;
+  int accepted = 0;
 };
 
 }  // namespace
@@ -126,6 +130,8 @@ struct Agent::Impl {
                      "per-token time by part: device_compute, codec, network, cloud_queue, cloud_compute, local_compute");
     metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter, "hidden-state bytes sent to the cloud");
     metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
+    metrics.Describe("splitlm_device_drafts_total", K::kCounter, "speculative draft tokens sent to the cloud");
+    metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter, "speculative draft tokens the cloud accepted");
     metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
@@ -304,6 +310,7 @@ struct Agent::Impl {
       f.tensor = {o.codec, static_cast<uint32_t>(rows), static_cast<uint32_t>(hidden),
                   transport::EncodedSize(o.codec, rows, hidden)};
       f.sampling = {sp.temperature, static_cast<uint32_t>(sp.top_k), sp.top_p, sp.seed};
+      f.draft_tokens = g.drafts;
       const auto t0 = Now();
       zmq::message_t payload(f.tensor.bytes);
       transport::Encode(o.codec, &g.cut_hidden[static_cast<size_t>(g.cloud_positions) * hidden], rows, hidden,
@@ -318,7 +325,7 @@ struct Agent::Impl {
         if (!in) return LinkFault(f.seq);
         if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
           if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
-          if (r->tokens.size() != 1 || r->tokens[0] < 0 || r->tokens[0] >= vocab) {
+          if (!GoodAnswer(*r, g.drafts)) {
             return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list");
           }
           return TakeResult(*r, f, g, t1, result);
@@ -348,6 +355,24 @@ struct Agent::Impl {
     return Failed(CloudFault::kStepRefused, "the session was lost 8 times in a row");
   }
 
+  // A result answers `drafts` (maybe none) when it holds the accepted drafts,
+  // as sent, then one token, all in the vocabulary.
+  bool GoodAnswer(const transport::ForwardResult& r, const std::vector<int32_t>& drafts) const {
+    if (r.accepted > drafts.size() || r.tokens.size() != r.accepted + 1) return false;
+    for (size_t i = 0; i < r.tokens.size(); ++i) {
+      if (r.tokens[i] < 0 || r.tokens[i] >= vocab || (i < r.accepted && r.tokens[i] != drafts[i])) return false;
+    }
+    return true;
+  }
+
+  // Forgets the rows of the drafts past the first `keep` (rejected by the
+  // cloud, or the step failed) in the buffered cut states.
+  void DropDrafts(Generation& g, int keep) {
+    g.positions -= static_cast<int>(g.drafts.size()) - keep;
+    g.cut_hidden.resize(static_cast<size_t>(g.positions) * hidden);
+    g.drafts.clear();
+  }
+
   // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
   // drift estimates, the rows the session now holds. Returns its token.
   int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
@@ -363,10 +388,18 @@ struct Agent::Impl {
     if (f.count == 1 && cloud_profile.num_layers == layers) {
       cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r.compute_us);
     }
+    g.accepted = static_cast<int>(r.accepted);
+    if (!g.drafts.empty()) {
+      result.drafted += static_cast<int>(g.drafts.size());
+      result.accepted += g.accepted;
+      metrics.Add("splitlm_device_drafts_total", static_cast<double>(g.drafts.size()));
+      metrics.Add("splitlm_device_drafts_accepted_total", g.accepted);
+      DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
+    }
     g.cloud_positions = g.positions;
     ++result.cloud_steps;
     metrics.Add("splitlm_device_cloud_steps_total", 1);
-    return r.tokens[0];
+    return r.tokens.back();
   }
 
   // The worker restarted (a new instance id, ClientChannel::Receive): the
@@ -481,6 +514,7 @@ struct Agent::Impl {
     bool probing = false;  // a hello is out while on the device
     std::vector<float> out;
     int fed = 0;
+    DraftLength draft_len(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
     metrics.Set("splitlm_device_active_sessions", 1);
     struct Done {
       transport::Metrics& m;
@@ -544,10 +578,24 @@ struct Agent::Impl {
         if (k != o.cut) recut(k);
       }
       const int n = static_cast<int>(g.ids.size()) - fed;
+      // Speculative: the drafts go through [0, cut) with the new token(s).
+      std::vector<int32_t> drafts;
+      // (Only once the worker has said it verifies drafts: protocol 1.4.)
+      if (split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
+        const int k = std::min({draft_len.k(), req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
+        if (k > 0) drafts = o.drafter->Propose(g.ids, k);
+        if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
+      }
       const auto t0 = Now();
-      device_forward(&g.ids[fed], n);
+      if (drafts.empty()) {
+        device_forward(&g.ids[fed], n);
+      } else {
+        std::vector<int32_t> rows(g.ids.begin() + fed, g.ids.end());
+        rows.insert(rows.end(), drafts.begin(), drafts.end());
+        device_forward(rows.data(), static_cast<int>(rows.size()));
+      }
       const double device_s = Seconds(Now() - t0);
-      if (n == 1 && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
+      if (n == 1 && drafts.empty() && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
         device_drift.Observe(device_profile.StepUs(0, o.cut, fed, true, all_local), device_s * 1e6);
       }
       fed = static_cast<int>(g.ids.size());
@@ -558,13 +606,20 @@ struct Agent::Impl {
         ++result.local_steps;
       } else {
         g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
-        g.positions += n;
+        g.positions += n + static_cast<int>(drafts.size());
+        g.drafts = drafts;
+        g.accepted = 0;
         std::optional<int32_t> t;
         if (split) {
           t = CloudStep(g, req.sampling, Now() + o.step_deadline, result);
           if (!t) {
             Drop();
             g.session_open = false;
+            DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
+          }
+          if (!drafts.empty()) {
+            for (auto& st : chain) st->Truncate(fed + g.accepted);
+            if (t) draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
           }
         } else if (local && channel) {
           // On the device: look for the cloud without blocking. A hello goes
@@ -641,22 +696,26 @@ struct Agent::Impl {
         }
       }
       if (all_local && ping_out) LookForPong();
-      g.ids.push_back(token);
-      result.tokens.push_back(token);
-      if (result.tokens.size() == 1) first_token_at = Now();
-      metrics.Add("splitlm_device_tokens_total", 1);
-      if (on_token && !on_token(token)) {
-        result.finish_reason = "stop";
-        break;
+      // The accepted drafts (already in the device's caches), then the token.
+      std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
+      emit.push_back(token);
+      fed += g.accepted;
+      g.accepted = 0;
+      for (int32_t tok : emit) {
+        g.ids.push_back(tok);
+        result.tokens.push_back(tok);
+        if (result.tokens.size() == 1) first_token_at = Now();
+        metrics.Add("splitlm_device_tokens_total", 1);
+        if (on_token && !on_token(tok)) {
+          result.finish_reason = "stop";
+        } else if (req.stop_at_eos && (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
+          result.finish_reason = "stop";
+        } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
+          result.finish_reason = "context";
+        }
+        if (!result.finish_reason.empty()) break;
       }
-      if (req.stop_at_eos && (c.IsEos(token) || std::find(o.eos_ids.begin(), o.eos_ids.end(), token) != o.eos_ids.end())) {
-        result.finish_reason = "stop";
-        break;
-      }
-      if (static_cast<int>(g.ids.size()) >= c.max_context) {
-        result.finish_reason = "context";
-        break;
-      }
+      if (!result.finish_reason.empty()) break;
     }
     if (result.finish_reason.empty()) result.finish_reason = "length";
     result.final_cut = o.cut;

@@ -13,6 +13,7 @@
 
 #include <spdlog/logger.h>
 
+#include "device/drafter.h"
 #include "partition/sampler.h"
 #include "scheduler/cost_model.h"
 #include "transport/channel.h"
@@ -69,6 +70,12 @@ struct AgentOptions {
   std::chrono::milliseconds wait_deadline{30000};
   // kLocal: try the cloud again after this long on the device.
   std::chrono::milliseconds retry_interval{1000};
+  // Speculative decoding in split mode (null: off): each cloud step also
+  // carries up to max_drafts of the drafter's guesses, run through [0, cut)
+  // in the same batched step, and the cloud keeps those it agrees with. The
+  // tokens are those of a run without it; the round trips fewer.
+  std::shared_ptr<const Drafter> drafter;
+  int max_drafts = kMaxDraftsPerStep;
   std::shared_ptr<spdlog::logger> log;
   // More end-of-sequence ids, beside config.json's: the tokenizer's
   // (Llama 3 ends a chat turn with <|eot_id|>, which config.json may omit).
@@ -90,7 +97,9 @@ struct GenerateResult {
   std::vector<int32_t> tokens;  // generated ids (without the prompt)
   int fallbacks = 0;            // times the generation moved to the device
   int recoveries = 0;           // times it moved back to the cloud
-  int cloud_steps = 0;          // steps answered by the cloud
+  int cloud_steps = 0;          // steps answered by the cloud (round trips)
+  int drafted = 0;              // speculative: draft tokens sent to the cloud
+  int accepted = 0;             // speculative: of those, accepted
   int local_steps = 0;          // steps finished on the device
   int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"

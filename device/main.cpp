@@ -103,6 +103,10 @@ int main(int argc, char** argv) {
       ->check(Schema("device.fallback"))->capture_default_str();
   auto* f_codec = app.add_option("--codec", codec, "activation codec: f32 (exact), f16, bf16, int8")
       ->check(Schema("device.codec"))->capture_default_str();
+  std::string speculate = "off";
+  auto* f_spec = app.add_option("--speculate", speculate,
+                                "speculative decoding in split mode: prompt-lookup[:K] (K = most drafts per step, 1..8) or off")
+      ->capture_default_str();
   auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   auto* f_key = app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
   auto* f_skey = app.add_option("--server-key", server_key_file, "the worker's public key file");
@@ -168,6 +172,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "scheduler.follow_drift", false, o.auto_cut.follow_drift);
       FillFromConfig(cfg, "device.fallback", f_fallback->count() > 0, fallback);
       FillFromConfig(cfg, "device.codec", f_codec->count() > 0, codec);
+      FillFromConfig(cfg, "device.speculate", f_spec->count() > 0, speculate);
       FillFromConfig(cfg, "device.step_deadline_ms", f_step->count() > 0, step_ms);
       FillFromConfig(cfg, "device.wait_deadline_ms", f_wait->count() > 0, wait_ms);
       FillFromConfig(cfg, "device.retry_ms", f_retry->count() > 0, retry_ms);
@@ -200,6 +205,13 @@ int main(int argc, char** argv) {
                  : fallback == "wait" ? splitlm::device::Fallback::kWait
                                       : splitlm::device::Fallback::kFail;
     o.codec = *splitlm::transport::ParseCodec(codec);
+    {
+      std::string why;
+      const auto spec = splitlm::device::ParseSpeculate(speculate, &why);
+      if (!spec) throw std::runtime_error("--speculate / device.speculate: " + why);
+      o.drafter = splitlm::device::MakeDrafter(*spec);
+      o.max_drafts = spec->max_drafts;
+    }
     o.step_deadline = std::chrono::milliseconds(step_ms);
     o.wait_deadline = std::chrono::milliseconds(wait_ms);
     o.retry_interval = std::chrono::milliseconds(retry_ms);
@@ -270,6 +282,12 @@ int main(int argc, char** argv) {
       log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
                 result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
                 result.cloud_restarts);
+      if (o.drafter) {
+        log->info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
+                  o.drafter->name(), result.cloud_steps, result.tokens.size(),
+                  result.tokens.empty() ? 0.0 : static_cast<double>(result.cloud_steps) / result.tokens.size(),
+                  result.accepted, result.drafted, result.drafted ? 100.0 * result.accepted / result.drafted : 0.0);
+      }
       if (o.auto_cut.enabled) {
         log->info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,
                   result.measured_tpot_ms);

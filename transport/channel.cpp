@@ -1,5 +1,7 @@
 #include "transport/channel.h"
 
+#include <atomic>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -244,8 +246,11 @@ void ClientChannel::StopMonitor() {
 void ClientChannel::Connect() {
   StopMonitor();
   socket_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::dealer);
-  const std::string monitor_endpoint =
-      "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" + std::to_string(++connects_);
+  // Unique in the process: a channel created where a closed one was (same
+  // address) must not reuse a name whose unbinding may still be under way.
+  static std::atomic<uint64_t> monitors{0};
+  const std::string monitor_endpoint = "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
+                                       std::to_string(++connects_) + "-" + std::to_string(++monitors);
   constexpr int kEvents = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;

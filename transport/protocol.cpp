@@ -134,6 +134,20 @@ Forward ReadForward(wire::Forward::Reader r, const Limits& limits) {
     throw Reject{ErrorCode::kTooLarge, "topLogprobs " + std::to_string(f.top_logprobs) +
                                            " over the limit of " + std::to_string(limits.max_logprobs)};
   }
+  const uint32_t drafts = r.getDrafts();
+  auto draft_tokens = r.getDraftTokens();
+  if (drafts > kMaxDrafts || draft_tokens.size() > kMaxDrafts) {
+    throw Reject{ErrorCode::kTooLarge, "drafts " + std::to_string(std::max<uint32_t>(drafts, draft_tokens.size())) +
+                                           " over the limit of " + std::to_string(kMaxDrafts)};
+  }
+  if (draft_tokens.size() != drafts) {
+    throw Reject{ErrorCode::kBadMessage, "drafts " + std::to_string(drafts) + " with " +
+                                             std::to_string(draft_tokens.size()) + " draft tokens"};
+  }
+  for (int32_t t : draft_tokens) {
+    if (t < 0) throw Reject{ErrorCode::kBadMessage, "negative draft token id " + std::to_string(t)};
+    f.draft_tokens.push_back(t);
+  }
   return f;
 }
 
@@ -148,10 +162,18 @@ ForwardResult ReadResult(wire::ForwardResult::Reader r, const Limits& limits) {
     f.tokens.push_back(t);
   }
   auto lp = r.getLogprobs();
-  if (lp.size() > limits.max_logprobs) throw Reject{ErrorCode::kTooLarge, "too many logprobs"};
+  // A speculative answer carries topLogprobs entries for each of its tokens.
+  if (lp.size() > static_cast<size_t>(limits.max_logprobs) * (kMaxDrafts + 1)) {
+    throw Reject{ErrorCode::kTooLarge, "too many logprobs"};
+  }
   for (auto e : lp) f.logprobs.push_back({e.getToken(), e.getLogprob()});
   f.compute_us = r.getComputeUs();
   f.queue_us = r.getQueueUs();
+  f.accepted = r.getAccepted();
+  if (f.accepted > 0 && f.accepted >= f.tokens.size()) {
+    throw Reject{ErrorCode::kBadMessage, "accepted " + std::to_string(f.accepted) + " drafts but " +
+                                             std::to_string(f.tokens.size()) + " tokens (the next token missing)"};
+  }
   return f;
 }
 
@@ -211,6 +233,9 @@ std::string EncodeMessage(const Message& message) {
     s.setSeed(f->sampling.seed);
     b.setWantToken(f->want_token);
     b.setTopLogprobs(f->top_logprobs);
+    b.setDrafts(static_cast<uint32_t>(f->draft_tokens.size()));
+    auto drafts = b.initDraftTokens(static_cast<unsigned>(f->draft_tokens.size()));
+    for (size_t i = 0; i < f->draft_tokens.size(); ++i) drafts.set(i, f->draft_tokens[i]);
   } else if (auto* r = std::get_if<ForwardResult>(&message)) {
     auto b = root.initResult();
     b.setSessionId(r->session_id);
@@ -224,6 +249,7 @@ std::string EncodeMessage(const Message& message) {
     }
     b.setComputeUs(r->compute_us);
     b.setQueueUs(r->queue_us);
+    b.setAccepted(r->accepted);
   } else if (auto* e = std::get_if<Error>(&message)) {
     auto b = root.initError();
     b.setCode(static_cast<wire::ErrorCode>(static_cast<uint16_t>(e->code)));
@@ -326,6 +352,32 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
   return out;
 }
 
+namespace {
+
+// Speculative steps (1.4): the drafts must leave the row that predicts the
+// first of them, fit the limit, be token ids, and ask for the next token.
+Validation ValidateDrafts(const Forward& f, const ForwardExpectations& x) {
+  const size_t n = f.draft_tokens.size();
+  if (n == 0) return {};
+  if (n > kMaxDrafts) {
+    return {ErrorCode::kTooLarge, std::to_string(n) + " drafts over the limit of " + std::to_string(kMaxDrafts)};
+  }
+  if (n >= f.count) {
+    return {ErrorCode::kBadMessage, std::to_string(n) + " drafts in " + std::to_string(f.count) +
+                                        " positions: the row before the first draft must be sent too"};
+  }
+  if (!f.want_token) return {ErrorCode::kBadMessage, "drafts without wantToken: nothing to verify them with"};
+  for (int32_t t : f.draft_tokens) {
+    if (t < 0 || (x.vocab_size > 0 && static_cast<uint32_t>(t) >= x.vocab_size)) {
+      return {ErrorCode::kBadMessage, "draft token id " + std::to_string(t) + " outside the vocabulary of " +
+                                          std::to_string(x.vocab_size)};
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
 Validation ValidateForward(const Forward& f, size_t payload_bytes, const ForwardExpectations& x,
                            const Limits& limits) {
   auto bad = [](ErrorCode c, std::string r) { return Validation{c, std::move(r)}; };
@@ -369,7 +421,7 @@ Validation ValidateForward(const Forward& f, size_t payload_bytes, const Forward
   if (!std::isfinite(s.temperature) || s.temperature < 0 || !(s.top_p > 0 && s.top_p <= 1)) {
     return bad(ErrorCode::kBadSampling, "temperature must be >= 0 and top_p in (0, 1]");
   }
-  return {};
+  return ValidateDrafts(f, x);
 }
 
 namespace {

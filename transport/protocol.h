@@ -15,7 +15,9 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 3;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity
+inline constexpr uint16_t kProtocolMinor = 4;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity; 4: speculative drafts
+// Most draft positions one Forward may carry (speculative decoding).
+inline constexpr uint32_t kMaxDrafts = 16;
 
 // Mirrors wire::ErrorCode; values are the wire's.
 enum class ErrorCode : uint16_t {
@@ -90,6 +92,9 @@ struct Forward {
   Sampling sampling;
   bool want_token = true;
   uint32_t top_logprobs = 0;
+  // Speculative decoding (1.4): the last `draft_tokens.size()` rows are
+  // drafts to verify (see splitlm.capnp). Empty: an ordinary step.
+  std::vector<int32_t> draft_tokens;
 };
 
 struct TokenLogprob {
@@ -104,6 +109,7 @@ struct ForwardResult {
   std::vector<TokenLogprob> logprobs;
   uint32_t compute_us = 0;
   uint32_t queue_us = 0;
+  uint32_t accepted = 0;  // speculative: drafts accepted; tokens = those + the next token
 };
 
 struct Error {
@@ -164,11 +170,13 @@ struct ForwardExpectations {
   uint32_t next_position = 0;  // the session's KV length
   uint32_t max_context = 0;
   std::vector<Codec> codecs;   // accepted
+  uint32_t vocab_size = 0;     // draft token ids must be below it (0: not checked)
 };
 
 // Checks a Forward and its payload size: codec accepted, cols == hidden size,
 // rows == count >= 1, bytes == EncodedSize == payload size, positions continue
-// the session and fit the context, sampling sane. kNone when valid.
+// the session and fit the context, sampling sane; drafts (if any) fewer than
+// the rows, at most kMaxDrafts, valid ids, with want_token. kNone when valid.
 struct Validation {
   ErrorCode code = ErrorCode::kNone;
   std::string reason;   // why it was refused, or (accepted) a warning to log

@@ -95,6 +95,15 @@ struct Forward {
   sampling @5 :Sampling;
   wantToken @6 :Bool = true;  # sample the next token after the last row
   topLogprobs @7 :UInt32;     # also return this many (token, logprob) pairs
+  # Protocol 1.4: speculative decoding. The last `drafts` rows of the payload
+  # are the device's draft tokens `draftTokens` (the row before them is the
+  # last real token). The worker verifies: its own choice after each of the
+  # last drafts+1 rows (the same sampling, position by position, as one
+  # step at a time), keeps the longest prefix of drafts equal to its
+  # choices, truncates its KV cache after it, and answers the accepted
+  # drafts followed by its own next token. 0 = an ordinary step.
+  drafts @8 :UInt32;
+  draftTokens @9 :List(Int32);
 }
 
 struct TokenLogprob {
@@ -109,6 +118,9 @@ struct ForwardResult {
   logprobs @3 :List(TokenLogprob);
   computeUs @4 :UInt32;       # cloud compute time for this request
   queueUs @5 :UInt32;         # time the request waited before compute
+  # Protocol 1.4: drafts accepted (tokens holds them, then the worker's next
+  # token); logprobs then holds topLogprobs entries for each token in turn.
+  accepted @6 :UInt32;
 }
 
 struct Error {

@@ -2,6 +2,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "device/drafter.h"
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/local_split.h"
 #include "examples/splitlm/prompt.h"
@@ -30,6 +31,7 @@ struct GenerateArgs {
   bool print_ids = false;
   bool ignore_eos = false;
   std::string codec = "f32";
+  std::string speculate = "off";
 };
 
 }  // namespace
@@ -58,6 +60,9 @@ Runner AddGenerate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", a->ignore_eos, "keep generating after an end-of-sequence token");
   cmd->add_option("--codec", a->codec, "activation codec at the cut: f32, f16, bf16, int8")
       ->check(scheduler::flags::Schema("device.codec"))->capture_default_str();
+  cmd->add_option("--speculate", a->speculate,
+                  "with --cut: speculative decoding, prompt-lookup[:K] (K = most drafts per step, 1..8) or off")
+      ->capture_default_str();
 
   return [a](const Context& ctx) {
     using Clock = std::chrono::steady_clock;
@@ -72,6 +77,10 @@ Runner AddGenerate(CLI::App& app) {
     std::vector<int32_t> ids = PromptIds(*model, tok.get(), a->prompt, a->prompt_ids);
     partition::ValidatePrompt(ids, c);
 
+    std::string why;
+    const auto spec = device::ParseSpeculate(a->speculate, &why);
+    if (!spec) throw std::runtime_error("--speculate: " + why);
+    const auto drafter = device::MakeDrafter(*spec);
     const transport::Codec codec = *transport::ParseCodec(a->codec);
     LocalSplit pipe(*model, cut, codec);
     if (pipe.split()) {
@@ -86,13 +95,10 @@ Runner AddGenerate(CLI::App& app) {
 
     const size_t prompt_len = ids.size();
     auto t0 = Clock::now();
-    step(ids.data(), static_cast<int>(ids.size()));
-    auto t_first = Clock::now();
     std::string printed;
     int generated = 0;
-    while (generated < a->max_tokens) {
-      int32_t next = partition::SampleToken(logits_ptr->data(), c.vocab_size, a->sampling,
-                                            static_cast<int>(ids.size()));
+    // Emits one token: prints it; false when the generation ends with it.
+    auto emit = [&](int32_t next) {
       ids.push_back(next);
       ++generated;
       if (tok && !a->print_ids) {
@@ -100,12 +106,42 @@ Runner AddGenerate(CLI::App& app) {
         std::cout << text.substr(std::min(printed.size(), text.size())) << std::flush;
         printed = text;
       }
-      if (!a->ignore_eos && (c.IsEos(next) || (tok && tok->IsEos(next)))) break;
-      if (generated == a->max_tokens) break;
+      if (!a->ignore_eos && (c.IsEos(next) || (tok && tok->IsEos(next)))) return false;
+      if (generated == a->max_tokens) return false;
       if (static_cast<int>(ids.size()) >= c.max_context) {
         ctx.log->warn("stopped: the context of {} tokens is full", c.max_context);
-        break;
+        return false;
       }
+      return true;
+    };
+    // Speculative: each step carries the drafter's guesses; its verdict's
+    // tokens are exactly those of the plain loop below.
+    int round_trips = 0, drafted = 0, accepted = 0;
+    auto t_first = t0;
+    if (drafter && pipe.split() && a->max_tokens > 0) {
+      device::DraftLength draft_len(spec->max_drafts);
+      std::vector<int32_t> feed = ids;
+      for (bool more = true; more;) {
+        const int k = std::min({draft_len.k(), a->max_tokens - generated - 1, c.max_context - static_cast<int>(ids.size())});
+        std::vector<int32_t> drafts = k > 0 ? drafter->Propose(ids, k) : std::vector<int32_t>{};
+        if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
+        const auto v = pipe.Speculate(feed.data(), static_cast<int>(feed.size()), drafts, a->sampling);
+        if (round_trips++ == 0) t_first = Clock::now();
+        drafted += static_cast<int>(drafts.size());
+        accepted += static_cast<int>(v.accepted);
+        if (!drafts.empty()) draft_len.Observe(static_cast<int>(drafts.size()), static_cast<int>(v.accepted));
+        for (int32_t t : v.tokens) {
+          if (!(more = emit(t))) break;
+        }
+        feed = {ids.back()};
+      }
+    }
+    if (round_trips == 0) step(ids.data(), static_cast<int>(ids.size()));
+    if (round_trips == 0) t_first = Clock::now();
+    while (round_trips == 0 && generated < a->max_tokens) {
+      const int32_t next = partition::SampleToken(logits_ptr->data(), c.vocab_size, a->sampling,
+                                                  static_cast<int>(ids.size()));
+      if (!emit(next)) break;
       step(&next, 1);
     }
     auto t_end = Clock::now();
@@ -120,6 +156,11 @@ Runner AddGenerate(CLI::App& app) {
                   pipe.split() ? fmt::format(", {:.0f} bytes/token across the cut",
                                              static_cast<double>(pipe.wire_bytes()) / (ids.size() - 1))
                         : "");
+    if (round_trips > 0) {
+      ctx.log->info("speculative ({}): {} round trips across the cut for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
+                    drafter->name(), round_trips, generated, generated ? static_cast<double>(round_trips) / generated : 0.0,
+                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0);
+    }
     return 0;
   };
 }

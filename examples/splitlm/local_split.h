@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "cloud/speculation.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "transport/codec.h"
@@ -42,6 +43,30 @@ class LocalSplit {
     return logits_;
   }
 
+  // Speculative step (split only): runs `tokens` (n) and then `drafts`
+  // through both stages as one step, keeps the drafts the cloud stage's own
+  // choices agree with (cloud::VerifyDrafts) and forgets the rest in both
+  // stages' caches. The verdict's tokens are the kept drafts, then the next.
+  cloud::Verdict Speculate(const int32_t* tokens, int n, const std::vector<int32_t>& drafts,
+                           const partition::SamplingParams& sampling) {
+    const int start = device_.position(), d = static_cast<int>(drafts.size());
+    std::vector<int32_t> rows(tokens, tokens + n);
+    rows.insert(rows.end(), drafts.begin(), drafts.end());
+    hidden_.resize(device_.OutputSize(n + d));
+    device_.Forward({rows.data(), nullptr, n + d}, hidden_.data());
+    wire_.resize(transport::EncodedSize(codec_, n + d, hidden_size_));
+    transport::Encode(codec_, hidden_.data(), n + d, hidden_size_, wire_.data());
+    wire_bytes_ += wire_.size();
+    transport::Decode(codec_, wire_.data(), wire_.size(), n + d, hidden_size_, hidden_.data());
+    const int vocab = static_cast<int>(logits_.size());
+    all_logits_.resize(static_cast<size_t>(n + d) * vocab);
+    cloud_->Forward({nullptr, hidden_.data(), n + d, true}, all_logits_.data());
+    cloud::Verdict v = cloud::VerifyDrafts(&all_logits_[static_cast<size_t>(n - 1) * vocab], vocab, drafts, sampling, start + n);
+    device_.Truncate(start + n + static_cast<int>(v.accepted));
+    cloud_->Truncate(start + n + static_cast<int>(v.accepted));
+    return v;
+  }
+
   bool split() const { return cloud_ != nullptr; }
   const partition::Stage& device() const { return device_; }
   const partition::Stage* cloud() const { return cloud_.get(); }
@@ -53,7 +78,7 @@ class LocalSplit {
   int hidden_size_;
   partition::Stage device_;
   std::unique_ptr<partition::Stage> cloud_;
-  std::vector<float> hidden_, logits_;
+  std::vector<float> hidden_, logits_, all_logits_;
   std::vector<uint8_t> wire_;
   size_t wire_bytes_ = 0;
 };

@@ -170,6 +170,31 @@ TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplits
   EXPECT_NE(std::string::npos, again.err.find("64 from the cloud, 0 on the device; 0 fallbacks")) << again.err;
 }
 
+TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpeculation) {
+  std::unique_ptr<Process> cloud;
+  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 4");
+  const std::string prompt = "1 7 3 7 3 7 3";  // lookup always finds a draft here
+  const std::string expected = Local(prompt, 40);
+  // Forwards 2 and on carry drafts: the worker dies with the 4th unanswered.
+  auto r = Device(ep, 2, prompt, 40,
+                  "--speculate prompt-lookup:4 --fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ(expected, r.out);
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 4th forward";
+  EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("speculative (prompt-lookup): 3 round trips")) << r.err;
+  StartCloud(cloud, ep);
+  for (int cut : {0, 3}) {
+    auto again = Device(ep, cut, prompt, 40, "--speculate prompt-lookup");
+    ASSERT_EQ(0, again.exit_code) << again.err;
+    EXPECT_EQ(expected, again.out) << "cut " << cut;
+    EXPECT_NE(std::string::npos, again.err.find("0 fallbacks")) << again.err;
+  }
+  auto bad = Device(ep, 2, prompt, 4, "--speculate prompt-lookup:9");
+  EXPECT_NE(0, bad.exit_code);
+  EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: the number of drafts after ':' must be 1..8")) << bad.err;
+}
+
 TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 5");

@@ -7,6 +7,11 @@
 
 #include "transport/protocol.h"
 
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include "transport/splitlm.capnp.h"
+
 namespace splitlm::transport {
 namespace {
 
@@ -215,6 +220,76 @@ TEST_F(ForwardValidation, EachRuleHasItsCode) {
   EXPECT_EQ(ErrorCode::kBadTensor, Check(0));
   f.count = f.tensor.rows = 100000;
   EXPECT_EQ(ErrorCode::kTooLarge, Check());
+}
+
+TEST_F(ForwardValidation, DraftsNeedTheRowBeforeThemTokenIdsAndWantToken) {
+  f.draft_tokens = {5};
+  x.vocab_size = 256;
+  EXPECT_EQ(ErrorCode::kNone, Check());
+  f.draft_tokens = {5, 6};
+  EXPECT_EQ(ErrorCode::kBadMessage, Check());  // no row before the first draft
+  f.draft_tokens = {256};
+  EXPECT_EQ(ErrorCode::kBadMessage, Check());  // outside the vocabulary
+  f.draft_tokens = {-1};
+  EXPECT_EQ(ErrorCode::kBadMessage, Check());
+  f.draft_tokens = {5};
+  f.want_token = false;
+  EXPECT_EQ(ErrorCode::kBadMessage, Check());
+  f.want_token = true;
+  f.draft_tokens.assign(kMaxDrafts + 1, 1);
+  f.count = f.tensor.rows = kMaxDrafts + 2;
+  f.tensor.bytes = EncodedSize(Codec::kF32, f.count, 64);
+  x.max_context = 100;
+  EXPECT_EQ(ErrorCode::kTooLarge, Check(f.tensor.bytes));
+}
+
+TEST(ProtocolTest, SpeculativeFieldsRoundTrip) {
+  Forward f;
+  f.count = 4;
+  f.draft_tokens = {7, 0, 255};
+  EXPECT_EQ(f.draft_tokens, std::get<Forward>(RoundTrip(f)).draft_tokens);
+  EXPECT_TRUE(std::get<Forward>(RoundTrip(Forward{})).draft_tokens.empty());  // an ordinary step
+  ForwardResult r;
+  r.tokens = {7, 0, 9};
+  r.accepted = 2;
+  r.logprobs.assign(3 * 64, {1, -0.5f});  // 64 per token: over one position's limit, within three's
+  auto back = std::get<ForwardResult>(RoundTrip(r));
+  EXPECT_EQ(2u, back.accepted);
+  EXPECT_EQ(r.tokens, back.tokens);
+  EXPECT_EQ(r.logprobs.size(), back.logprobs.size());
+}
+
+// A header frame built field by field, to send what EncodeMessage never does.
+std::string RawForward(uint32_t drafts, const std::vector<int32_t>& tokens) {
+  capnp::MallocMessageBuilder builder;
+  auto fw = builder.initRoot<wire::Message>().initForward();
+  fw.setCount(4);
+  fw.setDrafts(drafts);
+  auto list = fw.initDraftTokens(static_cast<unsigned>(tokens.size()));
+  for (size_t i = 0; i < tokens.size(); ++i) list.set(i, tokens[i]);
+  auto words = capnp::messageToFlatArray(builder);
+  auto bytes = words.asBytes();
+  return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
+}
+
+TEST(ProtocolTest, BadDraftFieldsAreRefusedWithTheirReason) {
+  auto decode = [](const std::string& b) { return DecodeMessage(b.data(), b.size()); };
+  EXPECT_TRUE(decode(RawForward(2, {1, 2})).message);
+  auto mismatch = decode(RawForward(3, {1, 2}));
+  EXPECT_EQ(ErrorCode::kBadMessage, mismatch.error);
+  EXPECT_EQ("drafts 3 with 2 draft tokens", mismatch.reason);
+  EXPECT_EQ(ErrorCode::kBadMessage, decode(RawForward(1, {-4})).error);
+  auto many = decode(RawForward(kMaxDrafts + 1, std::vector<int32_t>(kMaxDrafts + 1, 1)));
+  EXPECT_EQ(ErrorCode::kTooLarge, many.error);
+  EXPECT_NE(std::string::npos, many.reason.find("over the limit")) << many.reason;
+  // A result accepting as many drafts as it has tokens lacks the next token.
+  ForwardResult r;
+  r.tokens = {3, 4};
+  r.accepted = 2;
+  const std::string bytes = EncodeMessage(r);
+  auto d = DecodeMessage(bytes.data(), bytes.size());
+  EXPECT_EQ(ErrorCode::kBadMessage, d.error);
+  EXPECT_NE(std::string::npos, d.reason.find("next token missing")) << d.reason;
 }
 
 TEST(ProtocolTest, HelloChecksVersionAndModel) {
