@@ -108,9 +108,10 @@ case "$mode" in
     # SPLITLM_SKIP_ARM64=1 leaves it out.
     if [ "${SPLITLM_SKIP_ARM64:-0}" != 1 ]; then
       arm64_start=$SECONDS
-      bash cmake/cross_arm64.sh build splitlm splitlm-device partition_stage_test
+      bash cmake/cross_arm64.sh build splitlm splitlm-device partition_stage_test partition_quant_kernels_test
       bash cmake/cross_arm64.sh run partition_stage_test
-      echo "aarch64: cross build and partition_stage_test under qemu in $((SECONDS - arm64_start)) s"
+      bash cmake/cross_arm64.sh run partition_quant_kernels_test
+      echo "aarch64: cross build, stage and quantised-kernel tests under qemu in $((SECONDS - arm64_start)) s"
       export SPLITLM_REQUIRE_ARM64=1
     fi
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)

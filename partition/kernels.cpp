@@ -56,7 +56,8 @@ const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::Read
                   avx512::AttendEntry, avx512::QuantMatMulEntry};
 #endif
 #if defined(SPLITLM_HAVE_NEON)
-const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry};
+const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry,
+                neon::QuantMatMulEntry};
 #endif
 
 const Isa* Detect() {

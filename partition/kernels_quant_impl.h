@@ -57,7 +57,7 @@ inline B16 SubB(B16 a, int v) {
   for (auto& x : a.b) x = static_cast<uint8_t>(x - v);
   return a;
 }
-#if defined(__aarch64__)
+#if defined(__aarch64__) && !defined(SPLITLM_KERNELS_PORTABLE)
 inline V8 Mul(V8 a, V8 b) { return {vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi)}; }
 inline V8 Sub(V8 a, V8 b) { return {vsubq_f32(a.lo, b.lo), vsubq_f32(a.hi, b.hi)}; }
 #else

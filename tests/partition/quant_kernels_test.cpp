@@ -22,7 +22,7 @@ namespace {
 
 constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
 const uint32_t kTypes[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0), T(GgmlType::kQ4_K), T(GgmlType::kQ6_K)};
-const char* const kIsas[] = {"avx2+fma", "avx512f"};
+const char* const kIsas[] = {"avx2+fma", "avx512f", "neon"};
 
 struct Matrix {
   uint32_t type;
