@@ -431,6 +431,12 @@ void Worker::Run(const std::atomic<bool>& stop) {
       impl_->Sweep();  // nothing waiting: every heartbeat has been read
       continue;
     }
+    // Nothing is queued here, so a sweep is safe; the sender counts as heard
+    // first. Sweeping before the answer means that once a peer has its
+    // answer, every sweep due by then is done (tests advance a virtual
+    // clock and then look).
+    impl_->sessions.Heard(in->peer, impl_->Now());
+    impl_->Sweep();
     impl_->Handle(*in, batch);
     // Take whatever else is waiting, and give the sessions of the previous
     // batch a moment to arrive, so concurrent decode steps share one pass

@@ -3,6 +3,8 @@
 // (the same layout); the value encodings are those ParseGgufHeader reads.
 #include "partition/gguf_writer.h"
 
+#include <utility>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -16,6 +18,28 @@
 #include "partition/error.h"
 
 namespace splitlm::partition {
+
+GgufValue GgufString(std::string text) {
+  GgufValue v;
+  v.type = GgufType::kString;
+  v.text = std::move(text);
+  return v;
+}
+
+GgufValue GgufU32(int64_t value) {
+  GgufValue v;
+  v.type = GgufType::kUint32;
+  v.integer = value;
+  return v;
+}
+
+GgufValue GgufF32(double value) {
+  GgufValue v;
+  v.type = GgufType::kFloat32;
+  v.real = static_cast<double>(static_cast<float>(value));
+  return v;
+}
+
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF"

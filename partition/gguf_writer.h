@@ -17,6 +17,11 @@
 
 namespace splitlm::partition {
 
+// Metadata values of the common types, for AddKeyValue.
+GgufValue GgufString(std::string text);
+GgufValue GgufU32(int64_t value);
+GgufValue GgufF32(double value);  // rounded to float, as the file holds it
+
 // Usage: AddKeyValue and AddTensor in file order, then WriteTensorData for
 // every tensor in the order added (in as many pieces as convenient), then
 // Commit. The file appears at `path` only on Commit: until then the bytes go

@@ -16,27 +16,6 @@
 namespace splitlm::partition {
 namespace {
 
-GgufValue Text(std::string s) {
-  GgufValue v;
-  v.type = GgufType::kString;
-  v.text = std::move(s);
-  return v;
-}
-
-GgufValue U32(int64_t x) {
-  GgufValue v;
-  v.type = GgufType::kUint32;
-  v.integer = x;
-  return v;
-}
-
-GgufValue F32(double x) {
-  GgufValue v;
-  v.type = GgufType::kFloat32;
-  v.real = static_cast<double>(static_cast<float>(x));
-  return v;
-}
-
 // One tensor to write: its Hugging Face name and shape (outermost first),
 // and for `llama` Q/K the heads whose rows are reordered.
 struct Planned {
@@ -94,33 +73,33 @@ void AddMetadata(const Model& model, GgufWriter& w) {
   const ModelConfig& c = model.config();
   const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
   const std::string name = std::filesystem::path(model.dir()).lexically_normal().filename().string();
-  w.AddKeyValue("general.architecture", Text(arch));
-  w.AddKeyValue("general.type", Text("model"));
-  w.AddKeyValue("general.name", Text(name.empty() ? "model" : name));
-  w.AddKeyValue(arch + ".block_count", U32(c.num_layers));
-  w.AddKeyValue(arch + ".context_length", U32(c.max_context));
-  w.AddKeyValue(arch + ".embedding_length", U32(c.hidden_size));
-  w.AddKeyValue(arch + ".feed_forward_length", U32(c.intermediate_size));
-  w.AddKeyValue(arch + ".attention.head_count", U32(c.num_heads));
-  w.AddKeyValue(arch + ".attention.head_count_kv", U32(c.num_kv_heads));
-  w.AddKeyValue(arch + ".rope.freq_base", F32(c.rope_theta));
-  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", F32(c.rms_norm_eps));
+  w.AddKeyValue("general.architecture", GgufString(arch));
+  w.AddKeyValue("general.type", GgufString("model"));
+  w.AddKeyValue("general.name", GgufString(name.empty() ? "model" : name));
+  w.AddKeyValue(arch + ".block_count", GgufU32(c.num_layers));
+  w.AddKeyValue(arch + ".context_length", GgufU32(c.max_context));
+  w.AddKeyValue(arch + ".embedding_length", GgufU32(c.hidden_size));
+  w.AddKeyValue(arch + ".feed_forward_length", GgufU32(c.intermediate_size));
+  w.AddKeyValue(arch + ".attention.head_count", GgufU32(c.num_heads));
+  w.AddKeyValue(arch + ".attention.head_count_kv", GgufU32(c.num_kv_heads));
+  w.AddKeyValue(arch + ".rope.freq_base", GgufF32(c.rope_theta));
+  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", GgufF32(c.rms_norm_eps));
   if (c.head_dim * c.num_heads != c.hidden_size) {
-    w.AddKeyValue(arch + ".attention.key_length", U32(c.head_dim));
-    w.AddKeyValue(arch + ".attention.value_length", U32(c.head_dim));
+    w.AddKeyValue(arch + ".attention.key_length", GgufU32(c.head_dim));
+    w.AddKeyValue(arch + ".attention.value_length", GgufU32(c.head_dim));
   }
   if (c.rope_scaling.kind == RopeScaling::Kind::kLinear) {
-    w.AddKeyValue(arch + ".rope.scaling.type", Text("linear"));
-    w.AddKeyValue(arch + ".rope.scaling.factor", F32(c.rope_scaling.factor));
+    w.AddKeyValue(arch + ".rope.scaling.type", GgufString("linear"));
+    w.AddKeyValue(arch + ".rope.scaling.factor", GgufF32(c.rope_scaling.factor));
   }
-  w.AddKeyValue(arch + ".vocab_size", U32(c.vocab_size));
-  w.AddKeyValue(arch + ".rope.dimension_count", U32(c.head_dim));
-  w.AddKeyValue("tokenizer.ggml.model", Text("none"));
-  w.AddKeyValue("tokenizer.ggml.bos_token_id", U32(c.bos_token_id));
-  w.AddKeyValue("tokenizer.ggml.eos_token_id", U32(c.eos_token_ids.at(0)));
-  w.AddKeyValue(kSourceIdentityKey, Text(IdentityToHex(model.identity())));
-  w.AddKeyValue("general.quantization_version", U32(2));
-  w.AddKeyValue("general.file_type", U32(0));  // LLAMA_FTYPE_ALL_F32
+  w.AddKeyValue(arch + ".vocab_size", GgufU32(c.vocab_size));
+  w.AddKeyValue(arch + ".rope.dimension_count", GgufU32(c.head_dim));
+  w.AddKeyValue("tokenizer.ggml.model", GgufString("none"));
+  w.AddKeyValue("tokenizer.ggml.bos_token_id", GgufU32(c.bos_token_id));
+  w.AddKeyValue("tokenizer.ggml.eos_token_id", GgufU32(c.eos_token_ids.at(0)));
+  w.AddKeyValue(kSourceIdentityKey, GgufString(IdentityToHex(model.identity())));
+  w.AddKeyValue("general.quantization_version", GgufU32(2));
+  w.AddKeyValue("general.file_type", GgufU32(0));  // LLAMA_FTYPE_ALL_F32
 }
 
 }  // namespace

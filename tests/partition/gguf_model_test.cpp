@@ -164,6 +164,20 @@ TEST(GgufModel, FingerprintCoversTheTensorBytes) {
   EXPECT_NE(original, Model::Open(copy)->fingerprint());
 }
 
+// Writes `file` again at `out` with its metadata passed through `edit`.
+template <typename Edit>
+void RewriteMetadata(const GgufFile& file, const std::string& out, Edit edit) {
+  GgufWriter w(out);
+  for (const auto& k : file.header().key_order) {
+    GgufValue v = *file.Find(k);
+    edit(k, v);
+    w.AddKeyValue(k, v);
+  }
+  for (const auto& t : file.header().tensors) w.AddTensor(t.name, t.dims, t.type);
+  for (const auto& t : file.header().tensors) w.WriteTensorData(file.data(t), t.bytes);
+  w.Commit();
+}
+
 TEST(GgufModel, TheSameModelQuantisedKeepsItsIdentityAndChangesItsFingerprint) {
   REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
   const auto source = Model::Open(f32);
@@ -186,18 +200,11 @@ TEST(GgufModel, IdentityCoversTheMetadataButNotTheFileType) {
   REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
   const auto file = GgufFile::Open(f32);
   TempDir dir;
-  // Rewrites the file with one metadata value changed (the tensors as they are).
   auto rewrite = [&](const std::string& key, int64_t value) {
     const std::string out = dir.Sub(key + ".gguf");
-    GgufWriter w(out);
-    for (const auto& k : file->header().key_order) {
-      GgufValue v = *file->Find(k);
+    RewriteMetadata(*file, out, [&](const std::string& k, GgufValue& v) {
       if (k == key) v.integer = value;
-      w.AddKeyValue(k, v);
-    }
-    for (const auto& t : file->header().tensors) w.AddTensor(t.name, t.dims, t.type);
-    for (const auto& t : file->header().tensors) w.WriteTensorData(file->data(t), t.bytes);
-    w.Commit();
+    });
     return Model::Open(out);
   };
   const uint64_t identity = Model::Open(f32)->identity();
@@ -401,19 +408,6 @@ TEST(GgufModel, RopeFrequencyFactorsDivideTheFrequencies) {
   EXPECT_NE(base, scaled);
 }
 
-GgufValue U32(int64_t v) {
-  GgufValue g;
-  g.type = GgufType::kUint32;
-  g.integer = v;
-  return g;
-}
-
-GgufValue F32Value(double v) {
-  GgufValue g;
-  g.type = GgufType::kFloat32;
-  g.real = v;
-  return g;
-}
 
 // Writes the Hugging Face model `hf` as llama.cpp's convert_hf_to_gguf.py
 // would (F32): metadata, dims innermost first, and for `llama` the Q and K
@@ -427,16 +421,16 @@ void WriteGgufLikeLlamaCpp(const Model& hf, const std::string& path) {
   name.type = GgufType::kString;
   name.text = arch;
   w.AddKeyValue("general.architecture", name);
-  w.AddKeyValue(arch + ".block_count", U32(c.num_layers));
-  w.AddKeyValue(arch + ".context_length", U32(c.max_context));
-  w.AddKeyValue(arch + ".embedding_length", U32(c.hidden_size));
-  w.AddKeyValue(arch + ".feed_forward_length", U32(c.intermediate_size));
-  w.AddKeyValue(arch + ".attention.head_count", U32(c.num_heads));
-  w.AddKeyValue(arch + ".attention.head_count_kv", U32(c.num_kv_heads));
-  w.AddKeyValue(arch + ".rope.freq_base", F32Value(c.rope_theta));
-  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", F32Value(c.rms_norm_eps));
-  w.AddKeyValue("tokenizer.ggml.bos_token_id", U32(c.bos_token_id));
-  w.AddKeyValue("tokenizer.ggml.eos_token_id", U32(c.eos_token_ids[0]));
+  w.AddKeyValue(arch + ".block_count", GgufU32(c.num_layers));
+  w.AddKeyValue(arch + ".context_length", GgufU32(c.max_context));
+  w.AddKeyValue(arch + ".embedding_length", GgufU32(c.hidden_size));
+  w.AddKeyValue(arch + ".feed_forward_length", GgufU32(c.intermediate_size));
+  w.AddKeyValue(arch + ".attention.head_count", GgufU32(c.num_heads));
+  w.AddKeyValue(arch + ".attention.head_count_kv", GgufU32(c.num_kv_heads));
+  w.AddKeyValue(arch + ".rope.freq_base", GgufF32(c.rope_theta));
+  w.AddKeyValue(arch + ".attention.layer_norm_rms_epsilon", GgufF32(c.rms_norm_eps));
+  w.AddKeyValue("tokenizer.ggml.bos_token_id", GgufU32(c.bos_token_id));
+  w.AddKeyValue("tokenizer.ggml.eos_token_id", GgufU32(c.eos_token_ids[0]));
   const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
                 kvd = int64_t{c.num_kv_heads} * c.head_dim, ff = c.intermediate_size;
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {{"model.embed_tokens.weight", {c.vocab_size, h}},
@@ -541,15 +535,9 @@ TEST(GgufModel, ABadSourceIdentityIsAnErrorNamingTheKey) {
   testing::MakeModel(dir.Sub("hf"), RandomModelOptions{});
   ConvertToGguf(*Model::Open(dir.Sub("hf")), dir.Sub("m.gguf"));
   const auto file = GgufFile::Open(dir.Sub("m.gguf"));
-  GgufWriter w(dir.Sub("bad.gguf"));
-  for (const auto& k : file->header().key_order) {
-    GgufValue v = *file->Find(k);
+  RewriteMetadata(*file, dir.Sub("bad.gguf"), [](const std::string& k, GgufValue& v) {
     if (k == kSourceIdentityKey) v.text = "not-hex";
-    w.AddKeyValue(k, v);
-  }
-  for (const auto& t : file->header().tensors) w.AddTensor(t.name, t.dims, t.type);
-  for (const auto& t : file->header().tensors) w.WriteTensorData(file->data(t), t.bytes);
-  w.Commit();
+  });
   try {
     Model::Open(dir.Sub("bad.gguf"));
     FAIL() << "a bad identity was accepted";
