@@ -11,6 +11,7 @@
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm::partition {
@@ -25,36 +26,9 @@ std::vector<int32_t> Prompt(int n, int vocab) {
   return ids;
 }
 
-int Argmax(const std::vector<float>& v) {
-  return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
-}
+using testing::Argmax;
 
-// Greedy run through device [0, cut) and cloud [cut, L) (or one stage at
-// cut == L): the logits of the prefill and of `steps` decodes.
-std::vector<std::vector<float>> RunChain(const Model& model, int cut, const std::vector<int32_t>& prompt, int steps) {
-  const ModelConfig& c = model.config();
-  Stage device(StageWeights::Load(model, StageSpec::Device(c, cut)));
-  std::unique_ptr<Stage> cloud;
-  if (cut < c.num_layers) cloud = std::make_unique<Stage>(StageWeights::Load(model, StageSpec::Cloud(c, cut)));
-  std::vector<std::vector<float>> all;
-  std::vector<float> logits(c.vocab_size), hidden;
-  auto step = [&](const int32_t* ids, int n) {
-    if (!cloud) {
-      device.Forward({ids, nullptr, n}, logits.data());
-    } else {
-      hidden.resize(device.OutputSize(n));
-      device.Forward({ids, nullptr, n}, hidden.data());
-      cloud->Forward({nullptr, hidden.data(), n}, logits.data());
-    }
-    all.push_back(logits);
-  };
-  step(prompt.data(), static_cast<int>(prompt.size()));
-  for (int i = 0; i < steps; ++i) {
-    const int32_t next = Argmax(logits);
-    step(&next, 1);
-  }
-  return all;
-}
+using testing::RunChain;
 
 void ExpectSplitEqualsLocal(const Model& model, const std::vector<int>& cuts, int steps) {
   const ModelConfig& c = model.config();
