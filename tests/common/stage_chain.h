@@ -13,6 +13,13 @@
 
 namespace splitlm::testing {
 
+// A fixed prompt of `n` ids inside the vocabulary.
+inline std::vector<int32_t> Prompt(int n, int vocab) {
+  std::vector<int32_t> ids(n);
+  for (int i = 0; i < n; ++i) ids[i] = (i * 37 + 1) % vocab;
+  return ids;
+}
+
 inline int Argmax(const std::vector<float>& v) {
   return static_cast<int>(std::max_element(v.begin(), v.end()) - v.begin());
 }

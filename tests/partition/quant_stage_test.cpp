@@ -20,13 +20,8 @@ namespace {
 using testing::MakeModel;
 using testing::TempDir;
 
-std::vector<int32_t> Prompt(int n, int vocab) {
-  std::vector<int32_t> ids(n);
-  for (int i = 0; i < n; ++i) ids[i] = (i * 37 + 1) % vocab;
-  return ids;
-}
-
 using testing::Argmax;
+using testing::Prompt;
 
 using testing::RunChain;
 
