@@ -114,6 +114,20 @@ json MessageContent(const json& msg, size_t i) {
 
 // The messages as the template sees them: role and content checked, every
 // other field passed through (tool_calls, reasoning_content, name...).
+// The request fields a chat template may use besides the messages: "tools"
+// (function definitions, as Llama 3.1+ and Qwen templates render them).
+json TemplateExtras(const json& body) {
+  json extra = json::object();
+  auto t = body.find("tools");
+  if (t == body.end() || t->is_null()) return extra;
+  if (!t->is_array()) throw BadRequest{"\"tools\" must be an array of tool definitions", "tools"};
+  for (const auto& tool : *t) {
+    if (!tool.is_object()) throw BadRequest{"\"tools\" entries must be objects ({\"type\": \"function\", \"function\": {...}})", "tools"};
+  }
+  extra["tools"] = *t;
+  return extra;
+}
+
 json CheckedMessages(const json& m) {
   if (!m.is_array() || m.empty()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
   json out = json::array();
@@ -183,7 +197,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     static const std::set<std::string> kCommon = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
                                                   "top_k", "seed", "stream", "stream_options", "n", "user", "stop"};
     for (auto it = body.begin(); it != body.end(); ++it) {
-      const bool ok = kCommon.count(it.key()) || (chat ? it.key() == "messages" : it.key() == "prompt");
+      const bool ok = kCommon.count(it.key()) || (chat ? (it.key() == "messages" || it.key() == "tools") : it.key() == "prompt");
       if (!ok) throw BadRequest{"unknown field \"" + it.key() + "\"", it.key()};
     }
     if (Field<int>(body, "n", 1, &json::is_number_integer) != 1) throw BadRequest{"only n = 1 is supported", "n"};
@@ -217,7 +231,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
       if (options_.chat_template) {
         std::string text;
         try {
-          text = options_.chat_template->Render(messages, true);
+          text = options_.chat_template->Render(messages, true, TemplateExtras(body));
         } catch (const ChatTemplateError& e) {
           throw BadRequest{e.what(), "messages"};
         }

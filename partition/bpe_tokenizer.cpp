@@ -118,7 +118,7 @@ class BpeTokenizer final : public Tokenizer {
 };
 
 BpeTokenizer::BpeTokenizer(BpeSpec spec)
-    : source_(spec.source), ignore_merges_(spec.ignore_merges), normalizers_(spec.normalizers), added_(spec.added) {
+    : source_(spec.source), ignore_merges_(spec.ignore_merges), normalizers_(spec.normalizers), added_(spec.added, spec.added_options) {
   special_ = spec.special;
   description_ = spec.description;
   const std::vector<uint32_t> to_cp = ByteToCodepoint();

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+
 #include <utility>
 #include <vector>
 
+#include "partition/added_tokens.h"
 #include "partition/tokenizer.h"
 
 namespace splitlm::partition {
@@ -36,6 +38,7 @@ struct BpeSpec {
   std::vector<PreStep> pre_tokenizer;
   // Added/special tokens matched verbatim in the text first: (content, id).
   std::vector<std::pair<std::string, int32_t>> added;
+  std::vector<AddedTokenOptions> added_options;  // parallel to `added`, or empty
   SpecialTokens special;
   std::string description;
 };

@@ -217,10 +217,12 @@ std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
       throw PartitionError(path + ": an added_tokens entry lacks a valid id or content");
     }
     const std::string content = a["content"].get<std::string>();
-    for (const char* k : {"lstrip", "rstrip", "single_word"}) {
-      if (a.value(k, false)) Unsupported(path, std::string("added token \"") + content + "\" with " + k);
-    }
+    AddedTokenOptions options;
+    options.lstrip = a.value("lstrip", false);
+    options.rstrip = a.value("rstrip", false);
+    options.single_word = a.value("single_word", false);
     spec.added.emplace_back(content, a["id"].get<int32_t>());
+    spec.added_options.push_back(options);
   }
   ReadSpecials(fs::path(path).parent_path().string(), spec);
   spec.description = path + " (byte-level BPE, " + std::to_string(spec.vocab.size()) + " tokens, " +

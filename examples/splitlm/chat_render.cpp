@@ -14,19 +14,21 @@ namespace {
 using json = nlohmann::ordered_json;
 
 struct ChatRenderArgs {
-  std::string templ, model, messages, jsonl, bos, eos;
+  std::string templ, model, messages, tools, jsonl, bos, eos;
   bool no_generation_prompt = false, print_template = false;
 };
 
 // One case: {"messages": [...], "add_generation_prompt": bool,
-// "bos_token": s, "eos_token": s} (the last three optional).
+// "bos_token": s, "eos_token": s, "tools": [...]} (all but messages optional).
 std::string RenderCase(const device::ChatTemplateSource& base, const json& c) {
   if (!c.is_object() || !c.contains("messages")) throw std::runtime_error("a case must be an object with \"messages\"");
   device::ChatTemplateSource s = base;
   if (c.contains("bos_token")) s.bos_token = c["bos_token"].get<std::string>();
   if (c.contains("eos_token")) s.eos_token = c["eos_token"].get<std::string>();
   device::ChatTemplate t(s);
-  return t.Render(c["messages"], c.value("add_generation_prompt", true));
+  json extra = json::object();
+  if (c.contains("tools")) extra["tools"] = c["tools"];
+  return t.Render(c["messages"], c.value("add_generation_prompt", true), extra);
 }
 
 }  // namespace
@@ -38,8 +40,11 @@ Runner AddChatRender(CLI::App& app) {
                                                      "(tokenizer_config.json, .gguf, or the template itself)");
   auto* m = cmd->add_option("--model", a->model, "model directory or .gguf: its own template and BOS/EOS strings");
   auto* msg = cmd->add_option("--messages", a->messages, "the conversation as a JSON array of {role, content}");
+  auto* tools = cmd->add_option("--tools", a->tools, "tool definitions as a JSON array (the template's `tools`, as "
+                                                     "the OpenAI API's \"tools\" field)");
   cmd->add_option("--jsonl", a->jsonl, "one case per line: {\"messages\": [...], \"add_generation_prompt\": bool, "
-                                        "\"bos_token\": s, \"eos_token\": s}; prints one JSON string per line")->excludes(msg);
+                                        "\"bos_token\": s, \"eos_token\": s, \"tools\": [...]}; prints one JSON string "
+                                        "per line")->excludes(msg)->excludes(tools);
   cmd->add_option("--bos-token", a->bos, "the bos_token string the template sees");
   cmd->add_option("--eos-token", a->eos, "the eos_token string the template sees");
   cmd->add_flag("--no-generation-prompt", a->no_generation_prompt, "add_generation_prompt = false");
@@ -82,7 +87,12 @@ Runner AddChatRender(CLI::App& app) {
     if (messages.is_discarded() || !messages.is_array() || messages.empty()) {
       throw std::runtime_error("--messages must be a non-empty JSON array of {\"role\", \"content\"}");
     }
-    std::cout << RenderCase(s, {{"messages", messages}, {"add_generation_prompt", !a->no_generation_prompt}});
+    json c = {{"messages", messages}, {"add_generation_prompt", !a->no_generation_prompt}};
+    if (!a->tools.empty()) {
+      c["tools"] = json::parse(a->tools, nullptr, false);
+      if (c["tools"].is_discarded() || !c["tools"].is_array()) throw std::runtime_error("--tools must be a JSON array");
+    }
+    std::cout << RenderCase(s, c);
     return 0;
   };
 }

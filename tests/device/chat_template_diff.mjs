@@ -59,6 +59,15 @@ const conversations = {
   empty_content: [{ role: "user", content: "" }],
 };
 
+// Tool definitions (the OpenAI API's "tools", the templates' `tools`),
+// rendered with the conversations named here.
+const toolDefs = [
+  { type: "function", function: { name: "get_weather", description: "Current weather for a city.",
+    parameters: { type: "object", properties: { city: { type: "string" }, days: { type: "integer" } }, required: ["city"] } } },
+  { type: "function", function: { name: "now", description: "The time: \"UTC\" — ünïcode", parameters: { type: "object", properties: {} } } },
+];
+const withTools = ["system_user", "user_only", "tools"];
+
 function tokenText(v) {
   if (typeof v === "string") return v;
   if (v && typeof v === "object" && typeof v.content === "string") return v.content;
@@ -104,6 +113,9 @@ for (const [name, arg, src, bos, eos] of templates) {
   for (const [conv, messages] of Object.entries(conversations)) {
     for (const add_generation_prompt of [true, false]) {
       cases.push({ conv, messages, add_generation_prompt, bos_token: bos, eos_token: eos });
+      if (withTools.includes(conv)) {
+        cases.push({ conv: conv + "+tools", messages, add_generation_prompt, bos_token: bos, eos_token: eos, tools: toolDefs });
+      }
     }
   }
   const file = path.join(tmp, "cases.jsonl");
@@ -113,7 +125,9 @@ for (const [name, arg, src, bos, eos] of templates) {
   cases.forEach((c, i) => {
     let want, wantError;
     try {
-      want = tmpl.render({ messages: c.messages, add_generation_prompt: c.add_generation_prompt, bos_token: c.bos_token, eos_token: c.eos_token });
+      const ctx = { messages: c.messages, add_generation_prompt: c.add_generation_prompt, bos_token: c.bos_token, eos_token: c.eos_token };
+      if (c.tools) ctx.tools = c.tools;
+      want = tmpl.render(ctx);
     } catch (e) {
       wantError = String(e.message || e);
     }

@@ -265,6 +265,24 @@ TEST_F(OpenAiTextTest, ChatMessagesAreRenderedWithTheTemplate) {
   const std::string prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhéllo<|im_end|>\n<|im_start|>assistant\n";
   EXPECT_EQ(static_cast<int>(prompt.size()), json::parse(c.body_)["usage"]["prompt_tokens"]);
 
+  // "tools" reaches the template (a template that lists them), and must be an
+  // array of objects.
+  device::ChatTemplateSource lister_source;
+  lister_source.source = "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}";
+  lister_source.origin = "test";
+  auto lister = std::make_shared<const device::ChatTemplate>(lister_source);
+  auto tooled = Api(lister);
+  const json tools = {{{"type", "function"}, {"function", {{"name", "get_weather"}}}},
+                      {{"type", "function"}, {"function", {{"name", "now"}}}}};
+  auto with_tools = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", tools}, {"max_tokens", 1}});
+  ASSERT_EQ(200, with_tools.status_) << with_tools.body_;
+  EXPECT_EQ(static_cast<int>(std::string("[get_weather][now]hi").size()), json::parse(with_tools.body_)["usage"]["prompt_tokens"]);
+  auto bad_tools = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", "x"}});
+  EXPECT_EQ(400, bad_tools.status_);
+  EXPECT_EQ("\"tools\" must be an array of tool definitions", ErrorMessage(bad_tools));
+  auto bad_entry = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", {1}}});
+  EXPECT_EQ(400, bad_entry.status_);
+
   // A template's raise_exception is the client's error.
   auto llama2 = Api(std::make_shared<const device::ChatTemplate>(device::LoadChatTemplate("llama2")));
   auto bad = Call(*llama2, "/v1/chat/completions",

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "partition/added_tokens.h"
 #include "partition/error.h"
 #include "partition/gguf_writer.h"
 #include "partition/tokenizer.h"
@@ -234,6 +235,30 @@ TEST(Tokenizer, TinyByteLevelBpeMergesByRank) {
   EXPECT_EQ("ab<x> c", ab->Decode({256, 300, ' ', 'c'}));
   EXPECT_EQ(301, ab->vocab_size());
   EXPECT_EQ("", ab->TokenBytes(299));  // an id without a token adds nothing
+}
+
+// Hugging Face's AddedToken flags: lstrip/rstrip drop the whitespace beside
+// the token (Unicode White_Space, not just ASCII); single_word matches only
+// between non-word characters, and a refused match stays text.
+TEST(Tokenizer, AddedTokenStripAndSingleWord) {
+  AddedTokenOptions l, r, w;
+  l.lstrip = true;
+  r.rstrip = true;
+  w.single_word = true;
+  const AddedTokenMatcher m({{"<L>", 1}, {"<R>", 2}, {"cat", 3}, {"<P>", 4}}, {l, r, w});
+  auto split = [&](std::string_view text) {
+    std::string out;
+    for (const auto& p : m.Split(text)) out += p.id >= 0 ? "[" + std::to_string(p.id) + "]" : "{" + std::string(p.text) + "}";
+    return out;
+  };
+  EXPECT_EQ("{a}[1]{ b}", split("a \t\n<L> b"));
+  EXPECT_EQ("{a }[2]{b }", split("a <R>  \u3000b "));  // U+3000 is White_Space
+  EXPECT_EQ("[1]{  }[2]", split(" <L>  <R> "));  // <R> strips only after itself
+  EXPECT_EQ("{x }[4]{ y}", split("x <P> y"));           // no flags: nothing dropped
+  EXPECT_EQ("{a }[3]{ b}", split("a cat b"));
+  EXPECT_EQ("[3]{.}", split("cat."));
+  EXPECT_EQ("{cats cat_ \u00e9cat}", split("cats cat_ \u00e9cat"));  // next to word characters: text
+  EXPECT_EQ("{a}[1]", split("a\u00a0<L>"));
 }
 
 // A GGUF file with only string keys.
