@@ -142,7 +142,7 @@ SweepWriter::SweepWriter(fs::path out, const partition::Model& model, std::strin
   if (!csv_) throw std::runtime_error((out_ / "sweep.csv").string() + ": cannot write");
   csv_ << "condition,device,cloud,device_weights,cloud_weights,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,"
           "ms_per_token,ms_per_token_p95,ttft_ms,bytes_per_token,energy_mj_per_token,cut_changes,fallbacks,"
-          "token_agreement,round_trips_per_token,acceptance_rate\n";
+          "token_agreement,round_trips_per_token,acceptance_rate,ms_per_token_mean\n";
   timeline_.open(out_ / "timeline.csv");
   if (!timeline_) throw std::runtime_error((out_ / "timeline.csv").string() + ": cannot write");
   timeline_ << "condition,t_s,cut,token_ms,up_mbit_s,down_mbit_s,rtt_ms\n";
@@ -160,20 +160,21 @@ void SweepWriter::Add(const ConditionResult& c) {
                        {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
   nlohmann::json measured = nlohmann::json::object(), energy = nlohmann::json::object();
   nlohmann::json spec_ms = nlohmann::json::object(), spec_trips = nlohmann::json::object(),
-                 spec_accept = nlohmann::json::object();
+                 spec_accept = nlohmann::json::object(), mean = nlohmann::json::object();
   fixed_data_ += "# " + s.name + "\n";
   for (const std::string& policy : c.policies) {
     const RunResult& r = c.results.at(policy);
     const int cut = policy == "auto" ? r.mode_cut : ParsePolicy(policy, layers).cut;
     char row[768];
-    std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f\n",
+    std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f,%.4f\n",
                   s.name.c_str(), s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
                   s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
                   s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s, 2 * s.link.delay_ms,
                   s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut, r.tpot_ms,
                   r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes, r.fallbacks,
-                  r.agreement, r.round_trips_per_token, r.acceptance_rate);
+                  r.agreement, r.round_trips_per_token, r.acceptance_rate, r.tpot_mean_ms);
     csv_ << row << std::flush;
+    mean[policy] = r.tpot_mean_ms;
     if (policy == "auto") {
       if (!s.trace.empty()) {
         for (const auto& t : r.timeline) {
@@ -207,6 +208,7 @@ void SweepWriter::Add(const ConditionResult& c) {
   cj["oracle_cut"] = c.oracle.cut;
   cj["oracle_ms_per_token"] = c.oracle.ms_per_token;
   cj["regret"] = c.regret;
+  cj["mean_ms_per_token"] = mean;  // every policy
   if (!s.speculate.empty()) {
     cj["speculate"] = s.speculate;
     cj["speculative_ms_per_token"] = spec_ms;

@@ -18,6 +18,9 @@ RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut, con
   r.ttft_ms = Percentile(t.ttft, 0.5);
   r.tpot_ms = Percentile(t.tpot, 0.5);
   r.tpot_p95_ms = Percentile(t.tpot, 0.95);
+  double sum = 0;
+  for (double ms : t.tpot) sum += ms;
+  r.tpot_mean_ms = t.tpot.empty() ? 0 : sum / t.tpot.size();
   r.agreement = t.total > 0 ? static_cast<double>(t.agree) / t.total : 1.0;
   r.fallbacks = t.fallbacks;
   r.recoveries = t.recoveries;
@@ -44,6 +47,7 @@ nlohmann::json RunJson(const RunResult& r) {
           {"ttft_ms_median", r.ttft_ms},
           {"ms_per_token_median", r.tpot_ms},
           {"ms_per_token_p95", r.tpot_p95_ms},
+          {"ms_per_token_mean", r.tpot_mean_ms},
           {"bytes_per_token", r.bytes_per_token},
           {"energy_mj_per_token", r.energy_mj_per_token},
           {"cut_changes", r.cut_changes},

@@ -42,6 +42,9 @@ struct RunResult {
   std::vector<int> cuts;  // per request, at its start
   int mode_cut = 0;       // the cut most tokens were made at
   double ttft_ms = 0, tpot_ms = 0, tpot_p95_ms = 0, bytes_per_token = 0, energy_mj_per_token = 0;
+  // The mean time per token after the first: with speculation tokens come in
+  // bursts (several per round trip), which the median hides.
+  double tpot_mean_ms = 0;
   double agreement = 1;
   double round_trips_per_token = 0;  // requests to the cloud / generated tokens
   double acceptance_rate = 0;        // accepted / drafted (0 without drafts)

@@ -100,6 +100,7 @@ TEST(Summarize, CountsRoundTripsPerGeneratedTokenAndTheAcceptanceRate) {
   EXPECT_DOUBLE_EQ(0.25, r.round_trips_per_token);
   EXPECT_DOUBLE_EQ(0.5, r.acceptance_rate);
   EXPECT_DOUBLE_EQ(2, r.tpot_ms);
+  EXPECT_DOUBLE_EQ(2, r.tpot_mean_ms);
   EXPECT_DOUBLE_EQ(1, r.agreement);
   EXPECT_EQ(1, r.mode_cut);  // no token recorded at a cut: the policy's
   const RunResult none = Summarize("1", Tally{}, 1, scheduler::PlanInputs{});
