@@ -121,7 +121,7 @@ void Scenario::Run(const std::string& policy_text, size_t first, size_t last, Ta
   for (size_t p = first; p < last && !Stopped(bench_); ++p) {
     auto last_at = clock.Now();
     bool first_token = true;
-    auto g = agent.Generate({ref_.prompts[p], s_.tokens, {}, false}, [&](int32_t) {
+    auto g = agent.Generate({ref_.prompts[p], s_.tokens, SamplingOf(s_), false}, [&](int32_t) {
       const auto now = clock.Now();
       const double ms = std::chrono::duration<double, std::milli>(now - last_at).count();
       (first_token ? t.ttft : t.tpot).push_back(ms);

@@ -135,6 +135,10 @@ class TableReader {
           throw Located(Where(e, key) + x.what());
         }
       }
+    } else if (key == "temperature") {
+      s.temperature = Num(n, 0, 100);
+    } else if (key == "seed") {
+      s.seed = static_cast<uint64_t>(Num(n, 0, 9007199254740992.0));
     } else if (key == "prompts") {
       s.prompts = static_cast<int>(Num(n, 1, 10000));
     } else if (key == "prompt_tokens") {

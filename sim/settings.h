@@ -3,6 +3,7 @@
 // tables). docs/simulation.md lists the keys.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,10 @@ struct Settings {
   std::vector<Outage> outages;
   std::string prompt_file;  // one prompt of token ids per line; else generated prompts
   int prompts = 2, prompt_tokens = 16, tokens = 32;
+  // Sampling of every run and of the local reference (0 = greedy); the
+  // per-position seeded draws make a split run's tokens equal the local ones.
+  double temperature = 0;
+  uint64_t seed = 1;
   // Speculative decoding (device::ParseSpeculate's text); "" = off (the
   // files' and flags' "off" is stored as "").
   std::string speculate;

@@ -52,8 +52,15 @@ std::vector<std::vector<int32_t>> GeneratedPrompts(int count, int length, int vo
 
 }  // namespace
 
+partition::SamplingParams SamplingOf(const Settings& s) {
+  partition::SamplingParams p;
+  p.temperature = static_cast<float>(s.temperature);
+  p.seed = s.seed;
+  return p;
+}
+
 const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
-  auto& r = bench.references[{s.prompt_file, s.prompts, s.prompt_tokens, s.tokens}];
+  auto& r = bench.references[{s.prompt_file, s.prompts, s.prompt_tokens, s.tokens, s.temperature, s.seed}];
   if (!r.prompts.empty()) return r;
   const auto& c = bench.model->config();
   r.prompts = s.prompt_file.empty() ? GeneratedPrompts(s.prompts, s.prompt_tokens, c.vocab_size)
@@ -70,7 +77,7 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   zmq::context_t z;
   transport::Metrics m;
   device::Agent local(*bench.model, lo, z, m);
-  for (const auto& ids : r.prompts) r.tokens.push_back(local.Generate({ids, s.tokens, {}, false}).tokens);
+  for (const auto& ids : r.prompts) r.tokens.push_back(local.Generate({ids, s.tokens, SamplingOf(s), false}).tokens);
   return r;
 }
 

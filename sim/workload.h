@@ -14,10 +14,14 @@
 #include <spdlog/logger.h>
 
 #include "partition/model.h"
+#include "partition/sampler.h"
 #include "scheduler/hardware.h"
 #include "sim/settings.h"
 
 namespace splitlm::sim {
+
+// The sampling `s` asks for.
+partition::SamplingParams SamplingOf(const Settings& s);
 
 // Prompts and the all-local reference run's tokens for them.
 struct Reference {
@@ -30,8 +34,8 @@ struct Workbench {
   std::shared_ptr<spdlog::logger> log;
   // Set to true (by a signal handler, say) to stop the runs early; not owned.
   const std::atomic<bool>* stop = nullptr;
-  // By (prompt file, prompts, prompt tokens, tokens).
-  std::map<std::tuple<std::string, int, int, int>, Reference> references;
+  // By (prompt file, prompts, prompt tokens, tokens, temperature, seed).
+  std::map<std::tuple<std::string, int, int, int, double, uint64_t>, Reference> references;
 };
 
 // The reference for `s`'s workload: its prompt file's prompts (or generated

@@ -38,7 +38,7 @@ struct SimArgs {
   std::string weights;
   std::string hardware_dir = SPLITLM_HARDWARE_DIR;
   std::vector<std::string> outages;
-  std::optional<double> up, down, rtt, jitter;
+  std::optional<double> up, down, rtt, jitter, temperature;
   std::optional<int> prompts, prompt_tokens, tokens;
   bool json = false;
 };
@@ -59,6 +59,8 @@ void AddSimOptions(CLI::App* cmd, SimArgs* a) {
   cmd->add_option("--speculate", a->speculate,
                   "speculative decoding on the device agents: off, prompt-lookup[:K] (a sweep adds a speculative "
                   "policy per split cut)");
+  cmd->add_option("--temperature", a->temperature, "sampling temperature of every run and of the local reference (default 0: greedy)")
+      ->check(scheduler::flags::Number(0, 100));
   cmd->add_option("--link-type", a->link_type, "radio energy preset: wifi, lte, lte-2021, 5g, 5g-mmwave, 3g");
   cmd->add_option("--up-mbit", a->up, "uplink bandwidth, Mbit/s (default 50)")->check(scheduler::flags::Number(0.001, 1e6));
   cmd->add_option("--down-mbit", a->down, "downlink bandwidth, Mbit/s (default 100)")->check(scheduler::flags::Number(0.001, 1e6));
@@ -97,6 +99,7 @@ void ApplyFlags(const SimArgs& a, sim::Settings& s) {
   if (a.prompts) s.prompts = *a.prompts;
   if (a.prompt_tokens) s.prompt_tokens = *a.prompt_tokens;
   if (a.tokens) s.tokens = *a.tokens;
+  if (a.temperature) s.temperature = *a.temperature;
 }
 
 // Checks every profile, trace and drafter, and makes the references, before the first run.
