@@ -212,6 +212,10 @@ TEST_F(CliTest, SimWithSpeculationReportsRoundTripsAndAcceptanceWithTheLocalToke
   EXPECT_GT(spec["round_trips_per_token"].get<double>(), 0.0) << spec;
   EXPECT_GT(spec["acceptance_rate"].get<double>(), 0.0) << spec;
   EXPECT_LE(spec["acceptance_rate"].get<double>(), 1.0) << spec;
+  // Sampled: the split's seeded draws give the local run's tokens, drafts or not.
+  const auto sampled = run(" --speculate prompt-lookup --temperature 1");
+  EXPECT_DOUBLE_EQ(1.0, sampled["token_agreement"].get<double>()) << sampled;
+  EXPECT_LE(sampled["round_trips_per_token"].get<double>(), 1.0) << sampled;
   ExpectFailure("sim --model " + Model() + " --speculate guess", "speculate");
 }
 

@@ -31,7 +31,8 @@ TEST(ReadSimFile, ConditionsInheritTheSimTableAndOverrideItsKeys) {
   const std::string file = Write(dir,
                                  "[sim]\nmodel = \"m\"\ntokens = 8\nrtt_ms = 20\nspeculate = \"prompt-lookup:4\"\n"
                                  "[[condition]]\nname = \"a\"\n"
-                                 "[[condition]]\nname = \"b\"\nrtt_ms = 80\noutages = [\"1:2:cut\"]\n");
+                                 "[[condition]]\nname = \"b\"\nrtt_ms = 80\noutages = [\"1:2:cut\"]\ntemperature = 0.8\n"
+                                 "cuts = [0, 2]\n");
   std::vector<Settings> conditions;
   const Settings base = ReadSimFile(file, &conditions);
   EXPECT_EQ(dir.Sub("m"), base.model);
@@ -45,6 +46,10 @@ TEST(ReadSimFile, ConditionsInheritTheSimTableAndOverrideItsKeys) {
   ASSERT_EQ(1u, conditions[1].outages.size());
   EXPECT_TRUE(conditions[1].outages[0].cut);
   EXPECT_TRUE(conditions[1].scheduled());
+  EXPECT_DOUBLE_EQ(0, conditions[0].temperature);
+  EXPECT_DOUBLE_EQ(0.8, conditions[1].temperature);
+  EXPECT_EQ((std::vector<int>{0, 2}), conditions[1].cuts);
+  EXPECT_TRUE(conditions[0].cuts.empty());
 }
 
 TEST(ReadSimFile, NamesTheFileLineAndKeyOfEveryBadValue) {
