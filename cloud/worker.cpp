@@ -9,11 +9,11 @@
 #include <vector>
 
 #include "cloud/speculation.h"
+#include "partition/bench.h"
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
-#include "scheduler/profile.h"
 #include "transport/clock.h"
 #include "transport/log_escape.h"
 
@@ -154,7 +154,7 @@ struct Worker::Impl {
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
     }
-    const auto best = scheduler::MedianOfEach(std::move(runs));
+    const auto best = partition::MedianOfEach(std::move(runs));
     hello.head_decode_us = static_cast<float>(best[held + 1]);
     return std::vector<float>(best.begin() + 1, best.begin() + 1 + held);
   }
@@ -412,7 +412,7 @@ struct Worker::Impl {
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
                transport::Metrics& metrics) {
   if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
-    throw partition::PartitionError("--min-cut " + std::to_string(options.min_cut) + " is outside 0.." +
+    throw partition::PartitionError("min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
                                     std::to_string(model.config().num_layers));
   }
   impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics);

@@ -742,7 +742,7 @@ GenerateResult Agent::Generate(const GenerateRequest& request, const std::functi
 const partition::Model& Agent::model() const { return impl_->model; }
 
 std::optional<scheduler::Plan> Agent::PlanAllCuts() {
-  if (impl_->device_profile.num_layers == 0) throw DeviceError("PlanAllCuts needs --cut auto (a device profile)");
+  if (impl_->device_profile.num_layers == 0) throw DeviceError("PlanAllCuts needs the automatic cut (auto_cut with a device profile)");
   if (!impl_->channel) return std::nullopt;
   return impl_->Predict();
 }

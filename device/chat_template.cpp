@@ -74,7 +74,7 @@ std::string NamesList() {
   return s;
 }
 
-std::string WayOut() { return "; pass --chat-template NAME (" + NamesList() + ") or --chat-template FILE"; }
+std::string WayOut() { return "; choose a chat template by name (" + NamesList() + ") or file"; }
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -176,7 +176,7 @@ ChatTemplateSource LoadChatTemplate(const std::string& name_or_file) {
   if (auto b = BuiltinChatTemplate(name_or_file)) return {*b, "built-in " + name_or_file, "", ""};
   std::error_code ec;
   if (!fs::is_regular_file(name_or_file, ec)) {
-    throw ChatTemplateError("--chat-template " + name_or_file + ": neither a built-in template (" + NamesList() +
+    throw ChatTemplateError("chat template " + name_or_file + ": neither a built-in template (" + NamesList() +
                             ") nor a file");
   }
   if (IsGguf(name_or_file)) {

@@ -54,7 +54,7 @@ class ChatTemplate {
  public:
   // Parses and tries a one-message conversation, so that a template using
   // what the Jinja subset lacks fails here, at start-up. Throws
-  // ChatTemplateError naming the origin and `--chat-template NAME`.
+  // ChatTemplateError naming the origin and the templates to choose from.
   explicit ChatTemplate(ChatTemplateSource source);
 
   // `messages`: [{"role": ..., "content": ...}, ...] as the API received

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <stdexcept>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -130,6 +131,16 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
   say("measuring fp32 GEMM rate");
   r.gemm_gflops = MeasureGemmGflops();
   return r;
+}
+
+std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {
+  std::vector<double> out;
+  for (auto& s : samples) {
+    if (s.empty()) throw std::invalid_argument("MedianOfEach: no samples");
+    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+    out.push_back(s[s.size() / 2]);
+  }
+  return out;
 }
 
 }  // namespace splitlm::partition

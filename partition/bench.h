@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace splitlm::partition {
 
@@ -37,6 +38,11 @@ struct BenchResult {
 // host's /proc/cpuinfo (qemu user mode passes it through). Its timings say
 // nothing about the device.
 bool RunningEmulated();
+
+// The (upper) median of each inner vector: per-part timings of repeated runs
+// (the profile's and the worker's layer timings). Throws
+// std::invalid_argument on an empty one.
+std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples);
 
 // Streaming read bandwidth in GB/s over `bytes` (default far above the
 // caches), best of `repeats`, on the LibTorch thread pool.

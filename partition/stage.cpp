@@ -116,9 +116,9 @@ namespace {
 
 // The final norm and the head over each sequence's last row of `x` (all its
 // rows with all_logits), one matrix pass for all; outs[s] gets sequence s's.
-void HeadLogits(const StageWeights::Impl& w, const std::vector<float>& x,
+void HeadLogits(const ModelConfig& cfg, const at::Tensor& final_norm, const Matrix& head, const std::vector<float>& x,
                 const std::vector<StageInput>& inputs, float eps, const std::vector<float*>& outs) {
-  const int h = w.cfg.hidden_size, vocab = w.cfg.vocab_size;
+  const int h = cfg.hidden_size, vocab = cfg.vocab_size;
   std::vector<int> rows;  // rows of x that get logits, in output order
   for (size_t s = 0, r = 0; s < inputs.size(); r += inputs[s].count, ++s) {
     for (int i = inputs[s].all_logits ? 0 : inputs[s].count - 1; i < inputs[s].count; ++i) {
@@ -129,15 +129,15 @@ void HeadLogits(const StageWeights::Impl& w, const std::vector<float>& x,
   std::vector<float> xn(static_cast<size_t>(m) * h);
   kernels::ParallelFor(m, kRowGrain, [&](int b, int e) {
     for (int i = b; i < e; ++i) {
-      RmsNorm(&x[static_cast<size_t>(rows[i]) * h], Data(w.final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
+      RmsNorm(&x[static_cast<size_t>(rows[i]) * h], Data(final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
     }
   });
   if (inputs.size() == 1) {
-    w.head->Apply(xn.data(), m, outs[0]);
+    head->Apply(xn.data(), m, outs[0]);
     return;
   }
   std::vector<float> logits(static_cast<size_t>(m) * vocab);
-  w.head->Apply(xn.data(), m, logits.data());
+  head->Apply(xn.data(), m, logits.data());
   for (size_t s = 0, i = 0; s < inputs.size(); ++s) {
     const size_t n = inputs[s].all_logits ? static_cast<size_t>(inputs[s].count) : 1;
     std::memcpy(outs[s], &logits[i * vocab], n * vocab * sizeof(float));
@@ -584,7 +584,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     mark(w.layers.size() + 1);
     return;
   }
-  HeadLogits(w, x, inputs, eps, outs);
+  HeadLogits(w.cfg, w.final_norm, w.head, x, inputs, eps, outs);
   mark(w.layers.size() + 1);
 }
 

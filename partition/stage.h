@@ -64,10 +64,10 @@ class StageWeights {
   // table are always fp32.
   std::string weight_formats() const;
 
+ private:
+  friend class Stage;  // runs on the tensors
   struct Impl;
   const Impl& impl() const { return *impl_; }
-
- private:
   StageWeights();
   std::unique_ptr<Impl> impl_;
 };

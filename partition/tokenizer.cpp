@@ -60,7 +60,7 @@ std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path) {
     const fs::path p = fs::path(path) / name;
     if (fs::exists(p)) return OpenFile(p.string());
   }
-  throw PartitionError(path + ": is a directory without tokenizer.model or tokenizer.json (pass --tokenizer FILE)");
+  throw PartitionError(path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
 }
 
 bool Tokenizer::IsEos(int32_t id) const {

@@ -137,6 +137,12 @@ const char* ObjectiveName(Objective o) {
   return "?";
 }
 
+double DeviceEnergyJ(const DevicePower& power, const Link& link, double compute_s, double sent_bytes,
+                     double received_bytes, double waiting_s) {
+  return power.compute_w * compute_s + (sent_bytes * link.tx_nj_per_byte + received_bytes * link.rx_nj_per_byte) * 1e-9 +
+         (power.wait_w + link.radio_w) * waiting_s;
+}
+
 std::vector<Prediction> PredictAll(const PlanInputs& in) {
   const int L = in.device.num_layers;
   if (in.cloud.num_layers != L) throw std::runtime_error("device and cloud profiles describe different models");
@@ -173,9 +179,8 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
                              TransferMs(down_bytes, in.link.down_mbit_s) + cloud_prefill_us / 1e3 + in.cloud_queue_ms
                        : 0);
     // Device energy: compute, radio bytes, and waiting for the answer.
-    p.energy_mj = in.power.compute_w * p.device_ms +
-                  (up_bytes * in.link.tx_nj_per_byte + down_bytes * in.link.rx_nj_per_byte) * 1e-6 +
-                  (in.power.wait_w + in.link.radio_w) * (p.network_ms + p.cloud_ms);
+    p.energy_mj = 1e3 * DeviceEnergyJ(in.power, in.link, p.device_ms / 1e3, up_bytes, down_bytes,
+                                      (p.network_ms + p.cloud_ms) / 1e3);
     p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 : 0) * 1e6;
     p.memory_mb = (in.device.embed_bytes + in.device.HeldLayerBytes(0, k) + (split ? 0 : in.device.head_bytes) +
                    k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);

@@ -40,6 +40,13 @@ struct DevicePower {
   double wait_w = 0.5;     // while the radio waits for the cloud
 };
 
+// Device energy, joules: compute power over the compute time, the radio's
+// energy per byte sent and received, and waiting + radio power over the time
+// requests are out (network and cloud). The cost model predicts with it and
+// the simulation measures with it.
+double DeviceEnergyJ(const DevicePower& power, const Link& link, double compute_s, double sent_bytes,
+                     double received_bytes, double waiting_s);
+
 enum class Objective { kLatency, kEnergy, kCost, kWeighted };
 const char* ObjectiveName(Objective o);
 

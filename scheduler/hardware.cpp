@@ -6,7 +6,6 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "transport/clock.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {
@@ -160,21 +159,6 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
 ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, uint64_t fingerprint,
                                const ProfileOptions& o) {
   return RooflineProfile(hw, c, F32Weights(c), fingerprint, o);
-}
-
-HardwareEmulator::HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, transport::VirtualClock& clock)
-    : HardwareEmulator(std::move(hw), config, F32Weights(config), clock) {}
-
-HardwareEmulator::HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, WeightCost weights,
-                                   transport::VirtualClock& clock)
-    : hw_(std::move(hw)), config_(std::move(config)), weights_(std::move(weights)), clock_(clock) {}
-
-void HardwareEmulator::AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
-                                    double measured_us) {
-  const double emulated = RooflineUs(hw_, config_, weights_, spec, rows, sequences, kv_reads);
-  emulated_us_ += emulated;
-  measured_us_ += measured_us;
-  clock_.Account(emulated, measured_us);
 }
 
 }  // namespace splitlm::scheduler

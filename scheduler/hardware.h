@@ -1,4 +1,4 @@
-// Emulated hardware for simulation mode: a profile of published figures
+// Hardware profiles for simulation mode and planning: published figures
 // (memory bandwidth, compute throughput, power, price), each with its source,
 // and a roofline model that turns the work of a stage into time on it.
 #pragma once
@@ -9,13 +9,9 @@
 #include <vector>
 
 #include "partition/model_config.h"
-#include "partition/stage.h"
+#include "partition/stage.h"  // StageSpec
 #include "scheduler/profile.h"
 #include "scheduler/weights.h"
-
-namespace splitlm::transport {
-class VirtualClock;
-}
 
 namespace splitlm::scheduler {
 
@@ -61,30 +57,5 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
                                const ProfileOptions& options = {});
 ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& config,
                                uint64_t model_fingerprint, const ProfileOptions& options = {});
-
-// A ComputeHook that makes every forward of the stages it is set on take the
-// roofline time of `hw` on `clock` (sleeping when `hw` is slower than this
-// machine, skipping ahead when it is faster).
-class HardwareEmulator : public partition::ComputeHook {
- public:
-  // Charges the roofline of `weights` (fp32 without).
-  HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, transport::VirtualClock& clock);
-  HardwareEmulator(HardwareProfile hw, partition::ModelConfig config, WeightCost weights, transport::VirtualClock& clock);
-  void AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
-                    double measured_us) override;
-  const HardwareProfile& hardware() const { return hw_; }
-  const WeightCost& weights() const { return weights_; }
-  // Totals: emulated and measured compute time, microseconds (read them
-  // while no stage is running).
-  double emulated_us() const { return emulated_us_; }
-  double measured_us() const { return measured_us_; }
-
- private:
-  HardwareProfile hw_;
-  partition::ModelConfig config_;
-  WeightCost weights_;
-  transport::VirtualClock& clock_;
-  double emulated_us_ = 0, measured_us_ = 0;
-};
 
 }  // namespace splitlm::scheduler

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "partition/bench.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "partition/weight_bytes.h"
@@ -153,16 +154,6 @@ ComputeProfile ComputeProfile::Scaled(double factor) const {
   return p;
 }
 
-std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {
-  std::vector<double> out;
-  for (auto& s : samples) {
-    if (s.empty()) throw std::invalid_argument("MedianOfEach: no samples");
-    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
-    out.push_back(s[s.size() / 2]);
-  }
-  return out;
-}
-
 ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& o) {
   const auto& c = model.config();
   ComputeProfile p;
@@ -211,7 +202,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
     }
-    const auto best = MedianOfEach(std::move(runs));
+    const auto best = partition::MedianOfEach(std::move(runs));
     for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(best[1 + l]);
     if (ci == 0) {
       p.embed_us = best[0];
@@ -229,7 +220,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i]);
     }
-    const auto best = MedianOfEach(std::move(runs));
+    const auto best = partition::MedianOfEach(std::move(runs));
     for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(best[1 + l]);
   }
   return p;

@@ -67,9 +67,6 @@ struct ProfileOptions {
   std::function<void(const std::string&)> progress;
 };
 
-// The (upper) median of each inner vector. Throws std::invalid_argument on an
-// empty one.
-std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples);
 
 // Times each layer of `model` on this machine with the current thread count.
 ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& options);

@@ -446,7 +446,7 @@ Validation ValidateHello(const Hello& ours, const Hello& theirs, bool require_ex
   if (same_model) {
     std::string what = "the same model in other weights (theirs " + FormatsOrUnknown(theirs) + ", ours " +
                        FormatsOrUnknown(ours) + ")";
-    if (require_exact) return {ErrorCode::kModelMismatch, what + ": refused, --require-exact is set"};
+    if (require_exact) return {ErrorCode::kModelMismatch, what + ": refused, exact weights are required (require_exact)"};
     return {ErrorCode::kNone, what + ": tokens may differ from a local run"};
   }
   char buf[160];

@@ -6,7 +6,7 @@
 #include <iostream>
 #include <thread>
 
-#include "examples/splitlm/in_process_worker.h"
+#include "sim/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
@@ -28,7 +28,7 @@ Runner AddBenchCloud(CLI::App& app) {
     auto model = partition::Model::Open(*dir);
     zmq::context_t zctx;
     transport::Metrics cloud_metrics;
-    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
+    sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
     // Devices at cut 0 (embedding only): the cloud does all the layer work,
     // which is what is measured.
     auto run = [&](int n) {

@@ -8,7 +8,7 @@
 #include <iostream>
 #include <thread>
 
-#include "examples/splitlm/in_process_worker.h"
+#include "sim/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
@@ -33,7 +33,7 @@ Runner AddBenchPlan(CLI::App& app) {
     const int layers = model->config().num_layers;
     zmq::context_t zctx;
     transport::Metrics cloud_metrics, device_metrics;
-    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
+    sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
     const int prompt_len = 16;
     device::AgentOptions o;
     o.cut = layers;

@@ -184,6 +184,41 @@ TEST_F(CliTest, SimRunsAScenarioThroughTheEmulatedLink) {
   ExpectFailure("sim --model " + Model() + " --outage 5:1", "outage \"5:1\": expected START:END");
 }
 
+TEST_F(CliTest, SimWithSpeculationReportsRoundTripsAndAcceptanceWithTheLocalTokens) {
+  // A prompt that repeats itself, so prompt lookup has something to find.
+  TempDir dir;
+  std::ofstream(dir.Sub("p.txt")) << "5 6 7 8 9 5 6 7 8 9 5 6 7 8 9 5 6 7 8 9\n";
+  auto run = [&](const std::string& extra) {
+    auto r = Splitlm("--threads 1 sim --model " + Model() + " --cut 2 --rtt-ms 2 --prompt-file " + dir.Sub("p.txt") +
+                     " --tokens 24 --json --log-level warn" + extra);
+    EXPECT_EQ(0, r.exit_code) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const auto plain = run("");
+  const auto spec = run(" --speculate prompt-lookup:4");
+  EXPECT_EQ("2", plain["policy"]);
+  EXPECT_EQ("off", plain["speculate"]);
+  EXPECT_EQ("2+spec", spec["policy"]);
+  EXPECT_EQ("prompt-lookup:4", spec["speculate"]);
+  for (const auto* j : {&plain, &spec}) {
+    EXPECT_DOUBLE_EQ(1.0, (*j)["token_agreement"].get<double>()) << *j;
+    EXPECT_EQ(0, (*j)["fallbacks"].get<int>()) << *j;
+  }
+  // A plain split asks the cloud once per token; without drafts nothing is accepted.
+  EXPECT_DOUBLE_EQ(1.0, plain["round_trips_per_token"].get<double>()) << plain;
+  EXPECT_DOUBLE_EQ(0.0, plain["acceptance_rate"].get<double>());
+  // Speculation never needs more, and here (the output repeats) fewer.
+  EXPECT_LT(spec["round_trips_per_token"].get<double>(), 1.0) << spec;
+  EXPECT_GT(spec["round_trips_per_token"].get<double>(), 0.0) << spec;
+  EXPECT_GT(spec["acceptance_rate"].get<double>(), 0.0) << spec;
+  EXPECT_LE(spec["acceptance_rate"].get<double>(), 1.0) << spec;
+  // Sampled: the split's seeded draws give the local run's tokens, drafts or not.
+  const auto sampled = run(" --speculate prompt-lookup --temperature 1");
+  EXPECT_DOUBLE_EQ(1.0, sampled["token_agreement"].get<double>()) << sampled;
+  EXPECT_LE(sampled["round_trips_per_token"].get<double>(), 1.0) << sampled;
+  ExpectFailure("sim --model " + Model() + " --speculate guess", "speculate");
+}
+
 // Hardware profiles for the simulation tests: a slow device (~15 ms a token
 // on the tiny model) and a fast cloud, so the better side is clear-cut.
 std::string TestHardware(const TempDir& dir) {

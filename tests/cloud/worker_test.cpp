@@ -15,8 +15,7 @@
 #include "partition/stage.h"
 #include "scheduler/hardware.h"
 #include "scheduler/profile.h"
-#include "transport/clock.h"
-#include "transport/shaper.h"
+#include "sim/rig.h"
 #include "tests/common/test_util.h"
 
 namespace splitlm {
@@ -61,9 +60,9 @@ class WorkerTest : public ::testing::Test {
   }
 
   // A slow emulated device (~16 ms a token on the tiny model, slept for
-  // real) reaching the worker through a relay with `delay_ms` each way,
-  // `--cut auto` from all-local; its profile is the roofline of `claimed`
-  // (that of the emulated device unless given).
+  // real) reaching its own worker through a relay with `delay_ms` each way
+  // (the simulation's rig), `--cut auto` from all-local; its profile is the
+  // roofline of `claimed` (that of the emulated device unless given).
   static scheduler::HardwareProfile SlowDevice() {
     scheduler::HardwareProfile hw;
     hw.name = "slow";
@@ -75,27 +74,25 @@ class WorkerTest : public ::testing::Test {
   }
   struct EmulatedAuto {
     EmulatedAuto(WorkerTest& t, double delay_ms, const scheduler::HardwareProfile& claimed)
-        : emu(SlowDevice(), t.model_->config(), clock), relay(Relay(t, delay_ms, clock)) {
-      options = t.AgentOpts(t.model_->config().num_layers);
-      options.channel.endpoint = relay.endpoint();
-      options.fallback = device::Fallback::kLocal;
-      options.compute_hook = &emu;
-      options.clock = &clock;
-      options.auto_cut.enabled = true;
-      options.auto_cut.device_profile = scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
-      options.auto_cut.plan.device.threads = 1;
-      options.auto_cut.plan.constraints.privacy_floor = 1;
+        : rig(*t.model_, RigOptions(delay_ms), t.ctx_) {
+      device::AgentOptions o;
+      o.cut = t.model_->config().num_layers;
+      o.fallback = device::Fallback::kLocal;
+      o.log = NullLog();
+      o.auto_cut.enabled = true;
+      o.auto_cut.device_profile = scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
+      o.auto_cut.plan.device.threads = 1;
+      o.auto_cut.plan.constraints.privacy_floor = 1;
+      options = rig.AgentOptions(o);
     }
-    static transport::ShaperOptions Relay(WorkerTest& t, double delay_ms, transport::VirtualClock& clock) {
-      transport::ShaperOptions so;
-      so.upstream = t.worker_->endpoint().substr(6);
-      so.link.delay_ms = delay_ms;
-      so.clock = &clock;
-      return so;
+    static sim::RigOptions RigOptions(double delay_ms) {
+      sim::RigOptions ro;
+      ro.device = SlowDevice();
+      ro.link.link.delay_ms = delay_ms;
+      ro.log = NullLog();
+      return ro;
     }
-    transport::VirtualClock clock;
-    scheduler::HardwareEmulator emu;
-    transport::ShapingRelay relay;
+    sim::Rig rig;
     device::AgentOptions options;
   };
 
@@ -232,7 +229,6 @@ TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
 }
 
 TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) {
-  Start(size_t{1} << 30);
   // An emulated slow device (~16 ms a token on the tiny model, slept for
   // real): behind a 100 ms round trip it runs everything here; once the
   // relay's delay drops, its pings see the new round trip and the cut moves
@@ -247,7 +243,7 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   const auto want = LocalTokens(prompt, n);
   int seen = 0;
   auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
-    if (++seen == 5) rig.relay.SetConditions({0, 0, 0.5, 0});
+    if (++seen == 5) rig.rig.relay().SetConditions({0, 0, 0.5, 0});
     return true;
   });
   EXPECT_EQ(want, got.tokens);
@@ -257,7 +253,6 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
 }
 
 TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheCloud) {
-  Start(size_t{1} << 30);
   // The device's profile claims ten times the speed it has (a profile cached
   // before the phone grew hot): at a 4 ms round trip it starts with
   // everything here. Its real steps (~16 ms, emulated and slept) show the
@@ -290,17 +285,19 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   partition::RandomModelOptions small;
   small.preset = "small";
   model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
-  Start(size_t{1} << 30);
   const std::vector<int32_t> prompt = {1, 4};
   const int max_tokens = model_->config().max_context - 2;
   const auto want = LocalTokens(prompt, max_tokens);  // before the relay's clock starts
-  transport::ShaperOptions so;
-  so.upstream = worker_->endpoint().substr(6);
-  so.link.delay_ms = 5;
-  so.outages = {{0.3, 0.5, true}};
-  transport::ShapingRelay relay(so);
-  device::AgentOptions o = AgentOpts(2);
-  o.channel.endpoint = relay.endpoint();
+  sim::RigOptions ro;
+  ro.link.link.delay_ms = 5;
+  ro.link.outages = {{0.3, 0.5, true}};
+  ro.log = NullLog();
+  sim::Rig rig(*model_, ro, ctx_);
+  sim::ShapingRelay& relay = rig.relay();
+  device::AgentOptions o;
+  o.cut = 2;
+  o.log = NullLog();
+  o = rig.AgentOptions(o);
   o.fallback = device::Fallback::kLocal;
   o.step_deadline = std::chrono::milliseconds(200);
   o.retry_interval = std::chrono::milliseconds(100);

@@ -39,16 +39,16 @@ TEST(ChatTemplate, EveryBuiltInRendersAConversation) {
 }
 
 TEST(ChatTemplate, AnUnknownNameOrAnUnusableTemplateNamesTheWayOut) {
-  EXPECT_EQ("--chat-template nope: neither a built-in template (chatml, llama2, llama3, mistral, zephyr) nor a file",
+  EXPECT_EQ("chat template nope: neither a built-in template (chatml, llama2, llama3, mistral, zephyr) nor a file",
             ErrorOf([] { LoadChatTemplate("nope"); }));
   testing::TempDir dir;
   Write(dir.Sub("t.jinja"), "{% for m in messages %}{{ m.content | wordcount }}{% endfor %}");
   EXPECT_EQ("chat template, line 1, column 39: unsupported filter wordcount (template of " + dir.Sub("t.jinja") +
-                "); pass --chat-template NAME (chatml, llama2, llama3, mistral, zephyr) or --chat-template FILE",
+                "); choose a chat template by name (chatml, llama2, llama3, mistral, zephyr) or file",
             ErrorOf([&] { ChatTemplate(LoadChatTemplate(dir.Sub("t.jinja"))); }));
   Write(dir.Sub("u.jinja"), "{% filter upper %}x{% endfilter %}");
   EXPECT_EQ("the chat template of " + dir.Sub("u.jinja") + " cannot be used: chat template, line 1, column 1: "
-            "unsupported statement {% filter %}; pass --chat-template NAME (chatml, llama2, llama3, mistral, zephyr) or --chat-template FILE",
+            "unsupported statement {% filter %}; choose a chat template by name (chatml, llama2, llama3, mistral, zephyr) or file",
             ErrorOf([&] { ChatTemplate(LoadChatTemplate(dir.Sub("u.jinja"))); }));
 }
 
@@ -63,7 +63,7 @@ TEST(ChatTemplate, TheModelDirectorysTokenizerConfigGivesTemplateAndTokens) {
   EXPECT_EQ("<B>hi<E>", ChatTemplate(s).Render({{{"role", "user"}, {"content", "hi"}}}, true));
   Write(dir.Sub("tokenizer_config.json"), R"({"chat_template": 5})");
   EXPECT_EQ(dir.Sub("tokenizer_config.json") + ": \"chat_template\" is neither a string nor a list holding a \"default\" "
-            "template; pass --chat-template NAME (chatml, llama2, llama3, mistral, zephyr) or --chat-template FILE",
+            "template; choose a chat template by name (chatml, llama2, llama3, mistral, zephyr) or file",
             ErrorOf([&] { ModelChatTemplate(dir.path()); }));
   Write(dir.Sub("tokenizer_config.json"), "{");
   EXPECT_EQ(dir.Sub("tokenizer_config.json") + " is not a JSON object", ErrorOf([&] { ModelChatTemplate(dir.path()); }));

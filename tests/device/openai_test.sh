@@ -31,7 +31,7 @@ fi
 if "$bin/splitlm-device" --model "$tmp/m" --cut 2 serve --http 127.0.0.1:0 --chat-template nope 2>"$tmp/bad.err"; then
   echo "splitlm-device started with --chat-template nope" >&2; exit 1
 fi
-grep -q "chat-template nope: neither a built-in template (chatml, llama2, llama3, mistral, zephyr) nor a file" "$tmp/bad.err" ||
+grep -q "chat template nope: neither a built-in template (chatml, llama2, llama3, mistral, zephyr) nor a file" "$tmp/bad.err" ||
   { echo "unexpected error for --chat-template nope:" >&2; cat "$tmp/bad.err" >&2; exit 1; }
 
 exec 3< <(exec "$bin/splitlm-cloud" --model "$tmp/m" --bind 'tcp://127.0.0.1:*' --threads 1 2>"$tmp/cloud.err")

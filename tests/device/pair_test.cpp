@@ -127,7 +127,7 @@ TEST_F(PairTest, TheSameModelInAnotherFormatSplitsWithAWarningOrIsRefusedWhenExa
   auto refused = RunCommand(device + "--require-exact" + gen);
   EXPECT_NE(0, refused.exit_code) << refused.out;
   EXPECT_EQ("", refused.out);
-  EXPECT_NE(std::string::npos, refused.err.find("--require-exact")) << refused.err;
+  EXPECT_NE(std::string::npos, refused.err.find("require_exact")) << refused.err;
   cloud.Signal(SIGTERM);
   EXPECT_EQ(0, cloud.Wait()) << cloud.Stderr();
   EXPECT_NE(std::string::npos, cloud.Stderr().find("tokens may differ")) << "the worker warns too: " << cloud.Stderr();
@@ -148,7 +148,7 @@ TEST_F(PairTest, WeightsQuantisedAtLoadOnOneSideAreTheSameModelInAnotherFormat) 
   auto refused = RunCommand(device + "--weights q8_0 --require-exact" + gen);
   EXPECT_NE(0, refused.exit_code);
   EXPECT_EQ("", refused.out);
-  EXPECT_NE(std::string::npos, refused.err.find("--require-exact")) << refused.err;
+  EXPECT_NE(std::string::npos, refused.err.find("require_exact")) << refused.err;
   cloud->Signal(SIGTERM);
   EXPECT_EQ(0, cloud->Wait());
 }
@@ -343,7 +343,7 @@ TEST_F(PairTest, BadOptionsGiveClearErrors) {
   EXPECT_NE(std::string::npos, r.err.find("without CURVE")) << r.err;
   r = RunCommand(BinPath("splitlm-cloud") + " --model " + Model() + " --min-cut 7");
   EXPECT_NE(0, r.exit_code);
-  EXPECT_NE(std::string::npos, r.err.find("--min-cut 7 is outside 0..4")) << r.err;
+  EXPECT_NE(std::string::npos, r.err.find("min_cut 7 is outside 0..4")) << r.err;
 }
 
 }  // namespace

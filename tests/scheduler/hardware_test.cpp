@@ -1,6 +1,6 @@
-// Emulated hardware: profile files (every figure sourced, every error
-// named), the roofline, and that what the emulator charges for a forward is
-// exactly what the roofline profile tells the scheduler.
+// Hardware profiles: profile files (every figure sourced, every error
+// named), the roofline, and the virtual clock it is charged on
+// (tests/sim/hardware_emulator_test.cpp covers the emulator).
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -135,23 +135,6 @@ TEST_F(RooflineTest, DecodeIsBandwidthBoundAndPrefillAmortisesTheWeights) {
   const double batch = RooflineUs(hw_, config_, layer, 128, 1, 128 * 129 / 2.0);
   EXPECT_LT(batch, 128 * one / 4);
   EXPECT_GT(batch, one);
-}
-
-TEST_F(RooflineTest, TheEmulatorChargesWhatTheProfileTellsTheScheduler) {
-  const ComputeProfile p = RooflineProfile(hw_, config_, 42);
-  EXPECT_EQ(config_.num_layers, p.num_layers);
-  EXPECT_EQ(42u, p.model_fingerprint);
-  transport::VirtualClock clock;
-  HardwareEmulator emu(hw_, config_, clock);
-  for (int cut = 1; cut <= config_.num_layers; ++cut) {
-    // A decode step at context 256 (the profile's second point) on the device side of `cut`.
-    const partition::StageSpec spec = partition::StageSpec::Device(config_, cut);
-    const double before = emu.emulated_us();
-    emu.AfterForward(spec, 1, 1, 257, 0);
-    double predicted = p.embed_us + (cut == config_.num_layers ? p.head_decode_us : 0);
-    for (int l = 0; l < cut; ++l) predicted += p.DecodeUs(l, 256);
-    EXPECT_NEAR(predicted, emu.emulated_us() - before, 1e-6 * predicted) << "cut " << cut;
-  }
 }
 
 TEST(VirtualClockTest, FasterHardwareSkipsTimeSlowerHardwareSleepsIt) {

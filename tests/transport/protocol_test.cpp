@@ -331,7 +331,7 @@ TEST(ProtocolTest, TheSameModelInOtherFormatsIsAcceptedWithAWarningUnlessExactne
   EXPECT_NE(std::string::npos, other.reason.find("may differ from a local run")) << other.reason;
   Validation exact = ValidateHello(a, b, true);
   EXPECT_EQ(ErrorCode::kModelMismatch, exact.code);
-  EXPECT_NE(std::string::npos, exact.reason.find("--require-exact")) << exact.reason;
+  EXPECT_NE(std::string::npos, exact.reason.find("exact weights are required (require_exact)")) << exact.reason;
 
   // Another identity, or none (a peer older than protocol 1.3), or other
   // shapes: another model, refused whatever the policy.

@@ -1,4 +1,4 @@
-#include "transport/shaper.h"
+#include "sim/shaper.h"
 
 #include <boost/asio.hpp>
 
@@ -17,13 +17,14 @@
 #include "transport/error.h"
 #include "transport/text_file.h"
 
-namespace splitlm::transport {
+namespace splitlm::sim {
+using transport::TransportError;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 std::vector<TracePoint> ReadTrace(const std::string& path) {
-  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxListBytes));
+  std::istringstream in(transport::ReadTextFileOr<TransportError>(path, transport::kMaxListBytes));
   std::vector<TracePoint> out;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -87,7 +88,7 @@ struct ShapingRelay::Impl {
   net::io_context io;
   tcp::acceptor acceptor{io};
   tcp::endpoint upstream;
-  std::atomic<int64_t> start_ns{0};  // on NowOn(o.clock); Restart() moves it
+  std::atomic<int64_t> start_ns{0};  // on transport::NowOn(o.clock); Restart() moves it
   std::atomic<bool> stop{false};
   mutable std::mutex mu;
   LinkConditions fixed;
@@ -104,7 +105,7 @@ struct ShapingRelay::Impl {
 
   // Trace and outage time: on the simulation's clock when it has one.
   double Elapsed() const {
-    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(o.clock).time_since_epoch()).count();
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(transport::NowOn(o.clock).time_since_epoch()).count();
     return static_cast<double>(now - start_ns.load()) * 1e-9;
   }
 
@@ -288,11 +289,11 @@ void ShapingRelay::SetConditions(const LinkConditions& link) {
 
 LinkConditions ShapingRelay::Current() const { return impl_->Now(); }
 void ShapingRelay::Restart() {
-  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(NowOn(impl_->o.clock).time_since_epoch()).count();
+  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(transport::NowOn(impl_->o.clock).time_since_epoch()).count();
 }
 
 double ShapingRelay::elapsed_s() const { return impl_->Elapsed(); }
 uint64_t ShapingRelay::bytes_up() const { return impl_->up_bytes; }
 uint64_t ShapingRelay::bytes_down() const { return impl_->down_bytes; }
 
-}  // namespace splitlm::transport
+}  // namespace splitlm::sim

@@ -12,11 +12,13 @@
 #include <thread>
 
 #include "tests/common/test_util.h"
+#include "sim/shaper.h"
 #include "transport/error.h"
-#include "transport/shaper.h"
 
-namespace splitlm::transport {
+namespace splitlm::sim {
 namespace {
+
+using transport::TransportError;
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
@@ -227,4 +229,4 @@ TEST(ShaperTest, TraceRowsCanBeOutages) {
 }
 
 }  // namespace
-}  // namespace splitlm::transport
+}  // namespace splitlm::sim

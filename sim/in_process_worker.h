@@ -1,6 +1,7 @@
 // A cloud worker on its own thread in this process, on a free loopback port,
-// for the benchmarks and `splitlm sim`. Stops and joins on destruction, so an
-// exception between start and end cannot leave a joinable thread behind.
+// for the benchmarks, `splitlm sim` and the tests. Stops and joins on
+// destruction, so an exception between start and end cannot leave a joinable
+// thread behind.
 #pragma once
 
 #include <atomic>
@@ -8,7 +9,7 @@
 
 #include "cloud/worker.h"
 
-namespace splitlm::cli {
+namespace splitlm::sim {
 
 class InProcessWorker {
  public:
@@ -25,6 +26,8 @@ class InProcessWorker {
   InProcessWorker& operator=(const InProcessWorker&) = delete;
 
   std::string endpoint() const { return worker_.endpoint(); }
+  // "HOST:PORT" of endpoint(), as the shaping relay's upstream.
+  std::string address() const { return worker_.endpoint().substr(6); }
 
  private:
   static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions o) {
@@ -37,4 +40,4 @@ class InProcessWorker {
   std::thread thread_;
 };
 
-}  // namespace splitlm::cli
+}  // namespace splitlm::sim

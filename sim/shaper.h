@@ -12,7 +12,7 @@
 
 #include "transport/clock.h"
 
-namespace splitlm::transport {
+namespace splitlm::sim {
 
 struct LinkConditions {
   double up_mbit_s = 0;    // device -> cloud; 0 = unlimited
@@ -42,8 +42,8 @@ struct TracePoint {
 
 // Reads a trace CSV: "time_s,up_mbit_s,down_mbit_s,rtt_ms[,state]" rows
 // (state: up, stall or cut; an outage row needs a later row to end it);
-// '#' lines are comments (sources go there). Throws TransportError naming
-// the line.
+// '#' lines are comments (sources go there). Throws transport::TransportError
+// naming the line.
 std::vector<TracePoint> ReadTrace(const std::string& path);
 
 struct ShaperOptions {
@@ -54,12 +54,12 @@ struct ShaperOptions {
   uint64_t seed = 1;                        // jitter
   std::shared_ptr<spdlog::logger> log;
   // Trace and outage times run on this clock (simulation); null: steady clock.
-  const VirtualClock* clock = nullptr;
+  const transport::VirtualClock* clock = nullptr;
 };
 
 class ShapingRelay {
  public:
-  // Listens on 127.0.0.1 (a free port). Throws TransportError.
+  // Listens on 127.0.0.1 (a free port). Throws transport::TransportError.
   explicit ShapingRelay(ShaperOptions options);
   ~ShapingRelay();  // closes everything and joins its threads
   ShapingRelay(const ShapingRelay&) = delete;
@@ -82,4 +82,4 @@ class ShapingRelay {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace splitlm::transport
+}  // namespace splitlm::sim

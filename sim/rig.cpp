@@ -1,0 +1,49 @@
+#include "sim/rig.h"
+
+namespace splitlm::sim {
+namespace {
+
+cloud::WorkerOptions WorkerOptionsFor(const partition::Model& model, const RigOptions& o,
+                                      transport::VirtualClock& clock, HardwareEmulator* cloud_emu) {
+  cloud::WorkerOptions wo = o.worker;
+  wo.clock = &clock;
+  if (cloud_emu) {
+    wo.compute_hook = cloud_emu;
+    const auto profile =
+        scheduler::RooflineProfile(*o.cloud, model.config(), cloud_emu->weights(), model.fingerprint());
+    wo.report_layer_decode_us.clear();
+    for (const auto& layer : profile.layer_decode_us) wo.report_layer_decode_us.push_back(static_cast<float>(layer[0]));
+    wo.report_head_decode_us = static_cast<float>(profile.head_decode_us);
+  }
+  if (o.log) wo.server.log = o.log;
+  return wo;
+}
+
+}  // namespace
+
+Rig::Rig(const partition::Model& model, RigOptions o, zmq::context_t& context) {
+  const auto& c = model.config();
+  if (o.device) device_emu_.emplace(*o.device, c, o.device_weights.value_or(scheduler::F32Weights(c)), clock_);
+  if (o.cloud) cloud_emu_.emplace(*o.cloud, c, o.cloud_weights.value_or(scheduler::F32Weights(c)), clock_);
+  worker_ = std::make_unique<InProcessWorker>(model, context, cloud_metrics_, o.log,
+                                              WorkerOptionsFor(model, o, clock_, cloud_emu_ ? &*cloud_emu_ : nullptr));
+  ShaperOptions so = o.link;
+  so.upstream = worker_->address();
+  so.clock = &clock_;
+  if (o.log) so.log = o.log;
+  relay_ = std::make_unique<ShapingRelay>(so);
+}
+
+Rig::~Rig() {
+  relay_.reset();
+  worker_.reset();
+}
+
+device::AgentOptions Rig::AgentOptions(device::AgentOptions o) {
+  o.channel.endpoint = relay_->endpoint();
+  o.clock = &clock_;
+  if (device_emu_) o.compute_hook = &*device_emu_;
+  return o;
+}
+
+}  // namespace splitlm::sim
