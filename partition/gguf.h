@@ -109,6 +109,8 @@ class GgufFile {
   uint64_t digest() const { return digest_; }
   // Valid while this object lives.
   const uint8_t* data(const GgufTensor& tensor) const { return file_->data() + tensor.offset; }
+  // MappedFile::ReleasePages.
+  void ReleasePages() const { file_->ReleasePages(); }
 
  private:
   GgufFile() = default;

@@ -1,25 +1,26 @@
 // A device stage of a memory-mapped GGUF model neither reads nor keeps the
-// pages of layers >= its cut: after loading [0, K) and running a prefill and
-// a few decode steps, no page wholly inside a tensor of a later layer is
-// mapped present in this process.
+// pages of layers >= its cut.
 //
-// Why this cannot be flaky: presence is read from /proc/self/pagemap, i.e.
-// this process's own page table entries, not the page cache (mincore() would
-// report the page cache, which Model::Open's digest read, or another
-// process, fills with the whole file). A PTE appears only when this process
-// faults on the page, or when the kernel's fault-around maps cached
-// neighbours of a faulting page; fault-around is limited to an aligned
-// window of at most a page table (2 MiB on x86-64 and 4K-page aarch64,
-// 64 KiB by default), so pages in a 2 MiB window that holds any byte the
-// stage may read are not judged. Memory pressure can only remove PTEs, which
-// cannot make the test fail. The model is large enough (8 layers of ~3 MB)
-// that most of the later layers lie outside those windows, and the test
-// checks that it judged many pages and that it sees a page it touches itself.
+// Reads: the pages wholly inside the later layers' tensors are made
+// inaccessible (mprotect PROT_NONE on this process's mapping) while the stage
+// loads and runs a prefill and a few decode steps: a read of any of them
+// would stop the test with SIGSEGV, whatever the page cache holds and however
+// busy the machine is.
+// Keeps: afterwards no page of the file is mapped present in this process
+// (/proc/self/pagemap's present bits: this process's page tables, not the
+// page cache, which Model::Open's digest read fills with the whole file), as
+// StageWeights::Load releases the mapping once it has copied its tensors;
+// a page the test touches itself shows as present, so the method sees pages.
 #include "partition/resident_memory.h"
 
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 
 #include <string>
 #include <vector>
@@ -35,8 +36,6 @@
 
 namespace splitlm::partition {
 namespace {
-
-constexpr uintptr_t kWindow = uintptr_t{2} << 20;
 
 struct Range {
   uintptr_t begin, end;
@@ -76,7 +75,7 @@ std::vector<Range> TensorRanges(const Model& model, const GgufFile& header) {
   return ranges;
 }
 
-TEST(ResidentMemory, ADeviceStageMapsNoPageOfTheLayersPastItsCut) {
+TEST(ResidentMemory, ADeviceStageNeitherReadsNorKeepsTheLayersPastItsCut) {
   testing::TempDir dir;
   RandomModelOptions o;
   o.preset = "small";
@@ -86,45 +85,35 @@ TEST(ResidentMemory, ADeviceStageMapsNoPageOfTheLayersPastItsCut) {
   auto header = GgufFile::Open(dir.Sub("m.gguf"));
   const ModelConfig& c = model->config();
   ASSERT_EQ(8, c.num_layers);
-  if (!PresentBytes(model->Tensor("model.norm.weight", {c.hidden_size}).data, 1)) {
+  const std::vector<Range> ranges = TensorRanges(*model, *header);
+  const Range file{ranges[0].begin, ranges[0].begin + std::filesystem::file_size(dir.Sub("m.gguf")), -1};
+  if (!PresentBytes(reinterpret_cast<const void*>(file.begin), 1)) {
     GTEST_SKIP() << "/proc/self/pagemap is not readable here";
   }
-  const std::vector<Range> ranges = TensorRanges(*model, *header);
   const int cut = 3;
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<std::pair<uintptr_t, size_t>> guarded;
+  size_t guarded_bytes = 0;
+  for (const Range& r : ranges) {
+    const uintptr_t b = (r.begin + page - 1) / page * page, e = r.end / page * page;
+    if (r.layer < cut || e <= b) continue;
+    ASSERT_EQ(0, ::mprotect(reinterpret_cast<void*>(b), e - b, PROT_NONE)) << std::strerror(errno);
+    guarded.push_back({b, e - b});
+    guarded_bytes += e - b;
+  }
+  EXPECT_GT(guarded_bytes, size_t{8} << 20) << "the later layers should be most of the file";
   {
-    partition::Stage device(StageWeights::Load(*model, StageSpec::Device(c, cut)));
+    Stage device(StageWeights::Load(*model, StageSpec::Device(c, cut)));
     std::vector<float> hidden(device.OutputSize(9));
     const auto prompt = testing::Prompt(9, c.vocab_size);
     device.Forward({prompt.data(), nullptr, 9}, hidden.data());
     for (int i = 0; i < 3; ++i) device.Forward({prompt.data() + i, nullptr, 1}, hidden.data());
+    EXPECT_EQ(0u, *PresentBytes(reinterpret_cast<const void*>(file.begin), file.end - file.begin))
+        << "the stage keeps pages of the file mapped";
   }
-  // The windows the stage may have faulted in: those of the tensors it reads
-  // (the embedding and layers < cut) and of the file's header.
-  std::vector<Range> read = {ranges[0], ranges[1]};  // the header and the embedding
-  for (const Range& r : ranges) {
-    if (r.layer >= 0 && r.layer < cut) read.push_back(r);
-  }
-  auto near_read = [&](uintptr_t page) {
-    for (const Range& r : read) {
-      if (page + kWindow > (r.begin & ~(kWindow - 1)) && page < ((r.end + kWindow - 1) & ~(kWindow - 1))) return true;
-    }
-    return false;
-  };
-  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
-  size_t judged = 0, present = 0;
-  for (const Range& r : ranges) {
-    if (r.layer < cut) continue;
-    for (uintptr_t p = (r.begin + page - 1) / page * page; p + page <= r.end; p += page) {
-      if (near_read(p)) continue;
-      ++judged;
-      present += *PresentBytes(reinterpret_cast<const void*>(p), page) / page;
-    }
-  }
-  EXPECT_GT(judged, 2000u) << "too few pages of layers >= " << cut << " lie outside the stage's windows";
-  EXPECT_EQ(0u, present) << "pages of layers >= " << cut << " are mapped present";
+  for (const auto& [b, n] : guarded) ASSERT_EQ(0, ::mprotect(reinterpret_cast<void*>(b), n, PROT_READ));
   // The method sees a page this process touches.
-  const Range& last = ranges.back();
-  const auto* probe = reinterpret_cast<const volatile uint8_t*>((last.begin + page - 1) / page * page);
+  const auto* probe = reinterpret_cast<const volatile uint8_t*>(guarded.back().first);
   (void)*probe;
   EXPECT_EQ(page, *PresentBytes(const_cast<const uint8_t*>(probe), page));
 }
@@ -135,10 +124,13 @@ TEST(ResidentMemory, FileAndProcessRssAreReadable) {
   ASSERT_TRUE(FileMappedRss(gguf).has_value());
   ASSERT_TRUE(ProcessRss().has_value());
   EXPECT_GT(*ProcessRss(), 0u);
-  const size_t before = *FileMappedRss(gguf);
+  // Loading a stage copies every tensor and releases the file's pages.
   auto all = StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
-  // Loading every tensor maps (most of) the file: at least its first tensor.
-  EXPECT_GT(*FileMappedRss(gguf), before);
+  EXPECT_EQ(0u, *FileMappedRss(gguf));
+  const auto* first = static_cast<const volatile uint8_t*>(
+      model->Tensor("model.norm.weight", {model->config().hidden_size}).data);
+  (void)*first;
+  EXPECT_GT(*FileMappedRss(gguf), 0u);
   EXPECT_FALSE(FileMappedRss("/nonexistent/file").has_value());
 }
 
