@@ -83,8 +83,9 @@ Runner AddResident(CLI::App& app) {
                           {"rss_start", rss_start},    {"rss_after_open", rss_open}, {"rss", rss}};
       std::cout << j.dump() << std::endl;
     } else {
-      std::printf("device stage [0, %d) of %d layers%s, held as %s\n", k, c.num_layers,
-                  k == c.num_layers ? " and the head" : "", stage.weights().weight_formats().c_str());
+      const std::string held_as = stage.weights().weight_formats();
+      std::printf("device stage [0, %d) of %d layers%s, matrices held as %s\n", k, c.num_layers,
+                  k == c.num_layers ? " and the head" : "", held_as.empty() ? "(none: embedding only)" : held_as.c_str());
       std::printf("stage weights     %9.1f MiB (what the stage holds)\n", MiB(held));
       std::printf("file pages mapped %9.1f MiB of the %.1f MiB file(s)\n", MiB(f.file_rss), MiB(f.file_bytes));
       std::printf("process RSS       %9.1f MiB (%.1f at start, %.1f after opening the model)\n", MiB(rss),
