@@ -216,6 +216,23 @@ std::optional<GgmlBlock> GgmlBlockOf(uint32_t type) {
     case GgmlType::kQ5_K: return GgmlBlock{256, 176};
     case GgmlType::kQ6_K: return GgmlBlock{256, 210};
     case GgmlType::kQ8_K: return GgmlBlock{256, 292};
+    case GgmlType::kIQ2_XXS: return GgmlBlock{256, 66};
+    case GgmlType::kIQ2_XS: return GgmlBlock{256, 74};
+    case GgmlType::kIQ3_XXS: return GgmlBlock{256, 98};
+    case GgmlType::kIQ1_S: return GgmlBlock{256, 50};
+    case GgmlType::kIQ4_NL: return GgmlBlock{32, 18};
+    case GgmlType::kIQ3_S: return GgmlBlock{256, 110};
+    case GgmlType::kIQ2_S: return GgmlBlock{256, 82};
+    case GgmlType::kIQ4_XS: return GgmlBlock{256, 136};
+    case GgmlType::kI8: return GgmlBlock{1, 1};
+    case GgmlType::kI16: return GgmlBlock{1, 2};
+    case GgmlType::kI32: return GgmlBlock{1, 4};
+    case GgmlType::kI64: return GgmlBlock{1, 8};
+    case GgmlType::kF64: return GgmlBlock{1, 8};
+    case GgmlType::kIQ1_M: return GgmlBlock{256, 56};
+    case GgmlType::kTQ1_0: return GgmlBlock{256, 54};
+    case GgmlType::kTQ2_0: return GgmlBlock{256, 66};
+    case GgmlType::kMXFP4: return GgmlBlock{32, 17};
   }
   return std::nullopt;
 }
@@ -237,6 +254,23 @@ std::string GgmlTypeName(uint32_t type) {
     case GgmlType::kQ5_K: return "Q5_K";
     case GgmlType::kQ6_K: return "Q6_K";
     case GgmlType::kQ8_K: return "Q8_K";
+    case GgmlType::kIQ2_XXS: return "IQ2_XXS";
+    case GgmlType::kIQ2_XS: return "IQ2_XS";
+    case GgmlType::kIQ3_XXS: return "IQ3_XXS";
+    case GgmlType::kIQ1_S: return "IQ1_S";
+    case GgmlType::kIQ4_NL: return "IQ4_NL";
+    case GgmlType::kIQ3_S: return "IQ3_S";
+    case GgmlType::kIQ2_S: return "IQ2_S";
+    case GgmlType::kIQ4_XS: return "IQ4_XS";
+    case GgmlType::kI8: return "I8";
+    case GgmlType::kI16: return "I16";
+    case GgmlType::kI32: return "I32";
+    case GgmlType::kI64: return "I64";
+    case GgmlType::kF64: return "F64";
+    case GgmlType::kIQ1_M: return "IQ1_M";
+    case GgmlType::kTQ1_0: return "TQ1_0";
+    case GgmlType::kTQ2_0: return "TQ2_0";
+    case GgmlType::kMXFP4: return "MXFP4";
   }
   return "type " + std::to_string(type);
 }

@@ -16,11 +16,16 @@
 namespace splitlm::partition {
 
 // ggml's tensor types, numbered as in the file (ggml.h `enum ggml_type`).
-// Only those whose block layout splitlm knows are named; any other number in
-// a file is an error naming it.
+// All of ggml's types have their block size known, so a file holding any of
+// them parses and a tensor of a type splitlm cannot compute with is an error
+// naming it where the model loads it; a number not listed is an error of the
+// parser. Which types load: tensor_f32.h CanConvertToF32.
 enum class GgmlType : uint32_t {
   kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ4_1 = 3, kQ5_0 = 6, kQ5_1 = 7, kQ8_0 = 8, kQ8_1 = 9,
-  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15, kBF16 = 30,
+  kQ2_K = 10, kQ3_K = 11, kQ4_K = 12, kQ5_K = 13, kQ6_K = 14, kQ8_K = 15,
+  kIQ2_XXS = 16, kIQ2_XS = 17, kIQ3_XXS = 18, kIQ1_S = 19, kIQ4_NL = 20, kIQ3_S = 21, kIQ2_S = 22,
+  kIQ4_XS = 23, kI8 = 24, kI16 = 25, kI32 = 26, kI64 = 27, kF64 = 28, kIQ1_M = 29, kBF16 = 30,
+  kTQ1_0 = 34, kTQ2_0 = 35, kMXFP4 = 39,
 };
 
 // Values per block and bytes per block of `type` (1 and the element size for
@@ -104,6 +109,8 @@ class GgufFile {
   uint64_t digest() const { return digest_; }
   // Valid while this object lives.
   const uint8_t* data(const GgufTensor& tensor) const { return file_->data() + tensor.offset; }
+  // MappedFile::ReleasePages.
+  void ReleasePages() const { file_->ReleasePages(); }
 
  private:
   GgufFile() = default;

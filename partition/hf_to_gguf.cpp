@@ -1,5 +1,6 @@
 #include "partition/hf_to_gguf.h"
 
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -102,6 +103,35 @@ void AddMetadata(const Model& model, GgufWriter& w) {
   w.AddKeyValue("general.file_type", GgufU32(0));  // LLAMA_FTYPE_ALL_F32
 }
 
+// Llama 3 rope scaling as llama.cpp's convert_hf_to_gguf.py stores it
+// (LlamaModel.generate_extra_tensors): a divisor per rotary frequency,
+// computed as its torch float32 operations do (Python scalars are rounded to
+// float32 where they meet a tensor).
+std::vector<float> Llama3FreqFactors(const ModelConfig& c) {
+  const RopeScaling& rs = c.rope_scaling;
+  const float factor = static_cast<float>(rs.factor);
+  const float low = static_cast<float>(rs.low_freq_factor);
+  const float old_context = static_cast<float>(rs.original_max_position);
+  const float low_wavelen = static_cast<float>(rs.original_max_position / rs.low_freq_factor);
+  const float high_wavelen = static_cast<float>(rs.original_max_position / rs.high_freq_factor);
+  const float spread = static_cast<float>(rs.high_freq_factor - rs.low_freq_factor);
+  std::vector<float> factors;
+  for (int i = 0; i < c.head_dim; i += 2) {
+    const float e = static_cast<float>(i) / static_cast<float>(c.head_dim);
+    const float freq = 1.0f / std::pow(static_cast<float>(c.rope_theta), e);
+    const float wavelen = static_cast<float>(2 * M_PI) / freq;
+    if (wavelen < high_wavelen) {
+      factors.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      factors.push_back(factor);
+    } else {
+      const float smooth = (old_context / wavelen - low) / spread;
+      factors.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  return factors;
+}
+
 }  // namespace
 
 std::string IdentityToHex(uint64_t identity) {
@@ -126,16 +156,26 @@ void ConvertToGguf(const Model& model, const std::string& out, const ConvertOpti
     throw PartitionError(model.dir() + " is already a GGUF file: quantize it directly");
   }
   const ModelConfig& c = model.config();
-  if (c.rope_scaling.kind == RopeScaling::Kind::kLlama3 || !c.rope_scaling.freq_factors.empty()) {
-    throw PartitionError(model.dir() + ": Llama 3 rope scaling is not converted to GGUF yet "
-                                       "(llama.cpp stores it as computed frequency factors)");
+  if (!c.rope_scaling.freq_factors.empty()) {
+    throw PartitionError(model.dir() + ": rope frequency factors of a directory cannot be converted");
   }
   const std::vector<Planned> plan = PlanTensors(model);
   GgufWriter w(out);
   AddMetadata(model, w);
+  // Llama 3 scaling: llama.cpp's converter writes no scaling keys but the
+  // factors, as the first tensor.
+  const bool llama3 = c.rope_scaling.kind == RopeScaling::Kind::kLlama3;
+  const std::vector<float> freq_factors = llama3 ? Llama3FreqFactors(c) : std::vector<float>();
+  if (llama3) {
+    w.AddTensor("rope_freqs.weight", {static_cast<int64_t>(freq_factors.size())},
+                static_cast<uint32_t>(GgmlType::kF32));
+  }
   for (const Planned& t : plan) {
     w.AddTensor(GgufTensorName(t.hf_name), std::vector<int64_t>(t.shape.rbegin(), t.shape.rend()),
                 static_cast<uint32_t>(GgmlType::kF32));
+  }
+  if (llama3) {
+    w.WriteTensorData(reinterpret_cast<const uint8_t*>(freq_factors.data()), freq_factors.size() * sizeof(float));
   }
   int done = 0;
   for (const Planned& t : plan) {

@@ -37,9 +37,11 @@ struct ConvertOptions {
 // an F32 GGUF v3 file at `out` (replaced only when complete). The file has
 // no vocabulary ("tokenizer.ggml.model" = "none": pass the directory's
 // tokenizer with --tokenizer), but the BOS and EOS ids. Throws
-// PartitionError naming the directory and the problem (a GGUF model, Llama
-// 3 rope scaling, which the converter stores as computed frequency factors,
-// is not written yet).
+// PartitionError naming the directory and the problem (a GGUF model). Llama
+// 3 rope scaling becomes llama.cpp's `rope_freqs.weight` (a divisor per
+// rotary frequency, computed in float32 as convert_hf_to_gguf.py does), which
+// splitlm and llama.cpp apply by dividing each frequency: close to, not
+// bitwise, the directory's llama3 frequencies.
 void ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options = {});
 
 }  // namespace splitlm::partition

@@ -37,6 +37,10 @@ std::unique_ptr<MappedFile> MappedFile::Open(const std::string& path, size_t min
   return f;
 }
 
+void MappedFile::ReleasePages() const {
+  if (base_ != nullptr) ::madvise(const_cast<uint8_t*>(base_), size_, MADV_DONTNEED);
+}
+
 MappedFile::~MappedFile() {
   if (base_ != nullptr) ::munmap(const_cast<uint8_t*>(base_), size_);
   if (fd_ >= 0) ::close(fd_);

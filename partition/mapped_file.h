@@ -32,6 +32,13 @@ class MappedFile {
   // naming the path if a read fails or the file shrank.
   uint64_t Digest(uint64_t begin, uint64_t end) const;
 
+  // Drops this process's page-table entries of the whole mapping
+  // (madvise MADV_DONTNEED; the mapping is read-only, so nothing is lost: a
+  // later read faults the page in again). Callers that have copied what they
+  // need call it so that the pages stop counting in the process's resident
+  // memory. Thread-safe.
+  void ReleasePages() const;
+
  private:
   MappedFile() = default;
   std::string path_;

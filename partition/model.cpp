@@ -215,6 +215,11 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
 
 Model::~Model() = default;
 
+void Model::ReleaseMappedPages() const {
+  if (gguf_) gguf_->ReleasePages();
+  for (const auto& f : files_) f->ReleasePages();
+}
+
 std::optional<std::string> Model::tokenizer_path() const {
   if (gguf_) {
     // "none" (llama.cpp's LLAMA_VOCAB_TYPE_NONE): weights without a vocabulary.

@@ -79,6 +79,11 @@ class Model {
   // Throws PartitionError naming the tensor and file if it is missing, its
   // shape differs from `expected_shape`, or its type cannot be loaded.
   TensorRef Tensor(const std::string& name, const std::vector<int64_t>& expected_shape) const;
+  // Drops this process's mapping of the model files' pages (they stay
+  // valid: a later read faults them in again). StageWeights::Load calls it
+  // once it has copied its tensors, so a stage's resident memory is its own
+  // copies, not those plus the file's pages.
+  void ReleaseMappedPages() const;
 
  private:
   Model() = default;

@@ -11,6 +11,7 @@
 
 #include "partition/error.h"
 #include "partition/gguf.h"
+#include "partition/quant_decode.h"
 #include "transport/codec.h"
 
 namespace splitlm::partition {
@@ -442,7 +443,8 @@ std::optional<Codec> CheckedCodec(uint32_t type, int64_t n, const char* op) {
   const auto codec = BlockCodec(type);
   if (!codec && !IsFloatType(type)) {
     Fail(std::string(op) + ": tensor type " + GgmlTypeName(type) +
-         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are)");
+         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are; DequantizeRow also reads " +
+         "Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)");
   }
   const int64_t block = codec ? codec->values : 1;
   if (n < 0 || n % block != 0) {
@@ -456,7 +458,20 @@ std::optional<Codec> CheckedCodec(uint32_t type, int64_t n, const char* op) {
 
 bool IsQuantizeSupported(uint32_t ggml_type) { return IsFloatType(ggml_type) || BlockCodec(ggml_type).has_value(); }
 
+bool IsDequantizeSupported(uint32_t ggml_type) {
+  return IsQuantizeSupported(ggml_type) || IsDecodeOnlyType(ggml_type);
+}
+
 void DequantizeRow(uint32_t ggml_type, const uint8_t* src, float* dst, int64_t n) {
+  if (IsDecodeOnlyType(ggml_type)) {
+    const int64_t block = GgmlBlockOf(ggml_type)->values;
+    if (n < 0 || n % block != 0) {
+      Fail("DequantizeRow: " + std::to_string(n) + " values are not a whole number of " + GgmlTypeName(ggml_type) +
+           " blocks of " + std::to_string(block));
+    }
+    DecodeBlocks(ggml_type, src, dst, n / block);
+    return;
+  }
   const auto codec = CheckedCodec(ggml_type, n, "DequantizeRow");
   if (codec) {
     for (int64_t i = 0; i < n / codec->values; ++i) codec->dequantize(src + i * codec->bytes, dst + i * codec->values);

@@ -48,7 +48,9 @@
 namespace splitlm::partition {
 
 // Writes n values decoded from the row at `src` to `dst`. `ggml_type` is a
-// GgmlType number: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K; `n` must be a
+// GgmlType number: F32, F16, BF16, Q8_0, Q4_0, Q4_K or Q6_K, or one of the
+// types splitlm reads but does not write (partition/quant_decode.h: Q4_1,
+// Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL); `n` must be a
 // non-negative multiple of the type's block (32 or 256 values). `src` holds
 // n / block * block_bytes bytes (no alignment required). Throws
 // PartitionError naming the type for any other type or a bad `n`.
@@ -63,7 +65,9 @@ void DequantizeRow(uint32_t ggml_type, const uint8_t* src, float* dst, int64_t n
 // (values past fp16's range become infinite, as in ggml); F32 is copied.
 void QuantizeRow(uint32_t ggml_type, const float* src, uint8_t* dst, int64_t n);
 
-// Whether QuantizeRow / DequantizeRow accept `ggml_type`.
+// Whether QuantizeRow (and DequantizeRow) accept `ggml_type`.
 bool IsQuantizeSupported(uint32_t ggml_type);
+// Whether DequantizeRow accepts `ggml_type`.
+bool IsDequantizeSupported(uint32_t ggml_type);
 
 }  // namespace splitlm::partition

@@ -151,6 +151,8 @@ std::unique_ptr<SafetensorsFile> SafetensorsFile::Open(const std::string& path) 
 
 SafetensorsFile::~SafetensorsFile() = default;
 
+void SafetensorsFile::ReleasePages() const { file_->ReleasePages(); }
+
 void SafetensorsWriter::Add(const std::string& name, StoredDType dtype,
                             std::vector<int64_t> shape) {
   TensorInfo info;

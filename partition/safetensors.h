@@ -64,6 +64,8 @@ class SafetensorsFile {
   uint64_t data_digest() const { return data_digest_; }
   // Valid while this object lives.
   const uint8_t* data(const TensorInfo& info) const { return file_->data() + info.offset; }
+  // MappedFile::ReleasePages.
+  void ReleasePages() const;
 
  private:
   SafetensorsFile() = default;

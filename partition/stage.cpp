@@ -283,6 +283,8 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   }
   w.cos = std::move(cos);
   w.sin = std::move(sin);
+  // Every tensor is copied: the file's pages need not stay mapped.
+  model.ReleaseMappedPages();
   return sw;
 }
 

@@ -28,7 +28,7 @@ void UninterleaveHeads(const float* src, int64_t rows, int64_t row_len, int head
 
 }  // namespace
 
-bool CanConvertToF32(uint32_t type) { return IsQuantizeSupported(type); }
+bool CanConvertToF32(uint32_t type) { return IsDequantizeSupported(type); }
 
 void TensorToF32(const TensorRef& t, float* dst) {
   const std::optional<GgmlBlock> block = GgmlBlockOf(t.type);

@@ -10,7 +10,7 @@
 namespace splitlm::partition {
 
 // Whether TensorToF32 can convert elements of ggml type `type`: F32, F16,
-// BF16, Q8_0, Q4_0, Q4_K, Q6_K.
+// BF16, Q8_0, Q4_0, Q4_K, Q6_K, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL.
 bool CanConvertToF32(uint32_t type);
 
 // Writes `t` as fp32 to `dst` (the product of t.shape floats, row-major in

@@ -8,10 +8,11 @@
 #include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/kernels.h"
+#include "partition/kernels_half.h"
 #include "partition/kernels_quant.h"
 #include "partition/quant.h"
+#include "partition/quant_decode.h"
 #include "partition/tensor_f32.h"
-#include "transport/codec.h"
 
 namespace splitlm::partition {
 namespace {
@@ -30,6 +31,7 @@ std::string TypeLabel(uint32_t type) {
   for (const auto& f : kFormats) {
     if (static_cast<uint32_t>(f.type) == type) return f.name;
   }
+  if (type == static_cast<uint32_t>(GgmlType::kBF16)) return "bf16";
   return GgmlTypeName(type);
 }
 
@@ -70,7 +72,9 @@ uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int
   const int64_t k = t.shape.back();
   uint32_t target = kF32;
   if (format.empty()) {
-    target = t.type;
+    // Q5_0, IQ4_NL and Q3_K are held as the Q8_0 or Q6_K blocks that hold
+    // their values exactly (quant_decode.h); F16 and BF16 as themselves.
+    target = ExactBlockForm(t.type).value_or(t.type);
   } else if (format == "q4_k_m") {
     target = T(GgmlType::kQ4_K);
     const int layer = LayerOf(part.name);
@@ -84,8 +88,33 @@ uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int
       if (format == f.name) target = T(f.type);
     }
   }
+  if (kernels::IsHalfType(target)) return target;
   if (!kernels::CanPackQuant(target) || k % kernels::QuantBlockValues(target) != 0) return kF32;
   return target;
+}
+
+// The parts [begin, end) as one 16-bit segment of `type` (F16 or BF16):
+// stored rows copied, any other type widened and rounded to nearest even.
+std::vector<uint16_t> HalfRows(const std::vector<WeightMatrix::Part>& parts, size_t begin, size_t end, uint32_t type,
+                               int k) {
+  std::vector<uint16_t> rows;
+  for (size_t i = begin; i < end; ++i) {
+    const TensorRef& t = parts[i].ref;
+    const int64_t n = RowsOf(t);
+    if (t.type == type) {
+      const auto* src = static_cast<const uint16_t*>(t.data);
+      for (int64_t r = 0; r < n; ++r) {
+        const uint16_t* row = src + StoredRow(t, r) * k;
+        rows.insert(rows.end(), row, row + k);
+      }
+    } else {
+      const std::vector<float> f = ToF32(t);
+      const size_t at = rows.size();
+      rows.resize(at + f.size());
+      QuantizeRow(type, f.data(), reinterpret_cast<uint8_t*>(rows.data() + at), static_cast<int64_t>(f.size()));
+    }
+  }
+  return rows;
 }
 
 }  // namespace
@@ -120,6 +149,18 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
       Segment s;
       s.type = held[i];
       s.row0 = row0;
+      if (kernels::IsHalfType(s.type)) {
+        const size_t begin = i;
+        for (; i < parts.size() && held[i] == s.type; ++i) s.rows += static_cast<int>(RowsOf(parts[i].ref));
+        const std::vector<uint16_t> rows = HalfRows(parts, begin, i, s.type, k);
+        std::vector<const uint16_t*> ptrs;
+        for (int r = 0; r < s.rows; ++r) ptrs.push_back(rows.data() + static_cast<size_t>(r) * k);
+        s.half.resize(kernels::HalfPackedSize(s.rows, k));
+        kernels::PackHalf(ptrs.data(), s.rows, k, s.half.data());
+        row0 += s.rows;
+        w->segments_.push_back(std::move(s));
+        continue;
+      }
       const GgmlBlock blk = *GgmlBlockOf(s.type);
       const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
       std::vector<const uint8_t*> ptrs;
@@ -130,6 +171,16 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
         if (t.type == s.type) {
           for (int64_t r = 0; r < rows; ++r) {
             ptrs.push_back(static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * row_bytes);
+          }
+        } else if (ExactBlockForm(t.type) == s.type) {
+          const GgmlBlock src_blk = *GgmlBlockOf(t.type);
+          const size_t src_row_bytes = static_cast<size_t>(k / src_blk.values) * src_blk.bytes;
+          made.emplace_back(row_bytes * rows);
+          uint8_t* dst = made.back().data();
+          for (int64_t r = 0; r < rows; ++r) {
+            TranscodeRow(t.type, static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * src_row_bytes,
+                         dst + r * row_bytes, k);
+            ptrs.push_back(dst + r * row_bytes);
           }
         } else {
           const std::vector<float> f = ToF32(t);
@@ -161,9 +212,6 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
     const std::vector<float> f = ToF32(p.ref);
     all.insert(all.end(), f.begin(), f.end());
   }
-  if (format == "f16") {
-    for (float& v : all) v = transport::HalfToFloat(transport::FloatToHalf(v));
-  }
   Segment s;
   s.rows = w->rows_;
   s.type = kF32;
@@ -178,6 +226,8 @@ void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) con
     const float* b = bias != nullptr ? bias + s.row0 : nullptr;
     if (s.type == kF32) {
       kernels::MatMul(s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
+    } else if (kernels::IsHalfType(s.type)) {
+      kernels::HalfMatMul(s.type, s.half.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
     } else {
       kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
     }
@@ -189,6 +239,8 @@ void WeightMatrix::Row(int r, float* out) const {
     if (r < s.row0 || r >= s.row0 + s.rows) continue;
     if (s.type == kF32) {
       kernels::UnpackRow(s.f32.data(), cols_, r - s.row0, out);
+    } else if (kernels::IsHalfType(s.type)) {
+      kernels::HalfUnpackRow(s.type, s.half.data(), cols_, r - s.row0, out);
     } else {
       kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out);
     }
@@ -198,7 +250,7 @@ void WeightMatrix::Row(int r, float* out) const {
 
 size_t WeightMatrix::bytes() const {
   size_t n = 0;
-  for (const Segment& s : segments_) n += s.f32.size() * sizeof(float) + s.blocks.size();
+  for (const Segment& s : segments_) n += s.f32.size() * sizeof(float) + s.blocks.size() + s.half.size() * 2;
   return n;
 }
 

@@ -16,9 +16,12 @@
 namespace splitlm::partition {
 
 // The format weights are held in, chosen at load (`--weights`, config key
-// `model.weights`): "" (native: a GGUF model's Q8_0, Q4_0, Q4_K and Q6_K
-// matrices stay in their format, everything else becomes fp32), "f32"
-// (everything dequantised), "f16" (values rounded to fp16, held as fp32),
+// `model.weights`): "" (native: a GGUF model's Q8_0, Q4_0, Q4_K, Q6_K, F16
+// and BF16 matrices stay in their format, Q5_0 and IQ4_NL become the Q8_0
+// blocks and Q3_K the Q6_K blocks holding the same values (quant_decode.h),
+// everything else (F32, Q4_1, Q5_1, Q2_K, Q5_K) becomes fp32), "f32"
+// (everything dequantised), "f16" (values rounded to fp16, held in 16 bits:
+// kernels_half.h),
 // "q8_0", "q4_0", "q4_k", "q6_k" (each matrix row quantised at load with
 // QuantizeRow; a matrix whose rows are not whole blocks stays fp32),
 // "q4_k_m" (llama.cpp's Q4_K_M choice for a llama-shaped model: Q6_K for
@@ -60,10 +63,11 @@ class WeightMatrix {
 
  private:
   struct Segment {
-    uint32_t type = 0;  // GgmlType: F32 (packed panels) or a block type
+    uint32_t type = 0;  // GgmlType: F32 (packed panels), F16/BF16 (16-bit panels) or a block type
     int row0 = 0, rows = 0;
     std::vector<float> f32;
     std::vector<uint8_t> blocks;
+    std::vector<uint16_t> half;  // F16 or BF16 panels (kernels_half.h)
   };
   int rows_ = 0, cols_ = 0;
   std::vector<Segment> segments_;

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddTokenize);
   add(splitlm::cli::AddDetokenize);
   add(splitlm::cli::AddChatRender);
+  add(splitlm::cli::AddResident);
 
   CLI11_PARSE(app, argc, argv);
 

@@ -300,8 +300,8 @@ TEST(GgufModel, BadFilesAreErrorsNamingTheFileTheKeyOrTensorAndTheProblem) {
   EXPECT_EQ(path + ": tensor \"blk.0.attn_q.weight\" has dims [32, 16] (innermost first), expected [32, 32]",
             ErrorOf(m, path));
   m = MiniModel();
-  m.types["blk.0.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kQ5_1);
-  EXPECT_EQ(path + ": tensor \"blk.0.ffn_down.weight\" has type Q5_1, which splitlm cannot load yet",
+  m.types["blk.0.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kMXFP4);
+  EXPECT_EQ(path + ": tensor \"blk.0.ffn_down.weight\" has type MXFP4, which splitlm cannot load yet",
             ErrorOf(m, path));
   m = MiniModel(3);
   EXPECT_EQ(path + ": tensor \"blk.2.attn_norm.weight\" belongs to layer 2, but block_count is 2",
@@ -332,7 +332,7 @@ TEST(GgufModel, TiedHeadWhenOutputIsAbsent) {
 TEST(GgufModel, AStageReadsOnlyItsOwnLayers) {
   TempDir dir;
   MiniModel m;
-  m.types["blk.1.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kQ5_1);
+  m.types["blk.1.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kMXFP4);
   std::ofstream(dir.Sub("m.gguf"), std::ios::binary) << m.Bytes();
   auto model = Model::Open(dir.Sub("m.gguf"));
   EXPECT_NO_THROW(StageWeights::Load(*model, StageSpec::Device(model->config(), 1)));

@@ -171,11 +171,11 @@ TEST(Quant, UnsupportedTypesAndRaggedRowsAreErrors) {
   float x[32] = {};
   uint8_t b[64] = {};
   try {
-    DequantizeRow(6, b, x, 32);
+    DequantizeRow(16, b, x, 256);
     FAIL();
   } catch (const PartitionError& e) {
-    EXPECT_EQ(std::string("DequantizeRow: tensor type Q5_0 is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and "
-                          "Q6_K are)"),
+    EXPECT_EQ(std::string("DequantizeRow: tensor type IQ2_XXS is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and "
+                          "Q6_K are; DequantizeRow also reads Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)"),
               e.what());
   }
   try {

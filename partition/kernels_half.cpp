@@ -1,0 +1,113 @@
+#include "partition/kernels_half.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "partition/error.h"
+#include "partition/gguf.h"
+#include "partition/kernels.h"
+#include "transport/codec.h"
+
+namespace splitlm::partition::kernels {
+
+#define SPLITLM_DECLARE_HALF_ISA(ns)                                                                    \
+  namespace ns {                                                                                       \
+  void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n, float* y, \
+                       int ldy, const float* bias, int p0, int p1);                                    \
+  int HalfTileInputsEntry();                                                                           \
+  }
+SPLITLM_DECLARE_HALF_ISA(portable)
+#if defined(SPLITLM_HAVE_AVX2)
+SPLITLM_DECLARE_HALF_ISA(avx2)
+SPLITLM_DECLARE_HALF_ISA(avx512)
+#endif
+#if defined(SPLITLM_HAVE_NEON)
+SPLITLM_DECLARE_HALF_ISA(neon)
+#endif
+
+namespace {
+
+struct HalfIsaEntry {
+  const char* name;
+  decltype(&portable::HalfMatMulEntry) matmul;
+  decltype(&portable::HalfTileInputsEntry) tile_inputs;
+};
+
+// The entry matching kernels::ActiveIsa() (ForceIsa and ForcePortable
+// included), so that tests comparing instruction sets cover these kernels.
+HalfIsaEntry Active() {
+  const std::string isa = ActiveIsa();
+#if defined(SPLITLM_HAVE_AVX2)
+  if (isa == "avx512f") return {"avx512f", avx512::HalfMatMulEntry, avx512::HalfTileInputsEntry};
+  if (isa == "avx2+fma" && __builtin_cpu_supports("f16c")) {
+    return {"avx2+fma", avx2::HalfMatMulEntry, avx2::HalfTileInputsEntry};
+  }
+#endif
+#if defined(SPLITLM_HAVE_NEON)
+  if (isa == "neon") return {"neon", neon::HalfMatMulEntry, neon::HalfTileInputsEntry};
+#endif
+  return {"portable", portable::HalfMatMulEntry, portable::HalfTileInputsEntry};
+}
+
+// x [n, k] packed group by group ([k][group]) in groups of `tile` inputs, as
+// kernels::MatMul packs its inputs; x itself for one input.
+const float* PackInputs(const float* x, int n, int k, int tile, std::vector<float>& buffer) {
+  if (n <= 1) return x;
+  buffer.resize(static_cast<size_t>(n) * k);
+  for (int i0 = 0; i0 < n; i0 += tile) {
+    const int g = std::min(tile, n - i0);
+    float* out = buffer.data() + static_cast<size_t>(i0) * k;
+    for (int j = 0; j < k; ++j)
+      for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
+  }
+  return buffer.data();
+}
+
+bool IsBf16(uint32_t type) { return type == static_cast<uint32_t>(GgmlType::kBF16); }
+
+}  // namespace
+
+bool IsHalfType(uint32_t type) {
+  return type == static_cast<uint32_t>(GgmlType::kF16) || type == static_cast<uint32_t>(GgmlType::kBF16);
+}
+
+size_t HalfPackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }
+
+void PackHalf(const uint16_t* const* rows, int m, int k, uint16_t* dst) {
+  const int panels = (m + 15) / 16;
+  for (int p = 0; p < panels; ++p) {
+    uint16_t* panel = dst + static_cast<size_t>(p) * k * 16;
+    for (int j = 0; j < k; ++j) {
+      for (int l = 0; l < 16; ++l) {
+        const int r = p * 16 + l;
+        panel[static_cast<size_t>(j) * 16 + l] = r < m ? rows[r][j] : 0;
+      }
+    }
+  }
+}
+
+void HalfUnpackRow(uint32_t type, const uint16_t* packed, int k, int r, float* out) {
+  const uint16_t* panel = packed + static_cast<size_t>(r / 16) * k * 16 + r % 16;
+  for (int j = 0; j < k; ++j) {
+    const uint16_t h = panel[static_cast<size_t>(j) * 16];
+    out[j] = IsBf16(type) ? transport::Bf16ToFloat(h) : transport::HalfToFloat(h);
+  }
+}
+
+void HalfMatMul(uint32_t type, const uint16_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
+                const float* bias) {
+  if (!IsHalfType(type)) throw PartitionError("no 16-bit kernel for weights of type " + GgmlTypeName(type));
+  const HalfIsaEntry isa = Active();
+  thread_local std::vector<float> buffer;
+  const float* xp = PackInputs(x, n, k, isa.tile_inputs(), buffer);
+  const bool bf16 = IsBf16(type);
+  // As MatMul: panels of ~64K weights or more per task.
+  const int panels = (m + 15) / 16;
+  const int grain = std::max(1, 65536 / (16 * k));
+  ParallelFor(panels, grain, [&](int b, int e) { isa.matmul(bf16, packed, m, k, xp, n, y, ldy, bias, b, e); });
+}
+
+const char* HalfIsa() { return Active().name; }
+
+}  // namespace splitlm::partition::kernels
