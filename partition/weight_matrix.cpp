@@ -90,6 +90,10 @@ uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int
 
 }  // namespace
 
+kernels::QuantActs ActsOf(uint32_t type) {
+  return kernels::HasInt8Kernel(type) ? kernels::QuantActs::kInt8 : kernels::QuantActs::kF32;
+}
+
 const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)"; }
 
 void CheckWeightFormat(const std::string& format) {
@@ -146,8 +150,9 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
         }
         s.rows += static_cast<int>(rows);
       }
-      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k));
-      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data());
+      s.acts = ActsOf(s.type);
+      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k, s.acts));
+      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data(), s.acts);
       row0 += s.rows;
       w->segments_.push_back(std::move(s));
     }
@@ -179,7 +184,7 @@ void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) con
     if (s.type == kF32) {
       kernels::MatMul(s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
     } else {
-      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
+      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b, s.acts);
     }
   }
 }
@@ -190,7 +195,7 @@ void WeightMatrix::Row(int r, float* out) const {
     if (s.type == kF32) {
       kernels::UnpackRow(s.f32.data(), cols_, r - s.row0, out);
     } else {
-      kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out);
+      kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out, s.acts);
     }
     return;
   }
