@@ -3,6 +3,11 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(SPLITLM_HAVE_NEON)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <cstdint>
 
 #include <algorithm>
@@ -37,6 +42,7 @@ SPLITLM_DECLARE_ISA(avx512vnni)
 #endif
 #if defined(SPLITLM_HAVE_NEON)
 SPLITLM_DECLARE_ISA(neon)
+SPLITLM_DECLARE_ISA(neondot)
 #endif
 
 namespace {
@@ -67,8 +73,14 @@ const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::Read
                   avx512::AttendEntry, avx512::QuantMatMulEntry, Avx512Quant8()};
 #endif
 #if defined(SPLITLM_HAVE_NEON)
+// The int8-activation kernels: sdot where the CPU has it (ARMv8.2 dotprod),
+// else plain NEON types with scalar integer sums (bit-identical either way).
+decltype(&portable::Quant8MatMulEntry) NeonQuant8() {
+  if ((getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0) return neondot::Quant8MatMulEntry;
+  return neon::Quant8MatMulEntry;
+}
 const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry,
-                neon::QuantMatMulEntry, neon::Quant8MatMulEntry};
+                neon::QuantMatMulEntry, NeonQuant8()};
 #endif
 
 const Isa* Detect() {
