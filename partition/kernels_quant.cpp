@@ -57,6 +57,8 @@ Layout Int8LayoutOf(uint32_t type) {
   switch (static_cast<GgmlType>(type)) {
     case GgmlType::kQ8_0: return {32, 544, 34};
     case GgmlType::kQ4_0: return {32, 288, 18};
+    case GgmlType::kQ4_K: return {256, 2368, 144};
+    case GgmlType::kQ6_K: return {256, 3360, 210};
     default: throw PartitionError("no int8-activation kernel for weights of type " + GgmlTypeName(type));
   }
 }
@@ -126,8 +128,48 @@ void PackBlock(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
   }
 }
 
+// Code (0..63) of column j of a Q6_K block.
+int Q6_KCode(const uint8_t* b, int j) {
+  const int h = j / 128, cc = j % 128, t = cc / 32, i = cc % 32;
+  const uint8_t lo = b[64 * h + i + 32 * (t & 1)];
+  return (t < 2 ? lo & 0x0F : lo >> 4) | (((b[128 + 32 * h + i] >> (2 * t)) & 3) << 4);
+}
+
+void PackQ4_KInt8(const uint8_t* b, int l, uint8_t* g) {
+  g[2 * l] = b[0];
+  g[2 * l + 1] = b[1];
+  g[32 + 2 * l] = b[2];
+  g[32 + 2 * l + 1] = b[3];
+  for (int j = 0; j < 8; ++j) ScaleMinK4(j, b + 4, &g[64 + 16 * j + l], &g[192 + 16 * j + l]);
+  for (int q = 0; q < 32; ++q) {
+    for (int t = 0; t < 4; ++t) {
+      g[320 + 64 * q + 4 * l + t] = static_cast<uint8_t>(Q4_KNibble(b, 8 * q + t) | Q4_KNibble(b, 8 * q + 4 + t) << 4);
+    }
+  }
+}
+
+void PackQ6_KInt8(const uint8_t* b, int l, uint8_t* g) {
+  g[2 * l] = b[208];
+  g[2 * l + 1] = b[209];
+  for (int s = 0; s < 16; ++s) g[32 + 16 * s + l] = b[192 + s];
+  for (int q = 0; q < 32; ++q) {
+    for (int t = 0; t < 4; ++t) {
+      g[288 + 64 * q + 4 * l + t] = static_cast<uint8_t>((Q6_KCode(b, 8 * q + t) & 0x0F) | (Q6_KCode(b, 8 * q + 4 + t) & 0x0F) << 4);
+    }
+  }
+  for (int j = 0; j < 16; ++j) {
+    for (int c = 0; c < 4; ++c) {
+      int hb = 0;
+      for (int t = 0; t < 4; ++t) hb |= (Q6_KCode(b, 16 * j + 4 * t + c) >> 4) << (2 * t);
+      g[2336 + 64 * j + 4 * l + c] = static_cast<uint8_t>(hb);
+    }
+  }
+}
+
 // One GGUF block `b` into row l of the int8 group `g`.
 void PackBlockInt8(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
+  if (type == GgmlType::kQ4_K) return PackQ4_KInt8(b, l, g);
+  if (type == GgmlType::kQ6_K) return PackQ6_KInt8(b, l, g);
   g[2 * l] = b[0];
   g[2 * l + 1] = b[1];
   uint8_t* c = g + 32;
@@ -145,6 +187,21 @@ void PackBlockInt8(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
 // Column j of row l of the int8 group `g`, as DequantizeRow computes it.
 float DecodeInt8(GgmlType type, const uint8_t* g, int l, int j) {
   const float d = Half(g + 2 * l);
+  if (type == GgmlType::kQ4_K) {
+    const int s = j / 32, q = j / 8, t = j % 8;
+    const uint8_t v = g[320 + 64 * q + 4 * l + t % 4];
+    const float a = d * static_cast<float>(g[64 + 16 * s + l]);
+    const float mn = Half(g + 32 + 2 * l) * static_cast<float>(g[192 + 16 * s + l]);
+    return a * static_cast<float>(t < 4 ? v & 0x0F : v >> 4) - mn;
+  }
+  if (type == GgmlType::kQ6_K) {
+    const int sub = j / 16, c = j % 16, quad = c / 4, b = c % 4;
+    const uint8_t lo = g[288 + 64 * (2 * sub + quad / 2) + 4 * l + b];
+    const uint8_t hb = g[2336 + 64 * sub + 4 * l + b];
+    const int code = (quad % 2 == 0 ? lo & 0x0F : lo >> 4) | (((hb >> (2 * quad)) & 3) << 4);
+    const float a = d * static_cast<float>(static_cast<int8_t>(g[32 + 16 * sub + l]));
+    return a * static_cast<float>(code - 32);
+  }
   const uint8_t* c = g + 32;
   if (type == GgmlType::kQ8_0) {
     return static_cast<float>(static_cast<int8_t>(c[64 * (j / 4) + 4 * l + j % 4] ^ 0x80)) * d;
@@ -196,9 +253,7 @@ bool CanPackQuant(uint32_t type) {
   }
 }
 
-bool HasInt8Kernel(uint32_t type) {
-  return static_cast<GgmlType>(type) == GgmlType::kQ8_0 || static_cast<GgmlType>(type) == GgmlType::kQ4_0;
-}
+bool HasInt8Kernel(uint32_t type) { return CanPackQuant(type); }
 
 int QuantBlockValues(uint32_t type) { return LayoutOf(type).group; }
 

@@ -41,12 +41,13 @@ namespace splitlm::partition::kernels {
 //          then + bias[r]: bit-identical across instruction sets, thread
 //          counts and batch composition, within a measured bound of
 //          dequantise-then-MatMul (docs/exactness.md). Layouts with fp16
-//          scales (bytes per weight Q8_0 1.0625, Q4_0 0.5625, as GGUF).
+//          scales, bytes per weight: Q8_0 1.0625, Q4_0 0.5625 (as GGUF),
+//          Q4_K 0.578 (the 6-bit scales unpacked), Q6_K 0.820 (as GGUF).
 enum class QuantActs { kF32, kInt8 };
 
 // Whether `ggml_type` (GgmlType number) has a packed layout here.
 bool CanPackQuant(uint32_t ggml_type);
-// Whether it has an int8-activation kernel (Q8_0, Q4_0).
+// Whether it has an int8-activation kernel (all four).
 bool HasInt8Kernel(uint32_t ggml_type);
 // Columns per block of the type (32 or 256): k must be a multiple.
 int QuantBlockValues(uint32_t ggml_type);

@@ -30,6 +30,8 @@ bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const
   switch (type) {
     case 8: APanelMatMul<AQ8_0>(packed, m, k, a.data(), n, y, ldy, bias, p0, p1); break;
     case 2: APanelMatMul<AQ4_0>(packed, m, k, a.data(), n, y, ldy, bias, p0, p1); break;
+    case 12: APanelMatMul<AQ4_K>(packed, m, k, a.data(), n, y, ldy, bias, p0, p1); break;
+    case 14: APanelMatMul<AQ6_K>(packed, m, k, a.data(), n, y, ldy, bias, p0, p1); break;
     default: return false;
   }
   return true;

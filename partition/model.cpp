@@ -126,17 +126,20 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
     m->fingerprint_ = Fnv1a64(tag.data(), tag.size(), m->fingerprint_);
     m->weight_formats_ = weights + " (at load)";
   }
-  // Q8_0 and Q4_0 matrices multiply 8-bit activations (weight_matrix.h):
+  // Block-format matrices multiply 8-bit activations (weight_matrix.h):
   // not what the same file gives as f32, nor what the exact kernels of
   // earlier builds gave, so the kernels are part of the fingerprint.
-  bool int8 = weights == "q8_0" || weights == "q4_0";
+  auto block_format = [](const std::string& f) {
+    return f == "q8_0" || f == "q4_0" || f == "q4_k" || f == "q6_k" || f == "q4_k_m";
+  };
+  bool int8 = block_format(weights);
   if (weights.empty()) {
     const std::string& f = m->weight_formats_;  // "q4_0+f32" for a GGUF file
     for (size_t b = 0, e; b <= f.size(); b = e + 1) {
       e = f.find('+', b);
       if (e == std::string::npos) e = f.size();
       const std::string name = f.substr(b, e - b);
-      int8 = int8 || name == "q8_0" || name == "q4_0";
+      int8 = int8 || block_format(name);
     }
   }
   if (int8) {

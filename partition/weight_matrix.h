@@ -1,10 +1,9 @@
 // A weight matrix of a stage as the kernels hold it: fp32 panels
 // (kernels::Pack) or rows of ggml blocks repacked for the quantised kernels
-// (kernels_quant.h). Q8_0 and Q4_0 matrices multiply 8-bit quantised
+// (kernels_quant.h). Block-format matrices multiply 8-bit quantised
 // activations (QuantActs::kInt8: exact integer block sums, bit-identical
-// across instruction sets, threads and batches, within a measured bound of
-// the dequantised fp32 matrix); Q4_K and Q6_K ones keep fp32 activations and
-// give bit for bit what their dequantised fp32 copy would.
+// across instruction sets, threads and batches, within a documented bound of
+// the dequantised fp32 matrix; docs/exactness.md).
 #pragma once
 
 #include <cstddef>
@@ -36,7 +35,8 @@ void CheckWeightFormat(const std::string& format);
 const char* WeightFormats();
 
 // The activations a matrix held in `ggml_type` meets: kInt8 where there is an
-// int8 kernel (Q8_0, Q4_0), else kF32. Part of the format's identity.
+// int8 kernel (Q8_0, Q4_0, Q4_K, Q6_K), else kF32. Part of the format's
+// identity (Model::fingerprint() says so).
 kernels::QuantActs ActsOf(uint32_t ggml_type);
 
 class WeightMatrix {

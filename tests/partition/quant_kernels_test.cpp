@@ -129,34 +129,79 @@ std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed, co
   return y;
 }
 
-// Integer code of column j of row r (Q8_0: the int8; Q4_0: nibble - 8) and
-// the block's fp16 scale, read from the GGUF blocks.
-int Code(const Matrix& w, int r, int j) {
-  const uint8_t* b = &w.rows[r * w.row_bytes + (j / 32) * GgmlBlockOf(w.type)->bytes];
-  const int c = j % 32;
-  if (w.type == T(GgmlType::kQ8_0)) return static_cast<int8_t>(b[2 + c]);
-  return (c < 16 ? b[2 + c] & 0x0F : b[2 + c - 16] >> 4) - 8;
+// From the GGUF blocks (ggml-common.h): the integer code of column j of row
+// r (Q8_0: the int8; Q4_0: nibble - 8; Q4_K: the nibble; Q6_K: 6 bits - 32),
+// the 32- or 16-value sub-block's scale and min (K formats; 1 and 0 else)
+// and the fp16 scale(s) of the block.
+const uint8_t* BlockOf(const Matrix& w, int r, int j) {
+  const GgmlBlock b = *GgmlBlockOf(w.type);
+  return &w.rows[r * w.row_bytes + (j / b.values) * b.bytes];
 }
-float Scale(const Matrix& w, int r, int block) {
+int Code(const Matrix& w, int r, int j) {
+  const uint8_t* b = BlockOf(w, r, j);
+  switch (static_cast<GgmlType>(w.type)) {
+    case GgmlType::kQ8_0: return static_cast<int8_t>(b[2 + j % 32]);
+    case GgmlType::kQ4_0: {
+      const int c = j % 32;
+      return (c < 16 ? b[2 + c] & 0x0F : b[2 + c - 16] >> 4) - 8;
+    }
+    case GgmlType::kQ4_K: {
+      const int c = j % 256, g = c / 64, i = c % 64;
+      return i < 32 ? b[16 + 32 * g + i] & 0x0F : b[16 + 32 * g + i - 32] >> 4;
+    }
+    default: {
+      const int c = j % 256, h = c / 128, t = (c % 128) / 32, i = c % 32;
+      const uint8_t lo = b[64 * h + i + 32 * (t & 1)];
+      return ((t < 2 ? lo & 0x0F : lo >> 4) | (((b[128 + 32 * h + i] >> (2 * t)) & 3) << 4)) - 32;
+    }
+  }
+}
+int SubScale(const Matrix& w, int r, int j, bool min) {
+  const uint8_t* b = BlockOf(w, r, j);
+  if (w.type == T(GgmlType::kQ6_K)) return min ? 0 : static_cast<int8_t>(b[192 + (j % 256) / 16]);
+  if (w.type != T(GgmlType::kQ4_K)) return min ? 0 : 1;
+  const int s = (j % 256) / 32;
+  const uint8_t* q = b + 4;
+  if (s < 4) return min ? q[s + 4] & 63 : q[s] & 63;
+  return min ? (q[s + 4] >> 4) | ((q[s] >> 6) << 4) : (q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4);
+}
+float Half(const Matrix& w, int r, int j, int offset) {
   uint16_t h;
-  std::memcpy(&h, &w.rows[r * w.row_bytes + block * GgmlBlockOf(w.type)->bytes], 2);
+  std::memcpy(&h, BlockOf(w, r, j) + offset, 2);
   return transport::HalfToFloat(h);
 }
 
-// The int8 product as kernels_quant.h documents it, one scalar loop.
+// The int8 product as kernels_quant.h documents it, one scalar loop: per
+// block, total = sum over sub-blocks of scale * (sum of code * q), mins =
+// sum over sub-blocks of min * (sum of q); acc = fma(float(total), d * dx,
+// acc) and for Q4_K acc = fma(0 - float(mins), dmin * dx, acc).
 std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+  const int block = GgmlBlockOf(w.type)->values;
+  const int sub = w.type == T(GgmlType::kQ6_K) ? 16 : 32;
+  const int d_off = w.type == T(GgmlType::kQ6_K) ? 208 : 0;
   std::vector<float> y(static_cast<size_t>(n) * w.m);
   std::vector<int8_t> q(w.k);
-  std::vector<float> d(w.k / 32);
+  std::vector<float> d(w.k / block);
   std::vector<int32_t> s16(w.k / 16);
   for (int i = 0; i < n; ++i) {
-    kernels::QuantizeActivations(&x[static_cast<size_t>(i) * w.k], w.k, 32, q.data(), d.data(), s16.data());
+    kernels::QuantizeActivations(&x[static_cast<size_t>(i) * w.k], w.k, block, q.data(), d.data(), s16.data());
     for (int r = 0; r < w.m; ++r) {
       float acc = 0.0f;
-      for (int b = 0; b < w.k / 32; ++b) {
-        int64_t sum = 0;
-        for (int j = 32 * b; j < 32 * b + 32; ++j) sum += Code(w, r, j) * q[j];
-        acc = std::fma(static_cast<float>(sum), Scale(w, r, b) * d[b], acc);
+      for (int b = 0; b < w.k / block; ++b) {
+        int64_t total = 0, mins = 0;
+        for (int j0 = block * b; j0 < block * (b + 1); j0 += sub) {
+          int64_t s = 0, qs = 0;
+          for (int j = j0; j < j0 + sub; ++j) {
+            s += Code(w, r, j) * q[j];
+            qs += q[j];
+          }
+          total += SubScale(w, r, j0, false) * s;
+          mins += SubScale(w, r, j0, true) * qs;
+        }
+        acc = std::fma(static_cast<float>(total), Half(w, r, block * b, d_off) * d[b], acc);
+        if (w.type == T(GgmlType::kQ4_K)) {
+          acc = std::fma(0.0f - static_cast<float>(mins), Half(w, r, block * b, 2) * d[b], acc);
+        }
       }
       y[static_cast<size_t>(i) * w.m + r] = bias != nullptr ? acc + bias[r] : acc;
     }
@@ -258,7 +303,7 @@ TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
   }
 }
 
-const uint32_t kInt8Types[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0)};
+const uint32_t (&kInt8Types)[4] = kTypes;
 
 // Inputs with adversarial blocks: all zero, tiny (below 2^-96: quantised to
 // zero), huge, a single large value among small ones, exact ties.
@@ -305,8 +350,8 @@ TEST_F(QuantKernels, Int8ActivationsEqualTheFormulaOnEveryIsa) {
   }
 }
 
-// The documented bound against dequantise-then-MatMul: per block the
-// activation error is at most d_x / 2 per value, so
+// The documented bound against dequantise-then-MatMul: the activation error
+// is at most d_x / 2 per value, so
 // |y - y_f32| <= sum_b d_x[b] / 2 * sum_{j in b} |w_j| + 2^-12 * sum_j |w_j x_j|
 // (the second term covers the fp32 roundings of both sides, k <= 4096).
 TEST_F(QuantKernels, Int8ActivationsStayWithinTheBoundOfFp32) {
@@ -317,19 +362,20 @@ TEST_F(QuantKernels, Int8ActivationsStayWithinTheBoundOfFp32) {
     const std::vector<float> x = Inputs(n, w.k, 8);
     const std::vector<float> got = Quant(w, packed, x, n, nullptr, QuantActs::kInt8);
     const std::vector<float> ref = Reference(w, x, n, nullptr);
+    const int block = kernels::QuantBlockValues(type);
     std::vector<float> deq(w.k);
     std::vector<int8_t> q(w.k);
-    std::vector<float> d(w.k / 32);
+    std::vector<float> d(w.k / block);
     std::vector<int32_t> s16(w.k / 16);
     double worst = 0.0;
     for (int i = 0; i < n; ++i) {
       const float* xi = &x[static_cast<size_t>(i) * w.k];
-      kernels::QuantizeActivations(xi, w.k, 32, q.data(), d.data(), s16.data());
+      kernels::QuantizeActivations(xi, w.k, block, q.data(), d.data(), s16.data());
       for (int r = 0; r < w.m; ++r) {
         DequantizeRow(type, &w.rows[r * w.row_bytes], deq.data(), w.k);
         double bound = 0.0, mag = 0.0;
         for (int j = 0; j < w.k; ++j) {
-          bound += d[j / 32] / 2.0 * std::fabs(deq[j]);
+          bound += d[j / block] / 2.0 * std::fabs(deq[j]);
           mag += std::fabs(static_cast<double>(deq[j]) * xi[j]);
         }
         bound += mag / 4096.0;
@@ -375,7 +421,7 @@ TEST_F(QuantKernels, ActivationQuantisationFollowsItsRule) {
 
 TEST_F(QuantKernels, Int8UnpackedRowsEqualDequantizeRow) {
   for (uint32_t type : kInt8Types) {
-    const Matrix w = Adversarial(type, 21, 96, 5);
+    const Matrix w = Adversarial(type, 21, 2 * kernels::QuantBlockValues(type), 5);
     const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
     std::vector<float> got(w.k), want(w.k);
     for (int r = 0; r < w.m; ++r) {
@@ -405,11 +451,20 @@ TEST_F(QuantKernels, WeightMatrixStacksPartsOfMixedFormats) {
   const auto f32 = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "f32");
   EXPECT_EQ(f32->format(), "f32");
   EXPECT_GT(f32->bytes(), 4 * wm->bytes());  // 5 of the rows are a panel of 16
+  // Each segment is its format's int8 product.
   const int n = 5;
   const std::vector<float> x = Inputs(n, 256, 4), bias = Bias(46);
   std::vector<float> y(n * 46), want(n * 46);
   wm->Apply(x.data(), n, y.data(), bias.data());
-  f32->Apply(x.data(), n, want.data(), bias.data());
+  Matrix ab = a;
+  ab.m = 24;
+  ab.rows.insert(ab.rows.end(), b.rows.begin(), b.rows.end());
+  const std::vector<float> y_ab = Int8Formula(ab, x, n, bias.data());
+  const std::vector<float> y_c = Int8Formula(c, x, n, bias.data() + 24);
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(&y_ab[i * 24], 24, &want[i * 46]);
+    std::copy_n(&y_c[i * 22], 22, &want[i * 46 + 24]);
+  }
   EXPECT_TRUE(SameBits(y, want));
   std::vector<float> row(256), row_want(256);
   for (int r : {0, 20, 45}) {
