@@ -1,8 +1,11 @@
 // Matrix products over weights held in ggml's block formats (internal to
 // partition/): Q8_0, Q4_0, Q4_K and Q6_K, without dequantising the matrix.
 //
-// Exactness: output element (i, r) is the same fma chain as kernels::MatMul
-// over the dequantised matrix: over j = 0..k-1 in order, acc = fma(w[r][j],
+// Two kernels per format (QuantActs below): weight matrices use kInt8;
+// kF32, described first, keeps the fp32 inputs.
+//
+// kF32 exactness: output element (i, r) is the same fma chain as
+// kernels::MatMul over the dequantised matrix: over j = 0..k-1 in order, acc = fma(w[r][j],
 // x[i][j], acc) from +0, then + bias[r], where w[r][j] is the value
 // DequantizeRow (partition/quant.h) gives, computed with the same fp32
 // operations in the same order (each a single rounding, none fused):
@@ -14,7 +17,7 @@
 // instruction set, thread count and batch composition, and a quantised
 // matrix costs no accuracy beyond the format's own rounding.
 //
-// Layout: rows in panels of 16 (m rounded up with zero rows), each panel a
+// kF32 layout: rows in panels of 16 (m rounded up with zero rows), each panel a
 // run of column groups (32 columns for Q8_0/Q4_0, 256 for Q4_K/Q6_K) in which
 // the 16 rows' codes of one column sit side by side (16 bytes), so one vector
 // load yields a column of the panel; the fp16 scales are widened to fp32
