@@ -20,6 +20,11 @@
 //   Q4_0  (32 columns, 288 bytes)   then 4 chunks of 64 bytes: chunk q,
 //         byte 4l + b = row l's column 8q + b (low nibble) and 8q + 4 + b
 //         (high nibble), codes 0..15
+//   Q4_K  (256 columns, 2368 bytes) d[16], dmin[16] fp16; u8 sc[8][16],
+//         m[8][16]; then 32 nibble chunks as Q4_0's (codes 0..15)
+//   Q6_K  (256 columns, 3360 bytes) d[16] fp16; s8 scale[16][16]; 32 chunks
+//         of the codes' low 4 bits as Q4_0's; 16 chunks of high bits: chunk
+//         j, byte 4l + b, bits 2t..2t+1 = row l's column 16j + 4t + b
 // so one 64-byte load is 16 rows x 4 columns, what a 4-way integer dot
 // product per row (vpdpbusd, sdot) consumes.
 #include "partition/kernels_quant.h"
