@@ -3,6 +3,11 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(SPLITLM_HAVE_NEON)
+#include <asm/hwcap.h>
+#include <sys/auxv.h>
+#endif
+
 #include <cstdint>
 
 #include <algorithm>
@@ -25,14 +30,19 @@ namespace splitlm::partition::kernels {
                    float* const* scores, float* const* out);                             \
   bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, \
                         int n, float* y, int ldy, const float* bias, int p0, int p1);     \
+  bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq, \
+                         const float* xd, const int32_t* xs, int n, float* y, int ldy,    \
+                         const float* bias, int p0, int p1);                              \
   }
 SPLITLM_DECLARE_ISA(portable)
 #if defined(SPLITLM_HAVE_AVX2)
 SPLITLM_DECLARE_ISA(avx2)
 SPLITLM_DECLARE_ISA(avx512)
+SPLITLM_DECLARE_ISA(avx512vnni)
 #endif
 #if defined(SPLITLM_HAVE_NEON)
 SPLITLM_DECLARE_ISA(neon)
+SPLITLM_DECLARE_ISA(neondot)
 #endif
 
 namespace {
@@ -45,19 +55,32 @@ struct Isa {
   decltype(&portable::TileInputsEntry) tile_inputs;
   decltype(&portable::AttendEntry) attend;
   decltype(&portable::QuantMatMulEntry) quant_matmul;
+  decltype(&portable::Quant8MatMulEntry) quant8_matmul;
 };
 
 const Isa kPortable{"portable", portable::MatMulEntry, portable::DotEntry, portable::ReadSumEntry, portable::TileInputsEntry,
-                    portable::AttendEntry, portable::QuantMatMulEntry};
+                    portable::AttendEntry, portable::QuantMatMulEntry, portable::Quant8MatMulEntry};
 #if defined(SPLITLM_HAVE_AVX2)
 const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntry, avx2::TileInputsEntry, avx2::AttendEntry,
-                avx2::QuantMatMulEntry};
+                avx2::QuantMatMulEntry, avx2::Quant8MatMulEntry};
+// The int8-activation kernels of an AVX-512 CPU: vpdpbusd where the CPU has
+// VNNI (and BW), else the AVX2 ones at 256 bits (bit-identical either way).
+decltype(&portable::Quant8MatMulEntry) Avx512Quant8() {
+  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return avx512vnni::Quant8MatMulEntry;
+  return avx512::Quant8MatMulEntry;
+}
 const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry,
-                  avx512::AttendEntry, avx512::QuantMatMulEntry};
+                  avx512::AttendEntry, avx512::QuantMatMulEntry, Avx512Quant8()};
 #endif
 #if defined(SPLITLM_HAVE_NEON)
+// The int8-activation kernels: sdot where the CPU has it (ARMv8.2 dotprod),
+// else plain NEON types with scalar integer sums (bit-identical either way).
+decltype(&portable::Quant8MatMulEntry) NeonQuant8() {
+  if ((getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0) return neondot::Quant8MatMulEntry;
+  return neon::Quant8MatMulEntry;
+}
 const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry,
-                neon::QuantMatMulEntry};
+                neon::QuantMatMulEntry, NeonQuant8()};
 #endif
 
 const Isa* Detect() {
@@ -67,7 +90,7 @@ const Isa* Detect() {
     if (std::string(env) == "avx2") return &kAvx2;
   }
   if (__builtin_cpu_supports("avx512f")) return &kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return &kAvx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return &kAvx2;
 #endif
 #if defined(SPLITLM_HAVE_NEON)
   // Advanced SIMD is mandatory on ARMv8-A: no run-time probe needed.
@@ -101,7 +124,7 @@ bool ForceIsa(const char* name) {
     return true;
   }
 #if defined(SPLITLM_HAVE_AVX2)
-  if (n == kAvx2.name && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+  if (n == kAvx2.name && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
     g_isa.store(&kAvx2);
     return true;
   }
@@ -182,12 +205,33 @@ void MatMul(const float* packed, int m, int k, const float* x, int n, float* y, 
 }
 
 void QuantMatMul(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
-                 const float* bias) {
+                 const float* bias, QuantActs acts) {
   const Isa* isa = g_isa.load(std::memory_order_relaxed);
-  const float* xp = PackInputs(isa, x, n, k);
-  // As MatMul: panels of ~64K weights or more per task.
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
+  if (acts == QuantActs::kInt8) {
+    // Each input row quantised once (per row: no dependence on the batch).
+    thread_local std::vector<int8_t> xq;
+    thread_local std::vector<float> xd;
+    thread_local std::vector<int32_t> xs;
+    const int block = QuantBlockValues(type);
+    xq.resize(static_cast<size_t>(n) * k);
+    xd.resize(static_cast<size_t>(n) * (k / block));
+    xs.resize(static_cast<size_t>(n) * (k / 16));
+    int8_t* q = xq.data();
+    float* d = xd.data();
+    int32_t* s = xs.data();
+    ParallelFor(n, std::max(1, 16384 / k), [&](int b, int e) {
+      for (int i = b; i < e; ++i) {
+        const size_t r = static_cast<size_t>(i);
+        QuantizeActivations(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
+      }
+    });
+    ParallelFor(panels, grain, [&](int b, int e) { isa->quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e); });
+    return;
+  }
+  const float* xp = PackInputs(isa, x, n, k);
+  // As MatMul: panels of ~64K weights or more per task.
   ParallelFor(panels, grain, [&](int b, int e) { isa->quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e); });
 }
 

@@ -119,13 +119,32 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
   CheckWeightFormat(weights);
   std::unique_ptr<Model> m = OpenPath(path);
   m->weights_ = weights;
-  // Weights converted at load are other weights than the file's (but f32:
-  // the quantised kernels compute exactly what fp32 does with the
-  // dequantised values), so the fingerprint says which; the identity stays.
+  // Weights converted at load are other weights than the file's (f32 is the
+  // file's values), so the fingerprint says which; the identity stays.
   if (!weights.empty() && weights != "f32") {
     const std::string tag = "weights:" + weights;
     m->fingerprint_ = Fnv1a64(tag.data(), tag.size(), m->fingerprint_);
     m->weight_formats_ = weights + " (at load)";
+  }
+  // Block-format matrices multiply 8-bit activations (weight_matrix.h):
+  // not what the same file gives as f32, nor what the exact kernels of
+  // earlier builds gave, so the kernels are part of the fingerprint.
+  auto block_format = [](const std::string& f) {
+    return f == "q8_0" || f == "q4_0" || f == "q4_k" || f == "q6_k" || f == "q4_k_m";
+  };
+  bool int8 = block_format(weights);
+  if (weights.empty()) {
+    const std::string& f = m->weight_formats_;  // "q4_0+f32" for a GGUF file
+    for (size_t b = 0, e; b <= f.size(); b = e + 1) {
+      e = f.find('+', b);
+      if (e == std::string::npos) e = f.size();
+      const std::string name = f.substr(b, e - b);
+      int8 = int8 || block_format(name);
+    }
+  }
+  if (int8) {
+    const std::string tag = "kernels:int8-activations-1";
+    m->fingerprint_ = Fnv1a64(tag.data(), tag.size(), m->fingerprint_);
   }
   return m;
 }

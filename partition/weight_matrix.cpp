@@ -119,6 +119,10 @@ std::vector<uint16_t> HalfRows(const std::vector<WeightMatrix::Part>& parts, siz
 
 }  // namespace
 
+kernels::QuantActs ActsOf(uint32_t type) {
+  return kernels::HasInt8Kernel(type) ? kernels::QuantActs::kInt8 : kernels::QuantActs::kF32;
+}
+
 const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)"; }
 
 void CheckWeightFormat(const std::string& format) {
@@ -197,8 +201,9 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
         }
         s.rows += static_cast<int>(rows);
       }
-      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k));
-      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data());
+      s.acts = ActsOf(s.type);
+      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k, s.acts));
+      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data(), s.acts);
       row0 += s.rows;
       w->segments_.push_back(std::move(s));
     }
@@ -229,7 +234,7 @@ void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) con
     } else if (kernels::IsHalfType(s.type)) {
       kernels::HalfMatMul(s.type, s.half.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
     } else {
-      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
+      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b, s.acts);
     }
   }
 }
@@ -242,7 +247,7 @@ void WeightMatrix::Row(int r, float* out) const {
     } else if (kernels::IsHalfType(s.type)) {
       kernels::HalfUnpackRow(s.type, s.half.data(), cols_, r - s.row0, out);
     } else {
-      kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out);
+      kernels::QuantUnpackRow(s.type, s.blocks.data(), cols_, r - s.row0, out, s.acts);
     }
     return;
   }

@@ -1,8 +1,9 @@
 // A weight matrix of a stage as the kernels hold it: fp32 panels
 // (kernels::Pack) or rows of ggml blocks repacked for the quantised kernels
-// (kernels_quant.h). Both compute each output with the same fma chain over
-// the matrix's exact values, so a quantised matrix gives bit for bit what its
-// dequantised fp32 copy would.
+// (kernels_quant.h). Block-format matrices multiply 8-bit quantised
+// activations (QuantActs::kInt8: exact integer block sums, bit-identical
+// across instruction sets, threads and batches, within a documented bound of
+// the dequantised fp32 matrix; docs/exactness.md).
 #pragma once
 
 #include <cstddef>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "partition/kernels_quant.h"
 #include "partition/model.h"
 
 namespace splitlm::partition {
@@ -34,6 +36,11 @@ namespace splitlm::partition {
 void CheckWeightFormat(const std::string& format);
 // The accepted values of CheckWeightFormat, comma-separated.
 const char* WeightFormats();
+
+// The activations a matrix held in `ggml_type` meets: kInt8 where there is an
+// int8 kernel (Q8_0, Q4_0, Q4_K, Q6_K), else kF32. Part of the format's
+// identity (Model::fingerprint() says so).
+kernels::QuantActs ActsOf(uint32_t ggml_type);
 
 class WeightMatrix {
  public:
@@ -64,6 +71,7 @@ class WeightMatrix {
  private:
   struct Segment {
     uint32_t type = 0;  // GgmlType: F32 (packed panels), F16/BF16 (16-bit panels) or a block type
+    kernels::QuantActs acts = kernels::QuantActs::kF32;
     int row0 = 0, rows = 0;
     std::vector<float> f32;
     std::vector<uint8_t> blocks;

@@ -1,13 +1,18 @@
-// The quantised kernels (partition/kernels_quant.h): for every block format,
-// on random and adversarial blocks, the product equals dequantise-then-MatMul
-// bit for bit (the documented bound is 0), on every instruction set, for any
-// batch composition and thread count; WeightMatrix keeps that for stacked
-// parts of mixed formats and for formats chosen at load.
+// The quantised kernels (partition/kernels_quant.h). With fp32 activations:
+// for every block format, on random and adversarial blocks, the product
+// equals dequantise-then-MatMul bit for bit, on every instruction set, for
+// any batch composition and thread count. With 8-bit activations (Q8_0,
+// Q4_0): every instruction set equals the documented integer-sum formula
+// (computed here from the GGUF blocks) bit for bit, the result is within the
+// documented bound of dequantise-then-MatMul, and a batch row equals the row
+// alone on 1 and 2 threads. WeightMatrix: stacked parts of mixed formats and
+// formats chosen at load.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -16,6 +21,7 @@
 #include "partition/kernels_quant.h"
 #include "partition/quant.h"
 #include "partition/weight_matrix.h"
+#include "transport/codec.h"
 
 namespace splitlm::partition {
 namespace {
@@ -81,11 +87,13 @@ Matrix Adversarial(uint32_t type, int m, int k, uint32_t seed) {
   return w;
 }
 
-std::vector<uint8_t> Packed(const Matrix& w) {
+using kernels::QuantActs;
+
+std::vector<uint8_t> Packed(const Matrix& w, QuantActs acts = QuantActs::kF32) {
   std::vector<const uint8_t*> ptrs(w.m);
   for (int r = 0; r < w.m; ++r) ptrs[r] = &w.rows[r * w.row_bytes];
-  std::vector<uint8_t> out(kernels::QuantPackedBytes(w.type, w.m, w.k));
-  kernels::PackQuant(w.type, ptrs.data(), w.m, w.k, out.data());
+  std::vector<uint8_t> out(kernels::QuantPackedBytes(w.type, w.m, w.k, acts));
+  kernels::PackQuant(w.type, ptrs.data(), w.m, w.k, out.data(), acts);
   return out;
 }
 
@@ -115,9 +123,89 @@ std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n
 }
 
 std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed, const std::vector<float>& x, int n,
-                         const float* bias) {
+                         const float* bias, QuantActs acts = QuantActs::kF32) {
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::QuantMatMul(w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias);
+  kernels::QuantMatMul(w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias, acts);
+  return y;
+}
+
+// From the GGUF blocks (ggml-common.h): the integer code of column j of row
+// r (Q8_0: the int8; Q4_0: nibble - 8; Q4_K: the nibble; Q6_K: 6 bits - 32),
+// the 32- or 16-value sub-block's scale and min (K formats; 1 and 0 else)
+// and the fp16 scale(s) of the block.
+const uint8_t* BlockOf(const Matrix& w, int r, int j) {
+  const GgmlBlock b = *GgmlBlockOf(w.type);
+  return &w.rows[r * w.row_bytes + (j / b.values) * b.bytes];
+}
+int Code(const Matrix& w, int r, int j) {
+  const uint8_t* b = BlockOf(w, r, j);
+  switch (static_cast<GgmlType>(w.type)) {
+    case GgmlType::kQ8_0: return static_cast<int8_t>(b[2 + j % 32]);
+    case GgmlType::kQ4_0: {
+      const int c = j % 32;
+      return (c < 16 ? b[2 + c] & 0x0F : b[2 + c - 16] >> 4) - 8;
+    }
+    case GgmlType::kQ4_K: {
+      const int c = j % 256, g = c / 64, i = c % 64;
+      return i < 32 ? b[16 + 32 * g + i] & 0x0F : b[16 + 32 * g + i - 32] >> 4;
+    }
+    default: {
+      const int c = j % 256, h = c / 128, t = (c % 128) / 32, i = c % 32;
+      const uint8_t lo = b[64 * h + i + 32 * (t & 1)];
+      return ((t < 2 ? lo & 0x0F : lo >> 4) | (((b[128 + 32 * h + i] >> (2 * t)) & 3) << 4)) - 32;
+    }
+  }
+}
+int SubScale(const Matrix& w, int r, int j, bool min) {
+  const uint8_t* b = BlockOf(w, r, j);
+  if (w.type == T(GgmlType::kQ6_K)) return min ? 0 : static_cast<int8_t>(b[192 + (j % 256) / 16]);
+  if (w.type != T(GgmlType::kQ4_K)) return min ? 0 : 1;
+  const int s = (j % 256) / 32;
+  const uint8_t* q = b + 4;
+  if (s < 4) return min ? q[s + 4] & 63 : q[s] & 63;
+  return min ? (q[s + 4] >> 4) | ((q[s] >> 6) << 4) : (q[s + 4] & 0xF) | ((q[s - 4] >> 6) << 4);
+}
+float Half(const Matrix& w, int r, int j, int offset) {
+  uint16_t h;
+  std::memcpy(&h, BlockOf(w, r, j) + offset, 2);
+  return transport::HalfToFloat(h);
+}
+
+// The int8 product as kernels_quant.h documents it, one scalar loop: per
+// block, total = sum over sub-blocks of scale * (sum of code * q), mins =
+// sum over sub-blocks of min * (sum of q); acc = fma(float(total), d * dx,
+// acc) and for Q4_K acc = fma(0 - float(mins), dmin * dx, acc).
+std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+  const int block = GgmlBlockOf(w.type)->values;
+  const int sub = w.type == T(GgmlType::kQ6_K) ? 16 : 32;
+  const int d_off = w.type == T(GgmlType::kQ6_K) ? 208 : 0;
+  std::vector<float> y(static_cast<size_t>(n) * w.m);
+  std::vector<int8_t> q(w.k);
+  std::vector<float> d(w.k / block);
+  std::vector<int32_t> s16(w.k / 16);
+  for (int i = 0; i < n; ++i) {
+    kernels::QuantizeActivations(&x[static_cast<size_t>(i) * w.k], w.k, block, q.data(), d.data(), s16.data());
+    for (int r = 0; r < w.m; ++r) {
+      float acc = 0.0f;
+      for (int b = 0; b < w.k / block; ++b) {
+        int64_t total = 0, mins = 0;
+        for (int j0 = block * b; j0 < block * (b + 1); j0 += sub) {
+          int64_t s = 0, qs = 0;
+          for (int j = j0; j < j0 + sub; ++j) {
+            s += Code(w, r, j) * q[j];
+            qs += q[j];
+          }
+          total += SubScale(w, r, j0, false) * s;
+          mins += SubScale(w, r, j0, true) * qs;
+        }
+        acc = std::fma(static_cast<float>(total), Half(w, r, block * b, d_off) * d[b], acc);
+        if (w.type == T(GgmlType::kQ4_K)) {
+          acc = std::fma(0.0f - static_cast<float>(mins), Half(w, r, block * b, 2) * d[b], acc);
+        }
+      }
+      y[static_cast<size_t>(i) * w.m + r] = bias != nullptr ? acc + bias[r] : acc;
+    }
+  }
   return y;
 }
 
@@ -189,26 +277,158 @@ TEST_F(QuantKernels, UnpackedRowsEqualDequantizeRow) {
 
 TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
   for (uint32_t type : kTypes) {
-    const Matrix w = Quantised(type, 53, 512, 9);
-    const std::vector<uint8_t> packed = Packed(w);
-    const int n = 8;
-    const std::vector<float> x = Inputs(n, w.k, 13);
-    const std::vector<float> batch = Quant(w, packed, x, n, nullptr);
-    for (int i = 0; i < n; ++i) {
-      const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k, x.begin() + static_cast<size_t>(i + 1) * w.k);
-      const std::vector<float> alone = Quant(w, packed, xi, 1, nullptr);
-      EXPECT_TRUE(SameBits(alone, std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
-                                                     batch.begin() + static_cast<size_t>(i + 1) * w.m)))
-          << GgmlTypeName(type) << " row " << i;
+    for (QuantActs acts : {QuantActs::kF32, QuantActs::kInt8}) {
+      if (acts == QuantActs::kInt8 && !kernels::HasInt8Kernel(type)) continue;
+      const Matrix w = Quantised(type, 53, 512, 9);
+      const std::vector<uint8_t> packed = Packed(w, acts);
+      const int n = 8;
+      const std::vector<float> x = Inputs(n, w.k, 13);
+      const std::vector<float> batch = Quant(w, packed, x, n, nullptr, acts);
+      for (int i = 0; i < n; ++i) {
+        const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k, x.begin() + static_cast<size_t>(i + 1) * w.k);
+        const std::vector<float> alone = Quant(w, packed, xi, 1, nullptr, acts);
+        EXPECT_TRUE(SameBits(alone, std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
+                                                       batch.begin() + static_cast<size_t>(i + 1) * w.m)))
+            << GgmlTypeName(type) << " row " << i;
+      }
+      const int threads = at::get_num_threads();
+      at::set_num_threads(1);
+      const std::vector<float> one = Quant(w, packed, x, n, nullptr, acts);
+      at::set_num_threads(2);
+      const std::vector<float> two = Quant(w, packed, x, n, nullptr, acts);
+      at::set_num_threads(threads);
+      EXPECT_TRUE(SameBits(one, batch)) << GgmlTypeName(type);
+      EXPECT_TRUE(SameBits(two, batch)) << GgmlTypeName(type);
     }
-    const int threads = at::get_num_threads();
-    at::set_num_threads(1);
-    const std::vector<float> one = Quant(w, packed, x, n, nullptr);
-    at::set_num_threads(2);
-    const std::vector<float> two = Quant(w, packed, x, n, nullptr);
-    at::set_num_threads(threads);
-    EXPECT_TRUE(SameBits(one, batch)) << GgmlTypeName(type);
-    EXPECT_TRUE(SameBits(two, batch)) << GgmlTypeName(type);
+  }
+}
+
+const uint32_t (&kInt8Types)[4] = kTypes;
+
+// Inputs with adversarial blocks: all zero, tiny (below 2^-96: quantised to
+// zero), huge, a single large value among small ones, exact ties.
+std::vector<float> AdversarialInputs(int n, int k, uint32_t seed) {
+  std::vector<float> x = Inputs(n, k, seed);
+  for (int i = 0; i < n; ++i) {
+    float* row = &x[static_cast<size_t>(i) * k];
+    for (int b = 0; b < k / 32; ++b) {
+      float* blk = row + 32 * b;
+      switch ((b + i) % 6) {
+        case 0: std::fill(blk, blk + 32, 0.0f); break;
+        case 1: for (int j = 0; j < 32; ++j) blk[j] *= 1e-30f; break;
+        case 2: for (int j = 0; j < 32; ++j) blk[j] *= 1e30f; break;
+        case 3: blk[5] = 1000.0f; break;
+        case 4: for (int j = 0; j < 32; ++j) blk[j] = static_cast<float>(j - 16) + 0.5f; break;
+        default: break;
+      }
+    }
+  }
+  return x;
+}
+
+TEST_F(QuantKernels, Int8ActivationsEqualTheFormulaOnEveryIsa) {
+  for (uint32_t type : kInt8Types) {
+    for (const Shape& s : Shapes(type)) {
+      for (int adversarial = 0; adversarial < 2; ++adversarial) {
+        const Matrix w = adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
+        const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
+        const std::vector<float> bias = Bias(s.m);
+        for (int n : {1, 3, 13}) {
+          const std::vector<float> x = adversarial ? AdversarialInputs(n, s.k, 5 * n) : Inputs(n, s.k, 11 * n);
+          const std::vector<float> want = Int8Formula(w, x, n, bias.data());
+          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
+                       " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
+          ASSERT_TRUE(kernels::ForceIsa("portable"));
+          EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8), want)) << "portable";
+          for (const char* isa : kIsas) {
+            if (!kernels::ForceIsa(isa)) continue;
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8), want)) << isa;
+          }
+        }
+      }
+    }
+  }
+}
+
+// The documented bound against dequantise-then-MatMul: the activation error
+// is at most d_x / 2 per value, so
+// |y - y_f32| <= sum_b d_x[b] / 2 * sum_{j in b} |w_j| + 2^-12 * sum_j |w_j x_j|
+// (the second term covers the fp32 roundings of both sides, k <= 4096).
+TEST_F(QuantKernels, Int8ActivationsStayWithinTheBoundOfFp32) {
+  for (uint32_t type : kInt8Types) {
+    const Matrix w = Quantised(type, 40, 512, 21);
+    const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
+    const int n = 6;
+    const std::vector<float> x = Inputs(n, w.k, 8);
+    const std::vector<float> got = Quant(w, packed, x, n, nullptr, QuantActs::kInt8);
+    const std::vector<float> ref = Reference(w, x, n, nullptr);
+    const int block = kernels::QuantBlockValues(type);
+    std::vector<float> deq(w.k);
+    std::vector<int8_t> q(w.k);
+    std::vector<float> d(w.k / block);
+    std::vector<int32_t> s16(w.k / 16);
+    double worst = 0.0;
+    for (int i = 0; i < n; ++i) {
+      const float* xi = &x[static_cast<size_t>(i) * w.k];
+      kernels::QuantizeActivations(xi, w.k, block, q.data(), d.data(), s16.data());
+      for (int r = 0; r < w.m; ++r) {
+        DequantizeRow(type, &w.rows[r * w.row_bytes], deq.data(), w.k);
+        double bound = 0.0, mag = 0.0;
+        for (int j = 0; j < w.k; ++j) {
+          bound += d[j / block] / 2.0 * std::fabs(deq[j]);
+          mag += std::fabs(static_cast<double>(deq[j]) * xi[j]);
+        }
+        bound += mag / 4096.0;
+        const double err = std::fabs(static_cast<double>(got[static_cast<size_t>(i) * w.m + r]) - ref[static_cast<size_t>(i) * w.m + r]);
+        EXPECT_LE(err, bound) << GgmlTypeName(type) << " input " << i << " row " << r;
+        worst = std::max(worst, err / bound);
+      }
+    }
+    EXPECT_GT(worst, 0.0) << "int8 activations change the result (else the test measures nothing)";
+  }
+}
+
+// The rule of QuantizeActivations on values whose codes follow from it by
+// hand: amax 127 gives d = 1, ties round to even, sums of 16.
+TEST_F(QuantKernels, ActivationQuantisationFollowsItsRule) {
+  std::vector<float> x(64, 0.0f);
+  const float first[] = {127.0f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -127.0f, 3.4f};
+  std::copy(std::begin(first), std::end(first), x.begin());
+  x[16] = 2.0f;
+  x[32] = 1e-30f;  // the second block: below 2^-96, all zero
+  std::vector<int8_t> q(64);
+  std::vector<float> d(2);
+  std::vector<int32_t> s16(4);
+  kernels::QuantizeActivations(x.data(), 64, 32, q.data(), d.data(), s16.data());
+  EXPECT_EQ(d[0], 1.0f);
+  const int want[] = {127, 0, 2, 2, 0, -2, -127, 3};
+  for (int j = 0; j < 8; ++j) EXPECT_EQ(q[j], want[j]) << "value " << j;
+  EXPECT_EQ(q[16], 2);
+  EXPECT_EQ(s16[0], 127 + 2 + 2 - 2 - 127 + 3);
+  EXPECT_EQ(s16[1], 2);
+  EXPECT_EQ(d[1], 0.0f);
+  for (int j = 32; j < 64; ++j) EXPECT_EQ(q[j], 0);
+  // A value that is not finite makes the block's scale NaN (and its codes 0):
+  // the NaN reaches every output that reads the block, as in fp32.
+  x[40] = std::numeric_limits<float>::infinity();
+  kernels::QuantizeActivations(x.data(), 64, 32, q.data(), d.data(), s16.data());
+  EXPECT_TRUE(std::isnan(d[1]));
+  EXPECT_EQ(s16[2], 0);
+  const Matrix w = Quantised(T(GgmlType::kQ8_0), 3, 64, 2);
+  const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
+  for (float v : Quant(w, packed, x, 1, nullptr, QuantActs::kInt8)) EXPECT_TRUE(std::isnan(v));
+}
+
+TEST_F(QuantKernels, Int8UnpackedRowsEqualDequantizeRow) {
+  for (uint32_t type : kInt8Types) {
+    const Matrix w = Adversarial(type, 21, 2 * kernels::QuantBlockValues(type), 5);
+    const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
+    std::vector<float> got(w.k), want(w.k);
+    for (int r = 0; r < w.m; ++r) {
+      kernels::QuantUnpackRow(type, packed.data(), w.k, r, got.data(), QuantActs::kInt8);
+      DequantizeRow(type, &w.rows[r * w.row_bytes], want.data(), w.k);
+      ASSERT_TRUE(SameBits(got, want)) << GgmlTypeName(type) << " row " << r;
+    }
   }
 }
 
@@ -231,11 +451,20 @@ TEST_F(QuantKernels, WeightMatrixStacksPartsOfMixedFormats) {
   const auto f32 = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "f32");
   EXPECT_EQ(f32->format(), "f32");
   EXPECT_GT(f32->bytes(), 4 * wm->bytes());  // 5 of the rows are a panel of 16
+  // Each segment is its format's int8 product.
   const int n = 5;
   const std::vector<float> x = Inputs(n, 256, 4), bias = Bias(46);
   std::vector<float> y(n * 46), want(n * 46);
   wm->Apply(x.data(), n, y.data(), bias.data());
-  f32->Apply(x.data(), n, want.data(), bias.data());
+  Matrix ab = a;
+  ab.m = 24;
+  ab.rows.insert(ab.rows.end(), b.rows.begin(), b.rows.end());
+  const std::vector<float> y_ab = Int8Formula(ab, x, n, bias.data());
+  const std::vector<float> y_c = Int8Formula(c, x, n, bias.data() + 24);
+  for (int i = 0; i < n; ++i) {
+    std::copy_n(&y_ab[i * 24], 24, &want[i * 46]);
+    std::copy_n(&y_c[i * 22], 22, &want[i * 46 + 24]);
+  }
   EXPECT_TRUE(SameBits(y, want));
   std::vector<float> row(256), row_want(256);
   for (int r : {0, 20, 45}) {
