@@ -6,6 +6,7 @@
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <thread>
 
 #include "cloud/speculation.h"
@@ -17,6 +18,7 @@
 #include "device/early_exit_drafter.h"
 #include "partition/error.h"
 #include "partition/model.h"
+#include "scheduler/profile.h"
 #include "tests/common/stories260k.h"
 #include "tests/common/test_util.h"
 
@@ -267,6 +269,51 @@ TEST_F(SpeculativeTest, AnEvictedSessionIsRebuiltMidSpeculationWithIdenticalToke
     });
     EXPECT_EQ(want_a, got_a.tokens);
     EXPECT_GE(ma.Get("splitlm_device_evictions_total"), 1.0);
+  }
+}
+
+TEST_F(SpeculativeTest, TheCutMovingMidSpeculationKeepsTheTokens) {
+  // As WorkerTest.AutoCutMovesMidGenerationWithIdenticalTokens, drafting:
+  // a device profile 100x slower than the worker, a link that collapses at
+  // token 10 (the cut moves to the device) and recovers at 25 (back).
+  scheduler::ProfileOptions po;
+  auto profile = scheduler::MeasureProfile(*model_, po);
+  for (auto& row : profile.layer_decode_us) for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_prefill_us) for (double& v : row) v *= 100;
+  profile.head_decode_us *= 100;
+  std::ofstream(dir_.Sub("slow.json")) << profile.ToJson();
+  scheduler::Link fast, slow;
+  fast.rtt_ms = 0.01;
+  fast.up_mbit_s = fast.down_mbit_s = 1e5;
+  slow.rtt_ms = 1e4;
+  slow.up_mbit_s = slow.down_mbit_s = 0.01;
+  const device::GenerateRequest req{{1, 2, 3, 1, 2}, 40, {}, false};
+  const auto want = Local(req);
+  auto drafters = ModelDrafters();
+  drafters.push_back({"prompt-lookup", std::make_shared<device::PromptLookupDrafter>()});
+  for (const auto& d : drafters) {
+    SCOPED_TRACE(d.name);
+    device::AgentOptions o = Options(layers(), d.drafter, 4);
+    o.fallback = device::Fallback::kLocal;
+    o.auto_cut.enabled = true;
+    o.auto_cut.profile_path = dir_.Sub("slow.json");
+    o.auto_cut.follow_drift = false;
+    o.auto_cut.plan.device.threads = 1;
+    o.auto_cut.plan.constraints.privacy_floor = 1;
+    o.auto_cut.replan_every = 1;
+    transport::Metrics m;
+    device::Agent agent(*model_, o, ctx_, m);
+    agent.OverrideLink(fast);
+    int seen = 0;
+    auto got = agent.Generate(req, [&](int32_t) {
+      ++seen;
+      if (seen == 10) agent.OverrideLink(slow);
+      if (seen == 25) agent.OverrideLink(fast);
+      return true;
+    });
+    EXPECT_EQ(want, got.tokens);
+    EXPECT_EQ(2, got.recuts);
+    EXPECT_GT(got.drafted, 0);
   }
 }
 
