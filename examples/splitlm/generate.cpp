@@ -161,9 +161,11 @@ Runner AddGenerate(CLI::App& app) {
                                              static_cast<double>(pipe.wire_bytes()) / (ids.size() - 1))
                         : "");
     if (round_trips > 0) {
-      ctx.log->info("speculative ({}): {} round trips across the cut for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
+      ctx.log->info("speculative ({}): {} round trips across the cut for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%); "
+                    "device side {:.3f} ms per row ({} rows, drafting included)",
                     drafter->name(), round_trips, generated, generated ? static_cast<double>(round_trips) / generated : 0.0,
-                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0);
+                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0,
+                    pipe.device_rows() ? pipe.device_ms() / pipe.device_rows() : 0.0, pipe.device_rows());
     }
     return 0;
   };

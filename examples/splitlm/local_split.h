@@ -2,6 +2,7 @@
 // through an encoded buffer: `splitlm generate --cut` and `codec-eval`.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
@@ -53,12 +54,15 @@ class LocalSplit {
   cloud::Verdict Speculate(device::DraftRun& run, const std::vector<int32_t>& ids, int fed, int k,
                            const partition::SamplingParams& sampling, std::vector<int32_t>* drafts) {
     const int start = device_.position(), n = static_cast<int>(ids.size()) - fed;
+    const auto t0 = std::chrono::steady_clock::now();
     *drafts = run.Step(ids, fed, k, sampling, hidden_size_, [this](const int32_t* t, int count) {
       step_rows_.resize(device_.OutputSize(count));
       device_.Forward({t, nullptr, count}, step_rows_.data());
       return step_rows_.data();
     }, &hidden_);
     const int d = static_cast<int>(drafts->size());
+    device_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    device_rows_ += n + d;
     wire_.resize(transport::EncodedSize(codec_, n + d, hidden_size_));
     transport::Encode(codec_, hidden_.data(), n + d, hidden_size_, wire_.data());
     wire_bytes_ += wire_.size();
@@ -76,6 +80,9 @@ class LocalSplit {
   const partition::Stage& device() const { return device_; }
   const partition::Stage* cloud() const { return cloud_.get(); }
   size_t wire_bytes() const { return wire_bytes_; }
+  // Speculative steps: the device side's time (drafting included) and rows.
+  double device_ms() const { return device_ms_; }
+  int device_rows() const { return device_rows_; }
 
  private:
   int cut_, layers_;
@@ -86,6 +93,8 @@ class LocalSplit {
   std::vector<float> hidden_, logits_, all_logits_, step_rows_;
   std::vector<uint8_t> wire_;
   size_t wire_bytes_ = 0;
+  double device_ms_ = 0;
+  int device_rows_ = 0;
 };
 
 }  // namespace splitlm::cli
