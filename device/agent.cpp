@@ -1,11 +1,10 @@
 #include "device/agent.h"
 
-#include "device/draft_policy.h"
-
 #include <algorithm>
 #include <random>
 #include <thread>
 
+#include "device/draft_policy.h"
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
