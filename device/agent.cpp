@@ -4,6 +4,7 @@
 #include <random>
 #include <thread>
 
+#include "device/draft_policy.h"
 #include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
@@ -85,6 +86,10 @@ struct Agent::Impl {
   }
   std::mt19937_64 rng{std::random_device{}()};
   transport::Hello hello;
+  // Speculative: the drafter's acceptance and costs across generations, and
+  // the last step's round trip (TakeResult).
+  DraftMeter draft_meter;
+  double last_round_trip_ms = 0;
 
   Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met)
       : model(m), o(std::move(opts)), metrics(met), context(ctx) {
@@ -132,6 +137,8 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
     metrics.Describe("splitlm_device_drafts_total", K::kCounter, "speculative draft tokens sent to the cloud");
     metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter, "speculative draft tokens the cloud accepted");
+    metrics.Describe("splitlm_device_draft_acceptance_ewma", K::kGauge,
+                     "speculative: accepted / proposed drafts per step, exponentially weighted (1/4 for the newest), by drafter");
     metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
@@ -378,6 +385,7 @@ struct Agent::Impl {
   int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
                      Clock::time_point sent, GenerateResult& result) {
     const double rtt = Seconds(Now() - sent);
+    last_round_trip_ms = rtt * 1e3;
     const double cloud = (r.compute_us + r.queue_us) / 1e6;
     metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r.compute_us / 1e6);
     metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r.queue_us / 1e6);
@@ -515,6 +523,8 @@ struct Agent::Impl {
     std::vector<float> out;
     int fed = 0;
     DraftLength draft_len(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
+    std::unique_ptr<DraftRun> drafting = o.drafter ? o.drafter->Begin() : nullptr;
+    std::vector<float> draft_rows;
     metrics.Set("splitlm_device_active_sessions", 1);
     struct Done {
       transport::Metrics& m;
@@ -579,20 +589,21 @@ struct Agent::Impl {
       }
       const int n = static_cast<int>(g.ids.size()) - fed;
       // Speculative: the drafts go through [0, cut) with the new token(s).
-      std::vector<int32_t> drafts;
       // (Only once the worker has said it verifies drafts: protocol 1.4.)
-      if (split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
-        const int k = std::min({draft_len.k(), req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
-        if (k > 0) drafts = o.drafter->Propose(g.ids, k);
-        if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
-      }
+      // The drafter runs the device's layers itself (early exit drafts
+      // from their rows); device time includes drafting.
+      std::vector<int32_t> drafts;
+      const int k = std::min({draft_len.k(), draft_meter.Cap(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep)),
+                              req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
       const auto t0 = Now();
-      if (drafts.empty()) {
-        device_forward(&g.ids[fed], n);
+      if (split && drafting && hello_ok && cloud_hello.protocol_minor >= 4 && k > 0) {
+        drafts = drafting->Step(g.ids, fed, k, req.sampling, hidden, [&](const int32_t* ids, int count) {
+          device_forward(ids, count);
+          return out.data();
+        }, &draft_rows);
+        out.swap(draft_rows);
       } else {
-        std::vector<int32_t> rows(g.ids.begin() + fed, g.ids.end());
-        rows.insert(rows.end(), drafts.begin(), drafts.end());
-        device_forward(rows.data(), static_cast<int>(rows.size()));
+        device_forward(&g.ids[fed], n);
       }
       const double device_s = Seconds(Now() - t0);
       if (n == 1 && drafts.empty() && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
@@ -619,7 +630,13 @@ struct Agent::Impl {
           }
           if (!drafts.empty()) {
             for (auto& st : chain) st->Truncate(fed + g.accepted);
-            if (t) draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
+            if (t) {
+              draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
+              draft_meter.Observe(static_cast<int>(drafts.size()), g.accepted, device_s * 1e3,
+                                  n + static_cast<int>(drafts.size()), last_round_trip_ms);
+              metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + o.drafter->name() + "\"}",
+                          draft_meter.acceptance());
+            }
           }
         } else if (local && channel) {
           // On the device: look for the cloud without blocking. A hello goes
@@ -719,6 +736,7 @@ struct Agent::Impl {
     }
     if (result.finish_reason.empty()) result.finish_reason = "length";
     result.final_cut = o.cut;
+    result.acceptance_ewma = draft_meter.acceptance();
     if (result.tokens.size() > 1) {
       result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);

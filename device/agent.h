@@ -73,7 +73,8 @@ struct AgentOptions {
   // Speculative decoding in split mode (null: off): each cloud step also
   // carries up to max_drafts of the drafter's guesses, run through [0, cut)
   // in the same batched step, and the cloud keeps those it agrees with. The
-  // tokens are those of a run without it; the round trips fewer.
+  // tokens are those of a run without it; the round trips fewer. The number
+  // of drafts per step is min(DraftLength, DraftMeter::Cap) (draft_policy.h).
   std::shared_ptr<const Drafter> drafter;
   int max_drafts = kMaxDraftsPerStep;
   std::shared_ptr<spdlog::logger> log;
@@ -100,6 +101,11 @@ struct GenerateResult {
   int cloud_steps = 0;          // steps answered by the cloud (round trips)
   int drafted = 0;              // speculative: draft tokens sent to the cloud
   int accepted = 0;             // speculative: of those, accepted
+  // Speculative: the drafter's acceptance rate measured online, an EWMA of
+  // accepted / proposed per step (weight 1/4 for the newest) over this
+  // agent's generations so far (0 before any verified step). Also the
+  // gauge splitlm_device_draft_acceptance_ewma{drafter="..."}.
+  double acceptance_ewma = 0;
   int local_steps = 0;          // steps finished on the device
   int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"

@@ -1,8 +1,47 @@
 #include "device/drafter.h"
 
 #include <algorithm>
+#include <cstring>
+
+#include "device/draft_model_drafter.h"
+#include "device/early_exit_drafter.h"
 
 namespace splitlm::device {
+namespace {
+
+// The default run: the drafter's proposal, then one batch through [0, cut).
+class ProposeRun : public DraftRun {
+ public:
+  explicit ProposeRun(const Drafter& drafter) : drafter_(drafter) {}
+  std::vector<int32_t> Step(const std::vector<int32_t>& ids, int fed, int k, const partition::SamplingParams&,
+                            int hidden_size, const DeviceLayers& layers, std::vector<float>* rows) override {
+    std::vector<int32_t> drafts = k > 0 ? drafter_.Propose(ids, k) : std::vector<int32_t>{};
+    if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
+    RunRows(ids, fed, drafts, hidden_size, layers, rows);
+    return drafts;
+  }
+
+ private:
+  const Drafter& drafter_;
+};
+
+bool AllDigits(const std::string& s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+}  // namespace
+
+std::vector<int32_t> Drafter::Propose(const std::vector<int32_t>&, int) const { return {}; }
+
+std::unique_ptr<DraftRun> Drafter::Begin() const { return std::make_unique<ProposeRun>(*this); }
+
+void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts, int hidden_size,
+             const DeviceLayers& layers, std::vector<float>* rows) {
+  std::vector<int32_t> feed(ids.begin() + fed, ids.end());
+  feed.insert(feed.end(), drafts.begin(), drafts.end());
+  const float* out = layers(feed.data(), static_cast<int>(feed.size()));
+  rows->assign(out, out + feed.size() * static_cast<size_t>(hidden_size));
+}
 
 std::vector<int32_t> PromptLookupDrafter::Propose(const std::vector<int32_t>& ids, int k) const {
   const int n = static_cast<int>(ids.size());
@@ -29,24 +68,36 @@ std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string
   if (text.empty() || text == "off") return spec;
   const auto colon = text.find(':');
   spec.drafter = text.substr(0, colon);
-  if (spec.drafter != "prompt-lookup") {
-    *why = "unknown drafter \"" + spec.drafter + "\" (known: prompt-lookup, or off)";
-    return std::nullopt;
-  }
-  if (colon != std::string::npos) {
-    const std::string k = text.substr(colon + 1);
-    if (k.empty() || k.size() > 2 || !std::all_of(k.begin(), k.end(), [](char c) { return c >= '0' && c <= '9'; }) ||
-        std::stoi(k) < 1 || std::stoi(k) > kMaxDraftsPerStep) {
-      *why = "the number of drafts after ':' must be 1.." + std::to_string(kMaxDraftsPerStep) + ", not \"" + k + "\"";
+  std::string rest = colon == std::string::npos ? "" : text.substr(colon + 1);
+  bool has_k = colon != std::string::npos;
+  if (spec.drafter == "draft") {
+    // draft:PATH[:K]: a trailing ":digits" is K, the rest the path.
+    const auto last = rest.rfind(':');
+    has_k = last != std::string::npos && AllDigits(rest.substr(last + 1));
+    spec.path = has_k ? rest.substr(0, last) : rest;
+    rest = has_k ? rest.substr(last + 1) : "";
+    if (spec.path.empty()) {
+      *why = "draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or .gguf file)";
       return std::nullopt;
     }
-    spec.max_drafts = std::stoi(k);
+  } else if (spec.drafter != "prompt-lookup" && spec.drafter != "early-exit") {
+    *why = "unknown drafter \"" + spec.drafter + "\" (known: prompt-lookup, early-exit, draft:PATH, or off)";
+    return std::nullopt;
+  }
+  if (has_k) {
+    if (!AllDigits(rest) || rest.size() > 2 || std::stoi(rest) < 1 || std::stoi(rest) > kMaxDraftsPerStep) {
+      *why = "the number of drafts after ':' must be 1.." + std::to_string(kMaxDraftsPerStep) + ", not \"" + rest + "\"";
+      return std::nullopt;
+    }
+    spec.max_drafts = std::stoi(rest);
   }
   return spec;
 }
 
-std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec) {
+std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec, const partition::Model& model) {
   if (spec.drafter == "prompt-lookup") return std::make_shared<PromptLookupDrafter>();
+  if (spec.drafter == "early-exit") return std::make_shared<EarlyExitDrafter>(model);
+  if (spec.drafter == "draft") return std::make_shared<DraftModelDrafter>(spec.path, model);
   return nullptr;
 }
 

@@ -6,24 +6,65 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "partition/sampler.h"
+
+namespace splitlm::partition {
+class Model;
+}
+
 namespace splitlm::device {
 
-// Proposes draft tokens. Implementations hold no per-generation state (one
-// drafter serves every generation of an agent).
+// The device's layers [0, cut) as a drafting step sees them: runs `n` more
+// tokens (appending them to the device's KV caches) and returns their n
+// hidden-state rows at the cut, valid until the next call.
+using DeviceLayers = std::function<const float*(const int32_t* ids, int n)>;
+
+// One generation's drafting: the per-sequence state of a drafter (a draft
+// model's KV cache). Used by one thread.
+class DraftRun {
+ public:
+  virtual ~DraftRun() = default;
+  // One speculative step. `ids` are the prompt and the tokens so far, of
+  // which [0, fed) are in the device's caches. Proposes up to `k` drafts (k
+  // may be 0) and runs ids[fed, end) and then the drafts through `layers`,
+  // leaving all their rows (hidden_size floats each, in that order) in
+  // `*rows`. A drafter that samples draws draft j as the verifier does at
+  // position ids.size() + j with `sampling`. Returns the drafts.
+  virtual std::vector<int32_t> Step(const std::vector<int32_t>& ids, int fed, int k,
+                                    const partition::SamplingParams& sampling, int hidden_size,
+                                    const DeviceLayers& layers, std::vector<float>* rows) = 0;
+};
+
+// Proposes draft tokens. A drafter is immutable once built (one serves every
+// generation of an agent); per-generation state lives in its DraftRun.
 class Drafter {
  public:
   virtual ~Drafter() = default;
   virtual std::string name() const = 0;
   // Up to `k` tokens likely to follow `ids` (the prompt and the tokens so
-  // far); fewer, or none, when it has no guess.
-  virtual std::vector<int32_t> Propose(const std::vector<int32_t>& ids, int k) const = 0;
+  // far); fewer, or none, when it has no guess. For drafters without state;
+  // the default proposes nothing.
+  virtual std::vector<int32_t> Propose(const std::vector<int32_t>& ids, int k) const;
+  // A new generation's drafting. The default proposes with Propose and runs
+  // the new tokens and the drafts through the device's layers in one batch.
+  virtual std::unique_ptr<DraftRun> Begin() const;
+  // Bytes of weights the drafter holds beyond the device stage's own (a
+  // head for early exit, a whole draft model).
+  virtual size_t bytes() const { return 0; }
 };
+
+// Runs ids[fed, end) and `drafts` through `layers` as one batch into `*rows`
+// (the common tail of every DraftRun::Step).
+void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts, int hidden_size,
+             const DeviceLayers& layers, std::vector<float>* rows);
 
 // Prompt lookup: finds the latest earlier occurrence of the longest suffix of
 // `ids` (max_ngram tokens down to min_ngram) and proposes what followed it.
@@ -51,16 +92,21 @@ class DraftLength {
   int max_, k_;
 };
 
-// `--speculate` / device.speculate: "off", "prompt-lookup" or
-// "prompt-lookup:K" (K = most drafts per step, 1..8; default 8).
+// `--speculate` / device.speculate: "off", or a drafter with an optional
+// ":K" (K = most drafts per step, 1..8; default 8): "prompt-lookup",
+// "early-exit", "draft:PATH" (PATH a model directory or .gguf file).
 struct SpeculateSpec {
-  std::string drafter;  // "" = off
+  std::string drafter;  // "" = off, "prompt-lookup", "early-exit" or "draft"
+  std::string path;     // the draft model ("draft")
   int max_drafts = 8;
 };
 inline constexpr int kMaxDraftsPerStep = 8;
 // Parses the flag's text; nullopt with `why` set when it is not valid.
 std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string* why);
-// The drafter a spec names (null for off).
-std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec);
+// The drafter a spec names (null for off), for `model` (the model being
+// split: early exit loads its final norm and head, a draft model must share
+// its vocabulary). Throws PartitionError for a draft model that cannot be
+// used, naming the file and the reason.
+std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec, const partition::Model& model);
 
 }  // namespace splitlm::device

@@ -105,7 +105,8 @@ int main(int argc, char** argv) {
       ->check(Schema("device.codec"))->capture_default_str();
   std::string speculate = "off";
   auto* f_spec = app.add_option("--speculate", speculate,
-                                "speculative decoding in split mode: prompt-lookup[:K] (K = most drafts per step, 1..8) or off")
+                                "speculative decoding in split mode: prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] "
+                                "(K = most drafts per step, 1..8; PATH a model of the same vocabulary), or off")
       ->capture_default_str();
   auto* f_tok = app.add_option("--tokenizer", tokenizer_path, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   auto* f_key = app.add_option("--key", key_file, "this device's CURVE key pair file (enables encryption)");
@@ -205,13 +206,10 @@ int main(int argc, char** argv) {
                  : fallback == "wait" ? splitlm::device::Fallback::kWait
                                       : splitlm::device::Fallback::kFail;
     o.codec = *splitlm::transport::ParseCodec(codec);
-    {
-      std::string why;
-      const auto spec = splitlm::device::ParseSpeculate(speculate, &why);
-      if (!spec) throw std::runtime_error("--speculate / device.speculate: " + why);
-      o.drafter = splitlm::device::MakeDrafter(*spec);
-      o.max_drafts = spec->max_drafts;
-    }
+    std::string spec_why;
+    const auto spec = splitlm::device::ParseSpeculate(speculate, &spec_why);
+    if (!spec) throw std::runtime_error("--speculate / device.speculate: " + spec_why);
+    o.max_drafts = spec->max_drafts;
     o.step_deadline = std::chrono::milliseconds(step_ms);
     o.wait_deadline = std::chrono::milliseconds(wait_ms);
     o.retry_interval = std::chrono::milliseconds(retry_ms);
@@ -228,6 +226,15 @@ int main(int argc, char** argv) {
     if (serve->parsed()) chat = ChooseChatTemplate(model_dir, chat_template, *log);
     auto model = splitlm::partition::Model::Open(model_dir, weights);
     if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
+    try {
+      o.drafter = splitlm::device::MakeDrafter(*spec, *model);
+    } catch (const std::exception& e) {
+      throw std::runtime_error(std::string("--speculate / device.speculate: ") + e.what());
+    }
+    if (o.drafter && o.drafter->bytes() > 0) {
+      log->info("speculative drafter {}: {:.1f} MB of weights on the device beside the stage's", o.drafter->name(),
+                o.drafter->bytes() / 1e6);
+    }
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
     if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();
     if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path);
@@ -283,10 +290,10 @@ int main(int argc, char** argv) {
                 result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
                 result.cloud_restarts);
       if (o.drafter) {
-        log->info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
+        log->info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%, EWMA {:.2f})",
                   o.drafter->name(), result.cloud_steps, result.tokens.size(),
                   result.tokens.empty() ? 0.0 : static_cast<double>(result.cloud_steps) / result.tokens.size(),
-                  result.accepted, result.drafted, result.drafted ? 100.0 * result.accepted / result.drafted : 0.0);
+                  result.accepted, result.drafted, result.drafted ? 100.0 * result.accepted / result.drafted : 0.0, result.acceptance_ewma);
       }
       if (o.auto_cut.enabled) {
         log->info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,

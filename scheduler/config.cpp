@@ -50,7 +50,7 @@ std::vector<KeySpec> BuildSchema() {
       {"device.auto_cut", T::kBool, 0, 0, {}, "false", "choose the cut per request with the cost model (--cut auto)"},
       {"device.fallback", T::kString, 0, 0, {"local", "wait", "fail"}, "local", "what to do when the cloud does not answer"},
       {"device.codec", T::kString, 0, 0, {"f32", "f16", "bf16", "int8"}, "f32", "activation codec at the cut (f32 is exact)"},
-      {"device.speculate", T::kString, 0, 0, {}, "off", "speculative decoding in split mode: prompt-lookup[:K] (K = most drafts per step, 1..8; exact tokens, fewer round trips)"},
+      {"device.speculate", T::kString, 0, 0, {}, "off", "speculative decoding in split mode: prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] (K = most drafts per step, 1..8; PATH a model with the same vocabulary, in its stored format; exact tokens, fewer round trips)"},
       {"device.step_deadline_ms", T::kInt, 1, 3600000, {}, "5000", "a step not answered by then fails over"},
       {"device.wait_deadline_ms", T::kInt, 1, 86400000, {}, "30000", "fallback = wait gives up after this"},
       {"device.retry_ms", T::kInt, 1, 3600000, {}, "1000", "fallback = local probes the cloud again after this"},

@@ -188,7 +188,7 @@ device::AgentOptions Scenario::Options(const Policy& policy) {
     std::string why;
     const auto spec = device::ParseSpeculate(s_.speculate, &why);
     if (!spec) throw std::runtime_error("speculate: " + why);
-    o.drafter = device::MakeDrafter(*spec);
+    o.drafter = device::MakeDrafter(*spec, *bench_.model);
     o.max_drafts = spec->max_drafts;
   }
   if (policy.automatic) {

@@ -61,7 +61,8 @@ Runner AddGenerate(CLI::App& app) {
   cmd->add_option("--codec", a->codec, "activation codec at the cut: f32, f16, bf16, int8")
       ->check(scheduler::flags::Schema("device.codec"))->capture_default_str();
   cmd->add_option("--speculate", a->speculate,
-                  "with --cut: speculative decoding, prompt-lookup[:K] (K = most drafts per step, 1..8) or off")
+                  "with --cut: speculative decoding, prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] "
+                  "(K = most drafts per step, 1..8; PATH a model of the same vocabulary), or off")
       ->capture_default_str();
 
   return [a](const Context& ctx) {
@@ -80,7 +81,10 @@ Runner AddGenerate(CLI::App& app) {
     std::string why;
     const auto spec = device::ParseSpeculate(a->speculate, &why);
     if (!spec) throw std::runtime_error("--speculate: " + why);
-    const auto drafter = device::MakeDrafter(*spec);
+    const auto drafter = device::MakeDrafter(*spec, *model);
+    if (drafter && drafter->bytes() > 0) {
+      ctx.log->info("drafter {} holds {:.1f} MB of weights beside the stages", drafter->name(), drafter->bytes() / 1e6);
+    }
     const transport::Codec codec = *transport::ParseCodec(a->codec);
     LocalSplit pipe(*model, cut, codec);
     if (pipe.split()) {
@@ -120,12 +124,13 @@ Runner AddGenerate(CLI::App& app) {
     auto t_first = t0;
     if (drafter && pipe.split() && a->max_tokens > 0) {
       device::DraftLength draft_len(spec->max_drafts);
-      std::vector<int32_t> feed = ids;
+      const auto run = drafter->Begin();
+      int fed = 0;
       for (bool more = true; more;) {
         const int k = std::min({draft_len.k(), a->max_tokens - generated - 1, c.max_context - static_cast<int>(ids.size())});
-        std::vector<int32_t> drafts = k > 0 ? drafter->Propose(ids, k) : std::vector<int32_t>{};
-        if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
-        const auto v = pipe.Speculate(feed.data(), static_cast<int>(feed.size()), drafts, a->sampling);
+        std::vector<int32_t> drafts;
+        const auto v = pipe.Speculate(*run, ids, fed, std::max(k, 0), a->sampling, &drafts);
+        fed = static_cast<int>(ids.size()) + static_cast<int>(v.accepted);
         if (round_trips++ == 0) t_first = Clock::now();
         drafted += static_cast<int>(drafts.size());
         accepted += static_cast<int>(v.accepted);
@@ -133,7 +138,6 @@ Runner AddGenerate(CLI::App& app) {
         for (int32_t t : v.tokens) {
           if (!(more = emit(t))) break;
         }
-        feed = {ids.back()};
       }
     }
     if (round_trips == 0) step(ids.data(), static_cast<int>(ids.size()));
@@ -157,9 +161,11 @@ Runner AddGenerate(CLI::App& app) {
                                              static_cast<double>(pipe.wire_bytes()) / (ids.size() - 1))
                         : "");
     if (round_trips > 0) {
-      ctx.log->info("speculative ({}): {} round trips across the cut for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
+      ctx.log->info("speculative ({}): {} round trips across the cut for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%); "
+                    "device side {:.3f} ms per row ({} rows, drafting included)",
                     drafter->name(), round_trips, generated, generated ? static_cast<double>(round_trips) / generated : 0.0,
-                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0);
+                    accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0,
+                    pipe.device_rows() ? pipe.device_ms() / pipe.device_rows() : 0.0, pipe.device_rows());
     }
     return 0;
   };

@@ -2,10 +2,12 @@
 // through an encoded buffer: `splitlm generate --cut` and `codec-eval`.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <vector>
 
 #include "cloud/speculation.h"
+#include "device/drafter.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "transport/codec.h"
@@ -43,17 +45,24 @@ class LocalSplit {
     return logits_;
   }
 
-  // Speculative step (split only): runs `tokens` (n) and then `drafts`
-  // through both stages as one step, keeps the drafts the cloud stage's own
-  // choices agree with (cloud::VerifyDrafts) and forgets the rest in both
-  // stages' caches. The verdict's tokens are the kept drafts, then the next.
-  cloud::Verdict Speculate(const int32_t* tokens, int n, const std::vector<int32_t>& drafts,
-                           const partition::SamplingParams& sampling) {
-    const int start = device_.position(), d = static_cast<int>(drafts.size());
-    std::vector<int32_t> rows(tokens, tokens + n);
-    rows.insert(rows.end(), drafts.begin(), drafts.end());
-    hidden_.resize(device_.OutputSize(n + d));
-    device_.Forward({rows.data(), nullptr, n + d}, hidden_.data());
+  // Speculative step (split only): `run` drafts up to `k` tokens after `ids`
+  // (of which the device stage holds the first `fed`) and runs the new
+  // tokens and the drafts through the device stage; the cloud stage runs all
+  // their rows, keeps the drafts its own choices agree with
+  // (cloud::VerifyDrafts), and both stages forget the rest. The verdict's
+  // tokens are the kept drafts, then the next; `drafts` gets what was sent.
+  cloud::Verdict Speculate(device::DraftRun& run, const std::vector<int32_t>& ids, int fed, int k,
+                           const partition::SamplingParams& sampling, std::vector<int32_t>* drafts) {
+    const int start = device_.position(), n = static_cast<int>(ids.size()) - fed;
+    const auto t0 = std::chrono::steady_clock::now();
+    *drafts = run.Step(ids, fed, k, sampling, hidden_size_, [this](const int32_t* t, int count) {
+      step_rows_.resize(device_.OutputSize(count));
+      device_.Forward({t, nullptr, count}, step_rows_.data());
+      return step_rows_.data();
+    }, &hidden_);
+    const int d = static_cast<int>(drafts->size());
+    device_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    device_rows_ += n + d;
     wire_.resize(transport::EncodedSize(codec_, n + d, hidden_size_));
     transport::Encode(codec_, hidden_.data(), n + d, hidden_size_, wire_.data());
     wire_bytes_ += wire_.size();
@@ -61,7 +70,7 @@ class LocalSplit {
     const int vocab = static_cast<int>(logits_.size());
     all_logits_.resize(static_cast<size_t>(n + d) * vocab);
     cloud_->Forward({nullptr, hidden_.data(), n + d, true}, all_logits_.data());
-    cloud::Verdict v = cloud::VerifyDrafts(&all_logits_[static_cast<size_t>(n - 1) * vocab], vocab, drafts, sampling, start + n);
+    cloud::Verdict v = cloud::VerifyDrafts(&all_logits_[static_cast<size_t>(n - 1) * vocab], vocab, *drafts, sampling, start + n);
     device_.Truncate(start + n + static_cast<int>(v.accepted));
     cloud_->Truncate(start + n + static_cast<int>(v.accepted));
     return v;
@@ -71,6 +80,9 @@ class LocalSplit {
   const partition::Stage& device() const { return device_; }
   const partition::Stage* cloud() const { return cloud_.get(); }
   size_t wire_bytes() const { return wire_bytes_; }
+  // Speculative steps: the device side's time (drafting included) and rows.
+  double device_ms() const { return device_ms_; }
+  int device_rows() const { return device_rows_; }
 
  private:
   int cut_, layers_;
@@ -78,9 +90,11 @@ class LocalSplit {
   int hidden_size_;
   partition::Stage device_;
   std::unique_ptr<partition::Stage> cloud_;
-  std::vector<float> hidden_, logits_, all_logits_;
+  std::vector<float> hidden_, logits_, all_logits_, step_rows_;
   std::vector<uint8_t> wire_;
   size_t wire_bytes_ = 0;
+  double device_ms_ = 0;
+  int device_rows_ = 0;
 };
 
 }  // namespace splitlm::cli

@@ -8,7 +8,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <spdlog/sinks/null_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "cloud/worker.h"
 #include "device/agent.h"
+#include "device/draft_model_drafter.h"
+#include "device/early_exit_drafter.h"
 #include "device/openai_api.h"
 #include "device/text_stream.h"
 #include "partition/model.h"
@@ -101,6 +109,64 @@ TEST_F(OpenAiApiTest, IntegersTooLargeForTheirFieldAreRefusedNotWrapped) {
   c = Post({{"prompt", {1, 2}}, {"max_tokens", -4294967295LL}});
   EXPECT_EQ(400, c.status_) << c.body_;
   EXPECT_EQ("\"max_tokens\" = -4294967295 is out of range", ErrorMessage(c));
+}
+
+// With speculation on, a split agent streams exactly the text of the local
+// agent, greedy and sampled, for every drafter (the text of a run without a
+// tokenizer is its ids).
+TEST_F(OpenAiApiTest, ASpeculativeSplitStreamsTheLocalText) {
+  auto quiet = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+  cloud::WorkerOptions wo;
+  wo.server.bind = "tcp://127.0.0.1:*";
+  wo.server.log = quiet;
+  wo.log = quiet;
+  transport::Metrics cloud_metrics;
+  cloud::Worker worker(*model_, wo, ctx_, cloud_metrics);
+  std::atomic<bool> stop{false};
+  std::thread thread([&] { worker.Run(stop); });
+  const std::vector<std::shared_ptr<const device::Drafter>> drafters = {
+      std::make_shared<device::PromptLookupDrafter>(), std::make_shared<device::EarlyExitDrafter>(*model_),
+      std::make_shared<device::DraftModelDrafter>(model_->dir(), *model_)};
+  for (const auto& drafter : drafters) {
+    for (double temperature : {0.0, 1.0}) {
+      SCOPED_TRACE(drafter->name() + ", temperature " + std::to_string(temperature));
+      const json body = {{"prompt", {1, 5, 9, 1, 5}}, {"max_tokens", 24}, {"temperature", temperature}, {"seed", 11}};
+      const auto want = json::parse(Post(body).body_)["choices"][0]["text"].get<std::string>();
+      device::AgentOptions o;
+      o.cut = 1;
+      o.fallback = device::Fallback::kFail;
+      o.channel.endpoint = worker.endpoint();
+      o.log = quiet;
+      o.drafter = drafter;
+      transport::Metrics m;
+      device::Agent agent(*model_, o, ctx_, m);
+      device::OpenAiApi api(agent, nullptr, m, Options());
+      json streamed = body;
+      streamed["stream"] = true;
+      Captured c;
+      api.Handle({"POST", "/v1/completions", {}, streamed.dump()}, c);
+      ASSERT_EQ(200, c.status_) << c.body_;
+      std::string joined;
+      int chunks = 0;
+      for (size_t p = 0; (p = c.body_.find("data: ", p)) != std::string::npos;) {
+        const size_t e = c.body_.find("\n\n", p);
+        const std::string data = c.body_.substr(p + 6, e - p - 6);
+        p = e;
+        if (data == "[DONE]") continue;
+        const json event = json::parse(data);
+        const json& choice = event["choices"][0];
+        if (!choice.contains("text")) continue;
+        const std::string d = choice["text"].get<std::string>();
+        chunks += d.empty() ? 0 : 1;
+        joined += d;
+      }
+      EXPECT_EQ(want, joined);
+      EXPECT_GT(chunks, 5) << "streamed as accepted, not at the end";
+      EXPECT_GT(m.Get("splitlm_device_drafts_total"), 0);
+    }
+  }
+  stop = true;
+  thread.join();
 }
 
 // The API with a text codec: ids in the prompt are bytes, and the i-th

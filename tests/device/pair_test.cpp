@@ -184,15 +184,28 @@ TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpec
   EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
   EXPECT_NE(std::string::npos, r.err.find("speculative (prompt-lookup): 3 round trips")) << r.err;
   StartCloud(cloud, ep);
-  for (int cut : {0, 3}) {
-    auto again = Device(ep, cut, prompt, 40, "--speculate prompt-lookup");
-    ASSERT_EQ(0, again.exit_code) << again.err;
-    EXPECT_EQ(expected, again.out) << "cut " << cut;
-    EXPECT_NE(std::string::npos, again.err.find("0 fallbacks")) << again.err;
+  for (const std::string& spec : std::vector<std::string>{"prompt-lookup", "early-exit:3", "draft:" + Model() + ":5"}) {
+    for (int cut : {0, 3}) {
+      auto again = Device(ep, cut, prompt, 40, "--speculate " + spec);
+      ASSERT_EQ(0, again.exit_code) << again.err;
+      EXPECT_EQ(expected, again.out) << spec << ", cut " << cut;
+      EXPECT_NE(std::string::npos, again.err.find("0 fallbacks")) << again.err;
+    }
   }
+  // The same tokens from `splitlm generate --cut` in one process.
+  auto one = RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + Model() + " --prompt-ids '" + prompt +
+                        "' --max-tokens 40 --print-ids --ignore-eos --cut 2 --speculate early-exit");
+  ASSERT_EQ(0, one.exit_code) << one.err;
+  EXPECT_EQ(expected, one.out);
+  EXPECT_NE(std::string::npos, one.err.find("speculative (early-exit)")) << one.err;
   auto bad = Device(ep, 2, prompt, 4, "--speculate prompt-lookup:9");
   EXPECT_NE(0, bad.exit_code);
   EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: the number of drafts after ':' must be 1..8")) << bad.err;
+  const std::string other = dir_->Sub("tiny-vocab-300");
+  ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " make-model --preset tiny --vocab 300 --out " + other).exit_code);
+  bad = Device(ep, 2, prompt, 4, "--speculate draft:" + other);
+  EXPECT_NE(0, bad.exit_code);
+  EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: draft model " + other + " has a vocabulary of 300 tokens")) << bad.err;
 }
 
 TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
