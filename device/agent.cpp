@@ -64,6 +64,15 @@ struct Agent::Impl {
   scheduler::ComputeProfile cloud_profile;
   scheduler::ComputeDrift device_drift, cloud_drift;
   std::unique_ptr<scheduler::Replanner> replanner;
+  // Speculative: the measured acceptance rate, and the most drafts per round
+  // the last plan found worth it at the cut in use (-1: no plan).
+  scheduler::AcceptanceEstimate acceptance;
+  int planned_drafts = -1;
+  void NotePlannedDrafts() {
+    const auto& cuts = replanner->last_plan().cuts;
+    const bool spec = !replanner->last_plan().speculation.empty();
+    planned_drafts = spec && static_cast<size_t>(o.cut) < cuts.size() ? cuts[o.cut].drafts : -1;
+  }
   // Both profiles as the real steps show them now (unless follow_drift is
   // off); the drift gauges are exported here, at plan time, not per token.
   void ApplyDrift(scheduler::PlanInputs& in) {
@@ -113,6 +122,11 @@ struct Agent::Impl {
     if (o.cut < layers || o.auto_cut.enabled) {
       o.channel.log = o.log;
       channel = std::make_unique<transport::ClientChannel>(context, o.channel);
+    }
+    if (o.drafter) {  // plan with speculation (scheduler/speculation.h)
+      o.auto_cut.plan.speculation.drafter =
+          scheduler::DrafterKindFromName(o.drafter->name()).value_or(scheduler::DrafterKind::kNone);
+      o.auto_cut.plan.speculation.max_drafts = std::clamp(o.max_drafts, 1, kMaxDraftsPerStep);
     }
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
@@ -192,6 +206,7 @@ struct Agent::Impl {
       hello.layer_end = k;
     }
     metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
+    NotePlannedDrafts();
   }
 
   // Brings the replanner's inputs up to date (hello, probes, profiles) and
@@ -234,6 +249,8 @@ struct Agent::Impl {
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
     in.workload.max_context = c.max_context;
     in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(o.codec, 1, hidden));
+    if (cloud_hello.protocol_minor < 4) in.speculation.drafter = scheduler::DrafterKind::kNone;  // no verifier there
+    in.speculation.acceptance = acceptance.rate();
     if (!replanner) {
       replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{o.auto_cut.margin, 0});
     } else {
@@ -574,15 +591,18 @@ struct Agent::Impl {
           replanner->SetInputs(std::move(in));
         }
         replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+        replanner->UpdateAcceptance(acceptance.rate());
         const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
         if (k != o.cut) recut(k);
+        NotePlannedDrafts();
       }
       const int n = static_cast<int>(g.ids.size()) - fed;
       // Speculative: the drafts go through [0, cut) with the new token(s).
       std::vector<int32_t> drafts;
       // (Only once the worker has said it verifies drafts: protocol 1.4.)
       if (split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
-        const int k = std::min({draft_len.k(), req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
+        const int cap = planned_drafts < 0 ? kMaxDraftsPerStep : std::max(1, planned_drafts);
+        const int k = std::min({draft_len.k(), cap, req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
         if (k > 0) drafts = o.drafter->Propose(g.ids, k);
         if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
       }
@@ -620,6 +640,7 @@ struct Agent::Impl {
           if (!drafts.empty()) {
             for (auto& st : chain) st->Truncate(fed + g.accepted);
             if (t) draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
+            if (t) acceptance.Observe(static_cast<int>(drafts.size()), g.accepted);
           }
         } else if (local && channel) {
           // On the device: look for the cloud without blocking. A hello goes
@@ -755,6 +776,7 @@ void Agent::UseCut(int cut) {
   if (!impl_->all_w) throw DeviceError("a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
   impl_->o.auto_cut.enabled = false;
+  impl_->planned_drafts = -1;
   impl_->SetCut(cut);
 }
 
