@@ -64,15 +64,9 @@ struct Agent::Impl {
   scheduler::ComputeProfile cloud_profile;
   scheduler::ComputeDrift device_drift, cloud_drift;
   std::unique_ptr<scheduler::Replanner> replanner;
-  // Speculative: the measured acceptance rate, and the most drafts per round
-  // the last plan found worth it at the cut in use (-1: no plan).
+  // Speculative: the measured per-position acceptance rate the cost model
+  // plans with (the drafter's prior until a draft was verified).
   scheduler::AcceptanceEstimate acceptance;
-  int planned_drafts = -1;
-  void NotePlannedDrafts() {
-    const auto& cuts = replanner->last_plan().cuts;
-    const bool spec = !replanner->last_plan().speculation.empty();
-    planned_drafts = spec && static_cast<size_t>(o.cut) < cuts.size() ? cuts[o.cut].drafts : -1;
-  }
   // Both profiles as the real steps show them now (unless follow_drift is
   // off); the drift gauges are exported here, at plan time, not per token.
   void ApplyDrift(scheduler::PlanInputs& in) {
@@ -206,7 +200,6 @@ struct Agent::Impl {
       hello.layer_end = k;
     }
     metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
-    NotePlannedDrafts();
   }
 
   // Brings the replanner's inputs up to date (hello, probes, profiles) and
@@ -409,6 +402,8 @@ struct Agent::Impl {
     if (!g.drafts.empty()) {
       result.drafted += static_cast<int>(g.drafts.size());
       result.accepted += g.accepted;
+      if (g.accepted < static_cast<int>(g.drafts.size())) ++result.draft_rejections;
+      acceptance.Observe(static_cast<int>(g.drafts.size()), g.accepted);
       metrics.Add("splitlm_device_drafts_total", static_cast<double>(g.drafts.size()));
       metrics.Add("splitlm_device_drafts_accepted_total", g.accepted);
       DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
@@ -594,15 +589,13 @@ struct Agent::Impl {
         replanner->UpdateAcceptance(acceptance.rate());
         const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
         if (k != o.cut) recut(k);
-        NotePlannedDrafts();
       }
       const int n = static_cast<int>(g.ids.size()) - fed;
       // Speculative: the drafts go through [0, cut) with the new token(s).
       std::vector<int32_t> drafts;
       // (Only once the worker has said it verifies drafts: protocol 1.4.)
       if (split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
-        const int cap = planned_drafts < 0 ? kMaxDraftsPerStep : std::max(1, planned_drafts);
-        const int k = std::min({draft_len.k(), cap, req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
+        const int k = std::min({draft_len.k(), req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
         if (k > 0) drafts = o.drafter->Propose(g.ids, k);
         if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
       }
@@ -640,7 +633,6 @@ struct Agent::Impl {
           if (!drafts.empty()) {
             for (auto& st : chain) st->Truncate(fed + g.accepted);
             if (t) draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
-            if (t) acceptance.Observe(static_cast<int>(drafts.size()), g.accepted);
           }
         } else if (local && channel) {
           // On the device: look for the cloud without blocking. A hello goes
@@ -776,7 +768,6 @@ void Agent::UseCut(int cut) {
   if (!impl_->all_w) throw DeviceError("a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
   impl_->o.auto_cut.enabled = false;
-  impl_->planned_drafts = -1;
   impl_->SetCut(cut);
 }
 

@@ -100,6 +100,7 @@ struct GenerateResult {
   int cloud_steps = 0;          // steps answered by the cloud (round trips)
   int drafted = 0;              // speculative: draft tokens sent to the cloud
   int accepted = 0;             // speculative: of those, accepted
+  int draft_rejections = 0;     // speculative: steps where the cloud rejected a draft (scheduler::AcceptanceEstimate)
   int local_steps = 0;          // steps finished on the device
   int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
