@@ -27,7 +27,7 @@ struct BenchArgs {
   std::string model;
   double rtt_ms = 50;
   int cut = -1;  // -1: the middle layer
-  int tokens = 64;
+  int tokens = 48;
   int prompts = 4;
   int max_drafts = 8;
   double novel_temperature = 1.0;
@@ -53,10 +53,14 @@ struct Tally {
   double acceptance() const { return accepted + rejections > 0 ? static_cast<double>(accepted) / (accepted + rejections) : 0; }
 };
 
-Tally Run(device::Agent& agent, const PromptSet& set, int tokens) {
+Tally Run(device::Agent& agent, const PromptSet& set, int tokens, spdlog::logger& log) {
   Tally t;
   for (const auto& prompt : set.prompts) {
     const auto g = agent.Generate({prompt, tokens, set.sampling, false});
+    std::string ids;
+    for (int32_t id : g.tokens) ids += (ids.empty() ? "" : " ") + std::to_string(id);
+    log.info("{}: {} prompt tokens, {} generated in {} round trips, {} of {} drafts accepted: {}", set.name, prompt.size(),
+             g.tokens.size(), g.cloud_steps, g.accepted, g.drafted, ids);
     t.tokens += static_cast<int>(g.tokens.size());
     t.round_trips += g.cloud_steps;
     t.drafted += g.drafted;
@@ -71,30 +75,60 @@ Tally Run(device::Agent& agent, const PromptSet& set, int tokens) {
   return t;
 }
 
-// Prompt sets from the model itself (stories260K has no tokenizer): short
-// openings, each followed by the model's own greedy continuation. "repeat"
-// decodes them greedily: a small model's greedy text falls into loops that
-// repeat what it wrote, which prompt lookup finds. "novel" samples them at
-// `temperature` with a fixed seed: text that does not repeat itself, where
-// drafts are seldom right.
-std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, double temperature) {
+// The longest stretch of `text` in which every token equals the one `period`
+// (1..4) places before it.
+struct Loop {
+  size_t start = 0, length = 0;
+  int period = 1;
+};
+Loop LongestLoop(const std::vector<int32_t>& text) {
+  Loop best;
+  for (int period = 1; period <= 4; ++period) {
+    size_t run = 0;
+    for (size_t i = static_cast<size_t>(period); i < text.size(); ++i) {
+      run = text[i] == text[i - period] ? run + 1 : 0;
+      if (run > best.length) best = {i + 1 - run - static_cast<size_t>(period), run + period, period};
+    }
+  }
+  return best;
+}
+
+// Prompt sets from the model itself. stories260K has no tokenizer and is too
+// small to copy a passage from its prompt; what it does repeat is its own
+// text, which falls into loops. Of 8 x `count` short openings, the `count`
+// whose greedy text loops longest give the prompts: the opening and that
+// text up to three periods into the loop. "repeat" decodes them greedily, so
+// the continuation repeats what the prompt ends with (as long as the loop
+// lasts), which prompt lookup finds. "novel" samples the same prompts at
+// `temperature` with a fixed seed: text that does not repeat itself.
+std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, double temperature,
+                                      spdlog::logger& log) {
   const auto& c = model.config();
   zmq::context_t z;
   transport::Metrics m;
   device::AgentOptions lo;
   lo.cut = c.num_layers;
   device::Agent local(model, lo, z, m);
-  PromptSet repeat{"repeat", "opening + 32 greedy tokens, decoded greedily (the text loops)", {}, {}};
+  std::vector<std::pair<size_t, std::vector<int32_t>>> candidates;  // loop length, prompt
+  for (int i = 0; i < 8 * count; ++i) {
+    std::vector<int32_t> p = {c.bos_token_id, static_cast<int32_t>(3 + (i * 97 + 31) % (c.vocab_size - 3)),
+                              static_cast<int32_t>(3 + (i * 193 + 7) % (c.vocab_size - 3))};
+    const auto text = local.Generate({p, std::min(192, c.max_context / 2), {}, false}).tokens;
+    const Loop loop = LongestLoop(text);
+    const size_t end = std::min(text.size(), loop.start + 3 * static_cast<size_t>(loop.period));
+    p.insert(p.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(end));
+    candidates.push_back({loop.length, p});
+  }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  PromptSet repeat{"repeat", "ends in the model's own longest loop, greedy", {}, {}};
   PromptSet novel{"novel", "the same prompts, sampled", {}, {}};
   novel.sampling.temperature = static_cast<float>(temperature);
   novel.sampling.seed = 16;
   for (int i = 0; i < count; ++i) {
-    std::vector<int32_t> p = {c.bos_token_id, static_cast<int32_t>(3 + (i * 97 + 31) % (c.vocab_size - 3)),
-                              static_cast<int32_t>(3 + (i * 193 + 7) % (c.vocab_size - 3))};
-    const auto cont = local.Generate({p, std::min(32, c.max_context / 4), {}, false}).tokens;
-    p.insert(p.end(), cont.begin(), cont.end());
-    repeat.prompts.push_back(p);
-    novel.prompts.push_back(p);
+    log.info("prompt {}: {} tokens, then a loop of {} tokens in the model's greedy text", i, candidates[i].second.size(),
+             candidates[i].first);
+    repeat.prompts.push_back(candidates[i].second);
+    novel.prompts.push_back(candidates[i].second);
   }
   return {repeat, novel};
 }
@@ -124,7 +158,7 @@ Runner AddBenchSpeculate(CLI::App& app) {
       throw std::runtime_error("--cut " + std::to_string(cut) + ": a split needs a cut below the " +
                                std::to_string(c.num_layers) + " layers");
     }
-    const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature);
+    const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature, *ctx.log);
     zmq::context_t zctx;
     transport::Metrics cloud_metrics;
     InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
@@ -169,8 +203,8 @@ Runner AddBenchSpeculate(CLI::App& app) {
       transport::Metrics pm, sm;
       auto plain = make_agent(false, pm);
       auto spec = make_agent(true, sm);
-      const Tally p = Run(*plain, set, a->tokens);
-      const Tally s = Run(*spec, set, a->tokens);
+      const Tally p = Run(*plain, set, a->tokens, *ctx.log);
+      const Tally s = Run(*spec, set, a->tokens, *ctx.log);
       // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
       const auto plain_plan = plain->PlanAllCuts();
       const auto spec_plan = spec->PlanAllCuts();
