@@ -265,7 +265,7 @@ Plan ChooseCut(const PlanInputs& in) {
   plan.cuts = PredictAll(in);
   if (in.speculation.enabled()) {
     plan.speculation = std::string(DrafterName(in.speculation.drafter)) + ", acceptance " +
-                       Fmt("%.2f", in.speculation.rate()) + (in.speculation.acceptance ? " (measured)" : " (the drafter's prior)") +
+                       Fmt("%.2f", in.speculation.rate()) + (in.speculation.acceptance ? " (measured or configured)" : " (the drafter's prior)") +
                        ", up to " + std::to_string(in.speculation.max_drafts) + " drafts per round trip";
   }
   for (const Prediction& p : plan.cuts) {
