@@ -360,7 +360,9 @@ TEST_F(CliTest, PlanCountsEachSidesWeightsInItsFormat) {
 
 TEST_F(CliTest, PlanShowsSpeculationPerCut) {
   TempDir dir;
-  std::ofstream(dir.Sub("plan.toml")) << "[scheduler]\ncloud_speedup = 4\n[link]\nrtt_ms = 50\n";
+  // One measured profile, cached for every run, so the runs compare alike.
+  std::ofstream(dir.Sub("plan.toml")) << "[scheduler]\ncloud_speedup = 4\ndevice_profile = \"" << dir.Sub("profile.json")
+                                      << "\"\n[link]\nrtt_ms = 50\n";
   const std::string base = "--threads 1 plan --model " + Model() + " --config " + dir.Sub("plan.toml") + " --json";
   auto plain = Splitlm(base);
   auto high = Splitlm(base + " --speculate prompt-lookup:6 --acceptance 0.9");
