@@ -65,6 +65,9 @@ struct Agent::Impl {
   scheduler::ComputeProfile cloud_profile;
   scheduler::ComputeDrift device_drift, cloud_drift;
   std::unique_ptr<scheduler::Replanner> replanner;
+  // Speculative: the measured per-position acceptance rate the cost model
+  // plans with (the drafter's prior until a draft was verified).
+  scheduler::AcceptanceEstimate acceptance;
   // Both profiles as the real steps show them now (unless follow_drift is
   // off); the drift gauges are exported here, at plan time, not per token.
   void ApplyDrift(scheduler::PlanInputs& in) {
@@ -118,6 +121,11 @@ struct Agent::Impl {
     if (o.cut < layers || o.auto_cut.enabled) {
       o.channel.log = o.log;
       channel = std::make_unique<transport::ClientChannel>(context, o.channel);
+    }
+    if (o.drafter) {  // plan with speculation (scheduler/speculation.h)
+      o.auto_cut.plan.speculation.drafter =
+          scheduler::DrafterKindFromName(o.drafter->name()).value_or(scheduler::DrafterKind::kNone);
+      o.auto_cut.plan.speculation.max_drafts = std::clamp(o.max_drafts, 1, kMaxDraftsPerStep);
     }
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
@@ -241,6 +249,8 @@ struct Agent::Impl {
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
     in.workload.max_context = c.max_context;
     in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(o.codec, 1, hidden));
+    if (cloud_hello.protocol_minor < 4) in.speculation.drafter = scheduler::DrafterKind::kNone;  // no verifier there
+    in.speculation.acceptance = acceptance.rate();
     if (!replanner) {
       replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{o.auto_cut.margin, 0});
     } else {
@@ -400,6 +410,8 @@ struct Agent::Impl {
     if (!g.drafts.empty()) {
       result.drafted += static_cast<int>(g.drafts.size());
       result.accepted += g.accepted;
+      if (g.accepted < static_cast<int>(g.drafts.size())) ++result.draft_rejections;
+      acceptance.Observe(static_cast<int>(g.drafts.size()), g.accepted);
       metrics.Add("splitlm_device_drafts_total", static_cast<double>(g.drafts.size()));
       metrics.Add("splitlm_device_drafts_accepted_total", g.accepted);
       DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
@@ -584,6 +596,7 @@ struct Agent::Impl {
           replanner->SetInputs(std::move(in));
         }
         replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+        replanner->UpdateAcceptance(acceptance.rate());
         const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
         if (k != o.cut) recut(k);
       }

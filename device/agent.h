@@ -106,6 +106,7 @@ struct GenerateResult {
   // agent's generations so far (0 before any verified step). Also the
   // gauge splitlm_device_draft_acceptance_ewma{drafter="..."}.
   double acceptance_ewma = 0;
+  int draft_rejections = 0;     // speculative: steps where the cloud rejected a draft (scheduler::AcceptanceEstimate)
   int local_steps = 0;          // steps finished on the device
   int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"

@@ -50,9 +50,16 @@ std::vector<int32_t> PromptLookupDrafter::Propose(const std::vector<int32_t>& id
     // The latest earlier occurrence (ending before the suffix itself).
     for (int start = n - len - 1; start >= 0; --start) {
       if (!std::equal(suffix, suffix + len, ids.data() + start)) continue;
+      // What followed it, continued as the repetition the match implies:
+      // past the end of `ids` the drafts copy themselves, so a loop of
+      // period p (the match p tokens back) yields k drafts, not p.
       const int from = start + len;
-      const int take = std::min(k, n - from);
-      return std::vector<int32_t>(ids.begin() + from, ids.begin() + from + take);
+      std::vector<int32_t> drafts;
+      for (int j = 0; j < k; ++j) {
+        const int src = from + j;
+        drafts.push_back(src < n ? ids[static_cast<size_t>(src)] : drafts[static_cast<size_t>(src - n)]);
+      }
+      return drafts;
     }
   }
   return {};

@@ -67,7 +67,9 @@ void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t
              const DeviceLayers& layers, std::vector<float>* rows);
 
 // Prompt lookup: finds the latest earlier occurrence of the longest suffix of
-// `ids` (max_ngram tokens down to min_ngram) and proposes what followed it.
+// `ids` (max_ngram tokens down to min_ngram) and proposes what followed it,
+// continued periodically when that runs into the end (a text looping with
+// period p after the match is proposed as looping on).
 // Needs no model; strong when the output repeats the prompt or itself.
 class PromptLookupDrafter : public Drafter {
  public:

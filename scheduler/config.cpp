@@ -83,6 +83,8 @@ std::vector<KeySpec> BuildSchema() {
       {"scheduler.quant_compute_factor", T::kFloat, 0.01, 100, {}, "1", "compute-bound (prefill) time of block-quantised weights relative to fp32 (1 = same flops; assumption, measure yours)"},
       {"scheduler.cloud_queue_ms", T::kFloat, 0, kBig, {}, "0", "expected queueing at the cloud per step"},
       {"scheduler.cloud_usd_per_hour", T::kFloat, 0, kBig, {}, "0.36", "price of one cloud compute-hour"},
+      {"scheduler.acceptance", T::kFloat, 0, 1, {}, "(the drafter's prior)", "speculative: per-position draft acceptance rate the plan assumes until the agent measures one (docs/scheduler.md)"},
+      {"scheduler.draft_step_ms", T::kFloat, 0, kBig, {}, "0", "speculative with a draft model: its decode step on the device, ms per draft token"},
       // [link]
       {"link.rtt_ms", T::kFloat, 0, kBig, {}, "10", "network round-trip time"},
       {"link.up_mbit_s", T::kFloat, 1e-6, kBig, {}, "50", "uplink bandwidth"},

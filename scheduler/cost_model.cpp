@@ -64,6 +64,10 @@ void ApplyPlanConfig(const Config& cfg, PlanInputs& in) {
   FillFromConfig(cfg, "power.wait_w", false, in.power.wait_w);
   FillFromConfig(cfg, "scheduler.prompt_tokens", false, in.workload.prompt_tokens);
   FillFromConfig(cfg, "scheduler.context", false, in.workload.context);
+  if (auto v = cfg.Float("scheduler.acceptance")) in.speculation.acceptance = *v;
+  double draft_ms = in.speculation.draft_model_us / 1e3;
+  FillFromConfig(cfg, "scheduler.draft_step_ms", false, draft_ms);
+  in.speculation.draft_model_us = draft_ms * 1e3;
 }
 
 const std::vector<RadioPreset>& RadioPresets() {
@@ -143,64 +147,120 @@ double DeviceEnergyJ(const DevicePower& power, const Link& link, double compute_
          (power.wait_w + link.radio_w) * waiting_s;
 }
 
+namespace {
+
+// Device time of one speculative round at cut `k` (split) with `drafts`
+// drafts: drafting, then the new token and the drafts through [0, k).
+double DeviceRoundUs(const PlanInputs& in, int k, int drafts) {
+  const int context = in.workload.context;
+  const ComputeProfile& d = in.device;
+  switch (in.speculation.drafter) {
+    case DrafterKind::kEarlyExit:
+      // Each draft is the head on the previous position's cut state, so the
+      // positions go through [0, k) one by one (their states are then the
+      // ones sent: no batched step), plus one head per draft.
+      return (drafts + 1) * d.StepUs(0, k, context, /*embed=*/true, /*head=*/false) + drafts * d.head_decode_us;
+    case DrafterKind::kDraftModel:
+      return drafts * in.speculation.draft_model_us + d.BatchStepUs(0, k, context, drafts + 1, true, false);
+    case DrafterKind::kPromptLookup:  // an n-gram search: microseconds, not counted
+    case DrafterKind::kNone:
+      break;
+  }
+  return d.BatchStepUs(0, k, context, drafts + 1, /*embed=*/true, /*head=*/false);
+}
+
+double Score(const PlanInputs& in, const Prediction& p) {
+  switch (in.objective) {
+    case Objective::kLatency: return p.tpot_ms;
+    case Objective::kEnergy: return p.energy_mj;
+    case Objective::kCost: return p.cloud_micro_usd + 1e-9 * p.tpot_ms;  // ties: faster
+    case Objective::kWeighted:
+      return in.weights.per_ms * p.tpot_ms + in.weights.per_mj * p.energy_mj + in.weights.per_micro_usd * p.cloud_micro_usd;
+  }
+  return p.tpot_ms;
+}
+
+void CheckConstraints(const Constraints& c, Prediction& p) {
+  p.violations.clear();
+  if (p.cut < c.privacy_floor) p.violations.push_back("privacy_floor " + std::to_string(c.privacy_floor));
+  if (c.memory_budget_mb && p.memory_mb > *c.memory_budget_mb) p.violations.push_back("memory_budget_mb " + Fmt("%g", *c.memory_budget_mb));
+  if (c.max_tpot_ms && p.tpot_ms > *c.max_tpot_ms) p.violations.push_back("max_tpot_ms " + Fmt("%g", *c.max_tpot_ms));
+  if (c.max_ttft_ms && p.ttft_ms > *c.max_ttft_ms) p.violations.push_back("max_ttft_ms " + Fmt("%g", *c.max_ttft_ms));
+  if (c.max_energy_mj && p.energy_mj > *c.max_energy_mj) p.violations.push_back("max_energy_mj " + Fmt("%g", *c.max_energy_mj));
+}
+
+}  // namespace
+
+Prediction PredictCut(const PlanInputs& in, int k, int drafts) {
+  const int L = in.device.num_layers;
+  const Workload& w = in.workload;
+  Prediction p;
+  p.cut = k;
+  const bool split = k < L;
+  if (!split || !in.speculation.enabled()) drafts = 0;
+  drafts = std::max(0, drafts);
+  // One round: the new token and `drafts` drafts; it yields `per_round`
+  // tokens on average (1 for a plain step).
+  const int positions = drafts + 1;
+  const double per_round = drafts > 0 ? ExpectedTokensPerRound(in.speculation.rate(), drafts) : 1.0;
+  const double dev_us = split ? DeviceRoundUs(in, k, drafts) : in.device.StepUs(0, k, w.context, /*embed=*/true, /*head=*/true);
+  const double cloud_us = split ? in.cloud.BatchStepUs(k, L, w.context, positions, /*embed=*/false, /*head=*/true) : 0;
+  const double up_bytes = split ? static_cast<double>(w.activation_bytes) * positions + w.header_bytes : 0;
+  const double down_bytes = split ? w.header_bytes + static_cast<double>(w.draft_reply_bytes) * drafts : 0;
+  p.drafts = drafts;
+  p.tokens_per_round_trip = per_round;
+  p.device_ms = dev_us / 1e3 / per_round;
+  p.cloud_ms = split ? (cloud_us / 1e3 + in.cloud_queue_ms) / per_round : 0;
+  p.network_ms = split ? (in.link.rtt_ms + TransferMs(up_bytes, in.link.up_mbit_s) + TransferMs(down_bytes, in.link.down_mbit_s)) /
+                             per_round
+                       : 0;
+  p.up_bytes = up_bytes / per_round;
+  p.down_bytes = down_bytes / per_round;
+  p.tpot_ms = p.device_ms + p.network_ms + p.cloud_ms;
+  p.plain_tpot_ms = p.tpot_ms;
+  // First token: the prompt through both sides plus one round trip.
+  double dev_prefill_us = in.device.embed_us * w.prompt_tokens;
+  for (int l = 0; l < k; ++l) dev_prefill_us += in.device.PrefillUs(l, w.prompt_tokens);
+  double cloud_prefill_us = 0;
+  if (split) {
+    for (int l = k; l < L; ++l) cloud_prefill_us += in.cloud.PrefillUs(l, w.prompt_tokens);
+    cloud_prefill_us += in.cloud.head_decode_us;
+  } else {
+    dev_prefill_us += in.device.head_decode_us;
+  }
+  const double first_down = split ? w.header_bytes : 0;
+  p.ttft_ms = dev_prefill_us / 1e3 +
+              (split ? in.link.rtt_ms + TransferMs(static_cast<double>(w.activation_bytes) * w.prompt_tokens + w.header_bytes,
+                                                   in.link.up_mbit_s) +
+                           TransferMs(first_down, in.link.down_mbit_s) + cloud_prefill_us / 1e3 + in.cloud_queue_ms
+                     : 0);
+  // Device energy: compute, radio bytes, and waiting for the answer.
+  p.energy_mj = 1e3 * DeviceEnergyJ(in.power, in.link, p.device_ms / 1e3, p.up_bytes, p.down_bytes,
+                                    (p.network_ms + p.cloud_ms) / 1e3);
+  p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 / per_round : 0) * 1e6;
+  p.memory_mb = (in.device.embed_bytes + in.device.HeldLayerBytes(0, k) + (split ? 0 : in.device.head_bytes) +
+                 k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);
+  CheckConstraints(in.constraints, p);
+  p.score = Score(in, p);
+  return p;
+}
+
 std::vector<Prediction> PredictAll(const PlanInputs& in) {
   const int L = in.device.num_layers;
   if (in.cloud.num_layers != L) throw std::runtime_error("device and cloud profiles describe different models");
-  const Workload& w = in.workload;
   std::vector<Prediction> out;
   for (int k = 0; k <= L; ++k) {
-    Prediction p;
-    p.cut = k;
-    const bool split = k < L;
-    // Per output token at the current context.
-    const double dev_us = in.device.StepUs(0, k, w.context, /*embed=*/true, /*head=*/!split);
-    const double cloud_us = split ? in.cloud.StepUs(k, L, w.context, /*embed=*/false, /*head=*/true) : 0;
-    const double up_bytes = split ? w.activation_bytes + w.header_bytes : 0;
-    const double down_bytes = split ? w.header_bytes : 0;
-    p.device_ms = dev_us / 1e3;
-    p.cloud_ms = split ? cloud_us / 1e3 + in.cloud_queue_ms : 0;
-    p.network_ms = split ? in.link.rtt_ms + TransferMs(up_bytes, in.link.up_mbit_s) +
-                               TransferMs(down_bytes, in.link.down_mbit_s)
-                         : 0;
-    p.tpot_ms = p.device_ms + p.network_ms + p.cloud_ms;
-    // First token: the prompt through both sides plus one round trip.
-    double dev_prefill_us = in.device.embed_us * w.prompt_tokens;
-    for (int l = 0; l < k; ++l) dev_prefill_us += in.device.PrefillUs(l, w.prompt_tokens);
-    double cloud_prefill_us = 0;
-    if (split) {
-      for (int l = k; l < L; ++l) cloud_prefill_us += in.cloud.PrefillUs(l, w.prompt_tokens);
-      cloud_prefill_us += in.cloud.head_decode_us;
-    } else {
-      dev_prefill_us += in.device.head_decode_us;
+    Prediction best = PredictCut(in, k, 0);
+    const double plain_ms = best.tpot_ms;
+    if (k < L && in.speculation.enabled()) {
+      // The drafts that score best; 0 (plain) unless some number beats it.
+      for (int d = 1; d <= in.speculation.max_drafts; ++d) {
+        Prediction p = PredictCut(in, k, d);
+        if (p.score < best.score) best = std::move(p);
+      }
     }
-    p.ttft_ms = dev_prefill_us / 1e3 +
-                (split ? in.link.rtt_ms + TransferMs(static_cast<double>(w.activation_bytes) * w.prompt_tokens + w.header_bytes,
-                                                     in.link.up_mbit_s) +
-                             TransferMs(down_bytes, in.link.down_mbit_s) + cloud_prefill_us / 1e3 + in.cloud_queue_ms
-                       : 0);
-    // Device energy: compute, radio bytes, and waiting for the answer.
-    p.energy_mj = 1e3 * DeviceEnergyJ(in.power, in.link, p.device_ms / 1e3, up_bytes, down_bytes,
-                                      (p.network_ms + p.cloud_ms) / 1e3);
-    p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 : 0) * 1e6;
-    p.memory_mb = (in.device.embed_bytes + in.device.HeldLayerBytes(0, k) + (split ? 0 : in.device.head_bytes) +
-                   k * in.device.kv_bytes_per_position_per_layer * w.max_context) / (1 << 20);
-
-    const Constraints& c = in.constraints;
-    if (k < c.privacy_floor) p.violations.push_back("privacy_floor " + std::to_string(c.privacy_floor));
-    if (c.memory_budget_mb && p.memory_mb > *c.memory_budget_mb) p.violations.push_back("memory_budget_mb " + Fmt("%g", *c.memory_budget_mb));
-    if (c.max_tpot_ms && p.tpot_ms > *c.max_tpot_ms) p.violations.push_back("max_tpot_ms " + Fmt("%g", *c.max_tpot_ms));
-    if (c.max_ttft_ms && p.ttft_ms > *c.max_ttft_ms) p.violations.push_back("max_ttft_ms " + Fmt("%g", *c.max_ttft_ms));
-    if (c.max_energy_mj && p.energy_mj > *c.max_energy_mj) p.violations.push_back("max_energy_mj " + Fmt("%g", *c.max_energy_mj));
-
-    switch (in.objective) {
-      case Objective::kLatency: p.score = p.tpot_ms; break;
-      case Objective::kEnergy: p.score = p.energy_mj; break;
-      case Objective::kCost: p.score = p.cloud_micro_usd + 1e-9 * p.tpot_ms; break;  // ties: faster
-      case Objective::kWeighted:
-        p.score = in.weights.per_ms * p.tpot_ms + in.weights.per_mj * p.energy_mj + in.weights.per_micro_usd * p.cloud_micro_usd;
-        break;
-    }
-    out.push_back(std::move(p));
+    best.plain_tpot_ms = plain_ms;
+    out.push_back(std::move(best));
   }
   return out;
 }
@@ -208,6 +268,11 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
 Plan ChooseCut(const PlanInputs& in) {
   Plan plan;
   plan.cuts = PredictAll(in);
+  if (in.speculation.enabled()) {
+    plan.speculation = std::string(DrafterName(in.speculation.drafter)) + ", acceptance " +
+                       Fmt("%.2f", in.speculation.rate()) + (in.speculation.acceptance ? " (measured or configured)" : " (the drafter's prior)") +
+                       ", up to " + std::to_string(in.speculation.max_drafts) + " drafts per round trip";
+  }
   for (const Prediction& p : plan.cuts) {
     if (!p.violations.empty()) continue;
     if (!plan.chosen || p.score < plan.cuts[*plan.chosen].score) plan.chosen = p.cut;
@@ -218,6 +283,10 @@ Plan ChooseCut(const PlanInputs& in) {
                   Fmt("%.4g", p.score) + ") of the cuts meeting every constraint: " + Fmt("%.2f", p.tpot_ms) +
                   " ms/token, " + Fmt("%.1f", p.ttft_ms) + " ms to first token, " + Fmt("%.2f", p.energy_mj) + " mJ/token, " +
                   Fmt("%.1f", p.memory_mb) + " MB on the device";
+    if (p.drafts > 0) {
+      plan.reason += "; speculative with " + std::to_string(p.drafts) + " drafts, " + Fmt("%.2f", p.tokens_per_round_trip) +
+                     " tokens per round trip (plain split " + Fmt("%.2f", p.plain_tpot_ms) + " ms/token)";
+    }
     return plan;
   }
   // Nothing feasible: name each constraint no cut can meet, and otherwise the
@@ -256,15 +325,22 @@ Plan ChooseCut(const PlanInputs& in) {
 }
 
 std::string FormatPlan(const Plan& plan, Objective objective) {
-  std::string s = "  cut  ttft_ms  tpot_ms  device  network  cloud  energy_mJ  cloud_uUSD  memory_MB  violates\n";
+  const bool spec = !plan.speculation.empty();
+  std::string s = "  cut  ttft_ms  tpot_ms  device  network  cloud  energy_mJ  cloud_uUSD  memory_MB";
+  s += spec ? "  drafts  tok/trip  plain_ms  violates\n" : "  violates\n";
   for (const Prediction& p : plan.cuts) {
     char line[256];
     std::snprintf(line, sizeof line, "%s%3d %8.2f %8.3f %7.3f %8.3f %6.3f %10.3f %11.4f %10.1f  ", plan.chosen && *plan.chosen == p.cut ? "* " : "  ",
                   p.cut, p.ttft_ms, p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, p.energy_mj, p.cloud_micro_usd, p.memory_mb);
     s += line;
+    if (spec) {
+      std::snprintf(line, sizeof line, "%6d %9.2f %9.3f  ", p.drafts, p.tokens_per_round_trip, p.plain_tpot_ms);
+      s += line;
+    }
     for (size_t i = 0; i < p.violations.size(); ++i) s += (i ? ", " : "") + p.violations[i];
     s += "\n";
   }
+  if (spec) s += "speculation: " + plan.speculation + "\n";
   s += std::string("objective ") + ObjectiveName(objective) + ": " + plan.reason + "\n";
   return s;
 }
@@ -275,10 +351,12 @@ std::string PlanJson(const Plan& plan, Objective objective) {
     cuts.push_back({{"cut", p.cut}, {"ttft_ms", p.ttft_ms}, {"tpot_ms", p.tpot_ms}, {"device_ms", p.device_ms},
                     {"network_ms", p.network_ms}, {"cloud_ms", p.cloud_ms}, {"energy_mj", p.energy_mj},
                     {"cloud_micro_usd", p.cloud_micro_usd}, {"memory_mb", p.memory_mb}, {"violations", p.violations},
-                    {"score", p.score}});
+                    {"score", p.score}, {"up_bytes", p.up_bytes}, {"down_bytes", p.down_bytes}, {"drafts", p.drafts},
+                    {"tokens_per_round_trip", p.tokens_per_round_trip}, {"plain_tpot_ms", p.plain_tpot_ms}});
   }
   nlohmann::json j = {{"objective", ObjectiveName(objective)}, {"cuts", cuts},
                       {"chosen", plan.chosen ? nlohmann::json(*plan.chosen) : nlohmann::json(nullptr)}, {"reason", plan.reason}};
+  if (!plan.speculation.empty()) j["speculation"] = plan.speculation;
   return j.dump();
 }
 

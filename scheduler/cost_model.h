@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "scheduler/profile.h"
+#include "scheduler/speculation.h"
 
 namespace splitlm::scheduler {
 
@@ -70,6 +71,7 @@ struct Workload {
   int max_context = 1024;      // for the KV memory
   int activation_bytes = 0;    // bytes of one hidden vector at the cut (codec)
   int header_bytes = 128;      // Forward header; the reply is about as small
+  int draft_reply_bytes = 8;   // speculative: the reply's extra bytes per draft (token, logprob)
 };
 
 struct PlanInputs {
@@ -83,6 +85,9 @@ struct PlanInputs {
   Constraints constraints;
   Objective objective = Objective::kLatency;
   Weights weights;
+  // Speculative decoding (off by default: plain split). When on, each split
+  // cut is predicted with the number of drafts that scores best.
+  Speculation speculation;
 };
 
 struct Prediction {
@@ -95,6 +100,15 @@ struct Prediction {
   double energy_mj = 0;   // device, per token
   double cloud_micro_usd = 0;  // per token
   double memory_mb = 0;   // device
+  double up_bytes = 0;    // per token, device -> cloud
+  double down_bytes = 0;  // per token, cloud -> device
+  // Speculative (PlanInputs::speculation on): the drafts per round chosen
+  // for this cut (0 = plain steps are best here), the expected tokens per
+  // round trip with them, and the plain split's time per token at this cut
+  // for comparison (equal to tpot_ms when drafts = 0).
+  int drafts = 0;
+  double tokens_per_round_trip = 1;
+  double plain_tpot_ms = 0;
   std::vector<std::string> violations;
   double score = 0;       // lower is better, under the objective
 };
@@ -103,7 +117,15 @@ struct Plan {
   std::vector<Prediction> cuts;  // index = cut
   std::optional<int> chosen;     // none when nothing is feasible
   std::string reason;            // why this cut, or which constraint cannot be met
+  // Speculation as planned: drafter and the acceptance rate used (and
+  // whether it is the drafter's prior); empty when off.
+  std::string speculation;
 };
+
+// Predicts one cut with `drafts` drafts per round (0 = a plain step; more
+// only with speculation on and below the last cut). PredictAll picks the
+// drafts per cut.
+Prediction PredictCut(const PlanInputs& inputs, int cut, int drafts);
 
 // Predicts every cut. Throws std::runtime_error if the profiles do not
 // describe the same number of layers.

@@ -135,6 +135,38 @@ double ComputeProfile::StepUs(int begin, int end, int context, bool embed, bool 
   return us;
 }
 
+double ComputeProfile::ExtraPositionUs(int layer, int context) const {
+  const auto& ys = layer_prefill_us.at(layer);
+  if (prefill_lengths.empty()) return DecodeUs(layer, context);
+  double slope = 0;
+  if (prefill_lengths.size() == 1 || prefill_lengths.back() == prefill_lengths.front()) {
+    slope = prefill_lengths.front() > 0 ? ys.front() / prefill_lengths.front() : 0;
+  } else {
+    slope = (ys.back() - ys.front()) / (prefill_lengths.back() - prefill_lengths.front());
+  }
+  return std::clamp(slope, 0.0, DecodeUs(layer, context));
+}
+
+double ComputeProfile::BatchStepUs(int begin, int end, int context, int positions, bool embed, bool head) const {
+  const int extra = std::max(0, positions - 1);
+  double us = StepUs(begin, end, context, embed, head);
+  if (extra == 0) return us;
+  if (embed) us += extra * embed_us;
+  double ratio_sum = 0;
+  int ratio_n = 0;
+  for (int l = begin; l < end; ++l) us += extra * ExtraPositionUs(l, context);
+  if (head) {
+    // The head has no prefill timing of its own: its extra positions cost
+    // what the model's layers' do relative to their decode step.
+    for (int l = 0; l < num_layers; ++l) {
+      const double d = DecodeUs(l, context);
+      if (d > 0) ratio_sum += ExtraPositionUs(l, context) / d, ++ratio_n;
+    }
+    us += extra * head_decode_us * (ratio_n > 0 ? ratio_sum / ratio_n : 1.0);
+  }
+  return us;
+}
+
 double ComputeProfile::HeldLayerBytes(int begin, int end) const {
   double bytes = 0;
   for (int l = begin; l < end; ++l) {

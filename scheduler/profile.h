@@ -46,6 +46,20 @@ struct ComputeProfile {
   // One decode step through layers [begin, end), plus the embedding and the
   // head if asked.
   double StepUs(int begin, int end, int context, bool embed, bool head) const;
+  // One step of `positions` new tokens at once (a speculative step: the new
+  // token and its drafts) through layers [begin, end), embedding and head
+  // (for every position) if asked. Profiles time single-token decode steps
+  // and whole-prompt prefills, not small batches, so a batch is modelled as
+  // one decode step plus (positions - 1) x ExtraPositionUs: the first
+  // position pays for reading the weights, each further one its marginal
+  // compute, which is the slope of the prefill times. positions = 1 is
+  // StepUs exactly.
+  double BatchStepUs(int begin, int end, int context, int positions, bool embed, bool head) const;
+  // The marginal time of one more position in a batched step of `layer`:
+  // the prefill slope between the shortest and the longest measured prompt
+  // (prefill(n) / n with one length), clamped to [0, DecodeUs(layer,
+  // context)]: an extra position never costs more than a step of its own.
+  double ExtraPositionUs(int layer, int context) const;
   // Weights of layers [begin, end), bytes.
   double HeldLayerBytes(int begin, int end) const;
   // Every time multiplied by `factor` (see ComputeDrift).

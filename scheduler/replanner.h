@@ -83,6 +83,9 @@ class Replanner {
   int Replan(int context, int remaining);
 
   void UpdateLink(const Link& link) { inputs_.link = link; }
+  // Speculative: the measured per-position acceptance rate (nullopt: the
+  // drafter's prior), e.g. AcceptanceEstimate::rate().
+  void UpdateAcceptance(std::optional<double> acceptance) { inputs_.speculation.acceptance = acceptance; }
   // New profiles or workload, keeping the current cut (for hysteresis).
   void SetInputs(PlanInputs inputs) { inputs_ = std::move(inputs); }
   const PlanInputs& inputs() const { return inputs_; }

@@ -29,6 +29,7 @@ Runner AddBench(CLI::App& app);
 Runner AddBenchTransport(CLI::App& app);
 Runner AddBenchCloud(CLI::App& app);
 Runner AddBenchPlan(CLI::App& app);
+Runner AddBenchSpeculate(CLI::App& app);
 Runner AddSim(CLI::App& app);
 Runner AddKeygen(CLI::App& app);
 Runner AddConfigKeys(CLI::App& app);

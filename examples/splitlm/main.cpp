@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddBenchTransport);
   add(splitlm::cli::AddBenchCloud);
   add(splitlm::cli::AddBenchPlan);
+  add(splitlm::cli::AddBenchSpeculate);
   add(splitlm::cli::AddSim);
   add(splitlm::cli::AddCodecEval);
   add(splitlm::cli::AddKeygen);

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "device/drafter.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
 #include "scheduler/config.h"
@@ -77,6 +78,17 @@ Runner AddPlan(CLI::App& app) {
       ->check(scheduler::flags::Schema("scheduler.cloud_weights"));
   cmd->add_option("--config", *config, "TOML configuration ([scheduler], [link], [power])")->required()->check(CLI::ExistingFile);
   cmd->add_flag("--json", *json, "one JSON line");
+  auto speculate = std::make_shared<std::string>();
+  auto acceptance = std::make_shared<double>(-1);
+  auto draft_ms = std::make_shared<double>(-1);
+  cmd->add_option("--speculate", *speculate,
+                  "plan speculative decoding with this drafter (as splitlm-device --speculate, e.g. prompt-lookup:8; "
+                  "default device.speculate)");
+  cmd->add_option("--acceptance", *acceptance,
+                  "per-position draft acceptance rate to plan with (default scheduler.acceptance, else the drafter's prior)")
+      ->check(scheduler::flags::Schema("scheduler.acceptance"));
+  cmd->add_option("--draft-step-ms", *draft_ms, "a draft model's decode step on the device, ms per draft token")
+      ->check(scheduler::flags::Schema("scheduler.draft_step_ms"));
   return [=](const Context& ctx) {
     using scheduler::FillFromConfig;
     const auto cfg = scheduler::Config::Load(*config);
@@ -136,6 +148,21 @@ Runner AddPlan(CLI::App& app) {
     scheduler::ApplyPlanConfig(cfg, in);
     in.workload.max_context = c.max_context;
     in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(*transport::ParseCodec(codec), 1, c.hidden_size));
+    std::string speculate_text = "off";
+    FillFromConfig(cfg, "device.speculate", !speculate->empty(), speculate_text);
+    if (!speculate->empty()) speculate_text = *speculate;
+    std::string why;
+    const auto spec = device::ParseSpeculate(speculate_text, &why);
+    if (!spec) throw std::runtime_error("--speculate / device.speculate: " + why);
+    const auto kind = scheduler::DrafterKindFromName(spec->drafter);
+    if (!kind) throw std::runtime_error("--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
+    in.speculation.drafter = *kind;
+    in.speculation.max_drafts = spec->max_drafts;
+    if (*acceptance >= 0) in.speculation.acceptance = *acceptance;
+    if (*draft_ms >= 0) in.speculation.draft_model_us = *draft_ms * 1e3;
+    if (*kind == scheduler::DrafterKind::kDraftModel && in.speculation.draft_model_us <= 0) {
+      throw std::runtime_error("--speculate " + speculate_text + ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
+    }
 
     const auto plan = scheduler::ChooseCut(in);
     if (*json) {

@@ -393,6 +393,41 @@ TEST_F(CliTest, PlanCountsEachSidesWeightsInItsFormat) {
   ExpectFailure(base, "plan.toml:4: scheduler.cloud_weights: \"fp8\" is not one of model");
 }
 
+TEST_F(CliTest, PlanShowsSpeculationPerCut) {
+  TempDir dir;
+  // One measured profile, cached for every run, so the runs compare alike.
+  std::ofstream(dir.Sub("plan.toml")) << "[scheduler]\ncloud_speedup = 4\ndevice_profile = \"" << dir.Sub("profile.json")
+                                      << "\"\n[link]\nrtt_ms = 50\n";
+  const std::string base = "--threads 1 plan --model " + Model() + " --config " + dir.Sub("plan.toml") + " --json";
+  auto plain = Splitlm(base);
+  auto high = Splitlm(base + " --speculate prompt-lookup:6 --acceptance 0.9");
+  auto zero = Splitlm(base + " --speculate prompt-lookup --acceptance 0");
+  ASSERT_EQ(0, plain.exit_code) << plain.err;
+  ASSERT_EQ(0, high.exit_code) << high.err;
+  ASSERT_EQ(0, zero.exit_code) << zero.err;
+  const auto p = nlohmann::json::parse(plain.out), h = nlohmann::json::parse(high.out), z = nlohmann::json::parse(zero.out);
+  EXPECT_FALSE(p.contains("speculation"));
+  EXPECT_NE(std::string::npos, h["speculation"].get<std::string>().find("prompt-lookup, acceptance 0.90")) << h["speculation"];
+  for (int k = 0; k < 4; ++k) {  // split cuts: drafts pay on a 50 ms round trip at 0.9
+    EXPECT_EQ(0, p["cuts"][k]["drafts"].get<int>());
+    EXPECT_GT(h["cuts"][k]["drafts"].get<int>(), 0) << k;
+    EXPECT_LE(h["cuts"][k]["drafts"].get<int>(), 6) << k;
+    EXPECT_GT(h["cuts"][k]["tokens_per_round_trip"].get<double>(), 2.0) << k;
+    EXPECT_LT(h["cuts"][k]["tpot_ms"].get<double>(), p["cuts"][k]["tpot_ms"].get<double>()) << k;
+    EXPECT_DOUBLE_EQ(p["cuts"][k]["tpot_ms"].get<double>(), h["cuts"][k]["plain_tpot_ms"].get<double>()) << k;
+    EXPECT_DOUBLE_EQ(p["cuts"][k]["tpot_ms"].get<double>(), z["cuts"][k]["tpot_ms"].get<double>()) << k;
+  }
+  EXPECT_EQ(0, h["cuts"][4]["drafts"].get<int>());  // all local: no round trip to hide
+  auto table = Splitlm("--threads 1 plan --model " + Model() + " --config " + dir.Sub("plan.toml") + " --speculate prompt-lookup");
+  ASSERT_EQ(0, table.exit_code) << table.err;
+  EXPECT_NE(std::string::npos, table.out.find("tok/trip")) << table.out;
+  EXPECT_NE(std::string::npos, table.out.find("(the drafter's prior)")) << table.out;
+  ExpectFailure(base + " --speculate oracle", "unknown drafter \"oracle\"");
+  ExpectFailure(base + " --acceptance 1.5", "--acceptance: 1.5 is outside 0..1");
+  std::ofstream(dir.Sub("bad.toml")) << "[scheduler]\nacceptance = 2\n";
+  ExpectFailure("--threads 1 plan --model " + Model() + " --config " + dir.Sub("bad.toml"), "bad.toml:2: scheduler.acceptance");
+}
+
 TEST_F(CliTest, CodecsRunAndF32IsExact) {
   const std::string base = "generate --model " + Model() + " --prompt-ids 1 --max-tokens 20 --print-ids --cut 2";
   auto f32 = Splitlm(base + " --codec f32");

@@ -415,7 +415,10 @@ TEST(PromptLookup, ProposesWhatFollowedTheLatestEarlierOccurrenceOfTheLongestSuf
   EXPECT_EQ((std::vector<int32_t>{9}), d.Propose({5, 6, 9, 4, 5, 6}, 1));
   EXPECT_TRUE(d.Propose({1, 2, 3}, 4).empty());  // nothing repeats
   EXPECT_TRUE(d.Propose({}, 4).empty());
-  EXPECT_EQ((std::vector<int32_t>{2, 1}), d.Propose({1, 2, 1}, 4));  // only what exists
+  // Running into the end, the repetition goes on: "1" was followed by "2 1",
+  // so "2 1 2 1"; a run of one token continues as that token.
+  EXPECT_EQ((std::vector<int32_t>{2, 1, 2, 1}), d.Propose({1, 2, 1}, 4));
+  EXPECT_EQ((std::vector<int32_t>{7, 7, 7}), d.Propose({3, 7, 7, 7}, 3));
 }
 
 TEST(ParseSpeculate, AcceptsEveryDrafterWithAPathAndK) {
