@@ -33,6 +33,21 @@ struct Generation {
   // stages' caches) while a step is out, and how many the cloud accepted.
   std::vector<int32_t> drafts;
   int accepted = 0;
+
+  // The loop's state, beside the sequence's.
+  const GenerateRequest* request = nullptr;
+  GenerateResult* result = nullptr;
+  // The device side is a chain of stages over consecutive layer ranges: one
+  // normally, two after the cut moved towards the device mid-way.
+  std::vector<std::unique_ptr<partition::Stage>> chain;
+  std::unique_ptr<partition::Stage> local;  // [cut, L) + head, for fallback
+  std::vector<float> out, tmp;  // the chain's output (and scratch)
+  int fed = 0;                  // tokens run through the chain
+  bool all_local = false;       // cut == L
+  bool split = false;           // the cloud serves the steps
+  bool probing = false;         // a hello is out while on the device
+  Clock::time_point retry_at{}, probe_deadline{}, first_token_at{};
+  std::optional<DraftLength> draft_len;
 };
 
 }  // namespace
@@ -489,243 +504,301 @@ struct Agent::Impl {
     return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
   }
 
+  // A generation: validation and set-up, then one step per token (re-plan,
+  // device layers, cloud or local rest, emit) until it ends.
   GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
     partition::ValidateSamplingParams(req.sampling);
-    const auto& c = model.config();
-    partition::ValidatePrompt(req.prompt, c);
+    partition::ValidatePrompt(req.prompt, model.config());
     GenerateResult result;
-    if (o.auto_cut.enabled) PlanRequest();
-    result.cut = o.cut;
-    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
-      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
-    }
-    // The device side is a chain of stages over consecutive layer ranges:
-    // one normally, two after the cut moved towards the device mid-way.
-    std::vector<std::unique_ptr<partition::Stage>> chain;
-    chain.push_back(NewStage(device_w));
-    std::unique_ptr<partition::Stage> local;
-    if (local_w) local = NewStage(local_w);
     Generation g;
-    g.ids = req.prompt;
-    bool all_local = o.cut == layers;
-    Clock::time_point first_token_at{};
-    bool split = !all_local;
-    Clock::time_point retry_at{}, probe_deadline{};
-    bool probing = false;  // a hello is out while on the device
-    std::vector<float> out;
-    int fed = 0;
-    DraftLength draft_len(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
+    StartGeneration(req, result, g);
     metrics.Set("splitlm_device_active_sessions", 1);
     struct Done {
       transport::Metrics& m;
       ~Done() { m.Set("splitlm_device_active_sessions", 0); }
     } done{metrics};
-
-    std::vector<float> tmp;
-    auto device_forward = [&](const int32_t* ids, int n) {
-      out.resize(chain[0]->OutputSize(n));
-      chain[0]->Forward({ids, nullptr, n}, out.data());
-      for (size_t i = 1; i < chain.size(); ++i) {
-        tmp.resize(chain[i]->OutputSize(n));
-        chain[i]->Forward({nullptr, out.data(), n}, tmp.data());
-        out.swap(tmp);
-      }
-    };
-    // Moves the cut between two steps (all positions so far processed on
-    // both sides). Exact: every rebuilt cache equals the one it replaces.
-    auto recut = [&](int to) {
-      const auto& cfg = model.config();
-      const int from = o.cut;
-      if (to > from) {  // the device takes over [from, to): run them over the buffered states
-        partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
-        spec.embedding = false;
-        spec.head = to == layers;
-        auto st = NewStage(all_w->Slice(spec));
-        std::vector<float> next(st->OutputSize(g.positions));
-        st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
-        if (to < layers) g.cut_hidden.swap(next);
-        chain.push_back(std::move(st));
-      } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
-        chain.clear();
-        chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
-        device_forward(g.ids.data(), fed);
-        g.cut_hidden.assign(out.begin(), out.end());
-        g.positions = fed;
-      }
-      if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
-      g.session_open = false;
-      SetCut(to);
-      local = local_w ? NewStage(local_w) : nullptr;
-      all_local = to == layers;
-      split = !all_local;
-      metrics.Set("splitlm_device_split_mode", split ? 1 : 0);
-      ++result.recuts;
-      if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, fed);
-    };
-
     while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
-      const int done_tokens = static_cast<int>(result.tokens.size());
-      if (o.auto_cut.enabled && replanner && (split || all_local) && done_tokens > 0 &&
-          done_tokens % std::max(1, o.auto_cut.replan_every) == 0) {
-        if (all_local) SendRttPing();
-        if (cloud_profile.num_layers == layers) {
-          scheduler::PlanInputs in = replanner->inputs();
-          ApplyDrift(in);
-          replanner->SetInputs(std::move(in));
-        }
-        replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
-        const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
-        if (k != o.cut) recut(k);
-      }
-      const int n = static_cast<int>(g.ids.size()) - fed;
-      // Speculative: the drafts go through [0, cut) with the new token(s).
-      std::vector<int32_t> drafts;
-      // (Only once the worker has said it verifies drafts: protocol 1.4.)
-      if (split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
-        const int k = std::min({draft_len.k(), req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
-        if (k > 0) drafts = o.drafter->Propose(g.ids, k);
-        if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
-      }
-      const auto t0 = Now();
-      if (drafts.empty()) {
-        device_forward(&g.ids[fed], n);
-      } else {
-        std::vector<int32_t> rows(g.ids.begin() + fed, g.ids.end());
-        rows.insert(rows.end(), drafts.begin(), drafts.end());
-        device_forward(rows.data(), static_cast<int>(rows.size()));
-      }
-      const double device_s = Seconds(Now() - t0);
-      if (n == 1 && drafts.empty() && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
-        device_drift.Observe(device_profile.StepUs(0, o.cut, fed, true, all_local), device_s * 1e6);
-      }
-      fed = static_cast<int>(g.ids.size());
-      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
-      int32_t token = 0;
-      if (all_local) {
-        token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));
-        ++result.local_steps;
-      } else {
-        g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
-        g.positions += n + static_cast<int>(drafts.size());
-        g.drafts = drafts;
-        g.accepted = 0;
-        std::optional<int32_t> t;
-        if (split) {
-          t = CloudStep(g, req.sampling, Now() + o.step_deadline, result);
-          if (!t) {
-            Drop();
-            g.session_open = false;
-            DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
-          }
-          if (!drafts.empty()) {
-            for (auto& st : chain) st->Truncate(fed + g.accepted);
-            if (t) draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
-          }
-        } else if (local && channel) {
-          // On the device: look for the cloud without blocking. A hello goes
-          // out every retry interval on a fresh connection; its answer is
-          // picked up at a later step, and only then is the step sent there.
-          const auto now = Now();
-          if (!probing && now >= retry_at) {
-            Drop();
-            channel->Send(hello);
-            probing = true;
-            probe_deadline = now + o.step_deadline;
-          } else if (probing) {
-            while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-              if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
-                hello_ok = true;
-                cloud_hello = *h;
-              }
-            }
-            if (hello_ok) {
-              probing = false;
-              g.session_open = false;
-              t = CloudStep(g, req.sampling, now + o.step_deadline, result);
-              if (t) {
-                ++result.recoveries;
-                metrics.Add("splitlm_device_recoveries_total", 1);
-                if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
-                split = true;
-                metrics.Set("splitlm_device_split_mode", 1);
-              } else {
-                Drop();
-                retry_at = now + o.retry_interval;
-              }
-            } else if (now >= probe_deadline) {
-              probing = false;
-              retry_at = now + o.retry_interval;
-            }
-          }
-        }
-        if (!t && split) {
-          if (o.fallback == Fallback::kFail) {
-            throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
-          }
-          if (o.fallback == Fallback::kWait) {
-            const auto give_up = Now() + o.wait_deadline;
-            while (!t) {
-              if (Now() >= give_up) {
-                throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
-                                      std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
-                                  fault);
-              }
-              const auto backoff = channel->Reconnect();
-              hello_ok = false;
-              g.session_open = false;
-              std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
-              t = CloudStep(g, req.sampling, std::min(give_up, Now() + o.step_deadline), result);
-            }
-          } else {
-            ++result.fallbacks;
-            metrics.Add("splitlm_device_fallbacks_total", 1);
-            metrics.Set("splitlm_device_split_mode", 0);
-            if (o.log) {
-              o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text,
-                          g.positions);
-            }
-            split = false;
-            retry_at = Now() + o.retry_interval;
-          }
-        }
-        if (!t) {
-          token = LocalStep(g, *local, req.sampling);
-          ++result.local_steps;
-        } else {
-          token = *t;
-        }
-      }
-      if (all_local && ping_out) LookForPong();
-      // The accepted drafts (already in the device's caches), then the token.
-      std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
-      emit.push_back(token);
-      fed += g.accepted;
-      g.accepted = 0;
-      for (int32_t tok : emit) {
-        g.ids.push_back(tok);
-        result.tokens.push_back(tok);
-        if (result.tokens.size() == 1) first_token_at = Now();
-        metrics.Add("splitlm_device_tokens_total", 1);
-        if (on_token && !on_token(tok)) {
-          result.finish_reason = "stop";
-        } else if (req.stop_at_eos && (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
-          result.finish_reason = "stop";
-        } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
-          result.finish_reason = "context";
-        }
-        if (!result.finish_reason.empty()) break;
-      }
-      if (!result.finish_reason.empty()) break;
+      MaybeReplan(g);
+      const std::vector<int32_t> drafts = ProposeDrafts(g);
+      const int32_t token = NextToken(g, drafts);
+      if (g.all_local && ping_out) LookForPong();
+      if (Emit(g, drafts, token, on_token)) break;
     }
+    FinishGeneration(g);
+    return result;
+  }
+
+  // The cut for this request (auto), the device stages and the loop's state.
+  void StartGeneration(const GenerateRequest& req, GenerateResult& result, Generation& g) {
+    if (o.auto_cut.enabled) PlanRequest();
+    result.cut = o.cut;
+    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
+      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
+    }
+    g.request = &req;
+    g.result = &result;
+    g.chain.push_back(NewStage(device_w));
+    if (local_w) g.local = NewStage(local_w);
+    g.ids = req.prompt;
+    g.all_local = o.cut == layers;
+    g.split = !g.all_local;
+    g.draft_len.emplace(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
+  }
+
+  // The finish reason, the time per token, and the cloud session closed.
+  void FinishGeneration(Generation& g) {
+    GenerateResult& result = *g.result;
     if (result.finish_reason.empty()) result.finish_reason = "length";
     result.final_cut = o.cut;
     if (result.tokens.size() > 1) {
-      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - first_token_at).count() /
+      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - g.first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
       metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
     }
-    if (g.session_open && split) channel->Send(transport::CloseSession{g.session_id});
-    return result;
+    if (g.session_open && g.split) channel->Send(transport::CloseSession{g.session_id});
+  }
+
+  // Runs `n` token ids through the device's chain of stages into g.out.
+  void DeviceForward(Generation& g, const int32_t* ids, int n) {
+    g.out.resize(g.chain[0]->OutputSize(n));
+    g.chain[0]->Forward({ids, nullptr, n}, g.out.data());
+    for (size_t i = 1; i < g.chain.size(); ++i) {
+      g.tmp.resize(g.chain[i]->OutputSize(n));
+      g.chain[i]->Forward({nullptr, g.out.data(), n}, g.tmp.data());
+      g.out.swap(g.tmp);
+    }
+  }
+
+  // --cut auto: every replan_every tokens, the cost model may move the cut.
+  void MaybeReplan(Generation& g) {
+    const int done_tokens = static_cast<int>(g.result->tokens.size());
+    if (!o.auto_cut.enabled || !replanner || !(g.split || g.all_local) || done_tokens == 0 ||
+        done_tokens % std::max(1, o.auto_cut.replan_every) != 0) {
+      return;
+    }
+    if (g.all_local) SendRttPing();
+    if (cloud_profile.num_layers == layers) {
+      scheduler::PlanInputs in = replanner->inputs();
+      ApplyDrift(in);
+      replanner->SetInputs(std::move(in));
+    }
+    replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+    const int k = replanner->Replan(g.fed, g.request->max_tokens - done_tokens);
+    if (k != o.cut) Recut(g, k);
+  }
+
+  // Moves the cut between two steps (all positions so far processed on
+  // both sides). Exact: every rebuilt cache equals the one it replaces.
+  void Recut(Generation& g, int to) {
+    const auto& cfg = model.config();
+    const int from = o.cut;
+    if (to > from) {  // the device takes over [from, to): run them over the buffered states
+      partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
+      spec.embedding = false;
+      spec.head = to == layers;
+      auto st = NewStage(all_w->Slice(spec));
+      std::vector<float> next(st->OutputSize(g.positions));
+      st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
+      if (to < layers) g.cut_hidden.swap(next);
+      g.chain.push_back(std::move(st));
+    } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
+      g.chain.clear();
+      g.chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
+      DeviceForward(g, g.ids.data(), g.fed);
+      g.cut_hidden.assign(g.out.begin(), g.out.end());
+      g.positions = g.fed;
+    }
+    if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
+    g.session_open = false;
+    SetCut(to);
+    g.local = local_w ? NewStage(local_w) : nullptr;
+    g.all_local = to == layers;
+    g.split = !g.all_local;
+    metrics.Set("splitlm_device_split_mode", g.split ? 1 : 0);
+    ++g.result->recuts;
+    if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, g.fed);
+  }
+
+  // Speculative: the drafter's guesses to run through [0, cut) with the new
+  // token(s) (only once the worker has said it verifies drafts: protocol 1.4).
+  std::vector<int32_t> ProposeDrafts(const Generation& g) {
+    std::vector<int32_t> drafts;
+    const GenerateRequest& req = *g.request;
+    const int done_tokens = static_cast<int>(g.result->tokens.size());
+    if (g.split && o.drafter && hello_ok && cloud_hello.protocol_minor >= 4) {
+      const int k = std::min({g.draft_len->k(), req.max_tokens - done_tokens - 1,
+                              model.config().max_context - static_cast<int>(g.ids.size())});
+      if (k > 0) drafts = o.drafter->Propose(g.ids, k);
+      if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
+    }
+    return drafts;
+  }
+
+  // The new token(s) and the drafts through [0, cut), then the rest of the
+  // step here (all local) or where the split mode says: the next token.
+  int32_t NextToken(Generation& g, const std::vector<int32_t>& drafts) {
+    const int n = static_cast<int>(g.ids.size()) - g.fed;
+    RunDeviceLayers(g, n, drafts);
+    if (g.all_local) {
+      ++g.result->local_steps;
+      return partition::SampleToken(g.out.data(), vocab, g.request->sampling, static_cast<int>(g.ids.size()));
+    }
+    g.cut_hidden.insert(g.cut_hidden.end(), g.out.begin(), g.out.end());
+    g.positions += n + static_cast<int>(drafts.size());
+    g.drafts = drafts;
+    g.accepted = 0;
+    std::optional<int32_t> t;
+    if (g.split) {
+      t = SpeculativeCloudStep(g, drafts);
+    } else if (g.local && channel) {
+      t = ProbeCloud(g);
+    }
+    if (!t && g.split) t = ApplyFallbackPolicy(g);
+    if (t) return *t;
+    ++g.result->local_steps;
+    return LocalStep(g, *g.local, g.request->sampling);
+  }
+
+  // Runs the `n` new tokens (and the drafts) through the device's layers.
+  void RunDeviceLayers(Generation& g, int n, const std::vector<int32_t>& drafts) {
+    const auto t0 = Now();
+    if (drafts.empty()) {
+      DeviceForward(g, &g.ids[g.fed], n);
+    } else {
+      std::vector<int32_t> rows(g.ids.begin() + g.fed, g.ids.end());
+      rows.insert(rows.end(), drafts.begin(), drafts.end());
+      DeviceForward(g, rows.data(), static_cast<int>(rows.size()));
+    }
+    const double device_s = Seconds(Now() - t0);
+    if (n == 1 && drafts.empty() && o.cut > 0 && (g.split || g.all_local) && device_profile.num_layers == layers) {
+      device_drift.Observe(device_profile.StepUs(0, o.cut, g.fed, true, g.all_local), device_s * 1e6);
+    }
+    g.fed = static_cast<int>(g.ids.size());
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
+  }
+
+  // A step in split mode (with the drafts, if any): the cloud's token, or
+  // nullopt with the session dropped and the device's state as if never
+  // drafted; the device stages keep the rows of the accepted drafts only.
+  std::optional<int32_t> SpeculativeCloudStep(Generation& g, const std::vector<int32_t>& drafts) {
+    std::optional<int32_t> t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result);
+    if (!t) {
+      Drop();
+      g.session_open = false;
+      DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
+    }
+    if (!drafts.empty()) {
+      for (auto& st : g.chain) st->Truncate(g.fed + g.accepted);
+      if (t) g.draft_len->Observe(static_cast<int>(drafts.size()), g.accepted);
+    }
+    return t;
+  }
+
+  // On the device: looks for the cloud without blocking. A hello goes out
+  // every retry interval on a fresh connection; its answer is picked up at a
+  // later step, and only then is the step sent there. The cloud's token if
+  // it took this step (split mode again).
+  std::optional<int32_t> ProbeCloud(Generation& g) {
+    const auto now = Now();
+    if (!g.probing && now >= g.retry_at) {
+      Drop();
+      channel->Send(hello);
+      g.probing = true;
+      g.probe_deadline = now + o.step_deadline;
+      return std::nullopt;
+    }
+    if (!g.probing) return std::nullopt;
+    while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
+      if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
+        hello_ok = true;
+        cloud_hello = *h;
+      }
+    }
+    if (!hello_ok) {
+      if (now >= g.probe_deadline) {
+        g.probing = false;
+        g.retry_at = now + o.retry_interval;
+      }
+      return std::nullopt;
+    }
+    g.probing = false;
+    g.session_open = false;
+    std::optional<int32_t> t = CloudStep(g, g.request->sampling, now + o.step_deadline, *g.result);
+    if (!t) {
+      Drop();
+      g.retry_at = now + o.retry_interval;
+      return std::nullopt;
+    }
+    ++g.result->recoveries;
+    metrics.Add("splitlm_device_recoveries_total", 1);
+    if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
+    g.split = true;
+    metrics.Set("splitlm_device_split_mode", 1);
+    return t;
+  }
+
+  // The cloud failed a step in split mode: --fallback decides. kFail throws,
+  // kWait retries with back-off until a token or its deadline (then throws),
+  // kLocal moves to the device (nullopt: the caller runs the step here).
+  std::optional<int32_t> ApplyFallbackPolicy(Generation& g) {
+    if (o.fallback == Fallback::kFail) {
+      throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
+    }
+    if (o.fallback == Fallback::kWait) return WaitForCloud(g);
+    ++g.result->fallbacks;
+    metrics.Add("splitlm_device_fallbacks_total", 1);
+    metrics.Set("splitlm_device_split_mode", 0);
+    if (o.log) {
+      o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, g.positions);
+    }
+    g.split = false;
+    g.retry_at = Now() + o.retry_interval;
+    return std::nullopt;
+  }
+
+  // --fallback wait: reconnects with back-off and retries the step until it
+  // is answered; throws DeviceError after wait_deadline.
+  int32_t WaitForCloud(Generation& g) {
+    const auto give_up = Now() + o.wait_deadline;
+    while (true) {
+      if (Now() >= give_up) {
+        throw DeviceError("cloud " + channel->endpoint() + " unreachable for " + std::to_string(o.wait_deadline.count()) +
+                              " ms (fallback: wait); last: " + fault_text,
+                          fault);
+      }
+      const auto backoff = channel->Reconnect();
+      hello_ok = false;
+      g.session_open = false;
+      std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
+      if (auto t = CloudStep(g, g.request->sampling, std::min(give_up, Now() + o.step_deadline), *g.result)) return *t;
+    }
+  }
+
+  // Emits the accepted drafts (already in the device's caches), then
+  // `token`; true when the generation ends (EOS, on_token, the context).
+  bool Emit(Generation& g, const std::vector<int32_t>& drafts, int32_t token, const std::function<bool(int32_t)>& on_token) {
+    GenerateResult& result = *g.result;
+    const auto& c = model.config();
+    std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
+    emit.push_back(token);
+    g.fed += g.accepted;
+    g.accepted = 0;
+    for (int32_t tok : emit) {
+      g.ids.push_back(tok);
+      result.tokens.push_back(tok);
+      if (result.tokens.size() == 1) g.first_token_at = Now();
+      metrics.Add("splitlm_device_tokens_total", 1);
+      if (on_token && !on_token(tok)) {
+        result.finish_reason = "stop";
+      } else if (g.request->stop_at_eos &&
+                 (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
+        result.finish_reason = "stop";
+      } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
+        result.finish_reason = "context";
+      }
+      if (!result.finish_reason.empty()) return true;
+    }
+    return false;
   }
 };
 
