@@ -129,6 +129,9 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
     metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
     metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
+    metrics.Describe("splitlm_cloud_draining", K::kGauge, "1 while draining (refusing new sessions before exit)");
+    metrics.Describe("splitlm_cloud_queue_delay_seconds", K::kGauge,
+                     "recent queue delay of a step before compute (mean weighted to the latest); the autoscaling signal");
     metrics.Set("splitlm_cloud_min_cut", options.min_cut);
   }
 
@@ -238,6 +241,10 @@ struct Worker::Impl {
                 "hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
       }
       metrics.Add("splitlm_cloud_hellos_total", 1);
+      // The load as of now (placement): an open processed before counts.
+      hello.active_sessions = static_cast<uint32_t>(sessions.size());
+      const size_t kv = KvBytes();
+      hello.kv_free_bytes = kv < options.kv_budget_bytes ? options.kv_budget_bytes - kv : 0;
       return server.Send(in.peer, hello);
     }
     // Opening or closing a session replaces or frees state a queued step may
@@ -265,6 +272,11 @@ struct Worker::Impl {
       return Reply(in.peer, transport::Error{ErrorCode::kBadCut,
                                              "cut " + std::to_string(o.cut) + " outside the " + std::to_string(options.min_cut) +
                                                  ".." + std::to_string(layers) + " this worker serves",
+                                             o.session_id, 0});
+    }
+    if (hello.draining) {
+      metrics.Add("splitlm_cloud_sessions_refused_total", 1);
+      return Reply(in.peer, transport::Error{ErrorCode::kBusy, "this worker is draining (shutting down): open the session on another",
                                              o.session_id, 0});
     }
     if (auto refused = sessions.CheckOpen(o.session_id, OwnerOf(in))) {
@@ -342,6 +354,9 @@ struct Worker::Impl {
     metrics.Add("splitlm_cloud_drafts_accepted_total", v.accepted);
   }
 
+  // Draining (see Worker::Run): true when Run should return.
+  bool Drained(const std::atomic<bool>* drain, Clock::time_point& until);
+
   void RunBatch(std::vector<Pending>& batch) {
     if (batch.empty()) return;
     if (options.kill_after_forwards > 0 && forwards + batch.size() >= static_cast<uint64_t>(options.kill_after_forwards)) {
@@ -396,6 +411,7 @@ struct Worker::Impl {
         metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());
         // The queue delay reported in Hello: an exponentially weighted mean.
         hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
+        metrics.Set("splitlm_cloud_queue_delay_seconds", hello.queue_us / 1e6);
         metrics.Add("splitlm_cloud_positions_total", f.count);
         server.Send(p.session->owner.routing_id, r);
       }
@@ -422,10 +438,34 @@ Worker::~Worker() = default;
 
 std::string Worker::endpoint() const { return impl_->server.endpoint(); }
 
-void Worker::Run(const std::atomic<bool>& stop) {
+bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& until) {
+  if (!drain || !*drain) return false;
+  const auto now = Now();
+  if (!hello.draining) {
+    hello.draining = true;
+    until = now + options.drain_timeout;
+    metrics.Set("splitlm_cloud_draining", 1);
+    if (options.log) {
+      options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
+                        options.drain_timeout.count());
+    }
+  }
+  if (sessions.size() == 0) {
+    if (options.log) options.log->info("drained: no session open");
+    return true;
+  }
+  if (now >= until) {
+    if (options.log) options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)", sessions.size());
+    return true;
+  }
+  return false;
+}
+
+void Worker::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
   std::vector<Pending> batch;
   size_t expected = 1;  // size of the previous batch
-  while (!stop) {
+  Clock::time_point drain_until{};
+  while (!stop && !impl_->Drained(drain, drain_until)) {
     auto in = impl_->server.Receive(impl_->options.poll);
     if (!in) {
       impl_->Sweep();  // nothing waiting: every heartbeat has been read

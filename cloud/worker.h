@@ -44,6 +44,9 @@ struct WorkerOptions {
   // share one pass over the weights. A lone session never waits.
   std::chrono::milliseconds batch_window{2};
   std::chrono::milliseconds poll{100};  // how often the loop checks for shutdown
+  // Draining (Run's `drain`, SIGTERM): how long the open sessions get to
+  // finish before the worker stops anyway (their devices then fail over).
+  std::chrono::milliseconds drain_timeout{30000};
   // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
   int kill_after_forwards = 0;
   std::shared_ptr<spdlog::logger> log;
@@ -67,7 +70,10 @@ class Worker {
 
   std::string endpoint() const;
   // Serves until `stop` is set; returns within one poll interval after.
-  void Run(const std::atomic<bool>& stop);
+  // Once `drain` (if given) is set, the worker drains: its Hello says so
+  // (devices place sessions elsewhere), new sessions are refused (busy), and
+  // Run returns when the open ones are closed, or drain_timeout after.
+  void Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain = nullptr);
 
  private:
   struct Impl;

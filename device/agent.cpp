@@ -1,8 +1,13 @@
 #include "device/agent.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
+#include <set>
 #include <thread>
+#include <tuple>
+
+#include "device/replicas.h"
 
 #include "partition/error.h"
 #include "partition/model.h"
@@ -68,7 +73,13 @@ struct Agent::Impl {
   zmq::context_t& context;
   int layers, hidden, vocab;
   std::shared_ptr<const partition::StageWeights> all_w, device_w, local_w;
-  std::unique_ptr<transport::ClientChannel> channel;
+  // The current worker's channel (null: no cloud), one of `pool`: one
+  // channel per worker endpoint met, kept across placements.
+  transport::ClientChannel* channel = nullptr;
+  std::map<std::string, std::unique_ptr<transport::ClientChannel>> pool;
+  std::optional<Replicas> replicas;
+  // Workers that failed: skipped by placement until then.
+  std::map<std::string, Clock::time_point> down_until;
   bool hello_ok = false;
   transport::Hello cloud_hello;  // the worker's last helloReply
   // --cut auto
@@ -127,7 +138,12 @@ struct Agent::Impl {
     }
     if (o.cut < layers || o.auto_cut.enabled) {
       o.channel.log = o.log;
-      channel = std::make_unique<transport::ClientChannel>(context, o.channel);
+      if (!o.clouds.empty()) {
+        replicas.emplace(o.clouds, o.resolve_interval);
+        const auto& eps = replicas->Endpoints(Now());
+        if (!eps.empty()) o.channel.endpoint = eps.front();
+      }
+      channel = ChannelFor(o.channel.endpoint);
     }
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
@@ -151,6 +167,7 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
     metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+    metrics.Describe("splitlm_device_failovers_total", K::kCounter, "sessions rebuilt on another worker (replicas)");
     metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
                      "restarted workers noticed by their new instance id (session rebuilt there at once)");
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
@@ -161,6 +178,130 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
     metrics.Set("splitlm_device_cut", o.cut);
     metrics.Set("splitlm_device_split_mode", o.cut < layers ? 1 : 0);
+  }
+
+  // The channel to the worker at `endpoint` (made on first use).
+  transport::ClientChannel* ChannelFor(const std::string& endpoint) {
+    auto& ch = pool[endpoint];
+    if (!ch) {
+      transport::ClientOptions co = o.channel;
+      co.endpoint = endpoint;
+      ch = std::make_unique<transport::ClientChannel>(context, co);
+    }
+    return ch.get();
+  }
+
+  // True when sessions are placed among several workers.
+  bool Several() const { return replicas && replicas->several(); }
+
+  // Replicas: asks every worker (but `exclude` and those marked down) for its
+  // load with a Hello, and makes the best compatible one that is not
+  // draining the current worker: fewest open sessions, then the shortest
+  // queue, then the most free KV budget, then the list's order. Waits for
+  // every answer until the step deadline, or, once one has come, a grace of
+  // max(250 ms, 4 x its time), so that a dead worker delays placement little.
+  // Those that did not answer are marked down for retry_interval. False
+  // when none answered (the current worker is left as it was).
+  bool Place(const std::set<std::string>& exclude) {
+    struct Ask {
+      transport::ClientChannel* ch;
+      std::optional<transport::Hello> reply;
+      bool done = false;
+    };
+    const auto start = Now();
+    std::vector<Ask> asks;
+    for (const auto& ep : replicas->Endpoints(start)) {
+      if (exclude.count(ep)) continue;
+      if (auto it = down_until.find(ep); it != down_until.end() && start < it->second) continue;
+      Ask a{ChannelFor(ep)};
+      a.done = !a.ch->Send(hello);
+      asks.push_back(a);
+    }
+    auto deadline = start + o.step_deadline;
+    bool answered = false;
+    size_t pending = asks.size();
+    while (pending > 0 && Now() < deadline) {
+      for (Ask& a : asks) {
+        if (a.done) continue;
+        if (auto in = a.ch->Receive(std::chrono::milliseconds(1))) {
+          if (auto* h = std::get_if<transport::Hello>(&in->message)) {
+            const auto v = transport::ValidateHello(hello, *h, o.require_exact);
+            if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
+            if (!v.ok() && o.log) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
+            a.done = true;
+          } else if (std::holds_alternative<transport::Heartbeat>(in->message)) {
+            a.ch->Send(hello);  // a restarted worker never saw it
+          } else if (auto* e = std::get_if<transport::Error>(&in->message); e && e->session_id == 0) {
+            a.done = true;  // refused our Hello
+          }
+        } else {
+          const auto state = a.ch->link_state();
+          a.done = state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
+        }
+        if (a.done) {
+          --pending;
+          if (a.reply && !answered) {
+            answered = true;
+            const auto took = Now() - start;
+            deadline = std::min(deadline, Now() + std::max<Clock::duration>(std::chrono::milliseconds(250), 4 * took));
+          }
+        }
+      }
+    }
+    const Ask* best = nullptr;
+    auto key = [](const transport::Hello& h) {
+      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes);
+    };
+    for (const Ask& a : asks) {
+      if (!a.reply) {
+        down_until[a.ch->endpoint()] = Now() + o.retry_interval;
+        a.ch->Reconnect();  // nothing stale from it later
+        continue;
+      }
+      down_until.erase(a.ch->endpoint());
+      if (a.reply->draining) continue;
+      if (!best || key(*a.reply) < key(*best->reply)) best = &a;
+    }
+    if (!best) return false;
+    channel = best->ch;
+    hello_ok = true;
+    cloud_hello = *best->reply;
+    if (o.log) {
+      o.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
+                  cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
+    }
+    return true;
+  }
+
+  // Replicas: the current worker failed a step (already dropped); rebuilds
+  // the session on another from the buffered hidden states, every row sent
+  // again (as after an eviction). The token, or nullopt when no other worker
+  // answers: the fallback policy applies then. `sent`: when the lost step went out.
+  std::optional<int32_t> FailOver(Generation& g, Clock::time_point sent) {
+    std::set<std::string> failed;
+    while (true) {
+      const std::string from = channel->endpoint(), why = fault_text;
+      const CloudFault why_fault = fault;
+      failed.insert(from);
+      down_until[from] = Now() + o.retry_interval;
+      if (!Place(failed)) {
+        fault = why_fault;
+        fault_text = why;
+        return std::nullopt;
+      }
+      g.session_open = false;
+      if (o.log) {
+        o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(), g.positions);
+      }
+      if (auto t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result)) {
+        ++g.result->failovers;
+        g.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
+        metrics.Add("splitlm_device_failovers_total", 1);
+        return t;
+      }
+      Drop();
+      g.session_open = false;
+    }
   }
 
   // Uses cut `k` from now on (weights are slices of the full load).
@@ -412,6 +553,7 @@ struct Agent::Impl {
       DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
     }
     g.cloud_positions = g.positions;
+    result.worker = channel->endpoint();
     ++result.cloud_steps;
     metrics.Add("splitlm_device_cloud_steps_total", 1);
     return r.tokens.back();
@@ -530,6 +672,7 @@ struct Agent::Impl {
 
   // The cut for this request (auto), the device stages and the loop's state.
   void StartGeneration(const GenerateRequest& req, GenerateResult& result, Generation& g) {
+    if (Several() && (o.cut < layers || o.auto_cut.enabled)) Place({});
     if (o.auto_cut.enabled) PlanRequest();
     result.cut = o.cut;
     if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
@@ -649,7 +792,9 @@ struct Agent::Impl {
     g.accepted = 0;
     std::optional<int32_t> t;
     if (g.split) {
+      const auto sent = Now();
       t = SpeculativeCloudStep(g, drafts);
+      if (!t && Several()) t = FailOver(g, sent);
     } else if (g.local && channel) {
       t = ProbeCloud(g);
     }
@@ -701,6 +846,7 @@ struct Agent::Impl {
   std::optional<int32_t> ProbeCloud(Generation& g) {
     const auto now = Now();
     if (!g.probing && now >= g.retry_at) {
+      if (Several()) NextWorker();  // probe each in turn
       Drop();
       channel->Send(hello);
       g.probing = true;
@@ -737,6 +883,15 @@ struct Agent::Impl {
     return t;
   }
 
+  // Replicas: the worker after the current one in the list becomes current.
+  void NextWorker() {
+    const auto& eps = replicas->Endpoints(Now());
+    if (eps.empty()) return;
+    auto it = std::find(eps.begin(), eps.end(), channel->endpoint());
+    channel = ChannelFor(it == eps.end() || it + 1 == eps.end() ? eps.front() : *(it + 1));
+    hello_ok = false;
+  }
+
   // The cloud failed a step in split mode: --fallback decides. kFail throws,
   // kWait retries with back-off until a token or its deadline (then throws),
   // kLocal moves to the device (nullopt: the caller runs the step here).
@@ -766,6 +921,7 @@ struct Agent::Impl {
                               " ms (fallback: wait); last: " + fault_text,
                           fault);
       }
+      if (Several()) NextWorker();
       const auto backoff = channel->Reconnect();
       hello_ok = false;
       g.session_open = false;
