@@ -259,6 +259,19 @@ TEST_F(ReplicasTest, ADrainingWorkerGetsNoNewSessionAndFinishesItsOwn) {
   EXPECT_NE(std::string::npos, a->Stderr().find("drained: no session open")) << a->Stderr();
 }
 
+TEST_F(ReplicasTest, ADnsNameIsResolvedToItsAddressesAndTheSessionPlacedOnOne) {
+  std::unique_ptr<Process> w;
+  const std::string ep = StartWorker(w);  // tcp://127.0.0.1:PORT
+  const std::string port = ep.substr(ep.rfind(':') + 1);
+  // localhost may also resolve to ::1, where nothing listens: placement
+  // skips an address that refuses or does not answer.
+  device::Agent agent(*model_, Options({"dns://localhost:" + port}), ctx_, metrics_);
+  const auto r = agent.Generate({Prompt(5), kTokens, {}, false});
+  EXPECT_EQ((*expected_)[5], r.tokens);
+  EXPECT_EQ(ep, r.worker);
+  EXPECT_EQ(0, r.failovers);
+}
+
 TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
   EXPECT_EQ((std::vector<std::string>{"tcp://a:5555", "dns://w.svc:6000"}),
             device::ParseCloudList("tcp://a:5555, dns://w.svc:6000"));
