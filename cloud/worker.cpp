@@ -78,6 +78,7 @@ struct Worker::Impl {
   SessionTable sessions;
   transport::Hello hello;
   uint64_t forwards = 0;
+  uint64_t forwards_at_sweep = 0;  // at the last sweep: was there a step since?
   Clock::time_point next_sweep{};
   Clock::time_point Now() const { return transport::NowOn(options.clock); }
 
@@ -198,6 +199,13 @@ struct Worker::Impl {
     const auto now = Now();
     if (now < next_sweep) return;
     next_sweep = now + std::chrono::seconds(1);
+    // No step for a second: nothing is queueing (the autoscaling signal
+    // must fall when the load does).
+    if (forwards == forwards_at_sweep) {
+      hello.queue_us = 0;
+      metrics.Set("splitlm_cloud_queue_delay_seconds", 0);
+    }
+    forwards_at_sweep = forwards;
     const auto swept = sessions.Sweep(now);
     if (swept.expired + swept.dropped == 0) return;
     UpdateSessionMetrics();
