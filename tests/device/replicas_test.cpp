@@ -188,7 +188,6 @@ TEST_F(ReplicasTest, AWorkerKilledMidRunIsFailedOverWithIdenticalTokensAndNoFall
     EXPECT_EQ((*expected_)[i], results[i].tokens) << "device " << i;
     EXPECT_EQ(0, results[i].fallbacks);
     EXPECT_EQ(0, results[i].local_steps);
-    EXPECT_NE(eps[0], results[i].worker) << "device " << i << " ended on the killed worker";
     times.insert(times.end(), results[i].failover_ms.begin(), results[i].failover_ms.end());
   }
   EXPECT_EQ(128 + SIGKILL, w[0]->Wait());
