@@ -61,6 +61,13 @@ int main(int argc, char** argv) {
   auto* f_http_public = app.add_flag("--http-public", http_public, "allow --http beyond loopback (warned)");
   auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, level);
+  std::string layers_text, next_endpoint;
+  auto* f_layers = app.add_option("--layers", layers_text,
+                                  "pipeline of workers: hold layers K:M only (cuts K..M) and send the hidden states at M "
+                                  "to --next, which serves cut M");
+  app.add_option("--next", next_endpoint, "pipeline: the next worker's endpoint (it holds [M, ...) and answers for the chain)")
+      ->needs(f_layers);
+  f_layers->needs("--next");
   int drain_timeout_s = 30;
   auto* f_drain = app.add_option("--drain-timeout", drain_timeout_s,
                                  "on SIGTERM: refuse new sessions, give the open ones this many seconds to finish, then exit")
@@ -109,6 +116,24 @@ int main(int argc, char** argv) {
     if (!http.empty()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     o.batch_window = std::chrono::milliseconds(batch_window_ms);
     o.drain_timeout = std::chrono::seconds(drain_timeout_s);
+    if (!layers_text.empty()) {
+      const size_t colon = layers_text.find(':');
+      try {
+        size_t a = 0, b = 0;
+        if (colon == std::string::npos) throw std::invalid_argument("no colon");
+        o.min_cut = std::stoi(layers_text.substr(0, colon), &a);
+        o.layer_end = std::stoi(layers_text.substr(colon + 1), &b);
+        if (a != colon || b != layers_text.size() - colon - 1) throw std::invalid_argument("trailing text");
+      } catch (const std::exception&) {
+        throw std::runtime_error("--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
+      }
+      o.next.endpoint = next_endpoint;
+      o.next.log = log;
+      if (!key_file.empty()) {  // the next hop is a worker of the same deployment: the same key pair
+        o.next.keys = splitlm::transport::ReadKeyFile(key_file);
+        o.next.server_public_key = o.next.keys.public_key;
+      }
+    }
     o.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * (1 << 20));
     o.log = log;
     o.server.log = log;
@@ -151,6 +176,7 @@ int main(int argc, char** argv) {
       log->info("metrics on http://{}/metrics", http_server->address());
     }
     std::cout << "listening on " << worker.endpoint() << std::endl;
+    if (o.layer_end) log->info("pipeline stage: layers [{}, {}) here, the rest on {}", o.min_cut, o.layer_end, o.next.endpoint);
     log->info("serving layers [{}, {}) + head of {} on {}{}", o.min_cut, model->config().num_layers, model_dir,
               worker.endpoint(), o.server.keys.secret_key.empty() ? "" : " (CURVE)");
     worker.Run(g_stop, &g_drain);

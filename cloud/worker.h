@@ -31,6 +31,15 @@ struct WorkerOptions {
   transport::ServerOptions server;
   SessionLimits sessions;           // caps and timeouts of sessions
   int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
+  // Pipeline of workers (0 = off): this worker holds [min_cut, layer_end)
+  // only and forwards each step's hidden states at layer_end to the worker
+  // at `next` (which serves cut layer_end), relaying its answers. Devices see
+  // one cloud. A next hop that does not answer a step within
+  // next_step_deadline is reported to the device (internal error), which
+  // fails over or falls back; its sessions here are dropped.
+  int layer_end = 0;
+  transport::ClientOptions next;
+  std::chrono::milliseconds next_step_deadline{5000};
   // Refuse devices holding the same model in other weight formats (their
   // tokens may differ from a local run's); by default they are served with
   // a warning.

@@ -18,6 +18,7 @@
 #include <thread>
 
 #include "device/agent.h"
+#include "device/drafter.h"
 #include "device/replicas.h"
 #include "partition/model.h"
 #include "tests/common/test_util.h"
@@ -269,6 +270,57 @@ TEST_F(ReplicasTest, ADnsNameIsResolvedToItsAddressesAndTheSessionPlacedOnOne) {
   EXPECT_EQ((*expected_)[5], r.tokens);
   EXPECT_EQ(ep, r.worker);
   EXPECT_EQ(0, r.failovers);
+}
+
+// A pipeline of workers: the device's cut K, a worker holding [K, M) that
+// sends its hidden states on to one holding [M, L) and the head.
+TEST_F(ReplicasTest, APipelineOfTwoWorkersGivesTheLocalTokensAtSeveralCuts) {
+  for (auto [k, m] : {std::pair{1, 2}, std::pair{0, 3}}) {
+    std::unique_ptr<Process> last, middle;
+    const std::string ep_last = StartWorker(last, "--min-cut " + std::to_string(m));
+    const std::string ep = StartWorker(middle, "--layers " + std::to_string(k) + ":" + std::to_string(m) + " --next " + ep_last);
+    auto o = Options({});
+    o.cut = k;
+    o.channel.endpoint = ep;
+    device::Agent agent(*model_, o, ctx_, metrics_);
+    for (int i : {2, 9}) {
+      const auto r = agent.Generate({Prompt(i), kTokens, {}, false});
+      EXPECT_EQ((*expected_)[i], r.tokens) << "K " << k << " M " << m << " device " << i;
+      EXPECT_EQ(kTokens, r.cloud_steps);
+    }
+    // Speculative steps through the chain: the last worker verifies, the
+    // middle one forgets the rejected rows as it does.
+    o.drafter = device::MakeDrafter({"prompt-lookup", 8});
+    device::Agent speculating(*model_, o, ctx_, metrics_);
+    const std::vector<int32_t> repetitive = {1, 5, 6, 7, 5, 6, 7, 5, 6};
+    device::Agent local(*model_, [&] {
+      device::AgentOptions lo;
+      lo.cut = model_->config().num_layers;
+      return lo;
+    }(), ctx_, metrics_);
+    const auto want = local.Generate({repetitive, kTokens, {}, false}).tokens;
+    const auto r = speculating.Generate({repetitive, kTokens, {}, false});
+    EXPECT_EQ(want, r.tokens) << "speculative, K " << k << " M " << m;
+    EXPECT_GT(r.drafted, 0);
+  }
+}
+
+TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
+  std::unique_ptr<Process> last, middle;
+  const std::string ep_last = StartWorker(last, "--min-cut 3 --test-kill-after 20");
+  const std::string ep = StartWorker(middle, "--layers 1:3 --next " + ep_last);
+  auto o = Options({});
+  o.cut = 1;
+  o.channel.endpoint = ep;
+  o.fallback = device::Fallback::kLocal;
+  o.retry_interval = milliseconds(600000);  // stays on the device once there
+  device::Agent agent(*model_, o, ctx_, metrics_);
+  const auto r = agent.Generate({Prompt(4), kTokens, {}, false});
+  EXPECT_EQ((*expected_)[4], r.tokens);
+  EXPECT_EQ(1, r.fallbacks);
+  EXPECT_EQ(19, r.cloud_steps) << "the last worker answers 19 steps (through the first) and dies at the 20th";
+  EXPECT_EQ(kTokens - 19, r.local_steps);
+  EXPECT_EQ(128 + SIGKILL, last->Wait());
 }
 
 TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
