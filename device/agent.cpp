@@ -194,10 +194,21 @@ struct Agent::Impl {
   // True when sessions are placed among several workers.
   bool Several() const { return replicas && replicas->several(); }
 
+  // Rendezvous hashing of this agent and `endpoint`: equal loads are told
+  // apart differently by each device, so devices starting together (all
+  // seeing idle workers) spread instead of all taking the first.
+  uint64_t TieBreak(const std::string& endpoint) const {
+    uint64_t h = 1469598103934665603ull ^ placement_salt;
+    for (unsigned char ch : endpoint) h = (h ^ ch) * 1099511628211ull;
+    return h;
+  }
+  const uint64_t placement_salt = std::random_device{}() * 0x9e3779b97f4a7c15ull + 1;
+
   // Replicas: asks every worker (but `exclude` and those marked down) for its
   // load with a Hello, and makes the best compatible one that is not
   // draining the current worker: fewest open sessions, then the shortest
-  // queue, then the most free KV budget, then the list's order. Waits for
+  // queue, then the most free KV budget, then a tie-break that differs per
+  // device (TieBreak). Waits for
   // every answer until the step deadline, or, once one has come, a grace of
   // max(250 ms, 4 x its time), so that a dead worker delays placement little.
   // Those that did not answer are marked down for retry_interval. False
@@ -249,8 +260,9 @@ struct Agent::Impl {
       }
     }
     const Ask* best = nullptr;
-    auto key = [](const transport::Hello& h) {
-      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes);
+    auto key = [this](const Ask& a) {
+      const transport::Hello& h = *a.reply;
+      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes, TieBreak(a.ch->endpoint()));
     };
     for (const Ask& a : asks) {
       if (!a.reply) {
@@ -260,7 +272,7 @@ struct Agent::Impl {
       }
       down_until.erase(a.ch->endpoint());
       if (a.reply->draining) continue;
-      if (!best || key(*a.reply) < key(*best->reply)) best = &a;
+      if (!best || key(a) < key(*best)) best = &a;
     }
     if (!best) return false;
     channel = best->ch;
