@@ -204,67 +204,76 @@ struct Agent::Impl {
   }
   const uint64_t placement_salt = std::random_device{}() * 0x9e3779b97f4a7c15ull + 1;
 
-  // Replicas: asks every worker (but `exclude` and those marked down) for its
-  // load with a Hello, and makes the best compatible one that is not
-  // draining the current worker: fewest open sessions, then the shortest
-  // queue, then the most free KV budget, then a tie-break that differs per
-  // device (TieBreak). Waits for
-  // every answer until the step deadline, or, once one has come, a grace of
-  // max(250 ms, 4 x its time), so that a dead worker delays placement little.
-  // Those that did not answer are marked down for retry_interval. False
-  // when none answered (the current worker is left as it was).
-  bool Place(const std::set<std::string>& exclude) {
-    struct Ask {
-      transport::ClientChannel* ch;
-      std::optional<transport::Hello> reply;
-      bool done = false;
-    };
+  // A worker asked for its load at a placement, and its answer.
+  struct LoadAsk {
+    transport::ClientChannel* ch;
+    std::optional<transport::Hello> reply;  // compatible answers only
+    bool done = false;
+  };
+
+  // Sends a Hello to every worker but `exclude` and those marked down, and
+  // collects the answers until every one is in or the step deadline; once
+  // one has come, the others get a grace of max(250 ms, 4 x its time), so
+  // that a dead worker delays placement little. A refused connection or a
+  // refused Hello counts as answered (without a reply).
+  std::vector<LoadAsk> AskLoads(const std::set<std::string>& exclude) {
     const auto start = Now();
-    std::vector<Ask> asks;
+    std::vector<LoadAsk> asks;
     for (const auto& ep : replicas->Endpoints(start)) {
       if (exclude.count(ep)) continue;
       if (auto it = down_until.find(ep); it != down_until.end() && start < it->second) continue;
-      Ask a{ChannelFor(ep)};
+      LoadAsk a{ChannelFor(ep)};
       a.done = !a.ch->Send(hello);
       asks.push_back(a);
     }
     auto deadline = start + o.step_deadline;
     bool answered = false;
-    size_t pending = asks.size();
+    size_t pending = static_cast<size_t>(std::count_if(asks.begin(), asks.end(), [](const LoadAsk& a) { return !a.done; }));
     while (pending > 0 && Now() < deadline) {
-      for (Ask& a : asks) {
-        if (a.done) continue;
-        if (auto in = a.ch->Receive(std::chrono::milliseconds(1))) {
-          if (auto* h = std::get_if<transport::Hello>(&in->message)) {
-            const auto v = transport::ValidateHello(hello, *h, o.require_exact);
-            if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
-            if (!v.ok() && o.log) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
-            a.done = true;
-          } else if (std::holds_alternative<transport::Heartbeat>(in->message)) {
-            a.ch->Send(hello);  // a restarted worker never saw it
-          } else if (auto* e = std::get_if<transport::Error>(&in->message); e && e->session_id == 0) {
-            a.done = true;  // refused our Hello
-          }
-        } else {
-          const auto state = a.ch->link_state();
-          a.done = state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
-        }
-        if (a.done) {
-          --pending;
-          if (a.reply && !answered) {
-            answered = true;
-            const auto took = Now() - start;
-            deadline = std::min(deadline, Now() + std::max<Clock::duration>(std::chrono::milliseconds(250), 4 * took));
-          }
+      for (LoadAsk& a : asks) {
+        if (a.done || !(a.done = LookForLoad(a))) continue;
+        --pending;
+        if (a.reply && !answered) {
+          answered = true;
+          deadline = std::min(deadline, Now() + std::max<Clock::duration>(std::chrono::milliseconds(250), 4 * (Now() - start)));
         }
       }
     }
-    const Ask* best = nullptr;
-    auto key = [this](const Ask& a) {
+    return asks;
+  }
+
+  // One short look at `a`'s channel; true when it has answered for good.
+  bool LookForLoad(LoadAsk& a) {
+    auto in = a.ch->Receive(std::chrono::milliseconds(1));
+    if (!in) {
+      const auto state = a.ch->link_state();
+      return state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
+    }
+    if (auto* h = std::get_if<transport::Hello>(&in->message)) {
+      const auto v = transport::ValidateHello(hello, *h, o.require_exact);
+      if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
+      if (!v.ok() && o.log) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
+      return true;
+    }
+    if (std::holds_alternative<transport::Heartbeat>(in->message)) a.ch->Send(hello);  // a restarted worker never saw it
+    auto* e = std::get_if<transport::Error>(&in->message);
+    return e && e->session_id == 0;  // our Hello refused
+  }
+
+  // Replicas: asks the workers their load (AskLoads) and makes the best
+  // compatible one that is not draining the current worker: fewest open
+  // sessions, then the shortest queue, then the most free KV budget, then a
+  // tie-break that differs per device (TieBreak). Those that did not answer
+  // are marked down for retry_interval. False when none can take the
+  // session (the current worker is left as it was).
+  bool Place(const std::set<std::string>& exclude) {
+    const std::vector<LoadAsk> asks = AskLoads(exclude);
+    auto key = [this](const LoadAsk& a) {
       const transport::Hello& h = *a.reply;
       return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes, TieBreak(a.ch->endpoint()));
     };
-    for (const Ask& a : asks) {
+    const LoadAsk* best = nullptr;
+    for (const LoadAsk& a : asks) {
       if (!a.reply) {
         down_until[a.ch->endpoint()] = Now() + o.retry_interval;
         a.ch->Reconnect();  // nothing stale from it later

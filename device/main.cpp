@@ -294,6 +294,10 @@ int main(int argc, char** argv) {
       log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
                 result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
                 result.cloud_restarts);
+      if (!o.clouds.empty()) {
+        log->info("last served by {}; {} failovers to another worker", result.worker.empty() ? "(none)" : result.worker,
+                  result.failovers);
+      }
       if (o.drafter) {
         log->info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%)",
                   o.drafter->name(), result.cloud_steps, result.tokens.size(),

@@ -330,6 +330,24 @@ TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
   EXPECT_EQ(128 + SIGKILL, last->Wait());
 }
 
+TEST_F(ReplicasTest, SplitlmDeviceTakesAListOfWorkersAndNamesABadEntry) {
+  std::unique_ptr<Process> w1, w2;
+  const std::string list = StartWorker(w1) + "," + StartWorker(w2);
+  const std::string local = testing::RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + *model_dir_ +
+                                                " --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos").out;
+  auto device = [&](const std::string& cloud) {
+    return testing::RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + *model_dir_ + " --cloud '" + cloud +
+                               "' --cut 2 generate --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos");
+  };
+  const auto r = device(list);
+  ASSERT_EQ(0, r.exit_code) << r.err;
+  EXPECT_EQ(local, r.out);
+  EXPECT_NE(std::string::npos, r.err.find("0 failovers to another worker")) << r.err;
+  const auto bad = device(list + ",http://x:1");
+  EXPECT_NE(0, bad.exit_code);
+  EXPECT_NE(std::string::npos, bad.err.find("--cloud entry 'http://x:1': unknown scheme")) << bad.err;
+}
+
 TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
   EXPECT_EQ((std::vector<std::string>{"tcp://a:5555", "dns://w.svc:6000"}),
             device::ParseCloudList("tcp://a:5555, dns://w.svc:6000"));
