@@ -15,8 +15,14 @@
 #include "transport/http_server.h"
 
 namespace {
-std::atomic<bool> g_stop{false};
+std::atomic<bool> g_stop{false}, g_drain{false};
 void OnSignal(int) { g_stop = true; }
+// SIGTERM drains (Kubernetes sends it before SIGKILL, after the grace
+// period); a second one stops at once.
+void OnTerm(int) {
+  if (g_drain) g_stop = true;
+  g_drain = true;
+}
 
 // Sets `field` (seconds) from the file's integer `key`, if present.
 void FillSeconds(const splitlm::scheduler::Config& cfg, const std::string& key, std::chrono::seconds& field) {
@@ -55,6 +61,17 @@ int main(int argc, char** argv) {
   auto* f_http_public = app.add_flag("--http-public", http_public, "allow --http beyond loopback (warned)");
   auto* f_threads = app.add_option("--threads", threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, level);
+  std::string layers_text, next_endpoint;
+  auto* f_layers = app.add_option("--layers", layers_text,
+                                  "pipeline of workers: hold layers K:M only (cuts K..M) and send the hidden states at M "
+                                  "to --next, which serves cut M");
+  app.add_option("--next", next_endpoint, "pipeline: the next worker's endpoint (it holds [M, ...) and answers for the chain)")
+      ->needs(f_layers);
+  f_layers->needs("--next");
+  int drain_timeout_s = 30;
+  auto* f_drain = app.add_option("--drain-timeout", drain_timeout_s,
+                                 "on SIGTERM: refuse new sessions, give the open ones this many seconds to finish, then exit")
+                      ->check(Schema("cloud.drain_timeout_s"))->capture_default_str();
   app.add_option("--test-kill-after", o.kill_after_forwards, "fault injection: SIGKILL itself on this Forward");
   CLI11_PARSE(app, argc, argv);
 
@@ -66,7 +83,7 @@ int main(int argc, char** argv) {
     log->warn("*** LibTorch is using the reference BLAS: install libopenblas0-openmp ***");
   }
   std::signal(SIGINT, OnSignal);
-  std::signal(SIGTERM, OnSignal);
+  std::signal(SIGTERM, OnTerm);
   try {
     if (!config_file.empty()) {
       using splitlm::scheduler::FillFromConfig;
@@ -85,6 +102,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "cloud.insecure", f_insecure->count() > 0, o.server.allow_insecure);
       FillFromConfig(cfg, "cloud.http", f_http->count() > 0, http);
       FillFromConfig(cfg, "cloud.http_public", f_http_public->count() > 0, http_public);
+      FillFromConfig(cfg, "cloud.drain_timeout_s", f_drain->count() > 0, drain_timeout_s);
       FillFromConfig(cfg, "cloud.max_sessions", false, o.sessions.max_sessions);
       FillFromConfig(cfg, "cloud.max_sessions_per_connection", false, o.sessions.max_sessions_per_peer);
       FillSeconds(cfg, "cloud.session_idle_timeout_s", o.sessions.idle_timeout);
@@ -97,6 +115,25 @@ int main(int argc, char** argv) {
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
     if (!http.empty()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     o.batch_window = std::chrono::milliseconds(batch_window_ms);
+    o.drain_timeout = std::chrono::seconds(drain_timeout_s);
+    if (!layers_text.empty()) {
+      const size_t colon = layers_text.find(':');
+      try {
+        size_t a = 0, b = 0;
+        if (colon == std::string::npos) throw std::invalid_argument("no colon");
+        o.min_cut = std::stoi(layers_text.substr(0, colon), &a);
+        o.layer_end = std::stoi(layers_text.substr(colon + 1), &b);
+        if (a != colon || b != layers_text.size() - colon - 1) throw std::invalid_argument("trailing text");
+      } catch (const std::exception&) {
+        throw std::runtime_error("--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
+      }
+      o.next.endpoint = next_endpoint;
+      o.next.log = log;
+      if (!key_file.empty()) {  // the next hop is a worker of the same deployment: the same key pair
+        o.next.keys = splitlm::transport::ReadKeyFile(key_file);
+        o.next.server_public_key = o.next.keys.public_key;
+      }
+    }
     o.kv_budget_bytes = static_cast<size_t>(kv_budget_mb * (1 << 20));
     o.log = log;
     o.server.log = log;
@@ -124,7 +161,14 @@ int main(int argc, char** argv) {
             if (r.method == "GET" && r.target == "/metrics") {
               w.Send(200, "text/plain; version=0.0.4", metrics.Render());
             } else if (r.method == "GET" && r.target == "/health") {
-              w.Send(200, "application/json", R"({"status":"ok"})");
+              // Ready: weights loaded (this server starts after) and accepting sessions.
+              if (g_drain) {
+                w.Send(503, "application/json", R"({"status":"draining"})");
+              } else {
+                w.Send(200, "application/json", R"({"status":"ok"})");
+              }
+            } else if (r.method == "GET" && r.target == "/health/live") {
+              w.Send(200, "application/json", g_drain ? R"({"status":"draining"})" : R"({"status":"ok"})");
             } else {
               w.Send(404, "application/json", R"({"error":{"message":"not found","type":"invalid_request_error"}})");
             }
@@ -132,9 +176,10 @@ int main(int argc, char** argv) {
       log->info("metrics on http://{}/metrics", http_server->address());
     }
     std::cout << "listening on " << worker.endpoint() << std::endl;
+    if (o.layer_end) log->info("pipeline stage: layers [{}, {}) here, the rest on {}", o.min_cut, o.layer_end, o.next.endpoint);
     log->info("serving layers [{}, {}) + head of {} on {}{}", o.min_cut, model->config().num_layers, model_dir,
               worker.endpoint(), o.server.keys.secret_key.empty() ? "" : " (CURVE)");
-    worker.Run(g_stop);
+    worker.Run(g_stop, &g_drain);
     log->info("shutting down");
   } catch (const std::exception& e) {
     log->error("{}", e.what());

@@ -78,8 +78,22 @@ struct Worker::Impl {
   SessionTable sessions;
   transport::Hello hello;
   uint64_t forwards = 0;
+  uint64_t forwards_at_sweep = 0;  // at the last sweep: was there a step since?
   Clock::time_point next_sweep{};
   Clock::time_point Now() const { return transport::NowOn(options.clock); }
+
+  // Pipeline: the channel to the next hop (null: this worker has the head).
+  std::unique_ptr<transport::ClientChannel> next;
+  bool next_greeted = false;
+  uint64_t next_seq = 0;
+  bool Pipelined() const { return next != nullptr; }
+  // The stage spec of cut `cut` here: [cut, L) + head, or [cut, layer_end).
+  partition::StageSpec SpecFor(int cut) const {
+    if (!options.layer_end) return partition::StageSpec::Cloud(model.config(), cut);
+    auto spec = partition::StageSpec::Range(model.config(), cut, options.layer_end);
+    spec.embedding = false;
+    return spec;
+  }
 
   Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met)
       : model(m),
@@ -88,7 +102,8 @@ struct Worker::Impl {
         server(ctx, options.server),
         sessions(options.sessions) {
     const auto& c = model.config();
-    weights = partition::StageWeights::Load(model, partition::StageSpec::Cloud(c, options.min_cut));
+    if (options.layer_end) next = std::make_unique<transport::ClientChannel>(ctx, options.next);
+    weights = partition::StageWeights::Load(model, SpecFor(options.min_cut));
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
     hello.weight_formats = model.weight_formats();
@@ -107,9 +122,9 @@ struct Worker::Impl {
       }
       hello.layer_decode_us = options.report_layer_decode_us;
       hello.head_decode_us = options.report_head_decode_us;
-    } else {
+    } else if (!Pipelined()) {
       hello.layer_decode_us = MeasureLayers();
-    }
+    }  // pipelined: no figures (the chain's are not this worker's)
     using K = transport::Metrics::Kind;
     metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
     metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
@@ -129,6 +144,9 @@ struct Worker::Impl {
     metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
     metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
     metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
+    metrics.Describe("splitlm_cloud_draining", K::kGauge, "1 while draining (refusing new sessions before exit)");
+    metrics.Describe("splitlm_cloud_queue_delay_seconds", K::kGauge,
+                     "recent queue delay of a step before compute (mean weighted to the latest); the autoscaling signal");
     metrics.Set("splitlm_cloud_min_cut", options.min_cut);
   }
 
@@ -161,7 +179,7 @@ struct Worker::Impl {
 
   const std::shared_ptr<const partition::StageWeights>& WeightsFor(int cut) {
     auto& w = by_cut[cut];
-    if (!w) w = weights->Slice(partition::StageSpec::Cloud(model.config(), cut));
+    if (!w) w = weights->Slice(SpecFor(cut));
     return w;
   }
 
@@ -195,6 +213,13 @@ struct Worker::Impl {
     const auto now = Now();
     if (now < next_sweep) return;
     next_sweep = now + std::chrono::seconds(1);
+    // No step for a second: nothing is queueing (the autoscaling signal
+    // must fall when the load does).
+    if (forwards == forwards_at_sweep) {
+      hello.queue_us = 0;
+      metrics.Set("splitlm_cloud_queue_delay_seconds", 0);
+    }
+    forwards_at_sweep = forwards;
     const auto swept = sessions.Sweep(now);
     if (swept.expired + swept.dropped == 0) return;
     UpdateSessionMetrics();
@@ -238,6 +263,10 @@ struct Worker::Impl {
                 "hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
       }
       metrics.Add("splitlm_cloud_hellos_total", 1);
+      // The load as of now (placement): an open processed before counts.
+      hello.active_sessions = static_cast<uint32_t>(sessions.size());
+      const size_t kv = KvBytes();
+      hello.kv_free_bytes = kv < options.kv_budget_bytes ? options.kv_budget_bytes - kv : 0;
       return server.Send(in.peer, hello);
     }
     // Opening or closing a session replaces or frees state a queued step may
@@ -248,6 +277,7 @@ struct Worker::Impl {
     if (auto* o = std::get_if<OpenSession>(&in.message)) return Open(in, *o);
     if (auto* c = std::get_if<CloseSession>(&in.message)) {
       if (auto e = sessions.Close(c->session_id, OwnerOf(in))) return Reply(in.peer, std::move(*e));
+      if (Pipelined()) next->Send(*c);
       metrics.Set("splitlm_cloud_active_sessions", sessions.size());
       return;
     }
@@ -261,10 +291,16 @@ struct Worker::Impl {
   void Open(const transport::Incoming& in, const transport::OpenSession& o) {
     using transport::ErrorCode;
     const int layers = model.config().num_layers;
-    if (static_cast<int>(o.cut) < options.min_cut || static_cast<int>(o.cut) > layers) {
+    const int top = Pipelined() ? options.layer_end : layers;
+    if (static_cast<int>(o.cut) < options.min_cut || static_cast<int>(o.cut) > top) {
       return Reply(in.peer, transport::Error{ErrorCode::kBadCut,
                                              "cut " + std::to_string(o.cut) + " outside the " + std::to_string(options.min_cut) +
                                                  ".." + std::to_string(layers) + " this worker serves",
+                                             o.session_id, 0});
+    }
+    if (hello.draining) {
+      metrics.Add("splitlm_cloud_sessions_refused_total", 1);
+      return Reply(in.peer, transport::Error{ErrorCode::kBusy, "this worker is draining (shutting down): open the session on another",
                                              o.session_id, 0});
     }
     if (auto refused = sessions.CheckOpen(o.session_id, OwnerOf(in))) {
@@ -281,6 +317,7 @@ struct Worker::Impl {
     s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
     s.stage->SetComputeHook(options.compute_hook);
     sessions.Insert(std::move(s), Now());
+    if (Pipelined()) OpenNext(o);
     metrics.Set("splitlm_cloud_active_sessions", sessions.size());
     transport::OpenSession ack = o;
     ack.ack = true;
@@ -342,6 +379,92 @@ struct Worker::Impl {
     metrics.Add("splitlm_cloud_drafts_accepted_total", v.accepted);
   }
 
+  // Pipeline: opens the session on the next hop too, at cut layer_end (its
+  // answer, like the device's, is not waited for).
+  void OpenNext(const transport::OpenSession& o) {
+    if (!next_greeted) {
+      next->Send(hello_for_next());
+      next_greeted = true;
+    }
+    next->Send(transport::OpenSession{o.session_id, static_cast<uint32_t>(options.layer_end), transport::Codec::kF32, false});
+  }
+  transport::Hello hello_for_next() const {
+    transport::Hello h = hello;
+    h.reply = false;
+    h.layer_begin = 0;
+    h.layer_end = static_cast<uint32_t>(options.layer_end);
+    h.layer_decode_us.clear();
+    h.agent = "splitlm-cloud 0.1 (pipeline stage)";
+    return h;
+  }
+
+  // Pipeline: sends the group's hidden states at layer_end on to the next
+  // hop and relays its answers (tokens, accepted drafts, its errors) to the
+  // devices, with this worker's compute time added. A step the next hop
+  // does not answer in time is answered with an internal error and its
+  // session dropped here (the device rebuilds or fails over).
+  void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden, Clock::time_point start,
+             Clock::time_point end) {
+    std::map<uint64_t, Pending*> out;  // next-hop seq -> step
+    const uint32_t h = hello.hidden_size;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const transport::Forward& f = group[i]->forward;
+      transport::Forward g = f;
+      g.seq = ++next_seq;
+      g.tensor = {transport::Codec::kF32, f.count, h, transport::EncodedSize(transport::Codec::kF32, f.count, h)};
+      zmq::message_t payload(g.tensor.bytes);
+      transport::Encode(transport::Codec::kF32, hidden[i].data(), f.count, h, static_cast<uint8_t*>(payload.data()));
+      if (next->Send(g, std::move(payload))) out[g.seq] = group[i];
+    }
+    const auto deadline = Now() + options.next_step_deadline;
+    while (!out.empty()) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
+      auto in = left.count() > 0 ? next->Receive(left) : std::nullopt;
+      if (!in) break;
+      if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
+        auto it = out.find(r->seq);
+        if (it == out.end()) continue;
+        Pending& p = *it->second;
+        transport::ForwardResult back = *r;
+        back.session_id = p.forward.session_id;
+        back.seq = p.forward.seq;
+        back.compute_us += Micros(end - start);
+        back.queue_us += Micros(start - p.received);
+        if (!p.forward.draft_tokens.empty()) {  // forget the rejected drafts' rows, as the next hop did
+          const int real_end = static_cast<int>(p.forward.first_position + p.forward.count - p.forward.draft_tokens.size());
+          p.session->stage->Truncate(real_end + static_cast<int>(std::min<size_t>(r->accepted, p.forward.draft_tokens.size())));
+        }
+        metrics.Add("splitlm_cloud_positions_total", p.forward.count);
+        server.Send(p.session->owner.routing_id, back);
+        out.erase(it);
+      } else if (auto* e = std::get_if<transport::Error>(&in->message)) {
+        auto it = std::find_if(out.begin(), out.end(), [&](const auto& kv) { return kv.second->forward.session_id == e->session_id; });
+        if (it == out.end()) continue;
+        Pending& p = *it->second;
+        const bool lost = e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession;
+        Reply(p.session->owner.routing_id,
+              transport::Error{lost ? ErrorCode::kSessionEvicted : e->code, "next hop: " + e->message, p.forward.session_id, p.forward.seq});
+        sessions.Evict(p.forward.session_id);
+        out.erase(it);
+      } else if (std::holds_alternative<transport::Heartbeat>(in->message)) {
+        next_greeted = false;  // the next hop restarted: its sessions are gone (errors follow)
+      }
+    }
+    for (auto& [seq, p] : out) {
+      Reply(p->session->owner.routing_id,
+            transport::Error{ErrorCode::kInternal, "next hop " + next->endpoint() + " did not answer the step", p->forward.session_id, p->forward.seq});
+      sessions.Evict(p->forward.session_id);
+      if (options.log) options.log->warn("next hop {} did not answer session {}: dropped", next->endpoint(), p->forward.session_id);
+    }
+    if (!out.empty()) {
+      next->Reconnect();
+      next_greeted = false;
+    }
+  }
+
+  // Draining (see Worker::Run): true when Run should return.
+  bool Drained(const std::atomic<bool>* drain, Clock::time_point& until);
+
   void RunBatch(std::vector<Pending>& batch) {
     if (batch.empty()) return;
     if (options.kill_after_forwards > 0 && forwards + batch.size() >= static_cast<uint64_t>(options.kill_after_forwards)) {
@@ -363,9 +486,10 @@ struct Worker::Impl {
       for (size_t i = 0; i < group.size(); ++i) {
         const auto& f = group[i]->forward;
         const bool verify = !f.draft_tokens.empty();  // speculative: the logits of every row
-        logits[i].resize(static_cast<size_t>(verify ? f.count : 1) * vocab);
+        logits[i].resize(Pipelined() ? group[i]->session->stage->OutputSize(static_cast<int>(f.count))
+                                     : static_cast<size_t>(verify ? f.count : 1) * vocab);
         stages.push_back(group[i]->session->stage.get());
-        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify});
+        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify && !Pipelined()});
         outs.push_back(logits[i].data());
       }
       try {
@@ -377,6 +501,10 @@ struct Worker::Impl {
       const auto end = Now();
       metrics.Add("splitlm_cloud_batches_total", 1);
       metrics.Add("splitlm_cloud_compute_seconds_total", std::chrono::duration<double>(end - start).count());
+      if (Pipelined()) {
+        Relay(group, logits, start, end);
+        continue;
+      }
       for (size_t i = 0; i < group.size(); ++i) {
         const Pending& p = *group[i];
         const transport::Forward& f = p.forward;
@@ -396,6 +524,7 @@ struct Worker::Impl {
         metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());
         // The queue delay reported in Hello: an exponentially weighted mean.
         hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
+        metrics.Set("splitlm_cloud_queue_delay_seconds", hello.queue_us / 1e6);
         metrics.Add("splitlm_cloud_positions_total", f.count);
         server.Send(p.session->owner.routing_id, r);
       }
@@ -411,6 +540,11 @@ struct Worker::Impl {
 
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
                transport::Metrics& metrics) {
+  if (options.layer_end != 0 && (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
+    throw partition::PartitionError("--layers " + std::to_string(options.min_cut) + ":" + std::to_string(options.layer_end) +
+                                    ": the end must be above the start and below the model's " +
+                                    std::to_string(model.config().num_layers) + " layers (the next hop holds the rest and the head)");
+  }
   if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
     throw partition::PartitionError("min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
                                     std::to_string(model.config().num_layers));
@@ -422,10 +556,34 @@ Worker::~Worker() = default;
 
 std::string Worker::endpoint() const { return impl_->server.endpoint(); }
 
-void Worker::Run(const std::atomic<bool>& stop) {
+bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& until) {
+  if (!drain || !*drain) return false;
+  const auto now = Now();
+  if (!hello.draining) {
+    hello.draining = true;
+    until = now + options.drain_timeout;
+    metrics.Set("splitlm_cloud_draining", 1);
+    if (options.log) {
+      options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
+                        options.drain_timeout.count());
+    }
+  }
+  if (sessions.size() == 0) {
+    if (options.log) options.log->info("drained: no session open");
+    return true;
+  }
+  if (now >= until) {
+    if (options.log) options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)", sessions.size());
+    return true;
+  }
+  return false;
+}
+
+void Worker::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
   std::vector<Pending> batch;
   size_t expected = 1;  // size of the previous batch
-  while (!stop) {
+  Clock::time_point drain_until{};
+  while (!stop && !impl_->Drained(drain, drain_until)) {
     auto in = impl_->server.Receive(impl_->options.poll);
     if (!in) {
       impl_->Sweep();  // nothing waiting: every heartbeat has been read

@@ -31,6 +31,15 @@ struct WorkerOptions {
   transport::ServerOptions server;
   SessionLimits sessions;           // caps and timeouts of sessions
   int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
+  // Pipeline of workers (0 = off): this worker holds [min_cut, layer_end)
+  // only and forwards each step's hidden states at layer_end to the worker
+  // at `next` (which serves cut layer_end), relaying its answers. Devices see
+  // one cloud. A next hop that does not answer a step within
+  // next_step_deadline is reported to the device (internal error), which
+  // fails over or falls back; its sessions here are dropped.
+  int layer_end = 0;
+  transport::ClientOptions next;
+  std::chrono::milliseconds next_step_deadline{5000};
   // Refuse devices holding the same model in other weight formats (their
   // tokens may differ from a local run's); by default they are served with
   // a warning.
@@ -44,6 +53,9 @@ struct WorkerOptions {
   // share one pass over the weights. A lone session never waits.
   std::chrono::milliseconds batch_window{2};
   std::chrono::milliseconds poll{100};  // how often the loop checks for shutdown
+  // Draining (Run's `drain`, SIGTERM): how long the open sessions get to
+  // finish before the worker stops anyway (their devices then fail over).
+  std::chrono::milliseconds drain_timeout{30000};
   // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
   int kill_after_forwards = 0;
   std::shared_ptr<spdlog::logger> log;
@@ -67,7 +79,10 @@ class Worker {
 
   std::string endpoint() const;
   // Serves until `stop` is set; returns within one poll interval after.
-  void Run(const std::atomic<bool>& stop);
+  // Once `drain` (if given) is set, the worker drains: its Hello says so
+  // (devices place sessions elsewhere), new sessions are refused (busy), and
+  // Run returns when the open ones are closed, or drain_timeout after.
+  void Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain = nullptr);
 
  private:
   struct Impl;

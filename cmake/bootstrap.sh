@@ -20,7 +20,8 @@ JOBS="${JOBS:-$(nproc)}"
 packages=(cmake ninja-build g++ pkg-config
   libtorch-dev libopenblas0-openmp libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   libboost-dev libspdlog-dev libgtest-dev libsentencepiece-dev libtomlplusplus-dev
-  libcli11-dev nlohmann-json3-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang gnuplot-nox)
+  libcli11-dev nlohmann-json3-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang gnuplot-nox
+  python3-yaml)  # python3-yaml: the Kubernetes manifests test
 
 missing=()
 for p in "${packages[@]}"; do

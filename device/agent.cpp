@@ -1,8 +1,13 @@
 #include "device/agent.h"
 
 #include <algorithm>
+#include <map>
 #include <random>
+#include <set>
 #include <thread>
+#include <tuple>
+
+#include "device/replicas.h"
 
 #include "device/draft_policy.h"
 #include "partition/error.h"
@@ -34,6 +39,25 @@ struct Generation {
   // stages' caches) while a step is out, and how many the cloud accepted.
   std::vector<int32_t> drafts;
   int accepted = 0;
+
+  // The loop's state, beside the sequence's.
+  const GenerateRequest* request = nullptr;
+  GenerateResult* result = nullptr;
+  // The device side is a chain of stages over consecutive layer ranges: one
+  // normally, two after the cut moved towards the device mid-way.
+  std::vector<std::unique_ptr<partition::Stage>> chain;
+  std::unique_ptr<partition::Stage> local;  // [cut, L) + head, for fallback
+  std::vector<float> out, tmp;  // the chain's output (and scratch)
+  int fed = 0;                  // tokens run through the chain
+  bool all_local = false;       // cut == L
+  bool split = false;           // the cloud serves the steps
+  bool probing = false;         // a hello is out while on the device
+  Clock::time_point retry_at{}, probe_deadline{}, first_token_at{};
+  std::optional<DraftLength> draft_len;
+  std::unique_ptr<DraftRun> drafting;  // the drafter's state for this generation
+  std::vector<float> draft_rows;       // scratch: the rows a drafter ran
+  int step_rows = 0;                   // this step's new tokens (drafts not counted)
+  double device_s = 0;                 // this step's device time, drafting included
 };
 
 }  // namespace
@@ -54,7 +78,13 @@ struct Agent::Impl {
   zmq::context_t& context;
   int layers, hidden, vocab;
   std::shared_ptr<const partition::StageWeights> all_w, device_w, local_w;
-  std::unique_ptr<transport::ClientChannel> channel;
+  // The current worker's channel (null: no cloud), one of `pool`: one
+  // channel per worker endpoint met, kept across placements.
+  transport::ClientChannel* channel = nullptr;
+  std::map<std::string, std::unique_ptr<transport::ClientChannel>> pool;
+  std::optional<Replicas> replicas;
+  // Workers that failed: skipped by placement until then.
+  std::map<std::string, Clock::time_point> down_until;
   bool hello_ok = false;
   transport::Hello cloud_hello;  // the worker's last helloReply
   // --cut auto
@@ -120,7 +150,12 @@ struct Agent::Impl {
     }
     if (o.cut < layers || o.auto_cut.enabled) {
       o.channel.log = o.log;
-      channel = std::make_unique<transport::ClientChannel>(context, o.channel);
+      if (!o.clouds.empty()) {
+        replicas.emplace(o.clouds, o.resolve_interval);
+        const auto& eps = replicas->Endpoints(Now());
+        if (!eps.empty()) o.channel.endpoint = eps.front();
+      }
+      channel = ChannelFor(o.channel.endpoint);
     }
     if (o.drafter) {  // plan with speculation (scheduler/speculation.h)
       o.auto_cut.plan.speculation.drafter =
@@ -151,6 +186,7 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
     metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
     metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+    metrics.Describe("splitlm_device_failovers_total", K::kCounter, "sessions rebuilt on another worker (replicas)");
     metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
                      "restarted workers noticed by their new instance id (session rebuilt there at once)");
     metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
@@ -161,6 +197,151 @@ struct Agent::Impl {
     metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
     metrics.Set("splitlm_device_cut", o.cut);
     metrics.Set("splitlm_device_split_mode", o.cut < layers ? 1 : 0);
+  }
+
+  // The channel to the worker at `endpoint` (made on first use).
+  transport::ClientChannel* ChannelFor(const std::string& endpoint) {
+    auto& ch = pool[endpoint];
+    if (!ch) {
+      transport::ClientOptions co = o.channel;
+      co.endpoint = endpoint;
+      ch = std::make_unique<transport::ClientChannel>(context, co);
+    }
+    return ch.get();
+  }
+
+  // True when sessions are placed among several workers.
+  bool Several() const { return replicas && replicas->several(); }
+
+  // Rendezvous hashing of this agent and `endpoint`: equal loads are told
+  // apart differently by each device, so devices starting together (all
+  // seeing idle workers) spread instead of all taking the first.
+  uint64_t TieBreak(const std::string& endpoint) const {
+    uint64_t h = 1469598103934665603ull ^ placement_salt;
+    for (unsigned char ch : endpoint) h = (h ^ ch) * 1099511628211ull;
+    return h;
+  }
+  const uint64_t placement_salt = std::random_device{}() * 0x9e3779b97f4a7c15ull + 1;
+
+  // A worker asked for its load at a placement, and its answer.
+  struct LoadAsk {
+    transport::ClientChannel* ch;
+    std::optional<transport::Hello> reply;  // compatible answers only
+    bool done = false;
+  };
+
+  // Sends a Hello to every worker but `exclude` and those marked down, and
+  // collects the answers until every one is in or the step deadline; once
+  // one has come, the others get a grace of max(250 ms, 4 x its time), so
+  // that a dead worker delays placement little. A refused connection or a
+  // refused Hello counts as answered (without a reply).
+  std::vector<LoadAsk> AskLoads(const std::set<std::string>& exclude) {
+    const auto start = Now();
+    std::vector<LoadAsk> asks;
+    for (const auto& ep : replicas->Endpoints(start)) {
+      if (exclude.count(ep)) continue;
+      if (auto it = down_until.find(ep); it != down_until.end() && start < it->second) continue;
+      LoadAsk a{ChannelFor(ep)};
+      a.done = !a.ch->Send(hello);
+      asks.push_back(a);
+    }
+    auto deadline = start + o.step_deadline;
+    bool answered = false;
+    size_t pending = static_cast<size_t>(std::count_if(asks.begin(), asks.end(), [](const LoadAsk& a) { return !a.done; }));
+    while (pending > 0 && Now() < deadline) {
+      for (LoadAsk& a : asks) {
+        if (a.done || !(a.done = LookForLoad(a))) continue;
+        --pending;
+        if (a.reply && !answered) {
+          answered = true;
+          deadline = std::min(deadline, Now() + std::max<Clock::duration>(std::chrono::milliseconds(250), 4 * (Now() - start)));
+        }
+      }
+    }
+    return asks;
+  }
+
+  // One short look at `a`'s channel; true when it has answered for good.
+  bool LookForLoad(LoadAsk& a) {
+    auto in = a.ch->Receive(std::chrono::milliseconds(1));
+    if (!in) {
+      const auto state = a.ch->link_state();
+      return state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
+    }
+    if (auto* h = std::get_if<transport::Hello>(&in->message)) {
+      const auto v = transport::ValidateHello(hello, *h, o.require_exact);
+      if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
+      if (!v.ok() && o.log) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
+      return true;
+    }
+    if (std::holds_alternative<transport::Heartbeat>(in->message)) a.ch->Send(hello);  // a restarted worker never saw it
+    auto* e = std::get_if<transport::Error>(&in->message);
+    return e && e->session_id == 0;  // our Hello refused
+  }
+
+  // Replicas: asks the workers their load (AskLoads) and makes the best
+  // compatible one that is not draining the current worker: fewest open
+  // sessions, then the shortest queue, then the most free KV budget, then a
+  // tie-break that differs per device (TieBreak). Those that did not answer
+  // are marked down for retry_interval. False when none can take the
+  // session (the current worker is left as it was).
+  bool Place(const std::set<std::string>& exclude) {
+    const std::vector<LoadAsk> asks = AskLoads(exclude);
+    auto key = [this](const LoadAsk& a) {
+      const transport::Hello& h = *a.reply;
+      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes, TieBreak(a.ch->endpoint()));
+    };
+    const LoadAsk* best = nullptr;
+    for (const LoadAsk& a : asks) {
+      if (!a.reply) {
+        down_until[a.ch->endpoint()] = Now() + o.retry_interval;
+        a.ch->Reconnect();  // nothing stale from it later
+        continue;
+      }
+      down_until.erase(a.ch->endpoint());
+      if (a.reply->draining) continue;
+      if (!best || key(a) < key(*best)) best = &a;
+    }
+    if (!best) return false;
+    channel = best->ch;
+    hello_ok = true;
+    cloud_hello = *best->reply;
+    if (o.log) {
+      o.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
+                  cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
+    }
+    return true;
+  }
+
+  // Replicas: the current worker failed a step (already dropped); rebuilds
+  // the session on another from the buffered hidden states, every row sent
+  // again (as after an eviction). The token, or nullopt when no other worker
+  // answers: the fallback policy applies then. `sent`: when the lost step went out.
+  std::optional<int32_t> FailOver(Generation& g, Clock::time_point sent) {
+    std::set<std::string> failed;
+    while (true) {
+      const std::string from = channel->endpoint(), why = fault_text;
+      const CloudFault why_fault = fault;
+      failed.insert(from);
+      down_until[from] = Now() + o.retry_interval;
+      if (!Place(failed)) {
+        fault = why_fault;
+        fault_text = why;
+        return std::nullopt;
+      }
+      g.session_open = false;
+      if (o.log) {
+        o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(), g.positions);
+      }
+      if (auto t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result)) {
+        ++g.result->failovers;
+        g.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
+        metrics.Add("splitlm_device_failovers_total", 1);
+        return t;
+      }
+      Drop();
+      g.session_open = false;
+    }
   }
 
   // Uses cut `k` from now on (weights are slices of the full load).
@@ -417,6 +598,7 @@ struct Agent::Impl {
       DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
     }
     g.cloud_positions = g.positions;
+    result.worker = channel->endpoint();
     ++result.cloud_steps;
     metrics.Add("splitlm_device_cloud_steps_total", 1);
     return r.tokens.back();
@@ -509,254 +691,330 @@ struct Agent::Impl {
     return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
   }
 
+  // A generation: validation and set-up, then one step per token (re-plan,
+  // device layers, cloud or local rest, emit) until it ends.
   GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
     partition::ValidateSamplingParams(req.sampling);
-    const auto& c = model.config();
-    partition::ValidatePrompt(req.prompt, c);
+    partition::ValidatePrompt(req.prompt, model.config());
     GenerateResult result;
-    if (o.auto_cut.enabled) PlanRequest();
-    result.cut = o.cut;
-    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
-      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
-    }
-    // The device side is a chain of stages over consecutive layer ranges:
-    // one normally, two after the cut moved towards the device mid-way.
-    std::vector<std::unique_ptr<partition::Stage>> chain;
-    chain.push_back(NewStage(device_w));
-    std::unique_ptr<partition::Stage> local;
-    if (local_w) local = NewStage(local_w);
     Generation g;
-    g.ids = req.prompt;
-    bool all_local = o.cut == layers;
-    Clock::time_point first_token_at{};
-    bool split = !all_local;
-    Clock::time_point retry_at{}, probe_deadline{};
-    bool probing = false;  // a hello is out while on the device
-    std::vector<float> out;
-    int fed = 0;
-    DraftLength draft_len(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
-    std::unique_ptr<DraftRun> drafting = o.drafter ? o.drafter->Begin() : nullptr;
-    std::vector<float> draft_rows;
+    StartGeneration(req, result, g);
     metrics.Set("splitlm_device_active_sessions", 1);
     struct Done {
       transport::Metrics& m;
       ~Done() { m.Set("splitlm_device_active_sessions", 0); }
     } done{metrics};
-
-    std::vector<float> tmp;
-    auto device_forward = [&](const int32_t* ids, int n) {
-      out.resize(chain[0]->OutputSize(n));
-      chain[0]->Forward({ids, nullptr, n}, out.data());
-      for (size_t i = 1; i < chain.size(); ++i) {
-        tmp.resize(chain[i]->OutputSize(n));
-        chain[i]->Forward({nullptr, out.data(), n}, tmp.data());
-        out.swap(tmp);
-      }
-    };
-    // Moves the cut between two steps (all positions so far processed on
-    // both sides). Exact: every rebuilt cache equals the one it replaces.
-    auto recut = [&](int to) {
-      const auto& cfg = model.config();
-      const int from = o.cut;
-      if (to > from) {  // the device takes over [from, to): run them over the buffered states
-        partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
-        spec.embedding = false;
-        spec.head = to == layers;
-        auto st = NewStage(all_w->Slice(spec));
-        std::vector<float> next(st->OutputSize(g.positions));
-        st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
-        if (to < layers) g.cut_hidden.swap(next);
-        chain.push_back(std::move(st));
-      } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
-        chain.clear();
-        chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
-        device_forward(g.ids.data(), fed);
-        g.cut_hidden.assign(out.begin(), out.end());
-        g.positions = fed;
-      }
-      if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
-      g.session_open = false;
-      SetCut(to);
-      local = local_w ? NewStage(local_w) : nullptr;
-      all_local = to == layers;
-      split = !all_local;
-      metrics.Set("splitlm_device_split_mode", split ? 1 : 0);
-      ++result.recuts;
-      if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, fed);
-    };
-
     while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
-      const int done_tokens = static_cast<int>(result.tokens.size());
-      if (o.auto_cut.enabled && replanner && (split || all_local) && done_tokens > 0 &&
-          done_tokens % std::max(1, o.auto_cut.replan_every) == 0) {
-        if (all_local) SendRttPing();
-        if (cloud_profile.num_layers == layers) {
-          scheduler::PlanInputs in = replanner->inputs();
-          ApplyDrift(in);
-          replanner->SetInputs(std::move(in));
-        }
-        replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
-        replanner->UpdateAcceptance(acceptance.rate());
-        const int k = replanner->Replan(fed, req.max_tokens - done_tokens);
-        if (k != o.cut) recut(k);
-      }
-      const int n = static_cast<int>(g.ids.size()) - fed;
-      // Speculative: the drafts go through [0, cut) with the new token(s).
-      // (Only once the worker has said it verifies drafts: protocol 1.4.)
-      // The drafter runs the device's layers itself (early exit drafts
-      // from their rows); device time includes drafting.
-      std::vector<int32_t> drafts;
-      const int k = std::min({draft_len.k(), draft_meter.Cap(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep)),
-                              req.max_tokens - done_tokens - 1, c.max_context - static_cast<int>(g.ids.size())});
-      const auto t0 = Now();
-      if (split && drafting && hello_ok && cloud_hello.protocol_minor >= 4 && k > 0) {
-        drafts = drafting->Step(g.ids, fed, k, req.sampling, hidden, [&](const int32_t* ids, int count) {
-          device_forward(ids, count);
-          return out.data();
-        }, &draft_rows);
-        out.swap(draft_rows);
-      } else {
-        device_forward(&g.ids[fed], n);
-      }
-      const double device_s = Seconds(Now() - t0);
-      if (n == 1 && drafts.empty() && o.cut > 0 && (split || all_local) && device_profile.num_layers == layers) {
-        device_drift.Observe(device_profile.StepUs(0, o.cut, fed, true, all_local), device_s * 1e6);
-      }
-      fed = static_cast<int>(g.ids.size());
-      metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
-      int32_t token = 0;
-      if (all_local) {
-        token = partition::SampleToken(out.data(), vocab, req.sampling, static_cast<int>(g.ids.size()));
-        ++result.local_steps;
-      } else {
-        g.cut_hidden.insert(g.cut_hidden.end(), out.begin(), out.end());
-        g.positions += n + static_cast<int>(drafts.size());
-        g.drafts = drafts;
-        g.accepted = 0;
-        std::optional<int32_t> t;
-        if (split) {
-          t = CloudStep(g, req.sampling, Now() + o.step_deadline, result);
-          if (!t) {
-            Drop();
-            g.session_open = false;
-            DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
-          }
-          if (!drafts.empty()) {
-            for (auto& st : chain) st->Truncate(fed + g.accepted);
-            if (t) {
-              draft_len.Observe(static_cast<int>(drafts.size()), g.accepted);
-              draft_meter.Observe(static_cast<int>(drafts.size()), g.accepted, device_s * 1e3,
-                                  n + static_cast<int>(drafts.size()), last_round_trip_ms);
-              metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + o.drafter->name() + "\"}",
-                          draft_meter.acceptance());
-            }
-          }
-        } else if (local && channel) {
-          // On the device: look for the cloud without blocking. A hello goes
-          // out every retry interval on a fresh connection; its answer is
-          // picked up at a later step, and only then is the step sent there.
-          const auto now = Now();
-          if (!probing && now >= retry_at) {
-            Drop();
-            channel->Send(hello);
-            probing = true;
-            probe_deadline = now + o.step_deadline;
-          } else if (probing) {
-            while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-              if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
-                hello_ok = true;
-                cloud_hello = *h;
-              }
-            }
-            if (hello_ok) {
-              probing = false;
-              g.session_open = false;
-              t = CloudStep(g, req.sampling, now + o.step_deadline, result);
-              if (t) {
-                ++result.recoveries;
-                metrics.Add("splitlm_device_recoveries_total", 1);
-                if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
-                split = true;
-                metrics.Set("splitlm_device_split_mode", 1);
-              } else {
-                Drop();
-                retry_at = now + o.retry_interval;
-              }
-            } else if (now >= probe_deadline) {
-              probing = false;
-              retry_at = now + o.retry_interval;
-            }
-          }
-        }
-        if (!t && split) {
-          if (o.fallback == Fallback::kFail) {
-            throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
-          }
-          if (o.fallback == Fallback::kWait) {
-            const auto give_up = Now() + o.wait_deadline;
-            while (!t) {
-              if (Now() >= give_up) {
-                throw DeviceError("cloud " + channel->endpoint() + " unreachable for " +
-                                      std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
-                                  fault);
-              }
-              const auto backoff = channel->Reconnect();
-              hello_ok = false;
-              g.session_open = false;
-              std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
-              t = CloudStep(g, req.sampling, std::min(give_up, Now() + o.step_deadline), result);
-            }
-          } else {
-            ++result.fallbacks;
-            metrics.Add("splitlm_device_fallbacks_total", 1);
-            metrics.Set("splitlm_device_split_mode", 0);
-            if (o.log) {
-              o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text,
-                          g.positions);
-            }
-            split = false;
-            retry_at = Now() + o.retry_interval;
-          }
-        }
-        if (!t) {
-          token = LocalStep(g, *local, req.sampling);
-          ++result.local_steps;
-        } else {
-          token = *t;
-        }
-      }
-      if (all_local && ping_out) LookForPong();
-      // The accepted drafts (already in the device's caches), then the token.
-      std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
-      emit.push_back(token);
-      fed += g.accepted;
-      g.accepted = 0;
-      for (int32_t tok : emit) {
-        g.ids.push_back(tok);
-        result.tokens.push_back(tok);
-        if (result.tokens.size() == 1) first_token_at = Now();
-        metrics.Add("splitlm_device_tokens_total", 1);
-        if (on_token && !on_token(tok)) {
-          result.finish_reason = "stop";
-        } else if (req.stop_at_eos && (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
-          result.finish_reason = "stop";
-        } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
-          result.finish_reason = "context";
-        }
-        if (!result.finish_reason.empty()) break;
-      }
-      if (!result.finish_reason.empty()) break;
+      MaybeReplan(g);
+      const std::vector<int32_t> drafts = RunDeviceLayers(g);
+      const int32_t token = NextToken(g, drafts);
+      if (g.all_local && ping_out) LookForPong();
+      if (Emit(g, drafts, token, on_token)) break;
     }
+    FinishGeneration(g);
+    return result;
+  }
+
+  // The cut for this request (auto), the device stages and the loop's state.
+  void StartGeneration(const GenerateRequest& req, GenerateResult& result, Generation& g) {
+    if (Several() && (o.cut < layers || o.auto_cut.enabled)) Place({});
+    if (o.auto_cut.enabled) PlanRequest();
+    result.cut = o.cut;
+    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
+      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
+    }
+    g.request = &req;
+    g.result = &result;
+    g.chain.push_back(NewStage(device_w));
+    if (local_w) g.local = NewStage(local_w);
+    g.ids = req.prompt;
+    g.all_local = o.cut == layers;
+    g.split = !g.all_local;
+    g.draft_len.emplace(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
+    if (o.drafter) g.drafting = o.drafter->Begin();
+  }
+
+  // The finish reason, the time per token, and the cloud session closed.
+  void FinishGeneration(Generation& g) {
+    GenerateResult& result = *g.result;
     if (result.finish_reason.empty()) result.finish_reason = "length";
     result.final_cut = o.cut;
     result.acceptance_ewma = draft_meter.acceptance();
     if (result.tokens.size() > 1) {
-      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - first_token_at).count() /
+      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - g.first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
       metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
     }
-    if (g.session_open && split) channel->Send(transport::CloseSession{g.session_id});
-    return result;
+    if (g.session_open && g.split) channel->Send(transport::CloseSession{g.session_id});
+  }
+
+  // Runs `n` token ids through the device's chain of stages into g.out.
+  void DeviceForward(Generation& g, const int32_t* ids, int n) {
+    g.out.resize(g.chain[0]->OutputSize(n));
+    g.chain[0]->Forward({ids, nullptr, n}, g.out.data());
+    for (size_t i = 1; i < g.chain.size(); ++i) {
+      g.tmp.resize(g.chain[i]->OutputSize(n));
+      g.chain[i]->Forward({nullptr, g.out.data(), n}, g.tmp.data());
+      g.out.swap(g.tmp);
+    }
+  }
+
+  // --cut auto: every replan_every tokens, the cost model may move the cut.
+  void MaybeReplan(Generation& g) {
+    const int done_tokens = static_cast<int>(g.result->tokens.size());
+    if (!o.auto_cut.enabled || !replanner || !(g.split || g.all_local) || done_tokens == 0 ||
+        done_tokens % std::max(1, o.auto_cut.replan_every) != 0) {
+      return;
+    }
+    if (g.all_local) SendRttPing();
+    if (cloud_profile.num_layers == layers) {
+      scheduler::PlanInputs in = replanner->inputs();
+      ApplyDrift(in);
+      replanner->SetInputs(std::move(in));
+    }
+    replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+    replanner->UpdateAcceptance(acceptance.rate());
+    const int k = replanner->Replan(g.fed, g.request->max_tokens - done_tokens);
+    if (k != o.cut) Recut(g, k);
+  }
+
+  // Moves the cut between two steps (all positions so far processed on
+  // both sides). Exact: every rebuilt cache equals the one it replaces.
+  void Recut(Generation& g, int to) {
+    const auto& cfg = model.config();
+    const int from = o.cut;
+    if (to > from) {  // the device takes over [from, to): run them over the buffered states
+      partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
+      spec.embedding = false;
+      spec.head = to == layers;
+      auto st = NewStage(all_w->Slice(spec));
+      std::vector<float> next(st->OutputSize(g.positions));
+      st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
+      if (to < layers) g.cut_hidden.swap(next);
+      g.chain.push_back(std::move(st));
+    } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
+      g.chain.clear();
+      g.chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
+      DeviceForward(g, g.ids.data(), g.fed);
+      g.cut_hidden.assign(g.out.begin(), g.out.end());
+      g.positions = g.fed;
+    }
+    if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
+    g.session_open = false;
+    SetCut(to);
+    g.local = local_w ? NewStage(local_w) : nullptr;
+    g.all_local = to == layers;
+    g.split = !g.all_local;
+    metrics.Set("splitlm_device_split_mode", g.split ? 1 : 0);
+    ++g.result->recuts;
+    if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, g.fed);
+  }
+
+  // Speculative: how many drafts to propose this step (0: none; only once
+  // the worker has said it verifies drafts: protocol 1.4): the smaller of
+  // the acceptance rule and the link's (device/draft_policy.h).
+  int DraftCount(const Generation& g) const {
+    if (!g.split || !g.drafting || !hello_ok || cloud_hello.protocol_minor < 4) return 0;
+    const GenerateRequest& req = *g.request;
+    const int done_tokens = static_cast<int>(g.result->tokens.size());
+    return std::max(0, std::min({g.draft_len->k(), draft_meter.Cap(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep)),
+                                 req.max_tokens - done_tokens - 1,
+                                 model.config().max_context - static_cast<int>(g.ids.size())}));
+  }
+
+  // The new token(s) and the drafts through [0, cut), then the rest of the
+  // step here (all local) or where the split mode says: the next token.
+  int32_t NextToken(Generation& g, const std::vector<int32_t>& drafts) {
+    const int n = g.step_rows;
+    if (g.all_local) {
+      ++g.result->local_steps;
+      return partition::SampleToken(g.out.data(), vocab, g.request->sampling, static_cast<int>(g.ids.size()));
+    }
+    g.cut_hidden.insert(g.cut_hidden.end(), g.out.begin(), g.out.end());
+    g.positions += n + static_cast<int>(drafts.size());
+    g.drafts = drafts;
+    g.accepted = 0;
+    std::optional<int32_t> t;
+    if (g.split) {
+      const auto sent = Now();
+      t = SpeculativeCloudStep(g, drafts);
+      if (!t && Several()) t = FailOver(g, sent);
+    } else if (g.local && channel) {
+      t = ProbeCloud(g);
+    }
+    if (!t && g.split) t = ApplyFallbackPolicy(g);
+    if (t) return *t;
+    ++g.result->local_steps;
+    return LocalStep(g, *g.local, g.request->sampling);
+  }
+
+  // Runs the new token(s) through the device's layers into g.out, with the
+  // drafts when speculating (the drafter runs the layers itself: early exit
+  // drafts from their rows), and returns the drafts.
+  std::vector<int32_t> RunDeviceLayers(Generation& g) {
+    const int n = static_cast<int>(g.ids.size()) - g.fed;
+    const int k = DraftCount(g);
+    std::vector<int32_t> drafts;
+    const auto t0 = Now();
+    if (k > 0) {
+      drafts = g.drafting->Step(g.ids, g.fed, k, g.request->sampling, hidden, [&](const int32_t* ids, int count) {
+        DeviceForward(g, ids, count);
+        return g.out.data();
+      }, &g.draft_rows);
+      g.out.swap(g.draft_rows);
+    } else {
+      DeviceForward(g, &g.ids[g.fed], n);
+    }
+    const double device_s = Seconds(Now() - t0);
+    if (n == 1 && drafts.empty() && o.cut > 0 && (g.split || g.all_local) && device_profile.num_layers == layers) {
+      device_drift.Observe(device_profile.StepUs(0, o.cut, g.fed, true, g.all_local), device_s * 1e6);
+    }
+    g.fed = static_cast<int>(g.ids.size());
+    g.step_rows = n;
+    g.device_s = device_s;
+    metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
+    return drafts;
+  }
+
+  // A step in split mode (with the drafts, if any): the cloud's token, or
+  // nullopt with the session dropped and the device's state as if never
+  // drafted; the device stages keep the rows of the accepted drafts only.
+  std::optional<int32_t> SpeculativeCloudStep(Generation& g, const std::vector<int32_t>& drafts) {
+    std::optional<int32_t> t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result);
+    if (!t) {
+      Drop();
+      g.session_open = false;
+      DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
+    }
+    if (!drafts.empty()) {
+      for (auto& st : g.chain) st->Truncate(g.fed + g.accepted);
+      if (t) {
+        g.draft_len->Observe(static_cast<int>(drafts.size()), g.accepted);
+        draft_meter.Observe(static_cast<int>(drafts.size()), g.accepted, g.device_s * 1e3,
+                            g.step_rows + static_cast<int>(drafts.size()), last_round_trip_ms);
+        metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + o.drafter->name() + "\"}",
+                    draft_meter.acceptance());
+      }
+    }
+    return t;
+  }
+
+  // On the device: looks for the cloud without blocking. A hello goes out
+  // every retry interval on a fresh connection; its answer is picked up at a
+  // later step, and only then is the step sent there. The cloud's token if
+  // it took this step (split mode again).
+  std::optional<int32_t> ProbeCloud(Generation& g) {
+    const auto now = Now();
+    if (!g.probing && now >= g.retry_at) {
+      if (Several()) NextWorker();  // probe each in turn
+      Drop();
+      channel->Send(hello);
+      g.probing = true;
+      g.probe_deadline = now + o.step_deadline;
+      return std::nullopt;
+    }
+    if (!g.probing) return std::nullopt;
+    while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
+      if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
+        hello_ok = true;
+        cloud_hello = *h;
+      }
+    }
+    if (!hello_ok) {
+      if (now >= g.probe_deadline) {
+        g.probing = false;
+        g.retry_at = now + o.retry_interval;
+      }
+      return std::nullopt;
+    }
+    g.probing = false;
+    g.session_open = false;
+    std::optional<int32_t> t = CloudStep(g, g.request->sampling, now + o.step_deadline, *g.result);
+    if (!t) {
+      Drop();
+      g.retry_at = now + o.retry_interval;
+      return std::nullopt;
+    }
+    ++g.result->recoveries;
+    metrics.Add("splitlm_device_recoveries_total", 1);
+    if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
+    g.split = true;
+    metrics.Set("splitlm_device_split_mode", 1);
+    return t;
+  }
+
+  // Replicas: the worker after the current one in the list becomes current.
+  void NextWorker() {
+    const auto& eps = replicas->Endpoints(Now());
+    if (eps.empty()) return;
+    auto it = std::find(eps.begin(), eps.end(), channel->endpoint());
+    channel = ChannelFor(it == eps.end() || it + 1 == eps.end() ? eps.front() : *(it + 1));
+    hello_ok = false;
+  }
+
+  // The cloud failed a step in split mode: --fallback decides. kFail throws,
+  // kWait retries with back-off until a token or its deadline (then throws),
+  // kLocal moves to the device (nullopt: the caller runs the step here).
+  std::optional<int32_t> ApplyFallbackPolicy(Generation& g) {
+    if (o.fallback == Fallback::kFail) {
+      throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
+    }
+    if (o.fallback == Fallback::kWait) return WaitForCloud(g);
+    ++g.result->fallbacks;
+    metrics.Add("splitlm_device_fallbacks_total", 1);
+    metrics.Set("splitlm_device_split_mode", 0);
+    if (o.log) {
+      o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, g.positions);
+    }
+    g.split = false;
+    g.retry_at = Now() + o.retry_interval;
+    return std::nullopt;
+  }
+
+  // --fallback wait: reconnects with back-off and retries the step until it
+  // is answered; throws DeviceError after wait_deadline.
+  int32_t WaitForCloud(Generation& g) {
+    const auto give_up = Now() + o.wait_deadline;
+    while (true) {
+      if (Now() >= give_up) {
+        throw DeviceError("cloud " + channel->endpoint() + " unreachable for " + std::to_string(o.wait_deadline.count()) +
+                              " ms (fallback: wait); last: " + fault_text,
+                          fault);
+      }
+      if (Several()) NextWorker();
+      const auto backoff = channel->Reconnect();
+      hello_ok = false;
+      g.session_open = false;
+      std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
+      if (auto t = CloudStep(g, g.request->sampling, std::min(give_up, Now() + o.step_deadline), *g.result)) return *t;
+    }
+  }
+
+  // Emits the accepted drafts (already in the device's caches), then
+  // `token`; true when the generation ends (EOS, on_token, the context).
+  bool Emit(Generation& g, const std::vector<int32_t>& drafts, int32_t token, const std::function<bool(int32_t)>& on_token) {
+    GenerateResult& result = *g.result;
+    const auto& c = model.config();
+    std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
+    emit.push_back(token);
+    g.fed += g.accepted;
+    g.accepted = 0;
+    for (int32_t tok : emit) {
+      g.ids.push_back(tok);
+      result.tokens.push_back(tok);
+      if (result.tokens.size() == 1) g.first_token_at = Now();
+      metrics.Add("splitlm_device_tokens_total", 1);
+      if (on_token && !on_token(tok)) {
+        result.finish_reason = "stop";
+      } else if (g.request->stop_at_eos &&
+                 (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
+        result.finish_reason = "stop";
+      } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
+        result.finish_reason = "context";
+      }
+      if (!result.finish_reason.empty()) return true;
+    }
+    return false;
   }
 };
 

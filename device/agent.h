@@ -64,6 +64,15 @@ struct AgentOptions {
   // with a warning.
   bool require_exact = false;
   transport::ClientOptions channel;  // endpoint, CURVE keys, heartbeats
+  // Replicas (device/replicas.h): the workers this device may use, as
+  // ParseCloudList gives them; empty means channel.endpoint alone. With more
+  // than one, or a dns:// name, every generation asks each worker its load
+  // (Hello) and places its session on the least loaded; when that worker
+  // fails a step, the session is rebuilt on another (failover) before the
+  // fallback policy is considered. All share channel's keys and heartbeats.
+  std::vector<std::string> clouds;
+  // dns:// names are resolved again after this long (at a placement).
+  std::chrono::milliseconds resolve_interval{30000};
   // A step whose answer has not arrived by then counts as a failure.
   std::chrono::milliseconds step_deadline{5000};
   // kWait: give up after this long without the cloud.
@@ -109,6 +118,11 @@ struct GenerateResult {
   int draft_rejections = 0;     // speculative: steps where the cloud rejected a draft (scheduler::AcceptanceEstimate)
   int local_steps = 0;          // steps finished on the device
   int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
+  int failovers = 0;            // replicas: sessions rebuilt on another worker
+  // replicas: each failover's time, from sending the step the failed worker
+  // lost to the answer of the worker that took over (ms)
+  std::vector<double> failover_ms;
+  std::string worker;           // the endpoint that answered the last cloud step ("" = none)
   std::string finish_reason;    // "length", "stop" (EOS) or "context"
   int cut = 0;                  // the cut at the start (auto: chosen for this request)
   int final_cut = 0;            // the cut at the end

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "device/agent.h"
+#include "device/replicas.h"
 #include "device/chat_template.h"
 #include "device/openai_api.h"
 #include "scheduler/flags.h"
@@ -88,7 +89,13 @@ int main(int argc, char** argv) {
                                    "format the weight matrices are held in (model.weights): q8_0, q4_0, q4_k, q6_k, "
                                    "q4_k_m, f16, f32; default as stored")
                         ->check(splitlm::scheduler::flags::Schema("model.weights"));
-  auto* f_cloud = app.add_option("--cloud", o.channel.endpoint, "the worker's ZeroMQ endpoint")->capture_default_str();
+  auto* f_cloud = app.add_option("--cloud", o.channel.endpoint,
+                                 "the worker's ZeroMQ endpoint; several, comma-separated, or dns://NAME:PORT for all "
+                                 "of a name's addresses: each session goes to the least loaded, and fails over")
+                      ->capture_default_str();
+  int resolve_s = 30;
+  auto* f_resolve = app.add_option("--resolve-interval-s", resolve_s, "dns:// names in --cloud are resolved again after this")
+                        ->check(splitlm::scheduler::flags::Schema("device.resolve_interval_s"))->capture_default_str();
   std::string cut_text;
   using splitlm::scheduler::flags::Schema;
   const CLI::Validator cut_check = Schema("device.cut");
@@ -162,6 +169,7 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "model.tokenizer", f_tok->count() > 0, tokenizer_path);
       FillFromConfig(cfg, "model.threads", f_threads->count() > 0, threads);
       FillFromConfig(cfg, "device.cloud", f_cloud->count() > 0, o.channel.endpoint);
+      FillFromConfig(cfg, "device.resolve_interval_s", f_resolve->count() > 0, resolve_s);
       int config_cut = -1;
       bool config_auto = false;
       FillFromConfig(cfg, "device.cut", f_cut->count() > 0, config_cut);
@@ -187,6 +195,10 @@ int main(int argc, char** argv) {
       at::set_num_threads(threads);
     }
     if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    if (o.channel.endpoint.find(',') != std::string::npos || o.channel.endpoint.rfind("dns://", 0) == 0) {
+      o.clouds = splitlm::device::ParseCloudList(o.channel.endpoint);
+      o.resolve_interval = std::chrono::seconds(resolve_s);
+    }
     if (cut_text.empty()) throw std::runtime_error("no cut: pass --cut K (or auto), or set device.cut in --config");
     if (serve->parsed()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     if (cut_text == "auto") {
@@ -289,6 +301,10 @@ int main(int argc, char** argv) {
       log->info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
                 result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
                 result.cloud_restarts);
+      if (!o.clouds.empty()) {
+        log->info("last served by {}; {} failovers to another worker", result.worker.empty() ? "(none)" : result.worker,
+                  result.failovers);
+      }
       if (o.drafter) {
         log->info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%, EWMA {:.2f})",
                   o.drafter->name(), result.cloud_steps, result.tokens.size(),

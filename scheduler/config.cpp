@@ -43,9 +43,11 @@ std::vector<KeySpec> BuildSchema() {
       {"cloud.peer_timeout_s", T::kInt, 1, 10000000, {}, "60", "a connection silent this long (not even heartbeats) loses its sessions; keep above device.heartbeat_ms"},
       {"cloud.max_queued_messages", T::kInt, 1, 1000000, {}, "16", "messages queued per connection before the worker stops reading it (ZMQ_RCVHWM)"},
       {"cloud.log_lines_per_peer", T::kInt, 0, 1000000, {}, "10", "log lines about one peer's bad input per interval; the rest are counted"},
+      {"cloud.drain_timeout_s", T::kInt, 0, 86400, {}, "30", "on SIGTERM the worker refuses new sessions and gives the open ones this long to finish before it exits; set Kubernetes' terminationGracePeriodSeconds above it"},
       {"cloud.log_interval_s", T::kInt, 1, 86400, {}, "60", "interval of log_lines_per_peer; suppressed counts are logged at its end"},
       // [device]
-      {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint"},
+      {"device.cloud", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "the worker's ZeroMQ endpoint; several comma-separated, or dns://NAME:PORT (all its addresses): each session is placed on the least loaded worker and fails over to another"},
+      {"device.resolve_interval_s", T::kInt, 1, 86400, {}, "30", "dns:// names in device.cloud are resolved again after this (at a session's placement)"},
       {"device.cut", T::kInt, 0, 4096, {}, "(required unless --cut or auto_cut)", "layers [0, cut) run on the device"},
       {"device.auto_cut", T::kBool, 0, 0, {}, "false", "choose the cut per request with the cost model (--cut auto)"},
       {"device.fallback", T::kString, 0, 0, {"local", "wait", "fail"}, "local", "what to do when the cloud does not answer"},

@@ -275,6 +275,8 @@ void ClientChannel::Connect() {
   socket_->set(zmq::sockopt::reconnect_ivl_max, 2000);
   // The worker sends header frames and Pong payloads: nothing larger.
   socket_->set(zmq::sockopt::maxmsgsize, MaxFrameBytes(options_.limits, false));
+  // A worker's address may be IPv6 (a DNS name resolved to "tcp://[::1]:5555").
+  socket_->set(zmq::sockopt::ipv6, 1);
   if (!options_.keys.secret_key.empty()) {
     socket_->set(zmq::sockopt::curve_serverkey, options_.server_public_key);
     socket_->set(zmq::sockopt::curve_publickey, options_.keys.public_key);

@@ -38,6 +38,9 @@ void WriteHello(wire::Hello::Builder b, const Hello& h) {
   b.setAgent(h.agent);
   b.setModelIdentity(h.model_identity);
   b.setWeightFormats(h.weight_formats);
+  b.setActiveSessions(h.active_sessions);
+  b.setKvFreeBytes(h.kv_free_bytes);
+  b.setDraining(h.draining);
 }
 
 void WriteOpen(wire::OpenSession::Builder b, const OpenSession& o) {
@@ -95,6 +98,9 @@ Hello ReadHello(wire::Hello::Reader r, const Limits& limits, bool reply) {
   h.weight_formats = ReadText(r.getWeightFormats(), limits, "weight formats");
   if (!std::isfinite(h.head_decode_us) || h.head_decode_us < 0) throw Reject{ErrorCode::kBadMessage, "bad head time"};
   h.agent = ReadText(r.getAgent(), limits, "agent");
+  h.active_sessions = r.getActiveSessions();
+  h.kv_free_bytes = r.getKvFreeBytes();
+  h.draining = r.getDraining();
   if (h.layer_begin > h.layer_end || h.layer_end > h.num_layers) {
     throw Reject{ErrorCode::kBadMessage, "hello layer range [" + std::to_string(h.layer_begin) + ", " +
                                              std::to_string(h.layer_end) + ") outside " +

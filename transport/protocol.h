@@ -15,7 +15,7 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 4;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity; 4: speculative drafts
+inline constexpr uint16_t kProtocolMinor = 5;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity; 4: speculative drafts; 5: worker load and draining in Hello
 // Most draft positions one Forward may carry (speculative decoding).
 inline constexpr uint32_t kMaxDrafts = 16;
 
@@ -56,6 +56,10 @@ struct Hello {
   std::string agent;
   bool reply = false;  // helloReply rather than hello
   uint64_t instance_id = 0;  // worker: random per process start (0 = not given)
+  // Protocol 1.5, a worker's load as it answers (placement among replicas).
+  uint32_t active_sessions = 0;  // cloud: sessions open now
+  uint64_t kv_free_bytes = 0;    // cloud: KV budget not yet allocated
+  bool draining = false;         // cloud: shutting down, refuses new sessions
 };
 
 struct OpenSession {

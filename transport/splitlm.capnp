@@ -60,6 +60,12 @@ struct Hello {
   # 0 = not given (older peers).
   modelIdentity @12 :UInt64;
   weightFormats @13 :Text;          # e.g. "q4_k+q6_k+f32" or "f32"
+  # Protocol 1.5: a worker's load, for the device's choice among replicas
+  # (placement). Counted when the Hello is answered: a session opened before
+  # is included. 0 from older workers.
+  activeSessions @14 :UInt32;       # cloud: sessions open now
+  kvFreeBytes @15 :UInt64;          # cloud: KV budget not yet allocated
+  draining @16 :Bool;               # cloud: shutting down, refuses new sessions
 }
 
 struct OpenSession {

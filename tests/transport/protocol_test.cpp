@@ -126,6 +126,20 @@ TEST(ProtocolTest, WorkerInstanceIdsRoundTripInHelloAndHeartbeat) {
   EXPECT_GE(kProtocolMinor, 2) << "instance ids came with protocol 1.2";
 }
 
+TEST(ProtocolTest, WorkerLoadAndDrainingRoundTripInHello) {
+  Hello h;
+  h.reply = true;
+  h.active_sessions = 7;
+  h.kv_free_bytes = 3ull << 33;
+  h.draining = true;
+  const Hello back = std::get<Hello>(RoundTrip(h));
+  EXPECT_EQ(7u, back.active_sessions);
+  EXPECT_EQ(3ull << 33, back.kv_free_bytes);
+  EXPECT_TRUE(back.draining);
+  EXPECT_FALSE(std::get<Hello>(RoundTrip(Hello{})).draining);
+  EXPECT_GE(kProtocolMinor, 5) << "worker load and draining came with protocol 1.5";
+}
+
 TEST(ProtocolTest, DecodesFromUnalignedFrames) {
   const std::string bytes = EncodeMessage(Ping{77, 8});
   std::vector<char> buf(bytes.size() + 1);
