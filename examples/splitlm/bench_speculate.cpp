@@ -14,11 +14,11 @@
 #include "device/agent.h"
 #include "device/drafter.h"
 #include "examples/splitlm/cli.h"
-#include "examples/splitlm/in_process_worker.h"
+#include "sim/in_process_worker.h"
 #include "partition/model.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/profile.h"
-#include "transport/shaper.h"
+#include "sim/shaper.h"
 
 namespace splitlm::cli {
 namespace {
@@ -161,12 +161,12 @@ Runner AddBenchSpeculate(CLI::App& app) {
     const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature, *ctx.log);
     zmq::context_t zctx;
     transport::Metrics cloud_metrics;
-    InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
-    transport::ShaperOptions so;
+    sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
+    sim::ShaperOptions so;
     so.upstream = worker.endpoint().substr(6);  // tcp://
     so.link.delay_ms = a->rtt_ms / 2;
     so.log = ctx.log;
-    transport::ShapingRelay relay(so);
+    sim::ShapingRelay relay(so);
     scheduler::ProfileOptions po;
     po.threads = at::get_num_threads();
     po.progress = [&](const std::string& s) { ctx.log->info("profiling this machine: {}", s); };

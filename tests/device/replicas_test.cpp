@@ -297,7 +297,7 @@ TEST_F(ReplicasTest, APipelineOfTwoWorkersGivesTheLocalTokensAtSeveralCuts) {
     }
     // Speculative steps through the chain: the last worker verifies, the
     // middle one forgets the rejected rows as it does.
-    o.drafter = device::MakeDrafter({"prompt-lookup", 8});
+    o.drafter = device::MakeDrafter({"prompt-lookup", "", 8}, *model_);
     device::Agent speculating(*model_, o, ctx_, metrics_);
     const std::vector<int32_t> repetitive = {1, 5, 6, 7, 5, 6, 7, 5, 6};
     device::Agent local(*model_, [&] {
