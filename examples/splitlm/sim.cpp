@@ -57,7 +57,7 @@ void AddSimOptions(CLI::App* cmd, SimArgs* a) {
   cmd->add_option("--hardware-dir", a->hardware_dir, "where profile names are looked up")->capture_default_str();
   cmd->add_option("--cut", a->policy, "policy: a cut K, auto, device (all local) or cloud (cut 0); default auto");
   cmd->add_option("--speculate", a->speculate,
-                  "speculative decoding on the device agents: off, prompt-lookup[:K] (a sweep adds a speculative "
+                  "speculative decoding on the device agents: off, prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] (a sweep adds a speculative "
                   "policy per split cut)");
   cmd->add_option("--temperature", a->temperature, "sampling temperature of every run and of the local reference (default 0: greedy)")
       ->check(scheduler::flags::Number(0, 100));

@@ -216,6 +216,15 @@ TEST_F(CliTest, SimWithSpeculationReportsRoundTripsAndAcceptanceWithTheLocalToke
   const auto sampled = run(" --speculate prompt-lookup --temperature 1");
   EXPECT_DOUBLE_EQ(1.0, sampled["token_agreement"].get<double>()) << sampled;
   EXPECT_LE(sampled["round_trips_per_token"].get<double>(), 1.0) << sampled;
+  // The model drafters too: early exit at the cut, and the model as its own
+  // draft model, whose every draft the cloud accepts.
+  const auto early = run(" --speculate early-exit:3");
+  EXPECT_DOUBLE_EQ(1.0, early["token_agreement"].get<double>()) << early;
+  EXPECT_LE(early["round_trips_per_token"].get<double>(), 1.0) << early;
+  const auto self = run(" --speculate draft:" + Model() + ":4");
+  EXPECT_DOUBLE_EQ(1.0, self["token_agreement"].get<double>()) << self;
+  EXPECT_DOUBLE_EQ(1.0, self["acceptance_rate"].get<double>()) << self;
+  EXPECT_LT(self["round_trips_per_token"].get<double>(), 0.5) << self;
   ExpectFailure("sim --model " + Model() + " --speculate guess", "speculate");
 }
 

@@ -265,10 +265,12 @@ class QuantDecodeModel : public ::testing::Test {
   }
 
   // Writes synthk-f32.gguf with kChoices re-encoded to `quant`, and the
-  // same values as F32 to `f32`.
-  void WriteBoth(const std::string& src, const std::string& quant, const std::string& f32) {
+  // same values to `held` as splitlm holds them: the types with an exact
+  // block form (Q5_0, IQ4_NL, Q3_K) as that form's blocks (Q8_0, Q6_K),
+  // every other one as F32.
+  void WriteBoth(const std::string& src, const std::string& quant, const std::string& held) {
     auto in = GgufFile::Open(src);
-    GgufWriter wq(quant), wf(f32);
+    GgufWriter wq(quant), wf(held);
     for (const std::string& key : in->header().key_order) {
       wq.AddKeyValue(key, in->header().metadata.at(key));
       wf.AddKeyValue(key, in->header().metadata.at(key));
@@ -283,14 +285,21 @@ class QuantDecodeModel : public ::testing::Test {
       for (const Choice& c : kChoices) {
         if (t.name == c.tensor) type = T(c.type);
       }
-      wf.AddTensor(t.name, t.dims, t.type);
       wq.AddTensor(t.name, t.dims, type);
+      const std::optional<uint32_t> exact = type != t.type ? ExactBlockForm(type) : std::nullopt;
+      wf.AddTensor(t.name, t.dims, exact ? *exact : t.type);
       if (type != t.type) {
         ASSERT_EQ(T(GgmlType::kF32), t.type) << t.name;
         std::vector<uint8_t> blocks = RandomBlocks(static_cast<GgmlType>(type), n, rng);
-        std::vector<float> f(static_cast<size_t>(n));
-        DequantizeRow(type, blocks.data(), f.data(), n);
-        bytes.assign(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data()) + 4 * n);
+        if (exact) {
+          const GgmlBlock to = *GgmlBlockOf(*exact);
+          bytes.assign(static_cast<size_t>(n / to.values * to.bytes), 0);
+          ASSERT_TRUE(TranscodeRow(type, blocks.data(), bytes.data(), n)) << t.name;
+        } else {
+          std::vector<float> f(static_cast<size_t>(n));
+          DequantizeRow(type, blocks.data(), f.data(), n);
+          bytes.assign(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data()) + 4 * n);
+        }
         q_data.push_back(std::move(blocks));
       } else {
         q_data.push_back(bytes);
@@ -305,18 +314,24 @@ class QuantDecodeModel : public ::testing::Test {
   TempDir dir_;
 };
 
-TEST_F(QuantDecodeModel, EveryTypeOfAMixedFileComputesAsItsF32Copy) {
+// Each type computes as the values it holds: a transcoded type exactly as a
+// file of its block form holding the same values (the int8-activation
+// kernels then see the same blocks), a widened type as F32.
+TEST_F(QuantDecodeModel, EveryTypeOfAMixedFileComputesAsTheBlocksOrFloatsItIsHeldIn) {
   REQUIRE_SHARED(synthk, "gguf/synthk-f32.gguf");
-  WriteBoth(synthk, dir_.Sub("mixed.gguf"), dir_.Sub("f32.gguf"));
+  WriteBoth(synthk, dir_.Sub("mixed.gguf"), dir_.Sub("held.gguf"));
   auto mixed = Model::Open(dir_.Sub("mixed.gguf"));
-  auto f32 = Model::Open(dir_.Sub("f32.gguf"));
+  auto held = Model::Open(dir_.Sub("held.gguf"));
   const ModelConfig& c = mixed->config();
   auto all = StageWeights::Load(*mixed, StageSpec::Device(c, c.num_layers));
   // Q5_0/IQ4_NL held as Q8_0, Q3_K as Q6_K, F16/BF16 in 16 bits; Q4_1, Q5_1,
   // Q2_K and Q5_K widened (their matrix goes fp32 whole).
   EXPECT_EQ("0:f32/q6_k/q8_0 1:f32 2:bf16/f16/f32 3:f32 head:q8_0", all->weight_formats());
   const auto prompt = testing::Prompt(7, c.vocab_size);
-  const auto want = testing::RunChain(*f32, c.num_layers, prompt, 3);
+  // (The copy holds F16/BF16 as F32: widening is exact, so the logits agree.)
+  EXPECT_EQ("0:f32/q6_k/q8_0 1-3:f32 head:q8_0",
+            StageWeights::Load(*held, StageSpec::Device(c, c.num_layers))->weight_formats());
+  const auto want = testing::RunChain(*held, c.num_layers, prompt, 3);
   EXPECT_EQ(want, testing::RunChain(*mixed, c.num_layers, prompt, 3));
   EXPECT_EQ(want, testing::RunChain(*mixed, 2, prompt, 3));
 }
