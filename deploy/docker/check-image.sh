@@ -6,7 +6,8 @@
 # 2. the base image: this machine and CI reach the Debian mirror but not
 #    Docker Hub, so `debian:bookworm-slim` is made from the same release
 #    (mmdebstrap --variant=minbase bookworm, imported and tagged with that
-#    name; cached in BUILD_DIR/container/); a normal machine pulls the official one;
+#    name; cached a week in BUILD_DIR/container/); a normal machine pulls
+#    the official one;
 # 3. `podman build` of the unchanged Dockerfile (its apt-get from the mirror);
 # 4. the image run with a volume holding SHARED_DIR/models/stories260K and
 #    CURVE keys from `splitlm keygen`: /health on 9090 answers ready, the
@@ -57,7 +58,7 @@ step "packages: $(cd "$work/context" && ls *.deb | tr '\n' ' ')"
 
 # 2. The base image, from the Debian mirror (Docker Hub is out of reach).
 base="$build/container/debian-bookworm-slim.tar"
-if [ ! -s "$base" ]; then
+if [ -z "$(find "$base" -mtime -7 -size +1M 2>/dev/null)" ]; then  # absent or a week old
   mkdir -p "$build/container"
   mmdebstrap --variant=minbase --format=tar \
     --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/doc/*' \
