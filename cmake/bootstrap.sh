@@ -46,6 +46,23 @@ if [ "$mode" = test ] && ! command -v npm >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q nodejs npm >&2
 fi
 
+# The container check (deploy_container_test, README "Deploy the cloud
+# worker") builds deploy/docker/Dockerfile with podman on a base made by
+# mmdebstrap; runc because crun 1.8 refuses cgroup v1/v2 hybrids (~22 MB of packages).
+if [ "$mode" = test ]; then
+  container_missing=()
+  for p in podman runc mmdebstrap; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || container_missing+=("$p")
+  done
+  if [ ${#container_missing[@]} -gt 0 ]; then
+    echo "bootstrap: installing ${container_missing[*]}" >&2
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${container_missing[@]}" >&2
+  fi
+fi
+
 # LibTorch takes libblas.so.3 from the alternatives system: make sure it is
 # OpenBLAS (the reference BLAS is ~20x slower).
 arch_triplet="$(gcc -dumpmachine)"
