@@ -41,7 +41,7 @@ void SetWeightMemory(const partition::WeightBytes& w, ComputeProfile& p) {
 ComputeProfile RetargetProfile(const ComputeProfile& measured, const WeightCost& from, const WeightCost& to) {
   const size_t n = static_cast<size_t>(measured.num_layers);
   if (from.bytes.layers.size() != n || to.bytes.layers.size() != n) {
-    throw std::runtime_error("weights of " + std::to_string(to.bytes.layers.size()) + " layers for a profile of " +
+    throw Exception(Exception::kInvalidArgument, "weights of " + std::to_string(to.bytes.layers.size()) + " layers for a profile of " +
                              std::to_string(n));
   }
   ComputeProfile p = measured;

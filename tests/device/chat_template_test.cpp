@@ -17,7 +17,7 @@ void Write(const std::string& path, const std::string& text) { std::ofstream(pat
 std::string ErrorOf(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ChatTemplateError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "(no error)";

@@ -354,7 +354,7 @@ TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
   auto error = [](const std::string& text) {
     try {
       device::ParseCloudList(text);
-    } catch (const device::DeviceError& e) {
+    } catch (const Exception& e) {
       return std::string(e.what());
     }
     return std::string();
