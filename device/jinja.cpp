@@ -1,5 +1,7 @@
 #include "device/jinja.h"
 
+#include "transport/error.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>

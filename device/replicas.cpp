@@ -7,6 +7,7 @@
 #include <algorithm>
 
 #include "device/agent.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {

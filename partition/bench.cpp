@@ -13,6 +13,7 @@
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 #include <algorithm>

@@ -10,6 +10,7 @@
 
 #include "scheduler/config.h"
 #include "scheduler/hardware.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {

@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "scheduler/config.h"
+#include "transport/error.h"
 #include "transport/http_server.h"
 
 namespace splitlm::scheduler::flags {

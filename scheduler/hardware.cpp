@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {

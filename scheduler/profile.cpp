@@ -13,6 +13,7 @@
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "partition/weight_bytes.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {

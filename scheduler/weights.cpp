@@ -1,5 +1,7 @@
 #include "scheduler/weights.h"
 
+#include "transport/error.h"
+
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>

@@ -9,6 +9,7 @@
 
 #include "device/drafter.h"
 #include "partition/weight_bytes.h"
+#include "transport/error.h"
 
 namespace splitlm::sim {
 namespace {

@@ -10,6 +10,7 @@
 
 #include "partition/weight_bytes.h"
 #include "scheduler/cost_model.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::sim {

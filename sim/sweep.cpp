@@ -7,6 +7,7 @@
 
 #include "partition/weight_bytes.h"
 #include "sim/scenario.h"
+#include "transport/error.h"
 
 namespace splitlm::sim {
 namespace {

@@ -6,6 +6,7 @@
 
 #include "device/agent.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 #include "transport/metrics.h"
 #include "transport/text_file.h"
 

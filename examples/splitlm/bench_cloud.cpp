@@ -17,6 +17,7 @@
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {

@@ -13,6 +13,7 @@
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
 #include "scheduler/profile.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 

@@ -19,6 +19,7 @@
 #include "scheduler/cost_model.h"
 #include "scheduler/profile.h"
 #include "sim/shaper.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {

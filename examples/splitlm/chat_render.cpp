@@ -7,6 +7,7 @@
 
 #include "device/chat_template.h"
 #include "examples/splitlm/cli.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {

@@ -15,6 +15,7 @@
 #include "scheduler/flags.h"
 #include "scheduler/weights.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::cli {

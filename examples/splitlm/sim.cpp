@@ -20,6 +20,7 @@
 #include "sim/settings.h"
 #include "sim/sweep.h"
 #include "sim/workload.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 #ifndef SPLITLM_HARDWARE_DIR

@@ -6,6 +6,7 @@
 
 #include "device/chat_template.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "device/jinja.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {

@@ -22,6 +22,7 @@
 #include "device/replicas.h"
 #include "partition/model.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm {
 namespace {

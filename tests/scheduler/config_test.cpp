@@ -12,6 +12,7 @@
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {
