@@ -41,7 +41,8 @@ struct RigOptions {
 
 class Rig {
  public:
-  // Starts the worker and the relay. Throws what they throw.
+  // Starts the worker and the relay. Throws Exception as they do
+  // (kInvalidArgument, kCorrupt, kUnavailable).
   Rig(const partition::Model& model, RigOptions options, zmq::context_t& context);
   ~Rig();  // stops the relay, then the worker
   Rig(const Rig&) = delete;
