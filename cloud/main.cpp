@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
       FillSeconds(cfg, "cloud.log_interval_s", o.server.peer_log.interval);
       at::set_num_threads(threads);
     }
-    if (model_dir.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir in --config");
+    if (model_dir.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no model: pass --model DIR or set model.dir in --config");
     if (!http.empty()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     o.batch_window = std::chrono::milliseconds(batch_window_ms);
     o.drain_timeout = std::chrono::seconds(drain_timeout_s);
@@ -124,9 +126,11 @@ int main(int argc, char** argv) {
         if (colon == std::string::npos) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "no colon");
         o.min_cut = std::stoi(layers_text.substr(0, colon), &a);
         o.layer_end = std::stoi(layers_text.substr(colon + 1), &b);
-        if (a != colon || b != layers_text.size() - colon - 1) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "trailing text");
+        if (a != colon || b != layers_text.size() - colon - 1)
+          throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "trailing text");
       } catch (const std::exception&) {
-        throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
       }
       o.next.endpoint = next_endpoint;
       o.next.log = log;
@@ -141,11 +145,16 @@ int main(int argc, char** argv) {
     if (!key_file.empty()) {
       if (auto w = splitlm::transport::SecretKeyFileWarning(key_file); !w.empty()) log->warn("{}", w);
       o.server.keys = splitlm::transport::ReadKeyFile(key_file);
-      if (o.server.keys.secret_key.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, key_file + ": no secret key (use the .key file, not .pub)");
-      if (allow_file.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--key needs --allow: an allow-list of device public keys");
+      if (o.server.keys.secret_key.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 key_file + ": no secret key (use the .key file, not .pub)");
+      if (allow_file.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--key needs --allow: an allow-list of device public keys");
       o.server.allowed_clients = splitlm::transport::ReadAllowList(allow_file);
     } else if (!allow_file.empty()) {
-      throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--allow needs --key: the allow-list applies to CURVE connections");
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "--allow needs --key: the allow-list applies to CURVE connections");
     }
     auto model = splitlm::partition::Model::Open(model_dir, weights);
     zmq::context_t context;

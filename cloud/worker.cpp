@@ -249,7 +249,6 @@ struct Worker::Impl {
     metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
     options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
                       sessions.size());
-
   }
 
   // Evicts least recently used sessions not in `busy` until under budget.
@@ -263,7 +262,8 @@ struct Worker::Impl {
       }
       if (!lru) break;
       total -= lru->stage->kv_bytes();
-      options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut, lru->stage->position());
+      options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut,
+                        lru->stage->position());
       sessions.Evict(lru->id);
       metrics.Add("splitlm_cloud_evictions_total", 1);
     }
@@ -563,13 +563,15 @@ struct Worker::Impl {
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
                transport::Metrics& metrics) {
   if (options.layer_end != 0 && (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
-    throw Exception(Exception::kInvalidArgument, "--layers " + std::to_string(options.min_cut) + ":" + std::to_string(options.layer_end) +
-                                    ": the end must be above the start and below the model's " +
-                                    std::to_string(model.config().num_layers) + " layers (the next hop holds the rest and the head)");
+    throw Exception(Exception::kInvalidArgument, "--layers " + std::to_string(options.min_cut) + ":" +
+                                                     std::to_string(options.layer_end) +
+                                                     ": the end must be above the start and below the model's " +
+                                                     std::to_string(model.config().num_layers) +
+                                                     " layers (the next hop holds the rest and the head)");
   }
   if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
     throw Exception(Exception::kInvalidArgument, "min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
-                                    std::to_string(model.config().num_layers));
+                                                     std::to_string(model.config().num_layers));
   }
   impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics);
 }
@@ -587,7 +589,6 @@ bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& un
     metrics.Set("splitlm_cloud_draining", 1);
     options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
                       options.drain_timeout.count());
-
   }
   if (sessions.size() == 0) {
     options.log->info("drained: no session open");

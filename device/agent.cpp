@@ -162,9 +162,7 @@ struct Agent::Impl {
     if (o.auto_cut.enabled) {
       scheduler::ProfileOptions po;
       po.threads = o.auto_cut.plan.device.threads > 0 ? o.auto_cut.plan.device.threads : 1;
-      po.progress = [this](const std::string& s) {
-        o.log->info("profiling this device: {}", s);
-      };
+      po.progress = [this](const std::string& s) { o.log->info("profiling this device: {}", s); };
       device_profile = o.auto_cut.device_profile ? *o.auto_cut.device_profile
                        : o.auto_cut.profile_path.empty()
                            ? scheduler::MeasureProfile(model, po)
@@ -351,7 +349,8 @@ struct Agent::Impl {
         return std::nullopt;
       }
       g.session_open = false;
-      o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(), g.positions);
+      o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(),
+                  g.positions);
 
       if (auto t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result)) {
         ++g.result->failovers;
@@ -480,10 +479,14 @@ struct Agent::Impl {
       }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
         transport::Validation v = transport::ValidateHello(hello, *h, o.require_exact);
-        if (!v.ok()) throw DeviceError(Exception::kInvalidArgument, "cloud " + channel->endpoint() + " is incompatible: " + v.reason, CloudFault::kIncompatible);
+        if (!v.ok())
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " is incompatible: " + v.reason,
+                            CloudFault::kIncompatible);
         if (!v.reason.empty()) o.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
         if (o.cut < static_cast<int>(h->layer_begin)) {
-          throw DeviceError(Exception::kInvalidArgument, "cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
                                 " only; this device runs cut " + std::to_string(o.cut),
                             CloudFault::kIncompatible);
         }
@@ -493,7 +496,8 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError(Exception::kInvalidArgument, "cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
                             CloudFault::kIncompatible);
         }
       }
@@ -557,7 +561,7 @@ struct Agent::Impl {
             // The worker dropped our KV: open a new session and resend the
             // whole history of hidden states (transparent rebuild).
             o.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
-                                   transport::ErrorCodeName(e->code), g.positions);
+                        transport::ErrorCodeName(e->code), g.positions);
             metrics.Add("splitlm_device_evictions_total", 1);
             g.session_open = false;
             // An unknown session may be a restarted worker: greet it anew.
@@ -976,7 +980,8 @@ struct Agent::Impl {
   // kLocal moves to the device (nullopt: the caller runs the step here).
   std::optional<int32_t> ApplyFallbackPolicy(Generation& g) {
     if (o.fallback == Fallback::kFail) {
-      throw DeviceError(Exception::kUnavailable, "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
+      throw DeviceError(Exception::kUnavailable,
+                        "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
     }
     if (o.fallback == Fallback::kWait) return WaitForCloud(g);
     ++g.result->fallbacks;
@@ -995,8 +1000,9 @@ struct Agent::Impl {
     const auto give_up = Now() + o.wait_deadline;
     while (true) {
       if (Now() >= give_up) {
-        throw DeviceError(Exception::kUnavailable, "cloud " + channel->endpoint() + " unreachable for " + std::to_string(o.wait_deadline.count()) +
-                              " ms (fallback: wait); last: " + fault_text,
+        throw DeviceError(Exception::kUnavailable,
+                          "cloud " + channel->endpoint() + " unreachable for " +
+                              std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
                           fault);
       }
       if (Several()) NextWorker();
@@ -1049,7 +1055,9 @@ GenerateResult Agent::Generate(const GenerateRequest& request, const std::functi
 const partition::Model& Agent::model() const { return impl_->model; }
 
 std::optional<scheduler::Plan> Agent::PlanAllCuts() {
-  if (impl_->device_profile.num_layers == 0) throw Exception(Exception::kInvalidArgument, "PlanAllCuts needs the automatic cut (auto_cut with a device profile)");
+  if (impl_->device_profile.num_layers == 0)
+    throw Exception(Exception::kInvalidArgument,
+                    "PlanAllCuts needs the automatic cut (auto_cut with a device profile)");
   if (!impl_->channel) return std::nullopt;
   return impl_->Predict();
 }
@@ -1059,7 +1067,8 @@ int Agent::cut() const { return impl_->o.cut; }
 void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
 
 void Agent::UseCut(int cut) {
-  if (!impl_->all_w) throw Exception(Exception::kInvalidArgument, "a fixed cut can only change when all layers are loaded");
+  if (!impl_->all_w)
+    throw Exception(Exception::kInvalidArgument, "a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
   impl_->o.auto_cut.enabled = false;
   impl_->SetCut(cut);

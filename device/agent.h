@@ -192,8 +192,7 @@ enum class CloudFault {
 // when it refused us at Hello (kIncompatible).
 class DeviceError : public Exception {
  public:
-  DeviceError(Code code, const std::string& what, CloudFault fault)
-      : Exception(code, what), fault_(fault) {}
+  DeviceError(Code code, const std::string& what, CloudFault fault) : Exception(code, what), fault_(fault) {}
   CloudFault fault() const { return fault_; }
 
  private:

@@ -93,7 +93,8 @@ std::string TokenText(const json& v) {
 
 ChatTemplateSource FromTokenizerConfig(const std::string& path) {
   const json cfg = json::parse(ReadFile(path), nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) throw Exception(Exception::kInvalidArgument, path + " is not a JSON object");
+  if (cfg.is_discarded() || !cfg.is_object())
+    throw Exception(Exception::kInvalidArgument, path + " is not a JSON object");
   ChatTemplateSource s;
   s.origin = path;
   if (cfg.contains("bos_token")) s.bos_token = TokenText(cfg["bos_token"]);
@@ -114,7 +115,9 @@ ChatTemplateSource FromTokenizerConfig(const std::string& path) {
       }
     }
   }
-  throw Exception(Exception::kInvalidArgument, path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" + WayOut());
+  throw Exception(
+      Exception::kInvalidArgument,
+      path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" + WayOut());
 }
 
 ChatTemplateSource FromGguf(const std::string& path) {
@@ -128,7 +131,8 @@ ChatTemplateSource FromGguf(const std::string& path) {
   };
   const auto* t = text("tokenizer.chat_template");
   if (t && t->type != partition::GgufType::kString) {
-    throw Exception(Exception::kInvalidArgument, path + ": GGUF key tokenizer.chat_template is not a string" + WayOut());
+    throw Exception(Exception::kInvalidArgument,
+                    path + ": GGUF key tokenizer.chat_template is not a string" + WayOut());
   }
   ChatTemplateSource s;
   if (t) s.source = t->text;
@@ -172,17 +176,20 @@ ChatTemplateSource LoadChatTemplate(const std::string& name_or_file) {
   if (auto b = BuiltinChatTemplate(name_or_file)) return {*b, "built-in " + name_or_file, "", ""};
   std::error_code ec;
   if (!fs::is_regular_file(name_or_file, ec)) {
-    throw Exception(Exception::kInvalidArgument, "chat template " + name_or_file + ": neither a built-in template (" + NamesList() +
-                            ") nor a file");
+    throw Exception(Exception::kInvalidArgument,
+                    "chat template " + name_or_file + ": neither a built-in template (" + NamesList() + ") nor a file");
   }
   if (IsGguf(name_or_file)) {
     auto s = FromGguf(name_or_file);
-    if (s.source.empty()) throw Exception(Exception::kInvalidArgument, name_or_file + " has no GGUF key tokenizer.chat_template" + WayOut());
+    if (s.source.empty())
+      throw Exception(Exception::kInvalidArgument,
+                      name_or_file + " has no GGUF key tokenizer.chat_template" + WayOut());
     return s;
   }
   if (fs::path(name_or_file).extension() == ".json") {
     auto s = FromTokenizerConfig(name_or_file);
-    if (s.source.empty()) throw Exception(Exception::kInvalidArgument, name_or_file + " has no \"chat_template\"" + WayOut());
+    if (s.source.empty())
+      throw Exception(Exception::kInvalidArgument, name_or_file + " has no \"chat_template\"" + WayOut());
     return s;
   }
   return {ReadFile(name_or_file), name_or_file, "", ""};

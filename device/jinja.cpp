@@ -1319,7 +1319,8 @@ class Renderer {
                                           : "cannot call " + Article(TypeName(f)));
     }
     if (f.global == "raise_exception") {
-      throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) + ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
+      throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) +
+                                                       ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
     }
     if (f.global == "namespace") {
       Value v;

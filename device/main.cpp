@@ -194,12 +194,16 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "device.chat_template", f_chat->count() > 0, chat_template);
       at::set_num_threads(threads);
     }
-    if (model_dir.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir in --config");
+    if (model_dir.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no model: pass --model DIR or set model.dir in --config");
     if (o.channel.endpoint.find(',') != std::string::npos || o.channel.endpoint.rfind("dns://", 0) == 0) {
       o.clouds = splitlm::device::ParseCloudList(o.channel.endpoint);
       o.resolve_interval = std::chrono::seconds(resolve_s);
     }
-    if (cut_text.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "no cut: pass --cut K (or auto), or set device.cut in --config");
+    if (cut_text.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no cut: pass --cut K (or auto), or set device.cut in --config");
     if (serve->parsed()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     if (cut_text == "auto") {
       o.auto_cut.enabled = true;
@@ -211,7 +215,8 @@ int main(int argc, char** argv) {
         o.cut = std::stoi(cut_text, &used);
         if (used != cut_text.size()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, cut_text);
       } catch (const std::exception&) {
-        throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--cut \"" + cut_text + "\" is neither a layer count nor auto");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--cut \"" + cut_text + "\" is neither a layer count nor auto");
       }
     }
     o.fallback = fallback == "local" ? splitlm::device::Fallback::kLocal
@@ -220,7 +225,8 @@ int main(int argc, char** argv) {
     o.codec = *splitlm::transport::ParseCodec(codec);
     std::string spec_why;
     const auto spec = splitlm::device::ParseSpeculate(speculate, &spec_why);
-    if (!spec) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--speculate / device.speculate: " + spec_why);
+    if (!spec)
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--speculate / device.speculate: " + spec_why);
     o.max_drafts = spec->max_drafts;
     o.step_deadline = std::chrono::milliseconds(step_ms);
     o.wait_deadline = std::chrono::milliseconds(wait_ms);
@@ -228,9 +234,12 @@ int main(int argc, char** argv) {
     o.channel.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
     o.log = log;
     if (!key_file.empty() || !server_key_file.empty()) {
-      if (key_file.empty() || server_key_file.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "CURVE needs both --key and --server-key");
+      if (key_file.empty() || server_key_file.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "CURVE needs both --key and --server-key");
       o.channel.keys = splitlm::transport::ReadKeyFile(key_file);
-      if (o.channel.keys.secret_key.empty()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, key_file + ": no secret key (use the .key file)");
+      if (o.channel.keys.secret_key.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 key_file + ": no secret key (use the .key file)");
       o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
     }
     // Before anything slow: a template that cannot be used ends start-up.
@@ -241,7 +250,8 @@ int main(int argc, char** argv) {
     try {
       o.drafter = splitlm::device::MakeDrafter(*spec, *model);
     } catch (const std::exception& e) {
-      throw splitlm::Exception(splitlm::Exception::kInvalidArgument, std::string("--speculate / device.speculate: ") + e.what());
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               std::string("--speculate / device.speculate: ") + e.what());
     }
     if (o.drafter && o.drafter->bytes() > 0) {
       log->info("speculative drafter {}: {:.1f} MB of weights on the device beside the stage's", o.drafter->name(),
@@ -266,11 +276,16 @@ int main(int argc, char** argv) {
       if (!prompt_ids.empty()) {
         req.prompt = splitlm::partition::ParseTokenIds(prompt_ids);
       } else if (!prompt.empty()) {
-        if (!tok) throw splitlm::Exception(splitlm::Exception::kNotFound, model_dir + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
+        if (!tok)
+          throw splitlm::Exception(splitlm::Exception::kNotFound,
+                                   model_dir +
+                                       " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass "
+                                       "--tokenizer FILE or use --prompt-ids");
         req.prompt = tok->Encode(prompt);
         if (tok->add_bos()) req.prompt.insert(req.prompt.begin(), model->config().bos_token_id);
       } else {
-        throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
       }
       splitlm::partition::ValidatePrompt(req.prompt, model->config());
       req.max_tokens = max_tokens;

@@ -157,7 +157,8 @@ void ConvertToGguf(const Model& model, const std::string& out, const ConvertOpti
   }
   const ModelConfig& c = model.config();
   if (!c.rope_scaling.freq_factors.empty()) {
-    throw Exception(Exception::kInvalidArgument, model.dir() + ": rope frequency factors of a directory cannot be converted");
+    throw Exception(Exception::kInvalidArgument,
+                    model.dir() + ": rope frequency factors of a directory cannot be converted");
   }
   const std::vector<Planned> plan = PlanTensors(model);
   GgufWriter w(out);

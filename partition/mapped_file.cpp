@@ -26,10 +26,12 @@ std::unique_ptr<MappedFile> MappedFile::Open(const std::string& path, size_t min
   f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (f->fd_ < 0) throw Exception(Exception::kNotFound, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
-  if (::fstat(f->fd_, &st) != 0 || !S_ISREG(st.st_mode)) throw Exception(Exception::kInvalidArgument, path + ": not a regular file");
+  if (::fstat(f->fd_, &st) != 0 || !S_ISREG(st.st_mode))
+    throw Exception(Exception::kInvalidArgument, path + ": not a regular file");
   f->size_ = static_cast<size_t>(st.st_size);
   if (f->size_ < std::max<size_t>(min_bytes, 1)) {
-    throw Exception(Exception::kCorrupt, path + ": too short for a " + kind + " header (" + std::to_string(f->size_) + " bytes)");
+    throw Exception(Exception::kCorrupt,
+                    path + ": too short for a " + kind + " header (" + std::to_string(f->size_) + " bytes)");
   }
   void* map = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
   if (map == MAP_FAILED) throw Exception(Exception::kUnavailable, path + ": mmap failed: " + std::strerror(errno));
@@ -58,7 +60,7 @@ uint64_t MappedFile::Digest(uint64_t begin, uint64_t end) const {
     if (n <= 0) {
       XXH3_freeState(state);
       throw Exception(Exception::kUnavailable, path_ + ": read failed while hashing the weights: " +
-                           (n < 0 ? std::strerror(errno) : "file shrank"));
+                                                   (n < 0 ? std::strerror(errno) : "file shrank"));
     }
     XXH3_64bits_update(state, buf.data(), static_cast<size_t>(n));
     at += static_cast<uint64_t>(n);

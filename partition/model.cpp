@@ -42,8 +42,8 @@ void CheckLayersWithinConfig(const SafetensorsFile& file, const ModelConfig& con
     const int64_t layer = LayerIndex(entry.first);
     if (layer >= config.num_layers) {
       throw Exception(Exception::kCorrupt, file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
-                           std::to_string(layer) + ", but " + config_path +
-                           " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
+                                               std::to_string(layer) + ", but " + config_path +
+                                               " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
     }
   }
 }
@@ -152,12 +152,14 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
 std::unique_ptr<Model> Model::OpenPath(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
-    throw Exception(Exception::kNotFound, path + ": model not found (give a Hugging Face model directory or a .gguf file)");
+    throw Exception(Exception::kNotFound,
+                    path + ": model not found (give a Hugging Face model directory or a .gguf file)");
   }
   const fs::path p(path);
   if (p.extension() == ".safetensors" || p.extension() == ".json") {
-    throw Exception(Exception::kInvalidArgument, path + ": give the Hugging Face model's directory, not one of its files "
-                                "(a file is read as GGUF)");
+    throw Exception(Exception::kInvalidArgument, path +
+                                                     ": give the Hugging Face model's directory, not one of its files "
+                                                     "(a file is read as GGUF)");
   }
   return OpenGguf(path);
 }
@@ -175,7 +177,9 @@ std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
   // directory's identity, so the two recognise each other.
   if (const GgufValue* v = m->gguf_->Find(kSourceIdentityKey); v != nullptr && v->type == GgufType::kString) {
     const auto source = IdentityFromHex(v->text);
-    if (!source) throw Exception(Exception::kCorrupt, path + ": metadata key \"" + std::string(kSourceIdentityKey) + "\" must be 16 hexadecimal digits");
+    if (!source)
+      throw Exception(Exception::kCorrupt, path + ": metadata key \"" + std::string(kSourceIdentityKey) +
+                                               "\" must be 16 hexadecimal digits");
     m->identity_ = *source;
   }
   m->weight_formats_ = GgufFormats(m->gguf_->header());
@@ -201,10 +205,12 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
       throw Exception(Exception::kCorrupt, index.string() + ": missing \"weight_map\" object");
     }
     for (const auto& v : j["weight_map"]) {
-      if (!v.is_string()) throw Exception(Exception::kCorrupt, index.string() + ": weight_map values must be file names");
+      if (!v.is_string())
+        throw Exception(Exception::kCorrupt, index.string() + ": weight_map values must be file names");
       std::string name = v.get<std::string>();
       if (name.find('/') != std::string::npos || name.find("..") != std::string::npos) {
-        throw Exception(Exception::kCorrupt, index.string() + ": shard name \"" + name + "\" must be a plain file name");
+        throw Exception(Exception::kCorrupt,
+                        index.string() + ": shard name \"" + name + "\" must be a plain file name");
       }
       std::string p = (fs::path(dir) / name).string();
       if (std::find(shards.begin(), shards.end(), p) == shards.end()) shards.push_back(p);
@@ -274,7 +280,7 @@ TensorRef Model::Tensor(const std::string& name, const std::vector<int64_t>& exp
   if (e == nullptr) throw Exception(Exception::kCorrupt, dir_ + ": tensor \"" + name + "\" is missing");
   if (e->info->shape != expected) {
     throw Exception(Exception::kCorrupt, e->file->path() + ": tensor \"" + name + "\" has shape " +
-                         ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
+                                             ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
   }
   const GgmlType type = e->info->dtype == StoredDType::kF32   ? GgmlType::kF32
                         : e->info->dtype == StoredDType::kF16 ? GgmlType::kF16

@@ -48,7 +48,7 @@ std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusO
   if (options.tokens < 1) throw Exception(Exception::kInvalidArgument, "the corpus needs at least 1 token");
   if (length < 2 || length > c.max_context) {
     throw Exception(Exception::kInvalidArgument, "sequence length " + std::to_string(length) + " must be in [2, " +
-                         std::to_string(c.max_context) + "] (the model's context)");
+                                                     std::to_string(c.max_context) + "] (the model's context)");
   }
   const auto weights = WholeModel(model);
   SamplingParams sampling;
@@ -79,7 +79,7 @@ FormatAccuracy CompareOnCorpus(const Model& reference, const Model& model,
   const int vocab = reference.config().vocab_size;
   if (model.config().vocab_size != vocab) {
     throw Exception(Exception::kInvalidArgument, "the models' vocabularies differ (" + std::to_string(vocab) + " and " +
-                         std::to_string(model.config().vocab_size) + " tokens)");
+                                                     std::to_string(model.config().vocab_size) + " tokens)");
   }
   const auto ref_weights = WholeModel(reference);
   const auto weights = &reference == &model ? ref_weights : WholeModel(model);

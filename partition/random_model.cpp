@@ -106,7 +106,8 @@ void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
   if (!o.tokenizer.empty()) {
     const std::string ext = fs::path(o.tokenizer).extension().string();
     if (ext != ".json" && ext != ".model") {
-      throw Exception(Exception::kInvalidArgument, o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
+      throw Exception(Exception::kInvalidArgument,
+                      o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
     }
     tokenizer_name = ext == ".json" ? "tokenizer.json" : "tokenizer.model";
     auto tok = Tokenizer::Open(o.tokenizer);

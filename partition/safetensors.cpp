@@ -13,7 +13,6 @@
 #include "partition/mapped_file.h"
 #include "transport/error.h"
 
-
 namespace splitlm::partition {
 namespace {
 

@@ -96,15 +96,16 @@ SpmTokenizer::SpmTokenizer(std::unique_ptr<Shim> shim, void* handle, const std::
 
 void SpmTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_) {
-    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " + std::to_string(vocab_) +
-                         " pieces");
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+                                                     std::to_string(vocab_) + " pieces");
   }
 }
 
 std::string SpmTokenizer::Piece(int32_t id, int* kind) const {
   std::string buf(64, '\0');
   int n = shim_->piece(handle_, id, buf.data(), static_cast<int>(buf.size()), kind);
-  if (n < 0) throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " has no SentencePiece piece");
+  if (n < 0)
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " has no SentencePiece piece");
   if (n > static_cast<int>(buf.size())) {
     buf.resize(n);
     n = shim_->piece(handle_, id, buf.data(), n, kind);
@@ -179,7 +180,8 @@ std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path) {
   auto shim = std::make_unique<Shim>();
   const std::string path = ShimPath();
   shim->lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-  if (shim->lib == nullptr) throw Exception(Exception::kUnavailable, "cannot load the SentencePiece shim " + path + ": " + dlerror());
+  if (shim->lib == nullptr)
+    throw Exception(Exception::kUnavailable, "cannot load the SentencePiece shim " + path + ": " + dlerror());
   Bind(shim->lib, "splitlm_spm_open", &shim->open, path);
   Bind(shim->lib, "splitlm_spm_close", &shim->close, path);
   Bind(shim->lib, "splitlm_spm_vocab_size", &shim->vocab_size, path);

@@ -36,7 +36,8 @@ std::string Magic(const std::string& path) {
 std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::is_regular_file(status)) throw Exception(Exception::kInvalidArgument, path + ": not a regular file (a tokenizer file)");
+  if (!fs::is_regular_file(status))
+    throw Exception(Exception::kInvalidArgument, path + ": not a regular file (a tokenizer file)");
   if (access(path.c_str(), R_OK) != 0) {
     throw Exception(Exception::kNotFound, path + ": cannot read the tokenizer file: " + std::strerror(errno));
   }
@@ -60,7 +61,8 @@ std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path) {
     const fs::path p = fs::path(path) / name;
     if (fs::exists(p)) return OpenFile(p.string());
   }
-  throw Exception(Exception::kInvalidArgument, path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
+  throw Exception(Exception::kInvalidArgument,
+                  path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
 }
 
 bool Tokenizer::IsEos(int32_t id) const {

@@ -125,7 +125,8 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
   }
   spec.ignore_merges = m.value("ignore_merges", false);
   const json& vocab = m.value("vocab", json::object());
-  if (!vocab.is_object() || vocab.empty()) throw Exception(Exception::kCorrupt, path + ": model.vocab is missing or empty");
+  if (!vocab.is_object() || vocab.empty())
+    throw Exception(Exception::kCorrupt, path + ": model.vocab is missing or empty");
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
       throw Exception(Exception::kCorrupt, path + ": model.vocab[\"" + token + "\"] is not a valid id");
@@ -141,12 +142,14 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
     if (x.is_string()) {
       const std::string s = x.get<std::string>();
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) + " is not \"a b\"");
+      if (sp == std::string::npos)
+        throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) + " is not \"a b\"");
       spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (x.is_array() && x.size() == 2 && x[0].is_string() && x[1].is_string()) {
       spec.merges.emplace_back(x[0].get<std::string>(), x[1].get<std::string>());
     } else {
-      throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) + " is neither \"a b\" nor [\"a\", \"b\"]");
+      throw Exception(Exception::kCorrupt,
+                      path + ": merge " + std::to_string(r) + " is neither \"a b\" nor [\"a\", \"b\"]");
     }
   }
 }
@@ -181,7 +184,8 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   s.eos_token = TokenText(cfg, "eos_token");
   s.bos_id = IdOf(spec, s.bos_token);
   if (!s.bos_token.empty() && !s.bos_id) {
-    throw Exception(Exception::kCorrupt, cfg_path.string() + ": bos_token \"" + s.bos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt,
+                    cfg_path.string() + ": bos_token \"" + s.bos_token + "\" is not in " + spec.source);
   }
   // Hugging Face adds BOS through the post-processor; a config that names a
   // BOS token without add_bos_token (Llama 3) starts prompts with it.
@@ -196,7 +200,8 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   if (auto e = IdOf(spec, s.eos_token)) {
     if (std::find(s.eos_ids.begin(), s.eos_ids.end(), *e) == s.eos_ids.end()) s.eos_ids.push_back(*e);
   } else if (!s.eos_token.empty()) {
-    throw Exception(Exception::kCorrupt, cfg_path.string() + ": eos_token \"" + s.eos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt,
+                    cfg_path.string() + ": eos_token \"" + s.eos_token + "\" is not in " + spec.source);
   }
 }
 
@@ -204,7 +209,8 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
 
 std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
   const json j = ReadJson(path);
-  if (!j.is_object() || !j.contains("model")) throw Exception(Exception::kCorrupt, path + ": not a tokenizer.json (no \"model\")");
+  if (!j.is_object() || !j.contains("model"))
+    throw Exception(Exception::kCorrupt, path + ": not a tokenizer.json (no \"model\")");
   BpeSpec spec;
   spec.source = path;
   ReadModel(j["model"], path, spec);

@@ -131,7 +131,8 @@ void CheckWeightFormat(const std::string& format) {
     if (format == f.name) return;
   }
   if (format == "q4_k_m") return;
-  throw Exception(Exception::kInvalidArgument, "unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
+  throw Exception(Exception::kInvalidArgument,
+                  "unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
 }
 
 

@@ -197,7 +197,8 @@ Config Config::Parse(const std::string& text, const std::string& origin) {
   try {
     root = toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
-    throw Exception(Exception::kInvalidArgument, origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   const auto& schema = ConfigSchema();
   auto where = [&](const toml::node& n, const std::string& key) {
@@ -206,32 +207,38 @@ Config Config::Parse(const std::string& text, const std::string& origin) {
   for (auto&& [section, node] : root) {
     const std::string sec(section.str());
     const toml::table* table = node.as_table();
-    if (!table) throw Exception(Exception::kInvalidArgument, where(node, sec) + "expected a [" + sec + "] section, not a value");
+    if (!table)
+      throw Exception(Exception::kInvalidArgument, where(node, sec) + "expected a [" + sec + "] section, not a value");
     for (auto&& [name, value] : *table) {
       const std::string key = sec + "." + std::string(name.str());
       auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
-      if (spec == schema.end()) throw Exception(Exception::kInvalidArgument, where(value, key) + "unknown key (see docs/config.md)");
+      if (spec == schema.end())
+        throw Exception(Exception::kInvalidArgument, where(value, key) + "unknown key (see docs/config.md)");
       std::string why;
       Value v;
       v.type = spec->type;
       switch (spec->type) {
         case T::kInt:
-          if (!value.is_integer()) throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_integer())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.i = *value.value<int64_t>();
           why = CheckNumber(*spec, static_cast<double>(v.i));
           break;
         case T::kFloat:
-          if (!value.is_number()) throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_number())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.f = *value.value<double>();
           why = CheckNumber(*spec, v.f);
           break;
         case T::kString:
-          if (!value.is_string()) throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_string())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.s = *value.value<std::string>();
           why = CheckChoice(*spec, v.s);
           break;
         case T::kBool:
-          if (!value.is_boolean()) throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_boolean())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.b = *value.value<bool>();
           break;
       }

@@ -78,9 +78,10 @@ spdlog::level::level_enum ParseLogLevel(const std::string& name) {
 
 void CheckHttpExposure(const std::string& address, bool http_public) {
   if (http_public || !transport::IsPublicHttpAddress(address)) return;
-  throw Exception(Exception::kInvalidArgument, "--http " + address +
-                           " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
-                           "pass --http-public to serve it there anyway");
+  throw Exception(Exception::kInvalidArgument,
+                  "--http " + address +
+                      " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
+                      "pass --http-public to serve it there anyway");
 }
 
 }  // namespace splitlm::scheduler::flags

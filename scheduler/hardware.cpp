@@ -47,7 +47,8 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
   try {
     root = toml::parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
   } catch (const toml::parse_error& e) {
-    throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   auto where = [&](const toml::node& n, const std::string& key) {
     return path + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
@@ -63,7 +64,8 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
       const std::string v = *node.value<std::string>();
       if (key == "name") hw.name = v;
       if (key == "kind") {
-        if (v != "device" && v != "cloud") throw Exception(Exception::kInvalidArgument, where(node, key) + "\"" + v + "\" is not one of device, cloud");
+        if (v != "device" && v != "cloud")
+          throw Exception(Exception::kInvalidArgument, where(node, key) + "\"" + v + "\" is not one of device, cloud");
         hw.kind = v;
       }
       if (key == "description") hw.description = v;
@@ -72,22 +74,26 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
     auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
     if (spec == Figures().end()) throw Exception(Exception::kInvalidArgument, where(node, key) + "unknown key");
     const toml::table* t = node.as_table();
-    if (!t) throw Exception(Exception::kInvalidArgument, where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
+    if (!t)
+      throw Exception(Exception::kInvalidArgument,
+                      where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
     for (auto&& [sub, _] : *t) {
       if (sub.str() != "value" && sub.str() != "source") {
-        throw Exception(Exception::kInvalidArgument, where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
+        throw Exception(Exception::kInvalidArgument,
+                        where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
       }
     }
     const toml::node* value = t->get("value");
     const toml::node* source = t->get("source");
-    if (!value || !value->is_number()) throw Exception(Exception::kInvalidArgument, where(node, key) + "value must be a number");
+    if (!value || !value->is_number())
+      throw Exception(Exception::kInvalidArgument, where(node, key) + "value must be a number");
     if (!source || !source->is_string() || source->value<std::string>()->empty()) {
       throw Exception(Exception::kInvalidArgument, where(node, key) + "every figure needs a non-empty source");
     }
     const double v = *value->value<double>();
     if (!(v >= spec->min && v <= spec->max)) {
-      throw Exception(Exception::kInvalidArgument, where(*value, key) + std::to_string(v) + " is outside " + std::to_string(spec->min) +
-                               ".." + std::to_string(spec->max));
+      throw Exception(Exception::kInvalidArgument, where(*value, key) + std::to_string(v) + " is outside " +
+                                                       std::to_string(spec->min) + ".." + std::to_string(spec->max));
     }
     hw.*(spec->field) = v;
     hw.sources[key] = *source->value<std::string>();
@@ -98,7 +104,8 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
     const bool needed = f.required || (hw.kind == "device" ? (std::string(f.key) == "compute_w" || std::string(f.key) == "wait_w")
                                                            : std::string(f.key) == "usd_per_hour");
     if (needed && std::find(seen.begin(), seen.end(), f.key) == seen.end()) {
-      throw Exception(Exception::kInvalidArgument, path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
+      throw Exception(Exception::kInvalidArgument,
+                      path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
     }
   }
   return hw;

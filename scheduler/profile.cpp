@@ -110,10 +110,12 @@ ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::stri
     throw Exception(Exception::kCorrupt, origin + ": layer_weight_bytes must have num_layers entries");
   }
   for (const auto& row : p.layer_decode_us) {
-    if (row.size() != p.decode_contexts.size()) throw Exception(Exception::kCorrupt, origin + ": layer_decode_us rows must match decode_contexts");
+    if (row.size() != p.decode_contexts.size())
+      throw Exception(Exception::kCorrupt, origin + ": layer_decode_us rows must match decode_contexts");
   }
   for (const auto& row : p.layer_prefill_us) {
-    if (row.size() != p.prefill_lengths.size()) throw Exception(Exception::kCorrupt, origin + ": layer_prefill_us rows must match prefill_lengths");
+    if (row.size() != p.prefill_lengths.size())
+      throw Exception(Exception::kCorrupt, origin + ": layer_prefill_us rows must match prefill_lengths");
   }
   return p;
 }
@@ -262,8 +264,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
 ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
                                     const ProfileOptions& options, bool* measured) {
   if (std::filesystem::exists(path)) {
-    ComputeProfile p = ComputeProfile::FromJson(
-        transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
+    ComputeProfile p = ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
     if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
       if (measured) *measured = false;
       return p;

@@ -66,7 +66,7 @@ Policy ParsePolicy(const std::string& text, int layers) {
   }
   if (used != base.size() || k < 0 || k > layers) {
     throw Exception(Exception::kInvalidArgument, "policy \"" + text + "\": expected auto, device, cloud or a cut 0.." +
-                             std::to_string(layers) + ", optionally followed by " + suffix);
+                                                     std::to_string(layers) + ", optionally followed by " + suffix);
   }
   p.cut = k;
   return p;

@@ -30,8 +30,9 @@ class TableReader {
       const std::string key(k.str());
       try {
         if (!ReadLink(key, n, s) && !ReadWorkload(key, n, s) && !ReadSides(key, n, s)) {
-          throw Exception(Exception::kInvalidArgument, std::string("unknown key") + (condition_ ? " in a [[condition]]" : " in [sim]") +
-                                   " (see docs/simulation.md)");
+          throw Exception(Exception::kInvalidArgument, std::string("unknown key") +
+                                                           (condition_ ? " in a [[condition]]" : " in [sim]") +
+                                                           " (see docs/simulation.md)");
         }
       } catch (const Located&) {
         throw;
@@ -58,7 +59,8 @@ class TableReader {
     if (!n.is_number()) throw Exception(Exception::kInvalidArgument, "expected a number");
     const double v = *n.value<double>();
     if (!(v >= lo && v <= hi)) {
-      throw Exception(Exception::kInvalidArgument, std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+      throw Exception(Exception::kInvalidArgument,
+                      std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
     }
     return v;
   }
@@ -161,7 +163,8 @@ toml::table ParseFile(const std::string& file) {
   try {
     return toml::parse(transport::ReadTextFileOrThrow(file, transport::kMaxConfigBytes), file);
   } catch (const toml::parse_error& e) {
-    throw Exception(Exception::kInvalidArgument, file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
 }
 
@@ -173,16 +176,19 @@ std::string Line(const std::string& file, const toml::node& n) {
 std::vector<Settings> ReadConditions(const std::string& file, const toml::table& root, const fs::path& dir,
                                      const Settings& base) {
   const toml::array* list = root["condition"].as_array();
-  if (!list || list->empty()) throw Exception(Exception::kInvalidArgument, file + ": a sweep needs [[condition]] tables");
+  if (!list || list->empty())
+    throw Exception(Exception::kInvalidArgument, file + ": a sweep needs [[condition]] tables");
   std::vector<Settings> out;
   std::map<std::string, int> names;
   for (const auto& e : *list) {
-    if (!e.is_table()) throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: expected [[condition]] tables");
+    if (!e.is_table())
+      throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: expected [[condition]] tables");
     Settings c = base;
     c.name.clear();
     TableReader(file, dir, true).Read(*e.as_table(), c);
     if (c.name.empty()) throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: needs a name");
-    if (names[c.name]++) throw Exception(Exception::kInvalidArgument, Line(file, e) + "name: \"" + c.name + "\" used twice");
+    if (names[c.name]++)
+      throw Exception(Exception::kInvalidArgument, Line(file, e) + "name: \"" + c.name + "\" used twice");
     out.push_back(c);
   }
   return out;
@@ -192,7 +198,8 @@ std::vector<Settings> ReadConditions(const std::string& file, const toml::table&
 
 std::string CheckWeights(const std::string& v) {
   if (v == "model" || partition::IsWeightFormat(v)) return v;
-  throw Exception(Exception::kInvalidArgument, "weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
+  throw Exception(Exception::kInvalidArgument,
+                  "weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
 }
 
 Outage ParseOutage(const std::string& text) {
@@ -200,7 +207,8 @@ Outage ParseOutage(const std::string& text) {
   char kind[8] = {0};
   if (std::sscanf(text.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 || out.end_s <= out.start_s ||
       out.start_s < 0 || (kind[0] != 0 && std::string(kind) != "cut")) {
-    throw Exception(Exception::kInvalidArgument, "outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
+    throw Exception(Exception::kInvalidArgument,
+                    "outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
   }
   out.cut = std::string(kind) == "cut";
   return out;
@@ -224,7 +232,8 @@ Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions)
       if (!n.is_table()) throw Exception(Exception::kInvalidArgument, line + "expected a [sim] table");
       TableReader(file, dir, false).Read(*n.as_table(), s);
     } else if (key != "condition" || !conditions) {
-      throw Exception(Exception::kInvalidArgument, line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
+      throw Exception(Exception::kInvalidArgument,
+                      line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
     }
   }
   if (conditions) {

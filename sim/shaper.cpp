@@ -35,7 +35,9 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
     TracePoint p;
     if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 || p.up_mbit_s < 0 ||
         p.down_mbit_s < 0 || p.rtt_ms < 0) {
-      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
+      throw Exception(
+          Exception::kInvalidArgument,
+          path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
     }
     std::string state, extra;
     if (ss >> state) {
@@ -44,9 +46,11 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
       } else if (state == "cut") {
         p.state = TracePoint::State::kCut;
       } else if (state != "up") {
-        throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
+        throw Exception(Exception::kInvalidArgument,
+                        path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
       }
-      if (ss >> extra) throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": more than five columns");
+      if (ss >> extra)
+        throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": more than five columns");
     }
     if (!out.empty() && p.time_s < out.back().time_s) {
       throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": times must not decrease");
@@ -55,7 +59,8 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
   }
   if (out.empty()) throw Exception(Exception::kInvalidArgument, path + ": no rows");
   if (out.back().state != TracePoint::State::kUp) {
-    throw Exception(Exception::kInvalidArgument, path + ": the last row is an outage; add a later row where the link is up");
+    throw Exception(Exception::kInvalidArgument,
+                    path + ": the last row is an outage; add a later row where the link is up");
   }
   return out;
 }
@@ -244,7 +249,8 @@ ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>
   impl_->rng.seed(impl_->o.seed);
   const auto colon = impl_->o.upstream.rfind(':');
   boost::system::error_code ec;
-  if (colon == std::string::npos) throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
+  if (colon == std::string::npos)
+    throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
   const auto ip = net::ip::make_address(impl_->o.upstream.substr(0, colon), ec);
   if (ec) throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\": bad host");
   impl_->upstream = tcp::endpoint(ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));

@@ -55,7 +55,8 @@ std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::
   std::vector<std::string> policies;
   for (int k : ks) {
     if (k < 0 || k > layers) {
-      throw Exception(Exception::kInvalidArgument, "cuts: " + std::to_string(k) + " is outside 0.." + std::to_string(layers));
+      throw Exception(Exception::kInvalidArgument,
+                      "cuts: " + std::to_string(k) + " is outside 0.." + std::to_string(layers));
     }
     policies.push_back(std::to_string(k));
   }

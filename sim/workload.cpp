@@ -31,8 +31,8 @@ std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab
     }
     for (int32_t id : ids) {
       if (id < 0 || id >= vocab_size) {
-        throw Exception(Exception::kInvalidArgument, where + "token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                 std::to_string(vocab_size));
+        throw Exception(Exception::kInvalidArgument, where + "token id " + std::to_string(id) +
+                                                         " is outside the vocabulary of " + std::to_string(vocab_size));
       }
     }
     prompts.push_back(ids);
@@ -69,8 +69,9 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   for (const auto& ids : r.prompts) {
     if (static_cast<int>(ids.size()) + s.tokens > c.max_context) {
       r.prompts.clear();
-      throw Exception(Exception::kInvalidArgument, "a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
-                               " tokens exceed the model's context of " + std::to_string(c.max_context));
+      throw Exception(Exception::kInvalidArgument,
+                      "a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
+                          " tokens exceed the model's context of " + std::to_string(c.max_context));
     }
   }
   device::AgentOptions lo;
@@ -93,11 +94,12 @@ std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value,
         if (e.path().extension() == ".toml") names += (names.empty() ? "" : ", ") + e.path().stem().string();
       }
     }
-    throw Exception(Exception::kNotFound, kind + " profile \"" + value + "\" not found (" + file + "); profiles in " + dir + ": " +
-                             (names.empty() ? "none" : names));
+    throw Exception(Exception::kNotFound, kind + " profile \"" + value + "\" not found (" + file + "); profiles in " +
+                                              dir + ": " + (names.empty() ? "none" : names));
   }
   auto hw = scheduler::LoadHardwareProfile(file);
-  if (hw.kind != kind) throw Exception(Exception::kInvalidArgument, file + ": a " + hw.kind + " profile, used as the " + kind);
+  if (hw.kind != kind)
+    throw Exception(Exception::kInvalidArgument, file + ": a " + hw.kind + " profile, used as the " + kind);
   return hw;
 }
 

@@ -43,8 +43,8 @@ bool SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq
   const std::string header = EncodeMessage(m);
   const bool has_payload = payload.size() > 0;
   if (peer && !s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
-  if (!s.send(zmq::buffer(header), (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) |
-                                       zmq::send_flags::dontwait)) {
+  if (!s.send(zmq::buffer(header),
+              (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)) {
     return false;
   }
   return !has_payload || s.send(payload, zmq::send_flags::dontwait).has_value();
@@ -117,8 +117,8 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   if (!IsLoopbackEndpoint(options_.bind)) {
     if (!curve && !options_.allow_insecure) {
       throw Exception(Exception::kInvalidArgument, "refusing to bind " + options_.bind +
-                           " without CURVE: give the server a key pair and an allow-list, "
-                           "or pass the explicit insecure flag");
+                                                       " without CURVE: give the server a key pair and an allow-list, "
+                                                       "or pass the explicit insecure flag");
     }
     if (!curve) {
       options_.log->warn("*** INSECURE: {} is reachable from other machines and traffic is NOT "
@@ -147,7 +147,8 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
   if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
-    throw Exception(Exception::kUnavailable, std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
+    throw Exception(Exception::kUnavailable,
+                    std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
   }
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(monitor);
@@ -242,7 +243,9 @@ void ServerChannel::Send(const std::string& peer, const Message& message, zmq::m
 }
 
 ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
-    : context_(context), options_(WithLogger(std::move(options))), liveness_(options_.liveness),
+    : context_(context),
+      options_(WithLogger(std::move(options))),
+      liveness_(options_.liveness),
       backoff_(options_.reconnect_initial) {
   if (options_.keys.secret_key.empty() != options_.server_public_key.empty()) {
     throw Exception(Exception::kInvalidArgument, "CURVE needs both the client's key pair and the server's public key");
@@ -272,7 +275,8 @@ void ClientChannel::Connect() {
                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
   if (zmq_socket_monitor(socket_->handle(), monitor_endpoint.c_str(), kEvents) != 0) {
-    throw Exception(Exception::kUnavailable, "cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
+    throw Exception(Exception::kUnavailable,
+                    "cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
   }
   monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
@@ -371,7 +375,8 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     }
     Decoded d = DecodeMessage(frames[0].data(), frames[0].size(), options_.limits);
     if (!d.message) {
-      options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason), ErrorCodeName(d.error));
+      options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason),
+                         ErrorCodeName(d.error));
       continue;
     }
     const bool restarted = ServerRestarted(*d.message);

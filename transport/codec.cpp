@@ -22,8 +22,8 @@ float FromBits(uint32_t u) {
 
 [[noreturn]] void BadValue(Codec codec, size_t row, size_t col, float v, const char* why) {
   throw Exception(Exception::kInvalidArgument, std::string("cannot encode ") + CodecName(codec) + ": value " +
-                       std::to_string(v) + " at row " + std::to_string(row) + ", column " +
-                       std::to_string(col) + " " + why);
+                                                   std::to_string(v) + " at row " + std::to_string(row) + ", column " +
+                                                   std::to_string(col) + " " + why);
 }
 
 }  // namespace
@@ -142,9 +142,9 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
 void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t cols, float* dst) {
   if (bytes != EncodedSize(codec, rows, cols)) {
     throw Exception(Exception::kCorrupt, std::string(CodecName(codec)) + " payload of " + std::to_string(bytes) +
-                         " bytes does not match " + std::to_string(rows) + "x" +
-                         std::to_string(cols) + " values (" +
-                         std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
+                                             " bytes does not match " + std::to_string(rows) + "x" +
+                                             std::to_string(cols) + " values (" +
+                                             std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
   }
   const size_t n = rows * cols;
   if (n == 0) return;  // nothing to copy (and dst may be null)

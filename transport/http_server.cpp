@@ -155,7 +155,8 @@ struct HttpServer::Impl {
       try {
         handler(r, responder);
       } catch (const std::exception& e) {
-        options.log->error("http {} {} failed: {}", EscapeForLog(r.method), EscapeForLog(r.target), EscapeForLog(e.what()));
+        options.log->error("http {} {} failed: {}", EscapeForLog(r.method), EscapeForLog(r.target),
+                           EscapeForLog(e.what()));
         responder.Send(500, "application/json",
                        R"({"error":{"message":"internal error","type":"server_error"}})");
       }
@@ -204,10 +205,13 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   impl_->handler = std::move(handler);
   const std::string& a = impl_->options.address;
   const auto colon = a.rfind(':');
-  if (colon == std::string::npos) throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\" must be HOST:PORT");
+  if (colon == std::string::npos)
+    throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\" must be HOST:PORT");
   beast::error_code ec;
   const auto ip = net::ip::make_address(a.substr(0, colon), ec);
-  if (ec) throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\": bad host (use an IP address, e.g. 127.0.0.1)");
+  if (ec)
+    throw Exception(Exception::kInvalidArgument,
+                    "HTTP address \"" + a + "\": bad host (use an IP address, e.g. 127.0.0.1)");
   unsigned long port = 0;
   try {
     port = std::stoul(a.substr(colon + 1));
@@ -217,8 +221,9 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   if (port > 65535) throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\": bad port");
   if (!ip.is_loopback()) {
     if (!impl_->options.allow_public) {
-      throw Exception(Exception::kInvalidArgument, "refusing to serve HTTP on " + a +
-                           " beyond loopback (neither encrypted nor authenticated) unless allowed");
+      throw Exception(
+          Exception::kInvalidArgument,
+          "refusing to serve HTTP on " + a + " beyond loopback (neither encrypted nor authenticated) unless allowed");
     }
     impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
   }

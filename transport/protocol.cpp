@@ -224,8 +224,8 @@ static_assert(static_cast<size_t>(ErrorCode::kBadSampling) + 1 == std::size(kErr
               "a row per ErrorCode: add new codes after kBadSampling, to the table and to splitlm.capnp");
 
 // Indexed by Message::index().
-constexpr const char* kMessageNames[] = {"hello", "open", "close", "forward", "result",
-                                         "error", "ping",  "pong",  "heartbeat"};
+constexpr const char* kMessageNames[] = {"hello", "open", "close", "forward",  "result",
+                                         "error", "ping", "pong",  "heartbeat"};
 static_assert(std::size(kMessageNames) == std::variant_size_v<Message>, "a name per Message alternative");
 static_assert(std::is_same_v<std::variant_alternative_t<3, Message>, Forward> &&
                   std::is_same_v<std::variant_alternative_t<5, Message>, Error> &&

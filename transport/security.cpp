@@ -66,12 +66,15 @@ KeyPair ReadKeyFile(const std::string& path) {
     line = Trim(line);
     if (Skip(line)) continue;
     const auto eq = line.find('=');
-    if (eq == std::string::npos) throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": expected KEY = VALUE");
+    if (eq == std::string::npos)
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": expected KEY = VALUE");
     const std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
-    if (!ValidZ85Key(value)) throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
+    if (!ValidZ85Key(value))
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
     if (key == "public") k.public_key = value;
     else if (key == "secret") k.secret_key = value;
-    else throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
+    else
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
   }
   if (k.public_key.empty()) throw Exception(Exception::kInvalidArgument, path + ": no public key");
   return k;
@@ -85,14 +88,16 @@ std::set<std::string> ReadAllowList(const std::string& path) {
     line = Trim(line);
     if (Skip(line)) continue;
     if (line.rfind("public", 0) == 0) line = Trim(line.substr(line.find('=') + 1));
-    if (!ValidZ85Key(line)) throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not a 40-character Z85 public key");
+    if (!ValidZ85Key(line))
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": not a 40-character Z85 public key");
     keys.insert(line);
   }
   return keys;
 }
 
-ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed,
-                       std::shared_ptr<spdlog::logger> log, PeerLogOptions log_limits)
+ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed, std::shared_ptr<spdlog::logger> log,
+                       PeerLogOptions log_limits)
     : socket_(context, zmq::socket_type::rep),
       allowed_(std::move(allowed)),
       log_(OrNullLogger(std::move(log))),

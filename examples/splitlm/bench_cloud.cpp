@@ -58,7 +58,8 @@ class PinnedWorker {
       }
     }
     out_ = out;
-    if (endpoint_.empty()) throw Exception(Exception::kUnavailable, bin + " did not start (is it built beside splitlm?)");
+    if (endpoint_.empty())
+      throw Exception(Exception::kUnavailable, bin + " did not start (is it built beside splitlm?)");
   }
   ~PinnedWorker() {
     kill(pid_, SIGTERM);

@@ -157,7 +157,7 @@ Runner AddBenchSpeculate(CLI::App& app) {
     const int cut = a->cut < 0 ? c.num_layers / 2 : a->cut;
     if (cut >= c.num_layers) {
       throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) + ": a split needs a cut below the " +
-                               std::to_string(c.num_layers) + " layers");
+                                                       std::to_string(c.num_layers) + " layers");
     }
     const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature, *ctx.log);
     zmq::context_t zctx;
@@ -209,7 +209,8 @@ Runner AddBenchSpeculate(CLI::App& app) {
       // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
       const auto plain_plan = plain->PlanAllCuts();
       const auto spec_plan = spec->PlanAllCuts();
-      if (!plain_plan || !spec_plan) throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
+      if (!plain_plan || !spec_plan)
+        throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
       const auto& pp = plain_plan->cuts[cut];
       const auto& sp = spec_plan->cuts[cut];
       const bool identical = p.outputs == s.outputs;

@@ -22,16 +22,15 @@ namespace splitlm::cli {
 namespace {
 
 scheduler::ComputeProfile ReadProfile(const std::string& path) {
-  return scheduler::ComputeProfile::FromJson(
-      transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
+  return scheduler::ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
 }
 
 // The weights `profile` (from `origin`) was measured with.
 scheduler::WeightCost MeasuredWith(const partition::Model& model, const scheduler::ComputeProfile& profile,
                                    const std::string& origin, double quant_compute_factor) {
   if (profile.weights != "gguf" && !partition::IsWeightFormat(profile.weights)) {
-    throw Exception(Exception::kInvalidArgument, origin + ": weights \"" + profile.weights + "\" is not gguf or one of " +
-                             partition::WeightFormatList());
+    throw Exception(Exception::kInvalidArgument, origin + ": weights \"" + profile.weights +
+                                                     "\" is not gguf or one of " + partition::WeightFormatList());
   }
   return {partition::ModelWeightBytes(model, profile.weights == "gguf" ? "model" : profile.weights), quant_compute_factor};
 }
@@ -126,7 +125,8 @@ Runner AddPlan(CLI::App& app) {
       in.cloud.head_decode_us /= speedup;
     }
     if (in.device.model_fingerprint != model->fingerprint() || in.cloud.model_fingerprint != model->fingerprint()) {
-      throw Exception(Exception::kInvalidArgument, "a profile was measured on another model (fingerprint differs): re-run splitlm profile");
+      throw Exception(Exception::kInvalidArgument,
+                      "a profile was measured on another model (fingerprint differs): re-run splitlm profile");
     }
     // Each side's weights in its format; the profiles re-expressed for them.
     std::string device_format = "model", cloud_format = "model";
@@ -156,13 +156,17 @@ Runner AddPlan(CLI::App& app) {
     const auto spec = device::ParseSpeculate(speculate_text, &why);
     if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate / device.speculate: " + why);
     const auto kind = scheduler::DrafterKindFromName(spec->drafter);
-    if (!kind) throw Exception(Exception::kInvalidArgument, "--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
+    if (!kind)
+      throw Exception(Exception::kInvalidArgument,
+                      "--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
     in.speculation.drafter = *kind;
     in.speculation.max_drafts = spec->max_drafts;
     if (*acceptance >= 0) in.speculation.acceptance = *acceptance;
     if (*draft_ms >= 0) in.speculation.draft_model_us = *draft_ms * 1e3;
     if (*kind == scheduler::DrafterKind::kDraftModel && in.speculation.draft_model_us <= 0) {
-      throw Exception(Exception::kInvalidArgument, "--speculate " + speculate_text + ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
+      throw Exception(Exception::kInvalidArgument,
+                      "--speculate " + speculate_text +
+                          ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
     }
 
     const auto plan = scheduler::ChooseCut(in);

@@ -32,7 +32,9 @@ inline std::vector<int32_t> PromptIds(const partition::Model& model, const parti
     ids = partition::ParseTokenIds(prompt_ids);
   } else if (!prompt.empty()) {
     if (tok == nullptr) {
-      throw Exception(Exception::kNotFound, model.dir() + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
+      throw Exception(Exception::kNotFound, model.dir() +
+                                                " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF "
+                                                "vocabulary): pass --tokenizer FILE or use --prompt-ids");
     }
     ids = tok->Encode(prompt);
     if (tok->add_bos()) ids.insert(ids.begin(), c.bos_token_id);  // Qwen adds none

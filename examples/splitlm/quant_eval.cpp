@@ -32,7 +32,8 @@ class ScratchDir {
  public:
   ScratchDir() {
     std::string pattern = (fs::temp_directory_path() / "splitlm-quant-eval-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw Exception(Exception::kUnavailable, "cannot create a directory in " + fs::temp_directory_path().string());
+    if (mkdtemp(pattern.data()) == nullptr)
+      throw Exception(Exception::kUnavailable, "cannot create a directory in " + fs::temp_directory_path().string());
     path_ = pattern;
   }
   ~ScratchDir() {
@@ -96,8 +97,8 @@ int Run(const QuantEvalArgs& a, const Context& ctx) {
   const std::string& formats = reference->weight_formats();
   for (const char* q : {"q4", "q5", "q6", "q8", "q2", "q3", "iq"}) {
     if (formats.find(q) != std::string::npos) {
-      throw Exception(Exception::kInvalidArgument, a.model + " holds quantised weights (" + formats +
-                               "): the reference must be F32, F16 or BF16");
+      throw Exception(Exception::kInvalidArgument,
+                      a.model + " holds quantised weights (" + formats + "): the reference must be F32, F16 or BF16");
     }
   }
   partition::CorpusOptions co = a.corpus;

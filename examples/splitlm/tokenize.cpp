@@ -54,7 +54,8 @@ size_t TokenizeJsonl(const partition::Tokenizer& tok, const TokenizeArgs& a, std
     } catch (const nlohmann::json::exception&) {
       j = nullptr;
     }
-    if (!j.is_string()) throw Exception(Exception::kInvalidArgument, a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
+    if (!j.is_string())
+      throw Exception(Exception::kInvalidArgument, a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
     const std::string& text = j.get_ref<const std::string&>();
     std::vector<int32_t> ids;
     try {
@@ -116,7 +117,8 @@ Runner AddDetokenize(CLI::App& app) {
   auto* jsonl_opt = cmd->add_option("--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
   ids_opt->excludes(jsonl_opt);
   return [path, ids, jsonl, ids_opt, jsonl_opt](const Context&) {
-    if (ids_opt->count() + jsonl_opt->count() == 0) throw Exception(Exception::kInvalidArgument, "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
+    if (ids_opt->count() + jsonl_opt->count() == 0)
+      throw Exception(Exception::kInvalidArgument, "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
     auto tok = partition::Tokenizer::Open(*path);
     std::string out;
     if (ids_opt->count() > 0) {

@@ -18,7 +18,6 @@
 namespace splitlm::sim {
 namespace {
 
-
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
