@@ -12,6 +12,7 @@
 #include "partition/blas_check.h"
 #include "partition/model.h"
 #include "scheduler/config.h"
+#include "transport/error.h"
 #include "transport/http_server.h"
 
 namespace {
@@ -112,7 +113,9 @@ int main(int argc, char** argv) {
       FillSeconds(cfg, "cloud.log_interval_s", o.server.peer_log.interval);
       at::set_num_threads(threads);
     }
-    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    if (model_dir.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no model: pass --model DIR or set model.dir in --config");
     if (!http.empty()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     o.batch_window = std::chrono::milliseconds(batch_window_ms);
     o.drain_timeout = std::chrono::seconds(drain_timeout_s);
@@ -120,12 +123,14 @@ int main(int argc, char** argv) {
       const size_t colon = layers_text.find(':');
       try {
         size_t a = 0, b = 0;
-        if (colon == std::string::npos) throw std::invalid_argument("no colon");
+        if (colon == std::string::npos) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "no colon");
         o.min_cut = std::stoi(layers_text.substr(0, colon), &a);
         o.layer_end = std::stoi(layers_text.substr(colon + 1), &b);
-        if (a != colon || b != layers_text.size() - colon - 1) throw std::invalid_argument("trailing text");
+        if (a != colon || b != layers_text.size() - colon - 1)
+          throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "trailing text");
       } catch (const std::exception&) {
-        throw std::runtime_error("--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--layers '" + layers_text + "': expected K:M, two layer numbers (e.g. 2:6)");
       }
       o.next.endpoint = next_endpoint;
       o.next.log = log;
@@ -140,11 +145,16 @@ int main(int argc, char** argv) {
     if (!key_file.empty()) {
       if (auto w = splitlm::transport::SecretKeyFileWarning(key_file); !w.empty()) log->warn("{}", w);
       o.server.keys = splitlm::transport::ReadKeyFile(key_file);
-      if (o.server.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file, not .pub)");
-      if (allow_file.empty()) throw std::runtime_error("--key needs --allow: an allow-list of device public keys");
+      if (o.server.keys.secret_key.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 key_file + ": no secret key (use the .key file, not .pub)");
+      if (allow_file.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--key needs --allow: an allow-list of device public keys");
       o.server.allowed_clients = splitlm::transport::ReadAllowList(allow_file);
     } else if (!allow_file.empty()) {
-      throw std::runtime_error("--allow needs --key: the allow-list applies to CURVE connections");
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "--allow needs --key: the allow-list applies to CURVE connections");
     }
     auto model = splitlm::partition::Model::Open(model_dir, weights);
     zmq::context_t context;
@@ -182,8 +192,8 @@ int main(int argc, char** argv) {
     worker.Run(g_stop, &g_drain);
     log->info("shutting down");
   } catch (const std::exception& e) {
-    log->error("{}", e.what());
-    return 1;
+    log->error("{}", splitlm::MessageOf(e));
+    return splitlm::ExitCodeOf(e);
   }
   return 0;
 }

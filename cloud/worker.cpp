@@ -10,11 +10,11 @@
 
 #include "cloud/speculation.h"
 #include "partition/bench.h"
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
 #include "transport/clock.h"
+#include "transport/error.h"
 #include "transport/log_escape.h"
 
 namespace splitlm::cloud {
@@ -66,12 +66,34 @@ WorkerOptions WithModelLimits(WorkerOptions o, const partition::ModelConfig& c) 
 
 OwnerRef OwnerOf(const transport::Incoming& in) { return OwnerRef{in.peer, in.user_id}; }
 
+// The series updated at every Forward, made once (no name built or looked up
+// per step).
+struct ForwardMetrics {
+  explicit ForwardMetrics(transport::Metrics& m)
+      : tokens(m.CounterOf("splitlm_cloud_tokens_total")),
+        drafts(m.CounterOf("splitlm_cloud_drafts_total")),
+        drafts_accepted(m.CounterOf("splitlm_cloud_drafts_accepted_total")),
+        positions(m.CounterOf("splitlm_cloud_positions_total")),
+        forwards(m.CounterOf("splitlm_cloud_forwards_total")),
+        batches(m.CounterOf("splitlm_cloud_batches_total")),
+        bytes_received(m.CounterOf("splitlm_cloud_bytes_received_total")),
+        compute_s(m.CounterOf("splitlm_cloud_compute_seconds_total")),
+        queue_s(m.CounterOf("splitlm_cloud_queue_seconds_total")),
+        queue_delay_s(m.GaugeOf("splitlm_cloud_queue_delay_seconds")),
+        kv_bytes(m.GaugeOf("splitlm_cloud_kv_bytes")),
+        active_sessions(m.GaugeOf("splitlm_cloud_active_sessions")) {}
+  transport::Metrics::Counter tokens, drafts, drafts_accepted, positions, forwards, batches, bytes_received;
+  transport::Metrics::Counter compute_s, queue_s;
+  transport::Metrics::Gauge queue_delay_s, kv_bytes, active_sessions;
+};
+
 }  // namespace
 
 struct Worker::Impl {
   const partition::Model& model;
   WorkerOptions options;
   transport::Metrics& metrics;
+  ForwardMetrics forward_metrics{metrics};
   transport::ServerChannel server;
   std::shared_ptr<const partition::StageWeights> weights;                 // [min_cut, L)
   std::map<int, std::shared_ptr<const partition::StageWeights>> by_cut;  // slices
@@ -101,6 +123,7 @@ struct Worker::Impl {
         metrics(met),
         server(ctx, options.server),
         sessions(options.sessions) {
+    options.log = transport::OrNullLogger(std::move(options.log));
     const auto& c = model.config();
     if (options.layer_end) next = std::make_unique<transport::ClientChannel>(ctx, options.next);
     weights = partition::StageWeights::Load(model, SpecFor(options.min_cut));
@@ -118,7 +141,7 @@ struct Worker::Impl {
     hello.instance_id = server.instance_id();
     if (!options.report_layer_decode_us.empty()) {
       if (static_cast<int>(options.report_layer_decode_us.size()) != model.config().num_layers - options.min_cut) {
-        throw std::runtime_error("report_layer_decode_us must hold one time per layer served");
+        throw Exception(Exception::kInvalidArgument, "report_layer_decode_us must hold one time per layer served");
       }
       hello.layer_decode_us = options.report_layer_decode_us;
       hello.head_decode_us = options.report_head_decode_us;
@@ -224,10 +247,8 @@ struct Worker::Impl {
     if (swept.expired + swept.dropped == 0) return;
     UpdateSessionMetrics();
     metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
-    if (options.log) {
-      options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
-                        sessions.size());
-    }
+    options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
+                      sessions.size());
   }
 
   // Evicts least recently used sessions not in `busy` until under budget.
@@ -241,7 +262,8 @@ struct Worker::Impl {
       }
       if (!lru) break;
       total -= lru->stage->kv_bytes();
-      if (options.log) options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut, lru->stage->position());
+      options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut,
+                        lru->stage->position());
       sessions.Evict(lru->id);
       metrics.Add("splitlm_cloud_evictions_total", 1);
     }
@@ -353,7 +375,7 @@ struct Worker::Impl {
     } catch (const std::exception& e) {
       return Reply(in.peer, Error{ErrorCode::kBadTensor, e.what(), f.session_id, f.seq});
     }
-    metrics.Add("splitlm_cloud_bytes_received_total", static_cast<double>(in.payload.size()));
+    forward_metrics.bytes_received.Add(static_cast<double>(in.payload.size()));
     s.last_used = Now();
     batch.push_back(std::move(p));
   }
@@ -374,9 +396,9 @@ struct Worker::Impl {
     if (f.top_logprobs > 0) {
       for (size_t j = 0; j < r.tokens.size(); ++j) TopLogprobs(window + j * vocab, vocab, f.top_logprobs, r.logprobs);
     }
-    metrics.Add("splitlm_cloud_tokens_total", static_cast<double>(r.tokens.size()));
-    metrics.Add("splitlm_cloud_drafts_total", drafts);
-    metrics.Add("splitlm_cloud_drafts_accepted_total", v.accepted);
+    forward_metrics.tokens.Add(static_cast<double>(r.tokens.size()));
+    forward_metrics.drafts.Add(drafts);
+    forward_metrics.drafts_accepted.Add(v.accepted);
   }
 
   // Pipeline: opens the session on the next hop too, at cut layer_end (its
@@ -434,7 +456,7 @@ struct Worker::Impl {
           const int real_end = static_cast<int>(p.forward.first_position + p.forward.count - p.forward.draft_tokens.size());
           p.session->stage->Truncate(real_end + static_cast<int>(std::min<size_t>(r->accepted, p.forward.draft_tokens.size())));
         }
-        metrics.Add("splitlm_cloud_positions_total", p.forward.count);
+        forward_metrics.positions.Add(p.forward.count);
         server.Send(p.session->owner.routing_id, back);
         out.erase(it);
       } else if (auto* e = std::get_if<transport::Error>(&in->message)) {
@@ -454,7 +476,7 @@ struct Worker::Impl {
       Reply(p->session->owner.routing_id,
             transport::Error{ErrorCode::kInternal, "next hop " + next->endpoint() + " did not answer the step", p->forward.session_id, p->forward.seq});
       sessions.Evict(p->forward.session_id);
-      if (options.log) options.log->warn("next hop {} did not answer session {}: dropped", next->endpoint(), p->forward.session_id);
+      options.log->warn("next hop {} did not answer session {}: dropped", next->endpoint(), p->forward.session_id);
     }
     if (!out.empty()) {
       next->Reconnect();
@@ -499,8 +521,8 @@ struct Worker::Impl {
         continue;
       }
       const auto end = Now();
-      metrics.Add("splitlm_cloud_batches_total", 1);
-      metrics.Add("splitlm_cloud_compute_seconds_total", std::chrono::duration<double>(end - start).count());
+      forward_metrics.batches.Add(1);
+      forward_metrics.compute_s.Add(std::chrono::duration<double>(end - start).count());
       if (Pipelined()) {
         Relay(group, logits, start, end);
         continue;
@@ -516,38 +538,40 @@ struct Worker::Impl {
         } else if (f.want_token) {
           partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
           r.tokens.push_back(partition::SampleToken(logits[i].data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
-          metrics.Add("splitlm_cloud_tokens_total", 1);
+          forward_metrics.tokens.Add(1);
         }
         if (f.top_logprobs > 0 && f.draft_tokens.empty()) TopLogprobs(logits[i].data(), vocab, f.top_logprobs, r.logprobs);
         r.compute_us = Micros(end - start);
         r.queue_us = Micros(start - p.received);
-        metrics.Add("splitlm_cloud_queue_seconds_total", std::chrono::duration<double>(start - p.received).count());
+        forward_metrics.queue_s.Add(std::chrono::duration<double>(start - p.received).count());
         // The queue delay reported in Hello: an exponentially weighted mean.
         hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
-        metrics.Set("splitlm_cloud_queue_delay_seconds", hello.queue_us / 1e6);
-        metrics.Add("splitlm_cloud_positions_total", f.count);
+        forward_metrics.queue_delay_s.Set(hello.queue_us / 1e6);
+        forward_metrics.positions.Add(f.count);
         server.Send(p.session->owner.routing_id, r);
       }
     }
     forwards += batch.size();
-    metrics.Add("splitlm_cloud_forwards_total", static_cast<double>(batch.size()));
+    forward_metrics.forwards.Add(static_cast<double>(batch.size()));
     batch.clear();
     EnforceBudget(busy);
-    metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
-    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    forward_metrics.kv_bytes.Set(static_cast<double>(KvBytes()));
+    forward_metrics.active_sessions.Set(sessions.size());
   }
 };
 
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
                transport::Metrics& metrics) {
   if (options.layer_end != 0 && (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
-    throw partition::PartitionError("--layers " + std::to_string(options.min_cut) + ":" + std::to_string(options.layer_end) +
-                                    ": the end must be above the start and below the model's " +
-                                    std::to_string(model.config().num_layers) + " layers (the next hop holds the rest and the head)");
+    throw Exception(Exception::kInvalidArgument, "--layers " + std::to_string(options.min_cut) + ":" +
+                                                     std::to_string(options.layer_end) +
+                                                     ": the end must be above the start and below the model's " +
+                                                     std::to_string(model.config().num_layers) +
+                                                     " layers (the next hop holds the rest and the head)");
   }
   if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
-    throw partition::PartitionError("min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
-                                    std::to_string(model.config().num_layers));
+    throw Exception(Exception::kInvalidArgument, "min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
+                                                     std::to_string(model.config().num_layers));
   }
   impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics);
 }
@@ -563,17 +587,15 @@ bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& un
     hello.draining = true;
     until = now + options.drain_timeout;
     metrics.Set("splitlm_cloud_draining", 1);
-    if (options.log) {
-      options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
-                        options.drain_timeout.count());
-    }
+    options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
+                      options.drain_timeout.count());
   }
   if (sessions.size() == 0) {
-    if (options.log) options.log->info("drained: no session open");
+    options.log->info("drained: no session open");
     return true;
   }
   if (now >= until) {
-    if (options.log) options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)", sessions.size());
+    options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)", sessions.size());
     return true;
   }
   return false;

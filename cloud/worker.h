@@ -70,7 +70,9 @@ struct WorkerOptions {
 
 class Worker {
  public:
-  // Loads the weights and binds. Throws on a bad model, cut or endpoint.
+  // Loads the weights and binds. Throws Exception: kInvalidArgument for a bad
+  // cut or layer range (or a refused bind), kCorrupt for a bad model,
+  // kUnavailable when the endpoint cannot be bound.
   Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
          transport::Metrics& metrics);
   ~Worker();

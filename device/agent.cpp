@@ -10,13 +10,13 @@
 #include "device/replicas.h"
 
 #include "device/draft_policy.h"
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/stage.h"
 #include "scheduler/profile.h"
 #include "scheduler/replanner.h"
 #include "transport/clock.h"
+#include "transport/error.h"
 #include "transport/log_escape.h"
 
 namespace splitlm::device {
@@ -58,6 +58,26 @@ struct Generation {
   std::vector<float> draft_rows;       // scratch: the rows a drafter ran
   int step_rows = 0;                   // this step's new tokens (drafts not counted)
   double device_s = 0;                 // this step's device time, drafting included
+};
+
+// The series updated at every step, made once (no name built or looked up
+// per token).
+struct StepMetrics {
+  explicit StepMetrics(transport::Metrics& m)
+      : tokens(m.CounterOf("splitlm_device_tokens_total")),
+        cloud_steps(m.CounterOf("splitlm_device_cloud_steps_total")),
+        local_steps(m.CounterOf("splitlm_device_local_steps_total")),
+        bytes_sent(m.CounterOf("splitlm_device_bytes_sent_total")),
+        drafts(m.CounterOf("splitlm_device_drafts_total")),
+        drafts_accepted(m.CounterOf("splitlm_device_drafts_accepted_total")),
+        codec_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"codec\"}")),
+        cloud_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}")),
+        cloud_queue_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}")),
+        network_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"network\"}")),
+        local_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"local_compute\"}")),
+        device_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"device_compute\"}")) {}
+  transport::Metrics::Counter tokens, cloud_steps, local_steps, bytes_sent, drafts, drafts_accepted;
+  transport::Metrics::Counter codec_s, cloud_compute_s, cloud_queue_s, network_s, local_compute_s, device_compute_s;
 };
 
 }  // namespace
@@ -123,9 +143,11 @@ struct Agent::Impl {
   // the last step's round trip (TakeResult).
   DraftMeter draft_meter;
   double last_round_trip_ms = 0;
+  StepMetrics step_metrics{metrics};
 
   Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met)
       : model(m), o(std::move(opts)), metrics(met), context(ctx) {
+    o.log = transport::OrNullLogger(std::move(o.log));
     const auto& c = model.config();
     layers = c.num_layers;
     hidden = c.hidden_size;
@@ -140,9 +162,7 @@ struct Agent::Impl {
     if (o.auto_cut.enabled) {
       scheduler::ProfileOptions po;
       po.threads = o.auto_cut.plan.device.threads > 0 ? o.auto_cut.plan.device.threads : 1;
-      po.progress = [this](const std::string& s) {
-        if (o.log) o.log->info("profiling this device: {}", s);
-      };
+      po.progress = [this](const std::string& s) { o.log->info("profiling this device: {}", s); };
       device_profile = o.auto_cut.device_profile ? *o.auto_cut.device_profile
                        : o.auto_cut.profile_path.empty()
                            ? scheduler::MeasureProfile(model, po)
@@ -271,7 +291,7 @@ struct Agent::Impl {
     if (auto* h = std::get_if<transport::Hello>(&in->message)) {
       const auto v = transport::ValidateHello(hello, *h, o.require_exact);
       if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
-      if (!v.ok() && o.log) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
+      if (!v.ok()) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
       return true;
     }
     if (std::holds_alternative<transport::Heartbeat>(in->message)) a.ch->Send(hello);  // a restarted worker never saw it
@@ -306,10 +326,9 @@ struct Agent::Impl {
     channel = best->ch;
     hello_ok = true;
     cloud_hello = *best->reply;
-    if (o.log) {
-      o.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
-                  cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
-    }
+    o.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
+                cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
+
     return true;
   }
 
@@ -330,9 +349,9 @@ struct Agent::Impl {
         return std::nullopt;
       }
       g.session_open = false;
-      if (o.log) {
-        o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(), g.positions);
-      }
+      o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(),
+                  g.positions);
+
       if (auto t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result)) {
         ++g.result->failovers;
         g.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
@@ -373,16 +392,15 @@ struct Agent::Impl {
   void PlanRequest() {
     const auto plan = Predict();
     if (!plan) {
-      if (o.log) o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
+      o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
       SetCut(layers);
       return;
     }
     const auto cut = replanner->PlanRequest();
     const int k = cut.value_or(layers);
-    if (o.log) {
-      o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
-                  replanner->last_plan().reason);
-    }
+    o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
+                replanner->last_plan().reason);
+
     if (k != o.cut) {
       SetCut(k);
       hello.layer_end = k;
@@ -399,7 +417,7 @@ struct Agent::Impl {
     try {
       reachable = EnsureHello(deadline);
     } catch (const DeviceError& e) {
-      if (o.log) o.log->warn("auto cut: {}", e.what());
+      o.log->warn("auto cut: {}", e.what());
     }
     if (reachable && !estimator.calibrated()) {
       // Two probe sizes: the intercept is the RTT, the slope the bandwidth.
@@ -461,10 +479,14 @@ struct Agent::Impl {
       }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
         transport::Validation v = transport::ValidateHello(hello, *h, o.require_exact);
-        if (!v.ok()) throw DeviceError("cloud " + channel->endpoint() + " is incompatible: " + v.reason, CloudFault::kIncompatible);
-        if (!v.reason.empty() && o.log) o.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
+        if (!v.ok())
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " is incompatible: " + v.reason,
+                            CloudFault::kIncompatible);
+        if (!v.reason.empty()) o.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
         if (o.cut < static_cast<int>(h->layer_begin)) {
-          throw DeviceError("cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
                                 " only; this device runs cut " + std::to_string(o.cut),
                             CloudFault::kIncompatible);
         }
@@ -474,7 +496,8 @@ struct Agent::Impl {
       }
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
-          throw DeviceError("cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
+          throw DeviceError(Exception::kInvalidArgument,
+                            "cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
                             CloudFault::kIncompatible);
         }
       }
@@ -514,9 +537,9 @@ struct Agent::Impl {
       transport::Encode(o.codec, &g.cut_hidden[static_cast<size_t>(g.cloud_positions) * hidden], rows, hidden,
                         static_cast<uint8_t*>(payload.data()));
       const auto t1 = Now();
-      metrics.Add("splitlm_device_latency_seconds_total{part=\"codec\"}", Seconds(t1 - t0));
+      step_metrics.codec_s.Add(Seconds(t1 - t0));
       if (!channel->Send(f, std::move(payload))) return LinkFault(f.seq);
-      metrics.Add("splitlm_device_bytes_sent_total", static_cast<double>(f.tensor.bytes));
+      step_metrics.bytes_sent.Add(static_cast<double>(f.tensor.bytes));
       while (true) {
         const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
         auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
@@ -537,8 +560,8 @@ struct Agent::Impl {
           if (e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession) {
             // The worker dropped our KV: open a new session and resend the
             // whole history of hidden states (transparent rebuild).
-            if (o.log) o.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
-                                   transport::ErrorCodeName(e->code), g.positions);
+            o.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
+                        transport::ErrorCodeName(e->code), g.positions);
             metrics.Add("splitlm_device_evictions_total", 1);
             g.session_open = false;
             // An unknown session may be a restarted worker: greet it anew.
@@ -578,9 +601,9 @@ struct Agent::Impl {
     const double rtt = Seconds(Now() - sent);
     last_round_trip_ms = rtt * 1e3;
     const double cloud = (r.compute_us + r.queue_us) / 1e6;
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}", r.compute_us / 1e6);
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}", r.queue_us / 1e6);
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"network\"}", std::max(0.0, rtt - cloud));
+    step_metrics.cloud_compute_s.Add(r.compute_us / 1e6);
+    step_metrics.cloud_queue_s.Add(r.queue_us / 1e6);
+    step_metrics.network_s.Add(std::max(0.0, rtt - cloud));
     if (estimator.calibrated()) {
       estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
     }
@@ -593,14 +616,14 @@ struct Agent::Impl {
       result.accepted += g.accepted;
       if (g.accepted < static_cast<int>(g.drafts.size())) ++result.draft_rejections;
       acceptance.Observe(static_cast<int>(g.drafts.size()), g.accepted);
-      metrics.Add("splitlm_device_drafts_total", static_cast<double>(g.drafts.size()));
-      metrics.Add("splitlm_device_drafts_accepted_total", g.accepted);
+      step_metrics.drafts.Add(static_cast<double>(g.drafts.size()));
+      step_metrics.drafts_accepted.Add(g.accepted);
       DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
     }
     g.cloud_positions = g.positions;
     result.worker = channel->endpoint();
     ++result.cloud_steps;
-    metrics.Add("splitlm_device_cloud_steps_total", 1);
+    step_metrics.cloud_steps.Add(1);
     return r.tokens.back();
   }
 
@@ -608,7 +631,7 @@ struct Agent::Impl {
   // step is lost with the old process, and the new one holds no session, but
   // it answers at once: greet it and rebuild the session there.
   void RestartedWorker(Generation& g, GenerateResult& result) {
-    if (o.log) o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
+    o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
     metrics.Add("splitlm_device_cloud_restarts_total", 1);
     ++result.cloud_restarts;
     hello_ok = false;
@@ -686,8 +709,8 @@ struct Agent::Impl {
     const int from = local.position();
     std::vector<float> logits(vocab);
     local.Forward({nullptr, &g.cut_hidden[static_cast<size_t>(from) * hidden], g.positions - from}, logits.data());
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"local_compute\"}", Seconds(Now() - t0));
-    metrics.Add("splitlm_device_local_steps_total", 1);
+    step_metrics.local_compute_s.Add(Seconds(Now() - t0));
+    step_metrics.local_steps.Add(1);
     return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
   }
 
@@ -807,7 +830,7 @@ struct Agent::Impl {
     g.split = !g.all_local;
     metrics.Set("splitlm_device_split_mode", g.split ? 1 : 0);
     ++g.result->recuts;
-    if (o.log) o.log->info("re-cut {} -> {} at position {}", from, to, g.fed);
+    o.log->info("re-cut {} -> {} at position {}", from, to, g.fed);
   }
 
   // Speculative: how many drafts to propose this step (0: none; only once
@@ -872,7 +895,7 @@ struct Agent::Impl {
     g.fed = static_cast<int>(g.ids.size());
     g.step_rows = n;
     g.device_s = device_s;
-    metrics.Add("splitlm_device_latency_seconds_total{part=\"device_compute\"}", device_s);
+    step_metrics.device_compute_s.Add(device_s);
     return drafts;
   }
 
@@ -937,7 +960,7 @@ struct Agent::Impl {
     }
     ++g.result->recoveries;
     metrics.Add("splitlm_device_recoveries_total", 1);
-    if (o.log) o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
+    o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
     g.split = true;
     metrics.Set("splitlm_device_split_mode", 1);
     return t;
@@ -957,28 +980,29 @@ struct Agent::Impl {
   // kLocal moves to the device (nullopt: the caller runs the step here).
   std::optional<int32_t> ApplyFallbackPolicy(Generation& g) {
     if (o.fallback == Fallback::kFail) {
-      throw DeviceError("cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
+      throw DeviceError(Exception::kUnavailable,
+                        "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
     }
     if (o.fallback == Fallback::kWait) return WaitForCloud(g);
     ++g.result->fallbacks;
     metrics.Add("splitlm_device_fallbacks_total", 1);
     metrics.Set("splitlm_device_split_mode", 0);
-    if (o.log) {
-      o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, g.positions);
-    }
+    o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, g.positions);
+
     g.split = false;
     g.retry_at = Now() + o.retry_interval;
     return std::nullopt;
   }
 
   // --fallback wait: reconnects with back-off and retries the step until it
-  // is answered; throws DeviceError after wait_deadline.
+  // is answered; throws DeviceError(kUnavailable) after wait_deadline.
   int32_t WaitForCloud(Generation& g) {
     const auto give_up = Now() + o.wait_deadline;
     while (true) {
       if (Now() >= give_up) {
-        throw DeviceError("cloud " + channel->endpoint() + " unreachable for " + std::to_string(o.wait_deadline.count()) +
-                              " ms (fallback: wait); last: " + fault_text,
+        throw DeviceError(Exception::kUnavailable,
+                          "cloud " + channel->endpoint() + " unreachable for " +
+                              std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
                           fault);
       }
       if (Several()) NextWorker();
@@ -1003,7 +1027,7 @@ struct Agent::Impl {
       g.ids.push_back(tok);
       result.tokens.push_back(tok);
       if (result.tokens.size() == 1) g.first_token_at = Now();
-      metrics.Add("splitlm_device_tokens_total", 1);
+      step_metrics.tokens.Add(1);
       if (on_token && !on_token(tok)) {
         result.finish_reason = "stop";
       } else if (g.request->stop_at_eos &&
@@ -1031,7 +1055,9 @@ GenerateResult Agent::Generate(const GenerateRequest& request, const std::functi
 const partition::Model& Agent::model() const { return impl_->model; }
 
 std::optional<scheduler::Plan> Agent::PlanAllCuts() {
-  if (impl_->device_profile.num_layers == 0) throw DeviceError("PlanAllCuts needs the automatic cut (auto_cut with a device profile)");
+  if (impl_->device_profile.num_layers == 0)
+    throw Exception(Exception::kInvalidArgument,
+                    "PlanAllCuts needs the automatic cut (auto_cut with a device profile)");
   if (!impl_->channel) return std::nullopt;
   return impl_->Predict();
 }
@@ -1041,7 +1067,8 @@ int Agent::cut() const { return impl_->o.cut; }
 void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
 
 void Agent::UseCut(int cut) {
-  if (!impl_->all_w) throw DeviceError("a fixed cut can only change when all layers are loaded");
+  if (!impl_->all_w)
+    throw Exception(Exception::kInvalidArgument, "a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
   impl_->o.auto_cut.enabled = false;
   impl_->SetCut(cut);

@@ -17,7 +17,9 @@
 #include "partition/sampler.h"
 #include "scheduler/cost_model.h"
 #include "transport/channel.h"
+#include "transport/error.h"
 #include "transport/metrics.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::partition {
 class Model;
@@ -86,7 +88,7 @@ struct AgentOptions {
   // of drafts per step is min(DraftLength, DraftMeter::Cap) (draft_policy.h).
   std::shared_ptr<const Drafter> drafter;
   int max_drafts = kMaxDraftsPerStep;
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
   // More end-of-sequence ids, beside config.json's: the tokenizer's
   // (Llama 3 ends a chat turn with <|eot_id|>, which config.json may omit).
   std::vector<int32_t> eos_ids;
@@ -143,9 +145,10 @@ class Agent {
   Agent& operator=(const Agent&) = delete;
 
   // Generates; `on_token` sees each token as it is chosen and may return
-  // false to stop early. Throws PartitionError for a prompt that
-  // partition::ValidatePrompt refuses, DeviceError when the cloud is needed
-  // (kWait past its deadline, kFail) and cannot be had.
+  // false to stop early. Throws Exception(kInvalidArgument) for a prompt
+  // that partition::ValidatePrompt refuses; DeviceError(kUnavailable) when
+  // the cloud is needed (kWait past its deadline, kFail) and cannot be had,
+  // DeviceError(kInvalidArgument) when the worker refuses us at Hello.
   GenerateResult Generate(const GenerateRequest& request,
                           const std::function<bool(int32_t)>& on_token = nullptr);
 
@@ -156,7 +159,8 @@ class Agent {
   // the cloud cannot be reached.
   std::optional<scheduler::Plan> PlanAllCuts();
   // Fixes the cut from now on (turns automatic choice off). Needs all layers
-  // loaded (auto cut or local fallback); throws DeviceError otherwise.
+  // loaded (auto cut or local fallback); throws Exception(kInvalidArgument)
+  // otherwise.
   void UseCut(int cut);
   // Replaces the measured link with `link` for planning (emulated networks,
   // what-if runs); nullopt returns to the estimator.
@@ -183,10 +187,12 @@ enum class CloudFault {
   kIncompatible,      // refused at Hello: version, model or cut
 };
 
-class DeviceError : public std::runtime_error {
+// The splitlm Exception, plus why the cloud could not be had: kUnavailable
+// when the cloud failed a step under --fallback fail or wait, kInvalidArgument
+// when it refused us at Hello (kIncompatible).
+class DeviceError : public Exception {
  public:
-  explicit DeviceError(const std::string& what, CloudFault fault = CloudFault::kNone)
-      : std::runtime_error(what), fault_(fault) {}
+  DeviceError(Code code, const std::string& what, CloudFault fault) : Exception(code, what), fault_(fault) {}
   CloudFault fault() const { return fault_; }
 
  private:

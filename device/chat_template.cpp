@@ -5,9 +5,9 @@
 #include <map>
 #include <sstream>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/mapped_file.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -78,7 +78,7 @@ std::string WayOut() { return "; choose a chat template by name (" + NamesList()
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw ChatTemplateError("cannot read chat template file " + path);
+  if (!in) throw Exception(Exception::kNotFound, "cannot read chat template file " + path);
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
@@ -93,7 +93,8 @@ std::string TokenText(const json& v) {
 
 ChatTemplateSource FromTokenizerConfig(const std::string& path) {
   const json cfg = json::parse(ReadFile(path), nullptr, false);
-  if (cfg.is_discarded() || !cfg.is_object()) throw ChatTemplateError(path + " is not a JSON object");
+  if (cfg.is_discarded() || !cfg.is_object())
+    throw Exception(Exception::kInvalidArgument, path + " is not a JSON object");
   ChatTemplateSource s;
   s.origin = path;
   if (cfg.contains("bos_token")) s.bos_token = TokenText(cfg["bos_token"]);
@@ -114,25 +115,24 @@ ChatTemplateSource FromTokenizerConfig(const std::string& path) {
       }
     }
   }
-  throw ChatTemplateError(path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" + WayOut());
+  throw Exception(
+      Exception::kInvalidArgument,
+      path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" + WayOut());
 }
 
 ChatTemplateSource FromGguf(const std::string& path) {
   std::unique_ptr<partition::MappedFile> file;
   partition::GgufHeader header;
-  try {
-    file = partition::MappedFile::Open(path, 24, "GGUF");
-    header = partition::ParseGgufHeader(file->data(), file->size(), path);
-  } catch (const partition::PartitionError& e) {
-    throw ChatTemplateError(e.what());
-  }
+  file = partition::MappedFile::Open(path, 24, "GGUF");
+  header = partition::ParseGgufHeader(file->data(), file->size(), path);
   auto text = [&](const char* key) -> const partition::GgufValue* {
     auto it = header.metadata.find(key);
     return it == header.metadata.end() ? nullptr : &it->second;
   };
   const auto* t = text("tokenizer.chat_template");
   if (t && t->type != partition::GgufType::kString) {
-    throw ChatTemplateError(path + ": GGUF key tokenizer.chat_template is not a string" + WayOut());
+    throw Exception(Exception::kInvalidArgument,
+                    path + ": GGUF key tokenizer.chat_template is not a string" + WayOut());
   }
   ChatTemplateSource s;
   if (t) s.source = t->text;
@@ -176,17 +176,20 @@ ChatTemplateSource LoadChatTemplate(const std::string& name_or_file) {
   if (auto b = BuiltinChatTemplate(name_or_file)) return {*b, "built-in " + name_or_file, "", ""};
   std::error_code ec;
   if (!fs::is_regular_file(name_or_file, ec)) {
-    throw ChatTemplateError("chat template " + name_or_file + ": neither a built-in template (" + NamesList() +
-                            ") nor a file");
+    throw Exception(Exception::kInvalidArgument,
+                    "chat template " + name_or_file + ": neither a built-in template (" + NamesList() + ") nor a file");
   }
   if (IsGguf(name_or_file)) {
     auto s = FromGguf(name_or_file);
-    if (s.source.empty()) throw ChatTemplateError(name_or_file + " has no GGUF key tokenizer.chat_template" + WayOut());
+    if (s.source.empty())
+      throw Exception(Exception::kInvalidArgument,
+                      name_or_file + " has no GGUF key tokenizer.chat_template" + WayOut());
     return s;
   }
   if (fs::path(name_or_file).extension() == ".json") {
     auto s = FromTokenizerConfig(name_or_file);
-    if (s.source.empty()) throw ChatTemplateError(name_or_file + " has no \"chat_template\"" + WayOut());
+    if (s.source.empty())
+      throw Exception(Exception::kInvalidArgument, name_or_file + " has no \"chat_template\"" + WayOut());
     return s;
   }
   return {ReadFile(name_or_file), name_or_file, "", ""};
@@ -207,8 +210,8 @@ namespace {
 JinjaTemplate Parse(const ChatTemplateSource& s) {
   try {
     return JinjaTemplate(s.source);
-  } catch (const JinjaError& e) {
-    throw ChatTemplateError("the chat template of " + s.origin + " cannot be used: " + e.what() + WayOut());
+  } catch (const Exception& e) {
+    throw Exception(e.code(), "the chat template of " + s.origin + " cannot be used: " + e.what() + WayOut());
   }
 }
 }  // namespace
@@ -216,8 +219,8 @@ JinjaTemplate Parse(const ChatTemplateSource& s) {
 ChatTemplate::ChatTemplate(ChatTemplateSource source) : source_(std::move(source)), jinja_(Parse(source_)) {
   try {
     Render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", "Hello"}}}), true);
-  } catch (const ChatTemplateError& e) {
-    throw ChatTemplateError(std::string(e.what()) + WayOut());
+  } catch (const Exception& e) {
+    throw Exception(e.code(), std::string(e.what()) + WayOut());
   }
 }
 
@@ -230,8 +233,8 @@ std::string ChatTemplate::Render(const nlohmann::ordered_json& messages, bool ad
   ctx["eos_token"] = source_.eos_token;
   try {
     return jinja_.Render(ctx);
-  } catch (const JinjaError& e) {
-    throw ChatTemplateError(std::string(e.what()) + " (template of " + source_.origin + ")");
+  } catch (const Exception& e) {
+    throw Exception(e.code(), std::string(e.what()) + " (template of " + source_.origin + ")");
   }
 }
 

@@ -5,7 +5,6 @@
 
 #include <memory>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -14,13 +13,6 @@
 #include "device/jinja.h"
 
 namespace splitlm::device {
-
-// A template that cannot be found, read, parsed or rendered. The message
-// names the file or key and, where it helps, `--chat-template NAME`.
-class ChatTemplateError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 // The template's source and where it came from (for messages and logs).
 struct ChatTemplateSource {
@@ -38,14 +30,16 @@ std::optional<std::string> BuiltinChatTemplate(const std::string& name);
 
 // `name_or_file`: a built-in name; a tokenizer_config.json (its
 // "chat_template"); a .gguf (its tokenizer.chat_template); or any other file,
-// read as the template itself. Throws ChatTemplateError.
+// read as the template itself. Throws Exception: kNotFound for a file that
+// cannot be read, kInvalidArgument for anything else, naming the file or key
+// and, where it helps, `--chat-template NAME`.
 ChatTemplateSource LoadChatTemplate(const std::string& name_or_file);
 
 // The model's own template and special-token strings: `model_path` is a
 // model directory (its tokenizer_config.json) or a .gguf file (the keys
 // tokenizer.chat_template and tokenizer.ggml.bos/eos_token_id). `source` is
-// empty when the model has no template; throws ChatTemplateError when the
-// file is there but unreadable or malformed.
+// empty when the model has no template; throws Exception (kCorrupt,
+// kInvalidArgument) when the file is there but unreadable or malformed.
 ChatTemplateSource ModelChatTemplate(const std::string& model_path);
 
 // A parsed template with the special-token strings it is given. Immutable;
@@ -54,12 +48,14 @@ class ChatTemplate {
  public:
   // Parses and tries a one-message conversation, so that a template using
   // what the Jinja subset lacks fails here, at start-up. Throws
-  // ChatTemplateError naming the origin and the templates to choose from.
+  // Exception(kInvalidArgument) naming the origin and the templates to choose
+  // from.
   explicit ChatTemplate(ChatTemplateSource source);
 
   // `messages`: [{"role": ..., "content": ...}, ...] as the API received
   // them. `extra`: more top-level names (e.g. "tools"). Throws
-  // ChatTemplateError (with the template's own raise_exception message).
+  // Exception(kInvalidArgument) (with the template's own raise_exception
+  // message).
   std::string Render(const nlohmann::ordered_json& messages, bool add_generation_prompt,
                      const nlohmann::ordered_json& extra = nlohmann::ordered_json::object()) const;
 

@@ -2,9 +2,9 @@
 
 #include <algorithm>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -58,9 +58,9 @@ DraftModelDrafter::DraftModelDrafter(const std::string& path, const partition::M
     : draft_(partition::Model::Open(path)) {
   const int want = model.config().vocab_size, have = draft_->config().vocab_size;
   if (have != want) {
-    throw partition::PartitionError("draft model " + path + " has a vocabulary of " + std::to_string(have) +
-                                    " tokens, the model " + std::to_string(want) +
-                                    ": a draft model must use the same tokenizer");
+    throw Exception(Exception::kInvalidArgument,
+                    "draft model " + path + " has a vocabulary of " + std::to_string(have) + " tokens, the model " +
+                        std::to_string(want) + ": a draft model must use the same tokenizer");
   }
   weights_ = partition::StageWeights::Load(*draft_, partition::StageSpec::Device(draft_->config(), draft_->config().num_layers));
 }

@@ -23,8 +23,8 @@ class DraftModelDrafter : public Drafter {
  public:
   // Opens the model at `path` (a directory or .gguf file, in the weight
   // format it is stored in: `--weights` applies to the split model only).
-  // Throws PartitionError naming `path` when it cannot be opened or its
-  // vocabulary size differs from `model`'s.
+  // Throws Exception naming `path` when it cannot be opened (as Model::Open)
+  // or (kInvalidArgument) its vocabulary size differs from `model`'s.
   DraftModelDrafter(const std::string& path, const partition::Model& model);
   ~DraftModelDrafter() override;
   std::string name() const override { return "draft"; }

@@ -107,8 +107,9 @@ inline constexpr int kMaxDraftsPerStep = 8;
 std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string* why);
 // The drafter a spec names (null for off), for `model` (the model being
 // split: early exit loads its final norm and head, a draft model must share
-// its vocabulary). Throws PartitionError for a draft model that cannot be
-// used, naming the file and the reason.
+// its vocabulary). Throws Exception for a draft model that cannot be
+// used (kNotFound, kCorrupt as Model::Open; kInvalidArgument for another
+// vocabulary), naming the file and the reason.
 std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec, const partition::Model& model);
 
 }  // namespace splitlm::device

@@ -24,7 +24,8 @@ namespace splitlm::device {
 // the accepted drafts is the agent's ordinary rejection path.
 class EarlyExitDrafter : public Drafter {
  public:
-  // Loads `model`'s final norm and head (only them). Throws PartitionError.
+  // Loads `model`'s final norm and head (only them). Throws Exception(kCorrupt)
+  // for a missing or mis-shaped tensor.
   explicit EarlyExitDrafter(const partition::Model& model);
   std::string name() const override { return "early-exit"; }
   std::unique_ptr<DraftRun> Begin() const override;

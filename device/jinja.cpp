@@ -1,5 +1,7 @@
 #include "device/jinja.h"
 
+#include "transport/error.h"
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -126,7 +128,7 @@ class Lexer {
     if (!text.empty()) tokens_.push_back({type, text, pos});
   }
   [[noreturn]] void Fail(size_t pos, const std::string& what) {
-    throw JinjaError("chat template, " + Where(src_, pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, pos) + ": " + what);
   }
 
   // Tokens of a tag body from `p`; returns where its closing `}}`/`%}` starts.
@@ -217,7 +219,7 @@ class Parser {
   const Token& Peek(size_t ahead = 0) const { return t_[std::min(i_ + ahead, t_.size() - 1)]; }
   const Token& Next() { return t_[std::min(i_++, t_.size() - 1)]; }
   [[noreturn]] void Fail(size_t pos, const std::string& what) const {
-    throw JinjaError("chat template, " + Where(src_, pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, pos) + ": " + what);
   }
   bool IsOp(const char* op, size_t ahead = 0) const { return Peek(ahead).type == Token::kOp && Peek(ahead).text == op; }
   bool IsName(const char* n, size_t ahead = 0) const { return Peek(ahead).type == Token::kName && Peek(ahead).text == n; }
@@ -788,7 +790,7 @@ class Renderer {
 
  private:
   [[noreturn]] void Fail(const Node& n, const std::string& what) const {
-    throw JinjaError("chat template, " + Where(src_, n.pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) + ": " + what);
   }
 
   std::string TypeName(const Value& v) const {
@@ -1317,7 +1319,8 @@ class Renderer {
                                           : "cannot call " + Article(TypeName(f)));
     }
     if (f.global == "raise_exception") {
-      throw JinjaError("chat template, " + Where(src_, n.pos) + ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
+      throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) +
+                                                       ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
     }
     if (f.global == "namespace") {
       Value v;
@@ -1584,7 +1587,7 @@ JinjaTemplate::JinjaTemplate(JinjaTemplate&&) noexcept = default;
 JinjaTemplate& JinjaTemplate::operator=(JinjaTemplate&&) noexcept = default;
 
 std::string JinjaTemplate::Render(const json& context) const {
-  if (!context.is_object()) throw JinjaError("chat template context must be a JSON object");
+  if (!context.is_object()) throw Exception(Exception::kInvalidArgument, "chat template context must be a JSON object");
   std::string out;
   Renderer r(root_->name, context);
   r.Exec(*root_, out);

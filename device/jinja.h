@@ -20,31 +20,26 @@
 #pragma once
 
 #include <memory>
-#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-namespace splitlm::device {
+#include "transport/error.h"
 
-// A template that cannot be parsed or rendered: the message says where
-// (line:column in the template) and what.
-class JinjaError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace splitlm::device {
 
 class JinjaTemplate {
  public:
-  // Throws JinjaError for a syntax error or an unsupported construct.
+  // Throws Exception(kInvalidArgument) for a syntax error or an unsupported
+  // construct; the message says where (line:column) and what.
   explicit JinjaTemplate(const std::string& source);
   ~JinjaTemplate();
   JinjaTemplate(JinjaTemplate&&) noexcept;
   JinjaTemplate& operator=(JinjaTemplate&&) noexcept;
 
   // Renders with the top-level names of `context` (a JSON object; key order
-  // is kept, as tojson shows it). Throws
-  // JinjaError on a runtime error, including raise_exception("...").
+  // is kept, as tojson shows it). Throws Exception(kInvalidArgument) on a
+  // runtime error, including raise_exception("...").
   // Thread-safe: rendering does not change the template.
   std::string Render(const nlohmann::ordered_json& context) const;
 

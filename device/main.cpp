@@ -15,12 +15,12 @@
 #include "device/openai_api.h"
 #include "scheduler/flags.h"
 #include "partition/blas_check.h"
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/tokenizer.h"
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
+#include "transport/error.h"
 
 namespace {
 
@@ -194,12 +194,16 @@ int main(int argc, char** argv) {
       FillFromConfig(cfg, "device.chat_template", f_chat->count() > 0, chat_template);
       at::set_num_threads(threads);
     }
-    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir in --config");
+    if (model_dir.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no model: pass --model DIR or set model.dir in --config");
     if (o.channel.endpoint.find(',') != std::string::npos || o.channel.endpoint.rfind("dns://", 0) == 0) {
       o.clouds = splitlm::device::ParseCloudList(o.channel.endpoint);
       o.resolve_interval = std::chrono::seconds(resolve_s);
     }
-    if (cut_text.empty()) throw std::runtime_error("no cut: pass --cut K (or auto), or set device.cut in --config");
+    if (cut_text.empty())
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               "no cut: pass --cut K (or auto), or set device.cut in --config");
     if (serve->parsed()) splitlm::scheduler::flags::CheckHttpExposure(http, http_public);
     if (cut_text == "auto") {
       o.auto_cut.enabled = true;
@@ -209,9 +213,10 @@ int main(int argc, char** argv) {
       try {
         size_t used = 0;
         o.cut = std::stoi(cut_text, &used);
-        if (used != cut_text.size()) throw std::invalid_argument(cut_text);
+        if (used != cut_text.size()) throw splitlm::Exception(splitlm::Exception::kInvalidArgument, cut_text);
       } catch (const std::exception&) {
-        throw std::runtime_error("--cut \"" + cut_text + "\" is neither a layer count nor auto");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "--cut \"" + cut_text + "\" is neither a layer count nor auto");
       }
     }
     o.fallback = fallback == "local" ? splitlm::device::Fallback::kLocal
@@ -220,7 +225,8 @@ int main(int argc, char** argv) {
     o.codec = *splitlm::transport::ParseCodec(codec);
     std::string spec_why;
     const auto spec = splitlm::device::ParseSpeculate(speculate, &spec_why);
-    if (!spec) throw std::runtime_error("--speculate / device.speculate: " + spec_why);
+    if (!spec)
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "--speculate / device.speculate: " + spec_why);
     o.max_drafts = spec->max_drafts;
     o.step_deadline = std::chrono::milliseconds(step_ms);
     o.wait_deadline = std::chrono::milliseconds(wait_ms);
@@ -228,9 +234,12 @@ int main(int argc, char** argv) {
     o.channel.heartbeat_interval = std::chrono::milliseconds(heartbeat_ms);
     o.log = log;
     if (!key_file.empty() || !server_key_file.empty()) {
-      if (key_file.empty() || server_key_file.empty()) throw std::runtime_error("CURVE needs both --key and --server-key");
+      if (key_file.empty() || server_key_file.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument, "CURVE needs both --key and --server-key");
       o.channel.keys = splitlm::transport::ReadKeyFile(key_file);
-      if (o.channel.keys.secret_key.empty()) throw std::runtime_error(key_file + ": no secret key (use the .key file)");
+      if (o.channel.keys.secret_key.empty())
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 key_file + ": no secret key (use the .key file)");
       o.channel.server_public_key = splitlm::transport::ReadKeyFile(server_key_file).public_key;
     }
     // Before anything slow: a template that cannot be used ends start-up.
@@ -241,7 +250,8 @@ int main(int argc, char** argv) {
     try {
       o.drafter = splitlm::device::MakeDrafter(*spec, *model);
     } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("--speculate / device.speculate: ") + e.what());
+      throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                               std::string("--speculate / device.speculate: ") + e.what());
     }
     if (o.drafter && o.drafter->bytes() > 0) {
       log->info("speculative drafter {}: {:.1f} MB of weights on the device beside the stage's", o.drafter->name(),
@@ -266,11 +276,16 @@ int main(int argc, char** argv) {
       if (!prompt_ids.empty()) {
         req.prompt = splitlm::partition::ParseTokenIds(prompt_ids);
       } else if (!prompt.empty()) {
-        if (!tok) throw splitlm::partition::PartitionError(model_dir + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
+        if (!tok)
+          throw splitlm::Exception(splitlm::Exception::kNotFound,
+                                   model_dir +
+                                       " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass "
+                                       "--tokenizer FILE or use --prompt-ids");
         req.prompt = tok->Encode(prompt);
         if (tok->add_bos()) req.prompt.insert(req.prompt.begin(), model->config().bos_token_id);
       } else {
-        throw splitlm::partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+        throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
+                                 "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
       }
       splitlm::partition::ValidatePrompt(req.prompt, model->config());
       req.max_tokens = max_tokens;
@@ -339,10 +354,10 @@ int main(int argc, char** argv) {
     log->info("shutting down");
   } catch (const splitlm::device::DeviceError& e) {
     log->error("{}{}", e.what(), FlagHint(e.fault()));
-    return 1;
+    return splitlm::ExitCodeOf(e);
   } catch (const std::exception& e) {
-    log->error("{}", e.what());
-    return 1;
+    log->error("{}", splitlm::MessageOf(e));
+    return splitlm::ExitCodeOf(e);
   }
   return 0;
 }

@@ -8,11 +8,11 @@
 #include <type_traits>
 #include <set>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/tokenizer.h"
 #include "device/text_stream.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -217,7 +217,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     if (req.sampling.temperature < 0 || req.sampling.temperature > 2) throw BadRequest{"temperature must be in [0, 2]", "temperature"};
     try {
       partition::ValidateSamplingParams(req.sampling);
-    } catch (const partition::PartitionError& e) {
+    } catch (const Exception& e) {
       throw BadRequest{e.what(), "top_p"};
     }
     auto encode = [&](const std::string& text) {
@@ -232,7 +232,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
         std::string text;
         try {
           text = options_.chat_template->Render(messages, true, TemplateExtras(body));
-        } catch (const ChatTemplateError& e) {
+        } catch (const Exception& e) {
           throw BadRequest{e.what(), "messages"};
         }
         // A template that writes the BOS token as text gets the BOS id (a
@@ -268,7 +268,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
     }
     try {
       partition::ValidatePrompt(req.prompt, cfg);
-    } catch (const partition::PartitionError& e) {
+    } catch (const Exception& e) {
       throw BadRequest{e.what(), chat ? "messages" : "prompt"};
     }
   } catch (const BadRequest& e) {

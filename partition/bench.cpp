@@ -13,6 +13,7 @@
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -136,7 +137,7 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
 std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {
   std::vector<double> out;
   for (auto& s : samples) {
-    if (s.empty()) throw std::invalid_argument("MedianOfEach: no samples");
+    if (s.empty()) throw Exception(Exception::kInvalidArgument, "MedianOfEach: no samples");
     std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
     out.push_back(s[s.size() / 2]);
   }

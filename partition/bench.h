@@ -41,7 +41,7 @@ bool RunningEmulated();
 
 // The (upper) median of each inner vector: per-part timings of repeated runs
 // (the profile's and the worker's layer timings). Throws
-// std::invalid_argument on an empty one.
+// Exception(kInvalidArgument) on an empty one.
 std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples);
 
 // Streaming read bandwidth in GB/s over `bytes` (default far above the

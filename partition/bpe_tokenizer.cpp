@@ -13,8 +13,8 @@
 #include <unordered_map>
 
 #include "partition/added_tokens.h"
-#include "partition/error.h"
 #include "partition/utf8.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 
@@ -69,8 +69,9 @@ Code Compile(const std::string& pattern, const std::string& source) {
   if (!code) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
-    throw PartitionError(source + ": pre-tokenizer regex \"" + pattern + "\" is not supported (PCRE2, at offset " +
-                         std::to_string(offset) + ": " + reinterpret_cast<char*>(msg) + ")");
+    throw Exception(Exception::kCorrupt, source + ": pre-tokenizer regex \"" + pattern +
+                                             "\" is not supported (PCRE2, at offset " + std::to_string(offset) + ": " +
+                                             reinterpret_cast<char*>(msg) + ")");
   }
   pcre2_jit_compile(code.get(), PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   return code;
@@ -141,7 +142,8 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
   for (int b = 0; b < 256; ++b) {
     auto it = word_ids_.find(std::string(1, static_cast<char>(b)));
     if (it == word_ids_.end()) {
-      throw PartitionError(source_ + ": byte-level vocabulary has no token for byte " + std::to_string(b));
+      throw Exception(Exception::kCorrupt,
+                      source_ + ": byte-level vocabulary has no token for byte " + std::to_string(b));
     }
     byte_ids_[b] = it->second;
   }
@@ -150,8 +152,8 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
     const auto& [a, b] = spec.merges[r];
     auto ia = token_ids.find(a), ib = token_ids.find(b), im = token_ids.find(a + b);
     if (ia == token_ids.end() || ib == token_ids.end() || im == token_ids.end()) {
-      throw PartitionError(source_ + ": merge " + std::to_string(r) + " (\"" + a + " " + b +
-                           "\") uses a token that is not in the vocabulary");
+      throw Exception(Exception::kCorrupt, source_ + ": merge " + std::to_string(r) + " (\"" + a + " " + b +
+                                               "\") uses a token that is not in the vocabulary");
     }
     merges_.emplace(PairKey(ia->second, ib->second), Merge{static_cast<int32_t>(r), im->second});
   }
@@ -176,7 +178,9 @@ std::string_view BpeTokenizer::Normalize(std::string_view s, std::deque<std::str
     const utf8proc_ssize_t len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(cur.data()),
                                               static_cast<utf8proc_ssize_t>(cur.size()), &dst,
                                               static_cast<utf8proc_option_t>(opts));
-    if (len < 0) throw PartitionError(std::string("Unicode normalisation failed: ") + utf8proc_errmsg(len));
+    if (len < 0)
+      throw Exception(Exception::kInvalidArgument,
+                      std::string("Unicode normalisation failed: ") + utf8proc_errmsg(len));
     cur.assign(reinterpret_cast<char*>(dst), static_cast<size_t>(len));
     std::free(dst);
   }
@@ -211,7 +215,7 @@ void BpeTokenizer::PreTokenize(size_t step, std::string_view s, pcre2_match_data
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      throw PartitionError(source_ + ": pre-tokenizer regex failed: " + reinterpret_cast<char*>(msg));
+      throw Exception(Exception::kCorrupt, source_ + ": pre-tokenizer regex failed: " + reinterpret_cast<char*>(msg));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     if (ov[1] == ov[0]) {  // an empty match splits nothing: step over one character
@@ -298,7 +302,8 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>& out) 
 
 std::vector<int32_t> BpeTokenizer::Encode(const std::string& text) const {
   if (const size_t bad = FindInvalidUtf8(text); bad != std::string::npos) {
-    throw PartitionError("text to encode is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
+    throw Exception(Exception::kInvalidArgument,
+                    "text to encode is not valid UTF-8 (at byte " + std::to_string(bad) + ")");
   }
   std::vector<int32_t> out;
   out.reserve(text.size() / 3 + 4);
@@ -318,8 +323,8 @@ std::vector<int32_t> BpeTokenizer::Encode(const std::string& text) const {
 
 void BpeTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
-    throw PartitionError("token id " + std::to_string(id) + " is outside the tokenizer's " +
-                         std::to_string(vocab_size()) + " ids");
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+                                                     std::to_string(vocab_size()) + " ids");
   }
 }
 

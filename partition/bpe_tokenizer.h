@@ -46,7 +46,7 @@ struct BpeSpec {
 // The GPT-2 pre-tokenizer regex (ByteLevel use_regex).
 extern const char kGpt2Regex[];
 
-// Throws PartitionError naming spec.source for an inconsistent vocabulary (a
+// Throws Exception(kCorrupt) naming spec.source for an inconsistent vocabulary (a
 // merge of tokens not in it, a byte without a token) or a regex PCRE2 refuses.
 std::unique_ptr<Tokenizer> MakeBpeTokenizer(BpeSpec spec);
 

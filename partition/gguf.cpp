@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <cstring>
 
-#include "partition/error.h"
 #include "partition/mapped_file.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -16,7 +16,7 @@ constexpr uint64_t kMaxTensors = uint64_t{1} << 20;
 constexpr int kMaxDims = 4;
 
 [[noreturn]] void Fail(const std::string& path, const std::string& what) {
-  throw PartitionError(path + ": " + what);
+  throw Exception(Exception::kCorrupt, path + ": " + what);
 }
 
 // Bounds-checked little-endian reads from the header; every failure names

@@ -83,7 +83,7 @@ struct GgufHeader {
 // magic and version, every key and value (types known, lengths inside the
 // file), every tensor (a known type, at most 4 dimensions, a row length that
 // is a multiple of its block, an aligned offset, its bytes inside the file,
-// no two tensors overlapping, unique names). Throws PartitionError naming
+// no two tensors overlapping, unique names). Throws Exception(kCorrupt) naming
 // `path`, the key or tensor, and the problem. Reads only the header bytes;
 // for any input it either returns or throws.
 GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& path);
@@ -92,8 +92,9 @@ GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& 
 // tensors are faulted in only when touched. Thread-safe for reading.
 class GgufFile {
  public:
-  // Throws PartitionError naming `path` if it is missing, not a regular file,
-  // or malformed. Reads the whole file once to compute digest().
+  // Throws Exception naming `path`: kNotFound if it is missing, kInvalidArgument
+  // if not a regular file, kCorrupt if malformed. Reads the whole file once
+  // to compute digest().
   static std::unique_ptr<GgufFile> Open(const std::string& path);
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;

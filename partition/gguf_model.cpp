@@ -4,14 +4,14 @@
 #include <cstdint>
 #include <utility>
 
-#include "partition/error.h"
 #include "partition/tensor_f32.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
 
 [[noreturn]] void Fail(const GgufFile& file, const std::string& what) {
-  throw PartitionError(file.path() + ": " + what);
+  throw Exception(Exception::kCorrupt, file.path() + ": " + what);
 }
 
 // Reads metadata of one model: keys are "{arch}.{suffix}" unless they start

@@ -20,7 +20,7 @@ namespace splitlm::partition {
 // .rope.dimension_count, .attention.key_length, .rope.scaling.*,
 // tokenizer.ggml.*). The vocabulary size is the token list's length, else
 // token_embd's; the head is tied iff there is no `output.weight`. Throws
-// PartitionError naming the file, the key or tensor and the problem: an
+// Exception(kCorrupt) naming the file, the key or tensor and the problem: an
 // architecture other than llama and qwen2, a missing or mistyped key, a
 // partial rotary dimension, an unsupported rope scaling (yarn), a
 // rope_freqs.weight (Llama 3.1's frequency factors, read into
@@ -32,7 +32,7 @@ ModelConfig GgufModelConfig(const GgufFile& file);
 std::string GgufTensorName(const std::string& hf_name);
 
 // The tensor `hf_name` of `file`, whose shape in Hugging Face's order must be
-// `expected`. Throws PartitionError naming the file and both names if it is
+// `expected`. Throws Exception(kCorrupt) naming the file and both names if it is
 // missing, of another shape, or of a type splitlm cannot load.
 TensorRef GgufTensorRef(const GgufFile& file, const ModelConfig& config,
                         const std::string& hf_name, const std::vector<int64_t>& expected);

@@ -8,9 +8,9 @@
 #include <cstdio>
 #include <map>
 
-#include "partition/error.h"
 #include "partition/gguf_writer.h"
 #include "partition/quant.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -207,8 +207,9 @@ void WriteConverted(const GgufFile& src, const GgufTensor& t, uint32_t type, Ggu
     return;
   }
   if (t.type != T(GgmlType::kF32) && t.type != T(GgmlType::kF16) && t.type != T(GgmlType::kBF16)) {
-    throw PartitionError(src.path() + ": tensor \"" + t.name + "\" is " + GgmlTypeName(t.type) + ": making it " +
-                         GgmlTypeName(type) + " needs an F32, F16 or BF16 source (start from the unquantised file)");
+    throw Exception(Exception::kInvalidArgument,
+                    src.path() + ": tensor \"" + t.name + "\" is " + GgmlTypeName(t.type) + ": making it " +
+                        GgmlTypeName(type) + " needs an F32, F16 or BF16 source (start from the unquantised file)");
   }
   const int64_t row = t.dims[0];
   const uint64_t src_row_bytes = GgmlBlockOf(t.type)->bytes * static_cast<uint64_t>(row / GgmlBlockOf(t.type)->values);
@@ -220,9 +221,9 @@ void WriteConverted(const GgufFile& src, const GgufTensor& t, uint32_t type, Ggu
     DequantizeRow(t.type, in + at, values.data(), row);
     try {
       QuantizeRow(type, values.data(), out.data(), row);
-    } catch (const PartitionError& e) {
-      throw PartitionError(src.path() + ": tensor \"" + t.name + "\" row " + std::to_string(at / src_row_bytes) +
-                           ": " + e.what());
+    } catch (const Exception& e) {
+      throw Exception(e.code(), src.path() + ": tensor \"" + t.name + "\" row " + std::to_string(at / src_row_bytes) +
+                                    ": " + e.what());
     }
     w.WriteTensorData(out.data(), out.size());
   }
@@ -269,7 +270,8 @@ std::vector<std::string> QuantizeGguf(const std::string& src_path, const std::st
   const auto src = GgufFile::Open(src_path);
   const GgufHeader& h = src->header();
   if (IntKey(h, "split.count", 1) > 1) {
-    throw PartitionError(src_path + ": a split GGUF file (split.count > 1) is not supported: merge it first");
+    throw Exception(Exception::kInvalidArgument,
+                    src_path + ": a split GGUF file (split.count > 1) is not supported: merge it first");
   }
   std::vector<std::string> notes;
   const std::vector<uint32_t> types = PlanTensorTypes(h, options.target, &notes);

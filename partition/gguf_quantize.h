@@ -56,7 +56,9 @@ std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget t
 // last, as llama.cpp's gguf_set_val puts them. Quantised tensors must come
 // from F32, F16 or BF16 sources; others are copied unchanged. Returns the
 // notes of PlanTensorTypes (empty when the file is llama-quantize's). Throws
-// PartitionError naming the file, tensor and problem.
+// Exception naming the file, tensor and problem (kNotFound, kCorrupt for
+// the source; kInvalidArgument for a type it cannot be made; kUnavailable
+// when `out` cannot be written).
 std::vector<std::string> QuantizeGguf(const std::string& src, const std::string& out,
                                       const QuantizeOptions& options);
 

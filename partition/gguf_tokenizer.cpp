@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "partition/bpe_tokenizer.h"
-#include "partition/error.h"
 #include "partition/spm_vocab_tokenizer.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -20,14 +20,15 @@ const char kQwen2Regex[] =
 
 const GgufValue& Require(const GgufFile& g, const std::string& key) {
   const GgufValue* v = g.Find(key);
-  if (v == nullptr) throw PartitionError(g.path() + ": no " + key + " (the file carries no tokenizer)");
+  if (v == nullptr)
+    throw Exception(Exception::kNotFound, g.path() + ": no " + key + " (the file carries no tokenizer)");
   return *v;
 }
 
 const std::vector<std::string>& Texts(const GgufFile& g, const std::string& key) {
   const GgufValue& v = Require(g, key);
   if (v.type != GgufType::kArray || v.element_type != GgufType::kString) {
-    throw PartitionError(g.path() + ": " + key + " is not an array of strings");
+    throw Exception(Exception::kCorrupt, g.path() + ": " + key + " is not an array of strings");
   }
   return v.texts;
 }
@@ -49,7 +50,8 @@ std::vector<int32_t> TokenTypes(const GgufFile& g, size_t n) {
   const GgufValue* v = g.Find("tokenizer.ggml.token_type");
   if (v == nullptr) return types;
   if (v->type != GgufType::kArray || v->integers.size() != n) {
-    throw PartitionError(g.path() + ": tokenizer.ggml.token_type is not an integer array of one type per token");
+    throw Exception(Exception::kCorrupt,
+                    g.path() + ": tokenizer.ggml.token_type is not an integer array of one type per token");
   }
   for (size_t i = 0; i < n; ++i) types[i] = static_cast<int32_t>(v->integers[i]);
   return types;
@@ -65,8 +67,8 @@ SpecialTokens Specials(const GgufFile& g, const std::vector<std::string>& tokens
     auto id = Int(g, key);
     if (!id) return std::nullopt;
     if (*id < 0 || *id >= n) {
-      throw PartitionError(g.path() + ": " + key + " = " + std::to_string(*id) + " is outside the " +
-                           std::to_string(n) + " tokens");
+      throw Exception(Exception::kCorrupt, g.path() + ": " + key + " = " + std::to_string(*id) + " is outside the " +
+                                               std::to_string(n) + " tokens");
     }
     return static_cast<int32_t>(*id);
   };
@@ -100,7 +102,8 @@ std::unique_ptr<Tokenizer> OpenSpm(const GgufFile& g) {
   spec.pieces = Texts(g, "tokenizer.ggml.tokens");
   const GgufValue& scores = Require(g, "tokenizer.ggml.scores");
   if (scores.type != GgufType::kArray || scores.reals.size() != spec.pieces.size()) {
-    throw PartitionError(g.path() + ": tokenizer.ggml.scores is not a float array of one score per token");
+    throw Exception(Exception::kCorrupt,
+                    g.path() + ": tokenizer.ggml.scores is not a float array of one score per token");
   }
   spec.scores.assign(scores.reals.begin(), scores.reals.end());
   spec.types = TokenTypes(g, spec.pieces.size());
@@ -126,8 +129,8 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
   } else if (pre == "default" || pre == "gpt-2") {
     step.regex = kGpt2Regex;
   } else {
-    throw PartitionError(g.path() + ": unsupported tokenizer.ggml.pre \"" + pre +
-                         "\" (supported: llama-bpe, llama3, qwen2, gpt-2, default)");
+    throw Exception(Exception::kCorrupt, g.path() + ": unsupported tokenizer.ggml.pre \"" + pre +
+                                             "\" (supported: llama-bpe, llama3, qwen2, gpt-2, default)");
   }
   spec.pre_tokenizer.push_back(step);
   const std::vector<std::string>& tokens = Texts(g, "tokenizer.ggml.tokens");
@@ -142,7 +145,8 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
   }
   for (const std::string& m : Texts(g, "tokenizer.ggml.merges")) {
     const size_t sp = m.find(' ', 1);
-    if (sp == std::string::npos) throw PartitionError(g.path() + ": tokenizer.ggml.merges has \"" + m + "\", not \"a b\"");
+    if (sp == std::string::npos)
+      throw Exception(Exception::kCorrupt, g.path() + ": tokenizer.ggml.merges has \"" + m + "\", not \"a b\"");
     spec.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
   }
   spec.special = Specials(g, tokens, types, add_bos);
@@ -154,11 +158,12 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
 
 std::unique_ptr<Tokenizer> OpenGgufTokenizer(const GgufFile& gguf) {
   const GgufValue& model = Require(gguf, "tokenizer.ggml.model");
-  if (model.type != GgufType::kString) throw PartitionError(gguf.path() + ": tokenizer.ggml.model is not a string");
+  if (model.type != GgufType::kString)
+    throw Exception(Exception::kCorrupt, gguf.path() + ": tokenizer.ggml.model is not a string");
   if (model.text == "llama") return OpenSpm(gguf);
   if (model.text == "gpt2") return OpenBpe(gguf);
-  throw PartitionError(gguf.path() + ": unsupported tokenizer.ggml.model \"" + model.text +
-                       "\" (supported: llama, gpt2)");
+  throw Exception(Exception::kCorrupt,
+                  gguf.path() + ": unsupported tokenizer.ggml.model \"" + model.text + "\" (supported: llama, gpt2)");
 }
 
 }  // namespace splitlm::partition

@@ -13,7 +13,7 @@ namespace splitlm::partition {
 // "gpt2" (byte-level BPE) with tokenizer.ggml.pre "llama-bpe", "llama3",
 // "qwen2", "gpt-2" or "default" (the pre-tokenizer regexes llama.cpp uses for
 // those names; as llama.cpp, no Unicode normalisation). Any other model or
-// pre name, or missing keys, is a PartitionError naming the file and key.
+// pre name, or missing keys, is a Exception(kCorrupt) naming the file and key.
 std::unique_ptr<Tokenizer> OpenGgufTokenizer(const GgufFile& gguf);
 
 }  // namespace splitlm::partition

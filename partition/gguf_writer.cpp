@@ -15,7 +15,7 @@
 #include <cstring>
 #include <set>
 
-#include "partition/error.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 
@@ -121,7 +121,9 @@ GgufWriter::~GgufWriter() {
   if (!committed_ && !temp_path_.empty()) ::unlink(temp_path_.c_str());
 }
 
-void GgufWriter::Fail(const std::string& what) const { throw PartitionError(path_ + ": " + what); }
+void GgufWriter::Fail(const std::string& what) const {
+  throw Exception(Exception::kInvalidArgument, path_ + ": " + what);
+}
 
 void GgufWriter::AddKeyValue(const std::string& key, const GgufValue& value) {
   if (header_written_) Fail("metadata \"" + key + "\" added after the tensor data began");

@@ -27,7 +27,8 @@ GgufValue GgufF32(double value);  // rounded to float, as the file holds it
 // Commit. The file appears at `path` only on Commit: until then the bytes go
 // to a temporary file beside it, removed by the destructor if Commit was not
 // reached (so a failure never leaves a half-written file at `path`). Every
-// method throws PartitionError naming the path, key or tensor at fault. Not
+// method throws Exception(kInvalidArgument) naming the path, key or tensor
+// at fault (a write that fails included). Not
 // thread-safe.
 class GgufWriter {
  public:

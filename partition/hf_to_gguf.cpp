@@ -7,12 +7,12 @@
 #include <utility>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
 #include "partition/gguf_writer.h"
 #include "partition/model.h"
 #include "partition/tensor_f32.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -153,11 +153,12 @@ std::optional<uint64_t> IdentityFromHex(const std::string& text) {
 
 void ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options) {
   if (model.is_gguf()) {
-    throw PartitionError(model.dir() + " is already a GGUF file: quantize it directly");
+    throw Exception(Exception::kInvalidArgument, model.dir() + " is already a GGUF file: quantize it directly");
   }
   const ModelConfig& c = model.config();
   if (!c.rope_scaling.freq_factors.empty()) {
-    throw PartitionError(model.dir() + ": rope frequency factors of a directory cannot be converted");
+    throw Exception(Exception::kInvalidArgument,
+                    model.dir() + ": rope frequency factors of a directory cannot be converted");
   }
   const std::vector<Planned> plan = PlanTensors(model);
   GgufWriter w(out);

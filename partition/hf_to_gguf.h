@@ -37,7 +37,8 @@ struct ConvertOptions {
 // an F32 GGUF v3 file at `out` (replaced only when complete). The file has
 // no vocabulary ("tokenizer.ggml.model" = "none": pass the directory's
 // tokenizer with --tokenizer), but the BOS and EOS ids. Throws
-// PartitionError naming the directory and the problem (a GGUF model). Llama
+// Exception naming the directory and the problem (kInvalidArgument for a
+// GGUF model; kUnavailable when `out` cannot be written). Llama
 // 3 rope scaling becomes llama.cpp's `rope_freqs.weight` (a divisor per
 // rotary frequency, computed in float32 as convert_hf_to_gguf.py does), which
 // splitlm and llama.cpp apply by dividing each frequency: close to, not

@@ -1,4 +1,5 @@
-// The hot-path kernels of a stage (internal to partition/).
+// The hot-path kernels of a stage. Partition's stages call them; main()s and
+// tests only name or force the instruction set (ActiveIsa, ForceIsa).
 //
 // Why not LibTorch's matmul: BLAS picks its blocking and reduction order from
 // the matrix shapes, so the same row computed in a batch of 1 (decode), of 512
@@ -7,18 +8,20 @@
 // kernel here computes each output element with one fixed sequence of fused
 // multiply-adds that depends only on the inner dimension: a row's result is
 // bit-identical whatever else is in the batch, whichever thread computes it,
-// and on every instruction set (the AVX2 and the portable path agree to the
-// bit; tests check it).
+// and on every instruction set (portable, AVX2, AVX-512 and NEON agree to
+// the bit; tests check it).
 //
 // Matrix products: output element (i, r) = fma chain over j = 0..k-1 in order
 // of w[r][j] * x[i][j], starting from +0, then + bias[r]. The weights are
-// packed in panels of 16 rows ([m/16][k][16]) so that the chain vectorises
-// across rows: any vector width computes the same lanes.
+// packed in panels of 16 rows ([ceil(m/16)][k][16], the last panel padded
+// with zeros) so that the chain vectorises across rows: any vector width
+// computes the same lanes.
 //
-// Dot and Attend use the canonical dot product of length k: eight lane
-// accumulators, lane l sums fma(a[8j+l], b[8j+l], acc_l) for j in order; the
-// tail k%8 is a scalar fma chain; the result is
-// ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)) + tail.
+// Dot is the canonical dot product of length k: eight lane accumulators,
+// lane l sums fma(a[8j+l], b[8j+l], acc_l) for j in order; the tail k%8 is a
+// scalar fma chain; the result is ((a0+a1)+(a2+a3))+((a4+a5)+(a6+a7)) + tail.
+// Attend does not use it: each score and output value is one fma chain in
+// order (see Attend below).
 #pragma once
 
 #include <cstddef>

@@ -4,10 +4,10 @@
 #include <cstring>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/kernels.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 
 namespace splitlm::partition::kernels {
 
@@ -97,7 +97,8 @@ void HalfUnpackRow(uint32_t type, const uint16_t* packed, int k, int r, float* o
 
 void HalfMatMul(uint32_t type, const uint16_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
                 const float* bias) {
-  if (!IsHalfType(type)) throw PartitionError("no 16-bit kernel for weights of type " + GgmlTypeName(type));
+  if (!IsHalfType(type))
+    throw Exception(Exception::kInvalidArgument, "no 16-bit kernel for weights of type " + GgmlTypeName(type));
   const HalfIsaEntry isa = Active();
   thread_local std::vector<float> buffer;
   const float* xp = PackInputs(x, n, k, isa.tile_inputs(), buffer);

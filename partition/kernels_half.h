@@ -31,7 +31,7 @@ void HalfUnpackRow(uint32_t ggml_type, const uint16_t* packed, int k, int r, flo
 
 // y[i*ldy + r] = sum_j w[r][j] x[i][j] (+ bias[r]) in the order above, for
 // r < m, i < n; `packed` from PackHalf, x: [n, k]. Parallel over panels.
-// Throws PartitionError for a type other than F16 and BF16.
+// Throws Exception(kInvalidArgument) for a type other than F16 and BF16.
 void HalfMatMul(uint32_t ggml_type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
                 int ldy, const float* bias = nullptr);
 

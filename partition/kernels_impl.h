@@ -68,7 +68,7 @@ inline V16 Load16(const float* p) { return {_mm512_loadu_ps(p)}; }
 inline V16 Splat16(float x) { return {_mm512_set1_ps(x)}; }
 inline void Store16(float* p, V16 a) { _mm512_storeu_ps(p, a.v); }
 inline V16 Fma16(V16 a, V16 b, V16 c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
-constexpr int kTileInputs = 12;  // 12 x 2 accumulators of 32 zmm registers
+constexpr int kTileInputs = 12;  // x 2 panels: 24 accumulators of the 32 zmm registers
 constexpr int kTilePanels = 2;
 #else
 struct V16 {
@@ -82,7 +82,9 @@ inline void Store16(float* p, V16 a) {
   Store(p + 8, a.hi);
 }
 inline V16 Fma16(V16 a, V16 b, V16 c) { return {Fma(a.lo, b.lo, c.lo), Fma(a.hi, b.hi, c.hi)}; }
-constexpr int kTileInputs = 6;  // 6 x 2 accumulators of 16 ymm registers
+// x 1 panel: 12 accumulators of AVX2's 16 ymm registers (NEON: 24 of 32 q
+// registers; the portable path leaves it to the compiler).
+constexpr int kTileInputs = 6;
 constexpr int kTilePanels = 1;
 #endif
 

@@ -34,10 +34,10 @@
 #include <cstring>
 #include <limits>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/kernels.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 
 namespace splitlm::partition::kernels {
 namespace {
@@ -54,7 +54,8 @@ Layout LayoutOf(uint32_t type) {
     case GgmlType::kQ4_0: return {32, 320, 18};
     case GgmlType::kQ4_K: return {256, 2432, 144};
     case GgmlType::kQ6_K: return {256, 3392, 210};
-    default: throw PartitionError("no quantised kernel for weights of type " + GgmlTypeName(type));
+    default:
+      throw Exception(Exception::kInvalidArgument, "no quantised kernel for weights of type " + GgmlTypeName(type));
   }
 }
 
@@ -64,7 +65,9 @@ Layout Int8LayoutOf(uint32_t type) {
     case GgmlType::kQ4_0: return {32, 288, 18};
     case GgmlType::kQ4_K: return {256, 2368, 144};
     case GgmlType::kQ6_K: return {256, 3360, 210};
-    default: throw PartitionError("no int8-activation kernel for weights of type " + GgmlTypeName(type));
+    default:
+      throw Exception(Exception::kInvalidArgument,
+                      "no int8-activation kernel for weights of type " + GgmlTypeName(type));
   }
 }
 
@@ -270,8 +273,8 @@ size_t QuantPackedBytes(uint32_t type, int m, int k, QuantActs acts) {
 void PackQuant(uint32_t type, const uint8_t* const* rows, int m, int k, uint8_t* dst, QuantActs acts) {
   const Layout lay = LayoutOf(type, acts);
   if (k % lay.group != 0) {
-    throw PartitionError("a row of " + std::to_string(k) + " values is not a whole number of " +
-                         GgmlTypeName(type) + " blocks");
+    throw Exception(Exception::kInvalidArgument, "a row of " + std::to_string(k) + " values is not a whole number of " +
+                                                     GgmlTypeName(type) + " blocks");
   }
   const int groups = k / lay.group, panels = (m + 15) / 16;
   std::memset(dst, 0, QuantPackedBytes(type, m, k, acts));

@@ -11,7 +11,7 @@
 #include <new>
 #include <vector>
 
-#include "partition/error.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 #define XXH_INLINE_ALL
@@ -20,19 +20,21 @@
 namespace splitlm::partition {
 
 std::unique_ptr<MappedFile> MappedFile::Open(const std::string& path, size_t min_bytes, const std::string& kind) {
-  if (auto problem = transport::ProblemWithFile(path)) throw PartitionError(path + ": " + *problem);
+  if (auto problem = transport::ProblemWithFile(path)) throw Exception(Exception::kNotFound, path + ": " + *problem);
   std::unique_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (f->fd_ < 0) throw PartitionError(path + ": cannot open: " + std::strerror(errno));
+  if (f->fd_ < 0) throw Exception(Exception::kNotFound, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
-  if (::fstat(f->fd_, &st) != 0 || !S_ISREG(st.st_mode)) throw PartitionError(path + ": not a regular file");
+  if (::fstat(f->fd_, &st) != 0 || !S_ISREG(st.st_mode))
+    throw Exception(Exception::kInvalidArgument, path + ": not a regular file");
   f->size_ = static_cast<size_t>(st.st_size);
   if (f->size_ < std::max<size_t>(min_bytes, 1)) {
-    throw PartitionError(path + ": too short for a " + kind + " header (" + std::to_string(f->size_) + " bytes)");
+    throw Exception(Exception::kCorrupt,
+                    path + ": too short for a " + kind + " header (" + std::to_string(f->size_) + " bytes)");
   }
   void* map = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
-  if (map == MAP_FAILED) throw PartitionError(path + ": mmap failed: " + std::strerror(errno));
+  if (map == MAP_FAILED) throw Exception(Exception::kUnavailable, path + ": mmap failed: " + std::strerror(errno));
   f->base_ = static_cast<const uint8_t*>(map);
   return f;
 }
@@ -57,8 +59,8 @@ uint64_t MappedFile::Digest(uint64_t begin, uint64_t end) const {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       XXH3_freeState(state);
-      throw PartitionError(path_ + ": read failed while hashing the weights: " +
-                           (n < 0 ? std::strerror(errno) : "file shrank"));
+      throw Exception(Exception::kUnavailable, path_ + ": read failed while hashing the weights: " +
+                                                   (n < 0 ? std::strerror(errno) : "file shrank"));
     }
     XXH3_64bits_update(state, buf.data(), static_cast<size_t>(n));
     at += static_cast<uint64_t>(n);

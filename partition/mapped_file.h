@@ -14,9 +14,10 @@ namespace splitlm::partition {
 // touches the mapping. Immutable once open; thread-safe for reading.
 class MappedFile {
  public:
-  // Throws PartitionError naming `path` if it is missing, unreadable, not a
-  // regular file, cannot be mapped, or is shorter than `min_bytes` ("too
-  // short for a `kind` header (N bytes)").
+  // Throws Exception naming `path`: kNotFound if it is missing or
+  // unreadable, kInvalidArgument if not a regular file, kUnavailable if it
+  // cannot be mapped, kCorrupt if shorter than `min_bytes` ("too short for a
+  // `kind` header (N bytes)").
   static std::unique_ptr<MappedFile> Open(const std::string& path, size_t min_bytes, const std::string& kind);
   ~MappedFile();  // unmaps and closes
   MappedFile(const MappedFile&) = delete;
@@ -28,7 +29,7 @@ class MappedFile {
 
   // XXH3-64 of bytes [begin, end), read with pread in large chunks through
   // the descriptor (into the page cache, not into this process's mapping, so
-  // a stage's resident memory stays its own layers). Throws PartitionError
+  // a stage's resident memory stays its own layers). Throws Exception(kUnavailable)
   // naming the path if a read fails or the file shrank.
   uint64_t Digest(uint64_t begin, uint64_t end) const;
 

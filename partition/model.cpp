@@ -6,11 +6,11 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
 #include "partition/hf_to_gguf.h"
 #include "partition/weight_matrix.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::partition {
@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string ReadFile(const std::string& path, size_t max_bytes) {
-  return transport::ReadTextFileOr<PartitionError>(path, max_bytes);
+  return transport::ReadTextFileOrThrow(path, max_bytes);
 }
 
 // The layer index of a tensor named "model.layers.N....", or -1.
@@ -41,9 +41,9 @@ void CheckLayersWithinConfig(const SafetensorsFile& file, const ModelConfig& con
   for (const auto& entry : file.tensors()) {
     const int64_t layer = LayerIndex(entry.first);
     if (layer >= config.num_layers) {
-      throw PartitionError(file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
-                           std::to_string(layer) + ", but " + config_path +
-                           " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
+      throw Exception(Exception::kCorrupt, file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
+                                               std::to_string(layer) + ", but " + config_path +
+                                               " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
     }
   }
 }
@@ -152,12 +152,14 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
 std::unique_ptr<Model> Model::OpenPath(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
-    throw PartitionError(path + ": model not found (give a Hugging Face model directory or a .gguf file)");
+    throw Exception(Exception::kNotFound,
+                    path + ": model not found (give a Hugging Face model directory or a .gguf file)");
   }
   const fs::path p(path);
   if (p.extension() == ".safetensors" || p.extension() == ".json") {
-    throw PartitionError(path + ": give the Hugging Face model's directory, not one of its files "
-                                "(a file is read as GGUF)");
+    throw Exception(Exception::kInvalidArgument, path +
+                                                     ": give the Hugging Face model's directory, not one of its files "
+                                                     "(a file is read as GGUF)");
   }
   return OpenGguf(path);
 }
@@ -175,7 +177,9 @@ std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
   // directory's identity, so the two recognise each other.
   if (const GgufValue* v = m->gguf_->Find(kSourceIdentityKey); v != nullptr && v->type == GgufType::kString) {
     const auto source = IdentityFromHex(v->text);
-    if (!source) throw PartitionError(path + ": metadata key \"" + std::string(kSourceIdentityKey) + "\" must be 16 hexadecimal digits");
+    if (!source)
+      throw Exception(Exception::kCorrupt, path + ": metadata key \"" + std::string(kSourceIdentityKey) +
+                                               "\" must be 16 hexadecimal digits");
     m->identity_ = *source;
   }
   m->weight_formats_ = GgufFormats(m->gguf_->header());
@@ -198,19 +202,21 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
   } else if (fs::exists(index)) {
     nlohmann::json j = nlohmann::json::parse(ReadFile(index.string(), transport::kMaxListBytes), nullptr, false);
     if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
-      throw PartitionError(index.string() + ": missing \"weight_map\" object");
+      throw Exception(Exception::kCorrupt, index.string() + ": missing \"weight_map\" object");
     }
     for (const auto& v : j["weight_map"]) {
-      if (!v.is_string()) throw PartitionError(index.string() + ": weight_map values must be file names");
+      if (!v.is_string())
+        throw Exception(Exception::kCorrupt, index.string() + ": weight_map values must be file names");
       std::string name = v.get<std::string>();
       if (name.find('/') != std::string::npos || name.find("..") != std::string::npos) {
-        throw PartitionError(index.string() + ": shard name \"" + name + "\" must be a plain file name");
+        throw Exception(Exception::kCorrupt,
+                        index.string() + ": shard name \"" + name + "\" must be a plain file name");
       }
       std::string p = (fs::path(dir) / name).string();
       if (std::find(shards.begin(), shards.end(), p) == shards.end()) shards.push_back(p);
     }
   } else {
-    throw PartitionError(dir + ": neither model.safetensors nor model.safetensors.index.json found");
+    throw Exception(Exception::kNotFound, dir + ": neither model.safetensors nor model.safetensors.index.json found");
   }
 
   std::map<std::string, Entry> idx;
@@ -223,7 +229,7 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
     m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
     for (const auto& [name, info] : f->tensors()) {
       if (!idx.emplace(name, Entry{f, &info}).second) {
-        throw PartitionError(path + ": tensor \"" + name + "\" is also stored in another shard");
+        throw Exception(Exception::kCorrupt, path + ": tensor \"" + name + "\" is also stored in another shard");
       }
     }
   }
@@ -271,10 +277,10 @@ bool Model::HasTensor(const std::string& name) const {
 TensorRef Model::Tensor(const std::string& name, const std::vector<int64_t>& expected) const {
   if (gguf_) return GgufTensorRef(*gguf_, config_, name, expected);
   const Entry* e = Find(name);
-  if (e == nullptr) throw PartitionError(dir_ + ": tensor \"" + name + "\" is missing");
+  if (e == nullptr) throw Exception(Exception::kCorrupt, dir_ + ": tensor \"" + name + "\" is missing");
   if (e->info->shape != expected) {
-    throw PartitionError(e->file->path() + ": tensor \"" + name + "\" has shape " +
-                         ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
+    throw Exception(Exception::kCorrupt, e->file->path() + ": tensor \"" + name + "\" has shape " +
+                                             ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
   }
   const GgmlType type = e->info->dtype == StoredDType::kF32   ? GgmlType::kF32
                         : e->info->dtype == StoredDType::kF16 ? GgmlType::kF16

@@ -32,13 +32,14 @@ class Model {
   // Opens `path`: a directory holding config.json and either
   // model.safetensors or model.safetensors.index.json with its shards, or a
   // GGUF file (architectures llama and qwen2, see gguf_model.h). Reads every
-  // file once to hash the weights (see fingerprint()). Throws PartitionError
-  // naming the file and the field at fault: also for inconsistent files,
+  // file once to hash the weights (see fingerprint()). Throws Exception
+  // naming the file and the field at fault: kNotFound for a missing model,
+  // kCorrupt for a malformed one, also for inconsistent files,
   // e.g. a tensor of a layer past config.json's num_hidden_layers.
   //
   // `weights` is the format stages hold the matrices in (see
   // weight_matrix.h: "" keeps a GGUF file's block types, "q8_0" etc.
-  // quantise at load); an unknown value throws PartitionError.
+  // quantise at load); an unknown value throws Exception(kInvalidArgument).
   static std::unique_ptr<Model> Open(const std::string& path, const std::string& weights = "");
   ~Model();
   Model(const Model&) = delete;
@@ -76,7 +77,7 @@ class Model {
   // Names are Hugging Face's ("model.layers.0.mlp.up_proj.weight") for both
   // kinds of model.
   bool HasTensor(const std::string& name) const;
-  // Throws PartitionError naming the tensor and file if it is missing, its
+  // Throws Exception(kCorrupt) naming the tensor and file if it is missing, its
   // shape differs from `expected_shape`, or its type cannot be loaded.
   TensorRef Tensor(const std::string& name, const std::vector<int64_t>& expected_shape) const;
   // Drops this process's mapping of the model files' pages (they stay

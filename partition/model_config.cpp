@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "partition/error.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -11,7 +11,7 @@ namespace {
 using nlohmann::json;
 
 [[noreturn]] void Fail(const std::string& origin, const std::string& what) {
-  throw PartitionError(origin + ": " + what);
+  throw Exception(Exception::kCorrupt, origin + ": " + what);
 }
 
 int RequiredInt(const json& j, const char* key, const std::string& origin) {

@@ -46,7 +46,7 @@ struct ModelConfig {
 };
 
 // Parses the text of a config.json. `origin` (usually the file path) prefixes
-// every error message. Throws PartitionError on an unknown architecture, a
+// every error message. Throws Exception(kCorrupt) on an unknown architecture, a
 // missing or non-positive size, or inconsistent head counts.
 ModelConfig ParseModelConfig(const std::string& json_text, const std::string& origin);
 

@@ -11,7 +11,7 @@ namespace splitlm::partition {
 
 // A prompt holds at least one token, every id is in [0, vocab_size), and it
 // is shorter than the context so that at least one token can be generated
-// (max_context - 1 tokens at most). Throws PartitionError naming the first
+// (max_context - 1 tokens at most). Throws Exception(kInvalidArgument) naming the first
 // rule broken, the value and the limit.
 void ValidatePrompt(const std::vector<int32_t>& prompt, const ModelConfig& config);
 

@@ -9,10 +9,10 @@
 #include <optional>
 #include <string>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/quant_decode.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -54,7 +54,7 @@ int TruncToInt8(float v) {
   return static_cast<int8_t>(static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v)) & 0xffu));
 }
 
-[[noreturn]] void Fail(const std::string& what) { throw PartitionError(what); }
+[[noreturn]] void Fail(const std::string& what) { throw Exception(Exception::kInvalidArgument, what); }
 
 void CheckFinite(uint32_t type, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {

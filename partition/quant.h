@@ -53,14 +53,14 @@ namespace splitlm::partition {
 // Q5_0, Q5_1, Q2_K, Q3_K, Q5_K, IQ4_NL); `n` must be a
 // non-negative multiple of the type's block (32 or 256 values). `src` holds
 // n / block * block_bytes bytes (no alignment required). Throws
-// PartitionError naming the type for any other type or a bad `n`.
+// Exception(kInvalidArgument) naming the type for any other type or a bad `n`.
 void DequantizeRow(uint32_t ggml_type, const uint8_t* src, float* dst, int64_t n);
 
 // Encodes n values from `src` into `dst` (n / block * block_bytes bytes) with
 // ggml's reference rounding; same types and `n` rule as DequantizeRow. For
 // the block types every value must be finite and the block scales must fit
 // fp16 (|x| up to about 8e6 for Q8_0, 5e5 for Q4_0, 4e6 for Q4_K, 2e8 for Q6_K):
-// otherwise PartitionError naming the index (where ggml would write a block
+// otherwise Exception(kInvalidArgument) naming the index (where ggml would write a block
 // that llama.cpp's validation rejects). F16 and BF16 round to nearest even
 // (values past fp16's range become infinite, as in ggml); F32 is copied.
 void QuantizeRow(uint32_t ggml_type, const float* src, uint8_t* dst, int64_t n);

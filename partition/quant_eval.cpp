@@ -4,10 +4,10 @@
 #include <cmath>
 #include <memory>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -45,10 +45,10 @@ std::vector<float> AllLogits(const std::shared_ptr<const StageWeights>& weights,
 std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusOptions& options) {
   const ModelConfig& c = model.config();
   const int length = options.sequence_length > 0 ? options.sequence_length : std::min(256, c.max_context);
-  if (options.tokens < 1) throw PartitionError("the corpus needs at least 1 token");
+  if (options.tokens < 1) throw Exception(Exception::kInvalidArgument, "the corpus needs at least 1 token");
   if (length < 2 || length > c.max_context) {
-    throw PartitionError("sequence length " + std::to_string(length) + " must be in [2, " +
-                         std::to_string(c.max_context) + "] (the model's context)");
+    throw Exception(Exception::kInvalidArgument, "sequence length " + std::to_string(length) + " must be in [2, " +
+                                                     std::to_string(c.max_context) + "] (the model's context)");
   }
   const auto weights = WholeModel(model);
   SamplingParams sampling;
@@ -78,8 +78,8 @@ FormatAccuracy CompareOnCorpus(const Model& reference, const Model& model,
                                const std::vector<std::vector<int32_t>>& corpus) {
   const int vocab = reference.config().vocab_size;
   if (model.config().vocab_size != vocab) {
-    throw PartitionError("the models' vocabularies differ (" + std::to_string(vocab) + " and " +
-                         std::to_string(model.config().vocab_size) + " tokens)");
+    throw Exception(Exception::kInvalidArgument, "the models' vocabularies differ (" + std::to_string(vocab) + " and " +
+                                                     std::to_string(model.config().vocab_size) + " tokens)");
   }
   const auto ref_weights = WholeModel(reference);
   const auto weights = &reference == &model ? ref_weights : WholeModel(model);
@@ -106,7 +106,7 @@ FormatAccuracy CompareOnCorpus(const Model& reference, const Model& model,
       ++scored;
     }
   }
-  if (scored == 0) throw PartitionError("the corpus has no position to compare");
+  if (scored == 0) throw Exception(Exception::kInvalidArgument, "the corpus has no position to compare");
   acc.positions = scored;
   acc.mean_kl = kl_sum / static_cast<double>(scored);
   acc.top1_agreement = static_cast<double>(agree) / static_cast<double>(scored);

@@ -24,7 +24,7 @@ struct CorpusOptions {
 // Sequences that start with BOS, each continued by sampling the model at
 // temperature 1 (seeded: the same corpus every run), until the sequence
 // length or `tokens` in all; an end-of-sequence token starts the next
-// sequence. Throws PartitionError for bad options.
+// sequence. Throws Exception(kInvalidArgument) for bad options.
 std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusOptions& options);
 
 struct FormatAccuracy {

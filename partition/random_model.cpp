@@ -8,9 +8,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace fs = std::filesystem;
@@ -93,7 +93,7 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
     c.intermediate_size = 2048, c.vocab_size = 32000, c.max_context = 1024;
     c.tie_word_embeddings = true;
   } else {
-    throw PartitionError("unknown preset \"" + preset + "\" (choose tiny, small or 110m)");
+    throw Exception(Exception::kInvalidArgument, "unknown preset \"" + preset + "\" (choose tiny, small or 110m)");
   }
   c.head_dim = c.hidden_size / c.num_heads;
   return c;
@@ -101,12 +101,13 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
 
 void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
   ModelConfig c = PresetConfig(o.preset, o.arch);
-  if (o.vocab < 0 || o.vocab > (1 << 20)) throw PartitionError("vocab must be in 1..1048576");
+  if (o.vocab < 0 || o.vocab > (1 << 20)) throw Exception(Exception::kInvalidArgument, "vocab must be in 1..1048576");
   std::string tokenizer_name;  // what the tokenizer is called in the directory
   if (!o.tokenizer.empty()) {
     const std::string ext = fs::path(o.tokenizer).extension().string();
     if (ext != ".json" && ext != ".model") {
-      throw PartitionError(o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
+      throw Exception(Exception::kInvalidArgument,
+                      o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
     }
     tokenizer_name = ext == ".json" ? "tokenizer.json" : "tokenizer.model";
     auto tok = Tokenizer::Open(o.tokenizer);
@@ -120,10 +121,10 @@ void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
                                        [&](int id) { return id >= c.vocab_size; }),
                         c.eos_token_ids.end());
   if (c.eos_token_ids.empty()) c.eos_token_ids.push_back(c.vocab_size > 2 ? 2 : 0);
-  if (o.shards < 1 || o.shards > 64) throw PartitionError("shards must be in 1..64");
+  if (o.shards < 1 || o.shards > 64) throw Exception(Exception::kInvalidArgument, "shards must be in 1..64");
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw PartitionError(dir + ": cannot create directory: " + ec.message());
+  if (ec) throw Exception(Exception::kUnavailable, dir + ": cannot create directory: " + ec.message());
 
   const std::vector<TensorPlan> plan = Plan(c);
   uint64_t total = 0;
@@ -182,16 +183,16 @@ void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
   }
   std::ofstream cfg(fs::path(dir) / "config.json");
   cfg << ModelConfigToJson(c);
-  if (!cfg) throw PartitionError(dir + "/config.json: write failed");
+  if (!cfg) throw Exception(Exception::kUnavailable, dir + "/config.json: write failed");
   if (!o.tokenizer.empty()) {
     fs::copy_file(o.tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing, ec);
-    if (ec) throw PartitionError(o.tokenizer + ": cannot copy tokenizer: " + ec.message());
+    if (ec) throw Exception(Exception::kUnavailable, o.tokenizer + ": cannot copy tokenizer: " + ec.message());
     // Beside a tokenizer.json: its BOS/EOS rules and chat template.
     for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
       const fs::path from = fs::path(o.tokenizer).parent_path() / side;
       if (tokenizer_name != "tokenizer.json" || !fs::exists(from)) continue;
       fs::copy_file(from, fs::path(dir) / side, fs::copy_options::overwrite_existing, ec);
-      if (ec) throw PartitionError(from.string() + ": cannot copy: " + ec.message());
+      if (ec) throw Exception(Exception::kUnavailable, from.string() + ": cannot copy: " + ec.message());
     }
   }
 }

@@ -30,11 +30,13 @@ struct RandomModelOptions {
 // Names of the presets, for help texts.
 std::vector<std::string> RandomModelPresets();
 
-// The config of a preset; throws PartitionError for an unknown name.
+// The config of a preset; throws Exception(kInvalidArgument) for an unknown name.
 ModelConfig PresetConfig(const std::string& preset, Arch arch);
 
 // Writes config.json and the weights into `dir` (created if needed). The same
-// options always give byte-identical files. Throws PartitionError.
+// options always give byte-identical files. Throws Exception:
+// kInvalidArgument for bad options, kUnavailable when `dir` cannot be
+// written.
 void WriteRandomModel(const RandomModelOptions& options, const std::string& dir);
 
 }  // namespace splitlm::partition

@@ -10,9 +10,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "partition/error.h"
 #include "partition/mapped_file.h"
-
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -20,7 +19,7 @@ namespace {
 constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 
 [[noreturn]] void Fail(const std::string& path, const std::string& what) {
-  throw PartitionError(path + ": " + what);
+  throw Exception(Exception::kCorrupt, path + ": " + what);
 }
 
 bool ParseDType(const std::string& s, StoredDType* out) {

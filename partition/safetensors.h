@@ -36,7 +36,7 @@ struct SafetensorsHeader {
 // and checks every entry: a known dtype, a shape whose bytes equal its
 // data_offsets' span, offsets inside the data section, and no two tensors'
 // bytes overlapping (overlapping tensors would silently share weights).
-// Throws PartitionError naming `path`, the tensor and the problem. Reads
+// Throws Exception(kCorrupt) naming `path`, the tensor and the problem. Reads
 // only the header bytes; for any input it either returns or throws.
 SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const std::string& path);
 
@@ -48,8 +48,9 @@ SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const
 // file descriptor (into the page cache, not into this process's mapping).
 class SafetensorsFile {
  public:
-  // Throws PartitionError naming `path` if the file is missing, unreadable,
-  // not a regular file, or malformed.
+  // Throws Exception naming `path`: kNotFound if the file is missing or
+  // unreadable, kInvalidArgument if not a regular file, kCorrupt if
+  // malformed.
   static std::unique_ptr<SafetensorsFile> Open(const std::string& path);
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -81,7 +82,7 @@ class SafetensorsFile {
 class SafetensorsWriter {
  public:
   void Add(const std::string& name, StoredDType dtype, std::vector<int64_t> shape);
-  // `fill(name, info, dst)` fills dst[0, info.bytes). Throws PartitionError if
+  // `fill(name, info, dst)` fills dst[0, info.bytes). Throws Exception(kCorrupt) if
   // the file cannot be written.
   template <typename Fill>
   void Write(const std::string& path, Fill&& fill) const;

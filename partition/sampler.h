@@ -12,7 +12,7 @@ struct SamplingParams {
   uint64_t seed = 0;
 };
 
-// Throws PartitionError naming the bad field (negative top_k, top_p outside
+// Throws Exception(kInvalidArgument) naming the bad field (negative top_k, top_p outside
 // (0, 1], temperature NaN).
 void ValidateSamplingParams(const SamplingParams& params);
 

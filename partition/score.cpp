@@ -4,9 +4,9 @@
 #include <memory>
 #include <string>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -57,11 +57,13 @@ PositionScore TopTwo(const float* logits, int n) {
 SequenceScore ScoreSequence(const Model& model, int cut, const std::vector<int32_t>& ids) {
   const ModelConfig& c = model.config();
   StageSpec::Device(c, cut);  // validates the cut
-  if (c.vocab_size < 2) throw PartitionError("scoring needs a vocabulary of at least 2 tokens");
-  if (ids.size() < 2) throw PartitionError("scoring needs at least 2 tokens (got " + std::to_string(ids.size()) + ")");
+  if (c.vocab_size < 2) throw Exception(Exception::kInvalidArgument, "scoring needs a vocabulary of at least 2 tokens");
+  if (ids.size() < 2)
+    throw Exception(Exception::kInvalidArgument,
+                    "scoring needs at least 2 tokens (got " + std::to_string(ids.size()) + ")");
   if (ids.size() > static_cast<size_t>(c.max_context)) {
-    throw PartitionError(std::to_string(ids.size()) + " tokens exceed the context of " +
-                         std::to_string(c.max_context));
+    throw Exception(Exception::kInvalidArgument,
+                    std::to_string(ids.size()) + " tokens exceed the context of " + std::to_string(c.max_context));
   }
   const std::vector<float> logits = TeacherForcedLogits(model, cut, ids);
   SequenceScore score;

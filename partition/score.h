@@ -26,7 +26,7 @@ struct SequenceScore {
 // Scores `ids` (at least 2, within the model's context and vocabulary): the
 // device stage runs [0, cut), the cloud stage [cut, L) and the head, hidden
 // states passing as fp32 (bitwise the same logits at every cut;
-// cut == L runs one stage). Throws PartitionError for a bad cut, too few or
+// cut == L runs one stage). Throws Exception(kInvalidArgument) for a bad cut, too few or
 // too many ids, or an id outside the vocabulary.
 SequenceScore ScoreSequence(const Model& model, int cut, const std::vector<int32_t>& ids);
 

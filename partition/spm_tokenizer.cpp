@@ -7,8 +7,8 @@
 #include <filesystem>
 
 #include "partition/added_tokens.h"
-#include "partition/error.h"
 #include "partition/utf8.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -45,7 +45,7 @@ std::string ShimPath() {
 template <typename F>
 void Bind(void* lib, const char* name, F* fn, const std::string& path) {
   *fn = reinterpret_cast<F>(dlsym(lib, name));
-  if (*fn == nullptr) throw PartitionError(path + ": missing symbol " + name);
+  if (*fn == nullptr) throw Exception(Exception::kUnavailable, path + ": missing symbol " + name);
 }
 
 class SpmTokenizer final : public Tokenizer {
@@ -96,15 +96,16 @@ SpmTokenizer::SpmTokenizer(std::unique_ptr<Shim> shim, void* handle, const std::
 
 void SpmTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_) {
-    throw PartitionError("token id " + std::to_string(id) + " is outside the tokenizer's " + std::to_string(vocab_) +
-                         " pieces");
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+                                                     std::to_string(vocab_) + " pieces");
   }
 }
 
 std::string SpmTokenizer::Piece(int32_t id, int* kind) const {
   std::string buf(64, '\0');
   int n = shim_->piece(handle_, id, buf.data(), static_cast<int>(buf.size()), kind);
-  if (n < 0) throw PartitionError("token id " + std::to_string(id) + " has no SentencePiece piece");
+  if (n < 0)
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " has no SentencePiece piece");
   if (n > static_cast<int>(buf.size())) {
     buf.resize(n);
     n = shim_->piece(handle_, id, buf.data(), n, kind);
@@ -132,7 +133,7 @@ std::vector<int32_t> SpmTokenizer::Encode(const std::string& text) const {
 std::vector<int32_t> SpmTokenizer::EncodeText(const std::string& text) const {
   std::vector<int> ids(text.size() + 16);
   int n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(), static_cast<int>(ids.size()));
-  if (n < 0) throw PartitionError("tokenizer failed to encode the prompt");
+  if (n < 0) throw Exception(Exception::kInvalidArgument, "tokenizer failed to encode the prompt");
   if (n > static_cast<int>(ids.size())) {
     ids.resize(n);
     n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(), n);
@@ -145,7 +146,7 @@ std::string SpmTokenizer::Decode(const std::vector<int32_t>& ids) const {
   std::vector<int> in(ids.begin(), ids.end());
   std::string buf(64 + ids.size() * 16, '\0');
   int n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(), static_cast<int>(buf.size()));
-  if (n < 0) throw PartitionError("tokenizer failed to decode ids (out of range?)");
+  if (n < 0) throw Exception(Exception::kInvalidArgument, "tokenizer failed to decode ids (out of range?)");
   if (n > static_cast<int>(buf.size())) {
     buf.resize(n);
     n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(), n);
@@ -179,7 +180,8 @@ std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path) {
   auto shim = std::make_unique<Shim>();
   const std::string path = ShimPath();
   shim->lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
-  if (shim->lib == nullptr) throw PartitionError("cannot load the SentencePiece shim " + path + ": " + dlerror());
+  if (shim->lib == nullptr)
+    throw Exception(Exception::kUnavailable, "cannot load the SentencePiece shim " + path + ": " + dlerror());
   Bind(shim->lib, "splitlm_spm_open", &shim->open, path);
   Bind(shim->lib, "splitlm_spm_close", &shim->close, path);
   Bind(shim->lib, "splitlm_spm_vocab_size", &shim->vocab_size, path);
@@ -190,7 +192,7 @@ std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path) {
   Bind(shim->lib, "splitlm_spm_eos_id", &shim->eos_id, path);
   char err[512] = {0};
   void* handle = shim->open(model_path.c_str(), err, sizeof err);
-  if (handle == nullptr) throw PartitionError(model_path + ": not a SentencePiece model (" + err + ")");
+  if (handle == nullptr) throw Exception(Exception::kCorrupt, model_path + ": not a SentencePiece model (" + err + ")");
   return std::make_unique<SpmTokenizer>(std::move(shim), handle, model_path);
 }
 

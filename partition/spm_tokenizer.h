@@ -19,7 +19,8 @@ namespace splitlm::partition {
 // Control and unknown pieces written in the text ("<s>", "<unk>") are
 // their ids, as llama.cpp and Hugging Face do (libsentencepiece alone would
 // spell them out).
-// Throws PartitionError if the shim or `model_path` cannot be loaded.
+// Throws Exception: kUnavailable if the shim cannot be loaded, kNotFound or
+// kCorrupt for `model_path`.
 std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path);
 
 }  // namespace splitlm::partition

@@ -5,8 +5,8 @@
 #include <unordered_map>
 
 #include "partition/added_tokens.h"
-#include "partition/error.h"
 #include "partition/utf8.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -75,8 +75,9 @@ SpmVocabTokenizer::SpmVocabTokenizer(SpmVocabSpec spec) : spec_(std::move(spec))
   description_ = spec_.description;
   const size_t n = spec_.pieces.size();
   if (spec_.scores.size() != n || spec_.types.size() != n) {
-    throw PartitionError(spec_.source + ": " + std::to_string(n) + " tokens but " + std::to_string(spec_.scores.size()) +
-                         " scores and " + std::to_string(spec_.types.size()) + " token types");
+    throw Exception(Exception::kCorrupt, spec_.source + ": " + std::to_string(n) + " tokens but " +
+                                             std::to_string(spec_.scores.size()) + " scores and " +
+                                             std::to_string(spec_.types.size()) + " token types");
   }
   std::vector<std::pair<std::string, int32_t>> specials;
   bytes_.resize(n);
@@ -91,7 +92,8 @@ SpmVocabTokenizer::SpmVocabTokenizer(SpmVocabSpec spec) : spec_(std::move(spec))
     if (t == SpmVocabSpec::kByte) {
       unsigned v = 0;
       if (p.size() != 6 || std::sscanf(p.c_str(), "<0x%02X>", &v) != 1 || v > 255) {
-        throw PartitionError(spec_.source + ": byte token " + std::to_string(id) + " is \"" + p + "\", not <0xXX>");
+        throw Exception(Exception::kCorrupt,
+                        spec_.source + ": byte token " + std::to_string(id) + " is \"" + p + "\", not <0xXX>");
       }
       byte_ids_[v] = static_cast<int32_t>(id);
       bytes_[id] = std::string(1, static_cast<char>(v));
@@ -126,7 +128,8 @@ void SpmVocabTokenizer::Resegment(const std::string& text, const Symbol& s,
     for (char c : piece) {
       const int32_t b = byte_ids_[static_cast<uint8_t>(c)];
       if (b < 0) {
-        throw PartitionError(spec_.source + ": no piece and no byte token <0x.." + std::string(") for part of the text"));
+        throw Exception(Exception::kCorrupt,
+                        spec_.source + ": no piece and no byte token <0x.." + std::string(") for part of the text"));
       }
       out.push_back(b);
     }
@@ -194,8 +197,8 @@ std::vector<int32_t> SpmVocabTokenizer::Encode(const std::string& text) const {
 
 void SpmVocabTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
-    throw PartitionError("token id " + std::to_string(id) + " is outside the tokenizer's " +
-                         std::to_string(vocab_size()) + " pieces");
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+                                                     std::to_string(vocab_size()) + " pieces");
   }
 }
 

@@ -28,7 +28,7 @@ struct SpmVocabSpec {
 // piece they form (ties: leftmost), unknown pieces split back into the
 // pieces that formed them, bytes without a piece as <0xXX>. Control,
 // user-defined and unknown pieces written in the text are recognised.
-// Throws PartitionError naming spec.source if the sizes disagree.
+// Throws Exception(kCorrupt) naming spec.source if the sizes disagree.
 std::unique_ptr<Tokenizer> MakeSpmVocabTokenizer(SpmVocabSpec spec);
 
 }  // namespace splitlm::partition

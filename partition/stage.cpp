@@ -9,11 +9,11 @@
 #include <set>
 #include <string>
 
-#include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/tensor_f32.h"
 #include "partition/weight_matrix.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -74,11 +74,11 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
   return inv;
 }
 
-// Keys are stored transposed, one row per dimension; padding the row keeps
-// the rows of a head off the same cache sets when capacity is a power of 2.
 // Rows per task for row-wise work (norms, rotary, activation).
 constexpr int kRowGrain = 8;
 
+// Keys are stored transposed, one row per dimension; padding the row keeps
+// the rows of a head off the same cache sets when capacity is a power of 2.
 size_t KeyStride(int capacity) { return static_cast<size_t>(capacity) + 16; }
 
 void RmsNorm(const float* x, const float* w, int h, float eps, float* y) {
@@ -149,9 +149,9 @@ void HeadLogits(const ModelConfig& cfg, const at::Tensor& final_norm, const Matr
 
 StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
   if (begin < 0 || end < begin || end > config.num_layers) {
-    throw PartitionError("layer range [" + std::to_string(begin) + ", " + std::to_string(end) +
-                         ") is outside the model's 0.." + std::to_string(config.num_layers) +
-                         " layers");
+    throw Exception(Exception::kInvalidArgument, "layer range [" + std::to_string(begin) + ", " + std::to_string(end) +
+                                                     ") is outside the model's 0.." +
+                                                     std::to_string(config.num_layers) + " layers");
   }
   StageSpec s;
   s.begin = begin;
@@ -163,9 +163,9 @@ StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
 
 StageSpec StageSpec::Device(const ModelConfig& config, int cut) {
   if (cut < 0 || cut > config.num_layers) {
-    throw PartitionError("cut " + std::to_string(cut) + " is out of range: the model has " +
-                         std::to_string(config.num_layers) + " layers, so a cut is in 0.." +
-                         std::to_string(config.num_layers));
+    throw Exception(Exception::kInvalidArgument, "cut " + std::to_string(cut) + " is out of range: the model has " +
+                                                     std::to_string(config.num_layers) + " layers, so a cut is in 0.." +
+                                                     std::to_string(config.num_layers));
   }
   StageSpec s = Range(config, 0, cut);
   s.embedding = true;
@@ -221,8 +221,10 @@ std::string StageWeights::weight_formats() const {
 std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const StageSpec& spec) {
   const ModelConfig& c = model.config();
   StageSpec::Range(c, spec.begin, spec.end);  // validates the range
-  if (spec.head && spec.end != c.num_layers) throw PartitionError("a stage with the head must end at the last layer");
-  if (spec.embedding && spec.begin != 0) throw PartitionError("a stage with the embedding must start at layer 0");
+  if (spec.head && spec.end != c.num_layers)
+    throw Exception(Exception::kInvalidArgument, "a stage with the head must end at the last layer");
+  if (spec.embedding && spec.begin != 0)
+    throw Exception(Exception::kInvalidArgument, "a stage with the embedding must start at layer 0");
   std::shared_ptr<StageWeights> sw(new StageWeights());
   Impl& w = *sw->impl_;
   w.cfg = c;
@@ -293,9 +295,10 @@ std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) c
   if (spec.begin < from.spec.begin || spec.end > from.spec.end || spec.begin > spec.end ||
       (spec.embedding && !from.spec.embedding) || (spec.head && !from.spec.head) ||
       (spec.head && spec.end != from.cfg.num_layers) || (spec.embedding && spec.begin != 0)) {
-    throw PartitionError("cannot slice layers [" + std::to_string(spec.begin) + ", " +
-                         std::to_string(spec.end) + ") from a stage holding [" +
-                         std::to_string(from.spec.begin) + ", " + std::to_string(from.spec.end) + ")");
+    throw Exception(Exception::kInvalidArgument, "cannot slice layers [" + std::to_string(spec.begin) + ", " +
+                                                     std::to_string(spec.end) + ") from a stage holding [" +
+                                                     std::to_string(from.spec.begin) + ", " +
+                                                     std::to_string(from.spec.end) + ")");
   }
   std::shared_ptr<StageWeights> sw(new StageWeights());
   Impl& w = *sw->impl_;
@@ -381,8 +384,8 @@ void Stage::Reserve(int positions) {
 
 void Stage::Truncate(int position) {
   if (position < 0 || position > position_) {
-    throw PartitionError("cannot truncate to position " + std::to_string(position) +
-                         ": the cache holds " + std::to_string(position_) + " positions");
+    throw Exception(Exception::kInvalidArgument, "cannot truncate to position " + std::to_string(position) +
+                                                     ": the cache holds " + std::to_string(position_) + " positions");
   }
   position_ = position;
 }
@@ -415,7 +418,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     return;
   }
   if (inputs.size() != stages.size() || outs.size() != stages.size()) {
-    throw PartitionError("ForwardBatch: stages, inputs and outputs differ in number");
+    throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages, inputs and outputs differ in number");
   }
   const StageWeights::Impl& w = stages[0]->weights_->impl();
   const ModelConfig& c = w.cfg;
@@ -428,24 +431,26 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = *stages[s];
     const StageInput& in = inputs[s];
-    if (&st.weights_->impl() != &w) throw PartitionError("ForwardBatch: stages must share weights");
-    if (in.count <= 0) throw PartitionError("stage input must hold at least one position");
+    if (&st.weights_->impl() != &w)
+      throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages must share weights");
+    if (in.count <= 0) throw Exception(Exception::kInvalidArgument, "stage input must hold at least one position");
     if (w.spec.embedding ? in.tokens == nullptr : in.hidden == nullptr) {
-      throw PartitionError(w.spec.embedding ? "this stage starts at layer 0 and takes token ids"
-                                            : "this stage starts at layer " +
-                                                  std::to_string(w.spec.begin) +
-                                                  " and takes hidden states");
+      throw Exception(Exception::kInvalidArgument,
+                      w.spec.embedding
+                          ? "this stage starts at layer 0 and takes token ids"
+                          : "this stage starts at layer " + std::to_string(w.spec.begin) + " and takes hidden states");
     }
     if (st.position_ + in.count > st.max_context_) {
-      throw PartitionError(std::to_string(in.count) + " positions at position " +
-                           std::to_string(st.position_) + " exceed the context of " +
-                           std::to_string(st.max_context_) + " tokens");
+      throw Exception(Exception::kInvalidArgument, std::to_string(in.count) + " positions at position " +
+                                                       std::to_string(st.position_) + " exceed the context of " +
+                                                       std::to_string(st.max_context_) + " tokens");
     }
     if (in.tokens != nullptr) {
       for (int i = 0; i < in.count; ++i) {
         if (in.tokens[i] < 0 || in.tokens[i] >= c.vocab_size) {
-          throw PartitionError("token id " + std::to_string(in.tokens[i]) +
-                               " is outside the vocabulary of " + std::to_string(c.vocab_size));
+          throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(in.tokens[i]) +
+                                                           " is outside the vocabulary of " +
+                                                           std::to_string(c.vocab_size));
         }
       }
     }

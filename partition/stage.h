@@ -21,7 +21,7 @@ struct StageSpec {
   bool head = false;       // final norm and LM head, produces logits (end == L)
 
   // The stage for layers [begin, end) of a model with `config`: embedding iff
-  // begin == 0, head iff end == L. Throws PartitionError unless
+  // begin == 0, head iff end == L. Throws Exception(kInvalidArgument) unless
   // 0 <= begin <= end <= L.
   static StageSpec Range(const ModelConfig& config, int begin, int end);
   // The device's side of cut K: embedding and layers [0, K); the head too
@@ -38,12 +38,13 @@ struct StageSpec {
 class StageWeights {
  public:
   // Reads only the tensors `spec` needs from `model`, holding the matrices
-  // in model.weights()'s format (weight_matrix.h). Throws PartitionError naming a missing or mis-shaped tensor.
+  // in model.weights()'s format (weight_matrix.h). Throws Exception(kCorrupt) naming a missing or mis-shaped tensor.
   static std::shared_ptr<const StageWeights> Load(const Model& model, const StageSpec& spec);
   // A view of `spec` (inside this stage's range, with the embedding or head
   // only if this has them) sharing this stage's tensors: no copy. Lets a
   // cloud serve every cut >= its minimum from one load, and a device run its
-  // cut and its local fallback from one load. Throws PartitionError.
+  // cut and its local fallback from one load. Throws
+  // Exception(kInvalidArgument) for a spec outside this one's layers.
   std::shared_ptr<const StageWeights> Slice(const StageSpec& spec) const;
   ~StageWeights();
   StageWeights(const StageWeights&) = delete;
@@ -121,7 +122,7 @@ class Stage {
 
   // Runs positions [position(), position() + input.count) and appends them to
   // the KV cache. `out` receives OutputSize(input.count) floats. Throws
-  // PartitionError (and changes nothing) if the input does not match the
+  // Exception(kInvalidArgument) (and changes nothing) if the input does not match the
   // spec, a token id is out of range, or the context would overflow.
   void Forward(const StageInput& input, float* out);
 

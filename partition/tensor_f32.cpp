@@ -3,9 +3,9 @@
 #include <cstring>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/quant.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -33,7 +33,7 @@ bool CanConvertToF32(uint32_t type) { return IsDequantizeSupported(type); }
 void TensorToF32(const TensorRef& t, float* dst) {
   const std::optional<GgmlBlock> block = GgmlBlockOf(t.type);
   if (!block || !CanConvertToF32(t.type)) {
-    throw PartitionError("tensors of type " + GgmlTypeName(t.type) + " cannot be loaded yet");
+    throw Exception(Exception::kInvalidArgument, "tensors of type " + GgmlTypeName(t.type) + " cannot be loaded yet");
   }
   int64_t numel = 1;
   for (int64_t d : t.shape) numel *= d;

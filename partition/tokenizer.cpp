@@ -10,11 +10,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_tokenizer.h"
 #include "partition/spm_tokenizer.h"
 #include "partition/tokenizer_json.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -36,9 +36,10 @@ std::string Magic(const std::string& path) {
 std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::is_regular_file(status)) throw PartitionError(path + ": not a regular file (a tokenizer file)");
+  if (!fs::is_regular_file(status))
+    throw Exception(Exception::kInvalidArgument, path + ": not a regular file (a tokenizer file)");
   if (access(path.c_str(), R_OK) != 0) {
-    throw PartitionError(path + ": cannot read the tokenizer file: " + std::strerror(errno));
+    throw Exception(Exception::kNotFound, path + ": cannot read the tokenizer file: " + std::strerror(errno));
   }
   const std::string magic = Magic(path);
   if (magic == "GGUF") {
@@ -54,13 +55,14 @@ std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
 std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) throw PartitionError(path + ": tokenizer file not found");
+  if (!fs::exists(status)) throw Exception(Exception::kNotFound, path + ": tokenizer file not found");
   if (!fs::is_directory(status)) return OpenFile(path);
   for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
     const fs::path p = fs::path(path) / name;
     if (fs::exists(p)) return OpenFile(p.string());
   }
-  throw PartitionError(path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
+  throw Exception(Exception::kInvalidArgument,
+                  path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
 }
 
 bool Tokenizer::IsEos(int32_t id) const {
@@ -75,14 +77,14 @@ std::vector<int32_t> GenerationConfigEosIds(const std::string& dir) {
   try {
     j = nlohmann::json::parse(in);
   } catch (const nlohmann::json::exception& e) {
-    throw PartitionError(p.string() + ": not valid JSON (" + e.what() + ")");
+    throw Exception(Exception::kCorrupt, p.string() + ": not valid JSON (" + e.what() + ")");
   }
   std::vector<int32_t> ids;
   if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) return ids;
   const nlohmann::json& e = j["eos_token_id"];
   auto add = [&](const nlohmann::json& v) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) {
-      throw PartitionError(p.string() + ": eos_token_id holds " + v.dump() + ", not a token id");
+      throw Exception(Exception::kCorrupt, p.string() + ": eos_token_id holds " + v.dump() + ", not a token id");
     }
     const auto id = v.get<int32_t>();
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
@@ -113,7 +115,7 @@ std::vector<int32_t> ParseTokenIds(const std::string& text) {
       used = 0;
     }
     if (used != item.size() || v < 0 || v > INT32_MAX) {
-      throw PartitionError("bad token id \"" + item + "\" (expected non-negative integers)");
+      throw Exception(Exception::kInvalidArgument, "bad token id \"" + item + "\" (expected non-negative integers)");
     }
     ids.push_back(static_cast<int32_t>(v));
     item.clear();

@@ -29,8 +29,9 @@ class Tokenizer {
   // SentencePiece file is what Llama 2 / Mistral's tokenizer.json was converted
   // from, and libsentencepiece is its reference); then tokenizer.json. Next to
   // a tokenizer.json, tokenizer_config.json and generation_config.json give the
-  // BOS/EOS rules. Throws PartitionError naming the file and the problem (not
-  // found, unreadable, malformed, or a feature splitlm does not implement).
+  // BOS/EOS rules. Throws Exception naming the file and the problem:
+  // kNotFound (not found, unreadable), kCorrupt (malformed, or a feature
+  // splitlm does not implement).
   static std::unique_ptr<Tokenizer> Open(const std::string& path);
   virtual ~Tokenizer() = default;
   Tokenizer(const Tokenizer&) = delete;
@@ -38,11 +39,11 @@ class Tokenizer {
 
   // Token ids of `text`, without BOS: special and added tokens written in the
   // text are recognised (Hugging Face encode(text, add_special_tokens=False)).
-  // Throws PartitionError if `text` is not valid UTF-8 (byte-level BPE).
+  // Throws Exception(kInvalidArgument) if `text` is not valid UTF-8 (byte-level BPE).
   virtual std::vector<int32_t> Encode(const std::string& text) const = 0;
   // The text of `ids`, special tokens included. Invalid UTF-8 (a character cut
   // between ids) becomes U+FFFD, as Hugging Face does. No clean-up of spaces
-  // before punctuation. Throws PartitionError for an id outside the vocabulary.
+  // before punctuation. Throws Exception(kInvalidArgument) for an id outside the vocabulary.
   virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
   // The raw bytes token `id` adds to a decoded text (may be part of a UTF-8
   // character; a SentencePiece "▁" is a space, so the first token of a text
@@ -66,13 +67,13 @@ class Tokenizer {
   std::string description_;
 };
 
-// Parses token ids written as "1 2 3" or "1,2,3". Throws PartitionError
+// Parses token ids written as "1 2 3" or "1,2,3". Throws Exception(kInvalidArgument)
 // naming the first item that is not a non-negative integer.
 std::vector<int32_t> ParseTokenIds(const std::string& text);
 
 // The end-of-sequence ids in `dir`/generation_config.json (eos_token_id, an
 // integer or a list); empty if the file or key is absent. Throws
-// PartitionError naming the file if it is malformed.
+// Exception(kCorrupt) naming the file if it is malformed.
 std::vector<int32_t> GenerationConfigEosIds(const std::string& dir);
 
 }  // namespace splitlm::partition

@@ -7,7 +7,7 @@
 #include <sstream>
 
 #include "partition/bpe_tokenizer.h"
-#include "partition/error.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -17,25 +17,25 @@ namespace fs = std::filesystem;
 
 json ReadJson(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw PartitionError(path + ": cannot read the file");
+  if (!in) throw Exception(Exception::kNotFound, path + ": cannot read the file");
   std::stringstream ss;
   ss << in.rdbuf();
   try {
     return json::parse(ss.str());
   } catch (const json::exception& e) {
-    throw PartitionError(path + ": not valid JSON (" + e.what() + ")");
+    throw Exception(Exception::kCorrupt, path + ": not valid JSON (" + e.what() + ")");
   }
 }
 
 std::string TypeOf(const json& j, const std::string& path, const std::string& where) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-    throw PartitionError(path + ": " + where + " has no \"type\"");
+    throw Exception(Exception::kCorrupt, path + ": " + where + " has no \"type\"");
   }
   return j["type"].get<std::string>();
 }
 
 [[noreturn]] void Unsupported(const std::string& path, const std::string& what) {
-  throw PartitionError(path + ": unsupported " + what);
+  throw Exception(Exception::kCorrupt, path + ": unsupported " + what);
 }
 
 void AddNormalizer(const json& n, const std::string& path, BpeSpec& spec) {
@@ -84,7 +84,7 @@ void AddPreTokenizer(const json& p, const std::string& path, BpeSpec& spec) {
     } else if (pat.contains("String") && pat["String"].is_string()) {
       step.regex = Quote(pat["String"].get<std::string>());
     } else {
-      throw PartitionError(path + ": Split pre-tokenizer has no pattern Regex or String");
+      throw Exception(Exception::kCorrupt, path + ": Split pre-tokenizer has no pattern Regex or String");
     }
     const std::string behavior = p.value("behavior", "");
     if (behavior == "Isolated") {
@@ -125,10 +125,11 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
   }
   spec.ignore_merges = m.value("ignore_merges", false);
   const json& vocab = m.value("vocab", json::object());
-  if (!vocab.is_object() || vocab.empty()) throw PartitionError(path + ": model.vocab is missing or empty");
+  if (!vocab.is_object() || vocab.empty())
+    throw Exception(Exception::kCorrupt, path + ": model.vocab is missing or empty");
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
-      throw PartitionError(path + ": model.vocab[\"" + token + "\"] is not a valid id");
+      throw Exception(Exception::kCorrupt, path + ": model.vocab[\"" + token + "\"] is not a valid id");
     }
     const auto i = id.get<size_t>();
     if (i >= spec.vocab.size()) spec.vocab.resize(i + 1);
@@ -141,12 +142,14 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
     if (x.is_string()) {
       const std::string s = x.get<std::string>();
       const size_t sp = s.find(' ', 1);
-      if (sp == std::string::npos) throw PartitionError(path + ": merge " + std::to_string(r) + " is not \"a b\"");
+      if (sp == std::string::npos)
+        throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) + " is not \"a b\"");
       spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (x.is_array() && x.size() == 2 && x[0].is_string() && x[1].is_string()) {
       spec.merges.emplace_back(x[0].get<std::string>(), x[1].get<std::string>());
     } else {
-      throw PartitionError(path + ": merge " + std::to_string(r) + " is neither \"a b\" nor [\"a\", \"b\"]");
+      throw Exception(Exception::kCorrupt,
+                      path + ": merge " + std::to_string(r) + " is neither \"a b\" nor [\"a\", \"b\"]");
     }
   }
 }
@@ -175,13 +178,14 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   json cfg = json::object();
   const fs::path cfg_path = fs::path(dir) / "tokenizer_config.json";
   if (fs::exists(cfg_path)) cfg = ReadJson(cfg_path.string());
-  if (!cfg.is_object()) throw PartitionError(cfg_path.string() + ": not a JSON object");
+  if (!cfg.is_object()) throw Exception(Exception::kCorrupt, cfg_path.string() + ": not a JSON object");
   SpecialTokens& s = spec.special;
   s.bos_token = TokenText(cfg, "bos_token");
   s.eos_token = TokenText(cfg, "eos_token");
   s.bos_id = IdOf(spec, s.bos_token);
   if (!s.bos_token.empty() && !s.bos_id) {
-    throw PartitionError(cfg_path.string() + ": bos_token \"" + s.bos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt,
+                    cfg_path.string() + ": bos_token \"" + s.bos_token + "\" is not in " + spec.source);
   }
   // Hugging Face adds BOS through the post-processor; a config that names a
   // BOS token without add_bos_token (Llama 3) starts prompts with it.
@@ -196,7 +200,8 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   if (auto e = IdOf(spec, s.eos_token)) {
     if (std::find(s.eos_ids.begin(), s.eos_ids.end(), *e) == s.eos_ids.end()) s.eos_ids.push_back(*e);
   } else if (!s.eos_token.empty()) {
-    throw PartitionError(cfg_path.string() + ": eos_token \"" + s.eos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt,
+                    cfg_path.string() + ": eos_token \"" + s.eos_token + "\" is not in " + spec.source);
   }
 }
 
@@ -204,7 +209,8 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
 
 std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
   const json j = ReadJson(path);
-  if (!j.is_object() || !j.contains("model")) throw PartitionError(path + ": not a tokenizer.json (no \"model\")");
+  if (!j.is_object() || !j.contains("model"))
+    throw Exception(Exception::kCorrupt, path + ": not a tokenizer.json (no \"model\")");
   BpeSpec spec;
   spec.source = path;
   ReadModel(j["model"], path, spec);
@@ -214,7 +220,7 @@ std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
   for (const auto& a : j.value("added_tokens", json::array())) {
     if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
         !a["content"].is_string() || a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > (1 << 24)) {
-      throw PartitionError(path + ": an added_tokens entry lacks a valid id or content");
+      throw Exception(Exception::kCorrupt, path + ": an added_tokens entry lacks a valid id or content");
     }
     const std::string content = a["content"].get<std::string>();
     AddedTokenOptions options;

@@ -15,7 +15,7 @@ namespace splitlm::partition {
 // ByteLevel, or a Sequence of them; added tokens without lstrip, rstrip or
 // single_word. Anything else (e.g. the SentencePiece-style Metaspace /
 // byte_fallback BPE of Llama 2 and Mistral: use their tokenizer.model) is a
-// PartitionError naming `path` and the feature.
+// Exception(kCorrupt) naming `path` and the feature.
 std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path);
 
 }  // namespace splitlm::partition

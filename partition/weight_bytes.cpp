@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "partition/error.h"
 #include "partition/gguf_quantize.h"
 #include "partition/mapped_file.h"
 #include "partition/model.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -96,8 +96,9 @@ void Add(WeightBytes& w, const GgufTensor& t, uint32_t type, int num_layers, con
   int layer = -1;
   if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1) {
     if (layer < 0 || layer >= num_layers) {
-      throw PartitionError(path + ": tensor \"" + t.name + "\" belongs to layer " + std::to_string(layer) +
-                           " of a model of " + std::to_string(num_layers) + " layers");
+      throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " +
+                                               std::to_string(layer) + " of a model of " + std::to_string(num_layers) +
+                                               " layers");
     }
     w.layers[layer] += bytes;
     w.layer_params[layer] += static_cast<double>(Values(t));
@@ -187,7 +188,8 @@ std::string WeightBytes::Summary() const {
 
 WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format) {
   if (!IsWeightFormat(format)) {
-    throw PartitionError("weights \"" + format + "\": unknown format (choose " + WeightFormatList() + ")");
+    throw Exception(Exception::kInvalidArgument,
+                    "weights \"" + format + "\": unknown format (choose " + WeightFormatList() + ")");
   }
   const GgufHeader h = F32Header(config);
   WeightBytes w = Collect(h, Types(h, format), config.num_layers, "weights " + format);

@@ -53,13 +53,13 @@ struct WeightBytes {
 };
 
 // The weights of a model of `config` stored in `format` (computed from the
-// shapes). Throws PartitionError listing the formats for an unknown name.
+// shapes). Throws Exception(kInvalidArgument) listing the formats for an unknown name.
 WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format);
 
 // The tensors of a GGUF file as stored (their real types and sizes), grouped
 // by part: blk.N.* to layer N, token_embd to the embedding, output_norm and
 // output to the head (anything else, e.g. rope_freqs, to the embedding).
-// Throws PartitionError naming `path` for a tensor of a layer >= num_layers.
+// Throws Exception(kCorrupt) naming `path` for a tensor of a layer >= num_layers.
 WeightBytes WeightBytesOfGguf(const GgufHeader& header, int num_layers, const std::string& path);
 
 // `format` of `model`; "" or "model" is the model's own format: a GGUF file's

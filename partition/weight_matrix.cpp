@@ -5,7 +5,6 @@
 #include <cstring>
 #include <set>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/kernels.h"
 #include "partition/kernels_half.h"
@@ -13,6 +12,7 @@
 #include "partition/quant.h"
 #include "partition/quant_decode.h"
 #include "partition/tensor_f32.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -131,7 +131,8 @@ void CheckWeightFormat(const std::string& format) {
     if (format == f.name) return;
   }
   if (format == "q4_k_m") return;
-  throw PartitionError("unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
+  throw Exception(Exception::kInvalidArgument,
+                  "unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
 }
 
 
@@ -195,7 +196,7 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
               for (int r = b; r < e; ++r) QuantizeRow(s.type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
             });
           } catch (const std::exception& e) {
-            throw PartitionError(parts[i].name + ": " + e.what());
+            throw Exception(Exception::kInvalidArgument, parts[i].name + ": " + e.what());
           }
           for (int64_t r = 0; r < rows; ++r) ptrs.push_back(dst + r * row_bytes);
         }

@@ -32,7 +32,7 @@ namespace splitlm::partition {
 // Matrices are the q/k/v/o/gate/up/down projections and the LM head (or the
 // tied embedding serving as head); norms, biases and an untied embedding
 // table stay fp32.
-// Throws PartitionError naming the value and the accepted ones.
+// Throws Exception(kInvalidArgument) naming the value and the accepted ones.
 void CheckWeightFormat(const std::string& format);
 // The accepted values of CheckWeightFormat, comma-separated.
 const char* WeightFormats();
@@ -51,7 +51,7 @@ class WeightMatrix {
   // The rows of `parts` (all [rows_i, k], Hugging Face row order) stacked in
   // `format` (of a model of `num_layers` layers). Parts held in several block
   // types become one segment each; if any part must stay fp32 the whole
-  // matrix is fp32. Throws PartitionError naming the part if its values
+  // matrix is fp32. Throws Exception(kInvalidArgument) naming the part if its values
   // cannot be quantised (not finite, or a scale past fp16).
   static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts, const std::string& format,
                                                   int num_layers = 0);

@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 #include <algorithm>
@@ -129,7 +130,7 @@ const std::vector<KeySpec>& ConfigSchema() {
 const KeySpec& SchemaKey(const std::string& key) {
   const auto& schema = ConfigSchema();
   auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
-  if (spec == schema.end()) throw ConfigError(key + ": unknown key (see docs/config.md)");
+  if (spec == schema.end()) throw Exception(Exception::kInvalidArgument, key + ": unknown key (see docs/config.md)");
   return *spec;
 }
 
@@ -186,7 +187,7 @@ std::string ConfigMarkdown() {
 }
 
 Config Config::Load(const std::string& path) {
-  return Parse(transport::ReadTextFileOr<ConfigError>(path, transport::kMaxConfigBytes), path);
+  return Parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
 }
 
 Config Config::Parse(const std::string& text, const std::string& origin) {
@@ -196,7 +197,8 @@ Config Config::Parse(const std::string& text, const std::string& origin) {
   try {
     root = toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
-    throw ConfigError(origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   const auto& schema = ConfigSchema();
   auto where = [&](const toml::node& n, const std::string& key) {
@@ -205,36 +207,42 @@ Config Config::Parse(const std::string& text, const std::string& origin) {
   for (auto&& [section, node] : root) {
     const std::string sec(section.str());
     const toml::table* table = node.as_table();
-    if (!table) throw ConfigError(where(node, sec) + "expected a [" + sec + "] section, not a value");
+    if (!table)
+      throw Exception(Exception::kInvalidArgument, where(node, sec) + "expected a [" + sec + "] section, not a value");
     for (auto&& [name, value] : *table) {
       const std::string key = sec + "." + std::string(name.str());
       auto spec = std::find_if(schema.begin(), schema.end(), [&](const KeySpec& k) { return k.key == key; });
-      if (spec == schema.end()) throw ConfigError(where(value, key) + "unknown key (see docs/config.md)");
+      if (spec == schema.end())
+        throw Exception(Exception::kInvalidArgument, where(value, key) + "unknown key (see docs/config.md)");
       std::string why;
       Value v;
       v.type = spec->type;
       switch (spec->type) {
         case T::kInt:
-          if (!value.is_integer()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_integer())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.i = *value.value<int64_t>();
           why = CheckNumber(*spec, static_cast<double>(v.i));
           break;
         case T::kFloat:
-          if (!value.is_number()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_number())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.f = *value.value<double>();
           why = CheckNumber(*spec, v.f);
           break;
         case T::kString:
-          if (!value.is_string()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_string())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.s = *value.value<std::string>();
           why = CheckChoice(*spec, v.s);
           break;
         case T::kBool:
-          if (!value.is_boolean()) throw ConfigError(where(value, key) + "expected " + TypeName(spec->type));
+          if (!value.is_boolean())
+            throw Exception(Exception::kInvalidArgument, where(value, key) + "expected " + TypeName(spec->type));
           v.b = *value.value<bool>();
           break;
       }
-      if (!why.empty()) throw ConfigError(where(value, key) + why);
+      if (!why.empty()) throw Exception(Exception::kInvalidArgument, where(value, key) + why);
       c.values_[key] = std::move(v);
     }
   }

@@ -7,17 +7,13 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
-namespace splitlm::scheduler {
+#include "transport/error.h"
 
-class ConfigError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
+namespace splitlm::scheduler {
 
 struct KeySpec {
   enum class Type { kInt, kFloat, kString, kBool };
@@ -31,7 +27,8 @@ struct KeySpec {
 
 // Every key the file may hold.
 const std::vector<KeySpec>& ConfigSchema();
-// The schema's entry for `key`; throws ConfigError for a key it lacks.
+// The schema's entry for `key`; throws Exception(kInvalidArgument) for a
+// key it lacks.
 const KeySpec& SchemaKey(const std::string& key);
 
 // The one validation of a value, whether it comes from the file or from a
@@ -49,7 +46,8 @@ class Config {
  public:
   // An empty configuration (everything at its default).
   Config() = default;
-  // Parses and validates `path`. Throws ConfigError "path:line: key: why".
+  // Parses and validates `path`. Throws Exception(kInvalidArgument)
+  // "path:line: key: why", or kNotFound when `path` cannot be read.
   static Config Load(const std::string& path);
   // Parses TOML text; `origin` names it in errors.
   static Config Parse(const std::string& text, const std::string& origin);

@@ -10,6 +10,7 @@
 
 #include "scheduler/config.h"
 #include "scheduler/hardware.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -56,7 +57,9 @@ void ApplyPlanConfig(const Config& cfg, PlanInputs& in) {
     std::filesystem::path file(*hw);
     if (file.is_relative()) file = std::filesystem::path(cfg.origin()).parent_path() / file;
     const HardwareProfile p = LoadHardwareProfile(file.string());
-    if (p.kind != "device") throw ConfigError(cfg.origin() + ": power.hardware: " + file.string() + " is a " + p.kind + " profile");
+    if (p.kind != "device")
+      throw Exception(Exception::kInvalidArgument,
+                      cfg.origin() + ": power.hardware: " + file.string() + " is a " + p.kind + " profile");
     in.power.compute_w = p.compute_w;
     in.power.wait_w = p.wait_w;
   }
@@ -128,7 +131,7 @@ void ApplyRadioPreset(const std::string& name, Link& link) {
     }
     all += (all.empty() ? "" : ", ") + p.name;
   }
-  throw std::runtime_error("unknown link type \"" + name + "\" (choose " + all + ")");
+  throw Exception(Exception::kInvalidArgument, "unknown link type \"" + name + "\" (choose " + all + ")");
 }
 
 const char* ObjectiveName(Objective o) {
@@ -247,7 +250,8 @@ Prediction PredictCut(const PlanInputs& in, int k, int drafts) {
 
 std::vector<Prediction> PredictAll(const PlanInputs& in) {
   const int L = in.device.num_layers;
-  if (in.cloud.num_layers != L) throw std::runtime_error("device and cloud profiles describe different models");
+  if (in.cloud.num_layers != L)
+    throw Exception(Exception::kInvalidArgument, "device and cloud profiles describe different models");
   std::vector<Prediction> out;
   for (int k = 0; k <= L; ++k) {
     Prediction best = PredictCut(in, k, 0);

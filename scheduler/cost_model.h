@@ -33,7 +33,7 @@ struct RadioPreset {
 };
 const std::vector<RadioPreset>& RadioPresets();
 // Sets the radio figures of `link` from the preset `name`. Throws
-// std::runtime_error naming the presets for an unknown one.
+// Exception(kInvalidArgument) naming the presets for an unknown one.
 void ApplyRadioPreset(const std::string& name, Link& link);
 
 struct DevicePower {
@@ -127,7 +127,7 @@ struct Plan {
 // drafts per cut.
 Prediction PredictCut(const PlanInputs& inputs, int cut, int drafts);
 
-// Predicts every cut. Throws std::runtime_error if the profiles do not
+// Predicts every cut. Throws Exception(kInvalidArgument) if the profiles do not
 // describe the same number of layers.
 std::vector<Prediction> PredictAll(const PlanInputs& inputs);
 Plan ChooseCut(const PlanInputs& inputs);

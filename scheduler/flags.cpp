@@ -7,6 +7,7 @@
 #include <stdexcept>
 
 #include "scheduler/config.h"
+#include "transport/error.h"
 #include "transport/http_server.h"
 
 namespace splitlm::scheduler::flags {
@@ -72,14 +73,15 @@ spdlog::level::level_enum ParseLogLevel(const std::string& name) {
   for (const auto& [n, level] : kLevels) {
     if (name == n) return level;
   }
-  throw std::invalid_argument("log level \"" + name + "\" is not one of " + LevelList());
+  throw Exception(Exception::kInvalidArgument, "log level \"" + name + "\" is not one of " + LevelList());
 }
 
 void CheckHttpExposure(const std::string& address, bool http_public) {
   if (http_public || !transport::IsPublicHttpAddress(address)) return;
-  throw std::runtime_error("--http " + address +
-                           " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
-                           "pass --http-public to serve it there anyway");
+  throw Exception(Exception::kInvalidArgument,
+                  "--http " + address +
+                      " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
+                      "pass --http-public to serve it there anyway");
 }
 
 }  // namespace splitlm::scheduler::flags

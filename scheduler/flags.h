@@ -14,7 +14,7 @@ namespace splitlm::scheduler::flags {
 
 // Validates a flag's text as the configuration's `key` (scheduler/config.h):
 // the same type, range and choices, and the same reason when refused. Throws
-// scheduler::ConfigError at set-up for a key the schema lacks.
+// Exception(kInvalidArgument) at set-up for a key the schema lacks.
 CLI::Validator Schema(const std::string& key);
 
 // For flags with no config key: a finite number in [min, max].
@@ -25,12 +25,12 @@ CLI::Validator Number(double min, double max);
 CLI::Option* AddLogLevel(CLI::App& app, std::string& level);
 
 // The spdlog level `name` (one AddLogLevel admits). Throws
-// std::invalid_argument for any other: spdlog's own parser reads an unknown
+// Exception(kInvalidArgument) for any other: spdlog's own parser reads an unknown
 // name as "off", silencing every message, fatal ones included.
 spdlog::level::level_enum ParseLogLevel(const std::string& name);
 
 // Serving HTTP (--http HOST:PORT) beyond loopback needs --http-public, in
-// every binary: throws std::runtime_error naming both flags otherwise.
+// every binary: throws Exception(kInvalidArgument) naming both flags otherwise.
 void CheckHttpExposure(const std::string& address, bool http_public);
 
 }  // namespace splitlm::scheduler::flags

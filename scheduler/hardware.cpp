@@ -6,6 +6,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {
@@ -44,9 +45,10 @@ double PartUs(const HardwareProfile& hw, double bytes, double flops, int overhea
 HardwareProfile LoadHardwareProfile(const std::string& path) {
   toml::table root;
   try {
-    root = toml::parse(transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxConfigBytes), path);
+    root = toml::parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
   } catch (const toml::parse_error& e) {
-    throw std::runtime_error(path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   auto where = [&](const toml::node& n, const std::string& key) {
     return path + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
@@ -58,46 +60,52 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
     const std::string key(k.str());
     seen.push_back(key);
     if (key == "name" || key == "kind" || key == "description") {
-      if (!node.is_string()) throw std::runtime_error(where(node, key) + "expected a string");
+      if (!node.is_string()) throw Exception(Exception::kInvalidArgument, where(node, key) + "expected a string");
       const std::string v = *node.value<std::string>();
       if (key == "name") hw.name = v;
       if (key == "kind") {
-        if (v != "device" && v != "cloud") throw std::runtime_error(where(node, key) + "\"" + v + "\" is not one of device, cloud");
+        if (v != "device" && v != "cloud")
+          throw Exception(Exception::kInvalidArgument, where(node, key) + "\"" + v + "\" is not one of device, cloud");
         hw.kind = v;
       }
       if (key == "description") hw.description = v;
       continue;
     }
     auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
-    if (spec == Figures().end()) throw std::runtime_error(where(node, key) + "unknown key");
+    if (spec == Figures().end()) throw Exception(Exception::kInvalidArgument, where(node, key) + "unknown key");
     const toml::table* t = node.as_table();
-    if (!t) throw std::runtime_error(where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
+    if (!t)
+      throw Exception(Exception::kInvalidArgument,
+                      where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
     for (auto&& [sub, _] : *t) {
       if (sub.str() != "value" && sub.str() != "source") {
-        throw std::runtime_error(where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
+        throw Exception(Exception::kInvalidArgument,
+                        where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
       }
     }
     const toml::node* value = t->get("value");
     const toml::node* source = t->get("source");
-    if (!value || !value->is_number()) throw std::runtime_error(where(node, key) + "value must be a number");
+    if (!value || !value->is_number())
+      throw Exception(Exception::kInvalidArgument, where(node, key) + "value must be a number");
     if (!source || !source->is_string() || source->value<std::string>()->empty()) {
-      throw std::runtime_error(where(node, key) + "every figure needs a non-empty source");
+      throw Exception(Exception::kInvalidArgument, where(node, key) + "every figure needs a non-empty source");
     }
     const double v = *value->value<double>();
     if (!(v >= spec->min && v <= spec->max)) {
-      throw std::runtime_error(where(*value, key) + std::to_string(v) + " is outside " + std::to_string(spec->min) +
-                               ".." + std::to_string(spec->max));
+      throw Exception(Exception::kInvalidArgument, where(*value, key) + std::to_string(v) + " is outside " +
+                                                       std::to_string(spec->min) + ".." + std::to_string(spec->max));
     }
     hw.*(spec->field) = v;
     hw.sources[key] = *source->value<std::string>();
   }
-  if (hw.name.empty()) throw std::runtime_error(path + ": name: missing");
-  if (hw.kind.empty()) throw std::runtime_error(path + ": kind: missing (device or cloud)");
+  if (hw.name.empty()) throw Exception(Exception::kInvalidArgument, path + ": name: missing");
+  if (hw.kind.empty()) throw Exception(Exception::kInvalidArgument, path + ": kind: missing (device or cloud)");
   for (const auto& f : Figures()) {
     const bool needed = f.required || (hw.kind == "device" ? (std::string(f.key) == "compute_w" || std::string(f.key) == "wait_w")
                                                            : std::string(f.key) == "usd_per_hour");
     if (needed && std::find(seen.begin(), seen.end(), f.key) == seen.end()) {
-      throw std::runtime_error(path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
+      throw Exception(Exception::kInvalidArgument,
+                      path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
     }
   }
   return hw;

@@ -34,7 +34,7 @@ struct HardwareProfile {
 };
 
 // Reads a profile file (TOML; every figure is `{ value = ..., source = "..." }`).
-// Throws std::runtime_error "path:line: key: why" for anything missing,
+// Throws Exception(kInvalidArgument) "path:line: key: why" for anything missing,
 // unknown, out of range or without a source.
 HardwareProfile LoadHardwareProfile(const std::string& path);
 

@@ -13,6 +13,7 @@
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "partition/weight_bytes.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::scheduler {
@@ -77,7 +78,7 @@ std::string ComputeProfile::ToJson() const {
 
 ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::string& origin) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw std::runtime_error(origin + ": not a JSON profile");
+  if (j.is_discarded() || !j.is_object()) throw Exception(Exception::kCorrupt, origin + ": not a JSON profile");
   ComputeProfile p;
   try {
     p.hardware = j.at("hardware").get<std::string>();
@@ -98,21 +99,23 @@ ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::stri
     p.head_bytes = j.at("head_bytes").get<double>();
     p.kv_bytes_per_position_per_layer = j.at("kv_bytes_per_position_per_layer").get<double>();
   } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(origin + ": bad profile: " + e.what());
+    throw Exception(Exception::kCorrupt, origin + ": bad profile: " + e.what());
   }
   if (p.num_layers < 0 || static_cast<int>(p.layer_decode_us.size()) != p.num_layers ||
       static_cast<int>(p.layer_prefill_us.size()) != p.num_layers || p.decode_contexts.empty() ||
       p.prefill_lengths.empty()) {
-    throw std::runtime_error(origin + ": profile tables do not match num_layers");
+    throw Exception(Exception::kCorrupt, origin + ": profile tables do not match num_layers");
   }
   if (!p.layer_weight_bytes.empty() && static_cast<int>(p.layer_weight_bytes.size()) != p.num_layers) {
-    throw std::runtime_error(origin + ": layer_weight_bytes must have num_layers entries");
+    throw Exception(Exception::kCorrupt, origin + ": layer_weight_bytes must have num_layers entries");
   }
   for (const auto& row : p.layer_decode_us) {
-    if (row.size() != p.decode_contexts.size()) throw std::runtime_error(origin + ": layer_decode_us rows must match decode_contexts");
+    if (row.size() != p.decode_contexts.size())
+      throw Exception(Exception::kCorrupt, origin + ": layer_decode_us rows must match decode_contexts");
   }
   for (const auto& row : p.layer_prefill_us) {
-    if (row.size() != p.prefill_lengths.size()) throw std::runtime_error(origin + ": layer_prefill_us rows must match prefill_lengths");
+    if (row.size() != p.prefill_lengths.size())
+      throw Exception(Exception::kCorrupt, origin + ": layer_prefill_us rows must match prefill_lengths");
   }
   return p;
 }
@@ -261,8 +264,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
 ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
                                     const ProfileOptions& options, bool* measured) {
   if (std::filesystem::exists(path)) {
-    ComputeProfile p = ComputeProfile::FromJson(
-        transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxListBytes), path);
+    ComputeProfile p = ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
     if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
       if (measured) *measured = false;
       return p;

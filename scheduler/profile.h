@@ -66,7 +66,7 @@ struct ComputeProfile {
   ComputeProfile Scaled(double factor) const;
 
   std::string ToJson() const;
-  // Throws std::runtime_error naming `origin` and the field.
+  // Throws Exception(kCorrupt) naming `origin` and the field.
   static ComputeProfile FromJson(const std::string& text, const std::string& origin);
 };
 

@@ -1,5 +1,7 @@
 #include "scheduler/weights.h"
 
+#include "transport/error.h"
+
 #include <algorithm>
 #include <numeric>
 #include <stdexcept>
@@ -41,8 +43,8 @@ void SetWeightMemory(const partition::WeightBytes& w, ComputeProfile& p) {
 ComputeProfile RetargetProfile(const ComputeProfile& measured, const WeightCost& from, const WeightCost& to) {
   const size_t n = static_cast<size_t>(measured.num_layers);
   if (from.bytes.layers.size() != n || to.bytes.layers.size() != n) {
-    throw std::runtime_error("weights of " + std::to_string(to.bytes.layers.size()) + " layers for a profile of " +
-                             std::to_string(n));
+    throw Exception(Exception::kInvalidArgument, "weights of " + std::to_string(to.bytes.layers.size()) +
+                                                     " layers for a profile of " + std::to_string(n));
   }
   ComputeProfile p = measured;
   for (int l = 0; l < measured.num_layers; ++l) {

@@ -15,7 +15,7 @@ cloud::WorkerOptions WorkerOptionsFor(const partition::Model& model, const RigOp
     for (const auto& layer : profile.layer_decode_us) wo.report_layer_decode_us.push_back(static_cast<float>(layer[0]));
     wo.report_head_decode_us = static_cast<float>(profile.head_decode_us);
   }
-  if (o.log) wo.server.log = o.log;
+  wo.server.log = o.log;
   return wo;
 }
 
@@ -30,7 +30,7 @@ Rig::Rig(const partition::Model& model, RigOptions o, zmq::context_t& context) {
   ShaperOptions so = o.link;
   so.upstream = worker_->address();
   so.clock = &clock_;
-  if (o.log) so.log = o.log;
+  so.log = o.log;
   relay_ = std::make_unique<ShapingRelay>(so);
 }
 

@@ -22,6 +22,7 @@
 #include "sim/shaper.h"
 #include "transport/clock.h"
 #include "transport/metrics.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::sim {
 
@@ -35,12 +36,13 @@ struct RigOptions {
   cloud::WorkerOptions worker;
   // The relay's link, trace and outages; the rig sets its upstream and clock.
   ShaperOptions link;
-  std::shared_ptr<spdlog::logger> log;  // for the worker and the relay
+  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // for the worker and the relay
 };
 
 class Rig {
  public:
-  // Starts the worker and the relay. Throws what they throw.
+  // Starts the worker and the relay. Throws Exception as they do
+  // (kInvalidArgument, kCorrupt, kUnavailable).
   Rig(const partition::Model& model, RigOptions options, zmq::context_t& context);
   ~Rig();  // stops the relay, then the worker
   Rig(const Rig&) = delete;

@@ -9,6 +9,7 @@
 
 #include "device/drafter.h"
 #include "partition/weight_bytes.h"
+#include "transport/error.h"
 
 namespace splitlm::sim {
 namespace {
@@ -64,8 +65,8 @@ Policy ParsePolicy(const std::string& text, int layers) {
   } catch (const std::exception&) {
   }
   if (used != base.size() || k < 0 || k > layers) {
-    throw std::runtime_error("policy \"" + text + "\": expected auto, device, cloud or a cut 0.." +
-                             std::to_string(layers) + ", optionally followed by " + suffix);
+    throw Exception(Exception::kInvalidArgument, "policy \"" + text + "\": expected auto, device, cloud or a cut 0.." +
+                                                     std::to_string(layers) + ", optionally followed by " + suffix);
   }
   p.cut = k;
   return p;
@@ -77,7 +78,7 @@ Scenario::Scenario(Workbench& bench, const Settings& s)
       cloud_hw_(FindHardware(s.cloud, bench.hardware_dir, "cloud")) {
   if (!s.speculate.empty()) {
     std::string why;
-    if (!device::ParseSpeculate(s.speculate, &why)) throw std::runtime_error("speculate: " + why);
+    if (!device::ParseSpeculate(s.speculate, &why)) throw Exception(Exception::kInvalidArgument, "speculate: " + why);
   }
   RigOptions o;
   o.device = device_hw_;
@@ -183,11 +184,11 @@ device::AgentOptions Scenario::Options(const Policy& policy) {
   o.auto_cut.plan = Plan();
   if (policy.speculative) {
     if (s_.speculate.empty()) {
-      throw std::runtime_error(s_.name + ": a speculative policy needs a drafter (speculate)");
+      throw Exception(Exception::kInvalidArgument, s_.name + ": a speculative policy needs a drafter (speculate)");
     }
     std::string why;
     const auto spec = device::ParseSpeculate(s_.speculate, &why);
-    if (!spec) throw std::runtime_error("speculate: " + why);
+    if (!spec) throw Exception(Exception::kInvalidArgument, "speculate: " + why);
     o.drafter = device::MakeDrafter(*spec, *bench_.model);
     o.max_drafts = spec->max_drafts;
   }

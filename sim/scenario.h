@@ -25,14 +25,14 @@ struct Policy {
 };
 inline constexpr const char* kSpeculativeSuffix = "+spec";
 
-// Throws std::runtime_error naming the accepted forms.
+// Throws Exception(kInvalidArgument) naming the accepted forms.
 Policy ParsePolicy(const std::string& text, int layers);
 
 class Scenario {
  public:
   // Checks the settings (profiles, trace, drafter), makes the workload's
   // reference (ReferenceFor) and starts the rig. `bench` and `settings`
-  // must outlive the scenario. Throws std::runtime_error.
+  // must outlive the scenario. Throws Exception(kInvalidArgument).
   Scenario(Workbench& bench, const Settings& settings);
   ~Scenario();
   Scenario(const Scenario&) = delete;

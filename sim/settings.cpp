@@ -10,6 +10,7 @@
 
 #include "partition/weight_bytes.h"
 #include "scheduler/cost_model.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::sim {
@@ -29,35 +30,37 @@ class TableReader {
       const std::string key(k.str());
       try {
         if (!ReadLink(key, n, s) && !ReadWorkload(key, n, s) && !ReadSides(key, n, s)) {
-          throw std::runtime_error(std::string("unknown key") + (condition_ ? " in a [[condition]]" : " in [sim]") +
-                                   " (see docs/simulation.md)");
+          throw Exception(Exception::kInvalidArgument, std::string("unknown key") +
+                                                           (condition_ ? " in a [[condition]]" : " in [sim]") +
+                                                           " (see docs/simulation.md)");
         }
       } catch (const Located&) {
         throw;
-      } catch (const std::runtime_error& e) {
-        throw std::runtime_error(Where(n, key) + e.what());
+      } catch (const Exception& e) {
+        throw Exception(e.code(), Where(n, key) + e.what());
       }
     }
   }
 
  private:
   // An error that already names its place.
-  struct Located : std::runtime_error {
-    using std::runtime_error::runtime_error;
+  struct Located : Exception {
+    explicit Located(const std::string& message) : Exception(kInvalidArgument, message) {}
   };
 
   std::string Where(const toml::node& n, const std::string& key) const {
     return origin_ + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
   }
   static std::string Str(const toml::node& n) {
-    if (!n.is_string()) throw std::runtime_error("expected a string");
+    if (!n.is_string()) throw Exception(Exception::kInvalidArgument, "expected a string");
     return *n.value<std::string>();
   }
   static double Num(const toml::node& n, double lo, double hi) {
-    if (!n.is_number()) throw std::runtime_error("expected a number");
+    if (!n.is_number()) throw Exception(Exception::kInvalidArgument, "expected a number");
     const double v = *n.value<double>();
     if (!(v >= lo && v <= hi)) {
-      throw std::runtime_error(std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+      throw Exception(Exception::kInvalidArgument,
+                      std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
     }
     return v;
   }
@@ -70,7 +73,7 @@ class TableReader {
     if (key == "name" && condition_) {
       s.name = Str(n);
       if (!std::regex_match(s.name, std::regex("[A-Za-z0-9_.+-]+"))) {
-        throw std::runtime_error("use letters, digits and _ . + - only");
+        throw Exception(Exception::kInvalidArgument, "use letters, digits and _ . + - only");
       }
     } else if (key == "model" && !condition_) {
       s.model = Path(Str(n));
@@ -106,12 +109,12 @@ class TableReader {
       s.trace = Path(Str(n));
     } else if (key == "outages") {
       const toml::array* a = n.as_array();
-      if (!a) throw std::runtime_error("expected a list of \"START:END[:cut]\" strings");
+      if (!a) throw Exception(Exception::kInvalidArgument, "expected a list of \"START:END[:cut]\" strings");
       s.outages.clear();
       for (const auto& e : *a) {
         try {
           s.outages.push_back(ParseOutage(Str(e)));
-        } catch (const std::runtime_error& x) {
+        } catch (const Exception& x) {
           throw Located(Where(e, key) + x.what());
         }
       }
@@ -126,12 +129,12 @@ class TableReader {
       s.prompt_file = Path(Str(n));
     } else if (key == "cuts") {
       const toml::array* a = n.as_array();
-      if (!a || a->empty()) throw std::runtime_error("expected a list of cuts, e.g. [0, 2, 4]");
+      if (!a || a->empty()) throw Exception(Exception::kInvalidArgument, "expected a list of cuts, e.g. [0, 2, 4]");
       s.cuts.clear();
       for (const auto& e : *a) {
         try {
           s.cuts.push_back(static_cast<int>(Num(e, 0, 4096)));
-        } catch (const std::runtime_error& x) {
+        } catch (const Exception& x) {
           throw Located(Where(e, key) + x.what());
         }
       }
@@ -158,9 +161,10 @@ class TableReader {
 
 toml::table ParseFile(const std::string& file) {
   try {
-    return toml::parse(transport::ReadTextFileOr<std::runtime_error>(file, transport::kMaxConfigBytes), file);
+    return toml::parse(transport::ReadTextFileOrThrow(file, transport::kMaxConfigBytes), file);
   } catch (const toml::parse_error& e) {
-    throw std::runtime_error(file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(Exception::kInvalidArgument,
+                    file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
 }
 
@@ -172,16 +176,19 @@ std::string Line(const std::string& file, const toml::node& n) {
 std::vector<Settings> ReadConditions(const std::string& file, const toml::table& root, const fs::path& dir,
                                      const Settings& base) {
   const toml::array* list = root["condition"].as_array();
-  if (!list || list->empty()) throw std::runtime_error(file + ": a sweep needs [[condition]] tables");
+  if (!list || list->empty())
+    throw Exception(Exception::kInvalidArgument, file + ": a sweep needs [[condition]] tables");
   std::vector<Settings> out;
   std::map<std::string, int> names;
   for (const auto& e : *list) {
-    if (!e.is_table()) throw std::runtime_error(Line(file, e) + "condition: expected [[condition]] tables");
+    if (!e.is_table())
+      throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: expected [[condition]] tables");
     Settings c = base;
     c.name.clear();
     TableReader(file, dir, true).Read(*e.as_table(), c);
-    if (c.name.empty()) throw std::runtime_error(Line(file, e) + "condition: needs a name");
-    if (names[c.name]++) throw std::runtime_error(Line(file, e) + "name: \"" + c.name + "\" used twice");
+    if (c.name.empty()) throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: needs a name");
+    if (names[c.name]++)
+      throw Exception(Exception::kInvalidArgument, Line(file, e) + "name: \"" + c.name + "\" used twice");
     out.push_back(c);
   }
   return out;
@@ -191,7 +198,8 @@ std::vector<Settings> ReadConditions(const std::string& file, const toml::table&
 
 std::string CheckWeights(const std::string& v) {
   if (v == "model" || partition::IsWeightFormat(v)) return v;
-  throw std::runtime_error("weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
+  throw Exception(Exception::kInvalidArgument,
+                  "weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
 }
 
 Outage ParseOutage(const std::string& text) {
@@ -199,7 +207,8 @@ Outage ParseOutage(const std::string& text) {
   char kind[8] = {0};
   if (std::sscanf(text.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 || out.end_s <= out.start_s ||
       out.start_s < 0 || (kind[0] != 0 && std::string(kind) != "cut")) {
-    throw std::runtime_error("outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
+    throw Exception(Exception::kInvalidArgument,
+                    "outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
   }
   out.cut = std::string(kind) == "cut";
   return out;
@@ -212,7 +221,7 @@ std::string CheckLinkType(const std::string& name) {
 }
 
 Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions) {
-  if (!fs::exists(file)) throw std::runtime_error(file + ": no such file");
+  if (!fs::exists(file)) throw Exception(Exception::kNotFound, file + ": no such file");
   const toml::table root = ParseFile(file);
   const fs::path dir = fs::absolute(file).parent_path();
   Settings s;
@@ -220,10 +229,11 @@ Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions)
     const std::string key(k.str());
     const std::string line = Line(file, n) + key + ": ";
     if (key == "sim") {
-      if (!n.is_table()) throw std::runtime_error(line + "expected a [sim] table");
+      if (!n.is_table()) throw Exception(Exception::kInvalidArgument, line + "expected a [sim] table");
       TableReader(file, dir, false).Read(*n.as_table(), s);
     } else if (key != "condition" || !conditions) {
-      throw std::runtime_error(line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
+      throw Exception(Exception::kInvalidArgument,
+                      line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
     }
   }
   if (conditions) {

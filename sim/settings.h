@@ -42,20 +42,20 @@ struct Settings {
   bool scheduled() const { return !trace.empty() || !outages.empty(); }
 };
 
-// `v` when it is a weight format or "model"; throws std::runtime_error
+// `v` when it is a weight format or "model"; throws Exception(kInvalidArgument)
 // naming the accepted names otherwise.
 std::string CheckWeights(const std::string& v);
 
-// "START:END[:cut]" in seconds. Throws std::runtime_error naming `text`.
+// "START:END[:cut]" in seconds. Throws Exception(kInvalidArgument) naming `text`.
 Outage ParseOutage(const std::string& text);
 
-// Throws std::runtime_error naming the presets unless `name` is a radio preset.
+// Throws Exception(kInvalidArgument) naming the presets unless `name` is a radio preset.
 std::string CheckLinkType(const std::string& name);
 
 // The [sim] table of `file`; with `conditions`, a sweep file whose
 // [[condition]] tables (each the [sim] table with its own keys on top) are
 // appended there. Relative paths in the file are resolved against its
-// folder. Throws std::runtime_error "file:line: key: why".
+// folder. Throws Exception(kInvalidArgument) "file:line: key: why".
 Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions);
 
 // How the scenario's time is kept, in words (for reports).

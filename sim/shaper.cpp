@@ -18,13 +18,12 @@
 #include "transport/text_file.h"
 
 namespace splitlm::sim {
-using transport::TransportError;
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 std::vector<TracePoint> ReadTrace(const std::string& path) {
-  std::istringstream in(transport::ReadTextFileOr<TransportError>(path, transport::kMaxListBytes));
+  std::istringstream in(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes));
   std::vector<TracePoint> out;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -36,7 +35,9 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
     TracePoint p;
     if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 || p.up_mbit_s < 0 ||
         p.down_mbit_s < 0 || p.rtt_ms < 0) {
-      throw TransportError(path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
+      throw Exception(
+          Exception::kInvalidArgument,
+          path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
     }
     std::string state, extra;
     if (ss >> state) {
@@ -45,18 +46,21 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
       } else if (state == "cut") {
         p.state = TracePoint::State::kCut;
       } else if (state != "up") {
-        throw TransportError(path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
+        throw Exception(Exception::kInvalidArgument,
+                        path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
       }
-      if (ss >> extra) throw TransportError(path + ":" + std::to_string(n) + ": more than five columns");
+      if (ss >> extra)
+        throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": more than five columns");
     }
     if (!out.empty() && p.time_s < out.back().time_s) {
-      throw TransportError(path + ":" + std::to_string(n) + ": times must not decrease");
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": times must not decrease");
     }
     out.push_back(p);
   }
-  if (out.empty()) throw TransportError(path + ": no rows");
+  if (out.empty()) throw Exception(Exception::kInvalidArgument, path + ": no rows");
   if (out.back().state != TracePoint::State::kUp) {
-    throw TransportError(path + ": the last row is an outage; add a later row where the link is up");
+    throw Exception(Exception::kInvalidArgument,
+                    path + ": the last row is an outage; add a later row where the link is up");
   }
   return out;
 }
@@ -214,7 +218,7 @@ struct ShapingRelay::Impl {
       }
       c->cloud.connect(upstream, ec);
       if (ec) {
-        if (o.log) o.log->warn("shaper: cannot reach {}: {}", o.upstream, ec.message());
+        o.log->warn("shaper: cannot reach {}: {}", o.upstream, ec.message());
         c->device.close(ec);
         continue;
       }
@@ -233,6 +237,7 @@ struct ShapingRelay::Impl {
 
 ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->o = std::move(options);
+  impl_->o.log = transport::OrNullLogger(std::move(impl_->o.log));
   impl_->fixed = impl_->o.link;
   Restart();
   // Outage rows of the trace become outage windows.
@@ -244,15 +249,16 @@ ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>
   impl_->rng.seed(impl_->o.seed);
   const auto colon = impl_->o.upstream.rfind(':');
   boost::system::error_code ec;
-  if (colon == std::string::npos) throw TransportError("shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
+  if (colon == std::string::npos)
+    throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
   const auto ip = net::ip::make_address(impl_->o.upstream.substr(0, colon), ec);
-  if (ec) throw TransportError("shaper upstream \"" + impl_->o.upstream + "\": bad host");
+  if (ec) throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\": bad host");
   impl_->upstream = tcp::endpoint(ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));
   tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) throw TransportError("shaper: cannot listen: " + ec.message());
+  if (ec) throw Exception(Exception::kUnavailable, "shaper: cannot listen: " + ec.message());
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
 }
 

@@ -11,6 +11,7 @@
 #include <spdlog/logger.h>
 
 #include "transport/clock.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::sim {
 
@@ -42,7 +43,7 @@ struct TracePoint {
 
 // Reads a trace CSV: "time_s,up_mbit_s,down_mbit_s,rtt_ms[,state]" rows
 // (state: up, stall or cut; an outage row needs a later row to end it);
-// '#' lines are comments (sources go there). Throws transport::TransportError
+// '#' lines are comments (sources go there). Throws Exception(kInvalidArgument)
 // naming the line.
 std::vector<TracePoint> ReadTrace(const std::string& path);
 
@@ -52,14 +53,14 @@ struct ShaperOptions {
   std::vector<TracePoint> trace;
   std::vector<Outage> outages;
   uint64_t seed = 1;                        // jitter
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
   // Trace and outage times run on this clock (simulation); null: steady clock.
   const transport::VirtualClock* clock = nullptr;
 };
 
 class ShapingRelay {
  public:
-  // Listens on 127.0.0.1 (a free port). Throws transport::TransportError.
+  // Listens on 127.0.0.1 (a free port). Throws Exception(kUnavailable).
   explicit ShapingRelay(ShaperOptions options);
   ~ShapingRelay();  // closes everything and joins its threads
   ShapingRelay(const ShapingRelay&) = delete;

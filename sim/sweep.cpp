@@ -7,6 +7,7 @@
 
 #include "partition/weight_bytes.h"
 #include "sim/scenario.h"
+#include "transport/error.h"
 
 namespace splitlm::sim {
 namespace {
@@ -54,7 +55,8 @@ std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::
   std::vector<std::string> policies;
   for (int k : ks) {
     if (k < 0 || k > layers) {
-      throw std::runtime_error("cuts: " + std::to_string(k) + " is outside 0.." + std::to_string(layers));
+      throw Exception(Exception::kInvalidArgument,
+                      "cuts: " + std::to_string(k) + " is outside 0.." + std::to_string(layers));
     }
     policies.push_back(std::to_string(k));
   }
@@ -117,7 +119,7 @@ SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions, 
       break;
     }
     for (const auto& [policy, r] : c.results) {
-      if (r.fallbacks > 0 && !s.scheduled() && bench.log) {
+      if (r.fallbacks > 0 && !s.scheduled()) {
         bench.log->warn("{} {}: {} fallbacks to the device on a link without outages: this run measured the "
                         "fallback, not the cut", s.name, policy, r.fallbacks);
       }
@@ -139,12 +141,12 @@ SweepWriter::SweepWriter(fs::path out, const partition::Model& model, std::strin
     : out_(std::move(out)), model_(model) {
   fs::create_directories(out_);
   csv_.open(out_ / "sweep.csv");
-  if (!csv_) throw std::runtime_error((out_ / "sweep.csv").string() + ": cannot write");
+  if (!csv_) throw Exception(Exception::kUnavailable, (out_ / "sweep.csv").string() + ": cannot write");
   csv_ << "condition,device,cloud,device_weights,cloud_weights,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,"
           "ms_per_token,ms_per_token_p95,ttft_ms,bytes_per_token,energy_mj_per_token,cut_changes,fallbacks,"
           "token_agreement,round_trips_per_token,acceptance_rate,ms_per_token_mean\n";
   timeline_.open(out_ / "timeline.csv");
-  if (!timeline_) throw std::runtime_error((out_ / "timeline.csv").string() + ": cannot write");
+  if (!timeline_) throw Exception(Exception::kUnavailable, (out_ / "timeline.csv").string() + ": cannot write");
   timeline_ << "condition,t_s,cut,token_ms,up_mbit_s,down_mbit_s,rtt_ms\n";
   doc_ = {{"model", model_path}, {"conditions", nlohmann::json::array()}};
 }
@@ -229,7 +231,7 @@ namespace {
 void WriteFile(const fs::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
-  if (!out) throw std::runtime_error(path.string() + ": cannot write");
+  if (!out) throw Exception(Exception::kUnavailable, path.string() + ": cannot write");
 }
 
 std::string Quote(const std::string& s) { return "'" + s + "'"; }
@@ -274,7 +276,7 @@ nlohmann::json SweepWriter::Finish(const SweepReport& report, const std::shared_
   WriteFile(out_ / "sweep-auto.dat", auto_data_);
   WriteFile(out_ / "sweep.gp", ChartScript());
   const std::string command = "cd " + Quote(fs::absolute(out_).string()) + " && gnuplot sweep.gp 2> gnuplot.log";
-  if (std::system(command.c_str()) != 0 && log) {
+  if (std::system(command.c_str()) != 0) {
     log->warn("gnuplot failed or is not installed (see {}): the CSV and JSON are written, the SVG charts are not",
               (out_ / "gnuplot.log").string());
   }

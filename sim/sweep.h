@@ -21,7 +21,7 @@ namespace splitlm::sim {
 
 // The policies of a sweep on a model of `layers` layers: the cuts 0..L (or
 // those of `cuts`, in their order), then auto; with `speculative`, "K+spec"
-// for every split cut K < L of them after those. Throws std::runtime_error
+// for every split cut K < L of them after those. Throws Exception(kInvalidArgument)
 // for a cut outside 0..L.
 std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::vector<int>& cuts = {});
 
@@ -95,7 +95,7 @@ SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions, 
 // (sweep.svg, timeline-NAME.svg) at the end.
 class SweepWriter {
  public:
-  // Creates `out`. Throws std::runtime_error naming a file it cannot write.
+  // Creates `out`. Throws Exception(kUnavailable) naming a file it cannot write.
   SweepWriter(std::filesystem::path out, const partition::Model& model, std::string model_path);
   void Add(const ConditionResult& c);
   // Writes sweep.json and the charts; returns the sweep.json document.

@@ -6,6 +6,7 @@
 
 #include "device/agent.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 #include "transport/metrics.h"
 #include "transport/text_file.h"
 
@@ -15,7 +16,7 @@ namespace {
 namespace fs = std::filesystem;
 
 std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab_size) {
-  std::istringstream in(transport::ReadTextFileOr<std::runtime_error>(file, transport::kMaxListBytes));
+  std::istringstream in(transport::ReadTextFileOrThrow(file, transport::kMaxListBytes));
   std::vector<std::vector<int32_t>> prompts;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
@@ -26,17 +27,17 @@ std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab
     try {
       ids = partition::ParseTokenIds(line);
     } catch (const std::exception& e) {
-      throw std::runtime_error(where + e.what());
+      throw Exception(Exception::kInvalidArgument, where + e.what());
     }
     for (int32_t id : ids) {
       if (id < 0 || id >= vocab_size) {
-        throw std::runtime_error(where + "token id " + std::to_string(id) + " is outside the vocabulary of " +
-                                 std::to_string(vocab_size));
+        throw Exception(Exception::kInvalidArgument, where + "token id " + std::to_string(id) +
+                                                         " is outside the vocabulary of " + std::to_string(vocab_size));
       }
     }
     prompts.push_back(ids);
   }
-  if (prompts.empty()) throw std::runtime_error(file + ": no prompts (one line of token ids each)");
+  if (prompts.empty()) throw Exception(Exception::kInvalidArgument, file + ": no prompts (one line of token ids each)");
   return prompts;
 }
 
@@ -68,8 +69,9 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   for (const auto& ids : r.prompts) {
     if (static_cast<int>(ids.size()) + s.tokens > c.max_context) {
       r.prompts.clear();
-      throw std::runtime_error("a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
-                               " tokens exceed the model's context of " + std::to_string(c.max_context));
+      throw Exception(Exception::kInvalidArgument,
+                      "a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
+                          " tokens exceed the model's context of " + std::to_string(c.max_context));
     }
   }
   device::AgentOptions lo;
@@ -92,11 +94,12 @@ std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value,
         if (e.path().extension() == ".toml") names += (names.empty() ? "" : ", ") + e.path().stem().string();
       }
     }
-    throw std::runtime_error(kind + " profile \"" + value + "\" not found (" + file + "); profiles in " + dir + ": " +
-                             (names.empty() ? "none" : names));
+    throw Exception(Exception::kNotFound, kind + " profile \"" + value + "\" not found (" + file + "); profiles in " +
+                                              dir + ": " + (names.empty() ? "none" : names));
   }
   auto hw = scheduler::LoadHardwareProfile(file);
-  if (hw.kind != kind) throw std::runtime_error(file + ": a " + hw.kind + " profile, used as the " + kind);
+  if (hw.kind != kind)
+    throw Exception(Exception::kInvalidArgument, file + ": a " + hw.kind + " profile, used as the " + kind);
   return hw;
 }
 

@@ -17,6 +17,7 @@
 #include "partition/sampler.h"
 #include "scheduler/hardware.h"
 #include "sim/settings.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::sim {
 
@@ -31,7 +32,7 @@ struct Reference {
 struct Workbench {
   const partition::Model* model = nullptr;  // not owned; outlives the bench
   std::string hardware_dir;                 // where profile names are looked up
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
   // Set to true (by a signal handler, say) to stop the runs early; not owned.
   const std::atomic<bool>* stop = nullptr;
   // By (prompt file, prompts, prompt tokens, tokens, temperature, seed).
@@ -40,13 +41,13 @@ struct Workbench {
 
 // The reference for `s`'s workload: its prompt file's prompts (or generated
 // ones) and the local run's tokens, computed once (before any clock starts).
-// Throws std::runtime_error naming the file and line of a bad prompt, or a
+// Throws Exception(kInvalidArgument) naming the file and line of a bad prompt, or a
 // prompt too long for the model's context.
 const Reference& ReferenceFor(Workbench& bench, const Settings& s);
 
 // The hardware profile `value` names: none for "" or "host", a file when it
 // holds a '/', else `dir`/NAME.toml. `kind` is "device" or "cloud". Throws
-// std::runtime_error listing the profiles in `dir` when it is not found, or
+// Exception(kNotFound) listing the profiles in `dir` when it is not found, or
 // when the profile is of the other kind.
 std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value, const std::string& dir,
                                                        const std::string& kind);

@@ -33,13 +33,28 @@ bool RecvRest(zmq::socket_t& s, std::vector<zmq::message_t>& frames, size_t max)
   return ok;
 }
 
-void SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq::message_t payload) {
+// Sends the frames without blocking. False when the socket would block (its
+// queue to the peer is full, or there is no peer to queue for): cppzmq
+// returns an empty send_result_t then instead of throwing. libzmq queues a
+// multipart message whole or not at all, and only its first frame can be
+// refused, so nothing partial is left behind. Throws zmq::error_t for other
+// failures.
+bool SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq::message_t payload) {
   const std::string header = EncodeMessage(m);
   const bool has_payload = payload.size() > 0;
-  if (peer) s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-  s.send(zmq::buffer(header), (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) |
-                                  zmq::send_flags::dontwait);
-  if (has_payload) s.send(payload, zmq::send_flags::dontwait);
+  if (peer && !s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+  if (!s.send(zmq::buffer(header),
+              (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)) {
+    return false;
+  }
+  return !has_payload || s.send(payload, zmq::send_flags::dontwait).has_value();
+}
+
+// `options` with a logger: NullLogger() for a null one.
+template <typename Options>
+Options WithLogger(Options options) {
+  options.log = OrNullLogger(std::move(options.log));
+  return options;
 }
 
 // zmq::poll, with a signal (EINTR) read as "nothing yet": the loop owner
@@ -91,7 +106,7 @@ std::string HostOf(const std::string& endpoint) {
 }  // namespace
 
 ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
-    : options_(std::move(options)),
+    : options_(WithLogger(std::move(options))),
       socket_(context, zmq::socket_type::router),
       monitor_(context, zmq::socket_type::pair),
       peer_log_(options_.log, options_.peer_log) {
@@ -101,19 +116,19 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   const bool curve = !options_.keys.secret_key.empty();
   if (!IsLoopbackEndpoint(options_.bind)) {
     if (!curve && !options_.allow_insecure) {
-      throw TransportError("refusing to bind " + options_.bind +
-                           " without CURVE: give the server a key pair and an allow-list, "
-                           "or pass the explicit insecure flag");
+      throw Exception(Exception::kInvalidArgument, "refusing to bind " + options_.bind +
+                                                       " without CURVE: give the server a key pair and an allow-list, "
+                                                       "or pass the explicit insecure flag");
     }
-    if (!curve && options_.log) {
+    if (!curve) {
       options_.log->warn("*** INSECURE: {} is reachable from other machines and traffic is NOT "
                          "encrypted or authenticated ***", options_.bind);
-    } else if (options_.log) {
+    } else {
       options_.log->info("binding {} beyond loopback, CURVE on ({} allowed keys)", options_.bind,
                          options_.allowed_clients.size());
     }
   }
-  if (curve && options_.allowed_clients.empty() && options_.log) {
+  if (curve && options_.allowed_clients.empty()) {
     options_.log->warn("the CURVE allow-list is empty: every device will be refused");
   }
   if (curve) {
@@ -132,14 +147,15 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
   if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
                          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
-    throw TransportError(std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
+    throw Exception(Exception::kUnavailable,
+                    std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
   }
   monitor_.set(zmq::sockopt::linger, 0);
   monitor_.connect(monitor);
   try {
     socket_.bind(options_.bind);
   } catch (const zmq::error_t& e) {
-    throw TransportError("cannot bind " + options_.bind + ": " + e.what());
+    throw Exception(Exception::kUnavailable, "cannot bind " + options_.bind + ": " + e.what());
   }
 }
 
@@ -218,17 +234,21 @@ void ServerChannel::ReadMonitorEvents() {
 
 void ServerChannel::Send(const std::string& peer, const Message& message, zmq::message_t payload) {
   try {
-    SendFrames(socket_, &peer, message, std::move(payload));
+    // A ROUTER without router_mandatory drops what it cannot route and
+    // never blocks: nothing to report for a vanished peer.
+    (void)SendFrames(socket_, &peer, message, std::move(payload));
   } catch (const zmq::error_t& e) {
-    if (options_.log) options_.log->warn("send {} failed: {}", MessageName(message), e.what());
+    options_.log->warn("send {} failed: {}", MessageName(message), e.what());
   }
 }
 
 ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
-    : context_(context), options_(std::move(options)), liveness_(options_.liveness),
+    : context_(context),
+      options_(WithLogger(std::move(options))),
+      liveness_(options_.liveness),
       backoff_(options_.reconnect_initial) {
   if (options_.keys.secret_key.empty() != options_.server_public_key.empty()) {
-    throw TransportError("CURVE needs both the client's key pair and the server's public key");
+    throw Exception(Exception::kInvalidArgument, "CURVE needs both the client's key pair and the server's public key");
   }
   Connect();
 }
@@ -255,7 +275,8 @@ void ClientChannel::Connect() {
                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
   if (zmq_socket_monitor(socket_->handle(), monitor_endpoint.c_str(), kEvents) != 0) {
-    throw TransportError("cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
+    throw Exception(Exception::kUnavailable,
+                    "cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
   }
   monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
@@ -285,7 +306,7 @@ void ClientChannel::Connect() {
   try {
     socket_->connect(options_.endpoint);
   } catch (const zmq::error_t& e) {
-    throw TransportError("cannot connect to " + options_.endpoint + ": " + e.what());
+    throw Exception(Exception::kInvalidArgument, "cannot connect to " + options_.endpoint + ": " + e.what());
   }
   last_heard_ = last_sent_ = Clock::now();
 }
@@ -295,16 +316,19 @@ Millis ClientChannel::Reconnect() {
   liveness_ = options_.liveness;
   const Millis wait = backoff_;
   backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
-  if (options_.log) options_.log->info("reconnecting to {} (back-off {} ms)", options_.endpoint, wait.count());
+  options_.log->info("reconnecting to {} (back-off {} ms)", options_.endpoint, wait.count());
   return wait;
 }
 
 bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
   ReadMonitor();
   try {
-    SendFrames(*socket_, nullptr, message, std::move(payload));
+    if (!SendFrames(*socket_, nullptr, message, std::move(payload))) {
+      options_.log->debug("send {} to {}: the queue is full", MessageName(message), options_.endpoint);
+      return false;
+    }
   } catch (const zmq::error_t& e) {
-    if (options_.log) options_.log->warn("send {} to {} failed: {}", MessageName(message), options_.endpoint, e.what());
+    options_.log->warn("send {} to {} failed: {}", MessageName(message), options_.endpoint, e.what());
     return false;
   }
   last_sent_ = Clock::now();
@@ -329,7 +353,7 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
       if (Clock::now() >= next_beat) {
         // A whole interval of silence from the server costs one liveness.
         if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {
-          if (liveness_ > 0 && --liveness_ == 0 && options_.log) {
+          if (liveness_ > 0 && --liveness_ == 0) {
             // Said once per death; Reconnect() or a message revives it.
             options_.log->warn("server {} silent for {} heartbeats: declared dead", options_.endpoint, options_.liveness);
           }
@@ -346,12 +370,13 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     liveness_ = options_.liveness;
     backoff_ = options_.reconnect_initial;
     if (!fits) {
-      if (options_.log) options_.log->warn("dropped a message of too many frames from {}", options_.endpoint);
+      options_.log->warn("dropped a message of too many frames from {}", options_.endpoint);
       continue;
     }
     Decoded d = DecodeMessage(frames[0].data(), frames[0].size(), options_.limits);
     if (!d.message) {
-      if (options_.log) options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason), ErrorCodeName(d.error));
+      options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason),
+                         ErrorCodeName(d.error));
       continue;
     }
     const bool restarted = ServerRestarted(*d.message);
@@ -420,7 +445,7 @@ bool ClientChannel::ServerRestarted(const Message& message) {
   if (auto* b = std::get_if<Heartbeat>(&message)) id = b->instance_id;
   if (id == 0 || id == server_instance_) return false;
   const bool replaced = server_instance_ != 0;
-  if (replaced && options_.log) {
+  if (replaced) {
     options_.log->warn("server {} restarted: instance {:016x} is now {:016x}", options_.endpoint, server_instance_, id);
   }
   server_instance_ = id;

@@ -16,6 +16,7 @@
 #include "transport/peer_log.h"
 #include "transport/protocol.h"
 #include "transport/security.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::transport {
 
@@ -52,7 +53,7 @@ struct ServerOptions {
   // caller can tell which peers are alive.
   bool deliver_heartbeats = false;
   PeerLogOptions peer_log;  // rate limit of log lines about peers
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // Added to the largest legal frame for ZMQ_MAXMSGSIZE.
@@ -61,7 +62,8 @@ inline constexpr size_t kFrameSlack = 4096;
 // The cloud side. One thread owns it (ZeroMQ sockets are not thread-safe).
 class ServerChannel {
  public:
-  // Binds; throws TransportError if the bind fails or is refused.
+  // Binds. Throws Exception: kInvalidArgument if the bind is refused (beyond
+  // loopback without CURVE or allow_insecure), kUnavailable if it fails.
   ServerChannel(zmq::context_t& context, ServerOptions options);
   ~ServerChannel();
   ServerChannel(const ServerChannel&) = delete;
@@ -115,7 +117,7 @@ struct ClientOptions {
   // Reconnect back-off: starts here, doubles up to the cap.
   Millis reconnect_initial{100};
   Millis reconnect_max{5000};
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // What the client's socket monitor has seen of its connection to the server
@@ -138,8 +140,11 @@ class ClientChannel {
   ClientChannel(const ClientChannel&) = delete;
   ClientChannel& operator=(const ClientChannel&) = delete;
 
-  // Queues `message` (and payload). Returns false if it could not be queued
-  // (peer gone and the queue full): the caller treats that as a failed step.
+  // Queues `message` (and payload) without blocking. Returns false if it
+  // could not be queued (the queue to the server is full: libzmq's send
+  // high-water mark, 1000 messages, while the server does not read or is
+  // gone) or the socket failed; the caller treats that as a failed step.
+  // Never throws except std::bad_alloc.
   bool Send(const Message& message, zmq::message_t payload = {});
 
   // The next valid message within `timeout` (0 = only what has arrived),
@@ -152,7 +157,7 @@ class ClientChannel {
   std::optional<Incoming> Receive(Millis timeout);
 
   // False once `liveness` heartbeat intervals passed without a word from the
-  // server (or after Reset()); true again when anything arrives.
+  // server; true again when anything arrives or after Reconnect().
   bool peer_alive() const { return liveness_ > 0; }
 
   // Closes the socket (dropping anything queued) and connects a new one, so

@@ -21,9 +21,9 @@ float FromBits(uint32_t u) {
 }
 
 [[noreturn]] void BadValue(Codec codec, size_t row, size_t col, float v, const char* why) {
-  throw TransportError(std::string("cannot encode ") + CodecName(codec) + ": value " +
-                       std::to_string(v) + " at row " + std::to_string(row) + ", column " +
-                       std::to_string(col) + " " + why);
+  throw Exception(Exception::kInvalidArgument, std::string("cannot encode ") + CodecName(codec) + ": value " +
+                                                   std::to_string(v) + " at row " + std::to_string(row) + ", column " +
+                                                   std::to_string(col) + " " + why);
 }
 
 }  // namespace
@@ -136,15 +136,15 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
       }
       return;
   }
-  throw TransportError("unknown codec");
+  throw Exception(Exception::kInvalidArgument, "unknown codec");
 }
 
 void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t cols, float* dst) {
   if (bytes != EncodedSize(codec, rows, cols)) {
-    throw TransportError(std::string(CodecName(codec)) + " payload of " + std::to_string(bytes) +
-                         " bytes does not match " + std::to_string(rows) + "x" +
-                         std::to_string(cols) + " values (" +
-                         std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
+    throw Exception(Exception::kCorrupt, std::string(CodecName(codec)) + " payload of " + std::to_string(bytes) +
+                                             " bytes does not match " + std::to_string(rows) + "x" +
+                                             std::to_string(cols) + " values (" +
+                                             std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
   }
   const size_t n = rows * cols;
   if (n == 0) return;  // nothing to copy (and dst may be null)
@@ -172,7 +172,7 @@ void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t c
         float scale;
         std::memcpy(&scale, in, 4);
         if (!std::isfinite(scale) || scale < 0.0f) {
-          throw TransportError("int8 payload row " + std::to_string(r) + " has a bad scale");
+          throw Exception(Exception::kCorrupt, "int8 payload row " + std::to_string(r) + " has a bad scale");
         }
         for (size_t c = 0; c < cols; ++c) {
           dst[r * cols + c] = static_cast<float>(static_cast<int8_t>(in[4 + c])) * scale;
@@ -180,7 +180,7 @@ void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t c
       }
       return;
   }
-  throw TransportError("unknown codec");
+  throw Exception(Exception::kInvalidArgument, "unknown codec");
 }
 
 }  // namespace splitlm::transport

@@ -30,11 +30,11 @@ inline constexpr Codec kAllCodecs[] = {Codec::kF32, Codec::kF16, Codec::kBF16, C
 // Bytes that `rows` vectors of `cols` values take in `codec`.
 size_t EncodedSize(Codec codec, size_t rows, size_t cols);
 
-// Encodes rows x cols floats into dst[0, EncodedSize). Throws TransportError
+// Encodes rows x cols floats into dst[0, EncodedSize). Throws Exception(kInvalidArgument)
 // naming the row and column of a NaN, Inf or out-of-range value.
 void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* dst);
 
-// Decodes `bytes` bytes into rows x cols floats. Throws TransportError if
+// Decodes `bytes` bytes into rows x cols floats. Throws Exception(kCorrupt) if
 // `bytes` differs from EncodedSize or an int8 scale is not finite.
 void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t cols, float* dst);
 

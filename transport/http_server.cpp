@@ -155,7 +155,8 @@ struct HttpServer::Impl {
       try {
         handler(r, responder);
       } catch (const std::exception& e) {
-        if (options.log) options.log->error("http {} {} failed: {}", EscapeForLog(r.method), EscapeForLog(r.target), EscapeForLog(e.what()));
+        options.log->error("http {} {} failed: {}", EscapeForLog(r.method), EscapeForLog(r.target),
+                           EscapeForLog(e.what()));
         responder.Send(500, "application/json",
                        R"({"error":{"message":"internal error","type":"server_error"}})");
       }
@@ -200,33 +201,38 @@ bool IsPublicHttpAddress(const std::string& address) {
 
 HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
+  impl_->options.log = OrNullLogger(std::move(impl_->options.log));
   impl_->handler = std::move(handler);
   const std::string& a = impl_->options.address;
   const auto colon = a.rfind(':');
-  if (colon == std::string::npos) throw TransportError("HTTP address \"" + a + "\" must be HOST:PORT");
+  if (colon == std::string::npos)
+    throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\" must be HOST:PORT");
   beast::error_code ec;
   const auto ip = net::ip::make_address(a.substr(0, colon), ec);
-  if (ec) throw TransportError("HTTP address \"" + a + "\": bad host (use an IP address, e.g. 127.0.0.1)");
+  if (ec)
+    throw Exception(Exception::kInvalidArgument,
+                    "HTTP address \"" + a + "\": bad host (use an IP address, e.g. 127.0.0.1)");
   unsigned long port = 0;
   try {
     port = std::stoul(a.substr(colon + 1));
   } catch (const std::exception&) {
     port = 70000;
   }
-  if (port > 65535) throw TransportError("HTTP address \"" + a + "\": bad port");
+  if (port > 65535) throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\": bad port");
   if (!ip.is_loopback()) {
     if (!impl_->options.allow_public) {
-      throw TransportError("refusing to serve HTTP on " + a +
-                           " beyond loopback (neither encrypted nor authenticated) unless allowed");
+      throw Exception(
+          Exception::kInvalidArgument,
+          "refusing to serve HTTP on " + a + " beyond loopback (neither encrypted nor authenticated) unless allowed");
     }
-    if (impl_->options.log) impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
+    impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
   }
   tcp::endpoint ep(ip, static_cast<unsigned short>(port));
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) throw TransportError("cannot serve HTTP on " + a + ": " + ec.message());
+  if (ec) throw Exception(Exception::kUnavailable, "cannot serve HTTP on " + a + ": " + ec.message());
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
   impl_->reaper = std::thread([this] { impl_->Reap(); });
 }

@@ -10,6 +10,8 @@
 
 #include <spdlog/logger.h>
 
+#include "transport/null_logger.h"
+
 namespace splitlm::transport {
 
 struct HttpRequest {
@@ -37,7 +39,7 @@ struct HttpServerOptions {
   size_t max_body_bytes = 1 << 20;
   int read_timeout_ms = 30000;  // a client that sends nothing for this long is dropped
   bool allow_public = false;  // serving beyond loopback is refused unless set (then warned)
-  std::shared_ptr<spdlog::logger> log;
+  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // True when `address` (HOST:PORT) names an IP address beyond loopback; false
@@ -46,8 +48,9 @@ bool IsPublicHttpAddress(const std::string& address);
 
 class HttpServer {
  public:
-  // Binds and starts serving on its own threads. Throws TransportError if
-  // the address is malformed, refused or in use.
+  // Binds and starts serving on its own threads. Throws Exception:
+  // kInvalidArgument if the address is malformed or refused (beyond loopback
+  // without allow_public), kUnavailable if it cannot be bound (in use).
   HttpServer(HttpServerOptions options, HttpHandler handler);
   ~HttpServer();  // stops accepting and joins every connection
   HttpServer(const HttpServer&) = delete;

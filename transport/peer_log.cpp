@@ -2,14 +2,16 @@
 
 #include <algorithm>
 
+#include "transport/null_logger.h"
+
 namespace splitlm::transport {
 
 PeerLog::PeerLog(std::shared_ptr<spdlog::logger> log, PeerLogOptions options)
-    : log_(std::move(log)), options_(options) {}
+    : log_(OrNullLogger(std::move(log))), options_(options) {}
 
 void PeerLog::Log(const std::string& peer, spdlog::level::level_enum level, const std::string& text,
                   TimePoint now) {
-  if (!log_ || !log_->should_log(level)) return;
+  if (!log_->should_log(level)) return;
   Flush(now);
   // Counts of at most a few times the total lines' worth of peers are kept;
   // a flood from more connections than that is counted as one.
@@ -42,14 +44,14 @@ void PeerLog::Flush(TimePoint now) {
   uint64_t rest = other_suppressed_;
   for (const auto& [peer, counts] : peers_) {
     if (counts.suppressed == 0) continue;
-    if (log_ && lines < options_.lines_total) {
+    if (lines < options_.lines_total) {
       log_->warn("suppressed {} messages from peer {} in {} s", counts.suppressed, peer, seconds);
       ++lines;
     } else {
       rest += counts.suppressed;
     }
   }
-  if (log_ && rest > 0) log_->warn("suppressed {} messages from other peers in {} s", rest, seconds);
+  if (rest > 0) log_->warn("suppressed {} messages from other peers in {} s", rest, seconds);
   peers_.clear();
   logged_ = 0;
   other_suppressed_ = 0;

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <algorithm>
 #include <cstring>
+#include <iterator>
+#include <type_traits>
 
 #include "transport/log_escape.h"
 #include "transport/splitlm.capnp.h"
@@ -185,31 +187,59 @@ ForwardResult ReadResult(wire::ForwardResult::Reader r, const Limits& limits) {
 
 }  // namespace
 
-const char* ErrorCodeName(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kNone: return "none";
-    case ErrorCode::kBadMessage: return "bad_message";
-    case ErrorCode::kVersionMismatch: return "version_mismatch";
-    case ErrorCode::kModelMismatch: return "model_mismatch";
-    case ErrorCode::kUnknownSession: return "unknown_session";
-    case ErrorCode::kSessionEvicted: return "session_evicted";
-    case ErrorCode::kBadPosition: return "bad_position";
-    case ErrorCode::kBadTensor: return "bad_tensor";
-    case ErrorCode::kTooLarge: return "too_large";
-    case ErrorCode::kBusy: return "busy";
-    case ErrorCode::kInternal: return "internal";
-    case ErrorCode::kUnauthorized: return "unauthorized";
-    case ErrorCode::kBadCut: return "bad_cut";
-    case ErrorCode::kBadSampling: return "bad_sampling";
+namespace {
+
+// One row per ErrorCode, in value order: the C++ code, the wire's, the name.
+struct ErrorCodeRow {
+  ErrorCode code;
+  wire::ErrorCode wire;
+  const char* name;
+};
+constexpr ErrorCodeRow kErrorCodes[] = {
+    {ErrorCode::kNone, wire::ErrorCode::NONE, "none"},
+    {ErrorCode::kBadMessage, wire::ErrorCode::BAD_MESSAGE, "bad_message"},
+    {ErrorCode::kVersionMismatch, wire::ErrorCode::VERSION_MISMATCH, "version_mismatch"},
+    {ErrorCode::kModelMismatch, wire::ErrorCode::MODEL_MISMATCH, "model_mismatch"},
+    {ErrorCode::kUnknownSession, wire::ErrorCode::UNKNOWN_SESSION, "unknown_session"},
+    {ErrorCode::kSessionEvicted, wire::ErrorCode::SESSION_EVICTED, "session_evicted"},
+    {ErrorCode::kBadPosition, wire::ErrorCode::BAD_POSITION, "bad_position"},
+    {ErrorCode::kBadTensor, wire::ErrorCode::BAD_TENSOR, "bad_tensor"},
+    {ErrorCode::kTooLarge, wire::ErrorCode::TOO_LARGE, "too_large"},
+    {ErrorCode::kBusy, wire::ErrorCode::BUSY, "busy"},
+    {ErrorCode::kInternal, wire::ErrorCode::INTERNAL, "internal"},
+    {ErrorCode::kUnauthorized, wire::ErrorCode::UNAUTHORIZED, "unauthorized"},
+    {ErrorCode::kBadCut, wire::ErrorCode::BAD_CUT, "bad_cut"},
+    {ErrorCode::kBadSampling, wire::ErrorCode::BAD_SAMPLING, "bad_sampling"},
+};
+
+constexpr bool ErrorCodeTableMatches() {
+  for (size_t i = 0; i < std::size(kErrorCodes); ++i) {
+    if (static_cast<size_t>(kErrorCodes[i].code) != i) return false;
+    if (static_cast<uint16_t>(kErrorCodes[i].wire) != static_cast<uint16_t>(kErrorCodes[i].code)) return false;
   }
-  return "unknown";
+  return true;
+}
+static_assert(ErrorCodeTableMatches(), "kErrorCodes: row i holds ErrorCode i and the wire's enumerant of that value");
+static_assert(static_cast<size_t>(ErrorCode::kBadSampling) + 1 == std::size(kErrorCodes),
+              "a row per ErrorCode: add new codes after kBadSampling, to the table and to splitlm.capnp");
+
+// Indexed by Message::index().
+constexpr const char* kMessageNames[] = {"hello", "open", "close", "forward",  "result",
+                                         "error", "ping", "pong",  "heartbeat"};
+static_assert(std::size(kMessageNames) == std::variant_size_v<Message>, "a name per Message alternative");
+static_assert(std::is_same_v<std::variant_alternative_t<3, Message>, Forward> &&
+                  std::is_same_v<std::variant_alternative_t<5, Message>, Error> &&
+                  std::is_same_v<std::variant_alternative_t<8, Message>, Heartbeat>,
+              "kMessageNames follows the order of Message's alternatives");
+
+}  // namespace
+
+const char* ErrorCodeName(ErrorCode code) {
+  const auto i = static_cast<size_t>(code);
+  return i < std::size(kErrorCodes) ? kErrorCodes[i].name : "unknown";
 }
 
-const char* MessageName(const Message& m) {
-  static const char* const kNames[] = {"hello", "open", "close", "forward", "result",
-                                       "error", "ping",  "pong",  "heartbeat"};
-  return kNames[m.index()];
-}
+const char* MessageName(const Message& m) { return kMessageNames[m.index()]; }
 
 std::string EncodeMessage(const Message& message) {
   capnp::MallocMessageBuilder builder(512 / sizeof(capnp::word));

@@ -19,7 +19,10 @@ inline constexpr uint16_t kProtocolMinor = 5;  // 1: Hello.head_decode_us; 2: in
 // Most draft positions one Forward may carry (speculative decoding).
 inline constexpr uint32_t kMaxDrafts = 16;
 
-// Mirrors wire::ErrorCode; values are the wire's.
+// Why a peer's request was refused: the code of an Error message, and of a
+// Decoded or Validation that failed. Mirrors wire::ErrorCode, value for value
+// (protocol.cpp checks it at compile time); kBadSampling stays last. This is
+// not splitlm::Exception's code: wire errors are values, never thrown.
 enum class ErrorCode : uint16_t {
   kNone = 0,
   kBadMessage = 1,
@@ -36,6 +39,8 @@ enum class ErrorCode : uint16_t {
   kBadCut = 12,
   kBadSampling = 13,
 };
+// The code's name for logs and messages ("bad_tensor"); "unknown" for a
+// value outside the enum.
 const char* ErrorCodeName(ErrorCode code);
 
 struct Hello {
@@ -139,21 +144,23 @@ struct Heartbeat {
 using Message = std::variant<Hello, OpenSession, CloseSession, Forward, ForwardResult, Error,
                              Ping, Pong, Heartbeat>;
 
-// Name of the message's type, for logs ("forward", "hello", ...).
+// Name of the message's type, for logs ("forward", "hello", ...). Hello and
+// OpenSession name the request and the reply alike.
 const char* MessageName(const Message& message);
 
 // Limits a receiver enforces on what a peer sends.
 struct Limits {
   size_t max_header_bytes = 64 << 10;    // Cap'n Proto frame
-  size_t max_payload_bytes = 64 << 20;   // tensor or probe frame
+  size_t max_payload_bytes = 64 << 20;   // a Forward's tensor frame
   uint64_t traversal_limit_words = 16 << 10;  // Cap'n Proto traversal limit
   uint32_t max_rows = 1 << 16;           // positions in one Forward
   uint32_t max_logprobs = 64;
-  size_t max_text_bytes = 4096;
+  size_t max_text_bytes = 4096;          // each string field (agent, messages, formats)
   size_t max_probe_bytes = 256 << 10;    // Ping and Pong payloads (the device's probes: 64 KiB)
 };
 
 // Serialises `message` into a header frame (a whole number of 8-byte words).
+// Never throws except std::bad_alloc.
 std::string EncodeMessage(const Message& message);
 
 // The outcome of decoding a frame: a message, or why there is none.
@@ -177,20 +184,21 @@ struct ForwardExpectations {
   uint32_t vocab_size = 0;     // draft token ids must be below it (0: not checked)
 };
 
-// Checks a Forward and its payload size: codec accepted, cols == hidden size,
-// rows == count >= 1, bytes == EncodedSize == payload size, positions continue
-// the session and fit the context, sampling sane; drafts (if any) fewer than
-// the rows, at most kMaxDrafts, valid ids, with want_token. kNone when valid.
+// The outcome of checking a peer's message: kNone when it is acceptable.
 struct Validation {
   ErrorCode code = ErrorCode::kNone;
   std::string reason;   // why it was refused, or (accepted) a warning to log
   bool ok() const { return code == ErrorCode::kNone; }
 };
+// Checks a Forward and its payload size: codec accepted, cols == hidden size,
+// rows == count >= 1, bytes == EncodedSize == payload size, positions continue
+// the session and fit the context, sampling sane; drafts (if any) fewer than
+// the rows, at most kMaxDrafts, valid ids, with want_token. Never throws.
 Validation ValidateForward(const Forward& forward, size_t payload_bytes,
                            const ForwardExpectations& expect, const Limits& limits = {});
 
 // Checks a peer's Hello against ours: major version, model fingerprint,
-// hidden size and layer count.
+// hidden size and layer count. Never throws.
 //
 // The same model in another weight format (equal identities and shapes,
 // different fingerprints) is accepted with a warning in `reason`, since the

@@ -9,6 +9,7 @@
 
 #include "transport/error.h"
 #include "transport/log_escape.h"
+#include "transport/null_logger.h"
 #include "transport/text_file.h"
 
 namespace splitlm::transport {
@@ -16,7 +17,7 @@ namespace splitlm::transport {
 KeyPair GenerateKeyPair() {
   char pub[41], sec[41];
   if (zmq_curve_keypair(pub, sec) != 0) {
-    throw TransportError("zmq_curve_keypair failed: libzmq built without CURVE support?");
+    throw Exception(Exception::kUnavailable, "zmq_curve_keypair failed: libzmq built without CURVE support?");
   }
   return {pub, sec};
 }
@@ -25,17 +26,17 @@ void WriteKeyPair(const KeyPair& keys, const std::string& prefix) {
   {
     const std::string path = prefix + ".key";
     std::ofstream out(path, std::ios::trunc);
-    if (!out) throw TransportError(path + ": cannot create");
+    if (!out) throw Exception(Exception::kUnavailable, path + ": cannot create");
     ::chmod(path.c_str(), 0600);
     out << "# splitlm CURVE key pair: keep this file secret\n"
         << "public = " << keys.public_key << "\nsecret = " << keys.secret_key << "\n";
-    if (!out) throw TransportError(path + ": write failed");
+    if (!out) throw Exception(Exception::kUnavailable, path + ": write failed");
   }
   const std::string path = prefix + ".pub";
   std::ofstream out(path, std::ios::trunc);
-  if (!out) throw TransportError(path + ": cannot create");
+  if (!out) throw Exception(Exception::kUnavailable, path + ": cannot create");
   out << "# splitlm CURVE public key\npublic = " << keys.public_key << "\n";
-  if (!out) throw TransportError(path + ": write failed");
+  if (!out) throw Exception(Exception::kUnavailable, path + ": write failed");
 }
 
 namespace {
@@ -58,43 +59,48 @@ bool Skip(const std::string& line) { return line.empty() || line[0] == '#'; }
 }  // namespace
 
 KeyPair ReadKeyFile(const std::string& path) {
-  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxKeyFileBytes));
+  std::istringstream in(ReadTextFileOrThrow(path, kMaxKeyFileBytes));
   KeyPair k;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     line = Trim(line);
     if (Skip(line)) continue;
     const auto eq = line.find('=');
-    if (eq == std::string::npos) throw TransportError(path + ":" + std::to_string(n) + ": expected KEY = VALUE");
+    if (eq == std::string::npos)
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": expected KEY = VALUE");
     const std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
-    if (!ValidZ85Key(value)) throw TransportError(path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
+    if (!ValidZ85Key(value))
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
     if (key == "public") k.public_key = value;
     else if (key == "secret") k.secret_key = value;
-    else throw TransportError(path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
+    else
+      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
   }
-  if (k.public_key.empty()) throw TransportError(path + ": no public key");
+  if (k.public_key.empty()) throw Exception(Exception::kInvalidArgument, path + ": no public key");
   return k;
 }
 
 std::set<std::string> ReadAllowList(const std::string& path) {
-  std::istringstream in(ReadTextFileOr<TransportError>(path, kMaxKeyFileBytes));
+  std::istringstream in(ReadTextFileOrThrow(path, kMaxKeyFileBytes));
   std::set<std::string> keys;
   std::string line;
   for (int n = 1; std::getline(in, line); ++n) {
     line = Trim(line);
     if (Skip(line)) continue;
     if (line.rfind("public", 0) == 0) line = Trim(line.substr(line.find('=') + 1));
-    if (!ValidZ85Key(line)) throw TransportError(path + ":" + std::to_string(n) + ": not a 40-character Z85 public key");
+    if (!ValidZ85Key(line))
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": not a 40-character Z85 public key");
     keys.insert(line);
   }
   return keys;
 }
 
-ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed,
-                       std::shared_ptr<spdlog::logger> log, PeerLogOptions log_limits)
+ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed, std::shared_ptr<spdlog::logger> log,
+                       PeerLogOptions log_limits)
     : socket_(context, zmq::socket_type::rep),
       allowed_(std::move(allowed)),
-      log_(std::move(log)),
+      log_(OrNullLogger(std::move(log))),
       peer_log_(log_, log_limits) {
   socket_.bind("inproc://zeromq.zap.01");
   socket_.set(zmq::sockopt::rcvtimeo, 100);

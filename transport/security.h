@@ -23,14 +23,14 @@ struct KeyPair {
 KeyPair GenerateKeyPair();
 
 // Writes `prefix`.key (public and secret, mode 0600) and `prefix`.pub
-// (public only, to hand to the other side). Throws TransportError.
+// (public only, to hand to the other side). Throws Exception(kUnavailable).
 void WriteKeyPair(const KeyPair& keys, const std::string& prefix);
 // Reads a .key file (both keys) or a .pub file (public_key only). Throws
-// TransportError naming the file and line if malformed.
+// Exception(kInvalidArgument) naming the file and line if malformed.
 KeyPair ReadKeyFile(const std::string& path);
 // Reads an allow-list: one Z85 public key per line, or "public = KEY" lines
 // as in .pub files; lines starting with '#' are comments (Z85 keys may hold
-// '#' and '=', so there are no trailing comments). Throws TransportError.
+// '#' and '=', so there are no trailing comments). Throws Exception(kInvalidArgument).
 std::set<std::string> ReadAllowList(const std::string& path);
 
 // Answers ZeroMQ's ZAP requests for every CURVE server socket of `context`:

@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "transport/error.h"
+
 namespace splitlm::transport {
 namespace {
 
@@ -49,6 +51,16 @@ int OpenRegular(const std::string& path, struct stat* st, std::string* error) {
 }
 
 }  // namespace
+
+std::string ReadTextFileOrThrow(const std::string& path, size_t max_bytes) {
+  std::string problem;
+  std::optional<std::string> text = ReadTextFile(path, max_bytes, &problem);
+  if (text) return std::move(*text);
+  Exception::Code code = Exception::kInvalidArgument;
+  if (problem.rfind("cannot open", 0) == 0 || problem.rfind("cannot stat", 0) == 0) code = Exception::kNotFound;
+  if (problem.rfind("read failed", 0) == 0) code = Exception::kUnavailable;
+  throw Exception(code, path + ": " + problem);
+}
 
 std::optional<std::string> ReadTextFile(const std::string& path, size_t max_bytes,
                                         std::string* error) {

@@ -24,15 +24,10 @@ inline constexpr size_t kMaxKeyFileBytes = size_t{1} << 20;    // CURVE keys, al
 std::optional<std::string> ReadTextFile(const std::string& path, size_t max_bytes,
                                         std::string* error);
 
-// ReadTextFile that throws `Error("PATH: problem")` (each library passes its
-// own exception type).
-template <typename Error>
-std::string ReadTextFileOr(const std::string& path, size_t max_bytes) {
-  std::string problem;
-  std::optional<std::string> text = ReadTextFile(path, max_bytes, &problem);
-  if (!text) throw Error(path + ": " + problem);
-  return std::move(*text);
-}
+// ReadTextFile that throws Exception "PATH: problem" instead: kNotFound when
+// the file cannot be opened (missing, no permission), kInvalidArgument when
+// it is not a regular file or is too large, kUnavailable when reading fails.
+std::string ReadTextFileOrThrow(const std::string& path, size_t max_bytes);
 
 // What is wrong with `path` as a regular file to read, in the phrases of
 // ReadTextFile, or nullopt if nothing is; reads nothing. For files handed to

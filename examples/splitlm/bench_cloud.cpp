@@ -17,6 +17,7 @@
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -31,7 +32,7 @@ class PinnedWorker {
     std::string bin = std::string(self, n > 0 ? static_cast<size_t>(n) : 0);
     bin = bin.substr(0, bin.rfind('/') + 1) + "splitlm-cloud";
     int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    if (pipe(fds) != 0) throw Exception(Exception::kUnavailable, "pipe failed");
     pid_ = fork();
     if (pid_ == 0) {
       cpu_set_t set;
@@ -57,7 +58,8 @@ class PinnedWorker {
       }
     }
     out_ = out;
-    if (endpoint_.empty()) throw std::runtime_error(bin + " did not start (is it built beside splitlm?)");
+    if (endpoint_.empty())
+      throw Exception(Exception::kUnavailable, bin + " did not start (is it built beside splitlm?)");
   }
   ~PinnedWorker() {
     kill(pid_, SIGTERM);

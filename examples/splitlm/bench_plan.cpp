@@ -13,6 +13,7 @@
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
 #include "scheduler/profile.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 
@@ -53,7 +54,7 @@ Runner AddBenchPlan(CLI::App& app) {
     // and the one the agent holds after a warm-up generation at every cut,
     // once its link estimate and compute drift have seen real steps.
     const auto cold = agent.PlanAllCuts();
-    if (!cold) throw std::runtime_error("the in-process worker did not answer");
+    if (!cold) throw Exception(Exception::kUnavailable, "the in-process worker did not answer");
     std::vector<int32_t> prompt(prompt_len);
     for (int i = 0; i < prompt_len; ++i) prompt[i] = (i * 37 + 1) % model->config().vocab_size;
     for (int k = 0; k <= layers; ++k) {
@@ -61,7 +62,7 @@ Runner AddBenchPlan(CLI::App& app) {
       agent.Generate({prompt, 16, {}, false});
     }
     const auto plan = agent.PlanAllCuts();
-    if (!plan) throw std::runtime_error("the in-process worker did not answer");
+    if (!plan) throw Exception(Exception::kUnavailable, "the in-process worker did not answer");
     nlohmann::json rows = nlohmann::json::array();
     double worst = 0, worst_cold = 0, worst_spread = 0;
     // Rounds over all cuts, each cut's median round reported: a slow moment

@@ -19,6 +19,7 @@
 #include "scheduler/cost_model.h"
 #include "scheduler/profile.h"
 #include "sim/shaper.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -155,8 +156,8 @@ Runner AddBenchSpeculate(CLI::App& app) {
     const auto& c = model->config();
     const int cut = a->cut < 0 ? c.num_layers / 2 : a->cut;
     if (cut >= c.num_layers) {
-      throw std::runtime_error("--cut " + std::to_string(cut) + ": a split needs a cut below the " +
-                               std::to_string(c.num_layers) + " layers");
+      throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) + ": a split needs a cut below the " +
+                                                       std::to_string(c.num_layers) + " layers");
     }
     const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature, *ctx.log);
     zmq::context_t zctx;
@@ -208,7 +209,8 @@ Runner AddBenchSpeculate(CLI::App& app) {
       // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
       const auto plain_plan = plain->PlanAllCuts();
       const auto spec_plan = spec->PlanAllCuts();
-      if (!plain_plan || !spec_plan) throw std::runtime_error("the worker did not answer the planning probes");
+      if (!plain_plan || !spec_plan)
+        throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
       const auto& pp = plain_plan->cuts[cut];
       const auto& sp = spec_plan->cuts[cut];
       const bool identical = p.outputs == s.outputs;

@@ -7,6 +7,7 @@
 
 #include "device/chat_template.h"
 #include "examples/splitlm/cli.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -21,7 +22,8 @@ struct ChatRenderArgs {
 // One case: {"messages": [...], "add_generation_prompt": bool,
 // "bos_token": s, "eos_token": s, "tools": [...]} (all but messages optional).
 std::string RenderCase(const device::ChatTemplateSource& base, const json& c) {
-  if (!c.is_object() || !c.contains("messages")) throw std::runtime_error("a case must be an object with \"messages\"");
+  if (!c.is_object() || !c.contains("messages"))
+    throw Exception(Exception::kInvalidArgument, "a case must be an object with \"messages\"");
   device::ChatTemplateSource s = base;
   if (c.contains("bos_token")) s.bos_token = c["bos_token"].get<std::string>();
   if (c.contains("eos_token")) s.eos_token = c["eos_token"].get<std::string>();
@@ -60,7 +62,9 @@ Runner AddChatRender(CLI::App& app) {
       if (chosen.eos_token.empty()) chosen.eos_token = s.eos_token;
       s = chosen;
     }
-    if (s.source.empty()) throw std::runtime_error("no chat template: pass --template NAME|FILE or a --model that has one");
+    if (s.source.empty())
+      throw Exception(Exception::kInvalidArgument,
+                      "no chat template: pass --template NAME|FILE or a --model that has one");
     if (a->print_template) {
       std::cout << s.source;
       return 0;
@@ -69,12 +73,13 @@ Runner AddChatRender(CLI::App& app) {
     if (cmd->count("--eos-token")) s.eos_token = a->eos;
     if (!a->jsonl.empty()) {
       std::ifstream in(a->jsonl);
-      if (!in) throw std::runtime_error("cannot read " + a->jsonl);
+      if (!in) throw Exception(Exception::kNotFound, "cannot read " + a->jsonl);
       std::string line;
       for (int n = 1; std::getline(in, line); ++n) {
         if (line.empty()) continue;
         const json c = json::parse(line, nullptr, false);
-        if (c.is_discarded()) throw std::runtime_error(a->jsonl + ":" + std::to_string(n) + ": not JSON");
+        if (c.is_discarded())
+          throw Exception(Exception::kInvalidArgument, a->jsonl + ":" + std::to_string(n) + ": not JSON");
         try {
           std::cout << json(RenderCase(s, c)).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
         } catch (const std::exception& e) {
@@ -85,12 +90,14 @@ Runner AddChatRender(CLI::App& app) {
     }
     const json messages = json::parse(a->messages.empty() ? "[]" : a->messages, nullptr, false);
     if (messages.is_discarded() || !messages.is_array() || messages.empty()) {
-      throw std::runtime_error("--messages must be a non-empty JSON array of {\"role\", \"content\"}");
+      throw Exception(Exception::kInvalidArgument,
+                      "--messages must be a non-empty JSON array of {\"role\", \"content\"}");
     }
     json c = {{"messages", messages}, {"add_generation_prompt", !a->no_generation_prompt}};
     if (!a->tools.empty()) {
       c["tools"] = json::parse(a->tools, nullptr, false);
-      if (c["tools"].is_discarded() || !c["tools"].is_array()) throw std::runtime_error("--tools must be a JSON array");
+      if (c["tools"].is_discarded() || !c["tools"].is_array())
+        throw Exception(Exception::kInvalidArgument, "--tools must be a JSON array");
     }
     std::cout << RenderCase(s, c);
     return 0;

@@ -7,8 +7,8 @@
 
 #include "examples/splitlm/cli.h"
 #include "examples/splitlm/local_split.h"
-#include "partition/error.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -54,7 +54,7 @@ Runner AddCodecEval(CLI::App& app) {
     auto model = partition::Model::Open(*dir);
     const auto& c = model->config();
     const std::vector<int32_t> ids = partition::ParseTokenIds(*prompt);
-    if (ids.empty()) throw partition::PartitionError("--prompt-ids holds no tokens");
+    if (ids.empty()) throw Exception(Exception::kInvalidArgument, "--prompt-ids holds no tokens");
     const int n = std::min(*tokens, c.max_context - static_cast<int>(ids.size()));
     std::vector<int> which = *cuts;
     if (which.empty()) for (int k = 0; k < c.num_layers; ++k) which.push_back(k);

@@ -7,13 +7,13 @@
 #include "examples/splitlm/local_split.h"
 #include "examples/splitlm/prompt.h"
 #include "scheduler/flags.h"
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
 #include "partition/tokenizer.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 
@@ -80,7 +80,7 @@ Runner AddGenerate(CLI::App& app) {
 
     std::string why;
     const auto spec = device::ParseSpeculate(a->speculate, &why);
-    if (!spec) throw std::runtime_error("--speculate: " + why);
+    if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate: " + why);
     const auto drafter = device::MakeDrafter(*spec, *model);
     if (drafter && drafter->bytes() > 0) {
       ctx.log->info("drafter {} holds {:.1f} MB of weights beside the stages", drafter->name(), drafter->bytes() / 1e6);

@@ -16,7 +16,7 @@ namespace splitlm::cli {
 
 class LocalSplit {
  public:
-  // cut == L runs everything in the device stage. Throws PartitionError for
+  // cut == L runs everything in the device stage. Throws Exception(kInvalidArgument) for
   // a cut out of range.
   LocalSplit(const partition::Model& model, int cut, transport::Codec codec)
       : cut_(cut), layers_(model.config().num_layers), codec_(codec),

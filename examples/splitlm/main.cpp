@@ -12,6 +12,7 @@
 #include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/kernels.h"
+#include "transport/error.h"
 
 // `sim` and `bench-plan` run the device and the worker in one process, each
 // with its own OpenMP team on the same cores. libgomp's idle threads spin by
@@ -92,8 +93,8 @@ int main(int argc, char** argv) {
     try {
       return run(ctx);
     } catch (const std::exception& e) {
-      ctx.log->error("{}", e.what());
-      return 1;
+      ctx.log->error("{}", splitlm::MessageOf(e));
+      return splitlm::ExitCodeOf(e);
     }
   }
   return 2;

@@ -15,22 +15,22 @@
 #include "scheduler/flags.h"
 #include "scheduler/weights.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 namespace splitlm::cli {
 namespace {
 
 scheduler::ComputeProfile ReadProfile(const std::string& path) {
-  return scheduler::ComputeProfile::FromJson(
-      transport::ReadTextFileOr<std::runtime_error>(path, transport::kMaxListBytes), path);
+  return scheduler::ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
 }
 
 // The weights `profile` (from `origin`) was measured with.
 scheduler::WeightCost MeasuredWith(const partition::Model& model, const scheduler::ComputeProfile& profile,
                                    const std::string& origin, double quant_compute_factor) {
   if (profile.weights != "gguf" && !partition::IsWeightFormat(profile.weights)) {
-    throw std::runtime_error(origin + ": weights \"" + profile.weights + "\" is not gguf or one of " +
-                             partition::WeightFormatList());
+    throw Exception(Exception::kInvalidArgument, origin + ": weights \"" + profile.weights +
+                                                     "\" is not gguf or one of " + partition::WeightFormatList());
   }
   return {partition::ModelWeightBytes(model, profile.weights == "gguf" ? "model" : profile.weights), quant_compute_factor};
 }
@@ -56,7 +56,7 @@ Runner AddProfile(CLI::App& app) {
     const auto p = scheduler::MeasureProfile(*model, o);
     std::ofstream f(*out, std::ios::trunc);
     f << p.ToJson();
-    if (!f) throw std::runtime_error(*out + ": write failed");
+    if (!f) throw Exception(Exception::kUnavailable, *out + ": write failed");
     ctx.log->info("wrote {} ({}; decode per layer {:.0f} us at context {})", *out, p.hardware,
                   p.layer_decode_us[0][0], p.decode_contexts[0]);
     return 0;
@@ -94,7 +94,7 @@ Runner AddPlan(CLI::App& app) {
     const auto cfg = scheduler::Config::Load(*config);
     std::string model_dir = *dir;
     FillFromConfig(cfg, "model.dir", !dir->empty(), model_dir);
-    if (model_dir.empty()) throw std::runtime_error("no model: pass --model DIR or set model.dir");
+    if (model_dir.empty()) throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir");
     auto model = partition::Model::Open(model_dir);
     const auto& c = model->config();
 
@@ -125,7 +125,8 @@ Runner AddPlan(CLI::App& app) {
       in.cloud.head_decode_us /= speedup;
     }
     if (in.device.model_fingerprint != model->fingerprint() || in.cloud.model_fingerprint != model->fingerprint()) {
-      throw std::runtime_error("a profile was measured on another model (fingerprint differs): re-run splitlm profile");
+      throw Exception(Exception::kInvalidArgument,
+                      "a profile was measured on another model (fingerprint differs): re-run splitlm profile");
     }
     // Each side's weights in its format; the profiles re-expressed for them.
     std::string device_format = "model", cloud_format = "model";
@@ -153,15 +154,19 @@ Runner AddPlan(CLI::App& app) {
     if (!speculate->empty()) speculate_text = *speculate;
     std::string why;
     const auto spec = device::ParseSpeculate(speculate_text, &why);
-    if (!spec) throw std::runtime_error("--speculate / device.speculate: " + why);
+    if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate / device.speculate: " + why);
     const auto kind = scheduler::DrafterKindFromName(spec->drafter);
-    if (!kind) throw std::runtime_error("--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
+    if (!kind)
+      throw Exception(Exception::kInvalidArgument,
+                      "--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
     in.speculation.drafter = *kind;
     in.speculation.max_drafts = spec->max_drafts;
     if (*acceptance >= 0) in.speculation.acceptance = *acceptance;
     if (*draft_ms >= 0) in.speculation.draft_model_us = *draft_ms * 1e3;
     if (*kind == scheduler::DrafterKind::kDraftModel && in.speculation.draft_model_us <= 0) {
-      throw std::runtime_error("--speculate " + speculate_text + ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
+      throw Exception(Exception::kInvalidArgument,
+                      "--speculate " + speculate_text +
+                          ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
     }
 
     const auto plan = scheduler::ChooseCut(in);

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 
@@ -23,7 +23,7 @@ inline std::unique_ptr<partition::Tokenizer> OpenTokenizer(const partition::Mode
 // Token ids of the prompt, from --prompt-ids or --prompt (BOS prepended when
 // the tokenizer adds one);
 // not yet checked against the model (partition/prompt.h does that). Throws
-// PartitionError saying what to pass.
+// Exception(kInvalidArgument) saying what to pass.
 inline std::vector<int32_t> PromptIds(const partition::Model& model, const partition::Tokenizer* tok,
                                       const std::string& prompt, const std::string& prompt_ids) {
   const partition::ModelConfig& c = model.config();
@@ -32,12 +32,14 @@ inline std::vector<int32_t> PromptIds(const partition::Model& model, const parti
     ids = partition::ParseTokenIds(prompt_ids);
   } else if (!prompt.empty()) {
     if (tok == nullptr) {
-      throw partition::PartitionError(model.dir() + " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass --tokenizer FILE or use --prompt-ids");
+      throw Exception(Exception::kNotFound, model.dir() +
+                                                " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF "
+                                                "vocabulary): pass --tokenizer FILE or use --prompt-ids");
     }
     ids = tok->Encode(prompt);
     if (tok->add_bos()) ids.insert(ids.begin(), c.bos_token_id);  // Qwen adds none
   } else {
-    throw partition::PartitionError("give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+    throw Exception(Exception::kInvalidArgument, "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
   }
   return ids;
 }

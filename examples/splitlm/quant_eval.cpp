@@ -9,11 +9,11 @@
 #include <sstream>
 
 #include "examples/splitlm/cli.h"
-#include "partition/error.h"
 #include "partition/gguf_quantize.h"
 #include "partition/hf_to_gguf.h"
 #include "partition/model.h"
 #include "partition/quant_eval.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -32,7 +32,8 @@ class ScratchDir {
  public:
   ScratchDir() {
     std::string pattern = (fs::temp_directory_path() / "splitlm-quant-eval-XXXXXX").string();
-    if (mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory in " + fs::temp_directory_path().string());
+    if (mkdtemp(pattern.data()) == nullptr)
+      throw Exception(Exception::kUnavailable, "cannot create a directory in " + fs::temp_directory_path().string());
     path_ = pattern;
   }
   ~ScratchDir() {
@@ -53,11 +54,11 @@ std::vector<std::string> ParseTypes(const std::string& list) {
     if (!partition::ParseQuantizeTarget(t)) {
       std::string names;
       for (const auto& n : partition::QuantizeTargetNames()) names += (names.empty() ? "" : ", ") + n;
-      throw std::runtime_error("--types: unknown format \"" + t + "\" (known: " + names + ")");
+      throw Exception(Exception::kInvalidArgument, "--types: unknown format \"" + t + "\" (known: " + names + ")");
     }
     out.push_back(t);
   }
-  if (out.empty()) throw std::runtime_error("--types: give at least one format");
+  if (out.empty()) throw Exception(Exception::kInvalidArgument, "--types: give at least one format");
   return out;
 }
 
@@ -96,8 +97,8 @@ int Run(const QuantEvalArgs& a, const Context& ctx) {
   const std::string& formats = reference->weight_formats();
   for (const char* q : {"q4", "q5", "q6", "q8", "q2", "q3", "iq"}) {
     if (formats.find(q) != std::string::npos) {
-      throw std::runtime_error(a.model + " holds quantised weights (" + formats +
-                               "): the reference must be F32, F16 or BF16");
+      throw Exception(Exception::kInvalidArgument,
+                      a.model + " holds quantised weights (" + formats + "): the reference must be F32, F16 or BF16");
     }
   }
   partition::CorpusOptions co = a.corpus;

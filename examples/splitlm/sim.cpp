@@ -20,6 +20,7 @@
 #include "sim/settings.h"
 #include "sim/sweep.h"
 #include "sim/workload.h"
+#include "transport/error.h"
 #include "transport/text_file.h"
 
 #ifndef SPLITLM_HARDWARE_DIR
@@ -114,7 +115,8 @@ void Validate(sim::Workbench& bench, const std::vector<sim::Settings>& all, cons
     if (!s.trace.empty()) sim::ReadTrace(s.trace);
     if (!s.speculate.empty()) {
       std::string why;
-      if (!device::ParseSpeculate(s.speculate, &why)) throw std::runtime_error("--speculate: " + why);
+      if (!device::ParseSpeculate(s.speculate, &why))
+        throw Exception(Exception::kInvalidArgument, "--speculate: " + why);
     }
     sim::SweepPolicies(bench.model->config().num_layers, !s.speculate.empty(), s.cuts);  // checks the cuts
     sim::ReferenceFor(bench, s);
@@ -213,14 +215,16 @@ Runner AddSim(CLI::App& app) {
   auto a = std::make_shared<SimArgs>();
   AddSimOptions(cmd, a.get());
   return [a](const Context& ctx) {
-    if (!a->config.empty() && !a->sweep.empty()) throw std::runtime_error("give --config or --sweep, not both");
+    if (!a->config.empty() && !a->sweep.empty())
+      throw Exception(Exception::kInvalidArgument, "give --config or --sweep, not both");
     std::vector<sim::Settings> conditions;
     sim::Settings base;
     if (!a->sweep.empty()) base = sim::ReadSimFile(a->sweep, &conditions);
     if (!a->config.empty()) base = sim::ReadSimFile(a->config, nullptr);
     ApplyFlags(*a, base);
     for (auto& c : conditions) ApplyFlags(*a, c);
-    if (base.model.empty()) throw std::runtime_error("no model: give --model DIR or model = \"DIR\" in [sim]");
+    if (base.model.empty())
+      throw Exception(Exception::kInvalidArgument, "no model: give --model DIR or model = \"DIR\" in [sim]");
     auto model = partition::Model::Open(base.model, a->weights);
     sim::Workbench bench{model.get(), a->hardware_dir, ctx.log, &g_interrupted, {}};
     Validate(bench, conditions.empty() ? std::vector<sim::Settings>{base} : conditions, ctx);

@@ -9,8 +9,8 @@
 #include <sstream>
 
 #include "examples/splitlm/cli.h"
-#include "partition/error.h"
 #include "partition/tokenizer.h"
+#include "transport/error.h"
 
 namespace splitlm::cli {
 namespace {
@@ -35,7 +35,7 @@ std::vector<int32_t> EncodeWithBos(const partition::Tokenizer& tok, const std::s
 
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw partition::PartitionError(path + ": cannot read the file");
+  if (!in) throw Exception(Exception::kNotFound, path + ": cannot read the file");
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
@@ -44,7 +44,7 @@ std::string ReadFile(const std::string& path) {
 // One JSON string per line in, one JSON array of ids per line out.
 size_t TokenizeJsonl(const partition::Tokenizer& tok, const TokenizeArgs& a, std::string& out) {
   std::ifstream in(a.jsonl, std::ios::binary);
-  if (!in) throw partition::PartitionError(a.jsonl + ": cannot read the file");
+  if (!in) throw Exception(Exception::kNotFound, a.jsonl + ": cannot read the file");
   std::string line;
   size_t bytes = 0;
   for (size_t n = 1; std::getline(in, line); ++n) {
@@ -54,13 +54,14 @@ size_t TokenizeJsonl(const partition::Tokenizer& tok, const TokenizeArgs& a, std
     } catch (const nlohmann::json::exception&) {
       j = nullptr;
     }
-    if (!j.is_string()) throw partition::PartitionError(a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
+    if (!j.is_string())
+      throw Exception(Exception::kInvalidArgument, a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
     const std::string& text = j.get_ref<const std::string&>();
     std::vector<int32_t> ids;
     try {
       ids = EncodeWithBos(tok, text, a.bos);
-    } catch (const partition::PartitionError& e) {
-      throw partition::PartitionError(a.jsonl + ":" + std::to_string(n) + ": " + e.what());
+    } catch (const Exception& e) {
+      throw Exception(e.code(), a.jsonl + ":" + std::to_string(n) + ": " + e.what());
     }
     bytes += text.size();
     out.push_back('[');
@@ -84,7 +85,7 @@ Runner AddTokenize(CLI::App& app) {
   cmd->add_flag("--bos", a->bos, "start with BOS where the tokenizer adds one");
   return [a, text, file, jsonl](const Context& ctx) {
     if (text->count() + file->count() + jsonl->count() == 0) {
-      throw partition::PartitionError("tokenize: give --text TEXT, --text-file FILE or --jsonl FILE");
+      throw Exception(Exception::kInvalidArgument, "tokenize: give --text TEXT, --text-file FILE or --jsonl FILE");
     }
     auto tok = partition::Tokenizer::Open(a->tokenizer);
     ctx.log->debug("tokenizer {}", tok->description());
@@ -116,30 +117,31 @@ Runner AddDetokenize(CLI::App& app) {
   auto* jsonl_opt = cmd->add_option("--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
   ids_opt->excludes(jsonl_opt);
   return [path, ids, jsonl, ids_opt, jsonl_opt](const Context&) {
-    if (ids_opt->count() + jsonl_opt->count() == 0) throw partition::PartitionError("detokenize: give --ids \"1 2 3\" or --jsonl FILE");
+    if (ids_opt->count() + jsonl_opt->count() == 0)
+      throw Exception(Exception::kInvalidArgument, "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
     auto tok = partition::Tokenizer::Open(*path);
     std::string out;
     if (ids_opt->count() > 0) {
       out = tok->Decode(partition::ParseTokenIds(*ids)) + "\n";
     } else {
       std::ifstream in(*jsonl, std::ios::binary);
-      if (!in) throw partition::PartitionError(*jsonl + ": cannot read the file");
+      if (!in) throw Exception(Exception::kNotFound, *jsonl + ": cannot read the file");
       std::string line;
       for (size_t n = 1; std::getline(in, line); ++n) {
         const std::string where = *jsonl + ":" + std::to_string(n) + ": ";
         nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
         std::vector<int32_t> v;
-        if (!j.is_array()) throw partition::PartitionError(where + "not a JSON array of token ids");
+        if (!j.is_array()) throw Exception(Exception::kInvalidArgument, where + "not a JSON array of token ids");
         for (const auto& x : j) {
           if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX) {
-            throw partition::PartitionError(where + "not a JSON array of token ids");
+            throw Exception(Exception::kInvalidArgument, where + "not a JSON array of token ids");
           }
           v.push_back(x.get<int32_t>());
         }
         try {
           out += nlohmann::json(tok->Decode(v)).dump() + "\n";
-        } catch (const partition::PartitionError& e) {
-          throw partition::PartitionError(where + e.what());
+        } catch (const Exception& e) {
+          throw Exception(e.code(), where + e.what());
         }
       }
     }

@@ -16,11 +16,11 @@
 #include "device/draft_policy.h"
 #include "device/drafter.h"
 #include "device/early_exit_drafter.h"
-#include "partition/error.h"
 #include "partition/model.h"
 #include "scheduler/profile.h"
 #include "tests/common/stories260k.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm {
 namespace {
@@ -324,14 +324,14 @@ TEST_F(SpeculativeTest, ADraftModelOfAnotherVocabularyIsRefusedByName) {
   try {
     device::DraftModelDrafter d(path, *model_);
     FAIL() << "a draft model of another vocabulary was accepted";
-  } catch (const partition::PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string::npos, std::string(e.what()).find(path)) << e.what();
     EXPECT_NE(std::string::npos, std::string(e.what()).find("vocabulary of " + std::to_string(other.vocab))) << e.what();
   }
   std::string why;
   const auto spec = device::ParseSpeculate("draft:" + dir_.Sub("nothing-here") + ":3", &why);
   ASSERT_TRUE(spec);
-  EXPECT_THROW(device::MakeDrafter(*spec, *model_), partition::PartitionError);
+  EXPECT_THROW(device::MakeDrafter(*spec, *model_), Exception);
 }
 
 TEST_F(SpeculativeTest, EarlyExitHoldsTheHeadAndReportsItsBytes) {

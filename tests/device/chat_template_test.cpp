@@ -6,6 +6,7 @@
 
 #include "device/chat_template.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -17,7 +18,7 @@ void Write(const std::string& path, const std::string& text) { std::ofstream(pat
 std::string ErrorOf(const std::function<void()>& f) {
   try {
     f();
-  } catch (const ChatTemplateError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "(no error)";

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "device/jinja.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -17,7 +18,7 @@ std::string Render(const std::string& src, const json& ctx = json::object()) { r
 std::string Error(const std::string& src, const json& ctx = json::object()) {
   try {
     Render(src, ctx);
-  } catch (const JinjaError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "(no error)";

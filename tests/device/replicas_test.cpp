@@ -22,6 +22,7 @@
 #include "device/replicas.h"
 #include "partition/model.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm {
 namespace {
@@ -354,7 +355,7 @@ TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
   auto error = [](const std::string& text) {
     try {
       device::ParseCloudList(text);
-    } catch (const device::DeviceError& e) {
+    } catch (const Exception& e) {
       return std::string(e.what());
     }
     return std::string();

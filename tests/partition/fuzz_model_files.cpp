@@ -1,7 +1,7 @@
 // libFuzzer target: arbitrary bytes as a safetensors file (its header parser
 // and every entry's checks), as a config.json and as a GGUF file, as a
 // downloaded or damaged model would hold them. Every input must either parse or throw
-// PartitionError; anything else (a crash, a sanitizer report, another
+// Exception; anything else (a crash, a sanitizer report, another
 // exception) is a finding. The first byte chooses the parser (mod 3). A
 // GGUF tensor of a type splitlm decodes has its first row decoded (any bytes
 // must decode without a fault), and, for the types held re-encoded
@@ -13,12 +13,12 @@
 #include <string>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/model_config.h"
 #include "partition/quant.h"
 #include "partition/quant_decode.h"
 #include "partition/safetensors.h"
+#include "transport/error.h"
 
 using namespace splitlm::partition;
 
@@ -68,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       (void)ParseModelConfig(ModelConfigToJson(c), "fuzz/round-trip.json");  // what we write, we read
     }
-  } catch (const PartitionError&) {
+  } catch (const Exception&) {
   }
   return 0;
 }

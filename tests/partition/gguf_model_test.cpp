@@ -11,7 +11,6 @@
 #include <fstream>
 #include <map>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_quantize.h"
 #include "partition/gguf_writer.h"
@@ -23,6 +22,7 @@
 #include "tests/common/gguf_bytes.h"
 #include "tests/common/stories260k.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -266,7 +266,7 @@ std::string ErrorOf(const MiniModel& model, const std::string& path) {
   try {
     auto m = Model::Open(path);
     StageWeights::Load(*m, StageSpec::Device(m->config(), m->config().num_layers));
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "(no error)";
@@ -336,7 +336,7 @@ TEST(GgufModel, AStageReadsOnlyItsOwnLayers) {
   std::ofstream(dir.Sub("m.gguf"), std::ios::binary) << m.Bytes();
   auto model = Model::Open(dir.Sub("m.gguf"));
   EXPECT_NO_THROW(StageWeights::Load(*model, StageSpec::Device(model->config(), 1)));
-  EXPECT_THROW(StageWeights::Load(*model, StageSpec::Cloud(model->config(), 1)), PartitionError);
+  EXPECT_THROW(StageWeights::Load(*model, StageSpec::Cloud(model->config(), 1)), Exception);
 }
 
 TEST(GgufModel, OpenSaysWhatItWantsForAFileOfAHuggingFaceModel) {
@@ -344,7 +344,7 @@ TEST(GgufModel, OpenSaysWhatItWantsForAFileOfAHuggingFaceModel) {
   try {
     Model::Open(hf + "/model.safetensors");
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(hf + "/model.safetensors: give the Hugging Face model's directory, not one of its files "
                    "(a file is read as GGUF)",
               std::string(e.what()));
@@ -354,7 +354,7 @@ TEST(GgufModel, OpenSaysWhatItWantsForAFileOfAHuggingFaceModel) {
   try {
     Model::Open(dir.Sub("x.bin"));
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(dir.Sub("x.bin") + ": not a GGUF file (no \"GGUF\" magic)", std::string(e.what()));
   }
 }
@@ -363,7 +363,7 @@ TEST(GgufModel, OpenSaysWhatItWantsForAMissingPath) {
   try {
     Model::Open("/nonexistent/model.gguf");
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ("/nonexistent/model.gguf: model not found (give a Hugging Face model directory or a .gguf file)",
               std::string(e.what()));
   }
@@ -527,10 +527,10 @@ TEST(GgufModel, ABadSourceIdentityIsAnErrorNamingTheKey) {
   try {
     Model::Open(dir.Sub("bad.gguf"));
     FAIL() << "a bad identity was accepted";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string::npos, std::string(e.what()).find(kSourceIdentityKey)) << e.what();
   }
-  EXPECT_THROW(ConvertToGguf(*Model::Open(dir.Sub("m.gguf")), dir.Sub("again.gguf")), PartitionError);
+  EXPECT_THROW(ConvertToGguf(*Model::Open(dir.Sub("m.gguf")), dir.Sub("again.gguf")), Exception);
 }
 
 }  // namespace

@@ -12,9 +12,9 @@
 #include <map>
 #include <sstream>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -135,7 +135,7 @@ TEST(GgufScore, TooFewTokensAreAnError) {
   try {
     ScoreSequence(*model, 4, {1});
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ("scoring needs at least 2 tokens (got 1)", std::string(e.what()));
   }
 }

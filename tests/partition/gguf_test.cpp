@@ -8,9 +8,9 @@
 #include <fstream>
 #include <functional>
 
-#include "partition/error.h"
 #include "tests/common/gguf_bytes.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -25,7 +25,7 @@ GgufHeader Parse(const std::string& bytes) {
 std::string ErrorOf(const std::string& bytes) {
   try {
     Parse(bytes);
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "(no error)";
@@ -123,7 +123,7 @@ TEST(GgufTest, OpenRefusesWhatIsNotAFile) {
   try {
     GgufFile::Open(dir.path());
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(dir.path() + ": not a regular file (a directory)", std::string(e.what()));
   }
 }

@@ -9,8 +9,8 @@
 #include <fstream>
 #include <iterator>
 
-#include "partition/error.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -125,7 +125,7 @@ TEST(GgufWriter, IncompleteDataLeavesNoFile) {
     w.WriteTensorData(reinterpret_cast<const uint8_t*>(v), 8);
     w.Commit();
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(dir.Sub("x.gguf") + ": tensor \"t\" got 8 of its 16 bytes", e.what());
   }
   EXPECT_TRUE(NothingBesides(dir));
@@ -135,16 +135,16 @@ TEST(GgufWriter, BadKeysAndTensorsAreErrors) {
   TempDir dir;
   GgufWriter w(dir.Sub("x.gguf"));
   w.AddKeyValue("k", Scalar(GgufType::kUint8, 1));
-  EXPECT_THROW(w.AddKeyValue("k", Scalar(GgufType::kUint8, 1)), PartitionError);
-  EXPECT_THROW(w.AddKeyValue("general.alignment", Scalar(GgufType::kUint64, 64)), PartitionError);
-  EXPECT_THROW(w.AddKeyValue("general.alignment", Scalar(GgufType::kUint32, 48)), PartitionError);
-  EXPECT_THROW(w.AddTensor("q", {33}, 8), PartitionError);  // not a whole Q8_0 block
-  EXPECT_THROW(w.AddTensor("q", {32, 0}, 8), PartitionError);
-  EXPECT_THROW(w.AddTensor("q", {1, 1, 1, 1, 1}, 0), PartitionError);
+  EXPECT_THROW(w.AddKeyValue("k", Scalar(GgufType::kUint8, 1)), Exception);
+  EXPECT_THROW(w.AddKeyValue("general.alignment", Scalar(GgufType::kUint64, 64)), Exception);
+  EXPECT_THROW(w.AddKeyValue("general.alignment", Scalar(GgufType::kUint32, 48)), Exception);
+  EXPECT_THROW(w.AddTensor("q", {33}, 8), Exception);  // not a whole Q8_0 block
+  EXPECT_THROW(w.AddTensor("q", {32, 0}, 8), Exception);
+  EXPECT_THROW(w.AddTensor("q", {1, 1, 1, 1, 1}, 0), Exception);
   w.AddTensor("t", {1}, 0);
-  EXPECT_THROW(w.AddTensor("t", {1}, 0), PartitionError);
+  EXPECT_THROW(w.AddTensor("t", {1}, 0), Exception);
   const uint8_t bytes[8] = {};
-  EXPECT_THROW(w.WriteTensorData(bytes, 8), PartitionError);  // 4 more than "t" holds
+  EXPECT_THROW(w.WriteTensorData(bytes, 8), Exception);  // 4 more than "t" holds
 }
 
 }  // namespace

@@ -6,12 +6,12 @@
 #include <filesystem>
 #include <fstream>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/model_config.h"
 #include "partition/safetensors.h"
 #include "partition/stage.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -19,13 +19,13 @@ namespace {
 using testing::MakeModel;
 using testing::TempDir;
 
-// Runs `fn`, expecting a PartitionError whose message contains `needle`.
+// Runs `fn`, expecting a Exception whose message contains `needle`.
 template <typename F>
 void ExpectError(F&& fn, const std::string& needle) {
   try {
     fn();
     ADD_FAILURE() << "expected an error containing \"" << needle << "\"";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
   }
 }
@@ -171,7 +171,7 @@ TEST(RandomModelTest, SameSeedSameBytesOtherSeedOtherBytes) {
   const std::string a = ReadText(dir.Sub("a/model.safetensors"));
   EXPECT_EQ(a, ReadText(dir.Sub("b/model.safetensors")));
   EXPECT_NE(a, ReadText(dir.Sub("c/model.safetensors")));
-  EXPECT_THROW(PresetConfig("huge", Arch::kLlama), PartitionError);
+  EXPECT_THROW(PresetConfig("huge", Arch::kLlama), Exception);
 }
 
 

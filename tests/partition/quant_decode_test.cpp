@@ -12,7 +12,6 @@
 #include <cstring>
 #include <random>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_writer.h"
 #include "partition/model.h"
@@ -21,6 +20,7 @@
 #include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
 #include "transport/codec.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -214,7 +214,7 @@ TEST(QuantDecode, RaggedRowsAreErrors) {
   try {
     DequantizeRow(T(GgmlType::kQ3_K), b.data(), y, 100);
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(std::string("DequantizeRow: 100 values are not a whole number of Q3_K blocks of 256"), e.what());
   }
 }
@@ -361,7 +361,7 @@ TEST_F(QuantDecodeModel, ATypeWithoutADecoderIsAnErrorNamingFileTensorAndType) {
   try {
     StageWeights::Load(*model, StageSpec::Cloud(c, 3));
     ADD_FAILURE() << "expected an error";
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(path + ": tensor \"blk.3.ffn_up.weight\" has type IQ2_XXS, which splitlm cannot load yet",
               std::string(e.what()));
   }

@@ -7,12 +7,12 @@
 #include <algorithm>
 #include <string>
 
-#include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -110,7 +110,7 @@ TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
 
 TEST_F(QuantStage, UnknownWeightFormatIsRejectedAtOpen) {
   const std::string path = MakeModel(dir_.Sub("tiny"));
-  EXPECT_THROW(Model::Open(path, "q3_k"), PartitionError);
+  EXPECT_THROW(Model::Open(path, "q3_k"), Exception);
 }
 
 // Block formats held as stored multiply 8-bit activations: split == local at

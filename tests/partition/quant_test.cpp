@@ -11,10 +11,10 @@
 #include <map>
 #include <random>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_quantize.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -117,7 +117,7 @@ TEST(Quant, ValuesPastTheScaleRangeAreRefused) {
     try {
       Quantize(type, huge);
       FAIL() << GgmlTypeName(type);
-    } catch (const PartitionError& e) {
+    } catch (const Exception& e) {
       EXPECT_NE(std::string::npos, std::string(e.what()).find("overflows fp16")) << e.what();
     }
   }
@@ -126,7 +126,7 @@ TEST(Quant, ValuesPastTheScaleRangeAreRefused) {
   try {
     Quantize(kQ8_0, nan);
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(std::string("cannot quantise to Q8_0: value 5 is not finite"), e.what());
   }
 }
@@ -138,13 +138,13 @@ TEST(Quant, ScalesAtTheTopOfFp16AreKeptAndPastItRefused) {
   EXPECT_EQ(65504.0f, Dequantize(kQ8_0, q, 32)[3] / 127);
   ExpectWithinBound(kQ8_0, x, "fp16 max");
   x[3] = 65520.0f * 127;  // rounds to an infinite fp16 scale
-  EXPECT_THROW(Quantize(kQ8_0, x), PartitionError);
+  EXPECT_THROW(Quantize(kQ8_0, x), Exception);
   x[3] = -65504.0f * 8;  // Q4_0's d = max/-8
   ExpectWithinBound(kQ4_0, x, "fp16 max");
 }
 
 // Arbitrary bit patterns: decoding any bytes and encoding any finite floats
-// either returns or throws PartitionError (a small deterministic fuzz).
+// either returns or throws Exception (a small deterministic fuzz).
 TEST(Quant, ArbitraryBitsNeverCrash) {
   std::mt19937 rng(11);
   for (int round = 0; round < 200; ++round) {
@@ -161,7 +161,7 @@ TEST(Quant, ArbitraryBitsNeverCrash) {
       (void)Dequantize(type, raw, 512);
       try {
         (void)Quantize(type, x);
-      } catch (const PartitionError&) {
+      } catch (const Exception&) {
       }
     }
   }
@@ -173,7 +173,7 @@ TEST(Quant, UnsupportedTypesAndRaggedRowsAreErrors) {
   try {
     DequantizeRow(16, b, x, 256);
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(std::string("DequantizeRow: tensor type IQ2_XXS is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and "
                           "Q6_K are; DequantizeRow also reads Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)"),
               e.what());
@@ -181,10 +181,10 @@ TEST(Quant, UnsupportedTypesAndRaggedRowsAreErrors) {
   try {
     QuantizeRow(kQ4_K, x, b, 32);
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_EQ(std::string("QuantizeRow: 32 values are not a whole number of Q4_K blocks of 256"), e.what());
   }
-  EXPECT_THROW(QuantizeRow(999, x, b, 32), PartitionError);
+  EXPECT_THROW(QuantizeRow(999, x, b, 32), Exception);
 }
 
 TEST(Quant, DequantisationFollowsTheDocumentedLayouts) {

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "partition/error.h"
 #include "partition/sampler.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -52,10 +52,10 @@ TEST(SamplerTest, FrequenciesFollowTheSoftmax) {
 }
 
 TEST(SamplerTest, RejectsBadParameters) {
-  EXPECT_THROW(ValidateSamplingParams({1.0f, -1, 1.0f, 0}), PartitionError);
-  EXPECT_THROW(ValidateSamplingParams({1.0f, 0, 0.0f, 0}), PartitionError);
-  EXPECT_THROW(ValidateSamplingParams({1.0f, 0, 1.5f, 0}), PartitionError);
-  EXPECT_THROW(ValidateSamplingParams({NAN, 0, 1.0f, 0}), PartitionError);
+  EXPECT_THROW(ValidateSamplingParams({1.0f, -1, 1.0f, 0}), Exception);
+  EXPECT_THROW(ValidateSamplingParams({1.0f, 0, 0.0f, 0}), Exception);
+  EXPECT_THROW(ValidateSamplingParams({1.0f, 0, 1.5f, 0}), Exception);
+  EXPECT_THROW(ValidateSamplingParams({NAN, 0, 1.0f, 0}), Exception);
   EXPECT_NO_THROW(ValidateSamplingParams({0.7f, 40, 0.9f, 0}));
 }
 

@@ -6,13 +6,13 @@
 #include <fstream>
 #include <sstream>
 
-#include "partition/error.h"
 #include "partition/model.h"
 #include "partition/sampler.h"
 #include "partition/stage.h"
 #include "partition/tokenizer.h"
 #include "tests/common/stories260k.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -33,17 +33,17 @@ TEST(Llama2Tokenizer, EncodesAndDecodes) {
   auto ids = tok->Encode("Once upon a time");
   EXPECT_EQ((std::vector<int32_t>{9038, 2501, 263, 931}), ids);
   EXPECT_EQ("Once upon a time", tok->Decode(ids));
-  EXPECT_THROW(tok->Decode({40000}), PartitionError);
+  EXPECT_THROW(tok->Decode({40000}), Exception);
 }
 
 TEST(TokenizerTest, RejectsMissingAndInvalidFiles) {
   testing::TempDir dir;
-  EXPECT_THROW(Tokenizer::Open(dir.Sub("missing.model")), PartitionError);
+  EXPECT_THROW(Tokenizer::Open(dir.Sub("missing.model")), Exception);
   std::ofstream(dir.Sub("bad.model")) << "not a sentencepiece model";
   try {
     Tokenizer::Open(dir.Sub("bad.model"));
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos) << e.what();
   }
 }

@@ -7,13 +7,13 @@
 #include <algorithm>
 #include <cmath>
 
-#include "partition/error.h"
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
 #include "partition/tensor_f32.h"
 #include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -146,7 +146,7 @@ TEST_F(StageTest, TruncateThenReplayGivesTheSameLogits) {
   EXPECT_EQ(5, stage.position());
   stage.Forward({prompt.data() + 5, nullptr, 7}, again.data());
   EXPECT_EQ(first, again);
-  EXPECT_THROW(stage.Truncate(13), PartitionError);
+  EXPECT_THROW(stage.Truncate(13), Exception);
 }
 
 TEST_F(StageTest, SlicesShareWeightsAndComputeTheSame) {
@@ -161,8 +161,8 @@ TEST_F(StageTest, SlicesShareWeightsAndComputeTheSame) {
     EXPECT_EQ(RunChain(*model_, cut, prompt, 0)[0], logits) << "cut " << cut;
   }
   auto cloud_only = StageWeights::Load(*model_, StageSpec::Cloud(c, 2));
-  EXPECT_THROW(cloud_only->Slice(StageSpec::Cloud(c, 1)), PartitionError);
-  EXPECT_THROW(cloud_only->Slice(StageSpec::Device(c, 3)), PartitionError);
+  EXPECT_THROW(cloud_only->Slice(StageSpec::Cloud(c, 1)), Exception);
+  EXPECT_THROW(cloud_only->Slice(StageSpec::Device(c, 3)), Exception);
   EXPECT_NO_THROW(cloud_only->Slice(StageSpec::Cloud(c, 3)));
 }
 
@@ -184,26 +184,26 @@ TEST_F(StageTest, DeviceHoldsOnlyItsLayers) {
 
 TEST_F(StageTest, RejectsBadInputsWithoutChangingState) {
   const ModelConfig& c = model_->config();
-  EXPECT_THROW(StageSpec::Device(c, c.num_layers + 1), PartitionError);
-  EXPECT_THROW(StageSpec::Device(c, -1), PartitionError);
+  EXPECT_THROW(StageSpec::Device(c, c.num_layers + 1), Exception);
+  EXPECT_THROW(StageSpec::Device(c, -1), Exception);
   Stage stage(StageWeights::Load(*model_, StageSpec::Device(c, 2)), /*max_context=*/8);
   std::vector<float> out(stage.OutputSize(9));
   int32_t bad = c.vocab_size;
   try {
     stage.Forward({&bad, nullptr, 1}, out.data());
-    FAIL() << "expected PartitionError";
-  } catch (const PartitionError& e) {
+    FAIL() << "expected Exception";
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("outside the vocabulary"), std::string::npos) << e.what();
   }
   auto ids = Prompt(9, c.vocab_size);
   try {
     stage.Forward({ids.data(), nullptr, 9}, out.data());
-    FAIL() << "expected PartitionError";
-  } catch (const PartitionError& e) {
+    FAIL() << "expected Exception";
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("exceed the context of 8"), std::string::npos) << e.what();
   }
   std::vector<float> hidden(c.hidden_size);
-  EXPECT_THROW(stage.Forward({nullptr, hidden.data(), 1}, out.data()), PartitionError);
+  EXPECT_THROW(stage.Forward({nullptr, hidden.data(), 1}, out.data()), Exception);
   EXPECT_EQ(0, stage.position());
 }
 

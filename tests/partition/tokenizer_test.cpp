@@ -8,10 +8,10 @@
 #include <sstream>
 
 #include "partition/added_tokens.h"
-#include "partition/error.h"
 #include "partition/gguf_writer.h"
 #include "partition/tokenizer.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -128,8 +128,8 @@ TEST(Tokenizer, TokenBytesConcatenateToTheText) {
     for (int32_t id : tok->Encode(text)) joined += tok->TokenBytes(id);
     if (!joined.empty() && joined[0] == ' ' && text[0] != ' ') joined.erase(0, 1);  // SentencePiece's prefix space
     EXPECT_EQ(text, joined) << path;
-    EXPECT_THROW(tok->TokenBytes(tok->vocab_size()), PartitionError);
-    EXPECT_THROW(tok->Decode({-1}), PartitionError);
+    EXPECT_THROW(tok->TokenBytes(tok->vocab_size()), Exception);
+    EXPECT_THROW(tok->Decode({-1}), Exception);
   }
 }
 
@@ -150,7 +150,7 @@ TEST(Tokenizer, RejectsInvalidUtf8) {
   try {
     tok->Encode("ok\xC3(");
     FAIL();
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("not valid UTF-8 (at byte 2)"), std::string::npos) << e.what();
   }
 }
@@ -184,7 +184,7 @@ std::string TinyTokenizerJson(const std::string& normalizer, const std::string& 
 std::string OpenError(const std::string& path) {
   try {
     Tokenizer::Open(path);
-  } catch (const PartitionError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "";
@@ -288,7 +288,7 @@ TEST(Tokenizer, GgufWithoutOrWithAnUnknownVocabularyIsAClearError) {
 
 TEST(Tokenizer, RejectsMissingAndInvalidFiles) {
   testing::TempDir dir;
-  EXPECT_THROW(Tokenizer::Open(dir.Sub("missing.model")), PartitionError);
+  EXPECT_THROW(Tokenizer::Open(dir.Sub("missing.model")), Exception);
   std::ofstream(dir.Sub("bad.model")) << "not a sentencepiece model";
   const std::string e = OpenError(dir.Sub("bad.model"));
   EXPECT_NE(e.find("not a SentencePiece model"), std::string::npos) << e;

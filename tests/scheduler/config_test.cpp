@@ -12,6 +12,7 @@
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -19,7 +20,7 @@ namespace {
 std::string ErrorOf(const std::string& text) {
   try {
     Config::Parse(text, "dev.toml");
-  } catch (const ConfigError& e) {
+  } catch (const Exception& e) {
     return e.what();
   }
   return "";
@@ -45,14 +46,14 @@ TEST(ConfigTest, ErrorsNameFileLineAndKey) {
   EXPECT_EQ("dev.toml:1: cut: expected a [cut] section, not a value", ErrorOf("cut = 3\n"));
   EXPECT_NE(std::string::npos, ErrorOf("[device\ncut = 3\n").find("dev.toml:1: "));
   EXPECT_EQ("dev.toml:2: cloud.insecure: expected true or false", ErrorOf("[cloud]\ninsecure = 1\n"));
-  EXPECT_THROW(Config::Load("/nonexistent.toml"), ConfigError);
+  EXPECT_THROW(Config::Load("/nonexistent.toml"), Exception);
 }
 
 TEST(ConfigTest, ADeviceOrAFifoAsTheConfigFileIsRefusedWithoutReadingIt) {
   auto load_error = [](const std::string& path) -> std::string {
     try {
       Config::Load(path);
-    } catch (const ConfigError& e) {
+    } catch (const Exception& e) {
       return e.what();
     }
     return "";
@@ -78,7 +79,7 @@ TEST(ConfigTest, FlagTextIsCheckedByTheRuleOfTheFile) {
   EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: nan is not a finite number", ErrorOf("[cloud]\nkv_budget_mb = nan\n"));
   EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: 1e-09 is outside 0.001..1000000000000",
             ErrorOf("[cloud]\nkv_budget_mb = 1e-9\n"));
-  EXPECT_THROW(SchemaKey("cloud.turbo"), ConfigError);
+  EXPECT_THROW(SchemaKey("cloud.turbo"), Exception);
 }
 
 TEST(ConfigTest, FlagsOverrideTheFile) {

@@ -12,6 +12,7 @@
 
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -52,7 +53,7 @@ TEST(RadioPresetTest, AnUnknownTypeNamesTheChoices) {
   try {
     Config::Parse("[link]\ntype = \"5G\"\n", "dev.toml");
     ADD_FAILURE() << "5G accepted";
-  } catch (const ConfigError& e) {
+  } catch (const Exception& e) {
     EXPECT_STREQ("dev.toml:2: link.type: \"5G\" is not one of wifi, lte, lte-2021, 5g, 5g-mmwave, 3g", e.what());
   }
   // The schema offers exactly the presets.

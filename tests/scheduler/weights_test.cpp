@@ -8,7 +8,6 @@
 #include <map>
 #include <numeric>
 
-#include "partition/error.h"
 #include "partition/gguf.h"
 #include "partition/mapped_file.h"
 #include "partition/model.h"
@@ -18,6 +17,7 @@
 #include "scheduler/weights.h"
 #include "tests/common/test_util.h"
 #include "tests/scheduler/synthetic_profiles.h"
+#include "transport/error.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -94,7 +94,7 @@ TEST(WeightBytesTest, AnUnknownFormatNamesTheAcceptedOnes) {
   try {
     WeightBytesOf(Synthk(), "q5_k");
     FAIL() << "no error";
-  } catch (const partition::PartitionError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string::npos, std::string(e.what()).find("\"q5_k\": unknown format (choose f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m)"))
         << e.what();
   }

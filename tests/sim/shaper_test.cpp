@@ -18,8 +18,6 @@
 namespace splitlm::sim {
 namespace {
 
-using transport::TransportError;
-
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 using Clock = std::chrono::steady_clock;
@@ -173,11 +171,11 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
   try {
     ReadTrace(dir.Sub("bad.csv"));
     FAIL();
-  } catch (const TransportError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string::npos, std::string(e.what()).find("bad.csv:2: expected time_s,up_mbit_s")) << e.what();
   }
   std::ofstream(dir.Sub("back.csv")) << "5,1,1,10\n1,1,1,10\n";
-  EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), TransportError);
+  EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), Exception);
 }
 
 // Every shipped trace reads, says where it comes from, and describes a link.
@@ -219,7 +217,7 @@ TEST(ShaperTest, TraceRowsCanBeOutages) {
     try {
       ReadTrace(dir.Sub("bad.csv"));
       ADD_FAILURE() << text;
-    } catch (const TransportError& e) {
+    } catch (const Exception& e) {
       EXPECT_NE(std::string::npos, std::string(e.what()).find(message)) << e.what();
     }
   };

@@ -64,6 +64,50 @@ TEST(ChannelTest, ForwardAndResultWithPayloadFrame) {
   EXPECT_EQ(0u, back->payload.size());
 }
 
+// Nothing listens at the endpoint, so nothing drains the client's queue:
+// once libzmq's high-water mark is reached a send would block, and Send
+// says so instead of pretending the message went out.
+TEST(ChannelTest, SendReturnsFalseWhenTheMessageCannotBeQueued) {
+  zmq::context_t ctx;
+  testing::TempDir dir;
+  ClientChannel client(ctx, Client("ipc://" + dir.Sub("nobody")));
+  int queued = 0;
+  while (queued < 100000 && client.Send(Heartbeat{})) ++queued;
+  EXPECT_GT(queued, 0);       // the first ones are queued for the connection to come
+  EXPECT_LT(queued, 100000);  // then the queue is full
+  EXPECT_FALSE(client.Send(Forward{}, Payload(64, 1)));
+}
+
+// Options whose logger is null get the null logger: every path that logs
+// (bad frames, reconnects) runs without one.
+TEST(ChannelTest, WorksWithoutALogger) {
+  zmq::context_t ctx;
+  ServerOptions so = Server();
+  so.log = nullptr;
+  ServerChannel server(ctx, so);
+  ClientOptions co = Client(server.endpoint());
+  co.log = nullptr;
+  ClientChannel client(ctx, co);
+  ASSERT_TRUE(client.Send(Ping{1, 0}));
+  auto in = server.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  server.Send(in->peer, Pong{1});
+  ASSERT_TRUE(client.Receive(Millis(5000)).has_value());
+  zmq::socket_t raw(ctx, zmq::socket_type::dealer);
+  raw.set(zmq::sockopt::linger, 0);
+  raw.connect(server.endpoint());
+  raw.send(zmq::str_buffer("not a capnp frame"), zmq::send_flags::none);  // refused, logged nowhere
+  const std::string ok = EncodeMessage(Ping{2, 0});
+  raw.send(zmq::buffer(ok), zmq::send_flags::none);
+  in = server.Receive(Millis(5000));
+  ASSERT_TRUE(in.has_value());
+  EXPECT_EQ(2u, std::get<Ping>(in->message).seq);
+  EXPECT_EQ(1u, server.rejected());
+  client.Reconnect();  // logs its back-off
+  EXPECT_TRUE(NullLogger() != nullptr);
+  EXPECT_FALSE(NullLogger()->should_log(spdlog::level::critical));
+}
+
 TEST(ChannelTest, MalformedFramesGetAnErrorReply) {
   zmq::context_t ctx;
   ServerChannel server(ctx, Server());
@@ -196,8 +240,9 @@ TEST(ChannelTest, RefusesPublicBindWithoutCurve) {
   try {
     ServerChannel s(ctx, Server("tcp://0.0.0.0:*"));
     FAIL() << "expected a refusal";
-  } catch (const TransportError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("without CURVE"), std::string::npos) << e.what();
+    EXPECT_EQ(Exception::kInvalidArgument, e.code());
   }
   ServerOptions o = Server("tcp://0.0.0.0:*");
   o.allow_insecure = true;
@@ -219,10 +264,10 @@ TEST(SecurityTest, KeyFilesRoundTripAndBadOnesAreNamed) {
   try {
     ReadKeyFile(dir.Sub("bad.key"));
     FAIL();
-  } catch (const TransportError& e) {
+  } catch (const Exception& e) {
     EXPECT_NE(std::string(e.what()).find("bad.key:1: not a 40-character Z85 key"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(ReadKeyFile(dir.Sub("missing.key")), TransportError);
+  EXPECT_THROW(ReadKeyFile(dir.Sub("missing.key")), Exception);
 }
 
 TEST(SecurityTest, KeysWithHashAndEqualsCharactersSurvive) {

@@ -8,6 +8,7 @@
 #include "transport/protocol.h"
 
 #include <capnp/message.h>
+#include <capnp/schema.h>
 #include <capnp/serialize.h>
 
 #include "transport/splitlm.capnp.h"
@@ -138,6 +139,28 @@ TEST(ProtocolTest, WorkerLoadAndDrainingRoundTripInHello) {
   EXPECT_TRUE(back.draining);
   EXPECT_FALSE(std::get<Hello>(RoundTrip(Hello{})).draining);
   EXPECT_GE(kProtocolMinor, 5) << "worker load and draining came with protocol 1.5";
+}
+
+// The C++ ErrorCode mirrors the schema's enum: a name for every enumerant
+// the schema declares (protocol.cpp checks values and the table's size at
+// compile time; this catches an enumerant added to the schema alone).
+TEST(ProtocolTest, EveryWireErrorCodeHasANameAndTheSameValue) {
+  const auto enumerants = capnp::Schema::from<wire::ErrorCode>().getEnumerants();
+  for (auto e : enumerants) {
+    const auto code = static_cast<ErrorCode>(e.getOrdinal());
+    std::string camel;  // bad_message -> badMessage, as the schema spells it
+    bool upper = false;
+    for (const char* c = ErrorCodeName(code); *c; ++c) {
+      if (*c == '_') {
+        upper = true;
+      } else {
+        camel += upper ? static_cast<char>(*c - 'a' + 'A') : *c;
+        upper = false;
+      }
+    }
+    EXPECT_EQ(std::string(e.getProto().getName().cStr()), camel);
+  }
+  EXPECT_STREQ("unknown", ErrorCodeName(static_cast<ErrorCode>(enumerants.size())));
 }
 
 TEST(ProtocolTest, DecodesFromUnalignedFrames) {

@@ -51,9 +51,9 @@ TEST(TextFileTest, RefusesAFileOverItsLimit) {
 
 TEST(TextFileTest, TheThrowingFormNamesThePath) {
   try {
-    ReadTextFileOr<TransportError>("/dev/zero", kMaxConfigBytes);
+    ReadTextFileOrThrow("/dev/zero", kMaxConfigBytes);
     ADD_FAILURE() << "expected an error";
-  } catch (const TransportError& e) {
+  } catch (const Exception& e) {
     EXPECT_STREQ("/dev/zero: not a regular file (a character device)", e.what());
   }
 }
