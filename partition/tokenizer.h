@@ -21,6 +21,14 @@ struct SpecialTokens {
   std::string eos_token;
 };
 
+// How tokenizers are opened: set by main (and tests), not by the
+// environment or a global.
+struct TokenizerOptions {
+  // The SentencePiece shim to load (libsplitlm_spm.so, spm_tokenizer.h);
+  // "" = DefaultSpmShimPath().
+  std::string spm_shim;
+};
+
 // Thread-safe for concurrent Encode/Decode once opened.
 class Tokenizer {
  public:
@@ -31,7 +39,7 @@ class Tokenizer {
   // a tokenizer.json, tokenizer_config.json and generation_config.json give the
   // BOS/EOS rules. Throws PartitionError naming the file and the problem (not
   // found, unreadable, malformed, or a feature splitlm does not implement).
-  static std::unique_ptr<Tokenizer> Open(const std::string& path);
+  static std::unique_ptr<Tokenizer> Open(const std::string& path, const TokenizerOptions& options = {});
   virtual ~Tokenizer() = default;
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;

@@ -237,7 +237,7 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 1;
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
+  device::Agent agent(*model_, o, ctx_, m, rig.rig.clock());
   const std::vector<int32_t> prompt = {1, 2, 3};
   const int n = 200;
   const auto want = LocalTokens(prompt, n);
@@ -264,7 +264,7 @@ TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheClou
   device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 2;
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
+  device::Agent agent(*model_, o, ctx_, m, rig.rig.clock());
   const std::vector<int32_t> prompt = {1, 2, 3};
   const int n = 24;
   const auto want = LocalTokens(prompt, n);
@@ -303,7 +303,7 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   o.retry_interval = std::chrono::milliseconds(100);
   o.channel.heartbeat_interval = std::chrono::milliseconds(30);
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
+  device::Agent agent(*model_, o, ctx_, m, rig.clock());
   bool waited = false;
   int after_recovery = 0;
   auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
