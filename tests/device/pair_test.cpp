@@ -348,14 +348,17 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 4 ")) << r.err;
-  // A device profile 100x slower than the cloud's: as little as possible
+  // A device profile 1000x slower than the cloud's: as little as possible
   // here, the privacy floor. The profile is fake, so the agent must not
-  // correct it from the real steps (scheduler.follow_drift = false).
+  // correct it from the real steps (scheduler.follow_drift = false). The
+  // round trips are real time: a busy machine may make a re-plan move the
+  // cut during the generation, so the choice at the start is asserted (by a
+  // margin of tens of ms a token), not where every token was computed.
   ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() + " --out " + dir.Sub("dev.json")).exit_code);
   std::ifstream in(dir.Sub("dev.json"));
   nlohmann::json prof = nlohmann::json::parse(in);
-  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 100;
-  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 100;
+  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 1000;
+  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 1000;
   std::ofstream(dir.Sub("slow.json")) << prof.dump();
   std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\nfollow_drift = false\ndevice_profile = \""
                                       << dir.Sub("slow.json") << "\"\n";
@@ -364,7 +367,6 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 1 ")) << r.err;
-  EXPECT_NE(std::string::npos, r.err.find("24 from the cloud")) << r.err;
 }
 
 TEST_F(PairTest, BadOptionsGiveClearErrors) {
