@@ -73,7 +73,6 @@ int main(int argc, char** argv) {
   auto* f_drain = app.add_option("--drain-timeout", drain_timeout_s,
                                  "on SIGTERM: refuse new sessions, give the open ones this many seconds to finish, then exit")
                       ->check(Schema("cloud.drain_timeout_s"))->capture_default_str();
-  app.add_option("--test-kill-after", o.kill_after_forwards, "fault injection: SIGKILL itself on this Forward");
   CLI11_PARSE(app, argc, argv);
 
   auto log = spdlog::stderr_color_mt("cloud");

@@ -1,7 +1,5 @@
 #include "cloud/worker.h"
 
-#include <csignal>
-
 #include <algorithm>
 #include <cmath>
 #include <map>
@@ -20,10 +18,10 @@
 namespace splitlm::cloud {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = transport::Clock;
 using transport::ErrorCode;
 
-uint32_t Micros(Clock::duration d) {
+uint32_t Micros(Clock::Duration d) {
   return static_cast<uint32_t>(std::chrono::duration_cast<std::chrono::microseconds>(d).count());
 }
 
@@ -32,7 +30,7 @@ struct Pending {
   Session* session;
   transport::Forward forward;
   std::vector<float> hidden;
-  Clock::time_point received;
+  Clock::TimePoint received;
 };
 
 void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transport::TokenLogprob>& out) {
@@ -94,6 +92,7 @@ struct Worker::Impl {
   WorkerOptions options;
   transport::Metrics& metrics;
   ForwardMetrics forward_metrics{metrics};
+  const transport::Clock& clock;  // sessions' times, queue and compute times, deadlines
   transport::ServerChannel server;
   std::shared_ptr<const partition::StageWeights> weights;                 // [min_cut, L)
   std::map<int, std::shared_ptr<const partition::StageWeights>> by_cut;  // slices
@@ -101,8 +100,8 @@ struct Worker::Impl {
   transport::Hello hello;
   uint64_t forwards = 0;
   uint64_t forwards_at_sweep = 0;  // at the last sweep: was there a step since?
-  Clock::time_point next_sweep{};
-  Clock::time_point Now() const { return transport::NowOn(options.clock); }
+  Clock::TimePoint next_sweep{};
+  Clock::TimePoint Now() const { return clock.Now(); }
 
   // Pipeline: the channel to the next hop (null: this worker has the head).
   std::unique_ptr<transport::ClientChannel> next;
@@ -117,10 +116,12 @@ struct Worker::Impl {
     return spec;
   }
 
-  Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met)
+  Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met,
+       const transport::Clock& clk)
       : model(m),
         options(WithModelLimits(std::move(o), m.config())),
         metrics(met),
+        clock(clk),
         server(ctx, options.server),
         sessions(options.sessions) {
     options.log = transport::OrNullLogger(std::move(options.log));
@@ -208,7 +209,9 @@ struct Worker::Impl {
 
   // Logs `text` about `peer`, rate-limited per peer.
   void LogPeer(const std::string& peer, spdlog::level::level_enum level, const std::string& text) {
-    server.peer_log().Log(transport::PeerName(peer), level, text, Clock::now());
+    // The channel's peer log keeps its own rate on the steady clock (the
+    // channel reads it too), not on the worker's.
+    server.peer_log().Log(transport::PeerName(peer), level, text, transport::SteadyClock().Now());
   }
 
   void Reply(const std::string& peer, transport::Error e) {
@@ -425,8 +428,8 @@ struct Worker::Impl {
   // devices, with this worker's compute time added. A step the next hop
   // does not answer in time is answered with an internal error and its
   // session dropped here (the device rebuilds or fails over).
-  void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden, Clock::time_point start,
-             Clock::time_point end) {
+  void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden, Clock::TimePoint start,
+             Clock::TimePoint end) {
     std::map<uint64_t, Pending*> out;  // next-hop seq -> step
     const uint32_t h = hello.hidden_size;
     for (size_t i = 0; i < group.size(); ++i) {
@@ -485,14 +488,11 @@ struct Worker::Impl {
   }
 
   // Draining (see Worker::Run): true when Run should return.
-  bool Drained(const std::atomic<bool>* drain, Clock::time_point& until);
+  bool Drained(const std::atomic<bool>* drain, Clock::TimePoint& until);
 
   void RunBatch(std::vector<Pending>& batch) {
     if (batch.empty()) return;
-    if (options.kill_after_forwards > 0 && forwards + batch.size() >= static_cast<uint64_t>(options.kill_after_forwards)) {
-      if (options.log) options.log->warn("fault injection: SIGKILL after {} forwards", options.kill_after_forwards);
-      std::raise(SIGKILL);
-    }
+    if (options.hook) options.hook->BeforeBatch(forwards, batch.size());
     const int vocab = model.config().vocab_size;
     // Sessions of one cut share weights and run as one batch.
     std::map<int, std::vector<Pending*>> groups;
@@ -561,7 +561,7 @@ struct Worker::Impl {
 };
 
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
-               transport::Metrics& metrics) {
+               transport::Metrics& metrics, const transport::Clock& clock) {
   if (options.layer_end != 0 && (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
     throw Exception(Exception::kInvalidArgument, "--layers " + std::to_string(options.min_cut) + ":" +
                                                      std::to_string(options.layer_end) +
@@ -573,14 +573,14 @@ Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::contex
     throw Exception(Exception::kInvalidArgument, "min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
                                                      std::to_string(model.config().num_layers));
   }
-  impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics);
+  impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics, clock);
 }
 
 Worker::~Worker() = default;
 
 std::string Worker::endpoint() const { return impl_->server.endpoint(); }
 
-bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& until) {
+bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::TimePoint& until) {
   if (!drain || !*drain) return false;
   const auto now = Now();
   if (!hello.draining) {
@@ -604,7 +604,7 @@ bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::time_point& un
 void Worker::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) {
   std::vector<Pending> batch;
   size_t expected = 1;  // size of the previous batch
-  Clock::time_point drain_until{};
+  Clock::TimePoint drain_until{};
   while (!stop && !impl_->Drained(drain, drain_until)) {
     auto in = impl_->server.Receive(impl_->options.poll);
     if (!in) {

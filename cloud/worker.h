@@ -12,17 +12,27 @@
 
 #include "cloud/sessions.h"
 #include "transport/channel.h"
+#include "transport/clock.h"
 #include "transport/metrics.h"
 
 namespace splitlm::partition {
 class Model;
 class ComputeHook;
 }
-namespace splitlm::transport {
-class VirtualClock;
-}
 
 namespace splitlm::cloud {
+
+// What a test installs to see the worker's loop from inside, e.g. to stop
+// the process at a chosen step and kill it (tests/cloud/fault_worker.cpp).
+// The shipped splitlm-cloud installs none. Called on the thread running
+// Worker::Run.
+class WorkerHook {
+ public:
+  virtual ~WorkerHook() = default;
+  // Before a batch of `batch` Forward steps is run (none of them answered
+  // yet), `forwards` steps having been run before it.
+  virtual void BeforeBatch(uint64_t forwards, size_t batch) = 0;
+};
 
 struct WorkerOptions {
   // Bind address, CURVE keys, allow-list, limits. The worker lowers the
@@ -56,16 +66,14 @@ struct WorkerOptions {
   // Draining (Run's `drain`, SIGTERM): how long the open sessions get to
   // finish before the worker stops anyway (their devices then fail over).
   std::chrono::milliseconds drain_timeout{30000};
-  // Fault injection for tests: raise SIGKILL on this Forward (0 = never).
-  int kill_after_forwards = 0;
   std::shared_ptr<spdlog::logger> log;
-  // Emulation (splitlm sim): set on every session's stage; the clock compute
-  // and queue times are read from (null: steady clock); and the per-layer
+  // Emulation (splitlm sim): set on every session's stage; and the per-layer
   // decode times (and head time) to report in Hello instead of measuring.
   partition::ComputeHook* compute_hook = nullptr;
-  const transport::VirtualClock* clock = nullptr;
   std::vector<float> report_layer_decode_us;  // one per layer [min_cut, L)
   float report_head_decode_us = 0;
+  // Tests only (null: none). Not owned; must outlive the worker.
+  WorkerHook* hook = nullptr;
 };
 
 class Worker {
@@ -73,8 +81,12 @@ class Worker {
   // Loads the weights and binds. Throws Exception: kInvalidArgument for a bad
   // cut or layer range (or a refused bind), kCorrupt for a bad model,
   // kUnavailable when the endpoint cannot be bound.
+  // Sessions' idle and peer timeouts, queue and compute times, the batch
+  // window and the pipeline's deadline are read on `clock` (the simulation
+  // passes its virtual clock); `model`, `context`, `metrics` and `clock`
+  // must outlive the worker.
   Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
-         transport::Metrics& metrics);
+         transport::Metrics& metrics, const transport::Clock& clock = transport::SteadyClock());
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;

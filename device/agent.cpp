@@ -22,10 +22,10 @@
 namespace splitlm::device {
 namespace {
 
-using Clock = std::chrono::steady_clock;
+using Clock = transport::Clock;
 using transport::ErrorCode;
 
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
 
 // The state of one generation.
 struct Generation {
@@ -52,7 +52,7 @@ struct Generation {
   bool all_local = false;       // cut == L
   bool split = false;           // the cloud serves the steps
   bool probing = false;         // a hello is out while on the device
-  Clock::time_point retry_at{}, probe_deadline{}, first_token_at{};
+  Clock::TimePoint retry_at{}, probe_deadline{}, first_token_at{};
   std::optional<DraftLength> draft_len;
   std::unique_ptr<DraftRun> drafting;  // the drafter's state for this generation
   std::vector<float> draft_rows;       // scratch: the rows a drafter ran
@@ -96,6 +96,7 @@ struct Agent::Impl {
   AgentOptions o;
   transport::Metrics& metrics;
   zmq::context_t& context;
+  const transport::Clock& clock;  // every time is read, every wait slept, on it
   int layers, hidden, vocab;
   std::shared_ptr<const partition::StageWeights> all_w, device_w, local_w;
   // The current worker's channel (null: no cloud), one of `pool`: one
@@ -104,7 +105,7 @@ struct Agent::Impl {
   std::map<std::string, std::unique_ptr<transport::ClientChannel>> pool;
   std::optional<Replicas> replicas;
   // Workers that failed: skipped by placement until then.
-  std::map<std::string, Clock::time_point> down_until;
+  std::map<std::string, Clock::TimePoint> down_until;
   bool hello_ok = false;
   transport::Hello cloud_hello;  // the worker's last helloReply
   // --cut auto
@@ -130,8 +131,7 @@ struct Agent::Impl {
   }
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
-  // Emulation (splitlm sim): the clock every time is read from.
-  Clock::time_point Now() const { return transport::NowOn(o.clock); }
+  Clock::TimePoint Now() const { return clock.Now(); }
   std::unique_ptr<partition::Stage> NewStage(std::shared_ptr<const partition::StageWeights> w) const {
     auto st = std::make_unique<partition::Stage>(std::move(w));
     st->SetComputeHook(o.compute_hook);
@@ -145,8 +145,9 @@ struct Agent::Impl {
   double last_round_trip_ms = 0;
   StepMetrics step_metrics{metrics};
 
-  Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met)
-      : model(m), o(std::move(opts)), metrics(met), context(ctx) {
+  Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met,
+       const transport::Clock& clk)
+      : model(m), o(std::move(opts)), metrics(met), context(ctx), clock(clk) {
     o.log = transport::OrNullLogger(std::move(o.log));
     const auto& c = model.config();
     layers = c.num_layers;
@@ -274,7 +275,7 @@ struct Agent::Impl {
         --pending;
         if (a.reply && !answered) {
           answered = true;
-          deadline = std::min(deadline, Now() + std::max<Clock::duration>(std::chrono::milliseconds(250), 4 * (Now() - start)));
+          deadline = std::min(deadline, Now() + std::max<Clock::Duration>(std::chrono::milliseconds(250), 4 * (Now() - start)));
         }
       }
     }
@@ -336,7 +337,7 @@ struct Agent::Impl {
   // the session on another from the buffered hidden states, every row sent
   // again (as after an eviction). The token, or nullopt when no other worker
   // answers: the fallback policy applies then. `sent`: when the lost step went out.
-  std::optional<int32_t> FailOver(Generation& g, Clock::time_point sent) {
+  std::optional<int32_t> FailOver(Generation& g, Clock::TimePoint sent) {
     std::set<std::string> failed;
     while (true) {
       const std::string from = channel->endpoint(), why = fault_text;
@@ -373,7 +374,7 @@ struct Agent::Impl {
   }
 
   // Round trip of a Ping carrying `bytes` each way; nullopt on timeout.
-  std::optional<double> Probe(uint32_t bytes, Clock::time_point deadline) {
+  std::optional<double> Probe(uint32_t bytes, Clock::TimePoint deadline) {
     const uint64_t id = ++seq;
     const auto t0 = Now();
     if (!channel->Send(transport::Ping{id, bytes}, zmq::message_t(bytes))) return std::nullopt;
@@ -467,7 +468,7 @@ struct Agent::Impl {
 
   // Sends our Hello and waits for the reply. False on timeout; throws on an
   // incompatible worker (a configuration error, not a network one).
-  bool EnsureHello(Clock::time_point deadline) {
+  bool EnsureHello(Clock::TimePoint deadline) {
     if (hello_ok) return true;
     channel->Send(hello);
     while (true) {
@@ -509,7 +510,7 @@ struct Agent::Impl {
 
   // Runs rows [cloud_positions, positions) through the cloud; the token, or
   // nullopt if the cloud did not answer by `deadline` (`fault` says why).
-  std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::time_point deadline,
+  std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::TimePoint deadline,
                                    GenerateResult& result) {
     // A session evicted under a tight KV budget, or lost with a restarted
     // worker, is rebuilt; a few times in a row is contention, more is a
@@ -597,7 +598,7 @@ struct Agent::Impl {
   // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
   // drift estimates, the rows the session now holds. Returns its token.
   int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
-                     Clock::time_point sent, GenerateResult& result) {
+                     Clock::TimePoint sent, GenerateResult& result) {
     const double rtt = Seconds(Now() - sent);
     last_round_trip_ms = rtt * 1e3;
     const double cloud = (r.compute_us + r.queue_us) / 1e6;
@@ -679,7 +680,7 @@ struct Agent::Impl {
   // the cloud when the link recovers.
   struct PingOut {
     uint64_t seq;
-    Clock::time_point sent, last_look;
+    Clock::TimePoint sent, last_look;
   };
   std::optional<PingOut> ping_out;
   void SendRttPing() {
@@ -1009,7 +1010,7 @@ struct Agent::Impl {
       const auto backoff = channel->Reconnect();
       hello_ok = false;
       g.session_open = false;
-      std::this_thread::sleep_for(std::min<Clock::duration>(backoff, give_up - Now()));
+      clock.SleepFor(std::min<Clock::Duration>(backoff, give_up - Now()));
       if (auto t = CloudStep(g, g.request->sampling, std::min(give_up, Now() + o.step_deadline), *g.result)) return *t;
     }
   }
@@ -1043,8 +1044,8 @@ struct Agent::Impl {
 };
 
 Agent::Agent(const partition::Model& model, AgentOptions options, zmq::context_t& context,
-             transport::Metrics& metrics)
-    : impl_(std::make_unique<Impl>(model, std::move(options), context, metrics)) {}
+             transport::Metrics& metrics, const transport::Clock& clock)
+    : impl_(std::make_unique<Impl>(model, std::move(options), context, metrics, clock)) {}
 
 Agent::~Agent() = default;
 

@@ -18,15 +18,13 @@
 #include "scheduler/cost_model.h"
 #include "transport/channel.h"
 #include "transport/error.h"
+#include "transport/clock.h"
 #include "transport/metrics.h"
 #include "transport/null_logger.h"
 
 namespace splitlm::partition {
 class Model;
 class ComputeHook;
-}
-namespace splitlm::transport {
-class VirtualClock;
 }
 
 namespace splitlm::device {
@@ -92,10 +90,8 @@ struct AgentOptions {
   // More end-of-sequence ids, beside config.json's: the tokenizer's
   // (Llama 3 ends a chat turn with <|eot_id|>, which config.json may omit).
   std::vector<int32_t> eos_ids;
-  // Emulation (splitlm sim): set on every device stage, and the clock all
-  // timings are read from (null: this machine's steady clock). Not owned.
+  // Emulation (splitlm sim): set on every device stage. Not owned.
   partition::ComputeHook* compute_hook = nullptr;
-  const transport::VirtualClock* clock = nullptr;
 };
 
 struct GenerateRequest {
@@ -138,8 +134,11 @@ class Agent {
  public:
   // Loads what the options need from `model` (embedding and [0, cut); all
   // layers with Fallback::kLocal) and connects. Throws on bad options.
+  // Every time (deadlines, retry and probe times, latencies) is read and
+  // every back-off slept on `clock` (the simulation passes its virtual
+  // clock); `model`, `context`, `metrics` and `clock` must outlive the agent.
   Agent(const partition::Model& model, AgentOptions options, zmq::context_t& context,
-        transport::Metrics& metrics);
+        transport::Metrics& metrics, const transport::Clock& clock = transport::SteadyClock());
   ~Agent();
   Agent(const Agent&) = delete;
   Agent& operator=(const Agent&) = delete;

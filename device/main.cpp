@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -259,7 +260,9 @@ int main(int argc, char** argv) {
     }
     std::unique_ptr<splitlm::partition::Tokenizer> tok;
     if (tokenizer_path.empty() && model->tokenizer_path()) tokenizer_path = *model->tokenizer_path();
-    if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path);
+    splitlm::partition::TokenizerOptions tokenizer_options;
+    if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) tokenizer_options.spm_shim = shim;
+    if (!tokenizer_path.empty()) tok = splitlm::partition::Tokenizer::Open(tokenizer_path, tokenizer_options);
     if (tok) o.eos_ids = tok->eos_ids();
     zmq::context_t context;
     splitlm::transport::Metrics metrics;

@@ -28,20 +28,6 @@ struct Shim {
   }
 };
 
-std::string ShimPath() {
-  if (const char* env = std::getenv("SPLITLM_SPM_SHIM")) return env;
-  std::error_code ec;
-  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    auto p = exe.parent_path() / "libsplitlm_spm.so";
-    if (std::filesystem::exists(p)) return p.string();
-    // Installed: <prefix>/bin/NAME and <prefix>/lib/splitlm/ (the packages).
-    p = exe.parent_path().parent_path() / "lib" / "splitlm" / "libsplitlm_spm.so";
-    if (std::filesystem::exists(p)) return p.string();
-  }
-  return SPLITLM_SPM_SHIM_PATH;  // where the build put it
-}
-
 template <typename F>
 void Bind(void* lib, const char* name, F* fn, const std::string& path) {
   *fn = reinterpret_cast<F>(dlsym(lib, name));
@@ -176,9 +162,22 @@ std::string SpmTokenizer::TokenBytes(int32_t id) const {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path) {
+std::string DefaultSpmShimPath() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto p = exe.parent_path() / "libsplitlm_spm.so";
+    if (std::filesystem::exists(p)) return p.string();
+    // Installed: <prefix>/bin/NAME and <prefix>/lib/splitlm/ (the packages).
+    p = exe.parent_path().parent_path() / "lib" / "splitlm" / "libsplitlm_spm.so";
+    if (std::filesystem::exists(p)) return p.string();
+  }
+  return SPLITLM_SPM_SHIM_PATH;  // where the build put it
+}
+
+std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path, const std::string& shim_path) {
   auto shim = std::make_unique<Shim>();
-  const std::string path = ShimPath();
+  const std::string& path = shim_path;
   shim->lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (shim->lib == nullptr)
     throw Exception(Exception::kUnavailable, "cannot load the SentencePiece shim " + path + ": " + dlerror());

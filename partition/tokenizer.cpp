@@ -33,7 +33,7 @@ std::string Magic(const std::string& path) {
   return std::string(m, static_cast<size_t>(in.gcount()));
 }
 
-std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
+std::unique_ptr<Tokenizer> OpenFile(const std::string& path, const TokenizerOptions& options) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (!fs::is_regular_file(status))
@@ -47,19 +47,19 @@ std::unique_ptr<Tokenizer> OpenFile(const std::string& path) {
     return OpenGgufTokenizer(*gguf);
   }
   if (EndsWith(path, ".json") || (!magic.empty() && magic[0] == '{')) return OpenTokenizerJson(path);
-  return OpenSentencePiece(path);
+  return OpenSentencePiece(path, options.spm_shim.empty() ? DefaultSpmShimPath() : options.spm_shim);
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path) {
+std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path, const TokenizerOptions& options) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
   if (!fs::exists(status)) throw Exception(Exception::kNotFound, path + ": tokenizer file not found");
-  if (!fs::is_directory(status)) return OpenFile(path);
+  if (!fs::is_directory(status)) return OpenFile(path, options);
   for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
     const fs::path p = fs::path(path) / name;
-    if (fs::exists(p)) return OpenFile(p.string());
+    if (fs::exists(p)) return OpenFile(p.string(), options);
   }
   throw Exception(Exception::kInvalidArgument,
                   path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");

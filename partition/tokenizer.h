@@ -21,6 +21,14 @@ struct SpecialTokens {
   std::string eos_token;
 };
 
+// How tokenizers are opened: set by main (and tests), not by the
+// environment or a global.
+struct TokenizerOptions {
+  // The SentencePiece shim to load (libsplitlm_spm.so, spm_tokenizer.h);
+  // "" = DefaultSpmShimPath().
+  std::string spm_shim;
+};
+
 // Thread-safe for concurrent Encode/Decode once opened.
 class Tokenizer {
  public:
@@ -32,7 +40,7 @@ class Tokenizer {
   // BOS/EOS rules. Throws Exception naming the file and the problem:
   // kNotFound (not found, unreadable), kCorrupt (malformed, or a feature
   // splitlm does not implement).
-  static std::unique_ptr<Tokenizer> Open(const std::string& path);
+  static std::unique_ptr<Tokenizer> Open(const std::string& path, const TokenizerOptions& options = {});
   virtual ~Tokenizer() = default;
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;

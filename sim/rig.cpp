@@ -3,10 +3,8 @@
 namespace splitlm::sim {
 namespace {
 
-cloud::WorkerOptions WorkerOptionsFor(const partition::Model& model, const RigOptions& o,
-                                      transport::VirtualClock& clock, HardwareEmulator* cloud_emu) {
+cloud::WorkerOptions WorkerOptionsFor(const partition::Model& model, const RigOptions& o, HardwareEmulator* cloud_emu) {
   cloud::WorkerOptions wo = o.worker;
-  wo.clock = &clock;
   if (cloud_emu) {
     wo.compute_hook = cloud_emu;
     const auto profile =
@@ -26,12 +24,11 @@ Rig::Rig(const partition::Model& model, RigOptions o, zmq::context_t& context) {
   if (o.device) device_emu_.emplace(*o.device, c, o.device_weights.value_or(scheduler::F32Weights(c)), clock_);
   if (o.cloud) cloud_emu_.emplace(*o.cloud, c, o.cloud_weights.value_or(scheduler::F32Weights(c)), clock_);
   worker_ = std::make_unique<InProcessWorker>(model, context, cloud_metrics_, o.log,
-                                              WorkerOptionsFor(model, o, clock_, cloud_emu_ ? &*cloud_emu_ : nullptr));
+                                              WorkerOptionsFor(model, o, cloud_emu_ ? &*cloud_emu_ : nullptr), clock_);
   ShaperOptions so = o.link;
   so.upstream = worker_->address();
-  so.clock = &clock_;
   so.log = o.log;
-  relay_ = std::make_unique<ShapingRelay>(so);
+  relay_ = std::make_unique<ShapingRelay>(so, clock_);
 }
 
 Rig::~Rig() {
@@ -41,7 +38,6 @@ Rig::~Rig() {
 
 device::AgentOptions Rig::AgentOptions(device::AgentOptions o) {
   o.channel.endpoint = relay_->endpoint();
-  o.clock = &clock_;
   if (device_emu_) o.compute_hook = &*device_emu_;
   return o;
 }

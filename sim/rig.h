@@ -1,8 +1,9 @@
 // The rig of a simulated pair on one machine: one virtual clock, the real
 // cloud worker on its own thread, the shaping relay in front of it, and
 // hardware emulators for either side. Agents are built on top with
-// AgentOptions(), so that they reach the worker through the relay and keep
-// time on the rig's clock.
+// AgentOptions() and clock(), so that they reach the worker through the
+// relay and keep time on the rig's clock:
+//   device::Agent agent(model, rig.AgentOptions(o), context, metrics, rig.clock());
 #pragma once
 
 #include <memory>
@@ -31,10 +32,10 @@ struct RigOptions {
   // weights it is charged for (none: fp32).
   std::optional<scheduler::HardwareProfile> device, cloud;
   std::optional<scheduler::WeightCost> device_weights, cloud_weights;
-  // The worker's options; the rig sets its clock, bind address, compute hook
+  // The worker's options; the rig sets its bind address, compute hook
   // and (emulated cloud) the layer timings it reports.
   cloud::WorkerOptions worker;
-  // The relay's link, trace and outages; the rig sets its upstream and clock.
+  // The relay's link, trace and outages; the rig sets its upstream.
   ShaperOptions link;
   std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // for the worker and the relay
 };
@@ -48,10 +49,11 @@ class Rig {
   Rig(const Rig&) = delete;
   Rig& operator=(const Rig&) = delete;
 
-  // Options for an agent of this rig: `o` with the relay's endpoint, the
-  // rig's clock and the device emulator (if any) filled in.
+  // Options for an agent of this rig: `o` with the relay's endpoint and the
+  // device emulator (if any) filled in. Build the agent on clock().
   device::AgentOptions AgentOptions(device::AgentOptions o = {});
 
+  // The clock the worker, the relay and the emulators keep time on.
   transport::VirtualClock& clock() { return clock_; }
   ShapingRelay& relay() { return *relay_; }
   transport::Metrics& cloud_metrics() { return cloud_metrics_; }

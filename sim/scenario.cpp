@@ -18,7 +18,7 @@ scheduler::WeightCost Weights(const partition::Model& model, const std::string& 
   return {partition::ModelWeightBytes(model, format), 1.0};
 }
 
-bool Stopped(const Workbench& b) { return b.stop && b.stop->load(); }
+bool Stopped(const Workbench& b) { return b.stop.StopRequested(); }
 
 // Heartbeats must outlast the slowest legitimate step (a prompt's hidden
 // states queued on the uplink delay our heartbeats behind them), or a slow
@@ -209,7 +209,7 @@ device::Agent& Scenario::AgentFor(const Policy& policy) {
   auto& agent = agents_[policy.automatic][policy.speculative];
   if (!agent) {
     agent = std::make_unique<device::Agent>(*bench_.model, Options(policy), zctx_,
-                                            metrics_[policy.automatic][policy.speculative]);
+                                            metrics_[policy.automatic][policy.speculative], rig_->clock());
   }
   return *agent;
 }

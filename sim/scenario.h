@@ -43,7 +43,7 @@ class Scenario {
 
   // Runs prompts [first, last) with `policy` and adds them to `t`;
   // `restart_link` starts the link's trace and outages again first. Stops
-  // early (t.interrupted) when the bench's stop flag is raised.
+  // early (t.interrupted) when the bench's stop is requested.
   void Run(const std::string& policy, size_t first, size_t last, Tally& t, bool restart_link);
 
   // The summary of `t`, the tally of `policy`.

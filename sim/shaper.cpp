@@ -20,7 +20,7 @@
 namespace splitlm::sim {
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
-using Clock = std::chrono::steady_clock;
+using Clock = transport::Clock;
 
 std::vector<TracePoint> ReadTrace(const std::string& path) {
   std::istringstream in(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes));
@@ -77,22 +77,28 @@ struct Pipe {
   std::condition_variable cv;
   struct Chunk {
     std::vector<char> data;
-    Clock::time_point arrive;
+    Clock::TimePoint arrive;
   };
   std::deque<Chunk> queue;
   bool closed = false;
-  Clock::time_point free_at{};  // when the serialiser finishes the last chunk
-  Clock::time_point last_arrival{};
+  Clock::TimePoint free_at{};  // when the serialiser finishes the last chunk
+  Clock::TimePoint last_arrival{};
 };
 
 }  // namespace
 
 struct ShapingRelay::Impl {
+  Impl(ShaperOptions options, const transport::Clock& schedule) : o(std::move(options)), clock(schedule) {}
   ShaperOptions o;
+  // Trace and outage times (the simulation's virtual clock, or a test's).
+  const transport::Clock& clock;
+  // Bandwidth, delay and jitter: network time is never rescaled, so packets
+  // are timed on the steady clock whatever `clock` is.
+  const transport::Clock& wire = transport::SteadyClock();
   net::io_context io;
   tcp::acceptor acceptor{io};
   tcp::endpoint upstream;
-  std::atomic<int64_t> start_ns{0};  // on transport::NowOn(o.clock); Restart() moves it
+  std::atomic<int64_t> start_ns{0};  // on `clock`; Restart() moves it
   std::atomic<bool> stop{false};
   mutable std::mutex mu;
   LinkConditions fixed;
@@ -107,9 +113,9 @@ struct ShapingRelay::Impl {
   };
   std::list<std::unique_ptr<Conn>> conns;
 
-  // Trace and outage time: on the simulation's clock when it has one.
+  // Trace and outage time, seconds since the start (or Restart).
   double Elapsed() const {
-    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(transport::NowOn(o.clock).time_since_epoch()).count();
+    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(clock.Now().time_since_epoch()).count();
     return static_cast<double>(now - start_ns.load()) * 1e-9;
   }
 
@@ -140,20 +146,20 @@ struct ShapingRelay::Impl {
       if (ec || n == 0) break;
       const LinkConditions link = Now();
       const double mbit = p.up ? link.up_mbit_s : link.down_mbit_s;
-      const auto now = Clock::now();
+      const auto now = wire.Now();
       std::lock_guard<std::mutex> lock(p.mu);
       // Serialisation at the link rate, then propagation delay and jitter;
       // arrivals never reorder.
       const auto begin = std::max(now, p.free_at);
-      const auto tx = mbit > 0 ? std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(n * 8.0 / (mbit * 1e6)))
-                               : Clock::duration::zero();
+      const auto tx = mbit > 0 ? std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(n * 8.0 / (mbit * 1e6)))
+                               : Clock::Duration::zero();
       p.free_at = begin + tx;
       double extra_ms = link.delay_ms;
       if (link.jitter_ms > 0) {
         std::lock_guard<std::mutex> g(mu);
         extra_ms += std::uniform_real_distribution<double>(0, link.jitter_ms)(rng);
       }
-      auto arrive = p.free_at + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double, std::milli>(extra_ms));
+      auto arrive = p.free_at + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double, std::milli>(extra_ms));
       arrive = std::max(arrive, p.last_arrival);
       p.last_arrival = arrive;
       p.queue.push_back({std::vector<char>(buf.begin(), buf.begin() + n), arrive});
@@ -175,7 +181,7 @@ struct ShapingRelay::Impl {
         chunk = std::move(p.queue.front());
         p.queue.pop_front();
       }
-      std::this_thread::sleep_until(chunk.arrive);
+      wire.SleepUntil(chunk.arrive);
       // A stall holds delivery until the outage ends; a cut drops the link.
       while (!stop) {
         const Outage* w = OutageAt(Elapsed());
@@ -184,7 +190,7 @@ struct ShapingRelay::Impl {
           Close(c);
           return;
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        clock.SleepFor(std::chrono::milliseconds(1));
       }
       if (stop) break;
       net::write(*p.to, net::buffer(chunk.data), ec);
@@ -235,8 +241,8 @@ struct ShapingRelay::Impl {
   }
 };
 
-ShapingRelay::ShapingRelay(ShaperOptions options) : impl_(std::make_unique<Impl>()) {
-  impl_->o = std::move(options);
+ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
+    : impl_(std::make_unique<Impl>(std::move(options), clock)) {
   impl_->o.log = transport::OrNullLogger(std::move(impl_->o.log));
   impl_->fixed = impl_->o.link;
   Restart();
@@ -295,7 +301,7 @@ void ShapingRelay::SetConditions(const LinkConditions& link) {
 
 LinkConditions ShapingRelay::Current() const { return impl_->Now(); }
 void ShapingRelay::Restart() {
-  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(transport::NowOn(impl_->o.clock).time_since_epoch()).count();
+  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(impl_->clock.Now().time_since_epoch()).count();
 }
 
 double ShapingRelay::elapsed_s() const { return impl_->Elapsed(); }

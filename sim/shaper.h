@@ -54,14 +54,15 @@ struct ShaperOptions {
   std::vector<Outage> outages;
   uint64_t seed = 1;                        // jitter
   std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
-  // Trace and outage times run on this clock (simulation); null: steady clock.
-  const transport::VirtualClock* clock = nullptr;
 };
 
 class ShapingRelay {
  public:
   // Listens on 127.0.0.1 (a free port). Throws Exception(kUnavailable).
-  explicit ShapingRelay(ShaperOptions options);
+  // The trace and the outages run on `clock` (the simulation's virtual
+  // clock); bandwidth and delay on the steady clock, as network time is
+  // never rescaled. `clock` must outlive the relay.
+  explicit ShapingRelay(ShaperOptions options, const transport::Clock& clock = transport::SteadyClock());
   ~ShapingRelay();  // closes everything and joins its threads
   ShapingRelay(const ShapingRelay&) = delete;
   ShapingRelay& operator=(const ShapingRelay&) = delete;

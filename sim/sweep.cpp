@@ -31,7 +31,7 @@ bool RunCondition(Workbench& bench, const Settings& s, const std::vector<std::st
   const auto schedule = SweepSchedule(policies, scenario.prompts(), s.scheduled());
   const size_t rounds = schedule.empty() ? 0 : schedule.back().round + 1;
   for (const SweepRun& run : schedule) {
-    if (bench.stop && *bench.stop) return false;
+    if (bench.stop.StopRequested()) return false;
     Tally& t = tallies[run.policy];
     scenario.Run(run.policy, run.first, run.last, t, run.restart_link);
     ++report.runs_done;
@@ -40,7 +40,7 @@ bool RunCondition(Workbench& bench, const Settings& s, const std::vector<std::st
       callbacks.progress({report.runs_done, report.runs_total, &s, run.round, rounds, run.policy, Percentile(t.tpot, 0.5)});
     }
   }
-  if (bench.stop && *bench.stop) return false;
+  if (bench.stop.StopRequested()) return false;
   for (const std::string& policy : policies) result.results.emplace(policy, scenario.Result(policy, tallies[policy]));
   return true;
 }

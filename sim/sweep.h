@@ -82,7 +82,7 @@ struct SweepReport {
   double worst_regret = 0;
   std::string worst_condition;
   size_t runs_done = 0, runs_total = 0;
-  bool interrupted = false;  // the bench's stop flag was raised
+  bool interrupted = false;  // the bench's stop was requested
 };
 
 // Runs every condition (each its own Scenario). Warns through the bench's log

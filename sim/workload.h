@@ -17,6 +17,7 @@
 #include "partition/sampler.h"
 #include "scheduler/hardware.h"
 #include "sim/settings.h"
+#include "sim/stop_token.h"
 #include "transport/null_logger.h"
 
 namespace splitlm::sim {
@@ -33,8 +34,8 @@ struct Workbench {
   const partition::Model* model = nullptr;  // not owned; outlives the bench
   std::string hardware_dir;                 // where profile names are looked up
   std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
-  // Set to true (by a signal handler, say) to stop the runs early; not owned.
-  const std::atomic<bool>* stop = nullptr;
+  // The runs end early once a stop is requested (splitlm sim: on SIGINT).
+  StopToken stop;
   // By (prompt file, prompts, prompt tokens, tokens, temperature, seed).
   std::map<std::tuple<std::string, int, int, int, double, uint64_t>, Reference> references;
 };

@@ -8,11 +8,14 @@
 
 #include <spdlog/spdlog.h>
 
+#include "partition/tokenizer.h"
+
 namespace splitlm::cli {
 
 struct Context {
   std::shared_ptr<spdlog::logger> log;
   int threads = 0;
+  partition::TokenizerOptions tokenizer;  // the SentencePiece shim ($SPLITLM_SPM_SHIM)
 };
 
 using Runner = std::function<int(const Context&)>;

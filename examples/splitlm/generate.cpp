@@ -74,7 +74,7 @@ Runner AddGenerate(CLI::App& app) {
     const int cut = a->cut < 0 ? layers : a->cut;
     partition::StageSpec::Device(c, cut);  // validates the cut with a clear message
 
-    std::unique_ptr<partition::Tokenizer> tok = OpenTokenizer(*model, a->tokenizer);
+    std::unique_ptr<partition::Tokenizer> tok = OpenTokenizer(*model, a->tokenizer, ctx.tokenizer);
     std::vector<int32_t> ids = PromptIds(*model, tok.get(), a->prompt, a->prompt_ids);
     partition::ValidatePrompt(ids, c);
 

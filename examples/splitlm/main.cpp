@@ -76,6 +76,7 @@ int main(int argc, char** argv) {
   ctx.log->set_level(splitlm::scheduler::flags::ParseLogLevel(level));
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   ctx.threads = threads;
+  if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) ctx.tokenizer.spm_shim = shim;
   at::set_num_threads(threads);
 
   const auto blas = splitlm::partition::DetectBlas();

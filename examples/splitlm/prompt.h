@@ -13,11 +13,11 @@
 namespace splitlm::cli {
 
 // The tokenizer `path` names, else the model's own, else null.
-inline std::unique_ptr<partition::Tokenizer> OpenTokenizer(const partition::Model& model,
-                                                           const std::string& path) {
+inline std::unique_ptr<partition::Tokenizer> OpenTokenizer(const partition::Model& model, const std::string& path,
+                                                           const partition::TokenizerOptions& options) {
   std::string p = path;
   if (p.empty() && model.tokenizer_path()) p = *model.tokenizer_path();
-  return p.empty() ? nullptr : partition::Tokenizer::Open(p);
+  return p.empty() ? nullptr : partition::Tokenizer::Open(p, options);
 }
 
 // Token ids of the prompt, from --prompt-ids or --prompt (BOS prepended when

@@ -71,7 +71,7 @@ Runner AddScore(CLI::App& app) {
     auto model = partition::Model::Open(a->model, a->weights);
     const int cut = a->cut < 0 ? model->config().num_layers : a->cut;
     partition::StageSpec::Device(model->config(), cut);  // validates the cut with a clear message
-    auto tok = OpenTokenizer(*model, a->tokenizer);
+    auto tok = OpenTokenizer(*model, a->tokenizer, ctx.tokenizer);
     const std::vector<int32_t> ids = PromptIds(*model, tok.get(), a->prompt, a->prompt_ids);
     partition::ValidateSequence(ids, model->config());
     const partition::SequenceScore score = partition::ScoreSequence(*model, cut, ids);

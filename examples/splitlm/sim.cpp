@@ -30,8 +30,15 @@
 namespace splitlm::cli {
 namespace {
 
-std::atomic<bool> g_interrupted{false};
-extern "C" void OnInterrupt(int) { g_interrupted = true; }
+// SIGINT and SIGTERM request the bench's stop (sim::StopToken). A POSIX
+// handler takes no argument, so the source it triggers has to be reachable
+// from it: made here once, before the handlers are installed, and read by
+// nothing else (the library sees only the token it is given).
+const sim::StopSource& InterruptSource() {
+  static const sim::StopSource source;
+  return source;
+}
+extern "C" void OnInterrupt(int) { InterruptSource().RequestStop(); }
 
 struct SimArgs {
   std::string config, sweep, out = "sim-out", model, device, cloud, policy, link_type, trace, prompt_file;
@@ -226,7 +233,7 @@ Runner AddSim(CLI::App& app) {
     if (base.model.empty())
       throw Exception(Exception::kInvalidArgument, "no model: give --model DIR or model = \"DIR\" in [sim]");
     auto model = partition::Model::Open(base.model, a->weights);
-    sim::Workbench bench{model.get(), a->hardware_dir, ctx.log, &g_interrupted, {}};
+    sim::Workbench bench{model.get(), a->hardware_dir, ctx.log, InterruptSource().GetToken(), {}};
     Validate(bench, conditions.empty() ? std::vector<sim::Settings>{base} : conditions, ctx);
     std::signal(SIGINT, OnInterrupt);
     std::signal(SIGTERM, OnInterrupt);

@@ -87,7 +87,7 @@ Runner AddTokenize(CLI::App& app) {
     if (text->count() + file->count() + jsonl->count() == 0) {
       throw Exception(Exception::kInvalidArgument, "tokenize: give --text TEXT, --text-file FILE or --jsonl FILE");
     }
-    auto tok = partition::Tokenizer::Open(a->tokenizer);
+    auto tok = partition::Tokenizer::Open(a->tokenizer, ctx.tokenizer);
     ctx.log->debug("tokenizer {}", tok->description());
     const auto start = std::chrono::steady_clock::now();
     std::string out;
@@ -116,10 +116,10 @@ Runner AddDetokenize(CLI::App& app) {
   auto* ids_opt = cmd->add_option("--ids", *ids, "token ids, \"1 2 3\" or \"1,2,3\"; prints the text and a newline");
   auto* jsonl_opt = cmd->add_option("--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
   ids_opt->excludes(jsonl_opt);
-  return [path, ids, jsonl, ids_opt, jsonl_opt](const Context&) {
+  return [path, ids, jsonl, ids_opt, jsonl_opt](const Context& ctx) {
     if (ids_opt->count() + jsonl_opt->count() == 0)
       throw Exception(Exception::kInvalidArgument, "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
-    auto tok = partition::Tokenizer::Open(*path);
+    auto tok = partition::Tokenizer::Open(*path, ctx.tokenizer);
     std::string out;
     if (ids_opt->count() > 0) {
       out = tok->Decode(partition::ParseTokenIds(*ids)) + "\n";

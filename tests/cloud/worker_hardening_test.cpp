@@ -89,9 +89,8 @@ class WorkerHardeningTest : public ::testing::Test {
     o.server.bind = "tcp://127.0.0.1:*";
     o.server.log = log_;
     o.log = log_;
-    o.clock = &clock_;
     if (tweak) tweak(o);
-    worker_ = std::make_unique<cloud::Worker>(*model_, o, ctx_, metrics_);
+    worker_ = std::make_unique<cloud::Worker>(*model_, o, ctx_, metrics_, clock_);
     thread_ = std::thread([this] { worker_->Run(stop_); });
   }
   void TearDown() override {

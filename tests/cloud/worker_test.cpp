@@ -130,7 +130,10 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   // The test paces the events: the cloud goes away after token 5, comes back
   // at token 10, and the generation goes on until the device has moved back
   // to the cloud (then five more tokens). Only the tokens and the events the
-  // test caused are asserted, so a slow machine changes nothing.
+  // test caused are asserted, so a slow machine changes nothing: the lost
+  // worker is noticed by its connection and heartbeats, and the step
+  // deadline (also the probe's) is long enough that the probe waiting in
+  // the socket while the worker restarts is answered, however long that takes.
   partition::RandomModelOptions small;
   small.preset = "small";
   model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
@@ -138,7 +141,7 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   const std::string endpoint = worker_->endpoint();
   device::AgentOptions o = AgentOpts(2);
   o.fallback = device::Fallback::kLocal;
-  o.step_deadline = std::chrono::milliseconds(2000);
+  o.step_deadline = std::chrono::milliseconds(120000);
   o.retry_interval = std::chrono::milliseconds(1);  // probe at every step while away
   o.channel.heartbeat_interval = std::chrono::milliseconds(200);
   if (getenv("DEBUG_LOG")) o.log = spdlog::default_logger();
@@ -237,19 +240,21 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 1;
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
+  device::Agent agent(*model_, o, ctx_, m, rig.rig.clock());
   const std::vector<int32_t> prompt = {1, 2, 3};
   const int n = 200;
   const auto want = LocalTokens(prompt, n);
   int seen = 0;
+  bool moved = false;  // the round trips are real time: asserted is that the cut moved, not how often
   auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
     if (++seen == 5) rig.rig.relay().SetConditions({0, 0, 0.5, 0});
+    moved = moved || agent.cut() == 1;
     return true;
   });
   EXPECT_EQ(want, got.tokens);
   EXPECT_EQ(model_->config().num_layers, got.cut) << "a 100 ms round trip should keep everything here";
-  EXPECT_EQ(1, got.final_cut) << "the recovered link was not noticed";
-  EXPECT_EQ(1, got.recuts);
+  EXPECT_TRUE(moved) << "the recovered link was not noticed";
+  EXPECT_GE(got.recuts, 1);
 }
 
 TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheCloud) {
@@ -264,59 +269,70 @@ TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheClou
   device::AgentOptions o = rig.options;
   o.auto_cut.replan_every = 2;
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
+  device::Agent agent(*model_, o, ctx_, m, rig.rig.clock());
   const std::vector<int32_t> prompt = {1, 2, 3};
   const int n = 24;
   const auto want = LocalTokens(prompt, n);
-  auto got = agent.Generate({prompt, n, {}, false});
+  bool moved = false;  // the 4 ms round trip is real time: asserted is that the cut moved, not how often
+  auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
+    moved = moved || agent.cut() == 1;
+    return true;
+  });
   EXPECT_EQ(want, got.tokens);
   EXPECT_EQ(model_->config().num_layers, got.cut) << "the claimed profile should keep everything here at first";
-  EXPECT_EQ(1, got.final_cut) << "the slow steps were not noticed";
-  EXPECT_EQ(1, got.recuts);
+  EXPECT_TRUE(moved) << "the slow steps were not noticed";
+  EXPECT_GE(got.recuts, 1);
   EXPECT_GT(m.Get("splitlm_device_compute_drift{side=\"device\"}"), 3.0);
 }
 
 TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
-  // The device reaches the worker through the shaping relay: 5 ms each way,
-  // and the link is cut from 0.3 s to 0.5 s of the relay's clock. The test
-  // paces the rest: once the device is on its own, the generation waits for
-  // the link to be back, then goes on until the device has returned to the
-  // cloud (and five tokens more). A slow machine changes only how long it takes.
+  // The device reaches the worker through the shaping relay (5 ms each way),
+  // whose outage schedule runs on the rig's clock, and the test moves that
+  // clock: the link is cut from 100 s to 101 s, which the test reaches at
+  // token 5 by advancing the clock 100 s, and leaves once the device is on
+  // its own by advancing it past the end. The device's deadlines and retry
+  // times are on the same clock; the worker's session timeouts (minutes)
+  // are not reached. The rest is event-driven: the generation goes on until
+  // the device has returned to the cloud (and five tokens more).
   partition::RandomModelOptions small;
   small.preset = "small";
   model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("small"), small));
   const std::vector<int32_t> prompt = {1, 4};
   const int max_tokens = model_->config().max_context - 2;
-  const auto want = LocalTokens(prompt, max_tokens);  // before the relay's clock starts
+  const auto want = LocalTokens(prompt, max_tokens);
   sim::RigOptions ro;
   ro.link.link.delay_ms = 5;
-  ro.link.outages = {{0.3, 0.5, true}};
+  ro.link.outages = {{100, 101, true}};
   ro.log = NullLog();
   sim::Rig rig(*model_, ro, ctx_);
-  sim::ShapingRelay& relay = rig.relay();
   device::AgentOptions o;
   o.cut = 2;
   o.log = NullLog();
   o = rig.AgentOptions(o);
   o.fallback = device::Fallback::kLocal;
-  o.step_deadline = std::chrono::milliseconds(200);
+  o.step_deadline = std::chrono::milliseconds(2000);
   o.retry_interval = std::chrono::milliseconds(100);
   o.channel.heartbeat_interval = std::chrono::milliseconds(30);
   transport::Metrics m;
-  device::Agent agent(*model_, o, ctx_, m);
-  bool waited = false;
-  int after_recovery = 0;
+  device::Agent agent(*model_, o, ctx_, m, rig.clock());
+  int seen = 0, after_recovery = 0;
+  bool cut = false, restored = false;
   auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
-    if (!waited && m.Get("splitlm_device_fallbacks_total") >= 1) {
-      waited = true;
-      const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-      while (relay.elapsed_s() < 0.5 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    if (++seen == 5 && !cut) {  // the link goes down
+      cut = true;
+      rig.clock().Advance(std::chrono::seconds(100) - std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                                          std::chrono::duration<double>(rig.relay().elapsed_s())));
+    }
+    if (cut && !restored && m.Get("splitlm_device_fallbacks_total") >= 1) {  // ...and comes back
+      restored = true;
+      rig.clock().Advance(std::chrono::seconds(1));
     }
     if (m.Get("splitlm_device_recoveries_total") >= 1) ++after_recovery;
     return after_recovery < 5;
   });
   ASSERT_LE(got.tokens.size(), want.size());
   EXPECT_EQ(std::vector<int32_t>(want.begin(), want.begin() + got.tokens.size()), got.tokens);
+  EXPECT_TRUE(restored) << "the outage was not noticed";
   EXPECT_GE(got.fallbacks, 1) << "the outage was not noticed";
   EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local for " << got.tokens.size() << " tokens";
   EXPECT_GT(got.local_steps, 0);

@@ -147,4 +147,20 @@ std::string Process::Stderr() const {
   return ss.str();
 }
 
+KillWhenFrozen::KillWhenFrozen(Process& worker, int timeout_ms)
+    : worker_(worker), thread_([this, timeout_ms] {
+        if (!worker_.WaitFor("frozen at forward ", timeout_ms)) return;
+        worker_.Signal(SIGKILL);
+        killed_ = true;
+      }) {}
+
+KillWhenFrozen::~KillWhenFrozen() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool KillWhenFrozen::Killed() {
+  if (thread_.joinable()) thread_.join();
+  return killed_;
+}
+
 }  // namespace splitlm::testing

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <optional>
+#include <thread>
 #include <vector>
 #include <string>
 
@@ -79,6 +80,27 @@ class Process {
   std::string err_path_;
   bool exited_ = false;
   int status_ = 0;
+};
+
+// Fault injection from the test: watches `worker`, a splitlm-fault-worker
+// started with --freeze-at N (tests/cloud/fault_worker.cpp), on a thread,
+// and kills it with SIGKILL as soon as it reports that it stopped itself at
+// its Nth step. The worker's stdout is this watcher's until Killed()
+// returns; `worker` must outlive this.
+class KillWhenFrozen {
+ public:
+  explicit KillWhenFrozen(Process& worker, int timeout_ms = 120000);
+  ~KillWhenFrozen();  // joins
+  KillWhenFrozen(const KillWhenFrozen&) = delete;
+  KillWhenFrozen& operator=(const KillWhenFrozen&) = delete;
+  // Waits for the watcher: true when the worker froze and was killed, false
+  // when its stdout ended or `timeout_ms` passed first.
+  bool Killed();
+
+ private:
+  Process& worker_;
+  bool killed_ = false;
+  std::thread thread_;
 };
 
 }  // namespace splitlm::testing

@@ -52,6 +52,16 @@ std::string StartCloud(std::unique_ptr<Process>& p, const std::string& model, co
   return ep.value_or("");
 }
 
+// A test worker that stops itself on its `freeze_at`th Forward, before
+// answering it, for the test to kill (tests/cloud/fault_worker.cpp).
+std::string StartFaultWorker(std::unique_ptr<Process>& p, const std::string& model, int freeze_at) {
+  p = std::make_unique<Process>(BinPath("splitlm-fault-worker") + " --model " + model +
+                                " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " + std::to_string(freeze_at));
+  auto ep = p->WaitFor("listening on ", 60000);
+  EXPECT_TRUE(ep.has_value()) << p->Stderr();
+  return ep.value_or("");
+}
+
 testing::CommandResult Arm64Device(const std::string& model, const std::string& ep, int cut,
                                    const std::string& extra = "") {
   return RunCommand(Arm64("splitlm-device") + " --threads 1 --model " + model + " --cloud " + ep + " --cut " +
@@ -81,11 +91,13 @@ TEST(Arm64PairTest, Arm64DeviceFinishesLocallyWithTheSameTokensWhenTheX86CloudIs
   REQUIRE_ARM64();
   const std::string expected = Local(model);
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, model, "--test-kill-after 6");
+  const std::string ep = StartFaultWorker(cloud, model, 6);
+  testing::KillWhenFrozen killer(*cloud);
   auto r = Arm64Device(model, ep, 3, "--fallback local --step-deadline-ms 10000 --heartbeat-ms 50 --retry-ms 600000");
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 6th forward\n" << cloud->Stderr();
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
-  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 6th forward";
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
 }
 

@@ -1,6 +1,8 @@
 // The deployable pair as real processes on loopback: split generation equals
 // the local run, a killed cloud is survived with identical tokens, sixteen
-// devices share one worker (with evictions rebuilt transparently).
+// devices share one worker (with evictions rebuilt transparently). The tests
+// kill workers themselves: a splitlm-fault-worker stops at a chosen step and
+// the test sends it SIGKILL (testing::KillWhenFrozen).
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -34,6 +36,16 @@ class PairTest : public ::testing::Test {
                                 const std::string& extra = "") {
     p = std::make_unique<Process>(BinPath("splitlm-cloud") + " --model " + Model() + " --bind '" + bind +
                                   "' --threads 1 " + extra);
+    auto ep = p->WaitFor("listening on ", 60000);
+    EXPECT_TRUE(ep.has_value()) << p->Stderr();
+    return ep.value_or("");
+  }
+
+  // Starts a test worker that stops itself on its `freeze_at`th Forward,
+  // before answering it, for the test to kill (tests/cloud/fault_worker.cpp).
+  static std::string StartFaultWorker(std::unique_ptr<Process>& p, int freeze_at) {
+    p = std::make_unique<Process>(BinPath("splitlm-fault-worker") + " --model " + Model() +
+                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " + std::to_string(freeze_at));
     auto ep = p->WaitFor("listening on ", 60000);
     EXPECT_TRUE(ep.has_value()) << p->Stderr();
     return ep.value_or("");
@@ -155,12 +167,14 @@ TEST_F(PairTest, WeightsQuantisedAtLoadOnOneSideAreTheSameModelInAnotherFormat) 
 
 TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplitsAgain) {
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 10");
+  const std::string ep = StartFaultWorker(cloud, 10);
   const std::string expected = Local("1 9", 64);
+  testing::KillWhenFrozen killer(*cloud);
   auto r = Device(ep, 2, "1 9", 64, "--fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 10th forward\n" << cloud->Stderr();
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
-  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 10th forward";
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
   // The worker comes back on the same endpoint: the next request splits.
   StartCloud(cloud, ep);
@@ -172,15 +186,17 @@ TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplits
 
 TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpeculation) {
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 4");
+  const std::string ep = StartFaultWorker(cloud, 4);
   const std::string prompt = "1 7 3 7 3 7 3";  // lookup always finds a draft here
   const std::string expected = Local(prompt, 40);
   // Forwards 2 and on carry drafts: the worker dies with the 4th unanswered.
+  testing::KillWhenFrozen killer(*cloud);
   auto r = Device(ep, 2, prompt, 40,
                   "--speculate prompt-lookup:4 --fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 4th forward\n" << cloud->Stderr();
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
-  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 4th forward";
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
   EXPECT_NE(std::string::npos, r.err.find("speculative (prompt-lookup): 3 round trips")) << r.err;
   StartCloud(cloud, ep);
@@ -210,11 +226,13 @@ TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpec
 
 TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 5");
+  const std::string ep = StartFaultWorker(cloud, 5);
   const std::string expected = Local("1 2 3", 40);
+  testing::KillWhenFrozen killer(*cloud);
   Process device(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
                  " --cut 1 --fallback wait --wait-deadline-ms 60000 --step-deadline-ms 1000 --heartbeat-ms 50"
                  " generate --prompt-ids '1 2 3' --max-tokens 40 --print-ids --ignore-eos");
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 5th forward\n" << cloud->Stderr();
   EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   StartCloud(cloud, ep);  // the device is waiting for it
   auto line = device.ReadLine(60000);
@@ -226,15 +244,17 @@ TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
 
 TEST_F(PairTest, ARestartedWorkerIsNoticedByItsInstanceIdAndUsedAtOnce) {
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--test-kill-after 5");
+  const std::string ep = StartFaultWorker(cloud, 5);
   const std::string expected = Local("1 2 3", 40);
+  testing::KillWhenFrozen killer(*cloud);
   // The lost step would be given up only after 10 minutes, and fail mode
   // has no local fallback: the generation can finish only by noticing the
   // new worker's instance id and rebuilding the session there.
   Process device(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
                  " --cut 1 --fallback fail --step-deadline-ms 600000 --heartbeat-ms 2000"
                  " generate --prompt-ids '1 2 3' --max-tokens 40 --print-ids --ignore-eos");
-  EXPECT_EQ(128 + SIGKILL, cloud->Wait()) << "the worker was to SIGKILL itself on its 5th forward";
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 5th forward\n" << cloud->Stderr();
+  EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   // Frozen while the worker restarts, the device cannot count the restart's
   // length as missed heartbeats; it resumes with a heartbeat to the new one.
   device.Signal(SIGSTOP);
@@ -328,14 +348,17 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 4 ")) << r.err;
-  // A device profile 100x slower than the cloud's: as little as possible
+  // A device profile 1000x slower than the cloud's: as little as possible
   // here, the privacy floor. The profile is fake, so the agent must not
-  // correct it from the real steps (scheduler.follow_drift = false).
+  // correct it from the real steps (scheduler.follow_drift = false). The
+  // round trips are real time: a busy machine may make a re-plan move the
+  // cut during the generation, so the choice at the start is asserted (by a
+  // margin of tens of ms a token), not where every token was computed.
   ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() + " --out " + dir.Sub("dev.json")).exit_code);
   std::ifstream in(dir.Sub("dev.json"));
   nlohmann::json prof = nlohmann::json::parse(in);
-  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 100;
-  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 100;
+  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 1000;
+  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 1000;
   std::ofstream(dir.Sub("slow.json")) << prof.dump();
   std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\nfollow_drift = false\ndevice_profile = \""
                                       << dir.Sub("slow.json") << "\"\n";
@@ -344,7 +367,6 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 1 ")) << r.err;
-  EXPECT_NE(std::string::npos, r.err.find("24 from the cloud")) << r.err;
 }
 
 TEST_F(PairTest, BadOptionsGiveClearErrors) {

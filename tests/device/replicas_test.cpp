@@ -101,6 +101,17 @@ class ReplicasTest : public ::testing::Test {
     return ep.value_or("");
   }
 
+  // Starts a test worker that stops itself on its `freeze_at`th Forward,
+  // before answering it, for the test to kill (tests/cloud/fault_worker.cpp).
+  static std::string StartFaultWorker(std::unique_ptr<Process>& p, int freeze_at, const std::string& extra = "") {
+    p = std::make_unique<Process>(BinPath("splitlm-fault-worker") + " --model " + *model_dir_ +
+                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " + std::to_string(freeze_at) +
+                                  " " + extra);
+    auto ep = p->WaitFor("listening on ", 60000);
+    EXPECT_TRUE(ep.has_value()) << p->Stderr();
+    return ep.value_or("");
+  }
+
   device::AgentOptions Options(const std::vector<std::string>& workers) {
     device::AgentOptions o;
     o.cut = 2;
@@ -177,13 +188,15 @@ TEST_F(ReplicasTest, TwelveDevicesOnThreeWorkersGetTheLocalTokensAndSpread) {
 TEST_F(ReplicasTest, AWorkerKilledMidRunIsFailedOverWithIdenticalTokensAndNoFallback) {
   std::unique_ptr<Process> w[3];
   std::vector<std::string> eps;
-  // Its 4 sessions x 64 steps: killed (SIGKILL) about half-way through.
-  eps.push_back(StartWorker(w[0], "--test-kill-after 120"));
+  // Its 4 sessions x 64 steps: killed (SIGKILL, by this test) about half-way through.
+  eps.push_back(StartFaultWorker(w[0], 120));
   eps.push_back(StartWorker(w[1]));
   eps.push_back(StartWorker(w[2]));
+  testing::KillWhenFrozen killer(*w[0]);
   Staircase stairs;
   std::vector<std::string> errors;
   const auto results = RunDevices(eps, 12, stairs, &errors);
+  ASSERT_TRUE(killer.Killed()) << "the worker never reached its 120th forward\n" << w[0]->Stderr();
   std::vector<double> times;
   for (int i = 0; i < 12; ++i) {
     ASSERT_EQ("", errors[i]) << "device " << i << " (fallback: fail, so no local fallback happened)";
@@ -315,7 +328,8 @@ TEST_F(ReplicasTest, APipelineOfTwoWorkersGivesTheLocalTokensAtSeveralCuts) {
 
 TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
   std::unique_ptr<Process> last, middle;
-  const std::string ep_last = StartWorker(last, "--min-cut 3 --test-kill-after 20");
+  const std::string ep_last = StartFaultWorker(last, 20, "--min-cut 3");
+  testing::KillWhenFrozen killer(*last);
   const std::string ep = StartWorker(middle, "--layers 1:3 --next " + ep_last);
   auto o = Options({});
   o.cut = 1;
@@ -328,6 +342,7 @@ TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
   EXPECT_EQ(1, r.fallbacks);
   EXPECT_EQ(19, r.cloud_steps) << "the last worker answers 19 steps (through the first) and dies at the 20th";
   EXPECT_EQ(kTokens - 19, r.local_steps);
+  ASSERT_TRUE(killer.Killed()) << last->Stderr();
   EXPECT_EQ(128 + SIGKILL, last->Wait());
 }
 

@@ -294,5 +294,20 @@ TEST(Tokenizer, RejectsMissingAndInvalidFiles) {
   EXPECT_NE(e.find("not a SentencePiece model"), std::string::npos) << e;
 }
 
+TEST(Tokenizer, LoadsTheSentencePieceShimTheOptionsName) {
+  testing::TempDir dir;
+  std::ofstream(dir.Sub("tokenizer.model")) << "not a sentencepiece model";
+  TokenizerOptions options;
+  options.spm_shim = dir.Sub("no-such-shim.so");
+  try {
+    Tokenizer::Open(dir.Sub("tokenizer.model"), options);
+    FAIL() << "opened a SentencePiece model without its shim";
+  } catch (const Exception& e) {
+    EXPECT_EQ(Exception::kUnavailable, e.code());
+    EXPECT_NE(std::string(e.what()).find("cannot load the SentencePiece shim " + options.spm_shim), std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace splitlm::partition

@@ -7,6 +7,7 @@
 
 #include "scheduler/cost_model.h"
 #include "sim/scenario.h"
+#include "sim/stop_token.h"
 #include "sim/sweep.h"
 #include "sim/tally.h"
 
@@ -17,6 +18,18 @@ RunResult Ms(double tpot_ms) {
   RunResult r;
   r.tpot_ms = tpot_ms;
   return r;
+}
+
+TEST(StopTokenTest, ARequestOnTheSourceReachesEveryTokenAndCopy) {
+  const StopSource source;
+  const StopToken token = source.GetToken(), copy = token;
+  EXPECT_FALSE(StopToken().StopRequested());
+  EXPECT_FALSE(token.StopRequested());
+  const StopSource same = source;
+  same.RequestStop();
+  EXPECT_TRUE(token.StopRequested());
+  EXPECT_TRUE(copy.StopRequested());
+  EXPECT_FALSE(StopSource().GetToken().StopRequested()) << "another source is another request";
 }
 
 TEST(SweepPolicies, EveryCutThenAutoThenASpeculativePolicyPerSplitCut) {
