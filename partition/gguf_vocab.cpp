@@ -235,7 +235,13 @@ GgufVocab ByteLevelBpeVocab(const std::string& dir, const fs::path& path, int vo
 GgufVocab ReadGgufVocab(const std::string& dir, int vocab_size) {
   const fs::path spm = fs::path(dir) / "tokenizer.model", bpe = fs::path(dir) / "tokenizer.json";
   if (fs::exists(spm)) return SentencePieceVocab(dir, spm, vocab_size);
-  if (fs::exists(bpe)) return ByteLevelBpeVocab(dir, bpe, vocab_size);
+  if (fs::exists(bpe)) {
+    try {
+      return ByteLevelBpeVocab(dir, bpe, vocab_size);
+    } catch (const nlohmann::json::exception& e) {  // a field of the wrong JSON type
+      throw PartitionError(bpe.string() + ": malformed (" + e.what() + ")");
+    }
+  }
   return {};
 }
 

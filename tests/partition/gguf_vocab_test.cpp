@@ -154,6 +154,21 @@ TEST(GgufVocab, DirectoryWithoutTokenizerWritesNone) {
   EXPECT_EQ("none", GgufFile::Open(dir.Sub("m.gguf"))->Find("tokenizer.ggml.model")->text);
 }
 
+TEST(GgufVocab, MalformedTokenizerJsonIsAnErrorNamingTheFile) {
+  testing::TempDir dir;
+  const std::string hf = testing::MakeModel(dir.Sub("hf"));
+  for (const char* text : {"{\"model\": {\"type\": 3}}", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}, "
+                           "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}", "not json"}) {
+    std::ofstream(hf + "/tokenizer.json") << text;
+    try {
+      ReadGgufVocab(hf, 256);
+      ADD_FAILURE() << text << " was read";
+    } catch (const PartitionError& e) {
+      EXPECT_NE(std::string::npos, std::string(e.what()).find(hf + "/tokenizer.json")) << e.what();
+    }
+  }
+}
+
 TEST(SpmModelProto, TruncatedOrMalformedFilesAreErrorsNamingTheFile) {
   REQUIRE_SHARED(spm, "tokenizers/llama2/tokenizer.model");
   const std::string bytes = ReadAll(spm);
