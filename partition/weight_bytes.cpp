@@ -173,6 +173,9 @@ WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int
     w.embed = static_cast<double>(e->rows * e->cols) * sizeof(float);
     w.embed_row = static_cast<double>(e->cols) * sizeof(float);
   }
+  // A stage holding a tied head and the embedding looks the rows up in the
+  // packed head and keeps no fp32 table (stage.cpp).
+  if (tied) w.head -= w.embed;
   return w;
 }
 

@@ -41,8 +41,12 @@ struct WeightBytes {
   std::vector<double> layers;
   std::vector<double> layer_params;        // values of layer l
   std::vector<double> layer_block_params;  // of which in block (quantised) formats
-  double head = 0;       // what the head holds: output_norm + its matrix (output, or
-                         // token_embd when tied, packed apart from the embedding table)
+  // What a stage holding the embedding adds by holding the head too:
+  // output_norm + its matrix (output, or token_embd when tied); when tied the
+  // packed head replaces the fp32 embedding table, so `embed` is taken off
+  // (negative when the head is held smaller than the table). A cloud stage
+  // holding the head without the embedding holds head + embed when tied.
+  double head = 0;
   double head_read = 0;  // the matrix the head reads per token (output, or token_embd when tied)
   double head_block_fraction = 0;  // 1 when that matrix is in a block format
   std::map<std::string, int> tensor_types;  // "Q4_K" -> how many tensors, over the whole model

@@ -353,6 +353,29 @@ TEST_F(QuantDecodeModel, PlannedBytesAreTheBytesTheStagesHold) {
     EXPECT_EQ(static_cast<double>(SliceBytes(*all, c.num_layers, c.num_layers, false, true)), w.head);
     EXPECT_EQ(static_cast<double>(all->Slice(StageSpec::Cloud(c, 1))->bytes()), w.LayersBytes(1, c.num_layers) + w.head);
   }
+  // Tied (no output.weight): the head is token_embd packed, and a stage
+  // holding embedding and head keeps no fp32 table.
+  {
+    auto in = GgufFile::Open(dir_.Sub("mixed.gguf"));
+    GgufWriter tied(dir_.Sub("tied.gguf"));
+    for (const std::string& key : in->header().key_order) tied.AddKeyValue(key, in->header().metadata.at(key));
+    for (const GgufTensor& t : in->header().tensors) {
+      if (t.name != "output.weight") tied.AddTensor(t.name, t.dims, t.type);
+    }
+    for (const GgufTensor& t : in->header().tensors) {
+      if (t.name != "output.weight") tied.WriteTensorData(in->data(t), t.bytes);
+    }
+    tied.Commit();
+    auto model = Model::Open(dir_.Sub("tied.gguf"));
+    const ModelConfig& c = model->config();
+    const WeightBytes w = ModelWeightBytes(*model, "model");
+    auto device = StageWeights::Load(*model, StageSpec::Device(c, 2));
+    EXPECT_EQ(static_cast<double>(device->bytes()), w.embed + w.LayersBytes(0, 2));
+    auto everything = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
+    EXPECT_EQ(static_cast<double>(everything->bytes()), w.embed + w.LayersBytes(0, c.num_layers) + w.head);
+    auto cloud = StageWeights::Load(*model, StageSpec::Cloud(c, 1));
+    EXPECT_EQ(static_cast<double>(cloud->bytes()), w.LayersBytes(1, c.num_layers) + w.head + w.embed);
+  }
   // The file's bytes differ: held bytes are not a sum of tensor sizes.
   auto file = GgufFile::Open(dir_.Sub("mixed.gguf"));
   double layer1_file = 0;
