@@ -7,16 +7,15 @@
 #include "transport/error.h"
 
 namespace splitlm::partition {
-namespace {
 
-// llama.cpp's pre-tokenizer regexes (src/llama-vocab.cpp), equivalent to the
-// ones in the models' tokenizer.json.
 const char kLlama3Regex[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char kQwen2Regex[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+namespace {
 
 const GgufValue& Require(const GgufFile& g, const std::string& key) {
   const GgufValue* v = g.Find(key);

@@ -9,6 +9,12 @@
 
 namespace splitlm::partition {
 
+// llama.cpp's pre-tokenizer regexes for tokenizer.ggml.pre "llama-bpe" and
+// "qwen2" (src/llama-vocab.cpp), the same text as in the models'
+// tokenizer.json.
+extern const char kLlama3Regex[];
+extern const char kQwen2Regex[];
+
 // tokenizer.ggml.model "llama" (SentencePiece-style pieces and scores) or
 // "gpt2" (byte-level BPE) with tokenizer.ggml.pre "llama-bpe", "llama3",
 // "qwen2", "gpt-2" or "default" (the pre-tokenizer regexes llama.cpp uses for

@@ -9,6 +9,7 @@
 
 #include "partition/gguf.h"
 #include "partition/gguf_model.h"
+#include "partition/gguf_vocab.h"
 #include "partition/gguf_writer.h"
 #include "partition/model.h"
 #include "partition/tensor_f32.h"
@@ -70,7 +71,7 @@ std::vector<float> InterleaveHeads(const std::vector<float>& src, int64_t rows, 
   return dst;
 }
 
-void AddMetadata(const Model& model, GgufWriter& w) {
+void AddMetadata(const Model& model, const GgufVocab& vocab, GgufWriter& w) {
   const ModelConfig& c = model.config();
   const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
   const std::string name = std::filesystem::path(model.dir()).lexically_normal().filename().string();
@@ -95,9 +96,12 @@ void AddMetadata(const Model& model, GgufWriter& w) {
   }
   w.AddKeyValue(arch + ".vocab_size", GgufU32(c.vocab_size));
   w.AddKeyValue(arch + ".rope.dimension_count", GgufU32(c.head_dim));
-  w.AddKeyValue("tokenizer.ggml.model", GgufString("none"));
-  w.AddKeyValue("tokenizer.ggml.bos_token_id", GgufU32(c.bos_token_id));
-  w.AddKeyValue("tokenizer.ggml.eos_token_id", GgufU32(c.eos_token_ids.at(0)));
+  if (vocab.keys.empty()) {
+    w.AddKeyValue("tokenizer.ggml.model", GgufString("none"));
+    w.AddKeyValue("tokenizer.ggml.bos_token_id", GgufU32(c.bos_token_id));
+    w.AddKeyValue("tokenizer.ggml.eos_token_id", GgufU32(c.eos_token_ids.at(0)));
+  }
+  for (const auto& [key, value] : vocab.keys) w.AddKeyValue(key, value);
   w.AddKeyValue(kSourceIdentityKey, GgufString(IdentityToHex(model.identity())));
   w.AddKeyValue("general.quantization_version", GgufU32(2));
   w.AddKeyValue("general.file_type", GgufU32(0));  // LLAMA_FTYPE_ALL_F32
@@ -151,7 +155,7 @@ std::optional<uint64_t> IdentityFromHex(const std::string& text) {
   return v;
 }
 
-void ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options) {
+std::vector<std::string> ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options) {
   if (model.is_gguf()) {
     throw Exception(Exception::kInvalidArgument, model.dir() + " is already a GGUF file: quantize it directly");
   }
@@ -161,8 +165,9 @@ void ConvertToGguf(const Model& model, const std::string& out, const ConvertOpti
                     model.dir() + ": rope frequency factors of a directory cannot be converted");
   }
   const std::vector<Planned> plan = PlanTensors(model);
+  const GgufVocab vocab = ReadGgufVocab(model.dir(), c.vocab_size);
   GgufWriter w(out);
-  AddMetadata(model, w);
+  AddMetadata(model, vocab, w);
   // Llama 3 scaling: llama.cpp's converter writes no scaling keys but the
   // factors, as the first tensor.
   const bool llama3 = c.rope_scaling.kind == RopeScaling::Kind::kLlama3;
@@ -192,6 +197,8 @@ void ConvertToGguf(const Model& model, const std::string& out, const ConvertOpti
     if (options.progress) options.progress(++done, static_cast<int>(plan.size()));
   }
   w.Commit();
+  if (vocab.note.empty()) return {};
+  return {vocab.note};
 }
 
 }  // namespace splitlm::partition

@@ -11,6 +11,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace splitlm::partition {
 
@@ -34,15 +35,19 @@ struct ConvertOptions {
 };
 
 // Writes the weights of `model` (a directory; F32, F16 and BF16 tensors) as
-// an F32 GGUF v3 file at `out` (replaced only when complete). The file has
-// no vocabulary ("tokenizer.ggml.model" = "none": pass the directory's
-// tokenizer with --tokenizer), but the BOS and EOS ids. Throws
-// Exception naming the directory and the problem (kInvalidArgument for a
-// GGUF model; kUnavailable when `out` cannot be written). Llama
+// an F32 GGUF v3 file at `out` (replaced only when complete), with the
+// directory's tokenizer as llama.cpp's tokenizer.ggml.* keys (gguf_vocab.h:
+// ReadGgufVocab); a directory without a tokenizer gets "tokenizer.ggml.model"
+// = "none" and the config's BOS and EOS ids (pass a tokenizer with
+// --tokenizer). Returns notes for the user (why a tokenizer was not written).
+// Throws Exception naming the directory and the problem (kInvalidArgument
+// for a GGUF model, kCorrupt for a malformed tokenizer file, kUnavailable
+// when `out` cannot be written). Llama
 // 3 rope scaling becomes llama.cpp's `rope_freqs.weight` (a divisor per
 // rotary frequency, computed in float32 as convert_hf_to_gguf.py does), which
 // splitlm and llama.cpp apply by dividing each frequency: close to, not
 // bitwise, the directory's llama3 frequencies.
-void ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options = {});
+std::vector<std::string> ConvertToGguf(const Model& model, const std::string& out,
+                                       const ConvertOptions& options = {});
 
 }  // namespace splitlm::partition

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 
 #include "partition/gguf_quantize.h"
 #include "partition/mapped_file.h"
+#include "partition/gguf_model.h"
 #include "partition/model.h"
 #include "transport/error.h"
+#include "partition/weight_matrix.h"
 
 namespace splitlm::partition {
 namespace {
@@ -59,11 +62,22 @@ GgufHeader F32Header(const ModelConfig& c) {
   return h;
 }
 
-uint64_t TensorBytes(const GgufTensor& t, uint32_t type) {
-  const auto block = GgmlBlockOf(type);
-  uint64_t rows = 1;
-  for (size_t i = 1; i < t.dims.size(); ++i) rows *= static_cast<uint64_t>(t.dims[i]);
-  return rows * static_cast<uint64_t>(t.dims[0] / block->values) * block->bytes;
+// The Hugging Face name of GGUF tensor `name` of an F32Header ("" if none).
+std::string HfName(const std::string& name) {
+  static const char* const kSuffixes[] = {
+      "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+      "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
+      "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+  for (const char* hf : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}) {
+    if (GgufTensorName(hf) == name) return hf;
+  }
+  int layer = -1;
+  if (std::sscanf(name.c_str(), "blk.%d.", &layer) != 1) return "";
+  const std::string prefix = "model.layers." + std::to_string(layer) + ".";
+  for (const char* suffix : kSuffixes) {
+    if (GgufTensorName(prefix + suffix) == name) return prefix + suffix;
+  }
+  return "";
 }
 
 uint64_t Values(const GgufTensor& t) {
@@ -71,8 +85,6 @@ uint64_t Values(const GgufTensor& t) {
   for (int64_t d : t.dims) n *= static_cast<uint64_t>(d);
   return n;
 }
-
-bool IsBlockType(uint32_t type) { return GgmlBlockOf(type)->values > 1; }
 
 // The type of every tensor of `h` (an F32 header) in `format`.
 std::vector<uint32_t> Types(const GgufHeader& h, const std::string& format) {
@@ -89,51 +101,81 @@ std::vector<uint32_t> Types(const GgufHeader& h, const std::string& format) {
   return PlanTensorTypes(h, *ParseQuantizeTarget(format), &notes);
 }
 
-// Adds tensor `t` stored as `type` to its part of `w`.
-void Add(WeightBytes& w, const GgufTensor& t, uint32_t type, int num_layers, const std::string& path) {
-  const double bytes = static_cast<double>(TensorBytes(t, type));
-  ++w.tensor_types[GgmlTypeName(type)];
-  int layer = -1;
-  if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1) {
-    if (layer < 0 || layer >= num_layers) {
-      throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " +
-                                               std::to_string(layer) + " of a model of " + std::to_string(num_layers) +
-                                               " layers");
-    }
-    w.layers[layer] += bytes;
-    w.layer_params[layer] += static_cast<double>(Values(t));
-    if (IsBlockType(type)) w.layer_block_params[layer] += static_cast<double>(Values(t));
-  } else if (t.name == "output.weight") {
-    w.head += bytes;
-    w.head_read = bytes;
-    w.head_block_fraction = IsBlockType(type) ? 1 : 0;
-  } else if (t.name == "output_norm.weight") {
-    w.head += bytes;
-  } else {
-    w.embed += bytes;
-    if (t.name == "token_embd.weight") {
-      w.embed_row = static_cast<double>(TensorBytes(t, type)) / static_cast<double>(Values(t) / t.dims[0]);
-    }
-  }
-}
+bool IsBlockType(uint32_t type) { return GgmlBlockOf(type)->values > 1; }
 
-WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers, const std::string& path) {
+// What a stage holds of the tensors of `h` stored as `types` and loaded in
+// `load_format` (weight_matrix.h): the layers' matrices as WeightMatrix
+// holds them (q/k/v stacked, gate/up stacked, o, down), their norms and
+// biases in fp32; the embedding table in fp32 (the device copies it, whatever
+// the file's type); the head's norm in fp32 and its matrix (output, or
+// token_embd when tied) as WeightMatrix holds it. Other tensors (rope_freqs)
+// are not held as weights.
+WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers, const std::string& path,
+                    const std::string& load_format) {
   WeightBytes w;
   w.layers.assign(num_layers, 0);
   w.layer_params.assign(num_layers, 0);
   w.layer_block_params.assign(num_layers, 0);
-  bool tied = true;
+  std::map<std::string, std::pair<const GgufTensor*, uint32_t>> by_name;
   for (size_t i = 0; i < h.tensors.size(); ++i) {
-    Add(w, h.tensors[i], types[i], num_layers, path);
-    tied = tied && h.tensors[i].name != "output.weight";
-  }
-  if (tied) {  // the head reads the embedding matrix
-    for (size_t i = 0; i < h.tensors.size(); ++i) {
-      if (h.tensors[i].name != "token_embd.weight") continue;
-      w.head_read = static_cast<double>(TensorBytes(h.tensors[i], types[i]));
-      w.head_block_fraction = IsBlockType(types[i]) ? 1 : 0;
+    const GgufTensor& t = h.tensors[i];
+    ++w.tensor_types[GgmlTypeName(types[i])];
+    int layer = -1;
+    if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1 && (layer < 0 || layer >= num_layers)) {
+      throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " + std::to_string(layer) +
+                           " of a model of " + std::to_string(num_layers) + " layers");
     }
+    by_name[t.name] = {&t, types[i]};
   }
+  auto layout = [&](const std::string& hf) -> std::optional<PartLayout> {
+    auto it = by_name.find(GgufTensorName(hf));
+    if (it == by_name.end()) return std::nullopt;
+    const GgufTensor& t = *it->second.first;
+    return PartLayout{hf, it->second.second, static_cast<int64_t>(Values(t) / static_cast<uint64_t>(t.dims[0])),
+                      t.dims[0]};
+  };
+  // A norm or bias, held in fp32.
+  auto vector = [&](const std::string& hf, int layer) {
+    const auto p = layout(hf);
+    if (!p) return 0.0;
+    if (layer >= 0) w.layer_params[layer] += static_cast<double>(p->rows * p->cols);
+    return static_cast<double>(p->rows * p->cols) * sizeof(float);
+  };
+  auto matrix = [&](const std::vector<std::string>& names, int layer) {
+    std::vector<PartLayout> parts;
+    for (const auto& n : names) {
+      if (auto p = layout(n)) parts.push_back(*p);
+    }
+    const HeldLayout held = HeldMatrixLayout(parts, load_format, num_layers);
+    for (size_t j = 0; j < parts.size() && layer >= 0; ++j) {
+      const auto values = static_cast<double>(parts[j].rows * parts[j].cols);
+      w.layer_params[layer] += values;
+      if (IsBlockType(held.types[j])) w.layer_block_params[layer] += values;
+    }
+    return held;
+  };
+  for (int l = 0; l < num_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    double bytes = vector(p + "input_layernorm.weight", l) + vector(p + "post_attention_layernorm.weight", l);
+    for (const char* b : {"q_proj.bias", "k_proj.bias", "v_proj.bias"}) bytes += vector(p + "self_attn." + b, l);
+    bytes += matrix({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}, l).bytes;
+    bytes += matrix({p + "self_attn.o_proj.weight"}, l).bytes;
+    bytes += matrix({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, l).bytes;
+    bytes += matrix({p + "mlp.down_proj.weight"}, l).bytes;
+    w.layers[l] = bytes;
+  }
+  const bool tied = by_name.count("output.weight") == 0;
+  const HeldLayout head = matrix({tied ? "model.embed_tokens.weight" : "lm_head.weight"}, -1);
+  w.head_read = static_cast<double>(head.bytes);
+  w.head = vector("model.norm.weight", -1) + w.head_read;
+  w.head_block_fraction = !head.types.empty() && IsBlockType(head.types[0]) ? 1 : 0;
+  if (const auto e = layout("model.embed_tokens.weight")) {
+    w.embed = static_cast<double>(e->rows * e->cols) * sizeof(float);
+    w.embed_row = static_cast<double>(e->cols) * sizeof(float);
+  }
+  // A stage holding a tied head and the embedding looks the rows up in the
+  // packed head and keeps no fp32 table (stage.cpp).
+  if (tied) w.head -= w.embed;
   return w;
 }
 
@@ -192,25 +234,42 @@ WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format) 
                     "weights \"" + format + "\": unknown format (choose " + WeightFormatList() + ")");
   }
   const GgufHeader h = F32Header(config);
-  WeightBytes w = Collect(h, Types(h, format), config.num_layers, "weights " + format);
+  WeightBytes w = Collect(h, Types(h, format), config.num_layers, "weights " + format, "");
   w.format = format;
   return w;
 }
 
-WeightBytes WeightBytesOfGguf(const GgufHeader& header, int num_layers, const std::string& path) {
+WeightBytes WeightBytesOfGguf(const GgufHeader& header, int num_layers, const std::string& path,
+                              const std::string& load_format) {
   std::vector<uint32_t> types;
   for (const auto& t : header.tensors) types.push_back(t.type);
-  WeightBytes w = Collect(header, types, num_layers, path);
+  WeightBytes w = Collect(header, types, num_layers, path, load_format);
   w.format = "gguf";
   return w;
 }
 
 WeightBytes ModelWeightBytes(const Model& model, const std::string& format) {
   if (!format.empty() && format != "model") return WeightBytesOf(model.config(), format);
-  if (!model.is_gguf()) return WeightBytesOf(model.config(), "f32");
-  auto file = MappedFile::Open(model.dir(), 0, "GGUF file");
-  const GgufHeader h = ParseGgufHeader(file->data(), file->size(), model.dir());
-  return WeightBytesOfGguf(h, model.config().num_layers, model.dir());
+  if (model.is_gguf()) {
+    auto file = MappedFile::Open(model.dir(), 0, "GGUF file");
+    const GgufHeader h = ParseGgufHeader(file->data(), file->size(), model.dir());
+    WeightBytes w = WeightBytesOfGguf(h, model.config().num_layers, model.dir(), model.weights());
+    if (!model.weights().empty()) w.format = model.weights();
+    return w;
+  }
+  // A directory: its tensors' stored types (F32, F16 or BF16), as loaded.
+  const GgufHeader h = F32Header(model.config());
+  std::vector<uint32_t> types;
+  for (const GgufTensor& t : h.tensors) {
+    const std::string hf = HfName(t.name);
+    types.push_back(!hf.empty() && model.HasTensor(hf)
+                        ? model.Tensor(hf, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())).type
+                        : T(GgmlType::kF32));
+  }
+  WeightBytes w = Collect(h, types, model.config().num_layers, model.dir(), model.weights());
+  const bool all_f32 = std::all_of(types.begin(), types.end(), [](uint32_t t) { return t == T(GgmlType::kF32); });
+  w.format = !model.weights().empty() ? model.weights() : all_f32 ? "f32" : "model";
+  return w;
 }
 
 }  // namespace splitlm::partition

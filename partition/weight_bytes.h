@@ -32,15 +32,21 @@ std::string WeightFormatList();
 bool IsWeightFormat(const std::string& name);
 
 struct WeightBytes {
-  std::string format;  // a WeightFormatNames() entry, or "gguf" (a file's own tensor types)
-  double embed = 0;      // token_embd, held whole by the device
+  // A WeightFormatNames() entry, "gguf" (a file's own tensor types) or
+  // "model" (a directory's F16/BF16 tensors as stored).
+  std::string format;
+  double embed = 0;      // token_embd, held whole (in fp32) by a device without the head
   double embed_row = 0;  // one row of it: what the embedding reads per token
   // Per layer: every tensor of the layer (matrices, norms, biases).
   std::vector<double> layers;
   std::vector<double> layer_params;        // values of layer l
   std::vector<double> layer_block_params;  // of which in block (quantised) formats
-  double head = 0;       // what the head holds beyond the embedding: output_norm + output
-                         // (output_norm only when tied to the embedding)
+  // What a stage holding the embedding adds by holding the head too:
+  // output_norm + its matrix (output, or token_embd when tied); when tied the
+  // packed head replaces the fp32 embedding table, so `embed` is taken off
+  // (negative when the head is held smaller than the table). A cloud stage
+  // holding the head without the embedding holds head + embed when tied.
+  double head = 0;
   double head_read = 0;  // the matrix the head reads per token (output, or token_embd when tied)
   double head_block_fraction = 0;  // 1 when that matrix is in a block format
   std::map<std::string, int> tensor_types;  // "Q4_K" -> how many tensors, over the whole model
@@ -52,19 +58,28 @@ struct WeightBytes {
   std::string Summary() const;
 };
 
-// The weights of a model of `config` stored in `format` (computed from the
-// shapes). Throws Exception(kInvalidArgument) listing the formats for an unknown name.
+// What a stage holds of a model of `config` whose file is in `format`
+// (computed from the shapes: the types above, then held as
+// WeightBytesOfGguf says). Throws Exception(kInvalidArgument) listing the
+// formats for an unknown name.
 WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format);
 
-// The tensors of a GGUF file as stored (their real types and sizes), grouped
-// by part: blk.N.* to layer N, token_embd to the embedding, output_norm and
-// output to the head (anything else, e.g. rope_freqs, to the embedding).
-// Throws Exception(kCorrupt) naming `path` for a tensor of a layer >= num_layers.
-WeightBytes WeightBytesOfGguf(const GgufHeader& header, int num_layers, const std::string& path);
+// What a stage holds of the tensors of a GGUF file loaded with `load_format`
+// (weight_matrix.h; "" keeps the file's types): each matrix as WeightMatrix
+// holds it (HeldMatrixLayout: Q5_0 and IQ4_NL as Q8_0 blocks, Q3_K as Q6_K,
+// Q4_1, Q5_1, Q2_K, Q5_K and F32 widened to fp32 panels, F16/BF16 in 16
+// bits, a stack of q/k/v or gate/up widened whole if one part is; packed
+// panels of 16 rows included), norms and biases in fp32, the embedding table
+// in fp32 (the device copies it so), the head matrix (output, or token_embd
+// when tied) as WeightMatrix holds it. So the scheduler's memory and
+// bytes-per-token are a stage's, not the file's. Throws Exception(kCorrupt)
+// naming `path` for a tensor of a layer >= num_layers.
+WeightBytes WeightBytesOfGguf(const GgufHeader& header, int num_layers, const std::string& path,
+                              const std::string& load_format = "");
 
-// `format` of `model`; "" or "model" is the model's own format: a GGUF file's
-// tensors as stored (read from its header), f32 for a Hugging Face directory
-// (splitlm holds those in fp32).
+// `format` of `model`; "" or "model" is what the model holds as opened
+// (Model::Open's weight format): a GGUF file's tensors (WeightBytesOfGguf), a
+// Hugging Face directory's F32/F16/BF16 tensors as loaded.
 WeightBytes ModelWeightBytes(const Model& model, const std::string& format);
 
 }  // namespace splitlm::partition

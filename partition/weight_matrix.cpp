@@ -67,20 +67,18 @@ int LayerOf(const std::string& name) {
 // every third layer between.
 bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-uint32_t HeldType(const WeightMatrix::Part& part, const std::string& format, int num_layers) {
-  const TensorRef& t = part.ref;
-  const int64_t k = t.shape.back();
+uint32_t HeldType(const std::string& name, uint32_t stored, int64_t k, const std::string& format, int num_layers) {
   uint32_t target = kF32;
   if (format.empty()) {
     // Q5_0, IQ4_NL and Q3_K are held as the Q8_0 or Q6_K blocks that hold
     // their values exactly (quant_decode.h); F16 and BF16 as themselves.
-    target = ExactBlockForm(t.type).value_or(t.type);
+    target = ExactBlockForm(stored).value_or(stored);
   } else if (format == "q4_k_m") {
     target = T(GgmlType::kQ4_K);
-    const int layer = LayerOf(part.name);
+    const int layer = LayerOf(name);
     const bool more_bits = layer >= 0 && UseMoreBits(layer, num_layers);
-    if (part.name == "lm_head.weight" || part.name == "model.embed_tokens.weight") target = T(GgmlType::kQ6_K);
-    if (more_bits && (Contains(part.name, "v_proj.weight") || Contains(part.name, "down_proj.weight"))) {
+    if (name == "lm_head.weight" || name == "model.embed_tokens.weight") target = T(GgmlType::kQ6_K);
+    if (more_bits && (Contains(name, "v_proj.weight") || Contains(name, "down_proj.weight"))) {
       target = T(GgmlType::kQ6_K);
     }
   } else {
@@ -136,6 +134,32 @@ void CheckWeightFormat(const std::string& format) {
 }
 
 
+HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format, int num_layers) {
+  CheckWeightFormat(format);
+  HeldLayout out;
+  int64_t rows = 0;
+  for (const PartLayout& p : parts) {
+    out.types.push_back(HeldType(p.name, p.type, p.cols, format, num_layers));
+    rows += p.rows;
+  }
+  if (parts.empty()) return out;
+  const int k = static_cast<int>(parts[0].cols);
+  if (std::any_of(out.types.begin(), out.types.end(), [](uint32_t t) { return t == kF32; })) {
+    // As Load: one fp32 segment for all parts.
+    std::fill(out.types.begin(), out.types.end(), kF32);
+    out.bytes = kernels::PackedSize(static_cast<int>(rows), k) * sizeof(float);
+    return out;
+  }
+  for (size_t i = 0; i < parts.size();) {  // a segment per run of one type
+    const uint32_t type = out.types[i];
+    int seg_rows = 0;
+    for (; i < parts.size() && out.types[i] == type; ++i) seg_rows += static_cast<int>(parts[i].rows);
+    out.bytes += kernels::IsHalfType(type) ? kernels::HalfPackedSize(seg_rows, k) * sizeof(uint16_t)
+                                           : kernels::QuantPackedBytes(type, seg_rows, k, ActsOf(type));
+  }
+  return out;
+}
+
 std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts, const std::string& format,
                                                        int num_layers) {
   CheckWeightFormat(format);
@@ -144,7 +168,7 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
   for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
   const int k = w->cols_;
   std::vector<uint32_t> held;
-  for (const Part& p : parts) held.push_back(HeldType(p, format, num_layers));
+  for (const Part& p : parts) held.push_back(HeldType(p.name, p.ref.type, p.ref.shape.back(), format, num_layers));
 
   if (std::all_of(held.begin(), held.end(), [](uint32_t t) { return t != kF32; })) {
     // Block rows: the stored ones, or the floats quantised now; each run of

@@ -42,6 +42,25 @@ const char* WeightFormats();
 // identity (Model::fingerprint() says so).
 kernels::QuantActs ActsOf(uint32_t ggml_type);
 
+// One part of a matrix as stored, for HeldMatrixLayout: the name, GgmlType
+// number and shape (rows, row length) of the tensor, nothing of its data.
+struct PartLayout {
+  std::string name;  // Hugging Face's, as WeightMatrix::Part
+  uint32_t type = 0;
+  int64_t rows = 0, cols = 0;
+};
+
+// What WeightMatrix::Load(parts, format, num_layers) holds, computed from the
+// parts' types and shapes alone: the type each part is held in (F32, F16,
+// BF16 or a block type) and the bytes() of the loaded matrix (packed panels
+// of 16 rows included). The planning arithmetic of weight_bytes.h uses it, so
+// that the scheduler counts the bytes a stage holds, not the file's.
+struct HeldLayout {
+  std::vector<uint32_t> types;  // per part
+  size_t bytes = 0;
+};
+HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format, int num_layers = 0);
+
 class WeightMatrix {
  public:
   struct Part {

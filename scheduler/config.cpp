@@ -25,7 +25,7 @@ std::vector<KeySpec> BuildSchema() {
       {"model.tokenizer", T::kString, 0, 0, {}, "the model's own", "tokenizer: tokenizer.json, tokenizer.model, .gguf or a directory"},
       {"model.threads", T::kInt, 1, 256, {}, "all cores", "compute threads (LibTorch intra-op pool)"},
       {"model.weights", T::kString, 0, 0, {"f32", "f16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"}, "(as stored)",
-       "format the weight matrices are held in: by default a GGUF file's Q8_0/Q4_0/Q4_K/Q6_K stay quantised and the rest is fp32; a q* value quantises at load (README, Quantised weights)"},
+       "format the weight matrices are held in: by default as stored (a GGUF file's Q8_0/Q4_0/Q4_K/Q6_K blocks stay, Q5_0/IQ4_NL become Q8_0 and Q3_K Q6_K blocks of the same values, F16/BF16 of a file or directory stay 16-bit, other types become fp32); f16 rounds to fp16 held in 16 bits; a q* value quantises at load (README, Quantised weights)"},
       // [cloud]
       {"cloud.bind", T::kString, 0, 0, {}, "tcp://127.0.0.1:5555", "ZeroMQ endpoint the worker binds; * as port picks one"},
       {"cloud.min_cut", T::kInt, 0, 4096, {}, "0", "lowest cut served: layers [min_cut, L) are loaded"},

@@ -31,9 +31,10 @@ double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, in
 }
 
 // The weight format whose layer 0 takes `layer_bytes` (what the loaded stage
-// holds): the GGUF file's own types, else the first format of
-// WeightFormatNames() that matches (f16 and bf16 are alike in bytes), else
-// f32 (today every stage holds fp32: GGUF blocks are dequantised at load).
+// holds; weight_bytes.h counts held bytes, so a match is exact): the model as
+// opened (a GGUF file's own types, or its --weights), else the first format
+// of WeightFormatNames() that matches (f16 and bf16 are alike in bytes),
+// else f32.
 std::string HeldFormat(const partition::Model& model, double layer_bytes) {
   if (model.config().num_layers < 1) return "f32";
   if (model.is_gguf() && partition::ModelWeightBytes(model, "model").layers.at(0) == layer_bytes) return "gguf";

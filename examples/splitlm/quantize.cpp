@@ -48,7 +48,7 @@ Runner AddQuantize(CLI::App& app) {
       co.progress = [&](int done, int total) {
         if (done == total || done % 64 == 0) ctx.log->info("convert: {} of {} tensors", done, total);
       };
-      partition::ConvertToGguf(*hf, converted, co);
+      for (const auto& note : partition::ConvertToGguf(*hf, converted, co)) ctx.log->warn("{}", note);
       if (*type == "f32") {
         ctx.log->info("wrote {} (f32) from {}", *out, *model);
         return 0;

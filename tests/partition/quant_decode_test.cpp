@@ -17,6 +17,7 @@
 #include "partition/model.h"
 #include "partition/quant.h"
 #include "partition/stage.h"
+#include "partition/weight_bytes.h"
 #include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
 #include "transport/codec.h"
@@ -334,6 +335,69 @@ TEST_F(QuantDecodeModel, EveryTypeOfAMixedFileComputesAsTheBlocksOrFloatsItIsHel
   const auto want = testing::RunChain(*held, c.num_layers, prompt, 3);
   EXPECT_EQ(want, testing::RunChain(*mixed, c.num_layers, prompt, 3));
   EXPECT_EQ(want, testing::RunChain(*mixed, 2, prompt, 3));
+}
+
+// What a stage holds of layers [begin, end) alone, and with the embedding or
+// the head: StageWeights' bytes of a slice of `all` (all layers, embedding,
+// head), i.e. the WeightMatrix::bytes() of its matrices plus fp32 norms.
+size_t SliceBytes(const StageWeights& all, int begin, int end, bool embedding, bool head) {
+  StageSpec s;
+  s.begin = begin, s.end = end, s.embedding = embedding, s.head = head;
+  return all.Slice(s)->bytes();
+}
+
+// The planning arithmetic (weight_bytes.h) counts what the stages hold of a
+// file mixing transcoded (Q5_0, IQ4_NL -> Q8_0; Q3_K -> Q6_K), widened (Q4_1,
+// Q5_1, Q2_K, Q5_K -> fp32, with their whole stacked matrix) and 16-bit
+// (F16, BF16) types: not the file's bytes.
+TEST_F(QuantDecodeModel, PlannedBytesAreTheBytesTheStagesHold) {
+  REQUIRE_SHARED(synthk, "gguf/synthk-f32.gguf");
+  WriteBoth(synthk, dir_.Sub("mixed.gguf"), dir_.Sub("f32.gguf"));
+  for (const std::string weights : {"", "q4_k_m", "q8_0"}) {
+    SCOPED_TRACE("weights \"" + weights + "\"");
+    auto mixed = Model::Open(dir_.Sub("mixed.gguf"), weights);
+    const ModelConfig& c = mixed->config();
+    auto all = StageWeights::Load(*mixed, StageSpec::Range(c, 0, c.num_layers));
+    const WeightBytes w = ModelWeightBytes(*mixed, "model");
+    ASSERT_EQ(static_cast<size_t>(c.num_layers), w.layers.size());
+    for (int l = 0; l < c.num_layers; ++l) {
+      EXPECT_EQ(static_cast<double>(SliceBytes(*all, l, l + 1, false, false)), w.layers[l]) << "layer " << l;
+    }
+    // The device's embedding table (fp32), the cloud's head (norm + matrix).
+    EXPECT_EQ(static_cast<double>(SliceBytes(*all, 0, 0, true, false)), w.embed);
+    EXPECT_EQ(static_cast<double>(SliceBytes(*all, c.num_layers, c.num_layers, false, true)), w.head);
+    EXPECT_EQ(static_cast<double>(all->Slice(StageSpec::Cloud(c, 1))->bytes()), w.LayersBytes(1, c.num_layers) + w.head);
+  }
+  // Tied (no output.weight): the head is token_embd packed, and a stage
+  // holding embedding and head keeps no fp32 table.
+  {
+    auto in = GgufFile::Open(dir_.Sub("mixed.gguf"));
+    GgufWriter tied(dir_.Sub("tied.gguf"));
+    for (const std::string& key : in->header().key_order) tied.AddKeyValue(key, in->header().metadata.at(key));
+    for (const GgufTensor& t : in->header().tensors) {
+      if (t.name != "output.weight") tied.AddTensor(t.name, t.dims, t.type);
+    }
+    for (const GgufTensor& t : in->header().tensors) {
+      if (t.name != "output.weight") tied.WriteTensorData(in->data(t), t.bytes);
+    }
+    tied.Commit();
+    auto model = Model::Open(dir_.Sub("tied.gguf"));
+    const ModelConfig& c = model->config();
+    const WeightBytes w = ModelWeightBytes(*model, "model");
+    auto device = StageWeights::Load(*model, StageSpec::Device(c, 2));
+    EXPECT_EQ(static_cast<double>(device->bytes()), w.embed + w.LayersBytes(0, 2));
+    auto everything = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
+    EXPECT_EQ(static_cast<double>(everything->bytes()), w.embed + w.LayersBytes(0, c.num_layers) + w.head);
+    auto cloud = StageWeights::Load(*model, StageSpec::Cloud(c, 1));
+    EXPECT_EQ(static_cast<double>(cloud->bytes()), w.LayersBytes(1, c.num_layers) + w.head + w.embed);
+  }
+  // The file's bytes differ: held bytes are not a sum of tensor sizes.
+  auto file = GgufFile::Open(dir_.Sub("mixed.gguf"));
+  double layer1_file = 0;
+  for (const GgufTensor& t : file->header().tensors) {
+    if (t.name.rfind("blk.1.", 0) == 0) layer1_file += static_cast<double>(t.bytes);
+  }
+  EXPECT_LT(layer1_file, ModelWeightBytes(*Model::Open(dir_.Sub("mixed.gguf")), "model").layers[1]);
 }
 
 // IQ2_XXS has a block size splitlm knows (the file parses) but no decoder.
