@@ -116,6 +116,99 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
   }
   return {total};
 }
+// The same sums for NP panels at once (g[p]: panel p's group), the panels'
+// chains interleaved so that the out-of-order core overlaps them; each
+// panel's integer sums are the ones above (exact in any order).
+#define SPLITLM_MULTI_PANEL 1
+template <int NP>
+inline void DotQ8_0N(const uint8_t* const* g, const int8_t* a, int32_t sa, I16* r) {
+  __m512i acc[NP];
+  for (int p = 0; p < NP; ++p) acc[p] = _mm512_set1_epi32(-128 * sa);
+#pragma GCC unroll 8
+  for (int q = 0; q < 8; ++q) {
+    const __m512i x = _mm512_set1_epi32(Load4(a + 4 * q));
+    for (int p = 0; p < NP; ++p) acc[p] = _mm512_dpbusd_epi32(acc[p], Ld64(g[p] + 32 + 64 * q), x);
+  }
+  for (int p = 0; p < NP; ++p) r[p].v = acc[p];
+}
+template <int NP>
+inline void DotQ4_0N(const uint8_t* const* g, const int8_t* a, int32_t sa, I16* r) {
+  const __m512i m = _mm512_set1_epi8(0x0F);
+  __m512i acc[NP];
+  for (int p = 0; p < NP; ++p) acc[p] = _mm512_set1_epi32(-8 * sa);
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    const __m512i xl = _mm512_set1_epi32(Load4(a + 8 * q)), xh = _mm512_set1_epi32(Load4(a + 8 * q + 4));
+    for (int p = 0; p < NP; ++p) {
+      const __m512i v = Ld64(g[p] + 32 + 64 * q);
+      acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(v, m), xl);
+      acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(_mm512_srli_epi16(v, 4), m), xh);
+    }
+  }
+  for (int p = 0; p < NP; ++p) r[p].v = acc[p];
+}
+template <int NP>
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+  const __m512i m = _mm512_set1_epi8(0x0F);
+  __m512i t[NP], ms[NP];
+  for (int p = 0; p < NP; ++p) t[p] = ms[p] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) {
+    __m512i acc[NP];
+    for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int q = 4 * j; q < 4 * j + 4; ++q) {
+      const __m512i xl = _mm512_set1_epi32(Load4(a + 8 * q)), xh = _mm512_set1_epi32(Load4(a + 8 * q + 4));
+      for (int p = 0; p < NP; ++p) {
+        const __m512i v = Ld64(g[p] + 320 + 64 * q);
+        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(v, m), xl);
+        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(_mm512_srli_epi16(v, 4), m), xh);
+      }
+    }
+    const __m512i sj = _mm512_set1_epi32(s16[2 * j] + s16[2 * j + 1]);
+    for (int p = 0; p < NP; ++p) {
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g[p] + 64 + 16 * j));
+      const __m128i mn = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g[p] + 192 + 16 * j));
+      t[p] = _mm512_add_epi32(t[p], _mm512_mullo_epi32(acc[p], _mm512_cvtepu8_epi32(sc)));
+      ms[p] = _mm512_add_epi32(ms[p], _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mn), sj));
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    total[p].v = t[p];
+    mins[p].v = ms[p];
+  }
+}
+template <int NP>
+inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* r) {
+  const __m512i m = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+  __m512i t[NP];
+  for (int p = 0; p < NP; ++p) t[p] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) {
+    const int8_t* aj = a + 16 * j;
+    const __m512i x0 = _mm512_set1_epi32(Load4(aj)), x1 = _mm512_set1_epi32(Load4(aj + 4));
+    const __m512i x2 = _mm512_set1_epi32(Load4(aj + 8)), x3 = _mm512_set1_epi32(Load4(aj + 12));
+    const __m512i off = _mm512_set1_epi32(-32 * s16[j]);
+    for (int p = 0; p < NP; ++p) {
+      const uint8_t* gp = g[p];
+      const __m512i lo0 = Ld64(gp + 288 + 64 * (2 * j)), lo1 = Ld64(gp + 288 + 64 * (2 * j + 1));
+      const __m512i hb = Ld64(gp + 2336 + 64 * j);
+      // (x & 0x0F) | y as one ternary-logic select m ? x : y (0xCA), y
+      // holding the two high bits at 4-5 and zeros above.
+      const __m512i c0 = _mm512_ternarylogic_epi32(m, lo0, _mm512_and_si512(_mm512_slli_epi16(hb, 4), m2), 0xCA);
+      const __m512i c1 = _mm512_ternarylogic_epi32(m, _mm512_srli_epi16(lo0, 4), _mm512_and_si512(_mm512_slli_epi16(hb, 2), m2), 0xCA);
+      const __m512i c2 = _mm512_ternarylogic_epi32(m, lo1, _mm512_and_si512(hb, m2), 0xCA);
+      const __m512i c3 = _mm512_ternarylogic_epi32(m, _mm512_srli_epi16(lo1, 4), _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2), 0xCA);
+      __m512i acc = _mm512_dpbusd_epi32(off, c0, x0);
+      acc = _mm512_dpbusd_epi32(acc, c1, x1);
+      acc = _mm512_dpbusd_epi32(acc, c2, x2);
+      acc = _mm512_dpbusd_epi32(acc, c3, x3);
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(gp + 32 + 16 * j));
+      t[p] = _mm512_add_epi32(t[p], _mm512_mullo_epi32(acc, _mm512_cvtepi8_epi32(sc)));
+    }
+  }
+  for (int p = 0; p < NP; ++p) r[p].v = t[p];
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 struct I16 {
   __m256i lo, hi;
@@ -352,23 +445,49 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
 // -x as 0 - x (the same IEEE operation on every path).
 inline V16 Neg16(V16 x) { return Sub16(Zero16(), x); }
 
+#if !defined(SPLITLM_MULTI_PANEL)
+// One panel after the other where no interleaved version exists.
+template <int NP>
+inline void DotQ8_0N(const uint8_t* const* g, const int8_t* a, int32_t sa, I16* r) {
+  for (int p = 0; p < NP; ++p) r[p] = DotQ8_0(g[p] + 32, a, sa);
+}
+template <int NP>
+inline void DotQ4_0N(const uint8_t* const* g, const int8_t* a, int32_t sa, I16* r) {
+  for (int p = 0; p < NP; ++p) r[p] = DotQ4_0(g[p] + 32, a, sa);
+}
+template <int NP>
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+  for (int p = 0; p < NP; ++p) total[p] = DotQ4_K(g[p], a, s16, &mins[p]);
+}
+template <int NP>
+inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* r) {
+  for (int p = 0; p < NP; ++p) r[p] = DotQ6_K(g[p], a, s16);
+}
+#endif
+
 // ---- Formats: one block of one panel ----
 // kBlock columns; kBytes packed bytes per panel and block: fp16 d[16], then
 // the codes (layouts in kernels_quant.cpp).
-// Step: acc plus the block's contribution for input activations a (codes),
-// s16 (sums of 16) and scale da.
+// Step<NP>: acc[p] plus the block's contribution of panel p (its group at
+// g[p]) for input activations a (codes), s16 (sums of 16) and scale da.
 struct AQ8_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 544;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    return Fma16(ToF(DotQ8_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 dot[NP];
+    DotQ8_0N<NP>(g, a, s16[0] + s16[1], dot);
+    for (int p = 0; p < NP; ++p) acc[p] = Fma16(ToF(dot[p]), Mul16(Halves16(g[p]), da), acc[p]);
   }
 };
 struct AQ4_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 288;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    return Fma16(ToF(DotQ4_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 dot[NP];
+    DotQ4_0N<NP>(g, a, s16[0] + s16[1], dot);
+    for (int p = 0; p < NP; ++p) acc[p] = Fma16(ToF(dot[p]), Mul16(Halves16(g[p]), da), acc[p]);
   }
 };
 // Q4_K (256 columns, 2368 bytes): fp16 d[16], dmin[16]; u8 sc[8][16],
@@ -377,11 +496,14 @@ struct AQ4_0 {
 struct AQ4_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 2368;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    I16 mins;
-    const I16 total = DotQ4_K(g, a, s16, &mins);
-    acc = Fma16(ToF(total), Mul16(Halves16(g), da), acc);
-    return Fma16(Neg16(ToF(mins)), Mul16(Halves16(g + 32), da), acc);
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 total[NP], mins[NP];
+    DotQ4_KN<NP>(g, a, s16, total, mins);
+    for (int p = 0; p < NP; ++p) {
+      acc[p] = Fma16(ToF(total[p]), Mul16(Halves16(g[p]), da), acc[p]);
+      acc[p] = Fma16(Neg16(ToF(mins[p])), Mul16(Halves16(g[p] + 32), da), acc[p]);
+    }
   }
 };
 // Q6_K (256 columns, 3360 bytes): fp16 d[16]; s8 scale[16][16]; 32 nibble
@@ -391,8 +513,11 @@ struct AQ4_K {
 struct AQ6_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 3360;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    return Fma16(ToF(DotQ6_K(g, a, s16)), Mul16(Halves16(g), da), acc);
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 dot[NP];
+    DotQ6_KN<NP>(g, a, s16, dot);
+    for (int p = 0; p < NP; ++p) acc[p] = Fma16(ToF(dot[p]), Mul16(Halves16(g[p]), da), acc[p]);
   }
 };
 
@@ -418,7 +543,7 @@ inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, fl
       const int8_t* a = x[i].q + b * D::kBlock;
       const int32_t* s16 = x[i].s + b * (D::kBlock / 16);
       const V16 da = Splat16(x[i].d[b]);
-      for (int p = 0; p < NP; ++p) acc[i][p] = D::Step(g[p], a, s16, da, acc[i][p]);
+      D::template Step<NP>(g, a, s16, da, acc[i]);
     }
   }
   for (int i = 0; i < NI; ++i) {
