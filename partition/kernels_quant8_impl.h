@@ -435,26 +435,23 @@ inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
 // ---- Formats: one block of one panel ----
 // kBlock columns; kBytes packed bytes per panel and block: fp16 d[16], then
 // the codes (layouts in kernels_quant.cpp).
-// Step<NP>: acc[p] plus the block's contribution of panel p (its group at
-// g[p]) for input activations a (codes), s16 (sums of 16) and scale da.
+// Step: acc plus the block's contribution for input activations a (codes),
+// s16 (sums of 16) and scale da; with kMultiPanel, Step<NP> does it for NP
+// panels at once (acc[p] += panel p's, its group at g[p]).
 struct AQ8_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 544;
-  template <int NP>
-  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
-    for (int p = 0; p < NP; ++p) {
-      acc[p] = Fma16(ToF(DotQ8_0(g[p] + 32, a, s16[0] + s16[1])), Mul16(Halves16(g[p]), da), acc[p]);
-    }
+  static constexpr bool kMultiPanel = false;
+  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
+    return Fma16(ToF(DotQ8_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
 };
 struct AQ4_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 288;
-  template <int NP>
-  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
-    for (int p = 0; p < NP; ++p) {
-      acc[p] = Fma16(ToF(DotQ4_0(g[p] + 32, a, s16[0] + s16[1])), Mul16(Halves16(g[p]), da), acc[p]);
-    }
+  static constexpr bool kMultiPanel = false;
+  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
+    return Fma16(ToF(DotQ4_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
 };
 // Q4_K (256 columns, 2368 bytes): fp16 d[16], dmin[16]; u8 sc[8][16],
@@ -463,6 +460,7 @@ struct AQ4_0 {
 struct AQ4_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 2368;
+  static constexpr bool kMultiPanel = true;
   template <int NP>
   static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
     I16 total[NP], mins[NP];
@@ -480,6 +478,7 @@ struct AQ4_K {
 struct AQ6_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 3360;
+  static constexpr bool kMultiPanel = true;
   template <int NP>
   static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
     I16 dot[NP];
@@ -510,7 +509,11 @@ inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, fl
       const int8_t* a = x[i].q + b * D::kBlock;
       const int32_t* s16 = x[i].s + b * (D::kBlock / 16);
       const V16 da = Splat16(x[i].d[b]);
-      D::template Step<NP>(g, a, s16, da, acc[i]);
+      if constexpr (D::kMultiPanel) {
+        D::template Step<NP>(g, a, s16, da, acc[i]);
+      } else {
+        for (int p = 0; p < NP; ++p) acc[i][p] = D::Step(g[p], a, s16, da, acc[i][p]);
+      }
     }
   }
   for (int i = 0; i < NI; ++i) {
