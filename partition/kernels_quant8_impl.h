@@ -116,6 +116,77 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
   }
   return {total};
 }
+// The K formats' sums for NP panels at once (g[p]: panel p's group), the
+// panels' chains interleaved so that the out-of-order core overlaps them
+// (a one-thread loop over the 110m's matrices read Q4_K 40% and Q6_K 35%
+// faster; Q8_0/Q4_0 gained nothing, so they keep one panel at a time). Each panel's integer sums are the ones
+// above (exact in any order).
+#define SPLITLM_MULTI_PANEL 1
+template <int NP>
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+  const __m512i m = _mm512_set1_epi8(0x0F);
+  __m512i t[NP], ms[NP];
+  for (int p = 0; p < NP; ++p) t[p] = ms[p] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+  for (int j = 0; j < 8; ++j) {
+    __m512i acc[NP];
+    for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_si512();
+#pragma GCC unroll 4
+    for (int q = 4 * j; q < 4 * j + 4; ++q) {
+      const __m512i xl = _mm512_set1_epi32(Load4(a + 8 * q)), xh = _mm512_set1_epi32(Load4(a + 8 * q + 4));
+      for (int p = 0; p < NP; ++p) {
+        const __m512i v = Ld64(g[p] + 320 + 64 * q);
+        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(v, m), xl);
+        acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(_mm512_srli_epi16(v, 4), m), xh);
+      }
+    }
+    const __m512i sj = _mm512_set1_epi32(s16[2 * j] + s16[2 * j + 1]);
+    for (int p = 0; p < NP; ++p) {
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g[p] + 64 + 16 * j));
+      const __m128i mn = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g[p] + 192 + 16 * j));
+      t[p] = _mm512_add_epi32(t[p], _mm512_mullo_epi32(acc[p], _mm512_cvtepu8_epi32(sc)));
+      ms[p] = _mm512_add_epi32(ms[p], _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mn), sj));
+    }
+  }
+  for (int p = 0; p < NP; ++p) {
+    total[p].v = t[p];
+    mins[p].v = ms[p];
+  }
+}
+template <int NP>
+inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* r) {
+  const __m512i m = _mm512_set1_epi8(0x0F), m2 = _mm512_set1_epi8(0x30);
+  __m512i t[NP];
+  for (int p = 0; p < NP; ++p) t[p] = _mm512_setzero_si512();
+#pragma GCC unroll 16
+  for (int j = 0; j < 16; ++j) {
+    const int8_t* aj = a + 16 * j;
+    const __m512i x0 = _mm512_set1_epi32(Load4(aj)), x1 = _mm512_set1_epi32(Load4(aj + 4));
+    const __m512i x2 = _mm512_set1_epi32(Load4(aj + 8)), x3 = _mm512_set1_epi32(Load4(aj + 12));
+    const __m512i off = _mm512_set1_epi32(-32 * s16[j]);
+    for (int p = 0; p < NP; ++p) {
+      const uint8_t* gp = g[p];
+      const __m512i lo0 = Ld64(gp + 288 + 64 * (2 * j)), lo1 = Ld64(gp + 288 + 64 * (2 * j + 1));
+      const __m512i hb = Ld64(gp + 2336 + 64 * j);
+      // (x & 0x0F) | y as one ternary-logic select m ? x : y (0xCA), y
+      // holding the two high bits at 4-5 and zeros above.
+      const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(hb, 4), m2);
+      const __m512i h1 = _mm512_and_si512(_mm512_slli_epi16(hb, 2), m2);
+      const __m512i h2 = _mm512_and_si512(hb, m2), h3 = _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2);
+      const __m512i c0 = _mm512_ternarylogic_epi32(m, lo0, h0, 0xCA);
+      const __m512i c1 = _mm512_ternarylogic_epi32(m, _mm512_srli_epi16(lo0, 4), h1, 0xCA);
+      const __m512i c2 = _mm512_ternarylogic_epi32(m, lo1, h2, 0xCA);
+      const __m512i c3 = _mm512_ternarylogic_epi32(m, _mm512_srli_epi16(lo1, 4), h3, 0xCA);
+      __m512i acc = _mm512_dpbusd_epi32(off, c0, x0);
+      acc = _mm512_dpbusd_epi32(acc, c1, x1);
+      acc = _mm512_dpbusd_epi32(acc, c2, x2);
+      acc = _mm512_dpbusd_epi32(acc, c3, x3);
+      const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(gp + 32 + 16 * j));
+      t[p] = _mm512_add_epi32(t[p], _mm512_mullo_epi32(acc, _mm512_cvtepi8_epi32(sc)));
+    }
+  }
+  for (int p = 0; p < NP; ++p) r[p].v = t[p];
+}
 #elif defined(__AVX2__) && defined(__FMA__)
 struct I16 {
   __m256i lo, hi;
@@ -352,14 +423,28 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
 // -x as 0 - x (the same IEEE operation on every path).
 inline V16 Neg16(V16 x) { return Sub16(Zero16(), x); }
 
+#if !defined(SPLITLM_MULTI_PANEL)
+// One panel after the other where no interleaved K version exists.
+template <int NP>
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+  for (int p = 0; p < NP; ++p) total[p] = DotQ4_K(g[p], a, s16, &mins[p]);
+}
+template <int NP>
+inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* r) {
+  for (int p = 0; p < NP; ++p) r[p] = DotQ6_K(g[p], a, s16);
+}
+#endif
+
 // ---- Formats: one block of one panel ----
 // kBlock columns; kBytes packed bytes per panel and block: fp16 d[16], then
 // the codes (layouts in kernels_quant.cpp).
 // Step: acc plus the block's contribution for input activations a (codes),
-// s16 (sums of 16) and scale da.
+// s16 (sums of 16) and scale da; with kMultiPanel, Step<NP> does it for NP
+// panels at once (acc[p] += panel p's, its group at g[p]).
 struct AQ8_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 544;
+  static constexpr bool kMultiPanel = false;
   static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
     return Fma16(ToF(DotQ8_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
@@ -367,6 +452,7 @@ struct AQ8_0 {
 struct AQ4_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 288;
+  static constexpr bool kMultiPanel = false;
   static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
     return Fma16(ToF(DotQ4_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
@@ -377,11 +463,15 @@ struct AQ4_0 {
 struct AQ4_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 2368;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    I16 mins;
-    const I16 total = DotQ4_K(g, a, s16, &mins);
-    acc = Fma16(ToF(total), Mul16(Halves16(g), da), acc);
-    return Fma16(Neg16(ToF(mins)), Mul16(Halves16(g + 32), da), acc);
+  static constexpr bool kMultiPanel = true;
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 total[NP], mins[NP];
+    DotQ4_KN<NP>(g, a, s16, total, mins);
+    for (int p = 0; p < NP; ++p) {
+      acc[p] = Fma16(ToF(total[p]), Mul16(Halves16(g[p]), da), acc[p]);
+      acc[p] = Fma16(Neg16(ToF(mins[p])), Mul16(Halves16(g[p] + 32), da), acc[p]);
+    }
   }
 };
 // Q6_K (256 columns, 3360 bytes): fp16 d[16]; s8 scale[16][16]; 32 nibble
@@ -391,8 +481,12 @@ struct AQ4_K {
 struct AQ6_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 3360;
-  static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
-    return Fma16(ToF(DotQ6_K(g, a, s16)), Mul16(Halves16(g), da), acc);
+  static constexpr bool kMultiPanel = true;
+  template <int NP>
+  static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
+    I16 dot[NP];
+    DotQ6_KN<NP>(g, a, s16, dot);
+    for (int p = 0; p < NP; ++p) acc[p] = Fma16(ToF(dot[p]), Mul16(Halves16(g[p]), da), acc[p]);
   }
 };
 
@@ -418,7 +512,11 @@ inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, fl
       const int8_t* a = x[i].q + b * D::kBlock;
       const int32_t* s16 = x[i].s + b * (D::kBlock / 16);
       const V16 da = Splat16(x[i].d[b]);
-      for (int p = 0; p < NP; ++p) acc[i][p] = D::Step(g[p], a, s16, da, acc[i][p]);
+      if constexpr (D::kMultiPanel) {
+        D::template Step<NP>(g, a, s16, da, acc[i]);
+      } else {
+        for (int p = 0; p < NP; ++p) acc[i][p] = D::Step(g[p], a, s16, da, acc[i][p]);
+      }
     }
   }
   for (int i = 0; i < NI; ++i) {
