@@ -68,7 +68,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       (void)ParseModelConfig(ModelConfigToJson(c), "fuzz/round-trip.json");  // what we write, we read
     }
-  } catch (const Exception&) {
+  } catch (const splitlm::Exception&) {
   }
   return 0;
 }

@@ -43,7 +43,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       std::vector<float> out(static_cast<size_t>(f->tensor.rows) * f->tensor.cols);
       try {
         Decode(f->tensor.codec, payload, payload_size, f->tensor.rows, f->tensor.cols, out.data());
-      } catch (const Exception&) {
+      } catch (const splitlm::Exception&) {
         // Rejected with an error: fine (e.g. a NaN int8 scale).
       }
     }
