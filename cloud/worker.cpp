@@ -50,16 +50,16 @@ void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transpo
 // holds at most max_context rows of hidden_size values in the widest codec.
 // libzmq then drops a connection that announces a longer frame before
 // buffering it (ZMQ_MAXMSGSIZE, see transport::ServerOptions).
-WorkerOptions WithModelLimits(WorkerOptions o, const partition::ModelConfig& c) {
-  auto& l = o.server.limits;
+WorkerOptions WithModelLimits(WorkerOptions options, const partition::ModelConfig& c) {
+  auto& limits = options.server.limits;
   size_t widest = 0;
   for (auto codec : transport::kAllCodecs) {
     widest = std::max(widest, transport::EncodedSize(codec, static_cast<size_t>(c.max_context), static_cast<size_t>(c.hidden_size)));
   }
-  l.max_rows = std::min<uint32_t>(l.max_rows, static_cast<uint32_t>(c.max_context));
-  l.max_payload_bytes = std::min(l.max_payload_bytes, widest);
-  o.server.deliver_heartbeats = true;  // peer liveness
-  return o;
+  limits.max_rows = std::min<uint32_t>(limits.max_rows, static_cast<uint32_t>(c.max_context));
+  limits.max_payload_bytes = std::min(limits.max_payload_bytes, widest);
+  options.server.deliver_heartbeats = true;  // peer liveness
+  return options;
 }
 
 OwnerRef OwnerOf(const transport::Incoming& in) { return OwnerRef{in.peer, in.user_id}; }
@@ -313,38 +313,38 @@ struct Worker::Impl {
     Reply(in.peer, Error{ErrorCode::kBadMessage, std::string("unexpected ") + MessageName(in.message), 0, 0});
   }
 
-  void Open(const transport::Incoming& in, const transport::OpenSession& o) {
+  void Open(const transport::Incoming& in, const transport::OpenSession& request) {
     using transport::ErrorCode;
     const int layers = model.config().num_layers;
     const int top = Pipelined() ? options.layer_end : layers;
-    if (static_cast<int>(o.cut) < options.min_cut || static_cast<int>(o.cut) > top) {
+    if (static_cast<int>(request.cut) < options.min_cut || static_cast<int>(request.cut) > top) {
       return Reply(in.peer, transport::Error{ErrorCode::kBadCut,
-                                             "cut " + std::to_string(o.cut) + " outside the " + std::to_string(options.min_cut) +
+                                             "cut " + std::to_string(request.cut) + " outside the " + std::to_string(options.min_cut) +
                                                  ".." + std::to_string(layers) + " this worker serves",
-                                             o.session_id, 0});
+                                             request.session_id, 0});
     }
     if (hello.draining) {
       metrics.Add("splitlm_cloud_sessions_refused_total", 1);
       return Reply(in.peer, transport::Error{ErrorCode::kBusy, "this worker is draining (shutting down): open the session on another",
-                                             o.session_id, 0});
+                                             request.session_id, 0});
     }
-    if (auto refused = sessions.CheckOpen(o.session_id, OwnerOf(in))) {
+    if (auto refused = sessions.CheckOpen(request.session_id, OwnerOf(in))) {
       metrics.Add("splitlm_cloud_sessions_refused_total", 1);
       LogPeer(in.peer, spdlog::level::warn,
-              "refused to open session " + std::to_string(o.session_id) + " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
+              "refused to open session " + std::to_string(request.session_id) + " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
       return Reply(in.peer, std::move(*refused));
     }
     Session s;
-    s.id = o.session_id;
+    s.id = request.session_id;
     s.owner = Owner{in.peer, in.user_id};
-    s.cut = static_cast<int>(o.cut);
-    s.codec = o.codec;
+    s.cut = static_cast<int>(request.cut);
+    s.codec = request.codec;
     s.stage = std::make_unique<partition::Stage>(WeightsFor(s.cut));
     s.stage->SetComputeHook(options.compute_hook);
     sessions.Insert(std::move(s), Now());
-    if (Pipelined()) OpenNext(o);
+    if (Pipelined()) OpenNext(request);
     metrics.Set("splitlm_cloud_active_sessions", sessions.size());
-    transport::OpenSession ack = o;
+    transport::OpenSession ack = request;
     ack.ack = true;
     server.Send(in.peer, ack);
   }
@@ -490,73 +490,84 @@ struct Worker::Impl {
   // Draining (see Worker::Run): true when Run should return.
   bool Drained(const std::atomic<bool>* drain, Clock::TimePoint& until);
 
+  // Runs a batch of steps, one batch through the layers per cut, and
+  // answers each; then the KV budget is enforced (the batch's sessions kept).
   void RunBatch(std::vector<Pending>& batch) {
     if (batch.empty()) return;
     if (options.hook) options.hook->BeforeBatch(forwards, batch.size());
-    const int vocab = model.config().vocab_size;
     // Sessions of one cut share weights and run as one batch.
     std::map<int, std::vector<Pending*>> groups;
     for (Pending& p : batch) groups[p.session->cut].push_back(&p);
     std::set<uint64_t> busy;
     for (const Pending& p : batch) busy.insert(p.session->id);
-    for (auto& [cut, group] : groups) {
-      const auto start = Now();
-      std::vector<partition::Stage*> stages;
-      std::vector<partition::StageInput> inputs;
-      std::vector<std::vector<float>> logits(group.size());
-      std::vector<float*> outs;
-      for (size_t i = 0; i < group.size(); ++i) {
-        const auto& f = group[i]->forward;
-        const bool verify = !f.draft_tokens.empty();  // speculative: the logits of every row
-        logits[i].resize(Pipelined() ? group[i]->session->stage->OutputSize(static_cast<int>(f.count))
-                                     : static_cast<size_t>(verify ? f.count : 1) * vocab);
-        stages.push_back(group[i]->session->stage.get());
-        inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify && !Pipelined()});
-        outs.push_back(logits[i].data());
-      }
-      try {
-        partition::Stage::ForwardBatch(stages, inputs, outs);
-      } catch (const std::exception& e) {
-        for (Pending* p : group) Reply(p->session->owner.routing_id, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
-        continue;
-      }
-      const auto end = Now();
-      forward_metrics.batches.Add(1);
-      forward_metrics.compute_s.Add(std::chrono::duration<double>(end - start).count());
-      if (Pipelined()) {
-        Relay(group, logits, start, end);
-        continue;
-      }
-      for (size_t i = 0; i < group.size(); ++i) {
-        const Pending& p = *group[i];
-        const transport::Forward& f = p.forward;
-        transport::ForwardResult r;
-        r.session_id = f.session_id;
-        r.seq = f.seq;
-        if (!f.draft_tokens.empty()) {
-          Verify(p, logits[i], r);
-        } else if (f.want_token) {
-          partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
-          r.tokens.push_back(partition::SampleToken(logits[i].data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
-          forward_metrics.tokens.Add(1);
-        }
-        if (f.top_logprobs > 0 && f.draft_tokens.empty()) TopLogprobs(logits[i].data(), vocab, f.top_logprobs, r.logprobs);
-        r.compute_us = Micros(end - start);
-        r.queue_us = Micros(start - p.received);
-        forward_metrics.queue_s.Add(std::chrono::duration<double>(start - p.received).count());
-        // The queue delay reported in Hello: an exponentially weighted mean.
-        hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
-        forward_metrics.queue_delay_s.Set(hello.queue_us / 1e6);
-        forward_metrics.positions.Add(f.count);
-        server.Send(p.session->owner.routing_id, r);
-      }
-    }
+    for (auto& [cut, group] : groups) RunGroup(group);
     forwards += batch.size();
     forward_metrics.forwards.Add(static_cast<double>(batch.size()));
     batch.clear();
     EnforceBudget(busy);
     forward_metrics.kv_bytes.Set(static_cast<double>(KvBytes()));
     forward_metrics.active_sessions.Set(sessions.size());
+  }
+
+  // The steps of one cut through the layers as one batch; each answered (or
+  // relayed to the next hop, pipelined).
+  void RunGroup(const std::vector<Pending*>& group) {
+    const int vocab = model.config().vocab_size;
+    const auto start = Now();
+    std::vector<partition::Stage*> stages;
+    std::vector<partition::StageInput> inputs;
+    std::vector<std::vector<float>> logits(group.size());
+    std::vector<float*> outs;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const auto& f = group[i]->forward;
+      const bool verify = !f.draft_tokens.empty();  // speculative: the logits of every row
+      logits[i].resize(Pipelined() ? group[i]->session->stage->OutputSize(static_cast<int>(f.count))
+                                   : static_cast<size_t>(verify ? f.count : 1) * vocab);
+      stages.push_back(group[i]->session->stage.get());
+      inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify && !Pipelined()});
+      outs.push_back(logits[i].data());
+    }
+    try {
+      partition::Stage::ForwardBatch(stages, inputs, outs);
+    } catch (const std::exception& e) {
+      for (Pending* p : group) Reply(p->session->owner.routing_id, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
+      return;
+    }
+    const auto end = Now();
+    forward_metrics.batches.Add(1);
+    forward_metrics.compute_s.Add(std::chrono::duration<double>(end - start).count());
+    if (Pipelined()) {
+      Relay(group, logits, start, end);
+      return;
+    }
+    for (size_t i = 0; i < group.size(); ++i) Answer(*group[i], logits[i], start, end);
+  }
+
+  // Sends `p` its result from its rows' `logits` (the batch ran from `start`
+  // to `end`): the verified drafts and the token, or the sampled token, and
+  // the times; updates the queue delay reported in Hello.
+  void Answer(const Pending& p, const std::vector<float>& logits, Clock::TimePoint start, Clock::TimePoint end) {
+    const int vocab = model.config().vocab_size;
+    const transport::Forward& f = p.forward;
+    transport::ForwardResult r;
+    r.session_id = f.session_id;
+    r.seq = f.seq;
+    if (!f.draft_tokens.empty()) {
+      Verify(p, logits, r);
+    } else if (f.want_token) {
+      partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
+      r.tokens.push_back(partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
+      forward_metrics.tokens.Add(1);
+    }
+    if (f.top_logprobs > 0 && f.draft_tokens.empty()) TopLogprobs(logits.data(), vocab, f.top_logprobs, r.logprobs);
+    r.compute_us = Micros(end - start);
+    r.queue_us = Micros(start - p.received);
+    forward_metrics.queue_s.Add(std::chrono::duration<double>(start - p.received).count());
+    // The queue delay reported in Hello: an exponentially weighted mean.
+    hello.queue_us = static_cast<uint32_t>(0.8 * hello.queue_us + 0.2 * Micros(start - p.received));
+    forward_metrics.queue_delay_s.Set(hello.queue_us / 1e6);
+    forward_metrics.positions.Add(f.count);
+    server.Send(p.session->owner.routing_id, r);
   }
 };
 

@@ -80,6 +80,33 @@ struct StepMetrics {
   transport::Metrics::Counter codec_s, cloud_compute_s, cloud_queue_s, network_s, local_compute_s, device_compute_s;
 };
 
+// Every device series, described once (the HELP lines of /metrics): a table.
+void DescribeDeviceMetrics(transport::Metrics& metrics) {
+  using K = transport::Metrics::Kind;
+  metrics.Describe("splitlm_device_tokens_total", K::kCounter, "tokens generated");
+  metrics.Describe("splitlm_device_latency_seconds_total", K::kCounter,
+                   "per-token time by part: device_compute, codec, network, cloud_queue, cloud_compute, local_compute");
+  metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter, "hidden-state bytes sent to the cloud");
+  metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
+  metrics.Describe("splitlm_device_drafts_total", K::kCounter, "speculative draft tokens sent to the cloud");
+  metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter, "speculative draft tokens the cloud accepted");
+  metrics.Describe("splitlm_device_draft_acceptance_ewma", K::kGauge,
+                   "speculative: accepted / proposed drafts per step, exponentially weighted (1/4 for the newest), by drafter");
+  metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
+  metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
+  metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
+  metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
+  metrics.Describe("splitlm_device_failovers_total", K::kCounter, "sessions rebuilt on another worker (replicas)");
+  metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
+                   "restarted workers noticed by their new instance id (session rebuilt there at once)");
+  metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
+  metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
+  metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
+  metrics.Describe("splitlm_device_compute_drift", K::kGauge, "measured / profiled decode step compute time, by side (device, cloud)");
+  metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
+  metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
+}
+
 }  // namespace
 
 const char* FallbackName(Fallback f) {
@@ -93,7 +120,7 @@ const char* FallbackName(Fallback f) {
 
 struct Agent::Impl {
   const partition::Model& model;
-  AgentOptions o;
+  AgentOptions options;
   transport::Metrics& metrics;
   zmq::context_t& context;
   const transport::Clock& clock;  // every time is read, every wait slept, on it
@@ -122,8 +149,8 @@ struct Agent::Impl {
   // Both profiles as the real steps show them now (unless follow_drift is
   // off); the drift gauges are exported here, at plan time, not per token.
   void ApplyDrift(scheduler::PlanInputs& in) {
-    const double dev = o.auto_cut.follow_drift ? device_drift.factor() : 1.0;
-    const double cloud = o.auto_cut.follow_drift ? cloud_drift.factor() : 1.0;
+    const double dev = options.auto_cut.follow_drift ? device_drift.factor() : 1.0;
+    const double cloud = options.auto_cut.follow_drift ? cloud_drift.factor() : 1.0;
     in.device = device_profile.Scaled(dev);
     in.cloud = cloud_profile.Scaled(cloud);
     metrics.Set("splitlm_device_compute_drift{side=\"device\"}", device_drift.factor());
@@ -134,7 +161,7 @@ struct Agent::Impl {
   Clock::TimePoint Now() const { return clock.Now(); }
   std::unique_ptr<partition::Stage> NewStage(std::shared_ptr<const partition::StageWeights> w) const {
     auto st = std::make_unique<partition::Stage>(std::move(w));
-    st->SetComputeHook(o.compute_hook);
+    st->SetComputeHook(options.compute_hook);
     return st;
   }
   std::mt19937_64 rng{std::random_device{}()};
@@ -147,84 +174,80 @@ struct Agent::Impl {
 
   Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met,
        const transport::Clock& clk)
-      : model(m), o(std::move(opts)), metrics(met), context(ctx), clock(clk) {
-    o.log = transport::OrNullLogger(std::move(o.log));
+      : model(m), options(std::move(opts)), metrics(met), context(ctx), clock(clk) {
+    options.log = transport::OrNullLogger(std::move(options.log));
     const auto& c = model.config();
     layers = c.num_layers;
     hidden = c.hidden_size;
     vocab = c.vocab_size;
-    partition::StageSpec::Device(c, o.cut);  // validates the cut
-    if (o.auto_cut.enabled || (o.cut < layers && o.fallback == Fallback::kLocal)) {
+    LoadWeights();
+    if (options.auto_cut.enabled) ProfileDevice();
+    if (options.cut < layers || options.auto_cut.enabled) ConnectCloud();
+    if (options.drafter) {  // plan with speculation (scheduler/speculation.h)
+      options.auto_cut.plan.speculation.drafter =
+          scheduler::DrafterKindFromName(options.drafter->name()).value_or(scheduler::DrafterKind::kNone);
+      options.auto_cut.plan.speculation.max_drafts = std::clamp(options.max_drafts, 1, kMaxDraftsPerStep);
+    }
+    FillHello();
+    DescribeDeviceMetrics(metrics);
+    metrics.Set("splitlm_device_cut", options.cut);
+    metrics.Set("splitlm_device_split_mode", options.cut < layers ? 1 : 0);
+  }
+
+  // The device's weights: all layers when the cut may move or the device may
+  // take over ([0, cut) and [cut, L) are slices then), else [0, cut) only.
+  void LoadWeights() {
+    const auto& c = model.config();
+    partition::StageSpec::Device(c, options.cut);  // validates the cut
+    if (options.auto_cut.enabled || (options.cut < layers && options.fallback == Fallback::kLocal)) {
       all_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, layers));
-      SetCut(o.cut);
+      SetCut(options.cut);
     } else {
-      device_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, o.cut));
+      device_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, options.cut));
     }
-    if (o.auto_cut.enabled) {
-      scheduler::ProfileOptions po;
-      po.threads = o.auto_cut.plan.device.threads > 0 ? o.auto_cut.plan.device.threads : 1;
-      po.progress = [this](const std::string& s) { o.log->info("profiling this device: {}", s); };
-      device_profile = o.auto_cut.device_profile ? *o.auto_cut.device_profile
-                       : o.auto_cut.profile_path.empty()
-                           ? scheduler::MeasureProfile(model, po)
-                           : scheduler::LoadOrMeasureProfile(model, o.auto_cut.profile_path, po);
+  }
+
+  // --cut auto: this device's per-layer times (given, cached or measured).
+  void ProfileDevice() {
+    scheduler::ProfileOptions po;
+    po.threads = options.auto_cut.plan.device.threads > 0 ? options.auto_cut.plan.device.threads : 1;
+    po.progress = [this](const std::string& s) { options.log->info("profiling this device: {}", s); };
+    device_profile = options.auto_cut.device_profile ? *options.auto_cut.device_profile
+                     : options.auto_cut.profile_path.empty()
+                         ? scheduler::MeasureProfile(model, po)
+                         : scheduler::LoadOrMeasureProfile(model, options.auto_cut.profile_path, po);
+  }
+
+  // The channel to the cloud (the first replica's, with several).
+  void ConnectCloud() {
+    options.channel.log = options.log;
+    if (!options.clouds.empty()) {
+      replicas.emplace(options.clouds, options.resolve_interval);
+      const auto& eps = replicas->Endpoints(Now());
+      if (!eps.empty()) options.channel.endpoint = eps.front();
     }
-    if (o.cut < layers || o.auto_cut.enabled) {
-      o.channel.log = o.log;
-      if (!o.clouds.empty()) {
-        replicas.emplace(o.clouds, o.resolve_interval);
-        const auto& eps = replicas->Endpoints(Now());
-        if (!eps.empty()) o.channel.endpoint = eps.front();
-      }
-      channel = ChannelFor(o.channel.endpoint);
-    }
-    if (o.drafter) {  // plan with speculation (scheduler/speculation.h)
-      o.auto_cut.plan.speculation.drafter =
-          scheduler::DrafterKindFromName(o.drafter->name()).value_or(scheduler::DrafterKind::kNone);
-      o.auto_cut.plan.speculation.max_drafts = std::clamp(o.max_drafts, 1, kMaxDraftsPerStep);
-    }
+    channel = ChannelFor(options.channel.endpoint);
+  }
+
+  // Our Hello: the model, the layers held here and the codec.
+  void FillHello() {
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
     hello.weight_formats = model.weight_formats();
     hello.layer_begin = 0;
-    hello.layer_end = o.cut;
-    hello.codecs = {o.codec};
+    hello.layer_end = options.cut;
+    hello.codecs = {options.codec};
     hello.hidden_size = hidden;
     hello.num_layers = layers;
-    hello.max_context = c.max_context;
+    hello.max_context = model.config().max_context;
     hello.agent = "splitlm-device 0.1";
-    using K = transport::Metrics::Kind;
-    metrics.Describe("splitlm_device_tokens_total", K::kCounter, "tokens generated");
-    metrics.Describe("splitlm_device_latency_seconds_total", K::kCounter,
-                     "per-token time by part: device_compute, codec, network, cloud_queue, cloud_compute, local_compute");
-    metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter, "hidden-state bytes sent to the cloud");
-    metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
-    metrics.Describe("splitlm_device_drafts_total", K::kCounter, "speculative draft tokens sent to the cloud");
-    metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter, "speculative draft tokens the cloud accepted");
-    metrics.Describe("splitlm_device_draft_acceptance_ewma", K::kGauge,
-                     "speculative: accepted / proposed drafts per step, exponentially weighted (1/4 for the newest), by drafter");
-    metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
-    metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
-    metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
-    metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
-    metrics.Describe("splitlm_device_failovers_total", K::kCounter, "sessions rebuilt on another worker (replicas)");
-    metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
-                     "restarted workers noticed by their new instance id (session rebuilt there at once)");
-    metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
-    metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
-    metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
-    metrics.Describe("splitlm_device_compute_drift", K::kGauge, "measured / profiled decode step compute time, by side (device, cloud)");
-    metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
-    metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
-    metrics.Set("splitlm_device_cut", o.cut);
-    metrics.Set("splitlm_device_split_mode", o.cut < layers ? 1 : 0);
   }
 
   // The channel to the worker at `endpoint` (made on first use).
   transport::ClientChannel* ChannelFor(const std::string& endpoint) {
     auto& ch = pool[endpoint];
     if (!ch) {
-      transport::ClientOptions co = o.channel;
+      transport::ClientOptions co = options.channel;
       co.endpoint = endpoint;
       ch = std::make_unique<transport::ClientChannel>(context, co);
     }
@@ -266,7 +289,7 @@ struct Agent::Impl {
       a.done = !a.ch->Send(hello);
       asks.push_back(a);
     }
-    auto deadline = start + o.step_deadline;
+    auto deadline = start + options.step_deadline;
     bool answered = false;
     size_t pending = static_cast<size_t>(std::count_if(asks.begin(), asks.end(), [](const LoadAsk& a) { return !a.done; }));
     while (pending > 0 && Now() < deadline) {
@@ -290,9 +313,9 @@ struct Agent::Impl {
       return state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
     }
     if (auto* h = std::get_if<transport::Hello>(&in->message)) {
-      const auto v = transport::ValidateHello(hello, *h, o.require_exact);
-      if (v.ok() && o.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
-      if (!v.ok()) o.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
+      const auto v = transport::ValidateHello(hello, *h, options.require_exact);
+      if (v.ok() && options.cut >= static_cast<int>(h->layer_begin)) a.reply = *h;
+      if (!v.ok()) options.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
       return true;
     }
     if (std::holds_alternative<transport::Heartbeat>(in->message)) a.ch->Send(hello);  // a restarted worker never saw it
@@ -315,7 +338,7 @@ struct Agent::Impl {
     const LoadAsk* best = nullptr;
     for (const LoadAsk& a : asks) {
       if (!a.reply) {
-        down_until[a.ch->endpoint()] = Now() + o.retry_interval;
+        down_until[a.ch->endpoint()] = Now() + options.retry_interval;
         a.ch->Reconnect();  // nothing stale from it later
         continue;
       }
@@ -327,7 +350,7 @@ struct Agent::Impl {
     channel = best->ch;
     hello_ok = true;
     cloud_hello = *best->reply;
-    o.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
+    options.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
                 cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
 
     return true;
@@ -337,37 +360,37 @@ struct Agent::Impl {
   // the session on another from the buffered hidden states, every row sent
   // again (as after an eviction). The token, or nullopt when no other worker
   // answers: the fallback policy applies then. `sent`: when the lost step went out.
-  std::optional<int32_t> FailOver(Generation& g, Clock::TimePoint sent) {
+  std::optional<int32_t> FailOver(Generation& gen, Clock::TimePoint sent) {
     std::set<std::string> failed;
     while (true) {
       const std::string from = channel->endpoint(), why = fault_text;
       const CloudFault why_fault = fault;
       failed.insert(from);
-      down_until[from] = Now() + o.retry_interval;
+      down_until[from] = Now() + options.retry_interval;
       if (!Place(failed)) {
         fault = why_fault;
         fault_text = why;
         return std::nullopt;
       }
-      g.session_open = false;
-      o.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(),
-                  g.positions);
+      gen.session_open = false;
+      options.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(),
+                  gen.positions);
 
-      if (auto t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result)) {
-        ++g.result->failovers;
-        g.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
+      if (auto t = CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result)) {
+        ++gen.result->failovers;
+        gen.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
         metrics.Add("splitlm_device_failovers_total", 1);
         return t;
       }
       Drop();
-      g.session_open = false;
+      gen.session_open = false;
     }
   }
 
   // Uses cut `k` from now on (weights are slices of the full load).
   void SetCut(int k) {
     const auto& c = model.config();
-    o.cut = k;
+    options.cut = k;
     device_w = all_w->Slice(partition::StageSpec::Device(c, k));
     local_w = k < layers ? all_w->Slice(partition::StageSpec::Cloud(c, k)) : nullptr;
     metrics.Set("splitlm_device_cut", k);
@@ -393,16 +416,16 @@ struct Agent::Impl {
   void PlanRequest() {
     const auto plan = Predict();
     if (!plan) {
-      o.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
+      options.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
       SetCut(layers);
       return;
     }
     const auto cut = replanner->PlanRequest();
     const int k = cut.value_or(layers);
-    o.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
+    options.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
                 replanner->last_plan().reason);
 
-    if (k != o.cut) {
+    if (k != options.cut) {
       SetCut(k);
       hello.layer_end = k;
     }
@@ -413,12 +436,12 @@ struct Agent::Impl {
   // returns the predictions; nullopt if the cloud cannot be reached.
   std::optional<scheduler::Plan> Predict() {
     const auto& c = model.config();
-    const auto deadline = Now() + o.step_deadline;
+    const auto deadline = Now() + options.step_deadline;
     bool reachable = false;
     try {
       reachable = EnsureHello(deadline);
     } catch (const DeviceError& e) {
-      o.log->warn("auto cut: {}", e.what());
+      options.log->warn("auto cut: {}", e.what());
     }
     if (reachable && !estimator.calibrated()) {
       // Two probe sizes: the intercept is the RTT, the slope the bandwidth.
@@ -430,7 +453,7 @@ struct Agent::Impl {
       if (small < 1e30 && large < 1e30) estimator.Calibrate(64, small, 64 << 10, large);
     }
     if (!reachable || !estimator.calibrated()) return std::nullopt;
-    scheduler::PlanInputs in = o.auto_cut.plan;
+    scheduler::PlanInputs in = options.auto_cut.plan;
     in.device = device_profile;
     in.cloud = device_profile;  // the cloud's own decode times replace ours where it serves
     const int first = static_cast<int>(cloud_hello.layer_begin);
@@ -448,11 +471,11 @@ struct Agent::Impl {
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
     in.workload.max_context = c.max_context;
-    in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(o.codec, 1, hidden));
+    in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(options.codec, 1, hidden));
     if (cloud_hello.protocol_minor < 4) in.speculation.drafter = scheduler::DrafterKind::kNone;  // no verifier there
     in.speculation.acceptance = acceptance.rate();
     if (!replanner) {
-      replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{o.auto_cut.margin, 0});
+      replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{options.auto_cut.margin, 0});
     } else {
       replanner->SetInputs(in);
     }
@@ -479,16 +502,16 @@ struct Agent::Impl {
         return false;
       }
       if (auto* h = std::get_if<transport::Hello>(&in->message)) {
-        transport::Validation v = transport::ValidateHello(hello, *h, o.require_exact);
+        transport::Validation v = transport::ValidateHello(hello, *h, options.require_exact);
         if (!v.ok())
           throw DeviceError(Exception::kInvalidArgument,
                             "cloud " + channel->endpoint() + " is incompatible: " + v.reason,
                             CloudFault::kIncompatible);
-        if (!v.reason.empty()) o.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
-        if (o.cut < static_cast<int>(h->layer_begin)) {
+        if (!v.reason.empty()) options.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
+        if (options.cut < static_cast<int>(h->layer_begin)) {
           throw DeviceError(Exception::kInvalidArgument,
                             "cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
-                                " only; this device runs cut " + std::to_string(o.cut),
+                                " only; this device runs cut " + std::to_string(options.cut),
                             CloudFault::kIncompatible);
         }
         hello_ok = true;
@@ -510,71 +533,106 @@ struct Agent::Impl {
 
   // Runs rows [cloud_positions, positions) through the cloud; the token, or
   // nullopt if the cloud did not answer by `deadline` (`fault` says why).
-  std::optional<int32_t> CloudStep(Generation& g, const partition::SamplingParams& sp, Clock::TimePoint deadline,
+  std::optional<int32_t> CloudStep(Generation& gen, const partition::SamplingParams& sp, Clock::TimePoint deadline,
                                    GenerateResult& result) {
     // A session evicted under a tight KV budget, or lost with a restarted
     // worker, is rebuilt; a few times in a row is contention, more is a
     // worker that cannot hold us: fail over.
     for (int attempt = 0; attempt < 8; ++attempt) {
       if (!EnsureHello(deadline)) return std::nullopt;
-      if (!g.session_open) {
-        g.session_id = rng();
-        g.cloud_positions = 0;
-        channel->Send(transport::OpenSession{g.session_id, static_cast<uint32_t>(o.cut), o.codec, false});
-        g.session_open = true;
+      if (!gen.session_open) {
+        gen.session_id = rng();
+        gen.cloud_positions = 0;
+        channel->Send(transport::OpenSession{gen.session_id, static_cast<uint32_t>(options.cut), options.codec, false});
+        gen.session_open = true;
       }
-      const int rows = g.positions - g.cloud_positions;
-      transport::Forward f;
-      f.session_id = g.session_id;
-      f.seq = ++seq;
-      f.first_position = g.cloud_positions;
-      f.count = rows;
-      f.tensor = {o.codec, static_cast<uint32_t>(rows), static_cast<uint32_t>(hidden),
-                  transport::EncodedSize(o.codec, rows, hidden)};
-      f.sampling = {sp.temperature, static_cast<uint32_t>(sp.top_k), sp.top_p, sp.seed};
-      f.draft_tokens = g.drafts;
-      const auto t0 = Now();
-      zmq::message_t payload(f.tensor.bytes);
-      transport::Encode(o.codec, &g.cut_hidden[static_cast<size_t>(g.cloud_positions) * hidden], rows, hidden,
-                        static_cast<uint8_t*>(payload.data()));
-      const auto t1 = Now();
-      step_metrics.codec_s.Add(Seconds(t1 - t0));
-      if (!channel->Send(f, std::move(payload))) return LinkFault(f.seq);
-      step_metrics.bytes_sent.Add(static_cast<double>(f.tensor.bytes));
-      while (true) {
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
-        auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
-        if (!in) return LinkFault(f.seq);
-        if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
-          if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
-          if (!GoodAnswer(*r, g.drafts)) {
-            return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list");
-          }
-          return TakeResult(*r, f, g, t1, result);
-        }
-        if (std::holds_alternative<transport::Heartbeat>(in->message)) {
-          RestartedWorker(g, result);
-          break;
-        }
-        if (auto* e = std::get_if<transport::Error>(&in->message)) {
-          if (e->session_id != f.session_id) continue;
-          if (e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession) {
-            // The worker dropped our KV: open a new session and resend the
-            // whole history of hidden states (transparent rebuild).
-            o.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
-                        transport::ErrorCodeName(e->code), g.positions);
-            metrics.Add("splitlm_device_evictions_total", 1);
-            g.session_open = false;
-            // An unknown session may be a restarted worker: greet it anew.
-            if (e->code == ErrorCode::kUnknownSession) hello_ok = false;
-            break;
-          }
-          return Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " + transport::EscapeForLog(e->message) + " (" +
-                                                      transport::ErrorCodeName(e->code) + ")");
-        }
-      }
+      const transport::Forward f = NextForward(gen, sp);
+      const std::optional<Clock::TimePoint> sent = SendForward(gen, f);
+      if (!sent) return LinkFault(f.seq);
+      const StepReply reply = AwaitReply(gen, f, *sent, deadline, result);
+      if (!reply.rebuild) return reply.token;
     }
     return Failed(CloudFault::kStepRefused, "the session was lost 8 times in a row");
+  }
+
+  // The next step's Forward: rows [cloud_positions, positions), the drafts.
+  transport::Forward NextForward(const Generation& gen, const partition::SamplingParams& sp) {
+    const int rows = gen.positions - gen.cloud_positions;
+    transport::Forward f;
+    f.session_id = gen.session_id;
+    f.seq = ++seq;
+    f.first_position = gen.cloud_positions;
+    f.count = rows;
+    f.tensor = {options.codec, static_cast<uint32_t>(rows), static_cast<uint32_t>(hidden),
+                transport::EncodedSize(options.codec, rows, hidden)};
+    f.sampling = {sp.temperature, static_cast<uint32_t>(sp.top_k), sp.top_p, sp.seed};
+    f.draft_tokens = gen.drafts;
+    return f;
+  }
+
+  // Encodes `f`'s rows and sends them: when it went out (encoded), or
+  // nullopt when the channel did not take it.
+  std::optional<Clock::TimePoint> SendForward(const Generation& gen, const transport::Forward& f) {
+    const auto t0 = Now();
+    zmq::message_t payload(f.tensor.bytes);
+    transport::Encode(options.codec, &gen.cut_hidden[static_cast<size_t>(gen.cloud_positions) * hidden],
+                      static_cast<int>(f.count), hidden, static_cast<uint8_t*>(payload.data()));
+    const auto t1 = Now();
+    step_metrics.codec_s.Add(Seconds(t1 - t0));
+    if (!channel->Send(f, std::move(payload))) return std::nullopt;
+    step_metrics.bytes_sent.Add(static_cast<double>(f.tensor.bytes));
+    return t1;
+  }
+
+  // How a step ended: its token, a failure (no token, `fault` set), or a
+  // session to rebuild (the step is sent again).
+  struct StepReply {
+    std::optional<int32_t> token;
+    bool rebuild = false;
+  };
+
+  // Waits for the answer to `f` (sent at `sent`) until `deadline`, skipping
+  // stale messages.
+  StepReply AwaitReply(Generation& gen, const transport::Forward& f, Clock::TimePoint sent, Clock::TimePoint deadline,
+                       GenerateResult& result) {
+    while (true) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
+      auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
+      if (!in) return {LinkFault(f.seq)};
+      if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
+        if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
+        if (!GoodAnswer(*r, gen.drafts)) {
+          return {Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list")};
+        }
+        return {TakeResult(*r, f, gen, sent, result)};
+      }
+      if (std::holds_alternative<transport::Heartbeat>(in->message)) {
+        RestartedWorker(gen, result);
+        return {std::nullopt, true};
+      }
+      if (auto* e = std::get_if<transport::Error>(&in->message); e && e->session_id == f.session_id) {
+        return StepRefused(*e, f, gen);
+      }
+    }
+  }
+
+  // The worker refused step `f` with `e`: an evicted or unknown session is
+  // rebuilt, anything else fails the step.
+  StepReply StepRefused(const transport::Error& e, const transport::Forward& f, Generation& gen) {
+    if (e.code == ErrorCode::kSessionEvicted || e.code == ErrorCode::kUnknownSession) {
+      // The worker dropped our KV: open a new session and resend the
+      // whole history of hidden states (transparent rebuild).
+      options.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
+                        transport::ErrorCodeName(e.code), gen.positions);
+      metrics.Add("splitlm_device_evictions_total", 1);
+      gen.session_open = false;
+      // An unknown session may be a restarted worker: greet it anew.
+      if (e.code == ErrorCode::kUnknownSession) hello_ok = false;
+      return {std::nullopt, true};
+    }
+    return {Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " +
+                                                 transport::EscapeForLog(e.message) + " (" +
+                                                 transport::ErrorCodeName(e.code) + ")")};
   }
 
   // A result answers `drafts` (maybe none) when it holds the accepted drafts,
@@ -589,15 +647,15 @@ struct Agent::Impl {
 
   // Forgets the rows of the drafts past the first `keep` (rejected by the
   // cloud, or the step failed) in the buffered cut states.
-  void DropDrafts(Generation& g, int keep) {
-    g.positions -= static_cast<int>(g.drafts.size()) - keep;
-    g.cut_hidden.resize(static_cast<size_t>(g.positions) * hidden);
-    g.drafts.clear();
+  void DropDrafts(Generation& gen, int keep) {
+    gen.positions -= static_cast<int>(gen.drafts.size()) - keep;
+    gen.cut_hidden.resize(static_cast<size_t>(gen.positions) * hidden);
+    gen.drafts.clear();
   }
 
   // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
   // drift estimates, the rows the session now holds. Returns its token.
-  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& g,
+  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& gen,
                      Clock::TimePoint sent, GenerateResult& result) {
     const double rtt = Seconds(Now() - sent);
     last_round_trip_ms = rtt * 1e3;
@@ -609,19 +667,19 @@ struct Agent::Impl {
       estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
     }
     if (f.count == 1 && cloud_profile.num_layers == layers) {
-      cloud_drift.Observe(cloud_profile.StepUs(o.cut, layers, g.cloud_positions, false, true), r.compute_us);
+      cloud_drift.Observe(cloud_profile.StepUs(options.cut, layers, gen.cloud_positions, false, true), r.compute_us);
     }
-    g.accepted = static_cast<int>(r.accepted);
-    if (!g.drafts.empty()) {
-      result.drafted += static_cast<int>(g.drafts.size());
-      result.accepted += g.accepted;
-      if (g.accepted < static_cast<int>(g.drafts.size())) ++result.draft_rejections;
-      acceptance.Observe(static_cast<int>(g.drafts.size()), g.accepted);
-      step_metrics.drafts.Add(static_cast<double>(g.drafts.size()));
-      step_metrics.drafts_accepted.Add(g.accepted);
-      DropDrafts(g, g.accepted);  // the worker forgot the rejected rows too
+    gen.accepted = static_cast<int>(r.accepted);
+    if (!gen.drafts.empty()) {
+      result.drafted += static_cast<int>(gen.drafts.size());
+      result.accepted += gen.accepted;
+      if (gen.accepted < static_cast<int>(gen.drafts.size())) ++result.draft_rejections;
+      acceptance.Observe(static_cast<int>(gen.drafts.size()), gen.accepted);
+      step_metrics.drafts.Add(static_cast<double>(gen.drafts.size()));
+      step_metrics.drafts_accepted.Add(gen.accepted);
+      DropDrafts(gen, gen.accepted);  // the worker forgot the rejected rows too
     }
-    g.cloud_positions = g.positions;
+    gen.cloud_positions = gen.positions;
     result.worker = channel->endpoint();
     ++result.cloud_steps;
     step_metrics.cloud_steps.Add(1);
@@ -631,12 +689,12 @@ struct Agent::Impl {
   // The worker restarted (a new instance id, ClientChannel::Receive): the
   // step is lost with the old process, and the new one holds no session, but
   // it answers at once: greet it and rebuild the session there.
-  void RestartedWorker(Generation& g, GenerateResult& result) {
-    o.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), g.positions);
+  void RestartedWorker(Generation& gen, GenerateResult& result) {
+    options.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), gen.positions);
     metrics.Add("splitlm_device_cloud_restarts_total", 1);
     ++result.cloud_restarts;
     hello_ok = false;
-    g.session_open = false;
+    gen.session_open = false;
   }
 
   // Why the last cloud step or Hello failed; what the fault messages say.
@@ -669,7 +727,7 @@ struct Agent::Impl {
     if (!channel->peer_alive()) return Failed(CloudFault::kNoHeartbeat, "no heartbeat for " + dead_after + " ms");
     if (step == 0) return Failed(CloudFault::kStepTimeout, "no answer to our Hello by the deadline");
     return Failed(CloudFault::kStepTimeout, "step " + std::to_string(step) + " not answered within " +
-                                                std::to_string(o.step_deadline.count()) + " ms");
+                                                std::to_string(options.step_deadline.count()) + " ms");
   }
 
   // --cut auto while everything runs here: no steps tell the estimator how
@@ -702,17 +760,17 @@ struct Agent::Impl {
     }
     ping_out->last_look = now;
     // An answer that has not come in a step deadline is not coming.
-    if (now - ping_out->sent > o.step_deadline) ping_out.reset();
+    if (now - ping_out->sent > options.step_deadline) ping_out.reset();
   }
 
-  int32_t LocalStep(Generation& g, partition::Stage& local, const partition::SamplingParams& sp) {
+  int32_t LocalStep(Generation& gen, partition::Stage& local, const partition::SamplingParams& sp) {
     const auto t0 = Now();
     const int from = local.position();
     std::vector<float> logits(vocab);
-    local.Forward({nullptr, &g.cut_hidden[static_cast<size_t>(from) * hidden], g.positions - from}, logits.data());
+    local.Forward({nullptr, &gen.cut_hidden[static_cast<size_t>(from) * hidden], gen.positions - from}, logits.data());
     step_metrics.local_compute_s.Add(Seconds(Now() - t0));
     step_metrics.local_steps.Add(1);
-    return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(g.ids.size()));
+    return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(gen.ids.size()));
   }
 
   // A generation: validation and set-up, then one step per token (re-plan,
@@ -721,76 +779,76 @@ struct Agent::Impl {
     partition::ValidateSamplingParams(req.sampling);
     partition::ValidatePrompt(req.prompt, model.config());
     GenerateResult result;
-    Generation g;
-    StartGeneration(req, result, g);
+    Generation gen;
+    StartGeneration(req, result, gen);
     metrics.Set("splitlm_device_active_sessions", 1);
     struct Done {
       transport::Metrics& m;
       ~Done() { m.Set("splitlm_device_active_sessions", 0); }
     } done{metrics};
     while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
-      MaybeReplan(g);
-      const std::vector<int32_t> drafts = RunDeviceLayers(g);
-      const int32_t token = NextToken(g, drafts);
-      if (g.all_local && ping_out) LookForPong();
-      if (Emit(g, drafts, token, on_token)) break;
+      MaybeReplan(gen);
+      const std::vector<int32_t> drafts = RunDeviceLayers(gen);
+      const int32_t token = NextToken(gen, drafts);
+      if (gen.all_local && ping_out) LookForPong();
+      if (Emit(gen, drafts, token, on_token)) break;
     }
-    FinishGeneration(g);
+    FinishGeneration(gen);
     return result;
   }
 
   // The cut for this request (auto), the device stages and the loop's state.
-  void StartGeneration(const GenerateRequest& req, GenerateResult& result, Generation& g) {
-    if (Several() && (o.cut < layers || o.auto_cut.enabled)) Place({});
-    if (o.auto_cut.enabled) PlanRequest();
-    result.cut = o.cut;
-    if (o.auto_cut.enabled && replanner && static_cast<size_t>(o.cut) < replanner->last_plan().cuts.size()) {
-      result.predicted_tpot_ms = replanner->last_plan().cuts[o.cut].tpot_ms;
+  void StartGeneration(const GenerateRequest& req, GenerateResult& result, Generation& gen) {
+    if (Several() && (options.cut < layers || options.auto_cut.enabled)) Place({});
+    if (options.auto_cut.enabled) PlanRequest();
+    result.cut = options.cut;
+    if (options.auto_cut.enabled && replanner && static_cast<size_t>(options.cut) < replanner->last_plan().cuts.size()) {
+      result.predicted_tpot_ms = replanner->last_plan().cuts[options.cut].tpot_ms;
     }
-    g.request = &req;
-    g.result = &result;
-    g.chain.push_back(NewStage(device_w));
-    if (local_w) g.local = NewStage(local_w);
-    g.ids = req.prompt;
-    g.all_local = o.cut == layers;
-    g.split = !g.all_local;
-    g.draft_len.emplace(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep));
-    if (o.drafter) g.drafting = o.drafter->Begin();
+    gen.request = &req;
+    gen.result = &result;
+    gen.chain.push_back(NewStage(device_w));
+    if (local_w) gen.local = NewStage(local_w);
+    gen.ids = req.prompt;
+    gen.all_local = options.cut == layers;
+    gen.split = !gen.all_local;
+    gen.draft_len.emplace(std::clamp(options.max_drafts, 1, kMaxDraftsPerStep));
+    if (options.drafter) gen.drafting = options.drafter->Begin();
   }
 
   // The finish reason, the time per token, and the cloud session closed.
-  void FinishGeneration(Generation& g) {
-    GenerateResult& result = *g.result;
+  void FinishGeneration(Generation& gen) {
+    GenerateResult& result = *gen.result;
     if (result.finish_reason.empty()) result.finish_reason = "length";
-    result.final_cut = o.cut;
+    result.final_cut = options.cut;
     result.acceptance_ewma = draft_meter.acceptance();
     if (result.tokens.size() > 1) {
-      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - g.first_token_at).count() /
+      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - gen.first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
       metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
     }
-    if (g.session_open && g.split) channel->Send(transport::CloseSession{g.session_id});
+    if (gen.session_open && gen.split) channel->Send(transport::CloseSession{gen.session_id});
   }
 
-  // Runs `n` token ids through the device's chain of stages into g.out.
-  void DeviceForward(Generation& g, const int32_t* ids, int n) {
-    g.out.resize(g.chain[0]->OutputSize(n));
-    g.chain[0]->Forward({ids, nullptr, n}, g.out.data());
-    for (size_t i = 1; i < g.chain.size(); ++i) {
-      g.tmp.resize(g.chain[i]->OutputSize(n));
-      g.chain[i]->Forward({nullptr, g.out.data(), n}, g.tmp.data());
-      g.out.swap(g.tmp);
+  // Runs `n` token ids through the device's chain of stages into gen.out.
+  void DeviceForward(Generation& gen, const int32_t* ids, int n) {
+    gen.out.resize(gen.chain[0]->OutputSize(n));
+    gen.chain[0]->Forward({ids, nullptr, n}, gen.out.data());
+    for (size_t i = 1; i < gen.chain.size(); ++i) {
+      gen.tmp.resize(gen.chain[i]->OutputSize(n));
+      gen.chain[i]->Forward({nullptr, gen.out.data(), n}, gen.tmp.data());
+      gen.out.swap(gen.tmp);
     }
   }
 
   // --cut auto: every replan_every tokens, the cost model may move the cut.
-  void MaybeReplan(Generation& g) {
-    const int done_tokens = static_cast<int>(g.result->tokens.size());
-    if (!o.auto_cut.enabled || !replanner || !(g.split || g.all_local) || done_tokens == 0 ||
-        done_tokens % std::max(1, o.auto_cut.replan_every) != 0) {
+  void MaybeReplan(Generation& gen) {
+    const int done_tokens = static_cast<int>(gen.result->tokens.size());
+    if (!options.auto_cut.enabled || !replanner || !(gen.split || gen.all_local) || done_tokens == 0 ||
+        done_tokens % std::max(1, options.auto_cut.replan_every) != 0) {
       return;
     }
-    if (g.all_local) SendRttPing();
+    if (gen.all_local) SendRttPing();
     if (cloud_profile.num_layers == layers) {
       scheduler::PlanInputs in = replanner->inputs();
       ApplyDrift(in);
@@ -798,104 +856,104 @@ struct Agent::Impl {
     }
     replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
     replanner->UpdateAcceptance(acceptance.rate());
-    const int k = replanner->Replan(g.fed, g.request->max_tokens - done_tokens);
-    if (k != o.cut) Recut(g, k);
+    const int k = replanner->Replan(gen.fed, gen.request->max_tokens - done_tokens);
+    if (k != options.cut) Recut(gen, k);
   }
 
   // Moves the cut between two steps (all positions so far processed on
   // both sides). Exact: every rebuilt cache equals the one it replaces.
-  void Recut(Generation& g, int to) {
+  void Recut(Generation& gen, int to) {
     const auto& cfg = model.config();
-    const int from = o.cut;
+    const int from = options.cut;
     if (to > from) {  // the device takes over [from, to): run them over the buffered states
       partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
       spec.embedding = false;
       spec.head = to == layers;
       auto st = NewStage(all_w->Slice(spec));
-      std::vector<float> next(st->OutputSize(g.positions));
-      st->Forward({nullptr, g.cut_hidden.data(), g.positions}, next.data());
-      if (to < layers) g.cut_hidden.swap(next);
-      g.chain.push_back(std::move(st));
+      std::vector<float> next(st->OutputSize(gen.positions));
+      st->Forward({nullptr, gen.cut_hidden.data(), gen.positions}, next.data());
+      if (to < layers) gen.cut_hidden.swap(next);
+      gen.chain.push_back(std::move(st));
     } else {  // the cloud takes over [to, from): recompute the states at `to` from the tokens
-      g.chain.clear();
-      g.chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
-      DeviceForward(g, g.ids.data(), g.fed);
-      g.cut_hidden.assign(g.out.begin(), g.out.end());
-      g.positions = g.fed;
+      gen.chain.clear();
+      gen.chain.push_back(NewStage(all_w->Slice(partition::StageSpec::Device(cfg, to))));
+      DeviceForward(gen, gen.ids.data(), gen.fed);
+      gen.cut_hidden.assign(gen.out.begin(), gen.out.end());
+      gen.positions = gen.fed;
     }
-    if (g.session_open) channel->Send(transport::CloseSession{g.session_id});
-    g.session_open = false;
+    if (gen.session_open) channel->Send(transport::CloseSession{gen.session_id});
+    gen.session_open = false;
     SetCut(to);
-    g.local = local_w ? NewStage(local_w) : nullptr;
-    g.all_local = to == layers;
-    g.split = !g.all_local;
-    metrics.Set("splitlm_device_split_mode", g.split ? 1 : 0);
-    ++g.result->recuts;
-    o.log->info("re-cut {} -> {} at position {}", from, to, g.fed);
+    gen.local = local_w ? NewStage(local_w) : nullptr;
+    gen.all_local = to == layers;
+    gen.split = !gen.all_local;
+    metrics.Set("splitlm_device_split_mode", gen.split ? 1 : 0);
+    ++gen.result->recuts;
+    options.log->info("re-cut {} -> {} at position {}", from, to, gen.fed);
   }
 
   // Speculative: how many drafts to propose this step (0: none; only once
   // the worker has said it verifies drafts: protocol 1.4): the smaller of
   // the acceptance rule and the link's (device/draft_policy.h).
-  int DraftCount(const Generation& g) const {
-    if (!g.split || !g.drafting || !hello_ok || cloud_hello.protocol_minor < 4) return 0;
-    const GenerateRequest& req = *g.request;
-    const int done_tokens = static_cast<int>(g.result->tokens.size());
-    return std::max(0, std::min({g.draft_len->k(), draft_meter.Cap(std::clamp(o.max_drafts, 1, kMaxDraftsPerStep)),
+  int DraftCount(const Generation& gen) const {
+    if (!gen.split || !gen.drafting || !hello_ok || cloud_hello.protocol_minor < 4) return 0;
+    const GenerateRequest& req = *gen.request;
+    const int done_tokens = static_cast<int>(gen.result->tokens.size());
+    return std::max(0, std::min({gen.draft_len->k(), draft_meter.Cap(std::clamp(options.max_drafts, 1, kMaxDraftsPerStep)),
                                  req.max_tokens - done_tokens - 1,
-                                 model.config().max_context - static_cast<int>(g.ids.size())}));
+                                 model.config().max_context - static_cast<int>(gen.ids.size())}));
   }
 
   // The new token(s) and the drafts through [0, cut), then the rest of the
   // step here (all local) or where the split mode says: the next token.
-  int32_t NextToken(Generation& g, const std::vector<int32_t>& drafts) {
-    const int n = g.step_rows;
-    if (g.all_local) {
-      ++g.result->local_steps;
-      return partition::SampleToken(g.out.data(), vocab, g.request->sampling, static_cast<int>(g.ids.size()));
+  int32_t NextToken(Generation& gen, const std::vector<int32_t>& drafts) {
+    const int n = gen.step_rows;
+    if (gen.all_local) {
+      ++gen.result->local_steps;
+      return partition::SampleToken(gen.out.data(), vocab, gen.request->sampling, static_cast<int>(gen.ids.size()));
     }
-    g.cut_hidden.insert(g.cut_hidden.end(), g.out.begin(), g.out.end());
-    g.positions += n + static_cast<int>(drafts.size());
-    g.drafts = drafts;
-    g.accepted = 0;
+    gen.cut_hidden.insert(gen.cut_hidden.end(), gen.out.begin(), gen.out.end());
+    gen.positions += n + static_cast<int>(drafts.size());
+    gen.drafts = drafts;
+    gen.accepted = 0;
     std::optional<int32_t> t;
-    if (g.split) {
+    if (gen.split) {
       const auto sent = Now();
-      t = SpeculativeCloudStep(g, drafts);
-      if (!t && Several()) t = FailOver(g, sent);
-    } else if (g.local && channel) {
-      t = ProbeCloud(g);
+      t = SpeculativeCloudStep(gen, drafts);
+      if (!t && Several()) t = FailOver(gen, sent);
+    } else if (gen.local && channel) {
+      t = ProbeCloud(gen);
     }
-    if (!t && g.split) t = ApplyFallbackPolicy(g);
+    if (!t && gen.split) t = ApplyFallbackPolicy(gen);
     if (t) return *t;
-    ++g.result->local_steps;
-    return LocalStep(g, *g.local, g.request->sampling);
+    ++gen.result->local_steps;
+    return LocalStep(gen, *gen.local, gen.request->sampling);
   }
 
-  // Runs the new token(s) through the device's layers into g.out, with the
+  // Runs the new token(s) through the device's layers into gen.out, with the
   // drafts when speculating (the drafter runs the layers itself: early exit
   // drafts from their rows), and returns the drafts.
-  std::vector<int32_t> RunDeviceLayers(Generation& g) {
-    const int n = static_cast<int>(g.ids.size()) - g.fed;
-    const int k = DraftCount(g);
+  std::vector<int32_t> RunDeviceLayers(Generation& gen) {
+    const int n = static_cast<int>(gen.ids.size()) - gen.fed;
+    const int k = DraftCount(gen);
     std::vector<int32_t> drafts;
     const auto t0 = Now();
     if (k > 0) {
-      drafts = g.drafting->Step(g.ids, g.fed, k, g.request->sampling, hidden, [&](const int32_t* ids, int count) {
-        DeviceForward(g, ids, count);
-        return g.out.data();
-      }, &g.draft_rows);
-      g.out.swap(g.draft_rows);
+      drafts = gen.drafting->Step(gen.ids, gen.fed, k, gen.request->sampling, hidden, [&](const int32_t* ids, int count) {
+        DeviceForward(gen, ids, count);
+        return gen.out.data();
+      }, &gen.draft_rows);
+      gen.out.swap(gen.draft_rows);
     } else {
-      DeviceForward(g, &g.ids[g.fed], n);
+      DeviceForward(gen, &gen.ids[gen.fed], n);
     }
     const double device_s = Seconds(Now() - t0);
-    if (n == 1 && drafts.empty() && o.cut > 0 && (g.split || g.all_local) && device_profile.num_layers == layers) {
-      device_drift.Observe(device_profile.StepUs(0, o.cut, g.fed, true, g.all_local), device_s * 1e6);
+    if (n == 1 && drafts.empty() && options.cut > 0 && (gen.split || gen.all_local) && device_profile.num_layers == layers) {
+      device_drift.Observe(device_profile.StepUs(0, options.cut, gen.fed, true, gen.all_local), device_s * 1e6);
     }
-    g.fed = static_cast<int>(g.ids.size());
-    g.step_rows = n;
-    g.device_s = device_s;
+    gen.fed = static_cast<int>(gen.ids.size());
+    gen.step_rows = n;
+    gen.device_s = device_s;
     step_metrics.device_compute_s.Add(device_s);
     return drafts;
   }
@@ -903,20 +961,20 @@ struct Agent::Impl {
   // A step in split mode (with the drafts, if any): the cloud's token, or
   // nullopt with the session dropped and the device's state as if never
   // drafted; the device stages keep the rows of the accepted drafts only.
-  std::optional<int32_t> SpeculativeCloudStep(Generation& g, const std::vector<int32_t>& drafts) {
-    std::optional<int32_t> t = CloudStep(g, g.request->sampling, Now() + o.step_deadline, *g.result);
+  std::optional<int32_t> SpeculativeCloudStep(Generation& gen, const std::vector<int32_t>& drafts) {
+    std::optional<int32_t> t = CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result);
     if (!t) {
       Drop();
-      g.session_open = false;
-      DropDrafts(g, 0);  // go on as if never drafted: exactly a plain step's state
+      gen.session_open = false;
+      DropDrafts(gen, 0);  // go on as if never drafted: exactly a plain step's state
     }
     if (!drafts.empty()) {
-      for (auto& st : g.chain) st->Truncate(g.fed + g.accepted);
+      for (auto& st : gen.chain) st->Truncate(gen.fed + gen.accepted);
       if (t) {
-        g.draft_len->Observe(static_cast<int>(drafts.size()), g.accepted);
-        draft_meter.Observe(static_cast<int>(drafts.size()), g.accepted, g.device_s * 1e3,
-                            g.step_rows + static_cast<int>(drafts.size()), last_round_trip_ms);
-        metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + o.drafter->name() + "\"}",
+        gen.draft_len->Observe(static_cast<int>(drafts.size()), gen.accepted);
+        draft_meter.Observe(static_cast<int>(drafts.size()), gen.accepted, gen.device_s * 1e3,
+                            gen.step_rows + static_cast<int>(drafts.size()), last_round_trip_ms);
+        metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + options.drafter->name() + "\"}",
                     draft_meter.acceptance());
       }
     }
@@ -927,42 +985,42 @@ struct Agent::Impl {
   // every retry interval on a fresh connection; its answer is picked up at a
   // later step, and only then is the step sent there. The cloud's token if
   // it took this step (split mode again).
-  std::optional<int32_t> ProbeCloud(Generation& g) {
+  std::optional<int32_t> ProbeCloud(Generation& gen) {
     const auto now = Now();
-    if (!g.probing && now >= g.retry_at) {
+    if (!gen.probing && now >= gen.retry_at) {
       if (Several()) NextWorker();  // probe each in turn
       Drop();
       channel->Send(hello);
-      g.probing = true;
-      g.probe_deadline = now + o.step_deadline;
+      gen.probing = true;
+      gen.probe_deadline = now + options.step_deadline;
       return std::nullopt;
     }
-    if (!g.probing) return std::nullopt;
+    if (!gen.probing) return std::nullopt;
     while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-      if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, o.require_exact).ok()) {
+      if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, options.require_exact).ok()) {
         hello_ok = true;
         cloud_hello = *h;
       }
     }
     if (!hello_ok) {
-      if (now >= g.probe_deadline) {
-        g.probing = false;
-        g.retry_at = now + o.retry_interval;
+      if (now >= gen.probe_deadline) {
+        gen.probing = false;
+        gen.retry_at = now + options.retry_interval;
       }
       return std::nullopt;
     }
-    g.probing = false;
-    g.session_open = false;
-    std::optional<int32_t> t = CloudStep(g, g.request->sampling, now + o.step_deadline, *g.result);
+    gen.probing = false;
+    gen.session_open = false;
+    std::optional<int32_t> t = CloudStep(gen, gen.request->sampling, now + options.step_deadline, *gen.result);
     if (!t) {
       Drop();
-      g.retry_at = now + o.retry_interval;
+      gen.retry_at = now + options.retry_interval;
       return std::nullopt;
     }
-    ++g.result->recoveries;
+    ++gen.result->recoveries;
     metrics.Add("splitlm_device_recoveries_total", 1);
-    o.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), g.positions);
-    g.split = true;
+    options.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), gen.positions);
+    gen.split = true;
     metrics.Set("splitlm_device_split_mode", 1);
     return t;
   }
@@ -979,62 +1037,62 @@ struct Agent::Impl {
   // The cloud failed a step in split mode: --fallback decides. kFail throws,
   // kWait retries with back-off until a token or its deadline (then throws),
   // kLocal moves to the device (nullopt: the caller runs the step here).
-  std::optional<int32_t> ApplyFallbackPolicy(Generation& g) {
-    if (o.fallback == Fallback::kFail) {
+  std::optional<int32_t> ApplyFallbackPolicy(Generation& gen) {
+    if (options.fallback == Fallback::kFail) {
       throw DeviceError(Exception::kUnavailable,
                         "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
     }
-    if (o.fallback == Fallback::kWait) return WaitForCloud(g);
-    ++g.result->fallbacks;
+    if (options.fallback == Fallback::kWait) return WaitForCloud(gen);
+    ++gen.result->fallbacks;
     metrics.Add("splitlm_device_fallbacks_total", 1);
     metrics.Set("splitlm_device_split_mode", 0);
-    o.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, g.positions);
+    options.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, gen.positions);
 
-    g.split = false;
-    g.retry_at = Now() + o.retry_interval;
+    gen.split = false;
+    gen.retry_at = Now() + options.retry_interval;
     return std::nullopt;
   }
 
   // --fallback wait: reconnects with back-off and retries the step until it
   // is answered; throws DeviceError(kUnavailable) after wait_deadline.
-  int32_t WaitForCloud(Generation& g) {
-    const auto give_up = Now() + o.wait_deadline;
+  int32_t WaitForCloud(Generation& gen) {
+    const auto give_up = Now() + options.wait_deadline;
     while (true) {
       if (Now() >= give_up) {
         throw DeviceError(Exception::kUnavailable,
                           "cloud " + channel->endpoint() + " unreachable for " +
-                              std::to_string(o.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
+                              std::to_string(options.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
                           fault);
       }
       if (Several()) NextWorker();
       const auto backoff = channel->Reconnect();
       hello_ok = false;
-      g.session_open = false;
+      gen.session_open = false;
       clock.SleepFor(std::min<Clock::Duration>(backoff, give_up - Now()));
-      if (auto t = CloudStep(g, g.request->sampling, std::min(give_up, Now() + o.step_deadline), *g.result)) return *t;
+      if (auto t = CloudStep(gen, gen.request->sampling, std::min(give_up, Now() + options.step_deadline), *gen.result)) return *t;
     }
   }
 
   // Emits the accepted drafts (already in the device's caches), then
   // `token`; true when the generation ends (EOS, on_token, the context).
-  bool Emit(Generation& g, const std::vector<int32_t>& drafts, int32_t token, const std::function<bool(int32_t)>& on_token) {
-    GenerateResult& result = *g.result;
+  bool Emit(Generation& gen, const std::vector<int32_t>& drafts, int32_t token, const std::function<bool(int32_t)>& on_token) {
+    GenerateResult& result = *gen.result;
     const auto& c = model.config();
-    std::vector<int32_t> emit(drafts.begin(), drafts.begin() + g.accepted);
+    std::vector<int32_t> emit(drafts.begin(), drafts.begin() + gen.accepted);
     emit.push_back(token);
-    g.fed += g.accepted;
-    g.accepted = 0;
+    gen.fed += gen.accepted;
+    gen.accepted = 0;
     for (int32_t tok : emit) {
-      g.ids.push_back(tok);
+      gen.ids.push_back(tok);
       result.tokens.push_back(tok);
-      if (result.tokens.size() == 1) g.first_token_at = Now();
+      if (result.tokens.size() == 1) gen.first_token_at = Now();
       step_metrics.tokens.Add(1);
       if (on_token && !on_token(tok)) {
         result.finish_reason = "stop";
-      } else if (g.request->stop_at_eos &&
-                 (c.IsEos(tok) || std::find(o.eos_ids.begin(), o.eos_ids.end(), tok) != o.eos_ids.end())) {
+      } else if (gen.request->stop_at_eos &&
+                 (c.IsEos(tok) || std::find(options.eos_ids.begin(), options.eos_ids.end(), tok) != options.eos_ids.end())) {
         result.finish_reason = "stop";
-      } else if (static_cast<int>(g.ids.size()) >= c.max_context) {
+      } else if (static_cast<int>(gen.ids.size()) >= c.max_context) {
         result.finish_reason = "context";
       }
       if (!result.finish_reason.empty()) return true;
@@ -1063,7 +1121,7 @@ std::optional<scheduler::Plan> Agent::PlanAllCuts() {
   return impl_->Predict();
 }
 
-int Agent::cut() const { return impl_->o.cut; }
+int Agent::cut() const { return impl_->options.cut; }
 
 void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
 
@@ -1071,7 +1129,7 @@ void Agent::UseCut(int cut) {
   if (!impl_->all_w)
     throw Exception(Exception::kInvalidArgument, "a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
-  impl_->o.auto_cut.enabled = false;
+  impl_->options.auto_cut.enabled = false;
   impl_->SetCut(cut);
 }
 

@@ -149,6 +149,186 @@ TextCodec CodecOf(const partition::Tokenizer* tokenizer) {
           [tokenizer](const std::vector<int32_t>& ids) { return tokenizer->Decode(ids); }};
 }
 
+// A completion request as parsed: the generation, and how to answer it.
+struct CompletionRequest {
+  GenerateRequest generate;
+  bool stream = false;
+  bool include_usage = false;
+  std::vector<std::string> stops;
+};
+
+// Only the fields this endpoint knows: anything else is refused by name.
+void CheckFieldNames(const json& body, bool chat) {
+  static const std::set<std::string> kCommon = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
+                                                "top_k", "seed", "stream", "stream_options", "n", "user", "stop"};
+  for (auto it = body.begin(); it != body.end(); ++it) {
+    const bool ok = kCommon.count(it.key()) || (chat ? (it.key() == "messages" || it.key() == "tools") : it.key() == "prompt");
+    if (!ok) throw BadRequest{"unknown field \"" + it.key() + "\"", it.key()};
+  }
+}
+
+// Everything but the prompt: n, the length, sampling, streaming and stops.
+void ReadGenerationFields(const json& body, bool chat, int default_max_tokens, int max_context, CompletionRequest& out) {
+  GenerateRequest& req = out.generate;
+  if (Field<int>(body, "n", 1, &json::is_number_integer) != 1) throw BadRequest{"only n = 1 is supported", "n"};
+  req.max_tokens = Field<int>(body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+                              default_max_tokens, &json::is_number_integer);
+  if (req.max_tokens < 1 || req.max_tokens > max_context) throw BadRequest{"max_tokens must be in 1.." + std::to_string(max_context), "max_tokens"};
+  req.sampling.temperature = Field<float>(body, "temperature", 1.0f, &json::is_number);
+  req.sampling.top_p = Field<float>(body, "top_p", 1.0f, &json::is_number);
+  req.sampling.top_k = Field<int>(body, "top_k", 0, &json::is_number_integer);
+  req.sampling.seed = Field<uint64_t>(body, "seed", 0, &json::is_number_integer);
+  out.stream = Field<bool>(body, "stream", false, &json::is_boolean);
+  out.stops = StopStrings(body);
+  if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
+    if (!so->is_object()) throw BadRequest{"\"stream_options\" must be an object", "stream_options"};
+    out.include_usage = Field<bool>(*so, "include_usage", false, &json::is_boolean);
+  }
+  if (req.sampling.temperature < 0 || req.sampling.temperature > 2) throw BadRequest{"temperature must be in [0, 2]", "temperature"};
+  try {
+    partition::ValidateSamplingParams(req.sampling);
+  } catch (const Exception& e) {
+    throw BadRequest{e.what(), "top_p"};
+  }
+}
+
+// Text to ids, or a BadRequest naming `param` when there is no tokenizer.
+std::vector<int32_t> EncodeText(const TextCodec& codec, const std::string& text, const char* param) {
+  if (!codec.encode) throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids", param};
+  return codec.encode(text);
+}
+
+// The messages through the chat template.
+std::vector<int32_t> TemplatePrompt(const json& body, const json& messages, const ChatTemplate& chat_template,
+                                    const TextCodec& codec, int32_t bos_id) {
+  std::string text;
+  try {
+    text = chat_template.Render(messages, true, TemplateExtras(body));
+  } catch (const Exception& e) {
+    throw BadRequest{e.what(), "messages"};
+  }
+  // A template that writes the BOS token as text gets the BOS id (a
+  // SentencePiece encoder would spell "<s>" out).
+  const std::string& bos = chat_template.source().bos_token;
+  const bool starts_with_bos = !bos.empty() && text.compare(0, bos.size(), bos) == 0;
+  if (starts_with_bos) text.erase(0, bos.size());
+  std::vector<int32_t> prompt = EncodeText(codec, text, "messages");
+  if (starts_with_bos) prompt.insert(prompt.begin(), bos_id);
+  return prompt;
+}
+
+// /v1/chat/completions: the messages, through the template if there is one.
+std::vector<int32_t> ChatPrompt(const json& body, const ApiOptions& options, const TextCodec& codec, int32_t bos_id) {
+  auto m = body.find("messages");
+  if (m == body.end()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
+  const json messages = CheckedMessages(*m);
+  if (options.chat_template) return TemplatePrompt(body, messages, *options.chat_template, codec, bos_id);
+  // No template: a plain role-prefixed transcript, ending with the
+  // assistant's turn.
+  std::string text;
+  for (const auto& msg : messages) {
+    if (!msg["content"].is_string()) throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
+    text += msg["role"].get<std::string>() + ": " + msg["content"].get<std::string>() + "\n";
+  }
+  text += "assistant:";
+  std::vector<int32_t> prompt = EncodeText(codec, text, "messages");
+  prompt.insert(prompt.begin(), bos_id);
+  return prompt;
+}
+
+// /v1/completions: "prompt", a string or an array of token ids.
+std::vector<int32_t> TextPrompt(const json& body, const TextCodec& codec, const partition::ModelConfig& cfg) {
+  auto p = body.find("prompt");
+  if (p == body.end()) throw BadRequest{"\"prompt\" is required", "prompt"};
+  std::vector<int32_t> prompt;
+  if (p->is_string()) {
+    prompt = EncodeText(codec, p->get<std::string>(), "prompt");
+    prompt.insert(prompt.begin(), cfg.bos_token_id);
+  } else if (p->is_array() && !p->empty() && std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number(); })) {
+    for (const auto& v : *p) prompt.push_back(TokenId(v, cfg.vocab_size));
+  } else {
+    throw BadRequest{"\"prompt\" must be a string or a non-empty array of token ids", "prompt"};
+  }
+  return prompt;
+}
+
+// The request `body`, checked field by field; throws BadRequest.
+CompletionRequest ParseCompletion(const json& body, bool chat, const partition::ModelConfig& cfg, const ApiOptions& options,
+                                  const TextCodec& codec) {
+  CompletionRequest out;
+  CheckFieldNames(body, chat);
+  ReadGenerationFields(body, chat, options.default_max_tokens, cfg.max_context, out);
+  out.generate.prompt = chat ? ChatPrompt(body, options, codec, cfg.bos_token_id) : TextPrompt(body, codec, cfg);
+  try {
+    partition::ValidatePrompt(out.generate.prompt, cfg);
+  } catch (const Exception& e) {
+    throw BadRequest{e.what(), chat ? "messages" : "prompt"};
+  }
+  return out;
+}
+
+// Ids to text: the codec's, or the ids written out when there is none.
+std::string DecodeIds(const TextCodec& codec, const std::vector<int32_t>& ids) {
+  if (codec.decode) return codec.decode(ids);
+  std::string s;
+  for (int32_t t : ids) s += " " + std::to_string(t);
+  return s;
+}
+
+// An end-of-sequence id: the model's, or one of the tokenizer's `eos_ids`.
+bool EndsSequence(const partition::ModelConfig& cfg, const std::vector<int32_t>& eos_ids, int32_t token) {
+  return cfg.IsEos(token) || std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end();
+}
+
+// Every generated token counts, the end-of-sequence one included.
+json Usage(size_t prompt_tokens, size_t completion_tokens) {
+  return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+          {"total_tokens", prompt_tokens + completion_tokens}};
+}
+
+// What every chunk and the final body of one completion carry.
+struct CompletionId {
+  std::string id;
+  int64_t created;
+  std::string model;
+  bool chat;
+
+  // One server-sent event of a stream.
+  std::string Chunk(const json& delta_or_text, const json& finish) const {
+    json c = {{"id", id}, {"created", created}, {"model", model}};
+    if (chat) {
+      c["object"] = "chat.completion.chunk";
+      c["choices"] = json::array({{{"index", 0}, {"delta", delta_or_text}, {"finish_reason", finish}}});
+    } else {
+      c["object"] = "text_completion";
+      c["choices"] = json::array({{{"index", 0}, {"text", delta_or_text}, {"logprobs", nullptr}, {"finish_reason", finish}}});
+    }
+    return "data: " + c.dump() + "\n\n";
+  }
+
+  // The end of a stream: the finish reason, the usage if asked, [DONE].
+  void EndStream(transport::HttpResponder& w, const std::string& finish, const json& usage, bool include_usage) const {
+    w.Write(Chunk(chat ? json::object() : json(""), finish));
+    if (include_usage) {
+      w.Write("data: " + json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
+                              {"model", model}, {"choices", json::array()}, {"usage", usage}}.dump() + "\n\n");
+    }
+    w.Write("data: [DONE]\n\n");
+  }
+
+  // The whole answer when not streaming.
+  json Body(const std::string& text, const std::string& finish, const json& usage) const {
+    json choice = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", finish}}
+                       : json{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}};
+    return {{"id", id},
+            {"object", chat ? "chat.completion" : "text_completion"},
+            {"created", created},
+            {"model", model},
+            {"choices", json::array({choice})},
+            {"usage", usage}};
+  }
+};
+
 }  // namespace
 
 OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics,
@@ -190,132 +370,34 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   json body = json::parse(r.body, nullptr, false);
   if (body.is_discarded() || !body.is_object()) return send(400, ErrorBody("request body is not a JSON object", "invalid_request_error"));
   const auto& cfg = agent_.model().config();
-  GenerateRequest req;
-  bool stream = false, include_usage = false;
-  std::vector<std::string> stops;
+  CompletionRequest request;
   try {
-    static const std::set<std::string> kCommon = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-                                                  "top_k", "seed", "stream", "stream_options", "n", "user", "stop"};
-    for (auto it = body.begin(); it != body.end(); ++it) {
-      const bool ok = kCommon.count(it.key()) || (chat ? (it.key() == "messages" || it.key() == "tools") : it.key() == "prompt");
-      if (!ok) throw BadRequest{"unknown field \"" + it.key() + "\"", it.key()};
-    }
-    if (Field<int>(body, "n", 1, &json::is_number_integer) != 1) throw BadRequest{"only n = 1 is supported", "n"};
-    req.max_tokens = Field<int>(body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
-                                options_.default_max_tokens, &json::is_number_integer);
-    if (req.max_tokens < 1 || req.max_tokens > cfg.max_context) throw BadRequest{"max_tokens must be in 1.." + std::to_string(cfg.max_context), "max_tokens"};
-    req.sampling.temperature = Field<float>(body, "temperature", 1.0f, &json::is_number);
-    req.sampling.top_p = Field<float>(body, "top_p", 1.0f, &json::is_number);
-    req.sampling.top_k = Field<int>(body, "top_k", 0, &json::is_number_integer);
-    req.sampling.seed = Field<uint64_t>(body, "seed", 0, &json::is_number_integer);
-    stream = Field<bool>(body, "stream", false, &json::is_boolean);
-    stops = StopStrings(body);
-    if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
-      if (!so->is_object()) throw BadRequest{"\"stream_options\" must be an object", "stream_options"};
-      include_usage = Field<bool>(*so, "include_usage", false, &json::is_boolean);
-    }
-    if (req.sampling.temperature < 0 || req.sampling.temperature > 2) throw BadRequest{"temperature must be in [0, 2]", "temperature"};
-    try {
-      partition::ValidateSamplingParams(req.sampling);
-    } catch (const Exception& e) {
-      throw BadRequest{e.what(), "top_p"};
-    }
-    auto encode = [&](const std::string& text) {
-      if (!codec_.encode) throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids", chat ? "messages" : "prompt"};
-      return codec_.encode(text);
-    };
-    if (chat) {
-      auto m = body.find("messages");
-      if (m == body.end()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
-      const json messages = CheckedMessages(*m);
-      if (options_.chat_template) {
-        std::string text;
-        try {
-          text = options_.chat_template->Render(messages, true, TemplateExtras(body));
-        } catch (const Exception& e) {
-          throw BadRequest{e.what(), "messages"};
-        }
-        // A template that writes the BOS token as text gets the BOS id (a
-        // SentencePiece encoder would spell "<s>" out).
-        const std::string& bos = options_.chat_template->source().bos_token;
-        const bool starts_with_bos = !bos.empty() && text.compare(0, bos.size(), bos) == 0;
-        if (starts_with_bos) text.erase(0, bos.size());
-        req.prompt = encode(text);
-        if (starts_with_bos) req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
-      } else {
-        // No template: a plain role-prefixed transcript, ending with the
-        // assistant's turn.
-        std::string text;
-        for (const auto& msg : messages) {
-          if (!msg["content"].is_string()) throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
-          text += msg["role"].get<std::string>() + ": " + msg["content"].get<std::string>() + "\n";
-        }
-        text += "assistant:";
-        req.prompt = encode(text);
-        req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
-      }
-    } else {
-      auto p = body.find("prompt");
-      if (p == body.end()) throw BadRequest{"\"prompt\" is required", "prompt"};
-      if (p->is_string()) {
-        req.prompt = encode(p->get<std::string>());
-        req.prompt.insert(req.prompt.begin(), cfg.bos_token_id);
-      } else if (p->is_array() && !p->empty() && std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number(); })) {
-        for (const auto& v : *p) req.prompt.push_back(TokenId(v, cfg.vocab_size));
-      } else {
-        throw BadRequest{"\"prompt\" must be a string or a non-empty array of token ids", "prompt"};
-      }
-    }
-    try {
-      partition::ValidatePrompt(req.prompt, cfg);
-    } catch (const Exception& e) {
-      throw BadRequest{e.what(), chat ? "messages" : "prompt"};
-    }
+    request = ParseCompletion(body, chat, cfg, options_, codec_);
   } catch (const BadRequest& e) {
     return send(400, ErrorBody(e.message, "invalid_request_error", e.param));
   }
-
-  const std::string id = (chat ? "chatcmpl-" : "cmpl-") + std::to_string(Now()) + std::to_string(reinterpret_cast<uintptr_t>(&req) & 0xffff);
-  const int64_t created = Now();
+  const GenerateRequest& req = request.generate;
+  const CompletionId answer{(chat ? "chatcmpl-" : "cmpl-") + std::to_string(Now()) +
+                                std::to_string(reinterpret_cast<uintptr_t>(&req) & 0xffff),
+                            Now(), options_.model_name, chat};
   std::vector<int32_t> generated;
-  auto decode = [&](const std::vector<int32_t>& ids) {
-    if (codec_.decode) return codec_.decode(ids);
-    std::string s;
-    for (int32_t t : ids) s += " " + std::to_string(t);
-    return s;
-  };
-  TextStream text(decode, stops);
-  auto chunk = [&](const json& delta_or_text, const json& finish) {
-    json c = {{"id", id}, {"created", created}, {"model", options_.model_name}};
-    if (chat) {
-      c["object"] = "chat.completion.chunk";
-      c["choices"] = json::array({{{"index", 0}, {"delta", delta_or_text}, {"finish_reason", finish}}});
-    } else {
-      c["object"] = "text_completion";
-      c["choices"] = json::array({{{"index", 0}, {"text", delta_or_text}, {"logprobs", nullptr}, {"finish_reason", finish}}});
-    }
-    return "data: " + c.dump() + "\n\n";
-  };
-  auto is_end = [&](int32_t token) {
-    return cfg.IsEos(token) || std::find(options_.eos_ids.begin(), options_.eos_ids.end(), token) != options_.eos_ids.end();
-  };
+  TextStream text([this](const std::vector<int32_t>& ids) { return DecodeIds(codec_, ids); }, request.stops);
   auto send_delta = [&](const std::string& delta) {
-    if (!stream || delta.empty()) return true;
-    return w.Write(chunk(chat ? json{{"content", delta}} : json(delta), nullptr));
+    if (!request.stream || delta.empty()) return true;
+    return w.Write(answer.Chunk(chat ? json{{"content", delta}} : json(delta), nullptr));
   };
 
   std::lock_guard<std::mutex> lock(generate_mu_);
-  if (stream) {
+  if (request.stream) {
     w.Start(200, "text/event-stream");
     metrics_.Add("splitlm_http_requests_total{status=\"200\"}", 1);
-    if (chat) w.Write(chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
+    if (chat) w.Write(answer.Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
   }
-  GenerateResult result;
   bool ended = false;  // an end-of-sequence id
   try {
-    result = agent_.Generate(req, [&](int32_t token) {
+    agent_.Generate(req, [&](int32_t token) {
       generated.push_back(token);
-      if (is_end(token)) {
+      if (EndsSequence(cfg, options_.eos_ids, token)) {
         ended = true;
         return false;
       }
@@ -323,7 +405,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
       return !text.stopped();
     });
   } catch (const std::exception& e) {
-    if (stream) {
+    if (request.stream) {
       w.Write("data: " + ErrorBody(e.what(), "server_error").dump() + "\n\n");
       return;
     }
@@ -334,26 +416,9 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   // OpenAI: "stop" for a natural end or a stop string, "length" at
   // max_tokens (or the context's end).
   const std::string finish = ended || stopped ? "stop" : "length";
-  // Every generated token counts, the end-of-sequence one included.
-  const json usage = {{"prompt_tokens", req.prompt.size()}, {"completion_tokens", generated.size()},
-                      {"total_tokens", req.prompt.size() + generated.size()}};
-  if (stream) {
-    w.Write(chunk(chat ? json::object() : json(""), finish));
-    if (include_usage) {
-      w.Write("data: " + json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                              {"model", options_.model_name}, {"choices", json::array()}, {"usage", usage}}.dump() + "\n\n");
-    }
-    w.Write("data: [DONE]\n\n");
-    return;
-  }
-  json choice = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text.text()}}}, {"finish_reason", finish}}
-                     : json{{"index", 0}, {"text", text.text()}, {"logprobs", nullptr}, {"finish_reason", finish}};
-  send(200, {{"id", id},
-             {"object", chat ? "chat.completion" : "text_completion"},
-             {"created", created},
-             {"model", options_.model_name},
-             {"choices", json::array({choice})},
-             {"usage", usage}});
+  const json usage = Usage(req.prompt.size(), generated.size());
+  if (request.stream) return answer.EndStream(w, finish, usage, request.include_usage);
+  send(200, answer.Body(text.text(), finish, usage));
 }
 
 }  // namespace splitlm::device
