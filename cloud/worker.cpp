@@ -46,6 +46,32 @@ void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transpo
   for (uint32_t i = 0; i < k; ++i) out.push_back({ids[i], static_cast<float>(logits[ids[i]] - lse)});
 }
 
+// Every worker series, described once (the HELP lines of /metrics): a table.
+void DescribeCloudMetrics(transport::Metrics& metrics) {
+  using K = transport::Metrics::Kind;
+  metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
+  metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
+  metrics.Describe("splitlm_cloud_positions_total", K::kCounter, "positions run through the layers");
+  metrics.Describe("splitlm_cloud_batches_total", K::kCounter, "batches run");
+  metrics.Describe("splitlm_cloud_drafts_total", K::kCounter, "speculative draft tokens verified");
+  metrics.Describe("splitlm_cloud_drafts_accepted_total", K::kCounter, "speculative draft tokens accepted");
+  metrics.Describe("splitlm_cloud_compute_seconds_total", K::kCounter, "time computing batches");
+  metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
+  metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
+  metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
+  metrics.Describe("splitlm_cloud_hellos_total", K::kCounter, "hellos accepted (devices connecting or probing)");
+  metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
+  metrics.Describe("splitlm_cloud_sessions_refused_total", K::kCounter, "session opens refused (caps, another connection's id)");
+  metrics.Describe("splitlm_cloud_sessions_expired_total", K::kCounter, "sessions closed after the idle timeout");
+  metrics.Describe("splitlm_cloud_sessions_dropped_total", K::kCounter, "sessions closed because their connection fell silent");
+  metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
+  metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
+  metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
+  metrics.Describe("splitlm_cloud_draining", K::kGauge, "1 while draining (refusing new sessions before exit)");
+  metrics.Describe("splitlm_cloud_queue_delay_seconds", K::kGauge,
+                   "recent queue delay of a step before compute (mean weighted to the latest); the autoscaling signal");
+}
+
 // The options with the limits no larger than this model can use: a Forward
 // holds at most max_context rows of hidden_size values in the widest codec.
 // libzmq then drops a connection that announces a longer frame before
@@ -116,18 +142,26 @@ struct Worker::Impl {
     return spec;
   }
 
-  Impl(const partition::Model& m, WorkerOptions o, zmq::context_t& ctx, transport::Metrics& met,
+  Impl(const partition::Model& m, WorkerOptions opts, zmq::context_t& ctx, transport::Metrics& met,
        const transport::Clock& clk)
       : model(m),
-        options(WithModelLimits(std::move(o), m.config())),
+        options(WithModelLimits(std::move(opts), m.config())),
         metrics(met),
         clock(clk),
         server(ctx, options.server),
         sessions(options.sessions) {
     options.log = transport::OrNullLogger(std::move(options.log));
-    const auto& c = model.config();
     if (options.layer_end) next = std::make_unique<transport::ClientChannel>(ctx, options.next);
     weights = partition::StageWeights::Load(model, SpecFor(options.min_cut));
+    FillHello();
+    DescribeCloudMetrics(metrics);
+    metrics.Set("splitlm_cloud_min_cut", options.min_cut);
+  }
+
+  // Our Hello: the model, the layers and codecs served, this instance, and
+  // the per-layer times devices plan with (measured unless given).
+  void FillHello() {
+    const auto& c = model.config();
     hello.model_fingerprint = model.fingerprint();
     hello.model_identity = model.identity();
     hello.weight_formats = model.weight_formats();
@@ -141,7 +175,7 @@ struct Worker::Impl {
     hello.reply = true;
     hello.instance_id = server.instance_id();
     if (!options.report_layer_decode_us.empty()) {
-      if (static_cast<int>(options.report_layer_decode_us.size()) != model.config().num_layers - options.min_cut) {
+      if (static_cast<int>(options.report_layer_decode_us.size()) != c.num_layers - options.min_cut) {
         throw Exception(Exception::kInvalidArgument, "report_layer_decode_us must hold one time per layer served");
       }
       hello.layer_decode_us = options.report_layer_decode_us;
@@ -149,29 +183,6 @@ struct Worker::Impl {
     } else if (!Pipelined()) {
       hello.layer_decode_us = MeasureLayers();
     }  // pipelined: no figures (the chain's are not this worker's)
-    using K = transport::Metrics::Kind;
-    metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
-    metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
-    metrics.Describe("splitlm_cloud_positions_total", K::kCounter, "positions run through the layers");
-    metrics.Describe("splitlm_cloud_batches_total", K::kCounter, "batches run");
-    metrics.Describe("splitlm_cloud_drafts_total", K::kCounter, "speculative draft tokens verified");
-    metrics.Describe("splitlm_cloud_drafts_accepted_total", K::kCounter, "speculative draft tokens accepted");
-    metrics.Describe("splitlm_cloud_compute_seconds_total", K::kCounter, "time computing batches");
-    metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
-    metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
-    metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
-    metrics.Describe("splitlm_cloud_hellos_total", K::kCounter, "hellos accepted (devices connecting or probing)");
-    metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
-    metrics.Describe("splitlm_cloud_sessions_refused_total", K::kCounter, "session opens refused (caps, another connection's id)");
-    metrics.Describe("splitlm_cloud_sessions_expired_total", K::kCounter, "sessions closed after the idle timeout");
-    metrics.Describe("splitlm_cloud_sessions_dropped_total", K::kCounter, "sessions closed because their connection fell silent");
-    metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
-    metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
-    metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
-    metrics.Describe("splitlm_cloud_draining", K::kGauge, "1 while draining (refusing new sessions before exit)");
-    metrics.Describe("splitlm_cloud_queue_delay_seconds", K::kGauge,
-                     "recent queue delay of a step before compute (mean weighted to the latest); the autoscaling signal");
-    metrics.Set("splitlm_cloud_min_cut", options.min_cut);
   }
 
   // Decode time of each layer this worker holds (context 16, 8 steps, median
@@ -406,12 +417,12 @@ struct Worker::Impl {
 
   // Pipeline: opens the session on the next hop too, at cut layer_end (its
   // answer, like the device's, is not waited for).
-  void OpenNext(const transport::OpenSession& o) {
+  void OpenNext(const transport::OpenSession& request) {
     if (!next_greeted) {
       next->Send(hello_for_next());
       next_greeted = true;
     }
-    next->Send(transport::OpenSession{o.session_id, static_cast<uint32_t>(options.layer_end), transport::Codec::kF32, false});
+    next->Send(transport::OpenSession{request.session_id, static_cast<uint32_t>(options.layer_end), transport::Codec::kF32, false});
   }
   transport::Hello hello_for_next() const {
     transport::Hello h = hello;
@@ -430,17 +441,7 @@ struct Worker::Impl {
   // session dropped here (the device rebuilds or fails over).
   void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden, Clock::TimePoint start,
              Clock::TimePoint end) {
-    std::map<uint64_t, Pending*> out;  // next-hop seq -> step
-    const uint32_t h = hello.hidden_size;
-    for (size_t i = 0; i < group.size(); ++i) {
-      const transport::Forward& f = group[i]->forward;
-      transport::Forward g = f;
-      g.seq = ++next_seq;
-      g.tensor = {transport::Codec::kF32, f.count, h, transport::EncodedSize(transport::Codec::kF32, f.count, h)};
-      zmq::message_t payload(g.tensor.bytes);
-      transport::Encode(transport::Codec::kF32, hidden[i].data(), f.count, h, static_cast<uint8_t*>(payload.data()));
-      if (next->Send(g, std::move(payload))) out[g.seq] = group[i];
-    }
+    std::map<uint64_t, Pending*> out = SendToNext(group, hidden);  // next-hop seq -> step
     const auto deadline = Now() + options.next_step_deadline;
     while (!out.empty()) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
@@ -449,32 +450,65 @@ struct Worker::Impl {
       if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
         auto it = out.find(r->seq);
         if (it == out.end()) continue;
-        Pending& p = *it->second;
-        transport::ForwardResult back = *r;
-        back.session_id = p.forward.session_id;
-        back.seq = p.forward.seq;
-        back.compute_us += Micros(end - start);
-        back.queue_us += Micros(start - p.received);
-        if (!p.forward.draft_tokens.empty()) {  // forget the rejected drafts' rows, as the next hop did
-          const int real_end = static_cast<int>(p.forward.first_position + p.forward.count - p.forward.draft_tokens.size());
-          p.session->stage->Truncate(real_end + static_cast<int>(std::min<size_t>(r->accepted, p.forward.draft_tokens.size())));
-        }
-        forward_metrics.positions.Add(p.forward.count);
-        server.Send(p.session->owner.routing_id, back);
+        RelayResult(*it->second, *r, start, end);
         out.erase(it);
       } else if (auto* e = std::get_if<transport::Error>(&in->message)) {
         auto it = std::find_if(out.begin(), out.end(), [&](const auto& kv) { return kv.second->forward.session_id == e->session_id; });
         if (it == out.end()) continue;
-        Pending& p = *it->second;
-        const bool lost = e->code == ErrorCode::kSessionEvicted || e->code == ErrorCode::kUnknownSession;
-        Reply(p.session->owner.routing_id,
-              transport::Error{lost ? ErrorCode::kSessionEvicted : e->code, "next hop: " + e->message, p.forward.session_id, p.forward.seq});
-        sessions.Evict(p.forward.session_id);
+        RelayError(*it->second, *e);
         out.erase(it);
       } else if (std::holds_alternative<transport::Heartbeat>(in->message)) {
         next_greeted = false;  // the next hop restarted: its sessions are gone (errors follow)
       }
     }
+    DropUnanswered(out);
+  }
+
+  // Pipeline: the group's hidden states at layer_end, sent on to the next
+  // hop as f32; the steps sent, by their next-hop seq.
+  std::map<uint64_t, Pending*> SendToNext(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden) {
+    std::map<uint64_t, Pending*> out;
+    const uint32_t h = hello.hidden_size;
+    for (size_t i = 0; i < group.size(); ++i) {
+      const transport::Forward& f = group[i]->forward;
+      transport::Forward onward = f;
+      onward.seq = ++next_seq;
+      onward.tensor = {transport::Codec::kF32, f.count, h, transport::EncodedSize(transport::Codec::kF32, f.count, h)};
+      zmq::message_t payload(onward.tensor.bytes);
+      transport::Encode(transport::Codec::kF32, hidden[i].data(), f.count, h, static_cast<uint8_t*>(payload.data()));
+      if (next->Send(onward, std::move(payload))) out[onward.seq] = group[i];
+    }
+    return out;
+  }
+
+  // Pipeline: the next hop's answer `r` to `p`, passed to the device with
+  // this worker's compute and queue times added.
+  void RelayResult(Pending& p, const transport::ForwardResult& r, Clock::TimePoint start, Clock::TimePoint end) {
+    transport::ForwardResult back = r;
+    back.session_id = p.forward.session_id;
+    back.seq = p.forward.seq;
+    back.compute_us += Micros(end - start);
+    back.queue_us += Micros(start - p.received);
+    if (!p.forward.draft_tokens.empty()) {  // forget the rejected drafts' rows, as the next hop did
+      const int real_end = static_cast<int>(p.forward.first_position + p.forward.count - p.forward.draft_tokens.size());
+      p.session->stage->Truncate(real_end + static_cast<int>(std::min<size_t>(r.accepted, p.forward.draft_tokens.size())));
+    }
+    forward_metrics.positions.Add(p.forward.count);
+    server.Send(p.session->owner.routing_id, back);
+  }
+
+  // Pipeline: the next hop refused `p` with `e`; the device hears it (a lost
+  // session there is an evicted one here) and the session is dropped.
+  void RelayError(Pending& p, const transport::Error& e) {
+    const bool lost = e.code == ErrorCode::kSessionEvicted || e.code == ErrorCode::kUnknownSession;
+    Reply(p.session->owner.routing_id,
+          transport::Error{lost ? ErrorCode::kSessionEvicted : e.code, "next hop: " + e.message, p.forward.session_id, p.forward.seq});
+    sessions.Evict(p.forward.session_id);
+  }
+
+  // Pipeline: the steps the next hop did not answer in time fail with an
+  // internal error, their sessions dropped; the next hop gets a new socket.
+  void DropUnanswered(const std::map<uint64_t, Pending*>& out) {
     for (auto& [seq, p] : out) {
       Reply(p->session->owner.routing_id,
             transport::Error{ErrorCode::kInternal, "next hop " + next->endpoint() + " did not answer the step", p->forward.session_id, p->forward.seq});

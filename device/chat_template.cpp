@@ -17,6 +17,7 @@ namespace fs = std::filesystem;
 
 // The templates as their model families publish them (Hugging Face
 // tokenizer_config.json), so a model without its own gets the same prompt.
+// NOLINTNEXTLINE(readability-function-size): a table of template texts, data only.
 const std::map<std::string, std::string>& Builtins() {
   static const std::map<std::string, std::string> kBuiltins = {
       // Llama 2 chat: [INST] turns, the system prompt inside the first one.

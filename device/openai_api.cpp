@@ -397,12 +397,8 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   try {
     agent_.Generate(req, [&](int32_t token) {
       generated.push_back(token);
-      if (EndsSequence(cfg, options_.eos_ids, token)) {
-        ended = true;
-        return false;
-      }
-      if (!send_delta(text.Push(token))) return false;
-      return !text.stopped();
+      ended = EndsSequence(cfg, options_.eos_ids, token);  // never part of the text
+      return !ended && send_delta(text.Push(token)) && !text.stopped();
     });
   } catch (const std::exception& e) {
     if (request.stream) {
