@@ -105,10 +105,21 @@ struct ForwardMetrics {
         queue_s(m.CounterOf("splitlm_cloud_queue_seconds_total")),
         queue_delay_s(m.GaugeOf("splitlm_cloud_queue_delay_seconds")),
         kv_bytes(m.GaugeOf("splitlm_cloud_kv_bytes")),
-        active_sessions(m.GaugeOf("splitlm_cloud_active_sessions")) {}
+        active_sessions(m.GaugeOf("splitlm_cloud_active_sessions")),
+        errors(m.CounterOf("splitlm_cloud_errors_total")),
+        evictions(m.CounterOf("splitlm_cloud_evictions_total")),
+        hellos(m.CounterOf("splitlm_cloud_hellos_total")),
+        sessions_refused(m.CounterOf("splitlm_cloud_sessions_refused_total")),
+        sessions_expired(m.GaugeOf("splitlm_cloud_sessions_expired_total")),
+        sessions_dropped(m.GaugeOf("splitlm_cloud_sessions_dropped_total")),
+        min_cut(m.GaugeOf("splitlm_cloud_min_cut")),
+        draining(m.GaugeOf("splitlm_cloud_draining")) {}
   transport::Metrics::Counter tokens, drafts, drafts_accepted, positions, forwards, batches, bytes_received;
   transport::Metrics::Counter compute_s, queue_s;
   transport::Metrics::Gauge queue_delay_s, kv_bytes, active_sessions;
+  transport::Metrics::Counter errors, evictions, hellos, sessions_refused;
+  // Totals kept by the session table, copied in (set, not added to).
+  transport::Metrics::Gauge sessions_expired, sessions_dropped, min_cut, draining;
 };
 
 }  // namespace
@@ -155,7 +166,7 @@ struct Worker::Impl {
     weights = partition::StageWeights::Load(model, SpecFor(options.min_cut));
     FillHello();
     DescribeCloudMetrics(metrics);
-    metrics.Set("splitlm_cloud_min_cut", options.min_cut);
+    forward_metrics.min_cut.Set(options.min_cut);
   }
 
   // Our Hello: the model, the layers and codecs served, this instance, and
@@ -226,7 +237,7 @@ struct Worker::Impl {
   }
 
   void Reply(const std::string& peer, transport::Error e) {
-    metrics.Add("splitlm_cloud_errors_total", 1);
+    forward_metrics.errors.Add(1);
     LogPeer(peer, spdlog::level::debug,
             "error to peer=" + transport::PeerName(peer) + ": " + transport::ErrorCodeName(e.code) + " " + transport::EscapeForLog(e.message));
     server.Send(peer, std::move(e));
@@ -239,9 +250,9 @@ struct Worker::Impl {
   }
 
   void UpdateSessionMetrics() {
-    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
-    metrics.Set("splitlm_cloud_sessions_expired_total", static_cast<double>(sessions.expired_total()));
-    metrics.Set("splitlm_cloud_sessions_dropped_total", static_cast<double>(sessions.dropped_total()));
+    forward_metrics.active_sessions.Set(static_cast<double>(sessions.size()));
+    forward_metrics.sessions_expired.Set(static_cast<double>(sessions.expired_total()));
+    forward_metrics.sessions_dropped.Set(static_cast<double>(sessions.dropped_total()));
   }
 
   // Closes idle sessions and those of silent connections, at most once a
@@ -254,13 +265,13 @@ struct Worker::Impl {
     // must fall when the load does).
     if (forwards == forwards_at_sweep) {
       hello.queue_us = 0;
-      metrics.Set("splitlm_cloud_queue_delay_seconds", 0);
+      forward_metrics.queue_delay_s.Set(0);
     }
     forwards_at_sweep = forwards;
     const auto swept = sessions.Sweep(now);
     if (swept.expired + swept.dropped == 0) return;
     UpdateSessionMetrics();
-    metrics.Set("splitlm_cloud_kv_bytes", static_cast<double>(KvBytes()));
+    forward_metrics.kv_bytes.Set(static_cast<double>(KvBytes()));
     options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
                       sessions.size());
   }
@@ -279,7 +290,7 @@ struct Worker::Impl {
       options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut,
                         lru->stage->position());
       sessions.Evict(lru->id);
-      metrics.Add("splitlm_cloud_evictions_total", 1);
+      forward_metrics.evictions.Add(1);
     }
   }
 
@@ -298,7 +309,7 @@ struct Worker::Impl {
         LogPeer(in.peer, spdlog::level::warn,
                 "hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
       }
-      metrics.Add("splitlm_cloud_hellos_total", 1);
+      forward_metrics.hellos.Add(1);
       // The load as of now (placement): an open processed before counts.
       hello.active_sessions = static_cast<uint32_t>(sessions.size());
       const size_t kv = KvBytes();
@@ -314,7 +325,7 @@ struct Worker::Impl {
     if (auto* c = std::get_if<CloseSession>(&in.message)) {
       if (auto e = sessions.Close(c->session_id, OwnerOf(in))) return Reply(in.peer, std::move(*e));
       if (Pipelined()) next->Send(*c);
-      metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+      forward_metrics.active_sessions.Set(static_cast<double>(sessions.size()));
       return;
     }
     if (auto* p = std::get_if<Ping>(&in.message)) {
@@ -335,12 +346,12 @@ struct Worker::Impl {
                                              request.session_id, 0});
     }
     if (hello.draining) {
-      metrics.Add("splitlm_cloud_sessions_refused_total", 1);
+      forward_metrics.sessions_refused.Add(1);
       return Reply(in.peer, transport::Error{ErrorCode::kBusy, "this worker is draining (shutting down): open the session on another",
                                              request.session_id, 0});
     }
     if (auto refused = sessions.CheckOpen(request.session_id, OwnerOf(in))) {
-      metrics.Add("splitlm_cloud_sessions_refused_total", 1);
+      forward_metrics.sessions_refused.Add(1);
       LogPeer(in.peer, spdlog::level::warn,
               "refused to open session " + std::to_string(request.session_id) + " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
       return Reply(in.peer, std::move(*refused));
@@ -354,7 +365,7 @@ struct Worker::Impl {
     s.stage->SetComputeHook(options.compute_hook);
     sessions.Insert(std::move(s), Now());
     if (Pipelined()) OpenNext(request);
-    metrics.Set("splitlm_cloud_active_sessions", sessions.size());
+    forward_metrics.active_sessions.Set(static_cast<double>(sessions.size()));
     transport::OpenSession ack = request;
     ack.ack = true;
     server.Send(in.peer, ack);
@@ -540,7 +551,7 @@ struct Worker::Impl {
     batch.clear();
     EnforceBudget(busy);
     forward_metrics.kv_bytes.Set(static_cast<double>(KvBytes()));
-    forward_metrics.active_sessions.Set(sessions.size());
+    forward_metrics.active_sessions.Set(static_cast<double>(sessions.size()));
   }
 
   // The steps of one cut through the layers as one batch; each answered (or
@@ -631,7 +642,7 @@ bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::TimePoint& unt
   if (!hello.draining) {
     hello.draining = true;
     until = now + options.drain_timeout;
-    metrics.Set("splitlm_cloud_draining", 1);
+    forward_metrics.draining.Set(1);
     options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
                       options.drain_timeout.count());
   }

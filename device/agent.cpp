@@ -60,10 +60,10 @@ struct Generation {
   double device_s = 0;                 // this step's device time, drafting included
 };
 
-// The series updated at every step, made once (no name built or looked up
-// per token).
+// Every series the agent updates, made once (no name built or looked up per
+// update). `drafter` labels the acceptance gauge (empty without a drafter).
 struct StepMetrics {
-  explicit StepMetrics(transport::Metrics& m)
+  StepMetrics(transport::Metrics& m, const std::string& drafter)
       : tokens(m.CounterOf("splitlm_device_tokens_total")),
         cloud_steps(m.CounterOf("splitlm_device_cloud_steps_total")),
         local_steps(m.CounterOf("splitlm_device_local_steps_total")),
@@ -75,9 +75,25 @@ struct StepMetrics {
         cloud_queue_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}")),
         network_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"network\"}")),
         local_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"local_compute\"}")),
-        device_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"device_compute\"}")) {}
+        device_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"device_compute\"}")),
+        failovers(m.CounterOf("splitlm_device_failovers_total")),
+        evictions(m.CounterOf("splitlm_device_evictions_total")),
+        cloud_restarts(m.CounterOf("splitlm_device_cloud_restarts_total")),
+        recoveries(m.CounterOf("splitlm_device_recoveries_total")),
+        fallbacks(m.CounterOf("splitlm_device_fallbacks_total")),
+        device_drift(m.GaugeOf("splitlm_device_compute_drift{side=\"device\"}")),
+        cloud_drift(m.GaugeOf("splitlm_device_compute_drift{side=\"cloud\"}")),
+        cut(m.GaugeOf("splitlm_device_cut")),
+        split_mode(m.GaugeOf("splitlm_device_split_mode")),
+        predicted_tpot_ms(m.GaugeOf("splitlm_device_predicted_tpot_ms")),
+        measured_tpot_ms(m.GaugeOf("splitlm_device_measured_tpot_ms")),
+        active_sessions(m.GaugeOf("splitlm_device_active_sessions")),
+        draft_acceptance(m.GaugeOf("splitlm_device_draft_acceptance_ewma{drafter=\"" + drafter + "\"}")) {}
   transport::Metrics::Counter tokens, cloud_steps, local_steps, bytes_sent, drafts, drafts_accepted;
   transport::Metrics::Counter codec_s, cloud_compute_s, cloud_queue_s, network_s, local_compute_s, device_compute_s;
+  transport::Metrics::Counter failovers, evictions, cloud_restarts, recoveries, fallbacks;
+  transport::Metrics::Gauge device_drift, cloud_drift, cut, split_mode, predicted_tpot_ms, measured_tpot_ms;
+  transport::Metrics::Gauge active_sessions, draft_acceptance;
 };
 
 // Every device series, described once (the HELP lines of /metrics): a table.
@@ -153,8 +169,8 @@ struct Agent::Impl {
     const double cloud = options.auto_cut.follow_drift ? cloud_drift.factor() : 1.0;
     in.device = device_profile.Scaled(dev);
     in.cloud = cloud_profile.Scaled(cloud);
-    metrics.Set("splitlm_device_compute_drift{side=\"device\"}", device_drift.factor());
-    metrics.Set("splitlm_device_compute_drift{side=\"cloud\"}", cloud_drift.factor());
+    step_metrics.device_drift.Set(device_drift.factor());
+    step_metrics.cloud_drift.Set(cloud_drift.factor());
   }
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
@@ -170,7 +186,7 @@ struct Agent::Impl {
   // the last step's round trip (TakeResult).
   DraftMeter draft_meter;
   double last_round_trip_ms = 0;
-  StepMetrics step_metrics{metrics};
+  StepMetrics step_metrics{metrics, options.drafter ? options.drafter->name() : std::string()};
 
   Impl(const partition::Model& m, AgentOptions opts, zmq::context_t& ctx, transport::Metrics& met,
        const transport::Clock& clk)
@@ -190,8 +206,8 @@ struct Agent::Impl {
     }
     FillHello();
     DescribeDeviceMetrics(metrics);
-    metrics.Set("splitlm_device_cut", options.cut);
-    metrics.Set("splitlm_device_split_mode", options.cut < layers ? 1 : 0);
+    step_metrics.cut.Set(options.cut);
+    step_metrics.split_mode.Set(options.cut < layers ? 1 : 0);
   }
 
   // The device's weights: all layers when the cut may move or the device may
@@ -285,7 +301,7 @@ struct Agent::Impl {
     for (const auto& ep : replicas->Endpoints(start)) {
       if (exclude.count(ep)) continue;
       if (auto it = down_until.find(ep); it != down_until.end() && start < it->second) continue;
-      LoadAsk a{ChannelFor(ep)};
+      LoadAsk a{ChannelFor(ep), std::nullopt};
       a.done = !a.ch->Send(hello);
       asks.push_back(a);
     }
@@ -379,7 +395,7 @@ struct Agent::Impl {
       if (auto t = CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result)) {
         ++gen.result->failovers;
         gen.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
-        metrics.Add("splitlm_device_failovers_total", 1);
+        step_metrics.failovers.Add(1);
         return t;
       }
       Drop();
@@ -393,7 +409,7 @@ struct Agent::Impl {
     options.cut = k;
     device_w = all_w->Slice(partition::StageSpec::Device(c, k));
     local_w = k < layers ? all_w->Slice(partition::StageSpec::Cloud(c, k)) : nullptr;
-    metrics.Set("splitlm_device_cut", k);
+    step_metrics.cut.Set(k);
   }
 
   // Round trip of a Ping carrying `bytes` each way; nullopt on timeout.
@@ -429,7 +445,7 @@ struct Agent::Impl {
       SetCut(k);
       hello.layer_end = k;
     }
-    metrics.Set("splitlm_device_predicted_tpot_ms", replanner->last_plan().cuts[k].tpot_ms);
+    step_metrics.predicted_tpot_ms.Set(replanner->last_plan().cuts[k].tpot_ms);
   }
 
   // Brings the replanner's inputs up to date (hello, probes, profiles) and
@@ -624,7 +640,7 @@ struct Agent::Impl {
       // whole history of hidden states (transparent rebuild).
       options.log->info("cloud session {} {}: rebuilding from {} positions", f.session_id,
                         transport::ErrorCodeName(e.code), gen.positions);
-      metrics.Add("splitlm_device_evictions_total", 1);
+      step_metrics.evictions.Add(1);
       gen.session_open = false;
       // An unknown session may be a restarted worker: greet it anew.
       if (e.code == ErrorCode::kUnknownSession) hello_ok = false;
@@ -691,7 +707,7 @@ struct Agent::Impl {
   // it answers at once: greet it and rebuild the session there.
   void RestartedWorker(Generation& gen, GenerateResult& result) {
     options.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), gen.positions);
-    metrics.Add("splitlm_device_cloud_restarts_total", 1);
+    step_metrics.cloud_restarts.Add(1);
     ++result.cloud_restarts;
     hello_ok = false;
     gen.session_open = false;
@@ -781,7 +797,7 @@ struct Agent::Impl {
     GenerateResult result;
     Generation gen;
     StartGeneration(req, result, gen);
-    metrics.Set("splitlm_device_active_sessions", 1);
+    step_metrics.active_sessions.Set(1);
     struct Done {
       transport::Metrics& m;
       ~Done() { m.Set("splitlm_device_active_sessions", 0); }
@@ -825,7 +841,7 @@ struct Agent::Impl {
     if (result.tokens.size() > 1) {
       result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - gen.first_token_at).count() /
                                 static_cast<double>(result.tokens.size() - 1);
-      metrics.Set("splitlm_device_measured_tpot_ms", result.measured_tpot_ms);
+      step_metrics.measured_tpot_ms.Set(result.measured_tpot_ms);
     }
     if (gen.session_open && gen.split) channel->Send(transport::CloseSession{gen.session_id});
   }
@@ -887,7 +903,7 @@ struct Agent::Impl {
     gen.local = local_w ? NewStage(local_w) : nullptr;
     gen.all_local = to == layers;
     gen.split = !gen.all_local;
-    metrics.Set("splitlm_device_split_mode", gen.split ? 1 : 0);
+    step_metrics.split_mode.Set(gen.split ? 1 : 0);
     ++gen.result->recuts;
     options.log->info("re-cut {} -> {} at position {}", from, to, gen.fed);
   }
@@ -974,8 +990,7 @@ struct Agent::Impl {
         gen.draft_len->Observe(static_cast<int>(drafts.size()), gen.accepted);
         draft_meter.Observe(static_cast<int>(drafts.size()), gen.accepted, gen.device_s * 1e3,
                             gen.step_rows + static_cast<int>(drafts.size()), last_round_trip_ms);
-        metrics.Set("splitlm_device_draft_acceptance_ewma{drafter=\"" + options.drafter->name() + "\"}",
-                    draft_meter.acceptance());
+        step_metrics.draft_acceptance.Set(draft_meter.acceptance());
       }
     }
     return t;
@@ -1018,10 +1033,10 @@ struct Agent::Impl {
       return std::nullopt;
     }
     ++gen.result->recoveries;
-    metrics.Add("splitlm_device_recoveries_total", 1);
+    step_metrics.recoveries.Add(1);
     options.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), gen.positions);
     gen.split = true;
-    metrics.Set("splitlm_device_split_mode", 1);
+    step_metrics.split_mode.Set(1);
     return t;
   }
 
@@ -1044,8 +1059,8 @@ struct Agent::Impl {
     }
     if (options.fallback == Fallback::kWait) return WaitForCloud(gen);
     ++gen.result->fallbacks;
-    metrics.Add("splitlm_device_fallbacks_total", 1);
-    metrics.Set("splitlm_device_split_mode", 0);
+    step_metrics.fallbacks.Add(1);
+    step_metrics.split_mode.Set(0);
     options.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, gen.positions);
 
     gen.split = false;

@@ -331,6 +331,14 @@ struct CompletionId {
 
 }  // namespace
 
+namespace {
+
+std::string RequestSeries(int status) {
+  return "splitlm_http_requests_total{status=\"" + std::to_string(status) + "\"}";
+}
+
+}  // namespace
+
 OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics,
                      ApiOptions options)
     : OpenAiApi(agent, CodecOf(tokenizer), metrics, std::move(options)) {}
@@ -338,17 +346,29 @@ OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transp
 OpenAiApi::OpenAiApi(Agent& agent, TextCodec codec, transport::Metrics& metrics, ApiOptions options)
     : agent_(agent), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {
   metrics_.Describe("splitlm_http_requests_total", transport::Metrics::Kind::kCounter, "HTTP requests by status");
+  for (int status : {200, 400, 404, 405, 503}) {
+    requests_.emplace(status, metrics_.CounterOf(RequestSeries(status)));
+  }
+}
+
+void OpenAiApi::CountRequest(int status) {
+  const auto it = requests_.find(status);
+  if (it != requests_.end()) {
+    it->second.Add(1);
+  } else {
+    metrics_.CounterOf(RequestSeries(status)).Add(1);
+  }
 }
 
 void OpenAiApi::Handle(const transport::HttpRequest& r, transport::HttpResponder& w) {
   auto send = [&](int status, const json& body) {
-    metrics_.Add("splitlm_http_requests_total{status=\"" + std::to_string(status) + "\"}", 1);
+    CountRequest(status);
     w.Send(status, "application/json", body.dump());
   };
   const std::string path = r.target.substr(0, r.target.find('?'));
   if (path == "/health" && r.method == "GET") return send(200, {{"status", "ok"}});
   if (path == "/metrics" && r.method == "GET") {
-    metrics_.Add("splitlm_http_requests_total{status=\"200\"}", 1);
+    CountRequest(200);
     return w.Send(200, "text/plain; version=0.0.4", metrics_.Render());
   }
   if (path == "/v1/models" && r.method == "GET") {
@@ -364,7 +384,7 @@ void OpenAiApi::Handle(const transport::HttpRequest& r, transport::HttpResponder
 
 void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResponder& w, bool chat) {
   auto send = [&](int status, const json& body) {
-    metrics_.Add("splitlm_http_requests_total{status=\"" + std::to_string(status) + "\"}", 1);
+    CountRequest(status);
     w.Send(status, "application/json", body.dump());
   };
   json body = json::parse(r.body, nullptr, false);
@@ -390,7 +410,7 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
   std::lock_guard<std::mutex> lock(generate_mu_);
   if (request.stream) {
     w.Start(200, "text/event-stream");
-    metrics_.Add("splitlm_http_requests_total{status=\"200\"}", 1);
+    CountRequest(200);
     if (chat) w.Write(answer.Chunk({{"role", "assistant"}, {"content", ""}}, nullptr));
   }
   bool ended = false;  // an end-of-sequence id

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -50,9 +51,14 @@ class OpenAiApi {
 
  private:
   void Completions(const transport::HttpRequest& request, transport::HttpResponder& responder, bool chat);
+  // Counts one answer with `status` in splitlm_http_requests_total.
+  void CountRequest(int status);
   Agent& agent_;
   TextCodec codec_;
   transport::Metrics& metrics_;
+  // One counter per status the API answers with, made once (read-only after
+  // construction, so the HTTP threads share it without a lock).
+  std::map<int, transport::Metrics::Counter> requests_;
   ApiOptions options_;
   std::mutex generate_mu_;
 };
