@@ -2,6 +2,7 @@
 # Style checks (issue 14, docs/style.md):
 #   .ci/check-style.sh format   every tracked *.cpp/*.h matches .clang-format
 #   .ci/check-style.sh tidy     clang-tidy (.clang-tidy) over the production sources
+#   .ci/check-style.sh tidy FILE...   only these .cpp files
 #   .ci/check-style.sh [all]    both
 # Environment: BUILD_DIR (default build; must hold compile_commands.json, which
 # the top-level CMakeLists exports), JOBS (default 2), CLANG_FORMAT, CLANG_TIDY.
@@ -9,6 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode="${1:-all}"
+[ $# -gt 0 ] && shift
 BUILD_DIR="${BUILD_DIR:-build}"
 JOBS="${JOBS:-2}"
 CLANG_FORMAT="${CLANG_FORMAT:-clang-format}"
@@ -49,12 +51,18 @@ check_tidy() {
   while read -r f; do
     # Only what the build compiles (e.g. no fuzz-only or arch-specific file it skips).
     grep -q "\"file\": \"$PWD/$f\"" "$db" && files+=("$f")
-  done < <(production_sources)
+  done < <(if [ $# -gt 0 ]; then printf '%s\n' "$@"; else production_sources; fi)
+  if [ ${#files[@]} -eq 0 ]; then
+    echo "tidy: $db lists none of this tree's sources (configured from another directory?)" >&2
+    return 2
+  fi
   local logs
   logs="$(mktemp -d)"
   local start=$SECONDS
   printf '%s\n' "${files[@]}" | xargs -P "$JOBS" -I{} sh -c \
-    '"$1" -p "$2" --quiet "$3" >"$4/$(echo "$3" | tr / _).log" 2>&1 || true' \
+    'log="$4/$(echo "$3" | tr / _).log"
+     "$1" -p "$2" --quiet "$3" >"$log" 2>&1 ||
+       echo "$3:1:1: error: clang-tidy exited with status $? [clang-tidy-failed]" >>"$log"' \
     _ "$CLANG_TIDY" "$BUILD_DIR" {} "$logs"
   local elapsed=$((SECONDS - start))
   # One finding per "file:line:col: warning|error: message [check]" line;
@@ -76,7 +84,7 @@ check_tidy() {
 
 case "$mode" in
   format) check_format || status=1 ;;
-  tidy) check_tidy || status=1 ;;
+  tidy) check_tidy "$@" || status=1 ;;
   all)
     check_format || status=1
     check_tidy || status=1
