@@ -21,7 +21,8 @@ packages=(cmake ninja-build g++ pkg-config
   libtorch-dev libopenblas0-openmp libzmq3-dev cppzmq-dev capnproto libcapnp-dev
   libboost-dev libspdlog-dev libgtest-dev libsentencepiece-dev libtomlplusplus-dev
   libcli11-dev nlohmann-json3-dev libxxhash-dev libpcre2-dev libutf8proc-dev clang gnuplot-nox
-  python3-yaml)  # python3-yaml: the Kubernetes manifests test
+  python3-yaml  # python3-yaml: the Kubernetes manifests test
+  clang-format clang-tidy)  # .ci/check-style.sh
 
 missing=()
 for p in "${packages[@]}"; do
@@ -97,6 +98,10 @@ case "$mode" in
     done
     ;;
   test)
+    # Format and clang-tidy (.ci/check-style.sh, docs/style.md). A finding fails
+    # the command at the end, after the suite has run and reported.
+    style_status=0
+    BUILD_DIR="$BUILD_DIR" JOBS="$JOBS" bash .ci/check-style.sh || style_status=$?
     if [ ! -d "$BUILD_DIR/npm/node_modules/openai" ] ||
        [ ! -d "$BUILD_DIR/npm/node_modules/@huggingface/tokenizers" ] ||
        [ ! -d "$BUILD_DIR/npm/node_modules/@huggingface/jinja" ]; then
@@ -133,6 +138,10 @@ case "$mode" in
       export SPLITLM_REQUIRE_ARM64=1
     fi
     (cd "$BUILD_DIR" && ctest -j "$JOBS" --output-on-failure --timeout 900)
+    if [ "$style_status" -ne 0 ]; then
+      echo "style: .ci/check-style.sh failed (its findings are above the fuzzing output)" >&2
+      exit "$style_status"
+    fi
     ;;
   *)
     echo "usage: cmake/bootstrap.sh [demo|test|build|cross-arm64|run-arm64 NAME ARGS...]" >&2

@@ -4,7 +4,7 @@
 
 namespace splitlm::sim {
 
-HardwareEmulator::HardwareEmulator(scheduler::HardwareProfile hw, partition::ModelConfig config,
+HardwareEmulator::HardwareEmulator(scheduler::HardwareProfile hw, const partition::ModelConfig& config,
                                    transport::VirtualClock& clock)
     : HardwareEmulator(std::move(hw), config, scheduler::F32Weights(config), clock) {}
 

@@ -162,7 +162,7 @@ struct ShapingRelay::Impl {
       auto arrive = p.free_at + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double, std::milli>(extra_ms));
       arrive = std::max(arrive, p.last_arrival);
       p.last_arrival = arrive;
-      p.queue.push_back({std::vector<char>(buf.begin(), buf.begin() + n), arrive});
+      p.queue.push_back({std::vector<char>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)), arrive});
       p.cv.notify_one();
     }
     std::lock_guard<std::mutex> lock(p.mu);
@@ -268,6 +268,7 @@ ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads cannot be stopped).
 ShapingRelay::~ShapingRelay() {
   impl_->stop = true;
   boost::system::error_code ec;

@@ -63,6 +63,9 @@ class ShapingRelay {
   // clock); bandwidth and delay on the steady clock, as network time is
   // never rescaled. `clock` must outlive the relay.
   explicit ShapingRelay(ShaperOptions options, const transport::Clock& clock = transport::SteadyClock());
+  // Only std::thread::join or asio running out of resources can throw here, and then the
+  // threads cannot be stopped: std::terminate is the right end.
+  // NOLINTNEXTLINE(bugprone-exception-escape): see above
   ~ShapingRelay();  // closes everything and joins its threads
   ShapingRelay(const ShapingRelay&) = delete;
   ShapingRelay& operator=(const ShapingRelay&) = delete;

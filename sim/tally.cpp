@@ -1,13 +1,14 @@
 #include "sim/tally.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace splitlm::sim {
 
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+  return v[std::min(v.size() - 1, static_cast<size_t>(std::llround(p * static_cast<double>(v.size() - 1))))];
 }
 
 RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut, const scheduler::PlanInputs& plan) {

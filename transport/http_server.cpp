@@ -237,6 +237,7 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   impl_->reaper = std::thread([this] { impl_->Reap(); });
 }
 
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads cannot be stopped).
 HttpServer::~HttpServer() {
   impl_->stop = true;
   beast::error_code ec;

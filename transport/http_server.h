@@ -52,6 +52,9 @@ class HttpServer {
   // kInvalidArgument if the address is malformed or refused (beyond loopback
   // without allow_public), kUnavailable if it cannot be bound (in use).
   HttpServer(HttpServerOptions options, HttpHandler handler);
+  // Only std::thread::join or asio running out of resources can throw here, and then the
+  // threads cannot be stopped: std::terminate is the right end.
+  // NOLINTNEXTLINE(bugprone-exception-escape): see above
   ~HttpServer();  // stops accepting and joins every connection
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;

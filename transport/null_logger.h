@@ -17,7 +17,8 @@ const std::shared_ptr<spdlog::logger>& NullLogger();
 // `log`, or NullLogger() when it is null: components pass their options'
 // logger through this once, in their constructors.
 inline std::shared_ptr<spdlog::logger> OrNullLogger(std::shared_ptr<spdlog::logger> log) {
-  return log ? std::move(log) : NullLogger();
+  if (log) return log;  // moved: a ternary with NullLogger()'s const& would copy
+  return NullLogger();
 }
 
 }  // namespace splitlm::transport

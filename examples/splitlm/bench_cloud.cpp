@@ -76,92 +76,117 @@ class PinnedWorker {
   std::string endpoint_;
 };
 
+struct BenchCloudArgs {
+  std::string model;
+  int sessions = 8;
+  int tokens = 32;
+  bool json = false;
+  int workers = 0;  // > 0: 1 against N splitlm-cloud processes
+};
+
+void AddBenchCloudFlags(CLI::App* cmd, BenchCloudArgs* args) {
+  cmd->add_option("--workers", args->workers,
+                  "compare 1 and N splitlm-cloud processes (replicas, one core and one thread each; devices place "
+                  "sessions on the least loaded) instead of 1 and N sessions on one in-process worker")
+      ->check(CLI::Range(0, 64));
+  cmd->add_option("--model", args->model, "model directory or .gguf file")->required();
+  cmd->add_option("--sessions", args->sessions, "concurrent sessions")->check(CLI::Range(2, 256))->capture_default_str();
+  cmd->add_option("--tokens", args->tokens, "tokens per session")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_flag("--json", args->json, "one JSON line");
+}
+
+// Aggregate tokens/s of `sessions` concurrent sessions of `tokens` tokens on
+// the workers at `endpoints`. Devices at cut 0 (embedding only): the cloud
+// does all the layer work, which is what is measured.
+double AggregateTokensPerSecond(const partition::Model& model, zmq::context_t& zctx, int sessions, int tokens,
+                                const std::vector<std::string>& endpoints) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<std::unique_ptr<device::Agent>> agents;
+  std::vector<transport::Metrics> metrics(sessions);
+  for (int i = 0; i < sessions; ++i) {
+    device::AgentOptions options;
+    options.cut = 0;
+    options.fallback = device::Fallback::kFail;
+    options.channel.endpoint = endpoints.front();
+    if (endpoints.size() > 1) options.clouds = endpoints;
+    options.step_deadline = std::chrono::milliseconds(600000);
+    options.channel.heartbeat_interval = std::chrono::milliseconds(60000);
+    agents.push_back(std::make_unique<device::Agent>(model, options, zctx, metrics[i]));
+  }
+  // Warm up each session's connection (hello) before timing.
+  for (auto& agent : agents) agent->Generate({{1}, 1, {}, false});
+  std::vector<std::thread> threads;
+  threads.reserve(sessions);
+  const auto t0 = Clock::now();
+  for (int i = 0; i < sessions; ++i) {
+    threads.emplace_back([&, i] { agents[i]->Generate({{1, 100 + i}, tokens, {}, false}); });
+  }
+  for (auto& t : threads) t.join();
+  return sessions * tokens / std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+// --workers N: the sessions on 1 splitlm-cloud process, then on N, one core each.
+int CompareWorkers(const BenchCloudArgs& args, const partition::Model& model, zmq::context_t& zctx,
+                   const Context& ctx) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  auto with = [&](int n) {
+    std::vector<std::unique_ptr<PinnedWorker>> procs;
+    std::vector<std::string> endpoints;
+    for (int i = 0; i < n; ++i) {
+      procs.push_back(std::make_unique<PinnedWorker>(args.model, i % cores));
+      endpoints.push_back(procs.back()->endpoint());
+    }
+    return AggregateTokensPerSecond(model, zctx, args.sessions, args.tokens, endpoints);
+  };
+  ctx.log->info("bench-cloud: {} sessions of {} tokens on 1 worker, then on {} (one core each)", args.sessions,
+                args.tokens, args.workers);
+  const double one = with(1), many = with(args.workers);
+  if (args.json) {
+    std::cout << nlohmann::json{{"one_worker_tok_s", one}, {"workers_tok_s", many}, {"workers", args.workers},
+                                {"sessions", args.sessions}, {"ratio", many / one}}.dump() << std::endl;
+  } else {
+    std::printf("1 worker           %8.2f tok/s aggregate\n%d workers          %8.2f tok/s aggregate   ratio %.2f (ideal %d)\n",
+                one, args.workers, many, many / one, args.workers);
+  }
+  return 0;
+}
+
+// One session, then N concurrent ones, on one in-process worker (batching).
+int CompareSessions(const BenchCloudArgs& args, const partition::Model& model, zmq::context_t& zctx,
+                    const Context& ctx) {
+  transport::Metrics cloud_metrics;
+  sim::InProcessWorker worker(model, zctx, cloud_metrics, ctx.log);
+  auto run = [&](int n) { return AggregateTokensPerSecond(model, zctx, n, args.tokens, {worker.endpoint()}); };
+  ctx.log->info("bench-cloud: 1 session, then {} concurrent, {} tokens each", args.sessions, args.tokens);
+  const double single = run(1);
+  const double batch0 = cloud_metrics.Get("splitlm_cloud_batches_total"), fwd0 = cloud_metrics.Get("splitlm_cloud_forwards_total");
+  const double many = run(args.sessions);
+  const double mean_batch = (cloud_metrics.Get("splitlm_cloud_forwards_total") - fwd0) /
+                            std::max(1.0, cloud_metrics.Get("splitlm_cloud_batches_total") - batch0);
+  if (args.json) {
+    std::cout << nlohmann::json{{"single_tok_s", single}, {"aggregate_tok_s", many}, {"sessions", args.sessions},
+                                {"ratio", many / single}, {"mean_batch", mean_batch}}.dump() << std::endl;
+  } else {
+    std::printf("one session        %8.2f tok/s\n%d sessions       %8.2f tok/s aggregate   ratio %.2f (target >= 3)   mean batch %.1f\n",
+                single, args.sessions, many, many / single, mean_batch);
+  }
+  return 0;
+}
+
+int RunBenchCloud(const BenchCloudArgs& args, const Context& ctx) {
+  auto model = partition::Model::Open(args.model);
+  zmq::context_t zctx;
+  if (args.workers > 0) return CompareWorkers(args, *model, zctx, ctx);
+  return CompareSessions(args, *model, zctx, ctx);
+}
+
 }  // namespace
 
 Runner AddBenchCloud(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench-cloud", "aggregate tokens/s of N concurrent sessions vs one");
-  auto dir = std::make_shared<std::string>();
-  auto sessions = std::make_shared<int>(8);
-  auto tokens = std::make_shared<int>(32);
-  auto json = std::make_shared<bool>(false);
-  auto workers = std::make_shared<int>(0);
-  cmd->add_option("--workers", *workers,
-                  "compare 1 and N splitlm-cloud processes (replicas, one core and one thread each; devices place "
-                  "sessions on the least loaded) instead of 1 and N sessions on one in-process worker")
-      ->check(CLI::Range(0, 64));
-  cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
-  cmd->add_option("--sessions", *sessions, "concurrent sessions")->check(CLI::Range(2, 256))->capture_default_str();
-  cmd->add_option("--tokens", *tokens, "tokens per session")->check(CLI::Range(2, 100000))->capture_default_str();
-  cmd->add_flag("--json", *json, "one JSON line");
-  return [=](const Context& ctx) {
-    using Clock = std::chrono::steady_clock;
-    auto model = partition::Model::Open(*dir);
-    zmq::context_t zctx;
-    transport::Metrics cloud_metrics;
-    // Devices at cut 0 (embedding only): the cloud does all the layer work,
-    // which is what is measured.
-    auto run_on = [&](int n, const std::vector<std::string>& endpoints) {
-      std::vector<std::unique_ptr<device::Agent>> agents;
-      std::vector<transport::Metrics> metrics(n);
-      for (int i = 0; i < n; ++i) {
-        device::AgentOptions o;
-        o.cut = 0;
-        o.fallback = device::Fallback::kFail;
-        o.channel.endpoint = endpoints.front();
-        if (endpoints.size() > 1) o.clouds = endpoints;
-        o.step_deadline = std::chrono::milliseconds(600000);
-        o.channel.heartbeat_interval = std::chrono::milliseconds(60000);
-        agents.push_back(std::make_unique<device::Agent>(*model, o, zctx, metrics[i]));
-      }
-      // Warm up each session's connection (hello) before timing.
-      for (auto& a : agents) a->Generate({{1}, 1, {}, false});
-      std::vector<std::thread> threads;
-      const auto t0 = Clock::now();
-      for (int i = 0; i < n; ++i) {
-        threads.emplace_back([&, i] { agents[i]->Generate({{1, 100 + i}, *tokens, {}, false}); });
-      }
-      for (auto& t : threads) t.join();
-      return n * (*tokens) / std::chrono::duration<double>(Clock::now() - t0).count();
-    };
-    if (*workers > 0) {
-      const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-      auto with = [&](int n) {
-        std::vector<std::unique_ptr<PinnedWorker>> procs;
-        std::vector<std::string> eps;
-        for (int i = 0; i < n; ++i) {
-          procs.push_back(std::make_unique<PinnedWorker>(*dir, i % cores));
-          eps.push_back(procs.back()->endpoint());
-        }
-        return run_on(*sessions, eps);
-      };
-      ctx.log->info("bench-cloud: {} sessions of {} tokens on 1 worker, then on {} (one core each)", *sessions, *tokens, *workers);
-      const double one = with(1), many = with(*workers);
-      if (*json) {
-        std::cout << nlohmann::json{{"one_worker_tok_s", one}, {"workers_tok_s", many}, {"workers", *workers},
-                                    {"sessions", *sessions}, {"ratio", many / one}}.dump() << std::endl;
-      } else {
-        std::printf("1 worker           %8.2f tok/s aggregate\n%d workers          %8.2f tok/s aggregate   ratio %.2f (ideal %d)\n",
-                    one, *workers, many, many / one, *workers);
-      }
-      return 0;
-    }
-    sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
-    auto run = [&](int n) { return run_on(n, {worker.endpoint()}); };
-    ctx.log->info("bench-cloud: 1 session, then {} concurrent, {} tokens each", *sessions, *tokens);
-    const double single = run(1);
-    const double batch0 = cloud_metrics.Get("splitlm_cloud_batches_total"), fwd0 = cloud_metrics.Get("splitlm_cloud_forwards_total");
-    const double many = run(*sessions);
-    const double mean_batch = (cloud_metrics.Get("splitlm_cloud_forwards_total") - fwd0) /
-                              std::max(1.0, cloud_metrics.Get("splitlm_cloud_batches_total") - batch0);
-    if (*json) {
-      std::cout << nlohmann::json{{"single_tok_s", single}, {"aggregate_tok_s", many}, {"sessions", *sessions},
-                                  {"ratio", many / single}, {"mean_batch", mean_batch}}.dump() << std::endl;
-    } else {
-      std::printf("one session        %8.2f tok/s\n%d sessions       %8.2f tok/s aggregate   ratio %.2f (target >= 3)   mean batch %.1f\n",
-                  single, *sessions, many, many / single, mean_batch);
-    }
-    return 0;
-  };
+  auto args = std::make_shared<BenchCloudArgs>();
+  AddBenchCloudFlags(cmd, args.get());
+  return [args](const Context& ctx) { return RunBenchCloud(*args, ctx); };
 }
 
 }  // namespace splitlm::cli

@@ -134,119 +134,153 @@ std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, 
   return {repeat, novel};
 }
 
+void AddBenchSpeculateFlags(CLI::App* cmd, BenchArgs* args) {
+  cmd->add_option("--model", args->model, "model directory or .gguf file")->required();
+  cmd->add_option("--rtt-ms", args->rtt_ms, "round trip imposed by the relay (half each way)")
+      ->check(CLI::Range(0.0, 10000.0))->capture_default_str();
+  cmd->add_option("--cut", args->cut, "layers [0, cut) on the device (default: half the layers)")->check(CLI::Range(0, 4096));
+  cmd->add_option("--tokens", args->tokens, "tokens generated per prompt")->check(CLI::Range(2, 4096))->capture_default_str();
+  cmd->add_option("--prompts", args->prompts, "prompts per set")->check(CLI::Range(1, 100))->capture_default_str();
+  cmd->add_option("--max-drafts", args->max_drafts, "most drafts per step")->check(CLI::Range(1, device::kMaxDraftsPerStep))
+      ->capture_default_str();
+  cmd->add_option("--novel-temperature", args->novel_temperature, "sampling temperature of the novel set")
+      ->check(CLI::Range(0.0, 10.0))->capture_default_str();
+  cmd->add_flag("--json", args->json, "one JSON line");
+}
+
+// What the agents of every mode and set share.
+struct AgentSetup {
+  const partition::Model& model;
+  const BenchArgs& args;
+  int cut;
+  std::string endpoint;  // the shaping relay's
+  scheduler::ComputeProfile profile;
+  zmq::context_t& zctx;
+  std::shared_ptr<spdlog::logger> log;
+};
+
+// One agent per mode and set, so each set's acceptance is its own; all with
+// the cost model's inputs (profile, probes) so they can predict.
+std::unique_ptr<device::Agent> MakeAgent(const AgentSetup& setup, bool speculative, transport::Metrics& metrics) {
+  device::AgentOptions options;
+  options.cut = setup.cut;
+  options.fallback = device::Fallback::kFail;
+  options.channel.endpoint = setup.endpoint;
+  options.log = setup.log;
+  options.auto_cut.enabled = true;
+  options.auto_cut.device_profile = setup.profile;
+  options.auto_cut.plan.device.threads = at::get_num_threads();
+  options.auto_cut.plan.workload.context = 64;
+  if (speculative) {
+    options.drafter = std::make_shared<device::PromptLookupDrafter>();
+    options.max_drafts = setup.args.max_drafts;
+  }
+  auto agent = std::make_unique<device::Agent>(setup.model, options, setup.zctx, metrics);
+  agent->UseCut(setup.cut);  // fixed: the comparison is at this cut
+  return agent;
+}
+
+nlohmann::json SetRow(const PromptSet& set, const Tally& p, const Tally& s, const scheduler::Prediction& pp,
+                      const scheduler::Prediction& sp, double trips_ratio, double ms_ratio) {
+  return {{"set", set.name},
+          {"what", set.what},
+          {"plain", {{"round_trips_per_token", p.trips_per_token()}, {"ms_per_token", p.ms_per_token()},
+                     {"predicted_ms_per_token", pp.tpot_ms}}},
+          {"speculative", {{"round_trips_per_token", s.trips_per_token()}, {"ms_per_token", s.ms_per_token()},
+                           {"tokens_per_round_trip", s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0},
+                           {"acceptance_rate", s.acceptance()},
+                           {"drafts_accepted_share", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0},
+                           {"predicted_ms_per_token", sp.tpot_ms},
+                           {"predicted_tokens_per_round_trip", sp.tokens_per_round_trip},
+                           {"model_drafts", sp.drafts}}},
+          {"round_trip_reduction", trips_ratio},
+          {"ms_per_token_ratio", ms_ratio},
+          {"tokens_identical", p.outputs == s.outputs}};
+}
+
+void PrintSetRows(const PromptSet& set, const Tally& p, const Tally& s, const scheduler::Prediction& pp,
+                  const scheduler::Prediction& sp, double trips_ratio, double ms_ratio) {
+  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10s %12.2f %13s %10s\n", set.name.c_str(), "plain", p.trips_per_token(),
+              p.trips_per_token() > 0 ? 1 / p.trips_per_token() : 0.0, p.ms_per_token(), "-", pp.tpot_ms, "-", "");
+  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10.2f %12.2f %13d %10s\n", set.name.c_str(), "speculative",
+              s.trips_per_token(), s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0.0,
+              s.ms_per_token(), s.acceptance(), sp.tpot_ms, sp.drafts, p.outputs == s.outputs ? "yes" : "NO");
+  std::printf("%-7s %.2fx fewer round trips per token; speculative ms/token = %.2f x plain\n", set.name.c_str(),
+              trips_ratio, ms_ratio);
+}
+
+// Plain and speculative split on one prompt set: its JSON row (and its table
+// rows unless --json).
+nlohmann::json CompareOnSet(const AgentSetup& setup, const PromptSet& set) {
+  transport::Metrics plain_metrics, spec_metrics;
+  auto plain = MakeAgent(setup, false, plain_metrics);
+  auto spec = MakeAgent(setup, true, spec_metrics);
+  const Tally p = Run(*plain, set, setup.args.tokens, *setup.log);
+  const Tally s = Run(*spec, set, setup.args.tokens, *setup.log);
+  // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
+  const auto plain_plan = plain->PlanAllCuts();
+  const auto spec_plan = spec->PlanAllCuts();
+  if (!plain_plan || !spec_plan)
+    throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
+  const auto& pp = plain_plan->cuts[setup.cut];
+  const auto& sp = spec_plan->cuts[setup.cut];
+  const double trips_ratio = s.trips_per_token() > 0 ? p.trips_per_token() / s.trips_per_token() : 0;
+  const double ms_ratio = p.ms_per_token() > 0 ? s.ms_per_token() / p.ms_per_token() : 0;
+  nlohmann::json row = SetRow(set, p, s, pp, sp, trips_ratio, ms_ratio);
+  if (!setup.args.json) PrintSetRows(set, p, s, pp, sp, trips_ratio, ms_ratio);
+  if (p.outputs != s.outputs) setup.log->error("{}: speculative tokens differ from plain split's", set.name);
+  return row;
+}
+
+int RunBenchSpeculate(const BenchArgs& args, const Context& ctx) {
+  auto model = partition::Model::Open(args.model);
+  const auto& config = model->config();
+  const int cut = args.cut < 0 ? config.num_layers / 2 : args.cut;
+  if (cut >= config.num_layers) {
+    throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) + ": a split needs a cut below the " +
+                                                     std::to_string(config.num_layers) + " layers");
+  }
+  const auto sets = MakePromptSets(*model, args.prompts, args.novel_temperature, *ctx.log);
+  zmq::context_t zctx;
+  transport::Metrics cloud_metrics;
+  sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
+  sim::ShaperOptions shaper;
+  shaper.upstream = worker.endpoint().substr(6);  // tcp://
+  shaper.link.delay_ms = args.rtt_ms / 2;
+  shaper.log = ctx.log;
+  sim::ShapingRelay relay(shaper);
+  scheduler::ProfileOptions profiling;
+  profiling.threads = at::get_num_threads();
+  profiling.progress = [&](const std::string& s) { ctx.log->info("profiling this machine: {}", s); };
+  const AgentSetup setup{*model, args, cut, relay.endpoint(), scheduler::MeasureProfile(*model, profiling), zctx,
+                         ctx.log};
+
+  nlohmann::json rows = nlohmann::json::array();
+  if (!args.json) {
+    std::printf("rtt %.0f ms through the shaping relay, cut %d of %d, %d prompts x %d tokens per set, prompt lookup up to %d drafts\n",
+                args.rtt_ms, cut, config.num_layers, args.prompts, args.tokens, args.max_drafts);
+    std::printf("%-7s %-12s %11s %12s %10s %10s %12s %13s %10s\n", "set", "mode", "trips/tok", "tokens/trip", "ms/token",
+                "acceptance", "predicted_ms", "model_drafts", "identical");
+  }
+  for (const auto& set : sets) rows.push_back(CompareOnSet(setup, set));
+  if (args.json) {
+    std::cout << nlohmann::json{{"rtt_ms", args.rtt_ms}, {"cut", cut}, {"layers", config.num_layers}, {"sets", rows}}.dump()
+              << std::endl;
+  }
+  for (const auto& r : rows) {
+    if (!r["tokens_identical"].get<bool>()) return 1;
+  }
+  return 0;
+}
+
 }  // namespace
 
 Runner AddBenchSpeculate(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "bench-speculate", "plain vs speculative split (prompt lookup) through the shaping relay: round trips and ms per token");
-  auto a = std::make_shared<BenchArgs>();
-  cmd->add_option("--model", a->model, "model directory or .gguf file")->required();
-  cmd->add_option("--rtt-ms", a->rtt_ms, "round trip imposed by the relay (half each way)")
-      ->check(CLI::Range(0.0, 10000.0))->capture_default_str();
-  cmd->add_option("--cut", a->cut, "layers [0, cut) on the device (default: half the layers)")->check(CLI::Range(0, 4096));
-  cmd->add_option("--tokens", a->tokens, "tokens generated per prompt")->check(CLI::Range(2, 4096))->capture_default_str();
-  cmd->add_option("--prompts", a->prompts, "prompts per set")->check(CLI::Range(1, 100))->capture_default_str();
-  cmd->add_option("--max-drafts", a->max_drafts, "most drafts per step")->check(CLI::Range(1, device::kMaxDraftsPerStep))
-      ->capture_default_str();
-  cmd->add_option("--novel-temperature", a->novel_temperature, "sampling temperature of the novel set")
-      ->check(CLI::Range(0.0, 10.0))->capture_default_str();
-  cmd->add_flag("--json", a->json, "one JSON line");
-  return [a](const Context& ctx) {
-    auto model = partition::Model::Open(a->model);
-    const auto& c = model->config();
-    const int cut = a->cut < 0 ? c.num_layers / 2 : a->cut;
-    if (cut >= c.num_layers) {
-      throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) + ": a split needs a cut below the " +
-                                                       std::to_string(c.num_layers) + " layers");
-    }
-    const auto sets = MakePromptSets(*model, a->prompts, a->novel_temperature, *ctx.log);
-    zmq::context_t zctx;
-    transport::Metrics cloud_metrics;
-    sim::InProcessWorker worker(*model, zctx, cloud_metrics, ctx.log);
-    sim::ShaperOptions so;
-    so.upstream = worker.endpoint().substr(6);  // tcp://
-    so.link.delay_ms = a->rtt_ms / 2;
-    so.log = ctx.log;
-    sim::ShapingRelay relay(so);
-    scheduler::ProfileOptions po;
-    po.threads = at::get_num_threads();
-    po.progress = [&](const std::string& s) { ctx.log->info("profiling this machine: {}", s); };
-    const auto profile = scheduler::MeasureProfile(*model, po);
-
-    // One agent per mode and set, so each set's acceptance is its own; all
-    // with the cost model's inputs (profile, probes) so they can predict.
-    auto make_agent = [&](bool speculative, transport::Metrics& m) {
-      device::AgentOptions o;
-      o.cut = cut;
-      o.fallback = device::Fallback::kFail;
-      o.channel.endpoint = relay.endpoint();
-      o.log = ctx.log;
-      o.auto_cut.enabled = true;
-      o.auto_cut.device_profile = profile;
-      o.auto_cut.plan.device.threads = at::get_num_threads();
-      o.auto_cut.plan.workload.context = 64;
-      if (speculative) {
-        o.drafter = std::make_shared<device::PromptLookupDrafter>();
-        o.max_drafts = a->max_drafts;
-      }
-      auto agent = std::make_unique<device::Agent>(*model, o, zctx, m);
-      agent->UseCut(cut);  // fixed: the comparison is at this cut
-      return agent;
-    };
-    nlohmann::json rows = nlohmann::json::array();
-    if (!a->json) {
-      std::printf("rtt %.0f ms through the shaping relay, cut %d of %d, %d prompts x %d tokens per set, prompt lookup up to %d drafts\n",
-                  a->rtt_ms, cut, c.num_layers, a->prompts, a->tokens, a->max_drafts);
-      std::printf("%-7s %-12s %11s %12s %10s %10s %12s %13s %10s\n", "set", "mode", "trips/tok", "tokens/trip", "ms/token",
-                  "acceptance", "predicted_ms", "model_drafts", "identical");
-    }
-    for (const auto& set : sets) {
-      transport::Metrics pm, sm;
-      auto plain = make_agent(false, pm);
-      auto spec = make_agent(true, sm);
-      const Tally p = Run(*plain, set, a->tokens, *ctx.log);
-      const Tally s = Run(*spec, set, a->tokens, *ctx.log);
-      // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
-      const auto plain_plan = plain->PlanAllCuts();
-      const auto spec_plan = spec->PlanAllCuts();
-      if (!plain_plan || !spec_plan)
-        throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
-      const auto& pp = plain_plan->cuts[cut];
-      const auto& sp = spec_plan->cuts[cut];
-      const bool identical = p.outputs == s.outputs;
-      const double trips_ratio = s.trips_per_token() > 0 ? p.trips_per_token() / s.trips_per_token() : 0;
-      const double ms_ratio = p.ms_per_token() > 0 ? s.ms_per_token() / p.ms_per_token() : 0;
-      rows.push_back({{"set", set.name},
-                      {"what", set.what},
-                      {"plain", {{"round_trips_per_token", p.trips_per_token()}, {"ms_per_token", p.ms_per_token()},
-                                 {"predicted_ms_per_token", pp.tpot_ms}}},
-                      {"speculative", {{"round_trips_per_token", s.trips_per_token()}, {"ms_per_token", s.ms_per_token()},
-                                       {"tokens_per_round_trip", s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0},
-                                       {"acceptance_rate", s.acceptance()},
-                                       {"drafts_accepted_share", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0},
-                                       {"predicted_ms_per_token", sp.tpot_ms},
-                                       {"predicted_tokens_per_round_trip", sp.tokens_per_round_trip},
-                                       {"model_drafts", sp.drafts}}},
-                      {"round_trip_reduction", trips_ratio},
-                      {"ms_per_token_ratio", ms_ratio},
-                      {"tokens_identical", identical}});
-      if (!a->json) {
-        std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10s %12.2f %13s %10s\n", set.name.c_str(), "plain", p.trips_per_token(),
-                    p.trips_per_token() > 0 ? 1 / p.trips_per_token() : 0.0, p.ms_per_token(), "-", pp.tpot_ms, "-", "");
-        std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10.2f %12.2f %13d %10s\n", set.name.c_str(), "speculative",
-                    s.trips_per_token(), s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0.0,
-                    s.ms_per_token(), s.acceptance(), sp.tpot_ms, sp.drafts, identical ? "yes" : "NO");
-        std::printf("%-7s %.2fx fewer round trips per token; speculative ms/token = %.2f x plain\n", set.name.c_str(),
-                    trips_ratio, ms_ratio);
-      }
-      if (!identical) ctx.log->error("{}: speculative tokens differ from plain split's", set.name);
-    }
-    if (a->json) std::cout << nlohmann::json{{"rtt_ms", a->rtt_ms}, {"cut", cut}, {"layers", c.num_layers}, {"sets", rows}}.dump() << std::endl;
-    for (const auto& r : rows) {
-      if (!r["tokens_identical"].get<bool>()) return 1;
-    }
-    return 0;
-  };
+  auto args = std::make_shared<BenchArgs>();
+  AddBenchSpeculateFlags(cmd, args.get());
+  return [args](const Context& ctx) { return RunBenchSpeculate(*args, ctx); };
 }
 
 }  // namespace splitlm::cli

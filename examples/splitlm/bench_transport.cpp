@@ -107,75 +107,109 @@ std::vector<double> SplitlmForward(zmq::context_t& ctx, uint32_t cols, int n, si
   return us;
 }
 
+struct BenchTransportArgs {
+  uint32_t hidden = 768;
+  int iterations = 3000;
+  bool json = false;
+};
+
+void AddBenchTransportFlags(CLI::App* cmd, BenchTransportArgs* args) {
+  cmd->add_option("--hidden", args->hidden, "values per hidden vector")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  cmd->add_option("--iterations", args->iterations, "round trips per measurement")->check(CLI::Range(10, 1000000))->capture_default_str();
+  cmd->add_flag("--json", args->json, "one JSON line");
+}
+
+// Round trips (us, the first of each round dropped) of bare REQ/REP and of
+// the splitlm Forward, interleaved in rounds so drift hits both alike.
+struct LinkTimes {
+  std::vector<double> bare, ours;
+  size_t header = 0;  // bytes of the Forward's header frame
+};
+
+LinkTimes MeasureLink(zmq::context_t& zctx, uint32_t hidden, int iterations) {
+  LinkTimes times;
+  const size_t bytes = hidden * sizeof(float);
+  for (int round = 0; round < 5; ++round) {
+    auto b = BareReqRep(zctx, bytes, iterations / 5);
+    auto o = SplitlmForward(zctx, hidden, iterations / 5, &times.header);
+    times.bare.insert(times.bare.end(), b.begin() + 1, b.end());
+    times.ours.insert(times.ours.end(), o.begin() + 1, o.end());
+  }
+  return times;
+}
+
+// The best of three runs of fn, in seconds.
+template <typename Fn>
+double BestOfThree(Fn&& fn) {
+  double b = 1e30;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    fn();
+    b = std::min(b, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return b;
+}
+
+// Codec encode + decode throughput over a buffer larger than the caches,
+// GB/s of fp32 through both, and memcpy there and back.
+struct CodecThroughput {
+  double memcpy_gbs = 0;
+  nlohmann::json codecs = nlohmann::json::object();  // codec name: GB/s
+};
+
+CodecThroughput MeasureCodecs() {
+  const size_t rows = 4096, cols = 4096;
+  std::vector<float> src(rows * cols), dst(rows * cols);
+  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>((i * 2654435761u) % 1000) / 997.0f - 0.5f;
+  std::vector<uint8_t> wire(rows * cols * 4 + rows * 4);
+  const double gb = rows * cols * 4 / 1e9;
+  CodecThroughput result;
+  result.memcpy_gbs = 2 * gb / BestOfThree([&] {
+    std::memcpy(wire.data(), src.data(), rows * cols * 4);
+    std::memcpy(dst.data(), wire.data(), rows * cols * 4);
+  });
+  for (transport::Codec c : transport::kAllCodecs) {
+    const size_t n = transport::EncodedSize(c, rows, cols);
+    result.codecs[transport::CodecName(c)] = 2 * gb / BestOfThree([&] {
+      transport::Encode(c, src.data(), rows, cols, wire.data());
+      transport::Decode(c, wire.data(), n, rows, cols, dst.data());
+    });
+  }
+  return result;
+}
+
+int RunBenchTransport(const BenchTransportArgs& args, const Context& ctx) {
+  zmq::context_t zctx;
+  const size_t bytes = args.hidden * sizeof(float);
+  ctx.log->info("bench-transport: {} round trips of {} bytes each way, interleaved", args.iterations, bytes);
+  const LinkTimes link = MeasureLink(zctx, args.hidden, args.iterations);
+  const double bare_us = Median(link.bare), ours_us = Median(link.ours);
+  const CodecThroughput codec = MeasureCodecs();
+  if (args.json) {
+    nlohmann::json j = {{"bare_reqrep_us", bare_us}, {"forward_us", ours_us}, {"forward_ratio", ours_us / bare_us},
+                        {"header_bytes", link.header}, {"payload_bytes", bytes}, {"memcpy_gb_s", codec.memcpy_gbs},
+                        {"codec_gb_s", codec.codecs}};
+    std::cout << j.dump() << std::endl;
+    return 0;
+  }
+  std::printf("round trip, %zu-byte hidden vector, median of %zu:\n", bytes, link.ours.size());
+  std::printf("  bare ZeroMQ REQ/REP   %8.1f us\n", bare_us);
+  std::printf("  splitlm Forward       %8.1f us   ratio %.2f (limit 1.20)   header frame %zu bytes\n", ours_us,
+              ours_us / bare_us, link.header);
+  std::printf("codec encode+decode (GB/s of fp32 through both), memcpy there and back %.1f GB/s:\n", codec.memcpy_gbs);
+  for (auto& [name, v] : codec.codecs.items()) {
+    std::printf("  %-5s %6.2f GB/s   %.2f of memcpy\n", name.c_str(), v.get<double>(), v.get<double>() / codec.memcpy_gbs);
+  }
+  return 0;
+}
+
 }  // namespace
 
 Runner AddBenchTransport(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench-transport", "link round trip vs bare ZeroMQ, codec throughput vs memcpy");
-  auto hidden = std::make_shared<uint32_t>(768);
-  auto iters = std::make_shared<int>(3000);
-  auto json = std::make_shared<bool>(false);
-  cmd->add_option("--hidden", *hidden, "values per hidden vector")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  cmd->add_option("--iterations", *iters, "round trips per measurement")->check(CLI::Range(10, 1000000))->capture_default_str();
-  cmd->add_flag("--json", *json, "one JSON line");
-  return [=](const Context& ctx) {
-    zmq::context_t zctx;
-    const size_t bytes = *hidden * sizeof(float);
-    ctx.log->info("bench-transport: {} round trips of {} bytes each way, interleaved", *iters, bytes);
-    // Interleave the two measurements in rounds so drift hits both alike.
-    std::vector<double> bare, ours;
-    size_t header = 0;
-    for (int round = 0; round < 5; ++round) {
-      auto b = BareReqRep(zctx, bytes, *iters / 5);
-      auto o = SplitlmForward(zctx, *hidden, *iters / 5, &header);
-      bare.insert(bare.end(), b.begin() + 1, b.end());
-      ours.insert(ours.end(), o.begin() + 1, o.end());
-    }
-    const double bare_us = Median(bare), ours_us = Median(ours);
-
-    // Codec encode + decode throughput over a buffer larger than the caches.
-    const size_t rows = 4096, cols = 4096;
-    std::vector<float> src(rows * cols), dst(rows * cols);
-    for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>((i * 2654435761u) % 1000) / 997.0f - 0.5f;
-    std::vector<uint8_t> wire(rows * cols * 4 + rows * 4);
-    auto best = [](auto&& fn) {
-      double b = 1e30;
-      for (int r = 0; r < 3; ++r) {
-        const auto t0 = Clock::now();
-        fn();
-        b = std::min(b, std::chrono::duration<double>(Clock::now() - t0).count());
-      }
-      return b;
-    };
-    const double gb = rows * cols * 4 / 1e9;
-    const double memcpy_gbs = 2 * gb / best([&] {
-      std::memcpy(wire.data(), src.data(), rows * cols * 4);
-      std::memcpy(dst.data(), wire.data(), rows * cols * 4);
-    });
-    nlohmann::json codecs = nlohmann::json::object();
-    for (transport::Codec c : transport::kAllCodecs) {
-      const size_t n = transport::EncodedSize(c, rows, cols);
-      codecs[transport::CodecName(c)] = 2 * gb / best([&] {
-        transport::Encode(c, src.data(), rows, cols, wire.data());
-        transport::Decode(c, wire.data(), n, rows, cols, dst.data());
-      });
-    }
-    if (*json) {
-      nlohmann::json j = {{"bare_reqrep_us", bare_us}, {"forward_us", ours_us}, {"forward_ratio", ours_us / bare_us},
-                          {"header_bytes", header}, {"payload_bytes", bytes}, {"memcpy_gb_s", memcpy_gbs},
-                          {"codec_gb_s", codecs}};
-      std::cout << j.dump() << std::endl;
-      return 0;
-    }
-    std::printf("round trip, %zu-byte hidden vector, median of %zu:\n", bytes, ours.size());
-    std::printf("  bare ZeroMQ REQ/REP   %8.1f us\n", bare_us);
-    std::printf("  splitlm Forward       %8.1f us   ratio %.2f (limit 1.20)   header frame %zu bytes\n", ours_us,
-                ours_us / bare_us, header);
-    std::printf("codec encode+decode (GB/s of fp32 through both), memcpy there and back %.1f GB/s:\n", memcpy_gbs);
-    for (auto& [name, v] : codecs.items()) {
-      std::printf("  %-5s %6.2f GB/s   %.2f of memcpy\n", name.c_str(), v.get<double>(), v.get<double>() / memcpy_gbs);
-    }
-    return 0;
-  };
+  auto args = std::make_shared<BenchTransportArgs>();
+  AddBenchTransportFlags(cmd, args.get());
+  return [args](const Context& ctx) { return RunBenchTransport(*args, ctx); };
 }
 
 }  // namespace splitlm::cli

@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -30,19 +31,26 @@ void PassiveOpenMpFor(int argc, char** argv) {
   }
 }
 
-int main(int argc, char** argv) {
-  PassiveOpenMpFor(argc, argv);
-  CLI::App app{"splitlm: edge-cloud split inference for transformer language models"};
-  app.require_subcommand(1);
-  app.fallthrough();
+namespace {
+
+using Commands = std::vector<std::pair<CLI::App*, splitlm::cli::Runner>>;
+
+// Options before the subcommand.
+struct GlobalFlags {
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string level = "info";
-  app.add_option("--threads", threads, "compute threads (LibTorch intra-op pool)")
+};
+
+void AddGlobalFlags(CLI::App& app, GlobalFlags* flags) {
+  app.add_option("--threads", flags->threads, "compute threads (LibTorch intra-op pool)")
       ->check(splitlm::scheduler::flags::Schema("model.threads"))
       ->capture_default_str();
-  splitlm::scheduler::flags::AddLogLevel(app, level);
+  splitlm::scheduler::flags::AddLogLevel(app, flags->level);
+}
 
-  std::vector<std::pair<CLI::App*, splitlm::cli::Runner>> commands;
+// Every subcommand, with the function that runs it.
+Commands AddCommands(CLI::App& app) {
+  Commands commands;
   auto add = [&](splitlm::cli::Runner (*fn)(CLI::App&)) {
     size_t before = app.get_subcommands({}).size();
     splitlm::cli::Runner r = fn(app);
@@ -68,17 +76,23 @@ int main(int argc, char** argv) {
   add(splitlm::cli::AddDetokenize);
   add(splitlm::cli::AddChatRender);
   add(splitlm::cli::AddResident);
+  return commands;
+}
 
-  CLI11_PARSE(app, argc, argv);
-
+// The logger and the compute threads, from the parsed global flags.
+splitlm::cli::Context MakeContext(const GlobalFlags& flags) {
   splitlm::cli::Context ctx;
   ctx.log = spdlog::stderr_color_mt("splitlm");
-  ctx.log->set_level(splitlm::scheduler::flags::ParseLogLevel(level));
+  ctx.log->set_level(splitlm::scheduler::flags::ParseLogLevel(flags.level));
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
-  ctx.threads = threads;
+  ctx.threads = flags.threads;
   if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) ctx.tokenizer.spm_shim = shim;
-  at::set_num_threads(threads);
+  at::set_num_threads(flags.threads);
+  return ctx;
+}
 
+// Warns loudly when LibTorch runs on the reference BLAS.
+void CheckBlas(const splitlm::cli::Context& ctx) {
   const auto blas = splitlm::partition::DetectBlas();
   if (!blas.openblas) {
     ctx.log->warn("*** LibTorch is using the reference BLAS ({}): ~20x slower than OpenBLAS. "
@@ -86,9 +100,12 @@ int main(int argc, char** argv) {
                   blas.library.empty() ? "unknown" : blas.library);
   } else {
     ctx.log->debug("blas={} config={} kernels={} threads={}", blas.library, blas.config,
-                   splitlm::partition::kernels::ActiveIsa(), threads);
+                   splitlm::partition::kernels::ActiveIsa(), ctx.threads);
   }
+}
 
+// Runs the parsed subcommand; its exceptions become a message and an exit code.
+int RunParsed(const Commands& commands, const splitlm::cli::Context& ctx) {
   for (auto& [sub, run] : commands) {
     if (!sub->parsed()) continue;
     try {
@@ -99,4 +116,37 @@ int main(int argc, char** argv) {
     }
   }
   return 2;
+}
+
+// Everything but the last resort of main().
+int Main(int argc, char** argv) {
+  PassiveOpenMpFor(argc, argv);
+  CLI::App app{"splitlm: edge-cloud split inference for transformer language models"};
+  app.require_subcommand(1);
+  app.fallthrough();
+  GlobalFlags flags;
+  AddGlobalFlags(app, &flags);
+  const Commands commands = AddCommands(app);
+
+  CLI11_PARSE(app, argc, argv);
+
+  const splitlm::cli::Context ctx = MakeContext(flags);
+  CheckBlas(ctx);
+  return RunParsed(commands, ctx);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // The subcommands' exceptions are reported by RunParsed; one from setting up
+  // (the logger, the option table) ends here rather than in std::terminate.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "splitlm: %s\n", splitlm::MessageOf(e).c_str());
+    return splitlm::ExitCodeOf(e);
+  } catch (...) {
+    std::fprintf(stderr, "splitlm: unknown exception\n");
+    return 1;
+  }
 }
