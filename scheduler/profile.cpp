@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,7 +18,6 @@
 namespace splitlm::scheduler {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, int x) {
   if (xs.empty()) return 0;
@@ -44,7 +42,6 @@ std::string HeldFormat(const partition::Model& model, double layer_bytes) {
   return "f32";
 }
 
-double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 }  // namespace
 

@@ -60,6 +60,7 @@ std::vector<double> RoundErrors(double predicted, const std::vector<double>& mea
 struct CutAccuracy {
   scheduler::Prediction warm, cold;
   std::vector<double> rounds_ms;  // measured time per token, in round order
+  double calibration_ms = 0;      // the calibration pass's time per token (not scored)
   double median_ms = 0;
   double spread = 0;            // interquartile range of rounds_ms / median_ms
   double median_abs_error = 0;  // median over rounds of |warm / round - 1|
@@ -119,17 +120,25 @@ std::vector<std::vector<double>> MeasureRounds(device::Agent& agent, const std::
   return measured;
 }
 
+// What the agent held when it predicted: each side's compute drift
+// (measured / profiled step time) after the calibration pass.
+struct Calibration {
+  double device_drift = 1, cloud_drift = 1;
+};
+
 // Warms every cut up, predicts, then measures: the predictions are made
 // before the rounds they are scored on.
-std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPlanArgs& args, const Context& ctx) {
+std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPlanArgs& args, const Context& ctx,
+                                   Calibration& calibration) {
   const int layers = model.config().num_layers;
   zmq::context_t zctx;
   transport::Metrics cloud_metrics, device_metrics;
   sim::InProcessWorker worker(model, zctx, cloud_metrics, ctx.log);
   device::Agent agent(model, AgentOptionsFor(model, args, worker.endpoint(), ctx), zctx, device_metrics);
   // `cold` from the start-up profiles and probes alone; `warm` after a
-  // warm-up generation at every cut, once the link estimate and the compute
-  // drift have seen real steps.
+  // warm-up generation at every cut (the first at a cut pays for its
+  // allocations) and a calibration round like the scored ones, once the
+  // link estimate and the compute drift have seen real steps.
   const scheduler::Plan cold = PlanAllCuts(agent);
   std::vector<int32_t> prompt(kPromptTokens);
   for (int i = 0; i < kPromptTokens; ++i) prompt[i] = (i * 37 + 1) % model.config().vocab_size;
@@ -137,10 +146,16 @@ std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPla
     agent.UseCut(k);
     agent.Generate({prompt, 16, {}, false});
   }
+  const auto calibration_round = MeasureRounds(agent, prompt, {args.model, args.weights, args.tokens, 1}, ctx);
   const scheduler::Plan warm = PlanAllCuts(agent);
+  calibration.device_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"device\"}");
+  calibration.cloud_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"cloud\"}");
   const auto measured = MeasureRounds(agent, prompt, args, ctx);
   std::vector<CutAccuracy> cuts;
-  for (int k = 0; k <= layers; ++k) cuts.push_back(Score(warm.cuts[k], cold.cuts[k], measured[k]));
+  for (int k = 0; k <= layers; ++k) {
+    cuts.push_back(Score(warm.cuts[k], cold.cuts[k], measured[k]));
+    cuts.back().calibration_ms = calibration_round[k][0];
+  }
   return cuts;
 }
 
@@ -150,7 +165,9 @@ double Worst(const std::vector<CutAccuracy>& cuts, double CutAccuracy::*field) {
   return worst;
 }
 
-void PrintTable(const std::vector<CutAccuracy>& cuts) {
+void PrintTable(const std::vector<CutAccuracy>& cuts, const Calibration& calibration) {
+  std::printf("compute drift after the calibration round: device %.3f, cloud %.3f\n", calibration.device_drift,
+              calibration.cloud_drift);
   std::printf("  cut  predicted_ms  (device  network  cloud)  measured_ms  spread  median_error  (signed)  cold_ms  "
               "cold_error\n");
   for (const auto& c : cuts) {
@@ -166,7 +183,7 @@ void PrintTable(const std::vector<CutAccuracy>& cuts) {
               100 * Worst(cuts, &CutAccuracy::median_abs_cold_error), 100 * Worst(cuts, &CutAccuracy::spread));
 }
 
-nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const BenchPlanArgs& args) {
+nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const Calibration& calibration, const BenchPlanArgs& args) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& c : cuts) {
     const auto& p = c.warm;
@@ -175,13 +192,14 @@ nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const BenchPlanArgs&
                     {"cold_predicted_ms", c.cold.tpot_ms}, {"measured_ms", c.median_ms},
                     {"measured_rounds_ms", c.rounds_ms}, {"measured_spread", c.spread},
                     {"median_abs_error", c.median_abs_error}, {"median_error", c.median_error},
-                    {"median_abs_cold_error", c.median_abs_cold_error}});
+                    {"median_abs_cold_error", c.median_abs_cold_error}, {"calibration_ms", c.calibration_ms}});
   }
   const double worst = Worst(cuts, &CutAccuracy::median_abs_error);
   return {{"cuts", rows}, {"threads", at::get_num_threads()}, {"rounds", args.rounds}, {"tokens", args.tokens},
           {"worst_median_abs_error", worst}, {"worst_median_abs_cold_error", Worst(cuts, &CutAccuracy::median_abs_cold_error)},
           {"worst_measured_spread", Worst(cuts, &CutAccuracy::spread)}, {"target", kTarget},
-          {"target_met", worst <= kTarget}};
+          {"target_met", worst <= kTarget}, {"device_drift", calibration.device_drift},
+          {"cloud_drift", calibration.cloud_drift}};
 }
 
 int RunBenchPlan(const BenchPlanArgs& args, const Context& ctx) {
@@ -190,11 +208,12 @@ int RunBenchPlan(const BenchPlanArgs& args, const Context& ctx) {
                   "(docs/scheduler.md) is --threads 1", at::get_num_threads());
   }
   const auto model = partition::Model::Open(args.model, args.weights);
-  const auto cuts = RunRounds(*model, args, ctx);
+  Calibration calibration;
+  const auto cuts = RunRounds(*model, args, ctx, calibration);
   if (args.json) {
-    std::cout << ToJson(cuts, args).dump() << std::endl;
+    std::cout << ToJson(cuts, calibration, args).dump() << std::endl;
   } else {
-    PrintTable(cuts);
+    PrintTable(cuts, calibration);
   }
   return 0;
 }
