@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <iostream>
 #include <thread>
@@ -61,6 +62,7 @@ struct CutAccuracy {
   scheduler::Prediction warm, cold;
   std::vector<double> rounds_ms;  // measured time per token, in round order
   double calibration_ms = 0;      // the calibration pass's time per token (not scored)
+  double other_ms = 0;            // per token, outside the parts the agent times (median)
   double median_ms = 0;
   double spread = 0;            // interquartile range of rounds_ms / median_ms
   double median_abs_error = 0;  // median over rounds of |warm / round - 1|
@@ -104,20 +106,40 @@ scheduler::Plan PlanAllCuts(device::Agent& agent) {
   return *std::move(plan);
 }
 
-// Rounds over all cuts: measured[cut][round]. A slow moment of this shared
-// machine falls on one round of every cut, not on one cut.
-std::vector<std::vector<double>> MeasureRounds(device::Agent& agent, const std::vector<int32_t>& prompt,
-                                               const BenchPlanArgs& args, const Context& ctx) {
+// The agent's time per part so far (splitlm_device_latency_seconds_total), ms.
+double AccountedMs(const transport::Metrics& metrics) {
+  double s = 0;
+  for (const char* part : {"device_compute", "codec", "network", "cloud_compute", "cloud_queue", "local_compute"}) {
+    s += metrics.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + part + "\"}");
+  }
+  return 1e3 * s;
+}
+
+// Per cut and round: the time per token, and the time of the generation the
+// agent's parts do not account for (outside the compute, codec and round
+// trips: sampling, bookkeeping, stage set-up), per token.
+struct Rounds {
+  std::vector<std::vector<double>> tpot_ms, other_ms;
+};
+
+// Rounds over all cuts. A slow moment of this shared machine falls on one
+// round of every cut, not on one cut.
+Rounds MeasureRounds(device::Agent& agent, const transport::Metrics& metrics, const std::vector<int32_t>& prompt,
+                     const BenchPlanArgs& args, const Context& ctx) {
   const int layers = agent.model().config().num_layers;
-  std::vector<std::vector<double>> measured(layers + 1);
+  Rounds r{std::vector<std::vector<double>>(layers + 1), std::vector<std::vector<double>>(layers + 1)};
   for (int round = 0; round < args.rounds; ++round) {
     for (int k = 0; k <= layers; ++k) {
       agent.UseCut(k);
-      measured[k].push_back(agent.Generate({prompt, args.tokens, {}, false}).measured_tpot_ms);
+      const double accounted = AccountedMs(metrics);
+      const auto start = std::chrono::steady_clock::now();
+      r.tpot_ms[k].push_back(agent.Generate({prompt, args.tokens, {}, false}).measured_tpot_ms);
+      const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      r.other_ms[k].push_back((wall - (AccountedMs(metrics) - accounted)) / args.tokens);
     }
     ctx.log->info("bench-plan: round {}/{} done", round + 1, args.rounds);
   }
-  return measured;
+  return r;
 }
 
 // What the agent held when it predicted: each side's compute drift
@@ -146,15 +168,16 @@ std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPla
     agent.UseCut(k);
     agent.Generate({prompt, 16, {}, false});
   }
-  const auto calibration_round = MeasureRounds(agent, prompt, {args.model, args.weights, args.tokens, 1}, ctx);
+  const auto calibration_round = MeasureRounds(agent, device_metrics, prompt, {args.model, args.weights, args.tokens, 1}, ctx);
   const scheduler::Plan warm = PlanAllCuts(agent);
   calibration.device_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"device\"}");
   calibration.cloud_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"cloud\"}");
-  const auto measured = MeasureRounds(agent, prompt, args, ctx);
+  const auto measured = MeasureRounds(agent, device_metrics, prompt, args, ctx);
   std::vector<CutAccuracy> cuts;
   for (int k = 0; k <= layers; ++k) {
-    cuts.push_back(Score(warm.cuts[k], cold.cuts[k], measured[k]));
-    cuts.back().calibration_ms = calibration_round[k][0];
+    cuts.push_back(Score(warm.cuts[k], cold.cuts[k], measured.tpot_ms[k]));
+    cuts.back().calibration_ms = calibration_round.tpot_ms[k][0];
+    cuts.back().other_ms = Median(measured.other_ms[k]);
   }
   return cuts;
 }
@@ -169,12 +192,13 @@ void PrintTable(const std::vector<CutAccuracy>& cuts, const Calibration& calibra
   std::printf("compute drift after the calibration round: device %.3f, cloud %.3f\n", calibration.device_drift,
               calibration.cloud_drift);
   std::printf("  cut  predicted_ms  (device  network  cloud)  measured_ms  spread  median_error  (signed)  cold_ms  "
-              "cold_error\n");
+              "cold_error  unaccounted_ms\n");
   for (const auto& c : cuts) {
     const auto& p = c.warm;
-    std::printf("  %3d  %12.3f  (%6.3f  %7.3f  %5.3f)  %11.3f  %5.1f%%  %11.1f%%  (%+6.1f%%)  %7.3f  %9.1f%%\n", p.cut,
-                p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, c.median_ms, 100 * c.spread,
-                100 * c.median_abs_error, 100 * c.median_error, c.cold.tpot_ms, 100 * c.median_abs_cold_error);
+    std::printf("  %3d  %12.3f  (%6.3f  %7.3f  %5.3f)  %11.3f  %5.1f%%  %11.1f%%  (%+6.1f%%)  %7.3f  %9.1f%%  %14.3f\n",
+                p.cut, p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, c.median_ms, 100 * c.spread,
+                100 * c.median_abs_error, 100 * c.median_error, c.cold.tpot_ms, 100 * c.median_abs_cold_error,
+                c.other_ms);
   }
   const double worst = Worst(cuts, &CutAccuracy::median_abs_error);
   std::printf("worst median error %.1f%% (target %.0f%%: %s); from the start-up profiles alone %.1f%%; the "
@@ -192,7 +216,8 @@ nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const Calibration& c
                     {"cold_predicted_ms", c.cold.tpot_ms}, {"measured_ms", c.median_ms},
                     {"measured_rounds_ms", c.rounds_ms}, {"measured_spread", c.spread},
                     {"median_abs_error", c.median_abs_error}, {"median_error", c.median_error},
-                    {"median_abs_cold_error", c.median_abs_cold_error}, {"calibration_ms", c.calibration_ms}});
+                    {"median_abs_cold_error", c.median_abs_cold_error}, {"calibration_ms", c.calibration_ms},
+                    {"unaccounted_ms", c.other_ms}});
   }
   const double worst = Worst(cuts, &CutAccuracy::median_abs_error);
   return {{"cuts", rows}, {"threads", at::get_num_threads()}, {"rounds", args.rounds}, {"tokens", args.tokens},
