@@ -147,53 +147,72 @@ class Lexer {
         return p;
       }
       if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
-        size_t e = p;
-        while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
-        tokens_.push_back({Token::kName, src_.substr(p, e - p), p});
-        p = e;
+        p = LexName(p);
       } else if (std::isdigit(static_cast<unsigned char>(c))) {
-        size_t e = p;
-        while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
-        bool real = false;
-        if (e + 1 < src_.size() && src_[e] == '.' && std::isdigit(static_cast<unsigned char>(src_[e + 1]))) {
-          real = true;
-          ++e;
-          while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
-        }
-        tokens_.push_back({real ? Token::kFloat : Token::kInt, src_.substr(p, e - p), p});
-        p = e;
+        p = LexNumber(p);
       } else if (c == '\'' || c == '"') {
-        std::string s;
-        size_t e = p + 1;
-        while (e < src_.size() && src_[e] != c) {
-          if (src_[e] == '\\' && e + 1 < src_.size()) {
-            const char n = src_[++e];
-            s += n == 'n' ? '\n' : n == 't' ? '\t' : n == 'r' ? '\r' : n == 'b' ? '\b' : n == 'f' ? '\f' : n == 'v' ? '\v' : n;
-          } else {
-            s += src_[e];
-          }
-          ++e;
-        }
-        if (e >= src_.size()) Fail(p, "string literal is never closed");
-        tokens_.push_back({Token::kString, s, p});
-        p = e + 1;
+        p = LexString(p);
       } else {
-        static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                                     "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"};
-        const char* found = nullptr;
-        for (const char* op : kOps) {
-          if (src_.compare(p, std::strlen(op), op) == 0) {
-            found = op;
-            break;
-          }
-        }
-        if (!found) Fail(p, std::string("unexpected character '") + c + "'");
-        if (*found == '{' || *found == '(' || *found == '[') ++depth;
-        if ((*found == '}' || *found == ')' || *found == ']') && depth > 0) --depth;
-        tokens_.push_back({Token::kOp, found, p});
-        p += std::strlen(found);
+        p = LexOp(p, &depth);
       }
     }
+  }
+
+  // Each Lex* pushes the token starting at `p` and returns where it ends.
+  size_t LexName(size_t p) {
+    size_t e = p;
+    while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
+    tokens_.push_back({Token::kName, src_.substr(p, e - p), p});
+    return e;
+  }
+
+  size_t LexNumber(size_t p) {
+    size_t e = p;
+    while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
+    bool real = false;
+    if (e + 1 < src_.size() && src_[e] == '.' && std::isdigit(static_cast<unsigned char>(src_[e + 1]))) {
+      real = true;
+      ++e;
+      while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
+    }
+    tokens_.push_back({real ? Token::kFloat : Token::kInt, src_.substr(p, e - p), p});
+    return e;
+  }
+
+  size_t LexString(size_t p) {
+    const char quote = src_[p];
+    std::string s;
+    size_t e = p + 1;
+    while (e < src_.size() && src_[e] != quote) {
+      if (src_[e] == '\\' && e + 1 < src_.size()) {
+        const char n = src_[++e];
+        s += n == 'n' ? '\n' : n == 't' ? '\t' : n == 'r' ? '\r' : n == 'b' ? '\b' : n == 'f' ? '\f' : n == 'v' ? '\v' : n;
+      } else {
+        s += src_[e];
+      }
+      ++e;
+    }
+    if (e >= src_.size()) Fail(p, "string literal is never closed");
+    tokens_.push_back({Token::kString, s, p});
+    return e + 1;
+  }
+
+  // An operator; `depth` counts the brackets open in the tag.
+  size_t LexOp(size_t p, int* depth) {
+    static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
+                                 "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"};
+    const char* found = nullptr;
+    for (const char* op : kOps) {
+      if (src_.compare(p, std::strlen(op), op) == 0) {
+        found = op;
+        break;
+      }
+    }
+    if (!found) Fail(p, std::string("unexpected character '") + src_[p] + "'");
+    if (*found == '{' || *found == '(' || *found == '[') ++*depth;
+    if ((*found == '}' || *found == ')' || *found == ']') && *depth > 0) --*depth;
+    tokens_.push_back({Token::kOp, found, p});
+    return p + std::strlen(found);
   }
 
   std::string src_;
@@ -288,110 +307,10 @@ class Parser {
     const std::string word = ExpectName();
     auto n = std::make_shared<Node>();
     n->pos = pos;
-    if (word == "if") {
-      n->kind = Node::kIf;
-      n->kids.push_back(Expr());
-      ExpectStmtClose();
-      n->kids.push_back(Body({"elif", "else", "endif"}));
-      Node* tail = n.get();
-      while (true) {
-        const size_t p = Next().pos;  // {%
-        const std::string w = ExpectName();
-        if (w == "elif") {
-          auto e = std::make_shared<Node>();
-          e->kind = Node::kIf;
-          e->pos = p;
-          e->kids.push_back(Expr());
-          ExpectStmtClose();
-          e->kids.push_back(Body({"elif", "else", "endif"}));
-          auto wrap = std::make_shared<Node>();
-          wrap->kind = Node::kBlock;
-          wrap->kids.push_back(e);
-          tail->kids.push_back(wrap);
-          tail = e.get();
-        } else if (w == "else") {
-          ExpectStmtClose();
-          tail->kids.push_back(Body({"endif"}));
-        } else {
-          ExpectStmtClose();
-          return n;
-        }
-      }
-    }
-    if (word == "for") {
-      n->kind = Node::kFor;
-      n->names.push_back(ExpectName());
-      while (IsOp(",")) {
-        Next();
-        n->names.push_back(ExpectName());
-      }
-      if (!IsName("in")) Fail(Peek().pos, "expected 'in'" + Got());
-      Next();
-      n->kids.push_back(Ternary(/*allow_if=*/false));
-      NodeP filter;
-      if (IsName("if")) {
-        Next();
-        filter = Expr();
-      }
-      if (IsName("recursive")) Fail(Peek().pos, "recursive loops are not supported");
-      ExpectStmtClose();
-      n->kids.push_back(Body({"else", "endfor"}));
-      NodeP otherwise;
-      Next();
-      if (ExpectName() == "else") {
-        ExpectStmtClose();
-        otherwise = Body({"endfor"});
-        Next();
-        ExpectName();
-      }
-      ExpectStmtClose();
-      n->kids.push_back(otherwise);
-      n->kids.push_back(filter);
-      return n;
-    }
-    if (word == "set") {
-      n->kind = Node::kSet;
-      n->names.push_back(ExpectName());
-      if (IsOp(".")) {
-        Next();
-        n->names.push_back(ExpectName());
-      }
-      if (IsOp("=")) {
-        Next();
-        n->kids.push_back(Expr());
-        ExpectStmtClose();
-        return n;
-      }
-      ExpectStmtClose();
-      n->kids.push_back(Body({"endset"}));
-      n->value = true;  // block set: the body's output
-      Next();
-      ExpectName();
-      ExpectStmtClose();
-      return n;
-    }
-    if (word == "macro") {
-      n->kind = Node::kMacro;
-      n->name = ExpectName();
-      ExpectOp("(");
-      while (!IsOp(")")) {
-        n->names.push_back(ExpectName());
-        NodeP def;
-        if (IsOp("=")) {
-          Next();
-          def = Expr();
-        }
-        n->kids.push_back(def);
-        if (!IsOp(")")) ExpectOp(",");
-      }
-      Next();
-      ExpectStmtClose();
-      n->kids.push_back(Body({"endmacro"}));
-      Next();
-      ExpectName();
-      ExpectStmtClose();
-      return n;
-    }
+    if (word == "if") return IfStatement(n);
+    if (word == "for") return ForStatement(n);
+    if (word == "set") return SetStatement(n);
+    if (word == "macro") return MacroStatement(n);
     if (word == "break" || word == "continue") {
       n->kind = word == "break" ? Node::kBreak : Node::kContinue;
       ExpectStmtClose();
@@ -403,6 +322,116 @@ class Parser {
       return n;
     }
     Fail(pos, "unsupported statement {% " + word + " %}");
+  }
+
+  // Each *Statement fills `n` from the tokens after its keyword, up to and
+  // including its end tag.
+  NodeP IfStatement(NodeP n) {
+    n->kind = Node::kIf;
+    n->kids.push_back(Expr());
+    ExpectStmtClose();
+    n->kids.push_back(Body({"elif", "else", "endif"}));
+    Node* tail = n.get();
+    while (true) {
+      const size_t p = Next().pos;  // {%
+      const std::string w = ExpectName();
+      if (w == "elif") {
+        auto e = std::make_shared<Node>();
+        e->kind = Node::kIf;
+        e->pos = p;
+        e->kids.push_back(Expr());
+        ExpectStmtClose();
+        e->kids.push_back(Body({"elif", "else", "endif"}));
+        auto wrap = std::make_shared<Node>();
+        wrap->kind = Node::kBlock;
+        wrap->kids.push_back(e);
+        tail->kids.push_back(wrap);
+        tail = e.get();
+      } else if (w == "else") {
+        ExpectStmtClose();
+        tail->kids.push_back(Body({"endif"}));
+      } else {
+        ExpectStmtClose();
+        return n;
+      }
+    }
+  }
+
+  NodeP ForStatement(NodeP n) {
+    n->kind = Node::kFor;
+    n->names.push_back(ExpectName());
+    while (IsOp(",")) {
+      Next();
+      n->names.push_back(ExpectName());
+    }
+    if (!IsName("in")) Fail(Peek().pos, "expected 'in'" + Got());
+    Next();
+    n->kids.push_back(Ternary(/*allow_if=*/false));
+    NodeP filter;
+    if (IsName("if")) {
+      Next();
+      filter = Expr();
+    }
+    if (IsName("recursive")) Fail(Peek().pos, "recursive loops are not supported");
+    ExpectStmtClose();
+    n->kids.push_back(Body({"else", "endfor"}));
+    NodeP otherwise;
+    Next();
+    if (ExpectName() == "else") {
+      ExpectStmtClose();
+      otherwise = Body({"endfor"});
+      Next();
+      ExpectName();
+    }
+    ExpectStmtClose();
+    n->kids.push_back(otherwise);
+    n->kids.push_back(filter);
+    return n;
+  }
+
+  NodeP SetStatement(NodeP n) {
+    n->kind = Node::kSet;
+    n->names.push_back(ExpectName());
+    if (IsOp(".")) {
+      Next();
+      n->names.push_back(ExpectName());
+    }
+    if (IsOp("=")) {
+      Next();
+      n->kids.push_back(Expr());
+      ExpectStmtClose();
+      return n;
+    }
+    ExpectStmtClose();
+    n->kids.push_back(Body({"endset"}));
+    n->value = true;  // block set: the body's output
+    Next();
+    ExpectName();
+    ExpectStmtClose();
+    return n;
+  }
+
+  NodeP MacroStatement(NodeP n) {
+    n->kind = Node::kMacro;
+    n->name = ExpectName();
+    ExpectOp("(");
+    while (!IsOp(")")) {
+      n->names.push_back(ExpectName());
+      NodeP def;
+      if (IsOp("=")) {
+        Next();
+        def = Expr();
+      }
+      n->kids.push_back(def);
+      if (!IsOp(")")) ExpectOp(",");
+    }
+    Next();
+    ExpectStmtClose();
+    n->kids.push_back(Body({"endmacro"}));
+    Next();
+    ExpectName();
+    ExpectStmtClose();
+    return n;
   }
 
   NodeP Make(Node::Kind kind, size_t pos, std::vector<NodeP> kids, std::string name = "") {
@@ -633,46 +662,53 @@ class Parser {
         if (t.text == "none" || t.text == "None") return lit(nullptr);
         return Make(Node::kName, t.pos, {}, t.text);
       case Token::kOp:
-        if (t.text == "(") {
-          NodeP e = Expr();
-          if (IsOp(",")) {  // a tuple: kept as a list
-            auto list = Make(Node::kList, t.pos, {e});
-            while (IsOp(",")) {
-              Next();
-              if (IsOp(")")) break;
-              list->kids.push_back(Expr());
-            }
-            e = list;
-          }
-          ExpectOp(")");
-          return e;
-        }
-        if (t.text == "[") {
-          auto list = Make(Node::kList, t.pos, {});
-          while (!IsOp("]")) {
-            list->kids.push_back(Expr());
-            if (!IsOp("]")) ExpectOp(",");
-          }
-          Next();
-          return list;
-        }
-        if (t.text == "{") {
-          auto dict = Make(Node::kDict, t.pos, {});
-          while (!IsOp("}")) {
-            dict->kids.push_back(Expr());
-            ExpectOp(":");
-            dict->kids.push_back(Expr());
-            if (!IsOp("}")) ExpectOp(",");
-          }
-          Next();
-          return dict;
-        }
+        if (t.text == "(") return Parenthesised(t.pos);
+        if (t.text == "[") return ListLiteral(t.pos);
+        if (t.text == "{") return DictLiteral(t.pos);
         break;
       default:
         break;
     }
     --i_;
     Fail(t.pos, "expected an expression" + Got());
+  }
+
+  // After the opening bracket at `pos`, up to and including the closing one.
+  NodeP Parenthesised(size_t pos) {
+    NodeP e = Expr();
+    if (IsOp(",")) {  // a tuple: kept as a list
+      auto list = Make(Node::kList, pos, {e});
+      while (IsOp(",")) {
+        Next();
+        if (IsOp(")")) break;
+        list->kids.push_back(Expr());
+      }
+      e = list;
+    }
+    ExpectOp(")");
+    return e;
+  }
+
+  NodeP ListLiteral(size_t pos) {
+    auto list = Make(Node::kList, pos, {});
+    while (!IsOp("]")) {
+      list->kids.push_back(Expr());
+      if (!IsOp("]")) ExpectOp(",");
+    }
+    Next();
+    return list;
+  }
+
+  NodeP DictLiteral(size_t pos) {
+    auto dict = Make(Node::kDict, pos, {});
+    while (!IsOp("}")) {
+      dict->kids.push_back(Expr());
+      ExpectOp(":");
+      dict->kids.push_back(Expr());
+      if (!IsOp("}")) ExpectOp(",");
+    }
+    Next();
+    return dict;
   }
 
   std::vector<Token> t_;
@@ -1085,19 +1121,7 @@ class Renderer {
       return Value::Of(op == "==" ? eq : !eq);
     }
     if (op == "in" || op == "not in") {
-      bool found = false;
-      if (r.is_json() && r.j.is_string()) {
-        if (!l.is_json() || !l.j.is_string()) Fail(n, "'in <string>' needs a string on the left, got " + TypeName(l));
-        found = r.j.get<std::string>().find(l.j.get<std::string>()) != std::string::npos;
-      } else if (r.is_json() && r.j.is_array()) {
-        found = l.is_json() && std::find(r.j.begin(), r.j.end(), l.j) != r.j.end();
-      } else if (r.is_json() && r.j.is_object()) {
-        found = l.is_json() && l.j.is_string() && r.j.contains(l.j.get<std::string>());
-      } else if (r.k == Value::K::kNamespace) {
-        found = l.is_json() && l.j.is_string() && r.ns->contains(l.j.get<std::string>());
-      } else if (!r.undefined()) {
-        Fail(n, "'in' needs a string, list or mapping on the right, got " + TypeName(r));
-      }
+      const bool found = Contains(n, l, r);
       return Value::Of(op == "in" ? found : !found);
     }
     if (op == "+" && ((l.is_json() && l.j.is_string()) || (r.is_json() && r.j.is_string()))) {
@@ -1119,6 +1143,30 @@ class Renderer {
         return Value::Of(op == "<" ? c < 0 : op == ">" ? c > 0 : op == "<=" ? c <= 0 : c >= 0);
       }
     }
+    return Arithmetic(n, op, l, r);
+  }
+
+  // `l in r`: a substring, a list element, a mapping's or namespace's key.
+  bool Contains(const Node& n, const Value& l, const Value& r) {
+    bool found = false;
+    if (r.is_json() && r.j.is_string()) {
+      if (!l.is_json() || !l.j.is_string()) Fail(n, "'in <string>' needs a string on the left, got " + TypeName(l));
+      found = r.j.get<std::string>().find(l.j.get<std::string>()) != std::string::npos;
+    } else if (r.is_json() && r.j.is_array()) {
+      found = l.is_json() && std::find(r.j.begin(), r.j.end(), l.j) != r.j.end();
+    } else if (r.is_json() && r.j.is_object()) {
+      found = l.is_json() && l.j.is_string() && r.j.contains(l.j.get<std::string>());
+    } else if (r.k == Value::K::kNamespace) {
+      found = l.is_json() && l.j.is_string() && r.ns->contains(l.j.get<std::string>());
+    } else if (!r.undefined()) {
+      Fail(n, "'in' needs a string, list or mapping on the right, got " + TypeName(r));
+    }
+    return found;
+  }
+
+  // Comparison and arithmetic on numbers and booleans (integers stay
+  // integers unless either side is a float, as in Python).
+  Value Arithmetic(const Node& n, const std::string& op, const Value& l, const Value& r) {
     const bool nums = l.is_json() && r.is_json() && (l.j.is_number() || l.j.is_boolean()) && (r.j.is_number() || r.j.is_boolean());
     if (!nums) Fail(n, "cannot apply '" + op + "' to " + Article(TypeName(l)) + " and " + Article(TypeName(r)));
     const double x = l.j.is_boolean() ? l.j.get<bool>() : l.j.get<double>();
@@ -1201,6 +1249,65 @@ class Renderer {
     return s;
   }
 
+  // s.startswith(x) / s.endswith(x) (`m`), x a string or a list of strings.
+  bool HasAffix(const Node& n, const std::string& s, const std::string& m, const std::vector<Value>& args) {
+    std::vector<std::string> options;
+    if (!args.empty() && args[0].is_json() && args[0].j.is_array()) {
+      for (const auto& o : args[0].j) {
+        if (!o.is_string()) Fail(n, m + "() needs strings");
+        options.push_back(o.get<std::string>());
+      }
+    } else {
+      options.push_back(StrArg(n, args, 0, m + "()"));
+    }
+    for (const auto& o : options) {
+      if (o.size() <= s.size() && (m == "startswith" ? s.compare(0, o.size(), o) == 0 : s.compare(s.size() - o.size(), o.size(), o) == 0)) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // s.split(sep=None, maxsplit=-1), as Python's.
+  json Split(const Node& n, const std::string& s, const std::vector<Value>& args) {
+    int64_t max = -1;
+    if (args.size() > 1 && args[1].is_json() && args[1].j.is_number_integer()) max = args[1].j.get<int64_t>();
+    if (args.empty() || (args[0].is_json() && args[0].j.is_null())) return SplitOnSpace(s, max);
+    json parts = json::array();
+    const std::string& sep = StrArg(n, args, 0, "split()");
+    if (sep.empty()) Fail(n, "split() separator is empty");
+    size_t i = 0;
+    while (true) {
+      const size_t e = (max >= 0 && static_cast<int64_t>(parts.size()) == max) ? std::string::npos : s.find(sep, i);
+      if (e == std::string::npos) {
+        parts.push_back(s.substr(i));
+        break;
+      }
+      parts.push_back(s.substr(i, e - i));
+      i = e + sep.size();
+    }
+    return parts;
+  }
+
+  // Split at runs of white space, at most `max` times (< 0: no limit).
+  static json SplitOnSpace(const std::string& s, int64_t max) {
+    json parts = json::array();
+    size_t i = 0;
+    while (true) {
+      while (i < s.size() && IsSpace(s[i])) ++i;
+      if (i >= s.size()) break;
+      if (max >= 0 && static_cast<int64_t>(parts.size()) == max) {
+        parts.push_back(Strip(s.substr(i), "", false, true));
+        break;
+      }
+      size_t e = i;
+      while (e < s.size() && !IsSpace(s[e])) ++e;
+      parts.push_back(s.substr(i, e - i));
+      i = e;
+    }
+    return parts;
+  }
+
   Value StringMethod(const Node& n, const std::string& s, const std::string& m, const std::vector<Value>& args) {
     auto chars = [&]() -> std::string {
       if (args.empty() || (args[0].is_json() && args[0].j.is_null())) return "";
@@ -1213,57 +1320,8 @@ class Renderer {
     if (m == "lower") return Value::Of(Case(s, 0));
     if (m == "title") return Value::Of(Title(s));
     if (m == "capitalize") return Value::Of(s.empty() ? s : Case(s.substr(0, 1), 1) + Case(s.substr(1), 0));
-    if (m == "startswith" || m == "endswith") {
-      std::vector<std::string> options;
-      if (!args.empty() && args[0].is_json() && args[0].j.is_array()) {
-        for (const auto& o : args[0].j) {
-          if (!o.is_string()) Fail(n, m + "() needs strings");
-          options.push_back(o.get<std::string>());
-        }
-      } else {
-        options.push_back(StrArg(n, args, 0, m + "()"));
-      }
-      for (const auto& o : options) {
-        if (o.size() <= s.size() && (m == "startswith" ? s.compare(0, o.size(), o) == 0 : s.compare(s.size() - o.size(), o.size(), o) == 0)) {
-          return Value::Of(true);
-        }
-      }
-      return Value::Of(false);
-    }
-    if (m == "split") {
-      json parts = json::array();
-      int64_t max = -1;
-      if (args.size() > 1 && args[1].is_json() && args[1].j.is_number_integer()) max = args[1].j.get<int64_t>();
-      if (args.empty() || (args[0].is_json() && args[0].j.is_null())) {
-        size_t i = 0;
-        while (true) {
-          while (i < s.size() && IsSpace(s[i])) ++i;
-          if (i >= s.size()) break;
-          if (max >= 0 && static_cast<int64_t>(parts.size()) == max) {
-            parts.push_back(Strip(s.substr(i), "", false, true));
-            break;
-          }
-          size_t e = i;
-          while (e < s.size() && !IsSpace(s[e])) ++e;
-          parts.push_back(s.substr(i, e - i));
-          i = e;
-        }
-        return Value::Of(parts);
-      }
-      const std::string& sep = StrArg(n, args, 0, "split()");
-      if (sep.empty()) Fail(n, "split() separator is empty");
-      size_t i = 0;
-      while (true) {
-        const size_t e = (max >= 0 && static_cast<int64_t>(parts.size()) == max) ? std::string::npos : s.find(sep, i);
-        if (e == std::string::npos) {
-          parts.push_back(s.substr(i));
-          break;
-        }
-        parts.push_back(s.substr(i, e - i));
-        i = e + sep.size();
-      }
-      return Value::Of(parts);
-    }
+    if (m == "startswith" || m == "endswith") return Value::Of(HasAffix(n, s, m, args));
+    if (m == "split") return Value::Of(Split(n, s, args));
     if (m == "replace") {
       int64_t count = -1;
       if (args.size() > 2 && args[2].is_json() && args[2].j.is_number_integer()) count = args[2].j.get<int64_t>();
@@ -1297,18 +1355,7 @@ class Renderer {
         return StringMethod(n, obj.j.get<std::string>(), m, EvalArgs(n, 1));
       }
       if (obj.is_json() && obj.j.is_object() && (m == "items" || m == "keys" || m == "values" || m == "get")) {
-        const auto args = EvalArgs(n, 1);
-        json r = json::array();
-        if (m == "get") {
-          const std::string& key = StrArg(n, args, 0, "get()");
-          auto it = obj.j.find(key);
-          if (it != obj.j.end()) return Value::Of(*it);
-          return args.size() > 1 ? args[1] : Value::Of(nullptr);
-        }
-        for (auto it = obj.j.begin(); it != obj.j.end(); ++it) {
-          r.push_back(m == "items" ? json::array({it.key(), it.value()}) : m == "keys" ? json(it.key()) : it.value());
-        }
-        return Value::Of(r);
+        return MappingMethod(n, obj.j, m, EvalArgs(n, 1));
       }
     }
     const Value f = Eval(callee);
@@ -1318,38 +1365,33 @@ class Renderer {
       Fail(n, callee.kind == Node::kAttr ? "unsupported method ." + callee.name + "() on " + Article(TypeName(Eval(*callee.kids[0])))
                                           : "cannot call " + Article(TypeName(f)));
     }
-    if (f.global == "raise_exception") {
+    return CallGlobal(n, f.global, args);
+  }
+
+  // d.items(), d.keys(), d.values(), d.get(key, default=none).
+  Value MappingMethod(const Node& n, const json& obj, const std::string& m, const std::vector<Value>& args) {
+    json r = json::array();
+    if (m == "get") {
+      const std::string& key = StrArg(n, args, 0, "get()");
+      auto it = obj.find(key);
+      if (it != obj.end()) return Value::Of(*it);
+      return args.size() > 1 ? args[1] : Value::Of(nullptr);
+    }
+    for (auto it = obj.begin(); it != obj.end(); ++it) {
+      r.push_back(m == "items" ? json::array({it.key(), it.value()}) : m == "keys" ? json(it.key()) : it.value());
+    }
+    return Value::Of(r);
+  }
+
+  // The global functions: raise_exception, namespace, range, strftime_now.
+  Value CallGlobal(const Node& n, const std::string& name, const std::vector<Value>& args) {
+    if (name == "raise_exception") {
       throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) +
                                                        ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
     }
-    if (f.global == "namespace") {
-      Value v;
-      v.k = Value::K::kNamespace;
-      v.ns = std::make_shared<json>(json::object());
-      if (!args.empty()) {
-        if (!args[0].is_json() || !args[0].j.is_object()) Fail(n, "namespace() takes a mapping or keyword arguments");
-        *v.ns = args[0].j;
-      }
-      for (const auto& [key, expr] : n.kwargs) (*v.ns)[key] = Json(*expr, Eval(*expr), "namespace()");
-      return v;
-    }
-    if (f.global == "range") {
-      std::vector<int64_t> a;
-      for (const auto& v : args) {
-        if (!v.is_json() || !v.j.is_number_integer()) Fail(n, "range() needs integers");
-        a.push_back(v.j.get<int64_t>());
-      }
-      if (a.empty() || a.size() > 3) Fail(n, "range() takes 1 to 3 integers");
-      const int64_t start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0], step = a.size() > 2 ? a[2] : 1;
-      if (step == 0) Fail(n, "range() step cannot be zero");
-      json r = json::array();
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
-        r.push_back(i);
-        if (r.size() > 1000000) Fail(n, "range() is too long");
-      }
-      return Value::Of(r);
-    }
-    if (f.global == "strftime_now") {
+    if (name == "namespace") return Namespace(n, args);
+    if (name == "range") return Range(n, args);
+    if (name == "strftime_now") {
       const std::string& fmt = StrArg(n, args, 0, "strftime_now()");
       const std::time_t now = std::time(nullptr);
       std::tm tm{};
@@ -1358,7 +1400,36 @@ class Renderer {
       const size_t len = std::strftime(buf, sizeof buf, fmt.c_str(), &tm);
       return Value::Of(std::string(buf, len));
     }
-    Fail(n, "unknown function " + f.global);
+    Fail(n, "unknown function " + name);
+  }
+
+  Value Namespace(const Node& n, const std::vector<Value>& args) {
+    Value v;
+    v.k = Value::K::kNamespace;
+    v.ns = std::make_shared<json>(json::object());
+    if (!args.empty()) {
+      if (!args[0].is_json() || !args[0].j.is_object()) Fail(n, "namespace() takes a mapping or keyword arguments");
+      *v.ns = args[0].j;
+    }
+    for (const auto& [key, expr] : n.kwargs) (*v.ns)[key] = Json(*expr, Eval(*expr), "namespace()");
+    return v;
+  }
+
+  Value Range(const Node& n, const std::vector<Value>& args) {
+    std::vector<int64_t> a;
+    for (const auto& v : args) {
+      if (!v.is_json() || !v.j.is_number_integer()) Fail(n, "range() needs integers");
+      a.push_back(v.j.get<int64_t>());
+    }
+    if (a.empty() || a.size() > 3) Fail(n, "range() takes 1 to 3 integers");
+    const int64_t start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0], step = a.size() > 2 ? a[2] : 1;
+    if (step == 0) Fail(n, "range() step cannot be zero");
+    json r = json::array();
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      r.push_back(i);
+      if (r.size() > 1000000) Fail(n, "range() is too long");
+    }
+    return Value::Of(r);
   }
 
   Value CallMacro(const Node& call, const Node& m, const std::vector<Value>& args) {
@@ -1394,111 +1465,168 @@ class Renderer {
     return Value::Of(out);
   }
 
+  // A filter's operands: the node, its name, the value, the value as JSON
+  // and the positional arguments.
+  struct FilterCall {
+    const Node& n;
+    const std::string& name;
+    const Value& value;
+    const json& j;
+    const std::vector<Value>& args;
+  };
+  // A filter of kFilters: its result, or nullopt when it cannot take this
+  // type of value.
+  using FilterFn = std::optional<Value> (Renderer::*)(const FilterCall&);
+
   Value Filter(const Node& n) {
     const Value v = Eval(*n.kids[0]);
     const auto args = EvalArgs(n, 1);
     const std::string& f = n.name;
-    auto kwarg = [&](const char* key) -> std::optional<Value> {
-      for (const auto& [k, e] : n.kwargs) {
-        if (k == key) return Eval(*e);
-      }
-      return std::nullopt;
-    };
-    if (f == "default" || f == "d") {
-      const bool boolean = (args.size() > 1 && Truthy(args[1])) || (kwarg("boolean") && Truthy(*kwarg("boolean")));
-      const Value def = args.empty() ? Value::Of("") : args[0];
-      if (v.undefined() || (boolean && !Truthy(v))) return def;
-      return v;
-    }
+    if (f == "default" || f == "d") return DefaultFilter(n, v, args);
     if (f == "string") return Value::Of(Str(v));
-    if (f == "tojson") {
-      int indent = 0;
-      if (auto i = kwarg("indent"); i && i->is_json() && i->j.is_number_integer()) indent = static_cast<int>(i->j.get<int64_t>());
-      if (!args.empty() && args[0].is_json() && args[0].j.is_number_integer()) indent = static_cast<int>(args[0].j.get<int64_t>());
-      if (v.k == Value::K::kNamespace) return Value::Of(ToJson(*v.ns, indent, 0));
-      return Value::Of(v.undefined() ? "null" : ToJson(Json(n, v, "tojson"), indent, 0));
-    }
+    if (f == "tojson") return ToJsonFilter(n, v, args);
     if (v.undefined() && (f == "length" || f == "count")) return Value::Of(0);
     const json& j = Json(n, v, ("filter " + f).c_str());
-    if (f == "length" || f == "count") {
-      if (j.is_string()) return Value::Of(static_cast<int64_t>(CodePoints(j.get<std::string>()).size()));
-      if (j.is_array() || j.is_object()) return Value::Of(static_cast<int64_t>(j.size()));
-    } else if (f == "trim" && j.is_string()) {
-      std::string chars;
-      if (!args.empty()) chars = StrArg(n, args, 0, "trim");
-      return Value::Of(Strip(j.get<std::string>(), chars, true, true));
-    } else if ((f == "upper" || f == "lower") && j.is_string()) {
-      return Value::Of(Case(j.get<std::string>(), f == "upper"));
-    } else if (f == "title" && j.is_string()) {
-      return Value::Of(Title(j.get<std::string>()));
-    } else if (f == "capitalize" && j.is_string()) {
-      return StringMethod(n, j.get<std::string>(), "capitalize", {});
-    } else if (f == "replace" && j.is_string()) {
-      return StringMethod(n, j.get<std::string>(), "replace", args);
-    } else if (f == "join" && j.is_array()) {
-      std::string sep = args.empty() ? "" : StrArg(n, args, 0, "join");
-      std::string r;
-      for (size_t i = 0; i < j.size(); ++i) r += (i ? sep : "") + Str(Value::Of(j[i]));
-      return Value::Of(r);
-    } else if ((f == "first" || f == "last") && (j.is_array() || j.is_string())) {
-      if (j.is_string() ? j.get_ref<const std::string&>().empty() : j.empty()) return {};
-      return Member(n, v, json(f == "first" ? 0 : -1));
-    } else if (f == "list") {
-      if (j.is_array()) return v;
-      if (j.is_string()) {
-        json r = json::array();
-        for (const auto& c : CodePoints(j.get<std::string>())) r.push_back(c);
-        return Value::Of(r);
-      }
-      if (j.is_object()) {
-        json r = json::array();
-        for (auto it = j.begin(); it != j.end(); ++it) r.push_back(it.key());
-        return Value::Of(r);
-      }
-    } else if (f == "reverse" && (j.is_array() || j.is_string())) {
-      if (j.is_string()) {
-        auto cps = CodePoints(j.get<std::string>());
-        std::string r;
-        for (auto it = cps.rbegin(); it != cps.rend(); ++it) r += *it;
-        return Value::Of(r);
-      }
-      json r = json::array();
-      for (auto it = j.rbegin(); it != j.rend(); ++it) r.push_back(*it);
-      return Value::Of(r);
-    } else if (f == "items" && j.is_object()) {
-      json r = json::array();
-      for (auto it = j.begin(); it != j.end(); ++it) r.push_back(json::array({it.key(), it.value()}));
-      return Value::Of(r);
-    } else if (f == "int") {
-      if (j.is_number()) return Value::Of(static_cast<int64_t>(j.get<double>()));
-      if (j.is_boolean()) return Value::Of(int64_t{j.get<bool>()});
-      if (j.is_string()) {
-        try {
-          return Value::Of(static_cast<int64_t>(std::stod(j.get<std::string>())));
-        } catch (const std::exception&) {
-          return Value::Of(0);
-        }
-      }
-    } else if (f == "float") {
-      if (j.is_number()) return Value::Of(j.get<double>());
-      if (j.is_string()) {
-        try {
-          return Value::Of(std::stod(j.get<std::string>()));
-        } catch (const std::exception&) {
-          return Value::Of(0.0);
-        }
-      }
-    } else if (f == "abs" && j.is_number()) {
-      return j.is_number_integer() ? Value::Of(std::llabs(j.get<int64_t>())) : Value::Of(std::fabs(j.get<double>()));
-    } else if (f == "unique" || f == "sort" || f == "map" || f == "selectattr" || f == "rejectattr" || f == "indent" ||
-               f == "dictsort" || f == "safe") {
-      Fail(n, "unsupported filter " + f);
-    } else if (!(f == "length" || f == "trim" || f == "upper" || f == "lower" || f == "title" || f == "capitalize" ||
-                 f == "replace" || f == "join" || f == "first" || f == "last" || f == "reverse" || f == "items" ||
-                 f == "abs" || f == "count")) {
-      Fail(n, "unsupported filter " + f);
-    }
+    static const std::map<std::string, FilterFn> kFilters = {
+        {"length", &Renderer::LengthFilter},   {"count", &Renderer::LengthFilter},
+        {"trim", &Renderer::TrimFilter},       {"upper", &Renderer::CaseFilter},
+        {"lower", &Renderer::CaseFilter},      {"title", &Renderer::TitleFilter},
+        {"capitalize", &Renderer::StringMethodFilter}, {"replace", &Renderer::StringMethodFilter},
+        {"join", &Renderer::JoinFilter},       {"first", &Renderer::FirstLastFilter},
+        {"last", &Renderer::FirstLastFilter},  {"list", &Renderer::ListFilter},
+        {"reverse", &Renderer::ReverseFilter}, {"items", &Renderer::ItemsFilter},
+        {"int", &Renderer::IntFilter},         {"float", &Renderer::FloatFilter},
+        {"abs", &Renderer::AbsFilter},
+    };
+    const auto it = kFilters.find(f);
+    if (it == kFilters.end()) Fail(n, "unsupported filter " + f);
+    if (std::optional<Value> r = (this->*it->second)(FilterCall{n, f, v, j, args})) return *std::move(r);
     Fail(n, "filter " + f + " cannot take " + Article(TypeName(v)));
+  }
+
+  std::optional<Value> Kwarg(const Node& n, const char* key) {
+    for (const auto& [k, e] : n.kwargs) {
+      if (k == key) return Eval(*e);
+    }
+    return std::nullopt;
+  }
+
+  Value DefaultFilter(const Node& n, const Value& v, const std::vector<Value>& args) {
+    const bool boolean = (args.size() > 1 && Truthy(args[1])) || (Kwarg(n, "boolean") && Truthy(*Kwarg(n, "boolean")));
+    const Value def = args.empty() ? Value::Of("") : args[0];
+    if (v.undefined() || (boolean && !Truthy(v))) return def;
+    return v;
+  }
+
+  Value ToJsonFilter(const Node& n, const Value& v, const std::vector<Value>& args) {
+    int indent = 0;
+    if (auto i = Kwarg(n, "indent"); i && i->is_json() && i->j.is_number_integer()) indent = static_cast<int>(i->j.get<int64_t>());
+    if (!args.empty() && args[0].is_json() && args[0].j.is_number_integer()) indent = static_cast<int>(args[0].j.get<int64_t>());
+    if (v.k == Value::K::kNamespace) return Value::Of(ToJson(*v.ns, indent, 0));
+    return Value::Of(v.undefined() ? "null" : ToJson(Json(n, v, "tojson"), indent, 0));
+  }
+
+  std::optional<Value> LengthFilter(const FilterCall& c) {
+    if (c.j.is_string()) return Value::Of(static_cast<int64_t>(CodePoints(c.j.get<std::string>()).size()));
+    if (c.j.is_array() || c.j.is_object()) return Value::Of(static_cast<int64_t>(c.j.size()));
+    return std::nullopt;
+  }
+
+  std::optional<Value> TrimFilter(const FilterCall& c) {
+    if (!c.j.is_string()) return std::nullopt;
+    std::string chars;
+    if (!c.args.empty()) chars = StrArg(c.n, c.args, 0, "trim");
+    return Value::Of(Strip(c.j.get<std::string>(), chars, true, true));
+  }
+
+  std::optional<Value> CaseFilter(const FilterCall& c) {  // upper, lower
+    if (!c.j.is_string()) return std::nullopt;
+    return Value::Of(Case(c.j.get<std::string>(), c.name == "upper"));
+  }
+
+  std::optional<Value> TitleFilter(const FilterCall& c) {
+    if (!c.j.is_string()) return std::nullopt;
+    return Value::Of(Title(c.j.get<std::string>()));
+  }
+
+  std::optional<Value> StringMethodFilter(const FilterCall& c) {  // capitalize, replace: as the methods
+    if (!c.j.is_string()) return std::nullopt;
+    return StringMethod(c.n, c.j.get<std::string>(), c.name, c.name == "replace" ? c.args : std::vector<Value>{});
+  }
+
+  std::optional<Value> JoinFilter(const FilterCall& c) {
+    if (!c.j.is_array()) return std::nullopt;
+    std::string sep = c.args.empty() ? "" : StrArg(c.n, c.args, 0, "join");
+    std::string r;
+    for (size_t i = 0; i < c.j.size(); ++i) r += (i ? sep : "") + Str(Value::Of(c.j[i]));
+    return Value::Of(r);
+  }
+
+  std::optional<Value> FirstLastFilter(const FilterCall& c) {
+    if (!c.j.is_array() && !c.j.is_string()) return std::nullopt;
+    if (c.j.is_string() ? c.j.get_ref<const std::string&>().empty() : c.j.empty()) return Value{};  // undefined
+    return Member(c.n, c.value, json(c.name == "first" ? 0 : -1));
+  }
+
+  std::optional<Value> ListFilter(const FilterCall& c) {
+    if (c.j.is_array()) return c.value;
+    json r = json::array();
+    if (c.j.is_string()) {
+      for (const auto& cp : CodePoints(c.j.get<std::string>())) r.push_back(cp);
+      return Value::Of(r);
+    }
+    if (c.j.is_object()) {
+      for (auto it = c.j.begin(); it != c.j.end(); ++it) r.push_back(it.key());
+      return Value::Of(r);
+    }
+    return std::nullopt;
+  }
+
+  std::optional<Value> ReverseFilter(const FilterCall& c) {
+    if (c.j.is_string()) {
+      auto cps = CodePoints(c.j.get<std::string>());
+      std::string r;
+      for (auto it = cps.rbegin(); it != cps.rend(); ++it) r += *it;
+      return Value::Of(r);
+    }
+    if (!c.j.is_array()) return std::nullopt;
+    json r = json::array();
+    for (auto it = c.j.rbegin(); it != c.j.rend(); ++it) r.push_back(*it);
+    return Value::Of(r);
+  }
+
+  std::optional<Value> ItemsFilter(const FilterCall& c) {
+    if (!c.j.is_object()) return std::nullopt;
+    json r = json::array();
+    for (auto it = c.j.begin(); it != c.j.end(); ++it) r.push_back(json::array({it.key(), it.value()}));
+    return Value::Of(r);
+  }
+
+  std::optional<Value> IntFilter(const FilterCall& c) {
+    const json& j = c.j;
+    if (j.is_number()) return Value::Of(static_cast<int64_t>(j.get<double>()));
+    if (j.is_boolean()) return Value::Of(int64_t{j.get<bool>()});
+    if (!j.is_string()) return std::nullopt;
+    try {
+      return Value::Of(static_cast<int64_t>(std::stod(j.get<std::string>())));
+    } catch (const std::exception&) {
+      return Value::Of(0);
+    }
+  }
+
+  std::optional<Value> FloatFilter(const FilterCall& c) {
+    if (c.j.is_number()) return Value::Of(c.j.get<double>());
+    if (!c.j.is_string()) return std::nullopt;
+    try {
+      return Value::Of(std::stod(c.j.get<std::string>()));
+    } catch (const std::exception&) {
+      return Value::Of(0.0);
+    }
+  }
+
+  std::optional<Value> AbsFilter(const FilterCall& c) {
+    if (!c.j.is_number()) return std::nullopt;
+    return c.j.is_number_integer() ? Value::Of(std::llabs(c.j.get<int64_t>())) : Value::Of(std::fabs(c.j.get<double>()));
   }
 
   bool Test(const Node& n) {

@@ -42,62 +42,58 @@ double PartUs(const HardwareProfile& hw, double bytes, double flops, int overhea
 
 }  // namespace
 
-HardwareProfile LoadHardwareProfile(const std::string& path) {
-  toml::table root;
-  try {
-    root = toml::parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
-  } catch (const toml::parse_error& e) {
+namespace {
+
+// "FILE:LINE: KEY: " for an error about `node`.
+std::string Where(const std::string& path, const toml::node& node, const std::string& key) {
+  return path + ":" + std::to_string(node.source().begin.line) + ": " + key + ": ";
+}
+
+// name, kind or description.
+void ReadTextKey(const std::string& path, const std::string& key, const toml::node& node, HardwareProfile& hw) {
+  if (!node.is_string()) throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "expected a string");
+  const std::string v = *node.value<std::string>();
+  if (key == "name") hw.name = v;
+  if (key == "kind") {
+    if (v != "device" && v != "cloud")
+      throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "\"" + v + "\" is not one of device, cloud");
+    hw.kind = v;
+  }
+  if (key == "description") hw.description = v;
+}
+
+// A figure of Figures(): { value = NUMBER, source = "..." }, in range.
+void ReadFigure(const std::string& path, const std::string& key, const toml::node& node, HardwareProfile& hw) {
+  auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
+  if (spec == Figures().end()) throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "unknown key");
+  const toml::table* t = node.as_table();
+  if (!t)
     throw Exception(Exception::kInvalidArgument,
-                    path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
-  }
-  auto where = [&](const toml::node& n, const std::string& key) {
-    return path + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
-  };
-  HardwareProfile hw;
-  hw.path = path;
-  std::vector<std::string> seen;
-  for (auto&& [k, node] : root) {
-    const std::string key(k.str());
-    seen.push_back(key);
-    if (key == "name" || key == "kind" || key == "description") {
-      if (!node.is_string()) throw Exception(Exception::kInvalidArgument, where(node, key) + "expected a string");
-      const std::string v = *node.value<std::string>();
-      if (key == "name") hw.name = v;
-      if (key == "kind") {
-        if (v != "device" && v != "cloud")
-          throw Exception(Exception::kInvalidArgument, where(node, key) + "\"" + v + "\" is not one of device, cloud");
-        hw.kind = v;
-      }
-      if (key == "description") hw.description = v;
-      continue;
-    }
-    auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
-    if (spec == Figures().end()) throw Exception(Exception::kInvalidArgument, where(node, key) + "unknown key");
-    const toml::table* t = node.as_table();
-    if (!t)
+                    Where(path, node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
+  for (auto&& [sub, _] : *t) {
+    if (sub.str() != "value" && sub.str() != "source") {
       throw Exception(Exception::kInvalidArgument,
-                      where(node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
-    for (auto&& [sub, _] : *t) {
-      if (sub.str() != "value" && sub.str() != "source") {
-        throw Exception(Exception::kInvalidArgument,
-                        where(node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
-      }
+                      Where(path, node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
     }
-    const toml::node* value = t->get("value");
-    const toml::node* source = t->get("source");
-    if (!value || !value->is_number())
-      throw Exception(Exception::kInvalidArgument, where(node, key) + "value must be a number");
-    if (!source || !source->is_string() || source->value<std::string>()->empty()) {
-      throw Exception(Exception::kInvalidArgument, where(node, key) + "every figure needs a non-empty source");
-    }
-    const double v = *value->value<double>();
-    if (!(v >= spec->min && v <= spec->max)) {
-      throw Exception(Exception::kInvalidArgument, where(*value, key) + std::to_string(v) + " is outside " +
-                                                       std::to_string(spec->min) + ".." + std::to_string(spec->max));
-    }
-    hw.*(spec->field) = v;
-    hw.sources[key] = *source->value<std::string>();
   }
+  const toml::node* value = t->get("value");
+  const toml::node* source = t->get("source");
+  if (!value || !value->is_number())
+    throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "value must be a number");
+  if (!source || !source->is_string() || source->value<std::string>()->empty()) {
+    throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "every figure needs a non-empty source");
+  }
+  const double v = *value->value<double>();
+  if (!(v >= spec->min && v <= spec->max)) {
+    throw Exception(Exception::kInvalidArgument, Where(path, *value, key) + std::to_string(v) + " is outside " +
+                                                     std::to_string(spec->min) + ".." + std::to_string(spec->max));
+  }
+  hw.*(spec->field) = v;
+  hw.sources[key] = *source->value<std::string>();
+}
+
+// Name, kind and every figure this kind of profile needs are present.
+void CheckComplete(const std::string& path, const HardwareProfile& hw, const std::vector<std::string>& seen) {
   if (hw.name.empty()) throw Exception(Exception::kInvalidArgument, path + ": name: missing");
   if (hw.kind.empty()) throw Exception(Exception::kInvalidArgument, path + ": kind: missing (device or cloud)");
   for (const auto& f : Figures()) {
@@ -108,6 +104,31 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
                       path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
     }
   }
+}
+
+}  // namespace
+
+HardwareProfile LoadHardwareProfile(const std::string& path) {
+  toml::table root;
+  try {
+    root = toml::parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
+  } catch (const toml::parse_error& e) {
+    throw Exception(Exception::kInvalidArgument,
+                    path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+  }
+  HardwareProfile hw;
+  hw.path = path;
+  std::vector<std::string> seen;
+  for (auto&& [k, node] : root) {
+    const std::string key(k.str());
+    seen.push_back(key);
+    if (key == "name" || key == "kind" || key == "description") {
+      ReadTextKey(path, key, node, hw);
+    } else {
+      ReadFigure(path, key, node, hw);
+    }
+  }
+  CheckComplete(path, hw, seen);
   return hw;
 }
 

@@ -3,7 +3,6 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -19,7 +18,6 @@
 namespace splitlm::scheduler {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 
 double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, int x) {
   if (xs.empty()) return 0;
@@ -44,7 +42,6 @@ std::string HeldFormat(const partition::Model& model, double layer_bytes) {
   return "f32";
 }
 
-double Micros(Clock::duration d) { return std::chrono::duration<double, std::micro>(d).count(); }
 
 }  // namespace
 
@@ -190,74 +187,111 @@ ComputeProfile ComputeProfile::Scaled(double factor) const {
   return p;
 }
 
-ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& o) {
+namespace {
+
+// Bytes of the embedding, the head, a layer and its KV entry, and the
+// weight format they are held in.
+void FillSizes(const partition::Model& model, const partition::StageWeights& all, ComputeProfile& p) {
+  const auto& c = model.config();
+  p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
+  p.embed_bytes = static_cast<double>(all.Slice(partition::StageSpec::Device(c, 0))->bytes());
+  p.head_bytes = static_cast<double>(all.Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
+  partition::StageSpec spec = partition::StageSpec::Range(c, 0, 1);
+  spec.embedding = spec.head = false;
+  p.layer_bytes = static_cast<double>(all.Slice(spec)->bytes());
+  p.weights = HeldFormat(model, p.layer_bytes);
+  p.layer_weight_bytes.assign(static_cast<size_t>(c.num_layers), p.layer_bytes);
+}
+
+// Times the parts of whole-model runs: each part's median over the repeats.
+// Every part is timed inside whole-model runs (Stage::SetPartTimer), so the
+// figures carry the cache and memory behaviour of a real step.
+class PartTimer {
+ public:
+  PartTimer(partition::Stage& stage, const partition::ModelConfig& config, int repeats)
+      : stage_(stage), config_(config), repeats_(repeats), logits_(config.vocab_size),
+        tokens_(static_cast<size_t>(config.max_context)) {
+    for (size_t i = 0; i < tokens_.size(); ++i) tokens_[i] = static_cast<int32_t>((i * 7919 + 13) % config.vocab_size);
+  }
+
+  // Per part (embedding, layers, head): one decode step after `context`
+  // positions, the mean of `steps` steps.
+  std::vector<double> Decode(int context, int steps) {
+    return Median([&](std::vector<double>& parts) {
+      stage_.Truncate(0);
+      stage_.Forward({tokens_.data(), nullptr, context}, logits_.data());
+      stage_.SetPartTimer(&parts);
+      for (int s = 0; s < steps; ++s) stage_.Forward({&tokens_[context + s], nullptr, 1}, logits_.data());
+      stage_.SetPartTimer(nullptr);
+      for (double& v : parts) v /= steps;
+    });
+  }
+
+  // Per part: a whole prompt of `tokens` positions.
+  std::vector<double> Prefill(int tokens) {
+    return Median([&](std::vector<double>& parts) {
+      stage_.Truncate(0);
+      stage_.SetPartTimer(&parts);
+      stage_.Forward({tokens_.data(), nullptr, tokens}, logits_.data());
+      stage_.SetPartTimer(nullptr);
+    });
+  }
+
+ private:
+  std::vector<double> Median(const std::function<void(std::vector<double>&)>& run) {
+    std::vector<std::vector<double>> runs(config_.num_layers + 2);
+    std::vector<double> parts;
+    for (int r = 0; r < repeats_; ++r) {
+      parts.assign(config_.num_layers + 2, 0.0);
+      run(parts);
+      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i]);
+    }
+    return partition::MedianOfEach(std::move(runs));
+  }
+
+  partition::Stage& stage_;
+  const partition::ModelConfig& config_;
+  int repeats_;
+  std::vector<float> logits_;
+  std::vector<int32_t> tokens_;
+};
+
+}  // namespace
+
+ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& options) {
   const auto& c = model.config();
   ComputeProfile p;
-  p.threads = o.threads;
-  p.hardware = HardwareId(o.threads);
+  p.threads = options.threads;
+  p.hardware = HardwareId(options.threads);
   p.model_fingerprint = model.fingerprint();
   p.num_layers = c.num_layers;
   p.hidden_size = c.hidden_size;
-  for (int ctx : o.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
-  for (int n : o.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
+  for (int ctx : options.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
+  for (int n : options.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
   auto say = [&](const std::string& s) {
-    if (o.progress) o.progress(s);
+    if (options.progress) options.progress(s);
   };
   auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, c.num_layers));
-  p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
-
-  p.embed_bytes = static_cast<double>(all->Slice(partition::StageSpec::Device(c, 0))->bytes());
-  p.head_bytes = static_cast<double>(all->Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
-  {
-    partition::StageSpec spec = partition::StageSpec::Range(c, 0, 1);
-    spec.embedding = spec.head = false;
-    p.layer_bytes = static_cast<double>(all->Slice(spec)->bytes());
-  }
-  p.weights = HeldFormat(model, p.layer_bytes);
-  p.layer_weight_bytes.assign(static_cast<size_t>(c.num_layers), p.layer_bytes);
-  // Every part is timed inside whole-model runs (Stage::SetPartTimer), so
-  // the figures carry the cache and memory behaviour of a real step.
+  FillSizes(model, *all, p);
   partition::Stage stage(all);
-  std::vector<float> logits(c.vocab_size);
-  std::vector<int32_t> tokens(static_cast<size_t>(c.max_context));
-  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7919 + 13) % c.vocab_size);
+  PartTimer timer(stage, c, options.repeats);
   const int kSteps = 8;
   p.layer_decode_us.assign(c.num_layers, {});
   p.layer_prefill_us.assign(c.num_layers, {});
-  std::vector<double> parts;
   for (size_t ci = 0; ci < p.decode_contexts.size(); ++ci) {
     const int ctx = std::min(p.decode_contexts[ci], c.max_context - kSteps - 1);
     say("decode at context " + std::to_string(ctx));
-    std::vector<std::vector<double>> runs(c.num_layers + 2);
-    for (int r = 0; r < o.repeats; ++r) {
-      stage.Truncate(0);
-      stage.Forward({tokens.data(), nullptr, ctx}, logits.data());
-      parts.assign(c.num_layers + 2, 0.0);
-      stage.SetPartTimer(&parts);
-      for (int s = 0; s < kSteps; ++s) stage.Forward({&tokens[ctx + s], nullptr, 1}, logits.data());
-      stage.SetPartTimer(nullptr);
-      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
-    }
-    const auto best = partition::MedianOfEach(std::move(runs));
-    for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(best[1 + l]);
+    const auto median = timer.Decode(ctx, kSteps);
+    for (int l = 0; l < c.num_layers; ++l) p.layer_decode_us[l].push_back(median[1 + l]);
     if (ci == 0) {
-      p.embed_us = best[0];
-      p.head_decode_us = best[c.num_layers + 1];
+      p.embed_us = median[0];
+      p.head_decode_us = median[c.num_layers + 1];
     }
   }
   for (int n : p.prefill_lengths) {
     say("prefill of " + std::to_string(n) + " tokens");
-    std::vector<std::vector<double>> runs(c.num_layers + 2);
-    for (int r = 0; r < o.repeats; ++r) {
-      stage.Truncate(0);
-      parts.assign(c.num_layers + 2, 0.0);
-      stage.SetPartTimer(&parts);
-      stage.Forward({tokens.data(), nullptr, n}, logits.data());
-      stage.SetPartTimer(nullptr);
-      for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i]);
-    }
-    const auto best = partition::MedianOfEach(std::move(runs));
-    for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(best[1 + l]);
+    const auto median = timer.Prefill(n);
+    for (int l = 0; l < c.num_layers; ++l) p.layer_prefill_us[l].push_back(median[1 + l]);
   }
   return p;
 }

@@ -151,15 +151,58 @@ SweepWriter::SweepWriter(fs::path out, const partition::Model& model, std::strin
   doc_ = {{"model", model_path}, {"conditions", nlohmann::json::array()}};
 }
 
+namespace {
+
+// A condition's settings as sweep.json records them.
+nlohmann::json ConditionJson(const Settings& s, const partition::Model& model) {
+  const int layers = model.config().num_layers;
+  return {{"name", s.name}, {"device", s.device.empty() ? "host" : s.device},
+          {"cloud", s.cloud.empty() ? "host" : s.cloud}, {"trace", s.trace},
+          {"device_weights", s.device_weights}, {"cloud_weights", s.cloud_weights},
+          {"device_weight_bytes", partition::ModelWeightBytes(model, s.device_weights).LayersBytes(0, layers)},
+          {"up_mbit_s", s.link.up_mbit_s}, {"down_mbit_s", s.link.down_mbit_s},
+          {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
+}
+
+// One policy's line of sweep.csv.
+std::string CsvRow(const Settings& s, const std::string& policy, int cut, const RunResult& r) {
+  char row[768];
+  std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f,%.4f\n",
+                s.name.c_str(), s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
+                s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
+                s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s, 2 * s.link.delay_ms,
+                s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut, r.tpot_ms,
+                r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes, r.fallbacks,
+                r.agreement, r.round_trips_per_token, r.acceptance_rate, r.tpot_mean_ms);
+  return row;
+}
+
+// The auto policy, the oracle and the best speculative cut of a condition.
+void AddSummary(const ConditionResult& c, nlohmann::json& cj) {
+  const RunResult& autor = c.results.at("auto");
+  cj["auto_cut"] = autor.mode_cut;
+  cj["auto_cuts"] = autor.cuts;
+  cj["auto_ms_per_token"] = autor.tpot_ms;
+  cj["auto_predicted_ms_per_token"] = autor.predicted_tpot_ms;
+  cj["auto_cut_changes"] = autor.cut_changes;
+  cj["auto_token_agreement"] = autor.agreement;
+  cj["auto_energy_mj_per_token"] = autor.energy_mj_per_token;
+  cj["oracle_cut"] = c.oracle.cut;
+  cj["oracle_ms_per_token"] = c.oracle.ms_per_token;
+  cj["regret"] = c.regret;
+  if (!c.settings.speculate.empty()) {
+    cj["speculate"] = c.settings.speculate;
+    cj["speculative_best_cut"] = c.speculative.cut;
+    cj["speculative_best_ms_per_token"] = c.speculative.ms_per_token;
+  }
+}
+
+}  // namespace
+
 void SweepWriter::Add(const ConditionResult& c) {
   const Settings& s = c.settings;
   const int layers = model_.config().num_layers;
-  nlohmann::json cj = {{"name", s.name}, {"device", s.device.empty() ? "host" : s.device},
-                       {"cloud", s.cloud.empty() ? "host" : s.cloud}, {"trace", s.trace},
-                       {"device_weights", s.device_weights}, {"cloud_weights", s.cloud_weights},
-                       {"device_weight_bytes", partition::ModelWeightBytes(model_, s.device_weights).LayersBytes(0, layers)},
-                       {"up_mbit_s", s.link.up_mbit_s}, {"down_mbit_s", s.link.down_mbit_s},
-                       {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
+  nlohmann::json cj = ConditionJson(s, model_);
   nlohmann::json measured = nlohmann::json::object(), energy = nlohmann::json::object();
   nlohmann::json spec_ms = nlohmann::json::object(), spec_trips = nlohmann::json::object(),
                  spec_accept = nlohmann::json::object(), mean = nlohmann::json::object();
@@ -167,23 +210,10 @@ void SweepWriter::Add(const ConditionResult& c) {
   for (const std::string& policy : c.policies) {
     const RunResult& r = c.results.at(policy);
     const int cut = policy == "auto" ? r.mode_cut : ParsePolicy(policy, layers).cut;
-    char row[768];
-    std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f,%.4f\n",
-                  s.name.c_str(), s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
-                  s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
-                  s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s, 2 * s.link.delay_ms,
-                  s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut, r.tpot_ms,
-                  r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes, r.fallbacks,
-                  r.agreement, r.round_trips_per_token, r.acceptance_rate, r.tpot_mean_ms);
-    csv_ << row << std::flush;
+    csv_ << CsvRow(s, policy, cut, r) << std::flush;
     mean[policy] = r.tpot_mean_ms;
     if (policy == "auto") {
-      if (!s.trace.empty()) {
-        for (const auto& t : r.timeline) {
-          timeline_ << s.name << ',' << t.t_s << ',' << t.cut << ',' << t.token_ms << ',' << t.link.up_mbit_s << ','
-                    << t.link.down_mbit_s << ',' << 2 * t.link.delay_ms << '\n';
-        }
-      }
+      if (!s.trace.empty()) WriteTimeline(s.name, r);
     } else if (IsSpeculative(policy)) {
       const std::string k = std::to_string(cut);
       spec_ms[k] = r.tpot_ms;
@@ -197,32 +227,27 @@ void SweepWriter::Add(const ConditionResult& c) {
   }
   timeline_.flush();
   fixed_data_ += "\n\n";
-  const RunResult& autor = c.results.at("auto");
   cj["measured_ms_per_token"] = measured;
-  cj["auto_cut"] = autor.mode_cut;
-  cj["auto_cuts"] = autor.cuts;
-  cj["auto_ms_per_token"] = autor.tpot_ms;
-  cj["auto_predicted_ms_per_token"] = autor.predicted_tpot_ms;
-  cj["auto_cut_changes"] = autor.cut_changes;
-  cj["auto_token_agreement"] = autor.agreement;
-  cj["auto_energy_mj_per_token"] = autor.energy_mj_per_token;
   cj["energy_mj_per_token"] = energy;
-  cj["oracle_cut"] = c.oracle.cut;
-  cj["oracle_ms_per_token"] = c.oracle.ms_per_token;
-  cj["regret"] = c.regret;
   cj["mean_ms_per_token"] = mean;  // every policy
+  AddSummary(c, cj);
   if (!s.speculate.empty()) {
-    cj["speculate"] = s.speculate;
     cj["speculative_ms_per_token"] = spec_ms;
     cj["speculative_round_trips_per_token"] = spec_trips;
     cj["speculative_acceptance_rate"] = spec_accept;
-    cj["speculative_best_cut"] = c.speculative.cut;
-    cj["speculative_best_ms_per_token"] = c.speculative.ms_per_token;
   }
   doc_["conditions"].push_back(cj);
+  const RunResult& autor = c.results.at("auto");
   auto_data_ += std::to_string(autor.mode_cut) + " " + std::to_string(autor.tpot_ms) + "\n\n\n";
   titles_ += (titles_.empty() ? "" : " ") + s.name;
   if (!s.trace.empty()) trace_conditions_.push_back(s.name);
+}
+
+void SweepWriter::WriteTimeline(const std::string& condition, const RunResult& r) {
+  for (const auto& t : r.timeline) {
+    timeline_ << condition << ',' << t.t_s << ',' << t.cut << ',' << t.token_ms << ',' << t.link.up_mbit_s << ','
+              << t.link.down_mbit_s << ',' << 2 * t.link.delay_ms << '\n';
+  }
 }
 
 namespace {

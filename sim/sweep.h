@@ -104,6 +104,8 @@ class SweepWriter {
 
  private:
   std::string ChartScript() const;
+  // The auto policy's timeline of a traced condition, into timeline.csv.
+  void WriteTimeline(const std::string& condition, const RunResult& r);
 
   std::filesystem::path out_;
   const partition::Model& model_;
