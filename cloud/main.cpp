@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -155,7 +156,8 @@ int main(int argc, char** argv) {
       throw splitlm::Exception(splitlm::Exception::kInvalidArgument,
                                "--allow needs --key: the allow-list applies to CURVE connections");
     }
-    auto model = splitlm::partition::Model::Open(model_dir, weights);
+    auto model = splitlm::partition::Model::Open(
+        model_dir, weights, splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS"));
     zmq::context_t context;
     splitlm::transport::Metrics metrics;
     splitlm::cloud::Worker worker(*model, o, context, metrics);

@@ -246,7 +246,8 @@ int main(int argc, char** argv) {
     // Before anything slow: a template that cannot be used ends start-up.
     std::shared_ptr<const splitlm::device::ChatTemplate> chat;
     if (serve->parsed()) chat = ChooseChatTemplate(model_dir, chat_template, *log);
-    auto model = splitlm::partition::Model::Open(model_dir, weights);
+    auto model = splitlm::partition::Model::Open(
+        model_dir, weights, splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS"));
     if (o.cut == -2) o.cut = model->config().num_layers;  // auto starts all local
     try {
       o.drafter = splitlm::device::MakeDrafter(*spec, *model);

@@ -95,7 +95,7 @@ Runner AddBenchCloud(CLI::App& app) {
   cmd->add_flag("--json", *json, "one JSON line");
   return [=](const Context& ctx) {
     using Clock = std::chrono::steady_clock;
-    auto model = partition::Model::Open(*dir);
+    auto model = partition::Model::Open(*dir, "", ctx.isa);
     zmq::context_t zctx;
     transport::Metrics cloud_metrics;
     // Devices at cut 0 (embedding only): the cloud does all the layer work,

@@ -30,7 +30,7 @@ Runner AddBenchPlan(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--json", *json, "one JSON line");
   return [=](const Context& ctx) {
-    auto model = partition::Model::Open(*dir);
+    auto model = partition::Model::Open(*dir, "", ctx.isa);
     const int layers = model->config().num_layers;
     zmq::context_t zctx;
     transport::Metrics cloud_metrics, device_metrics;

@@ -152,7 +152,7 @@ Runner AddBenchSpeculate(CLI::App& app) {
       ->check(CLI::Range(0.0, 10.0))->capture_default_str();
   cmd->add_flag("--json", a->json, "one JSON line");
   return [a](const Context& ctx) {
-    auto model = partition::Model::Open(a->model);
+    auto model = partition::Model::Open(a->model, "", ctx.isa);
     const auto& c = model->config();
     const int cut = a->cut < 0 ? c.num_layers / 2 : a->cut;
     if (cut >= c.num_layers) {

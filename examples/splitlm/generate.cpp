@@ -68,7 +68,7 @@ Runner AddGenerate(CLI::App& app) {
   return [a](const Context& ctx) {
     using Clock = std::chrono::steady_clock;
     partition::ValidateSamplingParams(a->sampling);
-    auto model = partition::Model::Open(a->model, a->weights);
+    auto model = partition::Model::Open(a->model, a->weights, ctx.isa);
     const partition::ModelConfig& c = model->config();
     const int layers = c.num_layers;
     const int cut = a->cut < 0 ? layers : a->cut;

@@ -77,6 +77,12 @@ int main(int argc, char** argv) {
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   ctx.threads = threads;
   if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) ctx.tokenizer.spm_shim = shim;
+  try {
+    ctx.isa = splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS");
+  } catch (const splitlm::Exception& e) {
+    ctx.log->error("{}", e.what());
+    return splitlm::ExitCodeOf(e);
+  }
   at::set_num_threads(threads);
 
   const auto blas = splitlm::partition::DetectBlas();
@@ -86,7 +92,7 @@ int main(int argc, char** argv) {
                   blas.library.empty() ? "unknown" : blas.library);
   } else {
     ctx.log->debug("blas={} config={} kernels={} threads={}", blas.library, blas.config,
-                   splitlm::partition::kernels::ActiveIsa(), threads);
+                   ctx.isa.name(), threads);
   }
 
   for (auto& [sub, run] : commands) {
