@@ -40,6 +40,20 @@ GgufValue GgufF32(double value) {
   return v;
 }
 
+GgufValue GgufBool(bool value) {
+  GgufValue v;
+  v.type = GgufType::kBool;
+  v.integer = value ? 1 : 0;
+  return v;
+}
+
+GgufValue GgufArray(GgufType element) {
+  GgufValue v;
+  v.type = GgufType::kArray;
+  v.element_type = element;
+  return v;
+}
+
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF"
