@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -196,7 +197,9 @@ void HandleHttp(const splitlm::transport::Metrics& metrics, const splitlm::trans
 // Loads the model and serves until SIGINT, or SIGTERM and the drain.
 void Serve(const CloudFlags& flags, const splitlm::cloud::WorkerOptions& options,
            const std::shared_ptr<spdlog::logger>& log) {
-  auto model = splitlm::partition::Model::Open(flags.model_dir, flags.weights);
+  auto model = splitlm::partition::Model::Open(
+      flags.model_dir, flags.weights,
+      splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS"));
   zmq::context_t context;
   splitlm::transport::Metrics metrics;
   splitlm::cloud::Worker worker(*model, options, context, metrics);

@@ -55,7 +55,7 @@ class DraftModelRun : public DraftRun {
 }  // namespace
 
 DraftModelDrafter::DraftModelDrafter(const std::string& path, const partition::Model& model)
-    : draft_(partition::Model::Open(path)) {
+    : draft_(partition::Model::Open(path, "", model.isa())) {  // the model's kernels
   const int want = model.config().vocab_size, have = draft_->config().vocab_size;
   if (have != want) {
     throw Exception(Exception::kInvalidArgument,

@@ -455,7 +455,9 @@ int RunCommand(const DeviceFlags& flags, const Commands& commands, const std::sh
   // Before anything slow: a template that cannot be used ends start-up.
   std::shared_ptr<const splitlm::device::ChatTemplate> chat;
   if (serving) chat = ChooseChatTemplate(flags.model_dir, flags.chat_template, *log);
-  auto model = splitlm::partition::Model::Open(flags.model_dir, flags.weights);
+  auto model = splitlm::partition::Model::Open(
+      flags.model_dir, flags.weights,
+      splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS"));
   AddModelOptions(flags, *model, options);
   const std::unique_ptr<splitlm::partition::Tokenizer> tokenizer = OpenTokenizer(flags, *model);
   if (tokenizer) options.eos_ids = tokenizer->eos_ids();

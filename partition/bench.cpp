@@ -36,7 +36,7 @@ double MeasureReadBandwidth(size_t bytes, int repeats) {
     const int64_t chunks = 16;  // a few per thread, each read as 8 streams
     at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
       float s = 0;
-      for (int64_t c = b; c < e; ++c) s += kernels::ReadSum(buf.data() + c * (n / chunks), n / chunks);
+      for (int64_t c = b; c < e; ++c) s += kernels::ReadSum(kernels::Isa::Best(), buf.data() + c * (n / chunks), n / chunks);
       partial[at::get_thread_num() * 64] += s;
     });
     auto t1 = Clock::now();
@@ -78,7 +78,7 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
   const ModelConfig& c = model.config();
   BenchResult r;
   r.threads = at::get_num_threads();
-  r.isa = kernels::ActiveIsa();
+  r.isa = model.isa().name();
   r.weights = model.weights().empty() ? "as stored" : model.weights();
   r.emulated = RunningEmulated();
 

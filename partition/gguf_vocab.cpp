@@ -4,14 +4,13 @@
 #include "partition/gguf_vocab.h"
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "transport/error.h"
 #include "partition/gguf_tokenizer.h"
 #include "partition/gguf_writer.h"
+#include "partition/json_file.h"
 #include "partition/spm_model_proto.h"
 
 namespace splitlm::partition {
@@ -22,47 +21,16 @@ namespace fs = std::filesystem;
 
 constexpr int32_t kNormal = 1, kControl = 3, kUserDefined = 4, kUnused = 5;
 
-GgufValue Array(GgufType element) {
-  GgufValue v;
-  v.type = GgufType::kArray;
-  v.element_type = element;
-  return v;
-}
-
-GgufValue Bool(bool b) {
-  GgufValue v;
-  v.type = GgufType::kBool;
-  v.integer = b ? 1 : 0;
-  return v;
-}
-
-json ReadJson(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Exception(Exception::kNotFound, path.string() + ": cannot read the file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    json j = json::parse(ss.str());
-    if (!j.is_object()) throw Exception(Exception::kCorrupt, path.string() + ": not a JSON object");
-    return j;
-  } catch (const json::exception& e) {
-    throw Exception(Exception::kCorrupt, path.string() + ": not valid JSON (" + e.what() + ")");
-  }
+json ReadJsonObject(const fs::path& path) {
+  json j = ReadJsonFile(path.string());
+  if (!j.is_object()) throw Exception(Exception::kCorrupt, path.string() + ": not a JSON object");
+  return j;
 }
 
 // tokenizer_config.json, or an empty object.
 json TokenizerConfig(const std::string& dir) {
   const fs::path p = fs::path(dir) / "tokenizer_config.json";
-  return fs::exists(p) ? ReadJson(p) : json::object();
-}
-
-// A token named in tokenizer_config.json: a string or {"content": ...}.
-std::string TokenText(const json& cfg, const char* key) {
-  if (!cfg.contains(key)) return "";
-  const json& v = cfg[key];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
-  return "";
+  return fs::exists(p) ? ReadJsonObject(p) : json::object();
 }
 
 std::optional<bool> Flag(const json& cfg, const char* key) {
@@ -82,8 +50,8 @@ void AddSpecials(const Specials& s, const json& cfg, GgufVocab& out) {
   for (const auto& [key, id] : ids) {
     if (id) out.keys.emplace_back(key, GgufU32(*id));
   }
-  out.keys.emplace_back("tokenizer.ggml.add_bos_token", Bool(Flag(cfg, "add_bos_token").value_or(s.bos.has_value())));
-  out.keys.emplace_back("tokenizer.ggml.add_eos_token", Bool(Flag(cfg, "add_eos_token").value_or(false)));
+  out.keys.emplace_back("tokenizer.ggml.add_bos_token", GgufBool(Flag(cfg, "add_bos_token").value_or(s.bos.has_value())));
+  out.keys.emplace_back("tokenizer.ggml.add_eos_token", GgufBool(Flag(cfg, "add_eos_token").value_or(false)));
 }
 
 GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int vocab_size) {
@@ -100,7 +68,7 @@ GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int v
                std::to_string(vocab_size) + " token rows; no vocabulary written";
     return out;
   }
-  GgufValue tokens = Array(GgufType::kString), scores = Array(GgufType::kFloat32), types = Array(GgufType::kInt32);
+  GgufValue tokens = GgufArray(GgufType::kString), scores = GgufArray(GgufType::kFloat32), types = GgufArray(GgufType::kInt32);
   for (int id = 0; id < vocab_size; ++id) {
     const bool pad = id >= n;
     tokens.texts.push_back(pad ? "[PAD" + std::to_string(id) + "]" : m.pieces[id]);
@@ -112,7 +80,7 @@ GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int v
   out.keys.emplace_back("tokenizer.ggml.tokens", std::move(tokens));
   out.keys.emplace_back("tokenizer.ggml.scores", std::move(scores));
   out.keys.emplace_back("tokenizer.ggml.token_type", std::move(types));
-  if (!m.add_dummy_prefix) out.keys.emplace_back("tokenizer.ggml.add_space_prefix", Bool(false));
+  if (!m.add_dummy_prefix) out.keys.emplace_back("tokenizer.ggml.add_space_prefix", GgufBool(false));
   AddSpecials({m.bos_id, m.eos_id, m.unk_id, m.pad_id}, TokenizerConfig(dir), out);
   return out;
 }
@@ -156,8 +124,70 @@ std::string ReplaceAll(std::string s, const std::string& from, const std::string
   return s;
 }
 
+// The tokens of a tokenizer.json by id (text and token type; type 0: no
+// token has the id), and whether every id fits the model's rows.
+struct BpeTokens {
+  std::vector<std::string> text;
+  std::vector<int32_t> type;
+  bool fits = true;
+};
+
+BpeTokens ReadBpeTokens(const json& tok, const json& model, const fs::path& path, int vocab_size) {
+  BpeTokens out{std::vector<std::string>(static_cast<size_t>(vocab_size)),
+                std::vector<int32_t>(static_cast<size_t>(vocab_size), 0)};
+  auto put = [&](const std::string& t, const json& id, int32_t ty) {
+    if (!id.is_number_integer() || id.get<int64_t>() < 0)
+      throw Exception(Exception::kCorrupt, path.string() + ": token \"" + t + "\" has no valid id");
+    if (id.get<int64_t>() >= vocab_size) return false;
+    out.text[id.get<size_t>()] = t;
+    out.type[id.get<size_t>()] = ty;
+    return true;
+  };
+  for (const auto& [t, id] : model["vocab"].items()) out.fits = put(t, id, kNormal) && out.fits;
+  for (const auto& a : tok.value("added_tokens", json::array())) {
+    if (!a.is_object() || !a.contains("content") || !a["content"].is_string()) {
+      throw Exception(Exception::kCorrupt, path.string() + ": an added_tokens entry has no content");
+    }
+    const std::string t = a["content"].get<std::string>();
+    const bool control = a.value("special", false) || LooksSpecial(t);
+    out.fits = put(control ? t : ReplaceAll(t, "\xe2\x96\x81", " "), a.value("id", json()),
+                   control ? kControl : kUserDefined) &&
+               out.fits;
+  }
+  return out;
+}
+
+// The merges as "a b" strings.
+GgufValue BpeMerges(const json& model, const fs::path& path) {
+  GgufValue merges = GgufArray(GgufType::kString);
+  for (const auto& m : model.value("merges", json::array())) {
+    if (m.is_string()) {
+      merges.texts.push_back(m.get<std::string>());
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
+      merges.texts.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
+    } else {
+      throw Exception(Exception::kCorrupt, path.string() + ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+    }
+  }
+  return merges;
+}
+
+// The ids of the special tokens tokenizer_config.json names.
+Specials BpeSpecials(const json& cfg, const BpeTokens& tokens, const std::string& dir, const fs::path& path) {
+  auto id_of = [&](const char* key) -> std::optional<int32_t> {
+    const std::string t = ConfigTokenText(cfg, key);
+    if (t.empty()) return std::nullopt;
+    for (size_t id = 0; id < tokens.text.size(); ++id) {
+      if (tokens.type[id] != 0 && tokens.text[id] == t) return static_cast<int32_t>(id);
+    }
+    throw Exception(Exception::kCorrupt, (fs::path(dir) / "tokenizer_config.json").string() + ": " + key + " \"" +
+                                             t + "\" is not in " + path.string());
+  };
+  return Specials{id_of("bos_token"), id_of("eos_token"), id_of("unk_token"), id_of("pad_token")};
+}
+
 GgufVocab ByteLevelBpeVocab(const std::string& dir, const fs::path& path, int vocab_size) {
-  const json tok = ReadJson(path);
+  const json tok = ReadJsonObject(path);
   GgufVocab out;
   const json& model = tok.value("model", json::object());
   if (!model.is_object() || model.value("type", "") != "BPE" || !model.contains("vocab") ||
@@ -171,62 +201,27 @@ GgufVocab ByteLevelBpeVocab(const std::string& dir, const fs::path& path, int vo
                "no vocabulary written";
     return out;
   }
-  std::vector<std::string> text(static_cast<size_t>(vocab_size));
-  std::vector<int32_t> type(static_cast<size_t>(vocab_size), 0);
-  auto put = [&](const std::string& t, const json& id, int32_t ty) {
-    if (!id.is_number_integer() || id.get<int64_t>() < 0) throw Exception(Exception::kCorrupt, path.string() + ": token \"" + t + "\" has no valid id");
-    if (id.get<int64_t>() >= vocab_size) return false;
-    text[id.get<size_t>()] = t;
-    type[id.get<size_t>()] = ty;
-    return true;
-  };
-  bool fits = true;
-  for (const auto& [t, id] : model["vocab"].items()) fits = put(t, id, kNormal) && fits;
-  for (const auto& a : tok.value("added_tokens", json::array())) {
-    if (!a.is_object() || !a.contains("content") || !a["content"].is_string()) {
-      throw Exception(Exception::kCorrupt, path.string() + ": an added_tokens entry has no content");
-    }
-    const std::string t = a["content"].get<std::string>();
-    const bool control = a.value("special", false) || LooksSpecial(t);
-    fits = put(control ? t : ReplaceAll(t, "\xe2\x96\x81", " "), a.value("id", json()), control ? kControl : kUserDefined) && fits;
-  }
-  if (!fits) {
+  const BpeTokens bpe = ReadBpeTokens(tok, model, path, vocab_size);
+  if (!bpe.fits) {
     out.note = path.string() + " has ids beyond the model's " + std::to_string(vocab_size) +
                " token rows; no vocabulary written";
     return out;
   }
-  GgufValue tokens = Array(GgufType::kString), types = Array(GgufType::kInt32), merges = Array(GgufType::kString);
+  GgufValue tokens = GgufArray(GgufType::kString), types = GgufArray(GgufType::kInt32);
   for (int id = 0; id < vocab_size; ++id) {
-    const bool hole = type[id] == 0;
-    tokens.texts.push_back(hole ? "[PAD" + std::to_string(id) + "]" : text[id]);
-    types.integers.push_back(hole ? kUnused : type[id]);
+    const bool hole = bpe.type[id] == 0;
+    tokens.texts.push_back(hole ? "[PAD" + std::to_string(id) + "]" : bpe.text[id]);
+    types.integers.push_back(hole ? kUnused : bpe.type[id]);
   }
-  for (const auto& m : model.value("merges", json::array())) {
-    if (m.is_string()) {
-      merges.texts.push_back(m.get<std::string>());
-    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
-      merges.texts.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
-    } else {
-      throw Exception(Exception::kCorrupt, path.string() + ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
-    }
-  }
+  GgufValue merges = BpeMerges(model, path);
   const json cfg = TokenizerConfig(dir);
-  auto id_of = [&](const char* key) -> std::optional<int32_t> {
-    const std::string t = TokenText(cfg, key);
-    if (t.empty()) return std::nullopt;
-    for (int id = 0; id < vocab_size; ++id) {
-      if (type[id] != 0 && text[id] == t) return id;
-    }
-    throw Exception(Exception::kCorrupt, (fs::path(dir) / "tokenizer_config.json").string() + ": " + key + " \"" + t +
-                         "\" is not in " + path.string());
-  };
-  const Specials s{id_of("bos_token"), id_of("eos_token"), id_of("unk_token"), id_of("pad_token")};
+  const Specials specials = BpeSpecials(cfg, bpe, dir, path);
   out.keys.emplace_back("tokenizer.ggml.model", GgufString("gpt2"));
   out.keys.emplace_back("tokenizer.ggml.pre", GgufString(pre));
   out.keys.emplace_back("tokenizer.ggml.tokens", std::move(tokens));
   out.keys.emplace_back("tokenizer.ggml.token_type", std::move(types));
   out.keys.emplace_back("tokenizer.ggml.merges", std::move(merges));
-  AddSpecials(s, cfg, out);
+  AddSpecials(specials, cfg, out);
   return out;
 }
 

@@ -19,24 +19,43 @@
 
 namespace splitlm::partition {
 
-GgufValue GgufString(std::string text) {
+namespace {
+
+GgufValue OfType(GgufType type) {
   GgufValue v;
-  v.type = GgufType::kString;
+  v.type = type;
+  return v;
+}
+
+}  // namespace
+
+GgufValue GgufString(std::string text) {
+  GgufValue v = OfType(GgufType::kString);
   v.text = std::move(text);
   return v;
 }
 
 GgufValue GgufU32(int64_t value) {
-  GgufValue v;
-  v.type = GgufType::kUint32;
+  GgufValue v = OfType(GgufType::kUint32);
   v.integer = value;
   return v;
 }
 
 GgufValue GgufF32(double value) {
-  GgufValue v;
-  v.type = GgufType::kFloat32;
+  GgufValue v = OfType(GgufType::kFloat32);
   v.real = static_cast<double>(static_cast<float>(value));
+  return v;
+}
+
+GgufValue GgufBool(bool value) {
+  GgufValue v = OfType(GgufType::kBool);
+  v.integer = value ? 1 : 0;
+  return v;
+}
+
+GgufValue GgufArray(GgufType element) {
+  GgufValue v = OfType(GgufType::kArray);
+  v.element_type = element;
   return v;
 }
 

@@ -21,6 +21,9 @@ namespace splitlm::partition {
 GgufValue GgufString(std::string text);
 GgufValue GgufU32(int64_t value);
 GgufValue GgufF32(double value);  // rounded to float, as the file holds it
+GgufValue GgufBool(bool value);
+// An empty array of `element` values: fill its texts, integers or reals.
+GgufValue GgufArray(GgufType element);
 
 // Usage: AddKeyValue and AddTensor in file order, then WriteTensorData for
 // every tensor in the order added (in as many pieces as convenient), then

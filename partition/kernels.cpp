@@ -1,5 +1,7 @@
 #include "partition/kernels.h"
 #include "partition/kernels_quant.h"
+#include "partition/kernels_table.h"
+#include "transport/error.h"
 
 #include <ATen/Parallel.h>
 
@@ -11,28 +13,28 @@
 #include <cstdint>
 
 #include <algorithm>
-#include <atomic>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 namespace splitlm::partition::kernels {
 
-#define SPLITLM_DECLARE_ISA(ns)                                                           \
-  namespace ns {                                                                         \
-  void MatMulEntry(const float* packed, int m, int k, const float* x, int n, float* y,   \
-                   const float* bias, int p0, int p1);                                   \
-  float DotEntry(const float* a, const float* b, int k);                                 \
-  float ReadSumEntry(const float* p, size_t n);                                          \
-  int TileInputsEntry();                                                                 \
-  void AttendEntry(const float* const* q, int nq, const float* kt, int stride,           \
-                   const float* v, const int* t, int hd, float scale,                    \
-                   float* const* scores, float* const* out);                             \
-  bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, \
-                        int n, float* y, int ldy, const float* bias, int p0, int p1);     \
-  bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq, \
-                         const float* xd, const int32_t* xs, int n, float* y, int ldy,    \
-                         const float* bias, int p0, int p1);                              \
+#define SPLITLM_DECLARE_ISA(ns)                                                                         \
+  namespace ns {                                                                                       \
+  void MatMulEntry(const float* packed, int m, int k, const float* x, int n, float* y, const float* bias, \
+                   int p0, int p1);                                                                    \
+  float DotEntry(const float* a, const float* b, int k);                                               \
+  float ReadSumEntry(const float* p, size_t n);                                                        \
+  int TileInputsEntry();                                                                               \
+  void AttendEntry(const float* const* q, int nq, const float* kt, int stride, const float* v,          \
+                   const int* t, int hd, float scale, float* const* scores, float* const* out);        \
+  bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n,     \
+                        float* y, int ldy, const float* bias, int p0, int p1);                         \
+  bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq,         \
+                         const float* xd, const int32_t* xs, int n, float* y, int ldy, const float* bias, \
+                         int p0, int p1);                                                              \
+  void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n, float* y, \
+                       int ldy, const float* bias, int p0, int p1);                                    \
+  int HalfTileInputsEntry();                                                                           \
   }
 SPLITLM_DECLARE_ISA(portable)
 #if defined(SPLITLM_HAVE_AVX2)
@@ -45,102 +47,102 @@ SPLITLM_DECLARE_ISA(neon)
 SPLITLM_DECLARE_ISA(neondot)
 #endif
 
+// The table of one instruction set's namespace, its int8-activation kernels
+// given apart (a CPU feature may pick them from another namespace).
+#define SPLITLM_ISA_TABLE(label, ns, quant8)                                                                 \
+  IsaTable {                                                                                               \
+    label, ns::MatMulEntry, ns::DotEntry, ns::ReadSumEntry, ns::TileInputsEntry, ns::AttendEntry,          \
+        ns::QuantMatMulEntry, quant8, ns::HalfMatMulEntry, ns::HalfTileInputsEntry                         \
+  }
+
 namespace {
 
-struct Isa {
-  const char* name;
-  decltype(&portable::MatMulEntry) matmul;
-  decltype(&portable::DotEntry) dot;
-  decltype(&portable::ReadSumEntry) read_sum;
-  decltype(&portable::TileInputsEntry) tile_inputs;
-  decltype(&portable::AttendEntry) attend;
-  decltype(&portable::QuantMatMulEntry) quant_matmul;
-  decltype(&portable::Quant8MatMulEntry) quant8_matmul;
-};
+// The tables are constants, built on first use (after the CPU probes are
+// ready) and never changed.
+const IsaTable& PortableTable() {
+  static const IsaTable table = SPLITLM_ISA_TABLE("portable", portable, portable::Quant8MatMulEntry);
+  return table;
+}
 
-const Isa kPortable{"portable", portable::MatMulEntry, portable::DotEntry, portable::ReadSumEntry, portable::TileInputsEntry,
-                    portable::AttendEntry, portable::QuantMatMulEntry, portable::Quant8MatMulEntry};
 #if defined(SPLITLM_HAVE_AVX2)
-const Isa kAvx2{"avx2+fma", avx2::MatMulEntry, avx2::DotEntry, avx2::ReadSumEntry, avx2::TileInputsEntry, avx2::AttendEntry,
-                avx2::QuantMatMulEntry, avx2::Quant8MatMulEntry};
+bool CpuHasAvx2() {
+  // F16C (vcvtph2ps) is on every AVX2 CPU; the 16-bit kernels need it.
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+}
+bool CpuHasAvx512() { return __builtin_cpu_supports("avx512f"); }
+const IsaTable& Avx2Table() {
+  static const IsaTable table = SPLITLM_ISA_TABLE("avx2+fma", avx2, avx2::Quant8MatMulEntry);
+  return table;
+}
 // The int8-activation kernels of an AVX-512 CPU: vpdpbusd where the CPU has
 // VNNI (and BW), else the AVX2 ones at 256 bits (bit-identical either way).
-decltype(&portable::Quant8MatMulEntry) Avx512Quant8() {
-  if (__builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")) return avx512vnni::Quant8MatMulEntry;
-  return avx512::Quant8MatMulEntry;
+const IsaTable& Avx512Table() {
+  static const IsaTable table = SPLITLM_ISA_TABLE(
+      "avx512f", avx512,
+      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? avx512vnni::Quant8MatMulEntry
+                                                                                 : avx512::Quant8MatMulEntry);
+  return table;
 }
-const Isa kAvx512{"avx512f", avx512::MatMulEntry, avx512::DotEntry, avx512::ReadSumEntry, avx512::TileInputsEntry,
-                  avx512::AttendEntry, avx512::QuantMatMulEntry, Avx512Quant8()};
-#endif
-#if defined(SPLITLM_HAVE_NEON)
-// The int8-activation kernels: sdot where the CPU has it (ARMv8.2 dotprod),
-// else plain NEON types with scalar integer sums (bit-identical either way).
-decltype(&portable::Quant8MatMulEntry) NeonQuant8() {
-  if ((getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0) return neondot::Quant8MatMulEntry;
-  return neon::Quant8MatMulEntry;
-}
-const Isa kNeon{"neon", neon::MatMulEntry, neon::DotEntry, neon::ReadSumEntry, neon::TileInputsEntry, neon::AttendEntry,
-                neon::QuantMatMulEntry, NeonQuant8()};
 #endif
 
-const Isa* Detect() {
-#if defined(SPLITLM_HAVE_AVX2)
-  if (const char* env = std::getenv("SPLITLM_KERNELS")) {
-    if (std::string(env) == "portable") return &kPortable;
-    if (std::string(env) == "avx2") return &kAvx2;
-  }
-  if (__builtin_cpu_supports("avx512f")) return &kAvx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) return &kAvx2;
-#endif
 #if defined(SPLITLM_HAVE_NEON)
-  // Advanced SIMD is mandatory on ARMv8-A: no run-time probe needed.
-  if (const char* env = std::getenv("SPLITLM_KERNELS")) {
-    if (std::string(env) == "portable") return &kPortable;
-  }
-  return &kNeon;
-#endif
-  return &kPortable;
+// Advanced SIMD is mandatory on ARMv8-A: no run-time probe needed. The
+// int8-activation kernels: sdot where the CPU has it (ARMv8.2 dotprod), else
+// plain NEON types with scalar integer sums (bit-identical either way).
+const IsaTable& NeonTable() {
+  static const IsaTable table = SPLITLM_ISA_TABLE(
+      "neon", neon,
+      (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0 ? neondot::Quant8MatMulEntry : neon::Quant8MatMulEntry);
+  return table;
 }
-
-std::atomic<const Isa*> g_isa{Detect()};
+#endif
 
 }  // namespace
 
-const char* ActiveIsa() { return g_isa.load()->name; }
+Isa Isa::Portable() { return Isa(&PortableTable()); }
 
-bool ForcePortable(bool on) {
-  const Isa* prev = g_isa.exchange(on ? &kPortable : Detect());
-  return prev == &kPortable;
-}
-
-bool ForceIsa(const char* name) {
-  const std::string n = name;
-  if (n.empty()) {
-    g_isa.store(Detect());
-    return true;
-  }
-  if (n == kPortable.name) {
-    g_isa.store(&kPortable);
-    return true;
-  }
+Isa Isa::Best() {
 #if defined(SPLITLM_HAVE_AVX2)
-  if (n == kAvx2.name && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
-    g_isa.store(&kAvx2);
-    return true;
-  }
-  if (n == kAvx512.name && __builtin_cpu_supports("avx512f")) {
-    g_isa.store(&kAvx512);
-    return true;
-  }
+  if (CpuHasAvx512()) return Isa(&Avx512Table());
+  if (CpuHasAvx2()) return Isa(&Avx2Table());
 #endif
 #if defined(SPLITLM_HAVE_NEON)
-  if (n == kNeon.name) {
-    g_isa.store(&kNeon);
-    return true;
-  }
+  return Isa(&NeonTable());
 #endif
-  return false;
+  return Portable();
 }
+
+std::optional<Isa> Isa::Named(std::string_view name) {
+  if (name == "portable") return Portable();
+#if defined(SPLITLM_HAVE_AVX2)
+  if ((name == "avx2+fma" || name == "avx2") && CpuHasAvx2()) return Isa(&Avx2Table());
+  if ((name == "avx512f" || name == "avx512") && CpuHasAvx512()) return Isa(&Avx512Table());
+#endif
+#if defined(SPLITLM_HAVE_NEON)
+  if (name == "neon") return Isa(&NeonTable());
+#endif
+  return std::nullopt;
+}
+
+std::vector<Isa> Isa::Available() {
+  std::vector<Isa> out;
+  for (const char* name : {"portable", "avx2+fma", "avx512f", "neon"}) {
+    if (auto isa = Named(name)) out.push_back(*isa);
+  }
+  return out;
+}
+
+Isa Isa::Choose(const char* name, std::string_view setting) {
+  if (name == nullptr || *name == '\0') return Best();
+  if (auto isa = Named(name)) return *isa;
+  std::string available;
+  for (Isa isa : Available()) available += (available.empty() ? "" : ", ") + std::string(isa.name());
+  throw Exception(Exception::kInvalidArgument, std::string(setting) + " \"" + name +
+                                                   "\": not an instruction set this build and CPU run (" +
+                                                   available + ")");
+}
+
+const char* Isa::name() const { return table_->name; }
 
 void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
   if (n <= 0) return;
@@ -175,10 +177,10 @@ namespace {
 
 // Inputs packed group by group ([k][group size], groups of the tile's width)
 // so that the tile's broadcasts read one sequential stream; x itself for one.
-const float* PackInputs(const Isa* isa, const float* x, int n, int k) {
+const float* PackInputs(const IsaTable& isa, const float* x, int n, int k) {
   if (n <= 1) return x;
   thread_local std::vector<float> packed_inputs;
-  const int tile = isa->tile_inputs();
+  const int tile = isa.tile_inputs();
   packed_inputs.resize(static_cast<size_t>(n) * k);
   float* dst = packed_inputs.data();
   const int groups = (n + tile - 1) / tile;
@@ -195,18 +197,18 @@ const float* PackInputs(const Isa* isa, const float* x, int n, int k) {
 
 }  // namespace
 
-void MatMul(const float* packed, int m, int k, const float* x, int n, float* y, const float* bias) {
-  const Isa* isa = g_isa.load(std::memory_order_relaxed);
+void MatMul(Isa isa_value, const float* packed, int m, int k, const float* x, int n, float* y, const float* bias) {
+  const IsaTable& isa = isa_value.table();
   const float* xp = PackInputs(isa, x, n, k);
   // Threads take whole panels; a matrix under ~256 KiB stays on one thread.
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
-  ParallelFor(panels, grain, [&](int b, int e) { isa->matmul(packed, m, k, xp, n, y, bias, b, e); });
+  ParallelFor(panels, grain, [&](int b, int e) { isa.matmul(packed, m, k, xp, n, y, bias, b, e); });
 }
 
-void QuantMatMul(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
-                 const float* bias, QuantActs acts) {
-  const Isa* isa = g_isa.load(std::memory_order_relaxed);
+void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, float* y,
+                 int ldy, const float* bias, QuantActs acts) {
+  const IsaTable& isa = isa_value.table();
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
   if (acts == QuantActs::kInt8) {
@@ -227,21 +229,21 @@ void QuantMatMul(uint32_t type, const uint8_t* packed, int m, int k, const float
         QuantizeActivations(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
       }
     });
-    ParallelFor(panels, grain, [&](int b, int e) { isa->quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e); });
+    ParallelFor(panels, grain, [&](int b, int e) { isa.quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e); });
     return;
   }
   const float* xp = PackInputs(isa, x, n, k);
   // As MatMul: panels of ~64K weights or more per task.
-  ParallelFor(panels, grain, [&](int b, int e) { isa->quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e); });
+  ParallelFor(panels, grain, [&](int b, int e) { isa.quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e); });
 }
 
-float ReadSum(const float* p, size_t n) { return g_isa.load(std::memory_order_relaxed)->read_sum(p, n); }
+float ReadSum(Isa isa, const float* p, size_t n) { return isa.table().read_sum(p, n); }
 
-float Dot(const float* a, const float* b, int k) { return g_isa.load(std::memory_order_relaxed)->dot(a, b, k); }
+float Dot(Isa isa, const float* a, const float* b, int k) { return isa.table().dot(a, b, k); }
 
-void Attend(const float* const* q, int nq, const float* kt, int stride, const float* v,
-            const int* t, int hd, float scale, float* const* scores, float* const* out) {
-  g_isa.load(std::memory_order_relaxed)->attend(q, nq, kt, stride, v, t, hd, scale, scores, out);
+void Attend(Isa isa, const float* const* q, int nq, const float* kt, int stride, const float* v, const int* t, int hd,
+            float scale, float* const* scores, float* const* out) {
+  isa.table().attend(q, nq, kt, stride, v, t, hd, scale, scores, out);
 }
 
 }  // namespace splitlm::partition::kernels

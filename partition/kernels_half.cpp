@@ -6,49 +6,13 @@
 
 #include "partition/gguf.h"
 #include "partition/kernels.h"
+#include "partition/kernels_table.h"
 #include "transport/codec.h"
 #include "transport/error.h"
 
 namespace splitlm::partition::kernels {
 
-#define SPLITLM_DECLARE_HALF_ISA(ns)                                                                    \
-  namespace ns {                                                                                       \
-  void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n, float* y, \
-                       int ldy, const float* bias, int p0, int p1);                                    \
-  int HalfTileInputsEntry();                                                                           \
-  }
-SPLITLM_DECLARE_HALF_ISA(portable)
-#if defined(SPLITLM_HAVE_AVX2)
-SPLITLM_DECLARE_HALF_ISA(avx2)
-SPLITLM_DECLARE_HALF_ISA(avx512)
-#endif
-#if defined(SPLITLM_HAVE_NEON)
-SPLITLM_DECLARE_HALF_ISA(neon)
-#endif
-
 namespace {
-
-struct HalfIsaEntry {
-  const char* name;
-  decltype(&portable::HalfMatMulEntry) matmul;
-  decltype(&portable::HalfTileInputsEntry) tile_inputs;
-};
-
-// The entry matching kernels::ActiveIsa() (ForceIsa and ForcePortable
-// included), so that tests comparing instruction sets cover these kernels.
-HalfIsaEntry Active() {
-  const std::string isa = ActiveIsa();
-#if defined(SPLITLM_HAVE_AVX2)
-  if (isa == "avx512f") return {"avx512f", avx512::HalfMatMulEntry, avx512::HalfTileInputsEntry};
-  if (isa == "avx2+fma" && __builtin_cpu_supports("f16c")) {
-    return {"avx2+fma", avx2::HalfMatMulEntry, avx2::HalfTileInputsEntry};
-  }
-#endif
-#if defined(SPLITLM_HAVE_NEON)
-  if (isa == "neon") return {"neon", neon::HalfMatMulEntry, neon::HalfTileInputsEntry};
-#endif
-  return {"portable", portable::HalfMatMulEntry, portable::HalfTileInputsEntry};
-}
 
 // x [n, k] packed group by group ([k][group]) in groups of `tile` inputs, as
 // kernels::MatMul packs its inputs; x itself for one input.
@@ -95,20 +59,18 @@ void HalfUnpackRow(uint32_t type, const uint16_t* packed, int k, int r, float* o
   }
 }
 
-void HalfMatMul(uint32_t type, const uint16_t* packed, int m, int k, const float* x, int n, float* y, int ldy,
-                const float* bias) {
+void HalfMatMul(Isa isa_value, uint32_t type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
+                int ldy, const float* bias) {
   if (!IsHalfType(type))
     throw Exception(Exception::kInvalidArgument, "no 16-bit kernel for weights of type " + GgmlTypeName(type));
-  const HalfIsaEntry isa = Active();
+  const IsaTable& isa = isa_value.table();
   thread_local std::vector<float> buffer;
-  const float* xp = PackInputs(x, n, k, isa.tile_inputs(), buffer);
+  const float* xp = PackInputs(x, n, k, isa.half_tile_inputs(), buffer);
   const bool bf16 = IsBf16(type);
   // As MatMul: panels of ~64K weights or more per task.
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
-  ParallelFor(panels, grain, [&](int b, int e) { isa.matmul(bf16, packed, m, k, xp, n, y, ldy, bias, b, e); });
+  ParallelFor(panels, grain, [&](int b, int e) { isa.half_matmul(bf16, packed, m, k, xp, n, y, ldy, bias, b, e); });
 }
-
-const char* HalfIsa() { return Active().name; }
 
 }  // namespace splitlm::partition::kernels

@@ -17,6 +17,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "partition/kernels.h"
+
 namespace splitlm::partition::kernels {
 
 // Whether `ggml_type` (a GgmlType number) is F16 or BF16.
@@ -30,13 +32,10 @@ void PackHalf(const uint16_t* const* rows, int m, int k, uint16_t* dst);
 void HalfUnpackRow(uint32_t ggml_type, const uint16_t* packed, int k, int r, float* out);
 
 // y[i*ldy + r] = sum_j w[r][j] x[i][j] (+ bias[r]) in the order above, for
-// r < m, i < n; `packed` from PackHalf, x: [n, k]. Parallel over panels.
+// r < m, i < n; `packed` from PackHalf, x: [n, k]. Parallel over panels,
+// with `isa`'s kernels (every Isa has 16-bit ones: Isa's AVX2 needs F16C).
 // Throws Exception(kInvalidArgument) for a type other than F16 and BF16.
-void HalfMatMul(uint32_t ggml_type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
+void HalfMatMul(Isa isa, uint32_t ggml_type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
                 int ldy, const float* bias = nullptr);
-
-// The instruction set HalfMatMul runs with: kernels::ActiveIsa()'s, or
-// "portable" when that is AVX2 on a CPU without F16C.
-const char* HalfIsa();
 
 }  // namespace splitlm::partition::kernels

@@ -115,10 +115,11 @@ std::string GgufFormats(const GgufHeader& header) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights) {
+std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights, kernels::Isa isa) {
   CheckWeightFormat(weights);
   std::unique_ptr<Model> m = OpenPath(path);
   m->weights_ = weights;
+  m->isa_ = isa;
   // Weights converted at load are other weights than the file's (f32 is the
   // file's values), so the fingerprint says which; the identity stays.
   if (!weights.empty() && weights != "f32") {

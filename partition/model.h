@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "partition/kernels.h"
 #include "partition/model_config.h"
 #include "partition/safetensors.h"
 
@@ -40,7 +41,10 @@ class Model {
   // `weights` is the format stages hold the matrices in (see
   // weight_matrix.h: "" keeps a GGUF file's block types, "q8_0" etc.
   // quantise at load); an unknown value throws Exception(kInvalidArgument).
-  static std::unique_ptr<Model> Open(const std::string& path, const std::string& weights = "");
+  // `isa` is the instruction set the stages' kernels run with (kernels.h:
+  // every one gives the same bits; main()s take it from $SPLITLM_KERNELS).
+  static std::unique_ptr<Model> Open(const std::string& path, const std::string& weights = "",
+                                     kernels::Isa isa = kernels::Isa::Best());
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -50,6 +54,9 @@ class Model {
   const std::string& dir() const { return dir_; }
   // The weight format given to Open ("" for as stored).
   const std::string& weights() const { return weights_; }
+  // The instruction set given to Open: stages loaded from this model run
+  // their kernels with it.
+  kernels::Isa isa() const { return isa_; }
   bool is_gguf() const { return gguf_ != nullptr; }
   // Identifies the model: config.json, the tensor headers and the content of
   // every tensor (each file's data digest; for GGUF the digest of the whole
@@ -99,6 +106,7 @@ class Model {
 
   std::string dir_;
   std::string weights_;
+  kernels::Isa isa_ = kernels::Isa::Portable();
   ModelConfig config_;
   uint64_t fingerprint_ = 0;
   uint64_t identity_ = 0;

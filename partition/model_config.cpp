@@ -78,30 +78,23 @@ bool ModelConfig::IsEos(int token) const {
   return std::find(eos_token_ids.begin(), eos_token_ids.end(), token) != eos_token_ids.end();
 }
 
-ModelConfig ParseModelConfig(const std::string& json_text, const std::string& origin) {
-  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) Fail(origin, "not a valid JSON object");
+namespace {
 
-  ModelConfig c;
+Arch ParseArch(const json& j, const std::string& origin) {
   auto archs = j.find("architectures");
   if (archs == j.end() || !archs->is_array() || archs->empty() || !(*archs)[0].is_string()) {
     Fail(origin, "missing \"architectures\" (expected e.g. [\"LlamaForCausalLM\"])");
   }
-  std::string name = (*archs)[0].get<std::string>();
-  if (name == "LlamaForCausalLM") {
-    c.arch = Arch::kLlama;
-  } else if (name == "MistralForCausalLM") {
-    c.arch = Arch::kMistral;
-  } else if (name == "Qwen2ForCausalLM") {
-    c.arch = Arch::kQwen2;
-  } else {
-    Fail(origin, "unknown architecture \"" + name +
-                     "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+  const std::string name = (*archs)[0].get<std::string>();
+  for (Arch arch : {Arch::kLlama, Arch::kMistral, Arch::kQwen2}) {
+    if (name == ArchName(arch)) return arch;
   }
-  if (auto act = j.find("hidden_act"); act != j.end() && act->is_string() && *act != "silu") {
-    Fail(origin, "unsupported hidden_act \"" + act->get<std::string>() + "\" (only silu)");
-  }
+  Fail(origin, "unknown architecture \"" + name +
+                   "\" (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
+}
 
+// The sizes: hidden, layers, heads, kv heads, MLP, vocabulary, context, head dim.
+void ParseShape(const json& j, const std::string& origin, ModelConfig& c) {
   c.hidden_size = RequiredInt(j, "hidden_size", origin);
   c.num_layers = RequiredInt(j, "num_hidden_layers", origin);
   c.num_heads = RequiredInt(j, "num_attention_heads", origin);
@@ -125,11 +118,10 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
     Fail(origin, "num_attention_heads " + std::to_string(c.num_heads) +
                      " is not a multiple of num_key_value_heads " + std::to_string(c.num_kv_heads));
   }
-  c.rope_theta = OptionalPositive(j, "rope_theta", 10000.0, origin);
-  c.rms_norm_eps = OptionalPositive(j, "rms_norm_eps", 1e-6, origin);
-  c.tie_word_embeddings = OptionalBool(j, "tie_word_embeddings", false, origin);
-  c.qkv_bias = c.arch == Arch::kQwen2;
-  if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
+}
+
+// BOS and EOS ids (the defaults checked against the vocabulary too).
+void ParseSpecialIds(const json& j, const std::string& origin, ModelConfig& c) {
   if (auto b = j.find("bos_token_id"); b != j.end() && !b->is_null()) {
     c.bos_token_id = SpecialId(*b, "bos_token_id", c.vocab_size, origin);
   } else {
@@ -143,24 +135,46 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
   } else {
     SpecialId(json(c.eos_token_ids[0]), "eos_token_id (default, key absent)", c.vocab_size, origin);
   }
+}
 
-  if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) {
-    if (!rs->is_object()) Fail(origin, "\"rope_scaling\" must be an object or null");
-    std::string type = OptionalString(*rs, "rope_type", origin);
-    if (type.empty()) type = OptionalString(*rs, "type", origin);
-    if (type == "linear") {
-      c.rope_scaling.kind = RopeScaling::Kind::kLinear;
-    } else if (type == "llama3") {
-      c.rope_scaling.kind = RopeScaling::Kind::kLlama3;
-      c.rope_scaling.low_freq_factor = OptionalPositive(*rs, "low_freq_factor", 1.0, origin);
-      c.rope_scaling.high_freq_factor = OptionalPositive(*rs, "high_freq_factor", 4.0, origin);
-      c.rope_scaling.original_max_position =
-          RequiredInt(*rs, "original_max_position_embeddings", origin);
-    } else if (type != "default") {
-      Fail(origin, "unsupported rope_scaling type \"" + type + "\" (supported: linear, llama3)");
-    }
-    c.rope_scaling.factor = OptionalPositive(*rs, "factor", 1.0, origin);
+RopeScaling ParseRopeScaling(const json& rs, const std::string& origin) {
+  if (!rs.is_object()) Fail(origin, "\"rope_scaling\" must be an object or null");
+  RopeScaling out;
+  std::string type = OptionalString(rs, "rope_type", origin);
+  if (type.empty()) type = OptionalString(rs, "type", origin);
+  if (type == "linear") {
+    out.kind = RopeScaling::Kind::kLinear;
+  } else if (type == "llama3") {
+    out.kind = RopeScaling::Kind::kLlama3;
+    out.low_freq_factor = OptionalPositive(rs, "low_freq_factor", 1.0, origin);
+    out.high_freq_factor = OptionalPositive(rs, "high_freq_factor", 4.0, origin);
+    out.original_max_position = RequiredInt(rs, "original_max_position_embeddings", origin);
+  } else if (type != "default") {
+    Fail(origin, "unsupported rope_scaling type \"" + type + "\" (supported: linear, llama3)");
   }
+  out.factor = OptionalPositive(rs, "factor", 1.0, origin);
+  return out;
+}
+
+}  // namespace
+
+ModelConfig ParseModelConfig(const std::string& json_text, const std::string& origin) {
+  json j = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) Fail(origin, "not a valid JSON object");
+
+  ModelConfig c;
+  c.arch = ParseArch(j, origin);
+  if (auto act = j.find("hidden_act"); act != j.end() && act->is_string() && *act != "silu") {
+    Fail(origin, "unsupported hidden_act \"" + act->get<std::string>() + "\" (only silu)");
+  }
+  ParseShape(j, origin, c);
+  c.rope_theta = OptionalPositive(j, "rope_theta", 10000.0, origin);
+  c.rms_norm_eps = OptionalPositive(j, "rms_norm_eps", 1e-6, origin);
+  c.tie_word_embeddings = OptionalBool(j, "tie_word_embeddings", false, origin);
+  c.qkv_bias = c.arch == Arch::kQwen2;
+  if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
+  ParseSpecialIds(j, origin, c);
+  if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) c.rope_scaling = ParseRopeScaling(*rs, origin);
   return c;
 }
 

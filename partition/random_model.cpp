@@ -99,102 +99,134 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
   return c;
 }
 
-void WriteRandomModel(const RandomModelOptions& o, const std::string& dir) {
-  ModelConfig c = PresetConfig(o.preset, o.arch);
-  if (o.vocab < 0 || o.vocab > (1 << 20)) throw Exception(Exception::kInvalidArgument, "vocab must be in 1..1048576");
-  std::string tokenizer_name;  // what the tokenizer is called in the directory
-  if (!o.tokenizer.empty()) {
-    const std::string ext = fs::path(o.tokenizer).extension().string();
+namespace {
+
+// The preset's config with the tokenizer's vocabulary and special ids (and
+// `options.vocab`); `tokenizer_name` gets what the tokenizer is called in the
+// directory.
+ModelConfig ConfigFor(const RandomModelOptions& options, std::string& tokenizer_name) {
+  ModelConfig config = PresetConfig(options.preset, options.arch);
+  if (options.vocab < 0 || options.vocab > (1 << 20))
+    throw Exception(Exception::kInvalidArgument, "vocab must be in 1..1048576");
+  if (!options.tokenizer.empty()) {
+    const std::string ext = fs::path(options.tokenizer).extension().string();
     if (ext != ".json" && ext != ".model") {
       throw Exception(Exception::kInvalidArgument,
-                      o.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
+                      options.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
     }
     tokenizer_name = ext == ".json" ? "tokenizer.json" : "tokenizer.model";
-    auto tok = Tokenizer::Open(o.tokenizer);
-    c.vocab_size = tok->vocab_size();
-    if (tok->bos_id()) c.bos_token_id = *tok->bos_id();
-    if (!tok->eos_ids().empty()) c.eos_token_ids.assign(tok->eos_ids().begin(), tok->eos_ids().end());
+    auto tok = Tokenizer::Open(options.tokenizer);
+    config.vocab_size = tok->vocab_size();
+    if (tok->bos_id()) config.bos_token_id = *tok->bos_id();
+    if (!tok->eos_ids().empty()) config.eos_token_ids.assign(tok->eos_ids().begin(), tok->eos_ids().end());
   }
-  if (o.vocab > 0) c.vocab_size = o.vocab;
-  if (c.bos_token_id >= c.vocab_size) c.bos_token_id = 0;
-  c.eos_token_ids.erase(std::remove_if(c.eos_token_ids.begin(), c.eos_token_ids.end(),
-                                       [&](int id) { return id >= c.vocab_size; }),
-                        c.eos_token_ids.end());
-  if (c.eos_token_ids.empty()) c.eos_token_ids.push_back(c.vocab_size > 2 ? 2 : 0);
-  if (o.shards < 1 || o.shards > 64) throw Exception(Exception::kInvalidArgument, "shards must be in 1..64");
+  if (options.vocab > 0) config.vocab_size = options.vocab;
+  if (config.bos_token_id >= config.vocab_size) config.bos_token_id = 0;
+  std::vector<int>& eos = config.eos_token_ids;
+  eos.erase(std::remove_if(eos.begin(), eos.end(), [&](int id) { return id >= config.vocab_size; }), eos.end());
+  if (eos.empty()) eos.push_back(config.vocab_size > 2 ? 2 : 0);
+  return config;
+}
+
+uint64_t Elements(const TensorPlan& t) {
+  uint64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  return n;
+}
+
+// The tensors split into shards of roughly equal size, in order.
+struct Shards {
+  std::vector<SafetensorsWriter> writers;
+  std::vector<std::string> files;
+  nlohmann::json weight_map = nlohmann::json::object();
+  uint64_t total = 0;  // bytes of all tensors
+};
+
+Shards AssignShards(const std::vector<TensorPlan>& plan, const RandomModelOptions& options) {
+  Shards shards;
+  shards.writers.resize(options.shards);
+  shards.files.resize(options.shards);
+  for (const auto& t : plan) shards.total += Elements(t) * StoredDTypeSize(options.dtype);
+  uint64_t seen = 0;
+  for (const auto& t : plan) {
+    const int shard = static_cast<int>(
+        std::min<uint64_t>(seen * options.shards / std::max<uint64_t>(shards.total, 1), options.shards - 1));
+    seen += Elements(t) * StoredDTypeSize(options.dtype);
+    shards.writers[shard].Add(t.name, options.dtype, t.shape);
+    shards.files[shard] = options.shards == 1 ? "model.safetensors"
+                                              : "model-" + std::to_string(shard + 1) + "-of-" +
+                                                    std::to_string(options.shards) + ".safetensors";
+    shards.weight_map[t.name] = shards.files[shard];
+  }
+  return shards;
+}
+
+// Writes every shard's file, the tensors' values drawn as the plan says.
+void WriteShards(const RandomModelOptions& options, const std::string& dir, const std::vector<TensorPlan>& plan,
+                 Shards& shards) {
+  uint64_t done = 0;
+  std::vector<float> buf;
+  auto fill = [&](const std::string& name, const TensorInfo& info, uint8_t* dst) {
+    const auto& tp = *std::find_if(plan.begin(), plan.end(), [&](const TensorPlan& x) { return x.name == name; });
+    const size_t n = info.bytes / StoredDTypeSize(info.dtype);
+    buf.resize(n);
+    FillNormal(options.seed, name, tp.mean, tp.std, buf.data(), n);
+    if (info.dtype == StoredDType::kF32) {
+      std::memcpy(dst, buf.data(), info.bytes);
+    } else {
+      at::Tensor f = at::from_blob(buf.data(), {static_cast<int64_t>(n)});
+      at::Tensor half = f.to(info.dtype == StoredDType::kF16 ? at::kHalf : at::kBFloat16);
+      std::memcpy(dst, half.data_ptr(), info.bytes);
+    }
+    done += info.bytes;
+    if (options.progress) options.progress(done, shards.total);
+  };
+  for (int s = 0; s < options.shards; ++s) {
+    if (shards.writers[s].entries().empty()) continue;
+    shards.writers[s].Write((fs::path(dir) / shards.files[s]).string(),
+                            [&](const std::string& name, const TensorInfo& info, uint8_t* dst) { fill(name, info, dst); });
+  }
+}
+
+// Copies the tokenizer as `tokenizer_name`, and beside a tokenizer.json its
+// BOS/EOS rules and chat template.
+void CopyTokenizer(const std::string& tokenizer, const std::string& tokenizer_name, const std::string& dir) {
+  std::error_code ec;
+  fs::copy_file(tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing, ec);
+  if (ec) throw Exception(Exception::kUnavailable, tokenizer + ": cannot copy tokenizer: " + ec.message());
+  for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
+    const fs::path from = fs::path(tokenizer).parent_path() / side;
+    if (tokenizer_name != "tokenizer.json" || !fs::exists(from)) continue;
+    fs::copy_file(from, fs::path(dir) / side, fs::copy_options::overwrite_existing, ec);
+    if (ec) throw Exception(Exception::kUnavailable, from.string() + ": cannot copy: " + ec.message());
+  }
+}
+
+}  // namespace
+
+void WriteRandomModel(const RandomModelOptions& options, const std::string& dir) {
+  std::string tokenizer_name;  // what the tokenizer is called in the directory
+  const ModelConfig config = ConfigFor(options, tokenizer_name);
+  if (options.shards < 1 || options.shards > 64)
+    throw Exception(Exception::kInvalidArgument, "shards must be in 1..64");
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Exception(Exception::kUnavailable, dir + ": cannot create directory: " + ec.message());
 
-  const std::vector<TensorPlan> plan = Plan(c);
-  uint64_t total = 0;
-  for (const auto& t : plan) {
-    uint64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    total += n * StoredDTypeSize(o.dtype);
-  }
-
-  // Split tensors into shards of roughly equal size, in order.
-  std::vector<SafetensorsWriter> writers(o.shards);
-  std::vector<std::string> files(o.shards);
-  nlohmann::json weight_map = nlohmann::json::object();
-  uint64_t seen = 0;
-  for (const auto& t : plan) {
-    uint64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    int shard = static_cast<int>(std::min<uint64_t>(seen * o.shards / std::max<uint64_t>(total, 1),
-                                                    o.shards - 1));
-    seen += n * StoredDTypeSize(o.dtype);
-    writers[shard].Add(t.name, o.dtype, t.shape);
-    files[shard] = o.shards == 1 ? "model.safetensors"
-                                 : "model-" + std::to_string(shard + 1) + "-of-" +
-                                       std::to_string(o.shards) + ".safetensors";
-    weight_map[t.name] = files[shard];
-  }
-
-  uint64_t done = 0;
-  std::vector<float> buf;
-  for (int s = 0; s < o.shards; ++s) {
-    if (writers[s].entries().empty()) continue;
-    writers[s].Write((fs::path(dir) / files[s]).string(),
-                     [&](const std::string& name, const TensorInfo& info, uint8_t* dst) {
-                       const auto& tp = *std::find_if(plan.begin(), plan.end(),
-                                                      [&](const TensorPlan& x) { return x.name == name; });
-                       const size_t n = info.bytes / StoredDTypeSize(info.dtype);
-                       buf.resize(n);
-                       FillNormal(o.seed, name, tp.mean, tp.std, buf.data(), n);
-                       if (info.dtype == StoredDType::kF32) {
-                         std::memcpy(dst, buf.data(), info.bytes);
-                       } else {
-                         at::Tensor f = at::from_blob(buf.data(), {static_cast<int64_t>(n)});
-                         at::Tensor half = f.to(info.dtype == StoredDType::kF16 ? at::kHalf : at::kBFloat16);
-                         std::memcpy(dst, half.data_ptr(), info.bytes);
-                       }
-                       done += info.bytes;
-                       if (o.progress) o.progress(done, total);
-                     });
-  }
-  if (o.shards > 1) {
-    nlohmann::json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
+  const std::vector<TensorPlan> plan = Plan(config);
+  Shards shards = AssignShards(plan, options);
+  WriteShards(options, dir, plan, shards);
+  if (options.shards > 1) {
+    nlohmann::json index = {{"metadata", {{"total_size", shards.total}}}, {"weight_map", shards.weight_map}};
     std::ofstream(fs::path(dir) / "model.safetensors.index.json") << index.dump(2) << "\n";
     fs::remove(fs::path(dir) / "model.safetensors", ec);
   } else {
     fs::remove(fs::path(dir) / "model.safetensors.index.json", ec);
   }
   std::ofstream cfg(fs::path(dir) / "config.json");
-  cfg << ModelConfigToJson(c);
+  cfg << ModelConfigToJson(config);
   if (!cfg) throw Exception(Exception::kUnavailable, dir + "/config.json: write failed");
-  if (!o.tokenizer.empty()) {
-    fs::copy_file(o.tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing, ec);
-    if (ec) throw Exception(Exception::kUnavailable, o.tokenizer + ": cannot copy tokenizer: " + ec.message());
-    // Beside a tokenizer.json: its BOS/EOS rules and chat template.
-    for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
-      const fs::path from = fs::path(o.tokenizer).parent_path() / side;
-      if (tokenizer_name != "tokenizer.json" || !fs::exists(from)) continue;
-      fs::copy_file(from, fs::path(dir) / side, fs::copy_options::overwrite_existing, ec);
-      if (ec) throw Exception(Exception::kUnavailable, from.string() + ": cannot copy: " + ec.message());
-    }
-  }
+  if (!options.tokenizer.empty()) CopyTokenizer(options.tokenizer, tokenizer_name, dir);
 }
 
 }  // namespace splitlm::partition

@@ -37,7 +37,7 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
 Matrix LoadMatrix(const Model& model, const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
   std::vector<WeightMatrix::Part> refs;
   for (const auto& [name, shape] : parts) refs.push_back({name, model.Tensor(name, shape)});
-  return WeightMatrix::Load(refs, model.weights(), model.config().num_layers);
+  return WeightMatrix::Load(refs, model.weights(), model.config().num_layers, model.isa());
 }
 
 size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }
@@ -81,8 +81,8 @@ constexpr int kRowGrain = 8;
 // the rows of a head off the same cache sets when capacity is a power of 2.
 size_t KeyStride(int capacity) { return static_cast<size_t>(capacity) + 16; }
 
-void RmsNorm(const float* x, const float* w, int h, float eps, float* y) {
-  const float var = kernels::Dot(x, x, h) / static_cast<float>(h);
+void RmsNorm(kernels::Isa isa, const float* x, const float* w, int h, float eps, float* y) {
+  const float var = kernels::Dot(isa, x, x, h) / static_cast<float>(h);
   const float s = 1.0f / std::sqrt(var + eps);
   for (int i = 0; i < h; ++i) y[i] = w[i] * (x[i] * s);
 }
@@ -103,6 +103,7 @@ struct StageWeights::Impl {
   ModelConfig cfg;
   StageSpec spec;
   uint64_t fingerprint = 0;
+  kernels::Isa isa = kernels::Isa::Portable();  // the model's (Model::isa())
   at::Tensor embed;
   std::vector<LayerWeights> layers;
   at::Tensor final_norm;
@@ -116,7 +117,7 @@ namespace {
 
 // The final norm and the head over each sequence's last row of `x` (all its
 // rows with all_logits), one matrix pass for all; outs[s] gets sequence s's.
-void HeadLogits(const ModelConfig& cfg, const at::Tensor& final_norm, const Matrix& head, const std::vector<float>& x,
+void HeadLogits(kernels::Isa isa, const ModelConfig& cfg, const at::Tensor& final_norm, const Matrix& head, const std::vector<float>& x,
                 const std::vector<StageInput>& inputs, float eps, const std::vector<float*>& outs) {
   const int h = cfg.hidden_size, vocab = cfg.vocab_size;
   std::vector<int> rows;  // rows of x that get logits, in output order
@@ -129,7 +130,7 @@ void HeadLogits(const ModelConfig& cfg, const at::Tensor& final_norm, const Matr
   std::vector<float> xn(static_cast<size_t>(m) * h);
   kernels::ParallelFor(m, kRowGrain, [&](int b, int e) {
     for (int i = b; i < e; ++i) {
-      RmsNorm(&x[static_cast<size_t>(rows[i]) * h], Data(final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
+      RmsNorm(isa, &x[static_cast<size_t>(rows[i]) * h], Data(final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
     }
   });
   if (inputs.size() == 1) {
@@ -230,6 +231,7 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   w.cfg = c;
   w.spec = spec;
   w.fingerprint = model.fingerprint();
+  w.isa = model.isa();
   const int64_t h = c.hidden_size, hd = c.head_dim, qd = int64_t{c.num_heads} * hd,
                 kvd = int64_t{c.num_kv_heads} * hd, inter = c.intermediate_size, vocab = c.vocab_size;
 
@@ -305,6 +307,7 @@ std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) c
   w.cfg = from.cfg;
   w.spec = spec;
   w.fingerprint = from.fingerprint;
+  w.isa = from.isa;
   w.cos = from.cos;
   w.sin = from.sin;
   for (int l = spec.begin; l < spec.end; ++l) {
@@ -505,7 +508,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     const LayerWeights& lw = w.layers[l];
     // Row-wise work runs on the thread pool too (inline for one row).
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-      for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
+      for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
     });
     lw.qkv->Apply(xn.data(), total, qkv.data(), Data(lw.qkv_bias));
 
@@ -553,7 +556,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
             t[i] = row_pos[r0 + i] + 1;
           }
           const size_t ks = KeyStride(st.capacity_);
-          kernels::Attend(q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
+          kernels::Attend(w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
                           &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale,
                           sc, out);
           if (bi == nb - 1 - bi) break;
@@ -564,7 +567,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     lw.o->Apply(attn.data(), total, tmp.data());
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
       for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
-      for (int r = b; r < e; ++r) RmsNorm(&x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
+      for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
     });
     lw.gate_up->Apply(xn.data(), total, gu.data());
     kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
@@ -591,7 +594,7 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     mark(w.layers.size() + 1);
     return;
   }
-  HeadLogits(w.cfg, w.final_norm, w.head, x, inputs, eps, outs);
+  HeadLogits(w.isa, w.cfg, w.final_norm, w.head, x, inputs, eps, outs);
   mark(w.layers.size() + 1);
 }
 

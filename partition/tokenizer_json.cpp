@@ -2,11 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "partition/bpe_tokenizer.h"
+#include "partition/json_file.h"
 #include "transport/error.h"
 
 namespace splitlm::partition {
@@ -14,18 +13,6 @@ namespace {
 
 using json = nlohmann::json;
 namespace fs = std::filesystem;
-
-json ReadJson(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw Exception(Exception::kNotFound, path + ": cannot read the file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  try {
-    return json::parse(ss.str());
-  } catch (const json::exception& e) {
-    throw Exception(Exception::kCorrupt, path + ": not valid JSON (" + e.what() + ")");
-  }
-}
 
 std::string TypeOf(const json& j, const std::string& path, const std::string& where) {
   if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
@@ -155,14 +142,6 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
 }
 
 // A token in tokenizer_config.json: a string, {"content": ...} or null.
-std::string TokenText(const json& cfg, const char* key) {
-  if (!cfg.contains(key)) return "";
-  const json& v = cfg[key];
-  if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
-  return "";
-}
-
 std::optional<int32_t> IdOf(const BpeSpec& spec, const std::string& text) {
   if (text.empty()) return std::nullopt;
   for (const auto& a : spec.added) {
@@ -177,11 +156,11 @@ std::optional<int32_t> IdOf(const BpeSpec& spec, const std::string& text) {
 void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   json cfg = json::object();
   const fs::path cfg_path = fs::path(dir) / "tokenizer_config.json";
-  if (fs::exists(cfg_path)) cfg = ReadJson(cfg_path.string());
+  if (fs::exists(cfg_path)) cfg = ReadJsonFile(cfg_path.string());
   if (!cfg.is_object()) throw Exception(Exception::kCorrupt, cfg_path.string() + ": not a JSON object");
   SpecialTokens& s = spec.special;
-  s.bos_token = TokenText(cfg, "bos_token");
-  s.eos_token = TokenText(cfg, "eos_token");
+  s.bos_token = ConfigTokenText(cfg, "bos_token");
+  s.eos_token = ConfigTokenText(cfg, "eos_token");
   s.bos_id = IdOf(spec, s.bos_token);
   if (!s.bos_token.empty() && !s.bos_id) {
     throw Exception(Exception::kCorrupt,
@@ -208,7 +187,7 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
 }  // namespace
 
 std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
-  const json j = ReadJson(path);
+  const json j = ReadJsonFile(path);
   if (!j.is_object() || !j.contains("model"))
     throw Exception(Exception::kCorrupt, path + ": not a tokenizer.json (no \"model\")");
   BpeSpec spec;

@@ -7,6 +7,7 @@
 #include "partition/gguf_quantize.h"
 #include "partition/mapped_file.h"
 #include "partition/gguf_model.h"
+#include "partition/gguf_writer.h"
 #include "partition/model.h"
 #include "transport/error.h"
 #include "partition/weight_matrix.h"
@@ -29,14 +30,8 @@ GgufTensor F32Tensor(const std::string& name, std::vector<int64_t> dims) {
 GgufHeader F32Header(const ModelConfig& c) {
   GgufHeader h;
   const std::string arch = c.arch == Arch::kQwen2 ? "qwen2" : "llama";
-  GgufValue a;
-  a.type = GgufType::kString;
-  a.text = arch;
-  h.metadata["general.architecture"] = a;
-  GgufValue n;
-  n.type = GgufType::kUint32;
-  n.integer = c.num_layers;
-  h.metadata[arch + ".block_count"] = n;
+  h.metadata["general.architecture"] = GgufString(arch);
+  h.metadata[arch + ".block_count"] = GgufU32(c.num_layers);
   const int64_t hs = c.hidden_size, qd = int64_t(c.num_heads) * c.head_dim, kvd = int64_t(c.num_kv_heads) * c.head_dim,
                 ff = c.intermediate_size, vocab = c.vocab_size;
   h.tensors.push_back(F32Tensor("token_embd.weight", {hs, vocab}));
@@ -103,6 +98,80 @@ std::vector<uint32_t> Types(const GgufHeader& h, const std::string& format) {
 
 bool IsBlockType(uint32_t type) { return GgmlBlockOf(type)->values > 1; }
 
+// Counts what a stage holds of the tensors of a header stored in given types
+// and loaded in `load_format` (weight_matrix.h), into `weights`.
+class HeldCounter {
+ public:
+  HeldCounter(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers, const std::string& path,
+              const std::string& load_format, WeightBytes& weights)
+      : num_layers_(num_layers), load_format_(load_format), weights_(weights) {
+    for (size_t i = 0; i < h.tensors.size(); ++i) {
+      const GgufTensor& t = h.tensors[i];
+      ++weights_.tensor_types[GgmlTypeName(types[i])];
+      int layer = -1;
+      if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1 && (layer < 0 || layer >= num_layers)) {
+        throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " +
+                                                 std::to_string(layer) + " of a model of " +
+                                                 std::to_string(num_layers) + " layers");
+      }
+      by_name_[t.name] = {&t, types[i]};
+    }
+  }
+
+  bool Has(const std::string& gguf_name) const { return by_name_.count(gguf_name) > 0; }
+
+  // The stored layout of Hugging Face's tensor `hf`, if the file has it.
+  std::optional<PartLayout> Layout(const std::string& hf) const {
+    auto it = by_name_.find(GgufTensorName(hf));
+    if (it == by_name_.end()) return std::nullopt;
+    const GgufTensor& t = *it->second.first;
+    return PartLayout{hf, it->second.second, static_cast<int64_t>(Values(t) / static_cast<uint64_t>(t.dims[0])),
+                      t.dims[0]};
+  }
+
+  // A norm or bias, held in fp32: its bytes (its values count in `layer`'s).
+  double Vector(const std::string& hf, int layer) {
+    const auto p = Layout(hf);
+    if (!p) return 0.0;
+    if (layer >= 0) weights_.layer_params[layer] += static_cast<double>(p->rows * p->cols);
+    return static_cast<double>(p->rows * p->cols) * sizeof(float);
+  }
+
+  // The parts stacked as WeightMatrix holds them (values count in `layer`'s).
+  HeldLayout Matrix(const std::vector<std::string>& names, int layer) {
+    std::vector<PartLayout> parts;
+    for (const auto& n : names) {
+      if (auto p = Layout(n)) parts.push_back(*p);
+    }
+    const HeldLayout held = HeldMatrixLayout(parts, load_format_, num_layers_);
+    for (size_t j = 0; j < parts.size() && layer >= 0; ++j) {
+      const auto values = static_cast<double>(parts[j].rows * parts[j].cols);
+      weights_.layer_params[layer] += values;
+      if (IsBlockType(held.types[j])) weights_.layer_block_params[layer] += values;
+    }
+    return held;
+  }
+
+ private:
+  int num_layers_;
+  const std::string& load_format_;
+  WeightBytes& weights_;
+  std::map<std::string, std::pair<const GgufTensor*, uint32_t>> by_name_;
+};
+
+// Bytes layer `l` holds: norms, biases and the four matrices.
+double LayerBytes(HeldCounter& held, int l) {
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  double bytes = held.Vector(p + "input_layernorm.weight", l) + held.Vector(p + "post_attention_layernorm.weight", l);
+  for (const char* b : {"q_proj.bias", "k_proj.bias", "v_proj.bias"}) bytes += held.Vector(p + "self_attn." + b, l);
+  bytes += held.Matrix({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}, l)
+               .bytes;
+  bytes += held.Matrix({p + "self_attn.o_proj.weight"}, l).bytes;
+  bytes += held.Matrix({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, l).bytes;
+  bytes += held.Matrix({p + "mlp.down_proj.weight"}, l).bytes;
+  return bytes;
+}
+
 // What a stage holds of the tensors of `h` stored as `types` and loaded in
 // `load_format` (weight_matrix.h): the layers' matrices as WeightMatrix
 // holds them (q/k/v stacked, gate/up stacked, o, down), their norms and
@@ -116,60 +185,14 @@ WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int
   w.layers.assign(num_layers, 0);
   w.layer_params.assign(num_layers, 0);
   w.layer_block_params.assign(num_layers, 0);
-  std::map<std::string, std::pair<const GgufTensor*, uint32_t>> by_name;
-  for (size_t i = 0; i < h.tensors.size(); ++i) {
-    const GgufTensor& t = h.tensors[i];
-    ++w.tensor_types[GgmlTypeName(types[i])];
-    int layer = -1;
-    if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1 && (layer < 0 || layer >= num_layers)) {
-      throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " + std::to_string(layer) +
-                           " of a model of " + std::to_string(num_layers) + " layers");
-    }
-    by_name[t.name] = {&t, types[i]};
-  }
-  auto layout = [&](const std::string& hf) -> std::optional<PartLayout> {
-    auto it = by_name.find(GgufTensorName(hf));
-    if (it == by_name.end()) return std::nullopt;
-    const GgufTensor& t = *it->second.first;
-    return PartLayout{hf, it->second.second, static_cast<int64_t>(Values(t) / static_cast<uint64_t>(t.dims[0])),
-                      t.dims[0]};
-  };
-  // A norm or bias, held in fp32.
-  auto vector = [&](const std::string& hf, int layer) {
-    const auto p = layout(hf);
-    if (!p) return 0.0;
-    if (layer >= 0) w.layer_params[layer] += static_cast<double>(p->rows * p->cols);
-    return static_cast<double>(p->rows * p->cols) * sizeof(float);
-  };
-  auto matrix = [&](const std::vector<std::string>& names, int layer) {
-    std::vector<PartLayout> parts;
-    for (const auto& n : names) {
-      if (auto p = layout(n)) parts.push_back(*p);
-    }
-    const HeldLayout held = HeldMatrixLayout(parts, load_format, num_layers);
-    for (size_t j = 0; j < parts.size() && layer >= 0; ++j) {
-      const auto values = static_cast<double>(parts[j].rows * parts[j].cols);
-      w.layer_params[layer] += values;
-      if (IsBlockType(held.types[j])) w.layer_block_params[layer] += values;
-    }
-    return held;
-  };
-  for (int l = 0; l < num_layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    double bytes = vector(p + "input_layernorm.weight", l) + vector(p + "post_attention_layernorm.weight", l);
-    for (const char* b : {"q_proj.bias", "k_proj.bias", "v_proj.bias"}) bytes += vector(p + "self_attn." + b, l);
-    bytes += matrix({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}, l).bytes;
-    bytes += matrix({p + "self_attn.o_proj.weight"}, l).bytes;
-    bytes += matrix({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, l).bytes;
-    bytes += matrix({p + "mlp.down_proj.weight"}, l).bytes;
-    w.layers[l] = bytes;
-  }
-  const bool tied = by_name.count("output.weight") == 0;
-  const HeldLayout head = matrix({tied ? "model.embed_tokens.weight" : "lm_head.weight"}, -1);
+  HeldCounter held(h, types, num_layers, path, load_format, w);
+  for (int l = 0; l < num_layers; ++l) w.layers[l] = LayerBytes(held, l);
+  const bool tied = !held.Has("output.weight");
+  const HeldLayout head = held.Matrix({tied ? "model.embed_tokens.weight" : "lm_head.weight"}, -1);
   w.head_read = static_cast<double>(head.bytes);
-  w.head = vector("model.norm.weight", -1) + w.head_read;
+  w.head = held.Vector("model.norm.weight", -1) + w.head_read;
   w.head_block_fraction = !head.types.empty() && IsBlockType(head.types[0]) ? 1 : 0;
-  if (const auto e = layout("model.embed_tokens.weight")) {
+  if (const auto e = held.Layout("model.embed_tokens.weight")) {
     w.embed = static_cast<double>(e->rows * e->cols) * sizeof(float);
     w.embed_row = static_cast<double>(e->cols) * sizeof(float);
   }

@@ -160,94 +160,108 @@ HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::str
   return out;
 }
 
+namespace {
+
+// The block rows of parts [begin, end) (all held in `type`): pointers to the
+// stored rows, or to rows transcoded or quantised now into `made`.
+std::vector<const uint8_t*> BlockRows(const std::vector<WeightMatrix::Part>& parts, size_t begin, size_t end,
+                                      uint32_t type, int k, std::vector<std::vector<uint8_t>>& made) {
+  const GgmlBlock blk = *GgmlBlockOf(type);
+  const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
+  std::vector<const uint8_t*> ptrs;
+  for (size_t i = begin; i < end; ++i) {
+    const TensorRef& t = parts[i].ref;
+    const int64_t rows = RowsOf(t);
+    const auto* src = static_cast<const uint8_t*>(t.data);
+    if (t.type == type) {
+      for (int64_t r = 0; r < rows; ++r) ptrs.push_back(src + StoredRow(t, r) * row_bytes);
+      continue;
+    }
+    made.emplace_back(row_bytes * rows);
+    uint8_t* dst = made.back().data();
+    if (ExactBlockForm(t.type) == type) {
+      const GgmlBlock src_blk = *GgmlBlockOf(t.type);
+      const size_t src_row_bytes = static_cast<size_t>(k / src_blk.values) * src_blk.bytes;
+      for (int64_t r = 0; r < rows; ++r) TranscodeRow(t.type, src + StoredRow(t, r) * src_row_bytes, dst + r * row_bytes, k);
+    } else {
+      const std::vector<float> f = ToF32(t);
+      try {
+        kernels::ParallelFor(static_cast<int>(rows), 16, [&](int b, int e) {
+          for (int r = b; r < e; ++r) QuantizeRow(type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
+        });
+      } catch (const std::exception& e) {
+        throw Exception(Exception::kInvalidArgument, parts[i].name + ": " + e.what());
+      }
+    }
+    for (int64_t r = 0; r < rows; ++r) ptrs.push_back(dst + r * row_bytes);
+  }
+  return ptrs;
+}
+
+// The parts [begin, end), held in `type`, as one segment's packed rows.
+void PackSegment(const std::vector<WeightMatrix::Part>& parts, size_t begin, size_t end, int k,
+                 WeightMatrix::Segment& s) {
+  for (size_t i = begin; i < end; ++i) s.rows += static_cast<int>(RowsOf(parts[i].ref));
+  if (kernels::IsHalfType(s.type)) {
+    const std::vector<uint16_t> rows = HalfRows(parts, begin, end, s.type, k);
+    std::vector<const uint16_t*> ptrs;
+    for (int r = 0; r < s.rows; ++r) ptrs.push_back(rows.data() + static_cast<size_t>(r) * k);
+    s.half.resize(kernels::HalfPackedSize(s.rows, k));
+    kernels::PackHalf(ptrs.data(), s.rows, k, s.half.data());
+    return;
+  }
+  std::vector<std::vector<uint8_t>> made;
+  const std::vector<const uint8_t*> ptrs = BlockRows(parts, begin, end, s.type, k, made);
+  s.acts = ActsOf(s.type);
+  s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k, s.acts));
+  kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data(), s.acts);
+}
+
+// All parts stacked in one fp32 segment of `rows` rows.
+WeightMatrix::Segment F32Segment(const std::vector<WeightMatrix::Part>& parts, int rows, int k) {
+  std::vector<float> all;
+  all.reserve(static_cast<size_t>(rows) * k);
+  for (const WeightMatrix::Part& p : parts) {
+    const std::vector<float> f = ToF32(p.ref);
+    all.insert(all.end(), f.begin(), f.end());
+  }
+  WeightMatrix::Segment s;
+  s.rows = rows;
+  s.type = kF32;
+  s.f32.resize(kernels::PackedSize(rows, k));
+  kernels::Pack(all.data(), rows, k, s.f32.data());
+  return s;
+}
+
+}  // namespace
+
 std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts, const std::string& format,
-                                                       int num_layers) {
+                                                       int num_layers, kernels::Isa isa) {
   CheckWeightFormat(format);
-  auto w = std::make_shared<WeightMatrix>();
+  std::shared_ptr<WeightMatrix> w(new WeightMatrix(isa));
   w->cols_ = static_cast<int>(parts.at(0).ref.shape.back());
   for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
   const int k = w->cols_;
   std::vector<uint32_t> held;
   for (const Part& p : parts) held.push_back(HeldType(p.name, p.ref.type, p.ref.shape.back(), format, num_layers));
-
-  if (std::all_of(held.begin(), held.end(), [](uint32_t t) { return t != kF32; })) {
-    // Block rows: the stored ones, or the floats quantised now; each run of
-    // parts held in one type is a segment.
-    int row0 = 0;
-    for (size_t i = 0; i < parts.size();) {
-      Segment s;
-      s.type = held[i];
-      s.row0 = row0;
-      if (kernels::IsHalfType(s.type)) {
-        const size_t begin = i;
-        for (; i < parts.size() && held[i] == s.type; ++i) s.rows += static_cast<int>(RowsOf(parts[i].ref));
-        const std::vector<uint16_t> rows = HalfRows(parts, begin, i, s.type, k);
-        std::vector<const uint16_t*> ptrs;
-        for (int r = 0; r < s.rows; ++r) ptrs.push_back(rows.data() + static_cast<size_t>(r) * k);
-        s.half.resize(kernels::HalfPackedSize(s.rows, k));
-        kernels::PackHalf(ptrs.data(), s.rows, k, s.half.data());
-        row0 += s.rows;
-        w->segments_.push_back(std::move(s));
-        continue;
-      }
-      const GgmlBlock blk = *GgmlBlockOf(s.type);
-      const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
-      std::vector<const uint8_t*> ptrs;
-      std::vector<std::vector<uint8_t>> made;
-      for (; i < parts.size() && held[i] == s.type; ++i) {
-        const TensorRef& t = parts[i].ref;
-        const int64_t rows = RowsOf(t);
-        if (t.type == s.type) {
-          for (int64_t r = 0; r < rows; ++r) {
-            ptrs.push_back(static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * row_bytes);
-          }
-        } else if (ExactBlockForm(t.type) == s.type) {
-          const GgmlBlock src_blk = *GgmlBlockOf(t.type);
-          const size_t src_row_bytes = static_cast<size_t>(k / src_blk.values) * src_blk.bytes;
-          made.emplace_back(row_bytes * rows);
-          uint8_t* dst = made.back().data();
-          for (int64_t r = 0; r < rows; ++r) {
-            TranscodeRow(t.type, static_cast<const uint8_t*>(t.data) + StoredRow(t, r) * src_row_bytes,
-                         dst + r * row_bytes, k);
-            ptrs.push_back(dst + r * row_bytes);
-          }
-        } else {
-          const std::vector<float> f = ToF32(t);
-          made.emplace_back(row_bytes * rows);
-          uint8_t* dst = made.back().data();
-          try {
-            kernels::ParallelFor(static_cast<int>(rows), 16, [&](int b, int e) {
-              for (int r = b; r < e; ++r) QuantizeRow(s.type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
-            });
-          } catch (const std::exception& e) {
-            throw Exception(Exception::kInvalidArgument, parts[i].name + ": " + e.what());
-          }
-          for (int64_t r = 0; r < rows; ++r) ptrs.push_back(dst + r * row_bytes);
-        }
-        s.rows += static_cast<int>(rows);
-      }
-      s.acts = ActsOf(s.type);
-      s.blocks.resize(kernels::QuantPackedBytes(s.type, s.rows, k, s.acts));
-      kernels::PackQuant(s.type, ptrs.data(), s.rows, k, s.blocks.data(), s.acts);
-      row0 += s.rows;
-      w->segments_.push_back(std::move(s));
-    }
+  if (std::any_of(held.begin(), held.end(), [](uint32_t t) { return t == kF32; })) {
+    w->segments_.push_back(F32Segment(parts, w->rows_, k));
     return w;
   }
-
-  // fp32: all parts stacked in one segment.
-  std::vector<float> all;
-  all.reserve(static_cast<size_t>(w->rows_) * k);
-  for (const Part& p : parts) {
-    const std::vector<float> f = ToF32(p.ref);
-    all.insert(all.end(), f.begin(), f.end());
+  // 16-bit or block rows: the stored ones, or the floats converted now; each
+  // run of parts held in one type is a segment.
+  int row0 = 0;
+  for (size_t i = 0; i < parts.size();) {
+    size_t end = i;
+    while (end < parts.size() && held[end] == held[i]) ++end;
+    Segment s;
+    s.type = held[i];
+    s.row0 = row0;
+    PackSegment(parts, i, end, k, s);
+    row0 += s.rows;
+    w->segments_.push_back(std::move(s));
+    i = end;
   }
-  Segment s;
-  s.rows = w->rows_;
-  s.type = kF32;
-  s.f32.resize(kernels::PackedSize(w->rows_, k));
-  kernels::Pack(all.data(), w->rows_, k, s.f32.data());
-  w->segments_.push_back(std::move(s));
   return w;
 }
 
@@ -255,11 +269,11 @@ void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) con
   for (const Segment& s : segments_) {
     const float* b = bias != nullptr ? bias + s.row0 : nullptr;
     if (s.type == kF32) {
-      kernels::MatMul(s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
+      kernels::MatMul(isa_, s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
     } else if (kernels::IsHalfType(s.type)) {
-      kernels::HalfMatMul(s.type, s.half.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
+      kernels::HalfMatMul(isa_, s.type, s.half.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
     } else {
-      kernels::QuantMatMul(s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b, s.acts);
+      kernels::QuantMatMul(isa_, s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b, s.acts);
     }
   }
 }

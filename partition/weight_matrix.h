@@ -71,9 +71,10 @@ class WeightMatrix {
   // `format` (of a model of `num_layers` layers). Parts held in several block
   // types become one segment each; if any part must stay fp32 the whole
   // matrix is fp32. Throws Exception(kInvalidArgument) naming the part if its values
-  // cannot be quantised (not finite, or a scale past fp16).
+  // cannot be quantised (not finite, or a scale past fp16). Apply runs with
+  // the kernels of `isa` (Model::isa() for a stage's matrices).
   static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts, const std::string& format,
-                                                  int num_layers = 0);
+                                                  int num_layers = 0, kernels::Isa isa = kernels::Isa::Best());
 
   // y[i*rows() + r] = sum_j w[r][j] x[i][j] (+ bias[r]); x: [n, cols()].
   void Apply(const float* x, int n, float* y, const float* bias = nullptr) const;
@@ -86,8 +87,10 @@ class WeightMatrix {
   size_t bytes() const;
   // The formats held, e.g. "q4_k" or "q4_k/q6_k" or "f32".
   std::string format() const;
+  // The instruction set Apply runs with.
+  kernels::Isa isa() const { return isa_; }
 
- private:
+  // One run of rows held in one type (internal: built by Load).
   struct Segment {
     uint32_t type = 0;  // GgmlType: F32 (packed panels), F16/BF16 (16-bit panels) or a block type
     kernels::QuantActs acts = kernels::QuantActs::kF32;
@@ -96,6 +99,10 @@ class WeightMatrix {
     std::vector<uint8_t> blocks;
     std::vector<uint16_t> half;  // F16 or BF16 panels (kernels_half.h)
   };
+
+ private:
+  explicit WeightMatrix(kernels::Isa isa) : isa_(isa) {}
+  kernels::Isa isa_;
   int rows_ = 0, cols_ = 0;
   std::vector<Segment> segments_;
 };

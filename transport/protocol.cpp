@@ -241,71 +241,134 @@ const char* ErrorCodeName(ErrorCode code) {
 
 const char* MessageName(const Message& m) { return kMessageNames[m.index()]; }
 
+namespace {
+
+void WriteForward(wire::Forward::Builder b, const Forward& f) {
+  b.setSessionId(f.session_id);
+  b.setSeq(f.seq);
+  b.setFirstPosition(f.first_position);
+  b.setCount(f.count);
+  auto t = b.initTensor();
+  t.setCodec(ToWire(f.tensor.codec));
+  t.setRows(f.tensor.rows);
+  t.setCols(f.tensor.cols);
+  t.setBytes(f.tensor.bytes);
+  auto s = b.initSampling();
+  s.setTemperature(f.sampling.temperature);
+  s.setTopK(f.sampling.top_k);
+  s.setTopP(f.sampling.top_p);
+  s.setSeed(f.sampling.seed);
+  b.setWantToken(f.want_token);
+  b.setTopLogprobs(f.top_logprobs);
+  b.setDrafts(static_cast<uint32_t>(f.draft_tokens.size()));
+  auto drafts = b.initDraftTokens(static_cast<unsigned>(f.draft_tokens.size()));
+  for (size_t i = 0; i < f.draft_tokens.size(); ++i) drafts.set(i, f.draft_tokens[i]);
+}
+
+void WriteResult(wire::ForwardResult::Builder b, const ForwardResult& r) {
+  b.setSessionId(r.session_id);
+  b.setSeq(r.seq);
+  auto tokens = b.initTokens(static_cast<unsigned>(r.tokens.size()));
+  for (size_t i = 0; i < r.tokens.size(); ++i) tokens.set(i, r.tokens[i]);
+  auto lp = b.initLogprobs(static_cast<unsigned>(r.logprobs.size()));
+  for (size_t i = 0; i < r.logprobs.size(); ++i) {
+    lp[i].setToken(r.logprobs[i].token);
+    lp[i].setLogprob(r.logprobs[i].logprob);
+  }
+  b.setComputeUs(r.compute_us);
+  b.setQueueUs(r.queue_us);
+  b.setAccepted(r.accepted);
+}
+
+void WriteError(wire::Error::Builder b, const Error& e) {
+  b.setCode(static_cast<wire::ErrorCode>(static_cast<uint16_t>(e.code)));
+  b.setMessage(e.message);
+  b.setSessionId(e.session_id);
+  b.setSeq(e.seq);
+}
+
+// Each alternative of Message into the root's union.
+struct MessageWriter {
+  wire::Message::Builder root;
+  void operator()(const Hello& h) {
+    WriteHello(h.reply ? root.initHelloReply() : root.initHello(), h);
+    root.setInstanceId(h.instance_id);
+  }
+  void operator()(const OpenSession& o) { WriteOpen(o.ack ? root.initOpened() : root.initOpen(), o); }
+  void operator()(const CloseSession& c) { root.initClose().setSessionId(c.session_id); }
+  void operator()(const Forward& f) { WriteForward(root.initForward(), f); }
+  void operator()(const ForwardResult& r) { WriteResult(root.initResult(), r); }
+  void operator()(const Error& e) { WriteError(root.initError(), e); }
+  void operator()(const Ping& p) {
+    auto b = root.initPing();
+    b.setSeq(p.seq);
+    b.setReplyBytes(p.reply_bytes);
+  }
+  void operator()(const Pong& p) { root.initPong().setSeq(p.seq); }
+  void operator()(const Heartbeat& h) {
+    root.setHeartbeat();
+    root.setInstanceId(h.instance_id);
+  }
+};
+
+}  // namespace
+
 std::string EncodeMessage(const Message& message) {
   capnp::MallocMessageBuilder builder(512 / sizeof(capnp::word));
-  auto root = builder.initRoot<wire::Message>();
-  if (auto* h = std::get_if<Hello>(&message)) {
-    WriteHello(h->reply ? root.initHelloReply() : root.initHello(), *h);
-    root.setInstanceId(h->instance_id);
-  } else if (auto* o = std::get_if<OpenSession>(&message)) {
-    WriteOpen(o->ack ? root.initOpened() : root.initOpen(), *o);
-  } else if (auto* c = std::get_if<CloseSession>(&message)) {
-    root.initClose().setSessionId(c->session_id);
-  } else if (auto* f = std::get_if<Forward>(&message)) {
-    auto b = root.initForward();
-    b.setSessionId(f->session_id);
-    b.setSeq(f->seq);
-    b.setFirstPosition(f->first_position);
-    b.setCount(f->count);
-    auto t = b.initTensor();
-    t.setCodec(ToWire(f->tensor.codec));
-    t.setRows(f->tensor.rows);
-    t.setCols(f->tensor.cols);
-    t.setBytes(f->tensor.bytes);
-    auto s = b.initSampling();
-    s.setTemperature(f->sampling.temperature);
-    s.setTopK(f->sampling.top_k);
-    s.setTopP(f->sampling.top_p);
-    s.setSeed(f->sampling.seed);
-    b.setWantToken(f->want_token);
-    b.setTopLogprobs(f->top_logprobs);
-    b.setDrafts(static_cast<uint32_t>(f->draft_tokens.size()));
-    auto drafts = b.initDraftTokens(static_cast<unsigned>(f->draft_tokens.size()));
-    for (size_t i = 0; i < f->draft_tokens.size(); ++i) drafts.set(i, f->draft_tokens[i]);
-  } else if (auto* r = std::get_if<ForwardResult>(&message)) {
-    auto b = root.initResult();
-    b.setSessionId(r->session_id);
-    b.setSeq(r->seq);
-    auto tokens = b.initTokens(static_cast<unsigned>(r->tokens.size()));
-    for (size_t i = 0; i < r->tokens.size(); ++i) tokens.set(i, r->tokens[i]);
-    auto lp = b.initLogprobs(static_cast<unsigned>(r->logprobs.size()));
-    for (size_t i = 0; i < r->logprobs.size(); ++i) {
-      lp[i].setToken(r->logprobs[i].token);
-      lp[i].setLogprob(r->logprobs[i].logprob);
-    }
-    b.setComputeUs(r->compute_us);
-    b.setQueueUs(r->queue_us);
-    b.setAccepted(r->accepted);
-  } else if (auto* e = std::get_if<Error>(&message)) {
-    auto b = root.initError();
-    b.setCode(static_cast<wire::ErrorCode>(static_cast<uint16_t>(e->code)));
-    b.setMessage(e->message);
-    b.setSessionId(e->session_id);
-    b.setSeq(e->seq);
-  } else if (auto* p = std::get_if<Ping>(&message)) {
-    auto b = root.initPing();
-    b.setSeq(p->seq);
-    b.setReplyBytes(p->reply_bytes);
-  } else if (auto* q = std::get_if<Pong>(&message)) {
-    root.initPong().setSeq(q->seq);
-  } else {
-    root.setHeartbeat();
-    root.setInstanceId(std::get<Heartbeat>(message).instance_id);
-  }
+  std::visit(MessageWriter{builder.initRoot<wire::Message>()}, message);
   auto words = capnp::messageToFlatArray(builder);
   auto bytes = words.asBytes();
   return std::string(reinterpret_cast<const char*>(bytes.begin()), bytes.size());
 }
+
+namespace {
+
+Error ReadError(wire::Error::Reader e, const Limits& limits) {
+  const auto code = static_cast<uint16_t>(e.getCode());
+  Error err;
+  err.code = code <= static_cast<uint16_t>(ErrorCode::kBadSampling) ? static_cast<ErrorCode>(code)
+                                                                    : ErrorCode::kInternal;
+  err.message = ReadText(e.getMessage(), limits, "error message");
+  err.session_id = e.getSessionId();
+  err.seq = e.getSeq();
+  return err;
+}
+
+Ping ReadPing(wire::Ping::Reader p, const Limits& limits) {
+  if (p.getReplyBytes() > limits.max_probe_bytes) {
+    throw Reject{ErrorCode::kTooLarge, "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
+                                           " bytes, over the probe limit of " +
+                                           std::to_string(limits.max_probe_bytes)};
+  }
+  return Ping{p.getSeq(), p.getReplyBytes()};
+}
+
+Message ReadMessage(wire::Message::Reader m, const Limits& limits) {
+  switch (m.which()) {
+    case wire::Message::HELLO: {
+      Hello h = ReadHello(m.getHello(), limits, false);
+      h.instance_id = m.getInstanceId();
+      return h;
+    }
+    case wire::Message::HELLO_REPLY: {
+      Hello h = ReadHello(m.getHelloReply(), limits, true);
+      h.instance_id = m.getInstanceId();
+      return h;
+    }
+    case wire::Message::OPEN: return ReadOpen(m.getOpen(), false);
+    case wire::Message::OPENED: return ReadOpen(m.getOpened(), true);
+    case wire::Message::CLOSE: return CloseSession{m.getClose().getSessionId()};
+    case wire::Message::FORWARD: return ReadForward(m.getForward(), limits);
+    case wire::Message::RESULT: return ReadResult(m.getResult(), limits);
+    case wire::Message::ERROR: return ReadError(m.getError(), limits);
+    case wire::Message::PING: return ReadPing(m.getPing(), limits);
+    case wire::Message::PONG: return Pong{m.getPong().getSeq()};
+    case wire::Message::HEARTBEAT: return Heartbeat{m.getInstanceId()};
+    default: throw Reject{ErrorCode::kBadMessage, "unknown message type (newer peer?)"};
+  }
+}
+
+}  // namespace
 
 Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
   Decoded out;
@@ -320,8 +383,7 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
                                             " bytes is not a whole number of 8-byte words");
   }
   if (size > limits.max_header_bytes) {
-    return fail(ErrorCode::kTooLarge, "header frame of " + std::to_string(size) +
-                                          " bytes over the limit of " +
+    return fail(ErrorCode::kTooLarge, "header frame of " + std::to_string(size) + " bytes over the limit of " +
                                           std::to_string(limits.max_header_bytes));
   }
   // ZeroMQ frames are not guaranteed 8-byte aligned: copy once if needed.
@@ -337,51 +399,11 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
     options.traversalLimitInWords = limits.traversal_limit_words;
     options.nestingLimit = 16;
     capnp::FlatArrayMessageReader reader(kj::arrayPtr(words, size / sizeof(capnp::word)), options);
-    auto m = reader.getRoot<wire::Message>();
-    switch (m.which()) {
-      case wire::Message::HELLO:
-      case wire::Message::HELLO_REPLY: {
-        const bool reply = m.which() == wire::Message::HELLO_REPLY;
-        Hello h = ReadHello(reply ? m.getHelloReply() : m.getHello(), limits, reply);
-        h.instance_id = m.getInstanceId();
-        out.message = std::move(h);
-        break;
-      }
-      case wire::Message::OPEN: out.message = ReadOpen(m.getOpen(), false); break;
-      case wire::Message::OPENED: out.message = ReadOpen(m.getOpened(), true); break;
-      case wire::Message::CLOSE: out.message = CloseSession{m.getClose().getSessionId()}; break;
-      case wire::Message::FORWARD: out.message = ReadForward(m.getForward(), limits); break;
-      case wire::Message::RESULT: out.message = ReadResult(m.getResult(), limits); break;
-      case wire::Message::ERROR: {
-        auto e = m.getError();
-        const auto code = static_cast<uint16_t>(e.getCode());
-        Error err;
-        err.code = code <= static_cast<uint16_t>(ErrorCode::kBadSampling) ? static_cast<ErrorCode>(code)
-                                                                          : ErrorCode::kInternal;
-        err.message = ReadText(e.getMessage(), limits, "error message");
-        err.session_id = e.getSessionId();
-        err.seq = e.getSeq();
-        out.message = std::move(err);
-        break;
-      }
-      case wire::Message::PING: {
-        auto p = m.getPing();
-        if (p.getReplyBytes() > limits.max_probe_bytes) {
-          return fail(ErrorCode::kTooLarge, "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
-                                                " bytes, over the probe limit of " + std::to_string(limits.max_probe_bytes));
-        }
-        out.message = Ping{p.getSeq(), p.getReplyBytes()};
-        break;
-      }
-      case wire::Message::PONG: out.message = Pong{m.getPong().getSeq()}; break;
-      case wire::Message::HEARTBEAT: out.message = Heartbeat{m.getInstanceId()}; break;
-      default: return fail(ErrorCode::kBadMessage, "unknown message type (newer peer?)");
-    }
+    out.message = ReadMessage(reader.getRoot<wire::Message>(), limits);
   } catch (const Reject& r) {
     return fail(r.code, r.reason);
   } catch (const kj::Exception& e) {
-    return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") +
-                                            e.getDescription().cStr());
+    return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") + e.getDescription().cStr());
   } catch (const std::exception& e) {
     return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") + e.what());
   }

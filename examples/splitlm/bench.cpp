@@ -24,7 +24,7 @@ Runner AddBench(CLI::App& app) {
       ->check(CLI::Range(1, 1 << 20))->capture_default_str();
   cmd->add_option("--repeats", o->repeats, "best of N")->check(CLI::Range(1, 100))->capture_default_str();
   return [=](const Context& ctx) {
-    auto model = partition::Model::Open(*dir, *weights);
+    auto model = partition::Model::Open(*dir, *weights, ctx.isa);
     partition::BenchOptions opts = *o;
     opts.progress = [&](const std::string& s) { ctx.log->info("bench: {}", s); };
     partition::BenchResult r = partition::RunBenchmark(*model, opts);

@@ -174,7 +174,7 @@ int CompareSessions(const BenchCloudArgs& args, const partition::Model& model, z
 }
 
 int RunBenchCloud(const BenchCloudArgs& args, const Context& ctx) {
-  auto model = partition::Model::Open(args.model);
+  auto model = partition::Model::Open(args.model, "", ctx.isa);
   zmq::context_t zctx;
   if (args.workers > 0) return CompareWorkers(args, *model, zctx, ctx);
   return CompareSessions(args, *model, zctx, ctx);

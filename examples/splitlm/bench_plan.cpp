@@ -232,7 +232,7 @@ int RunBenchPlan(const BenchPlanArgs& args, const Context& ctx) {
     ctx.log->warn("bench-plan with {} compute threads: the device and the worker share the cores; the method "
                   "(docs/scheduler.md) is --threads 1", at::get_num_threads());
   }
-  const auto model = partition::Model::Open(args.model, args.weights);
+  const auto model = partition::Model::Open(args.model, args.weights, ctx.isa);
   Calibration calibration;
   const auto cuts = RunRounds(*model, args, ctx, calibration);
   if (args.json) {

@@ -233,7 +233,7 @@ nlohmann::json CompareOnSet(const AgentSetup& setup, const PromptSet& set) {
 }
 
 int RunBenchSpeculate(const BenchArgs& args, const Context& ctx) {
-  auto model = partition::Model::Open(args.model);
+  auto model = partition::Model::Open(args.model, "", ctx.isa);
   const auto& config = model->config();
   const int cut = args.cut < 0 ? config.num_layers / 2 : args.cut;
   if (cut >= config.num_layers) {

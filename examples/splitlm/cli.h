@@ -8,6 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "partition/kernels.h"
 #include "partition/tokenizer.h"
 
 namespace splitlm::cli {
@@ -16,6 +17,7 @@ struct Context {
   std::shared_ptr<spdlog::logger> log;
   int threads = 0;
   partition::TokenizerOptions tokenizer;  // the SentencePiece shim ($SPLITLM_SPM_SHIM)
+  partition::kernels::Isa isa = partition::kernels::Isa::Best();  // the kernels ($SPLITLM_KERNELS)
 };
 
 using Runner = std::function<int(const Context&)>;

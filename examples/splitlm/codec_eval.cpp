@@ -51,7 +51,7 @@ Runner AddCodecEval(CLI::App& app) {
   cmd->add_option("--cuts", *cuts, "cuts to evaluate (default: every cut 0..L-1)")->delimiter(',');
   cmd->add_flag("--json", *json, "JSON lines instead of a table");
   return [=](const Context& ctx) {
-    auto model = partition::Model::Open(*dir);
+    auto model = partition::Model::Open(*dir, "", ctx.isa);
     const auto& c = model->config();
     const std::vector<int32_t> ids = partition::ParseTokenIds(*prompt);
     if (ids.empty()) throw Exception(Exception::kInvalidArgument, "--prompt-ids holds no tokens");

@@ -174,7 +174,7 @@ void LogSpeculative(const LocalSplit& pipe, const device::Drafter& drafter, cons
 
 int RunGenerate(const GenerateArgs& args, const Context& ctx) {
   partition::ValidateSamplingParams(args.sampling);
-  auto model = partition::Model::Open(args.model, args.weights);
+  auto model = partition::Model::Open(args.model, args.weights, ctx.isa);
   const partition::ModelConfig& config = model->config();
   const int layers = config.num_layers;
   const int cut = args.cut < 0 ? layers : args.cut;

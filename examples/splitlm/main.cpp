@@ -87,6 +87,7 @@ splitlm::cli::Context MakeContext(const GlobalFlags& flags) {
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   ctx.threads = flags.threads;
   if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) ctx.tokenizer.spm_shim = shim;
+  ctx.isa = splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS");
   at::set_num_threads(flags.threads);
   return ctx;
 }
@@ -100,7 +101,7 @@ void CheckBlas(const splitlm::cli::Context& ctx) {
                   blas.library.empty() ? "unknown" : blas.library);
   } else {
     ctx.log->debug("blas={} config={} kernels={} threads={}", blas.library, blas.config,
-                   splitlm::partition::kernels::ActiveIsa(), ctx.threads);
+                   ctx.isa.name(), ctx.threads);
   }
 }
 

@@ -192,7 +192,7 @@ int RunPlan(const PlanArgs& args, const Context& ctx) {
   std::string model_dir = args.model;
   scheduler::FillFromConfig(cfg, "model.dir", !args.model.empty(), model_dir);
   if (model_dir.empty()) throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir");
-  auto model = partition::Model::Open(model_dir);
+  auto model = partition::Model::Open(model_dir, "", ctx.isa);
   const auto& config = model->config();
 
   scheduler::PlanInputs in;
@@ -221,7 +221,7 @@ Runner AddProfile(CLI::App& app) {
   cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   cmd->add_option("--out", *out, "profile file (JSON)")->required();
   return [=](const Context& ctx) {
-    auto model = partition::Model::Open(*dir);
+    auto model = partition::Model::Open(*dir, "", ctx.isa);
     scheduler::ProfileOptions o;
     o.threads = at::get_num_threads();
     o.progress = [&](const std::string& s) { ctx.log->info("profile: {}", s); };

@@ -93,7 +93,7 @@ void PrintRows(const std::vector<Row>& rows, int tokens, int sequences, bool jso
 
 int Run(const QuantEvalArgs& a, const Context& ctx) {
   const std::vector<std::string> types = ParseTypes(a.types);
-  const auto reference = partition::Model::Open(a.model);
+  const auto reference = partition::Model::Open(a.model, "", ctx.isa);
   const std::string& formats = reference->weight_formats();
   for (const char* q : {"q4", "q5", "q6", "q8", "q2", "q3", "iq"}) {
     if (formats.find(q) != std::string::npos) {
@@ -120,7 +120,7 @@ int Run(const QuantEvalArgs& a, const Context& ctx) {
     partition::QuantizeOptions qo;
     qo.target = *partition::ParseQuantizeTarget(t);
     for (const auto& note : partition::QuantizeGguf(source, path, qo)) ctx.log->debug("{}: {}", t, note);
-    const auto model = partition::Model::Open(path);
+    const auto model = partition::Model::Open(path, "", ctx.isa);
     ctx.log->info("{}: comparing on the corpus ({})", t, model->weight_formats());
     rows.push_back({t, fs::file_size(path), partition::CompareOnCorpus(*reference, *model, corpus)});
   }

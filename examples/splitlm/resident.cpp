@@ -58,7 +58,7 @@ Runner AddResident(CLI::App& app) {
   cmd->add_flag("--json", *json, "print one JSON line");
   return [=](const Context& ctx) {
     const size_t rss_start = partition::ProcessRss().value_or(0);
-    auto model = partition::Model::Open(*dir, *weights);
+    auto model = partition::Model::Open(*dir, *weights, ctx.isa);
     const partition::ModelConfig& c = model->config();
     const int k = *cut < 0 ? c.num_layers : *cut;
     if (k > c.num_layers) {

@@ -68,7 +68,7 @@ Runner AddScore(CLI::App& app) {
   cmd->add_flag("--json", a->json, "one JSON object per position, then {\"perplexity\": x}");
 
   return [a](const Context& ctx) {
-    auto model = partition::Model::Open(a->model, a->weights);
+    auto model = partition::Model::Open(a->model, a->weights, ctx.isa);
     const int cut = a->cut < 0 ? model->config().num_layers : a->cut;
     partition::StageSpec::Device(model->config(), cut);  // validates the cut with a clear message
     auto tok = OpenTokenizer(*model, a->tokenizer, ctx.tokenizer);

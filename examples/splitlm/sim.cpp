@@ -232,7 +232,7 @@ Runner AddSim(CLI::App& app) {
     for (auto& c : conditions) ApplyFlags(*a, c);
     if (base.model.empty())
       throw Exception(Exception::kInvalidArgument, "no model: give --model DIR or model = \"DIR\" in [sim]");
-    auto model = partition::Model::Open(base.model, a->weights);
+    auto model = partition::Model::Open(base.model, a->weights, ctx.isa);
     sim::Workbench bench{model.get(), a->hardware_dir, ctx.log, InterruptSource().GetToken(), {}};
     Validate(bench, conditions.empty() ? std::vector<sim::Settings>{base} : conditions, ctx);
     std::signal(SIGINT, OnInterrupt);

@@ -31,13 +31,6 @@ GgufValue Scalar(GgufType t, int64_t i = 0, double r = 0, std::string s = {}) {
   return v;
 }
 
-GgufValue Array(GgufType element) {
-  GgufValue v;
-  v.type = GgufType::kArray;
-  v.element_type = element;
-  return v;
-}
-
 TEST(GgufWriter, EveryValueTypeAlignmentAndPaddingReadBack) {
   TempDir dir;
   const std::string path = dir.Sub("all.gguf");
@@ -49,11 +42,11 @@ TEST(GgufWriter, EveryValueTypeAlignmentAndPaddingReadBack) {
       {"f32", Scalar(GgufType::kFloat32, 0, 0.25)}, {"f64", Scalar(GgufType::kFloat64, 0, 1e300)},
       {"bool", Scalar(GgufType::kBool, 1)},         {"str", Scalar(GgufType::kString, 0, 0, "h\xc3\xa9llo")},
       {"general.alignment", Scalar(GgufType::kUint32, 64)}};
-  GgufValue strings = Array(GgufType::kString);
+  GgufValue strings = GgufArray(GgufType::kString);
   strings.texts = {"a", "", "\xe2\x96\x81the"};
-  GgufValue floats = Array(GgufType::kFloat32);
+  GgufValue floats = GgufArray(GgufType::kFloat32);
   floats.reals = {-1.5, 0.0, 3.25};
-  GgufValue ints = Array(GgufType::kInt32);
+  GgufValue ints = GgufArray(GgufType::kInt32);
   ints.integers = {1, -2, 3};
   {
     GgufWriter w(path);

@@ -27,7 +27,6 @@ namespace {
 
 constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
 const uint32_t kTypes[] = {T(GgmlType::kF16), T(GgmlType::kBF16)};
-const char* const kIsas[] = {"avx2+fma", "avx512f", "neon"};
 
 struct Matrix {
   uint32_t type;
@@ -89,19 +88,20 @@ std::vector<float> Bias(int m) {
 }
 
 // Widen every weight, pack as fp32, MatMul.
-std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias,
+                             kernels::Isa isa = kernels::Isa::Best()) {
   const std::vector<float> f = Widened(w);
   std::vector<float> packed(kernels::PackedSize(w.m, w.k));
   kernels::Pack(f.data(), w.m, w.k, packed.data());
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::MatMul(packed.data(), w.m, w.k, x.data(), n, y.data(), bias);
+  kernels::MatMul(isa, packed.data(), w.m, w.k, x.data(), n, y.data(), bias);
   return y;
 }
 
 std::vector<float> Half(const Matrix& w, const std::vector<uint16_t>& packed, const std::vector<float>& x, int n,
-                        const float* bias) {
+                        const float* bias, kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::HalfMatMul(w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias);
+  kernels::HalfMatMul(isa, w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias);
   return y;
 }
 
@@ -115,10 +115,7 @@ std::vector<float> Half(const Matrix& w, const std::vector<uint16_t>& packed, co
   return ::testing::AssertionSuccess();
 }
 
-class HalfKernels : public ::testing::Test {
- protected:
-  void TearDown() override { kernels::ForceIsa(""); }
-};
+class HalfKernels : public ::testing::Test {};
 
 TEST_F(HalfKernels, EqualWidenThenMatMulOnEveryIsa) {
   struct Shape {
@@ -132,15 +129,11 @@ TEST_F(HalfKernels, EqualWidenThenMatMulOnEveryIsa) {
         const std::vector<float> bias = Bias(s.m);
         for (int n : {1, 3, 13}) {
           const std::vector<float> x = Inputs(n, s.k, 11 * n);
-          ASSERT_TRUE(kernels::ForceIsa("portable"));
-          const std::vector<float> ref = Reference(w, x, n, bias.data());
+          const std::vector<float> ref = Reference(w, x, n, bias.data(), kernels::Isa::Portable());
           SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
                        " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
-          EXPECT_STREQ("portable", kernels::HalfIsa());
-          EXPECT_TRUE(SameBits(Half(w, packed, x, n, bias.data()), ref)) << "portable";
-          for (const char* isa : kIsas) {
-            if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
-            EXPECT_TRUE(SameBits(Half(w, packed, x, n, bias.data()), ref)) << kernels::HalfIsa();
+          for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
+            EXPECT_TRUE(SameBits(Half(w, packed, x, n, bias.data(), isa), ref)) << isa.name();
           }
         }
       }
@@ -244,9 +237,8 @@ TEST_F(HalfKernels, AnF16GgufSplitsExactlyAndComputesAsItsWidenedCopy) {
     EXPECT_EQ(want, testing::RunChain(*half, cut, prompt, 8)) << "cut " << cut;
   }
   EXPECT_EQ(want, testing::RunChain(*rounded, 2, prompt, 8));
-  for (const char* isa : kIsas) {
-    if (!kernels::ForceIsa(isa)) continue;
-    EXPECT_EQ(want, testing::RunChain(*half, 3, prompt, 8)) << isa;
+  for (kernels::Isa isa : kernels::Isa::Available()) {
+    EXPECT_EQ(want, testing::RunChain(*Model::Open(path, "", isa), 3, prompt, 8)) << isa.name();
   }
 }
 

@@ -28,7 +28,6 @@ namespace {
 
 constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
 const uint32_t kTypes[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0), T(GgmlType::kQ4_K), T(GgmlType::kQ6_K)};
-const char* const kIsas[] = {"avx2+fma", "avx512f", "neon"};
 
 struct Matrix {
   uint32_t type;
@@ -112,20 +111,22 @@ std::vector<float> Bias(int m) {
 }
 
 // Dequantise every row, pack as fp32, MatMul.
-std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias,
+                             kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> deq(static_cast<size_t>(w.m) * w.k);
   for (int r = 0; r < w.m; ++r) DequantizeRow(w.type, &w.rows[r * w.row_bytes], &deq[static_cast<size_t>(r) * w.k], w.k);
   std::vector<float> packed(kernels::PackedSize(w.m, w.k));
   kernels::Pack(deq.data(), w.m, w.k, packed.data());
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::MatMul(packed.data(), w.m, w.k, x.data(), n, y.data(), bias);
+  kernels::MatMul(isa, packed.data(), w.m, w.k, x.data(), n, y.data(), bias);
   return y;
 }
 
 std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed, const std::vector<float>& x, int n,
-                         const float* bias, QuantActs acts = QuantActs::kF32) {
+                         const float* bias, QuantActs acts = QuantActs::kF32,
+                         kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::QuantMatMul(w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias, acts);
+  kernels::QuantMatMul(isa, w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias, acts);
   return y;
 }
 
@@ -230,10 +231,7 @@ std::vector<Shape> Shapes(uint32_t type) {
   return {{1, 32}, {37, 96}, {70, 256}};
 }
 
-class QuantKernels : public ::testing::Test {
- protected:
-  void TearDown() override { kernels::ForceIsa(""); }
-};
+class QuantKernels : public ::testing::Test {};
 
 TEST_F(QuantKernels, EqualDequantiseThenMatMulOnEveryIsa) {
   for (uint32_t type : kTypes) {
@@ -244,15 +242,13 @@ TEST_F(QuantKernels, EqualDequantiseThenMatMulOnEveryIsa) {
         const std::vector<float> bias = Bias(s.m);
         for (int n : {1, 3, 13}) {
           const std::vector<float> x = Inputs(n, s.k, 11 * n);
-          ASSERT_TRUE(kernels::ForceIsa("portable"));
-          const std::vector<float> ref = Reference(w, x, n, bias.data());
+          const kernels::Isa portable = kernels::Isa::Portable();
+          const std::vector<float> ref = Reference(w, x, n, bias.data(), portable);
           SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
                        " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
-          EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data()), ref)) << "portable";
-          for (const char* isa : kIsas) {
-            if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
-            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data()), ref)) << isa;
-            EXPECT_TRUE(SameBits(Reference(w, x, n, bias.data()), ref)) << isa << " (fp32 path)";
+          for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kF32, isa), ref)) << isa.name();
+            EXPECT_TRUE(SameBits(Reference(w, x, n, bias.data(), isa), ref)) << isa.name() << " (fp32 path)";
           }
         }
       }
@@ -338,11 +334,8 @@ TEST_F(QuantKernels, Int8ActivationsEqualTheFormulaOnEveryIsa) {
           const std::vector<float> want = Int8Formula(w, x, n, bias.data());
           SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
                        " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
-          ASSERT_TRUE(kernels::ForceIsa("portable"));
-          EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8), want)) << "portable";
-          for (const char* isa : kIsas) {
-            if (!kernels::ForceIsa(isa)) continue;
-            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8), want)) << isa;
+          for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8, isa), want)) << isa.name();
           }
         }
       }

@@ -40,7 +40,6 @@ std::vector<int> AllCuts(const Model& model) {
 
 class QuantStage : public ::testing::Test {
  protected:
-  void TearDown() override { kernels::ForceIsa(""); }
   TempDir dir_;
 };
 
@@ -100,11 +99,9 @@ TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
   EXPECT_EQ(out_s, out_b);
 
   // Every instruction set.
-  ASSERT_TRUE(kernels::ForceIsa("portable"));
-  const auto reference = RunChain(*model, 3, Prompt(5, c.vocab_size), 2);
-  for (const char* isa : {"avx2+fma", "avx512f"}) {
-    if (!kernels::ForceIsa(isa)) continue;
-    EXPECT_EQ(reference, RunChain(*model, 3, Prompt(5, c.vocab_size), 2)) << isa;
+  const auto reference = RunChain(*Model::Open(path, "q4_k_m", kernels::Isa::Portable()), 3, Prompt(5, c.vocab_size), 2);
+  for (kernels::Isa isa : kernels::Isa::Available()) {
+    EXPECT_EQ(reference, RunChain(*Model::Open(path, "q4_k_m", isa), 3, Prompt(5, c.vocab_size), 2)) << isa.name();
   }
 }
 

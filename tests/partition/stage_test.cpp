@@ -34,8 +34,12 @@ using testing::RunChain;
 
 class StageTest : public ::testing::Test {
  protected:
-  void SetUp() override { model_ = Model::Open(MakeModel(dir_.Sub("tiny"))); }
+  void SetUp() override {
+    path_ = MakeModel(dir_.Sub("tiny"));
+    model_ = Model::Open(path_);
+  }
   TempDir dir_;
+  std::string path_;
   std::unique_ptr<Model> model_;
 };
 
@@ -114,26 +118,65 @@ TEST_F(StageTest, BatchEqualsSingle) {
 TEST_F(StageTest, PortableKernelsMatchVectorKernelsBitForBit) {
   const ModelConfig& c = model_->config();
   const auto prompt = Prompt(9, c.vocab_size);
+  EXPECT_EQ(kernels::Isa::Best(), model_->isa());
   const auto fast = RunChain(*model_, c.num_layers, prompt, 8);
-  const bool was = kernels::ForcePortable(true);
-  const auto portable = RunChain(*model_, c.num_layers, prompt, 8);
-  kernels::ForcePortable(was);
-  EXPECT_EQ(fast, portable) << "active ISA: " << kernels::ActiveIsa();
+  const auto portable = RunChain(*Model::Open(path_, "", kernels::Isa::Portable()), c.num_layers, prompt, 8);
+  EXPECT_EQ(fast, portable) << "best ISA: " << model_->isa().name();
 }
 
 TEST_F(StageTest, EveryInstructionSetGivesTheSameBits) {
   const ModelConfig& c = model_->config();
   const auto prompt = Prompt(9, c.vocab_size);
-  ASSERT_TRUE(kernels::ForceIsa("portable"));
-  const auto reference = RunChain(*model_, 2, prompt, 8);
+  const auto reference = RunChain(*Model::Open(path_, "", kernels::Isa::Portable()), 2, prompt, 8);
   int compared = 0;
-  for (const char* isa : {"avx2+fma", "avx512f", "neon"}) {
-    if (!kernels::ForceIsa(isa)) continue;  // not on this CPU or build
-    EXPECT_EQ(reference, RunChain(*model_, 2, prompt, 8)) << isa;
+  for (kernels::Isa isa : kernels::Isa::Available()) {
+    if (isa == kernels::Isa::Portable()) continue;
+    auto model = Model::Open(path_, "", isa);
+    ASSERT_EQ(isa, model->isa());
+    EXPECT_EQ(reference, RunChain(*model, 2, prompt, 8)) << isa.name();
     ++compared;
   }
-  kernels::ForceIsa("");
   std::printf("compared %d vector instruction sets with the portable path\n", compared);
+}
+
+// A device on one instruction set and a cloud on another (each its own
+// Model) give the tokens of a local run: the choice is per model, not global.
+TEST_F(StageTest, DeviceAndCloudOnDifferentInstructionSetsAgree) {
+  const ModelConfig& c = model_->config();
+  const auto prompt = Prompt(7, c.vocab_size);
+  const auto local = RunChain(*model_, c.num_layers, prompt, 6);
+  auto portable = Model::Open(path_, "", kernels::Isa::Portable());
+  const int cut = 2;
+  Stage device(StageWeights::Load(*portable, StageSpec::Device(c, cut)));
+  Stage cloud(StageWeights::Load(*model_, StageSpec::Cloud(c, cut)));
+  std::vector<float> hidden(device.OutputSize(static_cast<int>(prompt.size()))), logits(c.vocab_size);
+  device.Forward({prompt.data(), nullptr, static_cast<int>(prompt.size())}, hidden.data());
+  cloud.Forward({nullptr, hidden.data(), static_cast<int>(prompt.size())}, logits.data());
+  EXPECT_EQ(local.front(), logits);
+}
+
+TEST(Isa, NamesChoicesAndErrors) {
+  EXPECT_STREQ("portable", kernels::Isa::Portable().name());
+  ASSERT_FALSE(kernels::Isa::Available().empty());
+  EXPECT_EQ(kernels::Isa::Portable(), kernels::Isa::Available().front());
+  for (kernels::Isa isa : kernels::Isa::Available()) {
+    ASSERT_TRUE(kernels::Isa::Named(isa.name()).has_value()) << isa.name();
+    EXPECT_EQ(isa, *kernels::Isa::Named(isa.name()));
+    EXPECT_EQ(isa, kernels::Isa::Choose(isa.name(), "SPLITLM_KERNELS"));
+  }
+  const auto available = kernels::Isa::Available();
+  EXPECT_NE(std::find(available.begin(), available.end(), kernels::Isa::Best()), available.end());
+  EXPECT_EQ(kernels::Isa::Best(), kernels::Isa::Choose(nullptr));
+  EXPECT_EQ(kernels::Isa::Best(), kernels::Isa::Choose(""));
+  EXPECT_FALSE(kernels::Isa::Named("avx9").has_value());
+  try {
+    kernels::Isa::Choose("avx9", "SPLITLM_KERNELS");
+    FAIL() << "no exception";
+  } catch (const Exception& e) {
+    EXPECT_EQ(Exception::kInvalidArgument, e.code());
+    EXPECT_NE(std::string(e.what()).find("SPLITLM_KERNELS \"avx9\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("portable"), std::string::npos) << e.what();
+  }
 }
 
 TEST_F(StageTest, TruncateThenReplayGivesTheSameLogits) {
