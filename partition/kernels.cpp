@@ -1,5 +1,6 @@
 #include "partition/kernels.h"
 #include "partition/kernels_quant.h"
+#include "partition/thread_pool.h"
 
 #include <ATen/Parallel.h>
 
@@ -143,12 +144,7 @@ bool ForceIsa(const char* name) {
 }
 
 void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
-  if (n <= 0) return;
-  if (n <= grain) {
-    fn(ctx, 0, n);
-    return;
-  }
-  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { fn(ctx, static_cast<int>(b), static_cast<int>(e)); });
+  PoolParallelFor(n, grain, at::get_num_threads(), fn, ctx);
 }
 
 size_t PackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }

@@ -66,8 +66,8 @@ float Dot(const float* a, const float* b, int k);
 void Attend(const float* const* q, int nq, const float* kt, int stride, const float* v,
             const int* t, int hd, float scale, float* const* scores, float* const* out);
 
-// Runs fn(begin, end) over [0, n) on the LibTorch intra-op thread pool, in
-// chunks of at least `grain`.
+// Runs fn(begin, end) over [0, n) in chunks of at least `grain` on
+// at::get_num_threads() threads of the kernels' pool (thread_pool.h).
 void ParallelFor(int n, int grain, void (*fn)(void* ctx, int begin, int end), void* ctx);
 
 template <typename F>
