@@ -15,13 +15,13 @@ namespace splitlm::partition {
 namespace {
 
 template <typename F>
-void Run(int n, int grain, int threads, F&& f) {
+void PoolRun(int n, int grain, int threads, F&& f) {
   PoolParallelFor(n, grain, threads, [](void* ctx, int b, int e) { (*static_cast<F*>(ctx))(b, e); }, &f);
 }
 
 std::vector<int> Counts(int n, int grain, int threads) {
   std::vector<std::atomic<int>> hits(n);
-  Run(n, grain, threads, [&](int b, int e) {
+  PoolRun(n, grain, threads, [&](int b, int e) {
     for (int i = b; i < e; ++i) hits[i].fetch_add(1);
   });
   std::vector<int> out;
@@ -42,9 +42,9 @@ TEST(ThreadPool, EveryIndexRunsOnceForAnyThreadsAndGrain) {
 
 TEST(ThreadPool, ChunksRespectTheGrainAndNestedRegionsRunInline) {
   std::atomic<int> smallest{1 << 30}, nested_chunks{0};
-  Run(100, 10, 3, [&](int b, int e) {
+  PoolRun(100, 10, 3, [&](int b, int e) {
     if (e < 100) smallest = std::min(smallest.load(), e - b);
-    Run(50, 1, 3, [&](int nb, int ne) {
+    PoolRun(50, 1, 3, [&](int nb, int ne) {
       EXPECT_EQ(nb, 0);
       EXPECT_EQ(ne, 50);
       nested_chunks.fetch_add(1);
@@ -55,7 +55,7 @@ TEST(ThreadPool, ChunksRespectTheGrainAndNestedRegionsRunInline) {
 }
 
 TEST(ThreadPool, AChunksExceptionReachesTheCallerAndThePoolStaysUsable) {
-  EXPECT_THROW(Run(1000, 1, 2, [&](int b, int e) {
+  EXPECT_THROW(PoolRun(1000, 1, 2, [&](int b, int e) {
                  if (b <= 500 && 500 < e) throw std::runtime_error("chunk failed");
                }),
                std::runtime_error);
