@@ -7,11 +7,13 @@
 #include <chrono>
 #include <stdexcept>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "partition/kernels.h"
 #include "partition/model.h"
+#include "partition/model_config.h"
 #include "partition/stage.h"
 #include "transport/error.h"
 
@@ -71,67 +73,90 @@ bool RunningEmulated() {
   return false;
 }
 
-BenchResult RunBenchmark(const Model& model, const BenchOptions& o) {
-  auto say = [&](const std::string& s) {
-    if (o.progress) o.progress(s);
-  };
-  const ModelConfig& c = model.config();
-  BenchResult r;
-  r.threads = at::get_num_threads();
-  r.isa = model.isa().name();
-  r.weights = model.weights().empty() ? "as stored" : model.weights();
-  r.emulated = RunningEmulated();
+namespace {
 
-  say("loading weights");
-  auto weights = StageWeights::Load(model, StageSpec::Range(c, 0, c.num_layers));
-  r.weight_formats = weights->weight_formats();
-  const int prefill = std::min(o.prefill_tokens, c.max_context - 1);
-  const int decode = std::min(o.decode_tokens, c.max_context - 1);
-  std::vector<int32_t> prompt(prefill);
-  for (int i = 0; i < prefill; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
-  std::vector<float> logits(c.vocab_size);
-
-  say("measuring prefill (" + std::to_string(prefill) + " tokens)");
-  double best_prefill = 1e30;
-  for (int rep = 0; rep < o.repeats; ++rep) {
+// Seconds of the fastest of `repeats` prefills of `prompt` into a fresh stage.
+double BestPrefillSeconds(const std::shared_ptr<const StageWeights>& weights, const std::vector<int32_t>& prompt,
+                          int repeats) {
+  std::vector<float> logits(weights->config().vocab_size);
+  double best = 1e30;
+  for (int rep = 0; rep < repeats; ++rep) {
     Stage stage(weights);
     auto t0 = Clock::now();
-    stage.Forward({prompt.data(), nullptr, prefill}, logits.data());
-    best_prefill = std::min(best_prefill, Seconds(t0, Clock::now()));
+    stage.Forward({prompt.data(), nullptr, static_cast<int>(prompt.size())}, logits.data());
+    best = std::min(best, Seconds(t0, Clock::now()));
   }
-  r.prefill_tok_s = prefill / best_prefill;
-  const double qd = static_cast<double>(c.num_heads) * c.head_dim, kvd = static_cast<double>(c.num_kv_heads) * c.head_dim;
-  const double layer_params =
-      c.num_layers * (c.hidden_size * (2 * qd + 2 * kvd) + 3.0 * c.hidden_size * c.intermediate_size);
-  const double attn_flops = 2.0 * 2.0 * c.num_layers * c.num_heads * c.head_dim *
-                            (static_cast<double>(prefill) * (prefill + 1) / 2);
-  r.prefill_gflops = (2.0 * layer_params * prefill + attn_flops +
-                      2.0 * c.vocab_size * c.hidden_size) / best_prefill / 1e9;
+  return best;
+}
 
-  say("measuring decode (" + std::to_string(decode) + " tokens)");
-  double best_decode = 1e30;
-  for (int rep = 0; rep < o.repeats; ++rep) {
+// Seconds of the fastest of `repeats` greedy decodes of `tokens` tokens after
+// a one-token prompt.
+double BestDecodeSeconds(const std::shared_ptr<const StageWeights>& weights, int tokens, int repeats) {
+  std::vector<float> logits(weights->config().vocab_size);
+  double best = 1e30;
+  for (int rep = 0; rep < repeats; ++rep) {
     Stage stage(weights);
     int32_t tok = 1;
     stage.Forward({&tok, nullptr, 1}, logits.data());
     auto t0 = Clock::now();
-    for (int i = 0; i < decode; ++i) {
+    for (int i = 0; i < tokens; ++i) {
       tok = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
       stage.Forward({&tok, nullptr, 1}, logits.data());
     }
-    best_decode = std::min(best_decode, Seconds(t0, Clock::now()));
+    best = std::min(best, Seconds(t0, Clock::now()));
   }
-  r.decode_tok_s = decode / best_decode;
+  return best;
+}
+
+// Useful FLOPs of a prefill of `prompt` positions: the matrices, the causal
+// attention, and the head for the last position.
+double PrefillFlops(const ModelConfig& c, int prompt) {
+  const double qd = static_cast<double>(c.num_heads) * c.head_dim, kvd = static_cast<double>(c.num_kv_heads) * c.head_dim;
+  const double layer_params =
+      c.num_layers * (c.hidden_size * (2 * qd + 2 * kvd) + 3.0 * c.hidden_size * c.intermediate_size);
+  const double attn_flops = 2.0 * 2.0 * c.num_layers * c.num_heads * c.head_dim *
+                            (static_cast<double>(prompt) * (prompt + 1) / 2);
+  return 2.0 * layer_params * prompt + attn_flops + 2.0 * c.vocab_size * c.hidden_size;
+}
+
+}  // namespace
+
+BenchResult RunBenchmark(const Model& model, const BenchOptions& options) {
+  auto say = [&](const std::string& s) {
+    if (options.progress) options.progress(s);
+  };
+  const ModelConfig& c = model.config();
+  BenchResult result;
+  result.threads = at::get_num_threads();
+  result.isa = model.isa().name();
+  result.weights = model.weights().empty() ? "as stored" : model.weights();
+  result.emulated = RunningEmulated();
+
+  say("loading weights");
+  auto weights = StageWeights::Load(model, StageSpec::Range(c, 0, c.num_layers));
+  result.weight_formats = weights->weight_formats();
+  const int prefill = std::min(options.prefill_tokens, c.max_context - 1);
+  const int decode = std::min(options.decode_tokens, c.max_context - 1);
+  std::vector<int32_t> prompt(prefill);
+  for (int i = 0; i < prefill; ++i) prompt[i] = (i * 7919 + 13) % c.vocab_size;
+
+  say("measuring prefill (" + std::to_string(prefill) + " tokens)");
+  const double prefill_s = BestPrefillSeconds(weights, prompt, options.repeats);
+  result.prefill_tok_s = prefill / prefill_s;
+  result.prefill_gflops = PrefillFlops(c, prefill) / prefill_s / 1e9;
+
+  say("measuring decode (" + std::to_string(decode) + " tokens)");
+  result.decode_tok_s = decode / BestDecodeSeconds(weights, decode, options.repeats);
   const double mean_context = 1.0 + decode / 2.0;
-  r.decode_bytes_per_token = static_cast<double>(weights->decode_bytes_per_token()) +
-                             mean_context * c.num_layers * 2.0 * c.num_kv_heads * c.head_dim * 4;
+  result.decode_bytes_per_token = static_cast<double>(weights->decode_bytes_per_token()) +
+                                  mean_context * c.num_layers * 2.0 * c.num_kv_heads * c.head_dim * 4;
 
   say("measuring memory bandwidth");
-  r.read_gb_s = MeasureReadBandwidth();
-  r.roofline_decode_tok_s = r.read_gb_s * 1e9 / r.decode_bytes_per_token;
+  result.read_gb_s = MeasureReadBandwidth();
+  result.roofline_decode_tok_s = result.read_gb_s * 1e9 / result.decode_bytes_per_token;
   say("measuring fp32 GEMM rate");
-  r.gemm_gflops = MeasureGemmGflops();
-  return r;
+  result.gemm_gflops = MeasureGemmGflops();
+  return result;
 }
 
 std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {

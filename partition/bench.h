@@ -45,8 +45,9 @@ bool RunningEmulated();
 std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples);
 
 // Streaming read bandwidth in GB/s over `bytes` (default far above the
-// caches), best of `repeats`, on the LibTorch thread pool.
-double MeasureReadBandwidth(size_t bytes = size_t{1} << 30, int repeats = 3);
+// caches), best of `repeats` (the first also faults the pages in), on the
+// LibTorch thread pool.
+double MeasureReadBandwidth(size_t bytes = size_t{1} << 30, int repeats = 10);
 // fp32 GEMM rate of LibTorch's BLAS in GFLOP/s (n x n x n), best of `repeats`.
 double MeasureGemmGflops(int n = 2048, int repeats = 3);
 

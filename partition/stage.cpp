@@ -8,6 +8,7 @@
 #include <cstring>
 #include <set>
 #include <string>
+#include <utility>
 
 #include "partition/kernels.h"
 #include "partition/model.h"
@@ -72,6 +73,51 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
   }
   for (size_t i = 0; i < rs.freq_factors.size() && i < inv.size(); ++i) inv[i] = inv[i] / rs.freq_factors[i];
   return inv;
+}
+
+// Layer l's tensors, the matrices in the model's weight format.
+LayerWeights LoadLayer(const Model& model, int l) {
+  const ModelConfig& c = model.config();
+  const int64_t h = c.hidden_size, hd = c.head_dim, qd = int64_t{c.num_heads} * hd,
+                kvd = int64_t{c.num_kv_heads} * hd, inter = c.intermediate_size;
+  const std::string p = "model.layers." + std::to_string(l) + ".";
+  LayerWeights lw;
+  lw.in_norm = LoadTensor(model, p + "input_layernorm.weight", {h});
+  lw.qkv = LoadMatrix(model, {{p + "self_attn.q_proj.weight", {qd, h}},
+                              {p + "self_attn.k_proj.weight", {kvd, h}},
+                              {p + "self_attn.v_proj.weight", {kvd, h}}});
+  if (c.qkv_bias) {
+    lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
+                           LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
+                           LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
+  }
+  lw.o = LoadMatrix(model, {{p + "self_attn.o_proj.weight", {h, qd}}});
+  lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
+  lw.gate_up = LoadMatrix(model, {{p + "mlp.gate_proj.weight", {inter, h}}, {p + "mlp.up_proj.weight", {inter, h}}});
+  lw.down = LoadMatrix(model, {{p + "mlp.down_proj.weight", {h, inter}}});
+  return lw;
+}
+
+size_t LayerBytes(const LayerWeights& lw) {
+  return Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) + Bytes(lw.post_norm) +
+         Bytes(lw.gate_up) + Bytes(lw.down);
+}
+
+// cos and sin of every position's rotary angles, [max_context][head_dim].
+std::pair<std::shared_ptr<const std::vector<float>>, std::shared_ptr<const std::vector<float>>> RotaryTables(
+    const ModelConfig& c) {
+  const std::vector<float> inv = InverseFrequencies(c);
+  const int half = c.head_dim / 2;
+  auto cos = std::make_shared<std::vector<float>>(static_cast<size_t>(c.max_context) * c.head_dim);
+  auto sin = std::make_shared<std::vector<float>>(cos->size());
+  for (int pos = 0; pos < c.max_context; ++pos) {
+    for (int i = 0; i < c.head_dim; ++i) {
+      const float f = static_cast<float>(pos) * inv[i % half];
+      (*cos)[static_cast<size_t>(pos) * c.head_dim + i] = std::cos(f);
+      (*sin)[static_cast<size_t>(pos) * c.head_dim + i] = std::sin(f);
+    }
+  }
+  return {std::move(cos), std::move(sin)};
 }
 
 // Rows per task for row-wise work (norms, rotary, activation).
@@ -232,29 +278,11 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   w.spec = spec;
   w.fingerprint = model.fingerprint();
   w.isa = model.isa();
-  const int64_t h = c.hidden_size, hd = c.head_dim, qd = int64_t{c.num_heads} * hd,
-                kvd = int64_t{c.num_kv_heads} * hd, inter = c.intermediate_size, vocab = c.vocab_size;
-
+  const int64_t h = c.hidden_size, vocab = c.vocab_size;
   for (int l = spec.begin; l < spec.end; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    LayerWeights lw;
-    lw.in_norm = LoadTensor(model, p + "input_layernorm.weight", {h});
-    lw.qkv = LoadMatrix(model, {{p + "self_attn.q_proj.weight", {qd, h}},
-                                {p + "self_attn.k_proj.weight", {kvd, h}},
-                                {p + "self_attn.v_proj.weight", {kvd, h}}});
-    if (c.qkv_bias) {
-      lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
-                             LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
-                             LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
-    }
-    lw.o = LoadMatrix(model, {{p + "self_attn.o_proj.weight", {h, qd}}});
-    lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
-    lw.gate_up = LoadMatrix(model, {{p + "mlp.gate_proj.weight", {inter, h}}, {p + "mlp.up_proj.weight", {inter, h}}});
-    lw.down = LoadMatrix(model, {{p + "mlp.down_proj.weight", {h, inter}}});
-    size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
-                Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
-    w.bytes += lb;
-    w.decode_bytes += lb;
+    LayerWeights lw = LoadLayer(model, l);
+    w.bytes += LayerBytes(lw);
+    w.decode_bytes += LayerBytes(lw);
     w.layers.push_back(std::move(lw));
   }
   // A tied head shares the embedding: a stage holding both keeps only the
@@ -274,17 +302,7 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
     w.decode_bytes += h * sizeof(float);
   }
 
-  const std::vector<float> inv = InverseFrequencies(c);
-  const int half = c.head_dim / 2;
-  auto cos = std::make_shared<std::vector<float>>(static_cast<size_t>(c.max_context) * c.head_dim);
-  auto sin = std::make_shared<std::vector<float>>(cos->size());
-  for (int pos = 0; pos < c.max_context; ++pos) {
-    for (int i = 0; i < c.head_dim; ++i) {
-      const float f = static_cast<float>(pos) * inv[i % half];
-      (*cos)[static_cast<size_t>(pos) * c.head_dim + i] = std::cos(f);
-      (*sin)[static_cast<size_t>(pos) * c.head_dim + i] = std::sin(f);
-    }
-  }
+  auto [cos, sin] = RotaryTables(c);
   w.cos = std::move(cos);
   w.sin = std::move(sin);
   // Every tensor is copied: the file's pages need not stay mapped.
@@ -312,8 +330,7 @@ std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) c
   w.sin = from.sin;
   for (int l = spec.begin; l < spec.end; ++l) {
     const LayerWeights& lw = from.layers[l - from.spec.begin];
-    const size_t lb = Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
-                      Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
+    const size_t lb = LayerBytes(lw);
     w.bytes += lb;
     w.decode_bytes += lb;
     w.layers.push_back(lw);
@@ -395,42 +412,78 @@ void Stage::Truncate(int position) {
 
 void Stage::Forward(const StageInput& input, float* out) { ForwardBatch({this}, {input}, {out}); }
 
-void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
-                         const std::vector<float*>& outs) {
-  if (stages.empty()) return;
-  ComputeHook* hook = stages[0]->compute_hook_;
-  if (hook != nullptr && inputs.size() == stages.size()) {
-    int rows = 0;
-    double kv_reads = 0;
-    for (size_t s = 0; s < stages.size(); ++s) {
-      // Position p attends p + 1 positions.
-      const double p0 = stages[s]->position_, n = inputs[s].count;
-      rows += inputs[s].count;
-      kv_reads += n * p0 + n * (n + 1) / 2;
-    }
-    const auto t0 = std::chrono::steady_clock::now();
-    stages[0]->compute_hook_ = nullptr;  // the batch below runs unhooked
-    struct Restore {
-      Stage* s;
-      ComputeHook* h;
-      ~Restore() { s->compute_hook_ = h; }
-    } restore{stages[0], hook};
-    ForwardBatch(stages, inputs, outs);
-    hook->AfterForward(stages[0]->spec(), rows, static_cast<int>(stages.size()), kv_reads,
-                       std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
-    return;
+namespace {
+
+// Profiling (see Stage::SetPartTimer): time since the last mark goes to a part.
+class PartTimer {
+ public:
+  PartTimer(std::vector<double>* us, size_t parts) : us_(us) {
+    if (us_) us_->resize(parts, 0.0);
   }
-  if (inputs.size() != stages.size() || outs.size() != stages.size()) {
-    throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages, inputs and outputs differ in number");
+  void Mark(size_t part) {
+    if (!us_) return;
+    const auto now = std::chrono::steady_clock::now();
+    (*us_)[part] += std::chrono::duration<double, std::micro>(now - last_).count();
+    last_ = now;
   }
-  const StageWeights::Impl& w = stages[0]->weights_->impl();
-  const ModelConfig& c = w.cfg;
+
+ private:
+  std::vector<double>* us_;
+  std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace
+
+// One ForwardBatch call: a row per position of every sequence, and the
+// buffers every layer's steps share.
+struct Stage::Batch {
+  Batch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs)
+      : stages(stages), inputs(inputs), w(stages[0]->weights_->impl()), c(w.cfg) {}
+
+  // Throws (touching no state) unless every input fits its stage.
+  void Validate();
+  // Reserves the caches and fills x with each row's embedding or input.
+  void Embed();
+  // Layer l's attention block: x += o(attend(rope(qkv(norm(x))))), with the
+  // new keys and values appended to each sequence's cache.
+  void Attention(size_t l);
+  // Layer l's MLP block: x += down(silu(gate(norm(x))) * up(norm(x))).
+  void Mlp(size_t l);
+  // The last layer's rows (or the head's logits) into outs.
+  void Output(const std::vector<float*>& outs);
+
+  const std::vector<Stage*>& stages;
+  const std::vector<StageInput>& inputs;
+  const StageWeights::Impl& w;
+  const ModelConfig& c;
   const int h = c.hidden_size, hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads;
   const int qd = nh * hd, kvd = nkv * hd, qkvd = qd + 2 * kvd, inter = c.intermediate_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-
-  // Validate everything before touching any state.
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   int total = 0;
+  std::vector<int> row_stage, row_pos;
+  std::vector<float> x, xn, qkv, attn, tmp, gu, act;
+  // Attention blocks: (first row, count) of up to four rows of one sequence.
+  std::vector<std::pair<int, int>> blocks;
+
+ private:
+  void ValidateTokens(const StageInput& in) const;
+  void RopeAndCache(size_t l, int r);
+  void AttendBlocks(size_t l);
+};
+
+void Stage::Batch::ValidateTokens(const StageInput& in) const {
+  for (int i = 0; i < in.count; ++i) {
+    if (in.tokens[i] < 0 || in.tokens[i] >= c.vocab_size) {
+      throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(in.tokens[i]) +
+                                                       " is outside the vocabulary of " +
+                                                       std::to_string(c.vocab_size));
+    }
+  }
+}
+
+void Stage::Batch::Validate() {
+  total = 0;
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& st = *stages[s];
     const StageInput& in = inputs[s];
@@ -448,32 +501,15 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
                                                        std::to_string(st.position_) + " exceed the context of " +
                                                        std::to_string(st.max_context_) + " tokens");
     }
-    if (in.tokens != nullptr) {
-      for (int i = 0; i < in.count; ++i) {
-        if (in.tokens[i] < 0 || in.tokens[i] >= c.vocab_size) {
-          throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(in.tokens[i]) +
-                                                           " is outside the vocabulary of " +
-                                                           std::to_string(c.vocab_size));
-        }
-      }
-    }
+    if (in.tokens != nullptr) ValidateTokens(in);
     total += in.count;
   }
+}
 
-  // Profiling (see SetPartTimer): time since the last mark goes to `part`.
-  std::vector<double>* timer = stages[0]->part_timer_;
-  if (timer) timer->resize(w.layers.size() + 2, 0.0);
-  auto mark_time = std::chrono::steady_clock::now();
-  auto mark = [&](size_t part) {
-    if (!timer) return;
-    const auto now = std::chrono::steady_clock::now();
-    (*timer)[part] += std::chrono::duration<double, std::micro>(now - mark_time).count();
-    mark_time = now;
-  };
-
-  // One row per position of every sequence.
-  std::vector<int> row_stage(total), row_pos(total);
-  std::vector<float> x(static_cast<size_t>(total) * h);
+void Stage::Batch::Embed() {
+  row_stage.resize(total);
+  row_pos.resize(total);
+  x.resize(static_cast<size_t>(total) * h);
   for (size_t s = 0, r = 0; s < stages.size(); ++s) {
     stages[s]->Reserve(stages[s]->position_ + inputs[s].count);
     for (int i = 0; i < inputs[s].count; ++i, ++r) {
@@ -482,120 +518,169 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
       if (inputs[s].tokens == nullptr) {
         std::memcpy(&x[r * h], inputs[s].hidden + static_cast<size_t>(i) * h, h * sizeof(float));
       } else if (w.embed.defined()) {
-        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h,
-                    h * sizeof(float));
+        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h, h * sizeof(float));
       } else {
         w.head->Row(inputs[s].tokens[i], &x[r * h]);
       }
     }
-  }
-
-  mark(0);
-  std::vector<float> xn(static_cast<size_t>(total) * h), qkv(static_cast<size_t>(total) * qkvd),
-      attn(static_cast<size_t>(total) * qd), tmp(static_cast<size_t>(total) * h),
-      gu(static_cast<size_t>(total) * 2 * inter), act(static_cast<size_t>(total) * inter);
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  // Attention blocks: (first row, count) of up to four rows of one sequence.
-  std::vector<std::pair<int, int>> blocks;
-  for (size_t s = 0, r = 0; s < stages.size(); r += inputs[s].count, ++s) {
     for (int i = 0; i < inputs[s].count; i += 4) {
-      blocks.emplace_back(static_cast<int>(r) + i, std::min(4, inputs[s].count - i));
+      blocks.emplace_back(static_cast<int>(r) - inputs[s].count + i, std::min(4, inputs[s].count - i));
     }
   }
-  const int group = nh / nkv;
+  const size_t rows = total;
+  xn.resize(rows * h);
+  qkv.resize(rows * qkvd);
+  attn.resize(rows * qd);
+  tmp.resize(rows * h);
+  gu.resize(rows * 2 * inter);
+  act.resize(rows * inter);
+}
 
-  for (size_t l = 0; l < w.layers.size(); ++l) {
-    const LayerWeights& lw = w.layers[l];
-    // Row-wise work runs on the thread pool too (inline for one row).
-    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-      for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
-    });
-    lw.qkv->Apply(xn.data(), total, qkv.data(), Data(lw.qkv_bias));
+// Row r's rotary embedding, and its keys and values into its sequence's cache.
+void Stage::Batch::RopeAndCache(size_t l, int r) {
+  Stage& st = *stages[row_stage[r]];
+  float* q = &qkv[static_cast<size_t>(r) * qkvd];
+  float* k = q + qd;
+  const float* v = k + kvd;
+  const float* cs = &(*w.cos)[static_cast<size_t>(row_pos[r]) * hd];
+  const float* sn = &(*w.sin)[static_cast<size_t>(row_pos[r]) * hd];
+  for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
+  const size_t ks = KeyStride(st.capacity_);
+  for (int g = 0; g < nkv; ++g) {
+    Rope(k + g * hd, cs, sn, hd);
+    float* kt = &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks + row_pos[r]];
+    for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
+    std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd], v + g * hd,
+                hd * sizeof(float));
+  }
+}
 
-    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-    for (int r = b; r < e; ++r) {
-      Stage& st = *stages[row_stage[r]];
-      float* q = &qkv[static_cast<size_t>(r) * qkvd];
-      float* k = q + qd;
-      const float* v = k + kvd;
-      const float* cs = &(*w.cos)[static_cast<size_t>(row_pos[r]) * hd];
-      const float* sn = &(*w.sin)[static_cast<size_t>(row_pos[r]) * hd];
-      for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
-      for (int g = 0; g < nkv; ++g) {
-        Rope(k + g * hd, cs, sn, hd);
+// Queries of one sequence go in blocks of up to four consecutive rows that
+// share key loads; causal blocks cost in proportion to their position, so
+// unit u pairs block a with block nb-1-a to balance threads.
+void Stage::Batch::AttendBlocks(size_t l) {
+  const int nb = static_cast<int>(blocks.size()), group = nh / nkv;
+  kernels::ParallelFor(((nb + 1) / 2) * nh, 2, [&](int b, int e) {
+    thread_local std::vector<float> scratch;
+    for (int u = b; u < e; ++u) {
+      const int a = u / nh, hh = u % nh, g = hh / group;
+      for (int bi : {a, nb - 1 - a}) {
+        const auto [r0, nq] = blocks[bi];
+        const Stage& st = *stages[row_stage[r0]];
+        const float* q[4];
+        float* out[4];
+        float* sc[4];
+        int t[4];
+        const int tmax = row_pos[r0 + nq - 1] + 1;
+        if (scratch.size() < static_cast<size_t>(4 * tmax)) scratch.resize(4 * tmax);
+        for (int i = 0; i < nq; ++i) {
+          q[i] = &qkv[static_cast<size_t>(r0 + i) * qkvd + hh * hd];
+          out[i] = &attn[static_cast<size_t>(r0 + i) * qd + hh * hd];
+          sc[i] = &scratch[static_cast<size_t>(i) * tmax];
+          t[i] = row_pos[r0 + i] + 1;
+        }
         const size_t ks = KeyStride(st.capacity_);
-        float* kt = &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks + row_pos[r]];
-        for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
-        std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd],
-                    v + g * hd, hd * sizeof(float));
+        kernels::Attend(w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
+                        &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale, sc, out);
+        if (bi == nb - 1 - bi) break;
       }
     }
-    });
+  });
+}
 
-    // Queries of one sequence go in blocks of up to four consecutive rows
-    // that share key loads; causal blocks cost in proportion to their
-    // position, so unit u pairs block a with block nb-1-a to balance threads.
-    const int nb = static_cast<int>(blocks.size());
-    kernels::ParallelFor(((nb + 1) / 2) * nh, 2, [&](int b, int e) {
-      thread_local std::vector<float> scratch;
-      for (int u = b; u < e; ++u) {
-        const int a = u / nh, hh = u % nh, g = hh / group;
-        for (int bi : {a, nb - 1 - a}) {
-          const auto [r0, nq] = blocks[bi];
-          const Stage& st = *stages[row_stage[r0]];
-          const float* q[4];
-          float* out[4];
-          float* sc[4];
-          int t[4];
-          const int tmax = row_pos[r0 + nq - 1] + 1;
-          if (scratch.size() < static_cast<size_t>(4 * tmax)) scratch.resize(4 * tmax);
-          for (int i = 0; i < nq; ++i) {
-            q[i] = &qkv[static_cast<size_t>(r0 + i) * qkvd + hh * hd];
-            out[i] = &attn[static_cast<size_t>(r0 + i) * qd + hh * hd];
-            sc[i] = &scratch[static_cast<size_t>(i) * tmax];
-            t[i] = row_pos[r0 + i] + 1;
-          }
-          const size_t ks = KeyStride(st.capacity_);
-          kernels::Attend(w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
-                          &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale,
-                          sc, out);
-          if (bi == nb - 1 - bi) break;
-        }
-      }
-    });
+void Stage::Batch::Attention(size_t l) {
+  const LayerWeights& lw = w.layers[l];
+  // Row-wise work runs on the thread pool too (inline for one row).
+  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
+  });
+  lw.qkv->Apply(xn.data(), total, qkv.data(), Data(lw.qkv_bias));
+  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (int r = b; r < e; ++r) RopeAndCache(l, r);
+  });
+  AttendBlocks(l);
+  lw.o->Apply(attn.data(), total, tmp.data());
+}
 
-    lw.o->Apply(attn.data(), total, tmp.data());
-    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-      for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
-      for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
-    });
-    lw.gate_up->Apply(xn.data(), total, gu.data());
-    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+void Stage::Batch::Mlp(size_t l) {
+  const LayerWeights& lw = w.layers[l];
+  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+    for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
+  });
+  lw.gate_up->Apply(xn.data(), total, gu.data());
+  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
     for (int r = b; r < e; ++r) {
       const float* g = &gu[static_cast<size_t>(r) * 2 * inter];
       const float* u = g + inter;
       float* a = &act[static_cast<size_t>(r) * inter];
       for (int j = 0; j < inter; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
     }
-    });
-    lw.down->Apply(act.data(), total, tmp.data());
-    kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-      for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
-    });
-    mark(1 + l);
-  }
+  });
+  lw.down->Apply(act.data(), total, tmp.data());
+  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
+    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+  });
+}
 
-  for (size_t s = 0; s < stages.size(); ++s) stages[s]->position_ += inputs[s].count;
-
+void Stage::Batch::Output(const std::vector<float*>& outs) {
   if (!w.spec.head) {
     for (size_t s = 0, r = 0; s < stages.size(); r += inputs[s].count, ++s) {
       std::memcpy(outs[s], &x[r * h], static_cast<size_t>(inputs[s].count) * h * sizeof(float));
     }
-    mark(w.layers.size() + 1);
     return;
   }
-  HeadLogits(w.isa, w.cfg, w.final_norm, w.head, x, inputs, eps, outs);
-  mark(w.layers.size() + 1);
+  HeadLogits(w.isa, c, w.final_norm, w.head, x, inputs, eps, outs);
+}
+
+// The batch below runs unhooked; the hook of the first stage sees it.
+void Stage::ForwardHooked(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
+                          const std::vector<float*>& outs) {
+  ComputeHook* hook = stages[0]->compute_hook_;
+  int rows = 0;
+  double kv_reads = 0;
+  for (size_t s = 0; s < stages.size(); ++s) {
+    // Position p attends p + 1 positions.
+    const double p0 = stages[s]->position_, n = inputs[s].count;
+    rows += inputs[s].count;
+    kv_reads += n * p0 + n * (n + 1) / 2;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  stages[0]->compute_hook_ = nullptr;
+  struct Restore {
+    Stage* s;
+    ComputeHook* h;
+    ~Restore() { s->compute_hook_ = h; }
+  } restore{stages[0], hook};
+  ForwardBatch(stages, inputs, outs);
+  hook->AfterForward(stages[0]->spec(), rows, static_cast<int>(stages.size()), kv_reads,
+                     std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+}
+
+void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
+                         const std::vector<float*>& outs) {
+  if (stages.empty()) return;
+  if (stages[0]->compute_hook_ != nullptr && inputs.size() == stages.size()) {
+    ForwardHooked(stages, inputs, outs);
+    return;
+  }
+  if (inputs.size() != stages.size() || outs.size() != stages.size()) {
+    throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages, inputs and outputs differ in number");
+  }
+  Batch batch(stages, inputs);
+  batch.Validate();  // before touching any state
+  const size_t layers = batch.w.layers.size();
+  PartTimer timer(stages[0]->part_timer_, layers + 2);
+  batch.Embed();
+  timer.Mark(0);
+  for (size_t l = 0; l < layers; ++l) {
+    batch.Attention(l);
+    batch.Mlp(l);
+    timer.Mark(1 + l);
+  }
+  for (size_t s = 0; s < stages.size(); ++s) stages[s]->position_ += inputs[s].count;
+  batch.Output(outs);
+  timer.Mark(layers + 1);
 }
 
 }  // namespace splitlm::partition

@@ -148,6 +148,9 @@ class Stage {
   void SetComputeHook(ComputeHook* hook) { compute_hook_ = hook; }
 
  private:
+  struct Batch;  // one ForwardBatch call's rows and buffers (stage.cpp)
+  static void ForwardHooked(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
+                            const std::vector<float*>& outs);
   void Reserve(int positions);
 
   std::shared_ptr<const StageWeights> weights_;

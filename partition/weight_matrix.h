@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "partition/huge_pages.h"
 #include "partition/kernels_quant.h"
 #include "partition/model.h"
 
@@ -95,9 +96,10 @@ class WeightMatrix {
     uint32_t type = 0;  // GgmlType: F32 (packed panels), F16/BF16 (16-bit panels) or a block type
     kernels::QuantActs acts = kernels::QuantActs::kF32;
     int row0 = 0, rows = 0;
-    std::vector<float> f32;
-    std::vector<uint8_t> blocks;
-    std::vector<uint16_t> half;  // F16 or BF16 panels (kernels_half.h)
+    // Streamed once per product: in huge pages (huge_pages.h).
+    HugePageVector<float> f32;
+    HugePageVector<uint8_t> blocks;
+    HugePageVector<uint16_t> half;  // F16 or BF16 panels (kernels_half.h)
   };
 
  private:
