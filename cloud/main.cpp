@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -225,9 +226,8 @@ void Serve(const CloudFlags& flags, const splitlm::cloud::WorkerOptions& options
   log->info("shutting down");
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// Everything but the last resort of main().
+int Main(int argc, char** argv) {
   CLI::App app{"splitlm-cloud: serves layers [min-cut, L) and the head to splitlm devices"};
   CloudFlags flags;
   AddFlags(app, flags);
@@ -254,4 +254,20 @@ int main(int argc, char** argv) {
     return splitlm::ExitCodeOf(e);
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Main reports its own errors; one from setting up (the logger, the flag
+  // table) ends here rather than in std::terminate.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "splitlm-cloud: %s\n", splitlm::MessageOf(e).c_str());
+    return splitlm::ExitCodeOf(e);
+  } catch (...) {
+    std::fprintf(stderr, "splitlm-cloud: unknown exception\n");
+    return 1;
+  }
 }

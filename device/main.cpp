@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <sstream>
@@ -470,9 +471,8 @@ int RunCommand(const DeviceFlags& flags, const Commands& commands, const std::sh
   return Serve(run, std::move(chat), log);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+// Everything but the last resort of main().
+int Main(int argc, char** argv) {
   CLI::App app{"splitlm-device: runs layers [0, cut) here and the rest on a splitlm-cloud worker"};
   app.require_subcommand(1);
   app.fallthrough();
@@ -500,5 +500,21 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     log->error("{}", splitlm::MessageOf(e));
     return splitlm::ExitCodeOf(e);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Main reports its own errors; one from setting up (the logger, the flag
+  // table) ends here rather than in std::terminate.
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "splitlm-device: %s\n", splitlm::MessageOf(e).c_str());
+    return splitlm::ExitCodeOf(e);
+  } catch (...) {
+    std::fprintf(stderr, "splitlm-device: unknown exception\n");
+    return 1;
   }
 }

@@ -5,6 +5,10 @@
 
 #include <ATen/Parallel.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
 #if defined(SPLITLM_HAVE_NEON)
 #include <asm/hwcap.h>
 #include <sys/auxv.h>
@@ -65,9 +69,14 @@ const IsaTable& PortableTable() {
 }
 
 #if defined(SPLITLM_HAVE_AVX2)
+// F16C from CPUID leaf 1 (clang's __builtin_cpu_supports has no "f16c").
+bool CpuHasF16c() {
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+}
 bool CpuHasAvx2() {
   // F16C (vcvtph2ps) is on every AVX2 CPU; the 16-bit kernels need it.
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && CpuHasF16c();
 }
 bool CpuHasAvx512() { return __builtin_cpu_supports("avx512f"); }
 const IsaTable& Avx2Table() {
