@@ -10,10 +10,10 @@
 #include <thread>
 
 #include "cloud/worker.h"
-#include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/model.h"
 #include "scheduler/config.h"
+#include "scheduler/flags.h"
 #include "transport/error.h"
 #include "transport/http_server.h"
 
@@ -32,7 +32,8 @@ void OnTerm(int) {
 }
 
 // Sets `field` (seconds) from the file's integer `key`, if present.
-void FillSeconds(const splitlm::scheduler::Config& cfg, const std::string& key, std::chrono::seconds& field) {
+void FillSeconds(const splitlm::scheduler::Config& cfg, const std::string& key,
+                 std::chrono::seconds& field) {
   if (auto v = cfg.Int(key)) field = std::chrono::seconds(*v);
 }
 
@@ -61,35 +62,57 @@ struct CloudFlags {
 // Registers every flag (a table; the order is --help's).
 void AddFlags(CLI::App& app, CloudFlags& flags) {
   splitlm::cloud::WorkerOptions& worker = flags.worker;
-  app.add_option("--config", flags.config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
+  app.add_option("--config", flags.config_file,
+                 "TOML configuration file (docs/config.md); flags override it")
+      ->check(CLI::ExistingFile);
   app.add_option("--model", flags.model_dir, "model directory or .gguf file");
   app.add_option("--weights", flags.weights,
                  "format the weight matrices are held in (model.weights): q8_0, q4_0, q4_k, q6_k, "
                  "q4_k_m, f16, f32; default as stored")
       ->check(Schema("model.weights"));
-  app.add_option("--bind", worker.server.bind, "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")->capture_default_str();
-  app.add_option("--min-cut", worker.min_cut, "lowest cut served: layers [min-cut, L) are loaded")->check(Schema("cloud.min_cut"))->capture_default_str();
-  app.add_option("--kv-budget-mb", flags.kv_budget_mb, "KV cache budget for all sessions, MB")->check(Schema("cloud.kv_budget_mb"))->capture_default_str();
-  app.add_option("--max-batch", worker.max_batch, "requests batched through the layers")->check(Schema("cloud.max_batch"))->capture_default_str();
-  app.add_option("--batch-window-ms", flags.batch_window_ms, "wait for the previous batch's sessions")->check(Schema("cloud.batch_window_ms"))->capture_default_str();
-  app.add_option("--key", flags.key_file, "CURVE key pair file (from splitlm keygen): enables encryption");
+  app.add_option("--bind", worker.server.bind,
+                 "ZeroMQ endpoint; tcp://127.0.0.1:* picks a free port")
+      ->capture_default_str();
+  app.add_option("--min-cut", worker.min_cut, "lowest cut served: layers [min-cut, L) are loaded")
+      ->check(Schema("cloud.min_cut"))
+      ->capture_default_str();
+  app.add_option("--kv-budget-mb", flags.kv_budget_mb, "KV cache budget for all sessions, MB")
+      ->check(Schema("cloud.kv_budget_mb"))
+      ->capture_default_str();
+  app.add_option("--max-batch", worker.max_batch, "requests batched through the layers")
+      ->check(Schema("cloud.max_batch"))
+      ->capture_default_str();
+  app.add_option("--batch-window-ms", flags.batch_window_ms,
+                 "wait for the previous batch's sessions")
+      ->check(Schema("cloud.batch_window_ms"))
+      ->capture_default_str();
+  app.add_option("--key", flags.key_file,
+                 "CURVE key pair file (from splitlm keygen): enables encryption");
   app.add_option("--allow", flags.allow_file, "allow-list of device public keys (one per line)");
   app.add_flag("--require-exact", worker.require_exact,
                "refuse devices holding the same model in other weight formats (default: warn)");
-  app.add_flag("--insecure", worker.server.allow_insecure, "allow binding beyond loopback without CURVE (warned)");
+  app.add_flag("--insecure", worker.server.allow_insecure,
+               "allow binding beyond loopback without CURVE (warned)");
   app.add_option("--http", flags.http, "serve GET /metrics and /health on HOST:PORT");
   app.add_flag("--http-public", flags.http_public, "allow --http beyond loopback (warned)");
-  app.add_option("--threads", flags.threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
+  app.add_option("--threads", flags.threads, "compute threads")
+      ->check(Schema("model.threads"))
+      ->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, flags.level);
-  auto* layers = app.add_option("--layers", flags.layers_text,
-                                "pipeline of workers: hold layers K:M only (cuts K..M) and send the hidden states at M "
-                                "to --next, which serves cut M");
-  app.add_option("--next", flags.next_endpoint, "pipeline: the next worker's endpoint (it holds [M, ...) and answers for the chain)")
+  auto* layers = app.add_option(
+      "--layers", flags.layers_text,
+      "pipeline of workers: hold layers K:M only (cuts K..M) and send the hidden states at M "
+      "to --next, which serves cut M");
+  app.add_option(
+         "--next", flags.next_endpoint,
+         "pipeline: the next worker's endpoint (it holds [M, ...) and answers for the chain)")
       ->needs(layers);
   layers->needs("--next");
   app.add_option("--drain-timeout", flags.drain_timeout_s,
-                 "on SIGTERM: refuse new sessions, give the open ones this many seconds to finish, then exit")
-      ->check(Schema("cloud.drain_timeout_s"))->capture_default_str();
+                 "on SIGTERM: refuse new sessions, give the open ones this many seconds to finish, "
+                 "then exit")
+      ->check(Schema("cloud.drain_timeout_s"))
+      ->capture_default_str();
 }
 
 // Fills from the --config file every value whose flag was not given.
@@ -114,7 +137,8 @@ void ApplyConfig(const CLI::App& app, CloudFlags& flags) {
   FillFromConfig(cfg, "cloud.http_public", given("--http-public"), flags.http_public);
   FillFromConfig(cfg, "cloud.drain_timeout_s", given("--drain-timeout"), flags.drain_timeout_s);
   FillFromConfig(cfg, "cloud.max_sessions", false, worker.sessions.max_sessions);
-  FillFromConfig(cfg, "cloud.max_sessions_per_connection", false, worker.sessions.max_sessions_per_peer);
+  FillFromConfig(cfg, "cloud.max_sessions_per_connection", false,
+                 worker.sessions.max_sessions_per_peer);
   FillSeconds(cfg, "cloud.session_idle_timeout_s", worker.sessions.idle_timeout);
   FillSeconds(cfg, "cloud.peer_timeout_s", worker.sessions.peer_timeout);
   FillFromConfig(cfg, "cloud.max_queued_messages", false, worker.server.max_queued_messages);
@@ -132,39 +156,49 @@ void SetPipeline(const CloudFlags& flags, const std::shared_ptr<spdlog::logger>&
     if (colon == std::string::npos) throw Exception(Exception::kInvalidArgument, "no colon");
     options.min_cut = std::stoi(text.substr(0, colon), &a);
     options.layer_end = std::stoi(text.substr(colon + 1), &b);
-    if (a != colon || b != text.size() - colon - 1) throw Exception(Exception::kInvalidArgument, "trailing text");
+    if (a != colon || b != text.size() - colon - 1)
+      throw Exception(Exception::kInvalidArgument, "trailing text");
   } catch (const std::exception&) {
     throw Exception(Exception::kInvalidArgument,
                     "--layers '" + text + "': expected K:M, two layer numbers (e.g. 2:6)");
   }
   options.next.endpoint = flags.next_endpoint;
   options.next.log = log;
-  if (!flags.key_file.empty()) {  // the next hop is a worker of the same deployment: the same key pair
+  if (!flags.key_file
+           .empty()) {  // the next hop is a worker of the same deployment: the same key pair
     options.next.keys = splitlm::transport::ReadKeyFile(flags.key_file);
     options.next.server_public_key = options.next.keys.public_key;
   }
 }
 
 // --key and --allow: both or neither.
-void SetCurveKeys(const CloudFlags& flags, spdlog::logger& log, splitlm::transport::ServerOptions& server) {
+void SetCurveKeys(const CloudFlags& flags, spdlog::logger& log,
+                  splitlm::transport::ServerOptions& server) {
   if (!flags.key_file.empty()) {
-    if (auto w = splitlm::transport::SecretKeyFileWarning(flags.key_file); !w.empty()) log.warn("{}", w);
+    if (auto w = splitlm::transport::SecretKeyFileWarning(flags.key_file); !w.empty())
+      log.warn("{}", w);
     server.keys = splitlm::transport::ReadKeyFile(flags.key_file);
     if (server.keys.secret_key.empty())
-      throw Exception(Exception::kInvalidArgument, flags.key_file + ": no secret key (use the .key file, not .pub)");
+      throw Exception(Exception::kInvalidArgument,
+                      flags.key_file + ": no secret key (use the .key file, not .pub)");
     if (flags.allow_file.empty())
-      throw Exception(Exception::kInvalidArgument, "--key needs --allow: an allow-list of device public keys");
+      throw Exception(Exception::kInvalidArgument,
+                      "--key needs --allow: an allow-list of device public keys");
     server.allowed_clients = splitlm::transport::ReadAllowList(flags.allow_file);
   } else if (!flags.allow_file.empty()) {
-    throw Exception(Exception::kInvalidArgument, "--allow needs --key: the allow-list applies to CURVE connections");
+    throw Exception(Exception::kInvalidArgument,
+                    "--allow needs --key: the allow-list applies to CURVE connections");
   }
 }
 
 // The worker's options from the flags. Throws on a bad flag.
-splitlm::cloud::WorkerOptions BuildWorkerOptions(const CloudFlags& flags, const std::shared_ptr<spdlog::logger>& log) {
+splitlm::cloud::WorkerOptions BuildWorkerOptions(const CloudFlags& flags,
+                                                 const std::shared_ptr<spdlog::logger>& log) {
   if (flags.model_dir.empty())
-    throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir in --config");
-  if (!flags.http.empty()) splitlm::scheduler::flags::CheckHttpExposure(flags.http, flags.http_public);
+    throw Exception(Exception::kInvalidArgument,
+                    "no model: pass --model DIR or set model.dir in --config");
+  if (!flags.http.empty())
+    splitlm::scheduler::flags::CheckHttpExposure(flags.http, flags.http_public);
   splitlm::cloud::WorkerOptions options = flags.worker;
   options.batch_window = std::chrono::milliseconds(flags.batch_window_ms);
   options.drain_timeout = std::chrono::seconds(flags.drain_timeout_s);
@@ -177,8 +211,8 @@ splitlm::cloud::WorkerOptions BuildWorkerOptions(const CloudFlags& flags, const 
 }
 
 // GET /metrics, /health (ready) and /health/live.
-void HandleHttp(const splitlm::transport::Metrics& metrics, const splitlm::transport::HttpRequest& r,
-                splitlm::transport::HttpResponder& w) {
+void HandleHttp(const splitlm::transport::Metrics& metrics,
+                const splitlm::transport::HttpRequest& r, splitlm::transport::HttpResponder& w) {
   if (r.method == "GET" && r.target == "/metrics") {
     w.Send(200, "text/plain; version=0.0.4", metrics.Render());
   } else if (r.method == "GET" && r.target == "/health") {
@@ -191,7 +225,8 @@ void HandleHttp(const splitlm::transport::Metrics& metrics, const splitlm::trans
   } else if (r.method == "GET" && r.target == "/health/live") {
     w.Send(200, "application/json", g_drain ? R"({"status":"draining"})" : R"({"status":"ok"})");
   } else {
-    w.Send(404, "application/json", R"({"error":{"message":"not found","type":"invalid_request_error"}})");
+    w.Send(404, "application/json",
+           R"({"error":{"message":"not found","type":"invalid_request_error"}})");
   }
 }
 
@@ -211,17 +246,19 @@ void Serve(const CloudFlags& flags, const splitlm::cloud::WorkerOptions& options
     http_options.allow_public = flags.http_public;
     http_options.log = log;
     http_server = std::make_unique<splitlm::transport::HttpServer>(
-        http_options, [&metrics](const splitlm::transport::HttpRequest& r, splitlm::transport::HttpResponder& w) {
+        http_options,
+        [&metrics](const splitlm::transport::HttpRequest& r, splitlm::transport::HttpResponder& w) {
           HandleHttp(metrics, r, w);
         });
     log->info("metrics on http://{}/metrics", http_server->address());
   }
   std::cout << "listening on " << worker.endpoint() << std::endl;
   if (options.layer_end)
-    log->info("pipeline stage: layers [{}, {}) here, the rest on {}", options.min_cut, options.layer_end,
-              options.next.endpoint);
-  log->info("serving layers [{}, {}) + head of {} on {}{}", options.min_cut, model->config().num_layers,
-            flags.model_dir, worker.endpoint(), options.server.keys.secret_key.empty() ? "" : " (CURVE)");
+    log->info("pipeline stage: layers [{}, {}) here, the rest on {}", options.min_cut,
+              options.layer_end, options.next.endpoint);
+  log->info("serving layers [{}, {}) + head of {} on {}{}", options.min_cut,
+            model->config().num_layers, flags.model_dir, worker.endpoint(),
+            options.server.keys.secret_key.empty() ? "" : " (CURVE)");
   worker.Run(g_stop, &g_drain);
   log->info("shutting down");
 }

@@ -27,18 +27,21 @@ std::optional<Error> SessionTable::CheckOpen(uint64_t id, OwnerRef owner) const 
   auto it = sessions_.find(id);
   if (it != sessions_.end()) {
     if (it->second.owner.Is(owner)) return std::nullopt;  // re-open: replaced
-    return Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, 0};
+    return Error{ErrorCode::kUnauthorized,
+                 "session " + std::to_string(id) + " belongs to another connection", id, 0};
   }
   auto peer = peers_.find(std::string(owner.routing_id));
   if (peer != peers_.end() && peer->second.sessions >= limits_.max_sessions_per_peer) {
     return Error{ErrorCode::kBusy,
-                 "this connection holds its maximum of " + std::to_string(limits_.max_sessions_per_peer) +
+                 "this connection holds its maximum of " +
+                     std::to_string(limits_.max_sessions_per_peer) +
                      " sessions: close one before opening another",
                  id, 0};
   }
   if (sessions_.size() >= limits_.max_sessions) {
     return Error{ErrorCode::kBusy,
-                 "the worker holds its maximum of " + std::to_string(limits_.max_sessions) + " sessions: try again later",
+                 "the worker holds its maximum of " + std::to_string(limits_.max_sessions) +
+                     " sessions: try again later",
                  id, 0};
   }
   return std::nullopt;
@@ -59,7 +62,9 @@ Session& SessionTable::Insert(Session session, TimePoint now) {
 SessionTable::Found SessionTable::Find(uint64_t id, OwnerRef owner, uint64_t seq, TimePoint now) {
   auto it = sessions_.find(id);
   if (it != sessions_.end() && !it->second.owner.Is(owner)) {
-    return {nullptr, Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, seq}};
+    return {nullptr,
+            Error{ErrorCode::kUnauthorized,
+                  "session " + std::to_string(id) + " belongs to another connection", id, seq}};
   }
   if (it != sessions_.end() && now - it->second.last_used > limits_.idle_timeout) {
     Forget(it, "session closed after " + std::to_string(Seconds(limits_.idle_timeout)) + " s idle");
@@ -69,7 +74,8 @@ SessionTable::Found SessionTable::Find(uint64_t id, OwnerRef owner, uint64_t seq
   if (it != sessions_.end()) return {&it->second, std::nullopt};
   auto gone = gone_.find(id);
   if (gone != gone_.end() && gone->second.owner.Is(owner)) {
-    return {nullptr, Error{ErrorCode::kSessionEvicted, gone->second.why + ": open it again and resend its history", id, seq}};
+    return {nullptr, Error{ErrorCode::kSessionEvicted,
+                           gone->second.why + ": open it again and resend its history", id, seq}};
   }
   return {nullptr, Error{ErrorCode::kUnknownSession, "unknown session", id, seq}};
 }
@@ -78,7 +84,8 @@ std::optional<Error> SessionTable::Close(uint64_t id, OwnerRef owner) {
   auto it = sessions_.find(id);
   if (it == sessions_.end()) return std::nullopt;
   if (!it->second.owner.Is(owner)) {
-    return Error{ErrorCode::kUnauthorized, "session " + std::to_string(id) + " belongs to another connection", id, 0};
+    return Error{ErrorCode::kUnauthorized,
+                 "session " + std::to_string(id) + " belongs to another connection", id, 0};
   }
   Forget(it, "");
   return std::nullopt;
@@ -93,7 +100,8 @@ SessionTable::Swept SessionTable::Sweep(TimePoint now) {
   Swept swept;
   const std::string silent = "session closed: its connection was silent for over " +
                              std::to_string(Seconds(limits_.peer_timeout)) + " s";
-  const std::string idle = "session closed after " + std::to_string(Seconds(limits_.idle_timeout)) + " s idle";
+  const std::string idle =
+      "session closed after " + std::to_string(Seconds(limits_.idle_timeout)) + " s idle";
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);
     const Peer& peer = peers_.at(it->second.owner.routing_id);

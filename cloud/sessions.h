@@ -24,8 +24,8 @@ class Stage;
 namespace splitlm::cloud {
 
 struct SessionLimits {
-  size_t max_sessions = 4096;          // open sessions, all connections together
-  size_t max_sessions_per_peer = 64;   // open sessions of one connection
+  size_t max_sessions = 4096;         // open sessions, all connections together
+  size_t max_sessions_per_peer = 64;  // open sessions of one connection
   // A session without a step for this long is closed (its KV freed).
   std::chrono::seconds idle_timeout{300};
   // A connection that sent nothing (not even a heartbeat) for this long is
@@ -132,8 +132,8 @@ class SessionTable {
 
   SessionLimits limits_;
   Map sessions_;
-  std::map<std::string, Peer> peers_;  // routing ids holding sessions
-  std::map<uint64_t, Gone> gone_;      // recently closed by the worker; bounded
+  std::map<std::string, Peer> peers_;                     // routing ids holding sessions
+  std::map<uint64_t, Gone> gone_;                         // recently closed by the worker; bounded
   std::deque<std::pair<uint64_t, uint64_t>> gone_order_;  // (id, serial), oldest first
   uint64_t gone_serial_ = 0;
   uint64_t expired_total_ = 0;

@@ -33,7 +33,8 @@ struct Pending {
   Clock::TimePoint received;
 };
 
-void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transport::TokenLogprob>& out) {
+void TopLogprobs(const float* logits, int vocab, uint32_t k,
+                 std::vector<transport::TokenLogprob>& out) {
   float mx = *std::max_element(logits, logits + vocab);
   double sum = 0;
   for (int i = 0; i < vocab; ++i) sum += std::exp(static_cast<double>(logits[i]) - mx);
@@ -41,9 +42,11 @@ void TopLogprobs(const float* logits, int vocab, uint32_t k, std::vector<transpo
   std::vector<int> ids(static_cast<size_t>(vocab));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int>(i);
   k = std::min<uint32_t>(k, static_cast<uint32_t>(ids.size()));
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
-                    [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
-  for (uint32_t i = 0; i < k; ++i) out.push_back({ids[i], static_cast<float>(logits[ids[i]] - lse)});
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int a, int b) {
+    return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
+  });
+  for (uint32_t i = 0; i < k; ++i)
+    out.push_back({ids[i], static_cast<float>(logits[ids[i]] - lse)});
 }
 
 // Every worker series, described once (the HELP lines of /metrics): a table.
@@ -51,25 +54,36 @@ void DescribeCloudMetrics(transport::Metrics& metrics) {
   using K = transport::Metrics::Kind;
   metrics.Describe("splitlm_cloud_forwards_total", K::kCounter, "Forward requests answered");
   metrics.Describe("splitlm_cloud_tokens_total", K::kCounter, "tokens sampled");
-  metrics.Describe("splitlm_cloud_positions_total", K::kCounter, "positions run through the layers");
+  metrics.Describe("splitlm_cloud_positions_total", K::kCounter,
+                   "positions run through the layers");
   metrics.Describe("splitlm_cloud_batches_total", K::kCounter, "batches run");
   metrics.Describe("splitlm_cloud_drafts_total", K::kCounter, "speculative draft tokens verified");
-  metrics.Describe("splitlm_cloud_drafts_accepted_total", K::kCounter, "speculative draft tokens accepted");
+  metrics.Describe("splitlm_cloud_drafts_accepted_total", K::kCounter,
+                   "speculative draft tokens accepted");
   metrics.Describe("splitlm_cloud_compute_seconds_total", K::kCounter, "time computing batches");
-  metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter, "time requests waited before compute");
-  metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter, "hidden-state payload bytes received");
+  metrics.Describe("splitlm_cloud_queue_seconds_total", K::kCounter,
+                   "time requests waited before compute");
+  metrics.Describe("splitlm_cloud_bytes_received_total", K::kCounter,
+                   "hidden-state payload bytes received");
   metrics.Describe("splitlm_cloud_errors_total", K::kCounter, "requests answered with an error");
-  metrics.Describe("splitlm_cloud_hellos_total", K::kCounter, "hellos accepted (devices connecting or probing)");
-  metrics.Describe("splitlm_cloud_evictions_total", K::kCounter, "sessions evicted for the KV budget");
-  metrics.Describe("splitlm_cloud_sessions_refused_total", K::kCounter, "session opens refused (caps, another connection's id)");
-  metrics.Describe("splitlm_cloud_sessions_expired_total", K::kCounter, "sessions closed after the idle timeout");
-  metrics.Describe("splitlm_cloud_sessions_dropped_total", K::kCounter, "sessions closed because their connection fell silent");
+  metrics.Describe("splitlm_cloud_hellos_total", K::kCounter,
+                   "hellos accepted (devices connecting or probing)");
+  metrics.Describe("splitlm_cloud_evictions_total", K::kCounter,
+                   "sessions evicted for the KV budget");
+  metrics.Describe("splitlm_cloud_sessions_refused_total", K::kCounter,
+                   "session opens refused (caps, another connection's id)");
+  metrics.Describe("splitlm_cloud_sessions_expired_total", K::kCounter,
+                   "sessions closed after the idle timeout");
+  metrics.Describe("splitlm_cloud_sessions_dropped_total", K::kCounter,
+                   "sessions closed because their connection fell silent");
   metrics.Describe("splitlm_cloud_active_sessions", K::kGauge, "open sessions");
   metrics.Describe("splitlm_cloud_kv_bytes", K::kGauge, "KV cache bytes allocated");
   metrics.Describe("splitlm_cloud_min_cut", K::kGauge, "lowest cut served");
-  metrics.Describe("splitlm_cloud_draining", K::kGauge, "1 while draining (refusing new sessions before exit)");
+  metrics.Describe("splitlm_cloud_draining", K::kGauge,
+                   "1 while draining (refusing new sessions before exit)");
   metrics.Describe("splitlm_cloud_queue_delay_seconds", K::kGauge,
-                   "recent queue delay of a step before compute (mean weighted to the latest); the autoscaling signal");
+                   "recent queue delay of a step before compute (mean weighted to the latest); the "
+                   "autoscaling signal");
 }
 
 // The options with the limits no larger than this model can use: a Forward
@@ -80,7 +94,8 @@ WorkerOptions WithModelLimits(WorkerOptions options, const partition::ModelConfi
   auto& limits = options.server.limits;
   size_t widest = 0;
   for (auto codec : transport::kAllCodecs) {
-    widest = std::max(widest, transport::EncodedSize(codec, static_cast<size_t>(c.max_context), static_cast<size_t>(c.hidden_size)));
+    widest = std::max(widest, transport::EncodedSize(codec, static_cast<size_t>(c.max_context),
+                                                     static_cast<size_t>(c.hidden_size)));
   }
   limits.max_rows = std::min<uint32_t>(limits.max_rows, static_cast<uint32_t>(c.max_context));
   limits.max_payload_bytes = std::min(limits.max_payload_bytes, widest);
@@ -114,7 +129,8 @@ struct ForwardMetrics {
         sessions_dropped(m.GaugeOf("splitlm_cloud_sessions_dropped_total")),
         min_cut(m.GaugeOf("splitlm_cloud_min_cut")),
         draining(m.GaugeOf("splitlm_cloud_draining")) {}
-  transport::Metrics::Counter tokens, drafts, drafts_accepted, positions, forwards, batches, bytes_received;
+  transport::Metrics::Counter tokens, drafts, drafts_accepted, positions, forwards, batches,
+      bytes_received;
   transport::Metrics::Counter compute_s, queue_s;
   transport::Metrics::Gauge queue_delay_s, kv_bytes, active_sessions;
   transport::Metrics::Counter errors, evictions, hellos, sessions_refused;
@@ -131,7 +147,7 @@ struct Worker::Impl {
   ForwardMetrics forward_metrics{metrics};
   const transport::Clock& clock;  // sessions' times, queue and compute times, deadlines
   transport::ServerChannel server;
-  std::shared_ptr<const partition::StageWeights> weights;                 // [min_cut, L)
+  std::shared_ptr<const partition::StageWeights> weights;                // [min_cut, L)
   std::map<int, std::shared_ptr<const partition::StageWeights>> by_cut;  // slices
   SessionTable sessions;
   transport::Hello hello;
@@ -186,8 +202,10 @@ struct Worker::Impl {
     hello.reply = true;
     hello.instance_id = server.instance_id();
     if (!options.report_layer_decode_us.empty()) {
-      if (static_cast<int>(options.report_layer_decode_us.size()) != c.num_layers - options.min_cut) {
-        throw Exception(Exception::kInvalidArgument, "report_layer_decode_us must hold one time per layer served");
+      if (static_cast<int>(options.report_layer_decode_us.size()) !=
+          c.num_layers - options.min_cut) {
+        throw Exception(Exception::kInvalidArgument,
+                        "report_layer_decode_us must hold one time per layer served");
       }
       hello.layer_decode_us = options.report_layer_decode_us;
       hello.head_decode_us = options.report_head_decode_us;
@@ -202,8 +220,10 @@ struct Worker::Impl {
   std::vector<float> MeasureLayers() {
     const auto& c = model.config();
     const int held = c.num_layers - options.min_cut, kSteps = 8, kContext = 16;
-    std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * (kContext + kSteps)), logits(c.vocab_size);
-    for (size_t i = 0; i < hidden.size(); ++i) hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+    std::vector<float> hidden(static_cast<size_t>(c.hidden_size) * (kContext + kSteps)),
+        logits(c.vocab_size);
+    for (size_t i = 0; i < hidden.size(); ++i)
+      hidden[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
     partition::Stage stage(weights);
     std::vector<std::vector<double>> runs(held + 2);
     std::vector<double> parts;
@@ -213,7 +233,8 @@ struct Worker::Impl {
       parts.assign(held + 2, 0.0);
       stage.SetPartTimer(&parts);
       for (int s = 0; s < kSteps; ++s) {
-        stage.Forward({nullptr, &hidden[static_cast<size_t>(kContext + s) * c.hidden_size], 1}, logits.data());
+        stage.Forward({nullptr, &hidden[static_cast<size_t>(kContext + s) * c.hidden_size], 1},
+                      logits.data());
       }
       stage.SetPartTimer(nullptr);
       for (size_t i = 0; i < parts.size(); ++i) runs[i].push_back(parts[i] / kSteps);
@@ -239,7 +260,8 @@ struct Worker::Impl {
   void Reply(const std::string& peer, transport::Error e) {
     forward_metrics.errors.Add(1);
     LogPeer(peer, spdlog::level::debug,
-            "error to peer=" + transport::PeerName(peer) + ": " + transport::ErrorCodeName(e.code) + " " + transport::EscapeForLog(e.message));
+            "error to peer=" + transport::PeerName(peer) + ": " + transport::ErrorCodeName(e.code) +
+                " " + transport::EscapeForLog(e.message));
     server.Send(peer, std::move(e));
   }
 
@@ -272,8 +294,8 @@ struct Worker::Impl {
     if (swept.expired + swept.dropped == 0) return;
     UpdateSessionMetrics();
     forward_metrics.kv_bytes.Set(static_cast<double>(KvBytes()));
-    options.log->info("closed {} idle sessions and {} of silent connections; {} open", swept.expired, swept.dropped,
-                      sessions.size());
+    options.log->info("closed {} idle sessions and {} of silent connections; {} open",
+                      swept.expired, swept.dropped, sessions.size());
   }
 
   // Evicts least recently used sessions not in `busy` until under budget.
@@ -287,8 +309,8 @@ struct Worker::Impl {
       }
       if (!lru) break;
       total -= lru->stage->kv_bytes();
-      options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id, lru->cut,
-                        lru->stage->position());
+      options.log->info("evicted session {} (cut {}, {} positions) for the KV budget", lru->id,
+                        lru->cut, lru->stage->position());
       sessions.Evict(lru->id);
       forward_metrics.evictions.Add(1);
     }
@@ -302,12 +324,14 @@ struct Worker::Impl {
       Validation v = ValidateHello(hello, *h, options.require_exact);
       if (!v.ok()) {
         LogPeer(in.peer, spdlog::level::warn,
-                "refused hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + EscapeForLog(v.reason));
+                "refused hello from peer=" + transport::PeerName(in.peer) +
+                    " agent=" + EscapeForLog(h->agent) + ": " + EscapeForLog(v.reason));
         return Reply(in.peer, Error{v.code, v.reason, 0, 0});
       }
       if (!v.reason.empty()) {
         LogPeer(in.peer, spdlog::level::warn,
-                "hello from peer=" + transport::PeerName(in.peer) + " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
+                "hello from peer=" + transport::PeerName(in.peer) +
+                    " agent=" + EscapeForLog(h->agent) + ": " + v.reason);
       }
       forward_metrics.hellos.Add(1);
       // The load as of now (placement): an open processed before counts.
@@ -318,7 +342,8 @@ struct Worker::Impl {
     }
     // Opening or closing a session replaces or frees state a queued step may
     // point to: run what is queued first.
-    if (std::holds_alternative<OpenSession>(in.message) || std::holds_alternative<CloseSession>(in.message)) {
+    if (std::holds_alternative<OpenSession>(in.message) ||
+        std::holds_alternative<CloseSession>(in.message)) {
       RunBatch(batch);
     }
     if (auto* o = std::get_if<OpenSession>(&in.message)) return Open(in, *o);
@@ -332,7 +357,8 @@ struct Worker::Impl {
       return server.Send(in.peer, Pong{p->seq}, zmq::message_t(p->reply_bytes));
     }
     if (auto* f = std::get_if<Forward>(&in.message)) return Queue(in, *f, batch);
-    Reply(in.peer, Error{ErrorCode::kBadMessage, std::string("unexpected ") + MessageName(in.message), 0, 0});
+    Reply(in.peer, Error{ErrorCode::kBadMessage,
+                         std::string("unexpected ") + MessageName(in.message), 0, 0});
   }
 
   void Open(const transport::Incoming& in, const transport::OpenSession& request) {
@@ -340,20 +366,26 @@ struct Worker::Impl {
     const int layers = model.config().num_layers;
     const int top = Pipelined() ? options.layer_end : layers;
     if (static_cast<int>(request.cut) < options.min_cut || static_cast<int>(request.cut) > top) {
-      return Reply(in.peer, transport::Error{ErrorCode::kBadCut,
-                                             "cut " + std::to_string(request.cut) + " outside the " + std::to_string(options.min_cut) +
-                                                 ".." + std::to_string(layers) + " this worker serves",
-                                             request.session_id, 0});
+      return Reply(in.peer,
+                   transport::Error{ErrorCode::kBadCut,
+                                    "cut " + std::to_string(request.cut) + " outside the " +
+                                        std::to_string(options.min_cut) + ".." +
+                                        std::to_string(layers) + " this worker serves",
+                                    request.session_id, 0});
     }
     if (hello.draining) {
       forward_metrics.sessions_refused.Add(1);
-      return Reply(in.peer, transport::Error{ErrorCode::kBusy, "this worker is draining (shutting down): open the session on another",
-                                             request.session_id, 0});
+      return Reply(
+          in.peer,
+          transport::Error{ErrorCode::kBusy,
+                           "this worker is draining (shutting down): open the session on another",
+                           request.session_id, 0});
     }
     if (auto refused = sessions.CheckOpen(request.session_id, OwnerOf(in))) {
       forward_metrics.sessions_refused.Add(1);
       LogPeer(in.peer, spdlog::level::warn,
-              "refused to open session " + std::to_string(request.session_id) + " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
+              "refused to open session " + std::to_string(request.session_id) +
+                  " for peer=" + transport::PeerName(in.peer) + ": " + refused->message);
       return Reply(in.peer, std::move(*refused));
     }
     Session s;
@@ -382,7 +414,8 @@ struct Worker::Impl {
     Session& s = *found.session;
     for (const Pending& p : batch) {
       if (p.session == &s) {
-        return Reply(in.peer, Error{ErrorCode::kBusy, "a step of this session is already queued", f.session_id, f.seq});
+        return Reply(in.peer, Error{ErrorCode::kBusy, "a step of this session is already queued",
+                                    f.session_id, f.seq});
       }
     }
     ForwardExpectations x;
@@ -395,8 +428,8 @@ struct Worker::Impl {
     if (!v.ok()) return Reply(in.peer, Error{v.code, v.reason, f.session_id, f.seq});
     Pending p{&s, f, std::vector<float>(static_cast<size_t>(f.count) * hello.hidden_size), Now()};
     try {
-      Decode(f.tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(), f.count,
-             hello.hidden_size, p.hidden.data());
+      Decode(f.tensor.codec, static_cast<const uint8_t*>(in.payload.data()), in.payload.size(),
+             f.count, hello.hidden_size, p.hidden.data());
     } catch (const std::exception& e) {
       return Reply(in.peer, Error{ErrorCode::kBadTensor, e.what(), f.session_id, f.seq});
     }
@@ -411,15 +444,18 @@ struct Worker::Impl {
     const transport::Forward& f = p.forward;
     const int vocab = model.config().vocab_size;
     const int drafts = static_cast<int>(f.draft_tokens.size());
-    const int real_end = static_cast<int>(f.first_position + f.count) - drafts;  // positions before the drafts
+    const int real_end =
+        static_cast<int>(f.first_position + f.count) - drafts;  // positions before the drafts
     const float* window = logits.data() + static_cast<size_t>(f.count - drafts - 1) * vocab;
-    partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
+    partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k),
+                                 f.sampling.top_p, f.sampling.seed};
     Verdict v = VerifyDrafts(window, vocab, f.draft_tokens, sp, real_end);
     p.session->stage->Truncate(real_end + static_cast<int>(v.accepted));
     r.accepted = v.accepted;
     r.tokens = std::move(v.tokens);
     if (f.top_logprobs > 0) {
-      for (size_t j = 0; j < r.tokens.size(); ++j) TopLogprobs(window + j * vocab, vocab, f.top_logprobs, r.logprobs);
+      for (size_t j = 0; j < r.tokens.size(); ++j)
+        TopLogprobs(window + j * vocab, vocab, f.top_logprobs, r.logprobs);
     }
     forward_metrics.tokens.Add(static_cast<double>(r.tokens.size()));
     forward_metrics.drafts.Add(drafts);
@@ -433,7 +469,8 @@ struct Worker::Impl {
       next->Send(hello_for_next());
       next_greeted = true;
     }
-    next->Send(transport::OpenSession{request.session_id, static_cast<uint32_t>(options.layer_end), transport::Codec::kF32, false});
+    next->Send(transport::OpenSession{request.session_id, static_cast<uint32_t>(options.layer_end),
+                                      transport::Codec::kF32, false});
   }
   transport::Hello hello_for_next() const {
     transport::Hello h = hello;
@@ -450,8 +487,8 @@ struct Worker::Impl {
   // devices, with this worker's compute time added. A step the next hop
   // does not answer in time is answered with an internal error and its
   // session dropped here (the device rebuilds or fails over).
-  void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden, Clock::TimePoint start,
-             Clock::TimePoint end) {
+  void Relay(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden,
+             Clock::TimePoint start, Clock::TimePoint end) {
     std::map<uint64_t, Pending*> out = SendToNext(group, hidden);  // next-hop seq -> step
     const auto deadline = Now() + options.next_step_deadline;
     while (!out.empty()) {
@@ -464,7 +501,9 @@ struct Worker::Impl {
         RelayResult(*it->second, *r, start, end);
         out.erase(it);
       } else if (auto* e = std::get_if<transport::Error>(&in->message)) {
-        auto it = std::find_if(out.begin(), out.end(), [&](const auto& kv) { return kv.second->forward.session_id == e->session_id; });
+        auto it = std::find_if(out.begin(), out.end(), [&](const auto& kv) {
+          return kv.second->forward.session_id == e->session_id;
+        });
         if (it == out.end()) continue;
         RelayError(*it->second, *e);
         out.erase(it);
@@ -477,16 +516,19 @@ struct Worker::Impl {
 
   // Pipeline: the group's hidden states at layer_end, sent on to the next
   // hop as f32; the steps sent, by their next-hop seq.
-  std::map<uint64_t, Pending*> SendToNext(const std::vector<Pending*>& group, std::vector<std::vector<float>>& hidden) {
+  std::map<uint64_t, Pending*> SendToNext(const std::vector<Pending*>& group,
+                                          std::vector<std::vector<float>>& hidden) {
     std::map<uint64_t, Pending*> out;
     const uint32_t h = hello.hidden_size;
     for (size_t i = 0; i < group.size(); ++i) {
       const transport::Forward& f = group[i]->forward;
       transport::Forward onward = f;
       onward.seq = ++next_seq;
-      onward.tensor = {transport::Codec::kF32, f.count, h, transport::EncodedSize(transport::Codec::kF32, f.count, h)};
+      onward.tensor = {transport::Codec::kF32, f.count, h,
+                       transport::EncodedSize(transport::Codec::kF32, f.count, h)};
       zmq::message_t payload(onward.tensor.bytes);
-      transport::Encode(transport::Codec::kF32, hidden[i].data(), f.count, h, static_cast<uint8_t*>(payload.data()));
+      transport::Encode(transport::Codec::kF32, hidden[i].data(), f.count, h,
+                        static_cast<uint8_t*>(payload.data()));
       if (next->Send(onward, std::move(payload))) out[onward.seq] = group[i];
     }
     return out;
@@ -494,15 +536,18 @@ struct Worker::Impl {
 
   // Pipeline: the next hop's answer `r` to `p`, passed to the device with
   // this worker's compute and queue times added.
-  void RelayResult(Pending& p, const transport::ForwardResult& r, Clock::TimePoint start, Clock::TimePoint end) {
+  void RelayResult(Pending& p, const transport::ForwardResult& r, Clock::TimePoint start,
+                   Clock::TimePoint end) {
     transport::ForwardResult back = r;
     back.session_id = p.forward.session_id;
     back.seq = p.forward.seq;
     back.compute_us += Micros(end - start);
     back.queue_us += Micros(start - p.received);
     if (!p.forward.draft_tokens.empty()) {  // forget the rejected drafts' rows, as the next hop did
-      const int real_end = static_cast<int>(p.forward.first_position + p.forward.count - p.forward.draft_tokens.size());
-      p.session->stage->Truncate(real_end + static_cast<int>(std::min<size_t>(r.accepted, p.forward.draft_tokens.size())));
+      const int real_end = static_cast<int>(p.forward.first_position + p.forward.count -
+                                            p.forward.draft_tokens.size());
+      p.session->stage->Truncate(
+          real_end + static_cast<int>(std::min<size_t>(r.accepted, p.forward.draft_tokens.size())));
     }
     forward_metrics.positions.Add(p.forward.count);
     server.Send(p.session->owner.routing_id, back);
@@ -513,7 +558,8 @@ struct Worker::Impl {
   void RelayError(Pending& p, const transport::Error& e) {
     const bool lost = e.code == ErrorCode::kSessionEvicted || e.code == ErrorCode::kUnknownSession;
     Reply(p.session->owner.routing_id,
-          transport::Error{lost ? ErrorCode::kSessionEvicted : e.code, "next hop: " + e.message, p.forward.session_id, p.forward.seq});
+          transport::Error{lost ? ErrorCode::kSessionEvicted : e.code, "next hop: " + e.message,
+                           p.forward.session_id, p.forward.seq});
     sessions.Evict(p.forward.session_id);
   }
 
@@ -522,9 +568,12 @@ struct Worker::Impl {
   void DropUnanswered(const std::map<uint64_t, Pending*>& out) {
     for (auto& [seq, p] : out) {
       Reply(p->session->owner.routing_id,
-            transport::Error{ErrorCode::kInternal, "next hop " + next->endpoint() + " did not answer the step", p->forward.session_id, p->forward.seq});
+            transport::Error{ErrorCode::kInternal,
+                             "next hop " + next->endpoint() + " did not answer the step",
+                             p->forward.session_id, p->forward.seq});
       sessions.Evict(p->forward.session_id);
-      options.log->warn("next hop {} did not answer session {}: dropped", next->endpoint(), p->forward.session_id);
+      options.log->warn("next hop {} did not answer session {}: dropped", next->endpoint(),
+                        p->forward.session_id);
     }
     if (!out.empty()) {
       next->Reconnect();
@@ -569,13 +618,16 @@ struct Worker::Impl {
       logits[i].resize(Pipelined() ? group[i]->session->stage->OutputSize(static_cast<int>(f.count))
                                    : static_cast<size_t>(verify ? f.count : 1) * vocab);
       stages.push_back(group[i]->session->stage.get());
-      inputs.push_back({nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify && !Pipelined()});
+      inputs.push_back(
+          {nullptr, group[i]->hidden.data(), static_cast<int>(f.count), verify && !Pipelined()});
       outs.push_back(logits[i].data());
     }
     try {
       partition::Stage::ForwardBatch(stages, inputs, outs);
     } catch (const std::exception& e) {
-      for (Pending* p : group) Reply(p->session->owner.routing_id, transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
+      for (Pending* p : group)
+        Reply(p->session->owner.routing_id,
+              transport::Error{ErrorCode::kInternal, e.what(), p->session->id, p->forward.seq});
       return;
     }
     const auto end = Now();
@@ -591,7 +643,8 @@ struct Worker::Impl {
   // Sends `p` its result from its rows' `logits` (the batch ran from `start`
   // to `end`): the verified drafts and the token, or the sampled token, and
   // the times; updates the queue delay reported in Hello.
-  void Answer(const Pending& p, const std::vector<float>& logits, Clock::TimePoint start, Clock::TimePoint end) {
+  void Answer(const Pending& p, const std::vector<float>& logits, Clock::TimePoint start,
+              Clock::TimePoint end) {
     const int vocab = model.config().vocab_size;
     const transport::Forward& f = p.forward;
     transport::ForwardResult r;
@@ -600,11 +653,14 @@ struct Worker::Impl {
     if (!f.draft_tokens.empty()) {
       Verify(p, logits, r);
     } else if (f.want_token) {
-      partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k), f.sampling.top_p, f.sampling.seed};
-      r.tokens.push_back(partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(f.first_position + f.count)));
+      partition::SamplingParams sp{f.sampling.temperature, static_cast<int>(f.sampling.top_k),
+                                   f.sampling.top_p, f.sampling.seed};
+      r.tokens.push_back(partition::SampleToken(logits.data(), vocab, sp,
+                                                static_cast<int>(f.first_position + f.count)));
       forward_metrics.tokens.Add(1);
     }
-    if (f.top_logprobs > 0 && f.draft_tokens.empty()) TopLogprobs(logits.data(), vocab, f.top_logprobs, r.logprobs);
+    if (f.top_logprobs > 0 && f.draft_tokens.empty())
+      TopLogprobs(logits.data(), vocab, f.top_logprobs, r.logprobs);
     r.compute_us = Micros(end - start);
     r.queue_us = Micros(start - p.received);
     forward_metrics.queue_s.Add(std::chrono::duration<double>(start - p.received).count());
@@ -618,15 +674,18 @@ struct Worker::Impl {
 
 Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::context_t& context,
                transport::Metrics& metrics, const transport::Clock& clock) {
-  if (options.layer_end != 0 && (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
-    throw Exception(Exception::kInvalidArgument, "--layers " + std::to_string(options.min_cut) + ":" +
-                                                     std::to_string(options.layer_end) +
-                                                     ": the end must be above the start and below the model's " +
-                                                     std::to_string(model.config().num_layers) +
-                                                     " layers (the next hop holds the rest and the head)");
+  if (options.layer_end != 0 &&
+      (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
+    throw Exception(Exception::kInvalidArgument,
+                    "--layers " + std::to_string(options.min_cut) + ":" +
+                        std::to_string(options.layer_end) +
+                        ": the end must be above the start and below the model's " +
+                        std::to_string(model.config().num_layers) +
+                        " layers (the next hop holds the rest and the head)");
   }
   if (options.min_cut < 0 || options.min_cut > model.config().num_layers) {
-    throw Exception(Exception::kInvalidArgument, "min_cut " + std::to_string(options.min_cut) + " is outside 0.." +
+    throw Exception(Exception::kInvalidArgument, "min_cut " + std::to_string(options.min_cut) +
+                                                     " is outside 0.." +
                                                      std::to_string(model.config().num_layers));
   }
   impl_ = std::make_unique<Impl>(model, std::move(options), context, metrics, clock);
@@ -643,15 +702,16 @@ bool Worker::Impl::Drained(const std::atomic<bool>* drain, Clock::TimePoint& unt
     hello.draining = true;
     until = now + options.drain_timeout;
     forward_metrics.draining.Set(1);
-    options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish", sessions.size(),
-                      options.drain_timeout.count());
+    options.log->info("draining: refusing new sessions, {} open get up to {} ms to finish",
+                      sessions.size(), options.drain_timeout.count());
   }
   if (sessions.size() == 0) {
     options.log->info("drained: no session open");
     return true;
   }
   if (now >= until) {
-    options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)", sessions.size());
+    options.log->warn("drain timeout: stopping with {} sessions open (their devices fail over)",
+                      sessions.size());
     return true;
   }
   return false;

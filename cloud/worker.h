@@ -18,7 +18,7 @@
 namespace splitlm::partition {
 class Model;
 class ComputeHook;
-}
+}  // namespace splitlm::partition
 
 namespace splitlm::cloud {
 
@@ -39,8 +39,8 @@ struct WorkerOptions {
   // payload and row limits to what its model can use (max_context rows of
   // hidden_size values), which sets the largest frame libzmq accepts.
   transport::ServerOptions server;
-  SessionLimits sessions;           // caps and timeouts of sessions
-  int min_cut = 0;                  // lowest cut served: weights [min_cut, L) are loaded
+  SessionLimits sessions;  // caps and timeouts of sessions
+  int min_cut = 0;         // lowest cut served: weights [min_cut, L) are loaded
   // Pipeline of workers (0 = off): this worker holds [min_cut, layer_end)
   // only and forwards each step's hidden states at layer_end to the worker
   // at `next` (which serves cut layer_end), relaying its answers. Devices see
@@ -57,7 +57,7 @@ struct WorkerOptions {
   // KV caches of all sessions together; past it the least recently used idle
   // session is evicted and its device told (session_evicted) on its next step.
   size_t kv_budget_bytes = size_t{2} << 30;
-  int max_batch = 32;               // requests run through the layers together
+  int max_batch = 32;  // requests run through the layers together
   // After the first request of a batch, wait up to this long for as many as
   // the previous batch held (the sessions stepping in lock-step), so they
   // share one pass over the weights. A lone session never waits.

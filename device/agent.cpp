@@ -29,12 +29,12 @@ double Seconds(Clock::Duration d) { return std::chrono::duration<double>(d).coun
 
 // The state of one generation.
 struct Generation {
-  std::vector<int32_t> ids;      // prompt and generated tokens
-  std::vector<float> cut_hidden; // hidden states at the cut, every position so far
-  int positions = 0;             // rows in cut_hidden
+  std::vector<int32_t> ids;       // prompt and generated tokens
+  std::vector<float> cut_hidden;  // hidden states at the cut, every position so far
+  int positions = 0;              // rows in cut_hidden
   uint64_t session_id = 0;
   bool session_open = false;
-  int cloud_positions = 0;       // rows the cloud session holds
+  int cloud_positions = 0;  // rows the cloud session holds
   // Speculative: the draft tokens whose rows end cut_hidden (and the device
   // stages' caches) while a step is out, and how many the cloud accepted.
   std::vector<int32_t> drafts;
@@ -47,11 +47,11 @@ struct Generation {
   // normally, two after the cut moved towards the device mid-way.
   std::vector<std::unique_ptr<partition::Stage>> chain;
   std::unique_ptr<partition::Stage> local;  // [cut, L) + head, for fallback
-  std::vector<float> out, tmp;  // the chain's output (and scratch)
-  int fed = 0;                  // tokens run through the chain
-  bool all_local = false;       // cut == L
-  bool split = false;           // the cloud serves the steps
-  bool probing = false;         // a hello is out while on the device
+  std::vector<float> out, tmp;              // the chain's output (and scratch)
+  int fed = 0;                              // tokens run through the chain
+  bool all_local = false;                   // cut == L
+  bool split = false;                       // the cloud serves the steps
+  bool probing = false;                     // a hello is out while on the device
   Clock::TimePoint retry_at{}, probe_deadline{}, first_token_at{};
   std::optional<DraftLength> draft_len;
   std::unique_ptr<DraftRun> drafting;  // the drafter's state for this generation
@@ -71,11 +71,14 @@ struct StepMetrics {
         drafts(m.CounterOf("splitlm_device_drafts_total")),
         drafts_accepted(m.CounterOf("splitlm_device_drafts_accepted_total")),
         codec_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"codec\"}")),
-        cloud_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}")),
+        cloud_compute_s(
+            m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_compute\"}")),
         cloud_queue_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"cloud_queue\"}")),
         network_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"network\"}")),
-        local_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"local_compute\"}")),
-        device_compute_s(m.CounterOf("splitlm_device_latency_seconds_total{part=\"device_compute\"}")),
+        local_compute_s(
+            m.CounterOf("splitlm_device_latency_seconds_total{part=\"local_compute\"}")),
+        device_compute_s(
+            m.CounterOf("splitlm_device_latency_seconds_total{part=\"device_compute\"}")),
         failovers(m.CounterOf("splitlm_device_failovers_total")),
         evictions(m.CounterOf("splitlm_device_evictions_total")),
         cloud_restarts(m.CounterOf("splitlm_device_cloud_restarts_total")),
@@ -88,11 +91,14 @@ struct StepMetrics {
         predicted_tpot_ms(m.GaugeOf("splitlm_device_predicted_tpot_ms")),
         measured_tpot_ms(m.GaugeOf("splitlm_device_measured_tpot_ms")),
         active_sessions(m.GaugeOf("splitlm_device_active_sessions")),
-        draft_acceptance(m.GaugeOf("splitlm_device_draft_acceptance_ewma{drafter=\"" + drafter + "\"}")) {}
+        draft_acceptance(
+            m.GaugeOf("splitlm_device_draft_acceptance_ewma{drafter=\"" + drafter + "\"}")) {}
   transport::Metrics::Counter tokens, cloud_steps, local_steps, bytes_sent, drafts, drafts_accepted;
-  transport::Metrics::Counter codec_s, cloud_compute_s, cloud_queue_s, network_s, local_compute_s, device_compute_s;
+  transport::Metrics::Counter codec_s, cloud_compute_s, cloud_queue_s, network_s, local_compute_s,
+      device_compute_s;
   transport::Metrics::Counter failovers, evictions, cloud_restarts, recoveries, fallbacks;
-  transport::Metrics::Gauge device_drift, cloud_drift, cut, split_mode, predicted_tpot_ms, measured_tpot_ms;
+  transport::Metrics::Gauge device_drift, cloud_drift, cut, split_mode, predicted_tpot_ms,
+      measured_tpot_ms;
   transport::Metrics::Gauge active_sessions, draft_acceptance;
 };
 
@@ -101,25 +107,38 @@ void DescribeDeviceMetrics(transport::Metrics& metrics) {
   using K = transport::Metrics::Kind;
   metrics.Describe("splitlm_device_tokens_total", K::kCounter, "tokens generated");
   metrics.Describe("splitlm_device_latency_seconds_total", K::kCounter,
-                   "per-token time by part: device_compute, codec, network, cloud_queue, cloud_compute, local_compute");
-  metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter, "hidden-state bytes sent to the cloud");
+                   "per-token time by part: device_compute, codec, network, cloud_queue, "
+                   "cloud_compute, local_compute");
+  metrics.Describe("splitlm_device_bytes_sent_total", K::kCounter,
+                   "hidden-state bytes sent to the cloud");
   metrics.Describe("splitlm_device_cloud_steps_total", K::kCounter, "steps answered by the cloud");
-  metrics.Describe("splitlm_device_drafts_total", K::kCounter, "speculative draft tokens sent to the cloud");
-  metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter, "speculative draft tokens the cloud accepted");
+  metrics.Describe("splitlm_device_drafts_total", K::kCounter,
+                   "speculative draft tokens sent to the cloud");
+  metrics.Describe("splitlm_device_drafts_accepted_total", K::kCounter,
+                   "speculative draft tokens the cloud accepted");
   metrics.Describe("splitlm_device_draft_acceptance_ewma", K::kGauge,
-                   "speculative: accepted / proposed drafts per step, exponentially weighted (1/4 for the newest), by drafter");
+                   "speculative: accepted / proposed drafts per step, exponentially weighted (1/4 "
+                   "for the newest), by drafter");
   metrics.Describe("splitlm_device_local_steps_total", K::kCounter, "steps finished on the device");
-  metrics.Describe("splitlm_device_fallbacks_total", K::kCounter, "moves from the cloud to the device");
+  metrics.Describe("splitlm_device_fallbacks_total", K::kCounter,
+                   "moves from the cloud to the device");
   metrics.Describe("splitlm_device_recoveries_total", K::kCounter, "moves back to the cloud");
-  metrics.Describe("splitlm_device_evictions_total", K::kCounter, "cloud sessions rebuilt after an eviction");
-  metrics.Describe("splitlm_device_failovers_total", K::kCounter, "sessions rebuilt on another worker (replicas)");
-  metrics.Describe("splitlm_device_cloud_restarts_total", K::kCounter,
-                   "restarted workers noticed by their new instance id (session rebuilt there at once)");
+  metrics.Describe("splitlm_device_evictions_total", K::kCounter,
+                   "cloud sessions rebuilt after an eviction");
+  metrics.Describe("splitlm_device_failovers_total", K::kCounter,
+                   "sessions rebuilt on another worker (replicas)");
+  metrics.Describe(
+      "splitlm_device_cloud_restarts_total", K::kCounter,
+      "restarted workers noticed by their new instance id (session rebuilt there at once)");
   metrics.Describe("splitlm_device_cut", K::kGauge, "cut in use: layers [0, cut) on the device");
-  metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge, "auto cut: predicted time per token of the chosen cut");
-  metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge, "time per token of the last generation (after the first)");
-  metrics.Describe("splitlm_device_compute_drift", K::kGauge, "measured / profiled decode step compute time, by side (device, cloud)");
-  metrics.Describe("splitlm_device_split_mode", K::kGauge, "1 while the cloud serves, 0 while on the device");
+  metrics.Describe("splitlm_device_predicted_tpot_ms", K::kGauge,
+                   "auto cut: predicted time per token of the chosen cut");
+  metrics.Describe("splitlm_device_measured_tpot_ms", K::kGauge,
+                   "time per token of the last generation (after the first)");
+  metrics.Describe("splitlm_device_compute_drift", K::kGauge,
+                   "measured / profiled decode step compute time, by side (device, cloud)");
+  metrics.Describe("splitlm_device_split_mode", K::kGauge,
+                   "1 while the cloud serves, 0 while on the device");
   metrics.Describe("splitlm_device_active_sessions", K::kGauge, "generations in progress");
 }
 
@@ -175,7 +194,8 @@ struct Agent::Impl {
   std::optional<scheduler::Link> link_override;
   uint64_t seq = 0;
   Clock::TimePoint Now() const { return clock.Now(); }
-  std::unique_ptr<partition::Stage> NewStage(std::shared_ptr<const partition::StageWeights> w) const {
+  std::unique_ptr<partition::Stage> NewStage(
+      std::shared_ptr<const partition::StageWeights> w) const {
     auto st = std::make_unique<partition::Stage>(std::move(w));
     st->SetComputeHook(options.compute_hook);
     return st;
@@ -201,8 +221,10 @@ struct Agent::Impl {
     if (options.cut < layers || options.auto_cut.enabled) ConnectCloud();
     if (options.drafter) {  // plan with speculation (scheduler/speculation.h)
       options.auto_cut.plan.speculation.drafter =
-          scheduler::DrafterKindFromName(options.drafter->name()).value_or(scheduler::DrafterKind::kNone);
-      options.auto_cut.plan.speculation.max_drafts = std::clamp(options.max_drafts, 1, kMaxDraftsPerStep);
+          scheduler::DrafterKindFromName(options.drafter->name())
+              .value_or(scheduler::DrafterKind::kNone);
+      options.auto_cut.plan.speculation.max_drafts =
+          std::clamp(options.max_drafts, 1, kMaxDraftsPerStep);
     }
     FillHello();
     DescribeDeviceMetrics(metrics);
@@ -215,7 +237,8 @@ struct Agent::Impl {
   void LoadWeights() {
     const auto& c = model.config();
     partition::StageSpec::Device(c, options.cut);  // validates the cut
-    if (options.auto_cut.enabled || (options.cut < layers && options.fallback == Fallback::kLocal)) {
+    if (options.auto_cut.enabled ||
+        (options.cut < layers && options.fallback == Fallback::kLocal)) {
       all_w = partition::StageWeights::Load(model, partition::StageSpec::Device(c, layers));
       SetCut(options.cut);
     } else {
@@ -226,12 +249,16 @@ struct Agent::Impl {
   // --cut auto: this device's per-layer times (given, cached or measured).
   void ProfileDevice() {
     scheduler::ProfileOptions po;
-    po.threads = options.auto_cut.plan.device.threads > 0 ? options.auto_cut.plan.device.threads : 1;
-    po.progress = [this](const std::string& s) { options.log->info("profiling this device: {}", s); };
-    device_profile = options.auto_cut.device_profile ? *options.auto_cut.device_profile
-                     : options.auto_cut.profile_path.empty()
-                         ? scheduler::MeasureProfile(model, po)
-                         : scheduler::LoadOrMeasureProfile(model, options.auto_cut.profile_path, po);
+    po.threads =
+        options.auto_cut.plan.device.threads > 0 ? options.auto_cut.plan.device.threads : 1;
+    po.progress = [this](const std::string& s) {
+      options.log->info("profiling this device: {}", s);
+    };
+    device_profile =
+        options.auto_cut.device_profile ? *options.auto_cut.device_profile
+        : options.auto_cut.profile_path.empty()
+            ? scheduler::MeasureProfile(model, po)
+            : scheduler::LoadOrMeasureProfile(model, options.auto_cut.profile_path, po);
   }
 
   // The channel to the cloud (the first replica's, with several).
@@ -307,14 +334,17 @@ struct Agent::Impl {
     }
     auto deadline = start + options.step_deadline;
     bool answered = false;
-    size_t pending = static_cast<size_t>(std::count_if(asks.begin(), asks.end(), [](const LoadAsk& a) { return !a.done; }));
+    size_t pending = static_cast<size_t>(
+        std::count_if(asks.begin(), asks.end(), [](const LoadAsk& a) { return !a.done; }));
     while (pending > 0 && Now() < deadline) {
       for (LoadAsk& a : asks) {
         if (a.done || !(a.done = LookForLoad(a))) continue;
         --pending;
         if (a.reply && !answered) {
           answered = true;
-          deadline = std::min(deadline, Now() + std::max<Clock::Duration>(std::chrono::milliseconds(250), 4 * (Now() - start)));
+          deadline =
+              std::min(deadline, Now() + std::max<Clock::Duration>(std::chrono::milliseconds(250),
+                                                                   4 * (Now() - start)));
         }
       }
     }
@@ -326,7 +356,8 @@ struct Agent::Impl {
     auto in = a.ch->Receive(std::chrono::milliseconds(1));
     if (!in) {
       const auto state = a.ch->link_state();
-      return state == transport::LinkState::kRefused || state == transport::LinkState::kHandshakeFailed;
+      return state == transport::LinkState::kRefused ||
+             state == transport::LinkState::kHandshakeFailed;
     }
     if (auto* h = std::get_if<transport::Hello>(&in->message)) {
       const auto v = transport::ValidateHello(hello, *h, options.require_exact);
@@ -334,7 +365,8 @@ struct Agent::Impl {
       if (!v.ok()) options.log->warn("cloud {} is incompatible: {}", a.ch->endpoint(), v.reason);
       return true;
     }
-    if (std::holds_alternative<transport::Heartbeat>(in->message)) a.ch->Send(hello);  // a restarted worker never saw it
+    if (std::holds_alternative<transport::Heartbeat>(in->message))
+      a.ch->Send(hello);  // a restarted worker never saw it
     auto* e = std::get_if<transport::Error>(&in->message);
     return e && e->session_id == 0;  // our Hello refused
   }
@@ -349,7 +381,8 @@ struct Agent::Impl {
     const std::vector<LoadAsk> asks = AskLoads(exclude);
     auto key = [this](const LoadAsk& a) {
       const transport::Hello& h = *a.reply;
-      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes, TieBreak(a.ch->endpoint()));
+      return std::make_tuple(h.active_sessions, h.queue_us, ~h.kv_free_bytes,
+                             TieBreak(a.ch->endpoint()));
     };
     const LoadAsk* best = nullptr;
     for (const LoadAsk& a : asks) {
@@ -366,8 +399,9 @@ struct Agent::Impl {
     channel = best->ch;
     hello_ok = true;
     cloud_hello = *best->reply;
-    options.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)", channel->endpoint(),
-                cloud_hello.active_sessions, cloud_hello.queue_us, cloud_hello.kv_free_bytes >> 20, asks.size());
+    options.log->info("placed on {} ({} sessions, queue {} us, {} MiB KV free; {} workers asked)",
+                      channel->endpoint(), cloud_hello.active_sessions, cloud_hello.queue_us,
+                      cloud_hello.kv_free_bytes >> 20, asks.size());
 
     return true;
   }
@@ -389,12 +423,14 @@ struct Agent::Impl {
         return std::nullopt;
       }
       gen.session_open = false;
-      options.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why, channel->endpoint(),
-                  gen.positions);
+      options.log->warn("cloud {}: {}: rebuilding the session on {} from {} positions", from, why,
+                        channel->endpoint(), gen.positions);
 
-      if (auto t = CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result)) {
+      if (auto t =
+              CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result)) {
         ++gen.result->failovers;
-        gen.result->failover_ms.push_back(std::chrono::duration<double, std::milli>(Now() - sent).count());
+        gen.result->failover_ms.push_back(
+            std::chrono::duration<double, std::milli>(Now() - sent).count());
         step_metrics.failovers.Add(1);
         return t;
       }
@@ -432,14 +468,15 @@ struct Agent::Impl {
   void PlanRequest() {
     const auto plan = Predict();
     if (!plan) {
-      options.log->info("auto cut: cloud {} unreachable, running all {} layers here", channel->endpoint(), layers);
+      options.log->info("auto cut: cloud {} unreachable, running all {} layers here",
+                        channel->endpoint(), layers);
       SetCut(layers);
       return;
     }
     const auto cut = replanner->PlanRequest();
     const int k = cut.value_or(layers);
-    options.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(), estimator.up_mbit_s(),
-                replanner->last_plan().reason);
+    options.log->info("auto cut {} (rtt {:.2f} ms, {:.1f} Mbit/s): {}", k, estimator.rtt_ms(),
+                      estimator.up_mbit_s(), replanner->last_plan().reason);
 
     if (k != options.cut) {
       SetCut(k);
@@ -476,7 +513,8 @@ struct Agent::Impl {
     for (int l = 0; l < layers; ++l) {
       const size_t i = static_cast<size_t>(l - first);
       if (l < first || i >= cloud_hello.layer_decode_us.size()) continue;
-      const double ratio = cloud_hello.layer_decode_us[i] / std::max(1e-3, device_profile.DecodeUs(l, 16));
+      const double ratio =
+          cloud_hello.layer_decode_us[i] / std::max(1e-3, device_profile.DecodeUs(l, 16));
       for (double& v : in.cloud.layer_decode_us[l]) v *= ratio;
       for (double& v : in.cloud.layer_prefill_us[l]) v *= ratio;
     }
@@ -487,11 +525,14 @@ struct Agent::Impl {
     in.constraints.privacy_floor = std::max(in.constraints.privacy_floor, first);
     in.link = link_override ? *link_override : estimator.ToLink(in.link);
     in.workload.max_context = c.max_context;
-    in.workload.activation_bytes = static_cast<int>(transport::EncodedSize(options.codec, 1, hidden));
-    if (cloud_hello.protocol_minor < 4) in.speculation.drafter = scheduler::DrafterKind::kNone;  // no verifier there
+    in.workload.activation_bytes =
+        static_cast<int>(transport::EncodedSize(options.codec, 1, hidden));
+    if (cloud_hello.protocol_minor < 4)
+      in.speculation.drafter = scheduler::DrafterKind::kNone;  // no verifier there
     in.speculation.acceptance = acceptance.rate();
     if (!replanner) {
-      replanner = std::make_unique<scheduler::Replanner>(in, scheduler::Replanner::Options{options.auto_cut.margin, 0});
+      replanner = std::make_unique<scheduler::Replanner>(
+          in, scheduler::Replanner::Options{options.auto_cut.margin, 0});
     } else {
       replanner->SetInputs(in);
     }
@@ -526,8 +567,9 @@ struct Agent::Impl {
         if (!v.reason.empty()) options.log->warn("cloud {}: {}", channel->endpoint(), v.reason);
         if (options.cut < static_cast<int>(h->layer_begin)) {
           throw DeviceError(Exception::kInvalidArgument,
-                            "cloud " + channel->endpoint() + " serves cuts from " + std::to_string(h->layer_begin) +
-                                " only; this device runs cut " + std::to_string(options.cut),
+                            "cloud " + channel->endpoint() + " serves cuts from " +
+                                std::to_string(h->layer_begin) + " only; this device runs cut " +
+                                std::to_string(options.cut),
                             CloudFault::kIncompatible);
         }
         hello_ok = true;
@@ -537,7 +579,8 @@ struct Agent::Impl {
       if (auto* e = std::get_if<transport::Error>(&in->message)) {
         if (e->code == ErrorCode::kVersionMismatch || e->code == ErrorCode::kModelMismatch) {
           throw DeviceError(Exception::kInvalidArgument,
-                            "cloud " + channel->endpoint() + " refused us: " + transport::EscapeForLog(e->message),
+                            "cloud " + channel->endpoint() +
+                                " refused us: " + transport::EscapeForLog(e->message),
                             CloudFault::kIncompatible);
         }
       }
@@ -549,8 +592,8 @@ struct Agent::Impl {
 
   // Runs rows [cloud_positions, positions) through the cloud; the token, or
   // nullopt if the cloud did not answer by `deadline` (`fault` says why).
-  std::optional<int32_t> CloudStep(Generation& gen, const partition::SamplingParams& sp, Clock::TimePoint deadline,
-                                   GenerateResult& result) {
+  std::optional<int32_t> CloudStep(Generation& gen, const partition::SamplingParams& sp,
+                                   Clock::TimePoint deadline, GenerateResult& result) {
     // A session evicted under a tight KV budget, or lost with a restarted
     // worker, is rebuilt; a few times in a row is contention, more is a
     // worker that cannot hold us: fail over.
@@ -559,7 +602,8 @@ struct Agent::Impl {
       if (!gen.session_open) {
         gen.session_id = rng();
         gen.cloud_positions = 0;
-        channel->Send(transport::OpenSession{gen.session_id, static_cast<uint32_t>(options.cut), options.codec, false});
+        channel->Send(transport::OpenSession{gen.session_id, static_cast<uint32_t>(options.cut),
+                                             options.codec, false});
         gen.session_open = true;
       }
       const transport::Forward f = NextForward(gen, sp);
@@ -591,7 +635,8 @@ struct Agent::Impl {
   std::optional<Clock::TimePoint> SendForward(const Generation& gen, const transport::Forward& f) {
     const auto t0 = Now();
     zmq::message_t payload(f.tensor.bytes);
-    transport::Encode(options.codec, &gen.cut_hidden[static_cast<size_t>(gen.cloud_positions) * hidden],
+    transport::Encode(options.codec,
+                      &gen.cut_hidden[static_cast<size_t>(gen.cloud_positions) * hidden],
                       static_cast<int>(f.count), hidden, static_cast<uint8_t*>(payload.data()));
     const auto t1 = Now();
     step_metrics.codec_s.Add(Seconds(t1 - t0));
@@ -609,8 +654,8 @@ struct Agent::Impl {
 
   // Waits for the answer to `f` (sent at `sent`) until `deadline`, skipping
   // stale messages.
-  StepReply AwaitReply(Generation& gen, const transport::Forward& f, Clock::TimePoint sent, Clock::TimePoint deadline,
-                       GenerateResult& result) {
+  StepReply AwaitReply(Generation& gen, const transport::Forward& f, Clock::TimePoint sent,
+                       Clock::TimePoint deadline, GenerateResult& result) {
     while (true) {
       const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Now());
       auto in = left.count() > 0 ? channel->Receive(left) : std::nullopt;
@@ -618,7 +663,8 @@ struct Agent::Impl {
       if (auto* r = std::get_if<transport::ForwardResult>(&in->message)) {
         if (r->session_id != f.session_id || r->seq != f.seq) continue;  // stale
         if (!GoodAnswer(*r, gen.drafts)) {
-          return {Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " answered with a bad token list")};
+          return {Failed(CloudFault::kStepRefused,
+                         "step " + std::to_string(f.seq) + " answered with a bad token list")};
         }
         return {TakeResult(*r, f, gen, sent, result)};
       }
@@ -626,7 +672,8 @@ struct Agent::Impl {
         RestartedWorker(gen, result);
         return {std::nullopt, true};
       }
-      if (auto* e = std::get_if<transport::Error>(&in->message); e && e->session_id == f.session_id) {
+      if (auto* e = std::get_if<transport::Error>(&in->message);
+          e && e->session_id == f.session_id) {
         return StepRefused(*e, f, gen);
       }
     }
@@ -646,9 +693,9 @@ struct Agent::Impl {
       if (e.code == ErrorCode::kUnknownSession) hello_ok = false;
       return {std::nullopt, true};
     }
-    return {Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) + " refused: " +
-                                                 transport::EscapeForLog(e.message) + " (" +
-                                                 transport::ErrorCodeName(e.code) + ")")};
+    return {Failed(CloudFault::kStepRefused, "step " + std::to_string(f.seq) +
+                                                 " refused: " + transport::EscapeForLog(e.message) +
+                                                 " (" + transport::ErrorCodeName(e.code) + ")")};
   }
 
   // A result answers `drafts` (maybe none) when it holds the accepted drafts,
@@ -656,7 +703,8 @@ struct Agent::Impl {
   bool GoodAnswer(const transport::ForwardResult& r, const std::vector<int32_t>& drafts) const {
     if (r.accepted > drafts.size() || r.tokens.size() != r.accepted + 1) return false;
     for (size_t i = 0; i < r.tokens.size(); ++i) {
-      if (r.tokens[i] < 0 || r.tokens[i] >= vocab || (i < r.accepted && r.tokens[i] != drafts[i])) return false;
+      if (r.tokens[i] < 0 || r.tokens[i] >= vocab || (i < r.accepted && r.tokens[i] != drafts[i]))
+        return false;
     }
     return true;
   }
@@ -671,8 +719,8 @@ struct Agent::Impl {
 
   // Accounts for the answer `r` to `f` (sent at `sent`): times, link and
   // drift estimates, the rows the session now holds. Returns its token.
-  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f, Generation& gen,
-                     Clock::TimePoint sent, GenerateResult& result) {
+  int32_t TakeResult(const transport::ForwardResult& r, const transport::Forward& f,
+                     Generation& gen, Clock::TimePoint sent, GenerateResult& result) {
     const double rtt = Seconds(Now() - sent);
     last_round_trip_ms = rtt * 1e3;
     const double cloud = (r.compute_us + r.queue_us) / 1e6;
@@ -680,10 +728,13 @@ struct Agent::Impl {
     step_metrics.cloud_queue_s.Add(r.queue_us / 1e6);
     step_metrics.network_s.Add(std::max(0.0, rtt - cloud));
     if (estimator.calibrated()) {
-      estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0, std::max(0.0, rtt - cloud) * 1e3);
+      estimator.Observe(static_cast<double>(f.tensor.bytes), 64.0,
+                        std::max(0.0, rtt - cloud) * 1e3);
     }
     if (f.count == 1 && cloud_profile.num_layers == layers) {
-      cloud_drift.Observe(cloud_profile.StepUs(options.cut, layers, gen.cloud_positions, false, true), r.compute_us);
+      cloud_drift.Observe(
+          cloud_profile.StepUs(options.cut, layers, gen.cloud_positions, false, true),
+          r.compute_us);
     }
     gen.accepted = static_cast<int>(r.accepted);
     if (!gen.drafts.empty()) {
@@ -706,7 +757,8 @@ struct Agent::Impl {
   // step is lost with the old process, and the new one holds no session, but
   // it answers at once: greet it and rebuild the session there.
   void RestartedWorker(Generation& gen, GenerateResult& result) {
-    options.log->warn("cloud {} restarted: rebuilding the session there from {} positions", channel->endpoint(), gen.positions);
+    options.log->warn("cloud {} restarted: rebuilding the session there from {} positions",
+                      channel->endpoint(), gen.positions);
     step_metrics.cloud_restarts.Add(1);
     ++result.cloud_restarts;
     hello_ok = false;
@@ -727,23 +779,28 @@ struct Agent::Impl {
     const std::string dead_after = std::to_string(channel->dead_after().count());
     switch (channel->link_state()) {
       case transport::LinkState::kRefused:
-        return Failed(CloudFault::kRefused, "connection refused (nothing accepts connections there)");
+        return Failed(CloudFault::kRefused,
+                      "connection refused (nothing accepts connections there)");
       case transport::LinkState::kHandshakeFailed:
         return Failed(CloudFault::kHandshakeRefused,
-                      "handshake refused: the worker did not accept our CURVE keys, or only one side uses CURVE");
+                      "handshake refused: the worker did not accept our CURVE keys, or only one "
+                      "side uses CURVE");
       case transport::LinkState::kConnecting:
         return Failed(CloudFault::kUnreachable, "no connection established (host unreachable?)");
       case transport::LinkState::kHandshaking:
-        return Failed(CloudFault::kUnreachable, "connected, but the handshake did not complete (worker not responding)");
+        return Failed(CloudFault::kUnreachable,
+                      "connected, but the handshake did not complete (worker not responding)");
       case transport::LinkState::kLost:
         return Failed(CloudFault::kConnectionLost, "connection lost");
-      case transport::LinkState::kUp:
-        break;
+      case transport::LinkState::kUp: break;
     }
-    if (!channel->peer_alive()) return Failed(CloudFault::kNoHeartbeat, "no heartbeat for " + dead_after + " ms");
-    if (step == 0) return Failed(CloudFault::kStepTimeout, "no answer to our Hello by the deadline");
-    return Failed(CloudFault::kStepTimeout, "step " + std::to_string(step) + " not answered within " +
-                                                std::to_string(options.step_deadline.count()) + " ms");
+    if (!channel->peer_alive())
+      return Failed(CloudFault::kNoHeartbeat, "no heartbeat for " + dead_after + " ms");
+    if (step == 0)
+      return Failed(CloudFault::kStepTimeout, "no answer to our Hello by the deadline");
+    return Failed(CloudFault::kStepTimeout,
+                  "step " + std::to_string(step) + " not answered within " +
+                      std::to_string(options.step_deadline.count()) + " ms");
   }
 
   // --cut auto while everything runs here: no steps tell the estimator how
@@ -761,15 +818,18 @@ struct Agent::Impl {
     if (!channel || !hello_ok || !estimator.calibrated() || ping_out) return;
     const uint64_t id = ++seq;
     const auto now = Now();
-    if (channel->Send(transport::Ping{id, 64}, zmq::message_t(64))) ping_out = PingOut{id, now, now};
+    if (channel->Send(transport::Ping{id, 64}, zmq::message_t(64)))
+      ping_out = PingOut{id, now, now};
   }
   void LookForPong() {
     if (!ping_out) return;
     const auto now = Now();
     while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-      if (auto* p = std::get_if<transport::Pong>(&in->message); p && ping_out && p->seq == ping_out->seq) {
+      if (auto* p = std::get_if<transport::Pong>(&in->message);
+          p && ping_out && p->seq == ping_out->seq) {
         const auto arrived = ping_out->last_look + (now - ping_out->last_look) / 2;
-        estimator.Observe(64, 64, std::chrono::duration<double, std::milli>(arrived - ping_out->sent).count());
+        estimator.Observe(
+            64, 64, std::chrono::duration<double, std::milli>(arrived - ping_out->sent).count());
         ping_out.reset();
         return;
       }
@@ -783,7 +843,9 @@ struct Agent::Impl {
     const auto t0 = Now();
     const int from = local.position();
     std::vector<float> logits(vocab);
-    local.Forward({nullptr, &gen.cut_hidden[static_cast<size_t>(from) * hidden], gen.positions - from}, logits.data());
+    local.Forward(
+        {nullptr, &gen.cut_hidden[static_cast<size_t>(from) * hidden], gen.positions - from},
+        logits.data());
     step_metrics.local_compute_s.Add(Seconds(Now() - t0));
     step_metrics.local_steps.Add(1);
     return partition::SampleToken(logits.data(), vocab, sp, static_cast<int>(gen.ids.size()));
@@ -791,7 +853,8 @@ struct Agent::Impl {
 
   // A generation: validation and set-up, then one step per token (re-plan,
   // device layers, cloud or local rest, emit) until it ends.
-  GenerateResult Generate(const GenerateRequest& req, const std::function<bool(int32_t)>& on_token) {
+  GenerateResult Generate(const GenerateRequest& req,
+                          const std::function<bool(int32_t)>& on_token) {
     partition::ValidateSamplingParams(req.sampling);
     partition::ValidatePrompt(req.prompt, model.config());
     GenerateResult result;
@@ -818,7 +881,8 @@ struct Agent::Impl {
     if (Several() && (options.cut < layers || options.auto_cut.enabled)) Place({});
     if (options.auto_cut.enabled) PlanRequest();
     result.cut = options.cut;
-    if (options.auto_cut.enabled && replanner && static_cast<size_t>(options.cut) < replanner->last_plan().cuts.size()) {
+    if (options.auto_cut.enabled && replanner &&
+        static_cast<size_t>(options.cut) < replanner->last_plan().cuts.size()) {
       result.predicted_tpot_ms = replanner->last_plan().cuts[options.cut].tpot_ms;
     }
     gen.request = &req;
@@ -839,8 +903,9 @@ struct Agent::Impl {
     result.final_cut = options.cut;
     result.acceptance_ewma = draft_meter.acceptance();
     if (result.tokens.size() > 1) {
-      result.measured_tpot_ms = std::chrono::duration<double, std::milli>(Now() - gen.first_token_at).count() /
-                                static_cast<double>(result.tokens.size() - 1);
+      result.measured_tpot_ms =
+          std::chrono::duration<double, std::milli>(Now() - gen.first_token_at).count() /
+          static_cast<double>(result.tokens.size() - 1);
       step_metrics.measured_tpot_ms.Set(result.measured_tpot_ms);
     }
     if (gen.session_open && gen.split) channel->Send(transport::CloseSession{gen.session_id});
@@ -860,8 +925,8 @@ struct Agent::Impl {
   // --cut auto: every replan_every tokens, the cost model may move the cut.
   void MaybeReplan(Generation& gen) {
     const int done_tokens = static_cast<int>(gen.result->tokens.size());
-    if (!options.auto_cut.enabled || !replanner || !(gen.split || gen.all_local) || done_tokens == 0 ||
-        done_tokens % std::max(1, options.auto_cut.replan_every) != 0) {
+    if (!options.auto_cut.enabled || !replanner || !(gen.split || gen.all_local) ||
+        done_tokens == 0 || done_tokens % std::max(1, options.auto_cut.replan_every) != 0) {
       return;
     }
     if (gen.all_local) SendRttPing();
@@ -870,7 +935,8 @@ struct Agent::Impl {
       ApplyDrift(in);
       replanner->SetInputs(std::move(in));
     }
-    replanner->UpdateLink(link_override ? *link_override : estimator.ToLink(replanner->inputs().link));
+    replanner->UpdateLink(link_override ? *link_override
+                                        : estimator.ToLink(replanner->inputs().link));
     replanner->UpdateAcceptance(acceptance.rate());
     const int k = replanner->Replan(gen.fed, gen.request->max_tokens - done_tokens);
     if (k != options.cut) Recut(gen, k);
@@ -882,7 +948,8 @@ struct Agent::Impl {
     const auto& cfg = model.config();
     const int from = options.cut;
     if (to > from) {  // the device takes over [from, to): run them over the buffered states
-      partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from) : partition::StageSpec::Range(cfg, from, to);
+      partition::StageSpec spec = to == layers ? partition::StageSpec::Cloud(cfg, from)
+                                               : partition::StageSpec::Range(cfg, from, to);
       spec.embedding = false;
       spec.head = to == layers;
       auto st = NewStage(all_w->Slice(spec));
@@ -915,9 +982,11 @@ struct Agent::Impl {
     if (!gen.split || !gen.drafting || !hello_ok || cloud_hello.protocol_minor < 4) return 0;
     const GenerateRequest& req = *gen.request;
     const int done_tokens = static_cast<int>(gen.result->tokens.size());
-    return std::max(0, std::min({gen.draft_len->k(), draft_meter.Cap(std::clamp(options.max_drafts, 1, kMaxDraftsPerStep)),
-                                 req.max_tokens - done_tokens - 1,
-                                 model.config().max_context - static_cast<int>(gen.ids.size())}));
+    return std::max(0,
+                    std::min({gen.draft_len->k(),
+                              draft_meter.Cap(std::clamp(options.max_drafts, 1, kMaxDraftsPerStep)),
+                              req.max_tokens - done_tokens - 1,
+                              model.config().max_context - static_cast<int>(gen.ids.size())}));
   }
 
   // The new token(s) and the drafts through [0, cut), then the rest of the
@@ -926,7 +995,8 @@ struct Agent::Impl {
     const int n = gen.step_rows;
     if (gen.all_local) {
       ++gen.result->local_steps;
-      return partition::SampleToken(gen.out.data(), vocab, gen.request->sampling, static_cast<int>(gen.ids.size()));
+      return partition::SampleToken(gen.out.data(), vocab, gen.request->sampling,
+                                    static_cast<int>(gen.ids.size()));
     }
     gen.cut_hidden.insert(gen.cut_hidden.end(), gen.out.begin(), gen.out.end());
     gen.positions += n + static_cast<int>(drafts.size());
@@ -955,17 +1025,22 @@ struct Agent::Impl {
     std::vector<int32_t> drafts;
     const auto t0 = Now();
     if (k > 0) {
-      drafts = gen.drafting->Step(gen.ids, gen.fed, k, gen.request->sampling, hidden, [&](const int32_t* ids, int count) {
-        DeviceForward(gen, ids, count);
-        return gen.out.data();
-      }, &gen.draft_rows);
+      drafts = gen.drafting->Step(
+          gen.ids, gen.fed, k, gen.request->sampling, hidden,
+          [&](const int32_t* ids, int count) {
+            DeviceForward(gen, ids, count);
+            return gen.out.data();
+          },
+          &gen.draft_rows);
       gen.out.swap(gen.draft_rows);
     } else {
       DeviceForward(gen, &gen.ids[gen.fed], n);
     }
     const double device_s = Seconds(Now() - t0);
-    if (n == 1 && drafts.empty() && options.cut > 0 && (gen.split || gen.all_local) && device_profile.num_layers == layers) {
-      device_drift.Observe(device_profile.StepUs(0, options.cut, gen.fed, true, gen.all_local), device_s * 1e6);
+    if (n == 1 && drafts.empty() && options.cut > 0 && (gen.split || gen.all_local) &&
+        device_profile.num_layers == layers) {
+      device_drift.Observe(device_profile.StepUs(0, options.cut, gen.fed, true, gen.all_local),
+                           device_s * 1e6);
     }
     gen.fed = static_cast<int>(gen.ids.size());
     gen.step_rows = n;
@@ -978,7 +1053,8 @@ struct Agent::Impl {
   // nullopt with the session dropped and the device's state as if never
   // drafted; the device stages keep the rows of the accepted drafts only.
   std::optional<int32_t> SpeculativeCloudStep(Generation& gen, const std::vector<int32_t>& drafts) {
-    std::optional<int32_t> t = CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result);
+    std::optional<int32_t> t =
+        CloudStep(gen, gen.request->sampling, Now() + options.step_deadline, *gen.result);
     if (!t) {
       Drop();
       gen.session_open = false;
@@ -1012,7 +1088,8 @@ struct Agent::Impl {
     }
     if (!gen.probing) return std::nullopt;
     while (auto in = channel->Receive(std::chrono::milliseconds(0))) {
-      if (auto* h = std::get_if<transport::Hello>(&in->message); h && transport::ValidateHello(hello, *h, options.require_exact).ok()) {
+      if (auto* h = std::get_if<transport::Hello>(&in->message);
+          h && transport::ValidateHello(hello, *h, options.require_exact).ok()) {
         hello_ok = true;
         cloud_hello = *h;
       }
@@ -1026,7 +1103,8 @@ struct Agent::Impl {
     }
     gen.probing = false;
     gen.session_open = false;
-    std::optional<int32_t> t = CloudStep(gen, gen.request->sampling, now + options.step_deadline, *gen.result);
+    std::optional<int32_t> t =
+        CloudStep(gen, gen.request->sampling, now + options.step_deadline, *gen.result);
     if (!t) {
       Drop();
       gen.retry_at = now + options.retry_interval;
@@ -1034,7 +1112,8 @@ struct Agent::Impl {
     }
     ++gen.result->recoveries;
     step_metrics.recoveries.Add(1);
-    options.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(), gen.positions);
+    options.log->info("cloud {} is back: split mode again at position {}", channel->endpoint(),
+                      gen.positions);
     gen.split = true;
     step_metrics.split_mode.Set(1);
     return t;
@@ -1055,13 +1134,15 @@ struct Agent::Impl {
   std::optional<int32_t> ApplyFallbackPolicy(Generation& gen) {
     if (options.fallback == Fallback::kFail) {
       throw DeviceError(Exception::kUnavailable,
-                        "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)", fault);
+                        "cloud " + channel->endpoint() + ": " + fault_text + " (fallback: fail)",
+                        fault);
     }
     if (options.fallback == Fallback::kWait) return WaitForCloud(gen);
     ++gen.result->fallbacks;
     step_metrics.fallbacks.Add(1);
     step_metrics.split_mode.Set(0);
-    options.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(), fault_text, gen.positions);
+    options.log->warn("cloud {}: {}: continuing on the device at position {}", channel->endpoint(),
+                      fault_text, gen.positions);
 
     gen.split = false;
     gen.retry_at = Now() + options.retry_interval;
@@ -1076,7 +1157,8 @@ struct Agent::Impl {
       if (Now() >= give_up) {
         throw DeviceError(Exception::kUnavailable,
                           "cloud " + channel->endpoint() + " unreachable for " +
-                              std::to_string(options.wait_deadline.count()) + " ms (fallback: wait); last: " + fault_text,
+                              std::to_string(options.wait_deadline.count()) +
+                              " ms (fallback: wait); last: " + fault_text,
                           fault);
       }
       if (Several()) NextWorker();
@@ -1084,13 +1166,16 @@ struct Agent::Impl {
       hello_ok = false;
       gen.session_open = false;
       clock.SleepFor(std::min<Clock::Duration>(backoff, give_up - Now()));
-      if (auto t = CloudStep(gen, gen.request->sampling, std::min(give_up, Now() + options.step_deadline), *gen.result)) return *t;
+      if (auto t = CloudStep(gen, gen.request->sampling,
+                             std::min(give_up, Now() + options.step_deadline), *gen.result))
+        return *t;
     }
   }
 
   // Emits the accepted drafts (already in the device's caches), then
   // `token`; true when the generation ends (EOS, on_token, the context).
-  bool Emit(Generation& gen, const std::vector<int32_t>& drafts, int32_t token, const std::function<bool(int32_t)>& on_token) {
+  bool Emit(Generation& gen, const std::vector<int32_t>& drafts, int32_t token,
+            const std::function<bool(int32_t)>& on_token) {
     GenerateResult& result = *gen.result;
     const auto& c = model.config();
     std::vector<int32_t> emit(drafts.begin(), drafts.begin() + gen.accepted);
@@ -1105,7 +1190,8 @@ struct Agent::Impl {
       if (on_token && !on_token(tok)) {
         result.finish_reason = "stop";
       } else if (gen.request->stop_at_eos &&
-                 (c.IsEos(tok) || std::find(options.eos_ids.begin(), options.eos_ids.end(), tok) != options.eos_ids.end())) {
+                 (c.IsEos(tok) || std::find(options.eos_ids.begin(), options.eos_ids.end(), tok) !=
+                                      options.eos_ids.end())) {
         result.finish_reason = "stop";
       } else if (static_cast<int>(gen.ids.size()) >= c.max_context) {
         result.finish_reason = "context";
@@ -1122,7 +1208,8 @@ Agent::Agent(const partition::Model& model, AgentOptions options, zmq::context_t
 
 Agent::~Agent() = default;
 
-GenerateResult Agent::Generate(const GenerateRequest& request, const std::function<bool(int32_t)>& on_token) {
+GenerateResult Agent::Generate(const GenerateRequest& request,
+                               const std::function<bool(int32_t)>& on_token) {
   return impl_->Generate(request, on_token);
 }
 
@@ -1138,11 +1225,14 @@ std::optional<scheduler::Plan> Agent::PlanAllCuts() {
 
 int Agent::cut() const { return impl_->options.cut; }
 
-void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = std::move(link); }
+void Agent::OverrideLink(std::optional<scheduler::Link> link) {
+  impl_->link_override = std::move(link);
+}
 
 void Agent::UseCut(int cut) {
   if (!impl_->all_w)
-    throw Exception(Exception::kInvalidArgument, "a fixed cut can only change when all layers are loaded");
+    throw Exception(Exception::kInvalidArgument,
+                    "a fixed cut can only change when all layers are loaded");
   partition::StageSpec::Device(impl_->model.config(), cut);  // validates
   impl_->options.auto_cut.enabled = false;
   impl_->SetCut(cut);

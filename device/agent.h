@@ -17,15 +17,15 @@
 #include "partition/sampler.h"
 #include "scheduler/cost_model.h"
 #include "transport/channel.h"
-#include "transport/error.h"
 #include "transport/clock.h"
+#include "transport/error.h"
 #include "transport/metrics.h"
 #include "transport/null_logger.h"
 
 namespace splitlm::partition {
 class Model;
 class ComputeHook;
-}
+}  // namespace splitlm::partition
 
 namespace splitlm::device {
 
@@ -42,12 +42,12 @@ const char* FallbackName(Fallback f);
 // keeping the current cut unless another is better by `margin`.
 struct AutoCut {
   bool enabled = false;
-  scheduler::PlanInputs plan;     // objective, constraints, power, workload
-  std::string profile_path;       // device profile cache ("" = measure at start-up)
+  scheduler::PlanInputs plan;  // objective, constraints, power, workload
+  std::string profile_path;    // device profile cache ("" = measure at start-up)
   // Use this profile instead of measuring (emulated hardware, tests).
   std::optional<scheduler::ComputeProfile> device_profile;
   double margin = 0.10;
-  int replan_every = 8;           // re-plan during a generation every N tokens
+  int replan_every = 8;  // re-plan during a generation every N tokens
   // Rescale the device and cloud profiles by how real decode steps compare
   // with them (scheduler::ComputeDrift). Off: the profiles are taken as they
   // are (a test faking a device's speed through its profile).
@@ -55,7 +55,7 @@ struct AutoCut {
 };
 
 struct AgentOptions {
-  int cut = 0;  // layers [0, cut) on the device; == L runs everything locally
+  int cut = 0;       // layers [0, cut) on the device; == L runs everything locally
   AutoCut auto_cut;  // when enabled, `cut` is only the starting point
   Fallback fallback = Fallback::kLocal;
   transport::Codec codec = transport::Codec::kF32;
@@ -86,7 +86,8 @@ struct AgentOptions {
   // of drafts per step is min(DraftLength, DraftMeter::Cap) (draft_policy.h).
   std::shared_ptr<const Drafter> drafter;
   int max_drafts = kMaxDraftsPerStep;
-  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
+  std::shared_ptr<spdlog::logger> log =
+      transport::NullLogger();  // never null (null: replaced by NullLogger())
   // More end-of-sequence ids, beside config.json's: the tokenizer's
   // (Llama 3 ends a chat turn with <|eot_id|>, which config.json may omit).
   std::vector<int32_t> eos_ids;
@@ -113,20 +114,21 @@ struct GenerateResult {
   // agent's generations so far (0 before any verified step). Also the
   // gauge splitlm_device_draft_acceptance_ewma{drafter="..."}.
   double acceptance_ewma = 0;
-  int draft_rejections = 0;     // speculative: steps where the cloud rejected a draft (scheduler::AcceptanceEstimate)
-  int local_steps = 0;          // steps finished on the device
-  int cloud_restarts = 0;       // restarted workers noticed (session rebuilt there at once)
-  int failovers = 0;            // replicas: sessions rebuilt on another worker
+  int draft_rejections =
+      0;  // speculative: steps where the cloud rejected a draft (scheduler::AcceptanceEstimate)
+  int local_steps = 0;     // steps finished on the device
+  int cloud_restarts = 0;  // restarted workers noticed (session rebuilt there at once)
+  int failovers = 0;       // replicas: sessions rebuilt on another worker
   // replicas: each failover's time, from sending the step the failed worker
   // lost to the answer of the worker that took over (ms)
   std::vector<double> failover_ms;
-  std::string worker;           // the endpoint that answered the last cloud step ("" = none)
-  std::string finish_reason;    // "length", "stop" (EOS) or "context"
-  int cut = 0;                  // the cut at the start (auto: chosen for this request)
-  int final_cut = 0;            // the cut at the end
-  int recuts = 0;               // cut changes during the generation
-  double predicted_tpot_ms = 0; // auto cut: the cost model's figure
-  double measured_tpot_ms = 0;  // after the first token
+  std::string worker;            // the endpoint that answered the last cloud step ("" = none)
+  std::string finish_reason;     // "length", "stop" (EOS) or "context"
+  int cut = 0;                   // the cut at the start (auto: chosen for this request)
+  int final_cut = 0;             // the cut at the end
+  int recuts = 0;                // cut changes during the generation
+  double predicted_tpot_ms = 0;  // auto cut: the cost model's figure
+  double measured_tpot_ms = 0;   // after the first token
 };
 
 // Not thread-safe: one generation at a time (the HTTP server serialises).
@@ -191,7 +193,8 @@ enum class CloudFault {
 // when it refused us at Hello (kIncompatible).
 class DeviceError : public Exception {
  public:
-  DeviceError(Code code, const std::string& what, CloudFault fault) : Exception(code, what), fault_(fault) {}
+  DeviceError(Code code, const std::string& what, CloudFault fault)
+      : Exception(code, what), fault_(fault) {}
   CloudFault fault() const { return fault_; }
 
  private:

@@ -23,48 +23,65 @@ const std::map<std::string, std::string>& Builtins() {
       // Llama 2 chat: [INST] turns, the system prompt inside the first one.
       {"llama2",
        "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}"
-       "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages %}"
+       "{% set system_message = messages[0]['content'] %}{% else %}{% set loop_messages = messages "
+       "%}"
        "{% set system_message = false %}{% endif %}"
        "{% for message in loop_messages %}"
        "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-       "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+       "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') "
+       "}}{% endif %}"
        "{% if loop.index0 == 0 and system_message != false %}"
-       "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}"
+       "{% set content = '<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] "
+       "%}"
        "{% else %}{% set content = message['content'] %}{% endif %}"
-       "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}"
-       "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% endif %}"
+       "{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' "
+       "}}"
+       "{% elif message['role'] == 'assistant' %}{{ ' ' + content.strip() + ' ' + eos_token }}{% "
+       "endif %}"
        "{% endfor %}"},
       // Llama 3 instruct: header ids around the role, <|eot_id|> after each turn.
       {"llama3",
        "{% set loop_messages = messages %}{% for message in loop_messages %}"
-       "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + message['content'] | trim + "
-       "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}"
-       "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"},
+       "{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n' + "
+       "message['content'] | trim + "
+       "'<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif "
+       "%}{{ content }}"
+       "{% endfor %}{% if add_generation_prompt %}{{ "
+       "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"},
       // ChatML (Qwen, SmolLM, many fine-tunes).
       {"chatml",
-       "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + "
-       "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"},
+       "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + "
+       "message['content'] + '<|im_end|>' + "
+       "'\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif "
+       "%}"},
       // Mistral instruct (v0.1 turns; a system message goes before the first
       // user message, as later Mistral templates do).
       {"mistral",
-       "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] + '\\n\\n' %}"
+       "{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] + "
+       "'\\n\\n' %}"
        "{% set loop_messages = messages[1:] %}{% else %}{% set system_message = '' %}"
        "{% set loop_messages = messages %}{% endif %}{{ bos_token }}"
        "{% for message in loop_messages %}"
        "{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
-       "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
-       "{% if message['role'] == 'user' %}{% if loop.first %}{{ '[INST] ' + system_message + message['content'] + "
+       "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') "
+       "}}{% endif %}"
+       "{% if message['role'] == 'user' %}{% if loop.first %}{{ '[INST] ' + system_message + "
+       "message['content'] + "
        "' [/INST]' }}{% else %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% endif %}"
        "{% elif message['role'] == 'assistant' %}{{ message['content'] + eos_token }}"
-       "{% else %}{{ raise_exception('Only user, assistant and a leading system message are supported') }}{% endif %}"
+       "{% else %}{{ raise_exception('Only user, assistant and a leading system message are "
+       "supported') }}{% endif %}"
        "{% endfor %}"},
       // Zephyr (TinyLlama chat): <|role|> lines ended by the EOS token.
       {"zephyr",
        "{% for message in messages %}\n"
        "{% if message['role'] == 'user' %}\n{{ '<|user|>\\n' + message['content'] + eos_token }}\n"
-       "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + eos_token }}\n"
-       "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + eos_token }}\n"
-       "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif %}\n{% endfor %}"},
+       "{% elif message['role'] == 'system' %}\n{{ '<|system|>\\n' + message['content'] + "
+       "eos_token }}\n"
+       "{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\\n'  + message['content'] + "
+       "eos_token }}\n"
+       "{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{% endif "
+       "%}\n{% endfor %}"},
   };
   return kBuiltins;
 }
@@ -88,7 +105,8 @@ std::string ReadFile(const std::string& path) {
 // A special token in tokenizer_config.json: a string or {"content": ...}.
 std::string TokenText(const json& v) {
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return "";
 }
 
@@ -109,7 +127,8 @@ ChatTemplateSource FromTokenizerConfig(const std::string& path) {
   // Several named templates ([{"name": "default", "template": ...}, ...]).
   if (t->is_array()) {
     for (const auto& e : *t) {
-      if (e.is_object() && e.value("name", "") == "default" && e.contains("template") && e["template"].is_string()) {
+      if (e.is_object() && e.value("name", "") == "default" && e.contains("template") &&
+          e["template"].is_string()) {
         s.source = e["template"].get<std::string>();
         s.origin += " (chat_template \"default\")";
         return s;
@@ -118,7 +137,8 @@ ChatTemplateSource FromTokenizerConfig(const std::string& path) {
   }
   throw Exception(
       Exception::kInvalidArgument,
-      path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" + WayOut());
+      path + ": \"chat_template\" is neither a string nor a list holding a \"default\" template" +
+          WayOut());
 }
 
 ChatTemplateSource FromGguf(const std::string& path) {
@@ -142,7 +162,9 @@ ChatTemplateSource FromGguf(const std::string& path) {
   const auto* tokens = text("tokenizer.ggml.tokens");
   auto token = [&](const char* key) -> std::string {
     const auto* id = text(key);
-    if (!tokens || !id || !id->is_integer() || id->integer < 0 || static_cast<size_t>(id->integer) >= tokens->texts.size()) return "";
+    if (!tokens || !id || !id->is_integer() || id->integer < 0 ||
+        static_cast<size_t>(id->integer) >= tokens->texts.size())
+      return "";
     return tokens->texts[static_cast<size_t>(id->integer)];
   };
   s.bos_token = token("tokenizer.ggml.bos_token_id");
@@ -177,8 +199,9 @@ ChatTemplateSource LoadChatTemplate(const std::string& name_or_file) {
   if (auto b = BuiltinChatTemplate(name_or_file)) return {*b, "built-in " + name_or_file, "", ""};
   std::error_code ec;
   if (!fs::is_regular_file(name_or_file, ec)) {
-    throw Exception(Exception::kInvalidArgument,
-                    "chat template " + name_or_file + ": neither a built-in template (" + NamesList() + ") nor a file");
+    throw Exception(Exception::kInvalidArgument, "chat template " + name_or_file +
+                                                     ": neither a built-in template (" +
+                                                     NamesList() + ") nor a file");
   }
   if (IsGguf(name_or_file)) {
     auto s = FromGguf(name_or_file);
@@ -190,7 +213,8 @@ ChatTemplateSource LoadChatTemplate(const std::string& name_or_file) {
   if (fs::path(name_or_file).extension() == ".json") {
     auto s = FromTokenizerConfig(name_or_file);
     if (s.source.empty())
-      throw Exception(Exception::kInvalidArgument, name_or_file + " has no \"chat_template\"" + WayOut());
+      throw Exception(Exception::kInvalidArgument,
+                      name_or_file + " has no \"chat_template\"" + WayOut());
     return s;
   }
   return {ReadFile(name_or_file), name_or_file, "", ""};
@@ -212,12 +236,14 @@ JinjaTemplate Parse(const ChatTemplateSource& s) {
   try {
     return JinjaTemplate(s.source);
   } catch (const Exception& e) {
-    throw Exception(e.code(), "the chat template of " + s.origin + " cannot be used: " + e.what() + WayOut());
+    throw Exception(e.code(),
+                    "the chat template of " + s.origin + " cannot be used: " + e.what() + WayOut());
   }
 }
 }  // namespace
 
-ChatTemplate::ChatTemplate(ChatTemplateSource source) : source_(std::move(source)), jinja_(Parse(source_)) {
+ChatTemplate::ChatTemplate(ChatTemplateSource source)
+    : source_(std::move(source)), jinja_(Parse(source_)) {
   try {
     Render(nlohmann::ordered_json::array({{{"role", "user"}, {"content", "Hello"}}}), true);
   } catch (const Exception& e) {

@@ -28,7 +28,8 @@ int LinkDraftCap(double acceptance, double round_trip_ms, double row_ms, int max
   return best;
 }
 
-void DraftMeter::Observe(int proposed, int accepted, double device_ms, int rows, double round_trip_ms) {
+void DraftMeter::Observe(int proposed, int accepted, double device_ms, int rows,
+                         double round_trip_ms) {
   if (proposed <= 0 || rows <= 0) return;
   const double a = static_cast<double>(std::clamp(accepted, 0, proposed)) / proposed;
   const double row = device_ms / rows;

@@ -13,8 +13,9 @@ namespace {
 class ProposeRun : public DraftRun {
  public:
   explicit ProposeRun(const Drafter& drafter) : drafter_(drafter) {}
-  std::vector<int32_t> Step(const std::vector<int32_t>& ids, int fed, int k, const partition::SamplingParams&,
-                            int hidden_size, const DeviceLayers& layers, std::vector<float>* rows) override {
+  std::vector<int32_t> Step(const std::vector<int32_t>& ids, int fed, int k,
+                            const partition::SamplingParams&, int hidden_size,
+                            const DeviceLayers& layers, std::vector<float>* rows) override {
     std::vector<int32_t> drafts = k > 0 ? drafter_.Propose(ids, k) : std::vector<int32_t>{};
     if (static_cast<int>(drafts.size()) > k) drafts.resize(static_cast<size_t>(std::max(k, 0)));
     RunRows(ids, fed, drafts, hidden_size, layers, rows);
@@ -35,8 +36,8 @@ std::vector<int32_t> Drafter::Propose(const std::vector<int32_t>&, int) const { 
 
 std::unique_ptr<DraftRun> Drafter::Begin() const { return std::make_unique<ProposeRun>(*this); }
 
-void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts, int hidden_size,
-             const DeviceLayers& layers, std::vector<float>* rows) {
+void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts,
+             int hidden_size, const DeviceLayers& layers, std::vector<float>* rows) {
   std::vector<int32_t> feed(ids.begin() + fed, ids.end());
   feed.insert(feed.end(), drafts.begin(), drafts.end());
   const float* out = layers(feed.data(), static_cast<int>(feed.size()));
@@ -57,7 +58,8 @@ std::vector<int32_t> PromptLookupDrafter::Propose(const std::vector<int32_t>& id
       std::vector<int32_t> drafts;
       for (int j = 0; j < k; ++j) {
         const int src = from + j;
-        drafts.push_back(src < n ? ids[static_cast<size_t>(src)] : drafts[static_cast<size_t>(src - n)]);
+        drafts.push_back(src < n ? ids[static_cast<size_t>(src)]
+                                 : drafts[static_cast<size_t>(src - n)]);
       }
       return drafts;
     }
@@ -84,16 +86,20 @@ std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string
     spec.path = has_k ? rest.substr(0, last) : rest;
     rest = has_k ? rest.substr(last + 1) : "";
     if (spec.path.empty()) {
-      *why = "draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or .gguf file)";
+      *why =
+          "draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or .gguf file)";
       return std::nullopt;
     }
   } else if (spec.drafter != "prompt-lookup" && spec.drafter != "early-exit") {
-    *why = "unknown drafter \"" + spec.drafter + "\" (known: prompt-lookup, early-exit, draft:PATH, or off)";
+    *why = "unknown drafter \"" + spec.drafter +
+           "\" (known: prompt-lookup, early-exit, draft:PATH, or off)";
     return std::nullopt;
   }
   if (has_k) {
-    if (!AllDigits(rest) || rest.size() > 2 || std::stoi(rest) < 1 || std::stoi(rest) > kMaxDraftsPerStep) {
-      *why = "the number of drafts after ':' must be 1.." + std::to_string(kMaxDraftsPerStep) + ", not \"" + rest + "\"";
+    if (!AllDigits(rest) || rest.size() > 2 || std::stoi(rest) < 1 ||
+        std::stoi(rest) > kMaxDraftsPerStep) {
+      *why = "the number of drafts after ':' must be 1.." + std::to_string(kMaxDraftsPerStep) +
+             ", not \"" + rest + "\"";
       return std::nullopt;
     }
     spec.max_drafts = std::stoi(rest);
@@ -101,7 +107,8 @@ std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string
   return spec;
 }
 
-std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec, const partition::Model& model) {
+std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec,
+                                           const partition::Model& model) {
   if (spec.drafter == "prompt-lookup") return std::make_shared<PromptLookupDrafter>();
   if (spec.drafter == "early-exit") return std::make_shared<EarlyExitDrafter>(model);
   if (spec.drafter == "draft") return std::make_shared<DraftModelDrafter>(spec.path, model);

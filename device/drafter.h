@@ -63,8 +63,8 @@ class Drafter {
 
 // Runs ids[fed, end) and `drafts` through `layers` as one batch into `*rows`
 // (the common tail of every DraftRun::Step).
-void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts, int hidden_size,
-             const DeviceLayers& layers, std::vector<float>* rows);
+void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t>& drafts,
+             int hidden_size, const DeviceLayers& layers, std::vector<float>* rows);
 
 // Prompt lookup: finds the latest earlier occurrence of the longest suffix of
 // `ids` (max_ngram tokens down to min_ngram) and proposes what followed it,
@@ -73,7 +73,8 @@ void RunRows(const std::vector<int32_t>& ids, int fed, const std::vector<int32_t
 // Needs no model; strong when the output repeats the prompt or itself.
 class PromptLookupDrafter : public Drafter {
  public:
-  explicit PromptLookupDrafter(int max_ngram = 3, int min_ngram = 1) : max_ngram_(max_ngram), min_ngram_(min_ngram) {}
+  explicit PromptLookupDrafter(int max_ngram = 3, int min_ngram = 1)
+      : max_ngram_(max_ngram), min_ngram_(min_ngram) {}
   std::string name() const override { return "prompt-lookup"; }
   std::vector<int32_t> Propose(const std::vector<int32_t>& ids, int k) const override;
 
@@ -110,6 +111,7 @@ std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string
 // its vocabulary). Throws Exception for a draft model that cannot be
 // used (kNotFound, kCorrupt as Model::Open; kInvalidArgument for another
 // vocabulary), naming the file and the reason.
-std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec, const partition::Model& model);
+std::shared_ptr<const Drafter> MakeDrafter(const SpeculateSpec& spec,
+                                           const partition::Model& model);
 
 }  // namespace splitlm::device

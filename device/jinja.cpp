@@ -21,9 +21,30 @@ using NodeP = std::shared_ptr<JinjaTemplate::Node>;
 struct JinjaTemplate::Node {
   enum Kind {
     // statements
-    kRoot, kBlock, kText, kOutput, kIf, kFor, kSet, kMacro, kBreak, kContinue,
+    kRoot,
+    kBlock,
+    kText,
+    kOutput,
+    kIf,
+    kFor,
+    kSet,
+    kMacro,
+    kBreak,
+    kContinue,
     // expressions
-    kLiteral, kName, kList, kDict, kAttr, kIndex, kSlice, kCall, kFilter, kTest, kUnary, kBinary, kTernary,
+    kLiteral,
+    kName,
+    kList,
+    kDict,
+    kAttr,
+    kIndex,
+    kSlice,
+    kCall,
+    kFilter,
+    kTest,
+    kUnary,
+    kBinary,
+    kTernary,
   };
   Kind kind = kBlock;
   size_t pos = 0;
@@ -32,7 +53,7 @@ struct JinjaTemplate::Node {
   std::vector<NodeP> kids;         // operands, bodies (see the parser for each kind's layout)
   std::vector<std::string> names;  // for-loop targets, set target, macro parameters
   std::vector<std::pair<std::string, NodeP>> kwargs;
-  bool negate = false;             // `is not`
+  bool negate = false;  // `is not`
 };
 
 namespace {
@@ -55,13 +76,27 @@ std::string Where(const std::string& src, size_t pos) {
 // ---------------------------------------------------------------- lexer
 
 struct Token {
-  enum Type { kText, kExprOpen, kExprClose, kStmtOpen, kStmtClose, kName, kString, kInt, kFloat, kOp, kEnd };
+  enum Type {
+    kText,
+    kExprOpen,
+    kExprClose,
+    kStmtOpen,
+    kStmtClose,
+    kName,
+    kString,
+    kInt,
+    kFloat,
+    kOp,
+    kEnd
+  };
   Type type;
   std::string text;
   size_t pos;
 };
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 class Lexer {
  public:
@@ -75,7 +110,9 @@ class Lexer {
     bool strip_next = false;
     while (i < src_.size()) {
       size_t j = src_.find('{', i);
-      while (j != std::string::npos && (j + 1 >= src_.size() || (src_[j + 1] != '{' && src_[j + 1] != '%' && src_[j + 1] != '#'))) {
+      while (j != std::string::npos &&
+             (j + 1 >= src_.size() ||
+              (src_[j + 1] != '{' && src_[j + 1] != '%' && src_[j + 1] != '#'))) {
         j = src_.find('{', j + 1);
       }
       const size_t text_end = j == std::string::npos ? src_.size() : j;
@@ -128,7 +165,8 @@ class Lexer {
     if (!text.empty()) tokens_.push_back({type, text, pos});
   }
   [[noreturn]] void Fail(size_t pos, const std::string& what) {
-    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument,
+                    "chat template, " + Where(src_, pos) + ": " + what);
   }
 
   // Tokens of a tag body from `p`; returns where its closing `}}`/`%}` starts.
@@ -138,7 +176,8 @@ class Lexer {
       while (p < src_.size() && IsSpace(src_[p])) ++p;
       if (p >= src_.size()) Fail(open, std::string("tag is never closed with ") + close + "}");
       const char c = src_[p];
-      if (c == '-' && p + 2 < src_.size() + 0 && src_[p + 1] == close && src_[p + 2] == '}' && depth == 0) {
+      if (c == '-' && p + 2 < src_.size() + 0 && src_[p + 1] == close && src_[p + 2] == '}' &&
+          depth == 0) {
         *strip_next = true;
         return p + 1;
       }
@@ -161,7 +200,8 @@ class Lexer {
   // Each Lex* pushes the token starting at `p` and returns where it ends.
   size_t LexName(size_t p) {
     size_t e = p;
-    while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_')) ++e;
+    while (e < src_.size() && (std::isalnum(static_cast<unsigned char>(src_[e])) || src_[e] == '_'))
+      ++e;
     tokens_.push_back({Token::kName, src_.substr(p, e - p), p});
     return e;
   }
@@ -170,7 +210,8 @@ class Lexer {
     size_t e = p;
     while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
     bool real = false;
-    if (e + 1 < src_.size() && src_[e] == '.' && std::isdigit(static_cast<unsigned char>(src_[e + 1]))) {
+    if (e + 1 < src_.size() && src_[e] == '.' &&
+        std::isdigit(static_cast<unsigned char>(src_[e + 1]))) {
       real = true;
       ++e;
       while (e < src_.size() && std::isdigit(static_cast<unsigned char>(src_[e]))) ++e;
@@ -186,7 +227,13 @@ class Lexer {
     while (e < src_.size() && src_[e] != quote) {
       if (src_[e] == '\\' && e + 1 < src_.size()) {
         const char n = src_[++e];
-        s += n == 'n' ? '\n' : n == 't' ? '\t' : n == 'r' ? '\r' : n == 'b' ? '\b' : n == 'f' ? '\f' : n == 'v' ? '\v' : n;
+        s += n == 'n'   ? '\n'
+             : n == 't' ? '\t'
+             : n == 'r' ? '\r'
+             : n == 'b' ? '\b'
+             : n == 'f' ? '\f'
+             : n == 'v' ? '\v'
+                        : n;
       } else {
         s += src_[e];
       }
@@ -199,8 +246,9 @@ class Lexer {
 
   // An operator; `depth` counts the brackets open in the tag.
   size_t LexOp(size_t p, int* depth) {
-    static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">", "=",
-                                 "(", ")", "[", "]", "{", "}", ",", ".", ":", "|"};
+    static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*",
+                                 "/",  "%",  "~",  "<",  ">",  "=",  "(", ")", "[",
+                                 "]",  "{",  "}",  ",",  ".",  ":",  "|"};
     const char* found = nullptr;
     for (const char* op : kOps) {
       if (src_.compare(p, std::strlen(op), op) == 0) {
@@ -238,17 +286,23 @@ class Parser {
   const Token& Peek(size_t ahead = 0) const { return t_[std::min(i_ + ahead, t_.size() - 1)]; }
   const Token& Next() { return t_[std::min(i_++, t_.size() - 1)]; }
   [[noreturn]] void Fail(size_t pos, const std::string& what) const {
-    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument,
+                    "chat template, " + Where(src_, pos) + ": " + what);
   }
-  bool IsOp(const char* op, size_t ahead = 0) const { return Peek(ahead).type == Token::kOp && Peek(ahead).text == op; }
-  bool IsName(const char* n, size_t ahead = 0) const { return Peek(ahead).type == Token::kName && Peek(ahead).text == n; }
+  bool IsOp(const char* op, size_t ahead = 0) const {
+    return Peek(ahead).type == Token::kOp && Peek(ahead).text == op;
+  }
+  bool IsName(const char* n, size_t ahead = 0) const {
+    return Peek(ahead).type == Token::kName && Peek(ahead).text == n;
+  }
   void ExpectOp(const char* op) {
     if (!IsOp(op)) Fail(Peek().pos, std::string("expected '") + op + "'" + Got());
     Next();
   }
   std::string Got() const {
     const Token& t = Peek();
-    if (t.type == Token::kExprClose || t.type == Token::kStmtClose) return ", found the end of the tag";
+    if (t.type == Token::kExprClose || t.type == Token::kStmtClose)
+      return ", found the end of the tag";
     if (t.type == Token::kEnd) return ", found the end of the template";
     return ", found '" + t.text + "'";
   }
@@ -446,7 +500,8 @@ class Parser {
   // Nesting is bounded so that a hostile template cannot exhaust the stack.
   struct Nest {
     explicit Nest(Parser& p) : p_(p) {
-      if (++p_.depth_ > kMaxDepth) p_.Fail(p_.Peek().pos, "nested more than " + std::to_string(kMaxDepth) + " deep");
+      if (++p_.depth_ > kMaxDepth)
+        p_.Fail(p_.Peek().pos, "nested more than " + std::to_string(kMaxDepth) + " deep");
     }
     ~Nest() { --p_.depth_; }
     Parser& p_;
@@ -623,9 +678,11 @@ class Parser {
         t->name = ExpectName();
         if (IsOp("(")) {
           Args(t);
-        } else if (Peek().type == Token::kString || Peek().type == Token::kInt || Peek().type == Token::kFloat ||
-                   (Peek().type == Token::kName && !IsName("and") && !IsName("or") && !IsName("else") &&
-                    !IsName("if") && !IsName("in") && !IsName("not") && !IsName("is"))) {
+        } else if (Peek().type == Token::kString || Peek().type == Token::kInt ||
+                   Peek().type == Token::kFloat ||
+                   (Peek().type == Token::kName && !IsName("and") && !IsName("or") &&
+                    !IsName("else") && !IsName("if") && !IsName("in") && !IsName("not") &&
+                    !IsName("is"))) {
           t->kids.push_back(Primary());  // `x is divisibleby 3`, `x is sameas none`
         }
         e = t;
@@ -648,14 +705,11 @@ class Parser {
         while (Peek().type == Token::kString) s += Next().text;  // adjacent literals concatenate
         return lit(s);
       }
-      case Token::kInt:
-        try {
-          return lit(std::stoll(t.text));
+      case Token::kInt: try { return lit(std::stoll(t.text));
         } catch (const std::exception&) {
           Fail(t.pos, "integer " + t.text + " is out of range");
         }
-      case Token::kFloat:
-        return lit(std::stod(t.text));
+      case Token::kFloat: return lit(std::stod(t.text));
       case Token::kName:
         if (t.text == "true" || t.text == "True") return lit(true);
         if (t.text == "false" || t.text == "False") return lit(false);
@@ -666,8 +720,7 @@ class Parser {
         if (t.text == "[") return ListLiteral(t.pos);
         if (t.text == "{") return DictLiteral(t.pos);
         break;
-      default:
-        break;
+      default: break;
     }
     --i_;
     Fail(t.pos, "expected an expression" + Got());
@@ -723,9 +776,9 @@ struct Value {
   enum class K { kUndefined, kJson, kNamespace, kMacro, kGlobal };
   K k = K::kUndefined;
   json j;
-  std::shared_ptr<json> ns;      // kNamespace: shared, attribute sets change it
-  const Node* macro = nullptr;   // kMacro
-  std::string global;            // kGlobal: range, namespace, raise_exception, strftime_now
+  std::shared_ptr<json> ns;     // kNamespace: shared, attribute sets change it
+  const Node* macro = nullptr;  // kMacro
+  std::string global;           // kGlobal: range, namespace, raise_exception, strftime_now
 
   static Value Of(json v) {
     Value r;
@@ -768,7 +821,8 @@ class Renderer {
  public:
   Renderer(const std::string& src, const json& context) : src_(src) {
     scopes_.emplace_back();
-    for (auto it = context.begin(); it != context.end(); ++it) scopes_.back()[it.key()] = Value::Of(it.value());
+    for (auto it = context.begin(); it != context.end(); ++it)
+      scopes_.back()[it.key()] = Value::Of(it.value());
     for (const char* g : {"range", "namespace", "raise_exception", "strftime_now"}) {
       if (!context.contains(g)) {
         Value v;
@@ -783,29 +837,21 @@ class Renderer {
 
   Flow Exec(const Node& n, std::string& out) {
     switch (n.kind) {
-      case Node::kRoot:
-        return Exec(*n.kids[0], out);
+      case Node::kRoot: return Exec(*n.kids[0], out);
       case Node::kBlock:
         for (const auto& k : n.kids) {
           const Flow f = Exec(*k, out);
           if (f != Flow::kNormal) return f;
         }
         return Flow::kNormal;
-      case Node::kText:
-        out += n.value.get_ref<const std::string&>();
-        return Flow::kNormal;
-      case Node::kOutput:
-        out += Str(Eval(*n.kids[0]));
-        return Flow::kNormal;
+      case Node::kText: out += n.value.get_ref<const std::string&>(); return Flow::kNormal;
+      case Node::kOutput: out += Str(Eval(*n.kids[0])); return Flow::kNormal;
       case Node::kIf:
         if (Truthy(Eval(*n.kids[0]))) return Exec(*n.kids[1], out);
         if (n.kids.size() > 2) return Exec(*n.kids[2], out);
         return Flow::kNormal;
-      case Node::kFor:
-        return For(n, out);
-      case Node::kSet:
-        Set(n);
-        return Flow::kNormal;
+      case Node::kFor: return For(n, out);
+      case Node::kSet: Set(n); return Flow::kNormal;
       case Node::kMacro: {
         Value v;
         v.k = Value::K::kMacro;
@@ -819,14 +865,14 @@ class Renderer {
       case Node::kContinue:
         if (loops_ == 0) Fail(n, "{% continue %} outside a loop");
         return Flow::kContinue;
-      default:
-        Fail(n, "internal: not a statement");
+      default: Fail(n, "internal: not a statement");
     }
   }
 
  private:
   [[noreturn]] void Fail(const Node& n, const std::string& what) const {
-    throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) + ": " + what);
+    throw Exception(Exception::kInvalidArgument,
+                    "chat template, " + Where(src_, n.pos) + ": " + what);
   }
 
   std::string TypeName(const Value& v) const {
@@ -858,7 +904,8 @@ class Renderer {
     if (j.is_null()) return false;
     if (j.is_boolean()) return j.get<bool>();
     if (j.is_number()) return j.get<double>() != 0;
-    if (j.is_string()) return !j.get_ref<const std::string&>().empty();  // json::empty() is false for any string
+    if (j.is_string())
+      return !j.get_ref<const std::string&>().empty();  // json::empty() is false for any string
     if (j.is_array() || j.is_object()) return !j.empty();
     return true;
   }
@@ -906,7 +953,9 @@ class Renderer {
       return;
     }
     Value target = Lookup(n.names[0]);
-    if (target.k != Value::K::kNamespace) Fail(n, "cannot set " + n.names[0] + "." + n.names[1] + ": " + n.names[0] + " is not a namespace()");
+    if (target.k != Value::K::kNamespace)
+      Fail(n, "cannot set " + n.names[0] + "." + n.names[1] + ": " + n.names[0] +
+                  " is not a namespace()");
     if (!v.is_json()) Fail(n, "a namespace attribute must hold a value, got " + TypeName(v));
     (*target.ns)[n.names[1]] = v.j;
   }
@@ -919,7 +968,8 @@ class Renderer {
     } else if (seq.is_json() && seq.j.is_array()) {
       items.assign(seq.j.begin(), seq.j.end());
     } else if (seq.is_json() && seq.j.is_object()) {
-      for (auto it = seq.j.begin(); it != seq.j.end(); ++it) items.push_back(n.names.size() > 1 ? json::array({it.key(), it.value()}) : json(it.key()));
+      for (auto it = seq.j.begin(); it != seq.j.end(); ++it)
+        items.push_back(n.names.size() > 1 ? json::array({it.key(), it.value()}) : json(it.key()));
     } else if (seq.is_json() && seq.j.is_string()) {
       for (const auto& c : CodePoints(seq.j.get<std::string>())) items.push_back(c);
     } else if (!seq.undefined() && !(seq.is_json() && seq.j.is_null())) {
@@ -933,7 +983,8 @@ class Renderer {
         return;
       }
       if (!item.is_array() || item.size() != n.names.size()) {
-        Fail(n, "cannot unpack " + item.dump() + " into " + std::to_string(n.names.size()) + " names");
+        Fail(n,
+             "cannot unpack " + item.dump() + " into " + std::to_string(n.names.size()) + " names");
       }
       for (size_t i = 0; i < n.names.size(); ++i) scopes_.back()[n.names[i]] = Value::Of(item[i]);
     };
@@ -953,9 +1004,15 @@ class Renderer {
     for (int64_t i = 0; i < len; ++i) {
       scopes_.emplace_back();
       bind(items[i]);
-      scopes_.back()["loop"] = Value::Of({{"index0", i}, {"index", i + 1}, {"first", i == 0}, {"last", i == len - 1},
-                                          {"length", len}, {"revindex", len - i}, {"revindex0", len - i - 1},
-                                          {"previtem", i > 0 ? items[i - 1] : json()}, {"nextitem", i + 1 < len ? items[i + 1] : json()}});
+      scopes_.back()["loop"] = Value::Of({{"index0", i},
+                                          {"index", i + 1},
+                                          {"first", i == 0},
+                                          {"last", i == len - 1},
+                                          {"length", len},
+                                          {"revindex", len - i},
+                                          {"revindex0", len - i - 1},
+                                          {"previtem", i > 0 ? items[i - 1] : json()},
+                                          {"nextitem", i + 1 < len ? items[i + 1] : json()}});
       Flow f;
       try {
         f = Exec(*n.kids[1], out);
@@ -973,10 +1030,8 @@ class Renderer {
 
   Value Eval(const Node& n) {
     switch (n.kind) {
-      case Node::kLiteral:
-        return Value::Of(n.value);
-      case Node::kName:
-        return Lookup(n.name);
+      case Node::kLiteral: return Value::Of(n.value);
+      case Node::kName: return Lookup(n.name);
       case Node::kList: {
         json a = json::array();
         for (const auto& k : n.kids) a.push_back(Json(*k, Eval(*k), "a list item"));
@@ -986,23 +1041,21 @@ class Renderer {
         json o = json::object();
         for (size_t i = 0; i + 1 < n.kids.size(); i += 2) {
           const Value key = Eval(*n.kids[i]);
-          if (!key.is_json() || !key.j.is_string()) Fail(*n.kids[i], "dictionary keys must be strings");
-          o[key.j.get<std::string>()] = Json(*n.kids[i + 1], Eval(*n.kids[i + 1]), "a dictionary value");
+          if (!key.is_json() || !key.j.is_string())
+            Fail(*n.kids[i], "dictionary keys must be strings");
+          o[key.j.get<std::string>()] =
+              Json(*n.kids[i + 1], Eval(*n.kids[i + 1]), "a dictionary value");
         }
         return Value::Of(o);
       }
-      case Node::kAttr:
-        return Member(n, Eval(*n.kids[0]), json(n.name));
+      case Node::kAttr: return Member(n, Eval(*n.kids[0]), json(n.name));
       case Node::kIndex: {
         const Value key = Eval(*n.kids[1]);
         return Member(n, Eval(*n.kids[0]), key.is_json() ? key.j : json());
       }
-      case Node::kSlice:
-        return Slice(n);
-      case Node::kCall:
-        return Call(n);
-      case Node::kFilter:
-        return Filter(n);
+      case Node::kSlice: return Slice(n);
+      case Node::kCall: return Call(n);
+      case Node::kFilter: return Filter(n);
       case Node::kTest: {
         const bool r = Test(n);
         return Value::Of(n.negate ? !r : r);
@@ -1015,19 +1068,18 @@ class Renderer {
         if (n.name == "+") return v;
         return j.is_number_integer() ? Value::Of(-j.get<int64_t>()) : Value::Of(-j.get<double>());
       }
-      case Node::kBinary:
-        return Binary(n);
+      case Node::kBinary: return Binary(n);
       case Node::kTernary:
         if (Truthy(Eval(*n.kids[1]))) return Eval(*n.kids[0]);
         return n.kids[2] ? Eval(*n.kids[2]) : Value{};
-      default:
-        Fail(n, "internal: not an expression");
+      default: Fail(n, "internal: not an expression");
     }
   }
 
   Value Member(const Node& n, const Value& obj, const json& key) {
     if (obj.k == Value::K::kNamespace) {
-      if (key.is_string() && obj.ns->contains(key.get<std::string>())) return Value::Of((*obj.ns)[key.get<std::string>()]);
+      if (key.is_string() && obj.ns->contains(key.get<std::string>()))
+        return Value::Of((*obj.ns)[key.get<std::string>()]);
       return {};
     }
     if (obj.undefined()) Fail(n, "cannot read " + key.dump() + " of an undefined value");
@@ -1150,7 +1202,8 @@ class Renderer {
   bool Contains(const Node& n, const Value& l, const Value& r) {
     bool found = false;
     if (r.is_json() && r.j.is_string()) {
-      if (!l.is_json() || !l.j.is_string()) Fail(n, "'in <string>' needs a string on the left, got " + TypeName(l));
+      if (!l.is_json() || !l.j.is_string())
+        Fail(n, "'in <string>' needs a string on the left, got " + TypeName(l));
       found = r.j.get<std::string>().find(l.j.get<std::string>()) != std::string::npos;
     } else if (r.is_json() && r.j.is_array()) {
       found = l.is_json() && std::find(r.j.begin(), r.j.end(), l.j) != r.j.end();
@@ -1167,8 +1220,11 @@ class Renderer {
   // Comparison and arithmetic on numbers and booleans (integers stay
   // integers unless either side is a float, as in Python).
   Value Arithmetic(const Node& n, const std::string& op, const Value& l, const Value& r) {
-    const bool nums = l.is_json() && r.is_json() && (l.j.is_number() || l.j.is_boolean()) && (r.j.is_number() || r.j.is_boolean());
-    if (!nums) Fail(n, "cannot apply '" + op + "' to " + Article(TypeName(l)) + " and " + Article(TypeName(r)));
+    const bool nums = l.is_json() && r.is_json() && (l.j.is_number() || l.j.is_boolean()) &&
+                      (r.j.is_number() || r.j.is_boolean());
+    if (!nums)
+      Fail(n,
+           "cannot apply '" + op + "' to " + Article(TypeName(l)) + " and " + Article(TypeName(r)));
     const double x = l.j.is_boolean() ? l.j.get<bool>() : l.j.get<double>();
     const double y = r.j.is_boolean() ? r.j.get<bool>() : r.j.get<double>();
     const bool ints = !l.j.is_number_float() && !r.j.is_number_float();
@@ -1194,16 +1250,22 @@ class Renderer {
     return args;
   }
 
-  const std::string& StrArg(const Node& n, const std::vector<Value>& args, size_t i, const std::string& what) const {
-    if (i >= args.size() || !args[i].is_json() || !args[i].j.is_string()) Fail(n, what + " needs a string argument");
+  const std::string& StrArg(const Node& n, const std::vector<Value>& args, size_t i,
+                            const std::string& what) const {
+    if (i >= args.size() || !args[i].is_json() || !args[i].j.is_string())
+      Fail(n, what + " needs a string argument");
     return args[i].j.get_ref<const std::string&>();
   }
 
   static std::string Strip(const std::string& s, const std::string& chars, bool left, bool right) {
     size_t b = 0, e = s.size();
-    auto in = [&](char c) { return chars.empty() ? IsSpace(c) : chars.find(c) != std::string::npos; };
-    if (left) while (b < e && in(s[b])) ++b;
-    if (right) while (e > b && in(s[e - 1])) --e;
+    auto in = [&](char c) {
+      return chars.empty() ? IsSpace(c) : chars.find(c) != std::string::npos;
+    };
+    if (left)
+      while (b < e && in(s[b])) ++b;
+    if (right)
+      while (e > b && in(s[e - 1])) --e;
     return s.substr(b, e - b);
   }
 
@@ -1215,14 +1277,16 @@ class Renderer {
     const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
     for (size_t i = 0; i < s.size();) {
       utf8proc_int32_t cp = 0;
-      const utf8proc_ssize_t n = utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
+      const utf8proc_ssize_t n =
+          utf8proc_iterate(p + i, static_cast<utf8proc_ssize_t>(s.size() - i), &cp);
       if (n <= 0) {
         out += s[i++];
         continue;
       }
       cp = mode ? utf8proc_toupper(cp) : utf8proc_tolower(cp);
       utf8proc_uint8_t buf[4];
-      out.append(reinterpret_cast<const char*>(buf), static_cast<size_t>(utf8proc_encode_char(cp, buf)));
+      out.append(reinterpret_cast<const char*>(buf),
+                 static_cast<size_t>(utf8proc_encode_char(cp, buf)));
       i += static_cast<size_t>(n);
     }
     return out;
@@ -1239,10 +1303,12 @@ class Renderer {
     return r;
   }
 
-  static std::string ReplaceAll(std::string s, const std::string& from, const std::string& to, int64_t count) {
+  static std::string ReplaceAll(std::string s, const std::string& from, const std::string& to,
+                                int64_t count) {
     if (from.empty()) return s;
     size_t p = 0;
-    for (int64_t done = 0; (count < 0 || done < count) && (p = s.find(from, p)) != std::string::npos; ++done) {
+    for (int64_t done = 0;
+         (count < 0 || done < count) && (p = s.find(from, p)) != std::string::npos; ++done) {
       s.replace(p, from.size(), to);
       p += to.size();
     }
@@ -1250,7 +1316,8 @@ class Renderer {
   }
 
   // s.startswith(x) / s.endswith(x) (`m`), x a string or a list of strings.
-  bool HasAffix(const Node& n, const std::string& s, const std::string& m, const std::vector<Value>& args) {
+  bool HasAffix(const Node& n, const std::string& s, const std::string& m,
+                const std::vector<Value>& args) {
     std::vector<std::string> options;
     if (!args.empty() && args[0].is_json() && args[0].j.is_array()) {
       for (const auto& o : args[0].j) {
@@ -1261,7 +1328,9 @@ class Renderer {
       options.push_back(StrArg(n, args, 0, m + "()"));
     }
     for (const auto& o : options) {
-      if (o.size() <= s.size() && (m == "startswith" ? s.compare(0, o.size(), o) == 0 : s.compare(s.size() - o.size(), o.size(), o) == 0)) {
+      if (o.size() <= s.size() &&
+          (m == "startswith" ? s.compare(0, o.size(), o) == 0
+                             : s.compare(s.size() - o.size(), o.size(), o) == 0)) {
         return true;
       }
     }
@@ -1271,14 +1340,16 @@ class Renderer {
   // s.split(sep=None, maxsplit=-1), as Python's.
   json Split(const Node& n, const std::string& s, const std::vector<Value>& args) {
     int64_t max = -1;
-    if (args.size() > 1 && args[1].is_json() && args[1].j.is_number_integer()) max = args[1].j.get<int64_t>();
+    if (args.size() > 1 && args[1].is_json() && args[1].j.is_number_integer())
+      max = args[1].j.get<int64_t>();
     if (args.empty() || (args[0].is_json() && args[0].j.is_null())) return SplitOnSpace(s, max);
     json parts = json::array();
     const std::string& sep = StrArg(n, args, 0, "split()");
     if (sep.empty()) Fail(n, "split() separator is empty");
     size_t i = 0;
     while (true) {
-      const size_t e = (max >= 0 && static_cast<int64_t>(parts.size()) == max) ? std::string::npos : s.find(sep, i);
+      const size_t e = (max >= 0 && static_cast<int64_t>(parts.size()) == max) ? std::string::npos
+                                                                               : s.find(sep, i);
       if (e == std::string::npos) {
         parts.push_back(s.substr(i));
         break;
@@ -1308,7 +1379,8 @@ class Renderer {
     return parts;
   }
 
-  Value StringMethod(const Node& n, const std::string& s, const std::string& m, const std::vector<Value>& args) {
+  Value StringMethod(const Node& n, const std::string& s, const std::string& m,
+                     const std::vector<Value>& args) {
     auto chars = [&]() -> std::string {
       if (args.empty() || (args[0].is_json() && args[0].j.is_null())) return "";
       return StrArg(n, args, 0, m + "()");
@@ -1319,28 +1391,36 @@ class Renderer {
     if (m == "upper") return Value::Of(Case(s, 1));
     if (m == "lower") return Value::Of(Case(s, 0));
     if (m == "title") return Value::Of(Title(s));
-    if (m == "capitalize") return Value::Of(s.empty() ? s : Case(s.substr(0, 1), 1) + Case(s.substr(1), 0));
+    if (m == "capitalize")
+      return Value::Of(s.empty() ? s : Case(s.substr(0, 1), 1) + Case(s.substr(1), 0));
     if (m == "startswith" || m == "endswith") return Value::Of(HasAffix(n, s, m, args));
     if (m == "split") return Value::Of(Split(n, s, args));
     if (m == "replace") {
       int64_t count = -1;
-      if (args.size() > 2 && args[2].is_json() && args[2].j.is_number_integer()) count = args[2].j.get<int64_t>();
-      return Value::Of(ReplaceAll(s, StrArg(n, args, 0, "replace()"), StrArg(n, args, 1, "replace()"), count));
+      if (args.size() > 2 && args[2].is_json() && args[2].j.is_number_integer())
+        count = args[2].j.get<int64_t>();
+      return Value::Of(
+          ReplaceAll(s, StrArg(n, args, 0, "replace()"), StrArg(n, args, 1, "replace()"), count));
     }
     if (m == "find") {
       const size_t p = s.find(StrArg(n, args, 0, "find()"));
-      return Value::Of(p == std::string::npos ? int64_t{-1} : static_cast<int64_t>(CodePoints(s.substr(0, p)).size()));
+      return Value::Of(p == std::string::npos
+                           ? int64_t{-1}
+                           : static_cast<int64_t>(CodePoints(s.substr(0, p)).size()));
     }
     if (m == "count") {
       const std::string& sub = StrArg(n, args, 0, "count()");
       int64_t c = 0;
-      for (size_t p = 0; !sub.empty() && (p = s.find(sub, p)) != std::string::npos; p += sub.size()) ++c;
+      for (size_t p = 0; !sub.empty() && (p = s.find(sub, p)) != std::string::npos; p += sub.size())
+        ++c;
       return Value::Of(c);
     }
     if (m == "join") {
-      if (args.empty() || !args[0].is_json() || !args[0].j.is_array()) Fail(n, "join() needs a list");
+      if (args.empty() || !args[0].is_json() || !args[0].j.is_array())
+        Fail(n, "join() needs a list");
       std::string r;
-      for (size_t i = 0; i < args[0].j.size(); ++i) r += (i ? s : "") + Str(Value::Of(args[0].j[i]));
+      for (size_t i = 0; i < args[0].j.size(); ++i)
+        r += (i ? s : "") + Str(Value::Of(args[0].j[i]));
       return Value::Of(r);
     }
     Fail(n, "unsupported string method ." + m + "()");
@@ -1354,7 +1434,8 @@ class Renderer {
       if (obj.is_json() && obj.j.is_string()) {
         return StringMethod(n, obj.j.get<std::string>(), m, EvalArgs(n, 1));
       }
-      if (obj.is_json() && obj.j.is_object() && (m == "items" || m == "keys" || m == "values" || m == "get")) {
+      if (obj.is_json() && obj.j.is_object() &&
+          (m == "items" || m == "keys" || m == "values" || m == "get")) {
         return MappingMethod(n, obj.j, m, EvalArgs(n, 1));
       }
     }
@@ -1362,14 +1443,16 @@ class Renderer {
     const auto args = EvalArgs(n, 1);
     if (f.k == Value::K::kMacro) return CallMacro(n, *f.macro, args);
     if (f.k != Value::K::kGlobal) {
-      Fail(n, callee.kind == Node::kAttr ? "unsupported method ." + callee.name + "() on " + Article(TypeName(Eval(*callee.kids[0])))
-                                          : "cannot call " + Article(TypeName(f)));
+      Fail(n, callee.kind == Node::kAttr ? "unsupported method ." + callee.name + "() on " +
+                                               Article(TypeName(Eval(*callee.kids[0])))
+                                         : "cannot call " + Article(TypeName(f)));
     }
     return CallGlobal(n, f.global, args);
   }
 
   // d.items(), d.keys(), d.values(), d.get(key, default=none).
-  Value MappingMethod(const Node& n, const json& obj, const std::string& m, const std::vector<Value>& args) {
+  Value MappingMethod(const Node& n, const json& obj, const std::string& m,
+                      const std::vector<Value>& args) {
     json r = json::array();
     if (m == "get") {
       const std::string& key = StrArg(n, args, 0, "get()");
@@ -1378,7 +1461,9 @@ class Renderer {
       return args.size() > 1 ? args[1] : Value::Of(nullptr);
     }
     for (auto it = obj.begin(); it != obj.end(); ++it) {
-      r.push_back(m == "items" ? json::array({it.key(), it.value()}) : m == "keys" ? json(it.key()) : it.value());
+      r.push_back(m == "items"  ? json::array({it.key(), it.value()})
+                  : m == "keys" ? json(it.key())
+                                : it.value());
     }
     return Value::Of(r);
   }
@@ -1386,8 +1471,9 @@ class Renderer {
   // The global functions: raise_exception, namespace, range, strftime_now.
   Value CallGlobal(const Node& n, const std::string& name, const std::vector<Value>& args) {
     if (name == "raise_exception") {
-      throw Exception(Exception::kInvalidArgument, "chat template, " + Where(src_, n.pos) +
-                                                       ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
+      throw Exception(Exception::kInvalidArgument,
+                      "chat template, " + Where(src_, n.pos) +
+                          ": raise_exception: " + (args.empty() ? "" : Str(args[0])));
     }
     if (name == "namespace") return Namespace(n, args);
     if (name == "range") return Range(n, args);
@@ -1408,7 +1494,8 @@ class Renderer {
     v.k = Value::K::kNamespace;
     v.ns = std::make_shared<json>(json::object());
     if (!args.empty()) {
-      if (!args[0].is_json() || !args[0].j.is_object()) Fail(n, "namespace() takes a mapping or keyword arguments");
+      if (!args[0].is_json() || !args[0].j.is_object())
+        Fail(n, "namespace() takes a mapping or keyword arguments");
       *v.ns = args[0].j;
     }
     for (const auto& [key, expr] : n.kwargs) (*v.ns)[key] = Json(*expr, Eval(*expr), "namespace()");
@@ -1422,7 +1509,8 @@ class Renderer {
       a.push_back(v.j.get<int64_t>());
     }
     if (a.empty() || a.size() > 3) Fail(n, "range() takes 1 to 3 integers");
-    const int64_t start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0], step = a.size() > 2 ? a[2] : 1;
+    const int64_t start = a.size() > 1 ? a[0] : 0, stop = a.size() > 1 ? a[1] : a[0],
+                  step = a.size() > 2 ? a[2] : 1;
     if (step == 0) Fail(n, "range() step cannot be zero");
     json r = json::array();
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
@@ -1433,7 +1521,8 @@ class Renderer {
   }
 
   Value CallMacro(const Node& call, const Node& m, const std::vector<Value>& args) {
-    if (args.size() > m.names.size()) Fail(call, "macro " + m.name + " takes " + std::to_string(m.names.size()) + " arguments");
+    if (args.size() > m.names.size())
+      Fail(call, "macro " + m.name + " takes " + std::to_string(m.names.size()) + " arguments");
     if (++depth_ > 100) Fail(call, "macros nest more than 100 deep");
     std::map<std::string, Value> frame;
     for (size_t i = 0; i < m.names.size(); ++i) {
@@ -1444,7 +1533,8 @@ class Renderer {
       }
     }
     for (const auto& [key, expr] : call.kwargs) {
-      if (std::find(m.names.begin(), m.names.end(), key) == m.names.end()) Fail(*expr, "macro " + m.name + " has no argument " + key);
+      if (std::find(m.names.begin(), m.names.end(), key) == m.names.end())
+        Fail(*expr, "macro " + m.name + " has no argument " + key);
       frame[key] = Eval(*expr);
     }
     scopes_.push_back(std::move(frame));
@@ -1488,19 +1578,28 @@ class Renderer {
     if (v.undefined() && (f == "length" || f == "count")) return Value::Of(0);
     const json& j = Json(n, v, ("filter " + f).c_str());
     static const std::map<std::string, FilterFn> kFilters = {
-        {"length", &Renderer::LengthFilter},   {"count", &Renderer::LengthFilter},
-        {"trim", &Renderer::TrimFilter},       {"upper", &Renderer::CaseFilter},
-        {"lower", &Renderer::CaseFilter},      {"title", &Renderer::TitleFilter},
-        {"capitalize", &Renderer::StringMethodFilter}, {"replace", &Renderer::StringMethodFilter},
-        {"join", &Renderer::JoinFilter},       {"first", &Renderer::FirstLastFilter},
-        {"last", &Renderer::FirstLastFilter},  {"list", &Renderer::ListFilter},
-        {"reverse", &Renderer::ReverseFilter}, {"items", &Renderer::ItemsFilter},
-        {"int", &Renderer::IntFilter},         {"float", &Renderer::FloatFilter},
+        {"length", &Renderer::LengthFilter},
+        {"count", &Renderer::LengthFilter},
+        {"trim", &Renderer::TrimFilter},
+        {"upper", &Renderer::CaseFilter},
+        {"lower", &Renderer::CaseFilter},
+        {"title", &Renderer::TitleFilter},
+        {"capitalize", &Renderer::StringMethodFilter},
+        {"replace", &Renderer::StringMethodFilter},
+        {"join", &Renderer::JoinFilter},
+        {"first", &Renderer::FirstLastFilter},
+        {"last", &Renderer::FirstLastFilter},
+        {"list", &Renderer::ListFilter},
+        {"reverse", &Renderer::ReverseFilter},
+        {"items", &Renderer::ItemsFilter},
+        {"int", &Renderer::IntFilter},
+        {"float", &Renderer::FloatFilter},
         {"abs", &Renderer::AbsFilter},
     };
     const auto it = kFilters.find(f);
     if (it == kFilters.end()) Fail(n, "unsupported filter " + f);
-    if (std::optional<Value> r = (this->*it->second)(FilterCall{n, f, v, j, args})) return *std::move(r);
+    if (std::optional<Value> r = (this->*it->second)(FilterCall{n, f, v, j, args}))
+      return *std::move(r);
     Fail(n, "filter " + f + " cannot take " + Article(TypeName(v)));
   }
 
@@ -1512,7 +1611,8 @@ class Renderer {
   }
 
   Value DefaultFilter(const Node& n, const Value& v, const std::vector<Value>& args) {
-    const bool boolean = (args.size() > 1 && Truthy(args[1])) || (Kwarg(n, "boolean") && Truthy(*Kwarg(n, "boolean")));
+    const bool boolean = (args.size() > 1 && Truthy(args[1])) ||
+                         (Kwarg(n, "boolean") && Truthy(*Kwarg(n, "boolean")));
     const Value def = args.empty() ? Value::Of("") : args[0];
     if (v.undefined() || (boolean && !Truthy(v))) return def;
     return v;
@@ -1520,14 +1620,17 @@ class Renderer {
 
   Value ToJsonFilter(const Node& n, const Value& v, const std::vector<Value>& args) {
     int indent = 0;
-    if (auto i = Kwarg(n, "indent"); i && i->is_json() && i->j.is_number_integer()) indent = static_cast<int>(i->j.get<int64_t>());
-    if (!args.empty() && args[0].is_json() && args[0].j.is_number_integer()) indent = static_cast<int>(args[0].j.get<int64_t>());
+    if (auto i = Kwarg(n, "indent"); i && i->is_json() && i->j.is_number_integer())
+      indent = static_cast<int>(i->j.get<int64_t>());
+    if (!args.empty() && args[0].is_json() && args[0].j.is_number_integer())
+      indent = static_cast<int>(args[0].j.get<int64_t>());
     if (v.k == Value::K::kNamespace) return Value::Of(ToJson(*v.ns, indent, 0));
     return Value::Of(v.undefined() ? "null" : ToJson(Json(n, v, "tojson"), indent, 0));
   }
 
   std::optional<Value> LengthFilter(const FilterCall& c) {
-    if (c.j.is_string()) return Value::Of(static_cast<int64_t>(CodePoints(c.j.get<std::string>()).size()));
+    if (c.j.is_string())
+      return Value::Of(static_cast<int64_t>(CodePoints(c.j.get<std::string>()).size()));
     if (c.j.is_array() || c.j.is_object()) return Value::Of(static_cast<int64_t>(c.j.size()));
     return std::nullopt;
   }
@@ -1549,9 +1652,11 @@ class Renderer {
     return Value::Of(Title(c.j.get<std::string>()));
   }
 
-  std::optional<Value> StringMethodFilter(const FilterCall& c) {  // capitalize, replace: as the methods
+  std::optional<Value> StringMethodFilter(
+      const FilterCall& c) {  // capitalize, replace: as the methods
     if (!c.j.is_string()) return std::nullopt;
-    return StringMethod(c.n, c.j.get<std::string>(), c.name, c.name == "replace" ? c.args : std::vector<Value>{});
+    return StringMethod(c.n, c.j.get<std::string>(), c.name,
+                        c.name == "replace" ? c.args : std::vector<Value>{});
   }
 
   std::optional<Value> JoinFilter(const FilterCall& c) {
@@ -1564,7 +1669,8 @@ class Renderer {
 
   std::optional<Value> FirstLastFilter(const FilterCall& c) {
     if (!c.j.is_array() && !c.j.is_string()) return std::nullopt;
-    if (c.j.is_string() ? c.j.get_ref<const std::string&>().empty() : c.j.empty()) return Value{};  // undefined
+    if (c.j.is_string() ? c.j.get_ref<const std::string&>().empty() : c.j.empty())
+      return Value{};  // undefined
     return Member(c.n, c.value, json(c.name == "first" ? 0 : -1));
   }
 
@@ -1598,7 +1704,8 @@ class Renderer {
   std::optional<Value> ItemsFilter(const FilterCall& c) {
     if (!c.j.is_object()) return std::nullopt;
     json r = json::array();
-    for (auto it = c.j.begin(); it != c.j.end(); ++it) r.push_back(json::array({it.key(), it.value()}));
+    for (auto it = c.j.begin(); it != c.j.end(); ++it)
+      r.push_back(json::array({it.key(), it.value()}));
     return Value::Of(r);
   }
 
@@ -1626,7 +1733,8 @@ class Renderer {
 
   std::optional<Value> AbsFilter(const FilterCall& c) {
     if (!c.j.is_number()) return std::nullopt;
-    return c.j.is_number_integer() ? Value::Of(std::llabs(c.j.get<int64_t>())) : Value::Of(std::fabs(c.j.get<double>()));
+    return c.j.is_number_integer() ? Value::Of(std::llabs(c.j.get<int64_t>()))
+                                   : Value::Of(std::fabs(c.j.get<double>()));
   }
 
   bool Test(const Node& n) {
@@ -1659,12 +1767,13 @@ class Renderer {
     const auto args = EvalArgs(n, 1);
     if (t == "eq" || t == "equalto" || t == "sameas" || t == "ne") {
       if (args.size() != 1) Fail(n, "test " + t + " takes one argument");
-      const bool eq = (j && args[0].is_json()) ? *j == args[0].j : v.undefined() && args[0].undefined();
+      const bool eq =
+          (j && args[0].is_json()) ? *j == args[0].j : v.undefined() && args[0].undefined();
       return t == "ne" ? !eq : eq;
     }
     if (t == "divisibleby") {
-      if (!j || !j->is_number_integer() || args.size() != 1 || !args[0].is_json() || !args[0].j.is_number_integer() ||
-          args[0].j.get<int64_t>() == 0) {
+      if (!j || !j->is_number_integer() || args.size() != 1 || !args[0].is_json() ||
+          !args[0].j.is_number_integer() || args[0].j.get<int64_t>() == 0) {
         Fail(n, "test divisibleby needs two integers, the second non-zero");
       }
       return j->get<int64_t>() % args[0].j.get<int64_t>() == 0;
@@ -1682,8 +1791,10 @@ class Renderer {
 std::string ToJson(const json& v, int indent, int depth) {
   if (v.is_array() || v.is_object()) {
     if (v.empty()) return v.is_array() ? "[]" : "{}";
-    const std::string pad = indent ? "\n" + std::string(static_cast<size_t>(indent * (depth + 1)), ' ') : "";
-    const std::string end = indent ? "\n" + std::string(static_cast<size_t>(indent * depth), ' ') : "";
+    const std::string pad =
+        indent ? "\n" + std::string(static_cast<size_t>(indent * (depth + 1)), ' ') : "";
+    const std::string end =
+        indent ? "\n" + std::string(static_cast<size_t>(indent * depth), ' ') : "";
     const std::string sep = indent ? "," : ", ";
     std::string r = v.is_array() ? "[" : "{";
     bool first = true;
@@ -1697,7 +1808,8 @@ std::string ToJson(const json& v, int indent, int depth) {
   }
   if (v.is_number_float()) {
     const double d = v.get<double>();
-    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) return std::to_string(static_cast<int64_t>(d));
+    if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16)
+      return std::to_string(static_cast<int64_t>(d));
   }
   return v.dump(-1, ' ', false, json::error_handler_t::replace);
 }
@@ -1715,7 +1827,8 @@ JinjaTemplate::JinjaTemplate(JinjaTemplate&&) noexcept = default;
 JinjaTemplate& JinjaTemplate::operator=(JinjaTemplate&&) noexcept = default;
 
 std::string JinjaTemplate::Render(const json& context) const {
-  if (!context.is_object()) throw Exception(Exception::kInvalidArgument, "chat template context must be a JSON object");
+  if (!context.is_object())
+    throw Exception(Exception::kInvalidArgument, "chat template context must be a JSON object");
   std::string out;
   Renderer r(root_->name, context);
   r.Exec(*root_, out);

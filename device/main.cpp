@@ -12,16 +12,16 @@
 #include <thread>
 
 #include "device/agent.h"
-#include "device/replicas.h"
 #include "device/chat_template.h"
 #include "device/openai_api.h"
-#include "scheduler/flags.h"
+#include "device/replicas.h"
 #include "partition/blas_check.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/tokenizer.h"
 #include "scheduler/config.h"
 #include "scheduler/cost_model.h"
+#include "scheduler/flags.h"
 #include "transport/error.h"
 
 namespace {
@@ -43,7 +43,7 @@ struct DeviceFlags {
   std::string level = "info";
   std::string cloud = "tcp://127.0.0.1:5555";
   int resolve_s = 30;
-  std::string cut_text;  // a layer count or "auto"
+  std::string cut_text;               // a layer count or "auto"
   splitlm::device::AutoCut auto_cut;  // set from --config only
   std::string fallback = "local";
   std::string codec = "f32";
@@ -87,50 +87,82 @@ CLI::Validator CutValidator() {
 
 // The flags before the sub-command (a table; the order is --help's).
 void AddFlags(CLI::App& app, DeviceFlags& flags) {
-  app.add_option("--config", flags.config_file, "TOML configuration file (docs/config.md); flags override it")->check(CLI::ExistingFile);
+  app.add_option("--config", flags.config_file,
+                 "TOML configuration file (docs/config.md); flags override it")
+      ->check(CLI::ExistingFile);
   app.add_option("--model", flags.model_dir, "model directory or .gguf file");
   app.add_option("--weights", flags.weights,
                  "format the weight matrices are held in (model.weights): q8_0, q4_0, q4_k, q6_k, "
                  "q4_k_m, f16, f32; default as stored")
       ->check(Schema("model.weights"));
-  app.add_option("--cloud", flags.cloud,
-                 "the worker's ZeroMQ endpoint; several, comma-separated, or dns://NAME:PORT for all "
-                 "of a name's addresses: each session goes to the least loaded, and fails over")
+  app.add_option(
+         "--cloud", flags.cloud,
+         "the worker's ZeroMQ endpoint; several, comma-separated, or dns://NAME:PORT for all "
+         "of a name's addresses: each session goes to the least loaded, and fails over")
       ->capture_default_str();
-  app.add_option("--resolve-interval-s", flags.resolve_s, "dns:// names in --cloud are resolved again after this")
-      ->check(Schema("device.resolve_interval_s"))->capture_default_str();
-  app.add_option("--cut", flags.cut_text, "layers [0, cut) run here (the layer count: everything here), or auto")
+  app.add_option("--resolve-interval-s", flags.resolve_s,
+                 "dns:// names in --cloud are resolved again after this")
+      ->check(Schema("device.resolve_interval_s"))
+      ->capture_default_str();
+  app.add_option("--cut", flags.cut_text,
+                 "layers [0, cut) run here (the layer count: everything here), or auto")
       ->check(CutValidator());
-  app.add_option("--fallback", flags.fallback, "when the cloud does not answer: local, wait or fail")
-      ->check(Schema("device.fallback"))->capture_default_str();
-  app.add_option("--codec", flags.codec, "activation codec: f32 (exact), f16, bf16, int8")
-      ->check(Schema("device.codec"))->capture_default_str();
-  app.add_option("--speculate", flags.speculate,
-                 "speculative decoding in split mode: prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] "
-                 "(K = most drafts per step, 1..8; PATH a model of the same vocabulary), or off")
+  app.add_option("--fallback", flags.fallback,
+                 "when the cloud does not answer: local, wait or fail")
+      ->check(Schema("device.fallback"))
       ->capture_default_str();
-  app.add_option("--tokenizer", flags.tokenizer_path, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
+  app.add_option("--codec", flags.codec, "activation codec: f32 (exact), f16, bf16, int8")
+      ->check(Schema("device.codec"))
+      ->capture_default_str();
+  app.add_option(
+         "--speculate", flags.speculate,
+         "speculative decoding in split mode: prompt-lookup[:K], early-exit[:K] or draft:PATH[:K] "
+         "(K = most drafts per step, 1..8; PATH a model of the same vocabulary), or off")
+      ->capture_default_str();
+  app.add_option(
+      "--tokenizer", flags.tokenizer_path,
+      "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   app.add_option("--key", flags.key_file, "this device's CURVE key pair file (enables encryption)");
   app.add_option("--server-key", flags.server_key_file, "the worker's public key file");
-  app.add_option("--step-deadline-ms", flags.step_ms, "a step not answered by then fails over")->check(Schema("device.step_deadline_ms"))->capture_default_str();
-  app.add_option("--wait-deadline-ms", flags.wait_ms, "--fallback wait gives up after this")->check(Schema("device.wait_deadline_ms"))->capture_default_str();
-  app.add_option("--retry-ms", flags.retry_ms, "--fallback local tries the cloud again after this")->check(Schema("device.retry_ms"))->capture_default_str();
+  app.add_option("--step-deadline-ms", flags.step_ms, "a step not answered by then fails over")
+      ->check(Schema("device.step_deadline_ms"))
+      ->capture_default_str();
+  app.add_option("--wait-deadline-ms", flags.wait_ms, "--fallback wait gives up after this")
+      ->check(Schema("device.wait_deadline_ms"))
+      ->capture_default_str();
+  app.add_option("--retry-ms", flags.retry_ms, "--fallback local tries the cloud again after this")
+      ->check(Schema("device.retry_ms"))
+      ->capture_default_str();
   app.add_flag("--require-exact", flags.require_exact,
                "refuse a cloud holding the same model in other weight formats (default: warn)");
-  app.add_option("--heartbeat-ms", flags.heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")->check(Schema("device.heartbeat_ms"))->capture_default_str();
-  app.add_option("--threads", flags.threads, "compute threads")->check(Schema("model.threads"))->capture_default_str();
+  app.add_option("--heartbeat-ms", flags.heartbeat_ms, "heartbeat interval (3 missed = cloud dead)")
+      ->check(Schema("device.heartbeat_ms"))
+      ->capture_default_str();
+  app.add_option("--threads", flags.threads, "compute threads")
+      ->check(Schema("model.threads"))
+      ->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, flags.level);
 }
 
 CLI::App* AddGenerateCommand(CLI::App& app, DeviceFlags& flags) {
   using splitlm::scheduler::flags::Number;
-  auto* gen = app.add_subcommand("generate", "generate once and print the result (as splitlm generate)");
+  auto* gen =
+      app.add_subcommand("generate", "generate once and print the result (as splitlm generate)");
   auto* p = gen->add_option("--prompt", flags.prompt, "prompt text (needs a tokenizer)");
-  gen->add_option("--prompt-ids", flags.prompt_ids, "prompt token ids, e.g. \"1 2 3\"")->excludes(p);
-  gen->add_option("--max-tokens", flags.max_tokens, "tokens to generate")->check(CLI::Range(0, 1 << 20))->capture_default_str();
-  gen->add_option("--temperature", flags.sampling.temperature, "0 = greedy")->check(Number(0.0, 100.0))->capture_default_str();
-  gen->add_option("--top-k", flags.sampling.top_k, "0 = no limit")->check(CLI::Range(0, 1 << 30))->capture_default_str();
-  gen->add_option("--top-p", flags.sampling.top_p, "nucleus mass in (0, 1]")->check(Number(0.0, 1.0))->capture_default_str();
+  gen->add_option("--prompt-ids", flags.prompt_ids, "prompt token ids, e.g. \"1 2 3\"")
+      ->excludes(p);
+  gen->add_option("--max-tokens", flags.max_tokens, "tokens to generate")
+      ->check(CLI::Range(0, 1 << 20))
+      ->capture_default_str();
+  gen->add_option("--temperature", flags.sampling.temperature, "0 = greedy")
+      ->check(Number(0.0, 100.0))
+      ->capture_default_str();
+  gen->add_option("--top-k", flags.sampling.top_k, "0 = no limit")
+      ->check(CLI::Range(0, 1 << 30))
+      ->capture_default_str();
+  gen->add_option("--top-p", flags.sampling.top_p, "nucleus mass in (0, 1]")
+      ->check(Number(0.0, 1.0))
+      ->capture_default_str();
   gen->add_option("--seed", flags.sampling.seed, "sampling seed")->capture_default_str();
   gen->add_flag("--print-ids", flags.print_ids, "print prompt and generated ids on one line");
   gen->add_flag("--ignore-eos", flags.ignore_eos, "keep generating after an end-of-sequence token");
@@ -139,7 +171,8 @@ CLI::App* AddGenerateCommand(CLI::App& app, DeviceFlags& flags) {
 
 CLI::App* AddServeCommand(CLI::App& app, DeviceFlags& flags) {
   auto* serve = app.add_subcommand("serve", "serve the OpenAI-compatible HTTP API");
-  serve->add_option("--http", flags.http, "HOST:PORT to listen on (port 0 picks one)")->capture_default_str();
+  serve->add_option("--http", flags.http, "HOST:PORT to listen on (port 0 picks one)")
+      ->capture_default_str();
   serve->add_flag("--http-public", flags.http_public, "allow --http beyond loopback (warned)");
   serve->add_option("--chat-template", flags.chat_template,
                     "chat template: llama2, llama3, chatml, mistral, zephyr, or FILE (a template, "
@@ -163,7 +196,8 @@ void ApplyConfig(const CLI::App& app, const Commands& commands, DeviceFlags& fla
   bool config_auto = false;
   FillFromConfig(cfg, "device.cut", given("--cut"), config_cut);
   FillFromConfig(cfg, "device.auto_cut", given("--cut"), config_auto);
-  if (!given("--cut")) flags.cut_text = config_auto ? "auto" : config_cut >= 0 ? std::to_string(config_cut) : "";
+  if (!given("--cut"))
+    flags.cut_text = config_auto ? "auto" : config_cut >= 0 ? std::to_string(config_cut) : "";
   splitlm::scheduler::ApplyPlanConfig(cfg, flags.auto_cut.plan);
   FillFromConfig(cfg, "scheduler.device_profile", false, flags.auto_cut.profile_path);
   FillFromConfig(cfg, "scheduler.margin", false, flags.auto_cut.margin);
@@ -187,23 +221,22 @@ void ApplyConfig(const CLI::App& app, const Commands& commands, DeviceFlags& fla
 const char* FlagHint(splitlm::device::CloudFault fault) {
   using splitlm::device::CloudFault;
   switch (fault) {
-    case CloudFault::kRefused:
-      return "; is splitlm-cloud running at --cloud?";
+    case CloudFault::kRefused: return "; is splitlm-cloud running at --cloud?";
     case CloudFault::kHandshakeRefused:
-      return "; check --server-key (the worker's .pub file) and that the public key of --key is on the worker's "
+      return "; check --server-key (the worker's .pub file) and that the public key of --key is on "
+             "the worker's "
              "--allow list, or that both sides use CURVE or neither";
     case CloudFault::kNoHeartbeat:
       return "; the worker is up but silent (3 missed --heartbeat-ms intervals)";
-    case CloudFault::kStepTimeout:
-      return "; --step-deadline-ms sets how long a step may take";
-    default:
-      return "";
+    case CloudFault::kStepTimeout: return "; --step-deadline-ms sets how long a step may take";
+    default: return "";
   }
 }
 
 // The template /v1/chat/completions renders with: --chat-template, else the
 // model's own, else none (the "role: content" transcript, warned).
-std::shared_ptr<const splitlm::device::ChatTemplate> ChooseChatTemplate(const std::string& model, const std::string& flag,
+std::shared_ptr<const splitlm::device::ChatTemplate> ChooseChatTemplate(const std::string& model,
+                                                                        const std::string& flag,
                                                                         spdlog::logger& log) {
   using namespace splitlm::device;
   ChatTemplateSource own = ModelChatTemplate(model);
@@ -215,9 +248,11 @@ std::shared_ptr<const splitlm::device::ChatTemplate> ChooseChatTemplate(const st
     if (chosen.eos_token.empty()) chosen.eos_token = own.eos_token;
   }
   if (chosen.source.empty()) {
-    log.warn("{} has no chat template: /v1/chat/completions renders messages as \"role: content\" lines, which "
-             "instruction-tuned models were not trained on; pass --chat-template NAME ({}) or FILE",
-             model, fmt::join(BuiltinChatTemplateNames(), ", "));
+    log.warn(
+        "{} has no chat template: /v1/chat/completions renders messages as \"role: content\" "
+        "lines, which "
+        "instruction-tuned models were not trained on; pass --chat-template NAME ({}) or FILE",
+        model, fmt::join(BuiltinChatTemplateNames(), ", "));
     return nullptr;
   }
   auto t = std::make_shared<const ChatTemplate>(chosen);
@@ -233,7 +268,8 @@ int ParseCut(const std::string& cut_text) {
     if (used != cut_text.size()) throw Exception(Exception::kInvalidArgument, cut_text);
     return cut;
   } catch (const std::exception&) {
-    throw Exception(Exception::kInvalidArgument, "--cut \"" + cut_text + "\" is neither a layer count nor auto");
+    throw Exception(Exception::kInvalidArgument,
+                    "--cut \"" + cut_text + "\" is neither a layer count nor auto");
   }
 }
 
@@ -252,7 +288,8 @@ void SetCurveKeys(const DeviceFlags& flags, splitlm::transport::ClientOptions& c
     throw Exception(Exception::kInvalidArgument, "CURVE needs both --key and --server-key");
   channel.keys = splitlm::transport::ReadKeyFile(flags.key_file);
   if (channel.keys.secret_key.empty())
-    throw Exception(Exception::kInvalidArgument, flags.key_file + ": no secret key (use the .key file)");
+    throw Exception(Exception::kInvalidArgument,
+                    flags.key_file + ": no secret key (use the .key file)");
   channel.server_public_key = splitlm::transport::ReadKeyFile(flags.server_key_file).public_key;
 }
 
@@ -263,7 +300,8 @@ void SetCurveKeys(const DeviceFlags& flags, splitlm::transport::ClientOptions& c
 splitlm::device::AgentOptions BuildAgentOptions(const DeviceFlags& flags, bool serving,
                                                 std::shared_ptr<spdlog::logger> log) {
   if (flags.model_dir.empty())
-    throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir in --config");
+    throw Exception(Exception::kInvalidArgument,
+                    "no model: pass --model DIR or set model.dir in --config");
   splitlm::device::AgentOptions options;
   options.channel.endpoint = flags.cloud;
   options.auto_cut = flags.auto_cut;
@@ -273,7 +311,8 @@ splitlm::device::AgentOptions BuildAgentOptions(const DeviceFlags& flags, bool s
     options.resolve_interval = std::chrono::seconds(flags.resolve_s);
   }
   if (flags.cut_text.empty())
-    throw Exception(Exception::kInvalidArgument, "no cut: pass --cut K (or auto), or set device.cut in --config");
+    throw Exception(Exception::kInvalidArgument,
+                    "no cut: pass --cut K (or auto), or set device.cut in --config");
   if (serving) splitlm::scheduler::flags::CheckHttpExposure(flags.http, flags.http_public);
   if (flags.cut_text == "auto") {
     options.auto_cut.enabled = true;
@@ -282,7 +321,7 @@ splitlm::device::AgentOptions BuildAgentOptions(const DeviceFlags& flags, bool s
   } else {
     options.cut = ParseCut(flags.cut_text);
   }
-  options.fallback = flags.fallback == "local" ? splitlm::device::Fallback::kLocal
+  options.fallback = flags.fallback == "local"  ? splitlm::device::Fallback::kLocal
                      : flags.fallback == "wait" ? splitlm::device::Fallback::kWait
                                                 : splitlm::device::Fallback::kFail;
   options.codec = *splitlm::transport::ParseCodec(flags.codec);
@@ -304,17 +343,19 @@ void AddModelOptions(const DeviceFlags& flags, const splitlm::partition::Model& 
   try {
     options.drafter = splitlm::device::MakeDrafter(spec, model);
   } catch (const std::exception& e) {
-    throw Exception(Exception::kInvalidArgument, std::string("--speculate / device.speculate: ") + e.what());
+    throw Exception(Exception::kInvalidArgument,
+                    std::string("--speculate / device.speculate: ") + e.what());
   }
   if (options.drafter && options.drafter->bytes() > 0) {
-    options.log->info("speculative drafter {}: {:.1f} MB of weights on the device beside the stage's",
-                      options.drafter->name(), options.drafter->bytes() / 1e6);
+    options.log->info(
+        "speculative drafter {}: {:.1f} MB of weights on the device beside the stage's",
+        options.drafter->name(), options.drafter->bytes() / 1e6);
   }
 }
 
 // --tokenizer, else the model's own; null when there is none.
-std::unique_ptr<splitlm::partition::Tokenizer> OpenTokenizer(const DeviceFlags& flags,
-                                                             const splitlm::partition::Model& model) {
+std::unique_ptr<splitlm::partition::Tokenizer> OpenTokenizer(
+    const DeviceFlags& flags, const splitlm::partition::Model& model) {
   std::string path = flags.tokenizer_path;
   if (path.empty() && model.tokenizer_path()) path = *model.tokenizer_path();
   splitlm::partition::TokenizerOptions tokenizer_options;
@@ -325,11 +366,14 @@ std::unique_ptr<splitlm::partition::Tokenizer> OpenTokenizer(const DeviceFlags& 
 
 void LogPlacement(const DeviceFlags& flags, const splitlm::device::AgentOptions& options) {
   if (options.auto_cut.enabled) {
-    options.log->info("cut auto: chosen per request by the cost model; cloud {}, fallback {}, codec {}",
-                      options.channel.endpoint, flags.fallback, flags.codec);
+    options.log->info(
+        "cut auto: chosen per request by the cost model; cloud {}, fallback {}, codec {}",
+        options.channel.endpoint, flags.fallback, flags.codec);
   } else {
-    options.log->info("cut {}: device runs embedding + layers [0,{}), cloud {} runs the rest; fallback {}, codec {}",
-                      options.cut, options.cut, options.channel.endpoint, flags.fallback, flags.codec);
+    options.log->info(
+        "cut {}: device runs embedding + layers [0,{}), cloud {} runs the rest; fallback {}, codec "
+        "{}",
+        options.cut, options.cut, options.channel.endpoint, flags.fallback, flags.codec);
   }
 }
 
@@ -352,14 +396,16 @@ std::vector<int32_t> ReadPrompt(const Runtime& run) {
     prompt = splitlm::partition::ParseTokenIds(flags.prompt_ids);
   } else if (!flags.prompt.empty()) {
     if (!run.tokenizer)
-      throw Exception(Exception::kNotFound,
-                      flags.model_dir +
-                          " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass "
-                          "--tokenizer FILE or use --prompt-ids");
+      throw Exception(
+          Exception::kNotFound,
+          flags.model_dir +
+              " has no tokenizer (tokenizer.model, tokenizer.json or a GGUF vocabulary): pass "
+              "--tokenizer FILE or use --prompt-ids");
     prompt = run.tokenizer->Encode(flags.prompt);
     if (run.tokenizer->add_bos()) prompt.insert(prompt.begin(), run.model.config().bos_token_id);
   } else {
-    throw Exception(Exception::kInvalidArgument, "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
+    throw Exception(Exception::kInvalidArgument,
+                    "give a prompt: --prompt TEXT or --prompt-ids \"1 2 3\"");
   }
   splitlm::partition::ValidatePrompt(prompt, run.model.config());
   return prompt;
@@ -371,22 +417,28 @@ void PrintIds(const std::vector<int32_t>& ids) {
 
 void LogGenerateSummary(const Runtime& run, const splitlm::device::GenerateResult& result) {
   const splitlm::device::AgentOptions& options = run.options;
-  run.log.info("{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud restarts",
-               result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks, result.recoveries,
-               result.cloud_restarts);
+  run.log.info(
+      "{} tokens: {} from the cloud, {} on the device; {} fallbacks, {} recoveries, {} cloud "
+      "restarts",
+      result.tokens.size(), result.cloud_steps, result.local_steps, result.fallbacks,
+      result.recoveries, result.cloud_restarts);
   if (!options.clouds.empty()) {
-    run.log.info("last served by {}; {} failovers to another worker", result.worker.empty() ? "(none)" : result.worker,
-                 result.failovers);
+    run.log.info("last served by {}; {} failovers to another worker",
+                 result.worker.empty() ? "(none)" : result.worker, result.failovers);
   }
   if (options.drafter) {
-    run.log.info("speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} drafts accepted ({:.0f}%, EWMA {:.2f})",
-                 options.drafter->name(), result.cloud_steps, result.tokens.size(),
-                 result.tokens.empty() ? 0.0 : static_cast<double>(result.cloud_steps) / result.tokens.size(),
-                 result.accepted, result.drafted, result.drafted ? 100.0 * result.accepted / result.drafted : 0.0, result.acceptance_ewma);
+    run.log.info(
+        "speculative ({}): {} round trips to the cloud for {} tokens ({:.2f} per token); {} of {} "
+        "drafts accepted ({:.0f}%, EWMA {:.2f})",
+        options.drafter->name(), result.cloud_steps, result.tokens.size(),
+        result.tokens.empty() ? 0.0
+                              : static_cast<double>(result.cloud_steps) / result.tokens.size(),
+        result.accepted, result.drafted,
+        result.drafted ? 100.0 * result.accepted / result.drafted : 0.0, result.acceptance_ewma);
   }
   if (options.auto_cut.enabled) {
-    run.log.info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut, result.predicted_tpot_ms,
-                 result.measured_tpot_ms);
+    run.log.info("auto cut {}: predicted {:.3f} ms/token, measured {:.3f} ms/token", result.cut,
+                 result.predicted_tpot_ms, result.measured_tpot_ms);
   }
 }
 
@@ -435,13 +487,16 @@ int Serve(const Runtime& run, std::shared_ptr<const splitlm::device::ChatTemplat
   splitlm::device::ApiOptions api_options;
   api_options.model_name = name;
   api_options.chat_template = std::move(chat);
-  if (run.tokenizer) api_options.eos_ids = run.tokenizer->eos_ids();  // Llama 3: <|eot_id|> as well as <|end_of_text|>
+  if (run.tokenizer)
+    api_options.eos_ids =
+        run.tokenizer->eos_ids();  // Llama 3: <|eot_id|> as well as <|end_of_text|>
   splitlm::device::OpenAiApi api(run.agent, run.tokenizer, run.metrics, api_options);
   splitlm::transport::HttpServerOptions http_options;
   http_options.address = run.flags.http;
   http_options.allow_public = run.flags.http_public;
   http_options.log = log;
-  splitlm::transport::HttpServer server(http_options, [&](const auto& r, auto& w) { api.Handle(r, w); });
+  splitlm::transport::HttpServer server(http_options,
+                                        [&](const auto& r, auto& w) { api.Handle(r, w); });
   std::cout << "serving on http://" << server.address() << std::endl;
   log->info("OpenAI-compatible API on http://{}/v1 (model \"{}\")", server.address(), name);
   while (!g_stop) std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -450,7 +505,8 @@ int Serve(const Runtime& run, std::shared_ptr<const splitlm::device::ChatTemplat
 }
 
 // Builds the agent from the flags and runs the chosen sub-command.
-int RunCommand(const DeviceFlags& flags, const Commands& commands, const std::shared_ptr<spdlog::logger>& log) {
+int RunCommand(const DeviceFlags& flags, const Commands& commands,
+               const std::shared_ptr<spdlog::logger>& log) {
   const bool serving = commands.serve->parsed();
   splitlm::device::AgentOptions options = BuildAgentOptions(flags, serving, log);
   // Before anything slow: a template that cannot be used ends start-up.

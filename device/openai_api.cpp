@@ -5,13 +5,13 @@
 #include <chrono>
 #include <cmath>
 #include <limits>
-#include <type_traits>
 #include <set>
+#include <type_traits>
 
+#include "device/text_stream.h"
 #include "partition/model.h"
 #include "partition/prompt.h"
 #include "partition/tokenizer.h"
-#include "device/text_stream.h"
 #include "transport/error.h"
 
 namespace splitlm::device {
@@ -27,11 +27,17 @@ struct BadRequest {
 };
 
 json ErrorBody(const std::string& message, const std::string& type, const std::string& param = "") {
-  return {{"error", {{"message", message}, {"type", type}, {"param", param.empty() ? json(nullptr) : json(param)}, {"code", nullptr}}}};
+  return {{"error",
+           {{"message", message},
+            {"type", type},
+            {"param", param.empty() ? json(nullptr) : json(param)},
+            {"code", nullptr}}}};
 }
 
 int64_t Now() {
-  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
 }
 
 template <typename T>
@@ -41,12 +47,15 @@ T Field(const json& body, const char* name, T def, bool (json::*is)() const) {
   if (!((*it).*is)()) throw BadRequest{std::string("\"") + name + "\" has the wrong type", name};
   if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
     // An integer that T cannot hold is refused as sent, not wrapped around.
-    const bool fits = it->is_number_unsigned()
-                          ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
-                          : it->template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
-                                (std::is_unsigned_v<T> ||
-                                 it->template get<int64_t>() <= static_cast<int64_t>(std::numeric_limits<T>::max()));
-    if (!fits) throw BadRequest{std::string("\"") + name + "\" = " + it->dump() + " is out of range", name};
+    const bool fits =
+        it->is_number_unsigned()
+            ? it->template get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max())
+            : it->template get<int64_t>() >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+                  (std::is_unsigned_v<T> ||
+                   it->template get<int64_t>() <=
+                       static_cast<int64_t>(std::numeric_limits<T>::max()));
+    if (!fits)
+      throw BadRequest{std::string("\"") + name + "\" = " + it->dump() + " is out of range", name};
   }
   return it->get<T>();
 }
@@ -55,13 +64,16 @@ T Field(const json& body, const char* name, T def, bool (json::*is)() const) {
 // number in [0, vocab). Whatever else is reported with its value as written
 // (an id of 2^63 is not read as a negative 64-bit integer).
 int32_t TokenId(const json& v, int vocab) {
-  const bool whole = v.is_number_integer() || (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
-  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() < static_cast<uint64_t>(vocab)
+  const bool whole = v.is_number_integer() ||
+                     (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>());
+  const bool in_range = v.is_number_unsigned()  ? v.get<uint64_t>() < static_cast<uint64_t>(vocab)
                         : v.is_number_integer() ? v.get<int64_t>() >= 0 && v.get<int64_t>() < vocab
                                                 : v.get<double>() >= 0 && v.get<double>() < vocab;
   if (!whole) throw BadRequest{"prompt token id " + v.dump() + " is not an integer", "prompt"};
   if (!in_range) {
-    throw BadRequest{"prompt token id " + v.dump() + " is outside the vocabulary of " + std::to_string(vocab), "prompt"};
+    throw BadRequest{
+        "prompt token id " + v.dump() + " is outside the vocabulary of " + std::to_string(vocab),
+        "prompt"};
   }
   return static_cast<int32_t>(v.get<double>());
 }
@@ -74,9 +86,13 @@ std::vector<std::string> StopStrings(const json& body) {
   if (it->is_string()) {
     stops.push_back(it->get<std::string>());
   } else if (it->is_array()) {
-    if (it->size() > 4) throw BadRequest{"\"stop\" holds " + std::to_string(it->size()) + " strings: at most 4", "stop"};
+    if (it->size() > 4)
+      throw BadRequest{"\"stop\" holds " + std::to_string(it->size()) + " strings: at most 4",
+                       "stop"};
     for (const auto& s : *it) {
-      if (!s.is_string()) throw BadRequest{"\"stop\" must be a string or an array of strings, found " + s.dump(), "stop"};
+      if (!s.is_string())
+        throw BadRequest{"\"stop\" must be a string or an array of strings, found " + s.dump(),
+                         "stop"};
       stops.push_back(s.get<std::string>());
     }
   } else {
@@ -102,8 +118,12 @@ json MessageContent(const json& msg, size_t i) {
   if (c->is_array()) {
     std::string text;
     for (const auto& part : *c) {
-      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string()) {
-        throw BadRequest{where + ".content parts must be {\"type\": \"text\", \"text\": string} (only text is supported)", "messages"};
+      if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") ||
+          !part["text"].is_string()) {
+        throw BadRequest{where +
+                             ".content parts must be {\"type\": \"text\", \"text\": string} (only "
+                             "text is supported)",
+                         "messages"};
       }
       text += part["text"].get<std::string>();
     }
@@ -122,14 +142,18 @@ json TemplateExtras(const json& body) {
   if (t == body.end() || t->is_null()) return extra;
   if (!t->is_array()) throw BadRequest{"\"tools\" must be an array of tool definitions", "tools"};
   for (const auto& tool : *t) {
-    if (!tool.is_object()) throw BadRequest{"\"tools\" entries must be objects ({\"type\": \"function\", \"function\": {...}})", "tools"};
+    if (!tool.is_object())
+      throw BadRequest{
+          "\"tools\" entries must be objects ({\"type\": \"function\", \"function\": {...}})",
+          "tools"};
   }
   extra["tools"] = *t;
   return extra;
 }
 
 json CheckedMessages(const json& m) {
-  if (!m.is_array() || m.empty()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
+  if (!m.is_array() || m.empty())
+    throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
   json out = json::array();
   for (size_t i = 0; i < m.size(); ++i) {
     const json& msg = m[i];
@@ -159,21 +183,27 @@ struct CompletionRequest {
 
 // Only the fields this endpoint knows: anything else is refused by name.
 void CheckFieldNames(const json& body, bool chat) {
-  static const std::set<std::string> kCommon = {"model", "max_tokens", "max_completion_tokens", "temperature", "top_p",
-                                                "top_k", "seed", "stream", "stream_options", "n", "user", "stop"};
+  static const std::set<std::string> kCommon = {
+      "model", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+      "seed",  "stream",     "stream_options",        "n",           "user",  "stop"};
   for (auto it = body.begin(); it != body.end(); ++it) {
-    const bool ok = kCommon.count(it.key()) || (chat ? (it.key() == "messages" || it.key() == "tools") : it.key() == "prompt");
+    const bool ok = kCommon.count(it.key()) ||
+                    (chat ? (it.key() == "messages" || it.key() == "tools") : it.key() == "prompt");
     if (!ok) throw BadRequest{"unknown field \"" + it.key() + "\"", it.key()};
   }
 }
 
 // Everything but the prompt: n, the length, sampling, streaming and stops.
-void ReadGenerationFields(const json& body, bool chat, int default_max_tokens, int max_context, CompletionRequest& out) {
+void ReadGenerationFields(const json& body, bool chat, int default_max_tokens, int max_context,
+                          CompletionRequest& out) {
   GenerateRequest& req = out.generate;
-  if (Field<int>(body, "n", 1, &json::is_number_integer) != 1) throw BadRequest{"only n = 1 is supported", "n"};
-  req.max_tokens = Field<int>(body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
-                              default_max_tokens, &json::is_number_integer);
-  if (req.max_tokens < 1 || req.max_tokens > max_context) throw BadRequest{"max_tokens must be in 1.." + std::to_string(max_context), "max_tokens"};
+  if (Field<int>(body, "n", 1, &json::is_number_integer) != 1)
+    throw BadRequest{"only n = 1 is supported", "n"};
+  req.max_tokens = Field<int>(
+      body, chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens",
+      default_max_tokens, &json::is_number_integer);
+  if (req.max_tokens < 1 || req.max_tokens > max_context)
+    throw BadRequest{"max_tokens must be in 1.." + std::to_string(max_context), "max_tokens"};
   req.sampling.temperature = Field<float>(body, "temperature", 1.0f, &json::is_number);
   req.sampling.top_p = Field<float>(body, "top_p", 1.0f, &json::is_number);
   req.sampling.top_k = Field<int>(body, "top_k", 0, &json::is_number_integer);
@@ -181,10 +211,12 @@ void ReadGenerationFields(const json& body, bool chat, int default_max_tokens, i
   out.stream = Field<bool>(body, "stream", false, &json::is_boolean);
   out.stops = StopStrings(body);
   if (auto so = body.find("stream_options"); so != body.end() && !so->is_null()) {
-    if (!so->is_object()) throw BadRequest{"\"stream_options\" must be an object", "stream_options"};
+    if (!so->is_object())
+      throw BadRequest{"\"stream_options\" must be an object", "stream_options"};
     out.include_usage = Field<bool>(*so, "include_usage", false, &json::is_boolean);
   }
-  if (req.sampling.temperature < 0 || req.sampling.temperature > 2) throw BadRequest{"temperature must be in [0, 2]", "temperature"};
+  if (req.sampling.temperature < 0 || req.sampling.temperature > 2)
+    throw BadRequest{"temperature must be in [0, 2]", "temperature"};
   try {
     partition::ValidateSamplingParams(req.sampling);
   } catch (const Exception& e) {
@@ -193,14 +225,18 @@ void ReadGenerationFields(const json& body, bool chat, int default_max_tokens, i
 }
 
 // Text to ids, or a BadRequest naming `param` when there is no tokenizer.
-std::vector<int32_t> EncodeText(const TextCodec& codec, const std::string& text, const char* param) {
-  if (!codec.encode) throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids", param};
+std::vector<int32_t> EncodeText(const TextCodec& codec, const std::string& text,
+                                const char* param) {
+  if (!codec.encode)
+    throw BadRequest{"this model has no tokenizer: send the prompt as an array of token ids",
+                     param};
   return codec.encode(text);
 }
 
 // The messages through the chat template.
-std::vector<int32_t> TemplatePrompt(const json& body, const json& messages, const ChatTemplate& chat_template,
-                                    const TextCodec& codec, int32_t bos_id) {
+std::vector<int32_t> TemplatePrompt(const json& body, const json& messages,
+                                    const ChatTemplate& chat_template, const TextCodec& codec,
+                                    int32_t bos_id) {
   std::string text;
   try {
     text = chat_template.Render(messages, true, TemplateExtras(body));
@@ -218,16 +254,19 @@ std::vector<int32_t> TemplatePrompt(const json& body, const json& messages, cons
 }
 
 // /v1/chat/completions: the messages, through the template if there is one.
-std::vector<int32_t> ChatPrompt(const json& body, const ApiOptions& options, const TextCodec& codec, int32_t bos_id) {
+std::vector<int32_t> ChatPrompt(const json& body, const ApiOptions& options, const TextCodec& codec,
+                                int32_t bos_id) {
   auto m = body.find("messages");
   if (m == body.end()) throw BadRequest{"\"messages\" must be a non-empty array", "messages"};
   const json messages = CheckedMessages(*m);
-  if (options.chat_template) return TemplatePrompt(body, messages, *options.chat_template, codec, bos_id);
+  if (options.chat_template)
+    return TemplatePrompt(body, messages, *options.chat_template, codec, bos_id);
   // No template: a plain role-prefixed transcript, ending with the
   // assistant's turn.
   std::string text;
   for (const auto& msg : messages) {
-    if (!msg["content"].is_string()) throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
+    if (!msg["content"].is_string())
+      throw BadRequest{"each message needs string \"role\" and \"content\"", "messages"};
     text += msg["role"].get<std::string>() + ": " + msg["content"].get<std::string>() + "\n";
   }
   text += "assistant:";
@@ -237,14 +276,16 @@ std::vector<int32_t> ChatPrompt(const json& body, const ApiOptions& options, con
 }
 
 // /v1/completions: "prompt", a string or an array of token ids.
-std::vector<int32_t> TextPrompt(const json& body, const TextCodec& codec, const partition::ModelConfig& cfg) {
+std::vector<int32_t> TextPrompt(const json& body, const TextCodec& codec,
+                                const partition::ModelConfig& cfg) {
   auto p = body.find("prompt");
   if (p == body.end()) throw BadRequest{"\"prompt\" is required", "prompt"};
   std::vector<int32_t> prompt;
   if (p->is_string()) {
     prompt = EncodeText(codec, p->get<std::string>(), "prompt");
     prompt.insert(prompt.begin(), cfg.bos_token_id);
-  } else if (p->is_array() && !p->empty() && std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number(); })) {
+  } else if (p->is_array() && !p->empty() &&
+             std::all_of(p->begin(), p->end(), [](const json& v) { return v.is_number(); })) {
     for (const auto& v : *p) prompt.push_back(TokenId(v, cfg.vocab_size));
   } else {
     throw BadRequest{"\"prompt\" must be a string or a non-empty array of token ids", "prompt"};
@@ -253,12 +294,13 @@ std::vector<int32_t> TextPrompt(const json& body, const TextCodec& codec, const 
 }
 
 // The request `body`, checked field by field; throws BadRequest.
-CompletionRequest ParseCompletion(const json& body, bool chat, const partition::ModelConfig& cfg, const ApiOptions& options,
-                                  const TextCodec& codec) {
+CompletionRequest ParseCompletion(const json& body, bool chat, const partition::ModelConfig& cfg,
+                                  const ApiOptions& options, const TextCodec& codec) {
   CompletionRequest out;
   CheckFieldNames(body, chat);
   ReadGenerationFields(body, chat, options.default_max_tokens, cfg.max_context, out);
-  out.generate.prompt = chat ? ChatPrompt(body, options, codec, cfg.bos_token_id) : TextPrompt(body, codec, cfg);
+  out.generate.prompt =
+      chat ? ChatPrompt(body, options, codec, cfg.bos_token_id) : TextPrompt(body, codec, cfg);
   try {
     partition::ValidatePrompt(out.generate.prompt, cfg);
   } catch (const Exception& e) {
@@ -276,13 +318,15 @@ std::string DecodeIds(const TextCodec& codec, const std::vector<int32_t>& ids) {
 }
 
 // An end-of-sequence id: the model's, or one of the tokenizer's `eos_ids`.
-bool EndsSequence(const partition::ModelConfig& cfg, const std::vector<int32_t>& eos_ids, int32_t token) {
+bool EndsSequence(const partition::ModelConfig& cfg, const std::vector<int32_t>& eos_ids,
+                  int32_t token) {
   return cfg.IsEos(token) || std::find(eos_ids.begin(), eos_ids.end(), token) != eos_ids.end();
 }
 
 // Every generated token counts, the end-of-sequence one included.
 json Usage(size_t prompt_tokens, size_t completion_tokens) {
-  return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens},
+  return {{"prompt_tokens", prompt_tokens},
+          {"completion_tokens", completion_tokens},
           {"total_tokens", prompt_tokens + completion_tokens}};
 }
 
@@ -298,28 +342,43 @@ struct CompletionId {
     json c = {{"id", id}, {"created", created}, {"model", model}};
     if (chat) {
       c["object"] = "chat.completion.chunk";
-      c["choices"] = json::array({{{"index", 0}, {"delta", delta_or_text}, {"finish_reason", finish}}});
+      c["choices"] =
+          json::array({{{"index", 0}, {"delta", delta_or_text}, {"finish_reason", finish}}});
     } else {
       c["object"] = "text_completion";
-      c["choices"] = json::array({{{"index", 0}, {"text", delta_or_text}, {"logprobs", nullptr}, {"finish_reason", finish}}});
+      c["choices"] = json::array({{{"index", 0},
+                                   {"text", delta_or_text},
+                                   {"logprobs", nullptr},
+                                   {"finish_reason", finish}}});
     }
     return "data: " + c.dump() + "\n\n";
   }
 
   // The end of a stream: the finish reason, the usage if asked, [DONE].
-  void EndStream(transport::HttpResponder& w, const std::string& finish, const json& usage, bool include_usage) const {
+  void EndStream(transport::HttpResponder& w, const std::string& finish, const json& usage,
+                 bool include_usage) const {
     w.Write(Chunk(chat ? json::object() : json(""), finish));
     if (include_usage) {
-      w.Write("data: " + json{{"id", id}, {"object", chat ? "chat.completion.chunk" : "text_completion"}, {"created", created},
-                              {"model", model}, {"choices", json::array()}, {"usage", usage}}.dump() + "\n\n");
+      w.Write("data: " +
+              json{{"id", id},
+                   {"object", chat ? "chat.completion.chunk" : "text_completion"},
+                   {"created", created},
+                   {"model", model},
+                   {"choices", json::array()},
+                   {"usage", usage}}
+                  .dump() +
+              "\n\n");
     }
     w.Write("data: [DONE]\n\n");
   }
 
   // The whole answer when not streaming.
   json Body(const std::string& text, const std::string& finish, const json& usage) const {
-    json choice = chat ? json{{"index", 0}, {"message", {{"role", "assistant"}, {"content", text}}}, {"finish_reason", finish}}
-                       : json{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}};
+    json choice =
+        chat ? json{{"index", 0},
+                    {"message", {{"role", "assistant"}, {"content", text}}},
+                    {"finish_reason", finish}}
+             : json{{"index", 0}, {"text", text}, {"logprobs", nullptr}, {"finish_reason", finish}};
     return {{"id", id},
             {"object", chat ? "chat.completion" : "text_completion"},
             {"created", created},
@@ -339,13 +398,14 @@ std::string RequestSeries(int status) {
 
 }  // namespace
 
-OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics,
-                     ApiOptions options)
+OpenAiApi::OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer,
+                     transport::Metrics& metrics, ApiOptions options)
     : OpenAiApi(agent, CodecOf(tokenizer), metrics, std::move(options)) {}
 
 OpenAiApi::OpenAiApi(Agent& agent, TextCodec codec, transport::Metrics& metrics, ApiOptions options)
     : agent_(agent), codec_(std::move(codec)), metrics_(metrics), options_(std::move(options)) {
-  metrics_.Describe("splitlm_http_requests_total", transport::Metrics::Kind::kCounter, "HTTP requests by status");
+  metrics_.Describe("splitlm_http_requests_total", transport::Metrics::Kind::kCounter,
+                    "HTTP requests by status");
   for (int status : {200, 400, 404, 405, 503}) {
     requests_.emplace(status, metrics_.CounterOf(RequestSeries(status)));
   }
@@ -373,7 +433,10 @@ void OpenAiApi::Handle(const transport::HttpRequest& r, transport::HttpResponder
   }
   if (path == "/v1/models" && r.method == "GET") {
     return send(200, {{"object", "list"},
-                      {"data", json::array({{{"id", options_.model_name}, {"object", "model"}, {"created", 0}, {"owned_by", "splitlm"}}})}});
+                      {"data", json::array({{{"id", options_.model_name},
+                                             {"object", "model"},
+                                             {"created", 0},
+                                             {"owned_by", "splitlm"}}})}});
   }
   if ((path == "/v1/completions" || path == "/v1/chat/completions")) {
     if (r.method != "POST") return send(405, ErrorBody("use POST", "invalid_request_error"));
@@ -382,13 +445,15 @@ void OpenAiApi::Handle(const transport::HttpRequest& r, transport::HttpResponder
   send(404, ErrorBody("no route " + r.method + " " + path, "invalid_request_error"));
 }
 
-void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResponder& w, bool chat) {
+void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResponder& w,
+                            bool chat) {
   auto send = [&](int status, const json& body) {
     CountRequest(status);
     w.Send(status, "application/json", body.dump());
   };
   json body = json::parse(r.body, nullptr, false);
-  if (body.is_discarded() || !body.is_object()) return send(400, ErrorBody("request body is not a JSON object", "invalid_request_error"));
+  if (body.is_discarded() || !body.is_object())
+    return send(400, ErrorBody("request body is not a JSON object", "invalid_request_error"));
   const auto& cfg = agent_.model().config();
   CompletionRequest request;
   try {
@@ -401,7 +466,8 @@ void OpenAiApi::Completions(const transport::HttpRequest& r, transport::HttpResp
                                 std::to_string(reinterpret_cast<uintptr_t>(&req) & 0xffff),
                             Now(), options_.model_name, chat};
   std::vector<int32_t> generated;
-  TextStream text([this](const std::vector<int32_t>& ids) { return DecodeIds(codec_, ids); }, request.stops);
+  TextStream text([this](const std::vector<int32_t>& ids) { return DecodeIds(codec_, ids); },
+                  request.stops);
   auto send_delta = [&](const std::string& delta) {
     if (!request.stream || delta.empty()) return true;
     return w.Write(answer.Chunk(chat ? json{{"content", delta}} : json(delta), nullptr));

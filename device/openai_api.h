@@ -44,13 +44,15 @@ struct TextCodec {
 // as space-separated ids.
 class OpenAiApi {
  public:
-  OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics, ApiOptions options);
+  OpenAiApi(Agent& agent, const partition::Tokenizer* tokenizer, transport::Metrics& metrics,
+            ApiOptions options);
   // As above with any codec (tests use a fake); an empty codec is "no tokenizer".
   OpenAiApi(Agent& agent, TextCodec codec, transport::Metrics& metrics, ApiOptions options);
   void Handle(const transport::HttpRequest& request, transport::HttpResponder& responder);
 
  private:
-  void Completions(const transport::HttpRequest& request, transport::HttpResponder& responder, bool chat);
+  void Completions(const transport::HttpRequest& request, transport::HttpResponder& responder,
+                   bool chat);
   // Counts one answer with `status` in splitlm_http_requests_total.
   void CountRequest(int status);
   Agent& agent_;

@@ -71,7 +71,8 @@ std::string Utf8Lossy(std::string_view s) {
   return out;
 }
 
-TextStream::TextStream(Decoder decode, std::vector<std::string> stops) : decode_(std::move(decode)), stops_(std::move(stops)) {}
+TextStream::TextStream(Decoder decode, std::vector<std::string> stops)
+    : decode_(std::move(decode)), stops_(std::move(stops)) {}
 
 std::string TextStream::Emit(size_t end) {
   if (end <= sent_) return "";
@@ -100,7 +101,8 @@ std::string TextStream::Push(int32_t id) {
     const size_t p = done.find(stop, from);
     stop_at = std::min(stop_at, p);
     // The earliest suffix of `done` (after what was sent) that begins `stop`.
-    for (size_t k = std::max(from, complete > stop.size() ? complete - stop.size() + 1 : 0); k < complete; ++k) {
+    for (size_t k = std::max(from, complete > stop.size() ? complete - stop.size() + 1 : 0);
+         k < complete; ++k) {
       if (stop.compare(0, complete - k, done.substr(k)) == 0) {
         held = std::min(held, k);
         break;

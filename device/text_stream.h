@@ -49,8 +49,8 @@ class TextStream {
   Decoder decode_;
   std::vector<std::string> stops_;
   std::vector<int32_t> ids_;
-  std::string full_;    // the decoded text of ids_
-  size_t sent_ = 0;     // bytes of full_ already returned
+  std::string full_;  // the decoded text of ids_
+  size_t sent_ = 0;   // bytes of full_ already returned
   std::string text_;
   bool stopped_ = false;
 };

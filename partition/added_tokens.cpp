@@ -16,7 +16,8 @@ std::pair<int32_t, size_t> DecodeAt(std::string_view s, size_t i) {
   const size_t n = Utf8SequenceLength(s, i);
   if (n == 0) return {-1, 1};
   utf8proc_int32_t cp = -1;
-  utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i), static_cast<utf8proc_ssize_t>(n), &cp);
+  utf8proc_iterate(reinterpret_cast<const utf8proc_uint8_t*>(s.data() + i),
+                   static_cast<utf8proc_ssize_t>(n), &cp);
   return {cp, n};
 }
 
@@ -35,7 +36,8 @@ std::pair<int32_t, size_t> DecodeBefore(std::string_view s, size_t end) {
 // Unicode White_Space, the set Rust's char::is_whitespace and regex `\s` use.
 bool IsWhiteSpace(int32_t c) {
   return (c >= 0x09 && c <= 0x0D) || c == 0x20 || c == 0x85 || c == 0xA0 || c == 0x1680 ||
-         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+         (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F ||
+         c == 0x3000;
 }
 
 // Rust regex `\w`: letters, marks, decimal digits, connector punctuation and
@@ -44,13 +46,17 @@ bool IsWordChar(int32_t c) {
   if (c < 0) return false;
   if (c == 0x200C || c == 0x200D) return true;
   switch (utf8proc_category(c)) {
-    case UTF8PROC_CATEGORY_LU: case UTF8PROC_CATEGORY_LL: case UTF8PROC_CATEGORY_LT:
-    case UTF8PROC_CATEGORY_LM: case UTF8PROC_CATEGORY_LO: case UTF8PROC_CATEGORY_MN:
-    case UTF8PROC_CATEGORY_MC: case UTF8PROC_CATEGORY_ME: case UTF8PROC_CATEGORY_ND:
-    case UTF8PROC_CATEGORY_PC:
-      return true;
-    default:
-      return false;
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+    case UTF8PROC_CATEGORY_MN:
+    case UTF8PROC_CATEGORY_MC:
+    case UTF8PROC_CATEGORY_ME:
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_PC: return true;
+    default: return false;
   }
 }
 
@@ -80,7 +86,8 @@ AddedTokenMatcher::AddedTokenMatcher(const std::vector<std::pair<std::string, in
                                      const std::vector<AddedTokenOptions>& options) {
   for (size_t i = 0; i < tokens.size(); ++i) {
     if (tokens[i].first.empty()) continue;
-    tokens_.push_back({tokens[i].first, tokens[i].second, i < options.size() ? options[i] : AddedTokenOptions{}});
+    tokens_.push_back(
+        {tokens[i].first, tokens[i].second, i < options.size() ? options[i] : AddedTokenOptions{}});
   }
   std::sort(tokens_.begin(), tokens_.end(), [](const Entry& a, const Entry& b) {
     const auto fa = static_cast<uint8_t>(a.content[0]), fb = static_cast<uint8_t>(b.content[0]);
@@ -115,7 +122,8 @@ std::vector<AddedTokenMatcher::Piece> AddedTokenMatcher::Split(std::string_view 
     }
     size_t end = i + match->content.size();
     if (match->options.single_word &&
-        ((i > 0 && IsWordChar(DecodeBefore(text, i).first)) || (end < text.size() && IsWordChar(DecodeAt(text, end).first)))) {
+        ((i > 0 && IsWordChar(DecodeBefore(text, i).first)) ||
+         (end < text.size() && IsWordChar(DecodeAt(text, end).first)))) {
       i = end;  // matched, but not as a token: its bytes stay text
       continue;
     }

@@ -50,7 +50,7 @@ class AddedTokenMatcher {
     AddedTokenOptions options;
   };
   std::vector<Entry> tokens_;  // by first byte, longest first
-  uint32_t first_[257] = {};  // tokens_ starting with byte b are [first_[b], first_[b+1])
+  uint32_t first_[257] = {};   // tokens_ starting with byte b are [first_[b], first_[b+1])
 };
 
 }  // namespace splitlm::partition

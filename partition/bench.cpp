@@ -5,9 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
-#include <stdexcept>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -38,7 +38,8 @@ double MeasureReadBandwidth(size_t bytes, int repeats) {
     const int64_t chunks = 16;  // a few per thread, each read as 8 streams
     at::parallel_for(0, chunks, 1, [&](int64_t b, int64_t e) {
       float s = 0;
-      for (int64_t c = b; c < e; ++c) s += kernels::ReadSum(kernels::Isa::Best(), buf.data() + c * (n / chunks), n / chunks);
+      for (int64_t c = b; c < e; ++c)
+        s += kernels::ReadSum(kernels::Isa::Best(), buf.data() + c * (n / chunks), n / chunks);
       partial[at::get_thread_num() * 64] += s;
     });
     auto t1 = Clock::now();
@@ -76,8 +77,8 @@ bool RunningEmulated() {
 namespace {
 
 // Seconds of the fastest of `repeats` prefills of `prompt` into a fresh stage.
-double BestPrefillSeconds(const std::shared_ptr<const StageWeights>& weights, const std::vector<int32_t>& prompt,
-                          int repeats) {
+double BestPrefillSeconds(const std::shared_ptr<const StageWeights>& weights,
+                          const std::vector<int32_t>& prompt, int repeats) {
   std::vector<float> logits(weights->config().vocab_size);
   double best = 1e30;
   for (int rep = 0; rep < repeats; ++rep) {
@@ -91,7 +92,8 @@ double BestPrefillSeconds(const std::shared_ptr<const StageWeights>& weights, co
 
 // Seconds of the fastest of `repeats` greedy decodes of `tokens` tokens after
 // a one-token prompt.
-double BestDecodeSeconds(const std::shared_ptr<const StageWeights>& weights, int tokens, int repeats) {
+double BestDecodeSeconds(const std::shared_ptr<const StageWeights>& weights, int tokens,
+                         int repeats) {
   std::vector<float> logits(weights->config().vocab_size);
   double best = 1e30;
   for (int rep = 0; rep < repeats; ++rep) {
@@ -111,9 +113,10 @@ double BestDecodeSeconds(const std::shared_ptr<const StageWeights>& weights, int
 // Useful FLOPs of a prefill of `prompt` positions: the matrices, the causal
 // attention, and the head for the last position.
 double PrefillFlops(const ModelConfig& c, int prompt) {
-  const double qd = static_cast<double>(c.num_heads) * c.head_dim, kvd = static_cast<double>(c.num_kv_heads) * c.head_dim;
-  const double layer_params =
-      c.num_layers * (c.hidden_size * (2 * qd + 2 * kvd) + 3.0 * c.hidden_size * c.intermediate_size);
+  const double qd = static_cast<double>(c.num_heads) * c.head_dim,
+               kvd = static_cast<double>(c.num_kv_heads) * c.head_dim;
+  const double layer_params = c.num_layers * (c.hidden_size * (2 * qd + 2 * kvd) +
+                                              3.0 * c.hidden_size * c.intermediate_size);
   const double attn_flops = 2.0 * 2.0 * c.num_layers * c.num_heads * c.head_dim *
                             (static_cast<double>(prompt) * (prompt + 1) / 2);
   return 2.0 * layer_params * prompt + attn_flops + 2.0 * c.vocab_size * c.hidden_size;
@@ -148,8 +151,9 @@ BenchResult RunBenchmark(const Model& model, const BenchOptions& options) {
   say("measuring decode (" + std::to_string(decode) + " tokens)");
   result.decode_tok_s = decode / BestDecodeSeconds(weights, decode, options.repeats);
   const double mean_context = 1.0 + decode / 2.0;
-  result.decode_bytes_per_token = static_cast<double>(weights->decode_bytes_per_token()) +
-                                  mean_context * c.num_layers * 2.0 * c.num_kv_heads * c.head_dim * 4;
+  result.decode_bytes_per_token =
+      static_cast<double>(weights->decode_bytes_per_token()) +
+      mean_context * c.num_layers * 2.0 * c.num_kv_heads * c.head_dim * 4;
 
   say("measuring memory bandwidth");
   result.read_gb_s = MeasureReadBandwidth();

@@ -22,16 +22,16 @@ struct BenchOptions {
 struct BenchResult {
   double decode_tok_s = 0;
   double prefill_tok_s = 0;
-  double read_gb_s = 0;             // measured streaming read bandwidth
+  double read_gb_s = 0;               // measured streaming read bandwidth
   double decode_bytes_per_token = 0;  // weights (in their held format) + mean KV cache read
   double roofline_decode_tok_s = 0;   // read_gb_s / decode_bytes_per_token
-  double gemm_gflops = 0;           // LibTorch/OpenBLAS 2048^3 fp32 GEMM
-  double prefill_gflops = 0;        // useful FLOPs of the prefill / its time
+  double gemm_gflops = 0;             // LibTorch/OpenBLAS 2048^3 fp32 GEMM
+  double prefill_gflops = 0;          // useful FLOPs of the prefill / its time
   int threads = 0;
   std::string isa;
   std::string weights;         // Model::weights(), "as stored" when empty
   std::string weight_formats;  // StageWeights::weight_formats()
-  bool emulated = false;  // an aarch64 binary under qemu on another CPU
+  bool emulated = false;       // an aarch64 binary under qemu on another CPU
 };
 
 // True when this binary's CPU is emulated: an aarch64 build that reads an x86

@@ -19,7 +19,8 @@ BlasInfo DetectBlas() {
     auto slash = line.find('/');
     if (slash == std::string::npos) continue;
     std::string path = line.substr(slash);
-    if (path.find("libopenblas") != std::string::npos || path.find("openblas") != std::string::npos) {
+    if (path.find("libopenblas") != std::string::npos ||
+        path.find("openblas") != std::string::npos) {
       info.library = path;
       info.openblas = true;
       break;

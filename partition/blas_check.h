@@ -10,7 +10,7 @@ namespace splitlm::partition {
 struct BlasInfo {
   std::string library;  // resolved path of the loaded BLAS, or "" if none is mapped
   bool openblas = false;
-  std::string config;   // openblas_get_config() when available
+  std::string config;  // openblas_get_config() when available
 };
 
 // Inspects the libraries mapped into this process (LibTorch must be loaded).

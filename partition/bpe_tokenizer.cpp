@@ -37,12 +37,16 @@ std::vector<uint32_t> ByteToCodepoint() {
 
 // The bytes a byte-level token string stands for; the string's own UTF-8 if
 // one of its characters is outside the map (as Hugging Face's decoder does).
-std::string ByteLevelToBytes(const std::string& token, const std::unordered_map<uint32_t, uint8_t>& from_cp) {
+std::string ByteLevelToBytes(const std::string& token,
+                             const std::unordered_map<uint32_t, uint8_t>& from_cp) {
   std::string out;
   for (size_t i = 0; i < token.size();) {
     const size_t n = Utf8SequenceLength(token, i);
     if (n == 0) return token;
-    uint32_t cp = static_cast<uint8_t>(token[i]) & (n == 1 ? 0x7F : n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    uint32_t cp = static_cast<uint8_t>(token[i]) & (n == 1   ? 0x7F
+                                                    : n == 2 ? 0x1F
+                                                    : n == 3 ? 0x0F
+                                                             : 0x07);
     for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<uint8_t>(token[i + k]) & 0x3F);
     auto it = from_cp.find(cp);
     if (it == from_cp.end()) return token;
@@ -64,20 +68,24 @@ using MatchData = std::unique_ptr<pcre2_match_data, MatchDataDeleter>;
 Code Compile(const std::string& pattern, const std::string& source) {
   int err = 0;
   PCRE2_SIZE offset = 0;
-  Code code(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(), PCRE2_UTF | PCRE2_UCP, &err,
-                          &offset, nullptr));
+  Code code(pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                          PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr));
   if (!code) {
     PCRE2_UCHAR msg[256];
     pcre2_get_error_message(err, msg, sizeof msg);
     throw Exception(Exception::kCorrupt, source + ": pre-tokenizer regex \"" + pattern +
-                                             "\" is not supported (PCRE2, at offset " + std::to_string(offset) + ": " +
+                                             "\" is not supported (PCRE2, at offset " +
+                                             std::to_string(offset) + ": " +
                                              reinterpret_cast<char*>(msg) + ")");
   }
-  pcre2_jit_compile(code.get(), PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
+  pcre2_jit_compile(code.get(),
+                    PCRE2_JIT_COMPLETE);  // falls back to the interpreter if JIT is unavailable
   return code;
 }
 
-uint64_t PairKey(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+uint64_t PairKey(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
 
 class BpeTokenizer final : public Tokenizer {
  public:
@@ -98,15 +106,15 @@ class BpeTokenizer final : public Tokenizer {
   };
   // Splits `s` by the pre-tokenizer steps from `step` on, calling emit(word).
   template <typename Emit>
-  void PreTokenize(size_t step, std::string_view s, pcre2_match_data* md, std::deque<std::string>& arena,
-                   const Emit& emit) const;
+  void PreTokenize(size_t step, std::string_view s, pcre2_match_data* md,
+                   std::deque<std::string>& arena, const Emit& emit) const;
   void EncodeWord(std::string_view word, std::vector<int32_t>& out) const;
   void MergeWord(std::string_view word, std::vector<int32_t>& out) const;
   std::string_view Normalize(std::string_view s, std::deque<std::string>& arena) const;
   void CheckId(int32_t id) const;
 
   std::string source_;
-  std::vector<std::string> bytes_;  // raw bytes of each id
+  std::vector<std::string> bytes_;                     // raw bytes of each id
   std::unordered_map<std::string, int32_t> word_ids_;  // raw bytes -> id (model vocabulary)
   std::unordered_map<uint64_t, Merge> merges_;
   int32_t byte_ids_[256];
@@ -119,7 +127,10 @@ class BpeTokenizer final : public Tokenizer {
 };
 
 BpeTokenizer::BpeTokenizer(BpeSpec spec)
-    : source_(spec.source), ignore_merges_(spec.ignore_merges), normalizers_(spec.normalizers), added_(spec.added, spec.added_options) {
+    : source_(spec.source),
+      ignore_merges_(spec.ignore_merges),
+      normalizers_(spec.normalizers),
+      added_(spec.added, spec.added_options) {
   special_ = spec.special;
   description_ = spec.description;
   const std::vector<uint32_t> to_cp = ByteToCodepoint();
@@ -142,8 +153,9 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
   for (int b = 0; b < 256; ++b) {
     auto it = word_ids_.find(std::string(1, static_cast<char>(b)));
     if (it == word_ids_.end()) {
-      throw Exception(Exception::kCorrupt,
-                      source_ + ": byte-level vocabulary has no token for byte " + std::to_string(b));
+      throw Exception(
+          Exception::kCorrupt,
+          source_ + ": byte-level vocabulary has no token for byte " + std::to_string(b));
     }
     byte_ids_[b] = it->second;
   }
@@ -152,7 +164,8 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
     const auto& [a, b] = spec.merges[r];
     auto ia = token_ids.find(a), ib = token_ids.find(b), im = token_ids.find(a + b);
     if (ia == token_ids.end() || ib == token_ids.end() || im == token_ids.end()) {
-      throw Exception(Exception::kCorrupt, source_ + ": merge " + std::to_string(r) + " (\"" + a + " " + b +
+      throw Exception(Exception::kCorrupt, source_ + ": merge " + std::to_string(r) + " (\"" + a +
+                                               " " + b +
                                                "\") uses a token that is not in the vocabulary");
     }
     merges_.emplace(PairKey(ia->second, ib->second), Merge{static_cast<int32_t>(r), im->second});
@@ -160,19 +173,22 @@ BpeTokenizer::BpeTokenizer(BpeSpec spec)
   for (auto& s : spec.pre_tokenizer) {
     Step step{s, nullptr};
     if (s.kind == BpeSpec::PreStep::Kind::kSplit) step.code = Compile(s.regex, source_);
-    if (s.kind == BpeSpec::PreStep::Kind::kByteLevel && s.use_regex) step.code = Compile(kGpt2Regex, source_);
+    if (s.kind == BpeSpec::PreStep::Kind::kByteLevel && s.use_regex)
+      step.code = Compile(kGpt2Regex, source_);
     steps_.push_back(std::move(step));
   }
 }
 
 std::string_view BpeTokenizer::Normalize(std::string_view s, std::deque<std::string>& arena) const {
   if (normalizers_.empty()) return s;
-  if (std::all_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; })) return s;
+  if (std::all_of(s.begin(), s.end(), [](char c) { return static_cast<uint8_t>(c) < 0x80; }))
+    return s;
   std::string cur(s);
   for (auto n : normalizers_) {
     int opts = UTF8PROC_STABLE;
     if (n == BpeSpec::Normalizer::kNfc || n == BpeSpec::Normalizer::kNfkc) opts |= UTF8PROC_COMPOSE;
-    if (n == BpeSpec::Normalizer::kNfd || n == BpeSpec::Normalizer::kNfkd) opts |= UTF8PROC_DECOMPOSE;
+    if (n == BpeSpec::Normalizer::kNfd || n == BpeSpec::Normalizer::kNfkd)
+      opts |= UTF8PROC_DECOMPOSE;
     if (n == BpeSpec::Normalizer::kNfkc || n == BpeSpec::Normalizer::kNfkd) opts |= UTF8PROC_COMPAT;
     utf8proc_uint8_t* dst = nullptr;
     const utf8proc_ssize_t len = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(cur.data()),
@@ -189,15 +205,16 @@ std::string_view BpeTokenizer::Normalize(std::string_view s, std::deque<std::str
 }
 
 template <typename Emit>
-void BpeTokenizer::PreTokenize(size_t step, std::string_view s, pcre2_match_data* md, std::deque<std::string>& arena,
-                               const Emit& emit) const {
+void BpeTokenizer::PreTokenize(size_t step, std::string_view s, pcre2_match_data* md,
+                               std::deque<std::string>& arena, const Emit& emit) const {
   if (s.empty()) return;
   if (step == steps_.size()) {
     emit(s);
     return;
   }
   const Step& st = steps_[step];
-  if (st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel && st.spec.add_prefix_space && s[0] != ' ') {
+  if (st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel && st.spec.add_prefix_space &&
+      s[0] != ' ') {
     arena.push_back(" " + std::string(s));
     s = arena.back();
   }
@@ -205,28 +222,34 @@ void BpeTokenizer::PreTokenize(size_t step, std::string_view s, pcre2_match_data
     PreTokenize(step + 1, s, md, arena, emit);
     return;
   }
-  const bool keep_matches = st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel || st.spec.keep_matches || st.spec.invert;
-  const bool keep_gaps = st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel || st.spec.keep_matches || !st.spec.invert;
+  const bool keep_matches =
+      st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel || st.spec.keep_matches || st.spec.invert;
+  const bool keep_gaps =
+      st.spec.kind == BpeSpec::PreStep::Kind::kByteLevel || st.spec.keep_matches || !st.spec.invert;
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(s.data());
   size_t pos = 0, gap_start = 0;
   while (pos < s.size()) {
-    const int rc = pcre2_match(st.code.get(), subject, s.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
+    const int rc =
+        pcre2_match(st.code.get(), subject, s.size(), pos, PCRE2_NO_UTF_CHECK, md, nullptr);
     if (rc == PCRE2_ERROR_NOMATCH) break;
     if (rc < 0) {
       PCRE2_UCHAR msg[256];
       pcre2_get_error_message(rc, msg, sizeof msg);
-      throw Exception(Exception::kCorrupt, source_ + ": pre-tokenizer regex failed: " + reinterpret_cast<char*>(msg));
+      throw Exception(Exception::kCorrupt,
+                      source_ + ": pre-tokenizer regex failed: " + reinterpret_cast<char*>(msg));
     }
     const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
     if (ov[1] == ov[0]) {  // an empty match splits nothing: step over one character
       pos = ov[0] + std::max<size_t>(1, Utf8SequenceLength(s, ov[0]));
       continue;
     }
-    if (keep_gaps && ov[0] > gap_start) PreTokenize(step + 1, s.substr(gap_start, ov[0] - gap_start), md, arena, emit);
+    if (keep_gaps && ov[0] > gap_start)
+      PreTokenize(step + 1, s.substr(gap_start, ov[0] - gap_start), md, arena, emit);
     if (keep_matches) PreTokenize(step + 1, s.substr(ov[0], ov[1] - ov[0]), md, arena, emit);
     gap_start = pos = ov[1];
   }
-  if (keep_gaps && gap_start < s.size()) PreTokenize(step + 1, s.substr(gap_start), md, arena, emit);
+  if (keep_gaps && gap_start < s.size())
+    PreTokenize(step + 1, s.substr(gap_start), md, arena, emit);
 }
 
 void BpeTokenizer::MergeWord(std::string_view word, std::vector<int32_t>& out) const {
@@ -241,7 +264,8 @@ void BpeTokenizer::MergeWord(std::string_view word, std::vector<int32_t>& out) c
   };
   const int n = static_cast<int>(word.size());
   std::vector<Sym> sym(n);
-  for (int i = 0; i < n; ++i) sym[i] = {byte_ids_[static_cast<uint8_t>(word[i])], i - 1, i + 1 < n ? i + 1 : -1, true};
+  for (int i = 0; i < n; ++i)
+    sym[i] = {byte_ids_[static_cast<uint8_t>(word[i])], i - 1, i + 1 < n ? i + 1 : -1, true};
   std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> queue;
   auto consider = [&](int left) {
     if (left < 0 || sym[left].next < 0) return;
@@ -323,7 +347,8 @@ std::vector<int32_t> BpeTokenizer::Encode(const std::string& text) const {
 
 void BpeTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
-    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) +
+                                                     " is outside the tokenizer's " +
                                                      std::to_string(vocab_size()) + " ids");
   }
 }
@@ -344,6 +369,8 @@ std::string BpeTokenizer::Decode(const std::vector<int32_t>& ids) const {
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> MakeBpeTokenizer(BpeSpec spec) { return std::make_unique<BpeTokenizer>(std::move(spec)); }
+std::unique_ptr<Tokenizer> MakeBpeTokenizer(BpeSpec spec) {
+  return std::make_unique<BpeTokenizer>(std::move(spec));
+}
 
 }  // namespace splitlm::partition

@@ -20,9 +20,9 @@ struct BpeSpec {
   // One pre-tokenizer step, applied to every piece the previous steps made.
   struct PreStep {
     enum class Kind { kSplit, kByteLevel } kind = Kind::kSplit;
-    std::string regex;        // kSplit: PCRE2 pattern (UTF, UCP)
-    bool keep_matches = true; // kSplit: Isolated (false: Removed)
-    bool invert = false;      // kSplit: the matches are the text kept
+    std::string regex;              // kSplit: PCRE2 pattern (UTF, UCP)
+    bool keep_matches = true;       // kSplit: Isolated (false: Removed)
+    bool invert = false;            // kSplit: the matches are the text kept
     bool add_prefix_space = false;  // kByteLevel
     bool use_regex = false;         // kByteLevel: split with the GPT-2 regex
   };

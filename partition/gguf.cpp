@@ -23,7 +23,8 @@ constexpr int kMaxDims = 4;
 // what was being read and where.
 class Reader {
  public:
-  Reader(const uint8_t* data, size_t size, const std::string& path) : data_(data), size_(size), path_(path) {}
+  Reader(const uint8_t* data, size_t size, const std::string& path)
+      : data_(data), size_(size), path_(path) {}
 
   size_t position() const { return at_; }
   size_t remaining() const { return size_ - at_; }
@@ -39,7 +40,8 @@ class Reader {
 
   std::string ReadString(const std::string& what) {
     const uint64_t n = Read<uint64_t>(what + " (length)");
-    if (n > kMaxStringBytes) Fail(path_, what + ": string length " + std::to_string(n) + " is over the limit");
+    if (n > kMaxStringBytes)
+      Fail(path_, what + ": string length " + std::to_string(n) + " is over the limit");
     if (n > remaining()) Truncated(what);
     std::string s(reinterpret_cast<const char*>(data_ + at_), n);
     at_ += n;
@@ -57,7 +59,8 @@ class Reader {
   }
 
   [[noreturn]] void Truncated(const std::string& what) const {
-    Fail(path_, "truncated: the file ends at byte " + std::to_string(size_) + " while reading " + what);
+    Fail(path_,
+         "truncated: the file ends at byte " + std::to_string(size_) + " while reading " + what);
   }
 
  private:
@@ -69,10 +72,17 @@ class Reader {
 
 size_t ScalarBytes(GgufType t) {
   switch (t) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-    case GgufType::kUint16: case GgufType::kInt16: return 2;
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
-    case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kBool: return 1;
+    case GgufType::kUint16:
+    case GgufType::kInt16: return 2;
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kFloat32: return 4;
+    case GgufType::kUint64:
+    case GgufType::kInt64:
+    case GgufType::kFloat64: return 8;
     case GgufType::kString: return 8;  // at least its length
     case GgufType::kArray: return 12;  // at least its element type and count
   }
@@ -81,13 +91,14 @@ size_t ScalarBytes(GgufType t) {
 
 GgufType ReadValueType(Reader& r, const std::string& what, const std::string& path) {
   const uint32_t t = r.Read<uint32_t>(what);
-  if (t > static_cast<uint32_t>(GgufType::kFloat64)) Fail(path, what + ": unknown value type " + std::to_string(t));
+  if (t > static_cast<uint32_t>(GgufType::kFloat64))
+    Fail(path, what + ": unknown value type " + std::to_string(t));
   return static_cast<GgufType>(t);
 }
 
 // Reads one scalar of type `t` into `integer`, `real` or `text`.
-void ReadScalar(Reader& r, GgufType t, const std::string& what, const std::string& path, int64_t* integer,
-                double* real, std::string* text) {
+void ReadScalar(Reader& r, GgufType t, const std::string& what, const std::string& path,
+                int64_t* integer, double* real, std::string* text) {
   switch (t) {
     case GgufType::kUint8: *integer = r.Read<uint8_t>(what); return;
     case GgufType::kInt8: *integer = r.Read<int8_t>(what); return;
@@ -98,7 +109,8 @@ void ReadScalar(Reader& r, GgufType t, const std::string& what, const std::strin
     case GgufType::kInt64: *integer = r.Read<int64_t>(what); return;
     case GgufType::kUint64: {
       const uint64_t v = r.Read<uint64_t>(what);
-      if (v > static_cast<uint64_t>(INT64_MAX)) Fail(path, what + ": uint64 " + std::to_string(v) + " is too large");
+      if (v > static_cast<uint64_t>(INT64_MAX))
+        Fail(path, what + ": uint64 " + std::to_string(v) + " is too large");
       *integer = static_cast<int64_t>(v);
       return;
     }
@@ -178,21 +190,25 @@ void PlaceTensors(GgufHeader& h, size_t size, const std::string& path) {
   for (auto& t : h.tensors) {
     const std::string where = "tensor \"" + t.name + "\"";
     if (t.offset % h.alignment != 0) {
-      Fail(path, where + ": offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
-                     std::to_string(h.alignment));
+      Fail(path, where + ": offset " + std::to_string(t.offset) +
+                     " is not a multiple of the alignment " + std::to_string(h.alignment));
     }
     const uint64_t data_size = size - h.data_start;
     if (t.offset > data_size || t.bytes > data_size - t.offset) {
-      Fail(path, where + ": its " + std::to_string(t.bytes) + " bytes at data offset " + std::to_string(t.offset) +
-                     " end past the end of the file (the data section has " + std::to_string(data_size) + " bytes)");
+      Fail(path, where + ": its " + std::to_string(t.bytes) + " bytes at data offset " +
+                     std::to_string(t.offset) +
+                     " end past the end of the file (the data section has " +
+                     std::to_string(data_size) + " bytes)");
     }
     t.offset += h.data_start;
     by_offset.push_back(&t);
   }
-  std::sort(by_offset.begin(), by_offset.end(), [](auto* a, auto* b) { return a->offset < b->offset; });
+  std::sort(by_offset.begin(), by_offset.end(),
+            [](auto* a, auto* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < by_offset.size(); ++i) {
     if (by_offset[i]->offset < by_offset[i - 1]->offset + by_offset[i - 1]->bytes) {
-      Fail(path, "tensor \"" + by_offset[i]->name + "\" overlaps tensor \"" + by_offset[i - 1]->name + "\"");
+      Fail(path, "tensor \"" + by_offset[i]->name + "\" overlaps tensor \"" +
+                     by_offset[i - 1]->name + "\"");
     }
   }
 }
@@ -277,11 +293,15 @@ std::string GgmlTypeName(uint32_t type) {
 
 bool GgufValue::is_integer() const {
   switch (type) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kUint16: case GgufType::kInt16:
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kUint64: case GgufType::kInt64:
-      return true;
-    default:
-      return false;
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kUint16:
+    case GgufType::kInt16:
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kUint64:
+    case GgufType::kInt64: return true;
+    default: return false;
   }
 }
 
@@ -294,17 +314,20 @@ GgufHeader ParseGgufHeader(const uint8_t* file, size_t size, const std::string& 
     Fail(path, "GGUF version " + std::to_string(h.version) + " is not supported (2 and 3 are)");
   }
   const uint64_t n_tensors = r.ReadCount("the tensor count", 8 + 4 + 8 + 4 + 8);
-  if (n_tensors > kMaxTensors) Fail(path, "tensor count " + std::to_string(n_tensors) + " is over the limit");
+  if (n_tensors > kMaxTensors)
+    Fail(path, "tensor count " + std::to_string(n_tensors) + " is over the limit");
   const uint64_t n_kv = r.ReadCount("the metadata count", 8 + 4 + 1);
   for (uint64_t i = 0; i < n_kv; ++i) {
     std::string key = r.ReadString("metadata key " + std::to_string(i));
     GgufValue value = ReadValue(r, key, path);
-    if (!h.metadata.emplace(key, std::move(value)).second) Fail(path, "metadata key \"" + key + "\" appears twice");
+    if (!h.metadata.emplace(key, std::move(value)).second)
+      Fail(path, "metadata key \"" + key + "\" appears twice");
     h.key_order.push_back(std::move(key));
   }
   if (auto a = h.metadata.find("general.alignment"); a != h.metadata.end()) {
     const GgufValue& v = a->second;
-    if (!v.is_integer() || v.integer <= 0 || v.integer > 65536 || (v.integer & (v.integer - 1)) != 0) {
+    if (!v.is_integer() || v.integer <= 0 || v.integer > 65536 ||
+        (v.integer & (v.integer - 1)) != 0) {
       Fail(path, "\"general.alignment\" must be an integer power of two up to 65536");
     }
     h.alignment = static_cast<uint64_t>(v.integer);
@@ -330,7 +353,8 @@ std::unique_ptr<GgufFile> GgufFile::Open(const std::string& path) {
   f->file_ = MappedFile::Open(path, 8, "GGUF");
   f->header_ = ParseGgufHeader(f->file_->data(), f->file_->size(), path);
   f->digest_ = f->file_->Digest(0, f->file_->size());
-  for (size_t i = 0; i < f->header_.tensors.size(); ++i) f->tensor_index_[f->header_.tensors[i].name] = i;
+  for (size_t i = 0; i < f->header_.tensors.size(); ++i)
+    f->tensor_index_[f->header_.tensors[i].name] = i;
   return f;
 }
 

@@ -22,7 +22,8 @@ class Meta {
 
   std::string Key(const std::string& suffix) const {
     return suffix.rfind("tokenizer.", 0) == 0 || suffix.rfind("general.", 0) == 0
-               ? suffix : arch_ + "." + suffix;
+               ? suffix
+               : arch_ + "." + suffix;
   }
   const GgufValue* Find(const std::string& suffix) const { return file_.Find(Key(suffix)); }
 
@@ -48,7 +49,9 @@ class Meta {
       if (def < 0) Fail(file_, "missing metadata key \"" + Key(suffix) + "\"");
       return def;
     }
-    const double x = v->is_real() ? v->real : v->is_integer() ? static_cast<double>(v->integer) : -1;
+    const double x = v->is_real()      ? v->real
+                     : v->is_integer() ? static_cast<double>(v->integer)
+                                       : -1;
     if (!(x > 0)) Fail(file_, "metadata key \"" + Key(suffix) + "\" must be a positive number");
     return x;
   }
@@ -83,7 +86,8 @@ Arch ArchOf(const GgufFile& file) {
   }
   if (v->text == "llama") return Arch::kLlama;
   if (v->text == "qwen2") return Arch::kQwen2;
-  Fail(file, "unsupported architecture \"" + v->text + "\" (general.architecture; supported: llama, qwen2)");
+  Fail(file, "unsupported architecture \"" + v->text +
+                 "\" (general.architecture; supported: llama, qwen2)");
 }
 
 // The layer of a tensor named "blk.N....", or -1.
@@ -91,7 +95,8 @@ int64_t BlockIndex(const std::string& name) {
   if (name.compare(0, 4, "blk.") != 0) return -1;
   int64_t n = 0;
   size_t i = 4;
-  for (; i < name.size() && i < 13 && name[i] >= '0' && name[i] <= '9'; ++i) n = n * 10 + (name[i] - '0');
+  for (; i < name.size() && i < 13 && name[i] >= '0' && name[i] <= '9'; ++i)
+    n = n * 10 + (name[i] - '0');
   return i > 4 && i < name.size() && name[i] == '.' ? n : -1;
 }
 
@@ -113,11 +118,12 @@ void ReadShapes(const Meta& m, ModelConfig& c, const GgufFile& file) {
   if (c.head_dim % 2 != 0) Fail(file, "the head dimension must be even for rotary embeddings");
   if (c.num_heads % c.num_kv_heads != 0) {
     Fail(file, "attention.head_count " + std::to_string(c.num_heads) +
-                   " is not a multiple of attention.head_count_kv " + std::to_string(c.num_kv_heads));
+                   " is not a multiple of attention.head_count_kv " +
+                   std::to_string(c.num_kv_heads));
   }
   if (m.Int("rope.dimension_count", c.head_dim) != c.head_dim) {
-    Fail(file, "\"" + m.Key("rope.dimension_count") + "\" = " +
-                   std::to_string(m.Int("rope.dimension_count")) +
+    Fail(file, "\"" + m.Key("rope.dimension_count") +
+                   "\" = " + std::to_string(m.Int("rope.dimension_count")) +
                    " rotates part of each head; only full rotary (" + std::to_string(c.head_dim) +
                    ") is supported");
   }
@@ -132,12 +138,14 @@ void ReadFreqFactors(const GgufFile& file, const GgufTensor& t, ModelConfig& c) 
                    std::to_string(half) + "] (half the head dimension)");
   }
   if (!CanConvertToF32(t.type)) {
-    Fail(file, "tensor \"rope_freqs.weight\" has type " + GgmlTypeName(t.type) + ", which splitlm cannot load yet");
+    Fail(file, "tensor \"rope_freqs.weight\" has type " + GgmlTypeName(t.type) +
+                   ", which splitlm cannot load yet");
   }
   c.rope_scaling.freq_factors.resize(static_cast<size_t>(half));
   TensorToF32(TensorRef{file.data(t), t.type, {half}, 0}, c.rope_scaling.freq_factors.data());
   for (float f : c.rope_scaling.freq_factors) {
-    if (!(f > 0) || !std::isfinite(f)) Fail(file, "tensor \"rope_freqs.weight\" holds a factor that is not a positive number");
+    if (!(f > 0) || !std::isfinite(f))
+      Fail(file, "tensor \"rope_freqs.weight\" holds a factor that is not a positive number");
   }
 }
 
@@ -146,7 +154,8 @@ void ReadRope(const Meta& m, ModelConfig& c, const GgufFile& file) {
   c.rms_norm_eps = m.Positive("attention.layer_norm_rms_epsilon", -1);
   std::string type = "none";
   if (const GgufValue* v = m.Find("rope.scaling.type")) {
-    if (v->type != GgufType::kString) Fail(file, "\"" + m.Key("rope.scaling.type") + "\" must be a string");
+    if (v->type != GgufType::kString)
+      Fail(file, "\"" + m.Key("rope.scaling.type") + "\" must be a string");
     type = v->text;
   }
   const double factor = m.Find("rope.scaling.factor") ? m.Positive("rope.scaling.factor", 1.0)
@@ -166,10 +175,12 @@ void ReadVocabulary(const Meta& m, ModelConfig& c, const GgufFile& file) {
   const GgufTensor* embd = file.FindTensor("token_embd.weight");
   if (tokens != nullptr && tokens->type == GgufType::kArray && !tokens->texts.empty()) {
     c.vocab_size = static_cast<int>(tokens->texts.size());
-  } else if (embd != nullptr && embd->dims.size() == 2 && embd->dims[1] > 0 && embd->dims[1] <= (1 << 30)) {
+  } else if (embd != nullptr && embd->dims.size() == 2 && embd->dims[1] > 0 &&
+             embd->dims[1] <= (1 << 30)) {
     c.vocab_size = static_cast<int>(embd->dims[1]);
   } else {
-    Fail(file, "no vocabulary size: neither \"tokenizer.ggml.tokens\" nor a 2-D \"token_embd.weight\"");
+    Fail(file,
+         "no vocabulary size: neither \"tokenizer.ggml.tokens\" nor a 2-D \"token_embd.weight\"");
   }
   c.bos_token_id = m.TokenId("tokenizer.ggml.bos_token_id", c.vocab_size).value_or(1);
   c.eos_token_ids = {m.TokenId("tokenizer.ggml.eos_token_id", c.vocab_size).value_or(2)};
@@ -178,7 +189,8 @@ void ReadVocabulary(const Meta& m, ModelConfig& c, const GgufFile& file) {
     if (id && !c.IsEos(*id)) c.eos_token_ids.push_back(*id);
   }
   if (c.bos_token_id >= c.vocab_size || c.eos_token_ids[0] >= c.vocab_size) {
-    Fail(file, "the default BOS/EOS ids 1/2 are outside the vocabulary of " + std::to_string(c.vocab_size));
+    Fail(file, "the default BOS/EOS ids 1/2 are outside the vocabulary of " +
+                   std::to_string(c.vocab_size));
   }
 }
 

@@ -34,7 +34,7 @@ std::string GgufTensorName(const std::string& hf_name);
 // The tensor `hf_name` of `file`, whose shape in Hugging Face's order must be
 // `expected`. Throws Exception(kCorrupt) naming the file and both names if it is
 // missing, of another shape, or of a type splitlm cannot load.
-TensorRef GgufTensorRef(const GgufFile& file, const ModelConfig& config,
-                        const std::string& hf_name, const std::vector<int64_t>& expected);
+TensorRef GgufTensorRef(const GgufFile& file, const ModelConfig& config, const std::string& hf_name,
+                        const std::vector<int64_t>& expected);
 
 }  // namespace splitlm::partition

@@ -35,14 +35,41 @@ bool AllowsQuantization(const GgufTensor& t) {
   if (NDims(t) < 2) return false;
   const std::string& name = t.name;
   if (name.size() < 6 || name.compare(name.size() - 6, 6, "weight") != 0) return false;
-  static const char* const kKept[] = {
-      "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel", "per_layer_model_proj",
-      "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight", "indexer.q_proj.weight", "time_mix_first.weight",
-      "time_mix_w0.weight", "time_mix_w1.weight", "time_mix_w2.weight", "time_mix_v0.weight", "time_mix_v1.weight",
-      "time_mix_v2.weight", "time_mix_a0.weight", "time_mix_a1.weight", "time_mix_a2.weight", "time_mix_g1.weight",
-      "time_mix_g2.weight", "time_mix_decay_w1.weight", "time_mix_decay_w2.weight", "time_mix_lerp_fused.weight",
-      "attn_rel_b.weight", ".position_embd", "sam.pos_embd", "sam.neck.", "sam.net_", ".rel_pos", ".patch_embd",
-      ".patch_merger", "a.rvq.codebook", "mm.a.code_embd"};
+  static const char* const kKept[] = {"_norm.weight",
+                                      "ffn_gate_inp.weight",
+                                      "ffn_gate_tid2eid.weight",
+                                      "altup",
+                                      "laurel",
+                                      "per_layer_model_proj",
+                                      "ssm_conv1d",
+                                      "shortconv.conv.weight",
+                                      "indexer.k_proj.weight",
+                                      "indexer.q_proj.weight",
+                                      "time_mix_first.weight",
+                                      "time_mix_w0.weight",
+                                      "time_mix_w1.weight",
+                                      "time_mix_w2.weight",
+                                      "time_mix_v0.weight",
+                                      "time_mix_v1.weight",
+                                      "time_mix_v2.weight",
+                                      "time_mix_a0.weight",
+                                      "time_mix_a1.weight",
+                                      "time_mix_a2.weight",
+                                      "time_mix_g1.weight",
+                                      "time_mix_g2.weight",
+                                      "time_mix_decay_w1.weight",
+                                      "time_mix_decay_w2.weight",
+                                      "time_mix_lerp_fused.weight",
+                                      "attn_rel_b.weight",
+                                      ".position_embd",
+                                      "sam.pos_embd",
+                                      "sam.neck.",
+                                      "sam.net_",
+                                      ".rel_pos",
+                                      ".patch_embd",
+                                      ".patch_merger",
+                                      "a.rvq.codebook",
+                                      "mm.a.code_embd"};
   for (const char* k : kKept) {
     if (Contains(name, k)) return false;
   }
@@ -60,7 +87,8 @@ int LayerOf(const std::string& name) {
 }
 
 bool IsAttnV(const std::string& name) {
-  return Contains(name, "attn_v.weight") || Contains(name, "attn_qkv.weight") || Contains(name, "attn_kv_b.weight");
+  return Contains(name, "attn_v.weight") || Contains(name, "attn_qkv.weight") ||
+         Contains(name, "attn_kv_b.weight");
 }
 
 // What llama_tensor_get_type_impl needs to know of the model and the walk.
@@ -99,7 +127,8 @@ uint32_t Q4KMLayerType(PlanState& s, const std::string& name) {
   if (IsAttnV(name)) {
     if (UseMoreBits(s.i_attention_wv, s.n_attention_wv)) type = T(GgmlType::kQ6_K);
     // LLM_TYPE_70B (Llama with 80 blocks) lifts Q4_K to Q5_K.
-    if (s.arch == "llama" && s.n_layer == 80 && type == T(GgmlType::kQ4_K)) type = T(GgmlType::kQ5_K);
+    if (s.arch == "llama" && s.n_layer == 80 && type == T(GgmlType::kQ4_K))
+      type = T(GgmlType::kQ5_K);
     if (s.n_expert == 8) type = T(GgmlType::kQ8_0);
     ++s.i_attention_wv;
   } else if (Contains(name, "attn_k.weight")) {
@@ -109,7 +138,9 @@ uint32_t Q4KMLayerType(PlanState& s, const std::string& name) {
     if (s.n_expert > 1) i_layer = LayerOf(name);
     const int n = s.n_ffn_down;
     if (s.arch == "falcon") {
-      type = i_layer < n / 16 ? T(GgmlType::kQ6_K) : UseMoreBits(i_layer, n) ? T(GgmlType::kQ5_K) : type;
+      type = i_layer < n / 16          ? T(GgmlType::kQ6_K)
+             : UseMoreBits(i_layer, n) ? T(GgmlType::kQ5_K)
+                                       : type;
     } else if (UseMoreBits(i_layer, n)) {
       type = T(GgmlType::kQ6_K);
     }
@@ -155,7 +186,8 @@ std::optional<uint32_t> TensorType(PlanState& s, const GgufTensor& t, QuantizeTa
   uint32_t type = DefaultType(target);
   const auto block = GgmlBlockOf(type);
   if (block->values == 1) return type;  // not a quantised type: no mixture
-  const bool output = t.name == "output.weight" || (s.tied_embeddings && t.name == "token_embd.weight");
+  const bool output =
+      t.name == "output.weight" || (s.tied_embeddings && t.name == "token_embd.weight");
   if (output) {
     if (s.arch == "falcon" || t.dims[0] % block->values != 0) {
       type = T(GgmlType::kQ8_0);
@@ -208,11 +240,13 @@ void WriteConverted(const GgufFile& src, const GgufTensor& t, uint32_t type, Ggu
   }
   if (t.type != T(GgmlType::kF32) && t.type != T(GgmlType::kF16) && t.type != T(GgmlType::kBF16)) {
     throw Exception(Exception::kInvalidArgument,
-                    src.path() + ": tensor \"" + t.name + "\" is " + GgmlTypeName(t.type) + ": making it " +
-                        GgmlTypeName(type) + " needs an F32, F16 or BF16 source (start from the unquantised file)");
+                    src.path() + ": tensor \"" + t.name + "\" is " + GgmlTypeName(t.type) +
+                        ": making it " + GgmlTypeName(type) +
+                        " needs an F32, F16 or BF16 source (start from the unquantised file)");
   }
   const int64_t row = t.dims[0];
-  const uint64_t src_row_bytes = GgmlBlockOf(t.type)->bytes * static_cast<uint64_t>(row / GgmlBlockOf(t.type)->values);
+  const uint64_t src_row_bytes =
+      GgmlBlockOf(t.type)->bytes * static_cast<uint64_t>(row / GgmlBlockOf(t.type)->values);
   const auto block = GgmlBlockOf(type);
   std::vector<float> values(static_cast<size_t>(row));
   std::vector<uint8_t> out(static_cast<size_t>(row / block->values * block->bytes));
@@ -222,8 +256,8 @@ void WriteConverted(const GgufFile& src, const GgufTensor& t, uint32_t type, Ggu
     try {
       QuantizeRow(type, values.data(), out.data(), row);
     } catch (const Exception& e) {
-      throw Exception(e.code(), src.path() + ": tensor \"" + t.name + "\" row " + std::to_string(at / src_row_bytes) +
-                                    ": " + e.what());
+      throw Exception(e.code(), src.path() + ": tensor \"" + t.name + "\" row " +
+                                    std::to_string(at / src_row_bytes) + ": " + e.what());
     }
     w.WriteTensorData(out.data(), out.size());
   }
@@ -233,14 +267,17 @@ void WriteConverted(const GgufFile& src, const GgufTensor& t, uint32_t type, Ggu
 
 std::optional<QuantizeTarget> ParseQuantizeTarget(const std::string& name) {
   static const std::map<std::string, QuantizeTarget> kNames = {
-      {"f32", QuantizeTarget::kF32},   {"f16", QuantizeTarget::kF16},   {"bf16", QuantizeTarget::kBF16},
-      {"q8_0", QuantizeTarget::kQ8_0}, {"q4_0", QuantizeTarget::kQ4_0}, {"q4_k_m", QuantizeTarget::kQ4_K_M}};
+      {"f32", QuantizeTarget::kF32},   {"f16", QuantizeTarget::kF16},
+      {"bf16", QuantizeTarget::kBF16}, {"q8_0", QuantizeTarget::kQ8_0},
+      {"q4_0", QuantizeTarget::kQ4_0}, {"q4_k_m", QuantizeTarget::kQ4_K_M}};
   auto it = kNames.find(name);
   if (it == kNames.end()) return std::nullopt;
   return it->second;
 }
 
-std::vector<std::string> QuantizeTargetNames() { return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"}; }
+std::vector<std::string> QuantizeTargetNames() {
+  return {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m"};
+}
 
 std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget target,
                                       std::vector<std::string>* notes) {
@@ -253,7 +290,8 @@ std::vector<uint32_t> PlanTensorTypes(const GgufHeader& header, QuantizeTarget t
       note = "row length " + std::to_string(t->dims[0]) + " is not a multiple of the " +
              GgmlTypeName(DefaultType(target)) + " block (llama-quantize stops here)";
     } else if (*type != t->type && !IsQuantizeSupported(*type)) {
-      note = "llama-quantize would make it " + GgmlTypeName(*type) + ", a type splitlm does not write";
+      note =
+          "llama-quantize would make it " + GgmlTypeName(*type) + ", a type splitlm does not write";
     }
     types[t] = note.empty() ? *type : t->type;
     if (!note.empty() && notes != nullptr) {
@@ -270,8 +308,9 @@ std::vector<std::string> QuantizeGguf(const std::string& src_path, const std::st
   const auto src = GgufFile::Open(src_path);
   const GgufHeader& h = src->header();
   if (IntKey(h, "split.count", 1) > 1) {
-    throw Exception(Exception::kInvalidArgument,
-                    src_path + ": a split GGUF file (split.count > 1) is not supported: merge it first");
+    throw Exception(
+        Exception::kInvalidArgument,
+        src_path + ": a split GGUF file (split.count > 1) is not supported: merge it first");
   }
   std::vector<std::string> notes;
   const std::vector<uint32_t> types = PlanTensorTypes(h, options.target, &notes);

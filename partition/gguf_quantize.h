@@ -16,7 +16,14 @@ namespace splitlm::partition {
 
 // The file types splitlm writes, numbered as llama.h `llama_ftype` (the
 // value of "general.file_type").
-enum class QuantizeTarget : uint32_t { kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 7, kQ4_K_M = 15, kBF16 = 32 };
+enum class QuantizeTarget : uint32_t {
+  kF32 = 0,
+  kF16 = 1,
+  kQ4_0 = 2,
+  kQ8_0 = 7,
+  kQ4_K_M = 15,
+  kBF16 = 32
+};
 
 // "f32", "f16", "bf16", "q8_0", "q4_0", "q4_k_m" (lower case); nullopt for
 // anything else.

@@ -9,10 +9,12 @@
 namespace splitlm::partition {
 
 const char kLlama3Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 const char kQwen2Regex[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 namespace {
@@ -20,7 +22,8 @@ namespace {
 const GgufValue& Require(const GgufFile& g, const std::string& key) {
   const GgufValue* v = g.Find(key);
   if (v == nullptr)
-    throw Exception(Exception::kNotFound, g.path() + ": no " + key + " (the file carries no tokenizer)");
+    throw Exception(Exception::kNotFound,
+                    g.path() + ": no " + key + " (the file carries no tokenizer)");
   return *v;
 }
 
@@ -49,8 +52,9 @@ std::vector<int32_t> TokenTypes(const GgufFile& g, size_t n) {
   const GgufValue* v = g.Find("tokenizer.ggml.token_type");
   if (v == nullptr) return types;
   if (v->type != GgufType::kArray || v->integers.size() != n) {
-    throw Exception(Exception::kCorrupt,
-                    g.path() + ": tokenizer.ggml.token_type is not an integer array of one type per token");
+    throw Exception(
+        Exception::kCorrupt,
+        g.path() + ": tokenizer.ggml.token_type is not an integer array of one type per token");
   }
   for (size_t i = 0; i < n; ++i) types[i] = static_cast<int32_t>(v->integers[i]);
   return types;
@@ -58,24 +62,26 @@ std::vector<int32_t> TokenTypes(const GgufFile& g, size_t n) {
 
 // BOS/EOS from the keys; the end-of-generation set as llama.cpp builds it:
 // the eos, eot and eom ids, and control tokens with the usual end texts.
-SpecialTokens Specials(const GgufFile& g, const std::vector<std::string>& tokens, const std::vector<int32_t>& types,
-                       bool default_add_bos) {
+SpecialTokens Specials(const GgufFile& g, const std::vector<std::string>& tokens,
+                       const std::vector<int32_t>& types, bool default_add_bos) {
   SpecialTokens s;
   const auto n = static_cast<int64_t>(tokens.size());
   auto checked = [&](const std::string& key) -> std::optional<int32_t> {
     auto id = Int(g, key);
     if (!id) return std::nullopt;
     if (*id < 0 || *id >= n) {
-      throw Exception(Exception::kCorrupt, g.path() + ": " + key + " = " + std::to_string(*id) + " is outside the " +
-                                               std::to_string(n) + " tokens");
+      throw Exception(Exception::kCorrupt, g.path() + ": " + key + " = " + std::to_string(*id) +
+                                               " is outside the " + std::to_string(n) + " tokens");
     }
     return static_cast<int32_t>(*id);
   };
   s.bos_id = checked("tokenizer.ggml.bos_token_id");
-  s.add_bos = Bool(g, "tokenizer.ggml.add_bos_token").value_or(default_add_bos) && s.bos_id.has_value();
+  s.add_bos =
+      Bool(g, "tokenizer.ggml.add_bos_token").value_or(default_add_bos) && s.bos_id.has_value();
   if (s.bos_id) s.bos_token = tokens[*s.bos_id];
   auto add = [&](int32_t id) {
-    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), id) == s.eos_ids.end()) s.eos_ids.push_back(id);
+    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), id) == s.eos_ids.end())
+      s.eos_ids.push_back(id);
   };
   if (auto e = checked("tokenizer.ggml.eos_token_id")) {
     add(*e);
@@ -84,8 +90,9 @@ SpecialTokens Specials(const GgufFile& g, const std::vector<std::string>& tokens
   for (const char* key : {"tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"}) {
     if (auto e = checked(key)) add(*e);
   }
-  static const char* const kEndTexts[] = {"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                                          "<|eom_id|>", "<EOT>", "<|end_of_text|>"};
+  static const char* const kEndTexts[] = {"<|eot_id|>",    "<|im_end|>",     "<|end|>",
+                                          "<end_of_turn>", "<|endoftext|>",  "<|eom_id|>",
+                                          "<EOT>",         "<|end_of_text|>"};
   for (int64_t id = 0; id < n; ++id) {
     if (types[id] != SpmVocabSpec::kControl) continue;
     for (const char* t : kEndTexts) {
@@ -101,14 +108,16 @@ std::unique_ptr<Tokenizer> OpenSpm(const GgufFile& g) {
   spec.pieces = Texts(g, "tokenizer.ggml.tokens");
   const GgufValue& scores = Require(g, "tokenizer.ggml.scores");
   if (scores.type != GgufType::kArray || scores.reals.size() != spec.pieces.size()) {
-    throw Exception(Exception::kCorrupt,
-                    g.path() + ": tokenizer.ggml.scores is not a float array of one score per token");
+    throw Exception(
+        Exception::kCorrupt,
+        g.path() + ": tokenizer.ggml.scores is not a float array of one score per token");
   }
   spec.scores.assign(scores.reals.begin(), scores.reals.end());
   spec.types = TokenTypes(g, spec.pieces.size());
   spec.add_space_prefix = Bool(g, "tokenizer.ggml.add_space_prefix").value_or(true);
   spec.special = Specials(g, spec.pieces, spec.types, true);
-  spec.description = g.path() + " (GGUF SentencePiece-style vocabulary, " + std::to_string(spec.pieces.size()) + " tokens)";
+  spec.description = g.path() + " (GGUF SentencePiece-style vocabulary, " +
+                     std::to_string(spec.pieces.size()) + " tokens)";
   return MakeSpmVocabTokenizer(std::move(spec));
 }
 
@@ -116,7 +125,8 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
   BpeSpec spec;
   spec.source = g.path();
   const GgufValue* pre_v = g.Find("tokenizer.ggml.pre");
-  const std::string pre = pre_v != nullptr && pre_v->type == GgufType::kString ? pre_v->text : "default";
+  const std::string pre =
+      pre_v != nullptr && pre_v->type == GgufType::kString ? pre_v->text : "default";
   BpeSpec::PreStep step;
   bool add_bos = true;
   if (pre == "llama-bpe" || pre == "llama3") {
@@ -128,8 +138,9 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
   } else if (pre == "default" || pre == "gpt-2") {
     step.regex = kGpt2Regex;
   } else {
-    throw Exception(Exception::kCorrupt, g.path() + ": unsupported tokenizer.ggml.pre \"" + pre +
-                                             "\" (supported: llama-bpe, llama3, qwen2, gpt-2, default)");
+    throw Exception(Exception::kCorrupt,
+                    g.path() + ": unsupported tokenizer.ggml.pre \"" + pre +
+                        "\" (supported: llama-bpe, llama3, qwen2, gpt-2, default)");
   }
   spec.pre_tokenizer.push_back(step);
   const std::vector<std::string>& tokens = Texts(g, "tokenizer.ggml.tokens");
@@ -145,11 +156,13 @@ std::unique_ptr<Tokenizer> OpenBpe(const GgufFile& g) {
   for (const std::string& m : Texts(g, "tokenizer.ggml.merges")) {
     const size_t sp = m.find(' ', 1);
     if (sp == std::string::npos)
-      throw Exception(Exception::kCorrupt, g.path() + ": tokenizer.ggml.merges has \"" + m + "\", not \"a b\"");
+      throw Exception(Exception::kCorrupt,
+                      g.path() + ": tokenizer.ggml.merges has \"" + m + "\", not \"a b\"");
     spec.merges.emplace_back(m.substr(0, sp), m.substr(sp + 1));
   }
   spec.special = Specials(g, tokens, types, add_bos);
-  spec.description = g.path() + " (GGUF byte-level BPE, pre " + pre + ", " + std::to_string(tokens.size()) + " tokens)";
+  spec.description = g.path() + " (GGUF byte-level BPE, pre " + pre + ", " +
+                     std::to_string(tokens.size()) + " tokens)";
   return MakeBpeTokenizer(std::move(spec));
 }
 
@@ -161,8 +174,8 @@ std::unique_ptr<Tokenizer> OpenGgufTokenizer(const GgufFile& gguf) {
     throw Exception(Exception::kCorrupt, gguf.path() + ": tokenizer.ggml.model is not a string");
   if (model.text == "llama") return OpenSpm(gguf);
   if (model.text == "gpt2") return OpenBpe(gguf);
-  throw Exception(Exception::kCorrupt,
-                  gguf.path() + ": unsupported tokenizer.ggml.model \"" + model.text + "\" (supported: llama, gpt2)");
+  throw Exception(Exception::kCorrupt, gguf.path() + ": unsupported tokenizer.ggml.model \"" +
+                                           model.text + "\" (supported: llama, gpt2)");
 }
 
 }  // namespace splitlm::partition

@@ -7,11 +7,11 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "transport/error.h"
 #include "partition/gguf_tokenizer.h"
 #include "partition/gguf_writer.h"
 #include "partition/json_file.h"
 #include "partition/spm_model_proto.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -45,13 +45,17 @@ struct Specials {
 // The special ids, then add_bos_token and add_eos_token, in SpecialVocab's order.
 void AddSpecials(const Specials& s, const json& cfg, GgufVocab& out) {
   const std::pair<const char*, std::optional<int32_t>> ids[] = {
-      {"tokenizer.ggml.bos_token_id", s.bos}, {"tokenizer.ggml.eos_token_id", s.eos},
-      {"tokenizer.ggml.unknown_token_id", s.unk}, {"tokenizer.ggml.padding_token_id", s.pad}};
+      {"tokenizer.ggml.bos_token_id", s.bos},
+      {"tokenizer.ggml.eos_token_id", s.eos},
+      {"tokenizer.ggml.unknown_token_id", s.unk},
+      {"tokenizer.ggml.padding_token_id", s.pad}};
   for (const auto& [key, id] : ids) {
     if (id) out.keys.emplace_back(key, GgufU32(*id));
   }
-  out.keys.emplace_back("tokenizer.ggml.add_bos_token", GgufBool(Flag(cfg, "add_bos_token").value_or(s.bos.has_value())));
-  out.keys.emplace_back("tokenizer.ggml.add_eos_token", GgufBool(Flag(cfg, "add_eos_token").value_or(false)));
+  out.keys.emplace_back("tokenizer.ggml.add_bos_token",
+                        GgufBool(Flag(cfg, "add_bos_token").value_or(s.bos.has_value())));
+  out.keys.emplace_back("tokenizer.ggml.add_eos_token",
+                        GgufBool(Flag(cfg, "add_eos_token").value_or(false)));
 }
 
 GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int vocab_size) {
@@ -59,8 +63,9 @@ GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int v
   GgufVocab out;
   const auto n = static_cast<int>(m.pieces.size());
   if (m.model_type != 2) {
-    out.note = path.string() + ": a SentencePiece model of type " + std::to_string(m.model_type) +
-               " (not BPE): GGUF's \"llama\" tokenizer would not reproduce it; no vocabulary written";
+    out.note =
+        path.string() + ": a SentencePiece model of type " + std::to_string(m.model_type) +
+        " (not BPE): GGUF's \"llama\" tokenizer would not reproduce it; no vocabulary written";
     return out;
   }
   if (n > vocab_size) {
@@ -68,7 +73,8 @@ GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int v
                std::to_string(vocab_size) + " token rows; no vocabulary written";
     return out;
   }
-  GgufValue tokens = GgufArray(GgufType::kString), scores = GgufArray(GgufType::kFloat32), types = GgufArray(GgufType::kInt32);
+  GgufValue tokens = GgufArray(GgufType::kString), scores = GgufArray(GgufType::kFloat32),
+            types = GgufArray(GgufType::kInt32);
   for (int id = 0; id < vocab_size; ++id) {
     const bool pad = id >= n;
     tokens.texts.push_back(pad ? "[PAD" + std::to_string(id) + "]" : m.pieces[id]);
@@ -80,7 +86,8 @@ GgufVocab SentencePieceVocab(const std::string& dir, const fs::path& path, int v
   out.keys.emplace_back("tokenizer.ggml.tokens", std::move(tokens));
   out.keys.emplace_back("tokenizer.ggml.scores", std::move(scores));
   out.keys.emplace_back("tokenizer.ggml.token_type", std::move(types));
-  if (!m.add_dummy_prefix) out.keys.emplace_back("tokenizer.ggml.add_space_prefix", GgufBool(false));
+  if (!m.add_dummy_prefix)
+    out.keys.emplace_back("tokenizer.ggml.add_space_prefix", GgufBool(false));
   AddSpecials({m.bos_id, m.eos_id, m.unk_id, m.pad_id}, TokenizerConfig(dir), out);
   return out;
 }
@@ -114,13 +121,17 @@ std::string PreName(const json& tok) {
 // convert_hf_to_gguf.py's does_token_look_special.
 bool LooksSpecial(const std::string& t) {
   auto starts = [&](const std::string& s) { return t.rfind(s, 0) == 0; };
-  auto ends = [&](const std::string& s) { return t.size() >= s.size() && t.compare(t.size() - s.size(), s.size(), s) == 0; };
-  return t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]" || (starts("<|") && ends("|>")) ||
-         (starts("<\xef\xbd\x9c") && ends("\xef\xbd\x9c>")) || starts("<start_of_") || starts("<end_of_");
+  auto ends = [&](const std::string& s) {
+    return t.size() >= s.size() && t.compare(t.size() - s.size(), s.size(), s) == 0;
+  };
+  return t == "<pad>" || t == "<mask>" || t == "<2mass>" || t == "[@BOS@]" ||
+         (starts("<|") && ends("|>")) || (starts("<\xef\xbd\x9c") && ends("\xef\xbd\x9c>")) ||
+         starts("<start_of_") || starts("<end_of_");
 }
 
 std::string ReplaceAll(std::string s, const std::string& from, const std::string& to) {
-  for (size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size())) s.replace(i, from.size(), to);
+  for (size_t i = s.find(from); i != std::string::npos; i = s.find(from, i + to.size()))
+    s.replace(i, from.size(), to);
   return s;
 }
 
@@ -146,7 +157,8 @@ BpeTokens ReadBpeTokens(const json& tok, const json& model, const fs::path& path
   for (const auto& [t, id] : model["vocab"].items()) out.fits = put(t, id, kNormal) && out.fits;
   for (const auto& a : tok.value("added_tokens", json::array())) {
     if (!a.is_object() || !a.contains("content") || !a["content"].is_string()) {
-      throw Exception(Exception::kCorrupt, path.string() + ": an added_tokens entry has no content");
+      throw Exception(Exception::kCorrupt,
+                      path.string() + ": an added_tokens entry has no content");
     }
     const std::string t = a["content"].get<std::string>();
     const bool control = a.value("special", false) || LooksSpecial(t);
@@ -166,22 +178,24 @@ GgufValue BpeMerges(const json& model, const fs::path& path) {
     } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       merges.texts.push_back(m[0].get<std::string>() + " " + m[1].get<std::string>());
     } else {
-      throw Exception(Exception::kCorrupt, path.string() + ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
+      throw Exception(Exception::kCorrupt,
+                      path.string() + ": a merge is neither \"a b\" nor [\"a\", \"b\"]");
     }
   }
   return merges;
 }
 
 // The ids of the special tokens tokenizer_config.json names.
-Specials BpeSpecials(const json& cfg, const BpeTokens& tokens, const std::string& dir, const fs::path& path) {
+Specials BpeSpecials(const json& cfg, const BpeTokens& tokens, const std::string& dir,
+                     const fs::path& path) {
   auto id_of = [&](const char* key) -> std::optional<int32_t> {
     const std::string t = ConfigTokenText(cfg, key);
     if (t.empty()) return std::nullopt;
     for (size_t id = 0; id < tokens.text.size(); ++id) {
       if (tokens.type[id] != 0 && tokens.text[id] == t) return static_cast<int32_t>(id);
     }
-    throw Exception(Exception::kCorrupt, (fs::path(dir) / "tokenizer_config.json").string() + ": " + key + " \"" +
-                                             t + "\" is not in " + path.string());
+    throw Exception(Exception::kCorrupt, (fs::path(dir) / "tokenizer_config.json").string() + ": " +
+                                             key + " \"" + t + "\" is not in " + path.string());
   };
   return Specials{id_of("bos_token"), id_of("eos_token"), id_of("unk_token"), id_of("pad_token")};
 }
@@ -197,7 +211,8 @@ GgufVocab ByteLevelBpeVocab(const std::string& dir, const fs::path& path, int vo
   }
   const std::string pre = PreName(tok);
   if (pre.empty()) {
-    out.note = path.string() + ": a pre-tokenizer llama.cpp has no name for (known: llama-bpe, qwen2, gpt-2); "
+    out.note = path.string() +
+               ": a pre-tokenizer llama.cpp has no name for (known: llama-bpe, qwen2, gpt-2); "
                "no vocabulary written";
     return out;
   }

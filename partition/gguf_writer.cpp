@@ -64,7 +64,9 @@ namespace {
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF"
 constexpr uint32_t kVersion = 3;
 
-uint64_t PadTo(uint64_t n, uint64_t alignment) { return (n + alignment - 1) / alignment * alignment; }
+uint64_t PadTo(uint64_t n, uint64_t alignment) {
+  return (n + alignment - 1) / alignment * alignment;
+}
 
 // Appends little-endian encodings to a byte string.
 class Encoder {
@@ -81,7 +83,8 @@ class Encoder {
   }
   void Scalar(GgufType t, int64_t integer, double real, const std::string& text) {
     switch (t) {
-      case GgufType::kUint8: case GgufType::kBool: Put(static_cast<uint8_t>(integer)); return;
+      case GgufType::kUint8:
+      case GgufType::kBool: Put(static_cast<uint8_t>(integer)); return;
       case GgufType::kInt8: Put(static_cast<int8_t>(integer)); return;
       case GgufType::kUint16: Put(static_cast<uint16_t>(integer)); return;
       case GgufType::kInt16: Put(static_cast<int16_t>(integer)); return;
@@ -154,7 +157,8 @@ void GgufWriter::AddKeyValue(const std::string& key, const GgufValue& value) {
   }
   if (key == "general.alignment") {
     // gguf.cpp reads the alignment as a uint32 and refuses anything else.
-    if (value.type != GgufType::kUint32 || value.integer <= 0 || (value.integer & (value.integer - 1)) != 0) {
+    if (value.type != GgufType::kUint32 || value.integer <= 0 ||
+        (value.integer & (value.integer - 1)) != 0) {
       Fail("\"general.alignment\" must be a uint32 power of two");
     }
     alignment_ = static_cast<uint64_t>(value.integer);
@@ -162,25 +166,30 @@ void GgufWriter::AddKeyValue(const std::string& key, const GgufValue& value) {
   metadata_.emplace_back(key, value);
 }
 
-void GgufWriter::AddTensor(const std::string& name, const std::vector<int64_t>& dims, uint32_t ggml_type) {
+void GgufWriter::AddTensor(const std::string& name, const std::vector<int64_t>& dims,
+                           uint32_t ggml_type) {
   if (header_written_) Fail("tensor \"" + name + "\" added after the tensor data began");
   for (const auto& t : tensors_) {
     if (t.name == name) Fail("tensor \"" + name + "\" added twice");
   }
   const auto block = GgmlBlockOf(ggml_type);
   if (!block) Fail("tensor \"" + name + "\": unknown type " + std::to_string(ggml_type));
-  if (dims.empty() || dims.size() > 4) Fail("tensor \"" + name + "\": 1 to 4 dimensions are allowed");
+  if (dims.empty() || dims.size() > 4)
+    Fail("tensor \"" + name + "\": 1 to 4 dimensions are allowed");
   uint64_t elements = 1;
   for (int64_t d : dims) {
-    if (d <= 0) Fail("tensor \"" + name + "\": dimension " + std::to_string(d) + " is not positive");
+    if (d <= 0)
+      Fail("tensor \"" + name + "\": dimension " + std::to_string(d) + " is not positive");
     elements *= static_cast<uint64_t>(d);
   }
   if (dims[0] % block->values != 0) {
-    Fail("tensor \"" + name + "\": row length " + std::to_string(dims[0]) + " is not a multiple of the " +
-         GgmlTypeName(ggml_type) + " block of " + std::to_string(block->values));
+    Fail("tensor \"" + name + "\": row length " + std::to_string(dims[0]) +
+         " is not a multiple of the " + GgmlTypeName(ggml_type) + " block of " +
+         std::to_string(block->values));
   }
   Tensor t{name, dims, ggml_type, elements / block->values * block->bytes, 0};
-  if (!tensors_.empty()) t.offset = PadTo(tensors_.back().offset + tensors_.back().bytes, alignment_);
+  if (!tensors_.empty())
+    t.offset = PadTo(tensors_.back().offset + tensors_.back().bytes, alignment_);
   tensors_.push_back(std::move(t));
 }
 
@@ -188,7 +197,8 @@ void GgufWriter::WriteHeader() {
   // Offsets were counted with the alignment known when each tensor was
   // added: recount now that every key is in.
   for (size_t i = 0; i < tensors_.size(); ++i) {
-    tensors_[i].offset = i == 0 ? 0 : PadTo(tensors_[i - 1].offset + tensors_[i - 1].bytes, alignment_);
+    tensors_[i].offset =
+        i == 0 ? 0 : PadTo(tensors_[i - 1].offset + tensors_[i - 1].bytes, alignment_);
   }
   Encoder e;
   e.Put(kMagic);
@@ -212,7 +222,8 @@ void GgufWriter::WriteHeader() {
 }
 
 void GgufWriter::Write(const void* bytes, size_t n) {
-  if (n != 0 && std::fwrite(bytes, 1, n, file_) != n) Fail(std::string("write failed: ") + std::strerror(errno));
+  if (n != 0 && std::fwrite(bytes, 1, n, file_) != n)
+    Fail(std::string("write failed: ") + std::strerror(errno));
 }
 
 void GgufWriter::WritePadding(uint64_t position) {
@@ -250,8 +261,8 @@ void GgufWriter::Commit() {
   // Zero-byte tensors cannot exist (dimensions are positive), so a tensor
   // not reached has missing data.
   if (current_ < tensors_.size()) {
-    Fail("tensor \"" + tensors_[current_].name + "\" got " + std::to_string(current_done_) + " of its " +
-         std::to_string(tensors_[current_].bytes) + " bytes");
+    Fail("tensor \"" + tensors_[current_].name + "\" got " + std::to_string(current_done_) +
+         " of its " + std::to_string(tensors_[current_].bytes) + " bytes");
   }
   if (std::fflush(file_) != 0 || ::fsync(::fileno(file_)) != 0) {
     Fail(std::string("write failed: ") + std::strerror(errno));

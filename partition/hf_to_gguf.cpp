@@ -56,7 +56,8 @@ std::vector<Planned> PlanTensors(const Model& model) {
 
 // The inverse of the loader's un-permutation (tensor_f32.cpp): Hugging
 // Face's row i * half + j of a head is stored as row 2j + i.
-std::vector<float> InterleaveHeads(const std::vector<float>& src, int64_t rows, int64_t row_len, int heads) {
+std::vector<float> InterleaveHeads(const std::vector<float>& src, int64_t rows, int64_t row_len,
+                                   int heads) {
   std::vector<float> dst(src.size());
   const int64_t per_head = rows / heads, half = per_head / 2;
   for (int64_t hd = 0; hd < heads; ++hd) {
@@ -74,7 +75,8 @@ std::vector<float> InterleaveHeads(const std::vector<float>& src, int64_t rows, 
 void AddMetadata(const Model& model, const GgufVocab& vocab, GgufWriter& w) {
   const ModelConfig& c = model.config();
   const std::string arch = c.arch == Arch::kLlama ? "llama" : "qwen2";
-  const std::string name = std::filesystem::path(model.dir()).lexically_normal().filename().string();
+  const std::string name =
+      std::filesystem::path(model.dir()).lexically_normal().filename().string();
   w.AddKeyValue("general.architecture", GgufString(arch));
   w.AddKeyValue("general.type", GgufString("model"));
   w.AddKeyValue("general.name", GgufString(name.empty() ? "model" : name));
@@ -155,9 +157,11 @@ std::optional<uint64_t> IdentityFromHex(const std::string& text) {
   return v;
 }
 
-std::vector<std::string> ConvertToGguf(const Model& model, const std::string& out, const ConvertOptions& options) {
+std::vector<std::string> ConvertToGguf(const Model& model, const std::string& out,
+                                       const ConvertOptions& options) {
   if (model.is_gguf()) {
-    throw Exception(Exception::kInvalidArgument, model.dir() + " is already a GGUF file: quantize it directly");
+    throw Exception(Exception::kInvalidArgument,
+                    model.dir() + " is already a GGUF file: quantize it directly");
   }
   const ModelConfig& c = model.config();
   if (!c.rope_scaling.freq_factors.empty()) {
@@ -181,7 +185,8 @@ std::vector<std::string> ConvertToGguf(const Model& model, const std::string& ou
                 static_cast<uint32_t>(GgmlType::kF32));
   }
   if (llama3) {
-    w.WriteTensorData(reinterpret_cast<const uint8_t*>(freq_factors.data()), freq_factors.size() * sizeof(float));
+    w.WriteTensorData(reinterpret_cast<const uint8_t*>(freq_factors.data()),
+                      freq_factors.size() * sizeof(float));
   }
   int done = 0;
   for (const Planned& t : plan) {
@@ -191,7 +196,8 @@ std::vector<std::string> ConvertToGguf(const Model& model, const std::string& ou
     TensorToF32(model.Tensor(t.hf_name, t.shape), data.data());
     if (t.interleave_heads > 0) {
       const bool vector = t.shape.size() == 1;
-      data = InterleaveHeads(data, vector ? numel : t.shape[0], vector ? 1 : t.shape[1], t.interleave_heads);
+      data = InterleaveHeads(data, vector ? numel : t.shape[0], vector ? 1 : t.shape[1],
+                             t.interleave_heads);
     }
     w.WriteTensorData(reinterpret_cast<const uint8_t*>(data.data()), data.size() * sizeof(float));
     if (options.progress) options.progress(++done, static_cast<int>(plan.size()));

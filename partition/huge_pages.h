@@ -21,13 +21,18 @@ struct HugePageAllocator {
   using value_type = T;
   HugePageAllocator() = default;
   template <typename U>
-  HugePageAllocator(const HugePageAllocator<U>&) {}  // NOLINT(google-explicit-constructor): allocator rebinding
+  HugePageAllocator(const HugePageAllocator<U>&) {
+  }  // NOLINT(google-explicit-constructor): allocator rebinding
   T* allocate(size_t n) { return static_cast<T*>(AllocateHugePageMemory(n * sizeof(T))); }
   void deallocate(T* p, size_t) noexcept { FreeHugePageMemory(p); }
   template <typename U>
-  bool operator==(const HugePageAllocator<U>&) const { return true; }
+  bool operator==(const HugePageAllocator<U>&) const {
+    return true;
+  }
   template <typename U>
-  bool operator!=(const HugePageAllocator<U>&) const { return false; }
+  bool operator!=(const HugePageAllocator<U>&) const {
+    return false;
+  }
 };
 
 template <typename T>

@@ -23,7 +23,8 @@ std::string ConfigTokenText(const nlohmann::json& config, const char* key) {
   if (!config.contains(key)) return "";
   const nlohmann::json& v = config[key];
   if (v.is_string()) return v.get<std::string>();
-  if (v.is_object() && v.contains("content") && v["content"].is_string()) return v["content"].get<std::string>();
+  if (v.is_object() && v.contains("content") && v["content"].is_string())
+    return v["content"].get<std::string>();
   return "";
 }
 

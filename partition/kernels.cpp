@@ -22,23 +22,23 @@
 
 namespace splitlm::partition::kernels {
 
-#define SPLITLM_DECLARE_ISA(ns)                                                                         \
-  namespace ns {                                                                                       \
-  void MatMulEntry(const float* packed, int m, int k, const float* x, int n, float* y, const float* bias, \
-                   int p0, int p1);                                                                    \
-  float DotEntry(const float* a, const float* b, int k);                                               \
-  float ReadSumEntry(const float* p, size_t n);                                                        \
-  int TileInputsEntry();                                                                               \
-  void AttendEntry(const float* const* q, int nq, const float* kt, int stride, const float* v,          \
-                   const int* t, int hd, float scale, float* const* scores, float* const* out);        \
-  bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n,     \
-                        float* y, int ldy, const float* bias, int p0, int p1);                         \
-  bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq,         \
-                         const float* xd, const int32_t* xs, int n, float* y, int ldy, const float* bias, \
-                         int p0, int p1);                                                              \
-  void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n, float* y, \
-                       int ldy, const float* bias, int p0, int p1);                                    \
-  int HalfTileInputsEntry();                                                                           \
+#define SPLITLM_DECLARE_ISA(ns)                                                                    \
+  namespace ns {                                                                                   \
+  void MatMulEntry(const float* packed, int m, int k, const float* x, int n, float* y,             \
+                   const float* bias, int p0, int p1);                                             \
+  float DotEntry(const float* a, const float* b, int k);                                           \
+  float ReadSumEntry(const float* p, size_t n);                                                    \
+  int TileInputsEntry();                                                                           \
+  void AttendEntry(const float* const* q, int nq, const float* kt, int stride, const float* v,     \
+                   const int* t, int hd, float scale, float* const* scores, float* const* out);    \
+  bool QuantMatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, \
+                        float* y, int ldy, const float* bias, int p0, int p1);                     \
+  bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq,     \
+                         const float* xd, const int32_t* xs, int n, float* y, int ldy,             \
+                         const float* bias, int p0, int p1);                                       \
+  void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n,     \
+                       float* y, int ldy, const float* bias, int p0, int p1);                      \
+  int HalfTileInputsEntry();                                                                       \
   }
 SPLITLM_DECLARE_ISA(portable)
 #if defined(SPLITLM_HAVE_AVX2)
@@ -53,10 +53,10 @@ SPLITLM_DECLARE_ISA(neondot)
 
 // The table of one instruction set's namespace, its int8-activation kernels
 // given apart (a CPU feature may pick them from another namespace).
-#define SPLITLM_ISA_TABLE(label, ns, quant8)                                                                 \
-  IsaTable {                                                                                               \
-    label, ns::MatMulEntry, ns::DotEntry, ns::ReadSumEntry, ns::TileInputsEntry, ns::AttendEntry,          \
-        ns::QuantMatMulEntry, quant8, ns::HalfMatMulEntry, ns::HalfTileInputsEntry                         \
+#define SPLITLM_ISA_TABLE(label, ns, quant8)                                                      \
+  IsaTable {                                                                                      \
+    label, ns::MatMulEntry, ns::DotEntry, ns::ReadSumEntry, ns::TileInputsEntry, ns::AttendEntry, \
+        ns::QuantMatMulEntry, quant8, ns::HalfMatMulEntry, ns::HalfTileInputsEntry                \
   }
 
 namespace {
@@ -64,7 +64,8 @@ namespace {
 // The tables are constants, built on first use (after the CPU probes are
 // ready) and never changed.
 const IsaTable& PortableTable() {
-  static const IsaTable table = SPLITLM_ISA_TABLE("portable", portable, portable::Quant8MatMulEntry);
+  static const IsaTable table =
+      SPLITLM_ISA_TABLE("portable", portable, portable::Quant8MatMulEntry);
   return table;
 }
 
@@ -86,10 +87,11 @@ const IsaTable& Avx2Table() {
 // The int8-activation kernels of an AVX-512 CPU: vpdpbusd where the CPU has
 // VNNI (and BW), else the AVX2 ones at 256 bits (bit-identical either way).
 const IsaTable& Avx512Table() {
-  static const IsaTable table = SPLITLM_ISA_TABLE(
-      "avx512f", avx512,
-      __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") ? avx512vnni::Quant8MatMulEntry
-                                                                                 : avx512::Quant8MatMulEntry);
+  static const IsaTable table =
+      SPLITLM_ISA_TABLE("avx512f", avx512,
+                        __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw")
+                            ? avx512vnni::Quant8MatMulEntry
+                            : avx512::Quant8MatMulEntry);
   return table;
 }
 #endif
@@ -99,9 +101,10 @@ const IsaTable& Avx512Table() {
 // int8-activation kernels: sdot where the CPU has it (ARMv8.2 dotprod), else
 // plain NEON types with scalar integer sums (bit-identical either way).
 const IsaTable& NeonTable() {
-  static const IsaTable table = SPLITLM_ISA_TABLE(
-      "neon", neon,
-      (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0 ? neondot::Quant8MatMulEntry : neon::Quant8MatMulEntry);
+  static const IsaTable table =
+      SPLITLM_ISA_TABLE("neon", neon,
+                        (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0 ? neondot::Quant8MatMulEntry
+                                                                   : neon::Quant8MatMulEntry);
   return table;
 }
 #endif
@@ -145,10 +148,11 @@ Isa Isa::Choose(const char* name, std::string_view setting) {
   if (name == nullptr || *name == '\0') return Best();
   if (auto isa = Named(name)) return *isa;
   std::string available;
-  for (Isa isa : Available()) available += (available.empty() ? "" : ", ") + std::string(isa.name());
-  throw Exception(Exception::kInvalidArgument, std::string(setting) + " \"" + name +
-                                                   "\": not an instruction set this build and CPU run (" +
-                                                   available + ")");
+  for (Isa isa : Available())
+    available += (available.empty() ? "" : ", ") + std::string(isa.name());
+  throw Exception(Exception::kInvalidArgument,
+                  std::string(setting) + " \"" + name +
+                      "\": not an instruction set this build and CPU run (" + available + ")");
 }
 
 const char* Isa::name() const { return table_->name; }
@@ -159,7 +163,9 @@ void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
     fn(ctx, 0, n);
     return;
   }
-  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) { fn(ctx, static_cast<int>(b), static_cast<int>(e)); });
+  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+    fn(ctx, static_cast<int>(b), static_cast<int>(e));
+  });
 }
 
 size_t PackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }
@@ -198,7 +204,8 @@ const float* PackInputs(const IsaTable& isa, const float* x, int n, int k) {
       const int i0 = grp * tile, g = std::min(tile, n - i0);
       float* out = dst + static_cast<size_t>(i0) * k;
       for (int j = 0; j < k; ++j)
-        for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
+        for (int ii = 0; ii < g; ++ii)
+          out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
     }
   });
   return dst;
@@ -206,7 +213,8 @@ const float* PackInputs(const IsaTable& isa, const float* x, int n, int k) {
 
 }  // namespace
 
-void MatMul(Isa isa_value, const float* packed, int m, int k, const float* x, int n, float* y, const float* bias) {
+void MatMul(Isa isa_value, const float* packed, int m, int k, const float* x, int n, float* y,
+            const float* bias) {
   const IsaTable& isa = isa_value.table();
   const float* xp = PackInputs(isa, x, n, k);
   // Threads take whole panels; a matrix under ~256 KiB stays on one thread.
@@ -215,8 +223,8 @@ void MatMul(Isa isa_value, const float* packed, int m, int k, const float* x, in
   ParallelFor(panels, grain, [&](int b, int e) { isa.matmul(packed, m, k, xp, n, y, bias, b, e); });
 }
 
-void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int k, const float* x, int n, float* y,
-                 int ldy, const float* bias, QuantActs acts) {
+void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int k, const float* x,
+                 int n, float* y, int ldy, const float* bias, QuantActs acts) {
   const IsaTable& isa = isa_value.table();
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
@@ -238,20 +246,24 @@ void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int
         QuantizeActivations(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
       }
     });
-    ParallelFor(panels, grain, [&](int b, int e) { isa.quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e); });
+    ParallelFor(panels, grain, [&](int b, int e) {
+      isa.quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e);
+    });
     return;
   }
   const float* xp = PackInputs(isa, x, n, k);
   // As MatMul: panels of ~64K weights or more per task.
-  ParallelFor(panels, grain, [&](int b, int e) { isa.quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e); });
+  ParallelFor(panels, grain, [&](int b, int e) {
+    isa.quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e);
+  });
 }
 
 float ReadSum(Isa isa, const float* p, size_t n) { return isa.table().read_sum(p, n); }
 
 float Dot(Isa isa, const float* a, const float* b, int k) { return isa.table().dot(a, b, k); }
 
-void Attend(Isa isa, const float* const* q, int nq, const float* kt, int stride, const float* v, const int* t, int hd,
-            float scale, float* const* scores, float* const* out) {
+void Attend(Isa isa, const float* const* q, int nq, const float* kt, int stride, const float* v,
+            const int* t, int hd, float scale, float* const* scores, float* const* out) {
   isa.table().attend(q, nq, kt, stride, v, t, hd, scale, scores, out);
 }
 

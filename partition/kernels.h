@@ -105,7 +105,8 @@ void ParallelFor(int n, int grain, void (*fn)(void* ctx, int begin, int end), vo
 
 template <typename F>
 void ParallelFor(int n, int grain, F&& f) {
-  ParallelFor(n, grain, [](void* ctx, int b, int e) { (*static_cast<F*>(ctx))(b, e); }, &f);
+  ParallelFor(
+      n, grain, [](void* ctx, int b, int e) { (*static_cast<F*>(ctx))(b, e); }, &f);
 }
 
 }  // namespace splitlm::partition::kernels

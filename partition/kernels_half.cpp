@@ -23,7 +23,8 @@ const float* PackInputs(const float* x, int n, int k, int tile, std::vector<floa
     const int g = std::min(tile, n - i0);
     float* out = buffer.data() + static_cast<size_t>(i0) * k;
     for (int j = 0; j < k; ++j)
-      for (int ii = 0; ii < g; ++ii) out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
+      for (int ii = 0; ii < g; ++ii)
+        out[static_cast<size_t>(j) * g + ii] = x[static_cast<size_t>(i0 + ii) * k + j];
   }
   return buffer.data();
 }
@@ -33,7 +34,8 @@ bool IsBf16(uint32_t type) { return type == static_cast<uint32_t>(GgmlType::kBF1
 }  // namespace
 
 bool IsHalfType(uint32_t type) {
-  return type == static_cast<uint32_t>(GgmlType::kF16) || type == static_cast<uint32_t>(GgmlType::kBF16);
+  return type == static_cast<uint32_t>(GgmlType::kF16) ||
+         type == static_cast<uint32_t>(GgmlType::kBF16);
 }
 
 size_t HalfPackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }
@@ -59,10 +61,11 @@ void HalfUnpackRow(uint32_t type, const uint16_t* packed, int k, int r, float* o
   }
 }
 
-void HalfMatMul(Isa isa_value, uint32_t type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
-                int ldy, const float* bias) {
+void HalfMatMul(Isa isa_value, uint32_t type, const uint16_t* packed, int m, int k, const float* x,
+                int n, float* y, int ldy, const float* bias) {
   if (!IsHalfType(type))
-    throw Exception(Exception::kInvalidArgument, "no 16-bit kernel for weights of type " + GgmlTypeName(type));
+    throw Exception(Exception::kInvalidArgument,
+                    "no 16-bit kernel for weights of type " + GgmlTypeName(type));
   const IsaTable& isa = isa_value.table();
   thread_local std::vector<float> buffer;
   const float* xp = PackInputs(x, n, k, isa.half_tile_inputs(), buffer);
@@ -70,7 +73,9 @@ void HalfMatMul(Isa isa_value, uint32_t type, const uint16_t* packed, int m, int
   // As MatMul: panels of ~64K weights or more per task.
   const int panels = (m + 15) / 16;
   const int grain = std::max(1, 65536 / (16 * k));
-  ParallelFor(panels, grain, [&](int b, int e) { isa.half_matmul(bf16, packed, m, k, xp, n, y, ldy, bias, b, e); });
+  ParallelFor(panels, grain, [&](int b, int e) {
+    isa.half_matmul(bf16, packed, m, k, xp, n, y, ldy, bias, b, e);
+  });
 }
 
 }  // namespace splitlm::partition::kernels

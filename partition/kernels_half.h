@@ -35,7 +35,7 @@ void HalfUnpackRow(uint32_t ggml_type, const uint16_t* packed, int k, int r, flo
 // r < m, i < n; `packed` from PackHalf, x: [n, k]. Parallel over panels,
 // with `isa`'s kernels (every Isa has 16-bit ones: Isa's AVX2 needs F16C).
 // Throws Exception(kInvalidArgument) for a type other than F16 and BF16.
-void HalfMatMul(Isa isa, uint32_t ggml_type, const uint16_t* packed, int m, int k, const float* x, int n, float* y,
-                int ldy, const float* bias = nullptr);
+void HalfMatMul(Isa isa, uint32_t ggml_type, const uint16_t* packed, int m, int k, const float* x,
+                int n, float* y, int ldy, const float* bias = nullptr);
 
 }  // namespace splitlm::partition::kernels

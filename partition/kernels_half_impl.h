@@ -30,8 +30,12 @@ inline V8 LoadBf16x8(const uint16_t* p) {
 inline V16 LoadF16(const uint16_t* p) { return {LoadF16x8(p), LoadF16x8(p + 8)}; }
 inline V16 LoadBf16(const uint16_t* p) { return {LoadBf16x8(p), LoadBf16x8(p + 8)}; }
 #elif defined(__aarch64__) && !defined(SPLITLM_KERNELS_PORTABLE)
-inline float32x4_t F16x4(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
-inline float32x4_t Bf16x4(const uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+inline float32x4_t F16x4(const uint16_t* p) {
+  return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+inline float32x4_t Bf16x4(const uint16_t* p) {
+  return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16));
+}
 inline V16 LoadF16(const uint16_t* p) {
   return {V8{F16x4(p), F16x4(p + 4)}, V8{F16x4(p + 8), F16x4(p + 12)}};
 }
@@ -63,14 +67,15 @@ inline V16 LoadHalf16(const uint16_t* p) {
 // NI inputs (packed [k][NI]) against NP panels of 16 rows: PanelTile with
 // 16-bit weights. y[i*ldy + r].
 template <bool kBf16, int NI, int NP>
-inline void HalfPanelTile(const uint16_t* panel, size_t panel_stride, int k, const float* x, float* y, int ldy,
-                          int m, int row0, const float* bias) {
+inline void HalfPanelTile(const uint16_t* panel, size_t panel_stride, int k, const float* x,
+                          float* y, int ldy, int m, int row0, const float* bias) {
   V16 acc[NI][NP];
   for (int i = 0; i < NI; ++i)
     for (int p = 0; p < NP; ++p) acc[i][p] = Zero16();
   for (int j = 0; j < k; ++j) {
     V16 w[NP];
-    for (int p = 0; p < NP; ++p) w[p] = LoadHalf16<kBf16>(panel + p * panel_stride + static_cast<size_t>(j) * 16);
+    for (int p = 0; p < NP; ++p)
+      w[p] = LoadHalf16<kBf16>(panel + p * panel_stride + static_cast<size_t>(j) * 16);
     for (int i = 0; i < NI; ++i) {
       const V16 xb = Splat16(x[static_cast<size_t>(j) * NI + i]);
       for (int p = 0; p < NP; ++p) acc[i][p] = Fma16(w[p], xb, acc[i][p]);
@@ -97,12 +102,13 @@ inline void HalfPanelRun(const uint16_t* packed, int m, int k, const float* x, f
   for (; p + NP <= p1; p += NP) {
     HalfPanelTile<kBf16, NI, NP>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
   }
-  for (; p < p1; ++p) HalfPanelTile<kBf16, NI, 1>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
+  for (; p < p1; ++p)
+    HalfPanelTile<kBf16, NI, 1>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
 }
 
 template <bool kBf16, int NI>
-inline void HalfSmallGroup(int n, const uint16_t* packed, int m, int k, const float* x, float* y, int ldy,
-                           const float* bias, int p0, int p1) {
+inline void HalfSmallGroup(int n, const uint16_t* packed, int m, int k, const float* x, float* y,
+                           int ldy, const float* bias, int p0, int p1) {
   if constexpr (NI > 0) {
     if (n == NI) {
       constexpr int kAcc = kTileInputs * kTilePanels;
@@ -116,15 +122,16 @@ inline void HalfSmallGroup(int n, const uint16_t* packed, int m, int k, const fl
 
 // Panels [p0, p1) for all n inputs, x packed in groups of kTileInputs.
 template <bool kBf16>
-inline void HalfPanelMatMul(const uint16_t* packed, int m, int k, const float* xp, int n, float* y, int ldy,
-                            const float* bias, int p0, int p1) {
+inline void HalfPanelMatMul(const uint16_t* packed, int m, int k, const float* xp, int n, float* y,
+                            int ldy, const float* bias, int p0, int p1) {
   const int kPanelStep = 4;
   for (int q0 = p0; q0 < p1; q0 += kPanelStep) {
     const int q1 = q0 + kPanelStep < p1 ? q0 + kPanelStep : p1;
     int i = 0;
     for (; i + kTileInputs <= n; i += kTileInputs) {
       HalfPanelRun<kBf16, kTileInputs, kTilePanels>(packed, m, k, xp + static_cast<size_t>(i) * k,
-                                                     y + static_cast<size_t>(i) * ldy, ldy, bias, q0, q1);
+                                                    y + static_cast<size_t>(i) * ldy, ldy, bias, q0,
+                                                    q1);
     }
     if (i < n) {
       HalfSmallGroup<kBf16, kTileInputs - 1>(n - i, packed, m, k, xp + static_cast<size_t>(i) * k,

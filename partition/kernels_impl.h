@@ -34,7 +34,9 @@ inline void Store(float* p, V8 a) {
   vst1q_f32(p, a.lo);
   vst1q_f32(p + 4, a.hi);
 }
-inline V8 Fma(V8 a, V8 b, V8 c) { return {vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)}; }
+inline V8 Fma(V8 a, V8 b, V8 c) {
+  return {vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi)};
+}
 #else
 struct V8 {
   float f[8];
@@ -113,7 +115,8 @@ inline void PanelTile(const float* panel, size_t panel_stride, int k, const floa
     for (int p = 0; p < NP; ++p) acc[i][p] = Zero16();
   for (int j = 0; j < k; ++j) {
     V16 w[NP];
-    for (int p = 0; p < NP; ++p) w[p] = Load16(panel + p * panel_stride + static_cast<size_t>(j) * 16);
+    for (int p = 0; p < NP; ++p)
+      w[p] = Load16(panel + p * panel_stride + static_cast<size_t>(j) * 16);
     for (int i = 0; i < NI; ++i) {
       const V16 xb = Splat16(x[static_cast<size_t>(j) * NI + i]);
       for (int p = 0; p < NP; ++p) acc[i][p] = Fma16(w[p], xb, acc[i][p]);
@@ -134,11 +137,12 @@ inline void PanelTile(const float* panel, size_t panel_stride, int k, const floa
 
 // NI inputs against panels [p0, p1), NP panels at a time.
 template <int NI, int NP>
-inline void PanelRun(const float* packed, int m, int k, const float* x, float* y,
-                     const float* bias, int p0, int p1) {
+inline void PanelRun(const float* packed, int m, int k, const float* x, float* y, const float* bias,
+                     int p0, int p1) {
   const size_t stride = static_cast<size_t>(k) * 16;
   int p = p0;
-  for (; p + NP <= p1; p += NP) PanelTile<NI, NP>(packed + p * stride, stride, k, x, y, m, p * 16, bias);
+  for (; p + NP <= p1; p += NP)
+    PanelTile<NI, NP>(packed + p * stride, stride, k, x, y, m, p * 16, bias);
   for (; p < p1; ++p) PanelTile<NI, 1>(packed + p * stride, stride, k, x, y, m, p * 16, bias);
 }
 
@@ -169,9 +173,12 @@ inline void PanelMatMul(const float* packed, int m, int k, const float* xp, int 
     const int q1 = q0 + kPanelStep < p1 ? q0 + kPanelStep : p1;
     int i = 0;
     for (; i + kTileInputs <= n; i += kTileInputs) {
-      PanelRun<kTileInputs, kTilePanels>(packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys, bias, q0, q1);
+      PanelRun<kTileInputs, kTilePanels>(packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys,
+                                         bias, q0, q1);
     }
-    if (i < n) SmallGroup<kTileInputs - 1>(n - i, packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys, bias, q0, q1);
+    if (i < n)
+      SmallGroup<kTileInputs - 1>(n - i, packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys,
+                                  bias, q0, q1);
   }
 }
 
@@ -184,7 +191,8 @@ inline float ReadSumImpl(const float* p, size_t n) {
   V16 acc[kStreams];
   for (auto& a : acc) a = Zero16();
   for (size_t i = 0; i < len; i += 16) {
-    for (int s = 0; s < kStreams; ++s) acc[s] = Fma16(Load16(p + s * len + i), Splat16(1.0f), acc[s]);
+    for (int s = 0; s < kStreams; ++s)
+      acc[s] = Fma16(Load16(p + s * len + i), Splat16(1.0f), acc[s]);
   }
   float total = 0;
   for (auto& a : acc) {
@@ -221,7 +229,8 @@ inline void ScoreBlock(const float* const* q, const float* kt, int stride, int j
 }
 
 // Scores of one query for keys [j, t).
-inline void ScoreTail(const float* q, const float* kt, int stride, int j, int t, int hd, float* scores) {
+inline void ScoreTail(const float* q, const float* kt, int stride, int j, int t, int hd,
+                      float* scores) {
   for (; j + 64 <= t; j += 64) ScoreBlock<1, 4>(&q, kt, stride, j, hd, &scores);
   for (; j + 16 <= t; j += 16) ScoreBlock<1, 1>(&q, kt, stride, j, hd, &scores);
   for (; j < t; ++j) {
@@ -267,7 +276,8 @@ inline void ValueBlock(const float* const* p, const float* v, const int* t, int 
   for (int i = 0; i < NQ; ++i) {
     for (int j = shared; j < t[i]; ++j) {
       const V16 pj = Splat16(p[i][j]);
-      for (int b = 0; b < NB; ++b) acc[i][b] = Fma16(pj, Load16(v + static_cast<size_t>(j) * hd + d + 16 * b), acc[i][b]);
+      for (int b = 0; b < NB; ++b)
+        acc[i][b] = Fma16(pj, Load16(v + static_cast<size_t>(j) * hd + d + 16 * b), acc[i][b]);
     }
     for (int b = 0; b < NB; ++b) Store16(out[i] + d + 16 * b, acc[i][b]);
   }
@@ -275,7 +285,8 @@ inline void ValueBlock(const float* const* p, const float* v, const int* t, int 
 
 template <int NQ>
 inline void AttendGroup(const float* const* q, const float* kt, int stride, const float* v,
-                        const int* t, int hd, float scale, float* const* scores, float* const* out) {
+                        const int* t, int hd, float scale, float* const* scores,
+                        float* const* out) {
   int shared = t[0];
   for (int i = 1; i < NQ; ++i) shared = t[i] < shared ? t[i] : shared;
   int j = 0;
@@ -290,7 +301,8 @@ inline void AttendGroup(const float* const* q, const float* kt, int stride, cons
   for (int i = 0; i < NQ; ++i) {
     for (int dd = d; dd < hd; ++dd) {
       float acc = 0.0f;
-      for (j = 0; j < t[i]; ++j) acc = std::fma(scores[i][j], v[static_cast<size_t>(j) * hd + dd], acc);
+      for (j = 0; j < t[i]; ++j)
+        acc = std::fma(scores[i][j], v[static_cast<size_t>(j) * hd + dd], acc);
       out[i][dd] = acc;
     }
   }
@@ -300,7 +312,8 @@ inline void AttendGroup(const float* const* q, const float* kt, int stride, cons
 inline void AttendImpl(const float* const* q, int nq, const float* kt, int stride, const float* v,
                        const int* t, int hd, float scale, float* const* scores, float* const* out) {
   int i = 0;
-  for (; i + 4 <= nq; i += 4) AttendGroup<4>(q + i, kt, stride, v, t + i, hd, scale, scores + i, out + i);
+  for (; i + 4 <= nq; i += 4)
+    AttendGroup<4>(q + i, kt, stride, v, t + i, hd, scale, scores + i, out + i);
   for (; i < nq; ++i) AttendGroup<1>(q + i, kt, stride, v, t + i, hd, scale, scores + i, out + i);
 }
 

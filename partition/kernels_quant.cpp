@@ -43,9 +43,9 @@ namespace splitlm::partition::kernels {
 namespace {
 
 struct Layout {
-  int group;         // columns per group
-  size_t bytes;      // packed bytes per panel and group
-  int block_bytes;   // GGUF bytes per block (one group of one row)
+  int group;        // columns per group
+  size_t bytes;     // packed bytes per panel and group
+  int block_bytes;  // GGUF bytes per block (one group of one row)
 };
 
 Layout LayoutOf(uint32_t type) {
@@ -55,7 +55,8 @@ Layout LayoutOf(uint32_t type) {
     case GgmlType::kQ4_K: return {256, 2432, 144};
     case GgmlType::kQ6_K: return {256, 3392, 210};
     default:
-      throw Exception(Exception::kInvalidArgument, "no quantised kernel for weights of type " + GgmlTypeName(type));
+      throw Exception(Exception::kInvalidArgument,
+                      "no quantised kernel for weights of type " + GgmlTypeName(type));
   }
 }
 
@@ -118,13 +119,17 @@ void PackBlock(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
       break;
     case GgmlType::kQ4_0:
       PutFloat(g + 4 * l, Half(b));
-      for (int c = 0; c < 16; ++c) g[64 + 16 * c + l] = static_cast<uint8_t>(Q4_0Nibble(b, 2 * c) | Q4_0Nibble(b, 2 * c + 1) << 4);
+      for (int c = 0; c < 16; ++c)
+        g[64 + 16 * c + l] =
+            static_cast<uint8_t>(Q4_0Nibble(b, 2 * c) | Q4_0Nibble(b, 2 * c + 1) << 4);
       break;
     case GgmlType::kQ4_K:
       PutFloat(g + 4 * l, Half(b));
       PutFloat(g + 64 + 4 * l, Half(b + 2));
       for (int j = 0; j < 8; ++j) ScaleMinK4(j, b + 4, &g[128 + 16 * j + l], &g[256 + 16 * j + l]);
-      for (int c = 0; c < 128; ++c) g[384 + 16 * c + l] = static_cast<uint8_t>(Q4_KNibble(b, 2 * c) | Q4_KNibble(b, 2 * c + 1) << 4);
+      for (int c = 0; c < 128; ++c)
+        g[384 + 16 * c + l] =
+            static_cast<uint8_t>(Q4_KNibble(b, 2 * c) | Q4_KNibble(b, 2 * c + 1) << 4);
       break;
     case GgmlType::kQ6_K:
       PutFloat(g + 4 * l, Half(b + 208));
@@ -151,7 +156,8 @@ void PackQ4_KInt8(const uint8_t* b, int l, uint8_t* g) {
   for (int j = 0; j < 8; ++j) ScaleMinK4(j, b + 4, &g[64 + 16 * j + l], &g[192 + 16 * j + l]);
   for (int q = 0; q < 32; ++q) {
     for (int t = 0; t < 4; ++t) {
-      g[320 + 64 * q + 4 * l + t] = static_cast<uint8_t>(Q4_KNibble(b, 8 * q + t) | Q4_KNibble(b, 8 * q + 4 + t) << 4);
+      g[320 + 64 * q + 4 * l + t] =
+          static_cast<uint8_t>(Q4_KNibble(b, 8 * q + t) | Q4_KNibble(b, 8 * q + 4 + t) << 4);
     }
   }
 }
@@ -162,7 +168,8 @@ void PackQ6_KInt8(const uint8_t* b, int l, uint8_t* g) {
   for (int s = 0; s < 16; ++s) g[32 + 16 * s + l] = b[192 + s];
   for (int q = 0; q < 32; ++q) {
     for (int t = 0; t < 4; ++t) {
-      g[288 + 64 * q + 4 * l + t] = static_cast<uint8_t>((Q6_KCode(b, 8 * q + t) & 0x0F) | (Q6_KCode(b, 8 * q + 4 + t) & 0x0F) << 4);
+      g[288 + 64 * q + 4 * l + t] = static_cast<uint8_t>((Q6_KCode(b, 8 * q + t) & 0x0F) |
+                                                         (Q6_KCode(b, 8 * q + 4 + t) & 0x0F) << 4);
     }
   }
   for (int j = 0; j < 16; ++j) {
@@ -182,11 +189,13 @@ void PackBlockInt8(GgmlType type, const uint8_t* b, int l, uint8_t* g) {
   g[2 * l + 1] = b[1];
   uint8_t* c = g + 32;
   if (type == GgmlType::kQ8_0) {
-    for (int j = 0; j < 32; ++j) c[64 * (j / 4) + 4 * l + j % 4] = static_cast<uint8_t>(b[2 + j] ^ 0x80);
+    for (int j = 0; j < 32; ++j)
+      c[64 * (j / 4) + 4 * l + j % 4] = static_cast<uint8_t>(b[2 + j] ^ 0x80);
   } else {
     for (int q = 0; q < 4; ++q) {
       for (int t = 0; t < 4; ++t) {
-        c[64 * q + 4 * l + t] = static_cast<uint8_t>(Q4_0Nibble(b, 8 * q + t) | Q4_0Nibble(b, 8 * q + 4 + t) << 4);
+        c[64 * q + 4 * l + t] =
+            static_cast<uint8_t>(Q4_0Nibble(b, 8 * q + t) | Q4_0Nibble(b, 8 * q + 4 + t) << 4);
       }
     }
   }
@@ -242,7 +251,8 @@ float Decode(GgmlType type, const uint8_t* g, int l, int j) {
       const uint8_t lo = g[320 + 16 * (64 * h + i + 32 * (t & 1)) + l];
       const uint8_t hi = g[2368 + 16 * (32 * h + i) + l];
       const int q = ((t < 2 ? lo & 0x0F : lo >> 4) | (((hi >> (2 * t)) & 3) << 4)) - 32;
-      const float a = GetFloat(g + 4 * l) * static_cast<float>(static_cast<int8_t>(g[64 + 16 * (j / 16) + l]));
+      const float a =
+          GetFloat(g + 4 * l) * static_cast<float>(static_cast<int8_t>(g[64 + 16 * (j / 16) + l]));
       return a * static_cast<float>(q);
     }
     default: return 0.0f;
@@ -270,10 +280,12 @@ size_t QuantPackedBytes(uint32_t type, int m, int k, QuantActs acts) {
   return static_cast<size_t>((m + 15) / 16) * (k / lay.group) * lay.bytes;
 }
 
-void PackQuant(uint32_t type, const uint8_t* const* rows, int m, int k, uint8_t* dst, QuantActs acts) {
+void PackQuant(uint32_t type, const uint8_t* const* rows, int m, int k, uint8_t* dst,
+               QuantActs acts) {
   const Layout lay = LayoutOf(type, acts);
   if (k % lay.group != 0) {
-    throw Exception(Exception::kInvalidArgument, "a row of " + std::to_string(k) + " values is not a whole number of " +
+    throw Exception(Exception::kInvalidArgument, "a row of " + std::to_string(k) +
+                                                     " values is not a whole number of " +
                                                      GgmlTypeName(type) + " blocks");
   }
   const int groups = k / lay.group, panels = (m + 15) / 16;
@@ -285,27 +297,30 @@ void PackQuant(uint32_t type, const uint8_t* const* rows, int m, int k, uint8_t*
         const uint8_t* row = rows[p * 16 + l];
         for (int gi = 0; gi < groups; ++gi) {
           pack(static_cast<GgmlType>(type), row + static_cast<size_t>(gi) * lay.block_bytes, l,
-                    dst + (static_cast<size_t>(p) * groups + gi) * lay.bytes);
+               dst + (static_cast<size_t>(p) * groups + gi) * lay.bytes);
         }
       }
     }
   });
 }
 
-void QuantUnpackRow(uint32_t type, const uint8_t* packed, int k, int r, float* out, QuantActs acts) {
+void QuantUnpackRow(uint32_t type, const uint8_t* packed, int k, int r, float* out,
+                    QuantActs acts) {
   const Layout lay = LayoutOf(type, acts);
   auto decode = acts == QuantActs::kInt8 ? DecodeInt8 : Decode;
   const int groups = k / lay.group;
   const uint8_t* panel = packed + static_cast<size_t>(r / 16) * groups * lay.bytes;
   for (int gi = 0; gi < groups; ++gi) {
     for (int j = 0; j < lay.group; ++j) {
-      out[gi * lay.group + j] = decode(static_cast<GgmlType>(type), panel + gi * lay.bytes, r % 16, j);
+      out[gi * lay.group + j] =
+          decode(static_cast<GgmlType>(type), panel + gi * lay.bytes, r % 16, j);
     }
   }
 }
 
 void QuantizeActivations(const float* x, int k, int block, int8_t* q, float* d, int32_t* s16) {
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: (v + kRound) - kRound is v rounded, ties to even
+  constexpr float kRound =
+      12582912.0f;  // 1.5 * 2^23: (v + kRound) - kRound is v rounded, ties to even
   for (int b0 = 0; b0 < k; b0 += block) {
     const float* xb = x + b0;
     int8_t* qb = q + b0;

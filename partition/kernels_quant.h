@@ -69,8 +69,9 @@ void QuantUnpackRow(uint32_t ggml_type, const uint8_t* packed, int k, int r, flo
 // y[i*ldy + r] = sum_j w[r][j] x[i][j] (+ bias[r]) in the order above, for
 // r < m, i < n. `packed` from PackQuant with the same `acts`; x: [n, k].
 // Parallel over panels, with `isa`'s kernels.
-void QuantMatMul(Isa isa, uint32_t ggml_type, const uint8_t* packed, int m, int k, const float* x, int n,
-                 float* y, int ldy, const float* bias = nullptr, QuantActs acts = QuantActs::kF32);
+void QuantMatMul(Isa isa, uint32_t ggml_type, const uint8_t* packed, int m, int k, const float* x,
+                 int n, float* y, int ldy, const float* bias = nullptr,
+                 QuantActs acts = QuantActs::kF32);
 
 // The activation quantisation of kInt8, the same IEEE operations on every
 // instruction set: per block of `block` values (k a multiple), amax = the

@@ -56,7 +56,8 @@ inline __m512i Ld64(const uint8_t* p) { return _mm512_loadu_si512(p); }
 // the offset is taken off through the initial value -128 * sum(a).
 inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t sa) {
   __m512i acc = _mm512_set1_epi32(-128 * sa);
-  for (int q = 0; q < 8; ++q) acc = _mm512_dpbusd_epi32(acc, Ld64(c + 64 * q), _mm512_set1_epi32(Load4(a + 4 * q)));
+  for (int q = 0; q < 8; ++q)
+    acc = _mm512_dpbusd_epi32(acc, Ld64(c + 64 * q), _mm512_set1_epi32(Load4(a + 4 * q)));
   return {acc};
 }
 // Q4_0: chunks of 64 bytes whose low nibbles are columns 8q..8q+3 and high
@@ -88,7 +89,9 @@ inline I16 DotQ4_K(const uint8_t* g, const int8_t* a, const int32_t* s16, I16* m
     const __m128i sc = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 64 + 16 * j));
     const __m128i mn = _mm_loadu_si128(reinterpret_cast<const __m128i*>(g + 192 + 16 * j));
     total = _mm512_add_epi32(total, _mm512_mullo_epi32(acc, _mm512_cvtepu8_epi32(sc)));
-    msum = _mm512_add_epi32(msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mn), _mm512_set1_epi32(s16[2 * j] + s16[2 * j + 1])));
+    msum =
+        _mm512_add_epi32(msum, _mm512_mullo_epi32(_mm512_cvtepu8_epi32(mn),
+                                                  _mm512_set1_epi32(s16[2 * j] + s16[2 * j + 1])));
   }
   mins->v = msum;
   return {total};
@@ -101,10 +104,13 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
   for (int j = 0; j < 16; ++j) {
     const __m512i lo0 = Ld64(g + 288 + 64 * (2 * j)), lo1 = Ld64(g + 288 + 64 * (2 * j + 1));
     const __m512i hb = Ld64(g + 2336 + 64 * j);
-    const __m512i c0 = _mm512_or_si512(_mm512_and_si512(lo0, m), _mm512_and_si512(_mm512_slli_epi16(hb, 4), m2));
-    const __m512i c1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo0, 4), m), _mm512_and_si512(_mm512_slli_epi16(hb, 2), m2));
+    const __m512i c0 =
+        _mm512_or_si512(_mm512_and_si512(lo0, m), _mm512_and_si512(_mm512_slli_epi16(hb, 4), m2));
+    const __m512i c1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo0, 4), m),
+                                       _mm512_and_si512(_mm512_slli_epi16(hb, 2), m2));
     const __m512i c2 = _mm512_or_si512(_mm512_and_si512(lo1, m), _mm512_and_si512(hb, m2));
-    const __m512i c3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo1, 4), m), _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2));
+    const __m512i c3 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(lo1, 4), m),
+                                       _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2));
     const int8_t* aj = a + 16 * j;
     __m512i acc = _mm512_set1_epi32(-32 * s16[j]);
     acc = _mm512_dpbusd_epi32(acc, c0, _mm512_set1_epi32(Load4(aj)));
@@ -119,11 +125,12 @@ inline I16 DotQ6_K(const uint8_t* g, const int8_t* a, const int32_t* s16) {
 // The K formats' sums for NP panels at once (g[p]: panel p's group), the
 // panels' chains interleaved so that the out-of-order core overlaps them
 // (a one-thread loop over the 110m's matrices read Q4_K 40% and Q6_K 35%
-// faster; Q8_0/Q4_0 gained nothing, so they keep one panel at a time). Each panel's integer sums are the ones
-// above (exact in any order).
+// faster; Q8_0/Q4_0 gained nothing, so they keep one panel at a time). Each panel's integer sums
+// are the ones above (exact in any order).
 #define SPLITLM_MULTI_PANEL 1
 template <int NP>
-inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total,
+                     I16* mins) {
   const __m512i m = _mm512_set1_epi8(0x0F);
   __m512i t[NP], ms[NP];
   for (int p = 0; p < NP; ++p) t[p] = ms[p] = _mm512_setzero_si512();
@@ -133,7 +140,8 @@ inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
     for (int p = 0; p < NP; ++p) acc[p] = _mm512_setzero_si512();
 #pragma GCC unroll 4
     for (int q = 4 * j; q < 4 * j + 4; ++q) {
-      const __m512i xl = _mm512_set1_epi32(Load4(a + 8 * q)), xh = _mm512_set1_epi32(Load4(a + 8 * q + 4));
+      const __m512i xl = _mm512_set1_epi32(Load4(a + 8 * q)),
+                    xh = _mm512_set1_epi32(Load4(a + 8 * q + 4));
       for (int p = 0; p < NP; ++p) {
         const __m512i v = Ld64(g[p] + 320 + 64 * q);
         acc[p] = _mm512_dpbusd_epi32(acc[p], _mm512_and_si512(v, m), xl);
@@ -172,7 +180,8 @@ inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
       // holding the two high bits at 4-5 and zeros above.
       const __m512i h0 = _mm512_and_si512(_mm512_slli_epi16(hb, 4), m2);
       const __m512i h1 = _mm512_and_si512(_mm512_slli_epi16(hb, 2), m2);
-      const __m512i h2 = _mm512_and_si512(hb, m2), h3 = _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2);
+      const __m512i h2 = _mm512_and_si512(hb, m2),
+                    h3 = _mm512_and_si512(_mm512_srli_epi16(hb, 2), m2);
       const __m512i c0 = _mm512_ternarylogic_epi32(m, lo0, h0, 0xCA);
       const __m512i c1 = _mm512_ternarylogic_epi32(m, _mm512_srli_epi16(lo0, 4), h1, 0xCA);
       const __m512i c2 = _mm512_ternarylogic_epi32(m, lo1, h2, 0xCA);
@@ -206,7 +215,9 @@ inline V16 Halves16(const uint8_t* p) {
           {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16)))}};
 #endif
 }
-inline __m256i Ld32(const uint8_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline __m256i Ld32(const uint8_t* p) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+}
 // 8 rows (h = 0: rows 0-7, 1: rows 8-15). Q8_0: the codes back to s8, then
 // |w| * (a with w's sign): each product <= 128 * 127, a pair <= 32512, so
 // vpmaddubsw never saturates.
@@ -215,12 +226,15 @@ inline __m256i DotQ8_0Half(const uint8_t* c, const int8_t* a, int h) {
   __m256i acc = _mm256_setzero_si256();
   for (int q = 0; q < 8; ++q) {
     const __m256i w = _mm256_xor_si256(Ld32(c + 64 * q + 32 * h), flip);
-    const __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(_mm256_set1_epi32(Load4(a + 4 * q)), w));
+    const __m256i p = _mm256_maddubs_epi16(
+        _mm256_sign_epi8(w, w), _mm256_sign_epi8(_mm256_set1_epi32(Load4(a + 4 * q)), w));
     acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones));
   }
   return acc;
 }
-inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t) { return {DotQ8_0Half(c, a, 0), DotQ8_0Half(c, a, 1)}; }
+inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t) {
+  return {DotQ8_0Half(c, a, 0), DotQ8_0Half(c, a, 1)};
+}
 // Q4_0: nibble * a pairs <= 2 * 15 * 127; the 8 of a block sum to <= 30480
 // in int16, so one vpmaddwd per block.
 inline __m256i DotQ4_0Half(const uint8_t* c, const int8_t* a, int32_t sa, int h) {
@@ -228,7 +242,8 @@ inline __m256i DotQ4_0Half(const uint8_t* c, const int8_t* a, int32_t sa, int h)
   __m256i s16 = _mm256_setzero_si256();
   for (int q = 0; q < 4; ++q) {
     const __m256i v = Ld32(c + 64 * q + 32 * h);
-    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(v, m), _mm256_set1_epi32(Load4(a + 8 * q))));
+    s16 = _mm256_add_epi16(
+        s16, _mm256_maddubs_epi16(_mm256_and_si256(v, m), _mm256_set1_epi32(Load4(a + 8 * q))));
     s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m),
                                                      _mm256_set1_epi32(Load4(a + 8 * q + 4))));
   }
@@ -240,21 +255,26 @@ inline I16 DotQ4_0(const uint8_t* c, const int8_t* a, int32_t sa) {
 
 // Q4_K: per sub-block, 8 vpmaddubsw of nibble * a pairs (<= 3810 each) sum
 // to <= 30480 in int16.
-inline __m256i DotQ4_KHalf(const uint8_t* g, const int8_t* a, const int32_t* s16, int h, __m256i* mins) {
+inline __m256i DotQ4_KHalf(const uint8_t* g, const int8_t* a, const int32_t* s16, int h,
+                           __m256i* mins) {
   const __m256i m = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1);
   __m256i total = _mm256_setzero_si256(), msum = _mm256_setzero_si256();
   for (int j = 0; j < 8; ++j) {
     __m256i s = _mm256_setzero_si256();
     for (int q = 4 * j; q < 4 * j + 4; ++q) {
       const __m256i v = Ld32(g + 320 + 64 * q + 32 * h);
-      s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(v, m), _mm256_set1_epi32(Load4(a + 8 * q))));
+      s = _mm256_add_epi16(
+          s, _mm256_maddubs_epi16(_mm256_and_si256(v, m), _mm256_set1_epi32(Load4(a + 8 * q))));
       s = _mm256_add_epi16(s, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(v, 4), m),
                                                    _mm256_set1_epi32(Load4(a + 8 * q + 4))));
     }
     const __m128i sc = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 64 + 16 * j + 8 * h));
     const __m128i mn = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 192 + 16 * j + 8 * h));
-    total = _mm256_add_epi32(total, _mm256_mullo_epi32(_mm256_madd_epi16(s, ones), _mm256_cvtepu8_epi32(sc)));
-    msum = _mm256_add_epi32(msum, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(mn), _mm256_set1_epi32(s16[2 * j] + s16[2 * j + 1])));
+    total = _mm256_add_epi32(
+        total, _mm256_mullo_epi32(_mm256_madd_epi16(s, ones), _mm256_cvtepu8_epi32(sc)));
+    msum =
+        _mm256_add_epi32(msum, _mm256_mullo_epi32(_mm256_cvtepu8_epi32(mn),
+                                                  _mm256_set1_epi32(s16[2 * j] + s16[2 * j + 1])));
   }
   *mins = msum;
   return total;
@@ -267,22 +287,30 @@ inline I16 DotQ4_K(const uint8_t* g, const int8_t* a, const int32_t* s16, I16* m
 }
 // Q6_K: codes <= 63, pairs <= 16002; two vpmaddubsw per int16 sum.
 inline __m256i DotQ6_KHalf(const uint8_t* g, const int8_t* a, const int32_t* s16, int h) {
-  const __m256i m = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30), ones = _mm256_set1_epi16(1);
+  const __m256i m = _mm256_set1_epi8(0x0F), m2 = _mm256_set1_epi8(0x30),
+                ones = _mm256_set1_epi16(1);
   __m256i total = _mm256_setzero_si256();
   for (int j = 0; j < 16; ++j) {
-    const __m256i lo0 = Ld32(g + 288 + 64 * (2 * j) + 32 * h), lo1 = Ld32(g + 288 + 64 * (2 * j + 1) + 32 * h);
+    const __m256i lo0 = Ld32(g + 288 + 64 * (2 * j) + 32 * h),
+                  lo1 = Ld32(g + 288 + 64 * (2 * j + 1) + 32 * h);
     const __m256i hb = Ld32(g + 2336 + 64 * j + 32 * h);
-    const __m256i c0 = _mm256_or_si256(_mm256_and_si256(lo0, m), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
-    const __m256i c1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo0, 4), m), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
+    const __m256i c0 =
+        _mm256_or_si256(_mm256_and_si256(lo0, m), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m2));
+    const __m256i c1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo0, 4), m),
+                                       _mm256_and_si256(_mm256_slli_epi16(hb, 2), m2));
     const __m256i c2 = _mm256_or_si256(_mm256_and_si256(lo1, m), _mm256_and_si256(hb, m2));
-    const __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo1, 4), m), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
+    const __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo1, 4), m),
+                                       _mm256_and_si256(_mm256_srli_epi16(hb, 2), m2));
     const int8_t* aj = a + 16 * j;
-    const __m256i p01 = _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_set1_epi32(Load4(aj))),
-                                         _mm256_maddubs_epi16(c1, _mm256_set1_epi32(Load4(aj + 4))));
-    const __m256i p23 = _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_set1_epi32(Load4(aj + 8))),
-                                         _mm256_maddubs_epi16(c3, _mm256_set1_epi32(Load4(aj + 12))));
-    const __m256i acc = _mm256_add_epi32(_mm256_set1_epi32(-32 * s16[j]),
-                                         _mm256_add_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones)));
+    const __m256i p01 =
+        _mm256_add_epi16(_mm256_maddubs_epi16(c0, _mm256_set1_epi32(Load4(aj))),
+                         _mm256_maddubs_epi16(c1, _mm256_set1_epi32(Load4(aj + 4))));
+    const __m256i p23 =
+        _mm256_add_epi16(_mm256_maddubs_epi16(c2, _mm256_set1_epi32(Load4(aj + 8))),
+                         _mm256_maddubs_epi16(c3, _mm256_set1_epi32(Load4(aj + 12))));
+    const __m256i acc = _mm256_add_epi32(
+        _mm256_set1_epi32(-32 * s16[j]),
+        _mm256_add_epi32(_mm256_madd_epi16(p01, ones), _mm256_madd_epi16(p23, ones)));
     const __m128i sc = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(g + 32 + 16 * j + 8 * h));
     total = _mm256_add_epi32(total, _mm256_mullo_epi32(acc, _mm256_cvtepi8_epi32(sc)));
   }
@@ -296,13 +324,18 @@ struct I16 {
   int32x4_t v[4];
 };
 inline V16 ToF(I16 a) {
-  return {{vcvtq_f32_s32(a.v[0]), vcvtq_f32_s32(a.v[1])}, {vcvtq_f32_s32(a.v[2]), vcvtq_f32_s32(a.v[3])}};
+  return {{vcvtq_f32_s32(a.v[0]), vcvtq_f32_s32(a.v[1])},
+          {vcvtq_f32_s32(a.v[2]), vcvtq_f32_s32(a.v[3])}};
 }
-inline I16 FromInts(const int32_t* v) { return {{vld1q_s32(v), vld1q_s32(v + 4), vld1q_s32(v + 8), vld1q_s32(v + 12)}}; }
+inline I16 FromInts(const int32_t* v) {
+  return {{vld1q_s32(v), vld1q_s32(v + 4), vld1q_s32(v + 8), vld1q_s32(v + 12)}};
+}
 #define SPLITLM_SCALAR_K 1
 inline V16 Halves16(const uint8_t* p) {
-  const float16x8_t a = vreinterpretq_f16_u8(vld1q_u8(p)), b = vreinterpretq_f16_u8(vld1q_u8(p + 16));
-  return {{vcvt_f32_f16(vget_low_f16(a)), vcvt_high_f32_f16(a)}, {vcvt_f32_f16(vget_low_f16(b)), vcvt_high_f32_f16(b)}};
+  const float16x8_t a = vreinterpretq_f16_u8(vld1q_u8(p)),
+                    b = vreinterpretq_f16_u8(vld1q_u8(p + 16));
+  return {{vcvt_f32_f16(vget_low_f16(a)), vcvt_high_f32_f16(a)},
+          {vcvt_f32_f16(vget_low_f16(b)), vcvt_high_f32_f16(b)}};
 }
 // Q8_0: the codes back to s8 (xor 0x80), signed dot products.
 inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t) {
@@ -311,7 +344,8 @@ inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t) {
   for (int q = 0; q < 8; ++q) {
     const int8x16_t x = vreinterpretq_s8_s32(vdupq_n_s32(Load4(a + 4 * q)));
     for (int t = 0; t < 4; ++t) {
-      r.v[t] = vdotq_s32(r.v[t], vreinterpretq_s8_u8(veorq_u8(vld1q_u8(c + 64 * q + 16 * t), flip)), x);
+      r.v[t] =
+          vdotq_s32(r.v[t], vreinterpretq_s8_u8(veorq_u8(vld1q_u8(c + 64 * q + 16 * t), flip)), x);
     }
   }
   return r;
@@ -355,7 +389,8 @@ inline I16 DotQ8_0(const uint8_t* c, const int8_t* a, int32_t) {
   I16 r;
   for (int l = 0; l < 16; ++l) {
     int32_t s = 0;
-    for (int j = 0; j < 32; ++j) s += static_cast<int8_t>(c[64 * (j / 4) + 4 * l + j % 4] ^ 0x80) * a[j];
+    for (int j = 0; j < 32; ++j)
+      s += static_cast<int8_t>(c[64 * (j / 4) + 4 * l + j % 4] ^ 0x80) * a[j];
     r.v[l] = s;
   }
   return r;
@@ -426,7 +461,8 @@ inline V16 Neg16(V16 x) { return Sub16(Zero16(), x); }
 #if !defined(SPLITLM_MULTI_PANEL)
 // One panel after the other where no interleaved K version exists.
 template <int NP>
-inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total, I16* mins) {
+inline void DotQ4_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s16, I16* total,
+                     I16* mins) {
   for (int p = 0; p < NP; ++p) total[p] = DotQ4_K(g[p], a, s16, &mins[p]);
 }
 template <int NP>
@@ -499,8 +535,8 @@ struct Acts {
 
 // NI inputs against NP panels.
 template <class D, int NI, int NP>
-inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, float* y, int ldy, int m, int row0,
-                  const float* bias) {
+inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, float* y, int ldy,
+                  int m, int row0, const float* bias) {
   V16 acc[NI][NP];
   for (int i = 0; i < NI; ++i)
     for (int p = 0; p < NP; ++p) acc[i][p] = Zero16();
@@ -533,18 +569,19 @@ inline void ATile(const uint8_t* panel, size_t pstride, int k, const Acts* x, fl
 }
 
 template <class D, int NI, int NP>
-inline void ARun(const uint8_t* packed, int m, int k, const Acts* x, float* y, int ldy, const float* bias, int p0,
-                 int p1) {
+inline void ARun(const uint8_t* packed, int m, int k, const Acts* x, float* y, int ldy,
+                 const float* bias, int p0, int p1) {
   const size_t stride = static_cast<size_t>(k / D::kBlock) * D::kBytes;
   int p = p0;
-  for (; p + NP <= p1; p += NP) ATile<D, NI, NP>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
+  for (; p + NP <= p1; p += NP)
+    ATile<D, NI, NP>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
   for (; p < p1; ++p) ATile<D, NI, 1>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
 }
 
 // Panels [p0, p1) for n inputs: groups of 4 inputs x 2 panels (decode: 1 x 4).
 template <class D>
-inline void APanelMatMul(const uint8_t* packed, int m, int k, const Acts* x, int n, float* y, int ldy,
-                         const float* bias, int p0, int p1) {
+inline void APanelMatMul(const uint8_t* packed, int m, int k, const Acts* x, int n, float* y,
+                         int ldy, const float* bias, int p0, int p1) {
   const size_t ys = static_cast<size_t>(ldy);
   constexpr int kPanelStep = 8;
   for (int q0 = p0; q0 < p1; q0 += kPanelStep) {

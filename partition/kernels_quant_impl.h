@@ -15,10 +15,15 @@ namespace splitlm::partition::kernels::SPLITLM_ISA {
 struct B16 {
   __m128i v;
 };
-inline B16 LoadB(const uint8_t* p) { return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))}; }
-inline B16 AndB(B16 a, int mask) { return {_mm_and_si128(a.v, _mm_set1_epi8(static_cast<char>(mask)))}; }
+inline B16 LoadB(const uint8_t* p) {
+  return {_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))};
+}
+inline B16 AndB(B16 a, int mask) {
+  return {_mm_and_si128(a.v, _mm_set1_epi8(static_cast<char>(mask)))};
+}
 inline B16 ShrB(B16 a, int n) {
-  return {_mm_and_si128(_mm_srl_epi16(a.v, _mm_cvtsi32_si128(n)), _mm_set1_epi8(static_cast<char>(0xFF >> n)))};
+  return {_mm_and_si128(_mm_srl_epi16(a.v, _mm_cvtsi32_si128(n)),
+                        _mm_set1_epi8(static_cast<char>(0xFF >> n)))};
 }
 inline B16 ShlB(B16 a, int n) {
   return {_mm_and_si128(_mm_sll_epi16(a.v, _mm_cvtsi32_si128(n)),
@@ -99,8 +104,9 @@ inline V16 Sub16(V16 a, V16 b) { return {Sub(a.lo, b.lo), Sub(a.hi, b.hi)}; }
 #if defined(__AVX512F__)
 inline void Nibbles(const uint8_t* p, int off, V16* lo, V16* hi) {
   // vpermps reads the low 4 bits of each index: a 16-entry table lookup.
-  const __m512 table = _mm512_sub_ps(
-      _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_ps(static_cast<float>(off)));
+  const __m512 table =
+      _mm512_sub_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                    _mm512_set1_ps(static_cast<float>(off)));
   const __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
   lo->v = _mm512_permutexvar_ps(v, table);
   hi->v = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), table);
@@ -173,9 +179,13 @@ struct DQ6_K {
   struct Sub {
     V16 a;
   };
-  static Sub Prepare(const uint8_t* g, int s) { return {Mul16(Load16(F(g)), S8ToF(LoadB(g + 64 + 16 * s)))}; }
+  static Sub Prepare(const uint8_t* g, int s) {
+    return {Mul16(Load16(F(g)), S8ToF(LoadB(g + 64 + 16 * s)))};
+  }
   static constexpr int kStep = 1;
-  static void Weights(const uint8_t* g, const Sub& s, int sub, int c, V16* w) { w[0] = Weight(g, s, sub, c); }
+  static void Weights(const uint8_t* g, const Sub& s, int sub, int c, V16* w) {
+    w[0] = Weight(g, s, sub, c);
+  }
   static V16 Weight(const uint8_t* g, const Sub& s, int sub, int c) {
     const int h = sub / 8, t = (sub % 8) / 2, l = (sub % 2) * 16 + c;
     const B16 lo = LoadB(g + 320 + 16 * (64 * h + l + 32 * (t & 1)));
@@ -188,8 +198,8 @@ struct DQ6_K {
 // NI inputs (packed [k][NI]) against NP panels: each output element one fma
 // chain over j = 0..k-1 in order, as PanelTile.
 template <class D, int NI, int NP>
-inline void QTile(const uint8_t* panel, size_t pstride, int k, const float* x, float* y, int ldy, int m, int row0,
-                  const float* bias) {
+inline void QTile(const uint8_t* panel, size_t pstride, int k, const float* x, float* y, int ldy,
+                  int m, int row0, const float* bias) {
   V16 acc[NI][NP];
   for (int i = 0; i < NI; ++i)
     for (int p = 0; p < NP; ++p) acc[i][p] = Zero16();
@@ -227,17 +237,18 @@ inline void QTile(const uint8_t* panel, size_t pstride, int k, const float* x, f
 }
 
 template <class D, int NI, int NP>
-inline void QPanelRun(const uint8_t* packed, int m, int k, const float* x, float* y, int ldy, const float* bias,
-                      int p0, int p1) {
+inline void QPanelRun(const uint8_t* packed, int m, int k, const float* x, float* y, int ldy,
+                      const float* bias, int p0, int p1) {
   const size_t stride = static_cast<size_t>(k / D::kGroup) * D::kBytes;
   int p = p0;
-  for (; p + NP <= p1; p += NP) QTile<D, NI, NP>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
+  for (; p + NP <= p1; p += NP)
+    QTile<D, NI, NP>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
   for (; p < p1; ++p) QTile<D, NI, 1>(packed + p * stride, stride, k, x, y, ldy, m, p * 16, bias);
 }
 
 template <class D, int NI>
-inline void QSmallGroup(int n, const uint8_t* packed, int m, int k, const float* x, float* y, int ldy,
-                        const float* bias, int p0, int p1) {
+inline void QSmallGroup(int n, const uint8_t* packed, int m, int k, const float* x, float* y,
+                        int ldy, const float* bias, int p0, int p1) {
   if constexpr (NI > 0) {
     if (n == NI) {
       constexpr int kAcc = kTileInputs * kTilePanels;
@@ -251,18 +262,20 @@ inline void QSmallGroup(int n, const uint8_t* packed, int m, int k, const float*
 
 // Panels [p0, p1) for all n inputs (packed in groups as for PanelMatMul).
 template <class D>
-inline void QPanelMatMul(const uint8_t* packed, int m, int k, const float* xp, int n, float* y, int ldy,
-                         const float* bias, int p0, int p1) {
+inline void QPanelMatMul(const uint8_t* packed, int m, int k, const float* xp, int n, float* y,
+                         int ldy, const float* bias, int p0, int p1) {
   const size_t ys = static_cast<size_t>(ldy);
   const int kPanelStep = 4;
   for (int q0 = p0; q0 < p1; q0 += kPanelStep) {
     const int q1 = q0 + kPanelStep < p1 ? q0 + kPanelStep : p1;
     int i = 0;
     for (; i + kTileInputs <= n; i += kTileInputs) {
-      QPanelRun<D, kTileInputs, kTilePanels>(packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys, ldy, bias,
-                                             q0, q1);
+      QPanelRun<D, kTileInputs, kTilePanels>(packed, m, k, xp + static_cast<size_t>(i) * k,
+                                             y + i * ys, ldy, bias, q0, q1);
     }
-    if (i < n) QSmallGroup<D, kTileInputs - 1>(n - i, packed, m, k, xp + static_cast<size_t>(i) * k, y + i * ys, ldy, bias, q0, q1);
+    if (i < n)
+      QSmallGroup<D, kTileInputs - 1>(n - i, packed, m, k, xp + static_cast<size_t>(i) * k,
+                                      y + i * ys, ldy, bias, q0, q1);
   }
 }
 

@@ -19,22 +19,26 @@
 
 namespace splitlm::partition {
 
-std::unique_ptr<MappedFile> MappedFile::Open(const std::string& path, size_t min_bytes, const std::string& kind) {
-  if (auto problem = transport::ProblemWithFile(path)) throw Exception(Exception::kNotFound, path + ": " + *problem);
+std::unique_ptr<MappedFile> MappedFile::Open(const std::string& path, size_t min_bytes,
+                                             const std::string& kind) {
+  if (auto problem = transport::ProblemWithFile(path))
+    throw Exception(Exception::kNotFound, path + ": " + *problem);
   std::unique_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (f->fd_ < 0) throw Exception(Exception::kNotFound, path + ": cannot open: " + std::strerror(errno));
+  if (f->fd_ < 0)
+    throw Exception(Exception::kNotFound, path + ": cannot open: " + std::strerror(errno));
   struct stat st;
   if (::fstat(f->fd_, &st) != 0 || !S_ISREG(st.st_mode))
     throw Exception(Exception::kInvalidArgument, path + ": not a regular file");
   f->size_ = static_cast<size_t>(st.st_size);
   if (f->size_ < std::max<size_t>(min_bytes, 1)) {
-    throw Exception(Exception::kCorrupt,
-                    path + ": too short for a " + kind + " header (" + std::to_string(f->size_) + " bytes)");
+    throw Exception(Exception::kCorrupt, path + ": too short for a " + kind + " header (" +
+                                             std::to_string(f->size_) + " bytes)");
   }
   void* map = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, f->fd_, 0);
-  if (map == MAP_FAILED) throw Exception(Exception::kUnavailable, path + ": mmap failed: " + std::strerror(errno));
+  if (map == MAP_FAILED)
+    throw Exception(Exception::kUnavailable, path + ": mmap failed: " + std::strerror(errno));
   f->base_ = static_cast<const uint8_t*>(map);
   return f;
 }

@@ -18,7 +18,8 @@ class MappedFile {
   // unreadable, kInvalidArgument if not a regular file, kUnavailable if it
   // cannot be mapped, kCorrupt if shorter than `min_bytes` ("too short for a
   // `kind` header (N bytes)").
-  static std::unique_ptr<MappedFile> Open(const std::string& path, size_t min_bytes, const std::string& kind);
+  static std::unique_ptr<MappedFile> Open(const std::string& path, size_t min_bytes,
+                                          const std::string& kind);
   ~MappedFile();  // unmaps and closes
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

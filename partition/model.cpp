@@ -41,9 +41,10 @@ void CheckLayersWithinConfig(const SafetensorsFile& file, const ModelConfig& con
   for (const auto& entry : file.tensors()) {
     const int64_t layer = LayerIndex(entry.first);
     if (layer >= config.num_layers) {
-      throw Exception(Exception::kCorrupt, file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
-                                               std::to_string(layer) + ", but " + config_path +
-                                               " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
+      throw Exception(Exception::kCorrupt,
+                      file.path() + ": tensor \"" + entry.first + "\" belongs to layer " +
+                          std::to_string(layer) + ", but " + config_path +
+                          " has \"num_hidden_layers\" = " + std::to_string(config.num_layers));
     }
   }
 }
@@ -105,7 +106,8 @@ std::string GgufFormats(const GgufHeader& header) {
   std::vector<std::string> names;
   for (const auto& t : header.tensors) {
     std::string name = GgmlTypeName(t.type);
-    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
   std::string out;
@@ -115,7 +117,8 @@ std::string GgufFormats(const GgufHeader& header) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights, kernels::Isa isa) {
+std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& weights,
+                                   kernels::Isa isa) {
   CheckWeightFormat(weights);
   std::unique_ptr<Model> m = OpenPath(path);
   m->weights_ = weights;
@@ -153,14 +156,16 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
 std::unique_ptr<Model> Model::OpenPath(const std::string& path) {
   if (fs::is_directory(path)) return OpenDirectory(path);
   if (!fs::exists(path)) {
-    throw Exception(Exception::kNotFound,
-                    path + ": model not found (give a Hugging Face model directory or a .gguf file)");
+    throw Exception(
+        Exception::kNotFound,
+        path + ": model not found (give a Hugging Face model directory or a .gguf file)");
   }
   const fs::path p(path);
   if (p.extension() == ".safetensors" || p.extension() == ".json") {
-    throw Exception(Exception::kInvalidArgument, path +
-                                                     ": give the Hugging Face model's directory, not one of its files "
-                                                     "(a file is read as GGUF)");
+    throw Exception(Exception::kInvalidArgument,
+                    path +
+                        ": give the Hugging Face model's directory, not one of its files "
+                        "(a file is read as GGUF)");
   }
   return OpenGguf(path);
 }
@@ -176,10 +181,12 @@ std::unique_ptr<Model> Model::OpenGguf(const std::string& path) {
   m->identity_ = GgufIdentity(m->gguf_->header());
   // Converted from a directory (or quantised from such a file): the
   // directory's identity, so the two recognise each other.
-  if (const GgufValue* v = m->gguf_->Find(kSourceIdentityKey); v != nullptr && v->type == GgufType::kString) {
+  if (const GgufValue* v = m->gguf_->Find(kSourceIdentityKey);
+      v != nullptr && v->type == GgufType::kString) {
     const auto source = IdentityFromHex(v->text);
     if (!source)
-      throw Exception(Exception::kCorrupt, path + ": metadata key \"" + std::string(kSourceIdentityKey) +
+      throw Exception(Exception::kCorrupt, path + ": metadata key \"" +
+                                               std::string(kSourceIdentityKey) +
                                                "\" must be 16 hexadecimal digits");
     m->identity_ = *source;
   }
@@ -201,13 +208,15 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
   if (fs::exists(single)) {
     shards.push_back(single.string());
   } else if (fs::exists(index)) {
-    nlohmann::json j = nlohmann::json::parse(ReadFile(index.string(), transport::kMaxListBytes), nullptr, false);
+    nlohmann::json j =
+        nlohmann::json::parse(ReadFile(index.string(), transport::kMaxListBytes), nullptr, false);
     if (j.is_discarded() || !j.contains("weight_map") || !j["weight_map"].is_object()) {
       throw Exception(Exception::kCorrupt, index.string() + ": missing \"weight_map\" object");
     }
     for (const auto& v : j["weight_map"]) {
       if (!v.is_string())
-        throw Exception(Exception::kCorrupt, index.string() + ": weight_map values must be file names");
+        throw Exception(Exception::kCorrupt,
+                        index.string() + ": weight_map values must be file names");
       std::string name = v.get<std::string>();
       if (name.find('/') != std::string::npos || name.find("..") != std::string::npos) {
         throw Exception(Exception::kCorrupt,
@@ -217,7 +226,8 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
       if (std::find(shards.begin(), shards.end(), p) == shards.end()) shards.push_back(p);
     }
   } else {
-    throw Exception(Exception::kNotFound, dir + ": neither model.safetensors nor model.safetensors.index.json found");
+    throw Exception(Exception::kNotFound,
+                    dir + ": neither model.safetensors nor model.safetensors.index.json found");
   }
 
   std::map<std::string, Entry> idx;
@@ -230,7 +240,8 @@ std::unique_ptr<Model> Model::OpenDirectory(const std::string& dir) {
     m->fingerprint_ = Fnv1a64(&digest, sizeof digest, m->fingerprint_);
     for (const auto& [name, info] : f->tensors()) {
       if (!idx.emplace(name, Entry{f, &info}).second) {
-        throw Exception(Exception::kCorrupt, path + ": tensor \"" + name + "\" is also stored in another shard");
+        throw Exception(Exception::kCorrupt,
+                        path + ": tensor \"" + name + "\" is also stored in another shard");
       }
     }
   }
@@ -278,10 +289,12 @@ bool Model::HasTensor(const std::string& name) const {
 TensorRef Model::Tensor(const std::string& name, const std::vector<int64_t>& expected) const {
   if (gguf_) return GgufTensorRef(*gguf_, config_, name, expected);
   const Entry* e = Find(name);
-  if (e == nullptr) throw Exception(Exception::kCorrupt, dir_ + ": tensor \"" + name + "\" is missing");
+  if (e == nullptr)
+    throw Exception(Exception::kCorrupt, dir_ + ": tensor \"" + name + "\" is missing");
   if (e->info->shape != expected) {
     throw Exception(Exception::kCorrupt, e->file->path() + ": tensor \"" + name + "\" has shape " +
-                                             ShapeString(e->info->shape) + ", expected " + ShapeString(expected));
+                                             ShapeString(e->info->shape) + ", expected " +
+                                             ShapeString(expected));
   }
   const GgmlType type = e->info->dtype == StoredDType::kF32   ? GgmlType::kF32
                         : e->info->dtype == StoredDType::kF16 ? GgmlType::kF16

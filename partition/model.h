@@ -21,8 +21,8 @@ class GgufFile;
 // it with TensorToF32 (partition/tensor_f32.h).
 struct TensorRef {
   const void* data = nullptr;
-  uint32_t type = 0;            // a ggml type number (GgmlType): F32 0, F16 1, BF16 30, ...
-  std::vector<int64_t> shape;   // outermost first, as Hugging Face writes it
+  uint32_t type = 0;           // a ggml type number (GgmlType): F32 0, F16 1, BF16 30, ...
+  std::vector<int64_t> shape;  // outermost first, as Hugging Face writes it
   // > 0: the rows (elements of a vector) of each of this many heads are
   // stored in llama.cpp's RoPE order and are put back in Hugging Face's.
   int interleaved_heads = 0;

@@ -172,16 +172,20 @@ ModelConfig ParseModelConfig(const std::string& json_text, const std::string& or
   c.rms_norm_eps = OptionalPositive(j, "rms_norm_eps", 1e-6, origin);
   c.tie_word_embeddings = OptionalBool(j, "tie_word_embeddings", false, origin);
   c.qkv_bias = c.arch == Arch::kQwen2;
-  if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean()) c.qkv_bias = b->get<bool>();
+  if (auto b = j.find("attention_bias"); b != j.end() && b->is_boolean())
+    c.qkv_bias = b->get<bool>();
   ParseSpecialIds(j, origin, c);
-  if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null()) c.rope_scaling = ParseRopeScaling(*rs, origin);
+  if (auto rs = j.find("rope_scaling"); rs != j.end() && !rs->is_null())
+    c.rope_scaling = ParseRopeScaling(*rs, origin);
   return c;
 }
 
 std::string ModelConfigToJson(const ModelConfig& c) {
   json j;
   j["architectures"] = {ArchName(c.arch)};
-  j["model_type"] = c.arch == Arch::kLlama ? "llama" : c.arch == Arch::kMistral ? "mistral" : "qwen2";
+  j["model_type"] = c.arch == Arch::kLlama     ? "llama"
+                    : c.arch == Arch::kMistral ? "mistral"
+                                               : "qwen2";
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;
   j["num_hidden_layers"] = c.num_layers;
@@ -195,7 +199,8 @@ std::string ModelConfigToJson(const ModelConfig& c) {
   j["hidden_act"] = "silu";
   j["tie_word_embeddings"] = c.tie_word_embeddings;
   j["bos_token_id"] = c.bos_token_id;
-  j["eos_token_id"] = c.eos_token_ids.size() == 1 ? json(c.eos_token_ids[0]) : json(c.eos_token_ids);
+  j["eos_token_id"] =
+      c.eos_token_ids.size() == 1 ? json(c.eos_token_ids[0]) : json(c.eos_token_ids);
   j["torch_dtype"] = "float32";
   return j.dump(2) + "\n";
 }

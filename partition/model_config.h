@@ -15,8 +15,8 @@ struct RopeScaling {
   enum class Kind { kNone, kLinear, kLlama3 };
   Kind kind = Kind::kNone;
   double factor = 1.0;
-  double low_freq_factor = 1.0;   // llama3 only
-  double high_freq_factor = 4.0;  // llama3 only
+  double low_freq_factor = 1.0;      // llama3 only
+  double high_freq_factor = 4.0;     // llama3 only
   int original_max_position = 8192;  // llama3 only
   // Divisors of the head_dim / 2 rotary frequencies, applied after `kind`'s
   // scaling (GGUF's rope_freqs.weight: llama.cpp's form of Llama 3.1

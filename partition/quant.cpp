@@ -51,23 +51,27 @@ int NearestInt(float v) {
 // then the block's fp16 scale is 0, so the value does not matter).
 int TruncToInt8(float v) {
   if (!(std::fabs(v) < 2147483648.0f)) return 0;
-  return static_cast<int8_t>(static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v)) & 0xffu));
+  return static_cast<int8_t>(
+      static_cast<uint8_t>(static_cast<uint32_t>(static_cast<int32_t>(v)) & 0xffu));
 }
 
-[[noreturn]] void Fail(const std::string& what) { throw Exception(Exception::kInvalidArgument, what); }
+[[noreturn]] void Fail(const std::string& what) {
+  throw Exception(Exception::kInvalidArgument, what);
+}
 
 void CheckFinite(uint32_t type, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     if (!std::isfinite(x[i])) {
-      Fail("cannot quantise to " + GgmlTypeName(type) + ": value " + std::to_string(i) + " is not finite");
+      Fail("cannot quantise to " + GgmlTypeName(type) + ": value " + std::to_string(i) +
+           " is not finite");
     }
   }
 }
 
 void CheckScale(uint32_t type, float scale, int64_t block) {
   if (!std::isfinite(scale)) {
-    Fail("cannot quantise to " + GgmlTypeName(type) + ": the scale of block " + std::to_string(block) +
-         " overflows fp16 (values too large for the format)");
+    Fail("cannot quantise to " + GgmlTypeName(type) + ": the scale of block " +
+         std::to_string(block) + " overflows fp16 (values too large for the format)");
   }
 }
 
@@ -161,7 +165,8 @@ void DequantizeQ4_K(const uint8_t* b, float* y) {
 
 // The weighted squared error of make_qkx2_quants for codes L on the grid
 // (scale, min) (use_mad is false for Q4_K).
-float GridError(int n, const float* x, const float* weights, const uint8_t* L, float scale, float min) {
+float GridError(int n, const float* x, const float* weights, const uint8_t* L, float scale,
+                float min) {
   float error = 0;
   for (int i = 0; i < n; ++i) {
     float diff = scale * static_cast<float>(L[i]) + min - x[i];
@@ -174,8 +179,8 @@ float GridError(int n, const float* x, const float* weights, const uint8_t* L, f
 // make_qkx2_quants: the best affine grid (scale, min <= 0) for n values and
 // weights, searching nstep+1 candidate scales. Returns the scale; *the_min
 // receives -min.
-float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L, float* the_min,
-                     uint8_t* Laux, float rmin, float rdelta, int nstep) {
+float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                     float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep) {
   float min = x[0], max = x[0];
   float sum_w = weights[0];
   float sum_x = sum_w * x[0];
@@ -235,7 +240,8 @@ float MakeQkx2Quants(int n, int nmax, const float* x, const float* weights, uint
 
 // The 6-bit scale and min codes of quantize_row_q4_K_ref, packed as
 // get_scale_min_k4 reads them.
-void PackQ4_KScales(const float* scales, const float* mins, float max_scale, float max_min, uint8_t* packed) {
+void PackQ4_KScales(const float* scales, const float* mins, float max_scale, float max_min,
+                    uint8_t* packed) {
   const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
   const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
   std::memset(packed, 0, 12);
@@ -265,7 +271,8 @@ void QuantizeQ4_K(const float* x, uint8_t* b, int64_t block) {
     for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+    scales[j] =
+        MakeQkx2Quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -375,8 +382,8 @@ void PackQ6_K(const int8_t* L, uint8_t* b) {
       const int q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
       ql[l + 0] = static_cast<uint8_t>(q1 | (q3 << 4));
       ql[l + 32] = static_cast<uint8_t>(q2 | (q4 << 4));
-      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                   ((L[j + l + 96] >> 4) << 6));
+      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                   ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
     }
   }
 }
@@ -402,7 +409,8 @@ void QuantizeQ6_K(const float* x, uint8_t* b, int64_t block) {
   const float d_all = StoreHalf(b + 208, 1 / iscale);
   CheckScale(static_cast<uint32_t>(GgmlType::kQ6_K), d_all, block);
   int8_t* sc = reinterpret_cast<int8_t*>(b + 192);
-  for (int ib = 0; ib < kQkK / 16; ++ib) sc[ib] = static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
+  for (int ib = 0; ib < kQkK / 16; ++ib)
+    sc[ib] = static_cast<int8_t>(std::min(127, NearestInt(iscale * scales[ib])));
   for (int j = 0; j < kQkK / 16; ++j) {
     const float d = d_all * static_cast<float>(sc[j]);
     if (d == 0.0f) continue;
@@ -433,7 +441,8 @@ std::optional<Codec> BlockCodec(uint32_t type) {
 }
 
 bool IsFloatType(uint32_t type) {
-  return type == static_cast<uint32_t>(GgmlType::kF32) || type == static_cast<uint32_t>(GgmlType::kF16) ||
+  return type == static_cast<uint32_t>(GgmlType::kF32) ||
+         type == static_cast<uint32_t>(GgmlType::kF16) ||
          type == static_cast<uint32_t>(GgmlType::kBF16);
 }
 
@@ -443,20 +452,23 @@ std::optional<Codec> CheckedCodec(uint32_t type, int64_t n, const char* op) {
   const auto codec = BlockCodec(type);
   if (!codec && !IsFloatType(type)) {
     Fail(std::string(op) + ": tensor type " + GgmlTypeName(type) +
-         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are; DequantizeRow also reads " +
+         " is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and Q6_K are; DequantizeRow also "
+         "reads " +
          "Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)");
   }
   const int64_t block = codec ? codec->values : 1;
   if (n < 0 || n % block != 0) {
-    Fail(std::string(op) + ": " + std::to_string(n) + " values are not a whole number of " + GgmlTypeName(type) +
-         " blocks of " + std::to_string(block));
+    Fail(std::string(op) + ": " + std::to_string(n) + " values are not a whole number of " +
+         GgmlTypeName(type) + " blocks of " + std::to_string(block));
   }
   return codec;
 }
 
 }  // namespace
 
-bool IsQuantizeSupported(uint32_t ggml_type) { return IsFloatType(ggml_type) || BlockCodec(ggml_type).has_value(); }
+bool IsQuantizeSupported(uint32_t ggml_type) {
+  return IsFloatType(ggml_type) || BlockCodec(ggml_type).has_value();
+}
 
 bool IsDequantizeSupported(uint32_t ggml_type) {
   return IsQuantizeSupported(ggml_type) || IsDecodeOnlyType(ggml_type);
@@ -466,15 +478,16 @@ void DequantizeRow(uint32_t ggml_type, const uint8_t* src, float* dst, int64_t n
   if (IsDecodeOnlyType(ggml_type)) {
     const int64_t block = GgmlBlockOf(ggml_type)->values;
     if (n < 0 || n % block != 0) {
-      Fail("DequantizeRow: " + std::to_string(n) + " values are not a whole number of " + GgmlTypeName(ggml_type) +
-           " blocks of " + std::to_string(block));
+      Fail("DequantizeRow: " + std::to_string(n) + " values are not a whole number of " +
+           GgmlTypeName(ggml_type) + " blocks of " + std::to_string(block));
     }
     DecodeBlocks(ggml_type, src, dst, n / block);
     return;
   }
   const auto codec = CheckedCodec(ggml_type, n, "DequantizeRow");
   if (codec) {
-    for (int64_t i = 0; i < n / codec->values; ++i) codec->dequantize(src + i * codec->bytes, dst + i * codec->values);
+    for (int64_t i = 0; i < n / codec->values; ++i)
+      codec->dequantize(src + i * codec->bytes, dst + i * codec->values);
     return;
   }
   switch (static_cast<GgmlType>(ggml_type)) {
@@ -495,7 +508,8 @@ void QuantizeRow(uint32_t ggml_type, const float* src, uint8_t* dst, int64_t n) 
   const auto codec = CheckedCodec(ggml_type, n, "QuantizeRow");
   if (codec) {
     CheckFinite(ggml_type, src, n);
-    for (int64_t i = 0; i < n / codec->values; ++i) codec->quantize(src + i * codec->values, dst + i * codec->bytes, i);
+    for (int64_t i = 0; i < n / codec->values; ++i)
+      codec->quantize(src + i * codec->values, dst + i * codec->bytes, i);
     return;
   }
   switch (static_cast<GgmlType>(ggml_type)) {

@@ -12,7 +12,8 @@ namespace {
 
 constexpr int kQk = 32;
 constexpr int kQkK = 256;
-constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
 
 constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
 
@@ -128,8 +129,10 @@ void DecodeQ5_K(const uint8_t* b, float* y) {
     ScaleMinK4(2 * g + 1, b + 4, &sc, &m);
     const float d2 = d * static_cast<float>(sc), m2 = min * static_cast<float>(m);
     const int u1 = 1 << (2 * g), u2 = 2 << (2 * g);
-    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
-    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+    for (int l = 0; l < 32; ++l)
+      *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; ++l)
+      *y++ = d2 * static_cast<float>((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
   }
 }
 
@@ -179,11 +182,12 @@ void Q3_KToQ6_K(const uint8_t* b, uint8_t* out) {
     for (int l = 0; l < 32; ++l) {
       ql[l] = static_cast<uint8_t>((L[j + l] & 0xF) | ((L[j + l + 64] & 0xF) << 4));
       ql[l + 32] = static_cast<uint8_t>((L[j + l + 32] & 0xF) | ((L[j + l + 96] & 0xF) << 4));
-      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) | ((L[j + l + 64] >> 4) << 4) |
-                                   ((L[j + l + 96] >> 4) << 6));
+      qh[l] = static_cast<uint8_t>((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                   ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
     }
   }
-  for (int s = 0; s < 16; ++s) out[192 + s] = static_cast<uint8_t>(static_cast<int8_t>(Q3_KScale(b + 96, s) - 32));
+  for (int s = 0; s < 16; ++s)
+    out[192 + s] = static_cast<uint8_t>(static_cast<int8_t>(Q3_KScale(b + 96, s) - 32));
   std::memcpy(out + 208, b + 108, 2);
 }
 
@@ -200,7 +204,8 @@ bool DecodeBlocks(uint32_t ggml_type, const uint8_t* src, float* dst, int64_t bl
 
 std::optional<uint32_t> ExactBlockForm(uint32_t ggml_type) {
   switch (static_cast<GgmlType>(ggml_type)) {
-    case GgmlType::kQ5_0: case GgmlType::kIQ4_NL: return T(GgmlType::kQ8_0);
+    case GgmlType::kQ5_0:
+    case GgmlType::kIQ4_NL: return T(GgmlType::kQ8_0);
     case GgmlType::kQ3_K: return T(GgmlType::kQ6_K);
     default: return std::nullopt;
   }

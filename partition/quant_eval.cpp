@@ -25,14 +25,16 @@ void LogSoftmax(const float* logits, int n, std::vector<double>& out) {
   double sum = 0;
   for (int i = 0; i < n; ++i) sum += std::exp(static_cast<double>(logits[i]) - max);
   const double log_sum = std::log(sum);
-  for (int i = 0; i < n; ++i) out[static_cast<size_t>(i)] = static_cast<double>(logits[i]) - max - log_sum;
+  for (int i = 0; i < n; ++i)
+    out[static_cast<size_t>(i)] = static_cast<double>(logits[i]) - max - log_sum;
 }
 
 int Argmax(const float* logits, int n) {
   return static_cast<int>(std::max_element(logits, logits + n) - logits);
 }
 
-std::vector<float> AllLogits(const std::shared_ptr<const StageWeights>& weights, const std::vector<int32_t>& ids) {
+std::vector<float> AllLogits(const std::shared_ptr<const StageWeights>& weights,
+                             const std::vector<int32_t>& ids) {
   const int n = static_cast<int>(ids.size());
   Stage stage(weights, n);
   std::vector<float> logits(static_cast<size_t>(n) * stage.OutputSize(1));
@@ -44,11 +46,14 @@ std::vector<float> AllLogits(const std::shared_ptr<const StageWeights>& weights,
 
 std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusOptions& options) {
   const ModelConfig& c = model.config();
-  const int length = options.sequence_length > 0 ? options.sequence_length : std::min(256, c.max_context);
-  if (options.tokens < 1) throw Exception(Exception::kInvalidArgument, "the corpus needs at least 1 token");
+  const int length =
+      options.sequence_length > 0 ? options.sequence_length : std::min(256, c.max_context);
+  if (options.tokens < 1)
+    throw Exception(Exception::kInvalidArgument, "the corpus needs at least 1 token");
   if (length < 2 || length > c.max_context) {
-    throw Exception(Exception::kInvalidArgument, "sequence length " + std::to_string(length) + " must be in [2, " +
-                                                     std::to_string(c.max_context) + "] (the model's context)");
+    throw Exception(Exception::kInvalidArgument,
+                    "sequence length " + std::to_string(length) + " must be in [2, " +
+                        std::to_string(c.max_context) + "] (the model's context)");
   }
   const auto weights = WholeModel(model);
   SamplingParams sampling;
@@ -62,7 +67,8 @@ std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusO
     Stage stage(weights, length);
     stage.Forward({seq.data(), nullptr, 1}, logits.data());
     while (static_cast<int>(seq.size()) < length && generated < options.tokens) {
-      const int32_t next = SampleToken(logits.data(), c.vocab_size, sampling, static_cast<int>(seq.size()));
+      const int32_t next =
+          SampleToken(logits.data(), c.vocab_size, sampling, static_cast<int>(seq.size()));
       seq.push_back(next);
       ++generated;
       if (c.IsEos(next) || static_cast<int>(seq.size()) == length) break;
@@ -78,8 +84,9 @@ FormatAccuracy CompareOnCorpus(const Model& reference, const Model& model,
                                const std::vector<std::vector<int32_t>>& corpus) {
   const int vocab = reference.config().vocab_size;
   if (model.config().vocab_size != vocab) {
-    throw Exception(Exception::kInvalidArgument, "the models' vocabularies differ (" + std::to_string(vocab) + " and " +
-                                                     std::to_string(model.config().vocab_size) + " tokens)");
+    throw Exception(Exception::kInvalidArgument,
+                    "the models' vocabularies differ (" + std::to_string(vocab) + " and " +
+                        std::to_string(model.config().vocab_size) + " tokens)");
   }
   const auto ref_weights = WholeModel(reference);
   const auto weights = &reference == &model ? ref_weights : WholeModel(model);
@@ -106,7 +113,8 @@ FormatAccuracy CompareOnCorpus(const Model& reference, const Model& model,
       ++scored;
     }
   }
-  if (scored == 0) throw Exception(Exception::kInvalidArgument, "the corpus has no position to compare");
+  if (scored == 0)
+    throw Exception(Exception::kInvalidArgument, "the corpus has no position to compare");
   acc.positions = scored;
   acc.mean_kl = kl_sum / static_cast<double>(scored);
   acc.top1_agreement = static_cast<double>(agree) / static_cast<double>(scored);

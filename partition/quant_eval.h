@@ -28,7 +28,7 @@ struct CorpusOptions {
 std::vector<std::vector<int32_t>> SampleCorpus(const Model& model, const CorpusOptions& options);
 
 struct FormatAccuracy {
-  double mean_kl = 0;         // mean over positions of KL(reference || this), nats
+  double mean_kl = 0;  // mean over positions of KL(reference || this), nats
   double max_kl = 0;
   double top1_agreement = 0;  // share of positions with the reference's argmax
   double perplexity = 0;      // of the corpus's next tokens under this model

@@ -48,7 +48,9 @@ struct TensorPlan {
 std::vector<TensorPlan> Plan(const ModelConfig& c) {
   const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
                 kvd = int64_t{c.num_kv_heads} * c.head_dim, inter = c.intermediate_size;
-  auto lin = [](int64_t in) { return static_cast<float>(1.0 / std::sqrt(static_cast<double>(in))); };
+  auto lin = [](int64_t in) {
+    return static_cast<float>(1.0 / std::sqrt(static_cast<double>(in)));
+  };
   std::vector<TensorPlan> p;
   p.push_back({"model.embed_tokens.weight", {c.vocab_size, h}, 0.0f, 1.0f});
   for (int l = 0; l < c.num_layers; ++l) {
@@ -93,7 +95,8 @@ ModelConfig PresetConfig(const std::string& preset, Arch arch) {
     c.intermediate_size = 2048, c.vocab_size = 32000, c.max_context = 1024;
     c.tie_word_embeddings = true;
   } else {
-    throw Exception(Exception::kInvalidArgument, "unknown preset \"" + preset + "\" (choose tiny, small or 110m)");
+    throw Exception(Exception::kInvalidArgument,
+                    "unknown preset \"" + preset + "\" (choose tiny, small or 110m)");
   }
   c.head_dim = c.hidden_size / c.num_heads;
   return c;
@@ -111,19 +114,22 @@ ModelConfig ConfigFor(const RandomModelOptions& options, std::string& tokenizer_
   if (!options.tokenizer.empty()) {
     const std::string ext = fs::path(options.tokenizer).extension().string();
     if (ext != ".json" && ext != ".model") {
-      throw Exception(Exception::kInvalidArgument,
-                      options.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
+      throw Exception(
+          Exception::kInvalidArgument,
+          options.tokenizer + ": make-model takes a tokenizer.json or a tokenizer.model");
     }
     tokenizer_name = ext == ".json" ? "tokenizer.json" : "tokenizer.model";
     auto tok = Tokenizer::Open(options.tokenizer);
     config.vocab_size = tok->vocab_size();
     if (tok->bos_id()) config.bos_token_id = *tok->bos_id();
-    if (!tok->eos_ids().empty()) config.eos_token_ids.assign(tok->eos_ids().begin(), tok->eos_ids().end());
+    if (!tok->eos_ids().empty())
+      config.eos_token_ids.assign(tok->eos_ids().begin(), tok->eos_ids().end());
   }
   if (options.vocab > 0) config.vocab_size = options.vocab;
   if (config.bos_token_id >= config.vocab_size) config.bos_token_id = 0;
   std::vector<int>& eos = config.eos_token_ids;
-  eos.erase(std::remove_if(eos.begin(), eos.end(), [&](int id) { return id >= config.vocab_size; }), eos.end());
+  eos.erase(std::remove_if(eos.begin(), eos.end(), [&](int id) { return id >= config.vocab_size; }),
+            eos.end());
   if (eos.empty()) eos.push_back(config.vocab_size > 2 ? 2 : 0);
   return config;
 }
@@ -149,8 +155,8 @@ Shards AssignShards(const std::vector<TensorPlan>& plan, const RandomModelOption
   for (const auto& t : plan) shards.total += Elements(t) * StoredDTypeSize(options.dtype);
   uint64_t seen = 0;
   for (const auto& t : plan) {
-    const int shard = static_cast<int>(
-        std::min<uint64_t>(seen * options.shards / std::max<uint64_t>(shards.total, 1), options.shards - 1));
+    const int shard = static_cast<int>(std::min<uint64_t>(
+        seen * options.shards / std::max<uint64_t>(shards.total, 1), options.shards - 1));
     seen += Elements(t) * StoredDTypeSize(options.dtype);
     shards.writers[shard].Add(t.name, options.dtype, t.shape);
     shards.files[shard] = options.shards == 1 ? "model.safetensors"
@@ -162,12 +168,13 @@ Shards AssignShards(const std::vector<TensorPlan>& plan, const RandomModelOption
 }
 
 // Writes every shard's file, the tensors' values drawn as the plan says.
-void WriteShards(const RandomModelOptions& options, const std::string& dir, const std::vector<TensorPlan>& plan,
-                 Shards& shards) {
+void WriteShards(const RandomModelOptions& options, const std::string& dir,
+                 const std::vector<TensorPlan>& plan, Shards& shards) {
   uint64_t done = 0;
   std::vector<float> buf;
   auto fill = [&](const std::string& name, const TensorInfo& info, uint8_t* dst) {
-    const auto& tp = *std::find_if(plan.begin(), plan.end(), [&](const TensorPlan& x) { return x.name == name; });
+    const auto& tp = *std::find_if(plan.begin(), plan.end(),
+                                   [&](const TensorPlan& x) { return x.name == name; });
     const size_t n = info.bytes / StoredDTypeSize(info.dtype);
     buf.resize(n);
     FillNormal(options.seed, name, tp.mean, tp.std, buf.data(), n);
@@ -184,21 +191,28 @@ void WriteShards(const RandomModelOptions& options, const std::string& dir, cons
   for (int s = 0; s < options.shards; ++s) {
     if (shards.writers[s].entries().empty()) continue;
     shards.writers[s].Write((fs::path(dir) / shards.files[s]).string(),
-                            [&](const std::string& name, const TensorInfo& info, uint8_t* dst) { fill(name, info, dst); });
+                            [&](const std::string& name, const TensorInfo& info, uint8_t* dst) {
+                              fill(name, info, dst);
+                            });
   }
 }
 
 // Copies the tokenizer as `tokenizer_name`, and beside a tokenizer.json its
 // BOS/EOS rules and chat template.
-void CopyTokenizer(const std::string& tokenizer, const std::string& tokenizer_name, const std::string& dir) {
+void CopyTokenizer(const std::string& tokenizer, const std::string& tokenizer_name,
+                   const std::string& dir) {
   std::error_code ec;
-  fs::copy_file(tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing, ec);
-  if (ec) throw Exception(Exception::kUnavailable, tokenizer + ": cannot copy tokenizer: " + ec.message());
+  fs::copy_file(tokenizer, fs::path(dir) / tokenizer_name, fs::copy_options::overwrite_existing,
+                ec);
+  if (ec)
+    throw Exception(Exception::kUnavailable,
+                    tokenizer + ": cannot copy tokenizer: " + ec.message());
   for (const char* side : {"tokenizer_config.json", "generation_config.json"}) {
     const fs::path from = fs::path(tokenizer).parent_path() / side;
     if (tokenizer_name != "tokenizer.json" || !fs::exists(from)) continue;
     fs::copy_file(from, fs::path(dir) / side, fs::copy_options::overwrite_existing, ec);
-    if (ec) throw Exception(Exception::kUnavailable, from.string() + ": cannot copy: " + ec.message());
+    if (ec)
+      throw Exception(Exception::kUnavailable, from.string() + ": cannot copy: " + ec.message());
   }
 }
 
@@ -211,13 +225,15 @@ void WriteRandomModel(const RandomModelOptions& options, const std::string& dir)
     throw Exception(Exception::kInvalidArgument, "shards must be in 1..64");
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Exception(Exception::kUnavailable, dir + ": cannot create directory: " + ec.message());
+  if (ec)
+    throw Exception(Exception::kUnavailable, dir + ": cannot create directory: " + ec.message());
 
   const std::vector<TensorPlan> plan = Plan(config);
   Shards shards = AssignShards(plan, options);
   WriteShards(options, dir, plan, shards);
   if (options.shards > 1) {
-    nlohmann::json index = {{"metadata", {{"total_size", shards.total}}}, {"weight_map", shards.weight_map}};
+    nlohmann::json index = {{"metadata", {{"total_size", shards.total}}},
+                            {"weight_map", shards.weight_map}};
     std::ofstream(fs::path(dir) / "model.safetensors.index.json") << index.dump(2) << "\n";
     fs::remove(fs::path(dir) / "model.safetensors", ec);
   } else {

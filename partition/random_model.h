@@ -15,14 +15,14 @@ namespace splitlm::partition {
 struct RandomModelOptions {
   std::string preset = "tiny";  // tiny, small, 110m
   uint64_t seed = 0;
-  Arch arch = Arch::kLlama;     // kQwen2 adds q/k/v biases
+  Arch arch = Arch::kLlama;  // kQwen2 adds q/k/v biases
   StoredDType dtype = StoredDType::kF32;
-  int shards = 1;               // > 1 writes model.safetensors.index.json
+  int shards = 1;  // > 1 writes model.safetensors.index.json
   // A tokenizer.json or tokenizer.model copied into the directory when set
   // (with tokenizer_config.json and generation_config.json beside a
   // tokenizer.json); the vocabulary size, BOS and EOS ids are taken from it.
   std::string tokenizer;
-  int vocab = 0;                // > 0 overrides the preset's (or tokenizer's) vocabulary size
+  int vocab = 0;  // > 0 overrides the preset's (or tokenizer's) vocabulary size
   // Called after each tensor with bytes written so far and in all.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };

@@ -43,7 +43,8 @@ std::optional<size_t> FileMappedRss(const std::string& path) {
     // A mapping's header: "start-end perms offset dev inode [pathname]"; its
     // fields follow as "Name:   value kB".
     const size_t colon = line.find(':');
-    const bool field = colon != std::string::npos && colon < line.find(' ') && line.find('-') > colon;
+    const bool field =
+        colon != std::string::npos && colon < line.find(' ') && line.find('-') > colon;
     if (!field) {
       std::istringstream in(line);
       std::string range, perms, offset, dev, inode, name;

@@ -23,10 +23,14 @@ constexpr uint64_t kMaxHeaderBytes = 100 << 20;
 }
 
 bool ParseDType(const std::string& s, StoredDType* out) {
-  if (s == "F32") *out = StoredDType::kF32;
-  else if (s == "F16") *out = StoredDType::kF16;
-  else if (s == "BF16") *out = StoredDType::kBF16;
-  else return false;
+  if (s == "F32")
+    *out = StoredDType::kF32;
+  else if (s == "F16")
+    *out = StoredDType::kF16;
+  else if (s == "BF16")
+    *out = StoredDType::kBF16;
+  else
+    return false;
   return true;
 }
 
@@ -79,7 +83,8 @@ TensorInfo ParseEntry(const nlohmann::json& e, const std::string& name, uint64_t
   }
   info.bytes = end - b;
   if (info.bytes != elements * StoredDTypeSize(info.dtype)) {
-    Fail(path, where + ": data_offsets span " + std::to_string(info.bytes) + " bytes, its shape needs " +
+    Fail(path, where + ": data_offsets span " + std::to_string(info.bytes) +
+                   " bytes, its shape needs " +
                    std::to_string(elements * StoredDTypeSize(info.dtype)));
   }
   info.offset = data_start + b;
@@ -111,7 +116,8 @@ void CheckNoOverlap(const std::map<std::string, TensorInfo>& tensors, uint64_t d
 
 }  // namespace
 
-SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const std::string& path) {
+SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size,
+                                         const std::string& path) {
   if (size < 8) {
     Fail(path, "too short for a safetensors header (" + std::to_string(size) + " bytes)");
   }
@@ -132,7 +138,8 @@ SafetensorsHeader ParseSafetensorsHeader(const uint8_t* file, size_t size, const
   const uint64_t data_start = 8 + n;
   for (auto it = h.begin(); it != h.end(); ++it) {
     if (it.key() == "__metadata__") continue;
-    header.tensors.emplace(it.key(), ParseEntry(it.value(), it.key(), data_start, size - data_start, path));
+    header.tensors.emplace(it.key(),
+                           ParseEntry(it.value(), it.key(), data_start, size - data_start, path));
   }
   CheckNoOverlap(header.tensors, data_start, path);
   return header;
@@ -165,9 +172,10 @@ void SafetensorsWriter::Add(const std::string& name, StoredDType dtype,
   entries_.emplace_back(name, std::move(info));
 }
 
-void SafetensorsWriter::WriteImpl(
-    const std::string& path,
-    void (*fill)(void*, const std::string&, const TensorInfo&, uint8_t*), void* ctx) const {
+void SafetensorsWriter::WriteImpl(const std::string& path,
+                                  void (*fill)(void*, const std::string&, const TensorInfo&,
+                                               uint8_t*),
+                                  void* ctx) const {
   nlohmann::json h = nlohmann::json::object();
   h["__metadata__"] = {{"format", "pt"}};
   for (const auto& [name, info] : entries_) {

@@ -99,11 +99,12 @@ class SafetensorsWriter {
 
 template <typename Fill>
 void SafetensorsWriter::Write(const std::string& path, Fill&& fill) const {
-  WriteImpl(path,
-            [](void* ctx, const std::string& name, const TensorInfo& info, uint8_t* dst) {
-              (*static_cast<Fill*>(ctx))(name, info, dst);
-            },
-            &fill);
+  WriteImpl(
+      path,
+      [](void* ctx, const std::string& name, const TensorInfo& info, uint8_t* dst) {
+        (*static_cast<Fill*>(ctx))(name, info, dst);
+      },
+      &fill);
 }
 
 }  // namespace splitlm::partition

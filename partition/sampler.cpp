@@ -29,10 +29,14 @@ int Argmax(const float* logits, int n) {
 }  // namespace
 
 void ValidateSamplingParams(const SamplingParams& p) {
-  if (std::isnan(p.temperature)) throw Exception(Exception::kInvalidArgument, "temperature must be a number");
-  if (p.top_k < 0) throw Exception(Exception::kInvalidArgument, "top_k must be >= 0, got " + std::to_string(p.top_k));
+  if (std::isnan(p.temperature))
+    throw Exception(Exception::kInvalidArgument, "temperature must be a number");
+  if (p.top_k < 0)
+    throw Exception(Exception::kInvalidArgument,
+                    "top_k must be >= 0, got " + std::to_string(p.top_k));
   if (!(p.top_p > 0.0f && p.top_p <= 1.0f)) {
-    throw Exception(Exception::kInvalidArgument, "top_p must be in (0, 1], got " + std::to_string(p.top_p));
+    throw Exception(Exception::kInvalidArgument,
+                    "top_p must be in (0, 1], got " + std::to_string(p.top_p));
   }
 }
 

@@ -12,7 +12,8 @@ namespace splitlm::partition {
 namespace {
 
 // Logits of every position of `ids`, count x vocab_size floats.
-std::vector<float> TeacherForcedLogits(const Model& model, int cut, const std::vector<int32_t>& ids) {
+std::vector<float> TeacherForcedLogits(const Model& model, int cut,
+                                       const std::vector<int32_t>& ids) {
   const ModelConfig& c = model.config();
   const int n = static_cast<int>(ids.size());
   std::vector<float> logits(static_cast<size_t>(n) * c.vocab_size);
@@ -57,13 +58,15 @@ PositionScore TopTwo(const float* logits, int n) {
 SequenceScore ScoreSequence(const Model& model, int cut, const std::vector<int32_t>& ids) {
   const ModelConfig& c = model.config();
   StageSpec::Device(c, cut);  // validates the cut
-  if (c.vocab_size < 2) throw Exception(Exception::kInvalidArgument, "scoring needs a vocabulary of at least 2 tokens");
+  if (c.vocab_size < 2)
+    throw Exception(Exception::kInvalidArgument, "scoring needs a vocabulary of at least 2 tokens");
   if (ids.size() < 2)
     throw Exception(Exception::kInvalidArgument,
                     "scoring needs at least 2 tokens (got " + std::to_string(ids.size()) + ")");
   if (ids.size() > static_cast<size_t>(c.max_context)) {
-    throw Exception(Exception::kInvalidArgument,
-                    std::to_string(ids.size()) + " tokens exceed the context of " + std::to_string(c.max_context));
+    throw Exception(Exception::kInvalidArgument, std::to_string(ids.size()) +
+                                                     " tokens exceed the context of " +
+                                                     std::to_string(c.max_context));
   }
   const std::vector<float> logits = TeacherForcedLogits(model, cut, ids);
   SequenceScore score;

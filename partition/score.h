@@ -11,8 +11,8 @@ namespace splitlm::partition {
 class Model;
 
 struct PositionScore {
-  int32_t argmax = 0;        // the highest logit's id (the lowest id on a tie)
-  float margin = 0;          // top-1 minus top-2 logit
+  int32_t argmax = 0;  // the highest logit's id (the lowest id on a tie)
+  float margin = 0;    // top-1 minus top-2 logit
   // log p(next given token) under the softmax of the logits (natural log,
   // computed in double); absent for the last position.
   std::optional<double> logprob_next;

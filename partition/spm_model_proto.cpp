@@ -41,7 +41,8 @@ class Reader {
 
   Reader Sub(const char* what) {
     const uint64_t n = Varint();
-    if (n > static_cast<uint64_t>(end_ - p_)) Fail(std::string("length of ") + what + " past the end of the file");
+    if (n > static_cast<uint64_t>(end_ - p_))
+      Fail(std::string("length of ") + what + " past the end of the file");
     Reader r(p_, p_ + n, path_, what);
     p_ += n;
     return r;
@@ -71,11 +72,13 @@ class Reader {
   }
 
   void Expect(uint32_t wire, uint32_t want, uint32_t field) {
-    if (wire != want) Fail("field " + std::to_string(field) + " has wire type " + std::to_string(wire));
+    if (wire != want)
+      Fail("field " + std::to_string(field) + " has wire type " + std::to_string(wire));
   }
 
   [[noreturn]] void Fail(const std::string& what) const {
-    throw Exception(Exception::kCorrupt, path_ + ": not a SentencePiece model (" + what_ + ": " + what + ")");
+    throw Exception(Exception::kCorrupt,
+                    path_ + ": not a SentencePiece model (" + what_ + ": " + what + ")");
   }
 
  private:
@@ -109,7 +112,8 @@ void ReadPiece(Reader r, SpmModelProto& m) {
     } else if (field == 3) {
       r.Expect(wire, 0, field);
       type = Int32(r);
-      if (type < 1 || type > 6) r.Fail("piece " + std::to_string(m.pieces.size()) + " has type " + std::to_string(type));
+      if (type < 1 || type > 6)
+        r.Fail("piece " + std::to_string(m.pieces.size()) + " has type " + std::to_string(type));
     } else {
       r.Skip(wire);
     }

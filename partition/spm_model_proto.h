@@ -19,7 +19,7 @@ struct SpmModelProto {
   std::vector<int32_t> types;
   int model_type = 1;  // TrainerSpec.model_type: 1 unigram, 2 BPE, 3 word, 4 char
   std::optional<int32_t> unk_id, bos_id, eos_id, pad_id;  // absent when negative
-  bool add_dummy_prefix = true;  // NormalizerSpec.add_dummy_prefix
+  bool add_dummy_prefix = true;                           // NormalizerSpec.add_dummy_prefix
 };
 
 // Parses `path`. Throws Exception naming the file and the problem

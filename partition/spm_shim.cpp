@@ -11,7 +11,7 @@
 extern "C" {
 
 __attribute__((visibility("default"))) void* splitlm_spm_open(const char* path, char* err,
-                                                               int err_cap) {
+                                                              int err_cap) {
   auto* sp = new sentencepiece::SentencePieceProcessor();
   try {  // no exception crosses this C ABI
     auto status = sp->Load(path);
@@ -33,11 +33,11 @@ __attribute__((visibility("default"))) int splitlm_spm_vocab_size(void* h) {
 }
 
 // Returns the number of ids; writes at most `cap`. Negative on failure.
-__attribute__((visibility("default"))) int splitlm_spm_encode(void* h, const char* text,
-                                                              int len, int* ids, int cap) {
+__attribute__((visibility("default"))) int splitlm_spm_encode(void* h, const char* text, int len,
+                                                              int* ids, int cap) {
   std::vector<int> out;
-  auto status = static_cast<sentencepiece::SentencePieceProcessor*>(h)->Encode(
-      std::string(text, len), &out);
+  auto status =
+      static_cast<sentencepiece::SentencePieceProcessor*>(h)->Encode(std::string(text, len), &out);
   if (!status.ok()) return -1;
   for (int i = 0; i < static_cast<int>(out.size()) && i < cap; ++i) ids[i] = out[i];
   return static_cast<int>(out.size());
@@ -57,11 +57,16 @@ __attribute__((visibility("default"))) int splitlm_spm_decode(void* h, const int
 // Writes the piece of `id` (at most `cap` bytes) and returns its length;
 // *kind is 0 normal, 1 control, 2 unknown, 3 byte, 4 unused. Negative for a
 // bad id.
-__attribute__((visibility("default"))) int splitlm_spm_piece(void* h, int id, char* buf, int cap, int* kind) {
+__attribute__((visibility("default"))) int splitlm_spm_piece(void* h, int id, char* buf, int cap,
+                                                             int* kind) {
   auto* sp = static_cast<sentencepiece::SentencePieceProcessor*>(h);
   if (id < 0 || id >= sp->GetPieceSize()) return -1;
   const std::string& p = sp->IdToPiece(id);
-  *kind = sp->IsControl(id) ? 1 : sp->IsUnknown(id) ? 2 : sp->IsByte(id) ? 3 : sp->IsUnused(id) ? 4 : 0;
+  *kind = sp->IsControl(id)   ? 1
+          : sp->IsUnknown(id) ? 2
+          : sp->IsByte(id)    ? 3
+          : sp->IsUnused(id)  ? 4
+                              : 0;
   std::memcpy(buf, p.data(), p.size() < static_cast<size_t>(cap) ? p.size() : cap);
   return static_cast<int>(p.size());
 }

@@ -82,7 +82,8 @@ SpmTokenizer::SpmTokenizer(std::unique_ptr<Shim> shim, void* handle, const std::
 
 void SpmTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_) {
-    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) +
+                                                     " is outside the tokenizer's " +
                                                      std::to_string(vocab_) + " pieces");
   }
 }
@@ -91,7 +92,8 @@ std::string SpmTokenizer::Piece(int32_t id, int* kind) const {
   std::string buf(64, '\0');
   int n = shim_->piece(handle_, id, buf.data(), static_cast<int>(buf.size()), kind);
   if (n < 0)
-    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " has no SentencePiece piece");
+    throw Exception(Exception::kInvalidArgument,
+                    "token id " + std::to_string(id) + " has no SentencePiece piece");
   if (n > static_cast<int>(buf.size())) {
     buf.resize(n);
     n = shim_->piece(handle_, id, buf.data(), n, kind);
@@ -118,7 +120,8 @@ std::vector<int32_t> SpmTokenizer::Encode(const std::string& text) const {
 
 std::vector<int32_t> SpmTokenizer::EncodeText(const std::string& text) const {
   std::vector<int> ids(text.size() + 16);
-  int n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(), static_cast<int>(ids.size()));
+  int n = shim_->encode(handle_, text.data(), static_cast<int>(text.size()), ids.data(),
+                        static_cast<int>(ids.size()));
   if (n < 0) throw Exception(Exception::kInvalidArgument, "tokenizer failed to encode the prompt");
   if (n > static_cast<int>(ids.size())) {
     ids.resize(n);
@@ -131,8 +134,10 @@ std::string SpmTokenizer::Decode(const std::vector<int32_t>& ids) const {
   for (int32_t id : ids) CheckId(id);
   std::vector<int> in(ids.begin(), ids.end());
   std::string buf(64 + ids.size() * 16, '\0');
-  int n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(), static_cast<int>(buf.size()));
-  if (n < 0) throw Exception(Exception::kInvalidArgument, "tokenizer failed to decode ids (out of range?)");
+  int n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(),
+                        static_cast<int>(buf.size()));
+  if (n < 0)
+    throw Exception(Exception::kInvalidArgument, "tokenizer failed to decode ids (out of range?)");
   if (n > static_cast<int>(buf.size())) {
     buf.resize(n);
     n = shim_->decode(handle_, in.data(), static_cast<int>(in.size()), buf.data(), n);
@@ -145,9 +150,10 @@ std::string SpmTokenizer::TokenBytes(int32_t id) const {
   CheckId(id);
   int kind = 0;
   const std::string p = Piece(id, &kind);
-  if (kind == 1 || kind == 4) return "";           // control and unused pieces decode to nothing
-  if (kind == 2) return " \xE2\x81\x87 ";          // " ⁇ "
-  if (kind == 3) return std::string(1, static_cast<char>(std::strtoul(p.substr(3, 2).c_str(), nullptr, 16)));
+  if (kind == 1 || kind == 4) return "";   // control and unused pieces decode to nothing
+  if (kind == 2) return " \xE2\x81\x87 ";  // " ⁇ "
+  if (kind == 3)
+    return std::string(1, static_cast<char>(std::strtoul(p.substr(3, 2).c_str(), nullptr, 16)));
   std::string out;
   for (size_t i = 0; i < p.size();) {
     if (p.compare(i, 3, "\xE2\x96\x81") == 0) {
@@ -175,12 +181,14 @@ std::string DefaultSpmShimPath() {
   return SPLITLM_SPM_SHIM_PATH;  // where the build put it
 }
 
-std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path, const std::string& shim_path) {
+std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path,
+                                             const std::string& shim_path) {
   auto shim = std::make_unique<Shim>();
   const std::string& path = shim_path;
   shim->lib = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
   if (shim->lib == nullptr)
-    throw Exception(Exception::kUnavailable, "cannot load the SentencePiece shim " + path + ": " + dlerror());
+    throw Exception(Exception::kUnavailable,
+                    "cannot load the SentencePiece shim " + path + ": " + dlerror());
   Bind(shim->lib, "splitlm_spm_open", &shim->open, path);
   Bind(shim->lib, "splitlm_spm_close", &shim->close, path);
   Bind(shim->lib, "splitlm_spm_vocab_size", &shim->vocab_size, path);
@@ -191,7 +199,8 @@ std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path, cons
   Bind(shim->lib, "splitlm_spm_eos_id", &shim->eos_id, path);
   char err[512] = {0};
   void* handle = shim->open(model_path.c_str(), err, sizeof err);
-  if (handle == nullptr) throw Exception(Exception::kCorrupt, model_path + ": not a SentencePiece model (" + err + ")");
+  if (handle == nullptr)
+    throw Exception(Exception::kCorrupt, model_path + ": not a SentencePiece model (" + err + ")");
   return std::make_unique<SpmTokenizer>(std::move(shim), handle, model_path);
 }
 

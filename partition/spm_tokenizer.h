@@ -22,7 +22,8 @@ namespace splitlm::partition {
 // spell them out).
 // Throws Exception: kUnavailable if the shim at `shim_path` cannot be
 // loaded, kNotFound or kCorrupt for `model_path`.
-std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path, const std::string& shim_path);
+std::unique_ptr<Tokenizer> OpenSentencePiece(const std::string& model_path,
+                                             const std::string& shim_path);
 
 // Where the shim is without a choice: next to the running executable, else
 // in <prefix>/lib/splitlm/ beside its bin/ (the packages), else where the

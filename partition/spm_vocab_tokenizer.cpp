@@ -58,7 +58,8 @@ class SpmVocabTokenizer final : public Tokenizer {
     size_t len;
   };
   void EncodeText(const std::string& text, std::vector<int32_t>& out) const;
-  void Resegment(const std::string& text, const Symbol& s, const std::unordered_map<std::string, std::pair<int, int>>& rev,
+  void Resegment(const std::string& text, const Symbol& s,
+                 const std::unordered_map<std::string, std::pair<int, int>>& rev,
                  const std::vector<Symbol>& syms, std::vector<int32_t>& out) const;
   int32_t Find(std::string_view piece) const;
   void CheckId(int32_t id) const;
@@ -86,14 +87,15 @@ SpmVocabTokenizer::SpmVocabTokenizer(SpmVocabSpec spec) : spec_(std::move(spec))
     const std::string& p = spec_.pieces[id];
     ids_[p] = static_cast<int32_t>(id);  // llama.cpp: the last of equal pieces wins
     const int32_t t = spec_.types[id];
-    if (t == SpmVocabSpec::kControl || t == SpmVocabSpec::kUserDefined || t == SpmVocabSpec::kUnknown) {
+    if (t == SpmVocabSpec::kControl || t == SpmVocabSpec::kUserDefined ||
+        t == SpmVocabSpec::kUnknown) {
       specials.emplace_back(p, static_cast<int32_t>(id));
     }
     if (t == SpmVocabSpec::kByte) {
       unsigned v = 0;
       if (p.size() != 6 || std::sscanf(p.c_str(), "<0x%02X>", &v) != 1 || v > 255) {
-        throw Exception(Exception::kCorrupt,
-                        spec_.source + ": byte token " + std::to_string(id) + " is \"" + p + "\", not <0xXX>");
+        throw Exception(Exception::kCorrupt, spec_.source + ": byte token " + std::to_string(id) +
+                                                 " is \"" + p + "\", not <0xXX>");
       }
       byte_ids_[v] = static_cast<int32_t>(id);
       bytes_[id] = std::string(1, static_cast<char>(v));
@@ -117,7 +119,8 @@ int32_t SpmVocabTokenizer::Find(std::string_view piece) const {
 
 void SpmVocabTokenizer::Resegment(const std::string& text, const Symbol& s,
                                   const std::unordered_map<std::string, std::pair<int, int>>& rev,
-                                  const std::vector<Symbol>& syms, std::vector<int32_t>& out) const {
+                                  const std::vector<Symbol>& syms,
+                                  std::vector<int32_t>& out) const {
   const std::string_view piece(text.data() + s.start, s.len);
   if (const int32_t id = Find(piece); id >= 0) {
     out.push_back(id);
@@ -128,8 +131,8 @@ void SpmVocabTokenizer::Resegment(const std::string& text, const Symbol& s,
     for (char c : piece) {
       const int32_t b = byte_ids_[static_cast<uint8_t>(c)];
       if (b < 0) {
-        throw Exception(Exception::kCorrupt,
-                        spec_.source + ": no piece and no byte token <0x.." + std::string(") for part of the text"));
+        throw Exception(Exception::kCorrupt, spec_.source + ": no piece and no byte token <0x.." +
+                                                 std::string(") for part of the text"));
       }
       out.push_back(b);
     }
@@ -150,7 +153,9 @@ void SpmVocabTokenizer::EncodeText(const std::string& text, std::vector<int32_t>
     if (idx > 0) syms[idx - 1].next = idx;
     i += len;
   }
-  auto cmp = [](const Bigram& a, const Bigram& b) { return a.score < b.score || (a.score == b.score && a.left > b.left); };
+  auto cmp = [](const Bigram& a, const Bigram& b) {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  };
   std::priority_queue<Bigram, std::vector<Bigram>, decltype(cmp)> queue(cmp);
   std::unordered_map<std::string, std::pair<int, int>> rev;
   auto try_add = [&](int left, int right) {
@@ -175,7 +180,8 @@ void SpmVocabTokenizer::EncodeText(const std::string& text, std::vector<int32_t>
     try_add(l.prev, b.left);
     try_add(b.left, l.next);
   }
-  for (int i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next) Resegment(text, syms[i], rev, syms, out);
+  for (int i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next)
+    Resegment(text, syms[i], rev, syms, out);
 }
 
 std::vector<int32_t> SpmVocabTokenizer::Encode(const std::string& text) const {
@@ -197,7 +203,8 @@ std::vector<int32_t> SpmVocabTokenizer::Encode(const std::string& text) const {
 
 void SpmVocabTokenizer::CheckId(int32_t id) const {
   if (id < 0 || id >= vocab_size()) {
-    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) + " is outside the tokenizer's " +
+    throw Exception(Exception::kInvalidArgument, "token id " + std::to_string(id) +
+                                                     " is outside the tokenizer's " +
                                                      std::to_string(vocab_size()) + " pieces");
   }
 }

@@ -14,7 +14,14 @@ namespace splitlm::partition {
 
 struct SpmVocabSpec {
   // GGUF tokenizer.ggml.token_type values.
-  enum TokenType : int32_t { kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6 };
+  enum TokenType : int32_t {
+    kNormal = 1,
+    kUnknown = 2,
+    kControl = 3,
+    kUserDefined = 4,
+    kUnused = 5,
+    kByte = 6
+  };
   std::string source;
   std::vector<std::string> pieces;  // "▁the", "<0x0A>", "<s>"; the index is the id
   std::vector<float> scores;

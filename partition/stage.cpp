@@ -35,7 +35,8 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
 
 // The named [rows_i, k] tensors stacked into one matrix in the model's
 // weight format.
-Matrix LoadMatrix(const Model& model, const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
+Matrix LoadMatrix(const Model& model,
+                  const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
   std::vector<WeightMatrix::Part> refs;
   for (const auto& [name, shape] : parts) refs.push_back({name, model.Tensor(name, shape)});
   return WeightMatrix::Load(refs, model.weights(), model.config().num_layers, model.isa());
@@ -71,7 +72,8 @@ std::vector<float> InverseFrequencies(const ModelConfig& c) {
       }
     }
   }
-  for (size_t i = 0; i < rs.freq_factors.size() && i < inv.size(); ++i) inv[i] = inv[i] / rs.freq_factors[i];
+  for (size_t i = 0; i < rs.freq_factors.size() && i < inv.size(); ++i)
+    inv[i] = inv[i] / rs.freq_factors[i];
   return inv;
 }
 
@@ -89,23 +91,26 @@ LayerWeights LoadLayer(const Model& model, int l) {
   if (c.qkv_bias) {
     lw.qkv_bias = at::cat({LoadTensor(model, p + "self_attn.q_proj.bias", {qd}),
                            LoadTensor(model, p + "self_attn.k_proj.bias", {kvd}),
-                           LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})}, 0).contiguous();
+                           LoadTensor(model, p + "self_attn.v_proj.bias", {kvd})},
+                          0)
+                      .contiguous();
   }
   lw.o = LoadMatrix(model, {{p + "self_attn.o_proj.weight", {h, qd}}});
   lw.post_norm = LoadTensor(model, p + "post_attention_layernorm.weight", {h});
-  lw.gate_up = LoadMatrix(model, {{p + "mlp.gate_proj.weight", {inter, h}}, {p + "mlp.up_proj.weight", {inter, h}}});
+  lw.gate_up = LoadMatrix(
+      model, {{p + "mlp.gate_proj.weight", {inter, h}}, {p + "mlp.up_proj.weight", {inter, h}}});
   lw.down = LoadMatrix(model, {{p + "mlp.down_proj.weight", {h, inter}}});
   return lw;
 }
 
 size_t LayerBytes(const LayerWeights& lw) {
-  return Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) + Bytes(lw.post_norm) +
-         Bytes(lw.gate_up) + Bytes(lw.down);
+  return Bytes(lw.in_norm) + Bytes(lw.qkv) + Bytes(lw.qkv_bias) + Bytes(lw.o) +
+         Bytes(lw.post_norm) + Bytes(lw.gate_up) + Bytes(lw.down);
 }
 
 // cos and sin of every position's rotary angles, [max_context][head_dim].
-std::pair<std::shared_ptr<const std::vector<float>>, std::shared_ptr<const std::vector<float>>> RotaryTables(
-    const ModelConfig& c) {
+std::pair<std::shared_ptr<const std::vector<float>>, std::shared_ptr<const std::vector<float>>>
+RotaryTables(const ModelConfig& c) {
   const std::vector<float> inv = InverseFrequencies(c);
   const int half = c.head_dim / 2;
   auto cos = std::make_shared<std::vector<float>>(static_cast<size_t>(c.max_context) * c.head_dim);
@@ -163,7 +168,8 @@ namespace {
 
 // The final norm and the head over each sequence's last row of `x` (all its
 // rows with all_logits), one matrix pass for all; outs[s] gets sequence s's.
-void HeadLogits(kernels::Isa isa, const ModelConfig& cfg, const at::Tensor& final_norm, const Matrix& head, const std::vector<float>& x,
+void HeadLogits(kernels::Isa isa, const ModelConfig& cfg, const at::Tensor& final_norm,
+                const Matrix& head, const std::vector<float>& x,
                 const std::vector<StageInput>& inputs, float eps, const std::vector<float*>& outs) {
   const int h = cfg.hidden_size, vocab = cfg.vocab_size;
   std::vector<int> rows;  // rows of x that get logits, in output order
@@ -176,7 +182,8 @@ void HeadLogits(kernels::Isa isa, const ModelConfig& cfg, const at::Tensor& fina
   std::vector<float> xn(static_cast<size_t>(m) * h);
   kernels::ParallelFor(m, kRowGrain, [&](int b, int e) {
     for (int i = b; i < e; ++i) {
-      RmsNorm(isa, &x[static_cast<size_t>(rows[i]) * h], Data(final_norm), h, eps, &xn[static_cast<size_t>(i) * h]);
+      RmsNorm(isa, &x[static_cast<size_t>(rows[i]) * h], Data(final_norm), h, eps,
+              &xn[static_cast<size_t>(i) * h]);
     }
   });
   if (inputs.size() == 1) {
@@ -196,7 +203,8 @@ void HeadLogits(kernels::Isa isa, const ModelConfig& cfg, const at::Tensor& fina
 
 StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
   if (begin < 0 || end < begin || end > config.num_layers) {
-    throw Exception(Exception::kInvalidArgument, "layer range [" + std::to_string(begin) + ", " + std::to_string(end) +
+    throw Exception(Exception::kInvalidArgument, "layer range [" + std::to_string(begin) + ", " +
+                                                     std::to_string(end) +
                                                      ") is outside the model's 0.." +
                                                      std::to_string(config.num_layers) + " layers");
   }
@@ -210,9 +218,10 @@ StageSpec StageSpec::Range(const ModelConfig& config, int begin, int end) {
 
 StageSpec StageSpec::Device(const ModelConfig& config, int cut) {
   if (cut < 0 || cut > config.num_layers) {
-    throw Exception(Exception::kInvalidArgument, "cut " + std::to_string(cut) + " is out of range: the model has " +
-                                                     std::to_string(config.num_layers) + " layers, so a cut is in 0.." +
-                                                     std::to_string(config.num_layers));
+    throw Exception(Exception::kInvalidArgument,
+                    "cut " + std::to_string(cut) + " is out of range: the model has " +
+                        std::to_string(config.num_layers) + " layers, so a cut is in 0.." +
+                        std::to_string(config.num_layers));
   }
   StageSpec s = Range(config, 0, cut);
   s.embedding = true;
@@ -256,9 +265,10 @@ std::string StageWeights::weight_formats() const {
     const std::string f = layer_format(w.layers[i]);
     size_t e = i + 1;
     while (e < w.layers.size() && layer_format(w.layers[e]) == f) ++e;
-    const int first = w.spec.begin + static_cast<int>(i), last = w.spec.begin + static_cast<int>(e) - 1;
-    out += (out.empty() ? "" : " ") + std::to_string(first) + (last > first ? "-" + std::to_string(last) : "") +
-           ":" + f;
+    const int first = w.spec.begin + static_cast<int>(i),
+              last = w.spec.begin + static_cast<int>(e) - 1;
+    out += (out.empty() ? "" : " ") + std::to_string(first) +
+           (last > first ? "-" + std::to_string(last) : "") + ":" + f;
     i = e;
   }
   if (w.spec.head) out += std::string(out.empty() ? "" : " ") + "head:" + w.head->format();
@@ -269,9 +279,11 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   const ModelConfig& c = model.config();
   StageSpec::Range(c, spec.begin, spec.end);  // validates the range
   if (spec.head && spec.end != c.num_layers)
-    throw Exception(Exception::kInvalidArgument, "a stage with the head must end at the last layer");
+    throw Exception(Exception::kInvalidArgument,
+                    "a stage with the head must end at the last layer");
   if (spec.embedding && spec.begin != 0)
-    throw Exception(Exception::kInvalidArgument, "a stage with the embedding must start at layer 0");
+    throw Exception(Exception::kInvalidArgument,
+                    "a stage with the embedding must start at layer 0");
   std::shared_ptr<StageWeights> sw(new StageWeights());
   Impl& w = *sw->impl_;
   w.cfg = c;
@@ -290,7 +302,8 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
   const bool tied = !model.HasTensor("lm_head.weight") && c.tie_word_embeddings;
   if (spec.head) {
     w.final_norm = LoadTensor(model, "model.norm.weight", {h});
-    w.head = LoadMatrix(model, {{tied ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, h}}});
+    w.head =
+        LoadMatrix(model, {{tied ? "model.embed_tokens.weight" : "lm_head.weight", {vocab, h}}});
     w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
     w.bytes += Bytes(w.final_norm) + Bytes(w.head);
   }
@@ -315,10 +328,11 @@ std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) c
   if (spec.begin < from.spec.begin || spec.end > from.spec.end || spec.begin > spec.end ||
       (spec.embedding && !from.spec.embedding) || (spec.head && !from.spec.head) ||
       (spec.head && spec.end != from.cfg.num_layers) || (spec.embedding && spec.begin != 0)) {
-    throw Exception(Exception::kInvalidArgument, "cannot slice layers [" + std::to_string(spec.begin) + ", " +
-                                                     std::to_string(spec.end) + ") from a stage holding [" +
-                                                     std::to_string(from.spec.begin) + ", " +
-                                                     std::to_string(from.spec.end) + ")");
+    throw Exception(Exception::kInvalidArgument,
+                    "cannot slice layers [" + std::to_string(spec.begin) + ", " +
+                        std::to_string(spec.end) + ") from a stage holding [" +
+                        std::to_string(from.spec.begin) + ", " + std::to_string(from.spec.end) +
+                        ")");
   }
   std::shared_ptr<StageWeights> sw(new StageWeights());
   Impl& w = *sw->impl_;
@@ -380,7 +394,8 @@ size_t Stage::kv_bytes() const {
 void Stage::Reserve(int positions) {
   if (positions <= capacity_) return;
   const ModelConfig& c = weights_->config();
-  int cap = std::max({positions, std::min(max_context_, capacity_ * 2), std::min(max_context_, 64)});
+  int cap =
+      std::max({positions, std::min(max_context_, capacity_ * 2), std::min(max_context_, 64)});
   const size_t hd = c.head_dim;
   for (size_t i = 0; i < kv_.size(); ++i) {
     std::vector<float> n(static_cast<size_t>(c.num_kv_heads) * cap * hd);
@@ -404,8 +419,9 @@ void Stage::Reserve(int positions) {
 
 void Stage::Truncate(int position) {
   if (position < 0 || position > position_) {
-    throw Exception(Exception::kInvalidArgument, "cannot truncate to position " + std::to_string(position) +
-                                                     ": the cache holds " + std::to_string(position_) + " positions");
+    throw Exception(Exception::kInvalidArgument,
+                    "cannot truncate to position " + std::to_string(position) +
+                        ": the cache holds " + std::to_string(position_) + " positions");
   }
   position_ = position;
 }
@@ -489,17 +505,20 @@ void Stage::Batch::Validate() {
     const StageInput& in = inputs[s];
     if (&st.weights_->impl() != &w)
       throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages must share weights");
-    if (in.count <= 0) throw Exception(Exception::kInvalidArgument, "stage input must hold at least one position");
+    if (in.count <= 0)
+      throw Exception(Exception::kInvalidArgument, "stage input must hold at least one position");
     if (w.spec.embedding ? in.tokens == nullptr : in.hidden == nullptr) {
       throw Exception(Exception::kInvalidArgument,
                       w.spec.embedding
                           ? "this stage starts at layer 0 and takes token ids"
-                          : "this stage starts at layer " + std::to_string(w.spec.begin) + " and takes hidden states");
+                          : "this stage starts at layer " + std::to_string(w.spec.begin) +
+                                " and takes hidden states");
     }
     if (st.position_ + in.count > st.max_context_) {
-      throw Exception(Exception::kInvalidArgument, std::to_string(in.count) + " positions at position " +
-                                                       std::to_string(st.position_) + " exceed the context of " +
-                                                       std::to_string(st.max_context_) + " tokens");
+      throw Exception(Exception::kInvalidArgument,
+                      std::to_string(in.count) + " positions at position " +
+                          std::to_string(st.position_) + " exceed the context of " +
+                          std::to_string(st.max_context_) + " tokens");
     }
     if (in.tokens != nullptr) ValidateTokens(in);
     total += in.count;
@@ -518,13 +537,15 @@ void Stage::Batch::Embed() {
       if (inputs[s].tokens == nullptr) {
         std::memcpy(&x[r * h], inputs[s].hidden + static_cast<size_t>(i) * h, h * sizeof(float));
       } else if (w.embed.defined()) {
-        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h, h * sizeof(float));
+        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h,
+                    h * sizeof(float));
       } else {
         w.head->Row(inputs[s].tokens[i], &x[r * h]);
       }
     }
     for (int i = 0; i < inputs[s].count; i += 4) {
-      blocks.emplace_back(static_cast<int>(r) - inputs[s].count + i, std::min(4, inputs[s].count - i));
+      blocks.emplace_back(static_cast<int>(r) - inputs[s].count + i,
+                          std::min(4, inputs[s].count - i));
     }
   }
   const size_t rows = total;
@@ -550,8 +571,8 @@ void Stage::Batch::RopeAndCache(size_t l, int r) {
     Rope(k + g * hd, cs, sn, hd);
     float* kt = &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks + row_pos[r]];
     for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
-    std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd], v + g * hd,
-                hd * sizeof(float));
+    std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd],
+                v + g * hd, hd * sizeof(float));
   }
 }
 
@@ -580,8 +601,9 @@ void Stage::Batch::AttendBlocks(size_t l) {
           t[i] = row_pos[r0 + i] + 1;
         }
         const size_t ks = KeyStride(st.capacity_);
-        kernels::Attend(w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
-                        &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale, sc, out);
+        kernels::Attend(
+            w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
+            &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale, sc, out);
         if (bi == nb - 1 - bi) break;
       }
     }
@@ -605,7 +627,8 @@ void Stage::Batch::Attention(size_t l) {
 void Stage::Batch::Mlp(size_t l) {
   const LayerWeights& lw = w.layers[l];
   kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i)
+      x[i] = x[i] + tmp[i];
     for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
   });
   lw.gate_up->Apply(xn.data(), total, gu.data());
@@ -619,7 +642,8 @@ void Stage::Batch::Mlp(size_t l) {
   });
   lw.down->Apply(act.data(), total, tmp.data());
   kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i) x[i] = x[i] + tmp[i];
+    for (size_t i = static_cast<size_t>(b) * h; i < static_cast<size_t>(e) * h; ++i)
+      x[i] = x[i] + tmp[i];
   });
 }
 
@@ -653,8 +677,9 @@ void Stage::ForwardHooked(const std::vector<Stage*>& stages, const std::vector<S
     ~Restore() { s->compute_hook_ = h; }
   } restore{stages[0], hook};
   ForwardBatch(stages, inputs, outs);
-  hook->AfterForward(stages[0]->spec(), rows, static_cast<int>(stages.size()), kv_reads,
-                     std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
+  hook->AfterForward(
+      stages[0]->spec(), rows, static_cast<int>(stages.size()), kv_reads,
+      std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count());
 }
 
 void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
@@ -665,7 +690,8 @@ void Stage::ForwardBatch(const std::vector<Stage*>& stages, const std::vector<St
     return;
   }
   if (inputs.size() != stages.size() || outs.size() != stages.size()) {
-    throw Exception(Exception::kInvalidArgument, "ForwardBatch: stages, inputs and outputs differ in number");
+    throw Exception(Exception::kInvalidArgument,
+                    "ForwardBatch: stages, inputs and outputs differ in number");
   }
   Batch batch(stages, inputs);
   batch.Validate();  // before touching any state

@@ -38,7 +38,8 @@ struct StageSpec {
 class StageWeights {
  public:
   // Reads only the tensors `spec` needs from `model`, holding the matrices
-  // in model.weights()'s format (weight_matrix.h). Throws Exception(kCorrupt) naming a missing or mis-shaped tensor.
+  // in model.weights()'s format (weight_matrix.h). Throws Exception(kCorrupt) naming a missing or
+  // mis-shaped tensor.
   static std::shared_ptr<const StageWeights> Load(const Model& model, const StageSpec& spec);
   // A view of `spec` (inside this stage's range, with the embedding or head
   // only if this has them) sharing this stage's tensors: no copy. Lets a
@@ -129,8 +130,8 @@ class Stage {
   // Runs several sequences in one pass, sharing each weight read among their
   // rows (the cloud batches sessions' decode steps this way). All stages must
   // share one StageWeights. Results are identical to calling Forward on each.
-  static void ForwardBatch(const std::vector<Stage*>& stages,
-                           const std::vector<StageInput>& inputs, const std::vector<float*>& outs);
+  static void ForwardBatch(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
+                           const std::vector<float*>& outs);
 
   // Forgets positions >= `position` (e.g. to resume or re-cut). Throws if
   // position > this->position().
@@ -149,8 +150,8 @@ class Stage {
 
  private:
   struct Batch;  // one ForwardBatch call's rows and buffers (stage.cpp)
-  static void ForwardHooked(const std::vector<Stage*>& stages, const std::vector<StageInput>& inputs,
-                            const std::vector<float*>& outs);
+  static void ForwardHooked(const std::vector<Stage*>& stages,
+                            const std::vector<StageInput>& inputs, const std::vector<float*>& outs);
   void Reserve(int positions);
 
   std::shared_ptr<const StageWeights> weights_;

@@ -33,7 +33,8 @@ bool CanConvertToF32(uint32_t type) { return IsDequantizeSupported(type); }
 void TensorToF32(const TensorRef& t, float* dst) {
   const std::optional<GgmlBlock> block = GgmlBlockOf(t.type);
   if (!block || !CanConvertToF32(t.type)) {
-    throw Exception(Exception::kInvalidArgument, "tensors of type " + GgmlTypeName(t.type) + " cannot be loaded yet");
+    throw Exception(Exception::kInvalidArgument,
+                    "tensors of type " + GgmlTypeName(t.type) + " cannot be loaded yet");
   }
   int64_t numel = 1;
   for (int64_t d : t.shape) numel *= d;
@@ -47,7 +48,8 @@ void TensorToF32(const TensorRef& t, float* dst) {
     out = staged.data();
   }
   const auto* src = static_cast<const uint8_t*>(t.data);
-  for (int64_t r = 0; r < rows; ++r) DequantizeRow(t.type, src + r * row_bytes, out + r * row_len, row_len);
+  for (int64_t r = 0; r < rows; ++r)
+    DequantizeRow(t.type, src + r * row_bytes, out + r * row_len, row_len);
   if (t.interleaved_heads > 0) {
     // A vector (a bias) is interleaved element by element.
     const bool vector = t.shape.size() == 1;

@@ -15,8 +15,8 @@ bool CanConvertToF32(uint32_t type);
 
 // Writes `t` as fp32 to `dst` (the product of t.shape floats, row-major in
 // t.shape's order, rows in Hugging Face's order). Float types convert
-// exactly; block types decode as DequantizeRow defines. Throws Exception(kInvalidArgument) if t.type cannot be converted
-// (callers check CanConvertToF32 first to name the tensor).
+// exactly; block types decode as DequantizeRow defines. Throws Exception(kInvalidArgument) if
+// t.type cannot be converted (callers check CanConvertToF32 first to name the tensor).
 void TensorToF32(const TensorRef& t, float* dst);
 
 }  // namespace splitlm::partition

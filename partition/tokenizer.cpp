@@ -22,7 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 
 bool EndsWith(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The first 4 bytes of the file.
@@ -39,30 +40,37 @@ std::unique_ptr<Tokenizer> OpenFile(const std::string& path, const TokenizerOpti
   if (!fs::is_regular_file(status))
     throw Exception(Exception::kInvalidArgument, path + ": not a regular file (a tokenizer file)");
   if (access(path.c_str(), R_OK) != 0) {
-    throw Exception(Exception::kNotFound, path + ": cannot read the tokenizer file: " + std::strerror(errno));
+    throw Exception(Exception::kNotFound,
+                    path + ": cannot read the tokenizer file: " + std::strerror(errno));
   }
   const std::string magic = Magic(path);
   if (magic == "GGUF") {
     auto gguf = GgufFile::Open(path);
     return OpenGgufTokenizer(*gguf);
   }
-  if (EndsWith(path, ".json") || (!magic.empty() && magic[0] == '{')) return OpenTokenizerJson(path);
-  return OpenSentencePiece(path, options.spm_shim.empty() ? DefaultSpmShimPath() : options.spm_shim);
+  if (EndsWith(path, ".json") || (!magic.empty() && magic[0] == '{'))
+    return OpenTokenizerJson(path);
+  return OpenSentencePiece(path,
+                           options.spm_shim.empty() ? DefaultSpmShimPath() : options.spm_shim);
 }
 
 }  // namespace
 
-std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path, const TokenizerOptions& options) {
+std::unique_ptr<Tokenizer> Tokenizer::Open(const std::string& path,
+                                           const TokenizerOptions& options) {
   std::error_code ec;
   const auto status = fs::status(path, ec);
-  if (!fs::exists(status)) throw Exception(Exception::kNotFound, path + ": tokenizer file not found");
+  if (!fs::exists(status))
+    throw Exception(Exception::kNotFound, path + ": tokenizer file not found");
   if (!fs::is_directory(status)) return OpenFile(path, options);
   for (const char* name : {"tokenizer.model", "tokenizer.json"}) {
     const fs::path p = fs::path(path) / name;
     if (fs::exists(p)) return OpenFile(p.string(), options);
   }
   throw Exception(Exception::kInvalidArgument,
-                  path + ": is a directory without tokenizer.model or tokenizer.json (give the tokenizer file itself)");
+                  path +
+                      ": is a directory without tokenizer.model or tokenizer.json (give the "
+                      "tokenizer file itself)");
 }
 
 bool Tokenizer::IsEos(int32_t id) const {
@@ -84,7 +92,8 @@ std::vector<int32_t> GenerationConfigEosIds(const std::string& dir) {
   const nlohmann::json& e = j["eos_token_id"];
   auto add = [&](const nlohmann::json& v) {
     if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > INT32_MAX) {
-      throw Exception(Exception::kCorrupt, p.string() + ": eos_token_id holds " + v.dump() + ", not a token id");
+      throw Exception(Exception::kCorrupt,
+                      p.string() + ": eos_token_id holds " + v.dump() + ", not a token id");
     }
     const auto id = v.get<int32_t>();
     if (std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
@@ -115,7 +124,8 @@ std::vector<int32_t> ParseTokenIds(const std::string& text) {
       used = 0;
     }
     if (used != item.size() || v < 0 || v > INT32_MAX) {
-      throw Exception(Exception::kInvalidArgument, "bad token id \"" + item + "\" (expected non-negative integers)");
+      throw Exception(Exception::kInvalidArgument,
+                      "bad token id \"" + item + "\" (expected non-negative integers)");
     }
     ids.push_back(static_cast<int32_t>(v));
     item.clear();

@@ -40,7 +40,8 @@ class Tokenizer {
   // BOS/EOS rules. Throws Exception naming the file and the problem:
   // kNotFound (not found, unreadable), kCorrupt (malformed, or a feature
   // splitlm does not implement).
-  static std::unique_ptr<Tokenizer> Open(const std::string& path, const TokenizerOptions& options = {});
+  static std::unique_ptr<Tokenizer> Open(const std::string& path,
+                                         const TokenizerOptions& options = {});
   virtual ~Tokenizer() = default;
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;

@@ -71,7 +71,8 @@ void AddPreTokenizer(const json& p, const std::string& path, BpeSpec& spec) {
     } else if (pat.contains("String") && pat["String"].is_string()) {
       step.regex = Quote(pat["String"].get<std::string>());
     } else {
-      throw Exception(Exception::kCorrupt, path + ": Split pre-tokenizer has no pattern Regex or String");
+      throw Exception(Exception::kCorrupt,
+                      path + ": Split pre-tokenizer has no pattern Regex or String");
     }
     const std::string behavior = p.value("behavior", "");
     if (behavior == "Isolated") {
@@ -96,19 +97,24 @@ void CheckDecoder(const json& d, const std::string& path) {
     for (const auto& x : d.value("decoders", json::array())) CheckDecoder(x, path);
     return;
   }
-  Unsupported(path, "decoder \"" + type + "\" (splitlm reads byte-level BPE only; for a SentencePiece-style "
-                    "tokenizer.json (Metaspace) use the model's tokenizer.model)");
+  Unsupported(path, "decoder \"" + type +
+                        "\" (splitlm reads byte-level BPE only; for a SentencePiece-style "
+                        "tokenizer.json (Metaspace) use the model's tokenizer.model)");
 }
 
 void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
   const std::string type = TypeOf(m, path, "model");
   if (type != "BPE") Unsupported(path, "model type \"" + type + "\" (supported: BPE, byte-level)");
   if (m.value("byte_fallback", false)) {
-    Unsupported(path, "BPE with byte_fallback (SentencePiece-style, as Llama 2 / Mistral ship it): use the model's tokenizer.model");
+    Unsupported(path,
+                "BPE with byte_fallback (SentencePiece-style, as Llama 2 / Mistral ship it): use "
+                "the model's tokenizer.model");
   }
-  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"] != 0) Unsupported(path, "BPE dropout");
+  if (m.contains("dropout") && !m["dropout"].is_null() && m["dropout"] != 0)
+    Unsupported(path, "BPE dropout");
   for (const char* k : {"continuing_subword_prefix", "end_of_word_suffix"}) {
-    if (m.contains(k) && m[k].is_string() && !m[k].get<std::string>().empty()) Unsupported(path, std::string("BPE ") + k);
+    if (m.contains(k) && m[k].is_string() && !m[k].get<std::string>().empty())
+      Unsupported(path, std::string("BPE ") + k);
   }
   spec.ignore_merges = m.value("ignore_merges", false);
   const json& vocab = m.value("vocab", json::object());
@@ -116,7 +122,8 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
     throw Exception(Exception::kCorrupt, path + ": model.vocab is missing or empty");
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
-      throw Exception(Exception::kCorrupt, path + ": model.vocab[\"" + token + "\"] is not a valid id");
+      throw Exception(Exception::kCorrupt,
+                      path + ": model.vocab[\"" + token + "\"] is not a valid id");
     }
     const auto i = id.get<size_t>();
     if (i >= spec.vocab.size()) spec.vocab.resize(i + 1);
@@ -130,13 +137,14 @@ void ReadModel(const json& m, const std::string& path, BpeSpec& spec) {
       const std::string s = x.get<std::string>();
       const size_t sp = s.find(' ', 1);
       if (sp == std::string::npos)
-        throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) + " is not \"a b\"");
+        throw Exception(Exception::kCorrupt,
+                        path + ": merge " + std::to_string(r) + " is not \"a b\"");
       spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
     } else if (x.is_array() && x.size() == 2 && x[0].is_string() && x[1].is_string()) {
       spec.merges.emplace_back(x[0].get<std::string>(), x[1].get<std::string>());
     } else {
-      throw Exception(Exception::kCorrupt,
-                      path + ": merge " + std::to_string(r) + " is neither \"a b\" nor [\"a\", \"b\"]");
+      throw Exception(Exception::kCorrupt, path + ": merge " + std::to_string(r) +
+                                               " is neither \"a b\" nor [\"a\", \"b\"]");
     }
   }
 }
@@ -157,14 +165,15 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
   json cfg = json::object();
   const fs::path cfg_path = fs::path(dir) / "tokenizer_config.json";
   if (fs::exists(cfg_path)) cfg = ReadJsonFile(cfg_path.string());
-  if (!cfg.is_object()) throw Exception(Exception::kCorrupt, cfg_path.string() + ": not a JSON object");
+  if (!cfg.is_object())
+    throw Exception(Exception::kCorrupt, cfg_path.string() + ": not a JSON object");
   SpecialTokens& s = spec.special;
   s.bos_token = ConfigTokenText(cfg, "bos_token");
   s.eos_token = ConfigTokenText(cfg, "eos_token");
   s.bos_id = IdOf(spec, s.bos_token);
   if (!s.bos_token.empty() && !s.bos_id) {
-    throw Exception(Exception::kCorrupt,
-                    cfg_path.string() + ": bos_token \"" + s.bos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt, cfg_path.string() + ": bos_token \"" + s.bos_token +
+                                             "\" is not in " + spec.source);
   }
   // Hugging Face adds BOS through the post-processor; a config that names a
   // BOS token without add_bos_token (Llama 3) starts prompts with it.
@@ -174,13 +183,15 @@ void ReadSpecials(const std::string& dir, BpeSpec& spec) {
     s.add_bos = s.bos_id.has_value();
   }
   for (int32_t id : GenerationConfigEosIds(dir)) {
-    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), id) == s.eos_ids.end()) s.eos_ids.push_back(id);
+    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), id) == s.eos_ids.end())
+      s.eos_ids.push_back(id);
   }
   if (auto e = IdOf(spec, s.eos_token)) {
-    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), *e) == s.eos_ids.end()) s.eos_ids.push_back(*e);
+    if (std::find(s.eos_ids.begin(), s.eos_ids.end(), *e) == s.eos_ids.end())
+      s.eos_ids.push_back(*e);
   } else if (!s.eos_token.empty()) {
-    throw Exception(Exception::kCorrupt,
-                    cfg_path.string() + ": eos_token \"" + s.eos_token + "\" is not in " + spec.source);
+    throw Exception(Exception::kCorrupt, cfg_path.string() + ": eos_token \"" + s.eos_token +
+                                             "\" is not in " + spec.source);
   }
 }
 
@@ -197,9 +208,11 @@ std::unique_ptr<Tokenizer> OpenTokenizerJson(const std::string& path) {
   AddPreTokenizer(j.value("pre_tokenizer", json()), path, spec);
   CheckDecoder(j.value("decoder", json()), path);
   for (const auto& a : j.value("added_tokens", json::array())) {
-    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
-        !a["content"].is_string() || a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() > (1 << 24)) {
-      throw Exception(Exception::kCorrupt, path + ": an added_tokens entry lacks a valid id or content");
+    if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() ||
+        !a.contains("content") || !a["content"].is_string() || a["id"].get<int64_t>() < 0 ||
+        a["id"].get<int64_t>() > (1 << 24)) {
+      throw Exception(Exception::kCorrupt,
+                      path + ": an added_tokens entry lacks a valid id or content");
     }
     const std::string content = a["content"].get<std::string>();
     AddedTokenOptions options;

@@ -4,13 +4,13 @@
 #include <cstdio>
 #include <optional>
 
-#include "partition/gguf_quantize.h"
-#include "partition/mapped_file.h"
 #include "partition/gguf_model.h"
+#include "partition/gguf_quantize.h"
 #include "partition/gguf_writer.h"
+#include "partition/mapped_file.h"
 #include "partition/model.h"
-#include "transport/error.h"
 #include "partition/weight_matrix.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -32,8 +32,9 @@ GgufHeader F32Header(const ModelConfig& c) {
   const std::string arch = c.arch == Arch::kQwen2 ? "qwen2" : "llama";
   h.metadata["general.architecture"] = GgufString(arch);
   h.metadata[arch + ".block_count"] = GgufU32(c.num_layers);
-  const int64_t hs = c.hidden_size, qd = int64_t(c.num_heads) * c.head_dim, kvd = int64_t(c.num_kv_heads) * c.head_dim,
-                ff = c.intermediate_size, vocab = c.vocab_size;
+  const int64_t hs = c.hidden_size, qd = int64_t(c.num_heads) * c.head_dim,
+                kvd = int64_t(c.num_kv_heads) * c.head_dim, ff = c.intermediate_size,
+                vocab = c.vocab_size;
   h.tensors.push_back(F32Tensor("token_embd.weight", {hs, vocab}));
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
@@ -60,9 +61,10 @@ GgufHeader F32Header(const ModelConfig& c) {
 // The Hugging Face name of GGUF tensor `name` of an F32Header ("" if none).
 std::string HfName(const std::string& name) {
   static const char* const kSuffixes[] = {
-      "input_layernorm.weight", "self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-      "self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias", "self_attn.o_proj.weight",
-      "post_attention_layernorm.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight", "mlp.down_proj.weight"};
+      "input_layernorm.weight",  "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight", "self_attn.q_proj.bias",   "self_attn.k_proj.bias",
+      "self_attn.v_proj.bias",   "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+      "mlp.gate_proj.weight",    "mlp.up_proj.weight",      "mlp.down_proj.weight"};
   for (const char* hf : {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"}) {
     if (GgufTensorName(hf) == name) return hf;
   }
@@ -88,7 +90,8 @@ std::vector<uint32_t> Types(const GgufHeader& h, const std::string& format) {
     const uint32_t type = T(format == "q4_k" ? GgmlType::kQ4_K : GgmlType::kQ6_K);
     std::vector<uint32_t> types = PlanTensorTypes(h, QuantizeTarget::kF16);
     for (size_t i = 0; i < types.size(); ++i) {
-      if (types[i] == T(GgmlType::kF16)) types[i] = h.tensors[i].dims[0] % 256 == 0 ? type : T(GgmlType::kF32);
+      if (types[i] == T(GgmlType::kF16))
+        types[i] = h.tensors[i].dims[0] % 256 == 0 ? type : T(GgmlType::kF32);
     }
     return types;
   }
@@ -102,17 +105,19 @@ bool IsBlockType(uint32_t type) { return GgmlBlockOf(type)->values > 1; }
 // and loaded in `load_format` (weight_matrix.h), into `weights`.
 class HeldCounter {
  public:
-  HeldCounter(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers, const std::string& path,
-              const std::string& load_format, WeightBytes& weights)
+  HeldCounter(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers,
+              const std::string& path, const std::string& load_format, WeightBytes& weights)
       : num_layers_(num_layers), load_format_(load_format), weights_(weights) {
     for (size_t i = 0; i < h.tensors.size(); ++i) {
       const GgufTensor& t = h.tensors[i];
       ++weights_.tensor_types[GgmlTypeName(types[i])];
       int layer = -1;
-      if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1 && (layer < 0 || layer >= num_layers)) {
-        throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name + "\" belongs to layer " +
-                                                 std::to_string(layer) + " of a model of " +
-                                                 std::to_string(num_layers) + " layers");
+      if (std::sscanf(t.name.c_str(), "blk.%d.", &layer) == 1 &&
+          (layer < 0 || layer >= num_layers)) {
+        throw Exception(Exception::kCorrupt, path + ": tensor \"" + t.name +
+                                                 "\" belongs to layer " + std::to_string(layer) +
+                                                 " of a model of " + std::to_string(num_layers) +
+                                                 " layers");
       }
       by_name_[t.name] = {&t, types[i]};
     }
@@ -125,7 +130,8 @@ class HeldCounter {
     auto it = by_name_.find(GgufTensorName(hf));
     if (it == by_name_.end()) return std::nullopt;
     const GgufTensor& t = *it->second.first;
-    return PartLayout{hf, it->second.second, static_cast<int64_t>(Values(t) / static_cast<uint64_t>(t.dims[0])),
+    return PartLayout{hf, it->second.second,
+                      static_cast<int64_t>(Values(t) / static_cast<uint64_t>(t.dims[0])),
                       t.dims[0]};
   }
 
@@ -162,9 +168,13 @@ class HeldCounter {
 // Bytes layer `l` holds: norms, biases and the four matrices.
 double LayerBytes(HeldCounter& held, int l) {
   const std::string p = "model.layers." + std::to_string(l) + ".";
-  double bytes = held.Vector(p + "input_layernorm.weight", l) + held.Vector(p + "post_attention_layernorm.weight", l);
-  for (const char* b : {"q_proj.bias", "k_proj.bias", "v_proj.bias"}) bytes += held.Vector(p + "self_attn." + b, l);
-  bytes += held.Matrix({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"}, l)
+  double bytes = held.Vector(p + "input_layernorm.weight", l) +
+                 held.Vector(p + "post_attention_layernorm.weight", l);
+  for (const char* b : {"q_proj.bias", "k_proj.bias", "v_proj.bias"})
+    bytes += held.Vector(p + "self_attn." + b, l);
+  bytes += held.Matrix({p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight",
+                        p + "self_attn.v_proj.weight"},
+                       l)
                .bytes;
   bytes += held.Matrix({p + "self_attn.o_proj.weight"}, l).bytes;
   bytes += held.Matrix({p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"}, l).bytes;
@@ -179,8 +189,8 @@ double LayerBytes(HeldCounter& held, int l) {
 // the file's type); the head's norm in fp32 and its matrix (output, or
 // token_embd when tied) as WeightMatrix holds it. Other tensors (rope_freqs)
 // are not held as weights.
-WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers, const std::string& path,
-                    const std::string& load_format) {
+WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers,
+                    const std::string& path, const std::string& load_format) {
   WeightBytes w;
   w.layers.assign(num_layers, 0);
   w.layer_params.assign(num_layers, 0);
@@ -211,7 +221,8 @@ std::string MiB(double bytes) {
 }  // namespace
 
 const std::vector<std::string>& WeightFormatNames() {
-  static const std::vector<std::string> names = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_k", "q6_k", "q4_k_m"};
+  static const std::vector<std::string> names = {"f32",  "f16",  "bf16", "q8_0",
+                                                 "q4_0", "q4_k", "q6_k", "q4_k_m"};
   return names;
 }
 
@@ -240,21 +251,23 @@ std::string WeightBytes::Summary() const {
   std::string s = format + ": ";
   if (!layers.empty()) {
     const auto [lo, hi] = std::minmax_element(layers.begin(), layers.end());
-    s += "layers " + (*lo == *hi ? MiB(*lo) : MiB(*lo) + "-" + MiB(*hi)) + " (" + MiB(LayersBytes(0, static_cast<int>(layers.size()))) +
-         " in all), ";
+    s += "layers " + (*lo == *hi ? MiB(*lo) : MiB(*lo) + "-" + MiB(*hi)) + " (" +
+         MiB(LayersBytes(0, static_cast<int>(layers.size()))) + " in all), ";
   }
   s += "embedding " + MiB(embed) + ", head " + MiB(head_read) + ";";
   std::vector<std::pair<int, std::string>> counts;
   for (const auto& [type, n] : tensor_types) counts.push_back({-n, type});
   std::sort(counts.begin(), counts.end());
-  for (size_t i = 0; i < counts.size(); ++i) s += (i ? ", " : " ") + counts[i].second + " x" + std::to_string(-counts[i].first);
+  for (size_t i = 0; i < counts.size(); ++i)
+    s += (i ? ", " : " ") + counts[i].second + " x" + std::to_string(-counts[i].first);
   return s;
 }
 
 WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format) {
   if (!IsWeightFormat(format)) {
-    throw Exception(Exception::kInvalidArgument,
-                    "weights \"" + format + "\": unknown format (choose " + WeightFormatList() + ")");
+    throw Exception(
+        Exception::kInvalidArgument,
+        "weights \"" + format + "\": unknown format (choose " + WeightFormatList() + ")");
   }
   const GgufHeader h = F32Header(config);
   WeightBytes w = Collect(h, Types(h, format), config.num_layers, "weights " + format, "");
@@ -285,12 +298,14 @@ WeightBytes ModelWeightBytes(const Model& model, const std::string& format) {
   std::vector<uint32_t> types;
   for (const GgufTensor& t : h.tensors) {
     const std::string hf = HfName(t.name);
-    types.push_back(!hf.empty() && model.HasTensor(hf)
-                        ? model.Tensor(hf, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())).type
-                        : T(GgmlType::kF32));
+    types.push_back(
+        !hf.empty() && model.HasTensor(hf)
+            ? model.Tensor(hf, std::vector<int64_t>(t.dims.rbegin(), t.dims.rend())).type
+            : T(GgmlType::kF32));
   }
   WeightBytes w = Collect(h, types, model.config().num_layers, model.dir(), model.weights());
-  const bool all_f32 = std::all_of(types.begin(), types.end(), [](uint32_t t) { return t == T(GgmlType::kF32); });
+  const bool all_f32 =
+      std::all_of(types.begin(), types.end(), [](uint32_t t) { return t == T(GgmlType::kF32); });
   w.format = !model.weights().empty() ? model.weights() : all_f32 ? "f32" : "model";
   return w;
 }

@@ -48,13 +48,14 @@ struct WeightBytes {
   // holding the head without the embedding holds head + embed when tied.
   double head = 0;
   double head_read = 0;  // the matrix the head reads per token (output, or token_embd when tied)
-  double head_block_fraction = 0;  // 1 when that matrix is in a block format
+  double head_block_fraction = 0;           // 1 when that matrix is in a block format
   std::map<std::string, int> tensor_types;  // "Q4_K" -> how many tensors, over the whole model
 
   double LayersBytes(int begin, int end) const;  // sum of layers [begin, end)
   // Fraction of layer l's values held in a block format (0 for f32).
   double BlockFraction(int layer) const;
-  // "q4_k_m: layers 1.19-1.43 MiB (17.0 MiB in all), embedding 3.9 MiB, head 5.2 MiB; Q4_K x 61, Q6_K x 24, F32 x 25"
+  // "q4_k_m: layers 1.19-1.43 MiB (17.0 MiB in all), embedding 3.9 MiB, head 5.2 MiB; Q4_K x 61,
+  // Q6_K x 24, F32 x 25"
   std::string Summary() const;
 };
 

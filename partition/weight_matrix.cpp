@@ -67,7 +67,8 @@ int LayerOf(const std::string& name) {
 // every third layer between.
 bool UseMoreBits(int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-uint32_t HeldType(const std::string& name, uint32_t stored, int64_t k, const std::string& format, int num_layers) {
+uint32_t HeldType(const std::string& name, uint32_t stored, int64_t k, const std::string& format,
+                  int num_layers) {
   uint32_t target = kF32;
   if (format.empty()) {
     // Q5_0, IQ4_NL and Q3_K are held as the Q8_0 or Q6_K blocks that hold
@@ -77,7 +78,8 @@ uint32_t HeldType(const std::string& name, uint32_t stored, int64_t k, const std
     target = T(GgmlType::kQ4_K);
     const int layer = LayerOf(name);
     const bool more_bits = layer >= 0 && UseMoreBits(layer, num_layers);
-    if (name == "lm_head.weight" || name == "model.embed_tokens.weight") target = T(GgmlType::kQ6_K);
+    if (name == "lm_head.weight" || name == "model.embed_tokens.weight")
+      target = T(GgmlType::kQ6_K);
     if (more_bits && (Contains(name, "v_proj.weight") || Contains(name, "down_proj.weight"))) {
       target = T(GgmlType::kQ6_K);
     }
@@ -93,8 +95,8 @@ uint32_t HeldType(const std::string& name, uint32_t stored, int64_t k, const std
 
 // The parts [begin, end) as one 16-bit segment of `type` (F16 or BF16):
 // stored rows copied, any other type widened and rounded to nearest even.
-std::vector<uint16_t> HalfRows(const std::vector<WeightMatrix::Part>& parts, size_t begin, size_t end, uint32_t type,
-                               int k) {
+std::vector<uint16_t> HalfRows(const std::vector<WeightMatrix::Part>& parts, size_t begin,
+                               size_t end, uint32_t type, int k) {
   std::vector<uint16_t> rows;
   for (size_t i = begin; i < end; ++i) {
     const TensorRef& t = parts[i].ref;
@@ -109,7 +111,8 @@ std::vector<uint16_t> HalfRows(const std::vector<WeightMatrix::Part>& parts, siz
       const std::vector<float> f = ToF32(t);
       const size_t at = rows.size();
       rows.resize(at + f.size());
-      QuantizeRow(type, f.data(), reinterpret_cast<uint8_t*>(rows.data() + at), static_cast<int64_t>(f.size()));
+      QuantizeRow(type, f.data(), reinterpret_cast<uint8_t*>(rows.data() + at),
+                  static_cast<int64_t>(f.size()));
     }
   }
   return rows;
@@ -121,7 +124,9 @@ kernels::QuantActs ActsOf(uint32_t type) {
   return kernels::HasInt8Kernel(type) ? kernels::QuantActs::kInt8 : kernels::QuantActs::kF32;
 }
 
-const char* WeightFormats() { return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)"; }
+const char* WeightFormats() {
+  return "f32, f16, q8_0, q4_0, q4_k, q6_k, q4_k_m (or empty: as stored)";
+}
 
 void CheckWeightFormat(const std::string& format) {
   if (format.empty()) return;
@@ -133,8 +138,8 @@ void CheckWeightFormat(const std::string& format) {
                   "unknown weight format \"" + format + "\" (accepted: " + WeightFormats() + ")");
 }
 
-
-HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format, int num_layers) {
+HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format,
+                            int num_layers) {
   CheckWeightFormat(format);
   HeldLayout out;
   int64_t rows = 0;
@@ -153,9 +158,11 @@ HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::str
   for (size_t i = 0; i < parts.size();) {  // a segment per run of one type
     const uint32_t type = out.types[i];
     int seg_rows = 0;
-    for (; i < parts.size() && out.types[i] == type; ++i) seg_rows += static_cast<int>(parts[i].rows);
-    out.bytes += kernels::IsHalfType(type) ? kernels::HalfPackedSize(seg_rows, k) * sizeof(uint16_t)
-                                           : kernels::QuantPackedBytes(type, seg_rows, k, ActsOf(type));
+    for (; i < parts.size() && out.types[i] == type; ++i)
+      seg_rows += static_cast<int>(parts[i].rows);
+    out.bytes += kernels::IsHalfType(type)
+                     ? kernels::HalfPackedSize(seg_rows, k) * sizeof(uint16_t)
+                     : kernels::QuantPackedBytes(type, seg_rows, k, ActsOf(type));
   }
   return out;
 }
@@ -164,8 +171,9 @@ namespace {
 
 // The block rows of parts [begin, end) (all held in `type`): pointers to the
 // stored rows, or to rows transcoded or quantised now into `made`.
-std::vector<const uint8_t*> BlockRows(const std::vector<WeightMatrix::Part>& parts, size_t begin, size_t end,
-                                      uint32_t type, int k, std::vector<std::vector<uint8_t>>& made) {
+std::vector<const uint8_t*> BlockRows(const std::vector<WeightMatrix::Part>& parts, size_t begin,
+                                      size_t end, uint32_t type, int k,
+                                      std::vector<std::vector<uint8_t>>& made) {
   const GgmlBlock blk = *GgmlBlockOf(type);
   const size_t row_bytes = static_cast<size_t>(k / blk.values) * blk.bytes;
   std::vector<const uint8_t*> ptrs;
@@ -182,12 +190,14 @@ std::vector<const uint8_t*> BlockRows(const std::vector<WeightMatrix::Part>& par
     if (ExactBlockForm(t.type) == type) {
       const GgmlBlock src_blk = *GgmlBlockOf(t.type);
       const size_t src_row_bytes = static_cast<size_t>(k / src_blk.values) * src_blk.bytes;
-      for (int64_t r = 0; r < rows; ++r) TranscodeRow(t.type, src + StoredRow(t, r) * src_row_bytes, dst + r * row_bytes, k);
+      for (int64_t r = 0; r < rows; ++r)
+        TranscodeRow(t.type, src + StoredRow(t, r) * src_row_bytes, dst + r * row_bytes, k);
     } else {
       const std::vector<float> f = ToF32(t);
       try {
         kernels::ParallelFor(static_cast<int>(rows), 16, [&](int b, int e) {
-          for (int r = b; r < e; ++r) QuantizeRow(type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
+          for (int r = b; r < e; ++r)
+            QuantizeRow(type, &f[static_cast<size_t>(r) * k], dst + r * row_bytes, k);
         });
       } catch (const std::exception& e) {
         throw Exception(Exception::kInvalidArgument, parts[i].name + ": " + e.what());
@@ -235,15 +245,17 @@ WeightMatrix::Segment F32Segment(const std::vector<WeightMatrix::Part>& parts, i
 
 }  // namespace
 
-std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts, const std::string& format,
-                                                       int num_layers, kernels::Isa isa) {
+std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& parts,
+                                                       const std::string& format, int num_layers,
+                                                       kernels::Isa isa) {
   CheckWeightFormat(format);
   std::shared_ptr<WeightMatrix> w(new WeightMatrix(isa));
   w->cols_ = static_cast<int>(parts.at(0).ref.shape.back());
   for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
   const int k = w->cols_;
   std::vector<uint32_t> held;
-  for (const Part& p : parts) held.push_back(HeldType(p.name, p.ref.type, p.ref.shape.back(), format, num_layers));
+  for (const Part& p : parts)
+    held.push_back(HeldType(p.name, p.ref.type, p.ref.shape.back(), format, num_layers));
   if (std::any_of(held.begin(), held.end(), [](uint32_t t) { return t == kF32; })) {
     w->segments_.push_back(F32Segment(parts, w->rows_, k));
     return w;
@@ -269,11 +281,13 @@ void WeightMatrix::Apply(const float* x, int n, float* y, const float* bias) con
   for (const Segment& s : segments_) {
     const float* b = bias != nullptr ? bias + s.row0 : nullptr;
     if (s.type == kF32) {
-      kernels::MatMul(isa_, s.f32.data(), s.rows, cols_, x, n, y, b);  // one segment: y is [n, rows_]
+      kernels::MatMul(isa_, s.f32.data(), s.rows, cols_, x, n, y,
+                      b);  // one segment: y is [n, rows_]
     } else if (kernels::IsHalfType(s.type)) {
       kernels::HalfMatMul(isa_, s.type, s.half.data(), s.rows, cols_, x, n, y + s.row0, rows_, b);
     } else {
-      kernels::QuantMatMul(isa_, s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b, s.acts);
+      kernels::QuantMatMul(isa_, s.type, s.blocks.data(), s.rows, cols_, x, n, y + s.row0, rows_, b,
+                           s.acts);
     }
   }
 }
@@ -294,7 +308,8 @@ void WeightMatrix::Row(int r, float* out) const {
 
 size_t WeightMatrix::bytes() const {
   size_t n = 0;
-  for (const Segment& s : segments_) n += s.f32.size() * sizeof(float) + s.blocks.size() + s.half.size() * 2;
+  for (const Segment& s : segments_)
+    n += s.f32.size() * sizeof(float) + s.blocks.size() + s.half.size() * 2;
   return n;
 }
 

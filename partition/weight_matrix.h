@@ -60,7 +60,8 @@ struct HeldLayout {
   std::vector<uint32_t> types;  // per part
   size_t bytes = 0;
 };
-HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format, int num_layers = 0);
+HeldLayout HeldMatrixLayout(const std::vector<PartLayout>& parts, const std::string& format,
+                            int num_layers = 0);
 
 class WeightMatrix {
  public:
@@ -74,8 +75,9 @@ class WeightMatrix {
   // matrix is fp32. Throws Exception(kInvalidArgument) naming the part if its values
   // cannot be quantised (not finite, or a scale past fp16). Apply runs with
   // the kernels of `isa` (Model::isa() for a stage's matrices).
-  static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts, const std::string& format,
-                                                  int num_layers = 0, kernels::Isa isa = kernels::Isa::Best());
+  static std::shared_ptr<const WeightMatrix> Load(const std::vector<Part>& parts,
+                                                  const std::string& format, int num_layers = 0,
+                                                  kernels::Isa isa = kernels::Isa::Best());
 
   // y[i*rows() + r] = sum_j w[r][j] x[i][j] (+ bias[r]); x: [n, cols()].
   void Apply(const float* x, int n, float* y, const float* bias = nullptr) const;

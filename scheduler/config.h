@@ -19,9 +19,9 @@ struct KeySpec {
   enum class Type { kInt, kFloat, kString, kBool };
   std::string key;  // "section.name"
   Type type;
-  double min = 0, max = 0;            // numbers: inclusive range
-  std::vector<std::string> choices;   // strings: allowed values (empty = any)
-  std::string default_value;          // as written in docs
+  double min = 0, max = 0;           // numbers: inclusive range
+  std::vector<std::string> choices;  // strings: allowed values (empty = any)
+  std::string default_value;         // as written in docs
   std::string help;
 };
 

@@ -15,9 +15,9 @@
 namespace splitlm::scheduler {
 
 struct Link {
-  double rtt_ms = 10;          // round trip, excluding transfer time
-  double up_mbit_s = 50;       // device -> cloud
-  double down_mbit_s = 100;    // cloud -> device
+  double rtt_ms = 10;        // round trip, excluding transfer time
+  double up_mbit_s = 50;     // device -> cloud
+  double down_mbit_s = 100;  // cloud -> device
   // Radio energy (per link type: RadioPresets() and docs/scheduler.md give
   // the sources). Defaults: the "wifi" preset.
   double tx_nj_per_byte = 2265.4;
@@ -45,8 +45,8 @@ struct DevicePower {
 // energy per byte sent and received, and waiting + radio power over the time
 // requests are out (network and cloud). The cost model predicts with it and
 // the simulation measures with it.
-double DeviceEnergyJ(const DevicePower& power, const Link& link, double compute_s, double sent_bytes,
-                     double received_bytes, double waiting_s);
+double DeviceEnergyJ(const DevicePower& power, const Link& link, double compute_s,
+                     double sent_bytes, double received_bytes, double waiting_s);
 
 enum class Objective { kLatency, kEnergy, kCost, kWeighted };
 const char* ObjectiveName(Objective o);
@@ -66,17 +66,17 @@ struct Constraints {
 };
 
 struct Workload {
-  int prompt_tokens = 64;      // expected prompt length (TTFT)
-  int context = 64;            // current context length (TPOT)
-  int max_context = 1024;      // for the KV memory
-  int activation_bytes = 0;    // bytes of one hidden vector at the cut (codec)
-  int header_bytes = 128;      // Forward header; the reply is about as small
-  int draft_reply_bytes = 8;   // speculative: the reply's extra bytes per draft (token, logprob)
+  int prompt_tokens = 64;     // expected prompt length (TTFT)
+  int context = 64;           // current context length (TPOT)
+  int max_context = 1024;     // for the KV memory
+  int activation_bytes = 0;   // bytes of one hidden vector at the cut (codec)
+  int header_bytes = 128;     // Forward header; the reply is about as small
+  int draft_reply_bytes = 8;  // speculative: the reply's extra bytes per draft (token, logprob)
 };
 
 struct PlanInputs {
   ComputeProfile device;
-  ComputeProfile cloud;        // same model; cloud's own measurements
+  ComputeProfile cloud;  // same model; cloud's own measurements
   double cloud_queue_ms = 0;
   double cloud_usd_per_s = 0.0001;  // price per cloud compute-second (0.36 USD/hour)
   Link link;
@@ -94,14 +94,14 @@ struct Prediction {
   int cut = 0;
   double ttft_ms = 0;
   double tpot_ms = 0;
-  double device_ms = 0;   // per token
-  double network_ms = 0;  // per token
-  double cloud_ms = 0;    // per token (incl. queue)
-  double energy_mj = 0;   // device, per token
+  double device_ms = 0;        // per token
+  double network_ms = 0;       // per token
+  double cloud_ms = 0;         // per token (incl. queue)
+  double energy_mj = 0;        // device, per token
   double cloud_micro_usd = 0;  // per token
-  double memory_mb = 0;   // device
-  double up_bytes = 0;    // per token, device -> cloud
-  double down_bytes = 0;  // per token, cloud -> device
+  double memory_mb = 0;        // device
+  double up_bytes = 0;         // per token, device -> cloud
+  double down_bytes = 0;       // per token, cloud -> device
   // Speculative (PlanInputs::speculation on): the drafts per round chosen
   // for this cut (0 = plain steps are best here), the expected tokens per
   // round trip with them, and the plain split's time per token at this cut
@@ -110,7 +110,7 @@ struct Prediction {
   double tokens_per_round_trip = 1;
   double plain_tpot_ms = 0;
   std::vector<std::string> violations;
-  double score = 0;       // lower is better, under the objective
+  double score = 0;  // lower is better, under the objective
 };
 
 struct Plan {

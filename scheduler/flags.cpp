@@ -34,14 +34,16 @@ std::string Describe(const scheduler::KeySpec& spec) {
   out.precision(15);
   if (!spec.choices.empty()) {
     for (size_t i = 0; i < spec.choices.size(); ++i) out << (i ? "|" : "") << spec.choices[i];
-  } else if (spec.type == scheduler::KeySpec::Type::kInt || spec.type == scheduler::KeySpec::Type::kFloat) {
+  } else if (spec.type == scheduler::KeySpec::Type::kInt ||
+             spec.type == scheduler::KeySpec::Type::kFloat) {
     out << spec.min << ".." << spec.max;
   }
   return out.str();
 }
 
 CLI::Validator Check(const scheduler::KeySpec& spec, const std::string& name) {
-  return CLI::Validator([spec](std::string& text) { return scheduler::CheckText(spec, text); }, Describe(spec), name);
+  return CLI::Validator([spec](std::string& text) { return scheduler::CheckText(spec, text); },
+                        Describe(spec), name);
 }
 
 }  // namespace
@@ -73,15 +75,17 @@ spdlog::level::level_enum ParseLogLevel(const std::string& name) {
   for (const auto& [n, level] : kLevels) {
     if (name == n) return level;
   }
-  throw Exception(Exception::kInvalidArgument, "log level \"" + name + "\" is not one of " + LevelList());
+  throw Exception(Exception::kInvalidArgument,
+                  "log level \"" + name + "\" is not one of " + LevelList());
 }
 
 void CheckHttpExposure(const std::string& address, bool http_public) {
   if (http_public || !transport::IsPublicHttpAddress(address)) return;
-  throw Exception(Exception::kInvalidArgument,
-                  "--http " + address +
-                      " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
-                      "pass --http-public to serve it there anyway");
+  throw Exception(
+      Exception::kInvalidArgument,
+      "--http " + address +
+          " is beyond loopback, where the HTTP API is neither encrypted nor authenticated: "
+          "pass --http-public to serve it there anyway");
 }
 
 }  // namespace splitlm::scheduler::flags

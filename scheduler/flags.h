@@ -5,8 +5,8 @@
 // --log-level is parsed in one place.
 #pragma once
 
-#include <CLI/CLI.hpp>
 #include <spdlog/common.h>
+#include <CLI/CLI.hpp>
 
 #include <string>
 

@@ -50,30 +50,38 @@ std::string Where(const std::string& path, const toml::node& node, const std::st
 }
 
 // name, kind or description.
-void ReadTextKey(const std::string& path, const std::string& key, const toml::node& node, HardwareProfile& hw) {
-  if (!node.is_string()) throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "expected a string");
+void ReadTextKey(const std::string& path, const std::string& key, const toml::node& node,
+                 HardwareProfile& hw) {
+  if (!node.is_string())
+    throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "expected a string");
   const std::string v = *node.value<std::string>();
   if (key == "name") hw.name = v;
   if (key == "kind") {
     if (v != "device" && v != "cloud")
-      throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "\"" + v + "\" is not one of device, cloud");
+      throw Exception(Exception::kInvalidArgument,
+                      Where(path, node, key) + "\"" + v + "\" is not one of device, cloud");
     hw.kind = v;
   }
   if (key == "description") hw.description = v;
 }
 
 // A figure of Figures(): { value = NUMBER, source = "..." }, in range.
-void ReadFigure(const std::string& path, const std::string& key, const toml::node& node, HardwareProfile& hw) {
-  auto spec = std::find_if(Figures().begin(), Figures().end(), [&](const FigureSpec& f) { return key == f.key; });
-  if (spec == Figures().end()) throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "unknown key");
+void ReadFigure(const std::string& path, const std::string& key, const toml::node& node,
+                HardwareProfile& hw) {
+  auto spec = std::find_if(Figures().begin(), Figures().end(),
+                           [&](const FigureSpec& f) { return key == f.key; });
+  if (spec == Figures().end())
+    throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "unknown key");
   const toml::table* t = node.as_table();
   if (!t)
-    throw Exception(Exception::kInvalidArgument,
-                    Where(path, node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
+    throw Exception(
+        Exception::kInvalidArgument,
+        Where(path, node, key) + "expected { value = NUMBER, source = \"where it comes from\" }");
   for (auto&& [sub, _] : *t) {
     if (sub.str() != "value" && sub.str() != "source") {
-      throw Exception(Exception::kInvalidArgument,
-                      Where(path, node, key) + "unknown field \"" + std::string(sub.str()) + "\" (value, source)");
+      throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "unknown field \"" +
+                                                       std::string(sub.str()) +
+                                                       "\" (value, source)");
     }
   }
   const toml::node* value = t->get("value");
@@ -81,24 +89,30 @@ void ReadFigure(const std::string& path, const std::string& key, const toml::nod
   if (!value || !value->is_number())
     throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "value must be a number");
   if (!source || !source->is_string() || source->value<std::string>()->empty()) {
-    throw Exception(Exception::kInvalidArgument, Where(path, node, key) + "every figure needs a non-empty source");
+    throw Exception(Exception::kInvalidArgument,
+                    Where(path, node, key) + "every figure needs a non-empty source");
   }
   const double v = *value->value<double>();
   if (!(v >= spec->min && v <= spec->max)) {
-    throw Exception(Exception::kInvalidArgument, Where(path, *value, key) + std::to_string(v) + " is outside " +
-                                                     std::to_string(spec->min) + ".." + std::to_string(spec->max));
+    throw Exception(Exception::kInvalidArgument, Where(path, *value, key) + std::to_string(v) +
+                                                     " is outside " + std::to_string(spec->min) +
+                                                     ".." + std::to_string(spec->max));
   }
   hw.*(spec->field) = v;
   hw.sources[key] = *source->value<std::string>();
 }
 
 // Name, kind and every figure this kind of profile needs are present.
-void CheckComplete(const std::string& path, const HardwareProfile& hw, const std::vector<std::string>& seen) {
+void CheckComplete(const std::string& path, const HardwareProfile& hw,
+                   const std::vector<std::string>& seen) {
   if (hw.name.empty()) throw Exception(Exception::kInvalidArgument, path + ": name: missing");
-  if (hw.kind.empty()) throw Exception(Exception::kInvalidArgument, path + ": kind: missing (device or cloud)");
+  if (hw.kind.empty())
+    throw Exception(Exception::kInvalidArgument, path + ": kind: missing (device or cloud)");
   for (const auto& f : Figures()) {
-    const bool needed = f.required || (hw.kind == "device" ? (std::string(f.key) == "compute_w" || std::string(f.key) == "wait_w")
-                                                           : std::string(f.key) == "usd_per_hour");
+    const bool needed =
+        f.required ||
+        (hw.kind == "device" ? (std::string(f.key) == "compute_w" || std::string(f.key) == "wait_w")
+                             : std::string(f.key) == "usd_per_hour");
     if (needed && std::find(seen.begin(), seen.end(), f.key) == seen.end()) {
       throw Exception(Exception::kInvalidArgument,
                       path + ": " + f.key + ": missing (a " + hw.kind + " profile needs it)");
@@ -113,8 +127,9 @@ HardwareProfile LoadHardwareProfile(const std::string& path) {
   try {
     root = toml::parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
   } catch (const toml::parse_error& e) {
-    throw Exception(Exception::kInvalidArgument,
-                    path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(
+        Exception::kInvalidArgument,
+        path + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
   HardwareProfile hw;
   hw.path = path;
@@ -139,22 +154,24 @@ double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, co
   double us = 0;
   if (spec.embedding) us += PartUs(hw, rows * w.bytes.embed_row, 0, 0);
   for (int l = spec.begin; l < spec.end; ++l) {
-    const double flops = rows * w.bytes.layer_params[l] * 2 * w.LayerComputeFactor(l) + 4 * qd * kv_reads;
+    const double flops =
+        rows * w.bytes.layer_params[l] * 2 * w.LayerComputeFactor(l) + 4 * qd * kv_reads;
     us += PartUs(hw, w.bytes.layers[l] + kv_reads * kv_bytes, flops, 1);
   }
   if (spec.head) {
-    us += PartUs(hw, w.bytes.head_read, 2.0 * c.vocab_size * c.hidden_size * sequences * w.HeadComputeFactor(), 1);
+    us += PartUs(hw, w.bytes.head_read,
+                 2.0 * c.vocab_size * c.hidden_size * sequences * w.HeadComputeFactor(), 1);
   }
   return us;
 }
 
-double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c, const partition::StageSpec& spec, int rows,
-                  int sequences, double kv_reads) {
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& c,
+                  const partition::StageSpec& spec, int rows, int sequences, double kv_reads) {
   return RooflineUs(hw, c, F32Weights(c), spec, rows, sequences, kv_reads);
 }
 
-ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, const WeightCost& w,
-                               uint64_t fingerprint, const ProfileOptions& o) {
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c,
+                               const WeightCost& w, uint64_t fingerprint, const ProfileOptions& o) {
   ComputeProfile p;
   p.hardware = "emulated " + hw.name + " (roofline of " + hw.path + ")";
   p.model_fingerprint = fingerprint;
@@ -169,8 +186,10 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
     partition::StageSpec layer = partition::StageSpec::Range(c, l, l + 1);
     layer.embedding = layer.head = false;
     // A decode step at context `ctx` reads ctx + 1 positions (MeasureProfile's convention).
-    for (int ctx : p.decode_contexts) p.layer_decode_us[l].push_back(RooflineUs(hw, c, w, layer, 1, 1, ctx + 1.0));
-    for (int n : p.prefill_lengths) p.layer_prefill_us[l].push_back(RooflineUs(hw, c, w, layer, n, 1, n * (n + 1.0) / 2));
+    for (int ctx : p.decode_contexts)
+      p.layer_decode_us[l].push_back(RooflineUs(hw, c, w, layer, 1, 1, ctx + 1.0));
+    for (int n : p.prefill_lengths)
+      p.layer_prefill_us[l].push_back(RooflineUs(hw, c, w, layer, n, 1, n * (n + 1.0) / 2));
   }
   partition::StageSpec embed = partition::StageSpec::Range(c, 0, 0);
   embed.embedding = true;
@@ -185,8 +204,8 @@ ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::Model
   return p;
 }
 
-ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c, uint64_t fingerprint,
-                               const ProfileOptions& o) {
+ComputeProfile RooflineProfile(const HardwareProfile& hw, const partition::ModelConfig& c,
+                               uint64_t fingerprint, const ProfileOptions& o) {
   return RooflineProfile(hw, c, F32Weights(c), fingerprint, o);
 }
 

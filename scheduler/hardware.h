@@ -44,8 +44,9 @@ HardwareProfile LoadHardwareProfile(const std::string& path);
 // `weights` (each layer's in its format, one embedding row per row, the
 // head's matrix); flops are 2 per weight per row whatever the format, times
 // the format's compute factor (scheduler/weights.h). Without `weights`: fp32.
-double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& config, const WeightCost& weights,
-                  const partition::StageSpec& spec, int rows, int sequences, double kv_reads);
+double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& config,
+                  const WeightCost& weights, const partition::StageSpec& spec, int rows,
+                  int sequences, double kv_reads);
 double RooflineUs(const HardwareProfile& hw, const partition::ModelConfig& config,
                   const partition::StageSpec& spec, int rows, int sequences, double kv_reads);
 

@@ -18,7 +18,6 @@
 namespace splitlm::scheduler {
 namespace {
 
-
 double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, int x) {
   if (xs.empty()) return 0;
   if (xs.size() == 1) return ys[0] * (xs[0] > 0 ? static_cast<double>(x) / xs[0] : 1.0);
@@ -35,13 +34,13 @@ double Interpolate(const std::vector<int>& xs, const std::vector<double>& ys, in
 // else f32.
 std::string HeldFormat(const partition::Model& model, double layer_bytes) {
   if (model.config().num_layers < 1) return "f32";
-  if (model.is_gguf() && partition::ModelWeightBytes(model, "model").layers.at(0) == layer_bytes) return "gguf";
+  if (model.is_gguf() && partition::ModelWeightBytes(model, "model").layers.at(0) == layer_bytes)
+    return "gguf";
   for (const auto& f : partition::WeightFormatNames()) {
     if (partition::WeightBytesOf(model.config(), f).layers.at(0) == layer_bytes) return f;
   }
   return "f32";
 }
-
 
 }  // namespace
 
@@ -76,7 +75,8 @@ std::string ComputeProfile::ToJson() const {
 
 ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::string& origin) {
   nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) throw Exception(Exception::kCorrupt, origin + ": not a JSON profile");
+  if (j.is_discarded() || !j.is_object())
+    throw Exception(Exception::kCorrupt, origin + ": not a JSON profile");
   ComputeProfile p;
   try {
     p.hardware = j.at("hardware").get<std::string>();
@@ -104,16 +104,20 @@ ComputeProfile ComputeProfile::FromJson(const std::string& text, const std::stri
       p.prefill_lengths.empty()) {
     throw Exception(Exception::kCorrupt, origin + ": profile tables do not match num_layers");
   }
-  if (!p.layer_weight_bytes.empty() && static_cast<int>(p.layer_weight_bytes.size()) != p.num_layers) {
-    throw Exception(Exception::kCorrupt, origin + ": layer_weight_bytes must have num_layers entries");
+  if (!p.layer_weight_bytes.empty() &&
+      static_cast<int>(p.layer_weight_bytes.size()) != p.num_layers) {
+    throw Exception(Exception::kCorrupt,
+                    origin + ": layer_weight_bytes must have num_layers entries");
   }
   for (const auto& row : p.layer_decode_us) {
     if (row.size() != p.decode_contexts.size())
-      throw Exception(Exception::kCorrupt, origin + ": layer_decode_us rows must match decode_contexts");
+      throw Exception(Exception::kCorrupt,
+                      origin + ": layer_decode_us rows must match decode_contexts");
   }
   for (const auto& row : p.layer_prefill_us) {
     if (row.size() != p.prefill_lengths.size())
-      throw Exception(Exception::kCorrupt, origin + ": layer_prefill_us rows must match prefill_lengths");
+      throw Exception(Exception::kCorrupt,
+                      origin + ": layer_prefill_us rows must match prefill_lengths");
   }
   return p;
 }
@@ -148,7 +152,8 @@ double ComputeProfile::ExtraPositionUs(int layer, int context) const {
   return std::clamp(slope, 0.0, DecodeUs(layer, context));
 }
 
-double ComputeProfile::BatchStepUs(int begin, int end, int context, int positions, bool embed, bool head) const {
+double ComputeProfile::BatchStepUs(int begin, int end, int context, int positions, bool embed,
+                                   bool head) const {
   const int extra = std::max(0, positions - 1);
   double us = StepUs(begin, end, context, embed, head);
   if (extra == 0) return us;
@@ -171,7 +176,8 @@ double ComputeProfile::BatchStepUs(int begin, int end, int context, int position
 double ComputeProfile::HeldLayerBytes(int begin, int end) const {
   double bytes = 0;
   for (int l = begin; l < end; ++l) {
-    bytes += layer_weight_bytes.empty() ? layer_bytes : layer_weight_bytes.at(static_cast<size_t>(l));
+    bytes +=
+        layer_weight_bytes.empty() ? layer_bytes : layer_weight_bytes.at(static_cast<size_t>(l));
   }
   return bytes;
 }
@@ -191,11 +197,13 @@ namespace {
 
 // Bytes of the embedding, the head, a layer and its KV entry, and the
 // weight format they are held in.
-void FillSizes(const partition::Model& model, const partition::StageWeights& all, ComputeProfile& p) {
+void FillSizes(const partition::Model& model, const partition::StageWeights& all,
+               ComputeProfile& p) {
   const auto& c = model.config();
   p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
   p.embed_bytes = static_cast<double>(all.Slice(partition::StageSpec::Device(c, 0))->bytes());
-  p.head_bytes = static_cast<double>(all.Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
+  p.head_bytes =
+      static_cast<double>(all.Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
   partition::StageSpec spec = partition::StageSpec::Range(c, 0, 1);
   spec.embedding = spec.head = false;
   p.layer_bytes = static_cast<double>(all.Slice(spec)->bytes());
@@ -209,9 +217,13 @@ void FillSizes(const partition::Model& model, const partition::StageWeights& all
 class PartTimer {
  public:
   PartTimer(partition::Stage& stage, const partition::ModelConfig& config, int repeats)
-      : stage_(stage), config_(config), repeats_(repeats), logits_(config.vocab_size),
+      : stage_(stage),
+        config_(config),
+        repeats_(repeats),
+        logits_(config.vocab_size),
         tokens_(static_cast<size_t>(config.max_context)) {
-    for (size_t i = 0; i < tokens_.size(); ++i) tokens_[i] = static_cast<int32_t>((i * 7919 + 13) % config.vocab_size);
+    for (size_t i = 0; i < tokens_.size(); ++i)
+      tokens_[i] = static_cast<int32_t>((i * 7919 + 13) % config.vocab_size);
   }
 
   // Per part (embedding, layers, head): one decode step after `context`
@@ -221,7 +233,8 @@ class PartTimer {
       stage_.Truncate(0);
       stage_.Forward({tokens_.data(), nullptr, context}, logits_.data());
       stage_.SetPartTimer(&parts);
-      for (int s = 0; s < steps; ++s) stage_.Forward({&tokens_[context + s], nullptr, 1}, logits_.data());
+      for (int s = 0; s < steps; ++s)
+        stage_.Forward({&tokens_[context + s], nullptr, 1}, logits_.data());
       stage_.SetPartTimer(nullptr);
       for (double& v : parts) v /= steps;
     });
@@ -266,7 +279,8 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
   p.model_fingerprint = model.fingerprint();
   p.num_layers = c.num_layers;
   p.hidden_size = c.hidden_size;
-  for (int ctx : options.decode_contexts) p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
+  for (int ctx : options.decode_contexts)
+    p.decode_contexts.push_back(std::min(ctx, c.max_context - 1));
   for (int n : options.prefill_lengths) p.prefill_lengths.push_back(std::min(n, c.max_context));
   auto say = [&](const std::string& s) {
     if (options.progress) options.progress(s);
@@ -299,7 +313,8 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
 ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::string& path,
                                     const ProfileOptions& options, bool* measured) {
   if (std::filesystem::exists(path)) {
-    ComputeProfile p = ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
+    ComputeProfile p = ComputeProfile::FromJson(
+        transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
     if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
       if (measured) *measured = false;
       return p;

@@ -16,17 +16,17 @@ class Model;
 namespace splitlm::scheduler {
 
 struct ComputeProfile {
-  std::string hardware;          // CPU model and thread count (or a profile name)
+  std::string hardware;  // CPU model and thread count (or a profile name)
   uint64_t model_fingerprint = 0;
   int num_layers = 0;
   int hidden_size = 0;
   int threads = 0;
-  std::vector<int> decode_contexts;                // context lengths measured
-  std::vector<std::vector<double>> layer_decode_us;  // [layer][context index]
-  std::vector<int> prefill_lengths;                // prompt lengths measured
-  std::vector<std::vector<double>> layer_prefill_us; // [layer][length index], whole prompt
-  double embed_us = 0;        // one token
-  double head_decode_us = 0;  // final norm + LM head, one token
+  std::vector<int> decode_contexts;                   // context lengths measured
+  std::vector<std::vector<double>> layer_decode_us;   // [layer][context index]
+  std::vector<int> prefill_lengths;                   // prompt lengths measured
+  std::vector<std::vector<double>> layer_prefill_us;  // [layer][length index], whole prompt
+  double embed_us = 0;                                // one token
+  double head_decode_us = 0;                          // final norm + LM head, one token
   // The weight format the layers held when measured (partition/weight_bytes.h:
   // f32, q4_k_m, ..., or gguf for a GGUF file's own types); f32 in profiles
   // written before formats were recorded.
@@ -80,7 +80,6 @@ struct ProfileOptions {
   int threads = 1;  // the compute threads in use (recorded with the hardware)
   std::function<void(const std::string&)> progress;
 };
-
 
 // Times each layer of `model` on this machine with the current thread count.
 ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOptions& options);

@@ -6,7 +6,9 @@
 namespace splitlm::scheduler {
 
 void ComputeDrift::Observe(double predicted_us, double measured_us) {
-  if (!(predicted_us > 0) || !(measured_us > 0) || !std::isfinite(predicted_us) || !std::isfinite(measured_us)) return;
+  if (!(predicted_us > 0) || !(measured_us > 0) || !std::isfinite(predicted_us) ||
+      !std::isfinite(measured_us))
+    return;
   // Weighted means of both, not of their ratio, so a step with little work
   // (a cut near the end, timed less precisely for its size) counts less
   // than a whole model's step.
@@ -15,9 +17,11 @@ void ComputeDrift::Observe(double predicted_us, double measured_us) {
   ++samples_;
 }
 
-void NetworkEstimator::Calibrate(double small_bytes, double small_ms, double large_bytes, double large_ms) {
+void NetworkEstimator::Calibrate(double small_bytes, double small_ms, double large_bytes,
+                                 double large_ms) {
   // Both probes carry the bytes each way: time = rtt + bytes * (1/up + 1/down).
-  const double slope = std::max(1e-12, (large_ms - small_ms) / std::max(1.0, large_bytes - small_bytes));
+  const double slope =
+      std::max(1e-12, (large_ms - small_ms) / std::max(1.0, large_bytes - small_bytes));
   rtt_ms_ = std::max(0.0, small_ms - slope * small_bytes);
   rtt_var_ = 0;
   // Without a separate downlink probe, split the slope evenly between the
@@ -56,7 +60,8 @@ Link NetworkEstimator::ToLink(const Link& base) const {
   return l;
 }
 
-Replanner::Replanner(PlanInputs inputs, Options options) : inputs_(std::move(inputs)), options_(options) {}
+Replanner::Replanner(PlanInputs inputs, Options options)
+    : inputs_(std::move(inputs)), options_(options) {}
 
 std::optional<int> Replanner::PlanRequest() {
   last_ = ChooseCut(inputs_);

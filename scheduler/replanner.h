@@ -53,7 +53,9 @@ class ComputeDrift {
   explicit ComputeDrift(double alpha = 0.2) : alpha_(alpha) {}
   // Ignored unless both are positive and finite.
   void Observe(double predicted_us, double measured_us);
-  double factor() const { return samples_ == 0 ? 1.0 : std::clamp(measured_ / predicted_, 0.05, 20.0); }
+  double factor() const {
+    return samples_ == 0 ? 1.0 : std::clamp(measured_ / predicted_, 0.05, 20.0);
+  }
   int samples() const { return samples_; }
 
  private:
@@ -70,7 +72,7 @@ class ComputeDrift {
 class Replanner {
  public:
   struct Options {
-    double margin = 0.10;           // relative gain needed to move
+    double margin = 0.10;                     // relative gain needed to move
     double move_ms_per_layer_position = 0.0;  // extra cost of moving, per layer x position
   };
   Replanner(PlanInputs inputs, Options options);
@@ -85,7 +87,9 @@ class Replanner {
   void UpdateLink(const Link& link) { inputs_.link = link; }
   // Speculative: the measured per-position acceptance rate (nullopt: the
   // drafter's prior), e.g. AcceptanceEstimate::rate().
-  void UpdateAcceptance(std::optional<double> acceptance) { inputs_.speculation.acceptance = acceptance; }
+  void UpdateAcceptance(std::optional<double> acceptance) {
+    inputs_.speculation.acceptance = acceptance;
+  }
   // New profiles or workload, keeping the current cut (for hysteresis).
   void SetInputs(PlanInputs inputs) { inputs_ = std::move(inputs); }
   const PlanInputs& inputs() const { return inputs_; }

@@ -42,7 +42,8 @@ WeightCost F32Weights(const partition::ModelConfig& config);
 // embedding by the ratio of row bytes, the head by that of its matrix. The
 // memory fields (layer_weight_bytes, embed_bytes, head_bytes) and `weights`
 // become `to`'s. Throws Exception(kInvalidArgument) if the layer counts differ.
-ComputeProfile RetargetProfile(const ComputeProfile& measured, const WeightCost& from, const WeightCost& to);
+ComputeProfile RetargetProfile(const ComputeProfile& measured, const WeightCost& from,
+                               const WeightCost& to);
 
 // Sets the memory fields and `weights` of `profile` from `w` (no time changes).
 void SetWeightMemory(const partition::WeightBytes& w, ComputeProfile& profile);

@@ -16,9 +16,10 @@ namespace splitlm::sim {
 class HardwareEmulator : public partition::ComputeHook {
  public:
   // Charges the roofline of `weights` (fp32 without). `clock` must outlive this.
-  HardwareEmulator(scheduler::HardwareProfile hw, const partition::ModelConfig& config, transport::VirtualClock& clock);
-  HardwareEmulator(scheduler::HardwareProfile hw, partition::ModelConfig config, scheduler::WeightCost weights,
+  HardwareEmulator(scheduler::HardwareProfile hw, const partition::ModelConfig& config,
                    transport::VirtualClock& clock);
+  HardwareEmulator(scheduler::HardwareProfile hw, partition::ModelConfig config,
+                   scheduler::WeightCost weights, transport::VirtualClock& clock);
   void AfterForward(const partition::StageSpec& spec, int rows, int sequences, double kv_reads,
                     double measured_us) override;
   const scheduler::HardwareProfile& hardware() const { return hw_; }

@@ -15,8 +15,9 @@ class InProcessWorker {
  public:
   // `options` as given, on a free loopback port, on `clock` (which must
   // outlive this).
-  InProcessWorker(const partition::Model& model, zmq::context_t& context, transport::Metrics& metrics,
-                  std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions options = {},
+  InProcessWorker(const partition::Model& model, zmq::context_t& context,
+                  transport::Metrics& metrics, std::shared_ptr<spdlog::logger> log,
+                  cloud::WorkerOptions options = {},
                   const transport::Clock& clock = transport::SteadyClock())
       : worker_(model, Options(std::move(log), std::move(options)), context, metrics, clock),
         thread_([this] { worker_.Run(stop_); }) {}

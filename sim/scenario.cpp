@@ -29,7 +29,8 @@ std::chrono::milliseconds HeartbeatFor(const Settings& s, const Reference& ref, 
   const double prompt_bytes = 4.0 * hidden_size * static_cast<double>(longest) + 256;
   double slowest_ms = 0;
   auto consider = [&](double up_mbit_s, double rtt_ms) {
-    slowest_ms = std::max(slowest_ms, rtt_ms + (up_mbit_s > 0 ? prompt_bytes * 8 / (up_mbit_s * 1e3) : 0));
+    slowest_ms =
+        std::max(slowest_ms, rtt_ms + (up_mbit_s > 0 ? prompt_bytes * 8 / (up_mbit_s * 1e3) : 0));
   };
   consider(s.link.up_mbit_s, 2 * s.link.delay_ms + 2 * s.link.jitter_ms);
   if (!s.trace.empty()) {
@@ -46,7 +47,8 @@ Policy ParsePolicy(const std::string& text, int layers) {
   Policy p;
   std::string base = text;
   const std::string suffix = kSpeculativeSuffix;
-  if (base.size() > suffix.size() && base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
+  if (base.size() > suffix.size() &&
+      base.compare(base.size() - suffix.size(), suffix.size(), suffix) == 0) {
     p.speculative = true;
     base.resize(base.size() - suffix.size());
   }
@@ -65,20 +67,24 @@ Policy ParsePolicy(const std::string& text, int layers) {
   } catch (const std::exception&) {
   }
   if (used != base.size() || k < 0 || k > layers) {
-    throw Exception(Exception::kInvalidArgument, "policy \"" + text + "\": expected auto, device, cloud or a cut 0.." +
-                                                     std::to_string(layers) + ", optionally followed by " + suffix);
+    throw Exception(Exception::kInvalidArgument,
+                    "policy \"" + text + "\": expected auto, device, cloud or a cut 0.." +
+                        std::to_string(layers) + ", optionally followed by " + suffix);
   }
   p.cut = k;
   return p;
 }
 
 Scenario::Scenario(Workbench& bench, const Settings& s)
-    : bench_(bench), s_(s), ref_(ReferenceFor(bench, s)),
+    : bench_(bench),
+      s_(s),
+      ref_(ReferenceFor(bench, s)),
       device_hw_(FindHardware(s.device, bench.hardware_dir, "device")),
       cloud_hw_(FindHardware(s.cloud, bench.hardware_dir, "cloud")) {
   if (!s.speculate.empty()) {
     std::string why;
-    if (!device::ParseSpeculate(s.speculate, &why)) throw Exception(Exception::kInvalidArgument, "speculate: " + why);
+    if (!device::ParseSpeculate(s.speculate, &why))
+      throw Exception(Exception::kInvalidArgument, "speculate: " + why);
   }
   RigOptions o;
   o.device = device_hw_;
@@ -101,7 +107,8 @@ Scenario::~Scenario() {
 
 int Scenario::layers() const { return bench_.model->config().num_layers; }
 
-void Scenario::Run(const std::string& policy_text, size_t first, size_t last, Tally& t, bool restart_link) {
+void Scenario::Run(const std::string& policy_text, size_t first, size_t last, Tally& t,
+                   bool restart_link) {
   const Policy policy = ParsePolicy(policy_text, layers());
   device::Agent& agent = AgentFor(policy);
   transport::Metrics& m = metrics_[policy.automatic][policy.speculative];
@@ -110,7 +117,8 @@ void Scenario::Run(const std::string& policy_text, size_t first, size_t last, Ta
     return m.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + name + "\"}");
   };
   auto snapshot = [&] {
-    return std::array<double, 5>{m.Get("splitlm_device_tokens_total"), m.Get("splitlm_device_cloud_steps_total"),
+    return std::array<double, 5>{m.Get("splitlm_device_tokens_total"),
+                                 m.Get("splitlm_device_cloud_steps_total"),
                                  m.Get("splitlm_device_bytes_sent_total"),
                                  part("device_compute") + part("local_compute") + part("codec"),
                                  part("network") + part("cloud_compute") + part("cloud_queue")};
@@ -141,7 +149,8 @@ void Scenario::Run(const std::string& policy_text, size_t first, size_t last, Ta
     t.generated += static_cast<int>(g.tokens.size());
     t.drafted += g.drafted;
     t.accepted += g.accepted;
-    for (size_t i = 0; i < g.tokens.size() && i < ref_.tokens[p].size(); ++i) t.agree += g.tokens[i] == ref_.tokens[p][i];
+    for (size_t i = 0; i < g.tokens.size() && i < ref_.tokens[p].size(); ++i)
+      t.agree += g.tokens[i] == ref_.tokens[p][i];
     t.total += static_cast<int>(ref_.tokens[p].size());
   }
   const auto after = snapshot();
@@ -184,7 +193,8 @@ device::AgentOptions Scenario::Options(const Policy& policy) {
   o.auto_cut.plan = Plan();
   if (policy.speculative) {
     if (s_.speculate.empty()) {
-      throw Exception(Exception::kInvalidArgument, s_.name + ": a speculative policy needs a drafter (speculate)");
+      throw Exception(Exception::kInvalidArgument,
+                      s_.name + ": a speculative policy needs a drafter (speculate)");
     }
     std::string why;
     const auto spec = device::ParseSpeculate(s_.speculate, &why);
@@ -195,8 +205,8 @@ device::AgentOptions Scenario::Options(const Policy& policy) {
   if (policy.automatic) {
     o.auto_cut.enabled = true;
     if (device_hw_) {
-      o.auto_cut.device_profile =
-          scheduler::RooflineProfile(*device_hw_, c, Weights(*bench_.model, s_.device_weights), bench_.model->fingerprint());
+      o.auto_cut.device_profile = scheduler::RooflineProfile(
+          *device_hw_, c, Weights(*bench_.model, s_.device_weights), bench_.model->fingerprint());
     }
     o.cut = c.num_layers;
   } else {
@@ -209,7 +219,8 @@ device::Agent& Scenario::AgentFor(const Policy& policy) {
   auto& agent = agents_[policy.automatic][policy.speculative];
   if (!agent) {
     agent = std::make_unique<device::Agent>(*bench_.model, Options(policy), zctx_,
-                                            metrics_[policy.automatic][policy.speculative], rig_->clock());
+                                            metrics_[policy.automatic][policy.speculative],
+                                            rig_->clock());
   }
   return *agent;
 }

@@ -30,9 +30,10 @@ class TableReader {
       const std::string key(k.str());
       try {
         if (!ReadLink(key, n, s) && !ReadWorkload(key, n, s) && !ReadSides(key, n, s)) {
-          throw Exception(Exception::kInvalidArgument, std::string("unknown key") +
-                                                           (condition_ ? " in a [[condition]]" : " in [sim]") +
-                                                           " (see docs/simulation.md)");
+          throw Exception(Exception::kInvalidArgument,
+                          std::string("unknown key") +
+                              (condition_ ? " in a [[condition]]" : " in [sim]") +
+                              " (see docs/simulation.md)");
         }
       } catch (const Located&) {
         throw;
@@ -59,8 +60,9 @@ class TableReader {
     if (!n.is_number()) throw Exception(Exception::kInvalidArgument, "expected a number");
     const double v = *n.value<double>();
     if (!(v >= lo && v <= hi)) {
-      throw Exception(Exception::kInvalidArgument,
-                      std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
+      throw Exception(
+          Exception::kInvalidArgument,
+          std::to_string(v) + " is outside " + std::to_string(lo) + ".." + std::to_string(hi));
     }
     return v;
   }
@@ -79,7 +81,8 @@ class TableReader {
       s.model = Path(Str(n));
     } else if (key == "device" || key == "cloud") {
       std::string v = Str(n);
-      if (v.find('/') != std::string::npos || (v.size() > 5 && v.substr(v.size() - 5) == ".toml")) v = Path(v);
+      if (v.find('/') != std::string::npos || (v.size() > 5 && v.substr(v.size() - 5) == ".toml"))
+        v = Path(v);
       (key == "device" ? s.device : s.cloud) = v;
     } else if (key == "device_weights" || key == "cloud_weights") {
       (key == "device_weights" ? s.device_weights : s.cloud_weights) = CheckWeights(Str(n));
@@ -109,7 +112,9 @@ class TableReader {
       s.trace = Path(Str(n));
     } else if (key == "outages") {
       const toml::array* a = n.as_array();
-      if (!a) throw Exception(Exception::kInvalidArgument, "expected a list of \"START:END[:cut]\" strings");
+      if (!a)
+        throw Exception(Exception::kInvalidArgument,
+                        "expected a list of \"START:END[:cut]\" strings");
       s.outages.clear();
       for (const auto& e : *a) {
         try {
@@ -129,7 +134,8 @@ class TableReader {
       s.prompt_file = Path(Str(n));
     } else if (key == "cuts") {
       const toml::array* a = n.as_array();
-      if (!a || a->empty()) throw Exception(Exception::kInvalidArgument, "expected a list of cuts, e.g. [0, 2, 4]");
+      if (!a || a->empty())
+        throw Exception(Exception::kInvalidArgument, "expected a list of cuts, e.g. [0, 2, 4]");
       s.cuts.clear();
       for (const auto& e : *a) {
         try {
@@ -163,8 +169,9 @@ toml::table ParseFile(const std::string& file) {
   try {
     return toml::parse(transport::ReadTextFileOrThrow(file, transport::kMaxConfigBytes), file);
   } catch (const toml::parse_error& e) {
-    throw Exception(Exception::kInvalidArgument,
-                    file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
+    throw Exception(
+        Exception::kInvalidArgument,
+        file + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
 }
 
@@ -173,8 +180,8 @@ std::string Line(const std::string& file, const toml::node& n) {
 }
 
 // The [[condition]] tables of a sweep file, each on top of `base`.
-std::vector<Settings> ReadConditions(const std::string& file, const toml::table& root, const fs::path& dir,
-                                     const Settings& base) {
+std::vector<Settings> ReadConditions(const std::string& file, const toml::table& root,
+                                     const fs::path& dir, const Settings& base) {
   const toml::array* list = root["condition"].as_array();
   if (!list || list->empty())
     throw Exception(Exception::kInvalidArgument, file + ": a sweep needs [[condition]] tables");
@@ -182,13 +189,16 @@ std::vector<Settings> ReadConditions(const std::string& file, const toml::table&
   std::map<std::string, int> names;
   for (const auto& e : *list) {
     if (!e.is_table())
-      throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: expected [[condition]] tables");
+      throw Exception(Exception::kInvalidArgument,
+                      Line(file, e) + "condition: expected [[condition]] tables");
     Settings c = base;
     c.name.clear();
     TableReader(file, dir, true).Read(*e.as_table(), c);
-    if (c.name.empty()) throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: needs a name");
+    if (c.name.empty())
+      throw Exception(Exception::kInvalidArgument, Line(file, e) + "condition: needs a name");
     if (names[c.name]++)
-      throw Exception(Exception::kInvalidArgument, Line(file, e) + "name: \"" + c.name + "\" used twice");
+      throw Exception(Exception::kInvalidArgument,
+                      Line(file, e) + "name: \"" + c.name + "\" used twice");
     out.push_back(c);
   }
   return out;
@@ -198,17 +208,19 @@ std::vector<Settings> ReadConditions(const std::string& file, const toml::table&
 
 std::string CheckWeights(const std::string& v) {
   if (v == "model" || partition::IsWeightFormat(v)) return v;
-  throw Exception(Exception::kInvalidArgument,
-                  "weights \"" + v + "\": unknown format (choose model, " + partition::WeightFormatList() + ")");
+  throw Exception(Exception::kInvalidArgument, "weights \"" + v +
+                                                   "\": unknown format (choose model, " +
+                                                   partition::WeightFormatList() + ")");
 }
 
 Outage ParseOutage(const std::string& text) {
   Outage out;
   char kind[8] = {0};
-  if (std::sscanf(text.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 || out.end_s <= out.start_s ||
-      out.start_s < 0 || (kind[0] != 0 && std::string(kind) != "cut")) {
-    throw Exception(Exception::kInvalidArgument,
-                    "outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
+  if (std::sscanf(text.c_str(), "%lf:%lf:%7s", &out.start_s, &out.end_s, kind) < 2 ||
+      out.end_s <= out.start_s || out.start_s < 0 || (kind[0] != 0 && std::string(kind) != "cut")) {
+    throw Exception(
+        Exception::kInvalidArgument,
+        "outage \"" + text + "\": expected START:END[:cut] in seconds with END > START >= 0");
   }
   out.cut = std::string(kind) == "cut";
   return out;
@@ -229,11 +241,13 @@ Settings ReadSimFile(const std::string& file, std::vector<Settings>* conditions)
     const std::string key(k.str());
     const std::string line = Line(file, n) + key + ": ";
     if (key == "sim") {
-      if (!n.is_table()) throw Exception(Exception::kInvalidArgument, line + "expected a [sim] table");
+      if (!n.is_table())
+        throw Exception(Exception::kInvalidArgument, line + "expected a [sim] table");
       TableReader(file, dir, false).Read(*n.as_table(), s);
     } else if (key != "condition" || !conditions) {
-      throw Exception(Exception::kInvalidArgument,
-                      line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
+      throw Exception(
+          Exception::kInvalidArgument,
+          line + (conditions ? "unknown section (sim, condition)" : "unknown section (sim)"));
     }
   }
   if (conditions) {
@@ -246,7 +260,8 @@ std::string Timing(const Settings& s) {
   std::string t = "compute: ";
   t += s.device.empty() ? "device = this machine (wall clock)" : "device emulated as " + s.device;
   t += s.cloud.empty() ? ", cloud = this machine (wall clock)" : ", cloud emulated as " + s.cloud;
-  t += " (roofline time on a virtual clock: slept where the emulated hardware is slower than this machine, "
+  t += " (roofline time on a virtual clock: slept where the emulated hardware is slower than this "
+       "machine, "
        "skipped where it is faster); network: wall clock through the shaping relay";
   return t;
 }

@@ -19,7 +19,7 @@ struct Settings {
   // Weight formats the emulated sides hold (partition/weight_bytes.h);
   // "model" = the model's own (a GGUF file's types, f32 for a directory).
   std::string device_weights = "model", cloud_weights = "model";
-  std::string policy = "auto";  // a cut K, auto, device or cloud
+  std::string policy = "auto";     // a cut K, auto, device or cloud
   std::string link_type = "wifi";  // radio energy preset (scheduler::RadioPresets)
   LinkConditions link{50, 100, 10, 0};
   std::string trace;  // CSV trace file (ReadTrace); overrides `link`

@@ -33,11 +33,11 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
     std::replace(line.begin(), line.end(), ',', ' ');
     std::istringstream ss(line);
     TracePoint p;
-    if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 || p.up_mbit_s < 0 ||
-        p.down_mbit_s < 0 || p.rtt_ms < 0) {
-      throw Exception(
-          Exception::kInvalidArgument,
-          path + ":" + std::to_string(n) + ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
+    if (!(ss >> p.time_s >> p.up_mbit_s >> p.down_mbit_s >> p.rtt_ms) || p.time_s < 0 ||
+        p.up_mbit_s < 0 || p.down_mbit_s < 0 || p.rtt_ms < 0) {
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) +
+                          ": expected time_s,up_mbit_s,down_mbit_s,rtt_ms[,state] (non-negative)");
     }
     std::string state, extra;
     if (ss >> state) {
@@ -46,14 +46,16 @@ std::vector<TracePoint> ReadTrace(const std::string& path) {
       } else if (state == "cut") {
         p.state = TracePoint::State::kCut;
       } else if (state != "up") {
-        throw Exception(Exception::kInvalidArgument,
-                        path + ":" + std::to_string(n) + ": state \"" + state + "\" is not one of up, stall, cut");
+        throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": state \"" +
+                                                         state + "\" is not one of up, stall, cut");
       }
       if (ss >> extra)
-        throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": more than five columns");
+        throw Exception(Exception::kInvalidArgument,
+                        path + ":" + std::to_string(n) + ": more than five columns");
     }
     if (!out.empty() && p.time_s < out.back().time_s) {
-      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": times must not decrease");
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": times must not decrease");
     }
     out.push_back(p);
   }
@@ -88,7 +90,8 @@ struct Pipe {
 }  // namespace
 
 struct ShapingRelay::Impl {
-  Impl(ShaperOptions options, const transport::Clock& schedule) : o(std::move(options)), clock(schedule) {}
+  Impl(ShaperOptions options, const transport::Clock& schedule)
+      : o(std::move(options)), clock(schedule) {}
   ShaperOptions o;
   // Trace and outage times (the simulation's virtual clock, or a test's).
   const transport::Clock& clock;
@@ -109,13 +112,16 @@ struct ShapingRelay::Impl {
     tcp::socket device, cloud;
     Pipe up, down;
     std::vector<std::thread> threads;
-    explicit Conn(net::io_context& io) : device(io), cloud(io), up{&device, &cloud, true}, down{&cloud, &device, false} {}
+    explicit Conn(net::io_context& io)
+        : device(io), cloud(io), up{&device, &cloud, true}, down{&cloud, &device, false} {}
   };
   std::list<std::unique_ptr<Conn>> conns;
 
   // Trace and outage time, seconds since the start (or Restart).
   double Elapsed() const {
-    const auto now = std::chrono::duration_cast<std::chrono::nanoseconds>(clock.Now().time_since_epoch()).count();
+    const auto now =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(clock.Now().time_since_epoch())
+            .count();
     return static_cast<double>(now - start_ns.load()) * 1e-9;
   }
 
@@ -151,7 +157,8 @@ struct ShapingRelay::Impl {
       // Serialisation at the link rate, then propagation delay and jitter;
       // arrivals never reorder.
       const auto begin = std::max(now, p.free_at);
-      const auto tx = mbit > 0 ? std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(n * 8.0 / (mbit * 1e6)))
+      const auto tx = mbit > 0 ? std::chrono::duration_cast<Clock::Duration>(
+                                     std::chrono::duration<double>(n * 8.0 / (mbit * 1e6)))
                                : Clock::Duration::zero();
       p.free_at = begin + tx;
       double extra_ms = link.delay_ms;
@@ -159,10 +166,12 @@ struct ShapingRelay::Impl {
         std::lock_guard<std::mutex> g(mu);
         extra_ms += std::uniform_real_distribution<double>(0, link.jitter_ms)(rng);
       }
-      auto arrive = p.free_at + std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double, std::milli>(extra_ms));
+      auto arrive = p.free_at + std::chrono::duration_cast<Clock::Duration>(
+                                    std::chrono::duration<double, std::milli>(extra_ms));
       arrive = std::max(arrive, p.last_arrival);
       p.last_arrival = arrive;
-      p.queue.push_back({std::vector<char>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)), arrive});
+      p.queue.push_back(
+          {std::vector<char>(buf.begin(), buf.begin() + static_cast<std::ptrdiff_t>(n)), arrive});
       p.cv.notify_one();
     }
     std::lock_guard<std::mutex> lock(p.mu);
@@ -250,16 +259,21 @@ ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
   const auto& trace = impl_->o.trace;
   for (size_t i = 0; i + 1 < trace.size(); ++i) {
     if (trace[i].state == TracePoint::State::kUp) continue;
-    impl_->o.outages.push_back({trace[i].time_s, trace[i + 1].time_s, trace[i].state == TracePoint::State::kCut});
+    impl_->o.outages.push_back(
+        {trace[i].time_s, trace[i + 1].time_s, trace[i].state == TracePoint::State::kCut});
   }
   impl_->rng.seed(impl_->o.seed);
   const auto colon = impl_->o.upstream.rfind(':');
   boost::system::error_code ec;
   if (colon == std::string::npos)
-    throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
+    throw Exception(Exception::kInvalidArgument,
+                    "shaper upstream \"" + impl_->o.upstream + "\" must be HOST:PORT");
   const auto ip = net::ip::make_address(impl_->o.upstream.substr(0, colon), ec);
-  if (ec) throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + impl_->o.upstream + "\": bad host");
-  impl_->upstream = tcp::endpoint(ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));
+  if (ec)
+    throw Exception(Exception::kInvalidArgument,
+                    "shaper upstream \"" + impl_->o.upstream + "\": bad host");
+  impl_->upstream = tcp::endpoint(
+      ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));
   tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
@@ -268,7 +282,8 @@ ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
 }
 
-// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads cannot be stopped).
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads
+// cannot be stopped).
 ShapingRelay::~ShapingRelay() {
   impl_->stop = true;
   boost::system::error_code ec;
@@ -302,7 +317,9 @@ void ShapingRelay::SetConditions(const LinkConditions& link) {
 
 LinkConditions ShapingRelay::Current() const { return impl_->Now(); }
 void ShapingRelay::Restart() {
-  impl_->start_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(impl_->clock.Now().time_since_epoch()).count();
+  impl_->start_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(impl_->clock.Now().time_since_epoch())
+          .count();
 }
 
 double ShapingRelay::elapsed_s() const { return impl_->Elapsed(); }

@@ -52,8 +52,9 @@ struct ShaperOptions {
   LinkConditions link;                      // used when `trace` is empty
   std::vector<TracePoint> trace;
   std::vector<Outage> outages;
-  uint64_t seed = 1;                        // jitter
-  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
+  uint64_t seed = 1;  // jitter
+  std::shared_ptr<spdlog::logger> log =
+      transport::NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 class ShapingRelay {
@@ -62,7 +63,8 @@ class ShapingRelay {
   // The trace and the outages run on `clock` (the simulation's virtual
   // clock); bandwidth and delay on the steady clock, as network time is
   // never rescaled. `clock` must outlive the relay.
-  explicit ShapingRelay(ShaperOptions options, const transport::Clock& clock = transport::SteadyClock());
+  explicit ShapingRelay(ShaperOptions options,
+                        const transport::Clock& clock = transport::SteadyClock());
   // Only std::thread::join or asio running out of resources can throw here, and then the
   // threads cannot be stopped: std::terminate is the right end.
   // NOLINTNEXTLINE(bugprone-exception-escape): see above

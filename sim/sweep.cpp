@@ -20,7 +20,8 @@ bool IsFixedCut(const std::string& policy) {
 
 bool IsSpeculative(const std::string& policy) {
   const std::string suffix = kSpeculativeSuffix;
-  return policy.size() > suffix.size() && policy.compare(policy.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return policy.size() > suffix.size() &&
+         policy.compare(policy.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // Runs one condition's schedule; false when stopped before its end.
@@ -37,11 +38,13 @@ bool RunCondition(Workbench& bench, const Settings& s, const std::vector<std::st
     ++report.runs_done;
     if (t.interrupted) return false;
     if (callbacks.progress) {
-      callbacks.progress({report.runs_done, report.runs_total, &s, run.round, rounds, run.policy, Percentile(t.tpot, 0.5)});
+      callbacks.progress({report.runs_done, report.runs_total, &s, run.round, rounds, run.policy,
+                          Percentile(t.tpot, 0.5)});
     }
   }
   if (bench.stop.StopRequested()) return false;
-  for (const std::string& policy : policies) result.results.emplace(policy, scenario.Result(policy, tallies[policy]));
+  for (const std::string& policy : policies)
+    result.results.emplace(policy, scenario.Result(policy, tallies[policy]));
   return true;
 }
 
@@ -69,7 +72,8 @@ std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::
   return policies;
 }
 
-std::vector<SweepRun> SweepSchedule(const std::vector<std::string>& policies, size_t prompts, bool scheduled) {
+std::vector<SweepRun> SweepSchedule(const std::vector<std::string>& policies, size_t prompts,
+                                    bool scheduled) {
   std::vector<SweepRun> runs;
   if (scheduled) {
     for (const auto& p : policies) runs.push_back({0, p, 0, prompts, true});
@@ -103,7 +107,8 @@ double Regret(double ms_per_token, const Oracle& oracle) {
   return oracle.ms_per_token > 0 ? ms_per_token / oracle.ms_per_token - 1 : 0;
 }
 
-SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions, const SweepCallbacks& callbacks) {
+SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions,
+                     const SweepCallbacks& callbacks) {
   const int layers = bench.model->config().num_layers;
   SweepReport report;
   for (const Settings& s : conditions) {
@@ -120,8 +125,10 @@ SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions, 
     }
     for (const auto& [policy, r] : c.results) {
       if (r.fallbacks > 0 && !s.scheduled()) {
-        bench.log->warn("{} {}: {} fallbacks to the device on a link without outages: this run measured the "
-                        "fallback, not the cut", s.name, policy, r.fallbacks);
+        bench.log->warn(
+            "{} {}: {} fallbacks to the device on a link without outages: this run measured the "
+            "fallback, not the cut",
+            s.name, policy, r.fallbacks);
       }
     }
     c.oracle = BestFixedCut(c.results, layers);
@@ -141,12 +148,16 @@ SweepWriter::SweepWriter(fs::path out, const partition::Model& model, std::strin
     : out_(std::move(out)), model_(model) {
   fs::create_directories(out_);
   csv_.open(out_ / "sweep.csv");
-  if (!csv_) throw Exception(Exception::kUnavailable, (out_ / "sweep.csv").string() + ": cannot write");
-  csv_ << "condition,device,cloud,device_weights,cloud_weights,up_mbit_s,down_mbit_s,rtt_ms,trace,policy,cut,"
-          "ms_per_token,ms_per_token_p95,ttft_ms,bytes_per_token,energy_mj_per_token,cut_changes,fallbacks,"
+  if (!csv_)
+    throw Exception(Exception::kUnavailable, (out_ / "sweep.csv").string() + ": cannot write");
+  csv_ << "condition,device,cloud,device_weights,cloud_weights,up_mbit_s,down_mbit_s,rtt_ms,trace,"
+          "policy,cut,"
+          "ms_per_token,ms_per_token_p95,ttft_ms,bytes_per_token,energy_mj_per_token,cut_changes,"
+          "fallbacks,"
           "token_agreement,round_trips_per_token,acceptance_rate,ms_per_token_mean\n";
   timeline_.open(out_ / "timeline.csv");
-  if (!timeline_) throw Exception(Exception::kUnavailable, (out_ / "timeline.csv").string() + ": cannot write");
+  if (!timeline_)
+    throw Exception(Exception::kUnavailable, (out_ / "timeline.csv").string() + ": cannot write");
   timeline_ << "condition,t_s,cut,token_ms,up_mbit_s,down_mbit_s,rtt_ms\n";
   doc_ = {{"model", model_path}, {"conditions", nlohmann::json::array()}};
 }
@@ -156,24 +167,32 @@ namespace {
 // A condition's settings as sweep.json records them.
 nlohmann::json ConditionJson(const Settings& s, const partition::Model& model) {
   const int layers = model.config().num_layers;
-  return {{"name", s.name}, {"device", s.device.empty() ? "host" : s.device},
-          {"cloud", s.cloud.empty() ? "host" : s.cloud}, {"trace", s.trace},
-          {"device_weights", s.device_weights}, {"cloud_weights", s.cloud_weights},
-          {"device_weight_bytes", partition::ModelWeightBytes(model, s.device_weights).LayersBytes(0, layers)},
-          {"up_mbit_s", s.link.up_mbit_s}, {"down_mbit_s", s.link.down_mbit_s},
-          {"rtt_ms", 2 * s.link.delay_ms}, {"timing", Timing(s)}};
+  return {{"name", s.name},
+          {"device", s.device.empty() ? "host" : s.device},
+          {"cloud", s.cloud.empty() ? "host" : s.cloud},
+          {"trace", s.trace},
+          {"device_weights", s.device_weights},
+          {"cloud_weights", s.cloud_weights},
+          {"device_weight_bytes",
+           partition::ModelWeightBytes(model, s.device_weights).LayersBytes(0, layers)},
+          {"up_mbit_s", s.link.up_mbit_s},
+          {"down_mbit_s", s.link.down_mbit_s},
+          {"rtt_ms", 2 * s.link.delay_ms},
+          {"timing", Timing(s)}};
 }
 
 // One policy's line of sweep.csv.
 std::string CsvRow(const Settings& s, const std::string& policy, int cut, const RunResult& r) {
   char row[768];
-  std::snprintf(row, sizeof row, "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f,%.4f\n",
-                s.name.c_str(), s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
-                s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
-                s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s, 2 * s.link.delay_ms,
-                s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut, r.tpot_ms,
-                r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes, r.fallbacks,
-                r.agreement, r.round_trips_per_token, r.acceptance_rate, r.tpot_mean_ms);
+  std::snprintf(
+      row, sizeof row,
+      "%s,%s,%s,%s,%s,%g,%g,%g,%s,%s,%d,%.4f,%.4f,%.4f,%.1f,%.4f,%d,%d,%.4f,%.4f,%.4f,%.4f\n",
+      s.name.c_str(), s.device.empty() ? "host" : fs::path(s.device).stem().c_str(),
+      s.cloud.empty() ? "host" : fs::path(s.cloud).stem().c_str(), s.device_weights.c_str(),
+      s.cloud_weights.c_str(), s.link.up_mbit_s, s.link.down_mbit_s, 2 * s.link.delay_ms,
+      s.trace.empty() ? "" : fs::path(s.trace).filename().c_str(), policy.c_str(), cut, r.tpot_ms,
+      r.tpot_p95_ms, r.ttft_ms, r.bytes_per_token, r.energy_mj_per_token, r.cut_changes,
+      r.fallbacks, r.agreement, r.round_trips_per_token, r.acceptance_rate, r.tpot_mean_ms);
   return row;
 }
 
@@ -245,8 +264,9 @@ void SweepWriter::Add(const ConditionResult& c) {
 
 void SweepWriter::WriteTimeline(const std::string& condition, const RunResult& r) {
   for (const auto& t : r.timeline) {
-    timeline_ << condition << ',' << t.t_s << ',' << t.cut << ',' << t.token_ms << ',' << t.link.up_mbit_s << ','
-              << t.link.down_mbit_s << ',' << 2 * t.link.delay_ms << '\n';
+    timeline_ << condition << ',' << t.t_s << ',' << t.cut << ',' << t.token_ms << ','
+              << t.link.up_mbit_s << ',' << t.link.down_mbit_s << ',' << 2 * t.link.delay_ms
+              << '\n';
   }
 }
 
@@ -271,26 +291,47 @@ std::string SweepWriter::ChartScript() const {
       "set terminal svg size 960,600 dynamic background rgb 'white' font 'sans,12'\n"
       "set output 'sweep.svg'\n"
       "set title 'Time per token against the cut (lines: fixed cuts, measured; circles: auto)'\n"
-      "set xlabel 'cut K: layers on the device (0 = all in the cloud, " + L + " = all on the device)'\n"
+      "set xlabel 'cut K: layers on the device (0 = all in the cloud, " +
+      L +
+      " = all on the device)'\n"
       "set ylabel 'time per token, ms (median, log scale)'\n"
-      "set logscale y\nset grid\nset key outside right top\nset xrange [-0.5:" + L + ".5]\n"
-      "titles = \"" + titles_ + "\"\n"
-      "plot for [i=0:" + last + "] 'sweep-fixed.dat' index i using 1:2 with linespoints lc i+1 pt 7 ps 0.5 title word(titles, i+1), \\\n"
-      "     for [i=0:" + last + "] 'sweep-auto.dat' index i using 1:2 with points lc i+1 pt 6 ps 2 notitle\n";
+      "set logscale y\nset grid\nset key outside right top\nset xrange [-0.5:" +
+      L +
+      ".5]\n"
+      "titles = \"" +
+      titles_ +
+      "\"\n"
+      "plot for [i=0:" +
+      last +
+      "] 'sweep-fixed.dat' index i using 1:2 with linespoints lc i+1 pt 7 ps 0.5 title "
+      "word(titles, i+1), \\\n"
+      "     for [i=0:" +
+      last + "] 'sweep-auto.dat' index i using 1:2 with points lc i+1 pt 6 ps 2 notitle\n";
   for (const auto& name : trace_conditions_) {
-    gp += "set output 'timeline-" + name + ".svg'\nunset logscale y\nset datafile separator ','\n"
-          "set title 'Trace " + name + ": uplink bandwidth and the cut auto chose'\n"
-          "set xlabel 'emulated time, s'\nset ylabel 'uplink, Mbit/s'\nset y2label 'cut'\nset y2tics\nset ytics nomirror\n"
-          "set autoscale x\nset yrange [0:*]\nset y2range [-0.5:" + L + ".5]\n"
-          "sel(x) = strcol(1) eq '" + name + "' ? x : NaN\n"
-          "plot 'timeline.csv' using (sel($2)):(sel($5)) skip 1 with steps lw 2 title 'uplink Mbit/s', \\\n"
-          "     'timeline.csv' using (sel($2)):(sel($3)) skip 1 axes x1y2 with steps lw 2 title 'cut'\n"
+    gp += "set output 'timeline-" + name +
+          ".svg'\nunset logscale y\nset datafile separator ','\n"
+          "set title 'Trace " +
+          name +
+          ": uplink bandwidth and the cut auto chose'\n"
+          "set xlabel 'emulated time, s'\nset ylabel 'uplink, Mbit/s'\nset y2label 'cut'\nset "
+          "y2tics\nset ytics nomirror\n"
+          "set autoscale x\nset yrange [0:*]\nset y2range [-0.5:" +
+          L +
+          ".5]\n"
+          "sel(x) = strcol(1) eq '" +
+          name +
+          "' ? x : NaN\n"
+          "plot 'timeline.csv' using (sel($2)):(sel($5)) skip 1 with steps lw 2 title 'uplink "
+          "Mbit/s', \\\n"
+          "     'timeline.csv' using (sel($2)):(sel($3)) skip 1 axes x1y2 with steps lw 2 title "
+          "'cut'\n"
           "set datafile separator whitespace\nunset y2tics\nunset y2label\nset ytics mirror\n";
   }
   return gp;
 }
 
-nlohmann::json SweepWriter::Finish(const SweepReport& report, const std::shared_ptr<spdlog::logger>& log) {
+nlohmann::json SweepWriter::Finish(const SweepReport& report,
+                                   const std::shared_ptr<spdlog::logger>& log) {
   doc_["worst_regret"] = report.worst_regret;
   doc_["worst_regret_condition"] = report.worst_condition;
   doc_["interrupted"] = report.interrupted;
@@ -300,10 +341,13 @@ nlohmann::json SweepWriter::Finish(const SweepReport& report, const std::shared_
   WriteFile(out_ / "sweep-fixed.dat", fixed_data_);
   WriteFile(out_ / "sweep-auto.dat", auto_data_);
   WriteFile(out_ / "sweep.gp", ChartScript());
-  const std::string command = "cd " + Quote(fs::absolute(out_).string()) + " && gnuplot sweep.gp 2> gnuplot.log";
+  const std::string command =
+      "cd " + Quote(fs::absolute(out_).string()) + " && gnuplot sweep.gp 2> gnuplot.log";
   if (std::system(command.c_str()) != 0) {
-    log->warn("gnuplot failed or is not installed (see {}): the CSV and JSON are written, the SVG charts are not",
-              (out_ / "gnuplot.log").string());
+    log->warn(
+        "gnuplot failed or is not installed (see {}): the CSV and JSON are written, the SVG charts "
+        "are not",
+        (out_ / "gnuplot.log").string());
   }
   return doc_;
 }

@@ -23,7 +23,8 @@ namespace splitlm::sim {
 // those of `cuts`, in their order), then auto; with `speculative`, "K+spec"
 // for every split cut K < L of them after those. Throws Exception(kInvalidArgument)
 // for a cut outside 0..L.
-std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::vector<int>& cuts = {});
+std::vector<std::string> SweepPolicies(int layers, bool speculative,
+                                       const std::vector<int>& cuts = {});
 
 // One run of a sweep: `policy` over prompts [first, last).
 struct SweepRun {
@@ -37,7 +38,8 @@ struct SweepRun {
 // prompt by prompt (a round per prompt), so that a slow moment of this
 // machine falls on every policy alike; a scheduled link (a trace, outages)
 // runs each policy over all prompts from the start of its schedule.
-std::vector<SweepRun> SweepSchedule(const std::vector<std::string>& policies, size_t prompts, bool scheduled);
+std::vector<SweepRun> SweepSchedule(const std::vector<std::string>& policies, size_t prompts,
+                                    bool scheduled);
 
 // The fastest policy among `results` that `eligible` accepts (the cut it
 // ran at, its median ms per token); cut -1 when none is eligible.
@@ -88,7 +90,8 @@ struct SweepReport {
 // Runs every condition (each its own Scenario). Warns through the bench's log
 // when a run on a link without outages fell back (it measured the fallback,
 // not the cut). Throws what Scenario throws.
-SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions, const SweepCallbacks& callbacks = {});
+SweepReport RunSweep(Workbench& bench, const std::vector<Settings>& conditions,
+                     const SweepCallbacks& callbacks = {});
 
 // The files of a sweep in one folder: sweep.csv and timeline.csv (a row per
 // run as conditions finish), then sweep.json and the gnuplot charts

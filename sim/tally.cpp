@@ -8,10 +8,12 @@ namespace splitlm::sim {
 double Percentile(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(std::llround(p * static_cast<double>(v.size() - 1))))];
+  return v[std::min(v.size() - 1,
+                    static_cast<size_t>(std::llround(p * static_cast<double>(v.size() - 1))))];
 }
 
-RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut, const scheduler::PlanInputs& plan) {
+RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut,
+                    const scheduler::PlanInputs& plan) {
   RunResult r;
   r.policy = policy;
   r.cuts = t.cuts;
@@ -28,13 +30,14 @@ RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut, con
   r.cut_changes = t.cut_changes;
   r.predicted_tpot_ms = t.predicted_tpot_ms;
   r.timeline = t.timeline;
-  r.mode_cut = t.per_cut.empty() ? idle_cut
-                                 : std::max_element(t.per_cut.begin(), t.per_cut.end(), [](auto& x, auto& y) {
-                                     return x.second < y.second;
-                                   })->first;
+  r.mode_cut = t.per_cut.empty()
+                   ? idle_cut
+                   : std::max_element(t.per_cut.begin(), t.per_cut.end(), [](auto& x, auto& y) {
+                       return x.second < y.second;
+                     })->first;
   const double header = plan.workload.header_bytes;
-  const double joules = scheduler::DeviceEnergyJ(plan.power, plan.link, t.compute_s, t.bytes + header * t.steps,
-                                                 header * t.steps, t.wait_s);
+  const double joules = scheduler::DeviceEnergyJ(
+      plan.power, plan.link, t.compute_s, t.bytes + header * t.steps, header * t.steps, t.wait_s);
   r.bytes_per_token = t.tokens > 0 ? t.bytes / t.tokens : 0;
   r.energy_mj_per_token = t.tokens > 0 ? joules * 1e3 / t.tokens : 0;
   r.round_trips_per_token = t.generated > 0 ? t.steps / t.generated : 0;

@@ -28,8 +28,8 @@ struct Tally {
   std::vector<int> cuts;           // per request, at its start
   std::vector<TimelinePoint> timeline;
   int agree = 0, total = 0, fallbacks = 0, recoveries = 0, cut_changes = 0;
-  int generated = 0;             // tokens the requests returned
-  int drafted = 0, accepted = 0; // speculative decoding
+  int generated = 0;              // tokens the requests returned
+  int drafted = 0, accepted = 0;  // speculative decoding
   double predicted_tpot_ms = 0;
   // Device metrics over the runs (deltas): tokens, cloud steps (round trips),
   // bytes sent, compute seconds, seconds waiting for the cloud.
@@ -61,7 +61,8 @@ double Percentile(std::vector<double> v, double p);
 // Device energy comes from scheduler::DeviceEnergyJ with `plan`'s power and
 // radio figures, each cloud step counting one message header each way
 // (plan.workload.header_bytes) beside the bytes sent.
-RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut, const scheduler::PlanInputs& plan);
+RunResult Summarize(const std::string& policy, const Tally& t, int idle_cut,
+                    const scheduler::PlanInputs& plan);
 
 // The one-scenario JSON fields of `r`.
 nlohmann::json RunJson(const RunResult& r);

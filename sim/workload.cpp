@@ -32,12 +32,15 @@ std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab
     for (int32_t id : ids) {
       if (id < 0 || id >= vocab_size) {
         throw Exception(Exception::kInvalidArgument, where + "token id " + std::to_string(id) +
-                                                         " is outside the vocabulary of " + std::to_string(vocab_size));
+                                                         " is outside the vocabulary of " +
+                                                         std::to_string(vocab_size));
       }
     }
     prompts.push_back(ids);
   }
-  if (prompts.empty()) throw Exception(Exception::kInvalidArgument, file + ": no prompts (one line of token ids each)");
+  if (prompts.empty())
+    throw Exception(Exception::kInvalidArgument,
+                    file + ": no prompts (one line of token ids each)");
   return prompts;
 }
 
@@ -45,7 +48,8 @@ std::vector<std::vector<int32_t>> GeneratedPrompts(int count, int length, int vo
   std::vector<std::vector<int32_t>> prompts;
   for (int p = 0; p < count; ++p) {
     std::vector<int32_t> ids(length);
-    for (int i = 0; i < length; ++i) ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % vocab_size);
+    for (int i = 0; i < length; ++i)
+      ids[i] = static_cast<int32_t>((1 + 97 * p + 31 * i) % vocab_size);
     prompts.push_back(ids);
   }
   return prompts;
@@ -61,7 +65,9 @@ partition::SamplingParams SamplingOf(const Settings& s) {
 }
 
 const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
-  auto& r = bench.references[{s.prompt_file, s.prompts, s.prompt_tokens, s.tokens, s.temperature, s.seed}];
+  auto& r =
+      bench
+          .references[{s.prompt_file, s.prompts, s.prompt_tokens, s.tokens, s.temperature, s.seed}];
   if (!r.prompts.empty()) return r;
   const auto& c = bench.model->config();
   r.prompts = s.prompt_file.empty() ? GeneratedPrompts(s.prompts, s.prompt_tokens, c.vocab_size)
@@ -69,9 +75,10 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   for (const auto& ids : r.prompts) {
     if (static_cast<int>(ids.size()) + s.tokens > c.max_context) {
       r.prompts.clear();
-      throw Exception(Exception::kInvalidArgument,
-                      "a prompt of " + std::to_string(ids.size()) + " tokens + " + std::to_string(s.tokens) +
-                          " tokens exceed the model's context of " + std::to_string(c.max_context));
+      throw Exception(Exception::kInvalidArgument, "a prompt of " + std::to_string(ids.size()) +
+                                                       " tokens + " + std::to_string(s.tokens) +
+                                                       " tokens exceed the model's context of " +
+                                                       std::to_string(c.max_context));
     }
   }
   device::AgentOptions lo;
@@ -79,27 +86,33 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   zmq::context_t z;
   transport::Metrics m;
   device::Agent local(*bench.model, lo, z, m);
-  for (const auto& ids : r.prompts) r.tokens.push_back(local.Generate({ids, s.tokens, SamplingOf(s), false}).tokens);
+  for (const auto& ids : r.prompts)
+    r.tokens.push_back(local.Generate({ids, s.tokens, SamplingOf(s), false}).tokens);
   return r;
 }
 
-std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value, const std::string& dir,
+std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value,
+                                                       const std::string& dir,
                                                        const std::string& kind) {
   if (value.empty() || value == "host") return std::nullopt;
-  const std::string file = value.find('/') != std::string::npos ? value : dir + "/" + value + ".toml";
+  const std::string file =
+      value.find('/') != std::string::npos ? value : dir + "/" + value + ".toml";
   if (!fs::exists(file)) {
     std::string names;
     if (fs::is_directory(dir)) {
       for (const auto& e : fs::directory_iterator(dir)) {
-        if (e.path().extension() == ".toml") names += (names.empty() ? "" : ", ") + e.path().stem().string();
+        if (e.path().extension() == ".toml")
+          names += (names.empty() ? "" : ", ") + e.path().stem().string();
       }
     }
-    throw Exception(Exception::kNotFound, kind + " profile \"" + value + "\" not found (" + file + "); profiles in " +
-                                              dir + ": " + (names.empty() ? "none" : names));
+    throw Exception(Exception::kNotFound, kind + " profile \"" + value + "\" not found (" + file +
+                                              "); profiles in " + dir + ": " +
+                                              (names.empty() ? "none" : names));
   }
   auto hw = scheduler::LoadHardwareProfile(file);
   if (hw.kind != kind)
-    throw Exception(Exception::kInvalidArgument, file + ": a " + hw.kind + " profile, used as the " + kind);
+    throw Exception(Exception::kInvalidArgument,
+                    file + ": a " + hw.kind + " profile, used as the " + kind);
   return hw;
 }
 

@@ -33,7 +33,8 @@ struct Reference {
 struct Workbench {
   const partition::Model* model = nullptr;  // not owned; outlives the bench
   std::string hardware_dir;                 // where profile names are looked up
-  std::shared_ptr<spdlog::logger> log = transport::NullLogger();  // never null (null: replaced by NullLogger())
+  std::shared_ptr<spdlog::logger> log =
+      transport::NullLogger();  // never null (null: replaced by NullLogger())
   // The runs end early once a stop is requested (splitlm sim: on SIGINT).
   StopToken stop;
   // By (prompt file, prompts, prompt tokens, tokens, temperature, seed).
@@ -50,7 +51,8 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s);
 // holds a '/', else `dir`/NAME.toml. `kind` is "device" or "cloud". Throws
 // Exception(kNotFound) listing the profiles in `dir` when it is not found, or
 // when the profile is of the other kind.
-std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value, const std::string& dir,
+std::optional<scheduler::HardwareProfile> FindHardware(const std::string& value,
+                                                       const std::string& dir,
                                                        const std::string& kind);
 
 }  // namespace splitlm::sim

@@ -39,12 +39,15 @@ bool RecvRest(zmq::socket_t& s, std::vector<zmq::message_t>& frames, size_t max)
 // multipart message whole or not at all, and only its first frame can be
 // refused, so nothing partial is left behind. Throws zmq::error_t for other
 // failures.
-bool SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m, zmq::message_t payload) {
+bool SendFrames(zmq::socket_t& s, const std::string* peer, const Message& m,
+                zmq::message_t payload) {
   const std::string header = EncodeMessage(m);
   const bool has_payload = payload.size() > 0;
-  if (peer && !s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) return false;
+  if (peer && !s.send(zmq::buffer(*peer), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    return false;
   if (!s.send(zmq::buffer(header),
-              (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) | zmq::send_flags::dontwait)) {
+              (has_payload ? zmq::send_flags::sndmore : zmq::send_flags::none) |
+                  zmq::send_flags::dontwait)) {
     return false;
   }
   return !has_payload || s.send(payload, zmq::send_flags::dontwait).has_value();
@@ -85,7 +88,8 @@ std::string HandshakeFailure(uint16_t event, uint32_t value) {
   }
   switch (value) {
     case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH:
-      return "security mechanism mismatch: a device without CURVE keys, or with keys against a worker without them";
+      return "security mechanism mismatch: a device without CURVE keys, or with keys against a "
+             "worker without them";
     case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
       return "CURVE handshake could not be decrypted: the device has the wrong server public key";
     default: {
@@ -116,13 +120,16 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   const bool curve = !options_.keys.secret_key.empty();
   if (!IsLoopbackEndpoint(options_.bind)) {
     if (!curve && !options_.allow_insecure) {
-      throw Exception(Exception::kInvalidArgument, "refusing to bind " + options_.bind +
-                                                       " without CURVE: give the server a key pair and an allow-list, "
-                                                       "or pass the explicit insecure flag");
+      throw Exception(Exception::kInvalidArgument,
+                      "refusing to bind " + options_.bind +
+                          " without CURVE: give the server a key pair and an allow-list, "
+                          "or pass the explicit insecure flag");
     }
     if (!curve) {
-      options_.log->warn("*** INSECURE: {} is reachable from other machines and traffic is NOT "
-                         "encrypted or authenticated ***", options_.bind);
+      options_.log->warn(
+          "*** INSECURE: {} is reachable from other machines and traffic is NOT "
+          "encrypted or authenticated ***",
+          options_.bind);
     } else {
       options_.log->info("binding {} beyond loopback, CURVE on ({} allowed keys)", options_.bind,
                          options_.allowed_clients.size());
@@ -132,7 +139,8 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
     options_.log->warn("the CURVE allow-list is empty: every device will be refused");
   }
   if (curve) {
-    zap_ = std::make_unique<ZapHandler>(context, options_.allowed_clients, options_.log, options_.peer_log);
+    zap_ = std::make_unique<ZapHandler>(context, options_.allowed_clients, options_.log,
+                                        options_.peer_log);
     socket_.set(zmq::sockopt::curve_server, 1);
     socket_.set(zmq::sockopt::curve_secretkey, options_.keys.secret_key);
     socket_.set(zmq::sockopt::zap_domain, "splitlm");
@@ -144,9 +152,11 @@ ServerChannel::ServerChannel(zmq::context_t& context, ServerOptions options)
   // A name no other socket of the context uses (a closed monitor's name may
   // stay bound for a moment after its channel is gone): 64 random bits.
   std::random_device random;
-  const std::string monitor = "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
-  if (zmq_socket_monitor(socket_.handle(), monitor.c_str(),
-                         ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
+  const std::string monitor =
+      "inproc://splitlm-monitor-" + std::to_string(random()) + "-" + std::to_string(random());
+  if (zmq_socket_monitor(
+          socket_.handle(), monitor.c_str(),
+          ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) != 0) {
     throw Exception(Exception::kUnavailable,
                     std::string("cannot monitor the server socket: ") + zmq_strerror(zmq_errno()));
   }
@@ -228,7 +238,8 @@ void ServerChannel::ReadMonitorEvents() {
     ++failed_handshakes_;
     const std::string from = EscapeForLog(address.to_string());
     peer_log_.Log(HostOf(from), spdlog::level::warn,
-                  "refused connection from " + from + ": " + HandshakeFailure(id, value), Clock::now());
+                  "refused connection from " + from + ": " + HandshakeFailure(id, value),
+                  Clock::now());
   }
 }
 
@@ -248,7 +259,8 @@ ClientChannel::ClientChannel(zmq::context_t& context, ClientOptions options)
       liveness_(options_.liveness),
       backoff_(options_.reconnect_initial) {
   if (options_.keys.secret_key.empty() != options_.server_public_key.empty()) {
-    throw Exception(Exception::kInvalidArgument, "CURVE needs both the client's key pair and the server's public key");
+    throw Exception(Exception::kInvalidArgument,
+                    "CURVE needs both the client's key pair and the server's public key");
   }
   Connect();
 }
@@ -269,14 +281,16 @@ void ClientChannel::Connect() {
   // Unique in the process: a channel created where a closed one was (same
   // address) must not reuse a name whose unbinding may still be under way.
   static std::atomic<uint64_t> monitors{0};
-  const std::string monitor_endpoint = "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
-                                       std::to_string(++connects_) + "-" + std::to_string(++monitors);
+  const std::string monitor_endpoint =
+      "inproc://splitlm-link-" + std::to_string(reinterpret_cast<uintptr_t>(this)) + "-" +
+      std::to_string(++connects_) + "-" + std::to_string(++monitors);
   constexpr int kEvents = ZMQ_EVENT_CONNECTED | ZMQ_EVENT_CONNECT_RETRIED | ZMQ_EVENT_DISCONNECTED |
                           ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
   if (zmq_socket_monitor(socket_->handle(), monitor_endpoint.c_str(), kEvents) != 0) {
-    throw Exception(Exception::kUnavailable,
-                    "cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
+    throw Exception(
+        Exception::kUnavailable,
+        "cannot monitor the connection to " + options_.endpoint + ": " + zmq_strerror(zmq_errno()));
   }
   monitor_ = std::make_unique<zmq::socket_t>(context_, zmq::socket_type::pair);
   monitor_->set(zmq::sockopt::linger, 0);
@@ -306,7 +320,8 @@ void ClientChannel::Connect() {
   try {
     socket_->connect(options_.endpoint);
   } catch (const zmq::error_t& e) {
-    throw Exception(Exception::kInvalidArgument, "cannot connect to " + options_.endpoint + ": " + e.what());
+    throw Exception(Exception::kInvalidArgument,
+                    "cannot connect to " + options_.endpoint + ": " + e.what());
   }
   last_heard_ = last_sent_ = Clock::now();
 }
@@ -324,11 +339,13 @@ bool ClientChannel::Send(const Message& message, zmq::message_t payload) {
   ReadMonitor();
   try {
     if (!SendFrames(*socket_, nullptr, message, std::move(payload))) {
-      options_.log->debug("send {} to {}: the queue is full", MessageName(message), options_.endpoint);
+      options_.log->debug("send {} to {}: the queue is full", MessageName(message),
+                          options_.endpoint);
       return false;
     }
   } catch (const zmq::error_t& e) {
-    options_.log->warn("send {} to {} failed: {}", MessageName(message), options_.endpoint, e.what());
+    options_.log->warn("send {} to {} failed: {}", MessageName(message), options_.endpoint,
+                       e.what());
     return false;
   }
   last_sent_ = Clock::now();
@@ -347,7 +364,8 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     const auto next_beat = std::max(last_sent_, last_heard_) + options_.heartbeat_interval;
     const auto wake = std::min(deadline, next_beat);
     zmq::pollitem_t item{static_cast<void*>(*socket_), 0, ZMQ_POLLIN, 0};
-    const auto wait = wake > now ? std::chrono::duration_cast<Millis>(wake - now) + Millis(1) : Millis(0);
+    const auto wait =
+        wake > now ? std::chrono::duration_cast<Millis>(wake - now) + Millis(1) : Millis(0);
     if (PollOnce(&item, 1, wait) == 0) {
       if (Clock::now() >= deadline) return std::nullopt;
       if (Clock::now() >= next_beat) {
@@ -355,7 +373,8 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
         if (Clock::now() - last_heard_ >= options_.heartbeat_interval) {
           if (liveness_ > 0 && --liveness_ == 0) {
             // Said once per death; Reconnect() or a message revives it.
-            options_.log->warn("server {} silent for {} heartbeats: declared dead", options_.endpoint, options_.liveness);
+            options_.log->warn("server {} silent for {} heartbeats: declared dead",
+                               options_.endpoint, options_.liveness);
           }
           if (liveness_ <= 0) return std::nullopt;
         }
@@ -375,8 +394,8 @@ std::optional<Incoming> ClientChannel::Receive(Millis timeout) {
     }
     Decoded d = DecodeMessage(frames[0].data(), frames[0].size(), options_.limits);
     if (!d.message) {
-      options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint, EscapeForLog(d.reason),
-                         ErrorCodeName(d.error));
+      options_.log->warn("dropped a bad message from {}: {} ({})", options_.endpoint,
+                         EscapeForLog(d.reason), ErrorCodeName(d.error));
       continue;
     }
     const bool restarted = ServerRestarted(*d.message);
@@ -407,7 +426,8 @@ void ClientChannel::ReadMonitor() {
       case ZMQ_EVENT_CONNECT_RETRIED:
         // The first retry after a disconnect is only scheduled; one more
         // means an attempt failed.
-        if (++retries_ >= (link_state_ == LinkState::kLost ? 2 : 1)) link_state_ = LinkState::kRefused;
+        if (++retries_ >= (link_state_ == LinkState::kLost ? 2 : 1))
+          link_state_ = LinkState::kRefused;
         break;
       case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
         link_state_ = LinkState::kUp;
@@ -446,7 +466,8 @@ bool ClientChannel::ServerRestarted(const Message& message) {
   if (id == 0 || id == server_instance_) return false;
   const bool replaced = server_instance_ != 0;
   if (replaced) {
-    options_.log->warn("server {} restarted: instance {:016x} is now {:016x}", options_.endpoint, server_instance_, id);
+    options_.log->warn("server {} restarted: instance {:016x} is now {:016x}", options_.endpoint,
+                       server_instance_, id);
   }
   server_instance_ = id;
   return replaced;

@@ -13,17 +13,17 @@
 
 #include <spdlog/logger.h>
 
+#include "transport/null_logger.h"
 #include "transport/peer_log.h"
 #include "transport/protocol.h"
 #include "transport/security.h"
-#include "transport/null_logger.h"
 
 namespace splitlm::transport {
 
 using Millis = std::chrono::milliseconds;
 
 struct Incoming {
-  std::string peer;        // ROUTER identity (server side only)
+  std::string peer;  // ROUTER identity (server side only)
   // Server side with CURVE: the client's Z85 public key (the ZAP user id the
   // message carries as "User-Id"); empty without CURVE.
   std::string user_id;
@@ -53,7 +53,8 @@ struct ServerOptions {
   // caller can tell which peers are alive.
   bool deliver_heartbeats = false;
   PeerLogOptions peer_log;  // rate limit of log lines about peers
-  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
+  std::shared_ptr<spdlog::logger> log =
+      NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // Added to the largest legal frame for ZMQ_MAXMSGSIZE.
@@ -117,7 +118,8 @@ struct ClientOptions {
   // Reconnect back-off: starts here, doubles up to the cap.
   Millis reconnect_initial{100};
   Millis reconnect_max{5000};
-  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
+  std::shared_ptr<spdlog::logger> log =
+      NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // What the client's socket monitor has seen of its connection to the server

@@ -30,7 +30,8 @@ void VirtualClock::Account(double emulated_us, double measured_us) {
     const auto t0 = Steady::now();
     std::this_thread::sleep_for(want);
     // Oversleeping is this machine's, not the emulated hardware's: skip it.
-    offset_ns_ -= std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now() - t0 - want).count();
+    offset_ns_ -=
+        std::chrono::duration_cast<std::chrono::nanoseconds>(Steady::now() - t0 - want).count();
     return;
   }
   offset_ns_ += static_cast<int64_t>(extra * 1e3);

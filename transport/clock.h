@@ -39,7 +39,9 @@ const Clock& SteadyClock();
 // The steady clock moved by an offset that the simulation adjusts.
 class VirtualClock final : public Clock {
  public:
-  TimePoint Now() const override { return Steady::now() + std::chrono::nanoseconds(offset_ns_.load()); }
+  TimePoint Now() const override {
+    return Steady::now() + std::chrono::nanoseconds(offset_ns_.load());
+  }
   // Sleeps on the steady clock for what is left until `t` on this one.
   void SleepUntil(TimePoint t) const override;
 

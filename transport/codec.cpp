@@ -21,8 +21,9 @@ float FromBits(uint32_t u) {
 }
 
 [[noreturn]] void BadValue(Codec codec, size_t row, size_t col, float v, const char* why) {
-  throw Exception(Exception::kInvalidArgument, std::string("cannot encode ") + CodecName(codec) + ": value " +
-                                                   std::to_string(v) + " at row " + std::to_string(row) + ", column " +
+  throw Exception(Exception::kInvalidArgument, std::string("cannot encode ") + CodecName(codec) +
+                                                   ": value " + std::to_string(v) + " at row " +
+                                                   std::to_string(row) + ", column " +
                                                    std::to_string(col) + " " + why);
 }
 
@@ -59,7 +60,8 @@ uint16_t FloatToHalf(float f) {
   const uint32_t x = Bits(f);
   const uint32_t sign = (x >> 16) & 0x8000u;
   const uint32_t abs = x & 0x7fffffffu;
-  if (abs >= 0x7f800000u) return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
+  if (abs >= 0x7f800000u)
+    return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
   if (abs >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to >= 65520: Inf
   if (abs < 0x38800000u) {  // below 2^-14: subnormal half (or zero)
     // Add 0.5 (in float) so the FPU rounds the mantissa to half's subnormal grid.
@@ -103,12 +105,12 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
   const size_t n = rows * cols;
   if (n == 0) return;
   switch (codec) {
-    case Codec::kF32:
-      std::memcpy(dst, src, n * 4);
-      return;
+    case Codec::kF32: std::memcpy(dst, src, n * 4); return;
     case Codec::kF16:
       for (size_t i = 0; i < n; ++i) {
-        if (std::fabs(src[i]) > 65504.0f) BadValue(codec, i / cols, i % cols, src[i], "exceeds f16's range of 65504: use bf16 or f32");
+        if (std::fabs(src[i]) > 65504.0f)
+          BadValue(codec, i / cols, i % cols, src[i],
+                   "exceeds f16's range of 65504: use bf16 or f32");
         const uint16_t h = FloatToHalf(src[i]);
         std::memcpy(dst + 2 * i, &h, 2);
       }
@@ -116,7 +118,8 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
     case Codec::kBF16:
       for (size_t i = 0; i < n; ++i) {
         const uint16_t b = FloatToBf16(src[i]);
-        if ((b & 0x7fffu) == 0x7f80u) BadValue(codec, i / cols, i % cols, src[i], "rounds to Inf in bf16");
+        if ((b & 0x7fffu) == 0x7f80u)
+          BadValue(codec, i / cols, i % cols, src[i], "rounds to Inf in bf16");
         std::memcpy(dst + 2 * i, &b, 2);
       }
       return;
@@ -141,17 +144,16 @@ void Encode(Codec codec, const float* src, size_t rows, size_t cols, uint8_t* ds
 
 void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t cols, float* dst) {
   if (bytes != EncodedSize(codec, rows, cols)) {
-    throw Exception(Exception::kCorrupt, std::string(CodecName(codec)) + " payload of " + std::to_string(bytes) +
-                                             " bytes does not match " + std::to_string(rows) + "x" +
-                                             std::to_string(cols) + " values (" +
-                                             std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
+    throw Exception(Exception::kCorrupt,
+                    std::string(CodecName(codec)) + " payload of " + std::to_string(bytes) +
+                        " bytes does not match " + std::to_string(rows) + "x" +
+                        std::to_string(cols) + " values (" +
+                        std::to_string(EncodedSize(codec, rows, cols)) + " bytes expected)");
   }
   const size_t n = rows * cols;
   if (n == 0) return;  // nothing to copy (and dst may be null)
   switch (codec) {
-    case Codec::kF32:
-      std::memcpy(dst, src, n * 4);
-      return;
+    case Codec::kF32: std::memcpy(dst, src, n * 4); return;
     case Codec::kF16:
       for (size_t i = 0; i < n; ++i) {
         uint16_t h;
@@ -172,7 +174,8 @@ void Decode(Codec codec, const uint8_t* src, size_t bytes, size_t rows, size_t c
         float scale;
         std::memcpy(&scale, in, 4);
         if (!std::isfinite(scale) || scale < 0.0f) {
-          throw Exception(Exception::kCorrupt, "int8 payload row " + std::to_string(r) + " has a bad scale");
+          throw Exception(Exception::kCorrupt,
+                          "int8 payload row " + std::to_string(r) + " has a bad scale");
         }
         for (size_t c = 0; c < cols; ++c) {
           dst[r * cols + c] = static_cast<float>(static_cast<int8_t>(in[4 + c])) * scale;

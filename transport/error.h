@@ -44,8 +44,8 @@ class Exception : public std::runtime_error {
 
 // The code's name for messages ("invalid argument", ...); never null.
 inline const char* CodeName(Exception::Code code) {
-  static constexpr const char* kNames[] = {"invalid argument", "not found", "corrupt data", "unavailable",
-                                           "internal error"};
+  static constexpr const char* kNames[] = {"invalid argument", "not found", "corrupt data",
+                                           "unavailable", "internal error"};
   static_assert(std::size(kNames) == Exception::kCodes, "one name per Exception::Code");
   return code < Exception::kCodes ? kNames[code] : "unknown error";
 }

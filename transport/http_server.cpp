@@ -6,8 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
-#include <map>
 #include <list>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -65,7 +65,8 @@ class Responder : public HttpResponder {
   }
 
   void Finish() {
-    if (!started_) Send(500, "application/json", R"({"error":{"message":"no response","type":"server_error"}})");
+    if (!started_)
+      Send(500, "application/json", R"({"error":{"message":"no response","type":"server_error"}})");
     if (streaming_ && ok_) {
       beast::error_code ec;
       net::write(socket_, http::make_chunk_last(), ec);
@@ -138,8 +139,8 @@ struct HttpServer::Impl {
       if (ec != http::error::end_of_stream) {
         const bool too_big = ec == http::error::body_limit || ec == http::error::header_limit;
         responder.Send(too_big ? 413 : 400, "application/json",
-                       std::string(R"({"error":{"message":"malformed HTTP request: )") + ec.message() +
-                           R"(","type":"invalid_request_error"}})");
+                       std::string(R"({"error":{"message":"malformed HTTP request: )") +
+                           ec.message() + R"(","type":"invalid_request_error"}})");
       }
     } else {
       auto& req = parser.get();
@@ -199,7 +200,8 @@ bool IsPublicHttpAddress(const std::string& address) {
   return !ec && !ip.is_loopback();
 }
 
-HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(std::make_unique<Impl>()) {
+HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
+    : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->options.log = OrNullLogger(std::move(impl_->options.log));
   impl_->handler = std::move(handler);
@@ -218,12 +220,13 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   } catch (const std::exception&) {
     port = 70000;
   }
-  if (port > 65535) throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\": bad port");
+  if (port > 65535)
+    throw Exception(Exception::kInvalidArgument, "HTTP address \"" + a + "\": bad port");
   if (!ip.is_loopback()) {
     if (!impl_->options.allow_public) {
-      throw Exception(
-          Exception::kInvalidArgument,
-          "refusing to serve HTTP on " + a + " beyond loopback (neither encrypted nor authenticated) unless allowed");
+      throw Exception(Exception::kInvalidArgument,
+                      "refusing to serve HTTP on " + a +
+                          " beyond loopback (neither encrypted nor authenticated) unless allowed");
     }
     impl_->options.log->warn("*** HTTP API on {} is reachable from other machines ***", a);
   }
@@ -232,12 +235,14 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler) : impl_(s
   if (!ec) impl_->acceptor.set_option(net::socket_base::reuse_address(true), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);
   if (!ec) impl_->acceptor.listen(net::socket_base::max_listen_connections, ec);
-  if (ec) throw Exception(Exception::kUnavailable, "cannot serve HTTP on " + a + ": " + ec.message());
+  if (ec)
+    throw Exception(Exception::kUnavailable, "cannot serve HTTP on " + a + ": " + ec.message());
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
   impl_->reaper = std::thread([this] { impl_->Reap(); });
 }
 
-// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads cannot be stopped).
+// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads
+// cannot be stopped).
 HttpServer::~HttpServer() {
   impl_->stop = true;
   beast::error_code ec;

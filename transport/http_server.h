@@ -15,8 +15,8 @@
 namespace splitlm::transport {
 
 struct HttpRequest {
-  std::string method;  // "GET", "POST", ...
-  std::string target;  // path and query
+  std::string method;                          // "GET", "POST", ...
+  std::string target;                          // path and query
   std::map<std::string, std::string> headers;  // lower-case names
   std::string body;
 };
@@ -38,8 +38,9 @@ struct HttpServerOptions {
   std::string address = "127.0.0.1:8080";  // host:port; port 0 picks a free one
   size_t max_body_bytes = 1 << 20;
   int read_timeout_ms = 30000;  // a client that sends nothing for this long is dropped
-  bool allow_public = false;  // serving beyond loopback is refused unless set (then warned)
-  std::shared_ptr<spdlog::logger> log = NullLogger();  // never null (null: replaced by NullLogger())
+  bool allow_public = false;    // serving beyond loopback is refused unless set (then warned)
+  std::shared_ptr<spdlog::logger> log =
+      NullLogger();  // never null (null: replaced by NullLogger())
 };
 
 // True when `address` (HOST:PORT) names an IP address beyond loopback; false

@@ -32,7 +32,8 @@ std::string Metrics::Render() const {
     out += "# HELP " + family + " " + meta.second + "\n";
     out += "# TYPE " + family + (meta.first == Kind::kCounter ? " counter\n" : " gauge\n");
     bool any = false;
-    for (auto it = values_.lower_bound(family); it != values_.end() && it->first.rfind(family, 0) == 0; ++it) {
+    for (auto it = values_.lower_bound(family);
+         it != values_.end() && it->first.rfind(family, 0) == 0; ++it) {
       const char next = it->first.size() > family.size() ? it->first[family.size()] : '\0';
       if (next != '\0' && next != '{') continue;  // another family sharing the prefix
       char buf[64];

@@ -6,7 +6,8 @@ namespace splitlm::transport {
 
 const std::shared_ptr<spdlog::logger>& NullLogger() {
   static const std::shared_ptr<spdlog::logger> kNull = [] {
-    auto log = std::make_shared<spdlog::logger>("null", std::make_shared<spdlog::sinks::null_sink_mt>());
+    auto log =
+        std::make_shared<spdlog::logger>("null", std::make_shared<spdlog::sinks::null_sink_mt>());
     log->set_level(spdlog::level::off);
     return log;
   }();

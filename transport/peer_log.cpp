@@ -18,7 +18,8 @@ void PeerLog::Log(const std::string& peer, spdlog::level::level_enum level, cons
   const size_t max_peers = static_cast<size_t>(std::max(options_.lines_total, 1)) * 4;
   auto it = peers_.find(peer);
   if (it == peers_.end() && peers_.size() < max_peers) it = peers_.emplace(peer, Counts{}).first;
-  if (it != peers_.end() && it->second.logged < options_.lines_per_peer && logged_ < options_.lines_total) {
+  if (it != peers_.end() && it->second.logged < options_.lines_per_peer &&
+      logged_ < options_.lines_total) {
     ++it->second.logged;
     ++logged_;
     log_->log(level, "{}", text);

@@ -33,7 +33,8 @@ class PeerLog {
 
   // Logs `text` at `level` about `peer` unless over a limit. Ends the
   // interval first if `now` is past it (see Flush).
-  void Log(const std::string& peer, spdlog::level::level_enum level, const std::string& text, TimePoint now);
+  void Log(const std::string& peer, spdlog::level::level_enum level, const std::string& text,
+           TimePoint now);
 
   // Ends the interval if `now` is past it: writes the suppressed counts and
   // starts a new one. Call it now and then so the counts of a flood that has
@@ -51,7 +52,7 @@ class PeerLog {
   PeerLogOptions options_;
   bool started_ = false;
   TimePoint window_start_{};
-  int logged_ = 0;                      // this interval, all peers
+  int logged_ = 0;                       // this interval, all peers
   std::map<std::string, Counts> peers_;  // this interval; bounded
   uint64_t other_suppressed_ = 0;        // of peers beyond the map's bound
   uint64_t suppressed_total_ = 0;

@@ -4,8 +4,8 @@
 #include <capnp/serialize.h>
 #include <kj/exception.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <iterator>
 #include <type_traits>
@@ -19,7 +19,6 @@ namespace {
 bool ValidCodec(uint16_t v) { return v <= static_cast<uint16_t>(Codec::kInt8); }
 
 wire::Codec ToWire(Codec c) { return static_cast<wire::Codec>(static_cast<uint16_t>(c)); }
-
 
 void WriteHello(wire::Hello::Builder b, const Hello& h) {
   b.setProtocolMajor(h.protocol_major);
@@ -98,14 +97,15 @@ Hello ReadHello(wire::Hello::Reader r, const Limits& limits, bool reply) {
   h.head_decode_us = r.getHeadDecodeUs();
   h.model_identity = r.getModelIdentity();
   h.weight_formats = ReadText(r.getWeightFormats(), limits, "weight formats");
-  if (!std::isfinite(h.head_decode_us) || h.head_decode_us < 0) throw Reject{ErrorCode::kBadMessage, "bad head time"};
+  if (!std::isfinite(h.head_decode_us) || h.head_decode_us < 0)
+    throw Reject{ErrorCode::kBadMessage, "bad head time"};
   h.agent = ReadText(r.getAgent(), limits, "agent");
   h.active_sessions = r.getActiveSessions();
   h.kv_free_bytes = r.getKvFreeBytes();
   h.draining = r.getDraining();
   if (h.layer_begin > h.layer_end || h.layer_end > h.num_layers) {
-    throw Reject{ErrorCode::kBadMessage, "hello layer range [" + std::to_string(h.layer_begin) + ", " +
-                                             std::to_string(h.layer_end) + ") outside " +
+    throw Reject{ErrorCode::kBadMessage, "hello layer range [" + std::to_string(h.layer_begin) +
+                                             ", " + std::to_string(h.layer_end) + ") outside " +
                                              std::to_string(h.num_layers) + " layers"};
   }
   return h;
@@ -140,13 +140,15 @@ Forward ReadForward(wire::Forward::Reader r, const Limits& limits) {
   f.top_logprobs = r.getTopLogprobs();
   if (f.top_logprobs > limits.max_logprobs) {
     throw Reject{ErrorCode::kTooLarge, "topLogprobs " + std::to_string(f.top_logprobs) +
-                                           " over the limit of " + std::to_string(limits.max_logprobs)};
+                                           " over the limit of " +
+                                           std::to_string(limits.max_logprobs)};
   }
   const uint32_t drafts = r.getDrafts();
   auto draft_tokens = r.getDraftTokens();
   if (drafts > kMaxDrafts || draft_tokens.size() > kMaxDrafts) {
-    throw Reject{ErrorCode::kTooLarge, "drafts " + std::to_string(std::max<uint32_t>(drafts, draft_tokens.size())) +
-                                           " over the limit of " + std::to_string(kMaxDrafts)};
+    throw Reject{ErrorCode::kTooLarge,
+                 "drafts " + std::to_string(std::max<uint32_t>(drafts, draft_tokens.size())) +
+                     " over the limit of " + std::to_string(kMaxDrafts)};
   }
   if (draft_tokens.size() != drafts) {
     throw Reject{ErrorCode::kBadMessage, "drafts " + std::to_string(drafts) + " with " +
@@ -180,7 +182,8 @@ ForwardResult ReadResult(wire::ForwardResult::Reader r, const Limits& limits) {
   f.accepted = r.getAccepted();
   if (f.accepted > 0 && f.accepted >= f.tokens.size()) {
     throw Reject{ErrorCode::kBadMessage, "accepted " + std::to_string(f.accepted) + " drafts but " +
-                                             std::to_string(f.tokens.size()) + " tokens (the next token missing)"};
+                                             std::to_string(f.tokens.size()) +
+                                             " tokens (the next token missing)"};
   }
   return f;
 }
@@ -215,18 +218,22 @@ constexpr ErrorCodeRow kErrorCodes[] = {
 constexpr bool ErrorCodeTableMatches() {
   for (size_t i = 0; i < std::size(kErrorCodes); ++i) {
     if (static_cast<size_t>(kErrorCodes[i].code) != i) return false;
-    if (static_cast<uint16_t>(kErrorCodes[i].wire) != static_cast<uint16_t>(kErrorCodes[i].code)) return false;
+    if (static_cast<uint16_t>(kErrorCodes[i].wire) != static_cast<uint16_t>(kErrorCodes[i].code))
+      return false;
   }
   return true;
 }
-static_assert(ErrorCodeTableMatches(), "kErrorCodes: row i holds ErrorCode i and the wire's enumerant of that value");
-static_assert(static_cast<size_t>(ErrorCode::kBadSampling) + 1 == std::size(kErrorCodes),
-              "a row per ErrorCode: add new codes after kBadSampling, to the table and to splitlm.capnp");
+static_assert(ErrorCodeTableMatches(),
+              "kErrorCodes: row i holds ErrorCode i and the wire's enumerant of that value");
+static_assert(
+    static_cast<size_t>(ErrorCode::kBadSampling) + 1 == std::size(kErrorCodes),
+    "a row per ErrorCode: add new codes after kBadSampling, to the table and to splitlm.capnp");
 
 // Indexed by Message::index().
 constexpr const char* kMessageNames[] = {"hello", "open", "close", "forward",  "result",
                                          "error", "ping", "pong",  "heartbeat"};
-static_assert(std::size(kMessageNames) == std::variant_size_v<Message>, "a name per Message alternative");
+static_assert(std::size(kMessageNames) == std::variant_size_v<Message>,
+              "a name per Message alternative");
 static_assert(std::is_same_v<std::variant_alternative_t<3, Message>, Forward> &&
                   std::is_same_v<std::variant_alternative_t<5, Message>, Error> &&
                   std::is_same_v<std::variant_alternative_t<8, Message>, Heartbeat>,
@@ -294,7 +301,9 @@ struct MessageWriter {
     WriteHello(h.reply ? root.initHelloReply() : root.initHello(), h);
     root.setInstanceId(h.instance_id);
   }
-  void operator()(const OpenSession& o) { WriteOpen(o.ack ? root.initOpened() : root.initOpen(), o); }
+  void operator()(const OpenSession& o) {
+    WriteOpen(o.ack ? root.initOpened() : root.initOpen(), o);
+  }
   void operator()(const CloseSession& c) { root.initClose().setSessionId(c.session_id); }
   void operator()(const Forward& f) { WriteForward(root.initForward(), f); }
   void operator()(const ForwardResult& r) { WriteResult(root.initResult(), r); }
@@ -336,9 +345,9 @@ Error ReadError(wire::Error::Reader e, const Limits& limits) {
 
 Ping ReadPing(wire::Ping::Reader p, const Limits& limits) {
   if (p.getReplyBytes() > limits.max_probe_bytes) {
-    throw Reject{ErrorCode::kTooLarge, "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
-                                           " bytes, over the probe limit of " +
-                                           std::to_string(limits.max_probe_bytes)};
+    throw Reject{ErrorCode::kTooLarge,
+                 "ping asks for a reply of " + std::to_string(p.getReplyBytes()) +
+                     " bytes, over the probe limit of " + std::to_string(limits.max_probe_bytes)};
   }
   return Ping{p.getSeq(), p.getReplyBytes()};
 }
@@ -383,7 +392,8 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
                                             " bytes is not a whole number of 8-byte words");
   }
   if (size > limits.max_header_bytes) {
-    return fail(ErrorCode::kTooLarge, "header frame of " + std::to_string(size) + " bytes over the limit of " +
+    return fail(ErrorCode::kTooLarge, "header frame of " + std::to_string(size) +
+                                          " bytes over the limit of " +
                                           std::to_string(limits.max_header_bytes));
   }
   // ZeroMQ frames are not guaranteed 8-byte aligned: copy once if needed.
@@ -403,7 +413,8 @@ Decoded DecodeMessage(const void* data, size_t size, const Limits& limits) {
   } catch (const Reject& r) {
     return fail(r.code, r.reason);
   } catch (const kj::Exception& e) {
-    return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") + e.getDescription().cStr());
+    return fail(ErrorCode::kBadMessage,
+                std::string("undecodable header frame: ") + e.getDescription().cStr());
   } catch (const std::exception& e) {
     return fail(ErrorCode::kBadMessage, std::string("undecodable header frame: ") + e.what());
   }
@@ -418,16 +429,20 @@ Validation ValidateDrafts(const Forward& f, const ForwardExpectations& x) {
   const size_t n = f.draft_tokens.size();
   if (n == 0) return {};
   if (n > kMaxDrafts) {
-    return {ErrorCode::kTooLarge, std::to_string(n) + " drafts over the limit of " + std::to_string(kMaxDrafts)};
+    return {ErrorCode::kTooLarge,
+            std::to_string(n) + " drafts over the limit of " + std::to_string(kMaxDrafts)};
   }
   if (n >= f.count) {
-    return {ErrorCode::kBadMessage, std::to_string(n) + " drafts in " + std::to_string(f.count) +
-                                        " positions: the row before the first draft must be sent too"};
+    return {ErrorCode::kBadMessage,
+            std::to_string(n) + " drafts in " + std::to_string(f.count) +
+                " positions: the row before the first draft must be sent too"};
   }
-  if (!f.want_token) return {ErrorCode::kBadMessage, "drafts without wantToken: nothing to verify them with"};
+  if (!f.want_token)
+    return {ErrorCode::kBadMessage, "drafts without wantToken: nothing to verify them with"};
   for (int32_t t : f.draft_tokens) {
     if (t < 0 || (x.vocab_size > 0 && static_cast<uint32_t>(t) >= x.vocab_size)) {
-      return {ErrorCode::kBadMessage, "draft token id " + std::to_string(t) + " outside the vocabulary of " +
+      return {ErrorCode::kBadMessage, "draft token id " + std::to_string(t) +
+                                          " outside the vocabulary of " +
                                           std::to_string(x.vocab_size)};
     }
   }
@@ -453,17 +468,20 @@ Validation ValidateForward(const Forward& f, size_t payload_bytes, const Forward
   }
   if (t.cols != x.hidden_size) {
     return bad(ErrorCode::kBadTensor, "tensor has " + std::to_string(t.cols) +
-                                          " columns, the hidden size is " + std::to_string(x.hidden_size));
+                                          " columns, the hidden size is " +
+                                          std::to_string(x.hidden_size));
   }
   if (payload_bytes > limits.max_payload_bytes) {
     return bad(ErrorCode::kTooLarge, "payload of " + std::to_string(payload_bytes) +
-                                         " bytes over the limit of " + std::to_string(limits.max_payload_bytes));
+                                         " bytes over the limit of " +
+                                         std::to_string(limits.max_payload_bytes));
   }
   const size_t expected = EncodedSize(t.codec, t.rows, t.cols);
   if (t.bytes != expected || payload_bytes != expected) {
-    return bad(ErrorCode::kBadTensor, "payload of " + std::to_string(payload_bytes) + " bytes (declared " +
-                                          std::to_string(t.bytes) + ") for " + std::to_string(t.rows) + "x" +
-                                          std::to_string(t.cols) + " " + CodecName(t.codec) + " (" +
+    return bad(ErrorCode::kBadTensor, "payload of " + std::to_string(payload_bytes) +
+                                          " bytes (declared " + std::to_string(t.bytes) + ") for " +
+                                          std::to_string(t.rows) + "x" + std::to_string(t.cols) +
+                                          " " + CodecName(t.codec) + " (" +
                                           std::to_string(expected) + " expected)");
   }
   if (f.first_position != x.next_position) {
@@ -472,7 +490,8 @@ Validation ValidateForward(const Forward& f, size_t payload_bytes, const Forward
                                             std::to_string(x.next_position));
   }
   if (static_cast<uint64_t>(f.first_position) + f.count > x.max_context) {
-    return bad(ErrorCode::kTooLarge, "positions up to " + std::to_string(uint64_t{f.first_position} + f.count) +
+    return bad(ErrorCode::kTooLarge, "positions up to " +
+                                         std::to_string(uint64_t{f.first_position} + f.count) +
                                          " exceed the context of " + std::to_string(x.max_context));
   }
   const Sampling& s = f.sampling;
@@ -486,35 +505,42 @@ namespace {
 
 // A peer's formats as text for a message (peer-supplied: escaped, bounded).
 std::string FormatsOrUnknown(const Hello& h) {
-  return h.weight_formats.empty() ? std::string("format not given") : EscapeForLog(h.weight_formats, 64);
+  return h.weight_formats.empty() ? std::string("format not given")
+                                  : EscapeForLog(h.weight_formats, 64);
 }
 
 }  // namespace
 
 Validation ValidateHello(const Hello& ours, const Hello& theirs, bool require_exact) {
   if (theirs.protocol_major != ours.protocol_major) {
-    return {ErrorCode::kVersionMismatch, "protocol " + std::to_string(theirs.protocol_major) + "." +
-                                             std::to_string(theirs.protocol_minor) + " is incompatible with " +
-                                             std::to_string(ours.protocol_major) + "." +
-                                             std::to_string(ours.protocol_minor)};
+    return {ErrorCode::kVersionMismatch,
+            "protocol " + std::to_string(theirs.protocol_major) + "." +
+                std::to_string(theirs.protocol_minor) + " is incompatible with " +
+                std::to_string(ours.protocol_major) + "." + std::to_string(ours.protocol_minor)};
   }
-  const bool same_shapes = theirs.hidden_size == ours.hidden_size && theirs.num_layers == ours.num_layers;
+  const bool same_shapes =
+      theirs.hidden_size == ours.hidden_size && theirs.num_layers == ours.num_layers;
   if (same_shapes && theirs.model_fingerprint == ours.model_fingerprint) return {};
-  const bool same_model = same_shapes && ours.model_identity != 0 && theirs.model_identity == ours.model_identity;
+  const bool same_model =
+      same_shapes && ours.model_identity != 0 && theirs.model_identity == ours.model_identity;
   if (same_model) {
-    std::string what = "the same model in other weights (theirs " + FormatsOrUnknown(theirs) + ", ours " +
-                       FormatsOrUnknown(ours) + ")";
-    if (require_exact) return {ErrorCode::kModelMismatch, what + ": refused, exact weights are required (require_exact)"};
+    std::string what = "the same model in other weights (theirs " + FormatsOrUnknown(theirs) +
+                       ", ours " + FormatsOrUnknown(ours) + ")";
+    if (require_exact)
+      return {ErrorCode::kModelMismatch,
+              what + ": refused, exact weights are required (require_exact)"};
     return {ErrorCode::kNone, what + ": tokens may differ from a local run"};
   }
   char buf[160];
-  std::snprintf(buf, sizeof buf, "model %016llx (hidden %u, %u layers) differs from %016llx (hidden %u, %u layers)",
+  std::snprintf(buf, sizeof buf,
+                "model %016llx (hidden %u, %u layers) differs from %016llx (hidden %u, %u layers)",
                 static_cast<unsigned long long>(theirs.model_fingerprint), theirs.hidden_size,
                 theirs.num_layers, static_cast<unsigned long long>(ours.model_fingerprint),
                 ours.hidden_size, ours.num_layers);
   std::string what = buf;
   if (same_shapes) {
-    what += ": same shapes, other weights or configuration (both sides must load the same model files)";
+    what +=
+        ": same shapes, other weights or configuration (both sides must load the same model files)";
   }
   return {ErrorCode::kModelMismatch, what};
   return {};

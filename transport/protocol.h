@@ -15,7 +15,9 @@
 namespace splitlm::transport {
 
 inline constexpr uint16_t kProtocolMajor = 1;
-inline constexpr uint16_t kProtocolMinor = 5;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity; 4: speculative drafts; 5: worker load and draining in Hello
+inline constexpr uint16_t kProtocolMinor =
+    5;  // 1: Hello.head_decode_us; 2: instance ids; 3: model identity; 4: speculative drafts; 5:
+        // worker load and draining in Hello
 // Most draft positions one Forward may carry (speculative decoding).
 inline constexpr uint32_t kMaxDrafts = 16;
 
@@ -49,7 +51,7 @@ struct Hello {
   uint64_t model_fingerprint = 0;  // the weights as held, format included
   uint64_t model_identity = 0;     // the model whatever its format (0 = not given)
   std::string weight_formats;      // the held formats, for messages ("q4_k+q6_k+f32")
-  uint32_t layer_begin = 0;  // layers the sender holds
+  uint32_t layer_begin = 0;        // layers the sender holds
   uint32_t layer_end = 0;
   std::vector<Codec> codecs;
   uint32_t hidden_size = 0;
@@ -57,9 +59,9 @@ struct Hello {
   uint32_t max_context = 0;
   std::vector<float> layer_decode_us;  // cloud: per held layer
   uint32_t queue_us = 0;
-  float head_decode_us = 0;            // cloud: final norm + LM head, one token (0 = unknown)
+  float head_decode_us = 0;  // cloud: final norm + LM head, one token (0 = unknown)
   std::string agent;
-  bool reply = false;  // helloReply rather than hello
+  bool reply = false;        // helloReply rather than hello
   uint64_t instance_id = 0;  // worker: random per process start (0 = not given)
   // Protocol 1.5, a worker's load as it answers (placement among replicas).
   uint32_t active_sessions = 0;  // cloud: sessions open now
@@ -141,8 +143,8 @@ struct Heartbeat {
   uint64_t instance_id = 0;  // from a worker: its instance, as in its Hello (0 = not given)
 };
 
-using Message = std::variant<Hello, OpenSession, CloseSession, Forward, ForwardResult, Error,
-                             Ping, Pong, Heartbeat>;
+using Message = std::variant<Hello, OpenSession, CloseSession, Forward, ForwardResult, Error, Ping,
+                             Pong, Heartbeat>;
 
 // Name of the message's type, for logs ("forward", "hello", ...). Hello and
 // OpenSession name the request and the reply alike.
@@ -150,13 +152,13 @@ const char* MessageName(const Message& message);
 
 // Limits a receiver enforces on what a peer sends.
 struct Limits {
-  size_t max_header_bytes = 64 << 10;    // Cap'n Proto frame
-  size_t max_payload_bytes = 64 << 20;   // a Forward's tensor frame
+  size_t max_header_bytes = 64 << 10;         // Cap'n Proto frame
+  size_t max_payload_bytes = 64 << 20;        // a Forward's tensor frame
   uint64_t traversal_limit_words = 16 << 10;  // Cap'n Proto traversal limit
-  uint32_t max_rows = 1 << 16;           // positions in one Forward
+  uint32_t max_rows = 1 << 16;                // positions in one Forward
   uint32_t max_logprobs = 64;
-  size_t max_text_bytes = 4096;          // each string field (agent, messages, formats)
-  size_t max_probe_bytes = 256 << 10;    // Ping and Pong payloads (the device's probes: 64 KiB)
+  size_t max_text_bytes = 4096;        // each string field (agent, messages, formats)
+  size_t max_probe_bytes = 256 << 10;  // Ping and Pong payloads (the device's probes: 64 KiB)
 };
 
 // Serialises `message` into a header frame (a whole number of 8-byte words).
@@ -180,14 +182,14 @@ struct ForwardExpectations {
   uint32_t hidden_size = 0;
   uint32_t next_position = 0;  // the session's KV length
   uint32_t max_context = 0;
-  std::vector<Codec> codecs;   // accepted
-  uint32_t vocab_size = 0;     // draft token ids must be below it (0: not checked)
+  std::vector<Codec> codecs;  // accepted
+  uint32_t vocab_size = 0;    // draft token ids must be below it (0: not checked)
 };
 
 // The outcome of checking a peer's message: kNone when it is acceptable.
 struct Validation {
   ErrorCode code = ErrorCode::kNone;
-  std::string reason;   // why it was refused, or (accepted) a warning to log
+  std::string reason;  // why it was refused, or (accepted) a warning to log
   bool ok() const { return code == ErrorCode::kNone; }
 };
 // Checks a Forward and its payload size: codec accepted, cols == hidden size,

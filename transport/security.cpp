@@ -17,7 +17,8 @@ namespace splitlm::transport {
 KeyPair GenerateKeyPair() {
   char pub[41], sec[41];
   if (zmq_curve_keypair(pub, sec) != 0) {
-    throw Exception(Exception::kUnavailable, "zmq_curve_keypair failed: libzmq built without CURVE support?");
+    throw Exception(Exception::kUnavailable,
+                    "zmq_curve_keypair failed: libzmq built without CURVE support?");
   }
   return {pub, sec};
 }
@@ -67,14 +68,19 @@ KeyPair ReadKeyFile(const std::string& path) {
     if (Skip(line)) continue;
     const auto eq = line.find('=');
     if (eq == std::string::npos)
-      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": expected KEY = VALUE");
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": expected KEY = VALUE");
     const std::string key = Trim(line.substr(0, eq)), value = Trim(line.substr(eq + 1));
     if (!ValidZ85Key(value))
-      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
-    if (key == "public") k.public_key = value;
-    else if (key == "secret") k.secret_key = value;
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": not a 40-character Z85 key");
+    if (key == "public")
+      k.public_key = value;
+    else if (key == "secret")
+      k.secret_key = value;
     else
-      throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
+      throw Exception(Exception::kInvalidArgument,
+                      path + ":" + std::to_string(n) + ": unknown key \"" + key + "\"");
   }
   if (k.public_key.empty()) throw Exception(Exception::kInvalidArgument, path + ": no public key");
   return k;
@@ -96,8 +102,8 @@ std::set<std::string> ReadAllowList(const std::string& path) {
   return keys;
 }
 
-ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed, std::shared_ptr<spdlog::logger> log,
-                       PeerLogOptions log_limits)
+ZapHandler::ZapHandler(zmq::context_t& context, std::set<std::string> allowed,
+                       std::shared_ptr<spdlog::logger> log, PeerLogOptions log_limits)
     : socket_(context, zmq::socket_type::rep),
       allowed_(std::move(allowed)),
       log_(OrNullLogger(std::move(log))),
@@ -154,7 +160,8 @@ void ZapHandler::Run() {
       socket_.send(zmq::buffer(request), zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(status), zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(text), zmq::send_flags::sndmore);
-      socket_.send(zmq::buffer(status == "200" ? key_z85 : std::string()), zmq::send_flags::sndmore);
+      socket_.send(zmq::buffer(status == "200" ? key_z85 : std::string()),
+                   zmq::send_flags::sndmore);
       socket_.send(zmq::str_buffer(""), zmq::send_flags::none);
     } catch (const zmq::error_t&) {
       return;

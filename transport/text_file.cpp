@@ -57,7 +57,8 @@ std::string ReadTextFileOrThrow(const std::string& path, size_t max_bytes) {
   std::optional<std::string> text = ReadTextFile(path, max_bytes, &problem);
   if (text) return std::move(*text);
   Exception::Code code = Exception::kInvalidArgument;
-  if (problem.rfind("cannot open", 0) == 0 || problem.rfind("cannot stat", 0) == 0) code = Exception::kNotFound;
+  if (problem.rfind("cannot open", 0) == 0 || problem.rfind("cannot stat", 0) == 0)
+    code = Exception::kNotFound;
   if (problem.rfind("read failed", 0) == 0) code = Exception::kUnavailable;
   throw Exception(code, path + ": " + problem);
 }
@@ -67,7 +68,8 @@ std::optional<std::string> ReadTextFile(const std::string& path, size_t max_byte
   struct stat st;
   const int fd = OpenRegular(path, &st, error);
   if (fd < 0) return std::nullopt;
-  const std::string too_large = "larger than the " + SizePhrase(max_bytes) + " limit for this kind of file";
+  const std::string too_large =
+      "larger than the " + SizePhrase(max_bytes) + " limit for this kind of file";
   if (static_cast<uint64_t>(st.st_size) > max_bytes) {
     *error = too_large + " (" + std::to_string(st.st_size) + " bytes)";
     ::close(fd);

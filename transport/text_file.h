@@ -11,9 +11,9 @@ namespace splitlm::transport {
 // Size limits for the kinds of text file splitlm reads. A file larger than
 // its limit is refused rather than read: a wrong path (`/dev/zero`, a log,
 // a weights file) must not grow memory without bound.
-inline constexpr size_t kMaxConfigBytes = size_t{4} << 20;     // TOML, config.json
-inline constexpr size_t kMaxListBytes = size_t{64} << 20;      // index json, traces, prompts
-inline constexpr size_t kMaxKeyFileBytes = size_t{1} << 20;    // CURVE keys, allow-lists
+inline constexpr size_t kMaxConfigBytes = size_t{4} << 20;   // TOML, config.json
+inline constexpr size_t kMaxListBytes = size_t{64} << 20;    // index json, traces, prompts
+inline constexpr size_t kMaxKeyFileBytes = size_t{1} << 20;  // CURVE keys, allow-lists
 
 // Reads `path` whole. Returns nullopt and sets `*error` (a phrase without the
 // path, e.g. "not a regular file (a FIFO)") if the file is missing or

@@ -16,13 +16,18 @@ Runner AddBench(CLI::App& app) {
   auto o = std::make_shared<partition::BenchOptions>();
   cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
   auto weights = std::make_shared<std::string>();
-  cmd->add_option("--weights", *weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
+  cmd->add_option("--weights", *weights, WeightsHelp())
+      ->check(scheduler::flags::Schema("model.weights"));
   cmd->add_flag("--json", *json, "print one JSON line");
   cmd->add_option("--prefill-tokens", o->prefill_tokens, "prompt length for prefill")
-      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
   cmd->add_option("--decode-tokens", o->decode_tokens, "tokens decoded")
-      ->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  cmd->add_option("--repeats", o->repeats, "best of N")->check(CLI::Range(1, 100))->capture_default_str();
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--repeats", o->repeats, "best of N")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   return [=](const Context& ctx) {
     auto model = partition::Model::Open(*dir, *weights, ctx.isa);
     partition::BenchOptions opts = *o;
@@ -45,14 +50,18 @@ Runner AddBench(CLI::App& app) {
                           {"emulated", r.emulated}};
       std::cout << j.dump() << std::endl;
     } else {
-      std::printf("threads %d, kernels %s, weights %s (%s)%s\n", r.threads, r.isa.c_str(), r.weights.c_str(),
-                  r.weight_formats.c_str(),
-                  r.emulated ? "; EMULATED (qemu): these figures say nothing about the device" : "");
-      std::printf("decode   %8.2f tok/s   roofline %8.2f tok/s (%.1f GB/s / %.1f MB per token)   ratio %.2f\n",
-                  r.decode_tok_s, r.roofline_decode_tok_s, r.read_gb_s,
-                  r.decode_bytes_per_token / 1e6, r.decode_tok_s / r.roofline_decode_tok_s);
+      std::printf(
+          "threads %d, kernels %s, weights %s (%s)%s\n", r.threads, r.isa.c_str(),
+          r.weights.c_str(), r.weight_formats.c_str(),
+          r.emulated ? "; EMULATED (qemu): these figures say nothing about the device" : "");
+      std::printf(
+          "decode   %8.2f tok/s   roofline %8.2f tok/s (%.1f GB/s / %.1f MB per token)   ratio "
+          "%.2f\n",
+          r.decode_tok_s, r.roofline_decode_tok_s, r.read_gb_s, r.decode_bytes_per_token / 1e6,
+          r.decode_tok_s / r.roofline_decode_tok_s);
       std::printf("prefill  %8.2f tok/s   %.1f GFLOP/s vs GEMM %.1f GFLOP/s          ratio %.2f\n",
-                  r.prefill_tok_s, r.prefill_gflops, r.gemm_gflops, r.prefill_gflops / r.gemm_gflops);
+                  r.prefill_tok_s, r.prefill_gflops, r.gemm_gflops,
+                  r.prefill_gflops / r.gemm_gflops);
     }
     return 0;
   };

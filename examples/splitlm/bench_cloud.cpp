@@ -13,10 +13,10 @@
 #include <iostream>
 #include <thread>
 
-#include "sim/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
+#include "sim/in_process_worker.h"
 #include "transport/error.h"
 
 namespace splitlm::cli {
@@ -42,8 +42,8 @@ class PinnedWorker {
       dup2(fds[1], 1);
       const int null = open("/dev/null", O_WRONLY);
       dup2(null, 2);
-      execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--bind", "tcp://127.0.0.1:*", "--threads", "1",
-            "--log-level", "warn", static_cast<char*>(nullptr));
+      execl(bin.c_str(), bin.c_str(), "--model", model.c_str(), "--bind", "tcp://127.0.0.1:*",
+            "--threads", "1", "--log-level", "warn", static_cast<char*>(nullptr));
       _exit(127);
     }
     close(fds[1]);
@@ -59,7 +59,8 @@ class PinnedWorker {
     }
     out_ = out;
     if (endpoint_.empty())
-      throw Exception(Exception::kUnavailable, bin + " did not start (is it built beside splitlm?)");
+      throw Exception(Exception::kUnavailable,
+                      bin + " did not start (is it built beside splitlm?)");
   }
   ~PinnedWorker() {
     kill(pid_, SIGTERM);
@@ -85,21 +86,27 @@ struct BenchCloudArgs {
 };
 
 void AddBenchCloudFlags(CLI::App* cmd, BenchCloudArgs* args) {
-  cmd->add_option("--workers", args->workers,
-                  "compare 1 and N splitlm-cloud processes (replicas, one core and one thread each; devices place "
-                  "sessions on the least loaded) instead of 1 and N sessions on one in-process worker")
+  cmd->add_option(
+         "--workers", args->workers,
+         "compare 1 and N splitlm-cloud processes (replicas, one core and one thread each; devices "
+         "place "
+         "sessions on the least loaded) instead of 1 and N sessions on one in-process worker")
       ->check(CLI::Range(0, 64));
   cmd->add_option("--model", args->model, "model directory or .gguf file")->required();
-  cmd->add_option("--sessions", args->sessions, "concurrent sessions")->check(CLI::Range(2, 256))->capture_default_str();
-  cmd->add_option("--tokens", args->tokens, "tokens per session")->check(CLI::Range(2, 100000))->capture_default_str();
+  cmd->add_option("--sessions", args->sessions, "concurrent sessions")
+      ->check(CLI::Range(2, 256))
+      ->capture_default_str();
+  cmd->add_option("--tokens", args->tokens, "tokens per session")
+      ->check(CLI::Range(2, 100000))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "one JSON line");
 }
 
 // Aggregate tokens/s of `sessions` concurrent sessions of `tokens` tokens on
 // the workers at `endpoints`. Devices at cut 0 (embedding only): the cloud
 // does all the layer work, which is what is measured.
-double AggregateTokensPerSecond(const partition::Model& model, zmq::context_t& zctx, int sessions, int tokens,
-                                const std::vector<std::string>& endpoints) {
+double AggregateTokensPerSecond(const partition::Model& model, zmq::context_t& zctx, int sessions,
+                                int tokens, const std::vector<std::string>& endpoints) {
   using Clock = std::chrono::steady_clock;
   std::vector<std::unique_ptr<device::Agent>> agents;
   std::vector<transport::Metrics> metrics(sessions);
@@ -138,15 +145,22 @@ int CompareWorkers(const BenchCloudArgs& args, const partition::Model& model, zm
     }
     return AggregateTokensPerSecond(model, zctx, args.sessions, args.tokens, endpoints);
   };
-  ctx.log->info("bench-cloud: {} sessions of {} tokens on 1 worker, then on {} (one core each)", args.sessions,
-                args.tokens, args.workers);
+  ctx.log->info("bench-cloud: {} sessions of {} tokens on 1 worker, then on {} (one core each)",
+                args.sessions, args.tokens, args.workers);
   const double one = with(1), many = with(args.workers);
   if (args.json) {
-    std::cout << nlohmann::json{{"one_worker_tok_s", one}, {"workers_tok_s", many}, {"workers", args.workers},
-                                {"sessions", args.sessions}, {"ratio", many / one}}.dump() << std::endl;
+    std::cout << nlohmann::json{{"one_worker_tok_s", one},
+                                {"workers_tok_s", many},
+                                {"workers", args.workers},
+                                {"sessions", args.sessions},
+                                {"ratio", many / one}}
+                     .dump()
+              << std::endl;
   } else {
-    std::printf("1 worker           %8.2f tok/s aggregate\n%d workers          %8.2f tok/s aggregate   ratio %.2f (ideal %d)\n",
-                one, args.workers, many, many / one, args.workers);
+    std::printf(
+        "1 worker           %8.2f tok/s aggregate\n%d workers          %8.2f tok/s aggregate   "
+        "ratio %.2f (ideal %d)\n",
+        one, args.workers, many, many / one, args.workers);
   }
   return 0;
 }
@@ -156,19 +170,31 @@ int CompareSessions(const BenchCloudArgs& args, const partition::Model& model, z
                     const Context& ctx) {
   transport::Metrics cloud_metrics;
   sim::InProcessWorker worker(model, zctx, cloud_metrics, ctx.log);
-  auto run = [&](int n) { return AggregateTokensPerSecond(model, zctx, n, args.tokens, {worker.endpoint()}); };
-  ctx.log->info("bench-cloud: 1 session, then {} concurrent, {} tokens each", args.sessions, args.tokens);
+  auto run = [&](int n) {
+    return AggregateTokensPerSecond(model, zctx, n, args.tokens, {worker.endpoint()});
+  };
+  ctx.log->info("bench-cloud: 1 session, then {} concurrent, {} tokens each", args.sessions,
+                args.tokens);
   const double single = run(1);
-  const double batch0 = cloud_metrics.Get("splitlm_cloud_batches_total"), fwd0 = cloud_metrics.Get("splitlm_cloud_forwards_total");
+  const double batch0 = cloud_metrics.Get("splitlm_cloud_batches_total"),
+               fwd0 = cloud_metrics.Get("splitlm_cloud_forwards_total");
   const double many = run(args.sessions);
-  const double mean_batch = (cloud_metrics.Get("splitlm_cloud_forwards_total") - fwd0) /
-                            std::max(1.0, cloud_metrics.Get("splitlm_cloud_batches_total") - batch0);
+  const double mean_batch =
+      (cloud_metrics.Get("splitlm_cloud_forwards_total") - fwd0) /
+      std::max(1.0, cloud_metrics.Get("splitlm_cloud_batches_total") - batch0);
   if (args.json) {
-    std::cout << nlohmann::json{{"single_tok_s", single}, {"aggregate_tok_s", many}, {"sessions", args.sessions},
-                                {"ratio", many / single}, {"mean_batch", mean_batch}}.dump() << std::endl;
+    std::cout << nlohmann::json{{"single_tok_s", single},
+                                {"aggregate_tok_s", many},
+                                {"sessions", args.sessions},
+                                {"ratio", many / single},
+                                {"mean_batch", mean_batch}}
+                     .dump()
+              << std::endl;
   } else {
-    std::printf("one session        %8.2f tok/s\n%d sessions       %8.2f tok/s aggregate   ratio %.2f (target >= 3)   mean batch %.1f\n",
-                single, args.sessions, many, many / single, mean_batch);
+    std::printf(
+        "one session        %8.2f tok/s\n%d sessions       %8.2f tok/s aggregate   ratio %.2f "
+        "(target >= 3)   mean batch %.1f\n",
+        single, args.sessions, many, many / single, mean_batch);
   }
   return 0;
 }
@@ -183,7 +209,8 @@ int RunBenchCloud(const BenchCloudArgs& args, const Context& ctx) {
 }  // namespace
 
 Runner AddBenchCloud(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench-cloud", "aggregate tokens/s of N concurrent sessions vs one");
+  auto* cmd =
+      app.add_subcommand("bench-cloud", "aggregate tokens/s of N concurrent sessions vs one");
   auto args = std::make_shared<BenchCloudArgs>();
   AddBenchCloudFlags(cmd, args.get());
   return [args](const Context& ctx) { return RunBenchCloud(*args, ctx); };

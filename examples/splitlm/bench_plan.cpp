@@ -16,12 +16,12 @@
 #include <iostream>
 #include <thread>
 
-#include "sim/in_process_worker.h"
 #include "device/agent.h"
 #include "examples/splitlm/cli.h"
 #include "partition/model.h"
 #include "scheduler/flags.h"
 #include "scheduler/profile.h"
+#include "sim/in_process_worker.h"
 #include "transport/error.h"
 
 namespace splitlm::cli {
@@ -51,9 +51,11 @@ double Median(std::vector<double> v) {
 }
 
 // Relative error of `predicted` against each measured round.
-std::vector<double> RoundErrors(double predicted, const std::vector<double>& measured, bool absolute) {
+std::vector<double> RoundErrors(double predicted, const std::vector<double>& measured,
+                                bool absolute) {
   std::vector<double> errors;
-  for (double m : measured) errors.push_back(absolute ? std::fabs(predicted / m - 1) : predicted / m - 1);
+  for (double m : measured)
+    errors.push_back(absolute ? std::fabs(predicted / m - 1) : predicted / m - 1);
   return errors;
 }
 
@@ -70,7 +72,8 @@ struct CutAccuracy {
   double median_abs_cold_error = 0;
 };
 
-CutAccuracy Score(const scheduler::Prediction& warm, const scheduler::Prediction& cold, std::vector<double> rounds) {
+CutAccuracy Score(const scheduler::Prediction& warm, const scheduler::Prediction& cold,
+                  std::vector<double> rounds) {
   CutAccuracy a{warm, cold, rounds};
   std::sort(rounds.begin(), rounds.end());
   a.median_ms = Quantile(rounds, 0.5);
@@ -87,13 +90,17 @@ device::AgentOptions AgentOptionsFor(const partition::Model& model, const BenchP
   options.cut = model.config().num_layers;
   options.auto_cut.enabled = true;
   options.auto_cut.plan.device.threads = at::get_num_threads();
-  scheduler::ProfileOptions profile;  // more repeats than at an agent's start-up: this is the reference
+  scheduler::ProfileOptions
+      profile;  // more repeats than at an agent's start-up: this is the reference
   profile.threads = at::get_num_threads();
   profile.repeats = 7;
-  profile.progress = [log = ctx.log](const std::string& s) { log->info("profiling this device: {}", s); };
+  profile.progress = [log = ctx.log](const std::string& s) {
+    log->info("profiling this device: {}", s);
+  };
   options.auto_cut.device_profile = scheduler::MeasureProfile(model, profile);
   options.auto_cut.plan.workload.prompt_tokens = kPromptTokens;
-  options.auto_cut.plan.workload.context = kPromptTokens + args.tokens / 2;  // mean context while decoding
+  options.auto_cut.plan.workload.context =
+      kPromptTokens + args.tokens / 2;  // mean context while decoding
   options.channel.endpoint = endpoint;
   options.log = ctx.log;
   return options;
@@ -109,7 +116,8 @@ scheduler::Plan PlanAllCuts(device::Agent& agent) {
 // The agent's time per part so far (splitlm_device_latency_seconds_total), ms.
 double AccountedMs(const transport::Metrics& metrics) {
   double s = 0;
-  for (const char* part : {"device_compute", "codec", "network", "cloud_compute", "cloud_queue", "local_compute"}) {
+  for (const char* part :
+       {"device_compute", "codec", "network", "cloud_compute", "cloud_queue", "local_compute"}) {
     s += metrics.Get(std::string("splitlm_device_latency_seconds_total{part=\"") + part + "\"}");
   }
   return 1e3 * s;
@@ -124,17 +132,21 @@ struct Rounds {
 
 // Rounds over all cuts. A slow moment of this shared machine falls on one
 // round of every cut, not on one cut.
-Rounds MeasureRounds(device::Agent& agent, const transport::Metrics& metrics, const std::vector<int32_t>& prompt,
-                     const BenchPlanArgs& args, const Context& ctx) {
+Rounds MeasureRounds(device::Agent& agent, const transport::Metrics& metrics,
+                     const std::vector<int32_t>& prompt, const BenchPlanArgs& args,
+                     const Context& ctx) {
   const int layers = agent.model().config().num_layers;
-  Rounds r{std::vector<std::vector<double>>(layers + 1), std::vector<std::vector<double>>(layers + 1)};
+  Rounds r{std::vector<std::vector<double>>(layers + 1),
+           std::vector<std::vector<double>>(layers + 1)};
   for (int round = 0; round < args.rounds; ++round) {
     for (int k = 0; k <= layers; ++k) {
       agent.UseCut(k);
       const double accounted = AccountedMs(metrics);
       const auto start = std::chrono::steady_clock::now();
       r.tpot_ms[k].push_back(agent.Generate({prompt, args.tokens, {}, false}).measured_tpot_ms);
-      const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      const double wall =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start)
+              .count();
       r.other_ms[k].push_back((wall - (AccountedMs(metrics) - accounted)) / args.tokens);
     }
     ctx.log->info("bench-plan: round {}/{} done", round + 1, args.rounds);
@@ -150,13 +162,14 @@ struct Calibration {
 
 // Warms every cut up, predicts, then measures: the predictions are made
 // before the rounds they are scored on.
-std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPlanArgs& args, const Context& ctx,
-                                   Calibration& calibration) {
+std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPlanArgs& args,
+                                   const Context& ctx, Calibration& calibration) {
   const int layers = model.config().num_layers;
   zmq::context_t zctx;
   transport::Metrics cloud_metrics, device_metrics;
   sim::InProcessWorker worker(model, zctx, cloud_metrics, ctx.log);
-  device::Agent agent(model, AgentOptionsFor(model, args, worker.endpoint(), ctx), zctx, device_metrics);
+  device::Agent agent(model, AgentOptionsFor(model, args, worker.endpoint(), ctx), zctx,
+                      device_metrics);
   // `cold` from the start-up profiles and probes alone; `warm` after a
   // warm-up generation at every cut (the first at a cut pays for its
   // allocations) and a calibration round like the scored ones, once the
@@ -168,7 +181,8 @@ std::vector<CutAccuracy> RunRounds(const partition::Model& model, const BenchPla
     agent.UseCut(k);
     agent.Generate({prompt, 16, {}, false});
   }
-  const auto calibration_round = MeasureRounds(agent, device_metrics, prompt, {args.model, args.weights, args.tokens, 1}, ctx);
+  const auto calibration_round =
+      MeasureRounds(agent, device_metrics, prompt, {args.model, args.weights, args.tokens, 1}, ctx);
   const scheduler::Plan warm = PlanAllCuts(agent);
   calibration.device_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"device\"}");
   calibration.cloud_drift = device_metrics.Get("splitlm_device_compute_drift{side=\"cloud\"}");
@@ -189,48 +203,70 @@ double Worst(const std::vector<CutAccuracy>& cuts, double CutAccuracy::*field) {
 }
 
 void PrintTable(const std::vector<CutAccuracy>& cuts, const Calibration& calibration) {
-  std::printf("compute drift after the calibration round: device %.3f, cloud %.3f\n", calibration.device_drift,
-              calibration.cloud_drift);
-  std::printf("  cut  predicted_ms  (device  network  cloud)  measured_ms  spread  median_error  (signed)  cold_ms  "
-              "cold_error  unaccounted_ms\n");
+  std::printf("compute drift after the calibration round: device %.3f, cloud %.3f\n",
+              calibration.device_drift, calibration.cloud_drift);
+  std::printf(
+      "  cut  predicted_ms  (device  network  cloud)  measured_ms  spread  median_error  (signed)  "
+      "cold_ms  "
+      "cold_error  unaccounted_ms\n");
   for (const auto& c : cuts) {
     const auto& p = c.warm;
-    std::printf("  %3d  %12.3f  (%6.3f  %7.3f  %5.3f)  %11.3f  %5.1f%%  %11.1f%%  (%+6.1f%%)  %7.3f  %9.1f%%  %14.3f\n",
-                p.cut, p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, c.median_ms, 100 * c.spread,
-                100 * c.median_abs_error, 100 * c.median_error, c.cold.tpot_ms, 100 * c.median_abs_cold_error,
-                c.other_ms);
+    std::printf(
+        "  %3d  %12.3f  (%6.3f  %7.3f  %5.3f)  %11.3f  %5.1f%%  %11.1f%%  (%+6.1f%%)  %7.3f  "
+        "%9.1f%%  %14.3f\n",
+        p.cut, p.tpot_ms, p.device_ms, p.network_ms, p.cloud_ms, c.median_ms, 100 * c.spread,
+        100 * c.median_abs_error, 100 * c.median_error, c.cold.tpot_ms,
+        100 * c.median_abs_cold_error, c.other_ms);
   }
   const double worst = Worst(cuts, &CutAccuracy::median_abs_error);
-  std::printf("worst median error %.1f%% (target %.0f%%: %s); from the start-up profiles alone %.1f%%; the "
-              "measurement's own spread (IQR / median) up to %.1f%%\n",
-              100 * worst, 100 * kTarget, worst <= kTarget ? "met" : "not met",
-              100 * Worst(cuts, &CutAccuracy::median_abs_cold_error), 100 * Worst(cuts, &CutAccuracy::spread));
+  std::printf(
+      "worst median error %.1f%% (target %.0f%%: %s); from the start-up profiles alone %.1f%%; the "
+      "measurement's own spread (IQR / median) up to %.1f%%\n",
+      100 * worst, 100 * kTarget, worst <= kTarget ? "met" : "not met",
+      100 * Worst(cuts, &CutAccuracy::median_abs_cold_error),
+      100 * Worst(cuts, &CutAccuracy::spread));
 }
 
-nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const Calibration& calibration, const BenchPlanArgs& args) {
+nlohmann::json ToJson(const std::vector<CutAccuracy>& cuts, const Calibration& calibration,
+                      const BenchPlanArgs& args) {
   nlohmann::json rows = nlohmann::json::array();
   for (const auto& c : cuts) {
     const auto& p = c.warm;
-    rows.push_back({{"cut", p.cut}, {"predicted_ms", p.tpot_ms}, {"predicted_device_ms", p.device_ms},
-                    {"predicted_network_ms", p.network_ms}, {"predicted_cloud_ms", p.cloud_ms},
-                    {"cold_predicted_ms", c.cold.tpot_ms}, {"measured_ms", c.median_ms},
-                    {"measured_rounds_ms", c.rounds_ms}, {"measured_spread", c.spread},
-                    {"median_abs_error", c.median_abs_error}, {"median_error", c.median_error},
-                    {"median_abs_cold_error", c.median_abs_cold_error}, {"calibration_ms", c.calibration_ms},
+    rows.push_back({{"cut", p.cut},
+                    {"predicted_ms", p.tpot_ms},
+                    {"predicted_device_ms", p.device_ms},
+                    {"predicted_network_ms", p.network_ms},
+                    {"predicted_cloud_ms", p.cloud_ms},
+                    {"cold_predicted_ms", c.cold.tpot_ms},
+                    {"measured_ms", c.median_ms},
+                    {"measured_rounds_ms", c.rounds_ms},
+                    {"measured_spread", c.spread},
+                    {"median_abs_error", c.median_abs_error},
+                    {"median_error", c.median_error},
+                    {"median_abs_cold_error", c.median_abs_cold_error},
+                    {"calibration_ms", c.calibration_ms},
                     {"unaccounted_ms", c.other_ms}});
   }
   const double worst = Worst(cuts, &CutAccuracy::median_abs_error);
-  return {{"cuts", rows}, {"threads", at::get_num_threads()}, {"rounds", args.rounds}, {"tokens", args.tokens},
-          {"worst_median_abs_error", worst}, {"worst_median_abs_cold_error", Worst(cuts, &CutAccuracy::median_abs_cold_error)},
-          {"worst_measured_spread", Worst(cuts, &CutAccuracy::spread)}, {"target", kTarget},
-          {"target_met", worst <= kTarget}, {"device_drift", calibration.device_drift},
+  return {{"cuts", rows},
+          {"threads", at::get_num_threads()},
+          {"rounds", args.rounds},
+          {"tokens", args.tokens},
+          {"worst_median_abs_error", worst},
+          {"worst_median_abs_cold_error", Worst(cuts, &CutAccuracy::median_abs_cold_error)},
+          {"worst_measured_spread", Worst(cuts, &CutAccuracy::spread)},
+          {"target", kTarget},
+          {"target_met", worst <= kTarget},
+          {"device_drift", calibration.device_drift},
           {"cloud_drift", calibration.cloud_drift}};
 }
 
 int RunBenchPlan(const BenchPlanArgs& args, const Context& ctx) {
   if (at::get_num_threads() != 1) {
-    ctx.log->warn("bench-plan with {} compute threads: the device and the worker share the cores; the method "
-                  "(docs/scheduler.md) is --threads 1", at::get_num_threads());
+    ctx.log->warn(
+        "bench-plan with {} compute threads: the device and the worker share the cores; the method "
+        "(docs/scheduler.md) is --threads 1",
+        at::get_num_threads());
   }
   const auto model = partition::Model::Open(args.model, args.weights, ctx.isa);
   Calibration calibration;
@@ -246,14 +282,17 @@ int RunBenchPlan(const BenchPlanArgs& args, const Context& ctx) {
 }  // namespace
 
 Runner AddBenchPlan(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench-plan", "predicted vs measured time per token at every cut (loopback)");
+  auto* cmd = app.add_subcommand("bench-plan",
+                                 "predicted vs measured time per token at every cut (loopback)");
   auto args = std::make_shared<BenchPlanArgs>();
   cmd->add_option("--model", args->model, "model directory or .gguf file")->required();
-  cmd->add_option("--weights", args->weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
+  cmd->add_option("--weights", args->weights, WeightsHelp())
+      ->check(scheduler::flags::Schema("model.weights"));
   cmd->add_option("--tokens", args->tokens, "tokens generated per cut and round")
       ->check(CLI::Range(4, 10000))
       ->capture_default_str();
-  cmd->add_option("--rounds", args->rounds, "rounds over all cuts; each cut's error is its median over the rounds")
+  cmd->add_option("--rounds", args->rounds,
+                  "rounds over all cuts; each cut's error is its median over the rounds")
       ->check(CLI::Range(1, 100))
       ->capture_default_str();
   cmd->add_flag("--json", args->json, "one JSON line");

@@ -14,10 +14,10 @@
 #include "device/agent.h"
 #include "device/drafter.h"
 #include "examples/splitlm/cli.h"
-#include "sim/in_process_worker.h"
 #include "partition/model.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/profile.h"
+#include "sim/in_process_worker.h"
 #include "sim/shaper.h"
 #include "transport/error.h"
 
@@ -45,13 +45,17 @@ struct PromptSet {
 // What one mode (plain or speculative) did on one prompt set.
 struct Tally {
   int tokens = 0, round_trips = 0, drafted = 0, accepted = 0, rejections = 0;
-  double ms = 0;       // decode time after each generation's first token
-  int timed = 0;       // tokens that time covers
+  double ms = 0;  // decode time after each generation's first token
+  int timed = 0;  // tokens that time covers
   std::vector<std::vector<int32_t>> outputs;
   double ms_per_token() const { return timed > 0 ? ms / timed : 0; }
-  double trips_per_token() const { return tokens > 0 ? static_cast<double>(round_trips) / tokens : 0; }
+  double trips_per_token() const {
+    return tokens > 0 ? static_cast<double>(round_trips) / tokens : 0;
+  }
   // Per-position acceptance (scheduler::AcceptanceEstimate, undecayed).
-  double acceptance() const { return accepted + rejections > 0 ? static_cast<double>(accepted) / (accepted + rejections) : 0; }
+  double acceptance() const {
+    return accepted + rejections > 0 ? static_cast<double>(accepted) / (accepted + rejections) : 0;
+  }
 };
 
 Tally Run(device::Agent& agent, const PromptSet& set, int tokens, spdlog::logger& log) {
@@ -60,8 +64,8 @@ Tally Run(device::Agent& agent, const PromptSet& set, int tokens, spdlog::logger
     const auto g = agent.Generate({prompt, tokens, set.sampling, false});
     std::string ids;
     for (int32_t id : g.tokens) ids += (ids.empty() ? "" : " ") + std::to_string(id);
-    log.info("{}: {} prompt tokens, {} generated in {} round trips, {} of {} drafts accepted: {}", set.name, prompt.size(),
-             g.tokens.size(), g.cloud_steps, g.accepted, g.drafted, ids);
+    log.info("{}: {} prompt tokens, {} generated in {} round trips, {} of {} drafts accepted: {}",
+             set.name, prompt.size(), g.tokens.size(), g.cloud_steps, g.accepted, g.drafted, ids);
     t.tokens += static_cast<int>(g.tokens.size());
     t.round_trips += g.cloud_steps;
     t.drafted += g.drafted;
@@ -88,7 +92,8 @@ Loop LongestLoop(const std::vector<int32_t>& text) {
     size_t run = 0;
     for (size_t i = static_cast<size_t>(period); i < text.size(); ++i) {
       run = text[i] == text[i - period] ? run + 1 : 0;
-      if (run > best.length) best = {i + 1 - run - static_cast<size_t>(period), run + period, period};
+      if (run > best.length)
+        best = {i + 1 - run - static_cast<size_t>(period), run + period, period};
     }
   }
   return best;
@@ -112,7 +117,8 @@ std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, 
   device::Agent local(model, lo, z, m);
   std::vector<std::pair<size_t, std::vector<int32_t>>> candidates;  // loop length, prompt
   for (int i = 0; i < 8 * count; ++i) {
-    std::vector<int32_t> p = {c.bos_token_id, static_cast<int32_t>(3 + (i * 97 + 31) % (c.vocab_size - 3)),
+    std::vector<int32_t> p = {c.bos_token_id,
+                              static_cast<int32_t>(3 + (i * 97 + 31) % (c.vocab_size - 3)),
                               static_cast<int32_t>(3 + (i * 193 + 7) % (c.vocab_size - 3))};
     const auto text = local.Generate({p, std::min(192, c.max_context / 2), {}, false}).tokens;
     const Loop loop = LongestLoop(text);
@@ -120,14 +126,15 @@ std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, 
     p.insert(p.end(), text.begin(), text.begin() + static_cast<std::ptrdiff_t>(end));
     candidates.push_back({loop.length, p});
   }
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& x, const auto& y) { return x.first > y.first; });
+  std::stable_sort(candidates.begin(), candidates.end(),
+                   [](const auto& x, const auto& y) { return x.first > y.first; });
   PromptSet repeat{"repeat", "ends in the model's own longest loop, greedy", {}, {}};
   PromptSet novel{"novel", "the same prompts, sampled", {}, {}};
   novel.sampling.temperature = static_cast<float>(temperature);
   novel.sampling.seed = 16;
   for (int i = 0; i < count; ++i) {
-    log.info("prompt {}: {} tokens, then a loop of {} tokens in the model's greedy text", i, candidates[i].second.size(),
-             candidates[i].first);
+    log.info("prompt {}: {} tokens, then a loop of {} tokens in the model's greedy text", i,
+             candidates[i].second.size(), candidates[i].first);
     repeat.prompts.push_back(candidates[i].second);
     novel.prompts.push_back(candidates[i].second);
   }
@@ -137,14 +144,23 @@ std::vector<PromptSet> MakePromptSets(const partition::Model& model, int count, 
 void AddBenchSpeculateFlags(CLI::App* cmd, BenchArgs* args) {
   cmd->add_option("--model", args->model, "model directory or .gguf file")->required();
   cmd->add_option("--rtt-ms", args->rtt_ms, "round trip imposed by the relay (half each way)")
-      ->check(CLI::Range(0.0, 10000.0))->capture_default_str();
-  cmd->add_option("--cut", args->cut, "layers [0, cut) on the device (default: half the layers)")->check(CLI::Range(0, 4096));
-  cmd->add_option("--tokens", args->tokens, "tokens generated per prompt")->check(CLI::Range(2, 4096))->capture_default_str();
-  cmd->add_option("--prompts", args->prompts, "prompts per set")->check(CLI::Range(1, 100))->capture_default_str();
-  cmd->add_option("--max-drafts", args->max_drafts, "most drafts per step")->check(CLI::Range(1, device::kMaxDraftsPerStep))
+      ->check(CLI::Range(0.0, 10000.0))
       ->capture_default_str();
-  cmd->add_option("--novel-temperature", args->novel_temperature, "sampling temperature of the novel set")
-      ->check(CLI::Range(0.0, 10.0))->capture_default_str();
+  cmd->add_option("--cut", args->cut, "layers [0, cut) on the device (default: half the layers)")
+      ->check(CLI::Range(0, 4096));
+  cmd->add_option("--tokens", args->tokens, "tokens generated per prompt")
+      ->check(CLI::Range(2, 4096))
+      ->capture_default_str();
+  cmd->add_option("--prompts", args->prompts, "prompts per set")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
+  cmd->add_option("--max-drafts", args->max_drafts, "most drafts per step")
+      ->check(CLI::Range(1, device::kMaxDraftsPerStep))
+      ->capture_default_str();
+  cmd->add_option("--novel-temperature", args->novel_temperature,
+                  "sampling temperature of the novel set")
+      ->check(CLI::Range(0.0, 10.0))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "one JSON line");
 }
 
@@ -161,7 +177,8 @@ struct AgentSetup {
 
 // One agent per mode and set, so each set's acceptance is its own; all with
 // the cost model's inputs (profile, probes) so they can predict.
-std::unique_ptr<device::Agent> MakeAgent(const AgentSetup& setup, bool speculative, transport::Metrics& metrics) {
+std::unique_ptr<device::Agent> MakeAgent(const AgentSetup& setup, bool speculative,
+                                         transport::Metrics& metrics) {
   device::AgentOptions options;
   options.cut = setup.cut;
   options.fallback = device::Fallback::kFail;
@@ -180,33 +197,44 @@ std::unique_ptr<device::Agent> MakeAgent(const AgentSetup& setup, bool speculati
   return agent;
 }
 
-nlohmann::json SetRow(const PromptSet& set, const Tally& p, const Tally& s, const scheduler::Prediction& pp,
-                      const scheduler::Prediction& sp, double trips_ratio, double ms_ratio) {
-  return {{"set", set.name},
-          {"what", set.what},
-          {"plain", {{"round_trips_per_token", p.trips_per_token()}, {"ms_per_token", p.ms_per_token()},
-                     {"predicted_ms_per_token", pp.tpot_ms}}},
-          {"speculative", {{"round_trips_per_token", s.trips_per_token()}, {"ms_per_token", s.ms_per_token()},
-                           {"tokens_per_round_trip", s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0},
-                           {"acceptance_rate", s.acceptance()},
-                           {"drafts_accepted_share", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0},
-                           {"predicted_ms_per_token", sp.tpot_ms},
-                           {"predicted_tokens_per_round_trip", sp.tokens_per_round_trip},
-                           {"model_drafts", sp.drafts}}},
-          {"round_trip_reduction", trips_ratio},
-          {"ms_per_token_ratio", ms_ratio},
-          {"tokens_identical", p.outputs == s.outputs}};
+nlohmann::json SetRow(const PromptSet& set, const Tally& p, const Tally& s,
+                      const scheduler::Prediction& pp, const scheduler::Prediction& sp,
+                      double trips_ratio, double ms_ratio) {
+  return {
+      {"set", set.name},
+      {"what", set.what},
+      {"plain",
+       {{"round_trips_per_token", p.trips_per_token()},
+        {"ms_per_token", p.ms_per_token()},
+        {"predicted_ms_per_token", pp.tpot_ms}}},
+      {"speculative",
+       {{"round_trips_per_token", s.trips_per_token()},
+        {"ms_per_token", s.ms_per_token()},
+        {"tokens_per_round_trip",
+         s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0},
+        {"acceptance_rate", s.acceptance()},
+        {"drafts_accepted_share", s.drafted > 0 ? static_cast<double>(s.accepted) / s.drafted : 0},
+        {"predicted_ms_per_token", sp.tpot_ms},
+        {"predicted_tokens_per_round_trip", sp.tokens_per_round_trip},
+        {"model_drafts", sp.drafts}}},
+      {"round_trip_reduction", trips_ratio},
+      {"ms_per_token_ratio", ms_ratio},
+      {"tokens_identical", p.outputs == s.outputs}};
 }
 
-void PrintSetRows(const PromptSet& set, const Tally& p, const Tally& s, const scheduler::Prediction& pp,
-                  const scheduler::Prediction& sp, double trips_ratio, double ms_ratio) {
-  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10s %12.2f %13s %10s\n", set.name.c_str(), "plain", p.trips_per_token(),
-              p.trips_per_token() > 0 ? 1 / p.trips_per_token() : 0.0, p.ms_per_token(), "-", pp.tpot_ms, "-", "");
-  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10.2f %12.2f %13d %10s\n", set.name.c_str(), "speculative",
-              s.trips_per_token(), s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0.0,
-              s.ms_per_token(), s.acceptance(), sp.tpot_ms, sp.drafts, p.outputs == s.outputs ? "yes" : "NO");
-  std::printf("%-7s %.2fx fewer round trips per token; speculative ms/token = %.2f x plain\n", set.name.c_str(),
-              trips_ratio, ms_ratio);
+void PrintSetRows(const PromptSet& set, const Tally& p, const Tally& s,
+                  const scheduler::Prediction& pp, const scheduler::Prediction& sp,
+                  double trips_ratio, double ms_ratio) {
+  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10s %12.2f %13s %10s\n", set.name.c_str(), "plain",
+              p.trips_per_token(), p.trips_per_token() > 0 ? 1 / p.trips_per_token() : 0.0,
+              p.ms_per_token(), "-", pp.tpot_ms, "-", "");
+  std::printf("%-7s %-12s %11.3f %12.2f %10.2f %10.2f %12.2f %13d %10s\n", set.name.c_str(),
+              "speculative", s.trips_per_token(),
+              s.round_trips > 0 ? static_cast<double>(s.tokens) / s.round_trips : 0.0,
+              s.ms_per_token(), s.acceptance(), sp.tpot_ms, sp.drafts,
+              p.outputs == s.outputs ? "yes" : "NO");
+  std::printf("%-7s %.2fx fewer round trips per token; speculative ms/token = %.2f x plain\n",
+              set.name.c_str(), trips_ratio, ms_ratio);
 }
 
 // Plain and speculative split on one prompt set: its JSON row (and its table
@@ -217,18 +245,21 @@ nlohmann::json CompareOnSet(const AgentSetup& setup, const PromptSet& set) {
   auto spec = MakeAgent(setup, true, spec_metrics);
   const Tally p = Run(*plain, set, setup.args.tokens, *setup.log);
   const Tally s = Run(*spec, set, setup.args.tokens, *setup.log);
-  // The cost model as the agents see it now: probed link, drift, and (speculative) the measured acceptance.
+  // The cost model as the agents see it now: probed link, drift, and (speculative) the measured
+  // acceptance.
   const auto plain_plan = plain->PlanAllCuts();
   const auto spec_plan = spec->PlanAllCuts();
   if (!plain_plan || !spec_plan)
     throw Exception(Exception::kUnavailable, "the worker did not answer the planning probes");
   const auto& pp = plain_plan->cuts[setup.cut];
   const auto& sp = spec_plan->cuts[setup.cut];
-  const double trips_ratio = s.trips_per_token() > 0 ? p.trips_per_token() / s.trips_per_token() : 0;
+  const double trips_ratio =
+      s.trips_per_token() > 0 ? p.trips_per_token() / s.trips_per_token() : 0;
   const double ms_ratio = p.ms_per_token() > 0 ? s.ms_per_token() / p.ms_per_token() : 0;
   nlohmann::json row = SetRow(set, p, s, pp, sp, trips_ratio, ms_ratio);
   if (!setup.args.json) PrintSetRows(set, p, s, pp, sp, trips_ratio, ms_ratio);
-  if (p.outputs != s.outputs) setup.log->error("{}: speculative tokens differ from plain split's", set.name);
+  if (p.outputs != s.outputs)
+    setup.log->error("{}: speculative tokens differ from plain split's", set.name);
   return row;
 }
 
@@ -237,7 +268,8 @@ int RunBenchSpeculate(const BenchArgs& args, const Context& ctx) {
   const auto& config = model->config();
   const int cut = args.cut < 0 ? config.num_layers / 2 : args.cut;
   if (cut >= config.num_layers) {
-    throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) + ": a split needs a cut below the " +
+    throw Exception(Exception::kInvalidArgument, "--cut " + std::to_string(cut) +
+                                                     ": a split needs a cut below the " +
                                                      std::to_string(config.num_layers) + " layers");
   }
   const auto sets = MakePromptSets(*model, args.prompts, args.novel_temperature, *ctx.log);
@@ -251,20 +283,30 @@ int RunBenchSpeculate(const BenchArgs& args, const Context& ctx) {
   sim::ShapingRelay relay(shaper);
   scheduler::ProfileOptions profiling;
   profiling.threads = at::get_num_threads();
-  profiling.progress = [&](const std::string& s) { ctx.log->info("profiling this machine: {}", s); };
-  const AgentSetup setup{*model, args, cut, relay.endpoint(), scheduler::MeasureProfile(*model, profiling), zctx,
-                         ctx.log};
+  profiling.progress = [&](const std::string& s) {
+    ctx.log->info("profiling this machine: {}", s);
+  };
+  const AgentSetup setup{
+      *model, args,   cut, relay.endpoint(), scheduler::MeasureProfile(*model, profiling),
+      zctx,   ctx.log};
 
   nlohmann::json rows = nlohmann::json::array();
   if (!args.json) {
-    std::printf("rtt %.0f ms through the shaping relay, cut %d of %d, %d prompts x %d tokens per set, prompt lookup up to %d drafts\n",
-                args.rtt_ms, cut, config.num_layers, args.prompts, args.tokens, args.max_drafts);
-    std::printf("%-7s %-12s %11s %12s %10s %10s %12s %13s %10s\n", "set", "mode", "trips/tok", "tokens/trip", "ms/token",
-                "acceptance", "predicted_ms", "model_drafts", "identical");
+    std::printf(
+        "rtt %.0f ms through the shaping relay, cut %d of %d, %d prompts x %d tokens per set, "
+        "prompt lookup up to %d drafts\n",
+        args.rtt_ms, cut, config.num_layers, args.prompts, args.tokens, args.max_drafts);
+    std::printf("%-7s %-12s %11s %12s %10s %10s %12s %13s %10s\n", "set", "mode", "trips/tok",
+                "tokens/trip", "ms/token", "acceptance", "predicted_ms", "model_drafts",
+                "identical");
   }
   for (const auto& set : sets) rows.push_back(CompareOnSet(setup, set));
   if (args.json) {
-    std::cout << nlohmann::json{{"rtt_ms", args.rtt_ms}, {"cut", cut}, {"layers", config.num_layers}, {"sets", rows}}.dump()
+    std::cout << nlohmann::json{{"rtt_ms", args.rtt_ms},
+                                {"cut", cut},
+                                {"layers", config.num_layers},
+                                {"sets", rows}}
+                     .dump()
               << std::endl;
   }
   for (const auto& r : rows) {
@@ -276,8 +318,9 @@ int RunBenchSpeculate(const BenchArgs& args, const Context& ctx) {
 }  // namespace
 
 Runner AddBenchSpeculate(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "bench-speculate", "plain vs speculative split (prompt lookup) through the shaping relay: round trips and ms per token");
+  auto* cmd = app.add_subcommand("bench-speculate",
+                                 "plain vs speculative split (prompt lookup) through the shaping "
+                                 "relay: round trips and ms per token");
   auto args = std::make_shared<BenchArgs>();
   AddBenchSpeculateFlags(cmd, args.get());
   return [args](const Context& ctx) { return RunBenchSpeculate(*args, ctx); };

@@ -4,11 +4,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <future>
 #include <iostream>
 #include <thread>
 #include <vector>
-#include <cstring>
 
 #include "examples/splitlm/cli.h"
 #include "transport/channel.h"
@@ -57,7 +57,8 @@ std::vector<double> BareReqRep(zmq::context_t& ctx, size_t bytes, int n) {
 // Round trips of a Forward carrying `cols` f32 values through the splitlm
 // channel: encode, send, receive, validate, decode on the server, reply with
 // a ForwardResult, decode it on the device.
-std::vector<double> SplitlmForward(zmq::context_t& ctx, uint32_t cols, int n, size_t* header_bytes) {
+std::vector<double> SplitlmForward(zmq::context_t& ctx, uint32_t cols, int n,
+                                   size_t* header_bytes) {
   std::promise<std::string> bound;
   std::thread server([&] {
     transport::ServerOptions so;
@@ -72,8 +73,8 @@ std::vector<double> SplitlmForward(zmq::context_t& ctx, uint32_t cols, int n, si
       const auto& f = std::get<transport::Forward>(in->message);
       x.next_position = f.first_position;
       if (!transport::ValidateForward(f, in->payload.size(), x).ok()) break;
-      transport::Decode(f.tensor.codec, static_cast<const uint8_t*>(in->payload.data()), in->payload.size(), 1,
-                        cols, hidden.data());
+      transport::Decode(f.tensor.codec, static_cast<const uint8_t*>(in->payload.data()),
+                        in->payload.size(), 1, cols, hidden.data());
       transport::ForwardResult r;
       r.session_id = f.session_id;
       r.seq = f.seq;
@@ -94,9 +95,11 @@ std::vector<double> SplitlmForward(zmq::context_t& ctx, uint32_t cols, int n, si
     f.seq = i;
     f.first_position = i;
     f.count = 1;
-    f.tensor = {transport::Codec::kF32, 1, cols, transport::EncodedSize(transport::Codec::kF32, 1, cols)};
+    f.tensor = {transport::Codec::kF32, 1, cols,
+                transport::EncodedSize(transport::Codec::kF32, 1, cols)};
     zmq::message_t payload(f.tensor.bytes);
-    transport::Encode(f.tensor.codec, hidden.data(), 1, cols, static_cast<uint8_t*>(payload.data()));
+    transport::Encode(f.tensor.codec, hidden.data(), 1, cols,
+                      static_cast<uint8_t*>(payload.data()));
     if (i == 0) *header_bytes = transport::EncodeMessage(f).size();
     ch.Send(f, std::move(payload));
     auto in = ch.Receive(std::chrono::milliseconds(10000));
@@ -114,8 +117,12 @@ struct BenchTransportArgs {
 };
 
 void AddBenchTransportFlags(CLI::App* cmd, BenchTransportArgs* args) {
-  cmd->add_option("--hidden", args->hidden, "values per hidden vector")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  cmd->add_option("--iterations", args->iterations, "round trips per measurement")->check(CLI::Range(10, 1000000))->capture_default_str();
+  cmd->add_option("--hidden", args->hidden, "values per hidden vector")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  cmd->add_option("--iterations", args->iterations, "round trips per measurement")
+      ->check(CLI::Range(10, 1000000))
+      ->capture_default_str();
   cmd->add_flag("--json", args->json, "one JSON line");
 }
 
@@ -160,20 +167,22 @@ struct CodecThroughput {
 CodecThroughput MeasureCodecs() {
   const size_t rows = 4096, cols = 4096;
   std::vector<float> src(rows * cols), dst(rows * cols);
-  for (size_t i = 0; i < src.size(); ++i) src[i] = static_cast<float>((i * 2654435761u) % 1000) / 997.0f - 0.5f;
+  for (size_t i = 0; i < src.size(); ++i)
+    src[i] = static_cast<float>((i * 2654435761u) % 1000) / 997.0f - 0.5f;
   std::vector<uint8_t> wire(rows * cols * 4 + rows * 4);
   const double gb = rows * cols * 4 / 1e9;
   CodecThroughput result;
   result.memcpy_gbs = 2 * gb / BestOfThree([&] {
-    std::memcpy(wire.data(), src.data(), rows * cols * 4);
-    std::memcpy(dst.data(), wire.data(), rows * cols * 4);
-  });
+                        std::memcpy(wire.data(), src.data(), rows * cols * 4);
+                        std::memcpy(dst.data(), wire.data(), rows * cols * 4);
+                      });
   for (transport::Codec c : transport::kAllCodecs) {
     const size_t n = transport::EncodedSize(c, rows, cols);
-    result.codecs[transport::CodecName(c)] = 2 * gb / BestOfThree([&] {
-      transport::Encode(c, src.data(), rows, cols, wire.data());
-      transport::Decode(c, wire.data(), n, rows, cols, dst.data());
-    });
+    result.codecs[transport::CodecName(c)] =
+        2 * gb / BestOfThree([&] {
+          transport::Encode(c, src.data(), rows, cols, wire.data());
+          transport::Decode(c, wire.data(), n, rows, cols, dst.data());
+        });
   }
   return result;
 }
@@ -181,24 +190,32 @@ CodecThroughput MeasureCodecs() {
 int RunBenchTransport(const BenchTransportArgs& args, const Context& ctx) {
   zmq::context_t zctx;
   const size_t bytes = args.hidden * sizeof(float);
-  ctx.log->info("bench-transport: {} round trips of {} bytes each way, interleaved", args.iterations, bytes);
+  ctx.log->info("bench-transport: {} round trips of {} bytes each way, interleaved",
+                args.iterations, bytes);
   const LinkTimes link = MeasureLink(zctx, args.hidden, args.iterations);
   const double bare_us = Median(link.bare), ours_us = Median(link.ours);
   const CodecThroughput codec = MeasureCodecs();
   if (args.json) {
-    nlohmann::json j = {{"bare_reqrep_us", bare_us}, {"forward_us", ours_us}, {"forward_ratio", ours_us / bare_us},
-                        {"header_bytes", link.header}, {"payload_bytes", bytes}, {"memcpy_gb_s", codec.memcpy_gbs},
+    nlohmann::json j = {{"bare_reqrep_us", bare_us},
+                        {"forward_us", ours_us},
+                        {"forward_ratio", ours_us / bare_us},
+                        {"header_bytes", link.header},
+                        {"payload_bytes", bytes},
+                        {"memcpy_gb_s", codec.memcpy_gbs},
                         {"codec_gb_s", codec.codecs}};
     std::cout << j.dump() << std::endl;
     return 0;
   }
   std::printf("round trip, %zu-byte hidden vector, median of %zu:\n", bytes, link.ours.size());
   std::printf("  bare ZeroMQ REQ/REP   %8.1f us\n", bare_us);
-  std::printf("  splitlm Forward       %8.1f us   ratio %.2f (limit 1.20)   header frame %zu bytes\n", ours_us,
-              ours_us / bare_us, link.header);
-  std::printf("codec encode+decode (GB/s of fp32 through both), memcpy there and back %.1f GB/s:\n", codec.memcpy_gbs);
+  std::printf(
+      "  splitlm Forward       %8.1f us   ratio %.2f (limit 1.20)   header frame %zu bytes\n",
+      ours_us, ours_us / bare_us, link.header);
+  std::printf("codec encode+decode (GB/s of fp32 through both), memcpy there and back %.1f GB/s:\n",
+              codec.memcpy_gbs);
   for (auto& [name, v] : codec.codecs.items()) {
-    std::printf("  %-5s %6.2f GB/s   %.2f of memcpy\n", name.c_str(), v.get<double>(), v.get<double>() / codec.memcpy_gbs);
+    std::printf("  %-5s %6.2f GB/s   %.2f of memcpy\n", name.c_str(), v.get<double>(),
+                v.get<double>() / codec.memcpy_gbs);
   }
   return 0;
 }
@@ -206,7 +223,8 @@ int RunBenchTransport(const BenchTransportArgs& args, const Context& ctx) {
 }  // namespace
 
 Runner AddBenchTransport(CLI::App& app) {
-  auto* cmd = app.add_subcommand("bench-transport", "link round trip vs bare ZeroMQ, codec throughput vs memcpy");
+  auto* cmd = app.add_subcommand("bench-transport",
+                                 "link round trip vs bare ZeroMQ, codec throughput vs memcpy");
   auto args = std::make_shared<BenchTransportArgs>();
   AddBenchTransportFlags(cmd, args.get());
   return [args](const Context& ctx) { return RunBenchTransport(*args, ctx); };

@@ -34,19 +34,28 @@ std::string RenderCase(const device::ChatTemplateSource& base, const json& c) {
 }
 
 void AddChatRenderFlags(CLI::App* cmd, ChatRenderArgs* args) {
-  cmd->add_option("--template", args->templ, "built-in name (llama2, llama3, chatml, mistral, zephyr) or FILE "
-                                              "(tokenizer_config.json, .gguf, or the template itself)");
-  cmd->add_option("--model", args->model, "model directory or .gguf: its own template and BOS/EOS strings");
-  auto* messages = cmd->add_option("--messages", args->messages, "the conversation as a JSON array of {role, content}");
-  auto* tools = cmd->add_option("--tools", args->tools, "tool definitions as a JSON array (the template's `tools`, as "
-                                                        "the OpenAI API's \"tools\" field)");
-  cmd->add_option("--jsonl", args->jsonl, "one case per line: {\"messages\": [...], \"add_generation_prompt\": bool, "
-                                          "\"bos_token\": s, \"eos_token\": s, \"tools\": [...]}; prints one JSON string "
-                                          "per line")->excludes(messages)->excludes(tools);
+  cmd->add_option("--template", args->templ,
+                  "built-in name (llama2, llama3, chatml, mistral, zephyr) or FILE "
+                  "(tokenizer_config.json, .gguf, or the template itself)");
+  cmd->add_option("--model", args->model,
+                  "model directory or .gguf: its own template and BOS/EOS strings");
+  auto* messages = cmd->add_option("--messages", args->messages,
+                                   "the conversation as a JSON array of {role, content}");
+  auto* tools = cmd->add_option("--tools", args->tools,
+                                "tool definitions as a JSON array (the template's `tools`, as "
+                                "the OpenAI API's \"tools\" field)");
+  cmd->add_option("--jsonl", args->jsonl,
+                  "one case per line: {\"messages\": [...], \"add_generation_prompt\": bool, "
+                  "\"bos_token\": s, \"eos_token\": s, \"tools\": [...]}; prints one JSON string "
+                  "per line")
+      ->excludes(messages)
+      ->excludes(tools);
   cmd->add_option("--bos-token", args->bos, "the bos_token string the template sees");
   cmd->add_option("--eos-token", args->eos, "the eos_token string the template sees");
-  cmd->add_flag("--no-generation-prompt", args->no_generation_prompt, "add_generation_prompt = false");
-  cmd->add_flag("--print-template", args->print_template, "print the template's source and nothing else");
+  cmd->add_flag("--no-generation-prompt", args->no_generation_prompt,
+                "add_generation_prompt = false");
+  cmd->add_flag("--print-template", args->print_template,
+                "print the template's source and nothing else");
 }
 
 // --template, else the --model's own; BOS/EOS strings from the model unless
@@ -77,7 +86,8 @@ void RenderJsonl(const device::ChatTemplateSource& source, const std::string& pa
     if (c.is_discarded())
       throw Exception(Exception::kInvalidArgument, path + ":" + std::to_string(n) + ": not JSON");
     try {
-      std::cout << json(RenderCase(source, c)).dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+      std::cout << json(RenderCase(source, c)).dump(-1, ' ', false, json::error_handler_t::replace)
+                << "\n";
     } catch (const std::exception& e) {
       std::cout << json({{"error", e.what()}}).dump() << "\n";
     }
@@ -119,7 +129,8 @@ int RunChatRender(const ChatRenderArgs& args, const CLI::App& cmd) {
 }  // namespace
 
 Runner AddChatRender(CLI::App& app) {
-  auto* cmd = app.add_subcommand("chat-render", "print the prompt a chat template makes of a conversation");
+  auto* cmd =
+      app.add_subcommand("chat-render", "print the prompt a chat template makes of a conversation");
   auto args = std::make_shared<ChatRenderArgs>();
   AddChatRenderFlags(cmd, args.get());
   return [args, cmd](const Context&) { return RunChatRender(*args, *cmd); };

@@ -24,8 +24,10 @@ using Runner = std::function<int(const Context&)>;
 
 // Help of the --weights option (partition/weight_matrix.h).
 inline const char* WeightsHelp() {
-  return "format the weight matrices are held in: q8_0, q4_0, q4_k, q6_k, q4_k_m, f16 (rounded, held in 16 bits) "
-         "or f32 (default: as stored, a GGUF file's Q8_0/Q4_0/Q4_K/Q6_K/F16/BF16 matrices stay in their format)";
+  return "format the weight matrices are held in: q8_0, q4_0, q4_k, q6_k, q4_k_m, f16 (rounded, "
+         "held in 16 bits) "
+         "or f32 (default: as stored, a GGUF file's Q8_0/Q4_0/Q4_K/Q6_K/F16/BF16 matrices stay in "
+         "their format)";
 }
 
 Runner AddMakeModel(CLI::App& app);

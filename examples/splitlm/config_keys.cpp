@@ -6,7 +6,8 @@
 namespace splitlm::cli {
 
 Runner AddConfigKeys(CLI::App& app) {
-  auto* cmd = app.add_subcommand("config-keys", "print every configuration key as a Markdown table");
+  auto* cmd =
+      app.add_subcommand("config-keys", "print every configuration key as a Markdown table");
   auto check = std::make_shared<std::string>();
   cmd->add_option("--check", *check, "validate this TOML file instead")->check(CLI::ExistingFile);
   return [check](const Context& ctx) {

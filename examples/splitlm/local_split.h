@@ -19,9 +19,12 @@ class LocalSplit {
   // cut == L runs everything in the device stage. Throws Exception(kInvalidArgument) for
   // a cut out of range.
   LocalSplit(const partition::Model& model, int cut, transport::Codec codec)
-      : cut_(cut), layers_(model.config().num_layers), codec_(codec),
+      : cut_(cut),
+        layers_(model.config().num_layers),
+        codec_(codec),
         hidden_size_(model.config().hidden_size),
-        device_(partition::StageWeights::Load(model, partition::StageSpec::Device(model.config(), cut))),
+        device_(partition::StageWeights::Load(model,
+                                              partition::StageSpec::Device(model.config(), cut))),
         logits_(model.config().vocab_size) {
     if (cut < layers_) {
       cloud_ = std::make_unique<partition::Stage>(
@@ -52,16 +55,21 @@ class LocalSplit {
   // (cloud::VerifyDrafts), and both stages forget the rest. The verdict's
   // tokens are the kept drafts, then the next; `drafts` gets what was sent.
   cloud::Verdict Speculate(device::DraftRun& run, const std::vector<int32_t>& ids, int fed, int k,
-                           const partition::SamplingParams& sampling, std::vector<int32_t>* drafts) {
+                           const partition::SamplingParams& sampling,
+                           std::vector<int32_t>* drafts) {
     const int start = device_.position(), n = static_cast<int>(ids.size()) - fed;
     const auto t0 = std::chrono::steady_clock::now();
-    *drafts = run.Step(ids, fed, k, sampling, hidden_size_, [this](const int32_t* t, int count) {
-      step_rows_.resize(device_.OutputSize(count));
-      device_.Forward({t, nullptr, count}, step_rows_.data());
-      return step_rows_.data();
-    }, &hidden_);
+    *drafts = run.Step(
+        ids, fed, k, sampling, hidden_size_,
+        [this](const int32_t* t, int count) {
+          step_rows_.resize(device_.OutputSize(count));
+          device_.Forward({t, nullptr, count}, step_rows_.data());
+          return step_rows_.data();
+        },
+        &hidden_);
     const int d = static_cast<int>(drafts->size());
-    device_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    device_ms_ +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
     device_rows_ += n + d;
     wire_.resize(transport::EncodedSize(codec_, n + d, hidden_size_));
     transport::Encode(codec_, hidden_.data(), n + d, hidden_size_, wire_.data());
@@ -70,7 +78,8 @@ class LocalSplit {
     const int vocab = static_cast<int>(logits_.size());
     all_logits_.resize(static_cast<size_t>(n + d) * vocab);
     cloud_->Forward({nullptr, hidden_.data(), n + d, true}, all_logits_.data());
-    cloud::Verdict v = cloud::VerifyDrafts(&all_logits_[static_cast<size_t>(n - 1) * vocab], vocab, *drafts, sampling, start + n);
+    cloud::Verdict v = cloud::VerifyDrafts(&all_logits_[static_cast<size_t>(n - 1) * vocab], vocab,
+                                           *drafts, sampling, start + n);
     device_.Truncate(start + n + static_cast<int>(v.accepted));
     cloud_->Truncate(start + n + static_cast<int>(v.accepted));
     return v;

@@ -10,9 +10,9 @@
 #include <thread>
 
 #include "examples/splitlm/cli.h"
-#include "scheduler/flags.h"
 #include "partition/blas_check.h"
 #include "partition/kernels.h"
+#include "scheduler/flags.h"
 #include "transport/error.h"
 
 // `sim` and `bench-plan` run the device and the worker in one process, each
@@ -87,7 +87,8 @@ splitlm::cli::Context MakeContext(const GlobalFlags& flags) {
   ctx.log->set_pattern("[%H:%M:%S.%e] [%^%l%$] %v");
   ctx.threads = flags.threads;
   if (const char* shim = std::getenv("SPLITLM_SPM_SHIM")) ctx.tokenizer.spm_shim = shim;
-  ctx.isa = splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS");
+  ctx.isa =
+      splitlm::partition::kernels::Isa::Choose(std::getenv("SPLITLM_KERNELS"), "SPLITLM_KERNELS");
   at::set_num_threads(flags.threads);
   return ctx;
 }
@@ -96,9 +97,10 @@ splitlm::cli::Context MakeContext(const GlobalFlags& flags) {
 void CheckBlas(const splitlm::cli::Context& ctx) {
   const auto blas = splitlm::partition::DetectBlas();
   if (!blas.openblas) {
-    ctx.log->warn("*** LibTorch is using the reference BLAS ({}): ~20x slower than OpenBLAS. "
-                  "Install libopenblas0-openmp (cmake/bootstrap.sh does). ***",
-                  blas.library.empty() ? "unknown" : blas.library);
+    ctx.log->warn(
+        "*** LibTorch is using the reference BLAS ({}): ~20x slower than OpenBLAS. "
+        "Install libopenblas0-openmp (cmake/bootstrap.sh does). ***",
+        blas.library.empty() ? "unknown" : blas.library);
   } else {
     ctx.log->debug("blas={} config={} kernels={} threads={}", blas.library, blas.config,
                    ctx.isa.name(), ctx.threads);

@@ -4,7 +4,8 @@
 namespace splitlm::cli {
 
 Runner AddMakeModel(CLI::App& app) {
-  auto* cmd = app.add_subcommand("make-model", "write a deterministic random-weight model directory");
+  auto* cmd =
+      app.add_subcommand("make-model", "write a deterministic random-weight model directory");
   auto o = std::make_shared<partition::RandomModelOptions>();
   auto out = std::make_shared<std::string>();
   auto arch = std::make_shared<std::string>("llama");
@@ -23,9 +24,12 @@ Runner AddMakeModel(CLI::App& app) {
   cmd->add_option("--shards", o->shards, "number of safetensors shards (> 1 writes an index)")
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  cmd->add_option("--vocab", o->vocab, "override the preset's vocabulary size (e.g. 32000 for the Llama 2 tokenizer)")
+  cmd->add_option("--vocab", o->vocab,
+                  "override the preset's vocabulary size (e.g. 32000 for the Llama 2 tokenizer)")
       ->check(CLI::Range(1, 1 << 20));
-  cmd->add_option("--tokenizer", o->tokenizer, "tokenizer.json or tokenizer.model to copy into the directory (sets the vocabulary size and BOS/EOS ids)")
+  cmd->add_option("--tokenizer", o->tokenizer,
+                  "tokenizer.json or tokenizer.model to copy into the directory (sets the "
+                  "vocabulary size and BOS/EOS ids)")
       ->check(CLI::ExistingFile);
   return [=](const Context& ctx) {
     partition::RandomModelOptions opts = *o;

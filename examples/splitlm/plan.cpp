@@ -22,21 +22,28 @@ namespace splitlm::cli {
 namespace {
 
 scheduler::ComputeProfile ReadProfile(const std::string& path) {
-  return scheduler::ComputeProfile::FromJson(transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
+  return scheduler::ComputeProfile::FromJson(
+      transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
 }
 
 // The weights `profile` (from `origin`) was measured with.
-scheduler::WeightCost MeasuredWith(const partition::Model& model, const scheduler::ComputeProfile& profile,
+scheduler::WeightCost MeasuredWith(const partition::Model& model,
+                                   const scheduler::ComputeProfile& profile,
                                    const std::string& origin, double quant_compute_factor) {
   if (profile.weights != "gguf" && !partition::IsWeightFormat(profile.weights)) {
     throw Exception(Exception::kInvalidArgument, origin + ": weights \"" + profile.weights +
-                                                     "\" is not gguf or one of " + partition::WeightFormatList());
+                                                     "\" is not gguf or one of " +
+                                                     partition::WeightFormatList());
   }
-  return {partition::ModelWeightBytes(model, profile.weights == "gguf" ? "model" : profile.weights), quant_compute_factor};
+  return {partition::ModelWeightBytes(model, profile.weights == "gguf" ? "model" : profile.weights),
+          quant_compute_factor};
 }
 
 nlohmann::json WeightsJson(const partition::WeightBytes& w) {
-  return {{"format", w.format}, {"layer_bytes", w.layers}, {"embed_bytes", w.embed}, {"head_bytes", w.head_read},
+  return {{"format", w.format},
+          {"layer_bytes", w.layers},
+          {"embed_bytes", w.embed},
+          {"head_bytes", w.head_read},
           {"tensor_types", w.tensor_types}};
 }
 
@@ -54,19 +61,26 @@ struct PlanArgs {
 void AddPlanFlags(CLI::App* cmd, PlanArgs* args) {
   cmd->add_option("--model", args->model, "model directory or .gguf file");
   cmd->add_option("--device-weights", args->device_weights,
-                  "weight format the device holds: model (its own), f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m")
+                  "weight format the device holds: model (its own), f32, f16, bf16, q8_0, q4_0, "
+                  "q4_k, q6_k, q4_k_m")
       ->check(scheduler::flags::Schema("scheduler.device_weights"));
-  cmd->add_option("--cloud-weights", args->cloud_weights, "weight format the cloud holds, as --device-weights")
+  cmd->add_option("--cloud-weights", args->cloud_weights,
+                  "weight format the cloud holds, as --device-weights")
       ->check(scheduler::flags::Schema("scheduler.cloud_weights"));
-  cmd->add_option("--config", args->config, "TOML configuration ([scheduler], [link], [power])")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--config", args->config, "TOML configuration ([scheduler], [link], [power])")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_flag("--json", args->json, "one JSON line");
   cmd->add_option("--speculate", args->speculate,
-                  "plan speculative decoding with this drafter (as splitlm-device --speculate, e.g. prompt-lookup:8; "
+                  "plan speculative decoding with this drafter (as splitlm-device --speculate, "
+                  "e.g. prompt-lookup:8; "
                   "default device.speculate)");
   cmd->add_option("--acceptance", args->acceptance,
-                  "per-position draft acceptance rate to plan with (default scheduler.acceptance, else the drafter's prior)")
+                  "per-position draft acceptance rate to plan with (default scheduler.acceptance, "
+                  "else the drafter's prior)")
       ->check(scheduler::flags::Schema("scheduler.acceptance"));
-  cmd->add_option("--draft-step-ms", args->draft_ms, "a draft model's decode step on the device, ms per draft token")
+  cmd->add_option("--draft-step-ms", args->draft_ms,
+                  "a draft model's decode step on the device, ms per draft token")
       ->check(scheduler::flags::Schema("scheduler.draft_step_ms"));
 }
 
@@ -80,8 +94,9 @@ struct ProfileFiles {
 // The device profile (measured now, or loaded from / cached in
 // scheduler.device_profile) and the cloud's (scheduler.cloud_profile, else the
 // device's divided by scheduler.cloud_speedup).
-ProfileFiles LoadProfiles(const scheduler::Config& cfg, const partition::Model& model, const Context& ctx,
-                          scheduler::PlanInputs& in, double* usd_per_hour, std::string* codec) {
+ProfileFiles LoadProfiles(const scheduler::Config& cfg, const partition::Model& model,
+                          const Context& ctx, scheduler::PlanInputs& in, double* usd_per_hour,
+                          std::string* codec) {
   using scheduler::FillFromConfig;
   ProfileFiles files;
   double speedup = 1;
@@ -104,13 +119,17 @@ ProfileFiles LoadProfiles(const scheduler::Config& cfg, const partition::Model& 
     in.cloud = ReadProfile(files.cloud);
   } else {
     in.cloud = in.device;
-    for (auto& row : in.cloud.layer_decode_us) for (double& v : row) v /= speedup;
-    for (auto& row : in.cloud.layer_prefill_us) for (double& v : row) v /= speedup;
+    for (auto& row : in.cloud.layer_decode_us)
+      for (double& v : row) v /= speedup;
+    for (auto& row : in.cloud.layer_prefill_us)
+      for (double& v : row) v /= speedup;
     in.cloud.head_decode_us /= speedup;
   }
-  if (in.device.model_fingerprint != model.fingerprint() || in.cloud.model_fingerprint != model.fingerprint()) {
-    throw Exception(Exception::kInvalidArgument,
-                    "a profile was measured on another model (fingerprint differs): re-run splitlm profile");
+  if (in.device.model_fingerprint != model.fingerprint() ||
+      in.cloud.model_fingerprint != model.fingerprint()) {
+    throw Exception(
+        Exception::kInvalidArgument,
+        "a profile was measured on another model (fingerprint differs): re-run splitlm profile");
   }
   return files;
 }
@@ -124,8 +143,9 @@ struct PlanWeights {
 };
 
 // Re-expresses the profiles in `in` for the weight format each side holds.
-PlanWeights RetargetToWeights(const scheduler::Config& cfg, const PlanArgs& args, const partition::Model& model,
-                              const ProfileFiles& files, scheduler::PlanInputs& in) {
+PlanWeights RetargetToWeights(const scheduler::Config& cfg, const PlanArgs& args,
+                              const partition::Model& model, const ProfileFiles& files,
+                              scheduler::PlanInputs& in) {
   using scheduler::FillFromConfig;
   std::string device_format = "model", cloud_format = "model";
   double quant_compute_factor = 1;
@@ -148,7 +168,8 @@ PlanWeights RetargetToWeights(const scheduler::Config& cfg, const PlanArgs& args
 }
 
 // The drafter to plan with: --speculate, else device.speculate.
-void ApplySpeculation(const scheduler::Config& cfg, const PlanArgs& args, scheduler::PlanInputs& in) {
+void ApplySpeculation(const scheduler::Config& cfg, const PlanArgs& args,
+                      scheduler::PlanInputs& in) {
   std::string speculate_text = "off";
   scheduler::FillFromConfig(cfg, "device.speculate", !args.speculate.empty(), speculate_text);
   if (!args.speculate.empty()) speculate_text = args.speculate;
@@ -164,13 +185,15 @@ void ApplySpeculation(const scheduler::Config& cfg, const PlanArgs& args, schedu
   if (args.acceptance >= 0) in.speculation.acceptance = args.acceptance;
   if (args.draft_ms >= 0) in.speculation.draft_model_us = args.draft_ms * 1e3;
   if (*kind == scheduler::DrafterKind::kDraftModel && in.speculation.draft_model_us <= 0) {
-    throw Exception(Exception::kInvalidArgument,
-                    "--speculate " + speculate_text +
-                        ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
+    throw Exception(
+        Exception::kInvalidArgument,
+        "--speculate " + speculate_text +
+            ": give the draft model's step time (--draft-step-ms or scheduler.draft_step_ms)");
   }
 }
 
-void PrintPlan(const scheduler::Plan& plan, const scheduler::PlanInputs& in, const PlanWeights& weights, bool json) {
+void PrintPlan(const scheduler::Plan& plan, const scheduler::PlanInputs& in,
+               const PlanWeights& weights, bool json) {
   if (json) {
     auto j = nlohmann::json::parse(scheduler::PlanJson(plan, in.objective));
     j["device_weights"] = WeightsJson(weights.device.bytes);
@@ -191,7 +214,8 @@ int RunPlan(const PlanArgs& args, const Context& ctx) {
   const auto cfg = scheduler::Config::Load(args.config);
   std::string model_dir = args.model;
   scheduler::FillFromConfig(cfg, "model.dir", !args.model.empty(), model_dir);
-  if (model_dir.empty()) throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir");
+  if (model_dir.empty())
+    throw Exception(Exception::kInvalidArgument, "no model: pass --model DIR or set model.dir");
   auto model = partition::Model::Open(model_dir, "", ctx.isa);
   const auto& config = model->config();
 
@@ -203,8 +227,8 @@ int RunPlan(const PlanArgs& args, const Context& ctx) {
   in.cloud_usd_per_s = usd_per_hour / 3600.0;
   scheduler::ApplyPlanConfig(cfg, in);
   in.workload.max_context = config.max_context;
-  in.workload.activation_bytes =
-      static_cast<int>(transport::EncodedSize(*transport::ParseCodec(codec), 1, config.hidden_size));
+  in.workload.activation_bytes = static_cast<int>(
+      transport::EncodedSize(*transport::ParseCodec(codec), 1, config.hidden_size));
   ApplySpeculation(cfg, args, in);
 
   const auto plan = scheduler::ChooseCut(in);
@@ -215,7 +239,8 @@ int RunPlan(const PlanArgs& args, const Context& ctx) {
 }  // namespace
 
 Runner AddProfile(CLI::App& app) {
-  auto* cmd = app.add_subcommand("profile", "time every layer on this machine and write a profile file");
+  auto* cmd =
+      app.add_subcommand("profile", "time every layer on this machine and write a profile file");
   auto dir = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   cmd->add_option("--model", *dir, "model directory or .gguf file")->required();
@@ -236,7 +261,8 @@ Runner AddProfile(CLI::App& app) {
 }
 
 Runner AddPlan(CLI::App& app) {
-  auto* cmd = app.add_subcommand("plan", "predict every cut and choose one (objective and constraints from --config)");
+  auto* cmd = app.add_subcommand(
+      "plan", "predict every cut and choose one (objective and constraints from --config)");
   auto args = std::make_shared<PlanArgs>();
   AddPlanFlags(cmd, args.get());
   return [args](const Context& ctx) { return RunPlan(*args, ctx); };

@@ -1,7 +1,7 @@
 #include <cstdio>
 
-#include "examples/splitlm/cli.h"
 #include <filesystem>
+#include "examples/splitlm/cli.h"
 
 #include "partition/gguf_quantize.h"
 #include "partition/hf_to_gguf.h"
@@ -10,27 +10,32 @@
 namespace splitlm::cli {
 
 Runner AddQuantize(CLI::App& app) {
-  auto* cmd = app.add_subcommand("quantize", "write a GGUF model file with quantised weights (as llama-quantize)");
+  auto* cmd = app.add_subcommand(
+      "quantize", "write a GGUF model file with quantised weights (as llama-quantize)");
   auto model = std::make_shared<std::string>();
   auto type = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   auto order = std::make_shared<std::string>("source");
-  cmd->add_option("--model", *model,
-                  "source: a Hugging Face model directory, or a GGUF file with F32, F16 or BF16 weights")
+  cmd->add_option(
+         "--model", *model,
+         "source: a Hugging Face model directory, or a GGUF file with F32, F16 or BF16 weights")
       ->required();
   cmd->add_option("--type", *type, "q8_0, q4_0, q4_k_m, f16, bf16 or f32")
       ->required()
       ->check(CLI::IsMember(partition::QuantizeTargetNames()));
-  cmd->add_option("--out", *out, "the GGUF file to write (replaced only when complete)")->required();
-  cmd->add_option("--tensor-order", *order,
-                  "source (keep the source's order) or llama (llama-quantize's order: the file is then "
-                  "byte for byte what llama-quantize writes)")
+  cmd->add_option("--out", *out, "the GGUF file to write (replaced only when complete)")
+      ->required();
+  cmd->add_option(
+         "--tensor-order", *order,
+         "source (keep the source's order) or llama (llama-quantize's order: the file is then "
+         "byte for byte what llama-quantize writes)")
       ->check(CLI::IsMember({"source", "llama"}))
       ->capture_default_str();
   return [=](const Context& ctx) {
     partition::QuantizeOptions opts;
     opts.target = *partition::ParseQuantizeTarget(*type);
-    opts.order = *order == "llama" ? partition::TensorOrder::kLlamaCpp : partition::TensorOrder::kSource;
+    opts.order =
+        *order == "llama" ? partition::TensorOrder::kLlamaCpp : partition::TensorOrder::kSource;
     int last = -1;
     opts.progress = [&](uint64_t done, uint64_t total) {
       const int pct = static_cast<int>(100 * done / std::max<uint64_t>(total, 1));
@@ -46,9 +51,11 @@ Runner AddQuantize(CLI::App& app) {
       converted = *type == "f32" ? *out : *out + ".f32-source.tmp";
       partition::ConvertOptions co;
       co.progress = [&](int done, int total) {
-        if (done == total || done % 64 == 0) ctx.log->info("convert: {} of {} tensors", done, total);
+        if (done == total || done % 64 == 0)
+          ctx.log->info("convert: {} of {} tensors", done, total);
       };
-      for (const auto& note : partition::ConvertToGguf(*hf, converted, co)) ctx.log->warn("{}", note);
+      for (const auto& note : partition::ConvertToGguf(*hf, converted, co))
+        ctx.log->warn("{}", note);
       if (*type == "f32") {
         ctx.log->info("wrote {} (f32) from {}", *out, *model);
         return 0;

@@ -56,15 +56,21 @@ void PrintTable(const partition::SequenceScore& s) {
 }  // namespace
 
 Runner AddScore(CLI::App& app) {
-  auto* cmd = app.add_subcommand("score", "score a token sequence teacher-forced (argmax, margin, log-prob, perplexity)");
+  auto* cmd = app.add_subcommand(
+      "score", "score a token sequence teacher-forced (argmax, margin, log-prob, perplexity)");
   auto a = std::make_shared<ScoreArgs>();
   cmd->add_option("--model", a->model, "model directory or .gguf file")->required();
-  cmd->add_option("--weights", a->weights, WeightsHelp())->check(scheduler::flags::Schema("model.weights"));
-  cmd->add_option("--cut", a->cut, "run layers [0,K) and [K,L) as two stages (same numbers bit for bit)");
-  auto* p = cmd->add_option("--prompt", a->prompt, "text to score (needs a tokenizer; BOS is prepended)");
+  cmd->add_option("--weights", a->weights, WeightsHelp())
+      ->check(scheduler::flags::Schema("model.weights"));
+  cmd->add_option("--cut", a->cut,
+                  "run layers [0,K) and [K,L) as two stages (same numbers bit for bit)");
+  auto* p =
+      cmd->add_option("--prompt", a->prompt, "text to score (needs a tokenizer; BOS is prepended)");
   auto* pi = cmd->add_option("--prompt-ids", a->prompt_ids, "token ids to score, e.g. \"1 2 3\"");
   p->excludes(pi);
-  cmd->add_option("--tokenizer", a->tokenizer, "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
+  cmd->add_option(
+      "--tokenizer", a->tokenizer,
+      "tokenizer.json, tokenizer.model, .gguf or a directory (default: the model's own)");
   cmd->add_flag("--json", a->json, "one JSON object per position, then {\"perplexity\": x}");
 
   return [a](const Context& ctx) {

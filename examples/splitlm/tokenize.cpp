@@ -27,7 +27,8 @@ void AppendIds(const std::vector<int32_t>& ids, char sep, std::string& out) {
   }
 }
 
-std::vector<int32_t> EncodeWithBos(const partition::Tokenizer& tok, const std::string& text, bool bos) {
+std::vector<int32_t> EncodeWithBos(const partition::Tokenizer& tok, const std::string& text,
+                                   bool bos) {
   std::vector<int32_t> ids = tok.Encode(text);
   if (bos && tok.add_bos() && tok.bos_id()) ids.insert(ids.begin(), *tok.bos_id());
   return ids;
@@ -55,7 +56,8 @@ size_t TokenizeJsonl(const partition::Tokenizer& tok, const TokenizeArgs& a, std
       j = nullptr;
     }
     if (!j.is_string())
-      throw Exception(Exception::kInvalidArgument, a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
+      throw Exception(Exception::kInvalidArgument,
+                      a.jsonl + ":" + std::to_string(n) + ": not a JSON string");
     const std::string& text = j.get_ref<const std::string&>();
     std::vector<int32_t> ids;
     try {
@@ -76,16 +78,22 @@ size_t TokenizeJsonl(const partition::Tokenizer& tok, const TokenizeArgs& a, std
 Runner AddTokenize(CLI::App& app) {
   auto* cmd = app.add_subcommand("tokenize", "print the token ids of a text (no BOS unless --bos)");
   auto a = std::make_shared<TokenizeArgs>();
-  cmd->add_option("--tokenizer", a->tokenizer, "model directory, tokenizer.json, tokenizer.model or .gguf")->required();
-  auto* text = cmd->add_option("--text", a->text, "the text; prints its ids space-separated on one line");
-  auto* file = cmd->add_option("--text-file", a->text_file, "a file whose whole content is the text (as --text)");
-  auto* jsonl = cmd->add_option("--jsonl", a->jsonl, "one JSON string per line; prints one JSON array of ids per line");
+  cmd->add_option("--tokenizer", a->tokenizer,
+                  "model directory, tokenizer.json, tokenizer.model or .gguf")
+      ->required();
+  auto* text =
+      cmd->add_option("--text", a->text, "the text; prints its ids space-separated on one line");
+  auto* file = cmd->add_option("--text-file", a->text_file,
+                               "a file whose whole content is the text (as --text)");
+  auto* jsonl = cmd->add_option("--jsonl", a->jsonl,
+                                "one JSON string per line; prints one JSON array of ids per line");
   text->excludes(file)->excludes(jsonl);
   file->excludes(jsonl);
   cmd->add_flag("--bos", a->bos, "start with BOS where the tokenizer adds one");
   return [a, text, file, jsonl](const Context& ctx) {
     if (text->count() + file->count() + jsonl->count() == 0) {
-      throw Exception(Exception::kInvalidArgument, "tokenize: give --text TEXT, --text-file FILE or --jsonl FILE");
+      throw Exception(Exception::kInvalidArgument,
+                      "tokenize: give --text TEXT, --text-file FILE or --jsonl FILE");
     }
     auto tok = partition::Tokenizer::Open(a->tokenizer, ctx.tokenizer);
     ctx.log->debug("tokenizer {}", tok->description());
@@ -100,8 +108,10 @@ Runner AddTokenize(CLI::App& app) {
       out.push_back('\n');
       bytes = t.size();
     }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    ctx.log->debug("encoded {} bytes in {:.3f} s: {:.2f} MB/s", bytes, s, bytes / 1e6 / std::max(s, 1e-9));
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    ctx.log->debug("encoded {} bytes in {:.3f} s: {:.2f} MB/s", bytes, s,
+                   bytes / 1e6 / std::max(s, 1e-9));
     std::fwrite(out.data(), 1, out.size(), stdout);
     return std::fflush(stdout) == 0 ? 0 : 1;
   };
@@ -112,13 +122,17 @@ Runner AddDetokenize(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto ids = std::make_shared<std::string>();
   auto jsonl = std::make_shared<std::string>();
-  cmd->add_option("--tokenizer", *path, "model directory, tokenizer.json, tokenizer.model or .gguf")->required();
-  auto* ids_opt = cmd->add_option("--ids", *ids, "token ids, \"1 2 3\" or \"1,2,3\"; prints the text and a newline");
-  auto* jsonl_opt = cmd->add_option("--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
+  cmd->add_option("--tokenizer", *path, "model directory, tokenizer.json, tokenizer.model or .gguf")
+      ->required();
+  auto* ids_opt = cmd->add_option(
+      "--ids", *ids, "token ids, \"1 2 3\" or \"1,2,3\"; prints the text and a newline");
+  auto* jsonl_opt = cmd->add_option(
+      "--jsonl", *jsonl, "one JSON array of ids per line; prints one JSON string per line");
   ids_opt->excludes(jsonl_opt);
   return [path, ids, jsonl, ids_opt, jsonl_opt](const Context& ctx) {
     if (ids_opt->count() + jsonl_opt->count() == 0)
-      throw Exception(Exception::kInvalidArgument, "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
+      throw Exception(Exception::kInvalidArgument,
+                      "detokenize: give --ids \"1 2 3\" or --jsonl FILE");
     auto tok = partition::Tokenizer::Open(*path, ctx.tokenizer);
     std::string out;
     if (ids_opt->count() > 0) {
@@ -131,7 +145,8 @@ Runner AddDetokenize(CLI::App& app) {
         const std::string where = *jsonl + ":" + std::to_string(n) + ": ";
         nlohmann::json j = nlohmann::json::parse(line, nullptr, false);
         std::vector<int32_t> v;
-        if (!j.is_array()) throw Exception(Exception::kInvalidArgument, where + "not a JSON array of token ids");
+        if (!j.is_array())
+          throw Exception(Exception::kInvalidArgument, where + "not a JSON array of token ids");
         for (const auto& x : j) {
           if (!x.is_number_integer() || x.get<int64_t>() < 0 || x.get<int64_t>() > INT32_MAX) {
             throw Exception(Exception::kInvalidArgument, where + "not a JSON array of token ids");

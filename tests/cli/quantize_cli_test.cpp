@@ -34,9 +34,10 @@ class QuantizeCliTest : public ::testing::Test {
     if (!shared) GTEST_SKIP() << "../shared (with gguf/) not found: set SPLITLM_SHARED";
     gguf_ = *shared + "/gguf/";
   }
-  testing::CommandResult Quantize(const std::string& type, const std::string& out, const std::string& extra = "") {
-    return RunCommand(BinPath("splitlm") + " --log-level warn quantize --model " + gguf_ + "synthk-f32.gguf --type " +
-                      type + " --out " + out + " " + extra);
+  testing::CommandResult Quantize(const std::string& type, const std::string& out,
+                                  const std::string& extra = "") {
+    return RunCommand(BinPath("splitlm") + " --log-level warn quantize --model " + gguf_ +
+                      "synthk-f32.gguf --type " + type + " --out " + out + " " + extra);
   }
   std::string gguf_;
   TempDir dir_;
@@ -47,7 +48,8 @@ TEST_F(QuantizeCliTest, Q8_0AndQ4_0FilesAreLlamaQuantizesByteForByte) {
     const std::string out = dir_.Sub(std::string(type) + ".gguf");
     auto r = Quantize(type, out, "--tensor-order llama");
     ASSERT_EQ(0, r.exit_code) << r.err;
-    EXPECT_TRUE(ReadAll(gguf_ + "synthk-" + type + ".gguf") == ReadAll(out)) << type << ": the files differ";
+    EXPECT_TRUE(ReadAll(gguf_ + "synthk-" + type + ".gguf") == ReadAll(out))
+        << type << ": the files differ";
   }
 }
 
@@ -93,11 +95,13 @@ TEST_F(QuantizeCliTest, BadInputFailsClearlyAndWritesNothing) {
   auto r = Quantize("q5_1", out);
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find("--type")) << r.err;
-  r = RunCommand(BinPath("splitlm") + " quantize --model " + dir_.Sub("missing.gguf") + " --type q8_0 --out " + out);
+  r = RunCommand(BinPath("splitlm") + " quantize --model " + dir_.Sub("missing.gguf") +
+                 " --type q8_0 --out " + out);
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find(dir_.Sub("missing.gguf"))) << r.err;
   // A quantised source is refused (re-quantising loses precision).
-  r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ + "synthk-q8_0.gguf --type q4_0 --out " + out);
+  r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ +
+                 "synthk-q8_0.gguf --type q4_0 --out " + out);
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find("needs an F32, F16 or BF16 source")) << r.err;
   EXPECT_TRUE(std::filesystem::is_empty(dir_.path()));
@@ -107,17 +111,21 @@ TEST_F(QuantizeCliTest, RowsThatAreNoWholeBlockKeepTheirTypeWithAWarning) {
   // stories260K: hidden 64 (no Q4_K block: llama.cpp falls back to Q5_0,
   // which splitlm does not write), feed-forward 172 (no Q4_0 block: llama-quantize stops).
   const std::string out = dir_.Sub("q4_0.gguf");
-  auto r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ + "stories260K-f32.gguf --type q4_0 --out " + out);
+  auto r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ +
+                      "stories260K-f32.gguf --type q4_0 --out " + out);
   ASSERT_EQ(0, r.exit_code) << r.err;
-  EXPECT_NE(std::string::npos,
-            r.err.find("tensor \"blk.0.ffn_down.weight\" stays F32: row length 172 is not a multiple of the Q4_0 block"))
+  EXPECT_NE(std::string::npos, r.err.find("tensor \"blk.0.ffn_down.weight\" stays F32: row length "
+                                          "172 is not a multiple of the Q4_0 block"))
       << r.err;
   const auto mine = partition::GgufFile::Open(out);
   EXPECT_EQ(0u, mine->FindTensor("blk.0.ffn_down.weight")->type);
   EXPECT_EQ(2u, mine->FindTensor("blk.0.ffn_up.weight")->type);
-  r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ + "stories260K-f32.gguf --type q4_k_m --out " + out);
+  r = RunCommand(BinPath("splitlm") + " quantize --model " + gguf_ +
+                 "stories260K-f32.gguf --type q4_k_m --out " + out);
   ASSERT_EQ(0, r.exit_code) << r.err;
-  EXPECT_NE(std::string::npos, r.err.find("llama-quantize would make it Q5_0, a type splitlm does not write")) << r.err;
+  EXPECT_NE(std::string::npos,
+            r.err.find("llama-quantize would make it Q5_0, a type splitlm does not write"))
+      << r.err;
 }
 
 // Needs no ../shared: a generated Hugging Face directory is converted, then
@@ -138,7 +146,8 @@ TEST(QuantizeDirectoryCli, ADirectoryBecomesAGgufThatGeneratesItsTokens) {
     auto q = RunCommand(splitlm + "quantize --model " + hf + " --type " + type + " --out " + out);
     ASSERT_EQ(0, q.exit_code) << q.err;
     const int64_t file_type = partition::GgufFile::Open(out)->Find("general.file_type")->integer;
-    EXPECT_EQ(std::string(type) == "f32", file_type == 0) << type << ": general.file_type " << file_type;
+    EXPECT_EQ(std::string(type) == "f32", file_type == 0)
+        << type << ": general.file_type " << file_type;
     for (int cut : {0, 1, 2}) {
       const std::string tokens = generate(out, cut);
       EXPECT_EQ(generate(out, 4), tokens) << type << " at cut " << cut;
@@ -148,7 +157,8 @@ TEST(QuantizeDirectoryCli, ADirectoryBecomesAGgufThatGeneratesItsTokens) {
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
     EXPECT_EQ(std::string::npos, entry.path().string().find(".tmp")) << entry.path();
   }
-  auto bad = RunCommand(splitlm + "quantize --model " + dir.Sub("missing") + " --type q8_0 --out " + dir.Sub("x.gguf"));
+  auto bad = RunCommand(splitlm + "quantize --model " + dir.Sub("missing") + " --type q8_0 --out " +
+                        dir.Sub("x.gguf"));
   EXPECT_NE(0, bad.exit_code);
   EXPECT_NE(std::string::npos, bad.err.find("missing")) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.Sub("x.gguf")));
@@ -158,7 +168,8 @@ TEST(QuantEvalCli, PrintsOneRowPerFormatAfterTheReferenceAndRefusesBadInput) {
   TempDir dir;
   const std::string hf = testing::MakeModel(dir.Sub("hf"));
   const std::string splitlm = BinPath("splitlm") + " --log-level warn ";
-  auto r = RunCommand(splitlm + "quant-eval --model " + hf + " --types f16,q8_0 --tokens 40 --sequence-length 12 --json");
+  auto r = RunCommand(splitlm + "quant-eval --model " + hf +
+                      " --types f16,q8_0 --tokens 40 --sequence-length 12 --json");
   ASSERT_EQ(0, r.exit_code) << r.err;
   std::vector<nlohmann::json> rows;
   std::istringstream lines(r.out);
@@ -174,10 +185,13 @@ TEST(QuantEvalCli, PrintsOneRowPerFormatAfterTheReferenceAndRefusesBadInput) {
   auto bad = RunCommand(splitlm + "quant-eval --model " + hf + " --types q8_0,q9");
   EXPECT_NE(0, bad.exit_code);
   EXPECT_NE(std::string::npos, bad.err.find("unknown format \"q9\"")) << bad.err;
-  ASSERT_EQ(0, RunCommand(splitlm + "quantize --model " + hf + " --type q8_0 --out " + dir.Sub("q8.gguf")).exit_code);
+  ASSERT_EQ(
+      0, RunCommand(splitlm + "quantize --model " + hf + " --type q8_0 --out " + dir.Sub("q8.gguf"))
+             .exit_code);
   auto quantised = RunCommand(splitlm + "quant-eval --model " + dir.Sub("q8.gguf") + " --tokens 8");
   EXPECT_NE(0, quantised.exit_code);
-  EXPECT_NE(std::string::npos, quantised.err.find("the reference must be F32, F16 or BF16")) << quantised.err;
+  EXPECT_NE(std::string::npos, quantised.err.find("the reference must be F32, F16 or BF16"))
+      << quantised.err;
 }
 
 }  // namespace

@@ -14,7 +14,8 @@ using testing::RunCommand;
 
 TEST(ResidentCli, ReportsADeviceStagesMemory) {
   REQUIRE_SHARED(gguf, "gguf/stories260K-f32.gguf");
-  auto r = RunCommand(BinPath("splitlm") + " --log-level warn resident --model " + gguf + " --cut 2 --steps 2 --json");
+  auto r = RunCommand(BinPath("splitlm") + " --log-level warn resident --model " + gguf +
+                      " --cut 2 --steps 2 --json");
   ASSERT_EQ(0, r.exit_code) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(2, j["cut"]);

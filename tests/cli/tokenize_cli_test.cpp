@@ -18,7 +18,9 @@ using testing::BinPath;
 using testing::RunCommand;
 using testing::TempDir;
 
-testing::CommandResult Splitlm(const std::string& args) { return RunCommand(BinPath("splitlm") + " " + args); }
+testing::CommandResult Splitlm(const std::string& args) {
+  return RunCommand(BinPath("splitlm") + " " + args);
+}
 
 void ExpectFailure(const std::string& args, const std::string& message) {
   auto r = Splitlm(args);
@@ -34,7 +36,8 @@ TEST(TokenizeCli, TextIdsAndBack) {
   EXPECT_EQ("9906 1917\n", r.out);
   r = Splitlm("tokenize --tokenizer " + llama3 + " --text 'Hello world' --bos");
   EXPECT_EQ("128000 9906 1917\n", r.out);
-  r = Splitlm("tokenize --tokenizer " + qwen3 + " --text ' Hello World!' --bos");  // Qwen has no BOS
+  r = Splitlm("tokenize --tokenizer " + qwen3 +
+              " --text ' Hello World!' --bos");  // Qwen has no BOS
   EXPECT_EQ("21927 4337 0\n", r.out);
   r = Splitlm("detokenize --tokenizer " + llama3 + " --ids '128000 9906 1917'");
   ASSERT_EQ(0, r.exit_code) << r.err;
@@ -53,7 +56,8 @@ TEST(TokenizeCli, JsonlKeepsTheOrderAndNamesABadLine) {
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ("\"Hello world\"\n\"\"\n\" Hello World!\"\n", r.out);
   std::ofstream(dir.Sub("bad.jsonl")) << "\"fine\"\n42\n";
-  ExpectFailure("tokenize --tokenizer " + gguf + " --jsonl " + dir.Sub("bad.jsonl"), dir.Sub("bad.jsonl") + ":2: not a JSON string");
+  ExpectFailure("tokenize --tokenizer " + gguf + " --jsonl " + dir.Sub("bad.jsonl"),
+                dir.Sub("bad.jsonl") + ":2: not a JSON string");
   std::ofstream(dir.Sub("badids.jsonl")) << "[1]\n[1, \"x\"]\n";
   ExpectFailure("detokenize --tokenizer " + gguf + " --jsonl " + dir.Sub("badids.jsonl"),
                 dir.Sub("badids.jsonl") + ":2: not a JSON array of token ids");
@@ -62,12 +66,17 @@ TEST(TokenizeCli, JsonlKeepsTheOrderAndNamesABadLine) {
 TEST(TokenizeCli, BadInputsGiveClearErrors) {
   REQUIRE_SHARED(spm, "tokenizers/llama2/tokenizer.model");
   TempDir dir;
-  ExpectFailure("tokenize --tokenizer /nonexistent --text hi", "/nonexistent: tokenizer file not found");
-  ExpectFailure("tokenize --tokenizer " + spm, "give --text TEXT, --text-file FILE or --jsonl FILE");
-  ExpectFailure("tokenize --tokenizer " + spm + " --jsonl " + dir.Sub("none.jsonl"), "none.jsonl: cannot read the file");
-  ExpectFailure("detokenize --tokenizer " + spm + " --ids '1 32000'", "token id 32000 is outside the tokenizer's 32000");
+  ExpectFailure("tokenize --tokenizer /nonexistent --text hi",
+                "/nonexistent: tokenizer file not found");
+  ExpectFailure("tokenize --tokenizer " + spm,
+                "give --text TEXT, --text-file FILE or --jsonl FILE");
+  ExpectFailure("tokenize --tokenizer " + spm + " --jsonl " + dir.Sub("none.jsonl"),
+                "none.jsonl: cannot read the file");
+  ExpectFailure("detokenize --tokenizer " + spm + " --ids '1 32000'",
+                "token id 32000 is outside the tokenizer's 32000");
   ExpectFailure("detokenize --tokenizer " + spm + " --ids '1 x'", "bad token id \"x\"");
-  ExpectFailure("tokenize --tokenizer " + dir.path() + " --text hi", "without tokenizer.model or tokenizer.json");
+  ExpectFailure("tokenize --tokenizer " + dir.path() + " --text hi",
+                "without tokenizer.model or tokenizer.json");
 }
 
 TEST(TokenizeCli, MakeModelTakesATokenizerJson) {
@@ -75,7 +84,8 @@ TEST(TokenizeCli, MakeModelTakesATokenizerJson) {
   REQUIRE_SHARED(gguf, "gguf/ggml-vocab-qwen2.gguf");
   TempDir dir;
   const std::string m = dir.Sub("m");
-  auto r = Splitlm("make-model --preset tiny --seed 3 --out " + m + " --tokenizer " + llama3 + " --log-level warn");
+  auto r = Splitlm("make-model --preset tiny --seed 3 --out " + m + " --tokenizer " + llama3 +
+                   " --log-level warn");
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_TRUE(std::filesystem::exists(m + "/tokenizer.json"));
   EXPECT_TRUE(std::filesystem::exists(m + "/tokenizer_config.json"));
@@ -85,7 +95,8 @@ TEST(TokenizeCli, MakeModelTakesATokenizerJson) {
   EXPECT_EQ(128000, c.at("bos_token_id").get<int>());
   EXPECT_EQ(128001, c.at("eos_token_id").get<int>());
   // The directory's own tokenizer turns text into a prompt, BOS first.
-  r = Splitlm("generate --model " + m + " --prompt 'Hello world' --max-tokens 3 --print-ids --ignore-eos --log-level warn");
+  r = Splitlm("generate --model " + m +
+              " --prompt 'Hello world' --max-tokens 3 --print-ids --ignore-eos --log-level warn");
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(0u, r.out.rfind("128000 9906 1917 ", 0)) << r.out;
   ExpectFailure("make-model --preset tiny --out " + dir.Sub("x") + " --tokenizer " + gguf,

@@ -39,7 +39,8 @@ class FreezeAt final : public splitlm::cloud::WorkerHook {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"splitlm-fault-worker: a test worker that freezes at a chosen Forward for the test to kill"};
+  CLI::App app{
+      "splitlm-fault-worker: a test worker that freezes at a chosen Forward for the test to kill"};
   std::string model_dir;
   int threads = 1;
   uint64_t freeze_at = 0;
@@ -48,7 +49,8 @@ int main(int argc, char** argv) {
   app.add_option("--bind", o.server.bind, "ZeroMQ endpoint")->capture_default_str();
   app.add_option("--min-cut", o.min_cut, "lowest cut served")->capture_default_str();
   app.add_option("--threads", threads, "compute threads")->capture_default_str();
-  app.add_option("--freeze-at", freeze_at, "stop (SIGSTOP) on this Forward, before answering it (0 = never)")
+  app.add_option("--freeze-at", freeze_at,
+                 "stop (SIGSTOP) on this Forward, before answering it (0 = never)")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 

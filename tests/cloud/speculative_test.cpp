@@ -72,7 +72,8 @@ class SpeculativeTest : public ::testing::Test {
   }
   void TearDown() override { StopWorker(); }
   int layers() const { return model_->config().num_layers; }
-  device::AgentOptions Options(int cut, std::shared_ptr<const device::Drafter> drafter, int max_drafts) {
+  device::AgentOptions Options(int cut, std::shared_ptr<const device::Drafter> drafter,
+                               int max_drafts) {
     device::AgentOptions o;
     o.cut = cut;
     o.fallback = device::Fallback::kFail;  // any failure would show
@@ -103,7 +104,8 @@ class SpeculativeTest : public ::testing::Test {
     other.seed = 7;
     return {{"early-exit", std::make_shared<device::EarlyExitDrafter>(*model_)},
             {"draft:self", std::make_shared<device::DraftModelDrafter>(model_->dir(), *model_)},
-            {"draft:other", std::make_shared<device::DraftModelDrafter>(testing::MakeModel(dir_.Sub("other"), other), *model_)}};
+            {"draft:other", std::make_shared<device::DraftModelDrafter>(
+                                testing::MakeModel(dir_.Sub("other"), other), *model_)}};
   }
   std::vector<int32_t> Concat(std::vector<int32_t> a, const std::vector<int32_t>& b) {
     a.insert(a.end(), b.begin(), b.end());
@@ -162,7 +164,8 @@ TEST_F(SpeculativeTest, GreedyTokensEqualALocalRunAtEveryCutForEveryDrafterAndK)
         const auto got = Run(Options(cut, d.drafter, k), req);
         EXPECT_EQ(want, got.tokens);
         EXPECT_GT(got.drafted, 0);
-        if (d.name == "draft:self") EXPECT_EQ(got.drafted, got.accepted) << "the model drafting for itself";
+        if (d.name == "draft:self")
+          EXPECT_EQ(got.drafted, got.accepted) << "the model drafting for itself";
       }
     }
   }
@@ -197,7 +200,8 @@ TEST_F(SpeculativeTest, SampledTokensEqualTheRunWithoutDraftsWithTheSameSeed) {
         const auto got = Run(Options(cut, d.drafter, k), req);
         EXPECT_EQ(want, got.tokens);
         // The same draws at the same positions from the same logits.
-        if (d.name == "draft:self") EXPECT_EQ(got.drafted, got.accepted) << "the model drafting for itself";
+        if (d.name == "draft:self")
+          EXPECT_EQ(got.drafted, got.accepted) << "the model drafting for itself";
       }
     }
   }
@@ -208,11 +212,17 @@ TEST_F(SpeculativeTest, PromptLookupNeedsFewerRoundTripsThanTokensWhereTheOutput
   // continues it the way it did, and lookup finds each next token there.
   const device::GenerateRequest probe{{1, 7, 3}, 40, {}, false};
   const auto cont = Local(probe);
-  device::GenerateRequest req{Concat(Concat(probe.prompt, cont), Concat(probe.prompt, std::vector<int32_t>(cont.begin(), cont.begin() + 4))), 32, {}, false};
+  device::GenerateRequest req{
+      Concat(Concat(probe.prompt, cont),
+             Concat(probe.prompt, std::vector<int32_t>(cont.begin(), cont.begin() + 4))),
+      32,
+      {},
+      false};
   const auto want = Local(req);
   const auto got = Run(Options(2, std::make_shared<device::PromptLookupDrafter>(), 8), req);
   EXPECT_EQ(want, got.tokens);
-  EXPECT_LT(got.cloud_steps, static_cast<int>(got.tokens.size())) << got.accepted << " of " << got.drafted << " drafts accepted";
+  EXPECT_LT(got.cloud_steps, static_cast<int>(got.tokens.size()))
+      << got.accepted << " of " << got.drafted << " drafts accepted";
   EXPECT_GT(got.accepted, 0);
 }
 
@@ -220,7 +230,8 @@ TEST_F(SpeculativeTest, TheCloudGoingAwayMidSpeculationFinishesLocallyWithIdenti
   const device::GenerateRequest req{{1, 7, 3, 7, 3, 9}, 30, {}, false};
   const auto want = Local(req);
   auto drafters = ModelDrafters();
-  drafters.push_back({"scripted", std::make_shared<ScriptedDrafter>(Concat(req.prompt, want), 0, model_->config().vocab_size)});
+  drafters.push_back({"scripted", std::make_shared<ScriptedDrafter>(Concat(req.prompt, want), 0,
+                                                                    model_->config().vocab_size)});
   for (const auto& d : drafters) {
     SCOPED_TRACE(d.name);
     if (!worker_) StartWorker();  // the last case took it away
@@ -258,7 +269,8 @@ TEST_F(SpeculativeTest, AnEvictedSessionIsRebuiltMidSpeculationWithIdenticalToke
   for (const auto& d : ModelDrafters()) {
     SCOPED_TRACE(d.name);
     transport::Metrics ma, mb;
-    device::Agent a(*model_, Options(0, d.drafter, 4), ctx_, ma), b(*model_, Options(0, d.drafter, 4), ctx_, mb);
+    device::Agent a(*model_, Options(0, d.drafter, 4), ctx_, ma),
+        b(*model_, Options(0, d.drafter, 4), ctx_, mb);
     bool b_ran = false;
     auto got_a = a.Generate(ra, [&](int32_t) {
       if (!b_ran) {
@@ -278,8 +290,10 @@ TEST_F(SpeculativeTest, TheCutMovingMidSpeculationKeepsTheTokens) {
   // token 10 (the cut moves to the device) and recovers at 25 (back).
   scheduler::ProfileOptions po;
   auto profile = scheduler::MeasureProfile(*model_, po);
-  for (auto& row : profile.layer_decode_us) for (double& v : row) v *= 100;
-  for (auto& row : profile.layer_prefill_us) for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_decode_us)
+    for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_prefill_us)
+    for (double& v : row) v *= 100;
   profile.head_decode_us *= 100;
   std::ofstream(dir_.Sub("slow.json")) << profile.ToJson();
   scheduler::Link fast, slow;
@@ -326,7 +340,9 @@ TEST_F(SpeculativeTest, ADraftModelOfAnotherVocabularyIsRefusedByName) {
     FAIL() << "a draft model of another vocabulary was accepted";
   } catch (const Exception& e) {
     EXPECT_NE(std::string::npos, std::string(e.what()).find(path)) << e.what();
-    EXPECT_NE(std::string::npos, std::string(e.what()).find("vocabulary of " + std::to_string(other.vocab))) << e.what();
+    EXPECT_NE(std::string::npos,
+              std::string(e.what()).find("vocabulary of " + std::to_string(other.vocab)))
+        << e.what();
   }
   std::string why;
   const auto spec = device::ParseSpeculate("draft:" + dir_.Sub("nothing-here") + ":3", &why);
@@ -365,7 +381,8 @@ TEST(SpeculativeStories260K, EveryDrafterGivesTheReferenceTokensAtEveryCut) {
       {"prompt-lookup", std::make_shared<device::PromptLookupDrafter>()},
       {"early-exit", std::make_shared<device::EarlyExitDrafter>(*model)},
       {"draft:self", std::make_shared<device::DraftModelDrafter>(dir, *model)},
-      {"draft:random", std::make_shared<device::DraftModelDrafter>(testing::MakeModel(tmp.Sub("random"), random), *model)}};
+      {"draft:random", std::make_shared<device::DraftModelDrafter>(
+                           testing::MakeModel(tmp.Sub("random"), random), *model)}};
   for (int cut = 0; cut < model->config().num_layers; ++cut) {
     for (const auto& [name, drafter] : drafters) {
       SCOPED_TRACE("cut " + std::to_string(cut) + ", " + name);
@@ -385,7 +402,8 @@ TEST(SpeculativeStories260K, EveryDrafterGivesTheReferenceTokensAtEveryCut) {
       // The EWMA is a rate, and the gauge the scheduler reads carries it.
       EXPECT_GE(got.acceptance_ewma, 0.0);
       EXPECT_LE(got.acceptance_ewma, 1.0);
-      EXPECT_EQ(got.acceptance_ewma, m.Get("splitlm_device_draft_acceptance_ewma{drafter=\"" + drafter->name() + "\"}"));
+      EXPECT_EQ(got.acceptance_ewma,
+                m.Get("splitlm_device_draft_acceptance_ewma{drafter=\"" + drafter->name() + "\"}"));
     }
   }
   stop = true;
@@ -436,7 +454,8 @@ TEST(ParseSpeculate, AcceptsEveryDrafterWithAPathAndK) {
   ASSERT_TRUE(d) << why;
   EXPECT_EQ("models/one-layer", d->path);
   EXPECT_EQ(8, d->max_drafts);
-  for (const char* bad : {"draft", "draft:", "draft::3", "draft:m:9", "draft:m:0", "early-exit:", "early-exit:12", "early"}) {
+  for (const char* bad : {"draft", "draft:", "draft::3", "draft:m:9", "draft:m:0",
+                          "early-exit:", "early-exit:12", "early"}) {
     why.clear();
     EXPECT_FALSE(device::ParseSpeculate(bad, &why)) << bad;
     EXPECT_FALSE(why.empty()) << bad;
@@ -485,7 +504,8 @@ TEST(ParseSpeculate, AcceptsTheDrafterAndKAndNamesWhatIsWrong) {
   EXPECT_EQ("prompt-lookup", s->drafter);
   EXPECT_EQ(3, s->max_drafts);
   EXPECT_EQ(8, device::ParseSpeculate("prompt-lookup", &why)->max_drafts);
-  for (const char* bad : {"prompt-lookup:0", "prompt-lookup:9", "prompt-lookup:", "prompt-lookup:x", "magic"}) {
+  for (const char* bad :
+       {"prompt-lookup:0", "prompt-lookup:9", "prompt-lookup:", "prompt-lookup:x", "magic"}) {
     why.clear();
     EXPECT_FALSE(device::ParseSpeculate(bad, &why)) << bad;
     EXPECT_FALSE(why.empty()) << bad;

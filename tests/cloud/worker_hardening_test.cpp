@@ -46,7 +46,9 @@ class Conn {
   // `heartbeat`: the channel's idle heartbeat interval (transport::ClientOptions).
   Conn(zmq::context_t& ctx, const std::string& endpoint, milliseconds heartbeat = milliseconds(500))
       : channel_(ctx, Options(endpoint, heartbeat)) {}
-  void Send(const transport::Message& m, zmq::message_t payload = {}) { ASSERT_TRUE(channel_.Send(m, std::move(payload))); }
+  void Send(const transport::Message& m, zmq::message_t payload = {}) {
+    ASSERT_TRUE(channel_.Send(m, std::move(payload)));
+  }
   // The next message (generous deadline; nullopt fails the test).
   transport::Message Next() {
     auto in = channel_.Receive(milliseconds(20000));
@@ -102,16 +104,19 @@ class WorkerHardeningTest : public ::testing::Test {
   }
   int hidden() const { return model_->config().hidden_size; }
   // A Forward of `rows` positions from `first`, f32, with its payload.
-  std::pair<transport::Forward, zmq::message_t> Step(uint64_t session, uint32_t first, uint32_t rows, float salt) {
+  std::pair<transport::Forward, zmq::message_t> Step(uint64_t session, uint32_t first,
+                                                     uint32_t rows, float salt) {
     transport::Forward f;
     f.session_id = session;
     f.seq = ++seq_;
     f.first_position = first;
     f.count = rows;
-    f.tensor = {transport::Codec::kF32, rows, static_cast<uint32_t>(hidden()), static_cast<uint64_t>(rows) * hidden() * 4};
+    f.tensor = {transport::Codec::kF32, rows, static_cast<uint32_t>(hidden()),
+                static_cast<uint64_t>(rows) * hidden() * 4};
     zmq::message_t payload(f.tensor.bytes);
     auto* v = static_cast<float*>(payload.data());
-    for (size_t i = 0; i < static_cast<size_t>(rows) * hidden(); ++i) v[i] = std::sin(0.37f * (i + first * hidden()) + salt);
+    for (size_t i = 0; i < static_cast<size_t>(rows) * hidden(); ++i)
+      v[i] = std::sin(0.37f * (i + first * hidden()) + salt);
     return {f, std::move(payload)};
   }
   // Runs a step on `conn` and returns its token (-1 if it was refused).
@@ -177,7 +182,8 @@ TEST_F(WorkerHardeningTest, SessionsAreCappedPerConnectionAndInTotal) {
   a.Send(transport::OpenSession{5, 0, transport::Codec::kF32, false});
   auto e = a.NextError();
   EXPECT_EQ(ErrorCode::kBusy, e.code);
-  EXPECT_EQ("this connection holds its maximum of 4 sessions: close one before opening another", e.message);
+  EXPECT_EQ("this connection holds its maximum of 4 sessions: close one before opening another",
+            e.message);
   EXPECT_EQ(5u, e.session_id);
   a.Open(4, 1);  // re-opening one's own session is no new session
   b.Open(11, 0);
@@ -189,7 +195,7 @@ TEST_F(WorkerHardeningTest, SessionsAreCappedPerConnectionAndInTotal) {
   EXPECT_EQ(6, Metric("splitlm_cloud_active_sessions"));
   EXPECT_EQ(2, Metric("splitlm_cloud_sessions_refused_total"));
   a.Send(transport::CloseSession{1});
-  a.Ping();  // the close is done (connections are not ordered with each other)
+  a.Ping();       // the close is done (connections are not ordered with each other)
   b.Open(13, 0);  // room again
   EXPECT_EQ(6, Metric("splitlm_cloud_active_sessions"));
 }
@@ -283,7 +289,8 @@ class RawZmtp {
     hello[9] = '\x7f';
     hello[10] = 3;  // ZMTP 3.0
     hello.replace(12, 4, "NULL");
-    const std::string body = std::string("\x05") + "READY" + "\x0b" + "Socket-Type" + std::string("\0\0\0\x06", 4) + "DEALER";
+    const std::string body = std::string("\x05") + "READY" + "\x0b" + "Socket-Type" +
+                             std::string("\0\0\0\x06", 4) + "DEALER";
     if (!Write(hello + '\x04' + static_cast<char>(body.size()) + body)) return false;
     const std::string greeting = Read(64), command = Read(2);
     if (greeting.size() != 64 || command.size() != 2 || command[0] != '\x04') return false;
@@ -292,7 +299,8 @@ class RawZmtp {
   // A one-frame message with its header, as a DEALER sends it.
   bool SendMessage(const std::string& frame) {
     std::string out = "\x02";
-    for (int i = 7; i >= 0; --i) out.push_back(static_cast<char>((uint64_t{frame.size()} >> (8 * i)) & 0xff));
+    for (int i = 7; i >= 0; --i)
+      out.push_back(static_cast<char>((uint64_t{frame.size()} >> (8 * i)) & 0xff));
     return Write(out + frame);
   }
   // The worker's next message (one short frame).
@@ -361,7 +369,8 @@ TEST_F(WorkerHardeningTest, OversizedFramesAreDroppedWithoutBeingBuffered) {
     ASSERT_TRUE(raw.SendMessage(transport::EncodeMessage(transport::Ping{7, 0})));
     const std::string reply = raw.ReadMessage();
     auto d = transport::DecodeMessage(reply.data(), reply.size());
-    ASSERT_TRUE(d.message && std::holds_alternative<transport::Pong>(*d.message)) << "raw ZMTP handshake refused";
+    ASSERT_TRUE(d.message && std::holds_alternative<transport::Pong>(*d.message))
+        << "raw ZMTP handshake refused";
   }
   const size_t before = ResidentBytes();
   std::vector<std::unique_ptr<RawZmtp>> attackers;
@@ -371,12 +380,14 @@ TEST_F(WorkerHardeningTest, OversizedFramesAreDroppedWithoutBeingBuffered) {
     attackers.back()->SendOversizedFrame(uint64_t{60} << 20, kSent);
   }
   const size_t after = ResidentBytes();
-  std::printf("resident memory before %.1f MiB, after %d x %zu MiB of 60 MiB frames %.1f MiB\n", before / 1048576.0,
-              kConnections, kSent >> 20, after / 1048576.0);
+  std::printf("resident memory before %.1f MiB, after %d x %zu MiB of 60 MiB frames %.1f MiB\n",
+              before / 1048576.0, kConnections, kSent >> 20, after / 1048576.0);
   // Unbounded, the worker would hold 8 x 48 MiB = 384 MiB here.
-  EXPECT_LT(after, before + (size_t{16} << 20)) << "resident memory grew from " << (before >> 20) << " MiB to "
-                                                 << (after >> 20) << " MiB";
-  for (auto& a : attackers) EXPECT_TRUE(a->ClosedByPeer()) << "libzmq should drop a connection announcing an oversized frame";
+  EXPECT_LT(after, before + (size_t{16} << 20))
+      << "resident memory grew from " << (before >> 20) << " MiB to " << (after >> 20) << " MiB";
+  for (auto& a : attackers)
+    EXPECT_TRUE(a->ClosedByPeer())
+        << "libzmq should drop a connection announcing an oversized frame";
   attackers.clear();
   // And the worker serves its devices as before, with the exact tokens.
   device::AgentOptions o;
@@ -389,7 +400,8 @@ TEST_F(WorkerHardeningTest, OversizedFramesAreDroppedWithoutBeingBuffered) {
   o.cut = model_->config().num_layers;
   device::Agent local(*model_, o, ctx_, m2);
   const std::vector<int32_t> prompt = {1, 5, 9};
-  EXPECT_EQ(local.Generate({prompt, 20, {}, false}).tokens, split.Generate({prompt, 20, {}, false}).tokens);
+  EXPECT_EQ(local.Generate({prompt, 20, {}, false}).tokens,
+            split.Generate({prompt, 20, {}, false}).tokens);
 }
 
 class WorkerLogTest : public WorkerHardeningTest {
@@ -400,7 +412,8 @@ class WorkerLogTest : public WorkerHardeningTest {
     log_->set_level(spdlog::level::debug);
   }
   std::vector<std::string> Lines() const { return sink_->last_formatted(); }
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100000);
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_ =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(100000);
 };
 
 TEST_F(WorkerLogTest, ANewlineInAPeerStringComesOutEscaped) {
@@ -416,7 +429,8 @@ TEST_F(WorkerLogTest, ANewlineInAPeerStringComesOutEscaped) {
   bool found = false;
   for (const auto& line : Lines()) {
     EXPECT_EQ(line.size() - 1, line.find('\n')) << "a peer's text broke a log line: " << line;
-    found = found || line.find("agent=evil\\n[12:00:00] [cloud] [info] forged line\\x1b[2J") != std::string::npos;
+    found = found || line.find("agent=evil\\n[12:00:00] [cloud] [info] forged line\\x1b[2J") !=
+                         std::string::npos;
   }
   EXPECT_TRUE(found) << "the refused hello was not logged with its agent escaped";
 }
@@ -431,8 +445,10 @@ TEST_F(WorkerLogTest, TenThousandMalformedMessagesMakeABoundedNumberOfLines) {
   raw.set(zmq::sockopt::rcvtimeo, 20000);
   raw.connect(worker_->endpoint());
   int errors = 0;
-  for (int batch = 0; batch < 100; ++batch) {  // 100 at a time, so no reply is dropped at a high-water mark
-    for (int i = 0; i < 100; ++i) raw.send(zmq::str_buffer("definitely not a capnp message"), zmq::send_flags::none);
+  for (int batch = 0; batch < 100;
+       ++batch) {  // 100 at a time, so no reply is dropped at a high-water mark
+    for (int i = 0; i < 100; ++i)
+      raw.send(zmq::str_buffer("definitely not a capnp message"), zmq::send_flags::none);
     for (int i = 0; i < 100; ++i) {
       zmq::message_t reply;
       ASSERT_TRUE(raw.recv(reply)) << "the worker stopped answering after " << errors;
@@ -443,7 +459,8 @@ TEST_F(WorkerLogTest, TenThousandMalformedMessagesMakeABoundedNumberOfLines) {
   }
   EXPECT_EQ(10000, errors);
   int rejected = 0;
-  for (const auto& line : Lines()) rejected += line.find("rejected message from peer=") != std::string::npos;
+  for (const auto& line : Lines())
+    rejected += line.find("rejected message from peer=") != std::string::npos;
   EXPECT_EQ(10, rejected);
   EXPECT_LE(Lines().size(), 12u);
 }
@@ -454,14 +471,19 @@ TEST(CloudBinaryTest, WarnsAboutAReadableSecretKeyAndAnEmptyAllowList) {
   transport::WriteKeyPair(transport::GenerateKeyPair(), dir.Sub("cloud"));
   ASSERT_EQ(0, ::chmod(dir.Sub("cloud.key").c_str(), 0644));
   std::ofstream(dir.Sub("allow.txt")) << "# nobody yet\n";
-  testing::Process p(testing::BinPath("splitlm-cloud") + " --threads 1 --model " + model + " --bind tcp://127.0.0.1:*" +
-                     " --key " + dir.Sub("cloud.key") + " --allow " + dir.Sub("allow.txt"));
+  testing::Process p(testing::BinPath("splitlm-cloud") + " --threads 1 --model " + model +
+                     " --bind tcp://127.0.0.1:*" + " --key " + dir.Sub("cloud.key") + " --allow " +
+                     dir.Sub("allow.txt"));
   ASSERT_TRUE(p.WaitFor("listening on", 120000).has_value()) << p.Stderr();
   p.Signal(SIGTERM);
   EXPECT_EQ(0, p.Wait());
   const std::string err = p.Stderr();
-  EXPECT_NE(std::string::npos, err.find("cloud.key: the secret key file is accessible to other users (mode 0644)")) << err;
-  EXPECT_NE(std::string::npos, err.find("the CURVE allow-list is empty: every device will be refused")) << err;
+  EXPECT_NE(std::string::npos,
+            err.find("cloud.key: the secret key file is accessible to other users (mode 0644)"))
+      << err;
+  EXPECT_NE(std::string::npos,
+            err.find("the CURVE allow-list is empty: every device will be refused"))
+      << err;
 }
 
 }  // namespace

@@ -27,9 +27,7 @@ std::shared_ptr<spdlog::logger> NullLog() {
 
 class WorkerTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("tiny")));
-  }
+  void SetUp() override { model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("tiny"))); }
   void Start(size_t kv_budget) {
     cloud::WorkerOptions o;
     o.server.bind = "tcp://127.0.0.1:*";
@@ -80,7 +78,8 @@ class WorkerTest : public ::testing::Test {
       o.fallback = device::Fallback::kLocal;
       o.log = NullLog();
       o.auto_cut.enabled = true;
-      o.auto_cut.device_profile = scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
+      o.auto_cut.device_profile =
+          scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
       o.auto_cut.plan.device.threads = 1;
       o.auto_cut.plan.constraints.privacy_floor = 1;
       options = rig.AgentOptions(o);
@@ -179,11 +178,13 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
     if (m.Get("splitlm_device_recoveries_total") >= 1) ++after_recovery;
     return after_recovery < 5;
   });
-  EXPECT_LT(hellos_before_restart, cloud_metrics_.Get("splitlm_cloud_hellos_total")) << "no probe reached the new worker";
+  EXPECT_LT(hellos_before_restart, cloud_metrics_.Get("splitlm_cloud_hellos_total"))
+      << "no probe reached the new worker";
   ASSERT_LE(got.tokens.size(), want.size());
   EXPECT_EQ(std::vector<int32_t>(want.begin(), want.begin() + got.tokens.size()), got.tokens);
   EXPECT_GE(got.fallbacks, 1);
-  EXPECT_GE(got.recoveries, 1) << "the cloud came back but the device stayed local for " << got.tokens.size() << " tokens";
+  EXPECT_GE(got.recoveries, 1) << "the cloud came back but the device stayed local for "
+                               << got.tokens.size() << " tokens";
   EXPECT_GE(got.local_steps, 5) << "tokens 6 to 10 had no cloud";
   EXPECT_EQ(static_cast<int>(got.tokens.size()), got.cloud_steps + got.local_steps);
 }
@@ -194,8 +195,10 @@ TEST_F(WorkerTest, AutoCutMovesMidGenerationWithIdenticalTokens) {
   // floor wins on a fast link, running everything here on a terrible one.
   scheduler::ProfileOptions po;
   auto profile = scheduler::MeasureProfile(*model_, po);
-  for (auto& row : profile.layer_decode_us) for (double& v : row) v *= 100;
-  for (auto& row : profile.layer_prefill_us) for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_decode_us)
+    for (double& v : row) v *= 100;
+  for (auto& row : profile.layer_prefill_us)
+    for (double& v : row) v *= 100;
   profile.head_decode_us *= 100;
   std::ofstream(dir_.Sub("slow.json")) << profile.ToJson();
 
@@ -245,14 +248,16 @@ TEST_F(WorkerTest, AutoCutOnTheDeviceNoticesTheLinkRecoverAndReturnsToTheCloud) 
   const int n = 200;
   const auto want = LocalTokens(prompt, n);
   int seen = 0;
-  bool moved = false;  // the round trips are real time: asserted is that the cut moved, not how often
+  bool moved =
+      false;  // the round trips are real time: asserted is that the cut moved, not how often
   auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
     if (++seen == 5) rig.rig.relay().SetConditions({0, 0, 0.5, 0});
     moved = moved || agent.cut() == 1;
     return true;
   });
   EXPECT_EQ(want, got.tokens);
-  EXPECT_EQ(model_->config().num_layers, got.cut) << "a 100 ms round trip should keep everything here";
+  EXPECT_EQ(model_->config().num_layers, got.cut)
+      << "a 100 ms round trip should keep everything here";
   EXPECT_TRUE(moved) << "the recovered link was not noticed";
   EXPECT_GE(got.recuts, 1);
 }
@@ -273,13 +278,15 @@ TEST_F(WorkerTest, AutoCutLearnsTheDeviceIsSlowerThanItsProfileAndMovesToTheClou
   const std::vector<int32_t> prompt = {1, 2, 3};
   const int n = 24;
   const auto want = LocalTokens(prompt, n);
-  bool moved = false;  // the 4 ms round trip is real time: asserted is that the cut moved, not how often
+  bool moved =
+      false;  // the 4 ms round trip is real time: asserted is that the cut moved, not how often
   auto got = agent.Generate({prompt, n, {}, false}, [&](int32_t) {
     moved = moved || agent.cut() == 1;
     return true;
   });
   EXPECT_EQ(want, got.tokens);
-  EXPECT_EQ(model_->config().num_layers, got.cut) << "the claimed profile should keep everything here at first";
+  EXPECT_EQ(model_->config().num_layers, got.cut)
+      << "the claimed profile should keep everything here at first";
   EXPECT_TRUE(moved) << "the slow steps were not noticed";
   EXPECT_GE(got.recuts, 1);
   EXPECT_GT(m.Get("splitlm_device_compute_drift{side=\"device\"}"), 3.0);
@@ -320,8 +327,9 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
     if (++seen == 5 && !cut) {  // the link goes down
       cut = true;
-      rig.clock().Advance(std::chrono::seconds(100) - std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                                          std::chrono::duration<double>(rig.relay().elapsed_s())));
+      rig.clock().Advance(std::chrono::seconds(100) -
+                          std::chrono::duration_cast<std::chrono::nanoseconds>(
+                              std::chrono::duration<double>(rig.relay().elapsed_s())));
     }
     if (cut && !restored && m.Get("splitlm_device_fallbacks_total") >= 1) {  // ...and comes back
       restored = true;
@@ -334,7 +342,8 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   EXPECT_EQ(std::vector<int32_t>(want.begin(), want.begin() + got.tokens.size()), got.tokens);
   EXPECT_TRUE(restored) << "the outage was not noticed";
   EXPECT_GE(got.fallbacks, 1) << "the outage was not noticed";
-  EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local for " << got.tokens.size() << " tokens";
+  EXPECT_GE(got.recoveries, 1) << "the link came back but the device stayed local for "
+                               << got.tokens.size() << " tokens";
   EXPECT_GT(got.local_steps, 0);
   EXPECT_GT(got.cloud_steps, 0);
 }
@@ -367,7 +376,8 @@ TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
   transport::Forward f;
   f.session_id = 77;
   f.count = 1;
-  f.tensor = {transport::Codec::kF32, 1, static_cast<uint32_t>(c.hidden_size), static_cast<uint64_t>(c.hidden_size) * 4};
+  f.tensor = {transport::Codec::kF32, 1, static_cast<uint32_t>(c.hidden_size),
+              static_cast<uint64_t>(c.hidden_size) * 4};
   ch.Send(f, zmq::message_t(f.tensor.bytes));
   expect_error(transport::ErrorCode::kUnknownSession);
 
@@ -395,7 +405,8 @@ TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
   ch.Send(f, std::move(zeros));
   auto ok = ch.Receive(std::chrono::milliseconds(10000));
   ASSERT_TRUE(ok.has_value());
-  ASSERT_TRUE(std::holds_alternative<transport::ForwardResult>(ok->message)) << transport::MessageName(ok->message);
+  ASSERT_TRUE(std::holds_alternative<transport::ForwardResult>(ok->message))
+      << transport::MessageName(ok->message);
   EXPECT_EQ(1u, std::get<transport::ForwardResult>(ok->message).tokens.size());
 }
 

@@ -24,12 +24,22 @@ class GgufBytes {
     return *this;
   }
   GgufBytes& Header(uint64_t tensors, uint64_t kvs, uint32_t version = 3) {
-    return Put<uint32_t>(0x46554747).Put<uint32_t>(version).Put<uint64_t>(tensors).Put<uint64_t>(kvs);
+    return Put<uint32_t>(0x46554747)
+        .Put<uint32_t>(version)
+        .Put<uint64_t>(tensors)
+        .Put<uint64_t>(kvs);
   }
-  GgufBytes& KvU32(const std::string& key, uint32_t v) { return Str(key).Put<uint32_t>(4).Put<uint32_t>(v); }
-  GgufBytes& KvF32(const std::string& key, float v) { return Str(key).Put<uint32_t>(6).Put<float>(v); }
-  GgufBytes& KvStr(const std::string& key, const std::string& v) { return Str(key).Put<uint32_t>(8).Str(v); }
-  GgufBytes& Tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type, uint64_t offset) {
+  GgufBytes& KvU32(const std::string& key, uint32_t v) {
+    return Str(key).Put<uint32_t>(4).Put<uint32_t>(v);
+  }
+  GgufBytes& KvF32(const std::string& key, float v) {
+    return Str(key).Put<uint32_t>(6).Put<float>(v);
+  }
+  GgufBytes& KvStr(const std::string& key, const std::string& v) {
+    return Str(key).Put<uint32_t>(8).Str(v);
+  }
+  GgufBytes& Tensor(const std::string& name, std::vector<uint64_t> dims, uint32_t type,
+                    uint64_t offset) {
     Str(name).Put<uint32_t>(static_cast<uint32_t>(dims.size()));
     for (uint64_t d : dims) Put<uint64_t>(d);
     return Put<uint32_t>(type).Put<uint64_t>(offset);

@@ -33,7 +33,8 @@ inline std::vector<std::vector<float>> RunChain(const partition::Model& model, i
   const partition::ModelConfig& c = model.config();
   Stage device(StageWeights::Load(model, StageSpec::Device(c, cut)));
   std::unique_ptr<Stage> cloud;
-  if (cut < c.num_layers) cloud = std::make_unique<Stage>(StageWeights::Load(model, StageSpec::Cloud(c, cut)));
+  if (cut < c.num_layers)
+    cloud = std::make_unique<Stage>(StageWeights::Load(model, StageSpec::Cloud(c, cut)));
   std::vector<std::vector<float>> all;
   std::vector<float> logits(c.vocab_size), hidden;
   auto step = [&](const int32_t* ids, int n) {

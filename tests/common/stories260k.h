@@ -14,22 +14,23 @@ namespace splitlm::testing {
 // Greedy ids from prompt {1} (BOS), prompt included: llama2.c's and
 // llama.cpp's output for the checkpoint.
 inline const std::vector<int32_t>& Stories260KGreedyFromBos() {
-  static const std::vector<int32_t> kIds = {
-      1,   461, 461, 401, 401, 401, 461, 378, 455, 473, 456, 435, 299, 362,
-      409, 283, 264, 283, 452, 288, 13,  431, 431, 431, 431, 431, 431, 431,
-      431, 431, 431, 431, 431, 431, 293, 430, 417, 363, 416, 315, 342};
+  static const std::vector<int32_t> kIds = {1,   461, 461, 401, 401, 401, 461, 378, 455, 473, 456,
+                                            435, 299, 362, 409, 283, 264, 283, 452, 288, 13,  431,
+                                            431, 431, 431, 431, 431, 431, 431, 431, 431, 431, 431,
+                                            431, 293, 430, 417, 363, 416, 315, 342};
   return kIds;
 }
 
 // Extends `ids` greedily to `total` ids, the device running [0, cut) and the
 // cloud [cut, L) (everything on the device at cut == L).
-inline std::vector<int32_t> GreedySplit(const partition::Model& m, int cut, std::vector<int32_t> ids,
-                                        int total) {
+inline std::vector<int32_t> GreedySplit(const partition::Model& m, int cut,
+                                        std::vector<int32_t> ids, int total) {
   using namespace partition;
   const ModelConfig& c = m.config();
   Stage device(StageWeights::Load(m, StageSpec::Device(c, cut)));
   std::unique_ptr<Stage> cloud;
-  if (cut < c.num_layers) cloud = std::make_unique<Stage>(StageWeights::Load(m, StageSpec::Cloud(c, cut)));
+  if (cut < c.num_layers)
+    cloud = std::make_unique<Stage>(StageWeights::Load(m, StageSpec::Cloud(c, cut)));
   std::vector<float> logits(c.vocab_size), hidden;
   size_t fed = 0;
   while (static_cast<int>(ids.size()) < total) {

@@ -2,9 +2,9 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
-#include <string>
 
 #include "partition/random_model.h"
 
@@ -35,11 +35,12 @@ std::string SharedPath(const std::string& rel);
 
 // In a test body: declares `var` as the path of ../shared/`rel` (a string
 // literal), or skips the test with a message saying how to provide it.
-#define REQUIRE_SHARED(var, rel)                                                        \
-  const std::string var = ::splitlm::testing::SharedPath(rel);                          \
-  if (var.empty()) {                                                                    \
-    GTEST_SKIP() << "../shared/" rel " is absent (it sits beside the checkout in CI; " \
-                    "set SPLITLM_SHARED to its folder to run this test)";               \
+#define REQUIRE_SHARED(var, rel)                                          \
+  const std::string var = ::splitlm::testing::SharedPath(rel);            \
+  if (var.empty()) {                                                      \
+    GTEST_SKIP() << "../shared/" rel                                      \
+                    " is absent (it sits beside the checkout in CI; "     \
+                    "set SPLITLM_SHARED to its folder to run this test)"; \
   }
 
 // The built binary `name` in build/bin.

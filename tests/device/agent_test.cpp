@@ -57,10 +57,12 @@ class SilentWorker {
       auto d = transport::DecodeMessage(frames[1].data(), frames[1].size());
       if (!d.message) continue;
       const bool hello = std::holds_alternative<transport::Hello>(*d.message) && !greeted;
-      const bool beat = std::holds_alternative<transport::Heartbeat>(*d.message) && answer_heartbeats_;
+      const bool beat =
+          std::holds_alternative<transport::Heartbeat>(*d.message) && answer_heartbeats_;
       if (!hello && !beat) continue;
       greeted = greeted || hello;
-      const std::string reply = transport::EncodeMessage(hello ? transport::Message(hello_) : transport::Heartbeat{});
+      const std::string reply =
+          transport::EncodeMessage(hello ? transport::Message(hello_) : transport::Heartbeat{});
       socket_.send(frames[0], zmq::send_flags::sndmore);
       socket_.send(zmq::buffer(reply), zmq::send_flags::none);
     }
@@ -81,7 +83,8 @@ class AgentTest : public ::testing::Test {
     o.cut = 2;
     o.fallback = device::Fallback::kFail;
     o.channel.endpoint = endpoint;
-    o.log = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+    o.log =
+        std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
     o.channel.log = o.log;
     return o;
   }
@@ -118,7 +121,8 @@ TEST_F(AgentTest, AStepUnansweredWhileHeartbeatsAreIsReportedAsTheStepDeadline) 
   o.step_deadline = milliseconds(1000);
   o.channel.heartbeat_interval = milliseconds(600000);  // never declared dead
   auto [what, fault] = FailureOf(o);
-  EXPECT_EQ("cloud " + worker.endpoint() + ": step 1 not answered within 1000 ms (fallback: fail)", what);
+  EXPECT_EQ("cloud " + worker.endpoint() + ": step 1 not answered within 1000 ms (fallback: fail)",
+            what);
   EXPECT_EQ(device::CloudFault::kStepTimeout, fault);
 }
 

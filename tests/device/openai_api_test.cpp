@@ -80,8 +80,10 @@ TEST_F(OpenAiApiTest, APromptAsLongAsTheContextIsRefusedOneShorterIsServed) {
   const int context = model_->config().max_context;
   auto full = Post({{"prompt", std::vector<int>(context, 1)}, {"max_tokens", 1}});
   EXPECT_EQ(400, full.status_) << full.body_;
-  EXPECT_EQ("prompt of 256 tokens does not fit the context of 256: at most 255, leaving room for one generated token",
-            ErrorMessage(full));
+  EXPECT_EQ(
+      "prompt of 256 tokens does not fit the context of 256: at most 255, leaving room for one "
+      "generated token",
+      ErrorMessage(full));
   auto fits = Post({{"prompt", std::vector<int>(context - 1, 1)}, {"max_tokens", 1}});
   ASSERT_EQ(200, fits.status_) << fits.body_;
   EXPECT_EQ(1, json::parse(fits.body_)["usage"]["completion_tokens"].get<int>());
@@ -94,8 +96,10 @@ TEST_F(OpenAiApiTest, BadTokenIdsAreReportedAsSent) {
     EXPECT_EQ(400, c.status_) << ids;
     return ErrorMessage(c);
   };
-  EXPECT_EQ("prompt token id 9223372036854775808 is outside the vocabulary of 256", sent("1, 9223372036854775808"));
-  EXPECT_EQ("prompt token id 18446744073709551615 is outside the vocabulary of 256", sent("18446744073709551615"));
+  EXPECT_EQ("prompt token id 9223372036854775808 is outside the vocabulary of 256",
+            sent("1, 9223372036854775808"));
+  EXPECT_EQ("prompt token id 18446744073709551615 is outside the vocabulary of 256",
+            sent("18446744073709551615"));
   EXPECT_EQ("prompt token id -1 is outside the vocabulary of 256", sent("-1"));
   EXPECT_EQ("prompt token id 256 is outside the vocabulary of 256", sent("256"));
   EXPECT_EQ("prompt token id 1.5 is not an integer", sent("1.5"));
@@ -115,7 +119,8 @@ TEST_F(OpenAiApiTest, IntegersTooLargeForTheirFieldAreRefusedNotWrapped) {
 // agent, greedy and sampled, for every drafter (the text of a run without a
 // tokenizer is its ids).
 TEST_F(OpenAiApiTest, ASpeculativeSplitStreamsTheLocalText) {
-  auto quiet = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+  auto quiet =
+      std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
   cloud::WorkerOptions wo;
   wo.server.bind = "tcp://127.0.0.1:*";
   wo.server.log = quiet;
@@ -125,12 +130,16 @@ TEST_F(OpenAiApiTest, ASpeculativeSplitStreamsTheLocalText) {
   std::atomic<bool> stop{false};
   std::thread thread([&] { worker.Run(stop); });
   const std::vector<std::shared_ptr<const device::Drafter>> drafters = {
-      std::make_shared<device::PromptLookupDrafter>(), std::make_shared<device::EarlyExitDrafter>(*model_),
+      std::make_shared<device::PromptLookupDrafter>(),
+      std::make_shared<device::EarlyExitDrafter>(*model_),
       std::make_shared<device::DraftModelDrafter>(model_->dir(), *model_)};
   for (const auto& drafter : drafters) {
     for (double temperature : {0.0, 1.0}) {
       SCOPED_TRACE(drafter->name() + ", temperature " + std::to_string(temperature));
-      const json body = {{"prompt", {1, 5, 9, 1, 5}}, {"max_tokens", 24}, {"temperature", temperature}, {"seed", 11}};
+      const json body = {{"prompt", {1, 5, 9, 1, 5}},
+                         {"max_tokens", 24},
+                         {"temperature", temperature},
+                         {"seed", 11}};
       const auto want = json::parse(Post(body).body_)["choices"][0]["text"].get<std::string>();
       device::AgentOptions o;
       o.cut = 1;
@@ -174,15 +183,18 @@ TEST_F(OpenAiApiTest, ASpeculativeSplitStreamsTheLocalText) {
 // the text is known in advance while the model chooses the ids).
 class OpenAiTextTest : public OpenAiApiTest {
  protected:
-  std::unique_ptr<device::OpenAiApi> Api(std::shared_ptr<const device::ChatTemplate> templ = nullptr,
-                                         std::vector<int32_t> eos_ids = {}) {
+  std::unique_ptr<device::OpenAiApi> Api(
+      std::shared_ptr<const device::ChatTemplate> templ = nullptr,
+      std::vector<int32_t> eos_ids = {}) {
     device::TextCodec codec;
     codec.encode = [](const std::string& text) {
       std::vector<int32_t> ids;
       for (unsigned char c : text) ids.push_back(c);
       return ids;
     };
-    codec.decode = [this](const std::vector<int32_t>& ids) { return script_.substr(0, ids.size()); };
+    codec.decode = [this](const std::vector<int32_t>& ids) {
+      return script_.substr(0, ids.size());
+    };
     device::ApiOptions o = Options();
     o.chat_template = std::move(templ);
     o.eos_ids = std::move(eos_ids);
@@ -220,9 +232,11 @@ class OpenAiTextTest : public OpenAiApiTest {
 TEST_F(OpenAiTextTest, AStreamNeverCarriesHalfACharacter) {
   script_ = "你好，世界！😀 ok 👨‍👩‍👧 ñ";
   const int n = static_cast<int>(script_.size());
-  for (int id : GreedyIds({1, 5, 9}, n)) ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
+  for (int id : GreedyIds({1, 5, 9}, n))
+    ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
   auto api = Api();
-  auto c = Call(*api, "/v1/completions", {{"prompt", "x"}, {"max_tokens", n}, {"temperature", 0}, {"stream", true}});
+  auto c = Call(*api, "/v1/completions",
+                {{"prompt", "x"}, {"max_tokens", n}, {"temperature", 0}, {"stream", true}});
   ASSERT_EQ(200, c.status_);
   std::string joined;
   int chunks = 0;
@@ -235,13 +249,15 @@ TEST_F(OpenAiTextTest, AStreamNeverCarriesHalfACharacter) {
   }
   EXPECT_EQ(script_, joined);
   EXPECT_GT(chunks, 5);  // streamed, not sent at the end
-  auto whole = Call(*api, "/v1/completions", {{"prompt", "x"}, {"max_tokens", n}, {"temperature", 0}});
+  auto whole =
+      Call(*api, "/v1/completions", {{"prompt", "x"}, {"max_tokens", n}, {"temperature", 0}});
   EXPECT_EQ(script_, json::parse(whole.body_)["choices"][0]["text"].get<std::string>());
 }
 
 TEST_F(OpenAiTextTest, AStopStringEndsTheTextAndIsNotReturned) {
   script_ = "abc END xyz";
-  for (int id : GreedyIds({1, 5, 9}, 11)) ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
+  for (int id : GreedyIds({1, 5, 9}, 11))
+    ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
   auto api = Api();
   for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
     const bool chat = std::string(path) == "/v1/chat/completions";
@@ -254,7 +270,8 @@ TEST_F(OpenAiTextTest, AStopStringEndsTheTextAndIsNotReturned) {
     auto c = Call(*api, path, body);
     ASSERT_EQ(200, c.status_) << c.body_;
     const json r = json::parse(c.body_);
-    EXPECT_EQ("abc ", chat ? r["choices"][0]["message"]["content"] : r["choices"][0]["text"]) << path;
+    EXPECT_EQ("abc ", chat ? r["choices"][0]["message"]["content"] : r["choices"][0]["text"])
+        << path;
     EXPECT_EQ("stop", r["choices"][0]["finish_reason"]) << path;
     EXPECT_EQ(7, r["usage"]["completion_tokens"]) << path;  // up to the "D" of END
     EXPECT_EQ(r["usage"]["prompt_tokens"].get<int>() + 7, r["usage"]["total_tokens"]) << path;
@@ -264,7 +281,8 @@ TEST_F(OpenAiTextTest, AStopStringEndsTheTextAndIsNotReturned) {
     std::string joined, finish;
     for (const auto& e : Events(s.body_)) {
       const json& choice = e["choices"][0];
-      if (chat && choice["delta"].contains("content")) joined += choice["delta"]["content"].get<std::string>();
+      if (chat && choice["delta"].contains("content"))
+        joined += choice["delta"]["content"].get<std::string>();
       if (!chat) joined += choice["text"].get<std::string>();
       if (!choice["finish_reason"].is_null()) finish = choice["finish_reason"];
     }
@@ -275,15 +293,22 @@ TEST_F(OpenAiTextTest, AStopStringEndsTheTextAndIsNotReturned) {
 
 TEST_F(OpenAiTextTest, MaxTokensEndsWithLengthAndUsageCountsEveryToken) {
   script_ = "abcdefgh";
-  for (int id : GreedyIds({1, 5, 9}, 3)) ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
+  for (int id : GreedyIds({1, 5, 9}, 3))
+    ASSERT_FALSE(model_->config().IsEos(id)) << "the test needs a run without EOS";
   auto api = Api();
-  auto c = Call(*api, "/v1/completions", {{"prompt", "hello"}, {"max_tokens", 3}, {"temperature", 0}});
+  auto c =
+      Call(*api, "/v1/completions", {{"prompt", "hello"}, {"max_tokens", 3}, {"temperature", 0}});
   const json r = json::parse(c.body_);
   EXPECT_EQ("abc", r["choices"][0]["text"]);
   EXPECT_EQ("length", r["choices"][0]["finish_reason"]);
-  EXPECT_EQ((json{{"prompt_tokens", 6}, {"completion_tokens", 3}, {"total_tokens", 9}}), r["usage"]);  // BOS + 5 bytes
-  auto s = Call(*api, "/v1/completions", {{"prompt", "hello"}, {"max_tokens", 3}, {"temperature", 0}, {"stream", true},
-                                          {"stream_options", {{"include_usage", true}}}});
+  EXPECT_EQ((json{{"prompt_tokens", 6}, {"completion_tokens", 3}, {"total_tokens", 9}}),
+            r["usage"]);  // BOS + 5 bytes
+  auto s = Call(*api, "/v1/completions",
+                {{"prompt", "hello"},
+                 {"max_tokens", 3},
+                 {"temperature", 0},
+                 {"stream", true},
+                 {"stream_options", {{"include_usage", true}}}});
   const auto events = Events(s.body_);
   ASSERT_FALSE(events.empty());
   EXPECT_EQ(r["usage"], events.back()["usage"]);
@@ -298,7 +323,8 @@ TEST_F(OpenAiTextTest, AnEndOfSequenceIdEndsWithStopAndIsCountedButNotShown) {
   const int32_t end = ids[2];
   const size_t at = std::find(ids.begin(), ids.end(), end) - ids.begin();  // its first appearance
   auto api = Api(nullptr, {end});
-  auto c = Call(*api, "/v1/completions", {{"prompt", {1, 5, 9}}, {"max_tokens", 6}, {"temperature", 0}});
+  auto c =
+      Call(*api, "/v1/completions", {{"prompt", {1, 5, 9}}, {"max_tokens", 6}, {"temperature", 0}});
   const json r = json::parse(c.body_);
   EXPECT_EQ("stop", r["choices"][0]["finish_reason"]);
   EXPECT_EQ(static_cast<int>(at + 1), r["usage"]["completion_tokens"]);
@@ -324,41 +350,60 @@ TEST_F(OpenAiTextTest, ChatMessagesAreRenderedWithTheTemplate) {
   script_ = "ok";
   auto templ = std::make_shared<const device::ChatTemplate>(device::LoadChatTemplate("chatml"));
   auto api = Api(templ);
-  const json messages = {{{"role", "system"}, {"content", "Be brief."}}, {{"role", "user"}, {"content", "héllo"}}};
+  const json messages = {{{"role", "system"}, {"content", "Be brief."}},
+                         {{"role", "user"}, {"content", "héllo"}}};
   auto c = Call(*api, "/v1/chat/completions", {{"messages", messages}, {"max_tokens", 1}});
   ASSERT_EQ(200, c.status_) << c.body_;
   // ChatML, no BOS: every byte of the rendered prompt is one prompt token.
-  const std::string prompt = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nhéllo<|im_end|>\n<|im_start|>assistant\n";
+  const std::string prompt =
+      "<|im_start|>system\nBe "
+      "brief.<|im_end|>\n<|im_start|>user\nhéllo<|im_end|>\n<|im_start|>assistant\n";
   EXPECT_EQ(static_cast<int>(prompt.size()), json::parse(c.body_)["usage"]["prompt_tokens"]);
 
   // "tools" reaches the template (a template that lists them), and must be an
   // array of objects.
   device::ChatTemplateSource lister_source;
-  lister_source.source = "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.content }}{% endfor %}";
+  lister_source.source =
+      "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}{{ m.content "
+      "}}{% endfor %}";
   lister_source.origin = "test";
   auto lister = std::make_shared<const device::ChatTemplate>(lister_source);
   auto tooled = Api(lister);
   const json tools = {{{"type", "function"}, {"function", {{"name", "get_weather"}}}},
                       {{"type", "function"}, {"function", {{"name", "now"}}}}};
-  auto with_tools = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", tools}, {"max_tokens", 1}});
+  auto with_tools = Call(
+      *tooled, "/v1/chat/completions",
+      {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", tools}, {"max_tokens", 1}});
   ASSERT_EQ(200, with_tools.status_) << with_tools.body_;
-  EXPECT_EQ(static_cast<int>(std::string("[get_weather][now]hi").size()), json::parse(with_tools.body_)["usage"]["prompt_tokens"]);
-  auto bad_tools = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", "x"}});
+  EXPECT_EQ(static_cast<int>(std::string("[get_weather][now]hi").size()),
+            json::parse(with_tools.body_)["usage"]["prompt_tokens"]);
+  auto bad_tools = Call(*tooled, "/v1/chat/completions",
+                        {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", "x"}});
   EXPECT_EQ(400, bad_tools.status_);
   EXPECT_EQ("\"tools\" must be an array of tool definitions", ErrorMessage(bad_tools));
-  auto bad_entry = Call(*tooled, "/v1/chat/completions", {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", {1}}});
+  auto bad_entry = Call(*tooled, "/v1/chat/completions",
+                        {{"messages", {{{"role", "user"}, {"content", "hi"}}}}, {"tools", {1}}});
   EXPECT_EQ(400, bad_entry.status_);
 
   // A template's raise_exception is the client's error.
-  auto llama2 = Api(std::make_shared<const device::ChatTemplate>(device::LoadChatTemplate("llama2")));
-  auto bad = Call(*llama2, "/v1/chat/completions",
-                  {{"messages", {{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}}}});
+  auto llama2 =
+      Api(std::make_shared<const device::ChatTemplate>(device::LoadChatTemplate("llama2")));
+  auto bad = Call(
+      *llama2, "/v1/chat/completions",
+      {{"messages", {{{"role", "user"}, {"content", "a"}}, {{"role", "user"}, {"content", "b"}}}}});
   EXPECT_EQ(400, bad.status_);
-  EXPECT_NE(std::string::npos, ErrorMessage(bad).find("raise_exception: Conversation roles must alternate")) << ErrorMessage(bad);
-  auto parts = Call(*api, "/v1/chat/completions",
-                    {{"messages", {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}}}}});
+  EXPECT_NE(std::string::npos,
+            ErrorMessage(bad).find("raise_exception: Conversation roles must alternate"))
+      << ErrorMessage(bad);
+  auto parts =
+      Call(*api, "/v1/chat/completions",
+           {{"messages",
+             {{{"role", "user"}, {"content", {{{"type", "image_url"}, {"image_url", "x"}}}}}}}});
   EXPECT_EQ(400, parts.status_);
-  EXPECT_EQ("messages[0].content parts must be {\"type\": \"text\", \"text\": string} (only text is supported)", ErrorMessage(parts));
+  EXPECT_EQ(
+      "messages[0].content parts must be {\"type\": \"text\", \"text\": string} (only text is "
+      "supported)",
+      ErrorMessage(parts));
 }
 
 }  // namespace

@@ -32,10 +32,11 @@ class PairTest : public ::testing::Test {
   static std::string Model() { return dir_->Sub("tiny"); }
 
   // Starts a worker; returns its endpoint (read back from its first line).
-  static std::string StartCloud(std::unique_ptr<Process>& p, const std::string& bind = "tcp://127.0.0.1:*",
+  static std::string StartCloud(std::unique_ptr<Process>& p,
+                                const std::string& bind = "tcp://127.0.0.1:*",
                                 const std::string& extra = "") {
-    p = std::make_unique<Process>(BinPath("splitlm-cloud") + " --model " + Model() + " --bind '" + bind +
-                                  "' --threads 1 " + extra);
+    p = std::make_unique<Process>(BinPath("splitlm-cloud") + " --model " + Model() + " --bind '" +
+                                  bind + "' --threads 1 " + extra);
     auto ep = p->WaitFor("listening on ", 60000);
     EXPECT_TRUE(ep.has_value()) << p->Stderr();
     return ep.value_or("");
@@ -45,24 +46,28 @@ class PairTest : public ::testing::Test {
   // before answering it, for the test to kill (tests/cloud/fault_worker.cpp).
   static std::string StartFaultWorker(std::unique_ptr<Process>& p, int freeze_at) {
     p = std::make_unique<Process>(BinPath("splitlm-fault-worker") + " --model " + Model() +
-                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " + std::to_string(freeze_at));
+                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " +
+                                  std::to_string(freeze_at));
     auto ep = p->WaitFor("listening on ", 60000);
     EXPECT_TRUE(ep.has_value()) << p->Stderr();
     return ep.value_or("");
   }
 
   static std::string Local(const std::string& prompt, int tokens) {
-    auto r = RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + Model() + " --prompt-ids '" + prompt +
-                        "' --max-tokens " + std::to_string(tokens) + " --print-ids --ignore-eos");
+    auto r = RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + Model() +
+                        " --prompt-ids '" + prompt + "' --max-tokens " + std::to_string(tokens) +
+                        " --print-ids --ignore-eos");
     EXPECT_EQ(0, r.exit_code) << r.err;
     return r.out;
   }
 
-  static testing::CommandResult Device(const std::string& endpoint, int cut, const std::string& prompt, int tokens,
+  static testing::CommandResult Device(const std::string& endpoint, int cut,
+                                       const std::string& prompt, int tokens,
                                        const std::string& extra = "") {
-    return RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + endpoint +
-                      " --cut " + std::to_string(cut) + " " + extra + " generate --prompt-ids '" + prompt +
-                      "' --max-tokens " + std::to_string(tokens) + " --print-ids --ignore-eos");
+    return RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " +
+                      endpoint + " --cut " + std::to_string(cut) + " " + extra +
+                      " generate --prompt-ids '" + prompt + "' --max-tokens " +
+                      std::to_string(tokens) + " --print-ids --ignore-eos");
   }
 
   static TempDir* dir_;
@@ -91,11 +96,13 @@ TEST_F(PairTest, AModelWithTheSameShapesAndOtherWeightsIsRefusedAtHello) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud);
   for (const char* fallback : {"fail", "local"}) {
-    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + model + " --cloud " + ep +
-                        " --cut 2 --fallback " + fallback + " generate --prompt-ids '1 7' --max-tokens 4 --print-ids");
+    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + model + " --cloud " +
+                        ep + " --cut 2 --fallback " + fallback +
+                        " generate --prompt-ids '1 7' --max-tokens 4 --print-ids");
     EXPECT_NE(0, r.exit_code) << "fallback " << fallback << ": " << r.out;
     EXPECT_EQ("", r.out) << "no tokens from a mismatched pair";
-    EXPECT_NE(std::string::npos, r.err.find("same shapes, other weights or configuration")) << r.err;
+    EXPECT_NE(std::string::npos, r.err.find("same shapes, other weights or configuration"))
+        << r.err;
   }
   cloud->Signal(SIGTERM);
   EXPECT_EQ(0, cloud->Wait());
@@ -105,15 +112,19 @@ TEST_F(PairTest, AModelWithTheSameShapesAndOtherWeightsIsRefusedAtHello) {
 TEST_F(PairTest, AGgufModelSplitsThroughTwoProcessesWithTheReferenceIds) {
   const auto shared = testing::SharedDir();
   const std::string gguf = shared ? *shared + "/gguf/stories260K-f32.gguf" : "";
-  if (gguf.empty() || !std::ifstream(gguf)) GTEST_SKIP() << "../shared/gguf/stories260K-f32.gguf is absent (set SPLITLM_SHARED)";
-  Process cloud(BinPath("splitlm-cloud") + " --model " + gguf + " --bind 'tcp://127.0.0.1:*' --threads 1");
+  if (gguf.empty() || !std::ifstream(gguf))
+    GTEST_SKIP() << "../shared/gguf/stories260K-f32.gguf is absent (set SPLITLM_SHARED)";
+  Process cloud(BinPath("splitlm-cloud") + " --model " + gguf +
+                " --bind 'tcp://127.0.0.1:*' --threads 1");
   const auto ep = cloud.WaitFor("listening on ", 60000);
   ASSERT_TRUE(ep.has_value()) << cloud.Stderr();
   // llama2.c's and llama.cpp's greedy ids for the checkpoint (the first 21).
-  const std::string expected = "1 461 461 401 401 401 461 378 455 473 456 435 299 362 409 283 264 283 452 288 13\n";
+  const std::string expected =
+      "1 461 461 401 401 401 461 378 455 473 456 435 299 362 409 283 264 283 452 288 13\n";
   for (int cut : {0, 2, 5}) {
-    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + gguf + " --cloud " + *ep + " --cut " +
-                        std::to_string(cut) + " generate --prompt-ids 1 --max-tokens 20 --print-ids");
+    auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + gguf + " --cloud " +
+                        *ep + " --cut " + std::to_string(cut) +
+                        " generate --prompt-ids 1 --max-tokens 20 --print-ids");
     ASSERT_EQ(0, r.exit_code) << r.err;
     EXPECT_EQ(expected, r.out) << "cut " << cut;
   }
@@ -124,11 +135,12 @@ TEST_F(PairTest, AGgufModelSplitsThroughTwoProcessesWithTheReferenceIds) {
 TEST_F(PairTest, TheSameModelInAnotherFormatSplitsWithAWarningOrIsRefusedWhenExactnessIsRequired) {
   REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
   REQUIRE_SHARED(q8, "gguf/synthk-q8_0.gguf");
-  Process cloud(BinPath("splitlm-cloud") + " --model " + f32 + " --bind 'tcp://127.0.0.1:*' --threads 1");
+  Process cloud(BinPath("splitlm-cloud") + " --model " + f32 +
+                " --bind 'tcp://127.0.0.1:*' --threads 1");
   const auto ep = cloud.WaitFor("listening on ", 60000);
   ASSERT_TRUE(ep.has_value()) << cloud.Stderr();
-  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + q8 + " --cloud " + *ep +
-                             " --cut 1 --fallback fail ";
+  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + q8 +
+                             " --cloud " + *ep + " --cut 1 --fallback fail ";
   const std::string gen = " generate --prompt-ids '1 7' --max-tokens 4 --print-ids";
   auto warned = RunCommand(device + gen);
   ASSERT_EQ(0, warned.exit_code) << warned.err;
@@ -142,14 +154,15 @@ TEST_F(PairTest, TheSameModelInAnotherFormatSplitsWithAWarningOrIsRefusedWhenExa
   EXPECT_NE(std::string::npos, refused.err.find("require_exact")) << refused.err;
   cloud.Signal(SIGTERM);
   EXPECT_EQ(0, cloud.Wait()) << cloud.Stderr();
-  EXPECT_NE(std::string::npos, cloud.Stderr().find("tokens may differ")) << "the worker warns too: " << cloud.Stderr();
+  EXPECT_NE(std::string::npos, cloud.Stderr().find("tokens may differ"))
+      << "the worker warns too: " << cloud.Stderr();
 }
 
 TEST_F(PairTest, WeightsQuantisedAtLoadOnOneSideAreTheSameModelInAnotherFormat) {
   std::unique_ptr<Process> cloud;
   const std::string ep = StartCloud(cloud);
-  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
-                             " --cut 2 --fallback fail ";
+  const std::string device = BinPath("splitlm-device") + " --threads 1 --model " + Model() +
+                             " --cloud " + ep + " --cut 2 --fallback fail ";
   const std::string gen = " generate --prompt-ids '1 7' --max-tokens 4 --print-ids";
   auto same = RunCommand(device + "--weights f32 --require-exact" + gen);
   ASSERT_EQ(0, same.exit_code) << same.err;
@@ -170,7 +183,8 @@ TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplits
   const std::string ep = StartFaultWorker(cloud, 10);
   const std::string expected = Local("1 9", 64);
   testing::KillWhenFrozen killer(*cloud);
-  auto r = Device(ep, 2, "1 9", 64, "--fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
+  auto r = Device(ep, 2, "1 9", 64,
+                  "--fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
   ASSERT_TRUE(killer.Killed()) << "the worker never reached its 10th forward\n" << cloud->Stderr();
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
@@ -181,7 +195,8 @@ TEST_F(PairTest, KilledCloudFallsBackLocallyWithIdenticalTokensAndARestartSplits
   auto again = Device(ep, 2, "1 9", 64, "--fallback local");
   ASSERT_EQ(0, again.exit_code) << again.err;
   EXPECT_EQ(expected, again.out);
-  EXPECT_NE(std::string::npos, again.err.find("64 from the cloud, 0 on the device; 0 fallbacks")) << again.err;
+  EXPECT_NE(std::string::npos, again.err.find("64 from the cloud, 0 on the device; 0 fallbacks"))
+      << again.err;
 }
 
 TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpeculation) {
@@ -192,7 +207,8 @@ TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpec
   // Forwards 2 and on carry drafts: the worker dies with the 4th unanswered.
   testing::KillWhenFrozen killer(*cloud);
   auto r = Device(ep, 2, prompt, 40,
-                  "--speculate prompt-lookup:4 --fallback local --step-deadline-ms 3000 --heartbeat-ms 50 --retry-ms 600000");
+                  "--speculate prompt-lookup:4 --fallback local --step-deadline-ms 3000 "
+                  "--heartbeat-ms 50 --retry-ms 600000");
   ASSERT_TRUE(killer.Killed()) << "the worker never reached its 4th forward\n" << cloud->Stderr();
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
@@ -200,7 +216,8 @@ TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpec
   EXPECT_NE(std::string::npos, r.err.find("1 fallbacks")) << r.err;
   EXPECT_NE(std::string::npos, r.err.find("speculative (prompt-lookup): 3 round trips")) << r.err;
   StartCloud(cloud, ep);
-  for (const std::string& spec : std::vector<std::string>{"prompt-lookup", "early-exit:3", "draft:" + Model() + ":5"}) {
+  for (const std::string& spec :
+       std::vector<std::string>{"prompt-lookup", "early-exit:3", "draft:" + Model() + ":5"}) {
     for (int cut : {0, 3}) {
       auto again = Device(ep, cut, prompt, 40, "--speculate " + spec);
       ASSERT_EQ(0, again.exit_code) << again.err;
@@ -209,19 +226,27 @@ TEST_F(PairTest, SpeculativeSplitEqualsTheLocalRunAndSurvivesACloudKilledMidSpec
     }
   }
   // The same tokens from `splitlm generate --cut` in one process.
-  auto one = RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + Model() + " --prompt-ids '" + prompt +
-                        "' --max-tokens 40 --print-ids --ignore-eos --cut 2 --speculate early-exit");
+  auto one = RunCommand(
+      BinPath("splitlm") + " generate --threads 1 --model " + Model() + " --prompt-ids '" + prompt +
+      "' --max-tokens 40 --print-ids --ignore-eos --cut 2 --speculate early-exit");
   ASSERT_EQ(0, one.exit_code) << one.err;
   EXPECT_EQ(expected, one.out);
   EXPECT_NE(std::string::npos, one.err.find("speculative (early-exit)")) << one.err;
   auto bad = Device(ep, 2, prompt, 4, "--speculate prompt-lookup:9");
   EXPECT_NE(0, bad.exit_code);
-  EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: the number of drafts after ':' must be 1..8")) << bad.err;
+  EXPECT_NE(
+      std::string::npos,
+      bad.err.find("--speculate / device.speculate: the number of drafts after ':' must be 1..8"))
+      << bad.err;
   const std::string other = dir_->Sub("tiny-vocab-300");
-  ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " make-model --preset tiny --vocab 300 --out " + other).exit_code);
+  ASSERT_EQ(0,
+            RunCommand(BinPath("splitlm") + " make-model --preset tiny --vocab 300 --out " + other)
+                .exit_code);
   bad = Device(ep, 2, prompt, 4, "--speculate draft:" + other);
   EXPECT_NE(0, bad.exit_code);
-  EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: draft model " + other + " has a vocabulary of 300 tokens")) << bad.err;
+  EXPECT_NE(std::string::npos, bad.err.find("--speculate / device.speculate: draft model " + other +
+                                            " has a vocabulary of 300 tokens"))
+      << bad.err;
 }
 
 TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
@@ -229,9 +254,10 @@ TEST_F(PairTest, WaitModeResumesOnARestartedCloudWithIdenticalTokens) {
   const std::string ep = StartFaultWorker(cloud, 5);
   const std::string expected = Local("1 2 3", 40);
   testing::KillWhenFrozen killer(*cloud);
-  Process device(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
-                 " --cut 1 --fallback wait --wait-deadline-ms 60000 --step-deadline-ms 1000 --heartbeat-ms 50"
-                 " generate --prompt-ids '1 2 3' --max-tokens 40 --print-ids --ignore-eos");
+  Process device(
+      BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
+      " --cut 1 --fallback wait --wait-deadline-ms 60000 --step-deadline-ms 1000 --heartbeat-ms 50"
+      " generate --prompt-ids '1 2 3' --max-tokens 40 --print-ids --ignore-eos");
   ASSERT_TRUE(killer.Killed()) << "the worker never reached its 5th forward\n" << cloud->Stderr();
   EXPECT_EQ(128 + SIGKILL, cloud->Wait());
   StartCloud(cloud, ep);  // the device is waiting for it
@@ -264,7 +290,9 @@ TEST_F(PairTest, ARestartedWorkerIsNoticedByItsInstanceIdAndUsedAtOnce) {
   ASSERT_TRUE(line.has_value()) << device.Stderr();
   EXPECT_EQ(expected, *line + "\n");
   EXPECT_EQ(0, device.Wait()) << device.Stderr();
-  EXPECT_NE(std::string::npos, device.Stderr().find("40 from the cloud, 0 on the device; 0 fallbacks, 0 recoveries, 1 cloud restarts"))
+  EXPECT_NE(std::string::npos,
+            device.Stderr().find(
+                "40 from the cloud, 0 on the device; 0 fallbacks, 0 recoveries, 1 cloud restarts"))
       << device.Stderr();
 }
 
@@ -276,8 +304,10 @@ TEST_F(PairTest, FailModeReportsAClearError) {
   cloud->Wait();
   auto r = Device(ep, 1, "1", 8, "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500");
   EXPECT_NE(0, r.exit_code);
-  EXPECT_NE(std::string::npos, r.err.find("cloud " + ep + ": connection refused (nothing accepts connections there) "
-                                          "(fallback: fail); is splitlm-cloud running at --cloud?"))
+  EXPECT_NE(std::string::npos,
+            r.err.find("cloud " + ep +
+                       ": connection refused (nothing accepts connections there) "
+                       "(fallback: fail); is splitlm-cloud running at --cloud?"))
       << r.err;
 }
 
@@ -288,20 +318,26 @@ TEST_F(PairTest, RefusedCurveHandshakesAreReportedWithTheKeyFlags) {
     ASSERT_EQ(0, k.exit_code) << k.err;
   }
   std::unique_ptr<Process> cloud;
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*",
-                                    "--key " + keys.Sub("cloud.key") + " --allow " + keys.Sub("other.pub"));
-  const std::string refused = "cloud " + ep + ": handshake refused: the worker did not accept our CURVE keys, or only "
-                              "one side uses CURVE (fallback: fail); check --server-key";
+  const std::string ep =
+      StartCloud(cloud, "tcp://127.0.0.1:*",
+                 "--key " + keys.Sub("cloud.key") + " --allow " + keys.Sub("other.pub"));
+  const std::string refused =
+      "cloud " + ep +
+      ": handshake refused: the worker did not accept our CURVE keys, or only "
+      "one side uses CURVE (fallback: fail); check --server-key";
   const std::string fail = "--fallback fail --step-deadline-ms 600000 --heartbeat-ms 500 ";
-  for (const std::string& keys_given :
-       {"--key " + keys.Sub("dev.key") + " --server-key " + keys.Sub("cloud.pub"),     // not on the allow-list
-        "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("dev.pub"),     // wrong server key
-        std::string()}) {                                                                // no CURVE at all
+  for (const std::string& keys_given : {"--key " + keys.Sub("dev.key") + " --server-key " +
+                                            keys.Sub("cloud.pub"),  // not on the allow-list
+                                        "--key " + keys.Sub("other.key") + " --server-key " +
+                                            keys.Sub("dev.pub"),  // wrong server key
+                                        std::string()}) {         // no CURVE at all
     auto r = Device(ep, 1, "1", 4, fail + keys_given);
     EXPECT_NE(0, r.exit_code) << keys_given;
     EXPECT_NE(std::string::npos, r.err.find(refused)) << keys_given << "\n" << r.err;
   }
-  auto ok = Device(ep, 1, "1", 4, fail + "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("cloud.pub"));
+  auto ok =
+      Device(ep, 1, "1", 4,
+             fail + "--key " + keys.Sub("other.key") + " --server-key " + keys.Sub("cloud.pub"));
   EXPECT_EQ(0, ok.exit_code) << ok.err;
 }
 
@@ -309,15 +345,16 @@ TEST_F(PairTest, SixteenDevicesShareOneWorkerThroughEvictions) {
   std::unique_ptr<Process> cloud;
   // A KV budget far below 16 sessions' needs: sessions get evicted and their
   // devices rebuild them.
-  const std::string ep = StartCloud(cloud, "tcp://127.0.0.1:*", "--kv-budget-mb 0.4 --log-level info");
+  const std::string ep =
+      StartCloud(cloud, "tcp://127.0.0.1:*", "--kv-budget-mb 0.4 --log-level info");
   std::vector<std::unique_ptr<Process>> devices;
   std::vector<std::string> prompts;
   for (int i = 0; i < 16; ++i) {
     prompts.push_back("1 " + std::to_string(10 + i) + " " + std::to_string(100 + 7 * i));
     devices.push_back(std::make_unique<Process>(
-        BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --cut " +
-        std::to_string(i % 4) + " --step-deadline-ms 30000 generate --prompt-ids '" + prompts.back() +
-        "' --max-tokens 64 --print-ids --ignore-eos"));
+        BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
+        " --cut " + std::to_string(i % 4) + " --step-deadline-ms 30000 generate --prompt-ids '" +
+        prompts.back() + "' --max-tokens 64 --print-ids --ignore-eos"));
   }
   int rebuilt = 0;
   for (int i = 0; i < 16; ++i) {
@@ -342,9 +379,11 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   const std::string expected = Local("1 4 8", 24);
   // On loopback with equal speeds, running everything here wins.
   TempDir dir;
-  std::ofstream(dir.Sub("auto.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\n";
-  auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --config " +
-                      dir.Sub("auto.toml") + " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
+  std::ofstream(dir.Sub("auto.toml"))
+      << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\n";
+  auto r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " +
+                      ep + " --config " + dir.Sub("auto.toml") +
+                      " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 4 ")) << r.err;
@@ -354,23 +393,30 @@ TEST_F(PairTest, AutoCutFollowsTheProfilesAndKeepsTheTokens) {
   // round trips are real time: a busy machine may make a re-plan move the
   // cut during the generation, so the choice at the start is asserted (by a
   // margin of tens of ms a token), not where every token was computed.
-  ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() + " --out " + dir.Sub("dev.json")).exit_code);
+  ASSERT_EQ(0, RunCommand(BinPath("splitlm") + " profile --threads 1 --model " + Model() +
+                          " --out " + dir.Sub("dev.json"))
+                   .exit_code);
   std::ifstream in(dir.Sub("dev.json"));
   nlohmann::json prof = nlohmann::json::parse(in);
-  for (auto& row : prof["layer_decode_us"]) for (auto& v : row) v = v.get<double>() * 1000;
-  for (auto& row : prof["layer_prefill_us"]) for (auto& v : row) v = v.get<double>() * 1000;
+  for (auto& row : prof["layer_decode_us"])
+    for (auto& v : row) v = v.get<double>() * 1000;
+  for (auto& row : prof["layer_prefill_us"])
+    for (auto& v : row) v = v.get<double>() * 1000;
   std::ofstream(dir.Sub("slow.json")) << prof.dump();
-  std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = 1\nfollow_drift = false\ndevice_profile = \""
+  std::ofstream(dir.Sub("slow.toml")) << "[device]\nauto_cut = true\n[scheduler]\nprivacy_floor = "
+                                         "1\nfollow_drift = false\ndevice_profile = \""
                                       << dir.Sub("slow.json") << "\"\n";
-  r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep + " --config " +
-                 dir.Sub("slow.toml") + " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
+  r = RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + Model() + " --cloud " + ep +
+                 " --config " + dir.Sub("slow.toml") +
+                 " generate --prompt-ids '1 4 8' --max-tokens 24 --print-ids --ignore-eos");
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_EQ(expected, r.out);
   EXPECT_NE(std::string::npos, r.err.find("auto cut 1 ")) << r.err;
 }
 
 TEST_F(PairTest, BadOptionsGiveClearErrors) {
-  auto r = RunCommand(BinPath("splitlm-device") + " --model " + Model() + " --cut 9 generate --prompt-ids 1");
+  auto r = RunCommand(BinPath("splitlm-device") + " --model " + Model() +
+                      " --cut 9 generate --prompt-ids 1");
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find("cut 9 is out of range")) << r.err;
   r = RunCommand(BinPath("splitlm-cloud") + " --model " + Model() + " --bind tcp://0.0.0.0:0");

@@ -83,7 +83,8 @@ class ReplicasTest : public ::testing::Test {
     o.cut = model_->config().num_layers;
     device::Agent local(*model_, o, ctx, metrics);
     expected_ = new std::vector<std::vector<int32_t>>();
-    for (int i = 0; i < 12; ++i) expected_->push_back(local.Generate({Prompt(i), kTokens, {}, false}).tokens);
+    for (int i = 0; i < 12; ++i)
+      expected_->push_back(local.Generate({Prompt(i), kTokens, {}, false}).tokens);
   }
   static void TearDownTestSuite() {
     delete model_;
@@ -95,7 +96,8 @@ class ReplicasTest : public ::testing::Test {
   // Starts a worker; returns its endpoint.
   static std::string StartWorker(std::unique_ptr<Process>& p, const std::string& extra = "") {
     p = std::make_unique<Process>(BinPath("splitlm-cloud") + " --model " + *model_dir_ +
-                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --log-level info " + extra);
+                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --log-level info " +
+                                  extra);
     auto ep = p->WaitFor("listening on ", 60000);
     EXPECT_TRUE(ep.has_value()) << p->Stderr();
     return ep.value_or("");
@@ -103,10 +105,11 @@ class ReplicasTest : public ::testing::Test {
 
   // Starts a test worker that stops itself on its `freeze_at`th Forward,
   // before answering it, for the test to kill (tests/cloud/fault_worker.cpp).
-  static std::string StartFaultWorker(std::unique_ptr<Process>& p, int freeze_at, const std::string& extra = "") {
+  static std::string StartFaultWorker(std::unique_ptr<Process>& p, int freeze_at,
+                                      const std::string& extra = "") {
     p = std::make_unique<Process>(BinPath("splitlm-fault-worker") + " --model " + *model_dir_ +
-                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " + std::to_string(freeze_at) +
-                                  " " + extra);
+                                  " --bind 'tcp://127.0.0.1:*' --threads 1 --freeze-at " +
+                                  std::to_string(freeze_at) + " " + extra);
     auto ep = p->WaitFor("listening on ", 60000);
     EXPECT_TRUE(ep.has_value()) << p->Stderr();
     return ep.value_or("");
@@ -118,16 +121,20 @@ class ReplicasTest : public ::testing::Test {
     o.fallback = device::Fallback::kFail;  // any fallback would end the generation in an error
     o.clouds = workers;
     o.channel.heartbeat_interval = milliseconds(100);
-    o.step_deadline = milliseconds(30000);  // never reached: a dead worker is noticed by its heartbeats
-    o.log = std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
+    o.step_deadline =
+        milliseconds(30000);  // never reached: a dead worker is noticed by its heartbeats
+    o.log =
+        std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
     return o;
   }
 
   // Runs device i (0..n-1) in its own thread, each on the staircase.
-  std::vector<device::GenerateResult> RunDevices(const std::vector<std::string>& workers, int n, Staircase& stairs,
+  std::vector<device::GenerateResult> RunDevices(const std::vector<std::string>& workers, int n,
+                                                 Staircase& stairs,
                                                  std::vector<std::string>* errors) {
     std::vector<std::unique_ptr<device::Agent>> agents;
-    for (int i = 0; i < n; ++i) agents.push_back(std::make_unique<device::Agent>(*model_, Options(workers), ctx_, metrics_));
+    for (int i = 0; i < n; ++i)
+      agents.push_back(std::make_unique<device::Agent>(*model_, Options(workers), ctx_, metrics_));
     std::vector<device::GenerateResult> results(n);
     errors->assign(n, "");
     std::vector<std::thread> threads;
@@ -199,7 +206,8 @@ TEST_F(ReplicasTest, AWorkerKilledMidRunIsFailedOverWithIdenticalTokensAndNoFall
   ASSERT_TRUE(killer.Killed()) << "the worker never reached its 120th forward\n" << w[0]->Stderr();
   std::vector<double> times;
   for (int i = 0; i < 12; ++i) {
-    ASSERT_EQ("", errors[i]) << "device " << i << " (fallback: fail, so no local fallback happened)";
+    ASSERT_EQ("", errors[i]) << "device " << i
+                             << " (fallback: fail, so no local fallback happened)";
     EXPECT_EQ((*expected_)[i], results[i].tokens) << "device " << i;
     EXPECT_EQ(0, results[i].fallbacks);
     EXPECT_EQ(0, results[i].local_steps);
@@ -209,8 +217,8 @@ TEST_F(ReplicasTest, AWorkerKilledMidRunIsFailedOverWithIdenticalTokensAndNoFall
   ASSERT_FALSE(times.empty()) << "no session was failed over";
   std::sort(times.begin(), times.end());
   const double median = times[times.size() / 2], max = times.back();
-  std::cout << "failover of " << times.size() << " sessions: median " << median << " ms, max " << max
-            << " ms (heartbeat 100 ms x 3)\n";
+  std::cout << "failover of " << times.size() << " sessions: median " << median << " ms, max "
+            << max << " ms (heartbeat 100 ms x 3)\n";
   RecordProperty("failovers", static_cast<int>(times.size()));
   RecordProperty("failover_median_ms", std::to_string(median));
   RecordProperty("failover_max_ms", std::to_string(max));
@@ -273,7 +281,8 @@ TEST_F(ReplicasTest, ADrainingWorkerGetsNoNewSessionAndFinishesItsOwn) {
   for (auto& t : threads) t.join();
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ((*expected_)[i], results[i].tokens) << "device " << i;
-    EXPECT_EQ(kTokens, results[i].cloud_steps) << "device " << i << ": every step answered where it started";
+    EXPECT_EQ(kTokens, results[i].cloud_steps)
+        << "device " << i << ": every step answered where it started";
     EXPECT_EQ(only[i][0], results[i].worker) << "device " << i;
   }
   EXPECT_EQ(0, a->Wait()) << "drained and exited\n" << a->Stderr();
@@ -299,7 +308,8 @@ TEST_F(ReplicasTest, APipelineOfTwoWorkersGivesTheLocalTokensAtSeveralCuts) {
   for (auto [k, m] : {std::pair{1, 2}, std::pair{0, 3}}) {
     std::unique_ptr<Process> last, middle;
     const std::string ep_last = StartWorker(last, "--min-cut " + std::to_string(m));
-    const std::string ep = StartWorker(middle, "--layers " + std::to_string(k) + ":" + std::to_string(m) + " --next " + ep_last);
+    const std::string ep = StartWorker(
+        middle, "--layers " + std::to_string(k) + ":" + std::to_string(m) + " --next " + ep_last);
     auto o = Options({});
     o.cut = k;
     o.channel.endpoint = ep;
@@ -314,11 +324,14 @@ TEST_F(ReplicasTest, APipelineOfTwoWorkersGivesTheLocalTokensAtSeveralCuts) {
     o.drafter = device::MakeDrafter({"prompt-lookup", "", 8}, *model_);
     device::Agent speculating(*model_, o, ctx_, metrics_);
     const std::vector<int32_t> repetitive = {1, 5, 6, 7, 5, 6, 7, 5, 6};
-    device::Agent local(*model_, [&] {
-      device::AgentOptions lo;
-      lo.cut = model_->config().num_layers;
-      return lo;
-    }(), ctx_, metrics_);
+    device::Agent local(
+        *model_,
+        [&] {
+          device::AgentOptions lo;
+          lo.cut = model_->config().num_layers;
+          return lo;
+        }(),
+        ctx_, metrics_);
     const auto want = local.Generate({repetitive, kTokens, {}, false}).tokens;
     const auto r = speculating.Generate({repetitive, kTokens, {}, false});
     EXPECT_EQ(want, r.tokens) << "speculative, K " << k << " M " << m;
@@ -340,7 +353,8 @@ TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
   const auto r = agent.Generate({Prompt(4), kTokens, {}, false});
   EXPECT_EQ((*expected_)[4], r.tokens);
   EXPECT_EQ(1, r.fallbacks);
-  EXPECT_EQ(19, r.cloud_steps) << "the last worker answers 19 steps (through the first) and dies at the 20th";
+  EXPECT_EQ(19, r.cloud_steps)
+      << "the last worker answers 19 steps (through the first) and dies at the 20th";
   EXPECT_EQ(kTokens - 19, r.local_steps);
   ASSERT_TRUE(killer.Killed()) << last->Stderr();
   EXPECT_EQ(128 + SIGKILL, last->Wait());
@@ -349,11 +363,14 @@ TEST_F(ReplicasTest, APipelineWhoseLastWorkerDiesFallsBackWithIdenticalTokens) {
 TEST_F(ReplicasTest, SplitlmDeviceTakesAListOfWorkersAndNamesABadEntry) {
   std::unique_ptr<Process> w1, w2;
   const std::string list = StartWorker(w1) + "," + StartWorker(w2);
-  const std::string local = testing::RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + *model_dir_ +
-                                                " --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos").out;
+  const std::string local =
+      testing::RunCommand(BinPath("splitlm") + " generate --threads 1 --model " + *model_dir_ +
+                          " --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos")
+          .out;
   auto device = [&](const std::string& cloud) {
-    return testing::RunCommand(BinPath("splitlm-device") + " --threads 1 --model " + *model_dir_ + " --cloud '" + cloud +
-                               "' --cut 2 generate --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos");
+    return testing::RunCommand(
+        BinPath("splitlm-device") + " --threads 1 --model " + *model_dir_ + " --cloud '" + cloud +
+        "' --cut 2 generate --prompt-ids '1 7 42' --max-tokens 24 --print-ids --ignore-eos");
   };
   const auto r = device(list);
   ASSERT_EQ(0, r.exit_code) << r.err;
@@ -361,7 +378,8 @@ TEST_F(ReplicasTest, SplitlmDeviceTakesAListOfWorkersAndNamesABadEntry) {
   EXPECT_NE(std::string::npos, r.err.find("0 failovers to another worker")) << r.err;
   const auto bad = device(list + ",http://x:1");
   EXPECT_NE(0, bad.exit_code);
-  EXPECT_NE(std::string::npos, bad.err.find("--cloud entry 'http://x:1': unknown scheme")) << bad.err;
+  EXPECT_NE(std::string::npos, bad.err.find("--cloud entry 'http://x:1': unknown scheme"))
+      << bad.err;
 }
 
 TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
@@ -375,28 +393,38 @@ TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
     }
     return std::string();
   };
-  EXPECT_EQ("--cloud 'tcp://a:1,': an empty entry (expected tcp://HOST:PORT[,...] or dns://NAME:PORT)", error("tcp://a:1,"));
-  EXPECT_EQ("--cloud entry 'http://a:1': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)", error("http://a:1"));
-  EXPECT_EQ("--cloud entry 'dns://w.svc': expected HOST:PORT after the scheme", error("dns://w.svc"));
-  EXPECT_EQ("--cloud entry 'tcp://a:99999': port '99999' is not a number 0..65535", error("tcp://a:99999"));
+  EXPECT_EQ(
+      "--cloud 'tcp://a:1,': an empty entry (expected tcp://HOST:PORT[,...] or dns://NAME:PORT)",
+      error("tcp://a:1,"));
+  EXPECT_EQ(
+      "--cloud entry 'http://a:1': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)",
+      error("http://a:1"));
+  EXPECT_EQ("--cloud entry 'dns://w.svc': expected HOST:PORT after the scheme",
+            error("dns://w.svc"));
+  EXPECT_EQ("--cloud entry 'tcp://a:99999': port '99999' is not a number 0..65535",
+            error("tcp://a:99999"));
 }
 
 TEST(Replicas, ResolvesNamesToEveryAddressAndAgainAfterTheInterval) {
   std::vector<std::string> answer = {"10.0.0.1", "fd00::2"};
   int asked = 0;
-  device::Replicas r({"tcp://a:1", "dns://w.svc:5555"}, milliseconds(1000), [&](const std::string& host) {
-    EXPECT_EQ("w.svc", host);
-    ++asked;
-    return answer;
-  });
+  device::Replicas r({"tcp://a:1", "dns://w.svc:5555"}, milliseconds(1000),
+                     [&](const std::string& host) {
+                       EXPECT_EQ("w.svc", host);
+                       ++asked;
+                       return answer;
+                     });
   EXPECT_TRUE(r.several());
   const auto t0 = device::Replicas::Clock::time_point{} + std::chrono::hours(1);
-  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.1:5555", "tcp://[fd00::2]:5555"}), r.Endpoints(t0));
+  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.1:5555", "tcp://[fd00::2]:5555"}),
+            r.Endpoints(t0));
   answer = {"10.0.0.3"};
   EXPECT_EQ(3u, r.Endpoints(t0 + milliseconds(999)).size()) << "resolved again before the interval";
-  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.3:5555"}), r.Endpoints(t0 + milliseconds(1000)));
+  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.3:5555"}),
+            r.Endpoints(t0 + milliseconds(1000)));
   answer = {};
-  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.3:5555"}), r.Endpoints(t0 + milliseconds(2000)))
+  EXPECT_EQ((std::vector<std::string>{"tcp://a:1", "tcp://10.0.0.3:5555"}),
+            r.Endpoints(t0 + milliseconds(2000)))
       << "a name that does not resolve keeps its last addresses";
   EXPECT_EQ(3, asked);
   EXPECT_FALSE(device::Replicas({"tcp://a:1"}, milliseconds(1000)).several());

@@ -18,16 +18,20 @@ TextStream::Decoder Bytes(const std::string& text) {
 }
 
 // Streams `text` one byte-token at a time; returns the deltas (Finish's last).
-std::vector<std::string> StreamBytes(const std::string& text, std::vector<std::string> stops = {}, TextStream* out = nullptr) {
+std::vector<std::string> StreamBytes(const std::string& text, std::vector<std::string> stops = {},
+                                     TextStream* out = nullptr) {
   TextStream s(Bytes(text), std::move(stops));
   std::vector<std::string> deltas;
-  for (size_t i = 0; i < text.size() && !s.stopped(); ++i) deltas.push_back(s.Push(static_cast<int32_t>(i)));
+  for (size_t i = 0; i < text.size() && !s.stopped(); ++i)
+    deltas.push_back(s.Push(static_cast<int32_t>(i)));
   deltas.push_back(s.Finish());
   if (out) *out = s;
   return deltas;
 }
 
-bool ValidUtf8(const std::string& s) { return Utf8Lossy(s) == s && Utf8CompleteLength(s) == s.size(); }
+bool ValidUtf8(const std::string& s) {
+  return Utf8Lossy(s) == s && Utf8CompleteLength(s) == s.size();
+}
 
 TEST(TextStream, MultiByteTextSplitIntoByteTokensComesOutInWholeCharacters) {
   const std::string text = "Ab 你好，世界 😀👨‍👩‍👧 é ñ";
@@ -51,12 +55,17 @@ TEST(TextStream, AnUnfinishedCharacterAtTheEndBecomesReplacementCharacter) {
   EXPECT_EQ("a", s.Push(0));
   EXPECT_EQ("", s.Push(1));
   EXPECT_EQ("", s.Push(2));
-  EXPECT_EQ("\xEF\xBF\xBD\xEF\xBF\xBD", s.Finish());  // as Hugging Face's lossy decode: one U+FFFD per bad byte
+  EXPECT_EQ("\xEF\xBF\xBD\xEF\xBF\xBD",
+            s.Finish());  // as Hugging Face's lossy decode: one U+FFFD per bad byte
 }
 
 TEST(TextStream, InvalidBytesInsideTheTextAreReplaced) {
-  EXPECT_EQ("a\xEF\xBF\xBD" "b", Utf8Lossy("a\xFF" "b"));
-  EXPECT_EQ("\xEF\xBF\xBD\xEF\xBF\xBD", Utf8Lossy("\xC0\xAF"));  // overlong '/'
+  EXPECT_EQ(
+      "a\xEF\xBF\xBD"
+      "b",
+      Utf8Lossy("a\xFF"
+                "b"));
+  EXPECT_EQ("\xEF\xBF\xBD\xEF\xBF\xBD", Utf8Lossy("\xC0\xAF"));                  // overlong '/'
   EXPECT_EQ("\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD", Utf8Lossy("\xED\xA0\x80"));  // a surrogate
 }
 
@@ -97,11 +106,13 @@ TEST(TextStream, AMultiByteStopString) {
 
 TEST(TextStream, DecodesTheWholeSequenceSoNeighbourDependentPiecesComeOutRight) {
   // A SentencePiece-like decoder: "▁" is a space except at the very start.
-  TextStream s([](const std::vector<int32_t>& ids) {
-    std::string t;
-    for (int32_t id : ids) t += (t.empty() ? "" : " ") + std::string(id == 0 ? "Hi" : "there");
-    return t;
-  }, {});
+  TextStream s(
+      [](const std::vector<int32_t>& ids) {
+        std::string t;
+        for (int32_t id : ids) t += (t.empty() ? "" : " ") + std::string(id == 0 ? "Hi" : "there");
+        return t;
+      },
+      {});
   EXPECT_EQ("Hi", s.Push(0));
   EXPECT_EQ(" there", s.Push(1));
   EXPECT_EQ("Hi there", s.text());

@@ -50,7 +50,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (data[0] % 3 == 2) {
       const GgufHeader h = ParseGgufHeader(data + 1, size - 1, "fuzz.gguf");
       for (const auto& t : h.tensors) {
-        if (t.offset > size - 1 || t.bytes > size - 1 - t.offset || t.offset % h.alignment != 0) std::abort();
+        if (t.offset > size - 1 || t.bytes > size - 1 - t.offset || t.offset % h.alignment != 0)
+          std::abort();
         DecodeFirstRow(t, data + 1);
       }
     } else if (data[0] % 3 == 0) {
@@ -60,13 +61,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (info.offset > size - 1 || info.bytes > size - 1 - info.offset) std::abort();
       }
     } else {
-      const ModelConfig c = ParseModelConfig(std::string(reinterpret_cast<const char*>(data + 1), size - 1),
-                                             "fuzz/config.json");
+      const ModelConfig c = ParseModelConfig(
+          std::string(reinterpret_cast<const char*>(data + 1), size - 1), "fuzz/config.json");
       if (c.num_layers <= 0 || c.head_dim <= 0 || c.num_heads % c.num_kv_heads != 0) std::abort();
       for (int eos : c.eos_token_ids) {
         if (eos < 0 || eos >= c.vocab_size) std::abort();
       }
-      (void)ParseModelConfig(ModelConfigToJson(c), "fuzz/round-trip.json");  // what we write, we read
+      (void)ParseModelConfig(ModelConfigToJson(c),
+                             "fuzz/round-trip.json");  // what we write, we read
     }
   } catch (const splitlm::Exception&) {
   }

@@ -25,7 +25,8 @@ int main(int argc, char** argv) {
           "num_hidden_layers": 1, "num_attention_heads": 3, "vocab_size": 10, "max_position_embeddings": 8,
           "tie_word_embeddings": true, "rope_theta": 1e6, "eos_token_id": 9})",
   };
-  std::ofstream(std::string(argv[1]) + "/safetensors.bin", std::ios::binary) << std::string(1, '\0') + st;  // selector 0: safetensors
+  std::ofstream(std::string(argv[1]) + "/safetensors.bin", std::ios::binary)
+      << std::string(1, '\0') + st;  // selector 0: safetensors
   // A GGUF v3 file: two metadata values (one an array of strings), two tensors.
   std::string gguf;
   auto put = [&gguf](uint64_t v, int bytes) {
@@ -42,16 +43,18 @@ int main(int argc, char** argv) {
   str("n"), put(1, 4), put(4, 8), put(0, 4), put(96, 8);             // F32
   while (gguf.size() % 32) gguf.push_back('\0');
   gguf.append(96 + 16, '\x22');
-  std::ofstream(std::string(argv[1]) + "/gguf.bin", std::ios::binary) << std::string(1, '\2') + gguf;
+  std::ofstream(std::string(argv[1]) + "/gguf.bin", std::ios::binary)
+      << std::string(1, '\2') + gguf;
   // A GGUF file of one row in each type splitlm decodes (and one it does
   // not: IQ2_XXS), each with its block's bytes.
   struct Row {
     const char* name;
     uint32_t type, values, bytes;
   };
-  const Row rows[] = {{"q4_1", 3, 32, 20},   {"q5_0", 6, 32, 22},  {"q5_1", 7, 32, 24},   {"q2_k", 10, 256, 84},
-                      {"q3_k", 11, 256, 110}, {"q5_k", 13, 256, 176}, {"iq4_nl", 20, 32, 18}, {"f16", 1, 32, 64},
-                      {"bf16", 30, 32, 64},  {"iq2_xxs", 16, 256, 66}};
+  const Row rows[] = {{"q4_1", 3, 32, 20},     {"q5_0", 6, 32, 22},    {"q5_1", 7, 32, 24},
+                      {"q2_k", 10, 256, 84},   {"q3_k", 11, 256, 110}, {"q5_k", 13, 256, 176},
+                      {"iq4_nl", 20, 32, 18},  {"f16", 1, 32, 64},     {"bf16", 30, 32, 64},
+                      {"iq2_xxs", 16, 256, 66}};
   gguf.clear();
   put(0x46554747, 4), put(3, 4), put(sizeof rows / sizeof rows[0], 8), put(0, 8);
   uint64_t offset = 0;
@@ -61,12 +64,15 @@ int main(int argc, char** argv) {
   }
   while (gguf.size() % 32) gguf.push_back('\0');
   for (const Row& r : rows) {
-    for (uint32_t i = 0; i < (r.bytes + 31) / 32 * 32; ++i) gguf.push_back(static_cast<char>((i * 37 + r.type) & 0xff));
+    for (uint32_t i = 0; i < (r.bytes + 31) / 32 * 32; ++i)
+      gguf.push_back(static_cast<char>((i * 37 + r.type) & 0xff));
   }
-  std::ofstream(std::string(argv[1]) + "/gguf-types.bin", std::ios::binary) << std::string(1, '\2') + gguf;
+  std::ofstream(std::string(argv[1]) + "/gguf-types.bin", std::ios::binary)
+      << std::string(1, '\2') + gguf;
   int n = 0;
   for (const auto& c : configs) {
-    std::ofstream(std::string(argv[1]) + "/config-" + std::to_string(n++) + ".bin", std::ios::binary)
+    std::ofstream(std::string(argv[1]) + "/config-" + std::to_string(n++) + ".bin",
+                  std::ios::binary)
         << std::string(1, '\1') + c;  // selector 1: config.json
   }
   return 0;

@@ -43,7 +43,8 @@ std::vector<float> AllLogits(const Model& m, const std::vector<int32_t>& ids) {
   const ModelConfig& c = m.config();
   Stage stage(StageWeights::Load(m, StageSpec::Device(c, c.num_layers)));
   std::vector<float> all(ids.size() * c.vocab_size);
-  for (size_t i = 0; i < ids.size(); ++i) stage.Forward({&ids[i], nullptr, 1}, &all[i * c.vocab_size]);
+  for (size_t i = 0; i < ids.size(); ++i)
+    stage.Forward({&ids[i], nullptr, 1}, &all[i * c.vocab_size]);
   return all;
 }
 
@@ -80,8 +81,8 @@ TEST(GgufModel, Stories260KWeightsEqualTheHuggingFaceOnesBitwise) {
   const ModelConfig& c = h->config();
   const int64_t hs = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
                 kvd = int64_t{c.num_kv_heads} * c.head_dim, ff = c.intermediate_size;
-  std::map<std::string, std::vector<int64_t>> shapes = {{"model.embed_tokens.weight", {c.vocab_size, hs}},
-                                                        {"model.norm.weight", {hs}}};
+  std::map<std::string, std::vector<int64_t>> shapes = {
+      {"model.embed_tokens.weight", {c.vocab_size, hs}}, {"model.norm.weight", {hs}}};
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     shapes[p + "input_layernorm.weight"] = {hs};
@@ -186,11 +187,14 @@ TEST(GgufModel, TheSameModelQuantisedKeepsItsIdentityAndChangesItsFingerprint) {
     const std::string path = testing::SharedPath(std::string("gguf/") + name);
     ASSERT_FALSE(path.empty()) << name << " is missing beside synthk-f32.gguf";
     const auto quantised = Model::Open(path);
-    EXPECT_EQ(source->identity(), quantised->identity()) << name << ": llama-quantize keeps the metadata";
+    EXPECT_EQ(source->identity(), quantised->identity())
+        << name << ": llama-quantize keeps the metadata";
     EXPECT_NE(source->fingerprint(), quantised->fingerprint()) << name;
     EXPECT_NE("f32", quantised->weight_formats()) << name;
   }
-  EXPECT_NE(std::string::npos, Model::Open(testing::SharedPath("gguf/synthk-q4_k_m.gguf"))->weight_formats().find("q4_k"));
+  EXPECT_NE(
+      std::string::npos,
+      Model::Open(testing::SharedPath("gguf/synthk-q4_k_m.gguf"))->weight_formats().find("q4_k"));
   // Another model of other shapes and metadata.
   REQUIRE_SHARED(stories, "gguf/stories260K-f32.gguf");
   EXPECT_NE(source->identity(), Model::Open(stories)->identity());
@@ -218,18 +222,20 @@ TEST(GgufModel, IdentityCoversTheMetadataButNotTheFileType) {
 // key: see MiniGguf's callers).
 struct MiniModel {
   std::string arch = "llama";
-  std::map<std::string, uint32_t> u32 = {{"block_count", 2},       {"embedding_length", 32},
-                                         {"feed_forward_length", 32}, {"attention.head_count", 2},
-                                         {"attention.head_count_kv", 2}, {"context_length", 16}};
+  std::map<std::string, uint32_t> u32 = {
+      {"block_count", 2},          {"embedding_length", 32},       {"feed_forward_length", 32},
+      {"attention.head_count", 2}, {"attention.head_count_kv", 2}, {"context_length", 16}};
   std::vector<std::pair<std::string, std::vector<uint64_t>>> tensors;
   std::map<std::string, uint32_t> types;
 
   explicit MiniModel(int layers = 2) {
-    tensors = {{"token_embd.weight", {32, 8}}, {"output_norm.weight", {32}}, {"output.weight", {32, 8}}};
+    tensors = {
+        {"token_embd.weight", {32, 8}}, {"output_norm.weight", {32}}, {"output.weight", {32, 8}}};
     for (int l = 0; l < layers; ++l) {
       const std::string p = "blk." + std::to_string(l) + ".";
       for (const char* n : {"attn_norm", "ffn_norm"}) tensors.push_back({p + n + ".weight", {32}});
-      for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
+      for (const char* n :
+           {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) {
         tensors.push_back({p + n + ".weight", {32, 32}});
       }
     }
@@ -278,42 +284,52 @@ TEST(GgufModel, BadFilesAreErrorsNamingTheFileTheKeyOrTensorAndTheProblem) {
   EXPECT_EQ("(no error)", ErrorOf(MiniModel(), path));
   MiniModel m;
   m.arch = "gpt2";
-  EXPECT_EQ(path + ": unsupported architecture \"gpt2\" (general.architecture; supported: llama, qwen2)",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path + ": unsupported architecture \"gpt2\" (general.architecture; supported: llama, qwen2)",
+      ErrorOf(m, path));
   m = MiniModel();
   m.u32.erase("block_count");
   EXPECT_EQ(path + ": missing metadata key \"llama.block_count\"", ErrorOf(m, path));
   m = MiniModel();
   m.u32["attention.head_count_kv"] = 3;
-  EXPECT_EQ(path + ": attention.head_count 2 is not a multiple of attention.head_count_kv 3", ErrorOf(m, path));
+  EXPECT_EQ(path + ": attention.head_count 2 is not a multiple of attention.head_count_kv 3",
+            ErrorOf(m, path));
   m = MiniModel();
   m.u32["rope.dimension_count"] = 8;
-  EXPECT_EQ(path + ": \"llama.rope.dimension_count\" = 8 rotates part of each head; only full rotary (16) "
-                   "is supported",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path +
+          ": \"llama.rope.dimension_count\" = 8 rotates part of each head; only full rotary (16) "
+          "is supported",
+      ErrorOf(m, path));
   m = MiniModel();
   m.Drop("blk.1.ffn_up.weight");
-  EXPECT_EQ(path + ": tensor \"blk.1.ffn_up.weight\" (model.layers.1.mlp.up_proj.weight) is missing",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path + ": tensor \"blk.1.ffn_up.weight\" (model.layers.1.mlp.up_proj.weight) is missing",
+      ErrorOf(m, path));
   m = MiniModel();
   m.tensors[5].second = {32, 16};  // blk.0.attn_q.weight
-  EXPECT_EQ(path + ": tensor \"blk.0.attn_q.weight\" has dims [32, 16] (innermost first), expected [32, 32]",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path +
+          ": tensor \"blk.0.attn_q.weight\" has dims [32, 16] (innermost first), expected [32, 32]",
+      ErrorOf(m, path));
   m = MiniModel();
   m.types["blk.0.ffn_down.weight"] = static_cast<uint32_t>(GgmlType::kMXFP4);
-  EXPECT_EQ(path + ": tensor \"blk.0.ffn_down.weight\" has type MXFP4, which splitlm cannot load yet",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path + ": tensor \"blk.0.ffn_down.weight\" has type MXFP4, which splitlm cannot load yet",
+      ErrorOf(m, path));
   m = MiniModel(3);
   EXPECT_EQ(path + ": tensor \"blk.2.attn_norm.weight\" belongs to layer 2, but block_count is 2",
             ErrorOf(m, path));
   m = MiniModel();
   m.arch = "qwen2";
-  EXPECT_EQ(path + ": tensor \"blk.0.attn_q.bias\" (model.layers.0.self_attn.q_proj.bias) is missing",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path + ": tensor \"blk.0.attn_q.bias\" (model.layers.0.self_attn.q_proj.bias) is missing",
+      ErrorOf(m, path));
   m = MiniModel();
   m.tensors.push_back({"rope_freqs.weight", {4}});
-  EXPECT_EQ(path + ": tensor \"rope_freqs.weight\" has dims [4], expected [8] (half the head dimension)",
-            ErrorOf(m, path));
+  EXPECT_EQ(
+      path + ": tensor \"rope_freqs.weight\" has dims [4], expected [8] (half the head dimension)",
+      ErrorOf(m, path));
 }
 
 TEST(GgufModel, TiedHeadWhenOutputIsAbsent) {
@@ -345,9 +361,10 @@ TEST(GgufModel, OpenSaysWhatItWantsForAFileOfAHuggingFaceModel) {
     Model::Open(hf + "/model.safetensors");
     ADD_FAILURE() << "expected an error";
   } catch (const Exception& e) {
-    EXPECT_EQ(hf + "/model.safetensors: give the Hugging Face model's directory, not one of its files "
-                   "(a file is read as GGUF)",
-              std::string(e.what()));
+    EXPECT_EQ(
+        hf + "/model.safetensors: give the Hugging Face model's directory, not one of its files "
+             "(a file is read as GGUF)",
+        std::string(e.what()));
   }
   TempDir dir;
   std::ofstream(dir.Sub("x.bin")) << "not a model at all";
@@ -364,24 +381,30 @@ TEST(GgufModel, OpenSaysWhatItWantsForAMissingPath) {
     Model::Open("/nonexistent/model.gguf");
     ADD_FAILURE() << "expected an error";
   } catch (const Exception& e) {
-    EXPECT_EQ("/nonexistent/model.gguf: model not found (give a Hugging Face model directory or a .gguf file)",
-              std::string(e.what()));
+    EXPECT_EQ(
+        "/nonexistent/model.gguf: model not found (give a Hugging Face model directory or a .gguf "
+        "file)",
+        std::string(e.what()));
   }
 }
 
 // Copies the GGUF file `src` to `dst` with `extra` metadata and, if
 // `freq_factor` > 0, a rope_freqs.weight of `half` copies of it.
 void CopyGguf(const std::string& src, const std::string& dst,
-              const std::vector<std::pair<std::string, GgufValue>>& extra, int64_t half, float freq_factor) {
+              const std::vector<std::pair<std::string, GgufValue>>& extra, int64_t half,
+              float freq_factor) {
   auto in = GgufFile::Open(src);
   GgufWriter w(dst);
-  for (const std::string& key : in->header().key_order) w.AddKeyValue(key, in->header().metadata.at(key));
+  for (const std::string& key : in->header().key_order)
+    w.AddKeyValue(key, in->header().metadata.at(key));
   for (const auto& [key, value] : extra) w.AddKeyValue(key, value);
   for (const GgufTensor& t : in->header().tensors) w.AddTensor(t.name, t.dims, t.type);
-  if (freq_factor > 0) w.AddTensor("rope_freqs.weight", {half}, static_cast<uint32_t>(GgmlType::kF32));
+  if (freq_factor > 0)
+    w.AddTensor("rope_freqs.weight", {half}, static_cast<uint32_t>(GgmlType::kF32));
   for (const GgufTensor& t : in->header().tensors) w.WriteTensorData(in->data(t), t.bytes);
   const std::vector<float> factors(static_cast<size_t>(half), freq_factor);
-  if (freq_factor > 0) w.WriteTensorData(reinterpret_cast<const uint8_t*>(factors.data()), factors.size() * 4);
+  if (freq_factor > 0)
+    w.WriteTensorData(reinterpret_cast<const uint8_t*>(factors.data()), factors.size() * 4);
   w.Commit();
 }
 
@@ -397,7 +420,8 @@ TEST(GgufModel, RopeFrequencyFactorsDivideTheFrequencies) {
   two.real = 2.0;
   CopyGguf(gguf, dir.Sub("ff2.gguf"), {}, 4, 2.0f);
   CopyGguf(gguf, dir.Sub("ff1.gguf"), {}, 4, 1.0f);
-  CopyGguf(gguf, dir.Sub("linear2.gguf"), {{"llama.rope.scaling.type", linear}, {"llama.rope.scaling.factor", two}}, 4, 0);
+  CopyGguf(gguf, dir.Sub("linear2.gguf"),
+           {{"llama.rope.scaling.type", linear}, {"llama.rope.scaling.factor", two}}, 4, 0);
   auto ff2 = Model::Open(dir.Sub("ff2.gguf"));
   EXPECT_EQ(std::vector<float>(4, 2.0f), ff2->config().rope_scaling.freq_factors);
   const std::vector<int32_t>& ids = testing::Stories260KGreedyFromBos();
@@ -407,7 +431,6 @@ TEST(GgufModel, RopeFrequencyFactorsDivideTheFrequencies) {
   EXPECT_EQ(base, AllLogits(*Model::Open(dir.Sub("ff1.gguf")), ids));
   EXPECT_NE(base, scaled);
 }
-
 
 // Writes the Hugging Face model `hf` as llama.cpp's convert_hf_to_gguf.py
 // would (F32): metadata, dims innermost first, and for `llama` the Q and K
@@ -433,8 +456,8 @@ void WriteGgufLikeLlamaCpp(const Model& hf, const std::string& path) {
   w.AddKeyValue("tokenizer.ggml.eos_token_id", GgufU32(c.eos_token_ids[0]));
   const int64_t h = c.hidden_size, qd = int64_t{c.num_heads} * c.head_dim,
                 kvd = int64_t{c.num_kv_heads} * c.head_dim, ff = c.intermediate_size;
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {{"model.embed_tokens.weight", {c.vocab_size, h}},
-                                                                      {"model.norm.weight", {h}}};
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"model.embed_tokens.weight", {c.vocab_size, h}}, {"model.norm.weight", {h}}};
   if (hf.HasTensor("lm_head.weight")) shapes.push_back({"lm_head.weight", {c.vocab_size, h}});
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -459,7 +482,8 @@ void WriteGgufLikeLlamaCpp(const Model& hf, const std::string& path) {
   }
   for (const auto& [hf_name, shape] : shapes) {
     std::vector<float> v = F32(hf, hf_name, shape);
-    const bool q = hf_name.find("q_proj") != std::string::npos, k = hf_name.find("k_proj") != std::string::npos;
+    const bool q = hf_name.find("q_proj") != std::string::npos,
+               k = hf_name.find("k_proj") != std::string::npos;
     if (c.arch == Arch::kLlama && (q || k)) {
       const int64_t heads = q ? c.num_heads : c.num_kv_heads, half = c.head_dim / 2;
       const int64_t row = shape.size() == 2 ? shape[1] : 1;
@@ -467,7 +491,8 @@ void WriteGgufLikeLlamaCpp(const Model& hf, const std::string& path) {
       for (int64_t hh = 0; hh < heads; ++hh)
         for (int64_t i = 0; i < 2; ++i)
           for (int64_t j = 0; j < half; ++j)
-            std::copy_n(&v[((hh * 2 + i) * half + j) * row], row, &permuted[(hh * c.head_dim + 2 * j + i) * row]);
+            std::copy_n(&v[((hh * 2 + i) * half + j) * row], row,
+                        &permuted[(hh * c.head_dim + 2 * j + i) * row]);
       v.swap(permuted);
     }
     w.WriteTensorData(reinterpret_cast<const uint8_t*>(v.data()), v.size() * sizeof(float));
@@ -497,7 +522,8 @@ TEST(GgufModel, ADirectoryConvertedToGgufGivesItsLogitsBitwiseAndKeepsItsIdentit
       ASSERT_NE(nullptr, got) << want.name;
       EXPECT_EQ(want.dims, got->dims) << want.name;
       ASSERT_EQ(want.bytes, got->bytes) << want.name;
-      EXPECT_EQ(0, std::memcmp(reference->data(want), converted->data(*got), want.bytes)) << want.name;
+      EXPECT_EQ(0, std::memcmp(reference->data(want), converted->data(*got), want.bytes))
+          << want.name;
     }
     auto gguf = Model::Open(dir.Sub("converted.gguf"));
     EXPECT_EQ(hf->config().qkv_bias, gguf->config().qkv_bias);
@@ -512,7 +538,8 @@ TEST(GgufModel, ADirectoryConvertedToGgufGivesItsLogitsBitwiseAndKeepsItsIdentit
     QuantizeGguf(dir.Sub("converted.gguf"), dir.Sub("q8_0.gguf"), q);
     auto quantised = Model::Open(dir.Sub("q8_0.gguf"));
     EXPECT_EQ(hf->identity(), quantised->identity()) << "quantising keeps the source identity";
-    EXPECT_NE(std::string::npos, quantised->weight_formats().find("q8_0")) << quantised->weight_formats();
+    EXPECT_NE(std::string::npos, quantised->weight_formats().find("q8_0"))
+        << quantised->weight_formats();
   }
 }
 

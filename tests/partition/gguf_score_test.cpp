@@ -58,9 +58,9 @@ std::optional<std::string> SharedGguf(const std::string& name) {
 
 // Positions where every run of `runs` has a margin >= 0.01 and the first
 // run's argmax differs from ours; `compared` counts the positions checked.
-std::vector<size_t> Disagreements(const SequenceScore& s,
-                                  const std::vector<const std::vector<std::pair<int32_t, double>>*>& runs,
-                                  size_t* compared) {
+std::vector<size_t> Disagreements(
+    const SequenceScore& s, const std::vector<const std::vector<std::pair<int32_t, double>>*>& runs,
+    size_t* compared) {
   std::vector<size_t> bad;
   *compared = 0;
   for (size_t i = 0; i < s.positions.size(); ++i) {
@@ -76,7 +76,8 @@ std::vector<size_t> Disagreements(const SequenceScore& s,
 void ExpectAgreement(const std::string& file, const std::vector<std::string>& runs) {
   const auto path = SharedGguf(file);
   const auto ref_path = SharedGguf("synthk-teacher-forced.txt");
-  if (!path || !ref_path) GTEST_SKIP() << "../shared/gguf/" << file << " or its reference is absent (set SPLITLM_SHARED)";
+  if (!path || !ref_path)
+    GTEST_SKIP() << "../shared/gguf/" << file << " or its reference is absent (set SPLITLM_SHARED)";
   const Reference ref = ReadReference(*ref_path);
   ASSERT_EQ(200u, ref.ids.size());
   auto model = Model::Open(*path);
@@ -94,7 +95,8 @@ void ExpectAgreement(const std::string& file, const std::vector<std::string>& ru
     ASSERT_EQ(200u, ref.runs.at(run).size()) << run;
     checked.insert(checked.begin(), &ref.runs.at(run));
     size_t compared = 0;
-    EXPECT_EQ(std::vector<size_t>{}, Disagreements(local, checked, &compared)) << file << " vs " << run;
+    EXPECT_EQ(std::vector<size_t>{}, Disagreements(local, checked, &compared))
+        << file << " vs " << run;
     EXPECT_GT(compared, 90u) << run;
   }
   EXPECT_TRUE(std::isfinite(local.perplexity));
@@ -102,9 +104,12 @@ void ExpectAgreement(const std::string& file, const std::vector<std::string>& ru
   for (int cut : {0, 2}) {
     const SequenceScore split = ScoreSequence(*model, cut, ids);
     for (size_t i = 0; i < local.positions.size(); ++i) {
-      ASSERT_EQ(local.positions[i].argmax, split.positions[i].argmax) << "cut " << cut << " pos " << i;
-      ASSERT_EQ(local.positions[i].margin, split.positions[i].margin) << "cut " << cut << " pos " << i;
-      ASSERT_EQ(local.positions[i].logprob_next, split.positions[i].logprob_next) << "cut " << cut << " pos " << i;
+      ASSERT_EQ(local.positions[i].argmax, split.positions[i].argmax)
+          << "cut " << cut << " pos " << i;
+      ASSERT_EQ(local.positions[i].margin, split.positions[i].margin)
+          << "cut " << cut << " pos " << i;
+      ASSERT_EQ(local.positions[i].logprob_next, split.positions[i].logprob_next)
+          << "cut " << cut << " pos " << i;
     }
   }
 }
@@ -114,9 +119,15 @@ TEST(GgufScore, SynthkF32AgreesWithLlamaCpp) { ExpectAgreement("synthk-f32.gguf"
 // dequantised fp32 computation): against llama.cpp's run on the same file
 // where its margin is clear, and against its dequantised run where both of
 // its runs are clear (docs/exactness.md).
-TEST(GgufScore, SynthkQ8_0AgreesWithLlamaCpp) { ExpectAgreement("synthk-q8_0.gguf", {"q8_0", "q8_0 deq"}); }
-TEST(GgufScore, SynthkQ4_0AgreesWithLlamaCpp) { ExpectAgreement("synthk-q4_0.gguf", {"q4_0", "q4_0 deq"}); }
-TEST(GgufScore, SynthkQ4_K_MAgreesWithLlamaCpp) { ExpectAgreement("synthk-q4_k_m.gguf", {"q4_k_m", "q4_k_m deq"}); }
+TEST(GgufScore, SynthkQ8_0AgreesWithLlamaCpp) {
+  ExpectAgreement("synthk-q8_0.gguf", {"q8_0", "q8_0 deq"});
+}
+TEST(GgufScore, SynthkQ4_0AgreesWithLlamaCpp) {
+  ExpectAgreement("synthk-q4_0.gguf", {"q4_0", "q4_0 deq"});
+}
+TEST(GgufScore, SynthkQ4_K_MAgreesWithLlamaCpp) {
+  ExpectAgreement("synthk-q4_k_m.gguf", {"q4_k_m", "q4_k_m deq"});
+}
 
 TEST(GgufScore, MarginsAndLogProbabilitiesFollowTheirDefinitions) {
   const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.75f};

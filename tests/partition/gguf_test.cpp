@@ -33,8 +33,17 @@ std::string ErrorOf(const std::string& bytes) {
 
 TEST(GgufTest, AValidFileParsesWithItsMetadataAndTensors) {
   GgufBytes b;
-  b.Header(2, 3).KvU32("llama.block_count", 2).Str("general.architecture").Put<uint32_t>(8).Str("llama");
-  b.Str("tokenizer.ggml.tokens").Put<uint32_t>(9).Put<uint32_t>(8).Put<uint64_t>(2).Str("<s>").Str("a");
+  b.Header(2, 3)
+      .KvU32("llama.block_count", 2)
+      .Str("general.architecture")
+      .Put<uint32_t>(8)
+      .Str("llama");
+  b.Str("tokenizer.ggml.tokens")
+      .Put<uint32_t>(9)
+      .Put<uint32_t>(8)
+      .Put<uint64_t>(2)
+      .Str("<s>")
+      .Str("a");
   b.Tensor("w", {32, 2}, static_cast<uint32_t>(GgmlType::kQ8_0), 0);
   b.Tensor("n", {3}, static_cast<uint32_t>(GgmlType::kF32), 96);
   b.Data(96 + 12);
@@ -54,16 +63,25 @@ TEST(GgufTest, AValidFileParsesWithItsMetadataAndTensors) {
 TEST(GgufTest, MalformedHeadersAreErrorsNamingTheProblem) {
   const uint32_t q8 = static_cast<uint32_t>(GgmlType::kQ8_0);
   EXPECT_EQ("x.gguf: not a GGUF file (no \"GGUF\" magic)", ErrorOf("GGML\3\0\0\0"));
-  EXPECT_EQ("x.gguf: GGUF version 1 is not supported (2 and 3 are)", ErrorOf(GgufBytes().Header(0, 0, 1).str()));
-  EXPECT_EQ("x.gguf: truncated: the file ends at byte 40 while reading the value of \"abcdefgh\" (type)",
-            ErrorOf(GgufBytes().Header(0, 1).Str("abcdefgh").str()));
+  EXPECT_EQ("x.gguf: GGUF version 1 is not supported (2 and 3 are)",
+            ErrorOf(GgufBytes().Header(0, 0, 1).str()));
+  EXPECT_EQ(
+      "x.gguf: truncated: the file ends at byte 40 while reading the value of \"abcdefgh\" (type)",
+      ErrorOf(GgufBytes().Header(0, 1).Str("abcdefgh").str()));
   EXPECT_EQ("x.gguf: the metadata count 1000000 is more than the rest of the file can hold",
             ErrorOf(GgufBytes().Header(0, 1000000).str()));
   EXPECT_EQ("x.gguf: the value of \"k\" (type): unknown value type 13",
             ErrorOf(GgufBytes().Header(0, 1).Str("k").Put<uint32_t>(13).str()));
   EXPECT_EQ("x.gguf: the value of \"k\": arrays of arrays are not supported",
-            ErrorOf(GgufBytes().Header(0, 1).Str("k").Put<uint32_t>(9).Put<uint32_t>(9).Put<uint64_t>(1).str()));
-  EXPECT_EQ("x.gguf: metadata key \"k\" appears twice", ErrorOf(GgufBytes().Header(0, 2).KvU32("k", 1).KvU32("k", 2).str()));
+            ErrorOf(GgufBytes()
+                        .Header(0, 1)
+                        .Str("k")
+                        .Put<uint32_t>(9)
+                        .Put<uint32_t>(9)
+                        .Put<uint64_t>(1)
+                        .str()));
+  EXPECT_EQ("x.gguf: metadata key \"k\" appears twice",
+            ErrorOf(GgufBytes().Header(0, 2).KvU32("k", 1).KvU32("k", 2).str()));
   EXPECT_EQ("x.gguf: \"general.alignment\" must be an integer power of two up to 65536",
             ErrorOf(GgufBytes().Header(0, 1).KvU32("general.alignment", 24).str()));
   EXPECT_EQ("x.gguf: tensor \"w\": unknown tensor type 99",
@@ -74,13 +92,22 @@ TEST(GgufTest, MalformedHeadersAreErrorsNamingTheProblem) {
             ErrorOf(GgufBytes().Header(1, 0).Tensor("w", {48}, q8, 0).Data(64).str()));
   EXPECT_EQ("x.gguf: tensor \"w\": offset 8 is not a multiple of the alignment 32",
             ErrorOf(GgufBytes().Header(1, 0).Tensor("w", {32}, q8, 8).Data(64).str()));
-  EXPECT_EQ("x.gguf: tensor \"w\": its 34 bytes at data offset 32 end past the end of the file "
-            "(the data section has 64 bytes)",
-            ErrorOf(GgufBytes().Header(1, 0).Tensor("w", {32}, q8, 32).Data(64).str()));
-  EXPECT_EQ("x.gguf: tensor \"b\" overlaps tensor \"a\"",
-            ErrorOf(GgufBytes().Header(2, 0).Tensor("a", {64}, q8, 0).Tensor("b", {32}, q8, 64).Data(128).str()));
-  EXPECT_EQ("x.gguf: tensor \"a\" appears twice",
-            ErrorOf(GgufBytes().Header(2, 0).Tensor("a", {32}, q8, 0).Tensor("a", {32}, q8, 64).Data(128).str()));
+  EXPECT_EQ(
+      "x.gguf: tensor \"w\": its 34 bytes at data offset 32 end past the end of the file "
+      "(the data section has 64 bytes)",
+      ErrorOf(GgufBytes().Header(1, 0).Tensor("w", {32}, q8, 32).Data(64).str()));
+  EXPECT_EQ("x.gguf: tensor \"b\" overlaps tensor \"a\"", ErrorOf(GgufBytes()
+                                                                      .Header(2, 0)
+                                                                      .Tensor("a", {64}, q8, 0)
+                                                                      .Tensor("b", {32}, q8, 64)
+                                                                      .Data(128)
+                                                                      .str()));
+  EXPECT_EQ("x.gguf: tensor \"a\" appears twice", ErrorOf(GgufBytes()
+                                                              .Header(2, 0)
+                                                              .Tensor("a", {32}, q8, 0)
+                                                              .Tensor("a", {32}, q8, 64)
+                                                              .Data(128)
+                                                              .str()));
   // Every prefix of a valid file is an error, never a crash or a hang.
   GgufBytes b;
   b.Header(1, 1).KvU32("k", 1).Tensor("w", {32}, q8, 0).Data(34);
@@ -99,7 +126,8 @@ TEST(GgufTest, ReadsTheFilesLlamaCppWrote) {
   EXPECT_EQ("llama", stories->Find("general.architecture")->text);
   EXPECT_EQ(5, stories->Find("llama.block_count")->integer);
   EXPECT_EQ(512u, stories->Find("tokenizer.ggml.tokens")->texts.size());
-  EXPECT_FLOAT_EQ(1e-5f, static_cast<float>(stories->Find("llama.attention.layer_norm_rms_epsilon")->real));
+  EXPECT_FLOAT_EQ(
+      1e-5f, static_cast<float>(stories->Find("llama.attention.layer_norm_rms_epsilon")->real));
   const GgufTensor* embd = stories->FindTensor("token_embd.weight");
   ASSERT_NE(nullptr, embd);
   EXPECT_EQ(std::vector<int64_t>({64, 512}), embd->dims);
@@ -111,11 +139,14 @@ TEST(GgufTest, ReadsTheFilesLlamaCppWrote) {
   EXPECT_GT(types["Q4_K"], 0);
   EXPECT_GT(types["Q6_K"], 0);
   EXPECT_GT(types["F32"], 0);
-  for (const char* name : {"ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf",
-                           "llama-2-tiny-random.gguf", "synthk-f32.gguf", "synthk-q8_0.gguf", "synthk-q4_0.gguf"}) {
+  for (const char* name :
+       {"ggml-vocab-llama-bpe.gguf", "ggml-vocab-qwen2.gguf", "ggml-vocab-llama-spm.gguf",
+        "llama-2-tiny-random.gguf", "synthk-f32.gguf", "synthk-q8_0.gguf", "synthk-q4_0.gguf"}) {
     EXPECT_NO_THROW(GgufFile::Open(*shared + "/gguf/" + name)) << name;
   }
-  EXPECT_EQ("gpt2", GgufFile::Open(*shared + "/gguf/ggml-vocab-qwen2.gguf")->Find("tokenizer.ggml.model")->text);
+  EXPECT_EQ(
+      "gpt2",
+      GgufFile::Open(*shared + "/gguf/ggml-vocab-qwen2.gguf")->Find("tokenizer.ggml.model")->text);
 }
 
 TEST(GgufTest, OpenRefusesWhatIsNotAFile) {

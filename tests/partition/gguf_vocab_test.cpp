@@ -8,7 +8,6 @@
 #include <fstream>
 #include <sstream>
 
-#include "transport/error.h"
 #include "partition/gguf.h"
 #include "partition/gguf_quantize.h"
 #include "partition/gguf_tokenizer.h"
@@ -18,6 +17,7 @@
 #include "partition/spm_model_proto.h"
 #include "partition/tokenizer.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 
 namespace splitlm::partition {
 namespace {
@@ -157,8 +157,10 @@ TEST(GgufVocab, DirectoryWithoutTokenizerWritesNone) {
 TEST(GgufVocab, MalformedTokenizerJsonIsAnErrorNamingTheFile) {
   testing::TempDir dir;
   const std::string hf = testing::MakeModel(dir.Sub("hf"));
-  for (const char* text : {"{\"model\": {\"type\": 3}}", "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}, "
-                           "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}", "not json"}) {
+  for (const char* text : {"{\"model\": {\"type\": 3}}",
+                           "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": \"x\"}}, "
+                           "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+                           "not json"}) {
     std::ofstream(hf + "/tokenizer.json") << text;
     try {
       ReadGgufVocab(hf, 256);
@@ -183,7 +185,8 @@ TEST(SpmModelProto, TruncatedOrMalformedFilesAreErrorsNamingTheFile) {
       EXPECT_EQ(0u, std::string(e.what()).find("x.model: not a SentencePiece model")) << e.what();
     }
   }
-  EXPECT_THROW(ParseSpmModelProto(std::string("\x0a\xff\xff\xff\xff\x0f", 6), "x.model"), Exception);
+  EXPECT_THROW(ParseSpmModelProto(std::string("\x0a\xff\xff\xff\xff\x0f", 6), "x.model"),
+               Exception);
   EXPECT_THROW(ParseSpmModelProto(std::string("\x0f", 1), "x.model"), Exception);
   EXPECT_THROW(ReadSpmModelProto("/nonexistent/tokenizer.model"), Exception);
 }

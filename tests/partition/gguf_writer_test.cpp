@@ -35,12 +35,18 @@ TEST(GgufWriter, EveryValueTypeAlignmentAndPaddingReadBack) {
   TempDir dir;
   const std::string path = dir.Sub("all.gguf");
   const std::vector<std::pair<std::string, GgufValue>> kvs = {
-      {"u8", Scalar(GgufType::kUint8, 200)},        {"i8", Scalar(GgufType::kInt8, -100)},
-      {"u16", Scalar(GgufType::kUint16, 60000)},    {"i16", Scalar(GgufType::kInt16, -30000)},
-      {"u32", Scalar(GgufType::kUint32, 4000000000)}, {"i32", Scalar(GgufType::kInt32, -2000000000)},
-      {"u64", Scalar(GgufType::kUint64, int64_t{1} << 60)}, {"i64", Scalar(GgufType::kInt64, -(int64_t{1} << 60))},
-      {"f32", Scalar(GgufType::kFloat32, 0, 0.25)}, {"f64", Scalar(GgufType::kFloat64, 0, 1e300)},
-      {"bool", Scalar(GgufType::kBool, 1)},         {"str", Scalar(GgufType::kString, 0, 0, "h\xc3\xa9llo")},
+      {"u8", Scalar(GgufType::kUint8, 200)},
+      {"i8", Scalar(GgufType::kInt8, -100)},
+      {"u16", Scalar(GgufType::kUint16, 60000)},
+      {"i16", Scalar(GgufType::kInt16, -30000)},
+      {"u32", Scalar(GgufType::kUint32, 4000000000)},
+      {"i32", Scalar(GgufType::kInt32, -2000000000)},
+      {"u64", Scalar(GgufType::kUint64, int64_t{1} << 60)},
+      {"i64", Scalar(GgufType::kInt64, -(int64_t{1} << 60))},
+      {"f32", Scalar(GgufType::kFloat32, 0, 0.25)},
+      {"f64", Scalar(GgufType::kFloat64, 0, 1e300)},
+      {"bool", Scalar(GgufType::kBool, 1)},
+      {"str", Scalar(GgufType::kString, 0, 0, "h\xc3\xa9llo")},
       {"general.alignment", Scalar(GgufType::kUint32, 64)}};
   GgufValue strings = GgufArray(GgufType::kString);
   strings.texts = {"a", "", "\xe2\x96\x81the"};
@@ -62,7 +68,8 @@ TEST(GgufWriter, EveryValueTypeAlignmentAndPaddingReadBack) {
     w.Commit();
   }
   const std::string bytes = ReadAll(path);
-  const GgufHeader h = ParseGgufHeader(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
+  const GgufHeader h =
+      ParseGgufHeader(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
   ASSERT_EQ(3u, h.version);
   ASSERT_EQ(64u, h.alignment);
   for (const auto& [k, v] : kvs) {
@@ -92,7 +99,8 @@ TEST(GgufWriter, EveryValueTypeAlignmentAndPaddingReadBack) {
 TEST(GgufWriter, RewritesLlamaCppsFileByteForByte) {
   const auto shared = testing::SharedDir();
   if (!shared) GTEST_SKIP() << "../shared (with gguf/) not found: set SPLITLM_SHARED";
-  for (const char* name : {"synthk-q4_k_m.gguf", "stories260K-f32.gguf", "llama-2-tiny-random.gguf"}) {
+  for (const char* name :
+       {"synthk-q4_k_m.gguf", "stories260K-f32.gguf", "llama-2-tiny-random.gguf"}) {
     const std::string src_path = *shared + "/gguf/" + name;
     const auto src = GgufFile::Open(src_path);
     TempDir dir;

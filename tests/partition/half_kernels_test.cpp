@@ -43,7 +43,8 @@ Matrix Random(uint32_t type, int m, int k, uint32_t seed, bool adversarial) {
     std::normal_distribution<float> normal(0.0f, 0.05f);
     std::vector<float> f(w.rows.size());
     for (float& v : f) v = normal(rng);
-    QuantizeRow(type, f.data(), reinterpret_cast<uint8_t*>(w.rows.data()), static_cast<int64_t>(f.size()));
+    QuantizeRow(type, f.data(), reinterpret_cast<uint8_t*>(w.rows.data()),
+                static_cast<int64_t>(f.size()));
     return w;
   }
   const bool bf16 = type == T(GgmlType::kBF16);
@@ -61,7 +62,8 @@ Matrix Random(uint32_t type, int m, int k, uint32_t seed, bool adversarial) {
 
 std::vector<float> Widened(const Matrix& w) {
   std::vector<float> f(w.rows.size());
-  DequantizeRow(w.type, reinterpret_cast<const uint8_t*>(w.rows.data()), f.data(), static_cast<int64_t>(f.size()));
+  DequantizeRow(w.type, reinterpret_cast<const uint8_t*>(w.rows.data()), f.data(),
+                static_cast<int64_t>(f.size()));
   return f;
 }
 
@@ -98,15 +100,17 @@ std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n
   return y;
 }
 
-std::vector<float> Half(const Matrix& w, const std::vector<uint16_t>& packed, const std::vector<float>& x, int n,
-                        const float* bias, kernels::Isa isa = kernels::Isa::Best()) {
+std::vector<float> Half(const Matrix& w, const std::vector<uint16_t>& packed,
+                        const std::vector<float>& x, int n, const float* bias,
+                        kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> y(static_cast<size_t>(n) * w.m);
   kernels::HalfMatMul(isa, w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias);
   return y;
 }
 
 ::testing::AssertionResult SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
       return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
@@ -130,8 +134,9 @@ TEST_F(HalfKernels, EqualWidenThenMatMulOnEveryIsa) {
         for (int n : {1, 3, 13}) {
           const std::vector<float> x = Inputs(n, s.k, 11 * n);
           const std::vector<float> ref = Reference(w, x, n, bias.data(), kernels::Isa::Portable());
-          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
-                       " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
+          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) +
+                       " k=" + std::to_string(s.k) + " n=" + std::to_string(n) +
+                       (adversarial ? " adversarial" : " random"));
           for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
             EXPECT_TRUE(SameBits(Half(w, packed, x, n, bias.data(), isa), ref)) << isa.name();
           }
@@ -149,7 +154,8 @@ TEST_F(HalfKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
     const std::vector<float> x = Inputs(n, w.k, 13);
     const std::vector<float> batch = Half(w, packed, x, n, nullptr);
     for (int i = 0; i < n; ++i) {
-      const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k, x.begin() + static_cast<size_t>(i + 1) * w.k);
+      const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k,
+                                  x.begin() + static_cast<size_t>(i + 1) * w.k);
       EXPECT_TRUE(SameBits(Half(w, packed, xi, 1, nullptr),
                            std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
                                               batch.begin() + static_cast<size_t>(i + 1) * w.m)))
@@ -167,8 +173,10 @@ TEST_F(HalfKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
 }
 
 TEST_F(HalfKernels, WeightMatrixHoldsTwoBytesPerWeight) {
-  const Matrix a = Random(T(GgmlType::kF16), 20, 64, 1, false), b = Random(T(GgmlType::kBF16), 12, 64, 2, false);
-  const TensorRef ra{a.rows.data(), a.type, {a.m, a.k}, 0}, rb{b.rows.data(), b.type, {b.m, b.k}, 0};
+  const Matrix a = Random(T(GgmlType::kF16), 20, 64, 1, false),
+               b = Random(T(GgmlType::kBF16), 12, 64, 2, false);
+  const TensorRef ra{a.rows.data(), a.type, {a.m, a.k}, 0},
+      rb{b.rows.data(), b.type, {b.m, b.k}, 0};
   const auto native = WeightMatrix::Load({{"q", ra}, {"v", rb}}, "");
   const auto f32 = WeightMatrix::Load({{"q", ra}, {"v", rb}}, "f32");
   EXPECT_EQ("bf16/f16", native->format());
@@ -189,7 +197,8 @@ TEST_F(HalfKernels, WeightMatrixHoldsTwoBytesPerWeight) {
   }
   // `--weights f16` of fp32 weights: fp16-rounded values, in 16 bits.
   const std::vector<float> wf = Widened(Random(T(GgmlType::kBF16), 16, 64, 4, false));
-  const auto rounded = WeightMatrix::Load({{"m", TensorRef{wf.data(), T(GgmlType::kF32), {16, 64}, 0}}}, "f16");
+  const auto rounded =
+      WeightMatrix::Load({{"m", TensorRef{wf.data(), T(GgmlType::kF32), {16, 64}, 0}}}, "f16");
   EXPECT_EQ("f16", rounded->format());
   EXPECT_EQ(16u * 64 * 2, rounded->bytes());
 }
@@ -199,7 +208,8 @@ TEST_F(HalfKernels, WeightMatrixHoldsTwoBytesPerWeight) {
 std::string WriteF16Copy(const std::string& src, const std::string& dst) {
   auto in = GgufFile::Open(src);
   GgufWriter w(dst);
-  for (const std::string& key : in->header().key_order) w.AddKeyValue(key, in->header().metadata.at(key));
+  for (const std::string& key : in->header().key_order)
+    w.AddKeyValue(key, in->header().metadata.at(key));
   std::vector<std::vector<uint8_t>> data;
   for (const GgufTensor& t : in->header().tensors) {
     const bool matrix = t.dims.size() == 2 && t.name != "token_embd.weight";

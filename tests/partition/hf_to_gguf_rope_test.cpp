@@ -27,8 +27,11 @@ TEST(HfToGgufRope, Llama3ScalingBecomesLlamaCppsFrequencyFactors) {
   // Wavelengths of a 16-wide head at theta 10000 run from 6.3 to ~2e4: with
   // an original context of 256 the three branches (1, interpolated, factor)
   // all occur.
-  cfg["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 256}};
+  cfg["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 256}};
   std::ofstream(hf_dir + "/config.json") << cfg.dump();
   auto hf = Model::Open(hf_dir);
   ConvertToGguf(*hf, dir.Sub("m.gguf"));
@@ -64,7 +67,8 @@ TEST(HfToGgufRope, Llama3ScalingBecomesLlamaCppsFrequencyFactors) {
   ASSERT_EQ(want.size(), got.size());
   for (size_t s = 0; s < want.size(); ++s) {
     EXPECT_EQ(testing::Argmax(want[s]), testing::Argmax(got[s])) << "step " << s;
-    for (size_t v = 0; v < want[s].size(); ++v) ASSERT_NEAR(want[s][v], got[s][v], 1e-3) << "step " << s;
+    for (size_t v = 0; v < want[s].size(); ++v)
+      ASSERT_NEAR(want[s][v], got[s][v], 1e-3) << "step " << s;
   }
   // Without the factors the positions past the original context differ.
   cfg.erase("rope_scaling");

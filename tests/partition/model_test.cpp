@@ -174,7 +174,6 @@ TEST(RandomModelTest, SameSeedSameBytesOtherSeedOtherBytes) {
   EXPECT_THROW(PresetConfig("huge", Arch::kLlama), Exception);
 }
 
-
 TEST(ModelTest, FingerprintCoversTheWeightsContent) {
   TempDir dir;
   RandomModelOptions o;
@@ -195,7 +194,8 @@ TEST(ModelTest, FingerprintCoversTheWeightsContent) {
 
 // A one-tensor model directory whose safetensors header is `header` (with
 // `data_bytes` bytes of data after it).
-std::string WriteRawSafetensors(const std::string& path, const std::string& header, size_t data_bytes) {
+std::string WriteRawSafetensors(const std::string& path, const std::string& header,
+                                size_t data_bytes) {
   std::string file(8, '\0');
   for (int i = 0; i < 8; ++i) file[i] = static_cast<char>((header.size() >> (8 * i)) & 0xff);
   file += header + std::string(data_bytes, '\0');
@@ -210,8 +210,9 @@ TEST(SafetensorsTest, OverlappingTensorsAreRefused) {
                       R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},)"
                       R"( "b": {"dtype": "F32", "shape": [4], "data_offsets": [8, 24]}})",
                       24);
-  ExpectError([&] { SafetensorsFile::Open(path); },
-              "x.safetensors: tensor \"b\": data_offsets [8, 24) overlap those of tensor \"a\" [0, 16)");
+  ExpectError(
+      [&] { SafetensorsFile::Open(path); },
+      "x.safetensors: tensor \"b\": data_offsets [8, 24) overlap those of tensor \"a\" [0, 16)");
   // Adjacent tensors and empty ones are fine.
   WriteRawSafetensors(path,
                       R"({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},)"
@@ -238,14 +239,16 @@ TEST(ModelTest, SpecialIdsOutsideTheVocabularyAreRefused) {
               "config.json: \"eos_token_id\" = 100 is outside the vocabulary (vocab_size 100)");
   c = kConfig;
   c.insert(c.size() - 1, R"(, "eos_token_id": [2, 18446744073709551615])");
-  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "\"eos_token_id\" = 18446744073709551615 is outside");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); },
+              "\"eos_token_id\" = 18446744073709551615 is outside");
   c = kConfig;
   c.insert(c.size() - 1, R"(, "bos_token_id": -1)");
   ExpectError([&] { ParseModelConfig(c, "config.json"); }, "\"bos_token_id\" = -1 is outside");
   c = kConfig;
   c.replace(c.find("\"vocab_size\": 100"), 17, "\"vocab_size\": 2");  // the default EOS id is 2
-  ExpectError([&] { ParseModelConfig(c, "config.json"); },
-              "\"eos_token_id (default, key absent)\" = 2 is outside the vocabulary (vocab_size 2)");
+  ExpectError(
+      [&] { ParseModelConfig(c, "config.json"); },
+      "\"eos_token_id (default, key absent)\" = 2 is outside the vocabulary (vocab_size 2)");
   c = kConfig;
   c.insert(c.size() - 1, R"(, "bos_token_id": 0, "eos_token_id": [98, 99])");
   EXPECT_EQ(std::vector<int>({98, 99}), ParseModelConfig(c, "config.json").eos_token_ids);
@@ -255,10 +258,12 @@ TEST(ModelConfigTest, ValuesOfTheWrongTypeAreErrorsNamingTheKey) {
   // Found by fuzz_model_files: a number as rope_type escaped as a JSON library exception.
   std::string c = kConfig;
   c.insert(c.size() - 1, R"(, "rope_scaling": {"rope_type": 32, "factor": 2})");
-  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "config.json: \"rope_type\" must be a string");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); },
+              "config.json: \"rope_type\" must be a string");
   c = kConfig;
   c.insert(c.size() - 1, R"(, "tie_word_embeddings": "yes")");
-  ExpectError([&] { ParseModelConfig(c, "config.json"); }, "config.json: \"tie_word_embeddings\" must be true or false");
+  ExpectError([&] { ParseModelConfig(c, "config.json"); },
+              "config.json: \"tie_word_embeddings\" must be true or false");
 }
 
 TEST(ModelTest, LayersPastNumHiddenLayersAreRefused) {
@@ -270,8 +275,9 @@ TEST(ModelTest, LayersPastNumHiddenLayersAreRefused) {
   config.replace(at, 22, "\"num_hidden_layers\": 2");
   WriteText(m + "/config.json", config);
   ExpectError([&] { Model::Open(m); },
-              "model.safetensors: tensor \"model.layers.2.input_layernorm.weight\" belongs to layer 2, but " + m +
-                  "/config.json has \"num_hidden_layers\" = 2");
+              "model.safetensors: tensor \"model.layers.2.input_layernorm.weight\" belongs to "
+              "layer 2, but " +
+                  m + "/config.json has \"num_hidden_layers\" = 2");
 }
 
 TEST(ModelTest, FilesThatAreNotRegularAreRefusedWithoutBlocking) {
@@ -298,7 +304,8 @@ TEST(ModelTest, AnOversizedConfigIsRefusedBeforeItIsRead) {
   const std::string m = MakeModel(dir.Sub("m"));
   const std::string config = ReadText(m + "/config.json");
   WriteText(m + "/config.json", config + std::string(size_t{5} << 20, ' '));
-  ExpectError([&] { Model::Open(m); }, "config.json: larger than the 4 MiB limit for this kind of file");
+  ExpectError([&] { Model::Open(m); },
+              "config.json: larger than the 4 MiB limit for this kind of file");
 }
 
 }  // namespace

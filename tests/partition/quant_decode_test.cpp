@@ -72,7 +72,8 @@ TEST(QuantDecode, Q4_1Q5_0AndQ5_1FollowTheirFormulas) {
 }
 
 TEST(QuantDecode, Iq4NlIndexesItsTable) {
-  const int8_t table[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+  const int8_t table[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                            1,    13,   25,  38,  53,  69,  89,  113};
   std::vector<uint8_t> b(18);
   PutHalf(&b[0], 0.5f);
   for (int j = 0; j < 16; ++j) b[2 + j] = static_cast<uint8_t>(j | (15 - j) << 4);
@@ -88,8 +89,8 @@ TEST(QuantDecode, Iq4NlIndexesItsTable) {
 void Pack2Bits(const int* L, uint8_t* qs) {
   for (int j = 0; j < 256; j += 128) {
     for (int l = 0; l < 32; ++l) {
-      qs[j / 4 + l] = static_cast<uint8_t>((L[j + l] & 3) | (L[j + l + 32] & 3) << 2 | (L[j + l + 64] & 3) << 4 |
-                                           (L[j + l + 96] & 3) << 6);
+      qs[j / 4 + l] = static_cast<uint8_t>((L[j + l] & 3) | (L[j + l + 32] & 3) << 2 |
+                                           (L[j + l + 64] & 3) << 4 | (L[j + l + 96] & 3) << 6);
     }
   }
 }
@@ -201,7 +202,8 @@ TEST(QuantDecode, ExactReEncodingsKeepEveryValuesBits) {
       std::memcpy(&src[d_at], &specials[round % 8], 2);
       ASSERT_TRUE(TranscodeRow(type, src.data(), dst.data(), n));
       const auto a = Decode(type, src), b = Decode(to, dst);
-      for (int i = 0; i < n; ++i) ASSERT_EQ(Bits(a[i]), Bits(b[i])) << "round " << round << " value " << i;
+      for (int i = 0; i < n; ++i)
+        ASSERT_EQ(Bits(a[i]), Bits(b[i])) << "round " << round << " value " << i;
     }
   }
   EXPECT_FALSE(ExactBlockForm(T(GgmlType::kQ4_1)).has_value());
@@ -216,7 +218,8 @@ TEST(QuantDecode, RaggedRowsAreErrors) {
     DequantizeRow(T(GgmlType::kQ3_K), b.data(), y, 100);
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_EQ(std::string("DequantizeRow: 100 values are not a whole number of Q3_K blocks of 256"), e.what());
+    EXPECT_EQ(std::string("DequantizeRow: 100 values are not a whole number of Q3_K blocks of 256"),
+              e.what());
   }
 }
 
@@ -230,8 +233,8 @@ class QuantDecodeModel : public ::testing::Test {
     GgmlType type;
   };
   static constexpr Choice kChoices[] = {
-      {"blk.0.attn_q.weight", GgmlType::kQ5_0},  {"blk.0.attn_k.weight", GgmlType::kIQ4_NL},
-      {"blk.0.attn_v.weight", GgmlType::kQ5_0},  {"blk.0.attn_output.weight", GgmlType::kQ3_K},
+      {"blk.0.attn_q.weight", GgmlType::kQ5_0},   {"blk.0.attn_k.weight", GgmlType::kIQ4_NL},
+      {"blk.0.attn_v.weight", GgmlType::kQ5_0},   {"blk.0.attn_output.weight", GgmlType::kQ3_K},
       {"blk.1.ffn_gate.weight", GgmlType::kQ5_K}, {"blk.1.ffn_up.weight", GgmlType::kQ2_K},
       {"blk.1.ffn_down.weight", GgmlType::kQ5_1}, {"blk.2.attn_q.weight", GgmlType::kF16},
       {"blk.2.attn_k.weight", GgmlType::kF16},    {"blk.2.attn_v.weight", GgmlType::kBF16},
@@ -246,8 +249,11 @@ class QuantDecodeModel : public ::testing::Test {
     for (auto& v : b) v = static_cast<uint8_t>(rng());
     std::vector<int> scales;  // byte offsets of fp16 scales in a block
     switch (type) {
-      case GgmlType::kQ5_0: case GgmlType::kIQ4_NL: scales = {0}; break;
-      case GgmlType::kQ4_1: case GgmlType::kQ5_1: case GgmlType::kQ5_K: scales = {0, 2}; break;
+      case GgmlType::kQ5_0:
+      case GgmlType::kIQ4_NL: scales = {0}; break;
+      case GgmlType::kQ4_1:
+      case GgmlType::kQ5_1:
+      case GgmlType::kQ5_K: scales = {0, 2}; break;
       case GgmlType::kQ3_K: scales = {108}; break;
       case GgmlType::kQ2_K: scales = {80, 82}; break;
       default: break;
@@ -299,7 +305,8 @@ class QuantDecodeModel : public ::testing::Test {
         } else {
           std::vector<float> f(static_cast<size_t>(n));
           DequantizeRow(type, blocks.data(), f.data(), n);
-          bytes.assign(reinterpret_cast<const uint8_t*>(f.data()), reinterpret_cast<const uint8_t*>(f.data()) + 4 * n);
+          bytes.assign(reinterpret_cast<const uint8_t*>(f.data()),
+                       reinterpret_cast<const uint8_t*>(f.data()) + 4 * n);
         }
         q_data.push_back(std::move(blocks));
       } else {
@@ -361,19 +368,23 @@ TEST_F(QuantDecodeModel, PlannedBytesAreTheBytesTheStagesHold) {
     const WeightBytes w = ModelWeightBytes(*mixed, "model");
     ASSERT_EQ(static_cast<size_t>(c.num_layers), w.layers.size());
     for (int l = 0; l < c.num_layers; ++l) {
-      EXPECT_EQ(static_cast<double>(SliceBytes(*all, l, l + 1, false, false)), w.layers[l]) << "layer " << l;
+      EXPECT_EQ(static_cast<double>(SliceBytes(*all, l, l + 1, false, false)), w.layers[l])
+          << "layer " << l;
     }
     // The device's embedding table (fp32), the cloud's head (norm + matrix).
     EXPECT_EQ(static_cast<double>(SliceBytes(*all, 0, 0, true, false)), w.embed);
-    EXPECT_EQ(static_cast<double>(SliceBytes(*all, c.num_layers, c.num_layers, false, true)), w.head);
-    EXPECT_EQ(static_cast<double>(all->Slice(StageSpec::Cloud(c, 1))->bytes()), w.LayersBytes(1, c.num_layers) + w.head);
+    EXPECT_EQ(static_cast<double>(SliceBytes(*all, c.num_layers, c.num_layers, false, true)),
+              w.head);
+    EXPECT_EQ(static_cast<double>(all->Slice(StageSpec::Cloud(c, 1))->bytes()),
+              w.LayersBytes(1, c.num_layers) + w.head);
   }
   // Tied (no output.weight): the head is token_embd packed, and a stage
   // holding embedding and head keeps no fp32 table.
   {
     auto in = GgufFile::Open(dir_.Sub("mixed.gguf"));
     GgufWriter tied(dir_.Sub("tied.gguf"));
-    for (const std::string& key : in->header().key_order) tied.AddKeyValue(key, in->header().metadata.at(key));
+    for (const std::string& key : in->header().key_order)
+      tied.AddKeyValue(key, in->header().metadata.at(key));
     for (const GgufTensor& t : in->header().tensors) {
       if (t.name != "output.weight") tied.AddTensor(t.name, t.dims, t.type);
     }
@@ -387,9 +398,11 @@ TEST_F(QuantDecodeModel, PlannedBytesAreTheBytesTheStagesHold) {
     auto device = StageWeights::Load(*model, StageSpec::Device(c, 2));
     EXPECT_EQ(static_cast<double>(device->bytes()), w.embed + w.LayersBytes(0, 2));
     auto everything = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
-    EXPECT_EQ(static_cast<double>(everything->bytes()), w.embed + w.LayersBytes(0, c.num_layers) + w.head);
+    EXPECT_EQ(static_cast<double>(everything->bytes()),
+              w.embed + w.LayersBytes(0, c.num_layers) + w.head);
     auto cloud = StageWeights::Load(*model, StageSpec::Cloud(c, 1));
-    EXPECT_EQ(static_cast<double>(cloud->bytes()), w.LayersBytes(1, c.num_layers) + w.head + w.embed);
+    EXPECT_EQ(static_cast<double>(cloud->bytes()),
+              w.LayersBytes(1, c.num_layers) + w.head + w.embed);
   }
   // The file's bytes differ: held bytes are not a sum of tensor sizes.
   auto file = GgufFile::Open(dir_.Sub("mixed.gguf"));
@@ -406,7 +419,8 @@ TEST_F(QuantDecodeModel, ATypeWithoutADecoderIsAnErrorNamingFileTensorAndType) {
   auto in = GgufFile::Open(synthk);
   const std::string path = dir_.Sub("iq2.gguf");
   GgufWriter w(path);
-  for (const std::string& key : in->header().key_order) w.AddKeyValue(key, in->header().metadata.at(key));
+  for (const std::string& key : in->header().key_order)
+    w.AddKeyValue(key, in->header().metadata.at(key));
   for (const GgufTensor& t : in->header().tensors) {
     w.AddTensor(t.name, t.dims, t.name == "blk.3.ffn_up.weight" ? T(GgmlType::kIQ2_XXS) : t.type);
   }
@@ -426,8 +440,9 @@ TEST_F(QuantDecodeModel, ATypeWithoutADecoderIsAnErrorNamingFileTensorAndType) {
     StageWeights::Load(*model, StageSpec::Cloud(c, 3));
     ADD_FAILURE() << "expected an error";
   } catch (const Exception& e) {
-    EXPECT_EQ(path + ": tensor \"blk.3.ffn_up.weight\" has type IQ2_XXS, which splitlm cannot load yet",
-              std::string(e.what()));
+    EXPECT_EQ(
+        path + ": tensor \"blk.3.ffn_up.weight\" has type IQ2_XXS, which splitlm cannot load yet",
+        std::string(e.what()));
   }
 }
 

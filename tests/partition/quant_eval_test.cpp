@@ -86,9 +86,12 @@ TEST_F(QuantEvalTest, CoarserFormatsDivergeMore) {
   o.tokens = 60;
   o.sequence_length = 20;
   const auto corpus = SampleCorpus(*model_, o);
-  const FormatAccuracy f16 = CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kF16, "f16.gguf"), corpus);
-  const FormatAccuracy q8 = CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kQ8_0, "q8.gguf"), corpus);
-  const FormatAccuracy q4 = CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kQ4_0, "q4.gguf"), corpus);
+  const FormatAccuracy f16 =
+      CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kF16, "f16.gguf"), corpus);
+  const FormatAccuracy q8 =
+      CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kQ8_0, "q8.gguf"), corpus);
+  const FormatAccuracy q4 =
+      CompareOnCorpus(*model_, *Quantised(QuantizeTarget::kQ4_0, "q4.gguf"), corpus);
   EXPECT_GT(f16.mean_kl, 0.0);
   EXPECT_LT(f16.mean_kl, q8.mean_kl);
   EXPECT_LT(q8.mean_kl, q4.mean_kl);

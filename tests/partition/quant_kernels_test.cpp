@@ -27,7 +27,8 @@ namespace splitlm::partition {
 namespace {
 
 constexpr uint32_t T(GgmlType t) { return static_cast<uint32_t>(t); }
-const uint32_t kTypes[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0), T(GgmlType::kQ4_K), T(GgmlType::kQ6_K)};
+const uint32_t kTypes[] = {T(GgmlType::kQ8_0), T(GgmlType::kQ4_0), T(GgmlType::kQ4_K),
+                           T(GgmlType::kQ6_K)};
 
 struct Matrix {
   uint32_t type;
@@ -69,8 +70,8 @@ std::vector<int> HalfOffsets(uint32_t type) {
 // Random code bytes with fp16 scales from an adversarial set: zero, negative
 // zero, subnormal, negative, the largest finite.
 Matrix Adversarial(uint32_t type, int m, int k, uint32_t seed) {
-  static const uint16_t kHalves[] = {0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF, 0xFBFF,
-                                     0x3C00, 0xBC00, 0x1400, 0x9400};
+  static const uint16_t kHalves[] = {0x0000, 0x8000, 0x0001, 0x03FF, 0x8001, 0x7BFF,
+                                     0xFBFF, 0x3C00, 0xBC00, 0x1400, 0x9400};
   std::mt19937 rng(seed);
   Matrix w{type, m, k, RowBytes(type, k), {}};
   w.rows.resize(w.row_bytes * m);
@@ -114,7 +115,8 @@ std::vector<float> Bias(int m) {
 std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n, const float* bias,
                              kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> deq(static_cast<size_t>(w.m) * w.k);
-  for (int r = 0; r < w.m; ++r) DequantizeRow(w.type, &w.rows[r * w.row_bytes], &deq[static_cast<size_t>(r) * w.k], w.k);
+  for (int r = 0; r < w.m; ++r)
+    DequantizeRow(w.type, &w.rows[r * w.row_bytes], &deq[static_cast<size_t>(r) * w.k], w.k);
   std::vector<float> packed(kernels::PackedSize(w.m, w.k));
   kernels::Pack(deq.data(), w.m, w.k, packed.data());
   std::vector<float> y(static_cast<size_t>(n) * w.m);
@@ -122,11 +124,13 @@ std::vector<float> Reference(const Matrix& w, const std::vector<float>& x, int n
   return y;
 }
 
-std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed, const std::vector<float>& x, int n,
-                         const float* bias, QuantActs acts = QuantActs::kF32,
+std::vector<float> Quant(const Matrix& w, const std::vector<uint8_t>& packed,
+                         const std::vector<float>& x, int n, const float* bias,
+                         QuantActs acts = QuantActs::kF32,
                          kernels::Isa isa = kernels::Isa::Best()) {
   std::vector<float> y(static_cast<size_t>(n) * w.m);
-  kernels::QuantMatMul(isa, w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias, acts);
+  kernels::QuantMatMul(isa, w.type, packed.data(), w.m, w.k, x.data(), n, y.data(), w.m, bias,
+                       acts);
   return y;
 }
 
@@ -176,7 +180,8 @@ float Half(const Matrix& w, int r, int j, int offset) {
 // block, total = sum over sub-blocks of scale * (sum of code * q), mins =
 // sum over sub-blocks of min * (sum of q); acc = fma(float(total), d * dx,
 // acc) and for Q4_K acc = fma(0 - float(mins), dmin * dx, acc).
-std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int n, const float* bias) {
+std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int n,
+                               const float* bias) {
   const int block = GgmlBlockOf(w.type)->values;
   const int sub = w.type == T(GgmlType::kQ6_K) ? 16 : 32;
   const int d_off = w.type == T(GgmlType::kQ6_K) ? 208 : 0;
@@ -185,7 +190,8 @@ std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int
   std::vector<float> d(w.k / block);
   std::vector<int32_t> s16(w.k / 16);
   for (int i = 0; i < n; ++i) {
-    kernels::QuantizeActivations(&x[static_cast<size_t>(i) * w.k], w.k, block, q.data(), d.data(), s16.data());
+    kernels::QuantizeActivations(&x[static_cast<size_t>(i) * w.k], w.k, block, q.data(), d.data(),
+                                 s16.data());
     for (int r = 0; r < w.m; ++r) {
       float acc = 0.0f;
       for (int b = 0; b < w.k / block; ++b) {
@@ -212,7 +218,8 @@ std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int
 
 // Bitwise equality (also for -0 and subnormals); the first difference.
 ::testing::AssertionResult SameBits(const std::vector<float>& a, const std::vector<float>& b) {
-  if (a.size() != b.size()) return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
+  if (a.size() != b.size())
+    return ::testing::AssertionFailure() << "sizes " << a.size() << " vs " << b.size();
   for (size_t i = 0; i < a.size(); ++i) {
     if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) {
       return ::testing::AssertionFailure() << "element " << i << ": " << a[i] << " vs " << b[i];
@@ -237,18 +244,22 @@ TEST_F(QuantKernels, EqualDequantiseThenMatMulOnEveryIsa) {
   for (uint32_t type : kTypes) {
     for (const Shape& s : Shapes(type)) {
       for (int adversarial = 0; adversarial < 2; ++adversarial) {
-        const Matrix w = adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
+        const Matrix w =
+            adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
         const std::vector<uint8_t> packed = Packed(w);
         const std::vector<float> bias = Bias(s.m);
         for (int n : {1, 3, 13}) {
           const std::vector<float> x = Inputs(n, s.k, 11 * n);
           const kernels::Isa portable = kernels::Isa::Portable();
           const std::vector<float> ref = Reference(w, x, n, bias.data(), portable);
-          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
-                       " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
+          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) +
+                       " k=" + std::to_string(s.k) + " n=" + std::to_string(n) +
+                       (adversarial ? " adversarial" : " random"));
           for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
-            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kF32, isa), ref)) << isa.name();
-            EXPECT_TRUE(SameBits(Reference(w, x, n, bias.data(), isa), ref)) << isa.name() << " (fp32 path)";
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kF32, isa), ref))
+                << isa.name();
+            EXPECT_TRUE(SameBits(Reference(w, x, n, bias.data(), isa), ref))
+                << isa.name() << " (fp32 path)";
           }
         }
       }
@@ -281,10 +292,12 @@ TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
       const std::vector<float> x = Inputs(n, w.k, 13);
       const std::vector<float> batch = Quant(w, packed, x, n, nullptr, acts);
       for (int i = 0; i < n; ++i) {
-        const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k, x.begin() + static_cast<size_t>(i + 1) * w.k);
+        const std::vector<float> xi(x.begin() + static_cast<size_t>(i) * w.k,
+                                    x.begin() + static_cast<size_t>(i + 1) * w.k);
         const std::vector<float> alone = Quant(w, packed, xi, 1, nullptr, acts);
-        EXPECT_TRUE(SameBits(alone, std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
-                                                       batch.begin() + static_cast<size_t>(i + 1) * w.m)))
+        EXPECT_TRUE(
+            SameBits(alone, std::vector<float>(batch.begin() + static_cast<size_t>(i) * w.m,
+                                               batch.begin() + static_cast<size_t>(i + 1) * w.m)))
             << GgmlTypeName(type) << " row " << i;
       }
       const int threads = at::get_num_threads();
@@ -311,10 +324,16 @@ std::vector<float> AdversarialInputs(int n, int k, uint32_t seed) {
       float* blk = row + 32 * b;
       switch ((b + i) % 6) {
         case 0: std::fill(blk, blk + 32, 0.0f); break;
-        case 1: for (int j = 0; j < 32; ++j) blk[j] *= 1e-30f; break;
-        case 2: for (int j = 0; j < 32; ++j) blk[j] *= 1e30f; break;
+        case 1:
+          for (int j = 0; j < 32; ++j) blk[j] *= 1e-30f;
+          break;
+        case 2:
+          for (int j = 0; j < 32; ++j) blk[j] *= 1e30f;
+          break;
         case 3: blk[5] = 1000.0f; break;
-        case 4: for (int j = 0; j < 32; ++j) blk[j] = static_cast<float>(j - 16) + 0.5f; break;
+        case 4:
+          for (int j = 0; j < 32; ++j) blk[j] = static_cast<float>(j - 16) + 0.5f;
+          break;
         default: break;
       }
     }
@@ -326,16 +345,20 @@ TEST_F(QuantKernels, Int8ActivationsEqualTheFormulaOnEveryIsa) {
   for (uint32_t type : kInt8Types) {
     for (const Shape& s : Shapes(type)) {
       for (int adversarial = 0; adversarial < 2; ++adversarial) {
-        const Matrix w = adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
+        const Matrix w =
+            adversarial ? Adversarial(type, s.m, s.k, 7 + s.m) : Quantised(type, s.m, s.k, 3 + s.m);
         const std::vector<uint8_t> packed = Packed(w, QuantActs::kInt8);
         const std::vector<float> bias = Bias(s.m);
         for (int n : {1, 3, 13}) {
-          const std::vector<float> x = adversarial ? AdversarialInputs(n, s.k, 5 * n) : Inputs(n, s.k, 11 * n);
+          const std::vector<float> x =
+              adversarial ? AdversarialInputs(n, s.k, 5 * n) : Inputs(n, s.k, 11 * n);
           const std::vector<float> want = Int8Formula(w, x, n, bias.data());
-          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) + " k=" + std::to_string(s.k) +
-                       " n=" + std::to_string(n) + (adversarial ? " adversarial" : " random"));
+          SCOPED_TRACE(GgmlTypeName(type) + " m=" + std::to_string(s.m) +
+                       " k=" + std::to_string(s.k) + " n=" + std::to_string(n) +
+                       (adversarial ? " adversarial" : " random"));
           for (kernels::Isa isa : kernels::Isa::Available()) {  // portable first
-            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8, isa), want)) << isa.name();
+            EXPECT_TRUE(SameBits(Quant(w, packed, x, n, bias.data(), QuantActs::kInt8, isa), want))
+                << isa.name();
           }
         }
       }
@@ -372,7 +395,8 @@ TEST_F(QuantKernels, Int8ActivationsStayWithinTheBoundOfFp32) {
           mag += std::fabs(static_cast<double>(deq[j]) * xi[j]);
         }
         bound += mag / 4096.0;
-        const double err = std::fabs(static_cast<double>(got[static_cast<size_t>(i) * w.m + r]) - ref[static_cast<size_t>(i) * w.m + r]);
+        const double err = std::fabs(static_cast<double>(got[static_cast<size_t>(i) * w.m + r]) -
+                                     ref[static_cast<size_t>(i) * w.m + r]);
         EXPECT_LE(err, bound) << GgmlTypeName(type) << " input " << i << " row " << r;
         worst = std::max(worst, err / bound);
       }
@@ -436,7 +460,8 @@ TensorRef Ref(const Matrix& w) { return TensorRef{w.rows.data(), w.type, {w.m, w
 
 TEST_F(QuantKernels, WeightMatrixStacksPartsOfMixedFormats) {
   // Q4_K_M stacks Q4_K q/k with a Q6_K v.
-  const Matrix a = Quantised(T(GgmlType::kQ4_K), 19, 256, 1), b = Quantised(T(GgmlType::kQ4_K), 5, 256, 2),
+  const Matrix a = Quantised(T(GgmlType::kQ4_K), 19, 256, 1),
+               b = Quantised(T(GgmlType::kQ4_K), 5, 256, 2),
                c = Quantised(T(GgmlType::kQ6_K), 22, 256, 3);
   const auto wm = WeightMatrix::Load({{"q", Ref(a)}, {"k", Ref(b)}, {"v", Ref(c)}}, "");
   EXPECT_EQ(wm->rows(), 46);
@@ -477,9 +502,10 @@ TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
     const auto wm = WeightMatrix::Load({{"m", ref}}, fmt);
     EXPECT_EQ(wm->format(), fmt);
     // Its rows are QuantizeRow then DequantizeRow of the floats.
-    const uint32_t type = std::string(fmt) == "q8_0" ? T(GgmlType::kQ8_0)
+    const uint32_t type = std::string(fmt) == "q8_0"   ? T(GgmlType::kQ8_0)
                           : std::string(fmt) == "q4_0" ? T(GgmlType::kQ4_0)
-                          : std::string(fmt) == "q4_k" ? T(GgmlType::kQ4_K) : T(GgmlType::kQ6_K);
+                          : std::string(fmt) == "q4_k" ? T(GgmlType::kQ4_K)
+                                                       : T(GgmlType::kQ6_K);
     std::vector<uint8_t> blocks(RowBytes(type, 256));
     std::vector<float> got(256), want(256);
     QuantizeRow(type, &w[256 * 7], blocks.data(), 256);
@@ -503,10 +529,16 @@ TEST_F(QuantKernels, WeightMatrixQuantisesAtLoadOrKeepsFloatRows) {
   // q4_k_m: Q6_K for the head and for v/down in the layers llama.cpp gives
   // more bits (of 8 layers: 0, 3, 6, 7), Q4_K elsewhere.
   EXPECT_EQ(WeightMatrix::Load({{"lm_head.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
-  EXPECT_EQ(WeightMatrix::Load({{"model.layers.3.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q6_k");
-  EXPECT_EQ(WeightMatrix::Load({{"model.layers.4.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(), "q4_k");
+  EXPECT_EQ(
+      WeightMatrix::Load({{"model.layers.3.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(),
+      "q6_k");
+  EXPECT_EQ(
+      WeightMatrix::Load({{"model.layers.4.mlp.down_proj.weight", ref}}, "q4_k_m", 8)->format(),
+      "q4_k");
   EXPECT_EQ(WeightMatrix::Load({{"model.layers.0.self_attn.q_proj.weight", ref},
-                                {"model.layers.0.self_attn.v_proj.weight", ref}}, "q4_k_m", 8)->format(),
+                                {"model.layers.0.self_attn.v_proj.weight", ref}},
+                               "q4_k_m", 8)
+                ->format(),
             "q4_k/q6_k");
 }
 

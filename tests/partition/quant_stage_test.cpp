@@ -50,11 +50,13 @@ TEST_F(QuantStage, QuantisedAtLoadSplitEqualsLocalAtEveryCut) {
     SCOPED_TRACE(fmt);
     ExpectSplitEqualsLocal(*model, AllCuts(*model), 12);
     // The tiny model's down_proj rows (172 values) are not whole blocks.
-    auto all = StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
+    auto all =
+        StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
     EXPECT_EQ(all->weight_formats(), std::string("0-3:f32/") + fmt + " head:" + fmt);
     // The quantised model reads fewer bytes per token than fp32.
     auto f32 = Model::Open(path, "f32");
-    auto f32_all = StageWeights::Load(*f32, StageSpec::Device(f32->config(), f32->config().num_layers));
+    auto f32_all =
+        StageWeights::Load(*f32, StageSpec::Device(f32->config(), f32->config().num_layers));
     EXPECT_EQ(f32_all->weight_formats(), "0-3:f32 head:f32");
     EXPECT_LT(all->decode_bytes_per_token(), f32_all->decode_bytes_per_token());
     // Other weights, other logits.
@@ -71,15 +73,17 @@ TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
   auto all = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
   // down_proj (704 values a row) stays fp32; v_proj is Q6_K in layers 0, 3,
   // 6 and 7, Q4_K elsewhere; the head Q6_K.
-  EXPECT_EQ(all->weight_formats(), "0:f32/q4_k/q6_k 1-2:f32/q4_k 3:f32/q4_k/q6_k 4-5:f32/q4_k "
-                                   "6-7:f32/q4_k/q6_k head:q6_k");
+  EXPECT_EQ(all->weight_formats(),
+            "0:f32/q4_k/q6_k 1-2:f32/q4_k 3:f32/q4_k/q6_k 4-5:f32/q4_k "
+            "6-7:f32/q4_k/q6_k head:q6_k");
   ExpectSplitEqualsLocal(*model, {0, 3, 7}, 4);
 
   // A batch of sessions equals each alone.
   auto cloud_w = StageWeights::Load(*model, StageSpec::Cloud(c, 2));
   auto dev_w = StageWeights::Load(*model, StageSpec::Device(c, 2));
   std::vector<std::unique_ptr<Stage>> batched, single, devices;
-  std::vector<std::vector<float>> hidden(3), out_b(3, std::vector<float>(c.vocab_size)), out_s = out_b;
+  std::vector<std::vector<float>> hidden(3), out_b(3, std::vector<float>(c.vocab_size)),
+      out_s = out_b;
   std::vector<Stage*> stages;
   std::vector<StageInput> inputs;
   std::vector<float*> outs;
@@ -99,9 +103,11 @@ TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
   EXPECT_EQ(out_s, out_b);
 
   // Every instruction set.
-  const auto reference = RunChain(*Model::Open(path, "q4_k_m", kernels::Isa::Portable()), 3, Prompt(5, c.vocab_size), 2);
+  const auto reference = RunChain(*Model::Open(path, "q4_k_m", kernels::Isa::Portable()), 3,
+                                  Prompt(5, c.vocab_size), 2);
   for (kernels::Isa isa : kernels::Isa::Available()) {
-    EXPECT_EQ(reference, RunChain(*Model::Open(path, "q4_k_m", isa), 3, Prompt(5, c.vocab_size), 2)) << isa.name();
+    EXPECT_EQ(reference, RunChain(*Model::Open(path, "q4_k_m", isa), 3, Prompt(5, c.vocab_size), 2))
+        << isa.name();
   }
 }
 

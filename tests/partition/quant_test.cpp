@@ -21,7 +21,9 @@ namespace {
 
 constexpr uint32_t kF32 = 0, kF16 = 1, kQ4_0 = 2, kQ8_0 = 8, kQ4_K = 12, kQ6_K = 14, kBF16 = 30;
 
-size_t RowBytes(uint32_t type, int64_t n) { return n / GgmlBlockOf(type)->values * GgmlBlockOf(type)->bytes; }
+size_t RowBytes(uint32_t type, int64_t n) {
+  return n / GgmlBlockOf(type)->values * GgmlBlockOf(type)->bytes;
+}
 
 std::vector<uint8_t> Quantize(uint32_t type, const std::vector<float>& x) {
   std::vector<uint8_t> out(RowBytes(type, x.size()));
@@ -60,7 +62,8 @@ void ExpectWithinBound(uint32_t type, const std::vector<float>& x, const std::st
     const double bound = Bound(type, &x[b]);
     for (int i = 0; i < block; ++i) {
       ASSERT_LE(std::fabs(double(x[b + i]) - double(y[b + i])), bound)
-          << GgmlTypeName(type) << " " << what << " value " << b + i << ": " << x[b + i] << " -> " << y[b + i];
+          << GgmlTypeName(type) << " " << what << " value " << b + i << ": " << x[b + i] << " -> "
+          << y[b + i];
     }
   }
 }
@@ -73,9 +76,11 @@ TEST(Quant, RandomRowsStayWithinTheDocumentedBound) {
     std::normal_distribution<float> normal(0.0f, static_cast<float>(scale));
     std::vector<float> x(4096);
     for (auto& v : x) v = normal(rng);
-    for (uint32_t type : kBlockTypes) ExpectWithinBound(type, x, "normal scale " + std::to_string(scale));
+    for (uint32_t type : kBlockTypes)
+      ExpectWithinBound(type, x, "normal scale " + std::to_string(scale));
   }
-  std::uniform_real_distribution<float> uniform(0.5f, 2.0f);  // one-signed rows exercise the K-quant mins
+  std::uniform_real_distribution<float> uniform(0.5f,
+                                                2.0f);  // one-signed rows exercise the K-quant mins
   std::vector<float> x(2048);
   for (auto& v : x) v = uniform(rng);
   for (uint32_t type : kBlockTypes) ExpectWithinBound(type, x, "positive");
@@ -94,10 +99,12 @@ TEST(Quant, AdversarialBlocksStayWithinTheBound) {
   for (int i = 0; i < 256; ++i) below[i] = (i % 5 - 2) * 1e-38f;  // scales underflow fp16 to 0
   cases.push_back({"scales below fp16", below});
   std::vector<float> large(256);
-  for (int i = 0; i < 256; ++i) large[i] = (i % 9 - 4) * 1e5f;  // Q8_0's d = amax/127 near fp16's top
+  for (int i = 0; i < 256; ++i)
+    large[i] = (i % 9 - 4) * 1e5f;  // Q8_0's d = amax/127 near fp16's top
   cases.push_back({"large", large});
   std::vector<float> halfway(256);
-  for (int i = 0; i < 256; ++i) halfway[i] = (i % 2 ? 1 : -1) * (127.0f * (1.0f + 1.0f / 2048));  // d on an fp16 tie
+  for (int i = 0; i < 256; ++i)
+    halfway[i] = (i % 2 ? 1 : -1) * (127.0f * (1.0f + 1.0f / 2048));  // d on an fp16 tie
   cases.push_back({"fp16 tie", halfway});
   for (const auto& [what, x] : cases) {
     for (uint32_t type : kBlockTypes) ExpectWithinBound(type, x, what);
@@ -107,7 +114,8 @@ TEST(Quant, AdversarialBlocksStayWithinTheBound) {
 TEST(Quant, ZerosDequantiseToExactZeros) {
   const std::vector<float> zeros(256, 0.0f);
   for (uint32_t type : kBlockTypes) {
-    for (float v : Dequantize(type, Quantize(type, zeros), 256)) ASSERT_EQ(0.0f, v) << GgmlTypeName(type);
+    for (float v : Dequantize(type, Quantize(type, zeros), 256))
+      ASSERT_EQ(0.0f, v) << GgmlTypeName(type);
   }
 }
 
@@ -174,15 +182,19 @@ TEST(Quant, UnsupportedTypesAndRaggedRowsAreErrors) {
     DequantizeRow(16, b, x, 256);
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_EQ(std::string("DequantizeRow: tensor type IQ2_XXS is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K and "
-                          "Q6_K are; DequantizeRow also reads Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)"),
-              e.what());
+    EXPECT_EQ(
+        std::string(
+            "DequantizeRow: tensor type IQ2_XXS is not supported (F32, F16, BF16, Q8_0, Q4_0, Q4_K "
+            "and "
+            "Q6_K are; DequantizeRow also reads Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q5_K and IQ4_NL)"),
+        e.what());
   }
   try {
     QuantizeRow(kQ4_K, x, b, 32);
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_EQ(std::string("QuantizeRow: 32 values are not a whole number of Q4_K blocks of 256"), e.what());
+    EXPECT_EQ(std::string("QuantizeRow: 32 values are not a whole number of Q4_K blocks of 256"),
+              e.what());
   }
   EXPECT_THROW(QuantizeRow(999, x, b, 32), Exception);
 }
@@ -203,7 +215,8 @@ TEST(Quant, DequantisationFollowsTheDocumentedLayouts) {
     ASSERT_EQ(2.0f * (j - 8), y[j]);
     ASSERT_EQ(2.0f * (15 - j - 8), y[j + 16]);
   }
-  // Q4_K: d = 1, dmin = 0.5, sub-block 0 scale 3 min 2, sub-block 1 scale 1 min 0; q = 5 everywhere.
+  // Q4_K: d = 1, dmin = 0.5, sub-block 0 scale 3 min 2, sub-block 1 scale 1 min 0; q = 5
+  // everywhere.
   std::vector<uint8_t> q4k(144, 0);
   q4k[0] = 0x00, q4k[1] = 0x3c, q4k[2] = 0x00, q4k[3] = 0x38;
   q4k[4] = 3, q4k[5] = 1, q4k[8] = 2;
@@ -267,10 +280,12 @@ std::map<uint32_t, Identical> CompareWithLlamaCpp(const GgufFile& f32, const Ggu
     if (GgmlBlockOf(t.type)->values == 1) continue;
     const auto x = ToF32(f32, *f32.FindTensor(t.name));
     const auto mine = Quantize(t.type, x);
-    const bool same = mine.size() == t.bytes && std::memcmp(mine.data(), quantised.data(t), t.bytes) == 0;
+    const bool same =
+        mine.size() == t.bytes && std::memcmp(mine.data(), quantised.data(t), t.bytes) == 0;
     ++out[t.type].tensors;
     out[t.type].identical += same ? 1 : 0;
-    EXPECT_TRUE(same) << t.name << " (" << GgmlTypeName(t.type) << ") differs from llama.cpp's blocks";
+    EXPECT_TRUE(same) << t.name << " (" << GgmlTypeName(t.type)
+                      << ") differs from llama.cpp's blocks";
   }
   return out;
 }
@@ -301,15 +316,17 @@ TEST(QuantLlamaCpp, Q4_K_MBlocksAreLlamaCppsByteForByte) {
 TEST(QuantLlamaCpp, TensorTypesAreLlamaQuantizes) {
   auto f32 = OpenShared("synthk-f32.gguf");
   SKIP_WITHOUT_SHARED(f32);
-  const std::pair<const char*, QuantizeTarget> files[] = {{"synthk-q8_0.gguf", QuantizeTarget::kQ8_0},
-                                                          {"synthk-q4_0.gguf", QuantizeTarget::kQ4_0},
-                                                          {"synthk-q4_k_m.gguf", QuantizeTarget::kQ4_K_M}};
+  const std::pair<const char*, QuantizeTarget> files[] = {
+      {"synthk-q8_0.gguf", QuantizeTarget::kQ8_0},
+      {"synthk-q4_0.gguf", QuantizeTarget::kQ4_0},
+      {"synthk-q4_k_m.gguf", QuantizeTarget::kQ4_K_M}};
   for (const auto& [name, target] : files) {
     const auto theirs = OpenShared(name);
     const auto types = PlanTensorTypes(f32->header(), target);
     for (size_t i = 0; i < types.size(); ++i) {
       const auto& t = f32->header().tensors[i];
-      EXPECT_EQ(GgmlTypeName(theirs->FindTensor(t.name)->type), GgmlTypeName(types[i])) << name << " " << t.name;
+      EXPECT_EQ(GgmlTypeName(theirs->FindTensor(t.name)->type), GgmlTypeName(types[i]))
+          << name << " " << t.name;
     }
   }
 }
@@ -331,7 +348,8 @@ TEST(QuantLlamaCpp, LlamaCppBlocksDecodeCloseToTheSource) {
       for (size_t b = 0; b < x.size(); b += block) {
         const double bound = Bound(t.type, &x[b]);
         for (int i = 0; i < block; ++i) {
-          ASSERT_LE(std::fabs(double(x[b + i]) - y[b + i]), bound) << name << " " << t.name << " value " << b + i;
+          ASSERT_LE(std::fabs(double(x[b + i]) - y[b + i]), bound)
+              << name << " " << t.name << " value " << b + i;
         }
       }
     }

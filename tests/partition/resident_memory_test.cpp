@@ -53,24 +53,32 @@ std::vector<Range> TensorRanges(const Model& model, const GgufFile& header) {
   for (int l = 0; l < c.num_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     for (const auto& [n, shape] : std::vector<std::pair<std::string, std::vector<int64_t>>>{
-             {"input_layernorm.weight", {h}},      {"post_attention_layernorm.weight", {h}},
-             {"self_attn.q_proj.weight", {q, h}},  {"self_attn.k_proj.weight", {kv, h}},
-             {"self_attn.v_proj.weight", {kv, h}}, {"self_attn.o_proj.weight", {h, q}},
-             {"mlp.gate_proj.weight", {f, h}},     {"mlp.up_proj.weight", {f, h}},
+             {"input_layernorm.weight", {h}},
+             {"post_attention_layernorm.weight", {h}},
+             {"self_attn.q_proj.weight", {q, h}},
+             {"self_attn.k_proj.weight", {kv, h}},
+             {"self_attn.v_proj.weight", {kv, h}},
+             {"self_attn.o_proj.weight", {h, q}},
+             {"mlp.gate_proj.weight", {f, h}},
+             {"mlp.up_proj.weight", {f, h}},
              {"mlp.down_proj.weight", {h, f}}}) {
       names.push_back({p + n, shape});
     }
   }
   std::vector<Range> ranges;
   // The header: from the start of the mapping to the tensor data.
-  const auto* embed = static_cast<const uint8_t*>(model.Tensor(names[0].first, names[0].second).data);
-  const uintptr_t base = reinterpret_cast<uintptr_t>(embed) - header.FindTensor("token_embd.weight")->offset;
+  const auto* embed =
+      static_cast<const uint8_t*>(model.Tensor(names[0].first, names[0].second).data);
+  const uintptr_t base =
+      reinterpret_cast<uintptr_t>(embed) - header.FindTensor("token_embd.weight")->offset;
   ranges.push_back({base, base + header.header().data_start, -1});
   for (const auto& [name, shape] : names) {
-    const auto* data = static_cast<const uint8_t*>(model.Tensor(name, shape).data);  // touches nothing
+    const auto* data =
+        static_cast<const uint8_t*>(model.Tensor(name, shape).data);  // touches nothing
     const GgufTensor* t = header.FindTensor(GgufTensorName(name));
     const int layer = name.rfind("model.layers.", 0) == 0 ? std::stoi(name.substr(13)) : -1;
-    ranges.push_back({reinterpret_cast<uintptr_t>(data), reinterpret_cast<uintptr_t>(data) + t->bytes, layer});
+    ranges.push_back(
+        {reinterpret_cast<uintptr_t>(data), reinterpret_cast<uintptr_t>(data) + t->bytes, layer});
   }
   return ranges;
 }
@@ -86,7 +94,8 @@ TEST(ResidentMemory, ADeviceStageNeitherReadsNorKeepsTheLayersPastItsCut) {
   const ModelConfig& c = model->config();
   ASSERT_EQ(8, c.num_layers);
   const std::vector<Range> ranges = TensorRanges(*model, *header);
-  const Range file{ranges[0].begin, ranges[0].begin + std::filesystem::file_size(dir.Sub("m.gguf")), -1};
+  const Range file{ranges[0].begin, ranges[0].begin + std::filesystem::file_size(dir.Sub("m.gguf")),
+                   -1};
   if (!PresentBytes(reinterpret_cast<const void*>(file.begin), 1)) {
     GTEST_SKIP() << "/proc/self/pagemap is not readable here";
   }
@@ -111,7 +120,8 @@ TEST(ResidentMemory, ADeviceStageNeitherReadsNorKeepsTheLayersPastItsCut) {
     EXPECT_EQ(0u, *PresentBytes(reinterpret_cast<const void*>(file.begin), file.end - file.begin))
         << "the stage keeps pages of the file mapped";
   }
-  for (const auto& [b, n] : guarded) ASSERT_EQ(0, ::mprotect(reinterpret_cast<void*>(b), n, PROT_READ));
+  for (const auto& [b, n] : guarded)
+    ASSERT_EQ(0, ::mprotect(reinterpret_cast<void*>(b), n, PROT_READ));
   // The method sees a page this process touches.
   const auto* probe = reinterpret_cast<const volatile uint8_t*>(guarded.back().first);
   (void)*probe;
@@ -125,7 +135,8 @@ TEST(ResidentMemory, FileAndProcessRssAreReadable) {
   ASSERT_TRUE(ProcessRss().has_value());
   EXPECT_GT(*ProcessRss(), 0u);
   // Loading a stage copies every tensor and releases the file's pages.
-  auto all = StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
+  auto all =
+      StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
   EXPECT_EQ(0u, *FileMappedRss(gguf));
   const auto* first = static_cast<const volatile uint8_t*>(
       model->Tensor("model.norm.weight", {model->config().hidden_size}).data);

@@ -22,7 +22,8 @@ TEST(Stories260K, GreedyFromBosMatchesTheReferenceAtEveryCut) {
   auto m = Model::Open(dir);
   const std::vector<int32_t>& expected = testing::Stories260KGreedyFromBos();
   for (int cut = 0; cut <= m->config().num_layers; ++cut) {
-    EXPECT_EQ(expected, testing::GreedySplit(*m, cut, {1}, static_cast<int>(expected.size()))) << "cut " << cut;
+    EXPECT_EQ(expected, testing::GreedySplit(*m, cut, {1}, static_cast<int>(expected.size())))
+        << "cut " << cut;
   }
 }
 
@@ -44,7 +45,8 @@ TEST(TokenizerTest, RejectsMissingAndInvalidFiles) {
     Tokenizer::Open(dir.Sub("bad.model"));
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not a SentencePiece model"), std::string::npos)
+        << e.what();
   }
 }
 

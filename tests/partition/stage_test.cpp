@@ -111,7 +111,8 @@ TEST_F(StageTest, BatchEqualsSingle) {
       single[s]->Forward({nullptr, hidden[s].data(), n}, out_s[s].data());
     }
     Stage::ForwardBatch(stages, inputs, outs);
-    for (int s = 0; s < kSessions; ++s) ASSERT_EQ(out_s[s], out_b[s]) << "session " << s << " step " << step;
+    for (int s = 0; s < kSessions; ++s)
+      ASSERT_EQ(out_s[s], out_b[s]) << "session " << s << " step " << step;
   }
 }
 
@@ -120,7 +121,8 @@ TEST_F(StageTest, PortableKernelsMatchVectorKernelsBitForBit) {
   const auto prompt = Prompt(9, c.vocab_size);
   EXPECT_EQ(kernels::Isa::Best(), model_->isa());
   const auto fast = RunChain(*model_, c.num_layers, prompt, 8);
-  const auto portable = RunChain(*Model::Open(path_, "", kernels::Isa::Portable()), c.num_layers, prompt, 8);
+  const auto portable =
+      RunChain(*Model::Open(path_, "", kernels::Isa::Portable()), c.num_layers, prompt, 8);
   EXPECT_EQ(fast, portable) << "best ISA: " << model_->isa().name();
 }
 
@@ -149,7 +151,8 @@ TEST_F(StageTest, DeviceAndCloudOnDifferentInstructionSetsAgree) {
   const int cut = 2;
   Stage device(StageWeights::Load(*portable, StageSpec::Device(c, cut)));
   Stage cloud(StageWeights::Load(*model_, StageSpec::Cloud(c, cut)));
-  std::vector<float> hidden(device.OutputSize(static_cast<int>(prompt.size()))), logits(c.vocab_size);
+  std::vector<float> hidden(device.OutputSize(static_cast<int>(prompt.size()))),
+      logits(c.vocab_size);
   device.Forward({prompt.data(), nullptr, static_cast<int>(prompt.size())}, hidden.data());
   cloud.Forward({nullptr, hidden.data(), static_cast<int>(prompt.size())}, logits.data());
   EXPECT_EQ(local.front(), logits);
@@ -174,7 +177,8 @@ TEST(Isa, NamesChoicesAndErrors) {
     FAIL() << "no exception";
   } catch (const Exception& e) {
     EXPECT_EQ(Exception::kInvalidArgument, e.code());
-    EXPECT_NE(std::string(e.what()).find("SPLITLM_KERNELS \"avx9\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("SPLITLM_KERNELS \"avx9\""), std::string::npos)
+        << e.what();
     EXPECT_NE(std::string(e.what()).find("portable"), std::string::npos) << e.what();
   }
 }
@@ -197,7 +201,8 @@ TEST_F(StageTest, SlicesShareWeightsAndComputeTheSame) {
   auto full = StageWeights::Load(*model_, StageSpec::Device(c, c.num_layers));
   const auto prompt = Prompt(9, c.vocab_size);
   for (int cut = 0; cut < c.num_layers; ++cut) {
-    Stage device(full->Slice(StageSpec::Device(c, cut))), cloud(full->Slice(StageSpec::Cloud(c, cut)));
+    Stage device(full->Slice(StageSpec::Device(c, cut))),
+        cloud(full->Slice(StageSpec::Cloud(c, cut)));
     std::vector<float> hidden(device.OutputSize(9)), logits(c.vocab_size);
     device.Forward({prompt.data(), nullptr, 9}, hidden.data());
     cloud.Forward({nullptr, hidden.data(), 9}, logits.data());
@@ -294,7 +299,8 @@ std::vector<float> ReferenceLogits(const Model& m, const std::vector<int32_t>& i
     k = k * cos + RotateHalf(k) * sin;
     k = k.repeat_interleave(nh / nkv, 0);
     v = v.repeat_interleave(nh / nkv, 0);
-    at::Tensor att = at::softmax(at::matmul(q, k.transpose(1, 2)) / std::sqrt(double(hd)) + mask, -1);
+    at::Tensor att =
+        at::softmax(at::matmul(q, k.transpose(1, 2)) / std::sqrt(double(hd)) + mask, -1);
     at::Tensor o = at::matmul(att, v).transpose(0, 1).reshape({n, nh * hd});
     x = x + at::linear(o, Load(m, p + "self_attn.o_proj.weight", {h, nh * hd}));
     r = RmsNorm(x, Load(m, p + "post_attention_layernorm.weight", {h}), c.rms_norm_eps);
@@ -303,7 +309,8 @@ std::vector<float> ReferenceLogits(const Model& m, const std::vector<int32_t>& i
     x = x + at::linear(at::silu(g) * u, Load(m, p + "mlp.down_proj.weight", {h, inter}));
   }
   x = RmsNorm(x, Load(m, "model.norm.weight", {h}), c.rms_norm_eps);
-  at::Tensor head = m.HasTensor("lm_head.weight") ? Load(m, "lm_head.weight", {c.vocab_size, h}) : embed;
+  at::Tensor head =
+      m.HasTensor("lm_head.weight") ? Load(m, "lm_head.weight", {c.vocab_size, h}) : embed;
   at::Tensor logits = at::linear(x[n - 1], head).contiguous();
   return std::vector<float>(logits.data_ptr<float>(), logits.data_ptr<float>() + c.vocab_size);
 }

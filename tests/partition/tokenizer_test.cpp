@@ -59,11 +59,11 @@ void ExpectVectors(const std::string& tokenizer, const std::string& vectors) {
   }
 }
 
-#define VECTOR_TEST(Name, tokenizer_rel, vectors_rel)          \
-  TEST(TokenizerVectors, Name) {                               \
-    REQUIRE_SHARED(tokenizer, tokenizer_rel);                  \
-    REQUIRE_SHARED(vectors, "tokenizers/vectors");             \
-    ExpectVectors(tokenizer, vectors + "/" vectors_rel);       \
+#define VECTOR_TEST(Name, tokenizer_rel, vectors_rel)    \
+  TEST(TokenizerVectors, Name) {                         \
+    REQUIRE_SHARED(tokenizer, tokenizer_rel);            \
+    REQUIRE_SHARED(vectors, "tokenizers/vectors");       \
+    ExpectVectors(tokenizer, vectors + "/" vectors_rel); \
   }
 
 VECTOR_TEST(Llama3TokenizerJson, "tokenizers/llama3/tokenizer.json", "llama-bpe")
@@ -92,7 +92,8 @@ TEST(Tokenizer, Llama3SpecialTokensInTextAndGenerationConfigEos) {
   EXPECT_EQ(128009, ids[0]);
   EXPECT_EQ("<|eot_id|>Hi<|eot_id", plain->Decode(ids));
 
-  std::ofstream(dir.Sub("generation_config.json")) << R"({"bos_token_id": 128000, "eos_token_id": [128001, 128009]})";
+  std::ofstream(dir.Sub("generation_config.json"))
+      << R"({"bos_token_id": 128000, "eos_token_id": [128001, 128009]})";
   auto tok = Tokenizer::Open(dir.Sub("tokenizer.json"));
   EXPECT_EQ((std::vector<int32_t>{128001, 128009}), tok->eos_ids());
   EXPECT_TRUE(tok->IsEos(128009));
@@ -123,10 +124,13 @@ TEST(Tokenizer, TokenBytesConcatenateToTheText) {
   REQUIRE_SHARED(gguf, "gguf/ggml-vocab-llama-spm.gguf");
   for (const std::string& path : {json, gguf}) {
     auto tok = Tokenizer::Open(path);
-    const std::string text = "na\xC3\xAFve \xF0\x9F\xA6\x99 \xE7\xA9\xBA\xE6\xB0\x97 \xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9";
+    const std::string text =
+        "na\xC3\xAFve \xF0\x9F\xA6\x99 \xE7\xA9\xBA\xE6\xB0\x97 "
+        "\xF0\x9F\x91\xA8\xE2\x80\x8D\xF0\x9F\x91\xA9";
     std::string joined;
     for (int32_t id : tok->Encode(text)) joined += tok->TokenBytes(id);
-    if (!joined.empty() && joined[0] == ' ' && text[0] != ' ') joined.erase(0, 1);  // SentencePiece's prefix space
+    if (!joined.empty() && joined[0] == ' ' && text[0] != ' ')
+      joined.erase(0, 1);  // SentencePiece's prefix space
     EXPECT_EQ(text, joined) << path;
     EXPECT_THROW(tok->TokenBytes(tok->vocab_size()), Exception);
     EXPECT_THROW(tok->Decode({-1}), Exception);
@@ -151,15 +155,16 @@ TEST(Tokenizer, RejectsInvalidUtf8) {
     tok->Encode("ok\xC3(");
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 (at byte 2)"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("not valid UTF-8 (at byte 2)"), std::string::npos)
+        << e.what();
   }
 }
 
 // A byte-level tokenizer.json: the 256 byte tokens (ids 0..255 in byte
 // order, written as GPT-2's byte-to-unicode map writes them), then "ab" 256,
 // "bc" 257, "abc" 258, added token "<x>" 300, and `merges`.
-std::string TinyTokenizerJson(const std::string& normalizer, const std::string& decoder, const std::string& merges,
-                              const std::string& model_extra = "") {
+std::string TinyTokenizerJson(const std::string& normalizer, const std::string& decoder,
+                              const std::string& merges, const std::string& model_extra = "") {
   std::string vocab;
   int next = 256;
   for (int b = 0; b < 256; ++b) {
@@ -177,8 +182,10 @@ std::string TinyTokenizerJson(const std::string& normalizer, const std::string& 
   vocab += R"("ab": 256, "bc": 257, "abc": 258)";
   return std::string(R"({"normalizer": )") + normalizer +
          R"(, "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
-  "decoder": )" + decoder + R"(, "added_tokens": [{"id": 300, "content": "<x>"}],
-  "model": {"type": "BPE", "vocab": {)" + vocab + R"(}, "merges": )" + merges + model_extra + "}}";
+  "decoder": )" +
+         decoder + R"(, "added_tokens": [{"id": 300, "content": "<x>"}],
+  "model": {"type": "BPE", "vocab": {)" +
+         vocab + R"(}, "merges": )" + merges + model_extra + "}}";
 }
 
 std::string OpenError(const std::string& path) {
@@ -193,20 +200,27 @@ std::string OpenError(const std::string& path) {
 TEST(Tokenizer, RefusesWhatItDoesNotImplementNamingTheFileAndFeature) {
   testing::TempDir dir;
   const std::string bytelevel = R"({"type": "ByteLevel"})";
-  std::ofstream(dir.Sub("lower.json")) << TinyTokenizerJson(R"({"type": "Lowercase"})", bytelevel, "[]");
-  std::ofstream(dir.Sub("meta.json")) << TinyTokenizerJson("null", R"({"type": "Metaspace"})", "[]");
-  std::ofstream(dir.Sub("fallback.json")) << TinyTokenizerJson("null", bytelevel, "[]", R"(, "byte_fallback": true)");
+  std::ofstream(dir.Sub("lower.json"))
+      << TinyTokenizerJson(R"({"type": "Lowercase"})", bytelevel, "[]");
+  std::ofstream(dir.Sub("meta.json"))
+      << TinyTokenizerJson("null", R"({"type": "Metaspace"})", "[]");
+  std::ofstream(dir.Sub("fallback.json"))
+      << TinyTokenizerJson("null", bytelevel, "[]", R"(, "byte_fallback": true)");
   std::ofstream(dir.Sub("badmerge.json")) << TinyTokenizerJson("null", bytelevel, R"(["a q"])");
   std::ofstream(dir.Sub("broken.json")) << "{\"model\": ";
   std::string e = OpenError(dir.Sub("lower.json"));
-  EXPECT_NE(e.find(dir.Sub("lower.json") + ": unsupported normalizer \"Lowercase\""), std::string::npos) << e;
+  EXPECT_NE(e.find(dir.Sub("lower.json") + ": unsupported normalizer \"Lowercase\""),
+            std::string::npos)
+      << e;
   e = OpenError(dir.Sub("meta.json"));
   EXPECT_NE(e.find("decoder \"Metaspace\""), std::string::npos) << e;
   EXPECT_NE(e.find("tokenizer.model"), std::string::npos) << e;
   e = OpenError(dir.Sub("fallback.json"));
   EXPECT_NE(e.find("byte_fallback"), std::string::npos) << e;
   e = OpenError(dir.Sub("badmerge.json"));
-  EXPECT_NE(e.find("merge 0 (\"a q\") uses a token that is not in the vocabulary"), std::string::npos) << e;
+  EXPECT_NE(e.find("merge 0 (\"a q\") uses a token that is not in the vocabulary"),
+            std::string::npos)
+      << e;
   e = OpenError(dir.Sub("broken.json"));
   EXPECT_NE(e.find(dir.Sub("broken.json") + ": not valid JSON"), std::string::npos) << e;
   e = OpenError(dir.Sub("missing.json"));
@@ -220,16 +234,20 @@ TEST(Tokenizer, TinyByteLevelBpeMergesByRank) {
   const std::string bl = R"({"type": "ByteLevel"})";
   // "a b" first: a b c -> ab c -> abc. "b c" first: a b c -> a bc, and no
   // merge joins a and bc. With ignore_merges, a word in the vocabulary is one token.
-  std::ofstream(dir.Sub("ab_first.json")) << TinyTokenizerJson("null", bl, R"(["a b", "b c", "ab c"])");
-  std::ofstream(dir.Sub("bc_first.json")) << TinyTokenizerJson("null", bl, R"([["b", "c"], ["a", "b"], ["ab", "c"]])");
-  std::ofstream(dir.Sub("ignore.json")) << TinyTokenizerJson("null", bl, R"(["b c", "a b", "ab c"])", R"(, "ignore_merges": true)");
+  std::ofstream(dir.Sub("ab_first.json"))
+      << TinyTokenizerJson("null", bl, R"(["a b", "b c", "ab c"])");
+  std::ofstream(dir.Sub("bc_first.json"))
+      << TinyTokenizerJson("null", bl, R"([["b", "c"], ["a", "b"], ["ab", "c"]])");
+  std::ofstream(dir.Sub("ignore.json"))
+      << TinyTokenizerJson("null", bl, R"(["b c", "a b", "ab c"])", R"(, "ignore_merges": true)");
   auto ab = Tokenizer::Open(dir.Sub("ab_first.json"));
   auto bc = Tokenizer::Open(dir.Sub("bc_first.json"));
   auto ig = Tokenizer::Open(dir.Sub("ignore.json"));
   EXPECT_EQ((std::vector<int32_t>{258}), ab->Encode("abc"));
   EXPECT_EQ((std::vector<int32_t>{'a', 257}), bc->Encode("abc"));
   EXPECT_EQ((std::vector<int32_t>{258}), ig->Encode("abc"));
-  EXPECT_EQ((std::vector<int32_t>{'a', 257, 'd'}), ig->Encode("abcd"));  // not in the vocabulary: merges
+  EXPECT_EQ((std::vector<int32_t>{'a', 257, 'd'}),
+            ig->Encode("abcd"));  // not in the vocabulary: merges
   // The added token is found first; the rest splits with the GPT-2 regex.
   EXPECT_EQ((std::vector<int32_t>{256, 300, ' ', 'c'}), ab->Encode("ab<x> c"));
   EXPECT_EQ("ab<x> c", ab->Decode({256, 300, ' ', 'c'}));
@@ -248,21 +266,24 @@ TEST(Tokenizer, AddedTokenStripAndSingleWord) {
   const AddedTokenMatcher m({{"<L>", 1}, {"<R>", 2}, {"cat", 3}, {"<P>", 4}}, {l, r, w});
   auto split = [&](std::string_view text) {
     std::string out;
-    for (const auto& p : m.Split(text)) out += p.id >= 0 ? "[" + std::to_string(p.id) + "]" : "{" + std::string(p.text) + "}";
+    for (const auto& p : m.Split(text))
+      out += p.id >= 0 ? "[" + std::to_string(p.id) + "]" : "{" + std::string(p.text) + "}";
     return out;
   };
   EXPECT_EQ("{a}[1]{ b}", split("a \t\n<L> b"));
   EXPECT_EQ("{a }[2]{b }", split("a <R>  \u3000b "));  // U+3000 is White_Space
-  EXPECT_EQ("[1]{  }[2]", split(" <L>  <R> "));  // <R> strips only after itself
-  EXPECT_EQ("{x }[4]{ y}", split("x <P> y"));           // no flags: nothing dropped
+  EXPECT_EQ("[1]{  }[2]", split(" <L>  <R> "));        // <R> strips only after itself
+  EXPECT_EQ("{x }[4]{ y}", split("x <P> y"));          // no flags: nothing dropped
   EXPECT_EQ("{a }[3]{ b}", split("a cat b"));
   EXPECT_EQ("[3]{.}", split("cat."));
-  EXPECT_EQ("{cats cat_ \u00e9cat}", split("cats cat_ \u00e9cat"));  // next to word characters: text
+  EXPECT_EQ("{cats cat_ \u00e9cat}",
+            split("cats cat_ \u00e9cat"));  // next to word characters: text
   EXPECT_EQ("{a}[1]", split("a\u00a0<L>"));
 }
 
 // A GGUF file with only string keys.
-void WriteGguf(const std::string& path, const std::vector<std::pair<std::string, std::string>>& keys) {
+void WriteGguf(const std::string& path,
+               const std::vector<std::pair<std::string, std::string>>& keys) {
   GgufWriter w(path);
   for (const auto& [k, v] : keys) {
     GgufValue value;
@@ -277,13 +298,18 @@ TEST(Tokenizer, GgufWithoutOrWithAnUnknownVocabularyIsAClearError) {
   testing::TempDir dir;
   WriteGguf(dir.Sub("none.gguf"), {{"general.architecture", "llama"}});
   WriteGguf(dir.Sub("bert.gguf"), {{"tokenizer.ggml.model", "bert"}});
-  WriteGguf(dir.Sub("falcon.gguf"), {{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "falcon"}});
+  WriteGguf(dir.Sub("falcon.gguf"),
+            {{"tokenizer.ggml.model", "gpt2"}, {"tokenizer.ggml.pre", "falcon"}});
   std::string e = OpenError(dir.Sub("none.gguf"));
   EXPECT_NE(e.find(dir.Sub("none.gguf") + ": no tokenizer.ggml.model"), std::string::npos) << e;
   e = OpenError(dir.Sub("bert.gguf"));
-  EXPECT_NE(e.find(dir.Sub("bert.gguf") + ": unsupported tokenizer.ggml.model \"bert\""), std::string::npos) << e;
+  EXPECT_NE(e.find(dir.Sub("bert.gguf") + ": unsupported tokenizer.ggml.model \"bert\""),
+            std::string::npos)
+      << e;
   e = OpenError(dir.Sub("falcon.gguf"));
-  EXPECT_NE(e.find(dir.Sub("falcon.gguf") + ": unsupported tokenizer.ggml.pre \"falcon\""), std::string::npos) << e;
+  EXPECT_NE(e.find(dir.Sub("falcon.gguf") + ": unsupported tokenizer.ggml.pre \"falcon\""),
+            std::string::npos)
+      << e;
 }
 
 TEST(Tokenizer, RejectsMissingAndInvalidFiles) {
@@ -304,7 +330,8 @@ TEST(Tokenizer, LoadsTheSentencePieceShimTheOptionsName) {
     FAIL() << "opened a SentencePiece model without its shim";
   } catch (const Exception& e) {
     EXPECT_EQ(Exception::kUnavailable, e.code());
-    EXPECT_NE(std::string(e.what()).find("cannot load the SentencePiece shim " + options.spm_shim), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("cannot load the SentencePiece shim " + options.spm_shim),
+              std::string::npos)
         << e.what();
   }
 }

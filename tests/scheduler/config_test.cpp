@@ -28,7 +28,9 @@ std::string ErrorOf(const std::string& text) {
 
 TEST(ConfigTest, ParsesValuesOfEveryType) {
   Config c = Config::Parse(
-      "[device]\ncut = 3\nfallback = \"wait\"\n[cloud]\nkv_budget_mb = 1.5\ninsecure = true\nmax_batch = 8\n", "x");
+      "[device]\ncut = 3\nfallback = \"wait\"\n[cloud]\nkv_budget_mb = 1.5\ninsecure = "
+      "true\nmax_batch = 8\n",
+      "x");
   EXPECT_EQ(3, c.Int("device.cut"));
   EXPECT_EQ("wait", c.String("device.fallback"));
   EXPECT_DOUBLE_EQ(1.5, *c.Float("cloud.kv_budget_mb"));
@@ -38,14 +40,16 @@ TEST(ConfigTest, ParsesValuesOfEveryType) {
 }
 
 TEST(ConfigTest, ErrorsNameFileLineAndKey) {
-  EXPECT_EQ("dev.toml:3: device.cutt: unknown key (see docs/config.md)", ErrorOf("[device]\ncut = 1\ncutt = 2\n"));
+  EXPECT_EQ("dev.toml:3: device.cutt: unknown key (see docs/config.md)",
+            ErrorOf("[device]\ncut = 1\ncutt = 2\n"));
   EXPECT_EQ("dev.toml:2: device.cut: expected an integer", ErrorOf("[device]\ncut = \"four\"\n"));
   EXPECT_EQ("dev.toml:2: device.cut: -1 is outside 0..4096", ErrorOf("[device]\ncut = -1\n"));
   EXPECT_EQ("dev.toml:2: device.fallback: \"sometimes\" is not one of local, wait, fail",
             ErrorOf("[device]\nfallback = \"sometimes\"\n"));
   EXPECT_EQ("dev.toml:1: cut: expected a [cut] section, not a value", ErrorOf("cut = 3\n"));
   EXPECT_NE(std::string::npos, ErrorOf("[device\ncut = 3\n").find("dev.toml:1: "));
-  EXPECT_EQ("dev.toml:2: cloud.insecure: expected true or false", ErrorOf("[cloud]\ninsecure = 1\n"));
+  EXPECT_EQ("dev.toml:2: cloud.insecure: expected true or false",
+            ErrorOf("[cloud]\ninsecure = 1\n"));
   EXPECT_THROW(Config::Load("/nonexistent.toml"), Exception);
 }
 
@@ -73,10 +77,12 @@ TEST(ConfigTest, FlagTextIsCheckedByTheRuleOfTheFile) {
   EXPECT_EQ("\"12x\" is not a number", CheckText(kv, "12x"));
   EXPECT_EQ("-1 is outside 0..4096", CheckText(SchemaKey("device.cut"), "-1"));
   EXPECT_EQ("\"1.5\" is not an integer", CheckText(SchemaKey("device.cut"), "1.5"));
-  EXPECT_EQ("\"sometimes\" is not one of local, wait, fail", CheckText(SchemaKey("device.fallback"), "sometimes"));
+  EXPECT_EQ("\"sometimes\" is not one of local, wait, fail",
+            CheckText(SchemaKey("device.fallback"), "sometimes"));
   EXPECT_EQ("\"yes\" is not true or false", CheckText(SchemaKey("cloud.insecure"), "yes"));
   // The file's values get the same reasons.
-  EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: nan is not a finite number", ErrorOf("[cloud]\nkv_budget_mb = nan\n"));
+  EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: nan is not a finite number",
+            ErrorOf("[cloud]\nkv_budget_mb = nan\n"));
   EXPECT_EQ("dev.toml:2: cloud.kv_budget_mb: 1e-09 is outside 0.001..1000000000000",
             ErrorOf("[cloud]\nkv_budget_mb = 1e-9\n"));
   EXPECT_THROW(SchemaKey("cloud.turbo"), Exception);
@@ -95,7 +101,8 @@ TEST(ConfigTest, FlagsOverrideTheFile) {
 }
 
 TEST(ConfigTest, ExamplesParseAndDocsMatchTheSchema) {
-  for (const char* f : {"examples/configs/cloud.toml", "examples/configs/device.toml", "examples/configs/plan.toml"}) {
+  for (const char* f : {"examples/configs/cloud.toml", "examples/configs/device.toml",
+                        "examples/configs/plan.toml"}) {
     EXPECT_NO_THROW(Config::Load(std::string(SPLITLM_SOURCE_DIR) + "/" + f)) << f;
   }
   std::ifstream in(std::string(SPLITLM_SOURCE_DIR) + "/docs/config.md");
@@ -108,17 +115,21 @@ TEST(ConfigTest, ExamplesParseAndDocsMatchTheSchema) {
 TEST(ConfigCli, BinariesReadTheFileAndFlagsWin) {
   testing::TempDir dir;
   const std::string model = dir.Sub("m");
-  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset tiny --out " + model).exit_code);
-  std::ofstream(dir.Sub("d.toml")) << "[model]\ndir = \"" << model << "\"\nthreads = 1\n[device]\ncut = 9\n";
-  auto r = testing::RunCommand(testing::BinPath("splitlm-device") + " --config " + dir.Sub("d.toml") +
-                               " generate --prompt-ids 1 --max-tokens 2");
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") +
+                                   " make-model --preset tiny --out " + model)
+                   .exit_code);
+  std::ofstream(dir.Sub("d.toml"))
+      << "[model]\ndir = \"" << model << "\"\nthreads = 1\n[device]\ncut = 9\n";
+  auto r = testing::RunCommand(testing::BinPath("splitlm-device") + " --config " +
+                               dir.Sub("d.toml") + " generate --prompt-ids 1 --max-tokens 2");
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find("cut 9 is out of range")) << r.err;
   r = testing::RunCommand(testing::BinPath("splitlm-device") + " --config " + dir.Sub("d.toml") +
                           " --cut 4 generate --prompt-ids 1 --max-tokens 2 --print-ids");
   EXPECT_EQ(0, r.exit_code) << r.err;
   std::ofstream(dir.Sub("bad.toml")) << "[cloud]\nmin_cut = 1\nbogus = 2\n";
-  r = testing::RunCommand(testing::BinPath("splitlm-cloud") + " --model " + model + " --config " + dir.Sub("bad.toml"));
+  r = testing::RunCommand(testing::BinPath("splitlm-cloud") + " --model " + model + " --config " +
+                          dir.Sub("bad.toml"));
   EXPECT_NE(0, r.exit_code);
   EXPECT_NE(std::string::npos, r.err.find("bad.toml:3: cloud.bogus: unknown key")) << r.err;
 }
@@ -132,21 +143,29 @@ namespace {
 TEST(PlanCli, PrintsEveryCutAndTheChoiceOrWhyNone) {
   testing::TempDir dir;
   const std::string model = dir.Sub("m");
-  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset tiny --out " + model).exit_code);
-  std::ofstream(dir.Sub("p.toml")) << "[model]\ndir = \"" << model << "\"\n[scheduler]\nprivacy_floor = 2\n"
-                                   << "device_profile = \"" << dir.Sub("dev.json") << "\"\n[link]\nrtt_ms = 1000\n";
-  auto r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --json --config " + dir.Sub("p.toml"));
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") +
+                                   " make-model --preset tiny --out " + model)
+                   .exit_code);
+  std::ofstream(dir.Sub("p.toml"))
+      << "[model]\ndir = \"" << model << "\"\n[scheduler]\nprivacy_floor = 2\n"
+      << "device_profile = \"" << dir.Sub("dev.json") << "\"\n[link]\nrtt_ms = 1000\n";
+  auto r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --json --config " +
+                               dir.Sub("p.toml"));
   ASSERT_EQ(0, r.exit_code) << r.err;
   EXPECT_NE(std::string::npos, r.out.find("\"chosen\":4")) << r.out;  // a 1 s RTT: all local
   EXPECT_NE(std::string::npos, r.out.find("\"violations\":[\"privacy_floor 2\"]")) << r.out;
   EXPECT_NE(std::string::npos, r.err.find("measured and cached the device profile")) << r.err;
   // The cached profile is reused on the next run.
-  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " + dir.Sub("p.toml"));
+  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " +
+                          dir.Sub("p.toml"));
   EXPECT_EQ(std::string::npos, r.err.find("measured and cached")) << r.err;
-  EXPECT_NE(std::string::npos, r.out.find("objective latency: cut 4 has the lowest latency score")) << r.out;
-  std::ofstream(dir.Sub("q.toml")) << "[model]\ndir = \"" << model << "\"\n[scheduler]\nmax_tpot_ms = 0.000001\n"
-                                   << "device_profile = \"" << dir.Sub("dev.json") << "\"\n";
-  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " + dir.Sub("q.toml"));
+  EXPECT_NE(std::string::npos, r.out.find("objective latency: cut 4 has the lowest latency score"))
+      << r.out;
+  std::ofstream(dir.Sub("q.toml"))
+      << "[model]\ndir = \"" << model << "\"\n[scheduler]\nmax_tpot_ms = 0.000001\n"
+      << "device_profile = \"" << dir.Sub("dev.json") << "\"\n";
+  r = testing::RunCommand(testing::BinPath("splitlm") + " plan --threads 1 --config " +
+                          dir.Sub("q.toml"));
   EXPECT_EQ(3, r.exit_code);
   EXPECT_NE(std::string::npos, r.out.find("no cut is feasible: no cut meets max_tpot_ms")) << r.out;
 }
@@ -165,8 +184,12 @@ namespace {
 TEST(BenchPlan, ReportsPredictedAndMeasuredTimePerTokenAtEveryCut) {
   testing::TempDir dir;
   const std::string model = dir.Sub("m");
-  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") + " make-model --preset small --seed 2 --out " + model).exit_code);
-  auto r = testing::RunCommand(testing::BinPath("splitlm") + " bench-plan --threads 1 --json --tokens 16 --rounds 2 --log-level warn --model " + model);
+  ASSERT_EQ(0, testing::RunCommand(testing::BinPath("splitlm") +
+                                   " make-model --preset small --seed 2 --out " + model)
+                   .exit_code);
+  auto r = testing::RunCommand(
+      testing::BinPath("splitlm") +
+      " bench-plan --threads 1 --json --tokens 16 --rounds 2 --log-level warn --model " + model);
   ASSERT_EQ(0, r.exit_code) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(9u, j["cuts"].size());
@@ -183,15 +206,19 @@ TEST(BenchPlan, ReportsPredictedAndMeasuredTimePerTokenAtEveryCut) {
     const double median = (rounds[0] + rounds[1]) / 2;
     EXPECT_NEAR(median, row["measured_ms"].get<double>(), 1e-9) << row.dump();
     EXPECT_NEAR((std::fabs(predicted / rounds[0] - 1) + std::fabs(predicted / rounds[1] - 1)) / 2,
-                row["median_abs_error"].get<double>(), 1e-9) << row.dump();
-    EXPECT_NEAR(std::fabs(rounds[0] - rounds[1]) / 2 / median, row["measured_spread"].get<double>(), 1e-9) << row.dump();
+                row["median_abs_error"].get<double>(), 1e-9)
+        << row.dump();
+    EXPECT_NEAR(std::fabs(rounds[0] - rounds[1]) / 2 / median, row["measured_spread"].get<double>(),
+                1e-9)
+        << row.dump();
   }
   EXPECT_EQ(1, j["threads"].get<int>());
   EXPECT_EQ(2, j["rounds"].get<int>());
 }
 
 TEST(ConfigTest, LinkTypeAndHardwareProfileSetTheEnergyFigures) {
-  // examples/configs/plan.toml: an LTE radio and a mid-range phone's power, the profile path relative to the file.
+  // examples/configs/plan.toml: an LTE radio and a mid-range phone's power, the profile path
+  // relative to the file.
   const Config c = Config::Load(std::string(SPLITLM_SOURCE_DIR) + "/examples/configs/plan.toml");
   PlanInputs in;
   ApplyPlanConfig(c, in);
@@ -203,7 +230,8 @@ TEST(ConfigTest, LinkTypeAndHardwareProfileSetTheEnergyFigures) {
   EXPECT_DOUBLE_EQ(0.6, in.power.wait_w);
   EXPECT_EQ(1, in.constraints.privacy_floor);
   // An explicit figure overrides the preset; a missing profile is an error naming it.
-  const Config o = Config::Parse("[link]\ntype = \"3g\"\ntx_nj_per_byte = 7\n[power]\nhardware = \"/nope.toml\"\n", "x.toml");
+  const Config o = Config::Parse(
+      "[link]\ntype = \"3g\"\ntx_nj_per_byte = 7\n[power]\nhardware = \"/nope.toml\"\n", "x.toml");
   PlanInputs in2;
   EXPECT_THROW(ApplyPlanConfig(o, in2), std::runtime_error);
   const Config o2 = Config::Parse("[link]\ntype = \"3g\"\ntx_nj_per_byte = 7\n", "x.toml");

@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "tests/scheduler/synthetic_profiles.h"
 #include "scheduler/cost_model.h"
+#include "tests/scheduler/synthetic_profiles.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -40,7 +40,8 @@ TEST(CostModelTest, TimePerTokenFollowsTheFormula) {
   EXPECT_NEAR((1 + 8 * 1000 + 100) / 1e3, p[8].tpot_ms, 1e-9);
   EXPECT_EQ(0, p[8].network_ms);
   // Memory grows with the cut: embedding + K layers + KV at max context.
-  EXPECT_NEAR((4.0 * (1 << 20) + 3 * 10.0 * (1 << 20) + 3 * 1024.0 * 1024) / (1 << 20), p[3].memory_mb, 1e-9);
+  EXPECT_NEAR((4.0 * (1 << 20) + 3 * 10.0 * (1 << 20) + 3 * 1024.0 * 1024) / (1 << 20),
+              p[3].memory_mb, 1e-9);
 }
 
 TEST(CostModelTest, LatencyPicksTheAnalyticOptimum) {
@@ -67,7 +68,7 @@ TEST(CostModelTest, EnergyAndCostObjectives) {
   EXPECT_EQ(8, *ChooseCut(in).chosen);
   in.objective = Objective::kCost;  // the cloud costs money; the device is free
   EXPECT_EQ(8, *ChooseCut(in).chosen);
-  in.cloud_usd_per_s = 0;           // free cloud: ties broken by latency
+  in.cloud_usd_per_s = 0;  // free cloud: ties broken by latency
   EXPECT_EQ(0, *ChooseCut(in).chosen);
   in.objective = Objective::kWeighted;
   in.weights = {0, 0, 1};
@@ -96,7 +97,8 @@ TEST(CostModelTest, ConstraintsAreNeverViolated) {
     ASSERT_TRUE(best.violations.empty());
     ASSERT_GE(best.cut, in.constraints.privacy_floor);
     if (in.constraints.max_tpot_ms) ASSERT_LE(best.tpot_ms, *in.constraints.max_tpot_ms);
-    if (in.constraints.memory_budget_mb) ASSERT_LE(best.memory_mb, *in.constraints.memory_budget_mb);
+    if (in.constraints.memory_budget_mb)
+      ASSERT_LE(best.memory_mb, *in.constraints.memory_budget_mb);
     for (const auto& p : plan.cuts) {
       if (p.violations.empty()) ASSERT_LE(best.score, p.score);
     }
@@ -108,11 +110,14 @@ TEST(CostModelTest, InfeasibleConfigurationsSayWhy) {
   in.constraints.max_tpot_ms = 0.5;
   Plan plan = ChooseCut(in);
   EXPECT_FALSE(plan.chosen.has_value());
-  EXPECT_NE(std::string::npos, plan.reason.find("no cut meets max_tpot_ms (best any cut achieves: ")) << plan.reason;
+  EXPECT_NE(std::string::npos,
+            plan.reason.find("no cut meets max_tpot_ms (best any cut achieves: "))
+      << plan.reason;
   in = Inputs(1000, 100, 1, 1000);
   in.constraints.privacy_floor = 9;
   plan = ChooseCut(in);
-  EXPECT_NE(std::string::npos, plan.reason.find("privacy_floor exceeds the layer count")) << plan.reason;
+  EXPECT_NE(std::string::npos, plan.reason.find("privacy_floor exceeds the layer count"))
+      << plan.reason;
   // Each alone is satisfiable, together not: memory allows only small cuts,
   // the latency SLO only cut 8.
   in = Inputs(1000, 100, 50, 1000);

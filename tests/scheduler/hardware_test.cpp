@@ -57,8 +57,8 @@ TEST(HardwareTest, BundledProfilesLoadAndSourceEveryFigure) {
     EXPECT_EQ(e.path().stem().string(), hw.name);
     EXPECT_FALSE(hw.description.empty()) << hw.name;
     (hw.kind == "device" ? devices : clouds)++;
-    for (const char* key : {"memory_bandwidth_gb_s", "compute_gflop_s", "bandwidth_efficiency", "compute_efficiency",
-                            "layer_overhead_us", "memory_gb"}) {
+    for (const char* key : {"memory_bandwidth_gb_s", "compute_gflop_s", "bandwidth_efficiency",
+                            "compute_efficiency", "layer_overhead_us", "memory_gb"}) {
       ASSERT_TRUE(hw.sources.count(key)) << hw.name << " " << key;
       EXPECT_GT(hw.sources.at(key).size(), 10u) << hw.name << " " << key;
     }
@@ -76,12 +76,14 @@ TEST(HardwareTest, ProfilesCarryTheirSourcedFigures) {
   EXPECT_DOUBLE_EQ(6 * 1.7 * 16, super.compute_gflop_s);
   EXPECT_DOUBLE_EQ(25, super.compute_w);
   EXPECT_NE(std::string::npos, super.sources.at("memory_bandwidth_gb_s").find("102 GB/s"));
-  // Phones: measured CPU decode on a Snapdragon 8 Gen 3 reaches 0.30-0.34 of peak (microsoft/T-MAC issue 32).
+  // Phones: measured CPU decode on a Snapdragon 8 Gen 3 reaches 0.30-0.34 of peak (microsoft/T-MAC
+  // issue 32).
   for (const char* phone : {"flagship-phone", "midrange-phone"}) {
     const HardwareProfile hw = LoadHardwareProfile(kDir + "/" + phone + ".toml");
     EXPECT_GE(hw.bandwidth_efficiency, 0.30) << phone;
     EXPECT_LE(hw.bandwidth_efficiency, 0.34) << phone;
-    EXPECT_NE(std::string::npos, hw.sources.at("bandwidth_efficiency").find("T-MAC issue 32")) << phone;
+    EXPECT_NE(std::string::npos, hw.sources.at("bandwidth_efficiency").find("T-MAC issue 32"))
+        << phone;
   }
   // Raspberry Pi 5: llama.cpp decode moves 9.76-10.55 GB/s (llama.cpp issue 26484).
   const HardwareProfile pi = LoadHardwareProfile(kDir + "/rpi5.toml");
@@ -96,8 +98,10 @@ TEST(HardwareTest, BadProfilesNameTheFileAndKey) {
   std::string no_source = kValid;
   no_source.replace(no_source.find("source = \"a\""), 12, "source = \"\"");
   ExpectError(no_source, "memory_bandwidth_gb_s: every figure needs a non-empty source");
-  ExpectError(std::string(kValid) + "turbo = { value = 1, source = \"x\" }\n", "turbo: unknown key");
-  ExpectError(std::string(kValid) + "usd_per_hour = 3\n", "usd_per_hour: expected { value = NUMBER");
+  ExpectError(std::string(kValid) + "turbo = { value = 1, source = \"x\" }\n",
+              "turbo: unknown key");
+  ExpectError(std::string(kValid) + "usd_per_hour = 3\n",
+              "usd_per_hour: expected { value = NUMBER");
   std::string range = kValid;
   range.replace(range.find("value = 0.5, source = \"c\""), 10, "value = 1.5");
   ExpectError(range, "bandwidth_efficiency: 1.5");
@@ -128,8 +132,11 @@ TEST_F(RooflineTest, DecodeIsBandwidthBoundAndPrefillAmortisesTheWeights) {
   const double one = RooflineUs(hw_, config_, layer, 1, 1, 17);
   // One decode row: the layer's weights at the effective bandwidth plus the overhead.
   const double h = config_.hidden_size, kvd = double(config_.num_kv_heads) * config_.head_dim;
-  const double bytes = 4 * (h * (h + 2 * kvd) + h * h + 3 * h * config_.intermediate_size + 2 * h) + 17 * 2 * kvd * 4;
-  EXPECT_NEAR(bytes / (hw_.memory_bandwidth_gb_s * hw_.bandwidth_efficiency * 1e3) + hw_.layer_overhead_us, one, 1e-9);
+  const double bytes = 4 * (h * (h + 2 * kvd) + h * h + 3 * h * config_.intermediate_size + 2 * h) +
+                       17 * 2 * kvd * 4;
+  EXPECT_NEAR(
+      bytes / (hw_.memory_bandwidth_gb_s * hw_.bandwidth_efficiency * 1e3) + hw_.layer_overhead_us,
+      one, 1e-9);
   // 128 rows cost far less than 128 single rows.
   const double batch = RooflineUs(hw_, config_, layer, 128, 1, 128 * 129 / 2.0);
   EXPECT_LT(batch, 128 * one / 4);

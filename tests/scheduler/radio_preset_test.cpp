@@ -24,8 +24,8 @@ struct Expected {
 
 // The table of docs/scheduler.md.
 constexpr Expected kDocumented[] = {
-    {"wifi", 2265, 1096, 132.86},  {"lte", 3507, 416, 1288.04},      {"lte-2021", 613, 92, 1288.04},
-    {"5g", 257, 92, 1508.4},       {"5g-mmwave", 71, 14, 3686.6},    {"3g", 6952, 977, 817.88},
+    {"wifi", 2265, 1096, 132.86}, {"lte", 3507, 416, 1288.04},   {"lte-2021", 613, 92, 1288.04},
+    {"5g", 257, 92, 1508.4},      {"5g-mmwave", 71, 14, 3686.6}, {"3g", 6952, 977, 817.88},
 };
 
 TEST(RadioPresetTest, EveryPresetIsSelectableAndGivesItsDocumentedFigures) {
@@ -48,13 +48,16 @@ TEST(RadioPresetTest, AnUnknownTypeNamesTheChoices) {
     ApplyRadioPreset("6g", link);
     ADD_FAILURE() << "6g accepted";
   } catch (const std::runtime_error& e) {
-    EXPECT_STREQ("unknown link type \"6g\" (choose wifi, lte, lte-2021, 5g, 5g-mmwave, 3g)", e.what());
+    EXPECT_STREQ("unknown link type \"6g\" (choose wifi, lte, lte-2021, 5g, 5g-mmwave, 3g)",
+                 e.what());
   }
   try {
     Config::Parse("[link]\ntype = \"5G\"\n", "dev.toml");
     ADD_FAILURE() << "5G accepted";
   } catch (const Exception& e) {
-    EXPECT_STREQ("dev.toml:2: link.type: \"5G\" is not one of wifi, lte, lte-2021, 5g, 5g-mmwave, 3g", e.what());
+    EXPECT_STREQ(
+        "dev.toml:2: link.type: \"5G\" is not one of wifi, lte, lte-2021, 5g, 5g-mmwave, 3g",
+        e.what());
   }
   // The schema offers exactly the presets.
   std::vector<std::string> names;
@@ -77,7 +80,9 @@ std::map<std::pair<std::string, std::string>, Fit> FitTransferPower(const std::s
   std::ifstream in(path);
   std::string line;
   std::getline(in, line);
-  EXPECT_EQ("throughput,time_since_start,avg_power,target bandwidth,direction,network type,provider", line);
+  EXPECT_EQ(
+      "throughput,time_since_start,avg_power,target bandwidth,direction,network type,provider",
+      line);
   while (std::getline(in, line)) {
     std::vector<std::string> f;
     std::stringstream ss(line);
@@ -99,7 +104,8 @@ std::map<std::pair<std::string, std::string>, Fit> FitTransferPower(const std::s
 }
 
 TEST(RadioPresetTest, Sigcomm2021PresetsMatchTheirFitsOfTheCsv) {
-  const std::string csv = std::string(SPLITLM_SOURCE_DIR) + "/../shared/data/radio/sigcomm21_transfer_power.csv";
+  const std::string csv =
+      std::string(SPLITLM_SOURCE_DIR) + "/../shared/data/radio/sigcomm21_transfer_power.csv";
   if (!std::filesystem::exists(csv)) {
     GTEST_SKIP() << csv << " is absent (the SIGCOMM 2021 measurements live outside the repository; "
                  << "see docs/scheduler.md): the committed constants are not recomputed";
@@ -108,15 +114,20 @@ TEST(RadioPresetTest, Sigcomm2021PresetsMatchTheirFitsOfTheCsv) {
   const Fit lte_down = fits.at({"LTE", "downlink"});
   Link lte;
   ApplyRadioPreset("lte", lte);  // Huang et al. 2012: its beta is the base of radio_w
-  const std::pair<const char*, const char*> presets[] = {{"lte-2021", "LTE"}, {"5g", "NSALow"}, {"5g-mmwave", "mmwave"}};
+  const std::pair<const char*, const char*> presets[] = {
+      {"lte-2021", "LTE"}, {"5g", "NSALow"}, {"5g-mmwave", "mmwave"}};
   for (const auto& [preset, network] : presets) {
     Link link;
     ApplyRadioPreset(preset, link);
     const Fit up = fits.at({network, "uplink"}), down = fits.at({network, "downlink"});
-    // mW per Mbit/s = nJ per bit; x 8 per byte. Within 0.1%: the constants are the fits rounded to 4 digits.
-    EXPECT_NEAR(8 * up.slope_mw_per_mbit_s, link.tx_nj_per_byte, 1e-3 * link.tx_nj_per_byte) << preset;
-    EXPECT_NEAR(8 * down.slope_mw_per_mbit_s, link.rx_nj_per_byte, 1e-3 * link.rx_nj_per_byte) << preset;
-    EXPECT_NEAR(lte.radio_w * 1e3 + (down.p0_mw - lte_down.p0_mw), link.radio_w * 1e3, 0.5) << preset;
+    // mW per Mbit/s = nJ per bit; x 8 per byte. Within 0.1%: the constants are the fits rounded to
+    // 4 digits.
+    EXPECT_NEAR(8 * up.slope_mw_per_mbit_s, link.tx_nj_per_byte, 1e-3 * link.tx_nj_per_byte)
+        << preset;
+    EXPECT_NEAR(8 * down.slope_mw_per_mbit_s, link.rx_nj_per_byte, 1e-3 * link.rx_nj_per_byte)
+        << preset;
+    EXPECT_NEAR(lte.radio_w * 1e3 + (down.p0_mw - lte_down.p0_mw), link.radio_w * 1e3, 0.5)
+        << preset;
   }
 }
 

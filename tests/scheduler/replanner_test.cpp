@@ -5,8 +5,8 @@
 
 #include <limits>
 
-#include "tests/scheduler/synthetic_profiles.h"
 #include "scheduler/replanner.h"
+#include "tests/scheduler/synthetic_profiles.h"
 
 namespace splitlm::scheduler {
 namespace {
@@ -49,7 +49,8 @@ TEST(ComputeDriftTest, FollowsMeasuredOverPredictedAndIgnoresNonsense) {
   d.Observe(std::numeric_limits<double>::quiet_NaN(), 100);
   EXPECT_DOUBLE_EQ(2.0, d.factor());
   EXPECT_EQ(2, d.samples());
-  d.Observe(10, 10);  // a small step with its own ratio 1 moves the factor less than a big one would
+  d.Observe(10,
+            10);  // a small step with its own ratio 1 moves the factor less than a big one would
   EXPECT_DOUBLE_EQ(105.0 / 55.0, d.factor());
   for (int i = 0; i < 80; ++i) d.Observe(1, 1000);
   EXPECT_DOUBLE_EQ(20.0, d.factor()) << "clamped";
@@ -60,17 +61,18 @@ TEST(ComputeProfileTest, ScaledMultipliesEveryTime) {
   const ComputeProfile q = p.Scaled(2);
   EXPECT_DOUBLE_EQ(2 * p.StepUs(0, 4, 64, true, true), q.StepUs(0, 4, 64, true, true));
   EXPECT_DOUBLE_EQ(2 * p.PrefillUs(1, 16), q.PrefillUs(1, 16));
-  EXPECT_DOUBLE_EQ(p.embed_us + p.DecodeUs(0, 64) + p.DecodeUs(1, 64), p.StepUs(0, 2, 64, true, false));
+  EXPECT_DOUBLE_EQ(p.embed_us + p.DecodeUs(0, 64) + p.DecodeUs(1, 64),
+                   p.StepUs(0, 2, 64, true, false));
 }
 
 TEST(ReplannerTest, BandwidthDropMovesToTheDeviceAndRecoveryMovesBack) {
   Replanner r(Inputs(), {});
   EXPECT_EQ(2, r.PlanRequest());  // fast link: just the privacy floor here
   PlanInputs in = Inputs();
-  in.link.up_mbit_s = 0.05;       // the uplink collapses
+  in.link.up_mbit_s = 0.05;  // the uplink collapses
   r.UpdateLink(in.link);
   EXPECT_EQ(8, r.Replan(100, 200));
-  r.UpdateLink(Inputs().link);    // and recovers
+  r.UpdateLink(Inputs().link);  // and recovers
   EXPECT_EQ(2, r.Replan(100, 200));
 }
 
@@ -105,7 +107,8 @@ TEST(ReplannerTest, MovingIsNotWorthItNearTheEnd) {
   PlanInputs in = Inputs();
   in.link.rtt_ms = 20;  // the device alone is now ~2x faster per token...
   r.UpdateLink(in.link);
-  EXPECT_EQ(2, r.Replan(900, 1)) << "...but one token left does not pay for rebuilding 6 layers' KV";
+  EXPECT_EQ(2, r.Replan(900, 1))
+      << "...but one token left does not pay for rebuilding 6 layers' KV";
   EXPECT_EQ(8, r.Replan(900, 500));
 }
 

@@ -49,7 +49,7 @@ TEST(SpeculationTest, ExpectedTokensPerRoundMatchesHandComputedCases) {
     EXPECT_DOUBLE_EQ(k + 1.0, ExpectedTokensPerRound(1.0, k)) << k;  // every draft accepted
   }
   EXPECT_DOUBLE_EQ(1.0, ExpectedTokensPerRound(0.7, 0));
-  EXPECT_DOUBLE_EQ(1.75, ExpectedTokensPerRound(0.5, 2));          // 1 + 0.5 + 0.25
+  EXPECT_DOUBLE_EQ(1.75, ExpectedTokensPerRound(0.5, 2));  // 1 + 0.5 + 0.25
   EXPECT_NEAR(1 + 0.9 + 0.81 + 0.729, ExpectedTokensPerRound(0.9, 3), 1e-12);
   EXPECT_DOUBLE_EQ(1.0, ExpectedTokensPerRound(-3, 4));  // clamped to [0, 1]
   EXPECT_DOUBLE_EQ(5.0, ExpectedTokensPerRound(7, 4));
@@ -94,9 +94,11 @@ TEST(SpeculationTest, BatchedStepsComeFromThePrefillSlope) {
   EXPECT_DOUBLE_EQ(p.StepUs(0, 2, 16, true, true), p.BatchStepUs(0, 2, 16, 1, true, true));
   EXPECT_DOUBLE_EQ(10, p.ExtraPositionUs(0, 16));
   EXPECT_NEAR((8000.0 - 400) / 112, p.ExtraPositionUs(1, 16), 1e-9);
-  // 3 positions: embedding 3 x 2, layers 2 x 100 + 2 x (10 + 67.86), head 50 x (1 + 2 x mean ratio).
+  // 3 positions: embedding 3 x 2, layers 2 x 100 + 2 x (10 + 67.86), head 50 x (1 + 2 x mean
+  // ratio).
   const double ratio = (10 / 100.0 + (7600.0 / 112) / 100.0) / 2;
-  EXPECT_NEAR(6 + 200 + 2 * (10 + 7600.0 / 112) + 50 * (1 + 2 * ratio), p.BatchStepUs(0, 2, 16, 3, true, true), 1e-9);
+  EXPECT_NEAR(6 + 200 + 2 * (10 + 7600.0 / 112) + 50 * (1 + 2 * ratio),
+              p.BatchStepUs(0, 2, 16, 3, true, true), 1e-9);
   // An extra position never costs more than its own decode step.
   p.layer_prefill_us[1] = {400, 400 + 112 * 500};
   EXPECT_DOUBLE_EQ(100, p.ExtraPositionUs(1, 16));
@@ -142,7 +144,8 @@ TEST(SpeculationTest, NeverPredictedWorseThanPlain) {
   std::mt19937 rng(16);
   std::uniform_real_distribution<double> u(0, 1);
   for (int i = 0; i < 500; ++i) {
-    PlanInputs plain = Inputs(50 + 2000 * u(rng), 20 + 500 * u(rng), 100 * u(rng), 0.1 + 500 * u(rng));
+    PlanInputs plain =
+        Inputs(50 + 2000 * u(rng), 20 + 500 * u(rng), 100 * u(rng), 0.1 + 500 * u(rng));
     plain.device = CheapBatches(plain.device, u(rng));
     plain.cloud = CheapBatches(plain.cloud, u(rng));
     plain.objective = static_cast<Objective>(i % 4);
@@ -183,7 +186,8 @@ TEST(SpeculationTest, HighAcceptanceOnALongRoundTripMovesTheCutTowardsTheCloud) 
   PlanInputs plain = Inputs(1000, 100, 50, 1000);
   plain.device = CheapBatches(plain.device, 0.1);
   plain.cloud = CheapBatches(plain.cloud, 0.1);
-  ASSERT_EQ(8, *ChooseCut(plain).chosen);  // plain: the round trip costs more than the whole model here
+  ASSERT_EQ(
+      8, *ChooseCut(plain).chosen);  // plain: the round trip costs more than the whole model here
   const Plan spec = ChooseCut(Speculative(plain, 0.95));
   ASSERT_TRUE(spec.chosen.has_value());
   EXPECT_LT(*spec.chosen, 8);

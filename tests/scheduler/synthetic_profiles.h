@@ -37,7 +37,8 @@ inline ComputeProfile MemoryBound(const std::vector<double>& layer_bytes, double
   p.layer_weight_bytes = layer_bytes;
   for (int l = 0; l < layers; ++l) {
     const double w = layer_bytes[l] * us_per_byte;
-    p.layer_decode_us[l] = {w + kv_us_per_position * p.decode_contexts[0], w + kv_us_per_position * p.decode_contexts[1]};
+    p.layer_decode_us[l] = {w + kv_us_per_position * p.decode_contexts[0],
+                            w + kv_us_per_position * p.decode_contexts[1]};
     p.layer_prefill_us[l] = {w, w * 1000};
   }
   return p;

@@ -49,8 +49,9 @@ constexpr double kTable = 512.0 * 256;  // token_embd, output
 // (kernels_quant.cpp's packed layouts, 16 rows a panel): Q8_0 34 B / 32 and
 // Q4_0 18 / 32 as in the file (ggml-common.h), Q4_K 148 / 256 (the file's
 // 144 plus its sub-block scales unpacked), Q6_K 210 / 256.
-const std::map<std::string, double> kBytesPerValue = {{"f32", 4},           {"f16", 2},          {"bf16", 2},
-                                                      {"q8_0", 34.0 / 32},  {"q4_0", 18.0 / 32}, {"q4_k", 148.0 / 256},
+const std::map<std::string, double> kBytesPerValue = {{"f32", 4},           {"f16", 2},
+                                                      {"bf16", 2},          {"q8_0", 34.0 / 32},
+                                                      {"q4_0", 18.0 / 32},  {"q4_k", 148.0 / 256},
                                                       {"q6_k", 210.0 / 256}};
 
 TEST(WeightBytesTest, EveryLayerHoldsItsMatricesInTheFormatAndItsNormsInF32) {
@@ -65,7 +66,8 @@ TEST(WeightBytesTest, EveryLayerHoldsItsMatricesInTheFormatAndItsNormsInF32) {
     // llama-quantize gives the output matrix Q6_K for Q4_0 (and keeps Q8_0 for Q8_0).
     EXPECT_DOUBLE_EQ(kTable * (format == "q4_0" ? 210.0 / 256 : per_value), w.head_read);
     // Every value but the norms' is in a block format for the q types.
-    EXPECT_NEAR(format[0] == 'q' ? kMatrixValues / (kMatrixValues + 512) : 0.0, w.BlockFraction(0), 1e-12);
+    EXPECT_NEAR(format[0] == 'q' ? kMatrixValues / (kMatrixValues + 512) : 0.0, w.BlockFraction(0),
+                1e-12);
   }
 }
 
@@ -73,12 +75,13 @@ TEST(WeightBytesTest, Q4KMGivesAttnVAndFfnDownQ6KInTheLayersLlamaCppPicks) {
   // use_more_bits(i, 4): i >= 7*4/8 = 3, or (i - 4/8) % 3 == 2: layers 2 and 3.
   const auto w = WeightBytesOf(Synthk(), "q4_k_m");
   const double q4k = kMatrixValues * 148 / 256 + kNormBytes;
-  const double more = (kMatrixValues - kAttnV - kFfnDown) * 148 / 256 + (kAttnV + kFfnDown) * 210 / 256 + kNormBytes;
+  const double more = (kMatrixValues - kAttnV - kFfnDown) * 148 / 256 +
+                      (kAttnV + kFfnDown) * 210 / 256 + kNormBytes;
   EXPECT_DOUBLE_EQ(q4k, w.layers[0]);
   EXPECT_DOUBLE_EQ(q4k, w.layers[1]);
   EXPECT_DOUBLE_EQ(more, w.layers[2]);
   EXPECT_DOUBLE_EQ(more, w.layers[3]);
-  EXPECT_DOUBLE_EQ(kTable * 4, w.embed);              // token_embd (Q4_K in the file): fp32 on the device
+  EXPECT_DOUBLE_EQ(kTable * 4, w.embed);  // token_embd (Q4_K in the file): fp32 on the device
   EXPECT_DOUBLE_EQ(kTable * 210 / 256, w.head_read);  // output: Q6_K
 }
 
@@ -89,7 +92,7 @@ TEST(WeightBytesTest, RowsThatAreNoWholeBlockStayF32) {
   const auto w = WeightBytesOf(c, "q4_k");
   const double h = 96, qd = 96, kvd = 48, ff = 768;
   const double f32_values = h * qd + 2 * h * kvd + 2 * h * ff;  // rows of h
-  const double o_values = qd * h;                                // rows of qd = 96
+  const double o_values = qd * h;                               // rows of qd = 96
   EXPECT_DOUBLE_EQ((f32_values + o_values) * 4 + ff * h * 148 / 256 + 2 * h * 4, w.layers[0]);
 }
 
@@ -98,7 +101,10 @@ TEST(WeightBytesTest, AnUnknownFormatNamesTheAcceptedOnes) {
     WeightBytesOf(Synthk(), "q5_k");
     FAIL() << "no error";
   } catch (const Exception& e) {
-    EXPECT_NE(std::string::npos, std::string(e.what()).find("\"q5_k\": unknown format (choose f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m)"))
+    EXPECT_NE(
+        std::string::npos,
+        std::string(e.what()).find(
+            "\"q5_k\": unknown format (choose f32, f16, bf16, q8_0, q4_0, q4_k, q6_k, q4_k_m)"))
         << e.what();
   }
 }
@@ -111,7 +117,8 @@ std::vector<double> TensorBytesPerLayer(const std::string& path, int layers) {
   std::vector<double> out(layers, 0);
   for (const auto& t : h.tensors) {
     for (int l = 0; l < layers; ++l) {
-      if (t.name.rfind("blk." + std::to_string(l) + ".", 0) == 0) out[l] += static_cast<double>(t.bytes);
+      if (t.name.rfind("blk." + std::to_string(l) + ".", 0) == 0)
+        out[l] += static_cast<double>(t.bytes);
     }
   }
   return out;
@@ -151,14 +158,16 @@ TEST(RetargetTest, MemoryBoundDecodeDropsByTheByteRatio) {
     const ComputeProfile measured = testing::MemoryBound(f32.bytes.layers, 1e-3);
     const ComputeProfile p = RetargetProfile(measured, f32, to);
     const double ratio = to.bytes.LayersBytes(0, 4) / f32.bytes.LayersBytes(0, 4);
-    EXPECT_NEAR(ratio, p.StepUs(0, 4, 64, false, false) / measured.StepUs(0, 4, 64, false, false), 1e-12);
+    EXPECT_NEAR(ratio, p.StepUs(0, 4, 64, false, false) / measured.StepUs(0, 4, 64, false, false),
+                1e-12);
     // The cost model's device time per token at cut 4 (embedding + layers + head).
     PlanInputs a, b;
     a.device = a.cloud = measured;
     b.device = b.cloud = p;
     const double layers_a = PredictAll(a)[3].device_ms - PredictAll(a)[0].device_ms;
     const double layers_b = PredictAll(b)[3].device_ms - PredictAll(b)[0].device_ms;
-    EXPECT_NEAR(to.bytes.LayersBytes(0, 3) / f32.bytes.LayersBytes(0, 3), layers_b / layers_a, 1e-9);
+    EXPECT_NEAR(to.bytes.LayersBytes(0, 3) / f32.bytes.LayersBytes(0, 3), layers_b / layers_a,
+                1e-9);
     // Memory counts the format's bytes.
     EXPECT_DOUBLE_EQ(to.bytes.LayersBytes(0, 4), p.HeldLayerBytes(0, 4));
     EXPECT_EQ(format, p.weights);
@@ -167,7 +176,8 @@ TEST(RetargetTest, MemoryBoundDecodeDropsByTheByteRatio) {
 
 TEST(RetargetTest, TheContextDependentPartIsKept) {
   const WeightCost f32 = Cost("f32"), q4 = Cost("q4_0");
-  const ComputeProfile measured = testing::MemoryBound(f32.bytes.layers, 1e-3, /*kv_us_per_position=*/0.5);
+  const ComputeProfile measured =
+      testing::MemoryBound(f32.bytes.layers, 1e-3, /*kv_us_per_position=*/0.5);
   const ComputeProfile p = RetargetProfile(measured, f32, q4);
   for (int ctx : {1, 300, 1000}) {
     EXPECT_NEAR(q4.bytes.layers[1] * 1e-3 + 0.5 * ctx, p.DecodeUs(1, ctx), 1e-9) << ctx;
@@ -188,7 +198,8 @@ TEST(RetargetTest, TheContextDependentPartIsKept) {
 PlanInputs SplitInputs(const std::string& device_format) {
   const WeightCost f32 = Cost("f32");
   PlanInputs in;
-  in.device = RetargetProfile(testing::MemoryBound(f32.bytes.layers, 1e-3, 0, 200), f32, Cost(device_format));
+  in.device = RetargetProfile(testing::MemoryBound(f32.bytes.layers, 1e-3, 0, 200), f32,
+                              Cost(device_format));
   in.cloud = testing::MemoryBound(f32.bytes.layers, 1e-6, 0, 1);
   in.link.rtt_ms = 8;
   in.link.up_mbit_s = in.link.down_mbit_s = 100;
@@ -240,7 +251,8 @@ TEST(RooflineWeightsTest, DecodeOnABandwidthBoundDeviceTakesTheFormatsBytes) {
   const double same = RooflineUs(hw, c, q4, layers, 64, 1, 0);
   EXPECT_DOUBLE_EQ(RooflineUs(hw, c, Cost("f32"), layers, 64, 1, 0), same);
   q4.quant_compute_factor = 1.5;
-  EXPECT_NEAR((1 + 0.5 * q4.bytes.BlockFraction(0)) * same, RooflineUs(hw, c, q4, layers, 64, 1, 0), 1e-9 * same);
+  EXPECT_NEAR((1 + 0.5 * q4.bytes.BlockFraction(0)) * same, RooflineUs(hw, c, q4, layers, 64, 1, 0),
+              1e-9 * same);
 }
 
 TEST(ProfileWeightsTest, JsonKeepsTheFormatAndOldProfilesReadAsF32) {

@@ -12,8 +12,8 @@ namespace {
 
 TEST(HardwareEmulatorTest, ChargesWhatTheProfileTellsTheScheduler) {
   const partition::ModelConfig config = partition::PresetConfig("small", partition::Arch::kLlama);
-  const scheduler::HardwareProfile hw =
-      scheduler::LoadHardwareProfile(std::string(SPLITLM_SOURCE_DIR) + "/examples/hardware/rpi5.toml");
+  const scheduler::HardwareProfile hw = scheduler::LoadHardwareProfile(
+      std::string(SPLITLM_SOURCE_DIR) + "/examples/hardware/rpi5.toml");
   const scheduler::ComputeProfile p = scheduler::RooflineProfile(hw, config, 42);
   EXPECT_EQ(config.num_layers, p.num_layers);
   EXPECT_EQ(42u, p.model_fingerprint);

@@ -28,11 +28,12 @@ std::string ErrorOf(const std::string& file, bool sweep) {
 
 TEST(ReadSimFile, ConditionsInheritTheSimTableAndOverrideItsKeys) {
   testing::TempDir dir;
-  const std::string file = Write(dir,
-                                 "[sim]\nmodel = \"m\"\ntokens = 8\nrtt_ms = 20\nspeculate = \"prompt-lookup:4\"\n"
-                                 "[[condition]]\nname = \"a\"\n"
-                                 "[[condition]]\nname = \"b\"\nrtt_ms = 80\noutages = [\"1:2:cut\"]\ntemperature = 0.8\n"
-                                 "cuts = [0, 2]\n");
+  const std::string file =
+      Write(dir,
+            "[sim]\nmodel = \"m\"\ntokens = 8\nrtt_ms = 20\nspeculate = \"prompt-lookup:4\"\n"
+            "[[condition]]\nname = \"a\"\n"
+            "[[condition]]\nname = \"b\"\nrtt_ms = 80\noutages = [\"1:2:cut\"]\ntemperature = 0.8\n"
+            "cuts = [0, 2]\n");
   std::vector<Settings> conditions;
   const Settings base = ReadSimFile(file, &conditions);
   EXPECT_EQ(dir.Sub("m"), base.model);
@@ -56,15 +57,22 @@ TEST(ReadSimFile, NamesTheFileLineAndKeyOfEveryBadValue) {
   testing::TempDir dir;
   EXPECT_EQ(dir.Sub("s.toml") + ":2: turbo: unknown key in [sim] (see docs/simulation.md)",
             ErrorOf(Write(dir, "[sim]\nturbo = 1\n"), false));
-  EXPECT_EQ(dir.Sub("s.toml") + ":2: tokens: expected a number", ErrorOf(Write(dir, "[sim]\ntokens = \"x\"\n"), false));
-  EXPECT_EQ(dir.Sub("s.toml") + ":2: outages: outage \"3:2\": expected START:END[:cut] in seconds with END > START >= 0",
-            ErrorOf(Write(dir, "[sim]\noutages = [\"3:2\"]\n"), false));
-  EXPECT_EQ(dir.Sub("s.toml") + ": a sweep needs [[condition]] tables", ErrorOf(Write(dir, "[sim]\n"), true));
-  EXPECT_EQ(dir.Sub("s.toml") + ":3: name: \"a\" used twice",
-            ErrorOf(Write(dir, "[[condition]]\nname = \"a\"\n[[condition]]\nname = \"a\"\n"), true));
-  EXPECT_EQ(dir.Sub("s.toml") + ":2: model: unknown key in a [[condition]] (see docs/simulation.md)",
-            ErrorOf(Write(dir, "[[condition]]\nmodel = \"m\"\nname = \"a\"\n"), true));
-  EXPECT_NE(std::string::npos, ErrorOf(Write(dir, "[sim]\nlink_type = \"carrier-pigeon\"\n"), false).find(":2: link_type: "));
+  EXPECT_EQ(dir.Sub("s.toml") + ":2: tokens: expected a number",
+            ErrorOf(Write(dir, "[sim]\ntokens = \"x\"\n"), false));
+  EXPECT_EQ(
+      dir.Sub("s.toml") +
+          ":2: outages: outage \"3:2\": expected START:END[:cut] in seconds with END > START >= 0",
+      ErrorOf(Write(dir, "[sim]\noutages = [\"3:2\"]\n"), false));
+  EXPECT_EQ(dir.Sub("s.toml") + ": a sweep needs [[condition]] tables",
+            ErrorOf(Write(dir, "[sim]\n"), true));
+  EXPECT_EQ(
+      dir.Sub("s.toml") + ":3: name: \"a\" used twice",
+      ErrorOf(Write(dir, "[[condition]]\nname = \"a\"\n[[condition]]\nname = \"a\"\n"), true));
+  EXPECT_EQ(
+      dir.Sub("s.toml") + ":2: model: unknown key in a [[condition]] (see docs/simulation.md)",
+      ErrorOf(Write(dir, "[[condition]]\nmodel = \"m\"\nname = \"a\"\n"), true));
+  EXPECT_NE(std::string::npos, ErrorOf(Write(dir, "[sim]\nlink_type = \"carrier-pigeon\"\n"), false)
+                                   .find(":2: link_type: "));
 }
 
 }  // namespace

@@ -11,8 +11,8 @@
 #include <fstream>
 #include <thread>
 
-#include "tests/common/test_util.h"
 #include "sim/shaper.h"
+#include "tests/common/test_util.h"
 #include "transport/error.h"
 
 namespace splitlm::sim {
@@ -66,7 +66,8 @@ class Echo {
 tcp::socket Connect(net::io_context& io, const std::string& endpoint) {
   const std::string hp = endpoint.substr(6);  // tcp://
   tcp::socket s(io);
-  s.connect(tcp::endpoint(net::ip::make_address(hp.substr(0, hp.rfind(':'))), std::stoi(hp.substr(hp.rfind(':') + 1))));
+  s.connect(tcp::endpoint(net::ip::make_address(hp.substr(0, hp.rfind(':'))),
+                          std::stoi(hp.substr(hp.rfind(':') + 1))));
   s.set_option(tcp::no_delay(true));
   return s;
 }
@@ -96,7 +97,8 @@ TEST(ShaperTest, AddsTheConfiguredDelay) {
   net::io_context io;
   auto s = Connect(io, relay.endpoint());
   const double rtt = MedianRttMs(s, 20);
-  std::printf("configured 2 x 10 ms, measured round trip %.3f ms (error %+.3f ms)\n", rtt, rtt - 20);
+  std::printf("configured 2 x 10 ms, measured round trip %.3f ms (error %+.3f ms)\n", rtt,
+              rtt - 20);
   EXPECT_GT(rtt, 19.0);
   EXPECT_LT(rtt, 30.0);
 }
@@ -119,7 +121,8 @@ TEST(ShaperTest, LimitsBandwidthEachWay) {
   const double s_elapsed = Ms(Clock::now() - t0) / 1e3;
   // Up and down pipelines overlap: the transfer takes about one direction's time.
   const double mbit = bytes * 8.0 / s_elapsed / 1e6;
-  std::printf("configured 40 Mbit/s, measured %.2f Mbit/s (%.1f%%)\n", mbit, 100 * (mbit - 40) / 40);
+  std::printf("configured 40 Mbit/s, measured %.2f Mbit/s (%.1f%%)\n", mbit,
+              100 * (mbit - 40) / 40);
   EXPECT_GT(mbit, 40 * 0.7);
   EXPECT_LT(mbit, 40 * 1.1);
   EXPECT_EQ(bytes, relay.bytes_up());
@@ -156,7 +159,8 @@ TEST(ShaperTest, CutClosesTheConnection) {
 
 TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
   testing::TempDir dir;
-  std::ofstream(dir.Sub("t.csv")) << "# source: synthetic\ntime_s,up_mbit_s,down_mbit_s,rtt_ms\n0,10,20,40\n100,1,2,300\n";
+  std::ofstream(dir.Sub("t.csv"))
+      << "# source: synthetic\ntime_s,up_mbit_s,down_mbit_s,rtt_ms\n0,10,20,40\n100,1,2,300\n";
   auto trace = ReadTrace(dir.Sub("t.csv"));
   ASSERT_EQ(2u, trace.size());
   EXPECT_DOUBLE_EQ(300, trace[1].rtt_ms);
@@ -172,7 +176,8 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
     ReadTrace(dir.Sub("bad.csv"));
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_NE(std::string::npos, std::string(e.what()).find("bad.csv:2: expected time_s,up_mbit_s")) << e.what();
+    EXPECT_NE(std::string::npos, std::string(e.what()).find("bad.csv:2: expected time_s,up_mbit_s"))
+        << e.what();
   }
   std::ofstream(dir.Sub("back.csv")) << "5,1,1,10\n1,1,1,10\n";
   EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), Exception);
@@ -181,7 +186,8 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
 // Every shipped trace reads, says where it comes from, and describes a link.
 TEST(ShaperTest, ShippedTracesReadAndStateTheirSources) {
   int files = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(SPLITLM_SOURCE_DIR) + "/examples/traces")) {
+  for (const auto& entry :
+       std::filesystem::directory_iterator(std::string(SPLITLM_SOURCE_DIR) + "/examples/traces")) {
     if (entry.path().extension() != ".csv") continue;
     ++files;
     SCOPED_TRACE(entry.path().string());
@@ -204,8 +210,9 @@ TEST(ShaperTest, ShippedTracesReadAndStateTheirSources) {
 
 TEST(ShaperTest, TraceRowsCanBeOutages) {
   testing::TempDir dir;
-  std::ofstream(dir.Sub("t.csv")) << "time_s,up_mbit_s,down_mbit_s,rtt_ms,state\n0,10,20,40,up\n3,1,1,40,stall\n4,1,1,40\n"
-                                     "6,1,1,40,cut\n7,5,5,40,up\n";
+  std::ofstream(dir.Sub("t.csv"))
+      << "time_s,up_mbit_s,down_mbit_s,rtt_ms,state\n0,10,20,40,up\n3,1,1,40,stall\n4,1,1,40\n"
+         "6,1,1,40,cut\n7,5,5,40,up\n";
   const auto trace = ReadTrace(dir.Sub("t.csv"));
   ASSERT_EQ(5u, trace.size());
   EXPECT_EQ(TracePoint::State::kUp, trace[0].state);

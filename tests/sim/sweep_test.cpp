@@ -34,7 +34,8 @@ TEST(StopTokenTest, ARequestOnTheSourceReachesEveryTokenAndCopy) {
 
 TEST(SweepPolicies, EveryCutThenAutoThenASpeculativePolicyPerSplitCut) {
   EXPECT_EQ((std::vector<std::string>{"0", "1", "2", "auto"}), SweepPolicies(2, false));
-  EXPECT_EQ((std::vector<std::string>{"0", "1", "2", "auto", "0+spec", "1+spec"}), SweepPolicies(2, true));
+  EXPECT_EQ((std::vector<std::string>{"0", "1", "2", "auto", "0+spec", "1+spec"}),
+            SweepPolicies(2, true));
   EXPECT_EQ((std::vector<std::string>{"2", "1", "auto", "1+spec"}), SweepPolicies(2, true, {2, 1}));
   EXPECT_THROW(SweepPolicies(2, false, {3}), std::runtime_error);
 }
@@ -65,8 +66,9 @@ TEST(SweepSchedule, AScheduledLinkRunsEachPolicyOverAllPromptsFromTheStart) {
 }
 
 TEST(Oracle, IsTheFastestFixedCutWithoutSpeculationAndRegretIsRelativeToIt) {
-  const std::map<std::string, RunResult> results = {
-      {"0", Ms(30)}, {"1", Ms(20)}, {"2", Ms(25)}, {"auto", Ms(10)}, {"0+spec", Ms(5)}, {"1+spec", Ms(8)}};
+  const std::map<std::string, RunResult> results = {{"0", Ms(30)},     {"1", Ms(20)},
+                                                    {"2", Ms(25)},     {"auto", Ms(10)},
+                                                    {"0+spec", Ms(5)}, {"1+spec", Ms(8)}};
   const Oracle oracle = BestFixedCut(results, 2);
   EXPECT_EQ(1, oracle.cut);
   EXPECT_EQ("1", oracle.policy);
@@ -75,7 +77,8 @@ TEST(Oracle, IsTheFastestFixedCutWithoutSpeculationAndRegretIsRelativeToIt) {
   EXPECT_DOUBLE_EQ(-0.5, Regret(10, oracle));
   EXPECT_DOUBLE_EQ(0, Regret(20, oracle));
   EXPECT_DOUBLE_EQ(0, Regret(20, Oracle{}));  // no oracle time: no regret
-  const Oracle spec = FastestPolicy(results, 2, [](const std::string& p) { return p.find('+') != std::string::npos; });
+  const Oracle spec = FastestPolicy(
+      results, 2, [](const std::string& p) { return p.find('+') != std::string::npos; });
   EXPECT_EQ(0, spec.cut);
   EXPECT_EQ("0+spec", spec.policy);
   EXPECT_EQ(-1, BestFixedCut({{"auto", Ms(1)}}, 2).cut);
@@ -95,7 +98,9 @@ TEST(ParsePolicy, NamesCutsAutoAndTheSpeculativeSuffix) {
       ParsePolicy(bad, 3);
       ADD_FAILURE() << bad;
     } catch (const std::runtime_error& e) {
-      EXPECT_NE(std::string::npos, std::string(e.what()).find("expected auto, device, cloud or a cut 0..3")) << e.what();
+      EXPECT_NE(std::string::npos,
+                std::string(e.what()).find("expected auto, device, cloud or a cut 0..3"))
+          << e.what();
     }
   }
 }
@@ -136,10 +141,12 @@ TEST(Summarize, EnergyIsTheCostModelsFormulaWithAHeaderEachWayPerRoundTrip) {
   // Each part counts: more bytes, more compute or more waiting cost more.
   Tally more = t;
   more.bytes *= 2;
-  EXPECT_GT(Summarize("1", more, 1, plan).energy_mj_per_token, Summarize("1", t, 1, plan).energy_mj_per_token);
+  EXPECT_GT(Summarize("1", more, 1, plan).energy_mj_per_token,
+            Summarize("1", t, 1, plan).energy_mj_per_token);
   more = t;
   more.wait_s *= 2;
-  EXPECT_GT(Summarize("1", more, 1, plan).energy_mj_per_token, Summarize("1", t, 1, plan).energy_mj_per_token);
+  EXPECT_GT(Summarize("1", more, 1, plan).energy_mj_per_token,
+            Summarize("1", t, 1, plan).energy_mj_per_token);
 }
 
 TEST(Percentile, NearestRank) {

@@ -13,7 +13,8 @@ namespace splitlm::transport {
 namespace {
 
 struct Captured {
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000);
   std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("test", sink);
   Captured() { log->set_pattern("%v"); }
   bool Has(const std::string& text) const {
@@ -24,7 +25,8 @@ struct Captured {
   }
 };
 
-ServerOptions CurveServer(const KeyPair& keys, const std::string& allowed, std::shared_ptr<spdlog::logger> log) {
+ServerOptions CurveServer(const KeyPair& keys, const std::string& allowed,
+                          std::shared_ptr<spdlog::logger> log) {
   ServerOptions o;
   o.bind = "tcp://127.0.0.1:*";
   o.keys = keys;
@@ -35,7 +37,8 @@ ServerOptions CurveServer(const KeyPair& keys, const std::string& allowed, std::
 
 // Client options for `server` with the device's `keys` and the server
 // public key it believes in.
-ClientOptions CurveClient(const ServerChannel& server, const KeyPair& keys, const std::string& server_key) {
+ClientOptions CurveClient(const ServerChannel& server, const KeyPair& keys,
+                          const std::string& server_key) {
   ClientOptions co;
   co.endpoint = server.endpoint();
   co.keys = keys;
@@ -59,7 +62,8 @@ TEST(ChannelHardeningTest, DeviceWithoutKeysLeavesALogLine) {
   co.endpoint = server.endpoint();
   ClientChannel plain(ctx, co);
   ASSERT_TRUE(plain.Send(Ping{1, 0}));
-  EXPECT_TRUE(ServeUntilLogged(server, captured, "security mechanism mismatch: a device without CURVE keys"));
+  EXPECT_TRUE(ServeUntilLogged(server, captured,
+                               "security mechanism mismatch: a device without CURVE keys"));
   EXPECT_TRUE(captured.Has("refused connection from tcp://127.0.0.1:"));
   EXPECT_GE(server.failed_handshakes(), 1u);
 }
@@ -67,7 +71,8 @@ TEST(ChannelHardeningTest, DeviceWithoutKeysLeavesALogLine) {
 TEST(ChannelHardeningTest, DeviceWithTheWrongServerKeyLeavesALogLine) {
   zmq::context_t ctx;
   Captured captured;
-  const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(), other = GenerateKeyPair();
+  const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(),
+                other = GenerateKeyPair();
   ServerChannel server(ctx, CurveServer(server_keys, device.public_key, captured.log));
   ClientChannel wrong(ctx, CurveClient(server, device, other.public_key));  // not the worker's
   ASSERT_TRUE(wrong.Send(Ping{1, 0}));
@@ -77,7 +82,8 @@ TEST(ChannelHardeningTest, DeviceWithTheWrongServerKeyLeavesALogLine) {
 TEST(ChannelHardeningTest, KeyNotOnTheAllowListLeavesALogLine) {
   zmq::context_t ctx;
   Captured captured;
-  const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(), stranger = GenerateKeyPair();
+  const KeyPair server_keys = GenerateKeyPair(), device = GenerateKeyPair(),
+                stranger = GenerateKeyPair();
   ServerChannel server(ctx, CurveServer(server_keys, device.public_key, captured.log));
   ClientChannel refused(ctx, CurveClient(server, stranger, server_keys.public_key));
   ASSERT_TRUE(refused.Send(Ping{1, 0}));
@@ -109,8 +115,11 @@ TEST(ChannelHardeningTest, SecretKeyFileReadableByOthersIsWarned) {
   const std::string key = dir.Sub("cloud.key");
   EXPECT_EQ("", SecretKeyFileWarning(key));  // written 0600
   ASSERT_EQ(0, ::chmod(key.c_str(), 0644));
-  EXPECT_EQ(key + ": the secret key file is accessible to other users (mode 0644): anyone who can read it can pose "
-                  "as its owner; run chmod 600 " + key,
+  EXPECT_EQ(key +
+                ": the secret key file is accessible to other users (mode 0644): anyone who can "
+                "read it can pose "
+                "as its owner; run chmod 600 " +
+                key,
             SecretKeyFileWarning(key));
 }
 

@@ -265,7 +265,9 @@ TEST(SecurityTest, KeyFilesRoundTripAndBadOnesAreNamed) {
     ReadKeyFile(dir.Sub("bad.key"));
     FAIL();
   } catch (const Exception& e) {
-    EXPECT_NE(std::string(e.what()).find("bad.key:1: not a 40-character Z85 key"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("bad.key:1: not a 40-character Z85 key"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(ReadKeyFile(dir.Sub("missing.key")), Exception);
 }
@@ -275,7 +277,8 @@ TEST(SecurityTest, KeysWithHashAndEqualsCharactersSurvive) {
   testing::TempDir dir;
   for (int i = 0; i < 2000; ++i) {
     const KeyPair k = GenerateKeyPair();
-    if (k.public_key.find('#') == std::string::npos && k.public_key.find('=') == std::string::npos) continue;
+    if (k.public_key.find('#') == std::string::npos && k.public_key.find('=') == std::string::npos)
+      continue;
     WriteKeyPair(k, dir.Sub("k"));
     EXPECT_EQ(k.public_key, ReadKeyFile(dir.Sub("k.key")).public_key);
     EXPECT_EQ(k.secret_key, ReadKeyFile(dir.Sub("k.key")).secret_key);

@@ -50,7 +50,8 @@ TEST(VirtualClockTest, SleepsUntilATimeOnItselfAndAdvancesWithoutSleeping) {
   EXPECT_GE(t - wall, std::chrono::minutes(59));
   clock.SleepUntil(t + milliseconds(3));
   EXPECT_GE(clock.Now(), t + milliseconds(3));
-  EXPECT_LT(Steady::now() - wall, std::chrono::minutes(1)) << "slept on the steady clock's time, not the virtual one's";
+  EXPECT_LT(Steady::now() - wall, std::chrono::minutes(1))
+      << "slept on the steady clock's time, not the virtual one's";
 }
 
 }  // namespace

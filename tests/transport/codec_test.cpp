@@ -2,9 +2,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <random>
-#include <cstring>
 #include <vector>
 
 #include "transport/codec.h"
@@ -42,7 +42,8 @@ void ExpectWithinBound(Codec codec, const std::vector<float>& x, size_t rows) {
       switch (codec) {
         case Codec::kF32: ASSERT_EQ(a, b); break;
         case Codec::kF16:
-          ASSERT_LE(e, std::fabs(a) >= 0x1.0p-14f ? std::ldexp(std::fabs(a), -11) : 0x1.0p-25f) << a;
+          ASSERT_LE(e, std::fabs(a) >= 0x1.0p-14f ? std::ldexp(std::fabs(a), -11) : 0x1.0p-25f)
+              << a;
           break;
         case Codec::kBF16: ASSERT_LE(e, std::ldexp(std::fabs(a), -8) + 0x1.0p-133f) << a; break;
         case Codec::kInt8: ASSERT_LE(e, m / 254.0f * (1 + 1e-6f)) << a << " absmax " << m; break;
@@ -61,8 +62,9 @@ TEST(CodecTest, RandomValuesStayWithinTheDocumentedBound) {
 
 TEST(CodecTest, AdversarialValues) {
   const float kMin = std::numeric_limits<float>::denorm_min();
-  std::vector<float> edge = {0.0f, -0.0f, kMin, -kMin, 1e-30f, 6e-5f, 6.1e-5f, 65504.0f, -65504.0f,
-                             1.0f, -1.0f, 0.33333334f, 1e-8f, 2.9e-8f, 3e-8f, 65503.9f};
+  std::vector<float> edge = {0.0f,    -0.0f,    kMin,      -kMin,   1e-30f, 6e-5f,
+                             6.1e-5f, 65504.0f, -65504.0f, 1.0f,    -1.0f,  0.33333334f,
+                             1e-8f,   2.9e-8f,  3e-8f,     65503.9f};
   for (Codec codec : kAllCodecs) ExpectWithinBound(codec, edge, 1);
   std::vector<float> zeros(64, 0.0f);
   for (Codec codec : kAllCodecs) EXPECT_EQ(zeros, RoundTrip(codec, zeros, 2));
@@ -79,7 +81,7 @@ TEST(CodecTest, HalfConversionMatchesIeeeOnEveryHalfValue) {
     const float f = HalfToFloat(static_cast<uint16_t>(h));
     ASSERT_EQ(h, FloatToHalf(f)) << std::hex << h;
   }
-  EXPECT_EQ(0x3c00, FloatToHalf(1.0f + 0x1.0p-11f));  // tie to even (down)
+  EXPECT_EQ(0x3c00, FloatToHalf(1.0f + 0x1.0p-11f));      // tie to even (down)
   EXPECT_EQ(0x3c02, FloatToHalf(1.0f + 3 * 0x1.0p-11f));  // tie to even (up)
   EXPECT_EQ(0x3f80, FloatToBf16(1.0f));
   EXPECT_EQ(0x3f80, FloatToBf16(1.0f + 0x1.0p-8f));  // tie to even

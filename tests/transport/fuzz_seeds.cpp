@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
     input.push_back(static_cast<char>(header.size() >> 8));
     input.push_back(static_cast<char>(header.size() & 0xff));
     input += header + payload;
-    std::ofstream(std::string(argv[1]) + "/seed-" + std::to_string(n++) + ".bin", std::ios::binary) << input;
+    std::ofstream(std::string(argv[1]) + "/seed-" + std::to_string(n++) + ".bin", std::ios::binary)
+        << input;
   }
   return 0;
 }

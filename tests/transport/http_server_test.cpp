@@ -20,7 +20,8 @@ std::string Exchange(const std::string& address, const std::string& request) {
   net::io_context io;
   tcp::socket s(io);
   const auto colon = address.rfind(':');
-  s.connect(tcp::endpoint(net::ip::make_address(address.substr(0, colon)), std::stoi(address.substr(colon + 1))));
+  s.connect(tcp::endpoint(net::ip::make_address(address.substr(0, colon)),
+                          std::stoi(address.substr(colon + 1))));
   if (!request.empty()) net::write(s, net::buffer(request));
   std::string out;
   boost::system::error_code ec;
@@ -32,7 +33,6 @@ std::string Exchange(const std::string& address, const std::string& request) {
   }
   return out;
 }
-
 
 std::unique_ptr<HttpServer> Serve(int read_timeout_ms = 30000, size_t max_body = 1 << 20) {
   HttpServerOptions o;
@@ -52,7 +52,8 @@ std::unique_ptr<HttpServer> Serve(int read_timeout_ms = 30000, size_t max_body =
 
 TEST(HttpServerTest, AnswersAndStreams) {
   auto server = Serve();
-  const std::string ok = Exchange(server->address(), "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
+  const std::string ok =
+      Exchange(server->address(), "POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc");
   EXPECT_NE(std::string::npos, ok.find("200 OK")) << ok;
   EXPECT_NE(std::string::npos, ok.find("POST /x 3")) << ok;
   const std::string st = Exchange(server->address(), "GET /stream HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -65,7 +66,9 @@ TEST(HttpServerTest, MalformedAndOversizedRequestsAreRefused) {
   const std::string bad = Exchange(server->address(), "NOT HTTP AT ALL\r\n\r\n");
   EXPECT_NE(std::string::npos, bad.find("400 Bad Request")) << bad;
   EXPECT_NE(std::string::npos, bad.find("invalid_request_error")) << bad;
-  const std::string big = Exchange(server->address(), "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
+  const std::string big =
+      Exchange(server->address(),
+               "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" + std::string(100, 'x'));
   EXPECT_NE(std::string::npos, big.find("413")) << big;
 }
 

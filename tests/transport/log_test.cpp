@@ -13,15 +13,18 @@ namespace {
 using std::chrono::seconds;
 
 struct Captured {
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000);
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink =
+      std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(10000);
   std::shared_ptr<spdlog::logger> log = std::make_shared<spdlog::logger>("test", sink);
   Captured() { log->set_pattern("%v"); }
   std::vector<std::string> Lines() { return sink->last_formatted(); }
 };
 
 TEST(LogEscapeTest, ControlCharactersAndBackslashesAreEscaped) {
-  EXPECT_EQ("agent\\n[12:00:00] [cloud] [info] forged", EscapeForLog("agent\n[12:00:00] [cloud] [info] forged"));
-  EXPECT_EQ("a\\r\\tb\\\\n\\x1b[31m\\x00\\x7f\\xc3\\xa9", EscapeForLog(std::string("a\r\tb\\n\x1b[31m\0\x7f\xc3\xa9", 15)));
+  EXPECT_EQ("agent\\n[12:00:00] [cloud] [info] forged",
+            EscapeForLog("agent\n[12:00:00] [cloud] [info] forged"));
+  EXPECT_EQ("a\\r\\tb\\\\n\\x1b[31m\\x00\\x7f\\xc3\\xa9",
+            EscapeForLog(std::string("a\r\tb\\n\x1b[31m\0\x7f\xc3\xa9", 15)));
   EXPECT_EQ("plain text: 1 + 2 = 3", EscapeForLog("plain text: 1 + 2 = 3"));
 }
 
@@ -30,14 +33,18 @@ TEST(LogEscapeTest, LongTextIsCut) {
   EXPECT_EQ(256u + 17u, EscapeForLog(std::string(100000, 'x')).size());  // "...(100000 bytes)"
 }
 
-TEST(LogEscapeTest, PeerNamesAreHex) { EXPECT_EQ("00a1ff", PeerName(std::string("\0\xa1\xff", 3))); }
+TEST(LogEscapeTest, PeerNamesAreHex) {
+  EXPECT_EQ("00a1ff", PeerName(std::string("\0\xa1\xff", 3)));
+}
 
 TEST(PeerLogTest, AtMostNLinesPerPeerPerIntervalThenOneCountLine) {
   Captured c;
   PeerLog limiter(c.log, PeerLogOptions{3, 100, seconds(10)});
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < 1000; ++i) limiter.Log("aa", spdlog::level::warn, "bad message " + std::to_string(i), t0 + seconds(i % 5));
-  EXPECT_EQ((std::vector<std::string>{"bad message 0\n", "bad message 1\n", "bad message 2\n"}), c.Lines());
+  for (int i = 0; i < 1000; ++i)
+    limiter.Log("aa", spdlog::level::warn, "bad message " + std::to_string(i), t0 + seconds(i % 5));
+  EXPECT_EQ((std::vector<std::string>{"bad message 0\n", "bad message 1\n", "bad message 2\n"}),
+            c.Lines());
   limiter.Flush(t0 + seconds(9));  // the interval is not over
   EXPECT_EQ(3u, c.Lines().size());
   limiter.Flush(t0 + seconds(10));
@@ -53,7 +60,8 @@ TEST(PeerLogTest, ManyPeersTogetherAreBoundedByTheTotal) {
   Captured c;
   PeerLog limiter(c.log, PeerLogOptions{2, 5, seconds(10)});
   const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < 10000; ++i) limiter.Log("peer" + std::to_string(i), spdlog::level::warn, "bad", t0);
+  for (int i = 0; i < 10000; ++i)
+    limiter.Log("peer" + std::to_string(i), spdlog::level::warn, "bad", t0);
   EXPECT_EQ(5u, c.Lines().size());
   limiter.Flush(t0 + seconds(10));
   // At most `lines_total` count lines, and one for the rest.

@@ -26,8 +26,10 @@ TEST(Metrics, HandlesRenderAsStringKeyedUpdatesDo) {
   by_name.Set("splitlm_test_kv_bytes", 5);
 
   Metrics::Counter tokens = by_handle.CounterOf("splitlm_test_tokens_total");
-  Metrics::Counter network = by_handle.CounterOf("splitlm_test_latency_seconds_total{part=\"network\"}");
-  Metrics::Counter compute = by_handle.CounterOf("splitlm_test_latency_seconds_total{part=\"compute\"}");
+  Metrics::Counter network =
+      by_handle.CounterOf("splitlm_test_latency_seconds_total{part=\"network\"}");
+  Metrics::Counter compute =
+      by_handle.CounterOf("splitlm_test_latency_seconds_total{part=\"compute\"}");
   Metrics::Gauge kv = by_handle.GaugeOf("splitlm_test_kv_bytes");
   tokens.Add(1);
   tokens.Add(2);

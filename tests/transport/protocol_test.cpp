@@ -118,7 +118,8 @@ TEST(ProtocolTest, OtherMessagesRoundTrip) {
 }
 
 TEST(ProtocolTest, WorkerInstanceIdsRoundTripInHelloAndHeartbeat) {
-  EXPECT_EQ(0xfedcba9876543210u, std::get<Heartbeat>(RoundTrip(Heartbeat{0xfedcba9876543210u})).instance_id);
+  EXPECT_EQ(0xfedcba9876543210u,
+            std::get<Heartbeat>(RoundTrip(Heartbeat{0xfedcba9876543210u})).instance_id);
   EXPECT_EQ(0u, std::get<Heartbeat>(RoundTrip(Heartbeat{})).instance_id);
   Hello h;
   h.reply = true;
@@ -368,12 +369,14 @@ TEST(ProtocolTest, TheSameModelInOtherFormatsIsAcceptedWithAWarningUnlessExactne
   EXPECT_NE(std::string::npos, other.reason.find("may differ from a local run")) << other.reason;
   Validation exact = ValidateHello(a, b, true);
   EXPECT_EQ(ErrorCode::kModelMismatch, exact.code);
-  EXPECT_NE(std::string::npos, exact.reason.find("exact weights are required (require_exact)")) << exact.reason;
+  EXPECT_NE(std::string::npos, exact.reason.find("exact weights are required (require_exact)"))
+      << exact.reason;
 
   // Another identity, or none (a peer older than protocol 1.3), or other
   // shapes: another model, refused whatever the policy.
-  for (auto change : {+[](Hello& h) { h.model_identity = 8; }, +[](Hello& h) { h.model_identity = 0; },
-                      +[](Hello& h) { h.num_layers = 5; }}) {
+  for (auto change :
+       {+[](Hello& h) { h.model_identity = 8; }, +[](Hello& h) { h.model_identity = 0; },
+        +[](Hello& h) { h.num_layers = 5; }}) {
     Hello c = b;
     change(c);
     EXPECT_EQ(ErrorCode::kModelMismatch, ValidateHello(a, c).code);

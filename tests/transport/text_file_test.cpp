@@ -46,7 +46,8 @@ TEST(TextFileTest, RefusesAFileOverItsLimit) {
   std::ofstream(dir.Sub("big")) << std::string(size_t{3} << 20, 'x');
   EXPECT_EQ("larger than the 2 MiB limit for this kind of file (3145728 bytes)",
             Problem(dir.Sub("big"), size_t{2} << 20));
-  EXPECT_EQ("larger than the 100 bytes limit for this kind of file (3145728 bytes)", Problem(dir.Sub("big"), 100));
+  EXPECT_EQ("larger than the 100 bytes limit for this kind of file (3145728 bytes)",
+            Problem(dir.Sub("big"), 100));
 }
 
 TEST(TextFileTest, TheThrowingFormNamesThePath) {
