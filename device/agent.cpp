@@ -1225,9 +1225,7 @@ std::optional<scheduler::Plan> Agent::PlanAllCuts() {
 
 int Agent::cut() const { return impl_->options.cut; }
 
-void Agent::OverrideLink(std::optional<scheduler::Link> link) {
-  impl_->link_override = std::move(link);
-}
+void Agent::OverrideLink(std::optional<scheduler::Link> link) { impl_->link_override = link; }
 
 void Agent::UseCut(int cut) {
   if (!impl_->all_w)

@@ -18,6 +18,7 @@ namespace splitlm::device {
 using json = nlohmann::ordered_json;  // objects keep their key order, as in Python
 using NodeP = std::shared_ptr<JinjaTemplate::Node>;
 
+// NOLINTNEXTLINE(bugprone-exception-escape): json's destructor; bad_alloc only
 struct JinjaTemplate::Node {
   enum Kind {
     // statements
@@ -772,6 +773,7 @@ class Parser {
 
 // ---------------------------------------------------------------- values
 
+// NOLINTNEXTLINE(bugprone-exception-escape): json's destructor; bad_alloc only
 struct Value {
   enum class K { kUndefined, kJson, kNamespace, kMacro, kGlobal };
   K k = K::kUndefined;
@@ -960,6 +962,7 @@ class Renderer {
     (*target.ns)[n.names[1]] = v.j;
   }
 
+  // NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
   Flow For(const Node& n, std::string& out) {
     const Value seq = Eval(*n.kids[0]);
     std::vector<json> items;
@@ -1061,7 +1064,7 @@ class Renderer {
         return Value::Of(n.negate ? !r : r);
       }
       case Node::kUnary: {
-        const Value v = Eval(*n.kids[0]);
+        Value v = Eval(*n.kids[0]);
         if (n.name == "not") return Value::Of(!Truthy(v));
         const json& j = Json(n, v, "unary minus");
         if (!j.is_number()) Fail(n, "unary " + n.name + " needs a number, got " + TypeName(v));
@@ -1613,7 +1616,7 @@ class Renderer {
   Value DefaultFilter(const Node& n, const Value& v, const std::vector<Value>& args) {
     const bool boolean = (args.size() > 1 && Truthy(args[1])) ||
                          (Kwarg(n, "boolean") && Truthy(*Kwarg(n, "boolean")));
-    const Value def = args.empty() ? Value::Of("") : args[0];
+    Value def = args.empty() ? Value::Of("") : args[0];
     if (v.undefined() || (boolean && !Truthy(v))) return def;
     return v;
   }

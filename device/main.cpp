@@ -478,7 +478,7 @@ int RunGenerate(const Runtime& run) {
 
 // `serve`: the OpenAI-compatible API until SIGINT or SIGTERM.
 int Serve(const Runtime& run, std::shared_ptr<const splitlm::device::ChatTemplate> chat,
-          std::shared_ptr<spdlog::logger> log) {
+          const std::shared_ptr<spdlog::logger>& log) {
   std::signal(SIGINT, OnSignal);
   std::signal(SIGTERM, OnSignal);
   std::string name = run.flags.model_dir;

@@ -167,7 +167,7 @@ std::vector<double> MedianOfEach(std::vector<std::vector<double>> samples) {
   std::vector<double> out;
   for (auto& s : samples) {
     if (s.empty()) throw Exception(Exception::kInvalidArgument, "MedianOfEach: no samples");
-    std::nth_element(s.begin(), s.begin() + s.size() / 2, s.end());
+    std::nth_element(s.begin(), s.begin() + static_cast<std::ptrdiff_t>(s.size() / 2), s.end());
     out.push_back(s[s.size() / 2]);
   }
   return out;

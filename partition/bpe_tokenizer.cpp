@@ -320,7 +320,8 @@ void BpeTokenizer::EncodeWord(std::string_view word, std::vector<int32_t>& out) 
   if (word.size() <= kMaxCachedWord) {
     std::lock_guard<std::mutex> lock(cache_mu_);
     if (cache_.size() >= kMaxCacheEntries) cache_.clear();
-    cache_.emplace(key, std::vector<int32_t>(out.begin() + first, out.end()));
+    cache_.emplace(
+        key, std::vector<int32_t>(out.begin() + static_cast<std::ptrdiff_t>(first), out.end()));
   }
 }
 

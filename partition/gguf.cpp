@@ -101,6 +101,8 @@ void ReadScalar(Reader& r, GgufType t, const std::string& what, const std::strin
                 int64_t* integer, double* real, std::string* text) {
   switch (t) {
     case GgufType::kUint8: *integer = r.Read<uint8_t>(what); return;
+    // A GGUF int8 is signed by definition: sign extension is meant.
+    // NOLINTNEXTLINE(bugprone-signed-char-misuse)
     case GgufType::kInt8: *integer = r.Read<int8_t>(what); return;
     case GgufType::kUint16: *integer = r.Read<uint16_t>(what); return;
     case GgufType::kInt16: *integer = r.Read<int16_t>(what); return;

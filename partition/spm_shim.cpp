@@ -50,6 +50,7 @@ __attribute__((visibility("default"))) int splitlm_spm_decode(void* h, const int
   auto status = static_cast<sentencepiece::SentencePieceProcessor*>(h)->Decode(
       std::vector<int>(ids, ids + n), &text);
   if (!status.ok()) return -1;
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): the C interface returns a length
   std::memcpy(buf, text.data(), text.size() < static_cast<size_t>(cap) ? text.size() : cap);
   return static_cast<int>(text.size());
 }
@@ -67,6 +68,7 @@ __attribute__((visibility("default"))) int splitlm_spm_piece(void* h, int id, ch
           : sp->IsByte(id)    ? 3
           : sp->IsUnused(id)  ? 4
                               : 0;
+  // NOLINTNEXTLINE(bugprone-not-null-terminated-result): the C interface returns a length
   std::memcpy(buf, p.data(), p.size() < static_cast<size_t>(cap) ? p.size() : cap);
   return static_cast<int>(p.size());
 }

@@ -26,7 +26,8 @@ struct LayerWeights {
   Matrix qkv, o, gate_up, down;
 };
 
-at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<int64_t> shape) {
+at::Tensor LoadTensor(const Model& model, const std::string& name,
+                      const std::vector<int64_t>& shape) {
   const TensorRef t = model.Tensor(name, shape);
   at::Tensor out = at::empty(shape, at::TensorOptions().dtype(at::kFloat));
   TensorToF32(t, out.data_ptr<float>());
@@ -38,6 +39,7 @@ at::Tensor LoadTensor(const Model& model, const std::string& name, std::vector<i
 Matrix LoadMatrix(const Model& model,
                   const std::vector<std::pair<std::string, std::vector<int64_t>>>& parts) {
   std::vector<WeightMatrix::Part> refs;
+  refs.reserve(parts.size());
   for (const auto& [name, shape] : parts) refs.push_back({name, model.Tensor(name, shape)});
   return WeightMatrix::Load(refs, model.weights(), model.config().num_layers, model.isa());
 }
@@ -593,7 +595,8 @@ void Stage::Batch::AttendBlocks(size_t l) {
         float* sc[4];
         int t[4];
         const int tmax = row_pos[r0 + nq - 1] + 1;
-        if (scratch.size() < static_cast<size_t>(4 * tmax)) scratch.resize(4 * tmax);
+        if (scratch.size() < 4 * static_cast<size_t>(tmax))
+          scratch.resize(4 * static_cast<size_t>(tmax));
         for (int i = 0; i < nq; ++i) {
           q[i] = &qkv[static_cast<size_t>(r0 + i) * qkvd + hh * hd];
           out[i] = &attn[static_cast<size_t>(r0 + i) * qd + hh * hd];

@@ -149,7 +149,7 @@ class HeldCounter {
     for (const auto& n : names) {
       if (auto p = Layout(n)) parts.push_back(*p);
     }
-    const HeldLayout held = HeldMatrixLayout(parts, load_format_, num_layers_);
+    HeldLayout held = HeldMatrixLayout(parts, load_format_, num_layers_);
     for (size_t j = 0; j < parts.size() && layer >= 0; ++j) {
       const auto values = static_cast<double>(parts[j].rows * parts[j].cols);
       weights_.layer_params[layer] += values;

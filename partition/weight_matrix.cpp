@@ -215,6 +215,7 @@ void PackSegment(const std::vector<WeightMatrix::Part>& parts, size_t begin, siz
   if (kernels::IsHalfType(s.type)) {
     const std::vector<uint16_t> rows = HalfRows(parts, begin, end, s.type, k);
     std::vector<const uint16_t*> ptrs;
+    ptrs.reserve(s.rows);
     for (int r = 0; r < s.rows; ++r) ptrs.push_back(rows.data() + static_cast<size_t>(r) * k);
     s.half.resize(kernels::HalfPackedSize(s.rows, k));
     kernels::PackHalf(ptrs.data(), s.rows, k, s.half.data());
@@ -254,6 +255,7 @@ std::shared_ptr<const WeightMatrix> WeightMatrix::Load(const std::vector<Part>& 
   for (const Part& p : parts) w->rows_ += static_cast<int>(RowsOf(p.ref));
   const int k = w->cols_;
   std::vector<uint32_t> held;
+  held.reserve(parts.size());
   for (const Part& p : parts)
     held.push_back(HeldType(p.name, p.ref.type, p.ref.shape.back(), format, num_layers));
   if (std::any_of(held.begin(), held.end(), [](uint32_t t) { return t == kF32; })) {

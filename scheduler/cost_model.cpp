@@ -215,6 +215,7 @@ void CheckConstraints(const Constraints& c, Prediction& p) {
 
 }  // namespace
 
+// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
 Prediction PredictCut(const PlanInputs& in, int k, int drafts) {
   const int L = in.device.num_layers;
   const Workload& w = in.workload;
@@ -301,6 +302,7 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
   return out;
 }
 
+// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
 Plan ChooseCut(const PlanInputs& in) {
   Plan plan;
   plan.cuts = PredictAll(in);

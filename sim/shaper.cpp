@@ -282,8 +282,8 @@ ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
   impl_->accept_thread = std::thread([this] { impl_->AcceptLoop(); });
 }
 
-// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads
-// cannot be stopped).
+// See the declaration: std::terminate if the threads cannot be stopped.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 ShapingRelay::~ShapingRelay() {
   impl_->stop = true;
   boost::system::error_code ec;

@@ -241,8 +241,8 @@ HttpServer::HttpServer(HttpServerOptions options, HttpHandler handler)
   impl_->reaper = std::thread([this] { impl_->Reap(); });
 }
 
-// NOLINTNEXTLINE(bugprone-exception-escape): see the declaration (std::terminate if the threads
-// cannot be stopped).
+// See the declaration: std::terminate if the threads cannot be stopped.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 HttpServer::~HttpServer() {
   impl_->stop = true;
   beast::error_code ec;

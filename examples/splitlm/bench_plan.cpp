@@ -54,6 +54,7 @@ double Median(std::vector<double> v) {
 std::vector<double> RoundErrors(double predicted, const std::vector<double>& measured,
                                 bool absolute) {
   std::vector<double> errors;
+  errors.reserve(measured.size());
   for (double m : measured)
     errors.push_back(absolute ? std::fabs(predicted / m - 1) : predicted / m - 1);
   return errors;

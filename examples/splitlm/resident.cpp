@@ -43,6 +43,7 @@ double MiB(size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
 }  // namespace
 
+// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
 Runner AddResident(CLI::App& app) {
   auto* cmd = app.add_subcommand(
       "resident", "resident memory of a device stage [0, cut) after a few steps (Linux)");
