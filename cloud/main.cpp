@@ -4,7 +4,6 @@
 
 #include <CLI/CLI.hpp>
 #include <csignal>
-#include <cstdio>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -295,16 +294,4 @@ int Main(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // Main reports its own errors; one from setting up (the logger, the flag
-  // table) ends here rather than in std::terminate.
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "splitlm-cloud: %s\n", splitlm::MessageOf(e).c_str());
-    return splitlm::ExitCodeOf(e);
-  } catch (...) {
-    std::fprintf(stderr, "splitlm-cloud: unknown exception\n");
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return splitlm::RunMain("splitlm-cloud", Main, argc, argv); }

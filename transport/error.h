@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <iterator>
 #include <stdexcept>
 #include <string>
@@ -72,6 +73,22 @@ inline int ExitCodeOf(const std::exception& e) {
 inline std::string MessageOf(const std::exception& e) {
   if (dynamic_cast<const Exception*>(&e)) return e.what();
   return std::string("internal error: ") + e.what();
+}
+
+// The last resort of a binary's main(): runs `body`, which reports its own
+// errors; an exception from setting up (the logger, the flag table) is printed
+// as "program: message" with its exit code rather than ending in
+// std::terminate.
+inline int RunMain(const char* program, int (*body)(int, char**), int argc, char** argv) {
+  try {
+    return body(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: %s\n", program, MessageOf(e).c_str());
+    return ExitCodeOf(e);
+  } catch (...) {
+    std::fprintf(stderr, "%s: unknown exception\n", program);
+    return 1;
+  }
 }
 
 }  // namespace splitlm

@@ -4,7 +4,6 @@
 
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <thread>
@@ -140,16 +139,4 @@ int Main(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // The subcommands' exceptions are reported by RunParsed; one from setting up
-  // (the logger, the option table) ends here rather than in std::terminate.
-  try {
-    return Main(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "splitlm: %s\n", splitlm::MessageOf(e).c_str());
-    return splitlm::ExitCodeOf(e);
-  } catch (...) {
-    std::fprintf(stderr, "splitlm: unknown exception\n");
-    return 1;
-  }
-}
+int main(int argc, char** argv) { return splitlm::RunMain("splitlm", Main, argc, argv); }
