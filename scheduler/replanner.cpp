@@ -5,16 +5,43 @@
 
 namespace splitlm::scheduler {
 
+ComputeDrift::ComputeDrift(int window) : window_(static_cast<size_t>(std::max(1, window))) {
+  steps_.reserve(window_);
+}
+
 void ComputeDrift::Observe(double predicted_us, double measured_us) {
   if (!(predicted_us > 0) || !(measured_us > 0) || !std::isfinite(predicted_us) ||
       !std::isfinite(measured_us))
     return;
-  // Weighted means of both, not of their ratio, so a step with little work
-  // (a cut near the end, timed less precisely for its size) counts less
-  // than a whole model's step.
-  measured_ = samples_ == 0 ? measured_us : (1 - alpha_) * measured_ + alpha_ * measured_us;
-  predicted_ = samples_ == 0 ? predicted_us : (1 - alpha_) * predicted_ + alpha_ * predicted_us;
+  const Step step{measured_us / predicted_us, predicted_us};
+  if (steps_.size() < window_) {
+    steps_.push_back(step);
+  } else {
+    steps_[next_] = step;
+    next_ = (next_ + 1) % window_;
+  }
   ++samples_;
+}
+
+double ComputeDrift::factor() const {
+  if (steps_.empty()) return 1.0;
+  std::vector<Step> sorted = steps_;
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Step& a, const Step& b) { return a.ratio < b.ratio; });
+  double total = 0;
+  for (const Step& s : sorted) total += s.weight;
+  // The weighted median: the first ratio at which half the weight is
+  // reached; the mean of two neighbours when that half falls exactly
+  // between them (two equal steps).
+  double below = 0;
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    below += sorted[i].weight;
+    if (below * 2 < total) continue;
+    const bool between = below * 2 == total && i + 1 < sorted.size();
+    const double median = between ? (sorted[i].ratio + sorted[i + 1].ratio) / 2 : sorted[i].ratio;
+    return std::clamp(median, 0.05, 20.0);
+  }
+  return std::clamp(sorted.back().ratio, 0.05, 20.0);
 }
 
 void NetworkEstimator::Calibrate(double small_bytes, double small_ms, double large_bytes,

@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include <optional>
+#include <vector>
 
 #include "scheduler/cost_model.h"
 
@@ -43,24 +44,31 @@ class NetworkEstimator {
 };
 
 // How much slower (> 1) or faster (< 1) a machine computes now than its
-// profile says, from real decode steps: the exponentially weighted mean of
-// the measured times over that of the predicted ones, clamped to [0.05, 20].
-// A profile is a snapshot of a fraction of a second; this follows a phone's
-// thermal throttling or a busier server (as NetworkEstimator follows the
-// link).
+// profile says, from real decode steps: the median of measured / predicted
+// over the last `window` steps, each step weighted by its predicted time (a
+// step with little work, timed less precisely for its size, counts less),
+// clamped to [0.05, 20]. A profile is a snapshot of a fraction of a second;
+// this follows a phone's thermal throttling or a busier server once it has
+// lasted half the window (as NetworkEstimator follows the link), while a
+// slow moment shorter than that (another process, one page fault) leaves
+// it where it was.
 class ComputeDrift {
  public:
-  explicit ComputeDrift(double alpha = 0.2) : alpha_(alpha) {}
+  explicit ComputeDrift(int window = 128);
   // Ignored unless both are positive and finite.
   void Observe(double predicted_us, double measured_us);
-  double factor() const {
-    return samples_ == 0 ? 1.0 : std::clamp(measured_ / predicted_, 0.05, 20.0);
-  }
+  // 1 before any step.
+  double factor() const;
+  // Steps observed (including those that have left the window).
   int samples() const { return samples_; }
 
  private:
-  double alpha_;
-  double measured_ = 0, predicted_ = 0;
+  struct Step {
+    double ratio, weight;
+  };
+  size_t window_;
+  std::vector<Step> steps_;  // a ring of the last `window_` steps
+  size_t next_ = 0;          // where the next step goes once the ring is full
   int samples_ = 0;
 };
 

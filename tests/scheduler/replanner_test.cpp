@@ -37,11 +37,11 @@ TEST(NetworkEstimatorTest, TwoProbesGiveRttAndBandwidth) {
 }
 
 TEST(ComputeDriftTest, FollowsMeasuredOverPredictedAndIgnoresNonsense) {
-  ComputeDrift d(0.5);
+  ComputeDrift d(8);
   EXPECT_EQ(1.0, d.factor());
-  d.Observe(100, 300);  // the first sample is taken whole
+  d.Observe(100, 300);  // the first step is taken whole
   EXPECT_DOUBLE_EQ(3.0, d.factor());
-  d.Observe(100, 100);  // means 200 and 100
+  d.Observe(100, 100);  // two equal weights: the mean of the two ratios
   EXPECT_DOUBLE_EQ(2.0, d.factor());
   d.Observe(0, 100);
   d.Observe(100, -1);
@@ -49,11 +49,31 @@ TEST(ComputeDriftTest, FollowsMeasuredOverPredictedAndIgnoresNonsense) {
   d.Observe(std::numeric_limits<double>::quiet_NaN(), 100);
   EXPECT_DOUBLE_EQ(2.0, d.factor());
   EXPECT_EQ(2, d.samples());
-  d.Observe(10,
-            10);  // a small step with its own ratio 1 moves the factor less than a big one would
-  EXPECT_DOUBLE_EQ(105.0 / 55.0, d.factor());
-  for (int i = 0; i < 80; ++i) d.Observe(1, 1000);
+  for (int i = 0; i < 20; ++i) d.Observe(1, 1000);
   EXPECT_DOUBLE_EQ(20.0, d.factor()) << "clamped";
+  EXPECT_EQ(22, d.samples());
+}
+
+TEST(ComputeDriftTest, SmallStepsCountLessThanBigOnes) {
+  ComputeDrift d(8);
+  d.Observe(100, 100);  // a whole model's step at its profile's speed
+  d.Observe(10, 30);    // two small steps, three times slower
+  d.Observe(10, 30);
+  EXPECT_DOUBLE_EQ(1.0, d.factor()) << "100 of the 120 us of weight say 1";
+  d.Observe(100, 300);
+  EXPECT_DOUBLE_EQ(3.0, d.factor()) << "now 120 of 220 say 3";
+}
+
+TEST(ComputeDriftTest, ASlowMomentDoesNotMoveItButALastingChangeDoes) {
+  ComputeDrift d(16);
+  for (int i = 0; i < 40; ++i) d.Observe(100, 100);
+  for (int i = 0; i < 7; ++i) d.Observe(100, 250);  // a slow moment: under half the window
+  EXPECT_DOUBLE_EQ(1.0, d.factor());
+  d.Observe(100, 250);  // half the window now says 2.5
+  d.Observe(100, 250);
+  EXPECT_DOUBLE_EQ(2.5, d.factor());
+  for (int i = 0; i < 16; ++i) d.Observe(100, 50);  // a whole window of faster steps
+  EXPECT_DOUBLE_EQ(0.5, d.factor()) << "the old steps have left the window";
 }
 
 TEST(ComputeProfileTest, ScaledMultipliesEveryTime) {
