@@ -96,6 +96,8 @@ class Worker {
   // Once `drain` (if given) is set, the worker drains: its Hello says so
   // (devices place sessions elsewhere), new sessions are refused (busy), and
   // Run returns when the open ones are closed, or drain_timeout after.
+  // A request's failure is answered to its device as an Error message, not
+  // thrown; Run throws only what a broken invariant would (kInternal).
   void Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain = nullptr);
 
  private:

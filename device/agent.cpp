@@ -862,9 +862,9 @@ struct Agent::Impl {
     StartGeneration(req, result, gen);
     step_metrics.active_sessions.Set(1);
     struct Done {
-      transport::Metrics& m;
-      ~Done() { m.Set("splitlm_device_active_sessions", 0); }
-    } done{metrics};
+      transport::Metrics::Gauge& active_sessions;
+      ~Done() { active_sessions.Set(0); }
+    } done{step_metrics.active_sessions};
     while (static_cast<int>(result.tokens.size()) < req.max_tokens) {
       MaybeReplan(gen);
       const std::vector<int32_t> drafts = RunDeviceLayers(gen);

@@ -49,7 +49,8 @@ class Config {
   // Parses and validates `path`. Throws Exception(kInvalidArgument)
   // "path:line: key: why", or kNotFound when `path` cannot be read.
   static Config Load(const std::string& path);
-  // Parses TOML text; `origin` names it in errors.
+  // Parses TOML text; `origin` names it in errors. Throws
+  // Exception(kInvalidArgument) "origin:line: key: why".
   static Config Parse(const std::string& text, const std::string& origin);
 
   // Values present in the file (validated against the schema).

@@ -130,12 +130,16 @@ Prediction PredictCut(const PlanInputs& inputs, int cut, int drafts);
 // Predicts every cut. Throws Exception(kInvalidArgument) if the profiles do not
 // describe the same number of layers.
 std::vector<Prediction> PredictAll(const PlanInputs& inputs);
+// Every cut's prediction and the cut the objective and constraints choose
+// (Plan::chosen is empty when none is feasible: a value, not an exception).
+// Throws Exception(kInvalidArgument) as PredictAll does.
 Plan ChooseCut(const PlanInputs& inputs);
 
 class Config;
 // Fills objective, weights, constraints, link, power and workload (prompt
 // tokens, context) of `inputs` from the [scheduler], [link] and [power]
-// sections of `config`; absent keys keep their values.
+// sections of `config`; absent keys keep their values. Throws
+// Exception(kInvalidArgument) for an unknown `link.type`.
 void ApplyPlanConfig(const Config& config, PlanInputs& inputs);
 
 // Human-readable table of a plan.

@@ -81,7 +81,8 @@ class ServerChannel {
   std::optional<Incoming> Receive(Millis timeout);
 
   // Sends `message` to `peer`, with `payload` as a second frame if non-empty.
-  // Never blocks: a message to a vanished peer is dropped.
+  // Never blocks and never throws: a message to a vanished peer is dropped,
+  // and a failed send is logged.
   void Send(const std::string& peer, const Message& message, zmq::message_t payload = {});
 
   uint64_t rejected() const { return rejected_; }

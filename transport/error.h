@@ -86,8 +86,8 @@ inline int RunMain(const char* program, int (*body)(int, char**), int argc, char
     std::fprintf(stderr, "%s: %s\n", program, MessageOf(e).c_str());
     return ExitCodeOf(e);
   } catch (...) {
-    std::fprintf(stderr, "%s: unknown exception\n", program);
-    return 1;
+    std::fprintf(stderr, "%s: internal error: unknown exception\n", program);
+    return ExitCode(Exception::kInternal);
   }
 }
 
