@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <string>
 #include <thread>
 
 #include "cloud/worker.h"
@@ -13,13 +14,18 @@ namespace splitlm::sim {
 
 class InProcessWorker {
  public:
-  // `options` as given, on a free loopback port, on `clock` (which must
-  // outlive this).
+  static constexpr const char* kFreeLoopbackPort = "tcp://127.0.0.1:*";
+
+  // `options` as given, bound to `bind` (a free loopback port unless given:
+  // a test restarting a worker binds the endpoint() of the one before), on
+  // `clock` (which must outlive this).
   InProcessWorker(const partition::Model& model, zmq::context_t& context,
                   transport::Metrics& metrics, std::shared_ptr<spdlog::logger> log,
                   cloud::WorkerOptions options = {},
-                  const transport::Clock& clock = transport::SteadyClock())
-      : worker_(model, Options(std::move(log), std::move(options)), context, metrics, clock),
+                  const transport::Clock& clock = transport::SteadyClock(),
+                  std::string bind = kFreeLoopbackPort)
+      : worker_(model, Options(std::move(log), std::move(options), std::move(bind)), context,
+                metrics, clock),
         thread_([this] { worker_.Run(stop_); }) {}
   ~InProcessWorker() {
     stop_ = true;
@@ -33,8 +39,9 @@ class InProcessWorker {
   std::string address() const { return worker_.endpoint().substr(6); }
 
  private:
-  static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions o) {
-    o.server.bind = "tcp://127.0.0.1:*";
+  static cloud::WorkerOptions Options(std::shared_ptr<spdlog::logger> log, cloud::WorkerOptions o,
+                                      std::string bind) {
+    o.server.bind = std::move(bind);
     o.log = std::move(log);
     return o;
   }

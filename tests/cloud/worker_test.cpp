@@ -2,7 +2,6 @@
 // sessions are reported and rebuilt, and bad requests get their error codes.
 #include <gtest/gtest.h>
 
-#include <spdlog/sinks/null_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
@@ -15,38 +14,31 @@
 #include "partition/stage.h"
 #include "scheduler/hardware.h"
 #include "scheduler/profile.h"
+#include "sim/in_process_worker.h"
 #include "sim/rig.h"
 #include "tests/common/test_util.h"
+#include "transport/null_logger.h"
 
 namespace splitlm {
 namespace {
 
-std::shared_ptr<spdlog::logger> NullLog() {
-  return std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::null_sink_mt>());
-}
-
 class WorkerTest : public ::testing::Test {
  protected:
   void SetUp() override { model_ = partition::Model::Open(testing::MakeModel(dir_.Sub("tiny"))); }
+  // The library's in-process worker (sim/), serving until reset.
   void Start(size_t kv_budget) {
     cloud::WorkerOptions o;
-    o.server.bind = "tcp://127.0.0.1:*";
-    o.server.log = NullLog();
-    o.log = NullLog();
     o.kv_budget_bytes = kv_budget;
-    worker_ = std::make_unique<cloud::Worker>(*model_, o, ctx_, cloud_metrics_);
-    thread_ = std::thread([this] { worker_->Run(stop_); });
+    worker_ = std::make_unique<sim::InProcessWorker>(*model_, ctx_, cloud_metrics_,
+                                                     transport::NullLogger(), o);
   }
-  void TearDown() override {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
+  void TearDown() override { worker_.reset(); }
   device::AgentOptions AgentOpts(int cut) {
     device::AgentOptions o;
     o.cut = cut;
     o.fallback = device::Fallback::kFail;  // any failure would show
     o.channel.endpoint = worker_->endpoint();
-    o.log = NullLog();
+    o.log = transport::NullLogger();
     return o;
   }
   std::vector<int32_t> LocalTokens(const std::vector<int32_t>& prompt, int n) {
@@ -76,7 +68,7 @@ class WorkerTest : public ::testing::Test {
       device::AgentOptions o;
       o.cut = t.model_->config().num_layers;
       o.fallback = device::Fallback::kLocal;
-      o.log = NullLog();
+      o.log = transport::NullLogger();
       o.auto_cut.enabled = true;
       o.auto_cut.device_profile =
           scheduler::RooflineProfile(claimed, t.model_->config(), t.model_->fingerprint());
@@ -88,7 +80,7 @@ class WorkerTest : public ::testing::Test {
       sim::RigOptions ro;
       ro.device = SlowDevice();
       ro.link.link.delay_ms = delay_ms;
-      ro.log = NullLog();
+      ro.log = transport::NullLogger();
       return ro;
     }
     sim::Rig rig;
@@ -99,9 +91,7 @@ class WorkerTest : public ::testing::Test {
   std::unique_ptr<partition::Model> model_;
   zmq::context_t ctx_;
   transport::Metrics cloud_metrics_;
-  std::unique_ptr<cloud::Worker> worker_;
-  std::atomic<bool> stop_{false};
-  std::thread thread_;
+  std::unique_ptr<sim::InProcessWorker> worker_;
 };
 
 TEST_F(WorkerTest, EvictedSessionIsRebuiltTransparently) {
@@ -153,20 +143,12 @@ TEST_F(WorkerTest, LocalFallbackMovesBackToTheCloudWhenItReturns) {
   double hellos_before_restart = 0;
   auto got = agent.Generate({prompt, max_tokens, {}, false}, [&](int32_t) {
     ++seen;
-    if (seen == 5) {  // the cloud goes away...
-      stop_ = true;
-      thread_.join();
-      worker_.reset();
-    }
-    if (seen == 10) {  // ...and comes back on the same endpoint
-      stop_ = false;
-      cloud::WorkerOptions wo;
-      wo.server.bind = endpoint;
-      wo.server.log = NullLog();
-      wo.log = NullLog();
+    if (seen == 5) worker_.reset();  // the cloud goes away...
+    if (seen == 10) {                // ...and comes back on the same endpoint
       hellos_before_restart = cloud_metrics_.Get("splitlm_cloud_hellos_total");
-      worker_ = std::make_unique<cloud::Worker>(*model_, wo, ctx_, cloud_metrics_);
-      thread_ = std::thread([this] { worker_->Run(stop_); });
+      worker_ = std::make_unique<sim::InProcessWorker>(
+          *model_, ctx_, cloud_metrics_, transport::NullLogger(), cloud::WorkerOptions{},
+          transport::SteadyClock(), endpoint);
       // Hold the generation until the new worker has answered a probe, so
       // the answer is there for one of the next steps to pick up.
       const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
@@ -310,11 +292,11 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
   sim::RigOptions ro;
   ro.link.link.delay_ms = 5;
   ro.link.outages = {{100, 101, true}};
-  ro.log = NullLog();
+  ro.log = transport::NullLogger();
   sim::Rig rig(*model_, ro, ctx_);
   device::AgentOptions o;
   o.cut = 2;
-  o.log = NullLog();
+  o.log = transport::NullLogger();
   o = rig.AgentOptions(o);
   o.fallback = device::Fallback::kLocal;
   o.step_deadline = std::chrono::milliseconds(2000);
@@ -352,7 +334,7 @@ TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {
   Start(size_t{1} << 30);
   transport::ClientOptions co;
   co.endpoint = worker_->endpoint();
-  co.log = NullLog();
+  co.log = transport::NullLogger();
   transport::ClientChannel ch(ctx_, co);
   auto expect_error = [&](transport::ErrorCode code) {
     auto in = ch.Receive(std::chrono::milliseconds(10000));
