@@ -962,73 +962,99 @@ class Renderer {
     (*target.ns)[n.names[1]] = v.j;
   }
 
-  // NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
-  Flow For(const Node& n, std::string& out) {
-    const Value seq = Eval(*n.kids[0]);
-    std::vector<json> items;
-    if (seq.k == Value::K::kNamespace) {
-      for (auto it = seq.ns->begin(); it != seq.ns->end(); ++it) items.push_back(it.key());
-    } else if (seq.is_json() && seq.j.is_array()) {
-      items.assign(seq.j.begin(), seq.j.end());
-    } else if (seq.is_json() && seq.j.is_object()) {
-      for (auto it = seq.j.begin(); it != seq.j.end(); ++it)
-        items.push_back(n.names.size() > 1 ? json::array({it.key(), it.value()}) : json(it.key()));
-    } else if (seq.is_json() && seq.j.is_string()) {
-      for (const auto& c : CodePoints(seq.j.get<std::string>())) items.push_back(c);
-    } else if (!seq.undefined() && !(seq.is_json() && seq.j.is_null())) {
-      Fail(n, "cannot loop over " + Article(TypeName(seq)));
-    } else if (seq.is_json()) {
-      Fail(n, "cannot loop over none");
-    }
-    auto bind = [&](const json& item) {
-      if (n.names.size() == 1) {
-        scopes_.back()[n.names[0]] = Value::Of(item);
-        return;
-      }
-      if (!item.is_array() || item.size() != n.names.size()) {
-        Fail(n,
-             "cannot unpack " + item.dump() + " into " + std::to_string(n.names.size()) + " names");
-      }
-      for (size_t i = 0; i < n.names.size(); ++i) scopes_.back()[n.names[i]] = Value::Of(item[i]);
-    };
-    if (n.kids[3]) {  // {% for x in xs if cond %}: filtered before loop.* is counted
-      std::vector<json> kept;
-      for (const auto& item : items) {
-        scopes_.emplace_back();
-        bind(item);
-        if (Truthy(Eval(*n.kids[3]))) kept.push_back(item);
-        scopes_.pop_back();
-      }
-      items.swap(kept);
-    }
-    if (items.empty()) return n.kids[2] ? Exec(*n.kids[2], out) : Flow::kNormal;
+  // {% for names in sequence [if condition] %}body[{% else %}empty]{% endfor %}:
+  // kids[0] is the sequence, [1] the body, [2] the else block, [3] the condition.
+  Flow For(const Node& loop, std::string& out) {
+    std::vector<json> items = LoopItems(loop);
+    if (loop.kids[3]) FilterLoopItems(loop, items);
+    if (items.empty()) return loop.kids[2] ? Exec(*loop.kids[2], out) : Flow::kNormal;
     ++loops_;
-    const int64_t len = static_cast<int64_t>(items.size());
-    for (int64_t i = 0; i < len; ++i) {
+    const int64_t length = static_cast<int64_t>(items.size());
+    for (int64_t index = 0; index < length; ++index) {
       scopes_.emplace_back();
-      bind(items[i]);
-      scopes_.back()["loop"] = Value::Of({{"index0", i},
-                                          {"index", i + 1},
-                                          {"first", i == 0},
-                                          {"last", i == len - 1},
-                                          {"length", len},
-                                          {"revindex", len - i},
-                                          {"revindex0", len - i - 1},
-                                          {"previtem", i > 0 ? items[i - 1] : json()},
-                                          {"nextitem", i + 1 < len ? items[i + 1] : json()}});
-      Flow f;
+      BindLoopNames(loop, items[index]);
+      scopes_.back()["loop"] = LoopVariable(items, index);
+      Flow flow;
       try {
-        f = Exec(*n.kids[1], out);
+        flow = Exec(*loop.kids[1], out);
       } catch (...) {
         scopes_.pop_back();
         --loops_;
         throw;
       }
       scopes_.pop_back();
-      if (f == Flow::kBreak) break;
+      if (flow == Flow::kBreak) break;
     }
     --loops_;
     return Flow::kNormal;
+  }
+
+  // What a for loop goes over: a list's items, a mapping's keys (or [key,
+  // value] pairs when the loop has two or more names), a string's characters,
+  // a namespace's keys; nothing for an undefined sequence.
+  std::vector<json> LoopItems(const Node& loop) {
+    const Value sequence = Eval(*loop.kids[0]);
+    std::vector<json> items;
+    if (sequence.k == Value::K::kNamespace) {
+      for (auto it = sequence.ns->begin(); it != sequence.ns->end(); ++it)
+        items.push_back(it.key());
+    } else if (sequence.is_json() && sequence.j.is_array()) {
+      items.assign(sequence.j.begin(), sequence.j.end());
+    } else if (sequence.is_json() && sequence.j.is_object()) {
+      for (auto it = sequence.j.begin(); it != sequence.j.end(); ++it)
+        items.push_back(loop.names.size() > 1 ? json::array({it.key(), it.value()})
+                                              : json(it.key()));
+    } else if (sequence.is_json() && sequence.j.is_string()) {
+      for (const auto& character : CodePoints(sequence.j.get<std::string>()))
+        items.push_back(character);
+    } else if (!sequence.undefined() && !(sequence.is_json() && sequence.j.is_null())) {
+      Fail(loop, "cannot loop over " + Article(TypeName(sequence)));
+    } else if (sequence.is_json()) {
+      Fail(loop, "cannot loop over none");
+    }
+    return items;
+  }
+
+  // Binds the loop's names to `item` in the innermost scope, unpacking it when
+  // the loop has more than one name.
+  void BindLoopNames(const Node& loop, const json& item) {
+    if (loop.names.size() == 1) {
+      scopes_.back()[loop.names[0]] = Value::Of(item);
+      return;
+    }
+    if (!item.is_array() || item.size() != loop.names.size()) {
+      Fail(loop, "cannot unpack " + item.dump() + " into " + std::to_string(loop.names.size()) +
+                     " names");
+    }
+    for (size_t i = 0; i < loop.names.size(); ++i)
+      scopes_.back()[loop.names[i]] = Value::Of(item[i]);
+  }
+
+  // {% for x in xs if cond %}: keeps the items whose condition holds, before
+  // loop.* counts them.
+  void FilterLoopItems(const Node& loop, std::vector<json>& items) {
+    std::vector<json> kept;
+    for (const auto& item : items) {
+      scopes_.emplace_back();
+      BindLoopNames(loop, item);
+      if (Truthy(Eval(*loop.kids[3]))) kept.push_back(item);
+      scopes_.pop_back();
+    }
+    items.swap(kept);
+  }
+
+  // The `loop` variable of item `index` of `items`.
+  static Value LoopVariable(const std::vector<json>& items, int64_t index) {
+    const int64_t length = static_cast<int64_t>(items.size());
+    return Value::Of({{"index0", index},
+                      {"index", index + 1},
+                      {"first", index == 0},
+                      {"last", index == length - 1},
+                      {"length", length},
+                      {"revindex", length - index},
+                      {"revindex0", length - index - 1},
+                      {"previtem", index > 0 ? items[index - 1] : json()},
+                      {"nextitem", index + 1 < length ? items[index + 1] : json()}});
   }
 
   Value Eval(const Node& n) {

@@ -605,72 +605,91 @@ Config Config::Load(const std::string& path) {
   return Parse(transport::ReadTextFileOrThrow(path, transport::kMaxConfigBytes), path);
 }
 
-// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
-Config Config::Parse(const std::string& text, const std::string& origin) {
-  Config c;
-  c.origin_ = origin;
-  toml::table root;
+namespace {
+
+// "origin:line: key: ", the start of every error about one node of the file.
+std::string Where(const std::string& origin, const toml::node& node, const std::string& key) {
+  return origin + ":" + std::to_string(node.source().begin.line) + ": " + key + ": ";
+}
+
+toml::table ParseToml(const std::string& text, const std::string& origin) {
   try {
-    root = toml::parse(text, origin);
+    return toml::parse(text, origin);
   } catch (const toml::parse_error& e) {
     throw Exception(
         Exception::kInvalidArgument,
         origin + ":" + std::to_string(e.source().begin.line) + ": " + std::string(e.description()));
   }
+}
+
+// The schema's entry for `key`, or "origin:line: key: unknown key".
+const KeySpec& FindKey(const std::string& key, const toml::node& node, const std::string& origin) {
   const auto& schema = ConfigSchema();
-  auto where = [&](const toml::node& n, const std::string& key) {
-    return origin + ":" + std::to_string(n.source().begin.line) + ": " + key + ": ";
-  };
-  for (auto&& [section, node] : root) {
-    const std::string sec(section.str());
-    const toml::table* table = node.as_table();
+  auto spec = std::find_if(schema.begin(), schema.end(),
+                           [&](const KeySpec& known) { return known.key == key; });
+  if (spec == schema.end())
+    throw Exception(Exception::kInvalidArgument,
+                    Where(origin, node, key) + "unknown key (see docs/config.md)");
+  return *spec;
+}
+
+// Throws "origin:line: key: expected <type>" unless `node` holds the type
+// `spec` declares (any number for a float key).
+void RequireType(const KeySpec& spec, const toml::node& node, const std::string& origin,
+                 const std::string& key) {
+  bool matches = false;
+  switch (spec.type) {
+    case T::kInt: matches = node.is_integer(); break;
+    case T::kFloat: matches = node.is_number(); break;
+    case T::kString: matches = node.is_string(); break;
+    case T::kBool: matches = node.is_boolean(); break;
+  }
+  if (!matches)
+    throw Exception(Exception::kInvalidArgument,
+                    Where(origin, node, key) + "expected " + TypeName(spec.type));
+}
+
+}  // namespace
+
+Config Config::Parse(const std::string& text, const std::string& origin) {
+  Config config;
+  config.origin_ = origin;
+  const toml::table root = ParseToml(text, origin);
+  for (auto&& [section, section_node] : root) {
+    const std::string section_name(section.str());
+    const toml::table* table = section_node.as_table();
     if (!table)
-      throw Exception(Exception::kInvalidArgument,
-                      where(node, sec) + "expected a [" + sec + "] section, not a value");
-    for (auto&& [name, value] : *table) {
-      const std::string key = sec + "." + std::string(name.str());
-      auto spec = std::find_if(schema.begin(), schema.end(),
-                               [&](const KeySpec& k) { return k.key == key; });
-      if (spec == schema.end())
-        throw Exception(Exception::kInvalidArgument,
-                        where(value, key) + "unknown key (see docs/config.md)");
+      throw Exception(Exception::kInvalidArgument, Where(origin, section_node, section_name) +
+                                                       "expected a [" + section_name +
+                                                       "] section, not a value");
+    for (auto&& [name, node] : *table) {
+      const std::string key = section_name + "." + std::string(name.str());
+      const KeySpec& spec = FindKey(key, node, origin);
+      RequireType(spec, node, origin, key);
       std::string why;
-      Value v;
-      v.type = spec->type;
-      switch (spec->type) {
+      Value value;
+      value.type = spec.type;
+      switch (spec.type) {
         case T::kInt:
-          if (!value.is_integer())
-            throw Exception(Exception::kInvalidArgument,
-                            where(value, key) + "expected " + TypeName(spec->type));
-          v.i = *value.value<int64_t>();
-          why = CheckNumber(*spec, static_cast<double>(v.i));
+          value.i = *node.value<int64_t>();
+          why = CheckNumber(spec, static_cast<double>(value.i));
           break;
         case T::kFloat:
-          if (!value.is_number())
-            throw Exception(Exception::kInvalidArgument,
-                            where(value, key) + "expected " + TypeName(spec->type));
-          v.f = *value.value<double>();
-          why = CheckNumber(*spec, v.f);
+          value.f = *node.value<double>();
+          why = CheckNumber(spec, value.f);
           break;
         case T::kString:
-          if (!value.is_string())
-            throw Exception(Exception::kInvalidArgument,
-                            where(value, key) + "expected " + TypeName(spec->type));
-          v.s = *value.value<std::string>();
-          why = CheckChoice(*spec, v.s);
+          value.s = *node.value<std::string>();
+          why = CheckChoice(spec, value.s);
           break;
-        case T::kBool:
-          if (!value.is_boolean())
-            throw Exception(Exception::kInvalidArgument,
-                            where(value, key) + "expected " + TypeName(spec->type));
-          v.b = *value.value<bool>();
-          break;
+        case T::kBool: value.b = *node.value<bool>(); break;
       }
-      if (!why.empty()) throw Exception(Exception::kInvalidArgument, where(value, key) + why);
-      c.values_[key] = std::move(v);
+      if (!why.empty())
+        throw Exception(Exception::kInvalidArgument, Where(origin, node, key) + why);
+      config.values_[key] = std::move(value);
     }
   }
-  return c;
+  return config;
 }
 
 std::optional<int64_t> Config::Int(const std::string& key) const {

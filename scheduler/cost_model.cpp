@@ -215,69 +215,105 @@ void CheckConstraints(const Constraints& c, Prediction& p) {
 
 }  // namespace
 
-// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
-Prediction PredictCut(const PlanInputs& in, int k, int drafts) {
-  const int L = in.device.num_layers;
-  const Workload& w = in.workload;
-  Prediction p;
-  p.cut = k;
-  const bool split = k < L;
-  if (!split || !in.speculation.enabled()) drafts = 0;
-  drafts = std::max(0, drafts);
+namespace {
+
+// One decode round at `prediction.cut` with `prediction.drafts` drafts (0 for
+// a plain step): the per-token device, cloud and network time, bytes each
+// way, time per token and cloud cost.
+void PredictDecodeRound(const PlanInputs& inputs, Prediction& prediction) {
+  const int cut = prediction.cut;
+  const int drafts = prediction.drafts;
+  const Workload& workload = inputs.workload;
+  const bool split = cut < inputs.device.num_layers;
   // One round: the new token and `drafts` drafts; it yields `per_round`
   // tokens on average (1 for a plain step).
   const int positions = drafts + 1;
-  const double per_round = drafts > 0 ? ExpectedTokensPerRound(in.speculation.rate(), drafts) : 1.0;
-  const double dev_us = split ? DeviceRoundUs(in, k, drafts)
-                              : in.device.StepUs(0, k, w.context, /*embed=*/true, /*head=*/true);
+  const double per_round =
+      drafts > 0 ? ExpectedTokensPerRound(inputs.speculation.rate(), drafts) : 1.0;
+  const double device_us =
+      split ? DeviceRoundUs(inputs, cut, drafts)
+            : inputs.device.StepUs(0, cut, workload.context, /*embed=*/true, /*head=*/true);
   const double cloud_us =
-      split ? in.cloud.BatchStepUs(k, L, w.context, positions, /*embed=*/false, /*head=*/true) : 0;
+      split ? inputs.cloud.BatchStepUs(cut, inputs.device.num_layers, workload.context, positions,
+                                       /*embed=*/false, /*head=*/true)
+            : 0;
   const double up_bytes =
-      split ? static_cast<double>(w.activation_bytes) * positions + w.header_bytes : 0;
+      split ? static_cast<double>(workload.activation_bytes) * positions + workload.header_bytes
+            : 0;
   const double down_bytes =
-      split ? w.header_bytes + static_cast<double>(w.draft_reply_bytes) * drafts : 0;
-  p.drafts = drafts;
-  p.tokens_per_round_trip = per_round;
-  p.device_ms = dev_us / 1e3 / per_round;
-  p.cloud_ms = split ? (cloud_us / 1e3 + in.cloud_queue_ms) / per_round : 0;
-  p.network_ms = split ? (in.link.rtt_ms + TransferMs(up_bytes, in.link.up_mbit_s) +
-                          TransferMs(down_bytes, in.link.down_mbit_s)) /
-                             per_round
-                       : 0;
-  p.up_bytes = up_bytes / per_round;
-  p.down_bytes = down_bytes / per_round;
-  p.tpot_ms = p.device_ms + p.network_ms + p.cloud_ms;
-  p.plain_tpot_ms = p.tpot_ms;
-  // First token: the prompt through both sides plus one round trip.
-  double dev_prefill_us = in.device.embed_us * w.prompt_tokens;
-  for (int l = 0; l < k; ++l) dev_prefill_us += in.device.PrefillUs(l, w.prompt_tokens);
+      split ? workload.header_bytes + static_cast<double>(workload.draft_reply_bytes) * drafts : 0;
+  prediction.tokens_per_round_trip = per_round;
+  prediction.device_ms = device_us / 1e3 / per_round;
+  prediction.cloud_ms = split ? (cloud_us / 1e3 + inputs.cloud_queue_ms) / per_round : 0;
+  prediction.network_ms = split
+                              ? (inputs.link.rtt_ms + TransferMs(up_bytes, inputs.link.up_mbit_s) +
+                                 TransferMs(down_bytes, inputs.link.down_mbit_s)) /
+                                    per_round
+                              : 0;
+  prediction.up_bytes = up_bytes / per_round;
+  prediction.down_bytes = down_bytes / per_round;
+  prediction.tpot_ms = prediction.device_ms + prediction.network_ms + prediction.cloud_ms;
+  prediction.plain_tpot_ms = prediction.tpot_ms;
+  prediction.cloud_micro_usd =
+      inputs.cloud_usd_per_s * (split ? cloud_us / 1e6 / per_round : 0) * 1e6;
+}
+
+// First token at `cut`: the prompt through both sides plus one round trip.
+double TimeToFirstTokenMs(const PlanInputs& inputs, int cut) {
+  const int num_layers = inputs.device.num_layers;
+  const Workload& workload = inputs.workload;
+  const bool split = cut < num_layers;
+  double device_prefill_us = inputs.device.embed_us * workload.prompt_tokens;
+  for (int layer = 0; layer < cut; ++layer)
+    device_prefill_us += inputs.device.PrefillUs(layer, workload.prompt_tokens);
   double cloud_prefill_us = 0;
   if (split) {
-    for (int l = k; l < L; ++l) cloud_prefill_us += in.cloud.PrefillUs(l, w.prompt_tokens);
-    cloud_prefill_us += in.cloud.head_decode_us;
+    for (int layer = cut; layer < num_layers; ++layer)
+      cloud_prefill_us += inputs.cloud.PrefillUs(layer, workload.prompt_tokens);
+    cloud_prefill_us += inputs.cloud.head_decode_us;
   } else {
-    dev_prefill_us += in.device.head_decode_us;
+    device_prefill_us += inputs.device.head_decode_us;
   }
-  const double first_down = split ? w.header_bytes : 0;
-  p.ttft_ms = dev_prefill_us / 1e3 +
-              (split ? in.link.rtt_ms +
-                           TransferMs(static_cast<double>(w.activation_bytes) * w.prompt_tokens +
-                                          w.header_bytes,
-                                      in.link.up_mbit_s) +
-                           TransferMs(first_down, in.link.down_mbit_s) + cloud_prefill_us / 1e3 +
-                           in.cloud_queue_ms
-                     : 0);
+  const double first_down = split ? workload.header_bytes : 0;
+  return device_prefill_us / 1e3 +
+         (split ? inputs.link.rtt_ms +
+                      TransferMs(
+                          static_cast<double>(workload.activation_bytes) * workload.prompt_tokens +
+                              workload.header_bytes,
+                          inputs.link.up_mbit_s) +
+                      TransferMs(first_down, inputs.link.down_mbit_s) + cloud_prefill_us / 1e3 +
+                      inputs.cloud_queue_ms
+                : 0);
+}
+
+// The device's memory at `cut`: embedding, the layers it holds (and the head
+// when it runs everything), and their KV cache at the maximum context.
+double DeviceMemoryMb(const PlanInputs& inputs, int cut) {
+  const ComputeProfile& device = inputs.device;
+  const bool split = cut < device.num_layers;
+  return (device.embed_bytes + device.HeldLayerBytes(0, cut) + (split ? 0 : device.head_bytes) +
+          cut * device.kv_bytes_per_position_per_layer * inputs.workload.max_context) /
+         (1 << 20);
+}
+
+}  // namespace
+
+Prediction PredictCut(const PlanInputs& inputs, int cut, int drafts) {
+  Prediction prediction;
+  prediction.cut = cut;
+  const bool split = cut < inputs.device.num_layers;
+  if (!split || !inputs.speculation.enabled()) drafts = 0;
+  prediction.drafts = std::max(0, drafts);
+  PredictDecodeRound(inputs, prediction);
+  prediction.ttft_ms = TimeToFirstTokenMs(inputs, cut);
   // Device energy: compute, radio bytes, and waiting for the answer.
-  p.energy_mj = 1e3 * DeviceEnergyJ(in.power, in.link, p.device_ms / 1e3, p.up_bytes, p.down_bytes,
-                                    (p.network_ms + p.cloud_ms) / 1e3);
-  p.cloud_micro_usd = in.cloud_usd_per_s * (split ? cloud_us / 1e6 / per_round : 0) * 1e6;
-  p.memory_mb =
-      (in.device.embed_bytes + in.device.HeldLayerBytes(0, k) + (split ? 0 : in.device.head_bytes) +
-       k * in.device.kv_bytes_per_position_per_layer * w.max_context) /
-      (1 << 20);
-  CheckConstraints(in.constraints, p);
-  p.score = Score(in, p);
-  return p;
+  prediction.energy_mj = 1e3 * DeviceEnergyJ(inputs.power, inputs.link, prediction.device_ms / 1e3,
+                                             prediction.up_bytes, prediction.down_bytes,
+                                             (prediction.network_ms + prediction.cloud_ms) / 1e3);
+  prediction.memory_mb = DeviceMemoryMb(inputs, cut);
+  CheckConstraints(inputs.constraints, prediction);
+  prediction.score = Score(inputs, prediction);
+  return prediction;
 }
 
 std::vector<Prediction> PredictAll(const PlanInputs& in) {
@@ -302,75 +338,98 @@ std::vector<Prediction> PredictAll(const PlanInputs& in) {
   return out;
 }
 
-// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
-Plan ChooseCut(const PlanInputs& in) {
-  Plan plan;
-  plan.cuts = PredictAll(in);
-  if (in.speculation.enabled()) {
-    plan.speculation =
-        std::string(DrafterName(in.speculation.drafter)) + ", acceptance " +
-        Fmt("%.2f", in.speculation.rate()) +
-        (in.speculation.acceptance ? " (measured or configured)" : " (the drafter's prior)") +
-        ", up to " + std::to_string(in.speculation.max_drafts) + " drafts per round trip";
+namespace {
+
+// The drafter, the acceptance rate planned with and where it came from.
+std::string SpeculationSummary(const Speculation& speculation) {
+  return std::string(DrafterName(speculation.drafter)) + ", acceptance " +
+         Fmt("%.2f", speculation.rate()) +
+         (speculation.acceptance ? " (measured or configured)" : " (the drafter's prior)") +
+         ", up to " + std::to_string(speculation.max_drafts) + " drafts per round trip";
+}
+
+// Why `chosen` was chosen: its score and figures.
+std::string ChosenReason(const Prediction& chosen, Objective objective) {
+  std::string reason = "cut " + std::to_string(chosen.cut) + " has the lowest " +
+                       ObjectiveName(objective) + " score (" + Fmt("%.4g", chosen.score) +
+                       ") of the cuts meeting every constraint: " + Fmt("%.2f", chosen.tpot_ms) +
+                       " ms/token, " + Fmt("%.1f", chosen.ttft_ms) + " ms to first token, " +
+                       Fmt("%.2f", chosen.energy_mj) + " mJ/token, " +
+                       Fmt("%.1f", chosen.memory_mb) + " MB on the device";
+  if (chosen.drafts > 0) {
+    reason += "; speculative with " + std::to_string(chosen.drafts) + " drafts, " +
+              Fmt("%.2f", chosen.tokens_per_round_trip) + " tokens per round trip (plain split " +
+              Fmt("%.2f", chosen.plain_tpot_ms) + " ms/token)";
   }
-  for (const Prediction& p : plan.cuts) {
-    if (!p.violations.empty()) continue;
-    if (!plan.chosen || p.score < plan.cuts[*plan.chosen].score) plan.chosen = p.cut;
-  }
-  if (plan.chosen) {
-    const Prediction& p = plan.cuts[*plan.chosen];
-    plan.reason = "cut " + std::to_string(p.cut) + " has the lowest " +
-                  ObjectiveName(in.objective) + " score (" + Fmt("%.4g", p.score) +
-                  ") of the cuts meeting every constraint: " + Fmt("%.2f", p.tpot_ms) +
-                  " ms/token, " + Fmt("%.1f", p.ttft_ms) + " ms to first token, " +
-                  Fmt("%.2f", p.energy_mj) + " mJ/token, " + Fmt("%.1f", p.memory_mb) +
-                  " MB on the device";
-    if (p.drafts > 0) {
-      plan.reason += "; speculative with " + std::to_string(p.drafts) + " drafts, " +
-                     Fmt("%.2f", p.tokens_per_round_trip) + " tokens per round trip (plain split " +
-                     Fmt("%.2f", p.plain_tpot_ms) + " ms/token)";
-    }
-    return plan;
-  }
-  // Nothing feasible: name each constraint no cut can meet, and otherwise the
-  // combination that rules out every cut.
-  std::vector<std::string> never;
+  return reason;
+}
+
+bool ViolatesConstraint(const Prediction& prediction, const std::string& constraint) {
+  bool violates = false;
+  for (const auto& violation : prediction.violations)
+    violates |= violation.rfind(constraint + " ", 0) == 0;
+  return violates;
+}
+
+// The constraints (by name) that every cut violates.
+std::vector<std::string> ConstraintsNoCutMeets(const std::vector<Prediction>& cuts) {
   const std::vector<std::string> names = {"privacy_floor", "memory_budget_mb", "max_tpot_ms",
                                           "max_ttft_ms", "max_energy_mj"};
-  for (const std::string& n : names) {
-    bool someone_meets = true, mentioned = false;
-    for (const Prediction& p : plan.cuts) {
-      for (const auto& v : p.violations) mentioned |= v.rfind(n + " ", 0) == 0;
-    }
-    if (!mentioned) continue;
-    someone_meets = false;
-    for (const Prediction& p : plan.cuts) {
-      bool violates = false;
-      for (const auto& v : p.violations) violates |= v.rfind(n + " ", 0) == 0;
-      if (!violates) someone_meets = true;
-    }
-    if (!someone_meets) never.push_back(n);
+  std::vector<std::string> never;
+  for (const std::string& name : names) {
+    const bool every_cut_violates =
+        !cuts.empty() && std::all_of(cuts.begin(), cuts.end(), [&](const Prediction& cut) {
+          return ViolatesConstraint(cut, name);
+        });
+    if (every_cut_violates) never.push_back(name);
   }
-  if (!never.empty()) {
-    std::string best;
-    for (const std::string& n : never) {
-      double b = 1e300;
-      for (const Prediction& p : plan.cuts) {
-        b = std::min(b, n == "max_tpot_ms"        ? p.tpot_ms
-                        : n == "max_ttft_ms"      ? p.ttft_ms
-                        : n == "max_energy_mj"    ? p.energy_mj
-                        : n == "memory_budget_mb" ? p.memory_mb
-                                                  : 0);
-      }
-      best += (best.empty() ? "" : "; ") + n +
-              (n == "privacy_floor" ? " exceeds the layer count"
-                                    : " (best any cut achieves: " + Fmt("%.3g", b) + ")");
-    }
-    plan.reason = "no cut is feasible: no cut meets " + best;
-  } else {
-    plan.reason =
-        "no cut is feasible: the constraints together rule out every cut (each alone can be met)";
+  return never;
+}
+
+// The best any cut achieves of the figure constraint `name` limits (0 for
+// privacy_floor, which limits no figure).
+double BestAchieved(const std::vector<Prediction>& cuts, const std::string& name) {
+  double best = 1e300;
+  for (const Prediction& cut : cuts) {
+    best = std::min(best, name == "max_tpot_ms"        ? cut.tpot_ms
+                          : name == "max_ttft_ms"      ? cut.ttft_ms
+                          : name == "max_energy_mj"    ? cut.energy_mj
+                          : name == "memory_budget_mb" ? cut.memory_mb
+                                                       : 0);
   }
+  return best;
+}
+
+// Nothing feasible: name each constraint no cut can meet, and otherwise the
+// combination that rules out every cut.
+std::string InfeasibleReason(const std::vector<Prediction>& cuts) {
+  const std::vector<std::string> never = ConstraintsNoCutMeets(cuts);
+  if (never.empty())
+    return "no cut is feasible: the constraints together rule out every cut (each alone can be "
+           "met)";
+  std::string unmet;
+  for (const std::string& name : never) {
+    unmet += (unmet.empty() ? "" : "; ") + name +
+             (name == "privacy_floor"
+                  ? " exceeds the layer count"
+                  : " (best any cut achieves: " + Fmt("%.3g", BestAchieved(cuts, name)) + ")");
+  }
+  return "no cut is feasible: no cut meets " + unmet;
+}
+
+}  // namespace
+
+Plan ChooseCut(const PlanInputs& inputs) {
+  Plan plan;
+  plan.cuts = PredictAll(inputs);
+  if (inputs.speculation.enabled()) plan.speculation = SpeculationSummary(inputs.speculation);
+  for (const Prediction& prediction : plan.cuts) {
+    if (!prediction.violations.empty()) continue;
+    if (!plan.chosen || prediction.score < plan.cuts[*plan.chosen].score)
+      plan.chosen = prediction.cut;
+  }
+  plan.reason = plan.chosen ? ChosenReason(plan.cuts[*plan.chosen], inputs.objective)
+                            : InfeasibleReason(plan.cuts);
   return plan;
 }
 

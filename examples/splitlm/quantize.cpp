@@ -8,72 +8,90 @@
 #include "partition/model.h"
 
 namespace splitlm::cli {
+namespace {
 
-// NOLINTNEXTLINE(readability-function-size): over 60 lines, to split (issue 14)
-Runner AddQuantize(CLI::App& app) {
-  auto* cmd = app.add_subcommand(
-      "quantize", "write a GGUF model file with quantised weights (as llama-quantize)");
-  auto model = std::make_shared<std::string>();
-  auto type = std::make_shared<std::string>();
-  auto out = std::make_shared<std::string>();
-  auto order = std::make_shared<std::string>("source");
+struct QuantizeArgs {
+  std::string model, type, out;
+  std::string order = "source";
+};
+
+void AddQuantizeFlags(CLI::App* cmd, QuantizeArgs* args) {
   cmd->add_option(
-         "--model", *model,
+         "--model", args->model,
          "source: a Hugging Face model directory, or a GGUF file with F32, F16 or BF16 weights")
       ->required();
-  cmd->add_option("--type", *type, "q8_0, q4_0, q4_k_m, f16, bf16 or f32")
+  cmd->add_option("--type", args->type, "q8_0, q4_0, q4_k_m, f16, bf16 or f32")
       ->required()
       ->check(CLI::IsMember(partition::QuantizeTargetNames()));
-  cmd->add_option("--out", *out, "the GGUF file to write (replaced only when complete)")
+  cmd->add_option("--out", args->out, "the GGUF file to write (replaced only when complete)")
       ->required();
   cmd->add_option(
-         "--tensor-order", *order,
+         "--tensor-order", args->order,
          "source (keep the source's order) or llama (llama-quantize's order: the file is then "
          "byte for byte what llama-quantize writes)")
       ->check(CLI::IsMember({"source", "llama"}))
       ->capture_default_str();
-  return [=](const Context& ctx) {
-    partition::QuantizeOptions opts;
-    opts.target = *partition::ParseQuantizeTarget(*type);
-    opts.order =
-        *order == "llama" ? partition::TensorOrder::kLlamaCpp : partition::TensorOrder::kSource;
-    int last = -1;
-    opts.progress = [&](uint64_t done, uint64_t total) {
-      const int pct = static_cast<int>(100 * done / std::max<uint64_t>(total, 1));
-      if (total >= (uint64_t{64} << 20) && pct / 10 != last / 10) {
-        ctx.log->info("quantize {}: {}% of {:.1f} MB", *type, pct, total / 1e6);
-        last = pct;
-      }
-    };
-    std::string source = *model;
-    std::string converted;  // the directory as an F32 GGUF file, beside `out`
-    if (std::filesystem::is_directory(*model)) {
-      const auto hf = partition::Model::Open(*model);
-      converted = *type == "f32" ? *out : *out + ".f32-source.tmp";
-      partition::ConvertOptions co;
-      co.progress = [&](int done, int total) {
-        if (done == total || done % 64 == 0)
-          ctx.log->info("convert: {} of {} tensors", done, total);
-      };
-      for (const auto& note : partition::ConvertToGguf(*hf, converted, co))
-        ctx.log->warn("{}", note);
-      if (*type == "f32") {
-        ctx.log->info("wrote {} (f32) from {}", *out, *model);
-        return 0;
-      }
-      source = converted;
-    }
-    struct RemoveTemp {
-      std::string path;
-      ~RemoveTemp() {
-        std::error_code ec;
-        if (!path.empty()) std::filesystem::remove(path, ec);
-      }
-    } remove_temp{converted};
-    for (const auto& note : partition::QuantizeGguf(source, *out, opts)) ctx.log->warn("{}", note);
-    ctx.log->info("wrote {} ({}) from {}", *out, *type, *model);
-    return 0;
+}
+
+// Writes the Hugging Face model directory `dir` as an F32 GGUF file `path`.
+void ConvertDirectory(const std::string& dir, const std::string& path, const Context& ctx) {
+  const auto hf_model = partition::Model::Open(dir);
+  partition::ConvertOptions options;
+  options.progress = [&](int done, int total) {
+    if (done == total || done % 64 == 0) ctx.log->info("convert: {} of {} tensors", done, total);
   };
+  for (const auto& note : partition::ConvertToGguf(*hf_model, path, options))
+    ctx.log->warn("{}", note);
+}
+
+// Removes the file at `path` (if any) when it goes out of scope.
+struct RemoveFileOnExit {
+  std::string path;
+  ~RemoveFileOnExit() {
+    std::error_code ec;
+    if (!path.empty()) std::filesystem::remove(path, ec);
+  }
+};
+
+int RunQuantize(const QuantizeArgs& args, const Context& ctx) {
+  partition::QuantizeOptions options;
+  options.target = *partition::ParseQuantizeTarget(args.type);
+  options.order =
+      args.order == "llama" ? partition::TensorOrder::kLlamaCpp : partition::TensorOrder::kSource;
+  int last_percent = -1;
+  options.progress = [&](uint64_t done, uint64_t total) {
+    const int percent = static_cast<int>(100 * done / std::max<uint64_t>(total, 1));
+    if (total >= (uint64_t{64} << 20) && percent / 10 != last_percent / 10) {
+      ctx.log->info("quantize {}: {}% of {:.1f} MB", args.type, percent, total / 1e6);
+      last_percent = percent;
+    }
+  };
+  std::string source = args.model;
+  std::string converted;  // the directory as an F32 GGUF file, beside `out`
+  if (std::filesystem::is_directory(args.model)) {
+    converted = args.type == "f32" ? args.out : args.out + ".f32-source.tmp";
+    ConvertDirectory(args.model, converted, ctx);
+    if (args.type == "f32") {
+      ctx.log->info("wrote {} (f32) from {}", args.out, args.model);
+      return 0;
+    }
+    source = converted;
+  }
+  const RemoveFileOnExit remove_temp{converted};
+  for (const auto& note : partition::QuantizeGguf(source, args.out, options))
+    ctx.log->warn("{}", note);
+  ctx.log->info("wrote {} ({}) from {}", args.out, args.type, args.model);
+  return 0;
+}
+
+}  // namespace
+
+Runner AddQuantize(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "quantize", "write a GGUF model file with quantised weights (as llama-quantize)");
+  auto args = std::make_shared<QuantizeArgs>();
+  AddQuantizeFlags(cmd, args.get());
+  return [args](const Context& ctx) { return RunQuantize(*args, ctx); };
 }
 
 }  // namespace splitlm::cli
