@@ -677,9 +677,9 @@ Worker::Worker(const partition::Model& model, WorkerOptions options, zmq::contex
   if (options.layer_end != 0 &&
       (options.layer_end <= options.min_cut || options.layer_end >= model.config().num_layers)) {
     throw Exception(Exception::kInvalidArgument,
-                    "--layers " + std::to_string(options.min_cut) + ":" +
-                        std::to_string(options.layer_end) +
-                        ": the end must be above the start and below the model's " +
+                    "pipeline layer range [min_cut, layer_end) = [" +
+                        std::to_string(options.min_cut) + ", " + std::to_string(options.layer_end) +
+                        ")" + ": the end must be above the start and below the model's " +
                         std::to_string(model.config().num_layers) +
                         " layers (the next hop holds the rest and the head)");
   }

@@ -5,6 +5,7 @@
 
 #include "device/draft_model_drafter.h"
 #include "device/early_exit_drafter.h"
+#include "transport/error.h"
 
 namespace splitlm::device {
 namespace {
@@ -28,6 +29,10 @@ class ProposeRun : public DraftRun {
 
 bool AllDigits(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+[[noreturn]] void Invalid(const std::string& where, const std::string& why) {
+  throw Exception(Exception::kInvalidArgument, where + ": " + why);
 }
 
 }  // namespace
@@ -72,7 +77,7 @@ void DraftLength::Observe(int proposed, int accepted) {
   k_ = accepted >= proposed ? std::min(max_, k_ + 1) : std::clamp(accepted + 1, 1, max_);
 }
 
-std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string* why) {
+SpeculateSpec ParseSpeculate(const std::string& text, const std::string& where) {
   SpeculateSpec spec;
   if (text.empty() || text == "off") return spec;
   const auto colon = text.find(':');
@@ -86,21 +91,19 @@ std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string
     spec.path = has_k ? rest.substr(0, last) : rest;
     rest = has_k ? rest.substr(last + 1) : "";
     if (spec.path.empty()) {
-      *why =
-          "draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or .gguf file)";
-      return std::nullopt;
+      Invalid(
+          where,
+          "draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or .gguf file)");
     }
   } else if (spec.drafter != "prompt-lookup" && spec.drafter != "early-exit") {
-    *why = "unknown drafter \"" + spec.drafter +
-           "\" (known: prompt-lookup, early-exit, draft:PATH, or off)";
-    return std::nullopt;
+    Invalid(where, "unknown drafter \"" + spec.drafter +
+                       "\" (known: prompt-lookup, early-exit, draft:PATH, or off)");
   }
   if (has_k) {
     if (!AllDigits(rest) || rest.size() > 2 || std::stoi(rest) < 1 ||
         std::stoi(rest) > kMaxDraftsPerStep) {
-      *why = "the number of drafts after ':' must be 1.." + std::to_string(kMaxDraftsPerStep) +
-             ", not \"" + rest + "\"";
-      return std::nullopt;
+      Invalid(where, "the number of drafts after ':' must be 1.." +
+                         std::to_string(kMaxDraftsPerStep) + ", not \"" + rest + "\"");
     }
     spec.max_drafts = std::stoi(rest);
   }

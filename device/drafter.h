@@ -104,8 +104,9 @@ struct SpeculateSpec {
   int max_drafts = 8;
 };
 inline constexpr int kMaxDraftsPerStep = 8;
-// Parses the flag's text; nullopt with `why` set when it is not valid.
-std::optional<SpeculateSpec> ParseSpeculate(const std::string& text, std::string* why);
+// Parses the text. Throws Exception(kInvalidArgument) "`where`: what is
+// wrong" when it is not valid (`where` names the setting for the message).
+SpeculateSpec ParseSpeculate(const std::string& text, const std::string& where = "speculate");
 // The drafter a spec names (null for off), for `model` (the model being
 // split: early exit loads its final norm and head, a draft model must share
 // its vocabulary). Throws Exception for a draft model that cannot be

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <ctime>
 #include <map>
@@ -710,7 +711,11 @@ class Parser {
         } catch (const std::exception&) {
           Fail(t.pos, "integer " + t.text + " is out of range");
         }
-      case Token::kFloat: return lit(std::stod(t.text));
+      case Token::kFloat: {  // an underflow is the nearest double (0.0 past the denormals)
+        const double v = std::strtod(t.text.c_str(), nullptr);
+        if (std::isinf(v)) Fail(t.pos, "float " + t.text + " is out of range");
+        return lit(v);
+      }
       case Token::kName:
         if (t.text == "true" || t.text == "True") return lit(true);
         if (t.text == "false" || t.text == "False") return lit(false);

@@ -274,10 +274,7 @@ int ParseCut(const std::string& cut_text) {
 
 // --speculate / device.speculate, checked.
 splitlm::device::SpeculateSpec ParseSpeculateFlag(const std::string& speculate) {
-  std::string why;
-  const auto spec = splitlm::device::ParseSpeculate(speculate, &why);
-  if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate / device.speculate: " + why);
-  return *spec;
+  return splitlm::device::ParseSpeculate(speculate, "--speculate / device.speculate");
 }
 
 // --key and --server-key: both or neither.
@@ -306,7 +303,11 @@ splitlm::device::AgentOptions BuildAgentOptions(const DeviceFlags& flags, bool s
   options.auto_cut = flags.auto_cut;
   options.require_exact = flags.require_exact;
   if (flags.cloud.find(',') != std::string::npos || flags.cloud.rfind("dns://", 0) == 0) {
-    options.clouds = splitlm::device::ParseCloudList(flags.cloud);
+    try {
+      options.clouds = splitlm::device::ParseCloudList(flags.cloud);
+    } catch (const Exception& e) {
+      throw Exception(e.code(), std::string("--cloud / device.cloud: ") + e.what());
+    }
     options.resolve_interval = std::chrono::seconds(flags.resolve_s);
   }
   if (flags.cut_text.empty())

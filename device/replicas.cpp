@@ -21,7 +21,7 @@ std::pair<std::string, std::string> HostPort(const std::string& entry, const std
   const size_t colon = rest.rfind(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == rest.size()) {
     throw Exception(Exception::kInvalidArgument,
-                    "--cloud entry '" + entry + "': expected HOST:PORT after the scheme");
+                    "cloud entry '" + entry + "': expected HOST:PORT after the scheme");
   }
   std::string host = rest.substr(0, colon), port = rest.substr(colon + 1);
   if (host.size() > 2 && host.front() == '[' && host.back() == ']')
@@ -30,7 +30,7 @@ std::pair<std::string, std::string> HostPort(const std::string& entry, const std
       std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
   if (!numeric || port.size() > 5 || std::stoi(port) > 65535) {
     throw Exception(Exception::kInvalidArgument,
-                    "--cloud entry '" + entry + "': port '" + port + "' is not a number 0..65535");
+                    "cloud entry '" + entry + "': port '" + port + "' is not a number 0..65535");
   }
   return {host, port};
 }
@@ -70,16 +70,16 @@ std::vector<std::string> ParseCloudList(const std::string& text) {
     e.erase(e.find_last_not_of(" \t") + 1);
     if (e.empty())
       throw Exception(Exception::kInvalidArgument,
-                      "--cloud '" + text +
+                      "cloud list '" + text +
                           "': an empty entry (expected tcp://HOST:PORT[,...] or dns://NAME:PORT)");
     if (StartsWith(e, "tcp://")) {
       HostPort(e, e.substr(6));
     } else if (StartsWith(e, "dns://")) {
       HostPort(e, e.substr(6));
     } else if (!StartsWith(e, "ipc://") && !StartsWith(e, "inproc://")) {
-      throw Exception(Exception::kInvalidArgument,
-                      "--cloud entry '" + e +
-                          "': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)");
+      throw Exception(
+          Exception::kInvalidArgument,
+          "cloud entry '" + e + "': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)");
     }
     entries.push_back(e);
     if (comma == std::string::npos) break;

@@ -16,8 +16,8 @@ namespace splitlm::device {
 using Resolver = std::function<std::vector<std::string>(const std::string& host)>;
 std::vector<std::string> SystemResolve(const std::string& host);
 
-// Splits a --cloud value at commas into its entries, each `tcp://HOST:PORT`,
-// `dns://NAME:PORT`, `ipc://PATH` or `inproc://NAME`. Throws
+// Splits a list of cloud endpoints (the device's --cloud) at commas into its entries, each
+// `tcp://HOST:PORT`, `dns://NAME:PORT`, `ipc://PATH` or `inproc://NAME`. Throws
 // Exception(kInvalidArgument) naming the entry and what is wrong (empty, unknown scheme, no port).
 std::vector<std::string> ParseCloudList(const std::string& text);
 

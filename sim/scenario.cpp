@@ -81,11 +81,7 @@ Scenario::Scenario(Workbench& bench, const Settings& s)
       ref_(ReferenceFor(bench, s)),
       device_hw_(FindHardware(s.device, bench.hardware_dir, "device")),
       cloud_hw_(FindHardware(s.cloud, bench.hardware_dir, "cloud")) {
-  if (!s.speculate.empty()) {
-    std::string why;
-    if (!device::ParseSpeculate(s.speculate, &why))
-      throw Exception(Exception::kInvalidArgument, "speculate: " + why);
-  }
+  if (!s.speculate.empty()) device::ParseSpeculate(s.speculate);
   RigOptions o;
   o.device = device_hw_;
   o.cloud = cloud_hw_;
@@ -196,11 +192,9 @@ device::AgentOptions Scenario::Options(const Policy& policy) {
       throw Exception(Exception::kInvalidArgument,
                       s_.name + ": a speculative policy needs a drafter (speculate)");
     }
-    std::string why;
-    const auto spec = device::ParseSpeculate(s_.speculate, &why);
-    if (!spec) throw Exception(Exception::kInvalidArgument, "speculate: " + why);
-    o.drafter = device::MakeDrafter(*spec, *bench_.model);
-    o.max_drafts = spec->max_drafts;
+    const auto spec = device::ParseSpeculate(s_.speculate);
+    o.drafter = device::MakeDrafter(spec, *bench_.model);
+    o.max_drafts = spec.max_drafts;
   }
   if (policy.automatic) {
     o.auto_cut.enabled = true;

@@ -87,6 +87,17 @@ struct Pipe {
   Clock::TimePoint last_arrival{};
 };
 
+// The port of `upstream` ("HOST:PORT"): 1 to 5 digits, at most 65535.
+unsigned short UpstreamPort(const std::string& upstream, const std::string& port) {
+  const bool digits =
+      !port.empty() && port.size() <= 5 &&
+      std::all_of(port.begin(), port.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || std::stoul(port) > 65535)
+    throw Exception(Exception::kInvalidArgument, "shaper upstream \"" + upstream + "\": port \"" +
+                                                     port + "\" is not a number 0..65535");
+  return static_cast<unsigned short>(std::stoul(port));
+}
+
 }  // namespace
 
 struct ShapingRelay::Impl {
@@ -272,8 +283,8 @@ ShapingRelay::ShapingRelay(ShaperOptions options, const transport::Clock& clock)
   if (ec)
     throw Exception(Exception::kInvalidArgument,
                     "shaper upstream \"" + impl_->o.upstream + "\": bad host");
-  impl_->upstream = tcp::endpoint(
-      ip, static_cast<unsigned short>(std::stoi(impl_->o.upstream.substr(colon + 1))));
+  impl_->upstream =
+      tcp::endpoint(ip, UpstreamPort(impl_->o.upstream, impl_->o.upstream.substr(colon + 1)));
   tcp::endpoint ep(net::ip::make_address("127.0.0.1"), 0);
   impl_->acceptor.open(ep.protocol(), ec);
   if (!ec) impl_->acceptor.bind(ep, ec);

@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "device/agent.h"
+#include "partition/prompt.h"
 #include "partition/tokenizer.h"
 #include "transport/error.h"
 #include "transport/metrics.h"
@@ -15,7 +16,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab_size) {
+// The prompts of `file`, one line of token ids each, each valid for a model
+// of `config` (partition::ValidatePrompt); errors name the file and line.
+std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file,
+                                              const partition::ModelConfig& config) {
   std::istringstream in(transport::ReadTextFileOrThrow(file, transport::kMaxListBytes));
   std::vector<std::vector<int32_t>> prompts;
   std::string line;
@@ -26,15 +30,9 @@ std::vector<std::vector<int32_t>> ReadPrompts(const std::string& file, int vocab
     std::vector<int32_t> ids;
     try {
       ids = partition::ParseTokenIds(line);
+      partition::ValidatePrompt(ids, config);
     } catch (const std::exception& e) {
       throw Exception(Exception::kInvalidArgument, where + e.what());
-    }
-    for (int32_t id : ids) {
-      if (id < 0 || id >= vocab_size) {
-        throw Exception(Exception::kInvalidArgument, where + "token id " + std::to_string(id) +
-                                                         " is outside the vocabulary of " +
-                                                         std::to_string(vocab_size));
-      }
     }
     prompts.push_back(ids);
   }
@@ -71,7 +69,7 @@ const Reference& ReferenceFor(Workbench& bench, const Settings& s) {
   if (!r.prompts.empty()) return r;
   const auto& c = bench.model->config();
   r.prompts = s.prompt_file.empty() ? GeneratedPrompts(s.prompts, s.prompt_tokens, c.vocab_size)
-                                    : ReadPrompts(s.prompt_file, c.vocab_size);
+                                    : ReadPrompts(s.prompt_file, c);
   for (const auto& ids : r.prompts) {
     if (static_cast<int>(ids.size()) + s.tokens > c.max_context) {
       r.prompts.clear();

@@ -208,10 +208,8 @@ int RunGenerate(const GenerateArgs& args, const Context& ctx) {
   const size_t prompt_len = ids.size();
   Output out{args, config, tok.get(), ctx, std::move(ids), prompt_len, "", 0};
 
-  std::string why;
-  const auto spec = device::ParseSpeculate(args.speculate, &why);
-  if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate: " + why);
-  const auto drafter = device::MakeDrafter(*spec, *model);
+  const auto spec = device::ParseSpeculate(args.speculate, "--speculate");
+  const auto drafter = device::MakeDrafter(spec, *model);
   if (drafter && drafter->bytes() > 0) {
     ctx.log->info("drafter {} holds {:.1f} MB of weights beside the stages", drafter->name(),
                   drafter->bytes() / 1e6);
@@ -223,7 +221,7 @@ int RunGenerate(const GenerateArgs& args, const Context& ctx) {
   auto first_token = start;
   SpeculativeTally tally;
   if (drafter && pipe.split() && args.max_tokens > 0) {
-    tally = GenerateSpeculative(pipe, *drafter, spec->max_drafts, out, &first_token);
+    tally = GenerateSpeculative(pipe, *drafter, spec.max_drafts, out, &first_token);
   }
   if (tally.round_trips == 0) GeneratePlain(pipe, out, &first_token);
   const auto end = Clock::now();

@@ -173,15 +173,13 @@ void ApplySpeculation(const scheduler::Config& cfg, const PlanArgs& args,
   std::string speculate_text = "off";
   scheduler::FillFromConfig(cfg, "device.speculate", !args.speculate.empty(), speculate_text);
   if (!args.speculate.empty()) speculate_text = args.speculate;
-  std::string why;
-  const auto spec = device::ParseSpeculate(speculate_text, &why);
-  if (!spec) throw Exception(Exception::kInvalidArgument, "--speculate / device.speculate: " + why);
-  const auto kind = scheduler::DrafterKindFromName(spec->drafter);
+  const auto spec = device::ParseSpeculate(speculate_text, "--speculate / device.speculate");
+  const auto kind = scheduler::DrafterKindFromName(spec.drafter);
   if (!kind)
     throw Exception(Exception::kInvalidArgument,
-                    "--speculate: the cost model does not know drafter \"" + spec->drafter + "\"");
+                    "--speculate: the cost model does not know drafter \"" + spec.drafter + "\"");
   in.speculation.drafter = *kind;
-  in.speculation.max_drafts = spec->max_drafts;
+  in.speculation.max_drafts = spec.max_drafts;
   if (args.acceptance >= 0) in.speculation.acceptance = args.acceptance;
   if (args.draft_ms >= 0) in.speculation.draft_model_us = args.draft_ms * 1e3;
   if (*kind == scheduler::DrafterKind::kDraftModel && in.speculation.draft_model_us <= 0) {

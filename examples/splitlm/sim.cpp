@@ -152,11 +152,7 @@ void Validate(sim::Workbench& bench, const std::vector<sim::Settings>& all, cons
           s.name);
     }
     if (!s.trace.empty()) sim::ReadTrace(s.trace);
-    if (!s.speculate.empty()) {
-      std::string why;
-      if (!device::ParseSpeculate(s.speculate, &why))
-        throw Exception(Exception::kInvalidArgument, "--speculate: " + why);
-    }
+    if (!s.speculate.empty()) device::ParseSpeculate(s.speculate, "--speculate");
     sim::SweepPolicies(bench.model->config().num_layers, !s.speculate.empty(),
                        s.cuts);  // checks the cuts
     sim::ReferenceFor(bench, s);

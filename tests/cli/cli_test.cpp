@@ -309,7 +309,13 @@ TEST_F(CliTest, SimConfigAndSweepFilesGiveClearErrors) {
                 "nope.csv: cannot open: No such file or directory");
   std::ofstream(dir.Sub("p.txt")) << "# prompts\n1 2 3\n4 9999\n";
   ExpectFailure(file("[sim]\nprompt_file = \"p.txt\"\n") + "--config " + dir.Sub("s.toml"),
-                "p.txt:3: token id 9999 is outside the vocabulary of 256");
+                "p.txt:3: prompt token id 9999 is outside the vocabulary of 256");
+  // A prompt that leaves no room in the context (the tiny preset's is 256).
+  std::string full = "# too long\n";
+  for (int i = 0; i < 256; ++i) full += "7 ";
+  std::ofstream(dir.Sub("p.txt")) << full << "\n";
+  ExpectFailure(file("[sim]\nprompt_file = \"p.txt\"\n") + "--config " + dir.Sub("s.toml"),
+                "p.txt:2: prompt of 256 tokens does not fit the context of 256");
 }
 
 TEST_F(CliTest, SweepWritesCsvJsonAndChartsAndAutoFindsTheBetterSide) {

@@ -344,10 +344,8 @@ TEST_F(SpeculativeTest, ADraftModelOfAnotherVocabularyIsRefusedByName) {
               std::string(e.what()).find("vocabulary of " + std::to_string(other.vocab)))
         << e.what();
   }
-  std::string why;
-  const auto spec = device::ParseSpeculate("draft:" + dir_.Sub("nothing-here") + ":3", &why);
-  ASSERT_TRUE(spec);
-  EXPECT_THROW(device::MakeDrafter(*spec, *model_), Exception);
+  const auto spec = device::ParseSpeculate("draft:" + dir_.Sub("nothing-here") + ":3");
+  EXPECT_THROW(device::MakeDrafter(spec, *model_), Exception);
 }
 
 TEST_F(SpeculativeTest, EarlyExitHoldsTheHeadAndReportsItsBytes) {
@@ -439,26 +437,31 @@ TEST(PromptLookup, ProposesWhatFollowedTheLatestEarlierOccurrenceOfTheLongestSuf
   EXPECT_EQ((std::vector<int32_t>{7, 7, 7}), d.Propose({3, 7, 7, 7}, 3));
 }
 
+// ParseSpeculate's message for `text`, "" when it parses.
+std::string SpeculateError(const std::string& text, const std::string& where = "speculate") {
+  try {
+    device::ParseSpeculate(text, where);
+  } catch (const Exception& e) {
+    EXPECT_EQ(Exception::kInvalidArgument, e.code());
+    return e.what();
+  }
+  return "";
+}
+
 TEST(ParseSpeculate, AcceptsEveryDrafterWithAPathAndK) {
-  std::string why;
-  auto e = device::ParseSpeculate("early-exit:5", &why);
-  ASSERT_TRUE(e) << why;
-  EXPECT_EQ("early-exit", e->drafter);
-  EXPECT_EQ(5, e->max_drafts);
-  auto d = device::ParseSpeculate("draft:/models/small.gguf:2", &why);
-  ASSERT_TRUE(d) << why;
-  EXPECT_EQ("draft", d->drafter);
-  EXPECT_EQ("/models/small.gguf", d->path);
-  EXPECT_EQ(2, d->max_drafts);
-  d = device::ParseSpeculate("draft:models/one-layer", &why);
-  ASSERT_TRUE(d) << why;
-  EXPECT_EQ("models/one-layer", d->path);
-  EXPECT_EQ(8, d->max_drafts);
+  const auto e = device::ParseSpeculate("early-exit:5");
+  EXPECT_EQ("early-exit", e.drafter);
+  EXPECT_EQ(5, e.max_drafts);
+  auto d = device::ParseSpeculate("draft:/models/small.gguf:2");
+  EXPECT_EQ("draft", d.drafter);
+  EXPECT_EQ("/models/small.gguf", d.path);
+  EXPECT_EQ(2, d.max_drafts);
+  d = device::ParseSpeculate("draft:models/one-layer");
+  EXPECT_EQ("models/one-layer", d.path);
+  EXPECT_EQ(8, d.max_drafts);
   for (const char* bad : {"draft", "draft:", "draft::3", "draft:m:9", "draft:m:0",
                           "early-exit:", "early-exit:12", "early"}) {
-    why.clear();
-    EXPECT_FALSE(device::ParseSpeculate(bad, &why)) << bad;
-    EXPECT_FALSE(why.empty()) << bad;
+    EXPECT_EQ("speculate: ", SpeculateError(bad).substr(0, 11)) << bad;
   }
 }
 
@@ -497,19 +500,24 @@ TEST(DraftPolicy, TheMeterStartsAtTheFirstStepAndWeighsTheNewestByAQuarter) {
 }
 
 TEST(ParseSpeculate, AcceptsTheDrafterAndKAndNamesWhatIsWrong) {
-  std::string why;
-  EXPECT_EQ("", device::ParseSpeculate("off", &why)->drafter);
-  auto s = device::ParseSpeculate("prompt-lookup:3", &why);
-  ASSERT_TRUE(s);
-  EXPECT_EQ("prompt-lookup", s->drafter);
-  EXPECT_EQ(3, s->max_drafts);
-  EXPECT_EQ(8, device::ParseSpeculate("prompt-lookup", &why)->max_drafts);
+  EXPECT_EQ("", device::ParseSpeculate("off").drafter);
+  EXPECT_EQ("", device::ParseSpeculate("").drafter);
+  const auto s = device::ParseSpeculate("prompt-lookup:3");
+  EXPECT_EQ("prompt-lookup", s.drafter);
+  EXPECT_EQ(3, s.max_drafts);
+  EXPECT_EQ(8, device::ParseSpeculate("prompt-lookup").max_drafts);
   for (const char* bad :
-       {"prompt-lookup:0", "prompt-lookup:9", "prompt-lookup:", "prompt-lookup:x", "magic"}) {
-    why.clear();
-    EXPECT_FALSE(device::ParseSpeculate(bad, &why)) << bad;
-    EXPECT_FALSE(why.empty()) << bad;
-  }
+       {"prompt-lookup:0", "prompt-lookup:9", "prompt-lookup:", "prompt-lookup:x"})
+    EXPECT_EQ("speculate: ", SpeculateError(bad).substr(0, 11)) << bad;
+  EXPECT_EQ("--speculate: the number of drafts after ':' must be 1..8, not \"9\"",
+            SpeculateError("prompt-lookup:9", "--speculate"));
+  EXPECT_EQ(
+      "speculate: unknown drafter \"magic\" (known: prompt-lookup, early-exit, draft:PATH, or off)",
+      SpeculateError("magic"));
+  EXPECT_EQ(
+      "speculate: draft needs a model: draft:PATH or draft:PATH:K (PATH a model directory or "
+      ".gguf file)",
+      SpeculateError("draft:"));
 }
 
 TEST(VerifyDrafts, KeepsTheLongestAgreeingPrefixAndAddsItsOwnNextToken) {

@@ -17,6 +17,7 @@
 #include "sim/in_process_worker.h"
 #include "sim/rig.h"
 #include "tests/common/test_util.h"
+#include "transport/error.h"
 #include "transport/null_logger.h"
 
 namespace splitlm {
@@ -328,6 +329,23 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
                                << got.tokens.size() << " tokens";
   EXPECT_GT(got.local_steps, 0);
   EXPECT_GT(got.cloud_steps, 0);
+}
+
+TEST_F(WorkerTest, ABadPipelineRangeIsNamedWithoutAFlag) {
+  cloud::WorkerOptions o;
+  o.server.bind = "tcp://127.0.0.1:*";
+  o.log = o.server.log = NullLog();
+  o.min_cut = 2;
+  o.layer_end = model_->config().num_layers;  // the next hop would hold no layer
+  try {
+    cloud::Worker w(*model_, o, ctx_, cloud_metrics_);
+    FAIL() << "a pipeline stage up to the last layer was accepted";
+  } catch (const Exception& e) {
+    EXPECT_EQ(Exception::kInvalidArgument, e.code());
+    const std::string range = "pipeline layer range [min_cut, layer_end) = [2, " +
+                              std::to_string(model_->config().num_layers) + ")";
+    EXPECT_EQ(0u, std::string(e.what()).find(range)) << e.what();
+  }
 }
 
 TEST_F(WorkerTest, BadRequestsGetTheirErrorCodes) {

@@ -137,6 +137,15 @@ TEST(Jinja, ErrorsSayWhereAndWhat) {
             Error("{{ 'a' - 1 }}"));
   EXPECT_EQ("chat template, line 1, column 4: expected an expression, found the end of the tag",
             Error("{{ }}"));
+  // A literal beyond the range of a double is an error; one below it is 0.0,
+  // as in Python.
+  const std::string huge = "1" + std::string(400, '0') + ".5";
+  EXPECT_EQ("chat template, line 1, column 4: float " + huge + " is out of range",
+            Error("{{ " + huge + " }}"));
+  EXPECT_EQ(
+      "chat template, line 1, column 4: integer 1" + std::string(30, '0') + " is out of range",
+      Error("{{ 1" + std::string(30, '0') + " }}"));
+  EXPECT_EQ("0.0", Render("{{ 0." + std::string(400, '0') + "1 }}"));
   // Deep nesting is refused, not a stack overflow.
   EXPECT_NE(std::string::npos,
             Error("{{ " + std::string(100000, '(') + "1" + std::string(100000, ')') + " }}")

@@ -378,7 +378,8 @@ TEST_F(ReplicasTest, SplitlmDeviceTakesAListOfWorkersAndNamesABadEntry) {
   EXPECT_NE(std::string::npos, r.err.find("0 failovers to another worker")) << r.err;
   const auto bad = device(list + ",http://x:1");
   EXPECT_NE(0, bad.exit_code);
-  EXPECT_NE(std::string::npos, bad.err.find("--cloud entry 'http://x:1': unknown scheme"))
+  EXPECT_NE(std::string::npos,
+            bad.err.find("--cloud / device.cloud: cloud entry 'http://x:1': unknown scheme"))
       << bad.err;
 }
 
@@ -394,14 +395,13 @@ TEST(CloudList, ParsesEntriesAndNamesWhatIsWrong) {
     return std::string();
   };
   EXPECT_EQ(
-      "--cloud 'tcp://a:1,': an empty entry (expected tcp://HOST:PORT[,...] or dns://NAME:PORT)",
+      "cloud list 'tcp://a:1,': an empty entry (expected tcp://HOST:PORT[,...] or dns://NAME:PORT)",
       error("tcp://a:1,"));
   EXPECT_EQ(
-      "--cloud entry 'http://a:1': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)",
+      "cloud entry 'http://a:1': unknown scheme (expected tcp://, dns://, ipc:// or inproc://)",
       error("http://a:1"));
-  EXPECT_EQ("--cloud entry 'dns://w.svc': expected HOST:PORT after the scheme",
-            error("dns://w.svc"));
-  EXPECT_EQ("--cloud entry 'tcp://a:99999': port '99999' is not a number 0..65535",
+  EXPECT_EQ("cloud entry 'dns://w.svc': expected HOST:PORT after the scheme", error("dns://w.svc"));
+  EXPECT_EQ("cloud entry 'tcp://a:99999': port '99999' is not a number 0..65535",
             error("tcp://a:99999"));
 }
 

@@ -185,6 +185,22 @@ TEST(ShaperTest, TracesDriveConditionsAndBadOnesAreNamed) {
   EXPECT_THROW(ReadTrace(dir.Sub("back.csv")), Exception);
 }
 
+TEST(ShaperTest, ABadUpstreamPortIsNamed) {
+  for (const std::string port : {"99999", "65536", "x", "12a", "", "-1", "123456789012"}) {
+    ShaperOptions o;
+    o.upstream = "127.0.0.1:" + port;
+    try {
+      ShapingRelay relay(o);
+      ADD_FAILURE() << "port '" << port << "' accepted";
+    } catch (const Exception& e) {
+      EXPECT_EQ(Exception::kInvalidArgument, e.code());
+      EXPECT_EQ("shaper upstream \"127.0.0.1:" + port + "\": port \"" + port +
+                    "\" is not a number 0..65535",
+                e.what());
+    }
+  }
+}
+
 // Every shipped trace reads, says where it comes from, and describes a link.
 TEST(ShaperTest, ShippedTracesReadAndStateTheirSources) {
   int files = 0;
