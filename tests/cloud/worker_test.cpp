@@ -334,7 +334,7 @@ TEST_F(WorkerTest, ThroughAnEmulatedLinkWithAnOutageTokensStayIdentical) {
 TEST_F(WorkerTest, ABadPipelineRangeIsNamedWithoutAFlag) {
   cloud::WorkerOptions o;
   o.server.bind = "tcp://127.0.0.1:*";
-  o.log = o.server.log = NullLog();
+  o.log = o.server.log = transport::NullLogger();
   o.min_cut = 2;
   o.layer_end = model_->config().num_layers;  // the next hop would hold no layer
   try {
