@@ -5,8 +5,10 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "device/drafter.h"
 #include "partition/weight_bytes.h"
 #include "sim/scenario.h"
+#include "sim/shaper.h"
 #include "transport/error.h"
 
 namespace splitlm::sim {
@@ -70,6 +72,24 @@ std::vector<std::string> SweepPolicies(int layers, bool speculative, const std::
     }
   }
   return policies;
+}
+
+void CheckConditions(Workbench& bench, const std::vector<Settings>& conditions) {
+  for (const auto& s : conditions) {
+    const bool device_emulated = FindHardware(s.device, bench.hardware_dir, "device").has_value();
+    const bool cloud_emulated = FindHardware(s.cloud, bench.hardware_dir, "cloud").has_value();
+    if ((!device_emulated && s.device_weights != "model") ||
+        (!cloud_emulated && s.cloud_weights != "model")) {
+      bench.log->warn(
+          "{}: weights of a side that is not emulated (host) change nothing: it runs the weights "
+          "as loaded",
+          s.name);
+    }
+    if (!s.trace.empty()) ReadTrace(s.trace);
+    if (!s.speculate.empty()) device::ParseSpeculate(s.speculate, s.name + ": speculate");
+    SweepPolicies(bench.model->config().num_layers, !s.speculate.empty(), s.cuts);
+    ReferenceFor(bench, s);
+  }
 }
 
 std::vector<SweepRun> SweepSchedule(const std::vector<std::string>& policies, size_t prompts,

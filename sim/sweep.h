@@ -26,6 +26,14 @@ namespace splitlm::sim {
 std::vector<std::string> SweepPolicies(int layers, bool speculative,
                                        const std::vector<int>& cuts = {});
 
+// Checks every condition's hardware profiles, trace, drafter and cuts, and
+// makes its reference (ReferenceFor), before the first run, so a mistake in
+// the last condition is not found an hour into a sweep. Warns on `bench.log`
+// about weights given to a side that is not emulated. Throws Exception as
+// FindHardware, ReadTrace, device::ParseSpeculate, SweepPolicies and
+// ReferenceFor do.
+void CheckConditions(Workbench& bench, const std::vector<Settings>& conditions);
+
 // One run of a sweep: `policy` over prompts [first, last).
 struct SweepRun {
   size_t round = 0;

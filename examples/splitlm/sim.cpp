@@ -138,27 +138,6 @@ void ApplyFlags(const SimArgs& a, sim::Settings& s) {
   if (a.temperature) s.temperature = *a.temperature;
 }
 
-// Checks every profile, trace and drafter, and makes the references, before the first run.
-void Validate(sim::Workbench& bench, const std::vector<sim::Settings>& all, const Context& ctx) {
-  for (const auto& s : all) {
-    const bool device_emulated =
-        sim::FindHardware(s.device, bench.hardware_dir, "device").has_value();
-    const bool cloud_emulated = sim::FindHardware(s.cloud, bench.hardware_dir, "cloud").has_value();
-    if ((!device_emulated && s.device_weights != "model") ||
-        (!cloud_emulated && s.cloud_weights != "model")) {
-      ctx.log->warn(
-          "{}: weights of a side that is not emulated (host) change nothing: it runs the weights "
-          "as loaded",
-          s.name);
-    }
-    if (!s.trace.empty()) sim::ReadTrace(s.trace);
-    if (!s.speculate.empty()) device::ParseSpeculate(s.speculate, "--speculate");
-    sim::SweepPolicies(bench.model->config().num_layers, !s.speculate.empty(),
-                       s.cuts);  // checks the cuts
-    sim::ReferenceFor(bench, s);
-  }
-}
-
 int RunScenario(sim::Workbench& bench, const sim::Settings& s, bool json) {
   const auto& model = *bench.model;
   const int L = model.config().num_layers;
@@ -278,7 +257,7 @@ Runner AddSim(CLI::App& app) {
                       "no model: give --model DIR or model = \"DIR\" in [sim]");
     auto model = partition::Model::Open(base.model, a->weights, ctx.isa);
     sim::Workbench bench{model.get(), a->hardware_dir, ctx.log, InterruptSource().GetToken(), {}};
-    Validate(bench, conditions.empty() ? std::vector<sim::Settings>{base} : conditions, ctx);
+    sim::CheckConditions(bench, conditions.empty() ? std::vector<sim::Settings>{base} : conditions);
     std::signal(SIGINT, OnInterrupt);
     std::signal(SIGTERM, OnInterrupt);
     if (conditions.empty()) return RunScenario(bench, base, a->json);

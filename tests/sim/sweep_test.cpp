@@ -5,11 +5,15 @@
 
 #include <set>
 
+#include "partition/model.h"
 #include "scheduler/cost_model.h"
 #include "sim/scenario.h"
 #include "sim/stop_token.h"
 #include "sim/sweep.h"
 #include "sim/tally.h"
+#include "tests/common/test_util.h"
+#include "transport/error.h"
+#include "transport/null_logger.h"
 
 namespace splitlm::sim {
 namespace {
@@ -147,6 +151,56 @@ TEST(Summarize, EnergyIsTheCostModelsFormulaWithAHeaderEachWayPerRoundTrip) {
   more.wait_s *= 2;
   EXPECT_GT(Summarize("1", more, 1, plan).energy_mj_per_token,
             Summarize("1", t, 1, plan).energy_mj_per_token);
+}
+
+// The message of what `conditions` throws ("" if nothing), checking it is
+// an Exception with `code`.
+std::string CheckError(Workbench& bench, const std::vector<Settings>& conditions,
+                       Exception::Code code) {
+  try {
+    CheckConditions(bench, conditions);
+  } catch (const Exception& e) {
+    EXPECT_EQ(code, e.code()) << e.what();
+    return e.what();
+  }
+  return "";
+}
+
+TEST(CheckConditions, FindsAMistakeInAnyConditionBeforeTheFirstRun) {
+  testing::TempDir dir;
+  const auto model = partition::Model::Open(testing::MakeModel(dir.Sub("tiny")));
+  Workbench bench{model.get(), dir.path(), transport::NullLogger(), {}, {}};
+  Settings good;
+  good.name = "good";
+  good.prompts = 1;
+  good.prompt_tokens = 4;
+  good.tokens = 3;
+  EXPECT_EQ("", CheckError(bench, {good}, Exception::kInternal));
+  EXPECT_EQ(1u, bench.references.size()) << "the reference is made while checking";
+
+  Settings bad_cut = good;
+  bad_cut.name = "bad-cut";
+  bad_cut.cuts = {99};
+  EXPECT_NE("", CheckError(bench, {good, bad_cut}, Exception::kInvalidArgument));
+  Settings bad_drafter = good;
+  bad_drafter.name = "bad-drafter";
+  bad_drafter.speculate = "magic";
+  EXPECT_NE(std::string::npos, CheckError(bench, {good, bad_drafter}, Exception::kInvalidArgument)
+                                   .find("bad-drafter: speculate: unknown drafter \"magic\""));
+  Settings bad_trace = good;
+  bad_trace.name = "bad-trace";
+  bad_trace.trace = dir.Sub("no-such-trace.csv");
+  EXPECT_NE(std::string::npos,
+            CheckError(bench, {good, bad_trace}, Exception::kNotFound).find("no-such-trace.csv"));
+  Settings bad_device = good;
+  bad_device.name = "bad-device";
+  bad_device.device = "no-such-phone";
+  EXPECT_NE(std::string::npos,
+            CheckError(bench, {bad_device}, Exception::kNotFound).find("no-such-phone"));
+  Settings long_prompt = good;
+  long_prompt.name = "long-prompt";
+  long_prompt.prompt_tokens = model->config().max_context;
+  EXPECT_NE("", CheckError(bench, {long_prompt}, Exception::kInvalidArgument));
 }
 
 TEST(Percentile, NearestRank) {
