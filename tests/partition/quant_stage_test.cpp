@@ -36,6 +36,7 @@ void ExpectSplitEqualsLocal(const Model& model, const std::vector<int>& cuts, in
 
 std::vector<int> AllCuts(const Model& model) {
   std::vector<int> cuts;
+  cuts.reserve(model.config().num_layers);
   for (int k = 0; k < model.config().num_layers; ++k) cuts.push_back(k);
   return cuts;
 }
@@ -165,6 +166,7 @@ void ExpectEmbeddingHeldAsStored(const std::string& path, const std::string& wei
   auto device = StageWeights::Load(*model, StageSpec::Device(c, 0));
   Stage stage(device);
   std::vector<int32_t> ids;
+  ids.reserve(16);
   for (int i = 0; i < 16; ++i) ids.push_back(static_cast<int32_t>((i * 97 + 3) % vocab));
   std::vector<float> out(ids.size() * h);
   stage.Forward({ids.data(), nullptr, static_cast<int>(ids.size())}, out.data());
