@@ -46,6 +46,8 @@ Matrix LoadMatrix(const Model& model,
 
 size_t Bytes(const at::Tensor& t) { return t.defined() ? t.numel() * sizeof(float) : 0; }
 size_t Bytes(const Matrix& m) { return m ? m->bytes() : 0; }
+// Bytes of one row of `m` as held (rows are held uniformly).
+size_t RowBytes(const Matrix& m) { return m && m->rows() > 0 ? m->bytes() / m->rows() : 0; }
 
 const float* Data(const at::Tensor& t) { return t.defined() ? t.data_ptr<float>() : nullptr; }
 
@@ -157,7 +159,9 @@ struct StageWeights::Impl {
   StageSpec spec;
   uint64_t fingerprint = 0;
   kernels::Isa isa = kernels::Isa::Portable();  // the model's (Model::isa())
-  at::Tensor embed;
+  // The embedding table in the weight format: the head's matrix itself when
+  // the stage holds a tied head (one copy), rows looked up with Row().
+  Matrix embed;
   std::vector<LayerWeights> layers;
   at::Tensor final_norm;
   Matrix head;
@@ -262,7 +266,8 @@ std::string StageWeights::weight_formats() const {
     for (const std::string& n : names) out += (out.empty() ? "" : "/") + n;
     return out;
   };
-  std::string out;
+  // A table held apart from the head (untied, or no head in this stage).
+  std::string out = w.embed && w.embed != w.head ? "embed:" + w.embed->format() : "";
   for (size_t i = 0; i < w.layers.size();) {
     const std::string f = layer_format(w.layers[i]);
     size_t e = i + 1;
@@ -310,11 +315,15 @@ std::shared_ptr<const StageWeights> StageWeights::Load(const Model& model, const
     w.bytes += Bytes(w.final_norm) + Bytes(w.head);
   }
   if (spec.embedding) {
-    if (!(spec.head && tied)) {
-      w.embed = LoadTensor(model, "model.embed_tokens.weight", {vocab, h});
+    if (spec.head && tied) {
+      w.embed = w.head;  // one copy: rows are looked up in the packed head
+    } else {
+      // Held in the model's format as the (tied) head would be, so a device
+      // without the head holds quantised blocks, not an fp32 table.
+      w.embed = LoadMatrix(model, {{"model.embed_tokens.weight", {vocab, h}}});
       w.bytes += Bytes(w.embed);
     }
-    w.decode_bytes += h * sizeof(float);
+    w.decode_bytes += RowBytes(w.embed);
   }
 
   auto [cos, sin] = RotaryTables(c);
@@ -358,14 +367,11 @@ std::shared_ptr<const StageWeights> StageWeights::Slice(const StageSpec& spec) c
     w.decode_bytes += Bytes(w.final_norm) + Bytes(w.head);
   }
   if (spec.embedding) {
+    // When the source's table is its tied head, a slice without the head
+    // still holds (and counts) the matrix to look rows up in.
     w.embed = from.embed;
-    if (!w.embed.defined() && !spec.head) {
-      // The source kept only the packed (tied) head; a slice without the
-      // head still needs the table to look rows up in.
-      w.head = from.head;
-    }
-    w.bytes += w.embed.defined() ? Bytes(w.embed) : (spec.head ? 0 : Bytes(w.head));
-    w.decode_bytes += from.cfg.hidden_size * sizeof(float);
+    if (w.embed != w.head) w.bytes += Bytes(w.embed);
+    w.decode_bytes += RowBytes(w.embed);
   }
   return sw;
 }
@@ -538,11 +544,8 @@ void Stage::Batch::Embed() {
       row_pos[r] = stages[s]->position_ + i;
       if (inputs[s].tokens == nullptr) {
         std::memcpy(&x[r * h], inputs[s].hidden + static_cast<size_t>(i) * h, h * sizeof(float));
-      } else if (w.embed.defined()) {
-        std::memcpy(&x[r * h], Data(w.embed) + static_cast<size_t>(inputs[s].tokens[i]) * h,
-                    h * sizeof(float));
       } else {
-        w.head->Row(inputs[s].tokens[i], &x[r * h]);
+        w.embed->Row(inputs[s].tokens[i], &x[r * h]);
       }
     }
     for (int i = 0; i < inputs[s].count; i += 4) {

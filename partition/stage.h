@@ -57,13 +57,15 @@ class StageWeights {
   // Bytes of weights held.
   size_t bytes() const;
   // Bytes of weights read to decode one token (the embedding lookup reads one
-  // row): the numerator of the decode roofline.
+  // row of the table as held): the numerator of the decode roofline.
   size_t decode_bytes_per_token() const;
-  // The formats the matrices are held in (Model::weights()), by layer range,
-  // then the head's: e.g. "0-5:q4_k/q6_k 6-11:q4_k head:q6_k", or
-  // "0-11:f32 head:f32". Each entry is the set of formats of that layer's
-  // q/k/v/o/gate/up/down matrices. Norms, biases and a separate embedding
-  // table are always fp32.
+  // The formats the matrices are held in (Model::weights()): an embedding
+  // table held apart from the head (untied, or a stage without the head),
+  // then by layer range, then the head's: e.g.
+  // "embed:q4_k 0-5:q4_k/q6_k 6-11:q4_k head:q6_k", or "0-11:f32 head:f32"
+  // (tied: the head's matrix serves as the table). Each layer entry is the
+  // set of formats of that layer's q/k/v/o/gate/up/down matrices. Norms and
+  // biases are always fp32.
   std::string weight_formats() const;
 
  private:

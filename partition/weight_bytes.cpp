@@ -1,6 +1,7 @@
 #include "partition/weight_bytes.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <optional>
 
@@ -185,8 +186,8 @@ double LayerBytes(HeldCounter& held, int l) {
 // What a stage holds of the tensors of `h` stored as `types` and loaded in
 // `load_format` (weight_matrix.h): the layers' matrices as WeightMatrix
 // holds them (q/k/v stacked, gate/up stacked, o, down), their norms and
-// biases in fp32; the embedding table in fp32 (the device copies it, whatever
-// the file's type); the head's norm in fp32 and its matrix (output, or
+// biases in fp32; the embedding table as WeightMatrix holds it (as the tied
+// head would be); the head's norm in fp32 and its matrix (output, or
 // token_embd when tied) as WeightMatrix holds it. Other tensors (rope_freqs)
 // are not held as weights.
 WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int num_layers,
@@ -203,11 +204,12 @@ WeightBytes Collect(const GgufHeader& h, const std::vector<uint32_t>& types, int
   w.head = held.Vector("model.norm.weight", -1) + w.head_read;
   w.head_block_fraction = !head.types.empty() && IsBlockType(head.types[0]) ? 1 : 0;
   if (const auto e = held.Layout("model.embed_tokens.weight")) {
-    w.embed = static_cast<double>(e->rows * e->cols) * sizeof(float);
-    w.embed_row = static_cast<double>(e->cols) * sizeof(float);
+    // Held as the head would be (stage.cpp): one row is bytes / rows.
+    w.embed = static_cast<double>(held.Matrix({"model.embed_tokens.weight"}, -1).bytes);
+    w.embed_row = e->rows > 0 ? std::floor(w.embed / static_cast<double>(e->rows)) : 0;
   }
   // A stage holding a tied head and the embedding looks the rows up in the
-  // packed head and keeps no fp32 table (stage.cpp).
+  // packed head and keeps no second table (stage.cpp).
   if (tied) w.head -= w.embed;
   return w;
 }

@@ -35,16 +35,18 @@ struct WeightBytes {
   // A WeightFormatNames() entry, "gguf" (a file's own tensor types) or
   // "model" (a directory's F16/BF16 tensors as stored).
   std::string format;
-  double embed = 0;      // token_embd, held whole (in fp32) by a device without the head
-  double embed_row = 0;  // one row of it: what the embedding reads per token
+  // token_embd, held whole by a device without the head, in the load format
+  // as WeightMatrix holds it (as the tied head would be)
+  double embed = 0;
+  double embed_row = 0;  // one row of it (embed / rows): what the embedding reads per token
   // Per layer: every tensor of the layer (matrices, norms, biases).
   std::vector<double> layers;
   std::vector<double> layer_params;        // values of layer l
   std::vector<double> layer_block_params;  // of which in block (quantised) formats
   // What a stage holding the embedding adds by holding the head too:
   // output_norm + its matrix (output, or token_embd when tied); when tied the
-  // packed head replaces the fp32 embedding table, so `embed` is taken off
-  // (negative when the head is held smaller than the table). A cloud stage
+  // packed head is the embedding table (one copy), so `embed` is taken off
+  // (leaving output_norm). A cloud stage
   // holding the head without the embedding holds head + embed when tied.
   double head = 0;
   double head_read = 0;  // the matrix the head reads per token (output, or token_embd when tied)
@@ -71,7 +73,7 @@ WeightBytes WeightBytesOf(const ModelConfig& config, const std::string& format);
 // Q4_1, Q5_1, Q2_K, Q5_K and F32 widened to fp32 panels, F16/BF16 in 16
 // bits, a stack of q/k/v or gate/up widened whole if one part is; packed
 // panels of 16 rows included), norms and biases in fp32, the embedding table
-// in fp32 (the device copies it so), the head matrix (output, or token_embd
+// as WeightMatrix holds it (as the tied head would be), the head matrix (output, or token_embd
 // when tied) as WeightMatrix holds it. So the scheduler's memory and
 // bytes-per-token are a stage's, not the file's. Throws Exception(kCorrupt)
 // naming `path` for a tensor of a layer >= num_layers.

@@ -30,9 +30,9 @@ namespace splitlm::partition {
 // "q4_k_m" (llama.cpp's Q4_K_M choice for a llama-shaped model: Q6_K for
 // the LM head and for v_proj and down_proj in the first and last eighth of
 // the layers and every third between, Q4_K for the other matrices).
-// Matrices are the q/k/v/o/gate/up/down projections and the LM head (or the
-// tied embedding serving as head); norms, biases and an untied embedding
-// table stay fp32.
+// Matrices are the q/k/v/o/gate/up/down projections, the LM head and the
+// embedding table, tied or not (a stage looks its rows up with Row(); under
+// q4_k_m it is Q6_K like the head); norms and biases stay fp32.
 // Throws Exception(kInvalidArgument) naming the value and the accepted ones.
 void CheckWeightFormat(const std::string& format);
 // The accepted values of CheckWeightFormat, comma-separated.

@@ -20,7 +20,7 @@ TEST(ResidentCli, ReportsADeviceStagesMemory) {
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(2, j["cut"]);
   EXPECT_EQ(5, j["layers"]);
-  EXPECT_EQ("0-1:f32", j["held"]);
+  EXPECT_EQ("embed:f32 0-1:f32", j["held"]);
   EXPECT_GT(j["stage_bytes"].get<double>(), 0);
   EXPECT_EQ(0, j["file_mapped_rss"]);  // released once copied
   EXPECT_GE(j["rss"].get<double>(), j["rss_after_open"].get<double>());

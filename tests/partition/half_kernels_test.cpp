@@ -203,8 +203,8 @@ TEST_F(HalfKernels, WeightMatrixHoldsTwoBytesPerWeight) {
   EXPECT_EQ(16u * 64 * 2, rounded->bytes());
 }
 
-// stories260K-f32.gguf with every matrix written as F16 (the embedding table
-// stays F32: `--weights f16` rounds matrices only).
+// stories260K-f32.gguf with every matrix, the embedding table included,
+// written as F16 (as `--weights f16` rounds them).
 std::string WriteF16Copy(const std::string& src, const std::string& dst) {
   auto in = GgufFile::Open(src);
   GgufWriter w(dst);
@@ -212,7 +212,7 @@ std::string WriteF16Copy(const std::string& src, const std::string& dst) {
     w.AddKeyValue(key, in->header().metadata.at(key));
   std::vector<std::vector<uint8_t>> data;
   for (const GgufTensor& t : in->header().tensors) {
-    const bool matrix = t.dims.size() == 2 && t.name != "token_embd.weight";
+    const bool matrix = t.dims.size() == 2;
     w.AddTensor(t.name, t.dims, matrix ? T(GgmlType::kF16) : t.type);
     std::vector<uint8_t> bytes(in->data(t), in->data(t) + t.bytes);
     if (matrix) {
@@ -238,8 +238,8 @@ TEST_F(HalfKernels, AnF16GgufSplitsExactlyAndComputesAsItsWidenedCopy) {
   const ModelConfig& c = half->config();
   auto all = StageWeights::Load(*half, StageSpec::Device(c, c.num_layers));
   auto all32 = StageWeights::Load(*widened, StageSpec::Device(c, c.num_layers));
-  EXPECT_EQ("0-4:f16 head:f16", all->weight_formats());
-  EXPECT_EQ("0-4:f32 head:f32", all32->weight_formats());
+  EXPECT_EQ("embed:f16 0-4:f16 head:f16", all->weight_formats());
+  EXPECT_EQ("embed:f32 0-4:f32 head:f32", all32->weight_formats());
   EXPECT_LT(all->decode_bytes_per_token(), 0.6 * all32->decode_bytes_per_token());
   const auto prompt = testing::Prompt(6, c.vocab_size);
   const auto want = testing::RunChain(*widened, c.num_layers, prompt, 8);

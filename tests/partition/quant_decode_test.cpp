@@ -334,10 +334,11 @@ TEST_F(QuantDecodeModel, EveryTypeOfAMixedFileComputesAsTheBlocksOrFloatsItIsHel
   auto all = StageWeights::Load(*mixed, StageSpec::Device(c, c.num_layers));
   // Q5_0/IQ4_NL held as Q8_0, Q3_K as Q6_K, F16/BF16 in 16 bits; Q4_1, Q5_1,
   // Q2_K and Q5_K widened (their matrix goes fp32 whole).
-  EXPECT_EQ("0:f32/q6_k/q8_0 1:f32 2:bf16/f16/f32 3:f32 head:q8_0", all->weight_formats());
+  EXPECT_EQ("embed:f32 0:f32/q6_k/q8_0 1:f32 2:bf16/f16/f32 3:f32 head:q8_0",
+            all->weight_formats());
   const auto prompt = testing::Prompt(7, c.vocab_size);
   // (The copy holds F16/BF16 as F32: widening is exact, so the logits agree.)
-  EXPECT_EQ("0:f32/q6_k/q8_0 1-3:f32 head:q8_0",
+  EXPECT_EQ("embed:f32 0:f32/q6_k/q8_0 1-3:f32 head:q8_0",
             StageWeights::Load(*held, StageSpec::Device(c, c.num_layers))->weight_formats());
   const auto want = testing::RunChain(*held, c.num_layers, prompt, 3);
   EXPECT_EQ(want, testing::RunChain(*mixed, c.num_layers, prompt, 3));
@@ -371,8 +372,12 @@ TEST_F(QuantDecodeModel, PlannedBytesAreTheBytesTheStagesHold) {
       EXPECT_EQ(static_cast<double>(SliceBytes(*all, l, l + 1, false, false)), w.layers[l])
           << "layer " << l;
     }
-    // The device's embedding table (fp32), the cloud's head (norm + matrix).
+    // The device's embedding table (held as the head would be) and the row it
+    // reads per token, the cloud's head (norm + matrix).
     EXPECT_EQ(static_cast<double>(SliceBytes(*all, 0, 0, true, false)), w.embed);
+    StageSpec embed_only;
+    embed_only.embedding = true;
+    EXPECT_EQ(static_cast<double>(all->Slice(embed_only)->decode_bytes_per_token()), w.embed_row);
     EXPECT_EQ(static_cast<double>(SliceBytes(*all, c.num_layers, c.num_layers, false, true)),
               w.head);
     EXPECT_EQ(static_cast<double>(all->Slice(StageSpec::Cloud(c, 1))->bytes()),

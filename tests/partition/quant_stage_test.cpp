@@ -5,11 +5,13 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "partition/kernels.h"
 #include "partition/model.h"
 #include "partition/stage.h"
+#include "partition/tensor_f32.h"
 #include "tests/common/stage_chain.h"
 #include "tests/common/test_util.h"
 #include "transport/error.h"
@@ -34,6 +36,7 @@ void ExpectSplitEqualsLocal(const Model& model, const std::vector<int>& cuts, in
 
 std::vector<int> AllCuts(const Model& model) {
   std::vector<int> cuts;
+  cuts.reserve(model.config().num_layers);
   for (int k = 0; k < model.config().num_layers; ++k) cuts.push_back(k);
   return cuts;
 }
@@ -52,12 +55,13 @@ TEST_F(QuantStage, QuantisedAtLoadSplitEqualsLocalAtEveryCut) {
     // The tiny model's down_proj rows (172 values) are not whole blocks.
     auto all =
         StageWeights::Load(*model, StageSpec::Device(model->config(), model->config().num_layers));
-    EXPECT_EQ(all->weight_formats(), std::string("0-3:f32/") + fmt + " head:" + fmt);
+    EXPECT_EQ(all->weight_formats(),
+              std::string("embed:") + fmt + " 0-3:f32/" + fmt + " head:" + fmt);
     // The quantised model reads fewer bytes per token than fp32.
     auto f32 = Model::Open(path, "f32");
     auto f32_all =
         StageWeights::Load(*f32, StageSpec::Device(f32->config(), f32->config().num_layers));
-    EXPECT_EQ(f32_all->weight_formats(), "0-3:f32 head:f32");
+    EXPECT_EQ(f32_all->weight_formats(), "embed:f32 0-3:f32 head:f32");
     EXPECT_LT(all->decode_bytes_per_token(), f32_all->decode_bytes_per_token());
     // Other weights, other logits.
     EXPECT_NE(RunChain(*model, 2, Prompt(5, 256), 0), RunChain(*f32, 2, Prompt(5, 256), 0));
@@ -72,9 +76,9 @@ TEST_F(QuantStage, KQuantsBatchesAndEveryIsaAgree) {
   const ModelConfig& c = model->config();
   auto all = StageWeights::Load(*model, StageSpec::Device(c, c.num_layers));
   // down_proj (704 values a row) stays fp32; v_proj is Q6_K in layers 0, 3,
-  // 6 and 7, Q4_K elsewhere; the head Q6_K.
+  // 6 and 7, Q4_K elsewhere; the head and the (untied) table Q6_K.
   EXPECT_EQ(all->weight_formats(),
-            "0:f32/q4_k/q6_k 1-2:f32/q4_k 3:f32/q4_k/q6_k 4-5:f32/q4_k "
+            "embed:q6_k 0:f32/q4_k/q6_k 1-2:f32/q4_k 3:f32/q4_k/q6_k 4-5:f32/q4_k "
             "6-7:f32/q4_k/q6_k head:q6_k");
   ExpectSplitEqualsLocal(*model, {0, 3, 7}, 4);
 
@@ -145,6 +149,62 @@ TEST_F(QuantStage, SynthkQ4_0HeldQuantisedSplitsExactly) {
 TEST_F(QuantStage, SynthkQ4_K_MHeldQuantisedSplitsExactly) {
   REQUIRE_SHARED(path, "gguf/synthk-q4_k_m.gguf");
   ExpectInt8SplitsExactly(path, "q4_k");
+}
+
+// The embedding table is held in the model's format (as the head would be):
+// a device without the head holds the file's blocks, not an fp32 table, and
+// its rows decode to the floats the file's dequantisation gives, bit for bit
+// (the device's output at cut 0 is the embedding rows), so split == local.
+void ExpectEmbeddingHeldAsStored(const std::string& path, const std::string& weights,
+                                 bool quantised) {
+  SCOPED_TRACE(path + " weights \"" + weights + "\"");
+  auto model = Model::Open(path, weights);
+  const ModelConfig& c = model->config();
+  const int64_t h = c.hidden_size, vocab = c.vocab_size;
+  std::vector<float> table(static_cast<size_t>(vocab * h));
+  TensorToF32(model->Tensor("model.embed_tokens.weight", {vocab, h}), table.data());
+  auto device = StageWeights::Load(*model, StageSpec::Device(c, 0));
+  Stage stage(device);
+  std::vector<int32_t> ids;
+  ids.reserve(16);
+  for (int i = 0; i < 16; ++i) ids.push_back(static_cast<int32_t>((i * 97 + 3) % vocab));
+  std::vector<float> out(ids.size() * h);
+  stage.Forward({ids.data(), nullptr, static_cast<int>(ids.size())}, out.data());
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_EQ(0,
+              std::memcmp(&out[i * h], &table[static_cast<size_t>(ids[i]) * h], h * sizeof(float)))
+        << "token " << ids[i];
+  }
+  ExpectSplitEqualsLocal(*model, {0, 1}, 4);
+  if (!quantised) return;
+  // Fewer bytes than the fp32 table: the blocks as stored.
+  EXPECT_LT(device->bytes(), table.size() * sizeof(float)) << device->weight_formats();
+  EXPECT_LT(device->decode_bytes_per_token(), h * sizeof(float));
+}
+
+TEST_F(QuantStage, EmbeddingIsHeldInTheModelsFormatAndDecodesAsTheFile) {
+  REQUIRE_SHARED(f32, "gguf/synthk-f32.gguf");
+  for (const char* name : {"synthk-q8_0.gguf", "synthk-q4_0.gguf", "synthk-q4_k_m.gguf"})
+    ExpectEmbeddingHeldAsStored(testing::SharedPath(std::string("gguf/") + name), "", true);
+  ExpectEmbeddingHeldAsStored(f32, "", false);
+  ExpectEmbeddingHeldAsStored(f32, "f32", false);
+}
+
+// --weights quantises the table like every other matrix: the device at cut 1
+// holds less than the fp32 table alone, and still splits exactly.
+TEST_F(QuantStage, EmbeddingIsQuantisedAtLoadWithTheOtherMatrices) {
+  const std::string path = MakeModel(dir_.Sub("tiny"));
+  auto f32 = Model::Open(path, "f32");
+  auto q8 = Model::Open(path, "q8_0");
+  const ModelConfig& c = q8->config();
+  auto device = StageWeights::Load(*q8, StageSpec::Device(c, 1));
+  auto layer = StageWeights::Load(*q8, StageSpec::Range(c, 0, 1));
+  const size_t table = static_cast<size_t>(c.vocab_size) * c.hidden_size * sizeof(float);
+  EXPECT_LT(device->bytes() - layer->bytes(), table / 3);
+  EXPECT_EQ(0u, device->weight_formats().rfind("embed:q8_0 ", 0)) << device->weight_formats();
+  EXPECT_LT(StageWeights::Load(*q8, StageSpec::Device(c, 0))->decode_bytes_per_token(),
+            StageWeights::Load(*f32, StageSpec::Device(c, 0))->decode_bytes_per_token());
+  ExpectSplitEqualsLocal(*q8, AllCuts(*q8), 6);
 }
 
 }  // namespace

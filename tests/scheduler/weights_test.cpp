@@ -60,9 +60,10 @@ TEST(WeightBytesTest, EveryLayerHoldsItsMatricesInTheFormatAndItsNormsInF32) {
     const auto w = WeightBytesOf(Synthk(), format);
     ASSERT_EQ(4u, w.layers.size());
     for (double bytes : w.layers) EXPECT_DOUBLE_EQ(kMatrixValues * per_value + kNormBytes, bytes);
-    // The device copies the embedding table in fp32, whatever the format.
-    EXPECT_DOUBLE_EQ(kTable * 4, w.embed);
-    EXPECT_DOUBLE_EQ(256 * 4, w.embed_row);
+    // The device holds the embedding table in the format (token_embd as
+    // llama-quantize writes it: the format's type) and reads one row a token.
+    EXPECT_DOUBLE_EQ(kTable * per_value, w.embed);
+    EXPECT_DOUBLE_EQ(256 * per_value, w.embed_row);
     // llama-quantize gives the output matrix Q6_K for Q4_0 (and keeps Q8_0 for Q8_0).
     EXPECT_DOUBLE_EQ(kTable * (format == "q4_0" ? 210.0 / 256 : per_value), w.head_read);
     // Every value but the norms' is in a block format for the q types.
@@ -81,7 +82,7 @@ TEST(WeightBytesTest, Q4KMGivesAttnVAndFfnDownQ6KInTheLayersLlamaCppPicks) {
   EXPECT_DOUBLE_EQ(q4k, w.layers[1]);
   EXPECT_DOUBLE_EQ(more, w.layers[2]);
   EXPECT_DOUBLE_EQ(more, w.layers[3]);
-  EXPECT_DOUBLE_EQ(kTable * 4, w.embed);  // token_embd (Q4_K in the file): fp32 on the device
+  EXPECT_DOUBLE_EQ(kTable * 148 / 256, w.embed);      // token_embd: Q4_K in the file, held so
   EXPECT_DOUBLE_EQ(kTable * 210 / 256, w.head_read);  // output: Q6_K
 }
 
