@@ -542,7 +542,7 @@ void Stage::Batch::Embed() {
     for (int i = 0; i < inputs[s].count; ++i, ++r) {
       row_stage[r] = static_cast<int>(s);
       row_pos[r] = stages[s]->position_ + i;
-      if (inputs[s].tokens == nullptr) {
+      if (!w.spec.embedding) {
         std::memcpy(&x[r * h], inputs[s].hidden + static_cast<size_t>(i) * h, h * sizeof(float));
       } else {
         w.embed->Row(inputs[s].tokens[i], &x[r * h]);

@@ -195,20 +195,21 @@ ComputeProfile ComputeProfile::Scaled(double factor) const {
 
 namespace {
 
-// Bytes of the embedding, the head, a layer and its KV entry, and the
-// weight format they are held in.
-void FillSizes(const partition::Model& model, const partition::StageWeights& all,
-               ComputeProfile& p) {
+// Bytes of the embedding, the head, each layer and its KV entry, and the
+// weight format they are held in, as the planning arithmetic counts them
+// (partition::WeightBytes, equal to what the stages hold): the head is what a
+// stage holding the embedding adds by holding it too, so a tied table is
+// counted once. A property of the model as opened, not of a measurement: a
+// cached profile gets them anew (they change when the held formats do).
+void FillSizes(const partition::Model& model, ComputeProfile& p) {
   const auto& c = model.config();
+  const partition::WeightBytes w = partition::ModelWeightBytes(model, "model");
   p.kv_bytes_per_position_per_layer = 2.0 * c.num_kv_heads * c.head_dim * sizeof(float);
-  p.embed_bytes = static_cast<double>(all.Slice(partition::StageSpec::Device(c, 0))->bytes());
-  p.head_bytes =
-      static_cast<double>(all.Slice(partition::StageSpec::Cloud(c, c.num_layers))->bytes());
-  partition::StageSpec spec = partition::StageSpec::Range(c, 0, 1);
-  spec.embedding = spec.head = false;
-  p.layer_bytes = static_cast<double>(all.Slice(spec)->bytes());
+  p.embed_bytes = w.embed;
+  p.head_bytes = w.head;
+  p.layer_weight_bytes = w.layers;
+  p.layer_bytes = w.layers.empty() ? 0 : w.layers[0];
   p.weights = HeldFormat(model, p.layer_bytes);
-  p.layer_weight_bytes.assign(static_cast<size_t>(c.num_layers), p.layer_bytes);
 }
 
 // Times the parts of whole-model runs: each part's median over the repeats.
@@ -286,7 +287,7 @@ ComputeProfile MeasureProfile(const partition::Model& model, const ProfileOption
     if (options.progress) options.progress(s);
   };
   auto all = partition::StageWeights::Load(model, partition::StageSpec::Device(c, c.num_layers));
-  FillSizes(model, *all, p);
+  FillSizes(model, p);
   partition::Stage stage(all);
   PartTimer timer(stage, c, options.repeats);
   const int kSteps = 8;
@@ -316,6 +317,7 @@ ComputeProfile LoadOrMeasureProfile(const partition::Model& model, const std::st
     ComputeProfile p = ComputeProfile::FromJson(
         transport::ReadTextFileOrThrow(path, transport::kMaxListBytes), path);
     if (p.model_fingerprint == model.fingerprint() && p.hardware == HardwareId(options.threads)) {
+      FillSizes(model, p);
       if (measured) *measured = false;
       return p;
     }

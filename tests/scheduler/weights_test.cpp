@@ -5,15 +5,18 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <fstream>
 #include <map>
 #include <numeric>
 
 #include "partition/gguf.h"
 #include "partition/mapped_file.h"
 #include "partition/model.h"
+#include "partition/stage.h"
 #include "partition/weight_bytes.h"
 #include "scheduler/cost_model.h"
 #include "scheduler/hardware.h"
+#include "scheduler/profile.h"
 #include "scheduler/weights.h"
 #include "tests/common/test_util.h"
 #include "tests/scheduler/synthetic_profiles.h"
@@ -271,6 +274,42 @@ TEST(ProfileWeightsTest, JsonKeepsTheFormatAndOldProfilesReadAsF32) {
   EXPECT_DOUBLE_EQ(2 * p.layer_bytes, legacy.HeldLayerBytes(0, 2));
   old["layer_weight_bytes"] = {1.0};
   EXPECT_THROW(ComputeProfile::FromJson(old.dump(), "bad.json"), std::runtime_error);
+}
+
+// A profile's memory figures are those of the stages it describes: a tied
+// table counted once (embedding + layers + head = the whole device stage),
+// and a cached profile gets them anew from the model as opened (they follow
+// the held formats, not the measurement).
+TEST(ProfileWeightsTest, AMeasuredOrCachedProfileCountsWhatTheStagesHold) {
+  REQUIRE_SHARED(stories, "models/stories260K");  // tied, as most small models are
+  testing::TempDir dir;
+  for (const std::string weights : {"", "q8_0"}) {
+    SCOPED_TRACE("weights \"" + weights + "\"");
+    const auto model = partition::Model::Open(stories, weights);
+    const auto& c = model->config();
+    ProfileOptions options;
+    options.repeats = 1;
+    const std::string path = dir.Sub("profile-" + weights + ".json");
+    const ComputeProfile measured = LoadOrMeasureProfile(*model, path, options);
+    const auto whole =
+        partition::StageWeights::Load(*model, partition::StageSpec::Device(c, c.num_layers));
+    const auto device = partition::StageWeights::Load(*model, partition::StageSpec::Device(c, 1));
+    EXPECT_EQ(
+        static_cast<double>(whole->bytes()),
+        measured.embed_bytes + measured.HeldLayerBytes(0, c.num_layers) + measured.head_bytes);
+    EXPECT_EQ(static_cast<double>(device->bytes()),
+              measured.embed_bytes + measured.HeldLayerBytes(0, 1));
+    // A cache written with other figures (an older version's) is corrected.
+    nlohmann::json stale = nlohmann::json::parse(measured.ToJson());
+    stale["embed_bytes"] = 1;
+    stale["head_bytes"] = 1;
+    std::ofstream(path, std::ios::trunc) << stale.dump();
+    bool was_measured = true;
+    const ComputeProfile cached = LoadOrMeasureProfile(*model, path, options, &was_measured);
+    EXPECT_FALSE(was_measured) << "the cache matched the model and the hardware";
+    EXPECT_EQ(measured.embed_bytes, cached.embed_bytes);
+    EXPECT_EQ(measured.head_bytes, cached.head_bytes);
+  }
 }
 
 }  // namespace
