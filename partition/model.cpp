@@ -124,9 +124,12 @@ std::unique_ptr<Model> Model::Open(const std::string& path, const std::string& w
   m->weights_ = weights;
   m->isa_ = isa;
   // Weights converted at load are other weights than the file's (f32 is the
-  // file's values), so the fingerprint says which; the identity stays.
+  // file's values), so the fingerprint says which; the identity stays. Since
+  // 2026-11-26 the embedding table is converted too (it was kept in fp32):
+  // "/embedding-1" keeps a cache keyed by the earlier fingerprint from
+  // being taken for this one.
   if (!weights.empty() && weights != "f32") {
-    const std::string tag = "weights:" + weights;
+    const std::string tag = "weights:" + weights + "/embedding-1";
     m->fingerprint_ = Fnv1a64(tag.data(), tag.size(), m->fingerprint_);
     m->weight_formats_ = weights + " (at load)";
   }
