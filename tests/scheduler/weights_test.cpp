@@ -282,7 +282,7 @@ TEST(ProfileWeightsTest, JsonKeepsTheFormatAndOldProfilesReadAsF32) {
 // the held formats, not the measurement).
 TEST(ProfileWeightsTest, AMeasuredOrCachedProfileCountsWhatTheStagesHold) {
   REQUIRE_SHARED(stories, "models/stories260K");  // tied, as most small models are
-  testing::TempDir dir;
+  splitlm::testing::TempDir dir;
   for (const std::string weights : {"", "q8_0"}) {
     SCOPED_TRACE("weights \"" + weights + "\"");
     const auto model = partition::Model::Open(stories, weights);
