@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,7 @@ namespace splitlm::partition::kernels {
   bool Quant8MatMulEntry(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq,     \
                          const float* xd, const int32_t* xs, int n, float* y, int ldy,             \
                          const float* bias, int p0, int p1);                                       \
+  void QuantizeActsEntry(const float* x, int k, int block, int8_t* q, float* d, int32_t* s16);     \
   void HalfMatMulEntry(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n,     \
                        float* y, int ldy, const float* bias, int p0, int p1);                      \
   int HalfTileInputsEntry();                                                                       \
@@ -56,7 +58,8 @@ SPLITLM_DECLARE_ISA(neondot)
 #define SPLITLM_ISA_TABLE(label, ns, quant8)                                                      \
   IsaTable {                                                                                      \
     label, ns::MatMulEntry, ns::DotEntry, ns::ReadSumEntry, ns::TileInputsEntry, ns::AttendEntry, \
-        ns::QuantMatMulEntry, quant8, ns::HalfMatMulEntry, ns::HalfTileInputsEntry                \
+        ns::QuantMatMulEntry, quant8, ns::QuantizeActsEntry, ns::HalfMatMulEntry,                 \
+        ns::HalfTileInputsEntry                                                                   \
   }
 
 namespace {
@@ -163,8 +166,27 @@ void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
     fn(ctx, 0, n);
     return;
   }
-  at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
-    fn(ctx, static_cast<int>(b), static_cast<int>(e));
+  // Up to kPiecesPerThread pieces per thread, each thread taking the next
+  // piece when it is done with one: a thread whose core is slower (busy with
+  // another process, or later to wake) takes fewer, where halves fixed in
+  // advance would keep the other waiting. Which thread computes a piece never
+  // changes what it computes.
+  constexpr int kPiecesPerThread = 4;
+  const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+  const int pieces = std::min((n + grain - 1) / grain, threads * kPiecesPerThread);
+  if (threads <= 1 || pieces <= threads) {
+    at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
+      fn(ctx, static_cast<int>(b), static_cast<int>(e));
+    });
+    return;
+  }
+  std::atomic<int> next{0};
+  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int p = next.fetch_add(1, std::memory_order_relaxed); p < pieces;
+         p = next.fetch_add(1, std::memory_order_relaxed)) {
+      fn(ctx, static_cast<int>(static_cast<int64_t>(n) * p / pieces),
+         static_cast<int>(static_cast<int64_t>(n) * (p + 1) / pieces));
+    }
   });
 }
 
@@ -243,7 +265,7 @@ void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int
     ParallelFor(n, std::max(1, 16384 / k), [&](int b, int e) {
       for (int i = b; i < e; ++i) {
         const size_t r = static_cast<size_t>(i);
-        QuantizeActivations(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
+        isa.quantize_acts(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
       }
     });
     ParallelFor(panels, grain, [&](int b, int e) {
@@ -256,6 +278,11 @@ void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int
   ParallelFor(panels, grain, [&](int b, int e) {
     isa.quant_matmul(type, packed, m, k, xp, n, y, ldy, bias, b, e);
   });
+}
+
+void QuantizeActivations(Isa isa, const float* x, int k, int block, int8_t* q, float* d,
+                         int32_t* s16) {
+  isa.table().quantize_acts(x, k, block, q, d, s16);
 }
 
 float ReadSum(Isa isa, const float* p, size_t n) { return isa.table().read_sum(p, n); }

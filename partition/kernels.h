@@ -100,7 +100,8 @@ void Attend(Isa isa, const float* const* q, int nq, const float* kt, int stride,
             const int* t, int hd, float scale, float* const* scores, float* const* out);
 
 // Runs fn(begin, end) over [0, n) on the LibTorch intra-op thread pool, in
-// chunks of at least `grain`.
+// chunks of at least `grain` that the threads take in turn (which thread
+// runs a chunk varies: fn must not depend on it).
 void ParallelFor(int n, int grain, void (*fn)(void* ctx, int begin, int end), void* ctx);
 
 template <typename F>

@@ -82,5 +82,8 @@ void QuantMatMul(Isa isa, uint32_t ggml_type, const uint8_t* packed, int m, int 
 // sum of the codes of values 16t .. 16t + 15. q: [k], d: [k / block],
 // s16: [k / 16].
 void QuantizeActivations(const float* x, int k, int block, int8_t* q, float* d, int32_t* s16);
+// The same bits, with `isa`'s vectors (what QuantMatMul runs).
+void QuantizeActivations(Isa isa, const float* x, int k, int block, int8_t* q, float* d,
+                         int32_t* s16);
 
 }  // namespace splitlm::partition::kernels

@@ -27,6 +27,8 @@ struct IsaTable {
   bool (*quant8_matmul)(uint32_t type, const uint8_t* packed, int m, int k, const int8_t* xq,
                         const float* xd, const int32_t* xs, int n, float* y, int ldy,
                         const float* bias, int p0, int p1);
+  // QuantizeActivations, the same bits (vectorised where it can be).
+  void (*quantize_acts)(const float* x, int k, int block, int8_t* q, float* d, int32_t* s16);
   // HalfMatMul's panels [p0, p1) (bf16 false: F16); x packed in groups of
   // half_tile_inputs() inputs.
   void (*half_matmul)(bool bf16, const uint16_t* packed, int m, int k, const float* x, int n,

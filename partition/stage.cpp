@@ -131,6 +131,10 @@ RotaryTables(const ModelConfig& c) {
 
 // Rows per task for row-wise work (norms, rotary, activation).
 constexpr int kRowGrain = 8;
+// Values of a row's gated activation per task.
+constexpr int kActChunk = 256;
+// Pieces per task of the loops by row and head or row and chunk.
+constexpr int kPieceGrain = 2;
 
 // Keys are stored transposed, one row per dimension; padding the row keeps
 // the rows of a head off the same cache sets when capacity is a power of 2.
@@ -380,7 +384,6 @@ Stage::Stage(std::shared_ptr<const StageWeights> weights, int max_context)
     : weights_(std::move(weights)) {
   const ModelConfig& c = weights_->config();
   max_context_ = max_context > 0 ? std::min(max_context, c.max_context) : c.max_context;
-  kv_.resize(2 * (weights_->spec().end - weights_->spec().begin));
 }
 
 Stage::~Stage() = default;
@@ -393,35 +396,50 @@ size_t Stage::OutputSize(int count) const {
                      : static_cast<size_t>(count) * c.hidden_size;
 }
 
-size_t Stage::kv_bytes() const {
-  size_t n = 0;
-  for (const auto& v : kv_) n += v.capacity() * sizeof(float);
-  return n;
+size_t Stage::kv_bytes() const { return kv_.capacity() * sizeof(float); }
+
+namespace {
+
+// Floats of one layer's keys and of its values at `capacity` positions.
+size_t KeyFloats(const ModelConfig& c, int capacity) {
+  return static_cast<size_t>(c.num_kv_heads) * c.head_dim * KeyStride(capacity);
 }
+size_t ValueFloats(const ModelConfig& c, int capacity) {
+  return static_cast<size_t>(c.num_kv_heads) * capacity * c.head_dim;
+}
+
+}  // namespace
+
+float* Stage::Keys(size_t l) {
+  const ModelConfig& c = weights_->config();
+  return kv_.data() + l * (KeyFloats(c, capacity_) + ValueFloats(c, capacity_));
+}
+
+float* Stage::Values(size_t l) { return Keys(l) + KeyFloats(weights_->config(), capacity_); }
 
 void Stage::Reserve(int positions) {
   if (positions <= capacity_) return;
   const ModelConfig& c = weights_->config();
-  int cap =
+  const int cap =
       std::max({positions, std::min(max_context_, capacity_ * 2), std::min(max_context_, 64)});
-  const size_t hd = c.head_dim;
-  for (size_t i = 0; i < kv_.size(); ++i) {
-    std::vector<float> n(static_cast<size_t>(c.num_kv_heads) * cap * hd);
-    const std::vector<float>& old = kv_[i];
-    if (i % 2 == 0) {  // keys: [kv_heads][head_dim][KeyStride(capacity)]
-      n.resize(static_cast<size_t>(c.num_kv_heads) * hd * KeyStride(cap));
-      for (size_t row = 0; row < c.num_kv_heads * hd; ++row) {
-        std::memcpy(&n[row * KeyStride(cap)], &old[row * KeyStride(capacity_)],
-                    static_cast<size_t>(position_) * sizeof(float));
-      }
-    } else {  // values: [kv_heads][capacity][head_dim]
-      for (int g = 0; g < c.num_kv_heads; ++g) {
-        std::memcpy(&n[g * cap * hd], &old[g * capacity_ * hd],
-                    static_cast<size_t>(position_) * hd * sizeof(float));
-      }
+  const size_t layers = weights_->spec().end - weights_->spec().begin;
+  const size_t hd = c.head_dim, kf = KeyFloats(c, cap), layer = kf + ValueFloats(c, cap);
+  HugePageVector<float> n(layers * layer);
+  for (size_t l = 0; capacity_ > 0 && l < layers; ++l) {
+    const float* keys = Keys(l);
+    const float* values = Values(l);
+    float* nk = &n[l * layer];
+    float* nv = nk + kf;
+    for (size_t row = 0; row < c.num_kv_heads * hd; ++row) {
+      std::memcpy(&nk[row * KeyStride(cap)], &keys[row * KeyStride(capacity_)],
+                  static_cast<size_t>(position_) * sizeof(float));
     }
-    kv_[i].swap(n);
+    for (int g = 0; g < c.num_kv_heads; ++g) {
+      std::memcpy(&nv[g * cap * hd], &values[g * capacity_ * hd],
+                  static_cast<size_t>(position_) * hd * sizeof(float));
+    }
   }
+  kv_.swap(n);
   capacity_ = cap;
 }
 
@@ -492,7 +510,7 @@ struct Stage::Batch {
 
  private:
   void ValidateTokens(const StageInput& in) const;
-  void RopeAndCache(size_t l, int r);
+  void RopeAndCache(size_t l, int r, int g);
   void AttendBlocks(size_t l);
 };
 
@@ -562,23 +580,23 @@ void Stage::Batch::Embed() {
   act.resize(rows * inter);
 }
 
-// Row r's rotary embedding, and its keys and values into its sequence's cache.
-void Stage::Batch::RopeAndCache(size_t l, int r) {
+// Row r's rotary embedding of KV head g and of its query heads, and its key
+// and value of head g into its sequence's cache.
+void Stage::Batch::RopeAndCache(size_t l, int r, int g) {
   Stage& st = *stages[row_stage[r]];
   float* q = &qkv[static_cast<size_t>(r) * qkvd];
   float* k = q + qd;
   const float* v = k + kvd;
   const float* cs = &(*w.cos)[static_cast<size_t>(row_pos[r]) * hd];
   const float* sn = &(*w.sin)[static_cast<size_t>(row_pos[r]) * hd];
-  for (int hh = 0; hh < nh; ++hh) Rope(q + hh * hd, cs, sn, hd);
+  const int group = nh / nkv;
+  for (int hh = g * group; hh < (g + 1) * group; ++hh) Rope(q + hh * hd, cs, sn, hd);
+  Rope(k + g * hd, cs, sn, hd);
   const size_t ks = KeyStride(st.capacity_);
-  for (int g = 0; g < nkv; ++g) {
-    Rope(k + g * hd, cs, sn, hd);
-    float* kt = &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks + row_pos[r]];
-    for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
-    std::memcpy(&st.kv_[2 * l + 1][(static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd],
-                v + g * hd, hd * sizeof(float));
-  }
+  float* kt = st.Keys(l) + static_cast<size_t>(g) * hd * ks + row_pos[r];
+  for (int d = 0; d < hd; ++d) kt[static_cast<size_t>(d) * ks] = k[g * hd + d];
+  std::memcpy(st.Values(l) + (static_cast<size_t>(g) * st.capacity_ + row_pos[r]) * hd, v + g * hd,
+              hd * sizeof(float));
 }
 
 // Queries of one sequence go in blocks of up to four consecutive rows that
@@ -592,7 +610,7 @@ void Stage::Batch::AttendBlocks(size_t l) {
       const int a = u / nh, hh = u % nh, g = hh / group;
       for (int bi : {a, nb - 1 - a}) {
         const auto [r0, nq] = blocks[bi];
-        const Stage& st = *stages[row_stage[r0]];
+        Stage& st = *stages[row_stage[r0]];
         const float* q[4];
         float* out[4];
         float* sc[4];
@@ -608,8 +626,8 @@ void Stage::Batch::AttendBlocks(size_t l) {
         }
         const size_t ks = KeyStride(st.capacity_);
         kernels::Attend(
-            w.isa, q, nq, &st.kv_[2 * l][static_cast<size_t>(g) * hd * ks], static_cast<int>(ks),
-            &st.kv_[2 * l + 1][static_cast<size_t>(g) * st.capacity_ * hd], t, hd, scale, sc, out);
+            w.isa, q, nq, st.Keys(l) + static_cast<size_t>(g) * hd * ks, static_cast<int>(ks),
+            st.Values(l) + static_cast<size_t>(g) * st.capacity_ * hd, t, hd, scale, sc, out);
         if (bi == nb - 1 - bi) break;
       }
     }
@@ -623,8 +641,10 @@ void Stage::Batch::Attention(size_t l) {
     for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.in_norm), h, eps, &xn[r * h]);
   });
   lw.qkv->Apply(xn.data(), total, qkv.data(), Data(lw.qkv_bias));
-  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-    for (int r = b; r < e; ++r) RopeAndCache(l, r);
+  // By KV head too, so that one token's cache writes (a strided column of
+  // keys per head) go on every thread.
+  kernels::ParallelFor(total * nkv, kPieceGrain, [&](int b, int e) {
+    for (int u = b; u < e; ++u) RopeAndCache(l, u / nkv, u % nkv);
   });
   AttendBlocks(l);
   lw.o->Apply(attn.data(), total, tmp.data());
@@ -638,12 +658,16 @@ void Stage::Batch::Mlp(size_t l) {
     for (int r = b; r < e; ++r) RmsNorm(w.isa, &x[r * h], Data(lw.post_norm), h, eps, &xn[r * h]);
   });
   lw.gate_up->Apply(xn.data(), total, gu.data());
-  kernels::ParallelFor(total, kRowGrain, [&](int b, int e) {
-    for (int r = b; r < e; ++r) {
-      const float* g = &gu[static_cast<size_t>(r) * 2 * inter];
+  // In chunks of a row, so that one token's activation runs on every thread.
+  const int chunks = (inter + kActChunk - 1) / kActChunk;
+  kernels::ParallelFor(total * chunks, kPieceGrain, [&](int b, int e) {
+    for (int c = b; c < e; ++c) {
+      const size_t r = static_cast<size_t>(c / chunks);
+      const int j0 = (c % chunks) * kActChunk, j1 = std::min(inter, j0 + kActChunk);
+      const float* g = &gu[r * 2 * inter];
       const float* u = g + inter;
-      float* a = &act[static_cast<size_t>(r) * inter];
-      for (int j = 0; j < inter; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
+      float* a = &act[r * inter];
+      for (int j = j0; j < j1; ++j) a[j] = (g[j] / (1.0f + std::exp(-g[j]))) * u[j];
     }
   });
   lw.down->Apply(act.data(), total, tmp.data());

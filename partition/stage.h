@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "partition/huge_pages.h"
 #include "partition/model_config.h"
 
 namespace splitlm::partition {
@@ -155,13 +156,19 @@ class Stage {
   static void ForwardHooked(const std::vector<Stage*>& stages,
                             const std::vector<StageInput>& inputs, const std::vector<float*>& outs);
   void Reserve(int positions);
+  // Layer l's keys, [kv_heads][head_dim][KeyStride(capacity_)], and values,
+  // [kv_heads][capacity_][head_dim], in kv_.
+  float* Keys(size_t l);
+  float* Values(size_t l);
 
   std::shared_ptr<const StageWeights> weights_;
   int max_context_;
   int position_ = 0;
   int capacity_ = 0;
-  // Per layer: k then v, each [kv_heads][capacity_][head_dim].
-  std::vector<std::vector<float>> kv_;
+  // Every layer's keys then values, in one buffer of huge pages: a new
+  // session's cache and each doubling of it fault in a few 2 MiB pages
+  // instead of thousands of small ones.
+  HugePageVector<float> kv_;
   std::vector<double>* part_timer_ = nullptr;
   ComputeHook* compute_hook_ = nullptr;
 };

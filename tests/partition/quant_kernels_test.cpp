@@ -436,6 +436,49 @@ TEST_F(QuantKernels, ActivationQuantisationFollowsItsRule) {
   for (float v : Quant(w, packed, x, 1, nullptr, QuantActs::kInt8)) EXPECT_TRUE(std::isnan(v));
 }
 
+// Every instruction set's quantisation (the vector ones QuantMatMul runs)
+// gives the reference's codes, scales and sums bit for bit: random blocks of
+// every magnitude, ties, all-zero, tiny (below 2^-96 and just above),
+// subnormal, largest-finite, infinite and NaN values, both block sizes.
+TEST_F(QuantKernels, EveryInstructionSetQuantisesActivationsAsTheReference) {
+  std::mt19937 rng(11);
+  const int k = 2048;
+  std::vector<float> x(k);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::uniform_int_distribution<int> exponent(-140, 120), kind(0, 9);
+  for (int trial = 0; trial < 64; ++trial) {
+    for (int b = 0; b < k / 32; ++b) {
+      const float scale = std::ldexp(1.0f, exponent(rng));
+      const int what = kind(rng);
+      for (int j = 0; j < 32; ++j) {
+        float v = u(rng) * scale;
+        if (what == 0) v = 0.0f;
+        if (what == 1) v = std::round(u(rng) * 8.0f) * 0.5f;  // ties at amax 127 / 4
+        if (what == 2 && j == 3) v = std::numeric_limits<float>::max();
+        if (what == 3 && j == 7) v = -std::numeric_limits<float>::infinity();
+        if (what == 4 && j == 30) v = std::numeric_limits<float>::quiet_NaN();
+        if (what == 5) v = u(rng) * 0x1p-96f;                        // below the all-zero bound
+        if (what == 6) v = (j == 0 ? 0x1p-96f : u(rng) * 0x1p-97f);  // at it
+        if (what == 7) v = u(rng) * std::numeric_limits<float>::denorm_min() * 64;
+        x[static_cast<size_t>(b) * 32 + j] = v;
+      }
+    }
+    for (int block : {32, 256}) {
+      std::vector<int8_t> q0(k), q1(k);
+      std::vector<float> d0(k / block), d1(k / block);
+      std::vector<int32_t> s0(k / 16), s1(k / 16);
+      kernels::QuantizeActivations(x.data(), k, block, q0.data(), d0.data(), s0.data());
+      for (kernels::Isa isa : kernels::Isa::Available()) {
+        kernels::QuantizeActivations(isa, x.data(), k, block, q1.data(), d1.data(), s1.data());
+        EXPECT_EQ(q0, q1) << isa.name() << " block " << block << " trial " << trial;
+        EXPECT_EQ(s0, s1) << isa.name() << " block " << block << " trial " << trial;
+        EXPECT_EQ(0, std::memcmp(d0.data(), d1.data(), d0.size() * sizeof(float)))
+            << isa.name() << " block " << block << " trial " << trial;
+      }
+    }
+  }
+}
+
 TEST_F(QuantKernels, Int8UnpackedRowsEqualDequantizeRow) {
   for (uint32_t type : kInt8Types) {
     const Matrix w = Adversarial(type, 21, 2 * kernels::QuantBlockValues(type), 5);
