@@ -11,13 +11,17 @@ namespace {
 constexpr size_t kHugePage = size_t{2} << 20;
 }  // namespace
 
+size_t HugePageAllocationSize(size_t bytes) {
+  return bytes < kHugePage ? bytes : (bytes + kHugePage - 1) / kHugePage * kHugePage;
+}
+
 void* AllocateHugePageMemory(size_t bytes) {
   if (bytes < kHugePage) {
     void* p = std::malloc(bytes == 0 ? 1 : bytes);
     if (p == nullptr) throw std::bad_alloc();
     return p;
   }
-  const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  const size_t rounded = HugePageAllocationSize(bytes);
   void* p = std::aligned_alloc(kHugePage, rounded);
   if (p == nullptr) throw std::bad_alloc();
 #if defined(MADV_HUGEPAGE)

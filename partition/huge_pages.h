@@ -14,6 +14,9 @@ namespace splitlm::partition {
 // Memory for `bytes`, 2 MiB-aligned and advised into huge pages when it spans
 // at least one; freed with FreeHugePageMemory. Throws std::bad_alloc.
 void* AllocateHugePageMemory(size_t bytes);
+// What AllocateHugePageMemory(bytes) takes: `bytes` rounded up to whole
+// 2 MiB pages when it spans one.
+size_t HugePageAllocationSize(size_t bytes);
 void FreeHugePageMemory(void* p) noexcept;
 
 template <typename T>

@@ -396,7 +396,9 @@ size_t Stage::OutputSize(int count) const {
                      : static_cast<size_t>(count) * c.hidden_size;
 }
 
-size_t Stage::kv_bytes() const { return kv_.capacity() * sizeof(float); }
+size_t Stage::kv_bytes() const {
+  return kv_.empty() ? 0 : HugePageAllocationSize(kv_.capacity() * sizeof(float));
+}
 
 namespace {
 

@@ -140,7 +140,8 @@ class Stage {
   // position > this->position().
   void Truncate(int position);
 
-  // Bytes of KV cache allocated (grows in chunks as the sequence does).
+  // Bytes of KV cache allocated, whole huge pages included (grows in chunks
+  // as the sequence does).
   size_t kv_bytes() const;
 
   // Profiling: when set, every Forward adds the microseconds it spends in
