@@ -268,7 +268,8 @@ void QuantMatMul(Isa isa_value, uint32_t type, const uint8_t* packed, int m, int
         isa.quantize_acts(x + r * k, k, block, q + r * k, d + r * (k / block), s + r * (k / 16));
       }
     });
-    ParallelFor(panels, grain, [&](int b, int e) {
+    // Pieces of at least 8 panels: whole tiles of the decode kernels.
+    ParallelFor(panels, std::max(8, grain), [&](int b, int e) {
       isa.quant8_matmul(type, packed, m, k, q, d, s, n, y, ldy, bias, b, e);
     });
     return;

@@ -229,13 +229,14 @@ std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int
 }
 
 // Shapes: m not a multiple of 16 (nor of the tiles), k of one and several
-// blocks.
+// blocks; 597 rows (38 panels) give one input's kernels their 8-, 4- and
+// 1-panel tiles, on one thread and on several.
 struct Shape {
   int m, k;
 };
 std::vector<Shape> Shapes(uint32_t type) {
-  if (kernels::QuantBlockValues(type) == 256) return {{1, 256}, {37, 512}, {70, 256}};
-  return {{1, 32}, {37, 96}, {70, 256}};
+  if (kernels::QuantBlockValues(type) == 256) return {{1, 256}, {37, 512}, {70, 256}, {597, 256}};
+  return {{1, 32}, {37, 96}, {70, 256}, {597, 64}};
 }
 
 class QuantKernels : public ::testing::Test {};
@@ -286,7 +287,7 @@ TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
   for (uint32_t type : kTypes) {
     for (QuantActs acts : {QuantActs::kF32, QuantActs::kInt8}) {
       if (acts == QuantActs::kInt8 && !kernels::HasInt8Kernel(type)) continue;
-      const Matrix w = Quantised(type, 53, 512, 9);
+      const Matrix w = Quantised(type, 213, 512, 9);  // 14 panels: tiles of 8, 4 and 1
       const std::vector<uint8_t> packed = Packed(w, acts);
       const int n = 8;
       const std::vector<float> x = Inputs(n, w.k, 13);
