@@ -471,6 +471,16 @@ inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
 }
 #endif
 
+// Panels one input runs against at once (APanelMatMul) in the formats that
+// gain from more: 8 with AVX-512's 32 registers of 16 floats, where it was
+// measured faster; 4 where 8 panels' accumulators would fill the register
+// file (AVX2: 16 registers of 8 floats; NEON: 32 of 4).
+#if defined(__AVX512F__)
+constexpr int kWideDecodePanels = 8;
+#else
+constexpr int kWideDecodePanels = 4;
+#endif
+
 // ---- Formats: one block of one panel ----
 // kBlock columns; kBytes packed bytes per panel and block: fp16 d[16], then
 // the codes (layouts in kernels_quant.cpp).
@@ -481,7 +491,7 @@ struct AQ8_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 544;
   static constexpr bool kMultiPanel = false;
-  static constexpr int kDecodePanels = 8;
+  static constexpr int kDecodePanels = kWideDecodePanels;
   static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
     return Fma16(ToF(DotQ8_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
@@ -490,7 +500,7 @@ struct AQ4_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 288;
   static constexpr bool kMultiPanel = false;
-  static constexpr int kDecodePanels = 8;
+  static constexpr int kDecodePanels = kWideDecodePanels;
   static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
     return Fma16(ToF(DotQ4_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
@@ -502,7 +512,7 @@ struct AQ4_K {
   static constexpr int kBlock = 256;
   static constexpr size_t kBytes = 2368;
   static constexpr bool kMultiPanel = true;
-  static constexpr int kDecodePanels = 8;
+  static constexpr int kDecodePanels = kWideDecodePanels;
   template <int NP>
   static void Step(const uint8_t* const* g, const int8_t* a, const int32_t* s16, V16 da, V16* acc) {
     I16 total[NP], mins[NP];
@@ -588,9 +598,9 @@ inline void ARun(const uint8_t* packed, int m, int k, const Acts* x, float* y, i
 
 // Panels [p0, p1) for n inputs: groups of 4 inputs x 2 panels; one input
 // against D::kDecodePanels panels at once (decode: each panel its own stream
-// of weights, so more panels keep more reads in flight; a 110m's matrices
-// read Q4_0 ~18% and Q4_K ~9% faster with 8 than with 4 on two threads, Q6_K
-// 13% slower, its 8 would spill registers).
+// of weights, so more panels keep more reads in flight; with AVX-512 VNNI a
+// 110m's matrices read Q4_0 ~18% and Q4_K ~9% faster with 8 than with 4 on
+// two threads, Q6_K 13% slower, its 8 spilling registers).
 template <class D>
 inline void APanelMatMul(const uint8_t* packed, int m, int k, const Acts* x, int n, float* y,
                          int ldy, const float* bias, int p0, int p1) {

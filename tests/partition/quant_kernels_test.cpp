@@ -229,8 +229,8 @@ std::vector<float> Int8Formula(const Matrix& w, const std::vector<float>& x, int
 }
 
 // Shapes: m not a multiple of 16 (nor of the tiles), k of one and several
-// blocks; 597 rows (38 panels) give one input's kernels their 8-, 4- and
-// 1-panel tiles, on one thread and on several.
+// blocks; 597 rows (38 panels) give one input's kernels their 8- (AVX-512),
+// 4- and 1-panel tiles, on one thread and on several.
 struct Shape {
   int m, k;
 };
