@@ -471,14 +471,17 @@ inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
 }
 #endif
 
-// Panels one input runs against at once (APanelMatMul) in the formats that
-// gain from more: 8 with AVX-512's 32 registers of 16 floats, where it was
-// measured faster; 4 where 8 panels' accumulators would fill the register
-// file (AVX2: 16 registers of 8 floats; NEON: 32 of 4).
+// Panels one input runs against at once (APanelMatMul), as measured on a
+// 110m's matrices, 2 threads: 8 with AVX-512 (Q8_0, Q4_0, Q4_K); with AVX2
+// 8 for Q4_0 (+17%; Q8_0 gained nothing, Q4_K lost 9%) and 4 for the
+// others; 4 on the other instruction sets (not measured; NEON's 32
+// registers of 4 floats would hold just 8 panels' accumulators).
 #if defined(__AVX512F__)
-constexpr int kWideDecodePanels = 8;
+constexpr int kWideDecodePanels = 8, kQ4_0DecodePanels = 8;
+#elif defined(__AVX2__) && defined(__FMA__)
+constexpr int kWideDecodePanels = 4, kQ4_0DecodePanels = 8;
 #else
-constexpr int kWideDecodePanels = 4;
+constexpr int kWideDecodePanels = 4, kQ4_0DecodePanels = 4;
 #endif
 
 // ---- Formats: one block of one panel ----
@@ -500,7 +503,7 @@ struct AQ4_0 {
   static constexpr int kBlock = 32;
   static constexpr size_t kBytes = 288;
   static constexpr bool kMultiPanel = false;
-  static constexpr int kDecodePanels = kWideDecodePanels;
+  static constexpr int kDecodePanels = kQ4_0DecodePanels;
   static V16 Step(const uint8_t* g, const int8_t* a, const int32_t* s16, V16 da, V16 acc) {
     return Fma16(ToF(DotQ4_0(g + 32, a, s16[0] + s16[1])), Mul16(Halves16(g), da), acc);
   }
