@@ -471,11 +471,14 @@ inline void DotQ6_KN(const uint8_t* const* g, const int8_t* a, const int32_t* s1
 }
 #endif
 
-// Panels one input runs against at once (APanelMatMul), as measured on a
-// 110m's matrices, 2 threads: 8 with AVX-512 (Q8_0, Q4_0, Q4_K); with AVX2
-// 8 for Q4_0 (+17%; Q8_0 gained nothing, Q4_K lost 9%) and 4 for the
-// others; 4 on the other instruction sets (not measured; NEON's 32
-// registers of 4 floats would hold just 8 panels' accumulators).
+// Panels one input runs against at once (APanelMatMul: each panel its own
+// stream of weights, so more panels keep more reads in flight), as measured
+// on a 110m's matrices, 2 threads: with AVX-512 VNNI 8 for Q8_0, Q4_0 and
+// Q4_K (Q4_0 +18%, Q4_K +9%; AVX-512 without VNNI takes the same, not
+// measured); with AVX2 8 for Q4_0 (+17%; Q8_0 gained nothing, Q4_K lost 9%)
+// and 4 for the others; 4 elsewhere (not measured; NEON's 32 registers of 4
+// floats would hold just 8 panels' accumulators). Q6_K keeps 4 everywhere:
+// with 8 it spilled registers and ran 13% slower.
 #if defined(__AVX512F__)
 constexpr int kWideDecodePanels = 8, kQ4_0DecodePanels = 8;
 #elif defined(__AVX2__) && defined(__FMA__)
@@ -600,10 +603,7 @@ inline void ARun(const uint8_t* packed, int m, int k, const Acts* x, float* y, i
 }
 
 // Panels [p0, p1) for n inputs: groups of 4 inputs x 2 panels; one input
-// against D::kDecodePanels panels at once (decode: each panel its own stream
-// of weights, so more panels keep more reads in flight; with AVX-512 VNNI a
-// 110m's matrices read Q4_0 ~18% and Q4_K ~9% faster with 8 than with 4 on
-// two threads, Q6_K 13% slower, its 8 spilling registers).
+// against D::kDecodePanels panels at once.
 template <class D>
 inline void APanelMatMul(const uint8_t* packed, int m, int k, const Acts* x, int n, float* y,
                          int ldy, const float* bias, int p0, int p1) {

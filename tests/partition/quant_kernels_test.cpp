@@ -287,7 +287,7 @@ TEST_F(QuantKernels, BatchRowEqualsTheRowAloneAndThreadsAgree) {
   for (uint32_t type : kTypes) {
     for (QuantActs acts : {QuantActs::kF32, QuantActs::kInt8}) {
       if (acts == QuantActs::kInt8 && !kernels::HasInt8Kernel(type)) continue;
-      const Matrix w = Quantised(type, 213, 512, 9);  // 14 panels: tiles of 8, 4 and 1
+      const Matrix w = Quantised(type, 213, 512, 9);  // 14 panels: tiles of 8, 4, 1 on one thread
       const std::vector<uint8_t> packed = Packed(w, acts);
       const int n = 8;
       const std::vector<float> x = Inputs(n, w.k, 13);
