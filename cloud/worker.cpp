@@ -318,7 +318,13 @@ struct Worker::Impl {
 
   void Handle(transport::Incoming& in, std::vector<Pending>& batch) {
     using namespace transport;
+    // The sender counts as heard first. With no step queued a sweep is safe,
+    // and sweeping before answering means that once a peer has its answer,
+    // every sweep due by then is done (tests advance a virtual clock and
+    // then look). This holds for a message taken while a batch is being
+    // gathered too: there it is the batch that is empty or not.
     sessions.Heard(in.peer, Now());
+    if (batch.empty()) Sweep();
     if (std::holds_alternative<Heartbeat>(in.message)) return;  // answered by the channel
     if (auto* h = std::get_if<Hello>(&in.message)) {
       Validation v = ValidateHello(hello, *h, options.require_exact);
@@ -727,13 +733,7 @@ void Worker::Run(const std::atomic<bool>& stop, const std::atomic<bool>* drain) 
       impl_->Sweep();  // nothing waiting: every heartbeat has been read
       continue;
     }
-    // Nothing is queued here, so a sweep is safe; the sender counts as heard
-    // first. Sweeping before the answer means that once a peer has its
-    // answer, every sweep due by then is done (tests advance a virtual
-    // clock and then look).
-    impl_->sessions.Heard(in->peer, impl_->Now());
-    impl_->Sweep();
-    impl_->Handle(*in, batch);
+    impl_->Handle(*in, batch);  // sweeps first (the batch is empty here)
     // Take whatever else is waiting, and give the sessions of the previous
     // batch a moment to arrive, so concurrent decode steps share one pass
     // over the weights.
