@@ -1,6 +1,7 @@
 #include "partition/kernels.h"
 #include "partition/kernels_quant.h"
 #include "partition/kernels_table.h"
+#include "partition/thread_pool.h"
 #include "transport/error.h"
 
 #include <ATen/Parallel.h>
@@ -162,32 +163,28 @@ const char* Isa::name() const { return table_->name; }
 
 void ParallelFor(int n, int grain, void (*fn)(void*, int, int), void* ctx) {
   if (n <= 0) return;
-  if (n <= grain) {
-    fn(ctx, 0, n);
-    return;
-  }
   // Up to kPiecesPerThread pieces per thread, each thread taking the next
   // piece when it is done with one: a thread whose core is slower (busy with
-  // another process, or later to wake) takes fewer, where halves fixed in
-  // advance would keep the other waiting. Which thread computes a piece never
-  // changes what it computes.
+  // another process, or later to wake) takes fewer, and the caller never
+  // waits for a thread that has not started (thread_pool.h). Which thread
+  // computes a piece never changes what it computes.
   constexpr int kPiecesPerThread = 4;
   const int threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-  const int pieces = std::min((n + grain - 1) / grain, threads * kPiecesPerThread);
-  if (threads <= 1 || pieces <= threads) {
-    at::parallel_for(0, n, grain, [&](int64_t b, int64_t e) {
-      fn(ctx, static_cast<int>(b), static_cast<int>(e));
-    });
-    return;
-  }
-  std::atomic<int> next{0};
-  at::parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-    for (int p = next.fetch_add(1, std::memory_order_relaxed); p < pieces;
-         p = next.fetch_add(1, std::memory_order_relaxed)) {
-      fn(ctx, static_cast<int>(static_cast<int64_t>(n) * p / pieces),
-         static_cast<int>(static_cast<int64_t>(n) * (p + 1) / pieces));
-    }
-  });
+  const int g = std::max(grain, 1);
+  const int pieces = std::min({(n + g - 1) / g, threads * kPiecesPerThread, kMaxPieces});
+  struct Loop {
+    int n, pieces;
+    void (*fn)(void*, int, int);
+    void* ctx;
+  } loop{n, pieces, fn, ctx};
+  RunPieces(
+      threads, pieces,
+      [](void* c, int p) {
+        const Loop& l = *static_cast<const Loop*>(c);
+        l.fn(l.ctx, static_cast<int>(static_cast<int64_t>(l.n) * p / l.pieces),
+             static_cast<int>(static_cast<int64_t>(l.n) * (p + 1) / l.pieces));
+      },
+      &loop);
 }
 
 size_t PackedSize(int m, int k) { return static_cast<size_t>((m + 15) / 16) * 16 * k; }

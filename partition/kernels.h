@@ -99,9 +99,10 @@ float Dot(Isa isa, const float* a, const float* b, int k);
 void Attend(Isa isa, const float* const* q, int nq, const float* kt, int stride, const float* v,
             const int* t, int hd, float scale, float* const* scores, float* const* out);
 
-// Runs fn(begin, end) over [0, n) on the LibTorch intra-op thread pool, in
-// chunks of at least `grain` that the threads take in turn (which thread
-// runs a chunk varies: fn must not depend on it).
+// Runs fn(begin, end) over [0, n) on as many threads as LibTorch's intra-op
+// setting (at::get_num_threads(), --threads), in chunks of at least `grain`
+// that the threads take in turn (which thread runs a chunk varies: fn must
+// not depend on it). The threads are splitlm's own (thread_pool.h).
 void ParallelFor(int n, int grain, void (*fn)(void* ctx, int begin, int end), void* ctx);
 
 template <typename F>
