@@ -42,7 +42,7 @@ std::vector<KeySpec> BuildSchema() {
        256,
        {},
        "all cores",
-       "compute threads (LibTorch intra-op pool)"},
+       "compute threads (the kernels' pool and LibTorch's intra-op pool)"},
       {"model.weights",
        T::kString,
        0,

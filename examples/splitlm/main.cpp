@@ -41,7 +41,8 @@ struct GlobalFlags {
 };
 
 void AddGlobalFlags(CLI::App& app, GlobalFlags* flags) {
-  app.add_option("--threads", flags->threads, "compute threads (LibTorch intra-op pool)")
+  app.add_option("--threads", flags->threads,
+                 "compute threads (the kernels' pool and LibTorch's intra-op pool)")
       ->check(splitlm::scheduler::flags::Schema("model.threads"))
       ->capture_default_str();
   splitlm::scheduler::flags::AddLogLevel(app, flags->level);
