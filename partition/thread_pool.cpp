@@ -10,7 +10,6 @@
 #include <exception>
 #include <mutex>
 #include <thread>
-#include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -136,11 +135,10 @@ class Pool {
   }
 
   void Grow(int helpers) {
-    while (static_cast<int>(threads_.size()) < helpers) {
-      const int index = static_cast<int>(threads_.size());
-      threads_.emplace_back([this, index] { Loop(index); });
-      pthread_setname_np(threads_.back().native_handle(), "splitlm-kernels");
-      threads_.back().detach();
+    for (; started_ < helpers; ++started_) {
+      std::thread t([this, index = started_] { Loop(index); });
+      pthread_setname_np(t.native_handle(), "splitlm-kernels");
+      t.detach();
     }
   }
 
@@ -195,7 +193,7 @@ class Pool {
   void (*fn_)(void*, int) = nullptr;
   void* ctx_ = nullptr;
   std::exception_ptr error_;  // a pool thread's first exception (under sleep_mu_)
-  std::vector<std::thread> threads_;
+  int started_ = 0;           // pool threads (detached), under run_mu_
   std::mutex sleep_mu_;
   std::condition_variable wake_;
   std::atomic<int> sleepers_{0};
